@@ -1,0 +1,93 @@
+"""The one message vocabulary shared by the data toolkit, the trainer, the server and the flows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Role(StrEnum):
+    SYSTEM = "system"
+    USER = "user"
+    ASSISTANT = "assistant"
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    """One turn of a conversation.
+
+    ``weight`` only matters on assistant messages in training data: 1 (the default) trains on
+    the message, 0 keeps it as context without learning from it.
+    """
+
+    role: Role
+    content: str
+    weight: int | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ChatMessage:
+        """Build from an OpenAI-style dict; assumes the dict was validated (see tunery.data)."""
+        return cls(role=Role(d["role"]), content=content_text(d["content"]), weight=d.get("weight"))
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"role": self.role.value, "content": self.content}
+        if self.weight is not None:
+            d["weight"] = self.weight
+        return d
+
+    @property
+    def trainable(self) -> bool:
+        return self.role is Role.ASSISTANT and self.weight != 0
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """An ordered list of messages: one training example, or one chat request."""
+
+    messages: tuple[ChatMessage, ...] = field(default_factory=tuple)
+
+    @classmethod
+    def from_dicts(cls, messages: list[dict[str, Any]]) -> Conversation:
+        return cls(tuple(ChatMessage.from_dict(m) for m in messages))
+
+    def to_dicts(self, *, with_weights: bool = False) -> list[dict[str, Any]]:
+        out = []
+        for m in self.messages:
+            d = m.to_dict()
+            if not with_weights:
+                d.pop("weight", None)
+            out.append(d)
+        return out
+
+    @property
+    def system(self) -> str | None:
+        return next((m.content for m in self.messages if m.role is Role.SYSTEM), None)
+
+    def with_system(self, system: str | None) -> Conversation:
+        """Replace (or add, or with None keep) the system message."""
+        if system is None:
+            return self
+        rest = tuple(m for m in self.messages if m.role is not Role.SYSTEM)
+        return Conversation((ChatMessage(Role.SYSTEM, system), *rest))
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+    def __iter__(self):
+        return iter(self.messages)
+
+
+def content_text(content: Any) -> str:
+    """Flatten OpenAI message content (a string, or a list of ``{"type": "text", "text": ...}`` parts)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for part in content:
+            if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
+                parts.append(part["text"])
+            else:
+                raise ValueError("only text content parts are supported")
+        return "".join(parts)
+    raise ValueError("content must be a string or a list of text parts")

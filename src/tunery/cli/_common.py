@@ -1,0 +1,77 @@
+"""Shared plumbing for the CLI edge: one rich console, domain errors as one clear line and a
+non-zero exit, never a traceback for bad input."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+from rich.console import Console
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def quiet_libraries() -> None:
+    """Silence the download/loading progress bars and warnings that third-party libraries print."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def fail(message: str, code: int = 1) -> None:
+    err_console.print(f"[bold red]error:[/] {message}")
+    sys.exit(code)
+
+
+def run_cli(group: click.Group) -> None:
+    from tunery.errors import TuneryError
+
+    quiet_libraries()
+    try:
+        group.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except TuneryError as e:
+        fail(str(e), 1)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(0)
+    except Exception as e:  # a bug, not bad input: say so plainly, traceback on request
+        if os.environ.get("TUNERY_DEBUG"):
+            raise
+        fail(f"unexpected {type(e).__name__}: {e} (run with TUNERY_DEBUG=1 for the traceback, and "
+             "please report it)", 2)
+
+
+@contextmanager
+def status(message: str) -> Iterator[Callable[[str], None]]:
+    """A spinner while work runs; yields a function that updates its text."""
+    with console.status(message) as s:
+        yield lambda text: s.update(text)
+
+
+def print_json(obj: Any) -> None:
+    import json
+
+    click.echo(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"

