@@ -106,6 +106,10 @@ MIGRATIONS: list[tuple[str, str]] = [
             meta TEXT NOT NULL DEFAULT '{}'
         );
     """),
+    ("0006_job_training_method", """
+        ALTER TABLE jobs ADD COLUMN training_method TEXT NOT NULL DEFAULT 'lora';
+        ALTER TABLE jobs ADD COLUMN config TEXT;
+    """),
 ]
 
 

@@ -85,14 +85,14 @@ def find(name: str) -> ModelRecord | None:
     rows = db.query("SELECT * FROM models WHERE id=?", (name,))
     if rows:
         return _record(rows[0])
-    rows = db.query("SELECT c.path, c.step, c.created_at, m.* FROM checkpoints c JOIN jobs j ON c.job_id=j.id "
-                    "JOIN models m ON m.id=j.fine_tuned_model WHERE c.fine_tuned_model_checkpoint=?", (name,))
+    rows = db.query("SELECT c.path, c.step, c.created_at, j.model, j.training_method, j.id FROM checkpoints c "
+                    "JOIN jobs j ON c.job_id=j.id WHERE c.fine_tuned_model_checkpoint=?", (name,))
     if rows:
-        r = rows[0]
-        parent = _record(r)
-        return ModelRecord(id=name, kind="fine-tuned", path=Path(r[0]), source=f"checkpoint of {parent.id}",
-                           parent=parent.parent, method=parent.method, created_at=r[2],
-                           meta={**parent.meta, "checkpoint_step": r[1], "checkpoint_of": parent.id})
+        path, step, created, base, method, job_id = tuple(rows[0])
+        base_rec = find(base)
+        return ModelRecord(id=name, kind="fine-tuned", path=Path(path), source=f"checkpoint of {job_id}",
+                           parent=base, method=method, created_at=created,
+                           meta={**(base_rec.meta if base_rec else {}), "checkpoint_step": step, "job": job_id})
     return None
 
 

@@ -1,0 +1,138 @@
+"""Job records, events and checkpoints in the state database, shaped as the OpenAI API shapes
+them (``fine_tuning.job``, ``fine_tuning.job.event``, ``fine_tuning.job.checkpoint``)."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from tunery import db
+from tunery.errors import NotFound
+
+TERMINAL = ("succeeded", "failed", "cancelled")
+ACTIVE = ("validating_files", "queued", "running")
+_JSON = ("hyperparameters", "method", "metadata", "result_files", "error", "config")
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(12)}"
+
+
+def model_name(base: str, suffix: str | None, job_id: str) -> str:
+    """``ft:<base>:<suffix>:<short id>``, as OpenAI names fine-tuned models."""
+    return f"ft:{base}:{suffix or ''}:{job_id[-8:]}"
+
+
+def job_dir(job_id: str):
+    from tunery.home import home
+
+    return home().jobs / job_id
+
+
+def row(job_id: str) -> dict[str, Any]:
+    rows = db.query("SELECT * FROM jobs WHERE id=?", (job_id,))
+    if not rows:
+        raise NotFound(f"no fine-tuning job with id {job_id!r}", param="fine_tuning_job_id",
+                       hint="see `tunery jobs list`")
+    return db.row_to_dict(rows[0], _JSON)
+
+
+def to_openai(r: dict[str, Any]) -> dict[str, Any]:
+    hp = r["hyperparameters"] or {}
+    return {
+        "object": "fine_tuning.job", "id": r["id"], "model": r["model"], "created_at": r["created_at"],
+        "finished_at": r["finished_at"], "fine_tuned_model": r["fine_tuned_model"],
+        "organization_id": "org-local", "result_files": r["result_files"] or [], "status": r["status"],
+        "validation_file": r["validation_file"], "training_file": r["training_file"],
+        "hyperparameters": hp, "trained_tokens": r["trained_tokens"], "error": r["error"],
+        "user_provided_suffix": r["suffix"], "seed": r["seed"], "estimated_finish": r["estimated_finish"],
+        "integrations": [], "metadata": r["metadata"],
+        "method": {"type": "supervised", "supervised": {"hyperparameters": hp}},
+        "training_method": r["training_method"],
+    }
+
+
+def update(job_id: str, **fields: Any) -> None:
+    sets = ", ".join(f"{k}=?" for k in fields)
+    vals = [db.dumps(v) if k in _JSON and v is not None else v for k, v in fields.items()]
+    db.execute(f"UPDATE jobs SET {sets} WHERE id=?", (*vals, job_id))
+
+
+def set_status(job_id: str, status: str, *, only_from: tuple[str, ...] | None = None, **fields: Any) -> bool:
+    """Move a job to ``status`` (atomically, only from the given states); True if it moved."""
+    sets = ", ".join(["status=?", *(f"{k}=?" for k in fields)])
+    vals = [status, *(db.dumps(v) if k in _JSON and v is not None else v for k, v in fields.items())]
+    sql = f"UPDATE jobs SET {sets} WHERE id=?"
+    args: list[Any] = [*vals, job_id]
+    if only_from:
+        sql += f" AND status IN ({','.join('?' * len(only_from))})"
+        args += list(only_from)
+    return db.execute(sql, tuple(args)) > 0
+
+
+def add_event(job_id: str, message: str, *, level: str = "info", type: str = "message",
+              data: dict[str, Any] | None = None) -> dict[str, Any]:
+    eid = new_id("ftevent")
+    created = db.now()
+    db.execute("INSERT INTO job_events (id, job_id, created_at, level, type, message, data) VALUES (?,?,?,?,?,?,?)",
+               (eid, job_id, created, level, type, message, db.dumps(data) if data is not None else None))
+    return {"object": "fine_tuning.job.event", "id": eid, "created_at": created, "level": level,
+            "message": message, "data": data or {}, "type": type}
+
+
+def delete_metric_events_after(job_id: str, step: int) -> None:
+    """On resume, metrics past the checkpoint are recomputed: drop the stale ones so the curve
+    has neither gaps nor duplicates."""
+    db.execute("DELETE FROM job_events WHERE job_id=? AND type='metrics' AND CAST(json_extract(data, '$.step') "
+               "AS INTEGER) > ?", (job_id, step))
+
+
+def events(job_id: str, *, after: str | None = None, limit: int = 20, order: str = "desc"
+           ) -> tuple[list[dict[str, Any]], bool]:
+    row(job_id)
+    direction = "DESC" if order == "desc" else "ASC"
+    sql, args = "SELECT * FROM job_events WHERE job_id=?", [job_id]
+    if after:
+        ref = db.query("SELECT seq FROM job_events WHERE id=? AND job_id=?", (after, job_id))
+        if ref:
+            sql += " AND seq < ?" if direction == "DESC" else " AND seq > ?"
+            args.append(ref[0]["seq"])
+    sql += f" ORDER BY seq {direction} LIMIT ?"
+    args.append(limit + 1)
+    rows = db.query(sql, tuple(args))
+    out = [{"object": "fine_tuning.job.event", "id": r["id"], "created_at": r["created_at"], "level": r["level"],
+            "message": r["message"], "data": db.loads(r["data"], {}), "type": r["type"]} for r in rows[:limit]]
+    return out, len(rows) > limit
+
+
+def add_checkpoint(job_id: str, step: int, path: str, name: str, metrics: dict[str, Any]) -> dict[str, Any]:
+    cid = new_id("ftckpt")
+    db.execute("INSERT INTO checkpoints (id, job_id, step, path, fine_tuned_model_checkpoint, metrics, created_at) "
+               "VALUES (?,?,?,?,?,?,?)", (cid, job_id, step, path, name, db.dumps(metrics), db.now()))
+    return checkpoints(job_id, limit=1)[0][0]
+
+
+def prune_checkpoints(job_id: str, existing_paths: set[str]) -> None:
+    for r in db.query("SELECT id, path FROM checkpoints WHERE job_id=?", (job_id,)):
+        if r["path"] not in existing_paths:
+            db.execute("DELETE FROM checkpoints WHERE id=?", (r["id"],))
+
+
+def checkpoints(job_id: str, *, after: str | None = None, limit: int = 10) -> tuple[list[dict[str, Any]], bool]:
+    row(job_id)
+    sql, args = "SELECT * FROM checkpoints WHERE job_id=?", [job_id]
+    if after:
+        ref = db.query("SELECT step FROM checkpoints WHERE id=?", (after,))
+        if ref:
+            sql += " AND step < ?"
+            args.append(ref[0]["step"])
+    sql += " ORDER BY step DESC LIMIT ?"
+    args.append(limit + 1)
+    rows = db.query(sql, tuple(args))
+    out = []
+    for r in rows[:limit]:
+        m = db.loads(r["metrics"], {})
+        out.append({"object": "fine_tuning.job.checkpoint", "id": r["id"], "created_at": r["created_at"],
+                    "fine_tuned_model_checkpoint": r["fine_tuned_model_checkpoint"], "step_number": r["step"],
+                    "metrics": {k: v for k, v in m.items() if k != "step"}, "fine_tuning_job_id": job_id})
+    return out, len(rows) > limit

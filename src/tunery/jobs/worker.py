@@ -1,0 +1,163 @@
+"""The job worker: validates the files of new jobs, starts queued jobs' training in a child
+process, stops cancelled ones, and resumes jobs whose training process died (the worker or the
+machine went down, or the process was killed) from their last checkpoint.
+
+Several workers may share one home (``tunery serve`` embeds one, ``tunery worker`` runs one):
+claiming a job is an atomic status change, and a running job's training is guarded by its lock
+file (see ``runner``)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+from tunery import db
+from tunery.jobs import store
+from tunery.jobs.runner import EXIT_INTERRUPTED, fail, try_lock
+
+MAX_ATTEMPTS = 3
+
+
+@dataclass
+class _Child:
+    job_id: str
+    proc: subprocess.Popen
+    started: float = field(default_factory=time.monotonic)
+
+
+class Worker:
+    """Runs jobs one at a time (training uses every core). ``start()`` runs it in a thread."""
+
+    def __init__(self, poll_interval: float = 1.0) -> None:
+        self.poll_interval = poll_interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.child: _Child | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> Worker:
+        self._thread = threading.Thread(target=self.run_forever, name="tunery-worker", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, *, timeout: float = 30.0) -> None:
+        """Stop the worker; a training in progress is interrupted and resumes at the next start."""
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout)
+        self._interrupt_child(timeout)
+
+    def run_forever(self, *, exit_when_idle: bool = False) -> None:
+        while not self._stop.is_set():
+            busy = self.run_once()
+            if exit_when_idle and not busy:
+                return
+            self._stop.wait(self.poll_interval)
+
+    # -- one round ---------------------------------------------------------------------------
+    def run_once(self) -> bool:
+        """Do whatever is due; returns True while this worker has work (a child or queued jobs)."""
+        self._watch_child()
+        self._validate_new()
+        if self.child is None:
+            self._resume_orphans()
+        if self.child is None:
+            self._start_next()
+        pending = db.query("SELECT COUNT(*) FROM jobs WHERE status IN ('validating_files','queued')")[0][0]
+        return self.child is not None or pending > 0
+
+    def _watch_child(self) -> None:
+        c = self.child
+        if c is None:
+            return
+        status = store.row(c.job_id)["status"]
+        code = c.proc.poll()
+        if code is None:
+            if status == "cancelled":
+                self._interrupt_child(10.0, sig=signal.SIGTERM)
+            return
+        self.child = None
+        if code == EXIT_INTERRUPTED or (code != 0 and status == "running"):
+            self._requeue(c.job_id, f"Training process ended unexpectedly (exit code {code}); resuming from "
+                                    "the last checkpoint" if code != EXIT_INTERRUPTED else "Training interrupted; "
+                                    "resuming from the last checkpoint")
+
+    def _requeue(self, job_id: str, message: str) -> None:
+        job = store.row(job_id)
+        if job["attempts"] >= MAX_ATTEMPTS:
+            fail(job_id, f"training failed {job['attempts']} times; giving up", code="training_error")
+            return
+        if store.set_status(job_id, "queued", only_from=("running",)):
+            store.add_event(job_id, message, level="warn")
+
+    def _validate_new(self) -> None:
+        from tunery.data import files
+        from tunery.data.validate import validate_bytes
+
+        for r in db.query("SELECT id FROM jobs WHERE status='validating_files' ORDER BY created_at"):
+            job = store.row(r["id"])
+            problems = []
+            for param, purpose in (("training_file", "training"), ("validation_file", "validation")):
+                fid = job[param]
+                if not fid:
+                    continue
+                try:
+                    rep = validate_bytes(files.content(fid), purpose=purpose)
+                except Exception as e:  # missing file on disk and the like
+                    problems.append((param, f"{param} {fid} cannot be read: {e}"))
+                    continue
+                if not rep.ok:
+                    lines = [i.format() if hasattr(i, "format") else str(i) for i in rep.errors]
+                    more = f" (and {len(lines) - 20} more)" if len(lines) > 20 else ""
+                    problems.append((param, f"{param} {fid} is invalid: " + "; ".join(lines[:20]) + more))
+            if problems:
+                fail(job["id"], " | ".join(p for _, p in problems), code="invalid_training_file",
+                     param=problems[0][0])
+            elif store.set_status(job["id"], "queued", only_from=("validating_files",)):
+                store.add_event(job["id"], "Files validated, moving job to queued state")
+
+    def _resume_orphans(self) -> None:
+        """A job marked running whose lock is free has lost its training process."""
+        for r in db.query("SELECT id FROM jobs WHERE status='running' ORDER BY created_at"):
+            lock = try_lock(store.job_dir(r["id"]) / "lock")
+            if lock is not None:
+                lock.close()
+                self._requeue(r["id"], "Training process was lost (worker or machine stopped); resuming from "
+                                       "the last checkpoint")
+
+    def _start_next(self) -> None:
+        rows = db.query("SELECT id FROM jobs WHERE status='queued' ORDER BY created_at LIMIT 1")
+        if not rows:
+            return
+        job_id = rows[0]["id"]
+        if not store.set_status(job_id, "running", only_from=("queued",)):
+            return  # another worker took it
+        job = store.row(job_id)
+        store.update(job_id, attempts=job["attempts"] + 1, started_at=job.get("started_at") or db.now())
+        if job["attempts"] == 0:
+            store.add_event(job_id, "Fine-tuning job started")
+        jdir = store.job_dir(job_id)
+        jdir.mkdir(parents=True, exist_ok=True)
+        log = open(jdir / "train.log", "ab")  # noqa: SIM115 - handed to the child
+        proc = subprocess.Popen([sys.executable, "-m", "tunery.jobs", job_id], stdout=log,
+                                stderr=subprocess.STDOUT, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
+                                start_new_session=True)
+        log.close()
+        store.update(job_id, pid=proc.pid)
+        self.child = _Child(job_id, proc)
+
+    def _interrupt_child(self, timeout: float, sig: int = signal.SIGTERM) -> None:
+        c = self.child
+        if c is None or c.proc.poll() is not None:
+            return
+        c.proc.send_signal(sig)
+        try:
+            c.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            c.proc.kill()
+            c.proc.wait()

@@ -1,0 +1,64 @@
+"""Deterministic batch order and padding-light micro-batches.
+
+Each epoch shuffles the examples with a generator seeded by (seed, epoch), so a resumed job sees
+exactly the batches it would have seen. Inside one optimizer batch, examples are sorted by length
+and cut into micro-batches of about ``micro_batch_tokens`` padded tokens: similar lengths share a
+micro-batch, so little compute goes to padding, and since gradients accumulate over the whole
+batch the optimizer step is unchanged by how it is cut."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from tunery.training.encoding import IGNORE, EncodedExample
+
+if TYPE_CHECKING:
+    import torch
+
+
+def epoch_batches(n_examples: int, batch_size: int, *, seed: int, epoch: int) -> list[list[int]]:
+    order = list(range(n_examples))
+    random.Random(seed * 100_003 + epoch).shuffle(order)
+    return [order[i:i + batch_size] for i in range(0, n_examples, batch_size)]
+
+
+def micro_batches(indices: list[int], examples: list[EncodedExample], max_tokens: int) -> list[list[int]]:
+    by_len = sorted(indices, key=lambda i: (len(examples[i]), i))
+    out: list[list[int]] = []
+    cur: list[int] = []
+    for i in by_len:
+        longest = max(len(examples[i]), *(len(examples[j]) for j in cur)) if cur else len(examples[i])
+        if cur and longest * (len(cur) + 1) > max_tokens:
+            out.append(cur)
+            cur = []
+        cur.append(i)
+    if cur:
+        out.append(cur)
+    return out
+
+
+@dataclass
+class Collated:
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor | None  # None when nothing is padded (the fast causal path)
+    targets: torch.Tensor  # [B, T-1]: the next-token labels, IGNORE where no loss
+    n_tokens: int  # real (unpadded) tokens
+
+
+def collate(batch: list[EncodedExample], pad_id: int, device: torch.device | str = "cpu") -> Collated:
+    import torch
+
+    width = max(len(e) for e in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, e in enumerate(batch):
+        n = len(e)
+        ids[row, :n] = torch.tensor(e.input_ids)
+        labels[row, :n] = torch.tensor(e.labels)
+        mask[row, :n] = 1
+    padded = bool((mask == 0).any())
+    return Collated(input_ids=ids.to(device), attention_mask=mask.to(device) if padded else None,
+                    targets=labels[:, 1:].contiguous().to(device), n_tokens=int(mask.sum()))

@@ -1,0 +1,67 @@
+"""Checkpoints: a loadable adapter (or full model) plus everything needed to resume exactly:
+optimizer, scheduler, RNG states, position in the data, and the metrics so far.
+
+A checkpoint folder is written under a temporary name and renamed into place, so a folder named
+``step-N`` is always whole; ``trainer_state.pt`` inside it is what marks it resumable."""
+
+from __future__ import annotations
+
+import random
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from tunery.home import atomic_dir, atomic_write_json
+
+STATE_FILE = "trainer_state.pt"
+_STEP_RE = re.compile(r"^step-(\d+)$")
+
+
+def save_model(model: Any, out: Path, *, tokenizer: Any = None) -> None:
+    """Adapter weights for a PEFT model, the whole model otherwise (safetensors)."""
+    model.save_pretrained(out, safe_serialization=True)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(out)
+
+
+def save(root: Path, step: int, *, model: Any, tokenizer: Any, state: dict[str, Any],
+         metrics: dict[str, Any], keep: int) -> Path:
+    import torch
+
+    final = root / f"step-{step}"
+    with atomic_dir(final) as tmp:
+        save_model(model, tmp, tokenizer=tokenizer)
+        state = {**state, "rng": {"torch": torch.get_rng_state(), "python": random.getstate()}}
+        torch.save(state, tmp / STATE_FILE)
+        atomic_write_json(tmp / "metrics.json", {"step": step, **metrics})
+    for old in list_checkpoints(root)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def list_checkpoints(root: Path) -> list[Path]:
+    """Complete checkpoints, oldest first."""
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir()
+             if (m := _STEP_RE.match(p.name)) and (p / STATE_FILE).exists()]
+    return [p for _, p in sorted(found)]
+
+
+def latest(root: Path) -> Path | None:
+    cps = list_checkpoints(root)
+    return cps[-1] if cps else None
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    import torch
+
+    return torch.load(path / STATE_FILE, weights_only=False)
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    import torch
+
+    torch.set_rng_state(state["rng"]["torch"])
+    random.setstate(state["rng"]["python"])
