@@ -1,0 +1,179 @@
+"""`tunery data ...`: validate, measure, scrub and split chat JSONL training data."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.markup import escape
+from rich.table import Table
+
+from tunery.cli._common import console, err_console, print_json, status
+
+_FILE = click.Path(path_type=Path, dir_okay=True)
+
+
+@click.group()
+def data() -> None:
+    """Validate, inspect, scrub and split chat JSONL training data.
+
+    \b
+    Each line of a file is one example in the OpenAI/Azure chat format:
+      {"messages": [{"role": "system", "content": "..."},
+                    {"role": "user", "content": "..."},
+                    {"role": "assistant", "content": "..."}]}
+    """
+
+
+@data.command()
+@click.argument("file", type=_FILE)
+@click.option("--model", "-m", default=None,
+              help="Also count tokens with this model's tokenizer and check examples against its context.")
+@click.option("--purpose", type=click.Choice(["training", "validation"]), default="training", show_default=True,
+              help="What the file is for: a training file needs at least 10 examples.")
+@click.option("--limit", default=100, show_default=True, help="Show at most this many problems (0: all).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def validate(file: Path, model: str | None, purpose: str, limit: int, as_json: bool) -> None:
+    """Check FILE and list every problem with its line and field.
+
+    Exits 0 when the file is valid (warnings allowed) and 1 when it has errors.
+    """
+    from tunery.data import validate_file
+
+    if model:
+        with status(f"loading the tokenizer of {model}"):
+            report = validate_file(file, model=model, purpose=purpose)
+    else:
+        report = validate_file(file, purpose=purpose)
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        issues = sorted(report.issues, key=lambda i: i.severity != "error")
+        shown = issues if limit <= 0 else issues[:limit]
+        for issue in shown:
+            color = "red" if issue.severity == "error" else "yellow"
+            console.print(f"[{color}]{issue.severity}[/]  {escape(issue.format())}", soft_wrap=True)
+        if len(shown) < len(issues):
+            console.print(f"... and {len(issues) - len(shown)} more (see them all with --limit 0)")
+        mark = "[green]✓[/]" if report.ok else "[red]✗[/]"
+        console.print(f"{mark} {escape(str(file))}: {report.summary()}", soft_wrap=True)
+    sys.exit(0 if report.ok else 1)
+
+
+@data.command()
+@click.argument("file", type=_FILE)
+@click.option("--model", "-m", default="smollm2-135m-instruct", show_default=True,
+              help="Count tokens with this model's tokenizer and chat template (pulled on first use).")
+@click.option("--n-epochs", default=3, show_default=True, type=click.IntRange(min=1),
+              help="Epochs for the billed-token estimate.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def stats(file: Path, model: str, n_epochs: int, as_json: bool) -> None:
+    """Count examples, turns and tokens in FILE as MODEL sees them.
+
+    Billed tokens follow the OpenAI rule for fine-tuning: every token of every example, once per
+    epoch. Trained tokens are those of assistant messages with weight 1, end-of-turn marker included.
+    """
+    from tunery.data import read_data, token_stats, validate_bytes
+    from tunery.errors import InvalidInput
+    from tunery.models import ensure
+    from tunery.models.loading import load_tokenizer
+
+    report = validate_bytes(read_data(file), purpose="validation")
+    if not report.examples:
+        raise InvalidInput(f"{file} has no valid examples", param="file",
+                           hint=f"run `tunery data validate {file}`")
+    with status(f"loading {model}") as update:
+        rec = ensure(model, progress=update)
+        tokenizer = load_tokenizer(rec)
+        update("counting tokens")
+        result = token_stats(report.conversations, tokenizer, context_length=rec.context_length,
+                             n_epochs=n_epochs)
+    if report.errors:
+        bad_lines = len({i.line for i in report.errors if i.line is not None})
+        err_console.print(f"[yellow]warning:[/] {len(report.errors)} problem(s) on {bad_lines} line(s); only the "
+                          f"{len(report.examples)} valid examples are counted (see `tunery data validate`)")
+    if as_json:
+        print_json({"file": str(file), "model": rec.id, **result.to_dict()})
+        return
+    t = Table(title=f"{escape(str(file))} with {escape(rec.id)}", show_edge=False, header_style="bold")
+    for col, justify in (("", "left"), ("min", "right"), ("median", "right"), ("p95", "right"),
+                         ("max", "right")):
+        t.add_column(col, justify=justify)
+    t.add_row("messages per example", str(result.turns.min), f"{result.turns.median:g}", str(result.turns.p95),
+              str(result.turns.max))
+    t.add_row("tokens per example", str(result.tokens.min), f"{result.tokens.median:g}", str(result.tokens.p95),
+              str(result.tokens.max))
+    console.print(t)
+    console.print(f"[bold]{'examples':>22}[/]  {result.n_examples}")
+    console.print(f"[bold]{'total tokens':>22}[/]  {result.total_tokens:,}")
+    console.print(f"[bold]{'trained tokens':>22}[/]  {result.trained_tokens:,}")
+    console.print(f"[bold]{'billed tokens':>22}[/]  {result.billed_tokens:,} ({result.total_tokens:,} x "
+                  f"{result.n_epochs} epochs)")
+    over = f"[yellow]{result.n_over_context}[/]" if result.n_over_context else "0"
+    console.print(f"[bold]{'over context':>22}[/]  {over} (context {result.context_length:,} tokens)")
+
+
+def _mask(text: str) -> str:
+    """Enough of a finding to recognise it, without printing the personal data itself."""
+    return text[:2] + "*" * max(len(text) - 4, 1) + text[-2:] if len(text) > 4 else "*" * len(text)
+
+
+@data.command()
+@click.argument("file", type=_FILE)
+@click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False),
+              help="Where to write the scrubbed copy (required unless --check).")
+@click.option("--check", is_flag=True, help="Only report; exit 1 when personal data is found.")
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+def scrub(file: Path, output: Path | None, check: bool, as_json: bool) -> None:
+    """Replace personal data in message contents with placeholders such as [EMAIL] and [PHONE].
+
+    Finds e-mail addresses, phone numbers, card numbers (Luhn), IBANs, IP addresses, US SSNs and
+    UK National Insurance numbers. Lines without findings are copied unchanged.
+    """
+    from tunery.data import check_file, scrub_file
+    from tunery.errors import InvalidInput
+
+    if not check and output is None:
+        raise InvalidInput("give an output file with -o OUT, or --check to only report", param="output")
+    if output is not None and output.exists() and output.resolve() == file.resolve():
+        raise InvalidInput("the output would overwrite the input", param="output", hint="choose another -o")
+    report = check_file(file) if check else scrub_file(file, output)
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        for f in report.findings:
+            console.print(f"line {f.line}, {f.field}: [yellow]{f.match.kind}[/] {escape(_mask(f.match.text))}",
+                          soft_wrap=True)
+        if report.plain_text_lines:
+            n = len(report.plain_text_lines)
+            err_console.print(f"[yellow]warning:[/] {n} line(s) are not chat examples and were scanned as plain "
+                              "text (see `tunery data validate`)")
+        counts = ", ".join(f"{n} {kind}" for kind, n in sorted(report.counts.items())) or "nothing"
+        console.print(f"found {counts} on {len(report.lines_with_pii)} of {report.n_lines} lines")
+        if not check:
+            console.print(f"[green]wrote[/] {escape(str(output))}")
+    if check and report.found:
+        sys.exit(1)
+
+
+@data.command()
+@click.argument("file", type=_FILE)
+@click.option("--validation-fraction", "-f", type=float, default=0.1, show_default=True,
+              help="Share of the examples that goes to the validation file, between 0 and 1.")
+@click.option("--seed", type=int, default=42, show_default=True, help="The same seed gives the same split.")
+@click.option("--output-prefix", "-o", "prefix", default=None,
+              help="Write PREFIX.train.jsonl and PREFIX.valid.jsonl (default: beside FILE, named after it).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def split(file: Path, validation_fraction: float, seed: int, prefix: str | None, as_json: bool) -> None:
+    """Split FILE into a training and a validation file, reproducibly."""
+    from tunery.data import default_outputs, split_file
+
+    out_train, out_valid = default_outputs(file, prefix)
+    result = split_file(file, validation_fraction=validation_fraction, seed=seed, out_train=out_train,
+                        out_valid=out_valid)
+    if as_json:
+        print_json(result.to_dict())
+        return
+    console.print(f"[green]wrote[/] {escape(str(result.train_path))} ({result.n_train} examples) and "
+                  f"{escape(str(result.valid_path))} ({result.n_valid} examples)")

@@ -1,0 +1,328 @@
+"""Find and redact personal data in chat training data before it is trained into a model.
+
+Detection is patterns plus checksums, entirely offline: e-mail addresses, phone numbers
+(international ``+CC``/``00CC`` and common national formats), payment card numbers (Luhn), IBANs
+(country length and mod-97), IPv4/IPv6 addresses, US social security numbers and UK National
+Insurance numbers. Each match is replaced by a typed placeholder such as ``[EMAIL]``.
+
+We keep our own patterns rather than depend on a library: presidio needs spaCy models downloaded
+at run time, scrubadub is unmaintained, and the checksum validators of python-stdnum are a few
+lines each here. Patterns lean towards precision: dates, prices, years, version numbers and ISBNs
+must not be redacted, since every false positive damages the training text.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunery.home import atomic_write_bytes
+
+PLACEHOLDERS = {"EMAIL": "[EMAIL]", "PHONE": "[PHONE]", "CARD": "[CARD]", "IBAN": "[IBAN]", "IP": "[IP]",
+                "SSN": "[SSN]", "NI_NUMBER": "[NI_NUMBER]"}
+
+
+@dataclass(frozen=True, slots=True)
+class PiiMatch:
+    kind: str  # a key of PLACEHOLDERS
+    start: int
+    end: int
+    text: str
+
+    @property
+    def placeholder(self) -> str:
+        return PLACEHOLDERS[self.kind]
+
+
+# -- checksums ---------------------------------------------------------------------------------
+
+def luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+# IBAN length per country (SWIFT IBAN registry)
+IBAN_LENGTHS = {
+    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BR": 29,
+    "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "DO": 28, "EE": 20, "EG": 29,
+    "ES": 24, "FI": 18, "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27, "GT": 28,
+    "HR": 21, "HU": 28, "IE": 22, "IL": 23, "IQ": 23, "IS": 26, "IT": 27, "JO": 30, "KW": 30, "KZ": 20,
+    "LB": 28, "LC": 32, "LI": 21, "LT": 20, "LU": 20, "LV": 21, "MC": 27, "MD": 24, "ME": 22, "MK": 19,
+    "MR": 27, "MT": 31, "MU": 30, "NL": 18, "NO": 15, "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29,
+    "RO": 24, "RS": 22, "SA": 24, "SC": 31, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "ST": 25, "SV": 28,
+    "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20,
+}
+
+
+def iban_ok(iban: str) -> bool:
+    """Country length and the ISO 13616 mod-97 check on a compact, upper-case IBAN."""
+    if IBAN_LENGTHS.get(iban[:2]) != len(iban) or not iban.isalnum():
+        return False
+    rearranged = iban[4:] + iban[:4]
+    return int("".join(str(int(ch, 36)) for ch in rearranged)) % 97 == 1
+
+
+# -- patterns ----------------------------------------------------------------------------------
+
+_EMAIL = re.compile(r"(?<![\w.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+"
+                    r"[A-Za-z]{2,24}(?![\w-])")
+# a country code, then the rest in groups of digits that the IBAN length check trims to size
+_IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}")
+# 13-19 digits in groups, with one consistent separator (or none)
+_CARD = re.compile(r"(?<![\w.,+-])\d{4}(?P<sep>[ -]?)\d{2,6}(?:(?P=sep)\d{2,6}){1,3}(?![\w-]|[.,]\d)")
+# the area (000, 666, 9xx), group (00) and serial (0000) that the SSA never issues are excluded
+_SSN = re.compile(r"(?<![\w.,+-])(?!000|666|9)\d{3}(?P<sep>[ -])(?!00)\d{2}(?P=sep)(?!0000)\d{4}(?![\w-]|[.,]\d)")
+# first letter not D F I Q U V; second not D F I O Q U V; prefixes BG GB KN NK NT TN ZZ are not issued
+_NI = re.compile(r"\b(?!BG|GB|KN|NK|NT|TN|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b")
+_IPV4 = re.compile(r"(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+                   r"(?![\w]|\.\d)")
+_IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?"
+                   r"(?![\w:])")
+# +CC or 00CC, an optional "(0)" trunk prefix, then groups of digits (some in parentheses)
+_PHONE_INTL = re.compile(r"(?<![\w+])(?:\+|\b00)[1-9]\d{0,2}(?:[ .-]?\(0\))?(?:[ .-]?\(?\d{1,5}\)?){1,6}"
+                         r"(?![\w-]|[.,]\d)")
+# North American: (212) 555-0123, 212-555-0123, 212.555.0123, 212 555 0123, optionally after "1-"
+_PHONE_NANP = re.compile(r"(?<![\w+.,/-])(?:1[ .-]?)?(?:\([2-9]\d{2}\) ?|[2-9]\d{2}(?P<sep>[ .-]))"
+                         r"[2-9]\d{2}(?(sep)(?P=sep)|[ .-])\d{4}(?![\w-]|[.,/]\d)")
+# national numbers with a trunk 0: 020 7946 0958, 07700 900123, 030/1234567, 01 23 45 67 89, (0161) 496 0000
+_PHONE_TRUNK = re.compile(r"(?<![\w+.,/-])(?:\(0\d{1,4}\) ?|0[1-9]\d{0,3}[ /.-]?)\d{2,4}(?:[ .-]?\d{2,4}){0,3}"
+                          r"(?![\w-]|[.,/]\d)")
+# words before a number that say it is not personal data
+_NOT_PII_CONTEXT = re.compile(r"(?i)\b(?:isbn(?:-1[03])?|issn|version|ver|release|build|v)\.?:?\s*$")
+
+
+def _digits(s: str) -> str:
+    return "".join(ch for ch in s if ch.isdigit())
+
+
+def _emails(text: str) -> Iterator[PiiMatch]:
+    for m in _EMAIL.finditer(text):
+        yield PiiMatch("EMAIL", m.start(), m.end(), m.group())
+
+
+def _ibans(text: str) -> Iterator[PiiMatch]:
+    for m in _IBAN.finditer(text):
+        want = IBAN_LENGTHS.get(m.group()[:2])
+        if want is None:
+            continue
+        # walk the match to where its ``want``-th significant character ends
+        count, end = 0, m.start()
+        for end, ch in enumerate(text[m.start():m.end()], m.start() + 1):  # noqa: B007
+            count += ch != " "
+            if count == want:
+                break
+        if count != want or (end < len(text) and text[end].isalnum()):
+            continue
+        if iban_ok(text[m.start():end].replace(" ", "")):
+            yield PiiMatch("IBAN", m.start(), end, text[m.start():end])
+
+
+# how cards are printed: 4-4-4-4 (most), 4-4-4-4-3 (19 digits), 4-6-5 (Amex), 4-6-4 (Diners)
+_CARD_LAYOUTS = {(4, 4, 4, 4), (4, 4, 4, 4, 3), (4, 6, 5), (4, 6, 4)}
+
+
+def _cards(text: str) -> Iterator[PiiMatch]:
+    for m in _CARD.finditer(text):
+        digits = _digits(m.group())
+        # issuer prefixes start with 2-6 (Mastercard 2-series, Amex/Diners/JCB 3, Visa 4, 5, 6)
+        groups = re.split(r"[ -]", m.group())
+        if len(groups) > 1 and tuple(len(g) for g in groups) not in _CARD_LAYOUTS:
+            continue
+        if len(groups) > 1 and all(len(g) == 4 and 1900 <= int(g) <= 2100 for g in groups):
+            continue  # a list of years, whatever its checksum
+        if 13 <= len(digits) <= 19 and digits[0] in "23456" and luhn_ok(digits):
+            yield PiiMatch("CARD", m.start(), m.end(), m.group())
+
+
+def _simple(kind: str, pattern: re.Pattern[str], check: Callable[[str], bool] | None = None
+            ) -> Callable[[str], Iterator[PiiMatch]]:
+    def find(text: str) -> Iterator[PiiMatch]:
+        for m in pattern.finditer(text):
+            if check is None or check(m.group()):
+                yield PiiMatch(kind, m.start(), m.end(), m.group())
+    return find
+
+
+def _ipv6_ok(s: str) -> bool:
+    try:
+        ipaddress.IPv6Address(s)
+    except ValueError:
+        return False
+    # "abc::def" or "dead::beef" are more often code than addresses: ask for a digit and two groups
+    return any(ch.isdigit() for ch in s) and sum(1 for g in s.split(":") if g) >= 2
+
+
+def _phone_ok(kind: str) -> Callable[[str], bool]:
+    def ok(s: str) -> bool:
+        digits = _digits(s.replace("(0)", ""))
+        if kind == "intl":
+            # "00" is an international prefix, not part of the E.164 number (at most 15 digits)
+            digits = digits[2:] if s.startswith("00") else digits
+            return 8 <= len(digits) <= 15
+        if kind == "trunk":
+            # 9 digits at least: dates (01.02.2023) have 8 and fewer; one kind of separator, so a
+            # date followed by a time or a count ("05.03.2024 10") is not read as one number
+            separators = {ch for ch in s if not ch.isdigit() and ch not in "()"}
+            return 9 <= len(digits) <= 12 and len(set(digits)) > 2 and len(separators) <= 1
+        return True
+    return ok
+
+
+_FINDERS: list[tuple[str, Callable[[str], Iterator[PiiMatch]]]] = [
+    ("EMAIL", _emails),
+    ("IBAN", _ibans),
+    ("CARD", _cards),
+    ("SSN", _simple("SSN", _SSN)),
+    ("NI_NUMBER", _simple("NI_NUMBER", _NI)),
+    ("PHONE", _simple("PHONE", _PHONE_INTL, _phone_ok("intl"))),
+    ("PHONE", _simple("PHONE", _PHONE_NANP)),
+    ("PHONE", _simple("PHONE", _PHONE_TRUNK, _phone_ok("trunk"))),
+    ("IP", _simple("IP", _IPV4)),
+    ("IP", _simple("IP", _IPV6, _ipv6_ok)),
+]
+_PRIORITY = {kind: i for i, kind in enumerate(dict.fromkeys(k for k, _ in _FINDERS))}
+
+
+def find_pii(text: str) -> list[PiiMatch]:
+    """All personal data found in ``text``, in order, without overlaps (the longer match wins, then
+    the kind listed first in PLACEHOLDERS' order of precision)."""
+    found = [m for _, finder in _FINDERS for m in finder(text)
+             if m.kind == "EMAIL" or not _NOT_PII_CONTEXT.search(text[max(0, m.start - 12):m.start])]
+    found.sort(key=lambda m: (m.start, -(m.end - m.start), _PRIORITY[m.kind]))
+    out: list[PiiMatch] = []
+    for m in found:
+        if out and m.start < out[-1].end:
+            continue
+        out.append(m)
+    return out
+
+
+def scrub_text(text: str) -> tuple[str, list[PiiMatch]]:
+    """``text`` with every match replaced by its placeholder, and the matches."""
+    matches = find_pii(text)
+    if not matches:
+        return text, []
+    parts, pos = [], 0
+    for m in matches:
+        parts += [text[pos:m.start], m.placeholder]
+        pos = m.end
+    parts.append(text[pos:])
+    return "".join(parts), matches
+
+
+# -- files -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    line: int
+    field: str  # messages[2].content, or "text" for a line that is not a chat example
+    match: PiiMatch
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"line": self.line, "field": self.field, "kind": self.match.kind, "text": self.match.text}
+
+
+@dataclass
+class ScrubReport:
+    """What was found in a file (and, for :func:`scrub_file`, where the scrubbed copy went)."""
+
+    path: Path
+    n_lines: int = 0
+    findings: list[Finding] = field(default_factory=list)
+    plain_text_lines: list[int] = field(default_factory=list)
+    """Lines that are not chat examples: scanned (and scrubbed) as plain text."""
+    output: Path | None = None
+
+    @property
+    def found(self) -> bool:
+        return bool(self.findings)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return dict(Counter(f.match.kind for f in self.findings))
+
+    @property
+    def lines_with_pii(self) -> list[int]:
+        return sorted({f.line for f in self.findings})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path), "output": str(self.output) if self.output else None,
+                "n_lines": self.n_lines, "counts": self.counts, "lines_with_pii": self.lines_with_pii,
+                "plain_text_lines": self.plain_text_lines, "findings": [f.to_dict() for f in self.findings]}
+
+
+def _scrub_messages(messages: list, line: int, report: ScrubReport) -> bool:
+    """Scrub message contents in place; True when something changed."""
+    changed = False
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict):
+            continue
+        content = m.get("content")
+        targets: list[tuple[str, dict, str]] = []
+        if isinstance(content, str):
+            targets.append((f"messages[{i}].content", m, "content"))
+        elif isinstance(content, list):
+            targets += [(f"messages[{i}].content[{j}].text", part, "text") for j, part in enumerate(content)
+                        if isinstance(part, dict) and isinstance(part.get("text"), str)]
+        for fld, holder, key in targets:
+            new, matches = scrub_text(holder[key])
+            report.findings += [Finding(line, fld, m) for m in matches]
+            if matches:
+                holder[key] = new
+                changed = True
+    return changed
+
+
+def _scrub_lines(data: bytes, report: ScrubReport) -> bytes:
+    out: list[bytes] = []
+    lines = data.split(b"\n")
+    report.n_lines = len(lines) - (lines[-1] == b"")
+    for lineno, raw in enumerate(lines, 1):
+        body = raw.removeprefix(b"\xef\xbb\xbf") if lineno == 1 else raw
+        text = body.decode("utf-8", errors="surrogateescape")
+        try:
+            obj = json.loads(text)
+        except (ValueError, RecursionError):
+            obj = None
+        if isinstance(obj, dict) and isinstance(obj.get("messages"), list):
+            if _scrub_messages(obj["messages"], lineno, report):
+                raw = json.dumps(obj, ensure_ascii=False).encode("utf-8")
+        elif text.strip():
+            # not a chat example: still never let personal data through unscanned
+            report.plain_text_lines.append(lineno)
+            new, matches = scrub_text(text)
+            report.findings += [Finding(lineno, "text", m) for m in matches]
+            if matches:
+                raw = new.encode("utf-8", errors="surrogateescape")
+        out.append(raw)
+    return b"\n".join(out)
+
+
+def check_file(path: str | Path) -> ScrubReport:
+    """Scan a chat JSONL file's message contents for personal data; writes nothing."""
+    from tunery.data.validate import read_data
+
+    report = ScrubReport(Path(path))
+    _scrub_lines(read_data(path), report)
+    return report
+
+
+def scrub_file(src: str | Path, dst: str | Path) -> ScrubReport:
+    """Write ``dst``: ``src`` with personal data in message contents replaced by placeholders. Lines
+    without findings are copied byte for byte; the output appears whole or not at all."""
+    from tunery.data.validate import read_data
+
+    report = ScrubReport(Path(src), output=Path(dst))
+    atomic_write_bytes(Path(dst), _scrub_lines(read_data(src), report))
+    return report
