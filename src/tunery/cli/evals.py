@@ -1,0 +1,168 @@
+"""`tunery eval run|list` and `tunery compare`: thin maps onto ``tunery.evals``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from tunery.cli._common import console, print_json
+
+DEFAULT_COMPARE_EVALUATORS = ("recommends", "ends_with_question")
+
+
+def _system(system: str | None, system_from: Path | None) -> str | None:
+    if system is not None and system_from is not None:
+        raise click.UsageError("give --system or --system-from, not both")
+    if system_from is not None:
+        from tunery.evals import system_from_chat_file
+
+        return system_from_chat_file(system_from)
+    return system
+
+
+def _load_models(refs: tuple[str, ...]) -> dict:
+    # looked up on the module at call time, so tests can swap in scripted models
+    from tunery.serving import resolve
+
+    if len(set(refs)) != len(refs):
+        raise click.UsageError("a model is named twice")
+    return {ref: resolve.get_chat_model(ref) for ref in refs}
+
+
+def _run(build_report, total_hint: int):
+    """Run with a progress bar over the answers being generated."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task("generating", total=total_hint)
+
+        def progress(model: str, done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total, description=f"answering with {model}")
+            if done == total:
+                bar.update(task, description="scoring")
+
+        return build_report(progress)
+
+
+def _common_options(f):
+    options = [
+        click.option("--system", help="System message given to every model with each question."),
+        click.option("--system-from", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="Take the system message from a chat JSONL file (e.g. the training data)."),
+        click.option("--evaluator", "-e", "evaluators", multiple=True, metavar="NAME[:OPTIONS]",
+                     help="An evaluator, repeatable: e.g. recommends, ends_with_question, max_words:80, "
+                          "judge:coherence@MODEL (see `tunery eval list`)."),
+        click.option("--question-key", default="question", show_default=True,
+                     help="Column of the data file that holds the question."),
+        click.option("--max-tokens", type=click.IntRange(1), default=256, show_default=True,
+                     help="Longest answer, in tokens."),
+        click.option("--temperature", type=click.FloatRange(0.0, 2.0), default=0.0, show_default=True,
+                     help="Sampling temperature; 0 is greedy (reproducible)."),
+        click.option("--limit", type=click.IntRange(1), help="Use only the first N questions."),
+        click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+                     help="Report folder (default TUNERY_HOME/reports/<time>-<models>)."),
+        click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of tables."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+@click.group("eval")
+def eval_group() -> None:
+    """Evaluate models on a dataset and write a report."""
+
+
+@eval_group.command("run")
+@click.option("--data", "data", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="JSONL file, one question per line (other columns, e.g. ground_truth, feed evaluators).")
+@click.option("--model", "-m", "models", required=True, multiple=True,
+              help="Model to evaluate, repeatable: a tunery model or deployment, or NAME@http://host/v1.")
+@_common_options
+def run_cmd(data: Path, models: tuple[str, ...], system: str | None, system_from: Path | None,
+            evaluators: tuple[str, ...], question_key: str, max_tokens: int, temperature: float,
+            limit: int | None, out: Path | None, as_json: bool) -> None:
+    """Ask each model every question, score the answers and write a report folder.
+
+    \b
+    The folder holds results.jsonl (every answer with its scores and reasons),
+    summary.json (mean, pass rate and 95% bootstrap interval per model and metric)
+    and report.html (charts and the answers side by side; opens offline).
+
+    \b
+    Example:
+      tunery eval run --data questions.jsonl -m smollm2-135m-instruct -m my-tuned \\
+        --system-from train.jsonl -e recommends -e ends_with_question -e max_words:80
+    """
+    from tunery.evals import load_questions, parse_evaluators, render_terminal_table, run_eval
+    from tunery.serving.base import GenerationParams
+
+    questions = load_questions(data, question_key)[:limit]
+    evals = parse_evaluators(evaluators)
+    sys_msg = _system(system, system_from)
+    chat_models = _load_models(models)
+    params = GenerationParams(temperature=temperature, max_tokens=max_tokens)
+    report = _run(lambda progress: run_eval(questions, chat_models, evals, system=sys_msg, question_key=question_key,
+                                            params=params, out_dir=out, progress=progress),
+                  len(questions) * len(chat_models))
+    if as_json:
+        print_json(report.summary_json() | {"report_dir": str(report.paths["html"].parent)})
+    else:
+        render_terminal_table(report, console)
+
+
+@eval_group.command("list")
+def list_cmd() -> None:
+    """List the evaluators and their options."""
+    from rich.table import Table
+
+    from tunery.evals import EVALUATORS
+
+    t = Table(show_lines=True, header_style="bold")
+    t.add_column("evaluator", no_wrap=True)
+    t.add_column("what it checks")
+    for name, cls in EVALUATORS.items():
+        t.add_row(name, cls.description)
+    console.print(t)
+
+
+@click.command()
+@click.argument("base")
+@click.argument("fine_tuned")
+@click.option("--questions", "questions_file", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="JSONL file with a question per line ({\"question\": ...}).")
+@_common_options
+def compare(base: str, fine_tuned: str, questions_file: Path, system: str | None, system_from: Path | None,
+            evaluators: tuple[str, ...], question_key: str, max_tokens: int, temperature: float,
+            limit: int | None, out: Path | None, as_json: bool) -> None:
+    """Compare a base and a fine-tuned model side by side.
+
+    Both models answer the same questions with the same system message; the terminal shows the
+    answers side by side with a mark per check, and the metric deltas (fine-tuned minus base).
+    The same report is written as HTML. Without -e, the checks are: recommends (no specific
+    hotel/flight/rental car/restaurant) and ends_with_question.
+
+    \b
+    Example:
+      tunery compare smollm2-135m-instruct my-tuned --questions questions.jsonl \\
+        --system-from train.jsonl -e style_similarity:file=train.jsonl
+    """
+    from tunery.evals import compare_models, load_questions, parse_evaluators, render_terminal_table
+    from tunery.serving.base import GenerationParams
+
+    questions = load_questions(questions_file, question_key)[:limit]
+    evals = parse_evaluators(evaluators or DEFAULT_COMPARE_EVALUATORS)
+    sys_msg = _system(system, system_from)
+    chat_models = _load_models((base, fine_tuned))
+    params = GenerationParams(temperature=temperature, max_tokens=max_tokens)
+    report = _run(lambda progress: compare_models(chat_models[base], chat_models[fine_tuned], questions, sys_msg,
+                                                  evals, question_key=question_key, params=params, out_dir=out,
+                                                  progress=progress),
+                  2 * len(questions))
+    if as_json:
+        print_json(report.summary_json() | {"report_dir": str(report.paths["html"].parent)})
+    else:
+        render_terminal_table(report, console)

@@ -1,0 +1,174 @@
+"""Semantic similarity with sentence embeddings (all-MiniLM-L6-v2, offline): against a reference
+answer in each row (``similarity``), or against a set of texts in a given style, e.g. the
+assistant answers of the training data (``style_similarity``).
+
+Scores are cosine similarities, in practice 0-1 for this model (about 0.75 for close
+paraphrases, below 0.2 for unrelated sentences). The pass thresholds are rules of thumb; set
+them with ``threshold=``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from tunery.errors import InvalidInput, NotFound
+from tunery.evals.base import (
+    EvalResult,
+    Evaluator,
+    Row,
+    RowScore,
+    parse_number,
+    parse_options,
+    reference_key,
+    text_of,
+)
+
+
+class Similarity(Evaluator):
+    kind = "similarity"
+    description = ("Cosine similarity of sentence embeddings between the answer and the reference column "
+                   "(ref=COLUMN, default ground_truth); passes at threshold (default 0.5).")
+    _has_ref_option: ClassVar[bool] = True
+
+    def __init__(self, *, ref: str | None = None, threshold: float = 0.5, name: str | None = None) -> None:
+        super().__init__(name)
+        self.ref = ref
+        self.threshold = threshold
+        self._key = ref or "ground_truth"
+
+    @classmethod
+    def from_spec(cls, options: str) -> Evaluator:
+        _, kw = parse_options(options, allowed=("ref", "threshold"), evaluator=cls.kind)
+        threshold = parse_number(kw.get("threshold", "0.5"), option="threshold", evaluator=cls.kind)
+        return cls(ref=kw.get("ref"), threshold=threshold, name=f"{cls.kind}:{options}" if options else cls.kind)
+
+    @property
+    def required_columns(self) -> tuple[str, ...]:
+        return (self._key,)
+
+    @property
+    def meta(self) -> dict:
+        return {"embedder": "all-MiniLM-L6-v2", "threshold": self.threshold}
+
+    def check_columns(self, rows: Sequence[Row]) -> None:
+        self._key = reference_key(rows, self.ref)
+        super().check_columns(rows)
+
+    def evaluate(self, rows: Sequence[Row]) -> EvalResult:
+        from tunery.evals.embeddings import embed
+
+        self.check_columns(rows)
+        answers = [text_of(r, "answer") for r in rows]
+        refs = [text_of(r, self._key) for r in rows]
+        todo = [i for i, (a, b) in enumerate(zip(answers, refs, strict=True)) if a.strip() and b.strip()]
+        vectors = embed([answers[i] for i in todo] + [refs[i] for i in todo])
+        sims = dict(zip(todo, (vectors[: len(todo)] * vectors[len(todo):]).sum(axis=1), strict=True))
+        per_row = []
+        for i, (a, b) in enumerate(zip(answers, refs, strict=True)):
+            if not b.strip():
+                per_row.append(RowScore(None, None, f"empty reference in column {self._key!r}: not scored"))
+            elif not a.strip():
+                per_row.append(RowScore(0.0, False, "empty answer"))
+            else:
+                s = float(sims[i])
+                per_row.append(RowScore(s, s >= self.threshold, f"cosine {s:.3f} to the reference "
+                                                                 f"({'≥' if s >= self.threshold else '<'} {self.threshold})"))
+        return self.result(per_row)
+
+
+def load_reference_texts(path: Path) -> list[str]:
+    """Texts in the target style from a JSONL file: the assistant messages of chat rows
+    (``{"messages": [...]}``), or the ``text``/``answer``/``completion`` field of other rows."""
+    path = Path(path)
+    if not path.is_file():
+        raise NotFound(f"reference file {path} does not exist", param="evaluator")
+    texts: list[str] = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as e:
+            raise InvalidInput(f"{path}, line {n}: not JSON ({e})", param="evaluator") from None
+        if not isinstance(row, dict):
+            raise InvalidInput(f"{path}, line {n}: expected a JSON object", param="evaluator")
+        if isinstance(row.get("messages"), list):
+            texts += [m["content"] for m in row["messages"] if isinstance(m, dict) and m.get("role") == "assistant"
+                      and isinstance(m.get("content"), str) and m["content"].strip()]
+            continue
+        for key in ("text", "answer", "completion"):
+            if isinstance(row.get(key), str) and row[key].strip():
+                texts.append(row[key])
+                break
+    if not texts:
+        raise InvalidInput(f"{path} holds no reference texts", param="evaluator",
+                           hint="use chat JSONL with assistant messages, or rows with a 'text' field")
+    return texts
+
+
+class StyleSimilarity(Evaluator):
+    kind = "style_similarity"
+    description = ("How close each answer is to a set of texts in the target style, e.g. the training "
+                   "data's assistant answers: style_similarity:file=train.jsonl[,agg=max|mean][,threshold=0.5]. "
+                   "max = cosine to the nearest reference; mean = average cosine to all.")
+
+    def __init__(self, references: Sequence[str], *, agg: str = "max", threshold: float = 0.5,
+                 source: str = "", name: str | None = None) -> None:
+        super().__init__(name)
+        if agg not in ("max", "mean"):
+            raise InvalidInput(f"evaluator 'style_similarity': agg must be max or mean, got {agg!r}", param="evaluator")
+        refs = [r for r in references if r.strip()]
+        if not refs:
+            raise InvalidInput("evaluator 'style_similarity' needs at least one non-empty reference text",
+                               param="evaluator")
+        self.references = refs
+        self.agg = agg
+        self.threshold = threshold
+        self.source = source
+        self._ref_vectors: np.ndarray | None = None
+
+    @classmethod
+    def from_spec(cls, options: str) -> Evaluator:
+        positional, kw = parse_options(options, allowed=("file", "agg", "threshold"), evaluator=cls.kind)
+        file = kw.get("file") or (positional[0] if positional else "")
+        if not file:
+            raise InvalidInput("evaluator 'style_similarity' needs a reference file",
+                               param="evaluator", hint="style_similarity:file=train.jsonl")
+        threshold = parse_number(kw.get("threshold", "0.5"), option="threshold", evaluator=cls.kind)
+        # the label names the file, not its whole path, so tables and charts stay readable
+        label = ",".join([Path(file).name] + [f"{k}={v}" for k, v in kw.items() if k != "file"])
+        return cls(load_reference_texts(Path(file)), agg=kw.get("agg", "max"), threshold=threshold, source=file,
+                   name=f"{cls.kind}:{label}")
+
+    @property
+    def meta(self) -> dict:
+        return {"embedder": "all-MiniLM-L6-v2", "references": len(self.references), "source": self.source,
+                "agg": self.agg, "threshold": self.threshold}
+
+    def evaluate(self, rows: Sequence[Row]) -> EvalResult:
+        from tunery.evals.embeddings import embed
+
+        if self._ref_vectors is None:
+            self._ref_vectors = embed(self.references)
+        answers = [text_of(r, "answer") for r in rows]
+        todo = [i for i, a in enumerate(answers) if a.strip()]
+        sims = embed([answers[i] for i in todo]) @ self._ref_vectors.T if todo else np.zeros((0, 0))
+        position = {i: k for k, i in enumerate(todo)}
+        per_row = []
+        for i in range(len(answers)):
+            if i not in position:
+                per_row.append(RowScore(0.0, False, "empty answer"))
+                continue
+            row_sims = sims[position[i]]
+            s = float(row_sims.max() if self.agg == "max" else row_sims.mean())
+            nearest = int(row_sims.argmax())
+            example = self.references[nearest][:50] + ("…" if len(self.references[nearest]) > 50 else "")
+            why = (f"cosine {s:.3f} to the nearest of {len(self.references)} references ({example!r})"
+                   if self.agg == "max" else f"mean cosine {s:.3f} to {len(self.references)} references")
+            per_row.append(RowScore(s, s >= self.threshold, why))
+        return self.result(per_row)
