@@ -96,7 +96,7 @@ def stats(file: Path, model: str, n_epochs: int, as_json: bool) -> None:
     if as_json:
         print_json({"file": str(file), "model": rec.id, **result.to_dict()})
         return
-    t = Table(title=f"{escape(str(file))} with {escape(rec.id)}", show_edge=False, header_style="bold")
+    t = Table(title=f"{escape(file.name)} with {escape(rec.id)}", show_edge=False, header_style="bold")
     for col, justify in (("", "left"), ("min", "right"), ("median", "right"), ("p95", "right"),
                          ("max", "right")):
         t.add_column(col, justify=justify)

@@ -1,0 +1,72 @@
+"""Deterministic train/validation split."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from chatlines import good_lines, jsonl
+
+from tunery.data import default_outputs, split_file, split_lines
+from tunery.errors import InvalidInput
+
+
+def _src(tmp_path: Path, n: int = 20) -> Path:
+    path = tmp_path / "trips.jsonl"
+    path.write_bytes(jsonl(good_lines(n)))
+    return path
+
+
+def test_same_seed_same_split_and_nothing_lost(tmp_path: Path):
+    src = _src(tmp_path)
+    a = split_file(src, validation_fraction=0.25, seed=7)
+    first = (a.train_path.read_bytes(), a.valid_path.read_bytes())
+    b = split_file(src, validation_fraction=0.25, seed=7)
+    assert (b.train_path.read_bytes(), b.valid_path.read_bytes()) == first
+    assert (a.n_train, a.n_valid) == (15, 5)
+    train, valid = (p.read_bytes().splitlines() for p in (a.train_path, a.valid_path))
+    original = src.read_bytes().splitlines()
+    assert sorted(train + valid) == sorted(original)
+    assert train == [x for x in original if x in train]  # each side keeps the input's order
+    assert a.train_path == tmp_path / "trips.train.jsonl" and a.valid_path == tmp_path / "trips.valid.jsonl"
+
+
+def test_different_seeds_differ():
+    lines = [str(i).encode() for i in range(50)]
+    splits = {tuple(split_lines(lines, validation_fraction=0.2, seed=s)[1]) for s in range(5)}
+    assert len(splits) > 1
+
+
+@pytest.mark.parametrize(("n", "fraction", "expected"), [(2, 0.01, (1, 1)), (2, 0.99, (1, 1)), (10, 0.1, (9, 1)),
+                                                          (3, 0.5, (1, 2))])
+def test_each_side_gets_at_least_one(n, fraction, expected):
+    train, valid = split_lines([str(i).encode() for i in range(n)], validation_fraction=fraction, seed=0)
+    assert (len(train), len(valid)) == expected
+
+
+@pytest.mark.parametrize("fraction", [0, 1, -0.1, 1.5, math.nan])
+def test_fraction_outside_zero_one_is_refused(tmp_path: Path, fraction):
+    with pytest.raises(InvalidInput, match="between 0 and 1") as exc:
+        split_file(_src(tmp_path), validation_fraction=fraction, seed=0)
+    assert exc.value.param == "validation_fraction"
+
+
+def test_too_few_examples_and_blank_lines(tmp_path: Path):
+    one = tmp_path / "one.jsonl"
+    one.write_bytes(b"\xef\xbb\xbf" + jsonl(good_lines(1)) + b"\n\n")
+    with pytest.raises(InvalidInput, match="cannot split 1 example"):
+        split_file(one, validation_fraction=0.5, seed=0)
+
+
+def test_refuses_to_overwrite_the_input(tmp_path: Path):
+    src = _src(tmp_path)
+    with pytest.raises(InvalidInput, match="is the input file"):
+        split_file(src, validation_fraction=0.5, seed=0, out_train=src, out_valid=tmp_path / "v.jsonl")
+    assert src.read_bytes() == jsonl(good_lines(20))
+
+
+def test_default_outputs_and_prefix(tmp_path: Path):
+    assert default_outputs(tmp_path / "a.jsonl") == (tmp_path / "a.train.jsonl", tmp_path / "a.valid.jsonl")
+    assert default_outputs(tmp_path / "a.txt", tmp_path / "out/x") == (tmp_path / "out/x.train.jsonl",
+                                                                        tmp_path / "out/x.valid.jsonl")
