@@ -151,3 +151,16 @@ def test_load_examples_raises_with_the_first_errors_and_the_count():
     assert "error: line 20, messages" in err.message and "line 21," not in err.message
     assert err.message.endswith("... and 10 more")
     assert "tunery data validate" in str(err)
+
+
+@pytest.mark.slow
+def test_reference_file_with_smollm2(smollm2, shared_data: Path):
+    from tunery.data import token_stats
+    from tunery.models.loading import load_tokenizer
+
+    report = validate_file(shared_data / "travel-finetune-hotel.jsonl", model="smollm2-135m-instruct")
+    assert report.ok and not report.issues
+    assert (report.context_length, report.max_seq_length) == (8192, 2048)
+    stats = token_stats(report.conversations, load_tokenizer("smollm2-135m-instruct"), context_length=8192)
+    assert stats.total_tokens == sum(report.token_counts.values())
+    assert 0 < stats.trained_tokens < stats.total_tokens and stats.n_over_context == 0

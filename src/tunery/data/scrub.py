@@ -191,13 +191,17 @@ _FINDERS: list[tuple[str, Callable[[str], Iterator[PiiMatch]]]] = [
     ("IP", _simple("IP", _IPV4)),
     ("IP", _simple("IP", _IPV6, _ipv6_ok)),
 ]
+_DIGIT = re.compile(r"\d")
 _PRIORITY = {kind: i for i, kind in enumerate(dict.fromkeys(k for k, _ in _FINDERS))}
 
 
 def find_pii(text: str) -> list[PiiMatch]:
     """All personal data found in ``text``, in order, without overlaps (the longer match wins, then
     the kind listed first in PLACEHOLDERS' order of precision)."""
-    found = [m for _, finder in _FINDERS for m in finder(text)
+    # every kind but e-mail needs a digit, and e-mail needs an "@": most chat text skips most patterns
+    has_digit, has_at = _DIGIT.search(text) is not None, "@" in text
+    finders = [f for kind, f in _FINDERS if (has_at if kind == "EMAIL" else has_digit)]
+    found = [m for finder in finders for m in finder(text)
              if m.kind == "EMAIL" or not _NOT_PII_CONTEXT.search(text[max(0, m.start - 12):m.start])]
     found.sort(key=lambda m: (m.start, -(m.end - m.start), _PRIORITY[m.kind]))
     out: list[PiiMatch] = []
