@@ -1,0 +1,112 @@
+"""LoRA adapters attached to one copy of a base model's weights.
+
+The base weights are loaded once; each fine-tune is a named PEFT adapter injected beside them,
+loaded on first use and evicted least-recently-used when there are too many or free memory runs
+short. A batch may mix adapters: PEFT routes each row through its own adapter (``adapter_names``)
+and rows of the base model through none. All methods run on the engine's thread, between forward
+passes, because loading and deleting adapters mutates the model in place.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections import Counter, OrderedDict
+from itertools import count
+from pathlib import Path
+from typing import Any
+
+from tunery.errors import InvalidInput
+from tunery.serving.engine import Adapter
+
+log = logging.getLogger(__name__)
+
+BASE = "__base__"  # PEFT's name for "no adapter" in a mixed batch
+
+
+def available_memory() -> int | None:
+    """Bytes the kernel says can be allocated without swapping (None where unknown)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+class AdapterPool:
+    def __init__(self, model: Any, *, max_adapters: int | None = None, min_free_bytes: int | None = None) -> None:
+        self.base = model
+        self.peft: Any = None
+        self.max_adapters = max_adapters or int(os.environ.get("TUNERY_MAX_ADAPTERS", "8"))
+        self.min_free_bytes = (min_free_bytes if min_free_bytes is not None
+                               else int(os.environ.get("TUNERY_MIN_FREE_MB", "256")) * 2**20)
+        self._loaded: OrderedDict[str, str] = OrderedDict()  # adapter key -> PEFT name, oldest first
+        self._in_use: Counter[str] = Counter()
+        self._names = count()
+
+    @property
+    def model(self) -> Any:
+        """The module to call: the PEFT wrapper once an adapter was ever loaded, else the base."""
+        return self.peft if self.peft is not None else self.base
+
+    @property
+    def loaded(self) -> list[str]:
+        return list(self._loaded)
+
+    def acquire(self, adapter: Adapter | None) -> str:
+        """The PEFT name to route a row through, loading the adapter on first use."""
+        if adapter is None:
+            return BASE
+        name = self._loaded.get(adapter.key)
+        if name is None:
+            name = f"a{next(self._names)}"
+            self._load(adapter.path, name)
+            self._loaded[adapter.key] = name
+            # evict only after the new one loaded: PEFT cannot be left with no adapter at all
+            self._make_room(keep=adapter.key)
+        self._loaded.move_to_end(adapter.key)
+        self._in_use[name] += 1
+        return name
+
+    def release(self, name: str) -> None:
+        if name != BASE:
+            self._in_use[name] -= 1
+            if self._in_use[name] <= 0:
+                del self._in_use[name]
+
+    def forward_kwargs(self, names: list[str]) -> dict[str, Any]:
+        return {"adapter_names": names} if self.peft is not None else {}
+
+    def _load(self, path: Path, name: str) -> None:
+        import torch
+        from peft import PeftModel
+
+        if not (Path(path) / "adapter_config.json").exists():
+            raise InvalidInput(f"{path} is not a LoRA adapter folder (no adapter_config.json)", param="model")
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PEFT's deprecation chatter from transformers
+            if self.peft is None:
+                self.peft = PeftModel.from_pretrained(self.base, str(path), adapter_name=name, is_trainable=False)
+            else:
+                self.peft.load_adapter(str(path), adapter_name=name, is_trainable=False)
+        self.peft.eval()
+
+    def _make_room(self, keep: str) -> None:
+        idle = [k for k, n in self._loaded.items() if k != keep and not self._in_use.get(n)]
+        while idle and (len(self._loaded) > self.max_adapters or self._memory_short()):
+            self.evict(idle.pop(0))
+
+    def _memory_short(self) -> bool:
+        free = available_memory()
+        return free is not None and free < self.min_free_bytes
+
+    def evict(self, key: str) -> None:
+        name = self._loaded.pop(key)
+        log.info("evicting LoRA adapter %s (%s)", key, name)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "adapter was active, setting another": expected here
+            self.peft.delete_adapter(name)

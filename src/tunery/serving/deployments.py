@@ -1,0 +1,103 @@
+"""Deployments, as in Azure AI Foundry: a name under which a base model, a fine-tune or a
+checkpoint is served, with a tokens-per-minute limit and a content-filter level.
+
+A deployment name is usable wherever a model name is (``model`` in chat completions, ``tunery
+chat``, flows). It cannot shadow a registered model's name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from tunery import db
+from tunery.errors import Conflict, InvalidInput, NotFound
+from tunery.models import registry
+from tunery.models.registry import NAME_RE
+from tunery.serving.content_filter import LEVELS, ContentFilter
+
+
+@dataclass(frozen=True)
+class Deployment:
+    name: str
+    model: str
+    tpm: int | None = None
+    content_filter: str = "default"
+    created_at: int = 0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def blocklist(self) -> list[str]:
+        return list(self.meta.get("blocklist") or [])
+
+    def filter(self) -> ContentFilter:
+        return ContentFilter(self.content_filter, self.blocklist)
+
+    def to_openai(self) -> dict[str, Any]:
+        return {"id": self.name, "object": "deployment", "name": self.name, "model": self.model,
+                "tpm": self.tpm, "content_filter": self.content_filter, "blocklist": self.blocklist,
+                "created_at": self.created_at, "status": "succeeded"}
+
+    def to_model(self) -> dict[str, Any]:
+        """The entry for ``GET /v1/models``."""
+        return {"id": self.name, "object": "model", "created": self.created_at, "owned_by": "deployment",
+                "parent": self.model, "root": self.model, "kind": "deployment"}
+
+
+def _record(row) -> Deployment:
+    return Deployment(name=row["name"], model=row["model"], tpm=row["tpm"], content_filter=row["content_filter"],
+                      created_at=row["created_at"], meta=db.loads(row["meta"], {}))
+
+
+def create(name: str, model: str, *, tpm: int | None = None, content_filter: str = "default",
+           blocklist: list[str] | None = None) -> Deployment:
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise InvalidInput(f"invalid deployment name {name!r}: use letters, digits and . _ - : (up to 128)",
+                           param="name")
+    registry.get(model)  # NotFound names the model
+    if tpm is not None and (isinstance(tpm, bool) or not isinstance(tpm, int) or tpm < 1):
+        raise InvalidInput(f"tpm must be a positive whole number of tokens per minute, not {tpm!r}", param="tpm")
+    if content_filter not in LEVELS:
+        raise InvalidInput(f"content_filter must be one of {', '.join(LEVELS)}, not {content_filter!r}",
+                           param="content_filter")
+    terms = [t for t in (blocklist or []) if isinstance(t, str) and t.strip()]
+    if len(terms) != len(blocklist or []):
+        raise InvalidInput("blocklist must be a list of non-empty strings", param="blocklist")
+    if registry.find(name) is not None:
+        raise Conflict(f"{name!r} is already the name of a model", param="name",
+                       hint="pick a deployment name that is not a model name")
+    conn = db.connect()
+    try:
+        conn.execute("INSERT INTO deployments (name, model, tpm, content_filter, created_at, meta) "
+                     "VALUES (?, ?, ?, ?, ?, ?)",
+                     (name, model, tpm, content_filter, db.now(), db.dumps({"blocklist": terms} if terms else {})))
+    except db.sqlite3.IntegrityError as e:
+        raise Conflict(f"a deployment named {name!r} already exists", param="name",
+                       hint=f"delete it first (`tunery deployments delete {name}`) or pick another name") from e
+    finally:
+        conn.close()
+    return get(name)
+
+
+def find(name: str) -> Deployment | None:
+    rows = db.query("SELECT * FROM deployments WHERE name=?", (name,))
+    return _record(rows[0]) if rows else None
+
+
+def get(name: str) -> Deployment:
+    dep = find(name)
+    if dep is None:
+        raise NotFound(f"no deployment named {name!r}", param="name", hint="see `tunery deployments list`")
+    return dep
+
+
+def list_deployments() -> list[Deployment]:
+    return [_record(r) for r in db.query("SELECT * FROM deployments ORDER BY created_at, name")]
+
+
+def delete(name: str) -> Deployment:
+    dep = get(name)
+    db.execute("DELETE FROM deployments WHERE name=?", (name,))
+    from tunery.serving.ratelimit import limiter
+
+    limiter.reset(name)
+    return dep

@@ -1,0 +1,158 @@
+"""The inference-engine contract: what the server and ``LocalChatModel`` hand to an engine, and
+what comes back.
+
+An engine owns one copy of a model's weights and turns token-id prompts into streamed text. It is
+deliberately narrow (``submit`` a request whose ``emit`` callback receives ``Delta`` events, and
+``close``) so that the PyTorch engine (``torch_engine``), the ONNX Runtime engine and, on GPU, a
+vLLM engine can sit behind the same routes: chat templates, context checks, ``n`` choices,
+deployments and rate limits all live above it, in ``tunery.serving.manager`` and ``local``.
+
+The text helpers here (incremental detokenization and stop-string hold-back) are shared by any
+engine that decodes token by token.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """A LoRA adapter to apply on top of the engine's base weights. ``key`` identifies it (the
+    same key means the same weights); ``path`` is a PEFT adapter folder."""
+
+    key: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class Delta:
+    """One event of one choice: new text, and on the last event a ``finish_reason`` ("stop" or
+    "length") or an ``error``. ``completion_tokens`` counts every token generated so far,
+    including the end-of-turn token when the model emitted one."""
+
+    index: int
+    text: str = ""
+    completion_tokens: int = 0
+    finish_reason: str | None = None
+    error: BaseException | None = None
+
+    @property
+    def final(self) -> bool:
+        return self.finish_reason is not None or self.error is not None
+
+
+@dataclass
+class EngineRequest:
+    """One choice to generate. ``max_tokens`` is already resolved (it fits the context), and
+    ``seed`` is always set: each request samples from its own generator, so the same seed gives
+    the same answer however requests happen to be batched together."""
+
+    prompt_ids: list[int]
+    max_tokens: int
+    emit: Callable[[Delta], None]
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int = 0
+    stop: tuple[str, ...] = ()
+    adapter: Adapter | None = None
+    index: int = 0
+    ignore_eos: bool = False
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """What an engine provides. ``submit`` must return at once (work happens on the engine's own
+    thread or event loop) and must eventually call ``request.emit`` with a final ``Delta``."""
+
+    context_length: int
+
+    def submit(self, request: EngineRequest) -> None: ...
+
+    def busy(self) -> bool:
+        """True while any request is queued or running (an idle engine may be unloaded)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class IncrementalDecoder:
+    """Turns a growing list of token ids into text deltas without re-emitting text and without
+    ever emitting half of a multi-byte character (the offsets trick of TGI and vLLM)."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self._tok = tokenizer
+        self.ids: list[int] = []
+        self._prefix = 0
+        self._read = 0
+
+    def _decode(self, ids: Sequence[int]) -> str:
+        return self._tok.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+    def push(self, token_id: int) -> str:
+        self.ids.append(token_id)
+        prefix_text = self._decode(self.ids[self._prefix:self._read])
+        new_text = self._decode(self.ids[self._prefix:])
+        if len(new_text) > len(prefix_text) and not new_text.endswith("\ufffd"):
+            self._prefix, self._read = self._read, len(self.ids)
+            return new_text[len(prefix_text):]
+        return ""
+
+    def flush(self) -> str:
+        """Whatever is still held back (an incomplete character at the very end)."""
+        prefix_text = self._decode(self.ids[self._prefix:self._read])
+        new_text = self._decode(self.ids[self._prefix:])
+        self._prefix = self._read = len(self.ids)
+        return new_text[len(prefix_text):]
+
+
+class StopText:
+    """Assembles streamed text and cuts it at the first stop string. Text that could be the start
+    of a stop string is held back until it is clear, so a stop string never leaks to a client."""
+
+    def __init__(self, stop: Sequence[str] = ()) -> None:
+        self.stop = tuple(s for s in stop if s)
+        self.text = ""
+        self._sent = 0
+        self.stopped = False
+
+    def push(self, delta: str) -> str:
+        """Add text; return the part that is safe to send now."""
+        if self.stopped or not delta:
+            return ""
+        if not self.stop:
+            self.text += delta
+            self._sent = len(self.text)
+            return delta
+        start = max(0, len(self.text) - max(len(s) for s in self.stop) + 1)
+        self.text += delta
+        hits = [i for i in (self.text.find(s, start) for s in self.stop) if i >= 0]
+        if hits:
+            cut = min(hits)
+            out = self.text[self._sent:cut]
+            self.text = self.text[:cut]
+            self._sent = cut
+            self.stopped = True
+            return out
+        end = len(self.text) - self._held()
+        out = self.text[self._sent:end]
+        self._sent = max(self._sent, end)
+        return out
+
+    def _held(self) -> int:
+        for k in range(min(len(self.text), max(len(s) for s in self.stop) - 1), 0, -1):
+            tail = self.text[-k:]
+            if any(s.startswith(tail) for s in self.stop):
+                return k
+        return 0
+
+    def flush(self) -> str:
+        """The held-back tail, once generation ended without completing a stop string."""
+        out = self.text[self._sent:]
+        self._sent = len(self.text)
+        return out

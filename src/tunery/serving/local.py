@@ -1,0 +1,158 @@
+"""``LocalChatModel``: the ChatModel contract over the process-wide engine manager, for any
+registered model, checkpoint or deployment name.
+
+A deployment name brings its policy along: the content filter screens prompts and answers, and
+its tokens-per-minute limit books the tokens of every call, wherever the call comes from (the
+server, ``tunery chat``, a flow).
+
+:meth:`LocalChatModel.start` does every check (model, context, filter, rate limit) and starts the
+generation before it returns, so a caller such as the server can answer an error with the right
+status before it commits to a streamed response.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from collections.abc import Iterator, Sequence
+
+from tunery.chat import ChatMessage
+from tunery.errors import TuneryError
+from tunery.serving.base import Completion, CompletionChunk, GenerationParams, Usage
+from tunery.serving.content_filter import AnswerFilter, ContentFilter
+from tunery.serving.engine import Delta, EngineRequest
+from tunery.serving.manager import manager
+
+
+class GenerationFailed(TuneryError):
+    status_code = 500
+    error_type = "server_error"
+    code = "generation_failed"
+
+
+class ChatRun:
+    """A started generation: iterate it for ``CompletionChunk``s (choices interleaved, each
+    ending with a ``finish_reason``; the last chunk carries ``usage``). Closing it early, or
+    :meth:`cancel`, stops the work on the engine."""
+
+    def __init__(self, requests: list[EngineRequest], events: queue.Queue[Delta], prompt_tokens: int,
+                 model: str, answer_filter: ContentFilter | None, deployment: str | None) -> None:
+        self.requests = requests
+        self.prompt_tokens = prompt_tokens
+        self.model = model
+        self.created = int(time.time())
+        self._events = events
+        self._filters: dict[int, AnswerFilter] = ({r.index: answer_filter.answer() for r in requests}
+                                                  if answer_filter is not None and answer_filter.active else {})
+        self._deployment = deployment
+        self._completion: dict[int, int] = {}
+        self._finished = False
+        self.finish_reasons: list[str] = ["stop" for _ in requests]
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(self._completion.values())
+
+    def __iter__(self) -> Iterator[CompletionChunk]:
+        open_choices = {r.index for r in self.requests}
+        try:
+            while open_choices:
+                d = self._events.get()
+                self._completion[d.index] = max(self._completion.get(d.index, 0), d.completion_tokens)
+                if d.index not in open_choices:
+                    continue  # a choice cut by the content filter still reports its end
+                if d.error is not None:
+                    raise GenerationFailed(f"generation failed: {d.error}") from d.error
+                text, finish = d.text, d.finish_reason
+                flt = self._filters.get(d.index)
+                if flt is not None:
+                    text = flt.push(text, final=finish is not None)
+                    if flt.blocked:
+                        self.requests[d.index].cancelled.set()
+                        finish = "content_filter"
+                if text:
+                    yield CompletionChunk(text=text, index=d.index)
+                if finish is not None:
+                    open_choices.discard(d.index)
+                    yield CompletionChunk(finish_reason=finish, index=d.index)  # type: ignore[arg-type]
+            self._finished = True
+            yield CompletionChunk(usage=self.usage)
+        finally:
+            self.close()
+
+    @property
+    def usage(self) -> Usage:
+        return Usage(self.prompt_tokens, self.completion_tokens)
+
+    def cancel(self) -> None:
+        for r in self.requests:
+            r.cancelled.set()
+
+    def close(self) -> None:
+        """Stop unfinished work and book the completion tokens against the deployment's limit."""
+        if not self._finished:
+            self.cancel()
+        if self._deployment is not None:
+            from tunery.serving.ratelimit import limiter
+
+            limiter.add(self._deployment, self.completion_tokens)
+            self._deployment = None
+
+    def collect(self) -> Completion:
+        """Run to the end; ``finish_reasons`` then holds every choice's reason."""
+        texts = ["" for _ in self.requests]
+        for chunk in self:
+            texts[chunk.index] += chunk.text
+            if chunk.finish_reason is not None:
+                self.finish_reasons[chunk.index] = chunk.finish_reason
+        return Completion(text=texts[0], finish_reason=self.finish_reasons[0],  # type: ignore[arg-type]
+                          usage=self.usage, model=self.model, choices=tuple(texts))
+
+
+class LocalChatModel:
+    """A registered model, checkpoint or deployment, served in this process."""
+
+    can_stream = True
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def start(self, messages: Sequence[ChatMessage], params: GenerationParams, *,
+              ignore_eos: bool = False) -> ChatRun:
+        from tunery.serving import deployments
+        from tunery.serving.ratelimit import limiter
+
+        dep = deployments.find(self.name)
+        flt = dep.filter() if dep is not None else None
+        mgr = manager()
+        target = mgr.target(dep.model if dep is not None else self.name)
+        if flt is not None:
+            flt.check_prompt(messages)
+        prompt_ids = mgr.encode(target, messages)
+        if dep is not None and dep.tpm:
+            limiter.acquire(dep.name, dep.tpm, len(prompt_ids))
+        events: queue.Queue[Delta] = queue.Queue()
+        requests = mgr.submit(target, prompt_ids, params, events.put, ignore_eos=ignore_eos)
+        return ChatRun(requests, events, len(prompt_ids), self.name, flt,
+                       dep.name if dep is not None and dep.tpm else None)
+
+    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        """Prompt tokens of ``messages`` through this model's chat template."""
+        from tunery.serving import deployments
+
+        dep = deployments.find(self.name)
+        mgr = manager()
+        return len(mgr.encode(mgr.target(dep.model if dep else self.name), messages))
+
+    def generate(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Completion:
+        return self.start(messages, params).collect()
+
+    def stream(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Iterator[CompletionChunk]:
+        run = self.start(messages, params)
+        try:
+            yield from run
+        finally:
+            run.close()
+
+    def __repr__(self) -> str:
+        return f"LocalChatModel({self.name!r})"

@@ -1,0 +1,212 @@
+"""The PyTorch engine: continuous batching must not change what a request generates, sampling is
+per-request reproducible, and LoRA adapters share one copy of the base weights."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tunery.serving.engine import Adapter, Delta, EngineRequest
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model_dir, tokenizer):
+    from tunery.serving.torch_engine import TorchEngine
+
+    eng = TorchEngine(tiny_model_dir, tokenizer, [tokenizer.eos_token_id], max_adapters=1)
+    yield eng
+    eng.close()
+
+
+@pytest.fixture(scope="module")
+def hf_model(tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+
+
+def prompt(tokenizer, text: str) -> list[int]:
+    rendered = tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
+                                             tokenize=False)
+    return tokenizer(rendered, add_special_tokens=False)["input_ids"]
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.q: queue.Queue[Delta] = queue.Queue()
+        self.deltas: list[Delta] = []
+
+    def wait(self) -> Delta:
+        while True:
+            d = self.q.get(timeout=60)
+            self.deltas.append(d)
+            if d.final:
+                return d
+
+    @property
+    def text(self) -> str:
+        return "".join(d.text for d in self.deltas)
+
+
+def submit(engine, ids, **kw) -> Sink:
+    sink = Sink()
+    engine.submit(EngineRequest(prompt_ids=ids, emit=sink.q.put, **{"max_tokens": 12, **kw}))
+    return sink
+
+
+def reference(model, ids: list[int], n: int, seed: int, temperature: float = 1.0, top_p: float = 1.0,
+              adapter_model=None) -> list[int]:
+    """What sampling must produce, computed the slow way: the whole sequence again at every step,
+    no cache, no batch."""
+    import torch
+
+    from tunery.serving.torch_engine import sample_token
+
+    m = adapter_model or model
+    gen = torch.Generator().manual_seed(seed)
+    seq = list(ids)
+    with torch.inference_mode():
+        for _ in range(n):
+            logits = m(input_ids=torch.tensor([seq])).logits[0, -1]
+            seq.append(sample_token(logits, temperature, top_p, gen))
+    return seq[len(ids):]
+
+
+def test_concurrent_requests_generate_what_each_would_alone(engine, tokenizer, hf_model):
+    """Prompts of different lengths join one batch (left-padded caches, per-row positions) and
+    leave it at different times; every row must still match the no-cache reference."""
+    texts = ["Hi", "What is the best time of year to travel to Kyoto?", "Rome", "Tell me about trains and buses"]
+    ids = [prompt(tokenizer, t) for t in texts]
+    lengths = [10, 4, 12, 7]
+    sinks = [submit(engine, i, max_tokens=n, seed=100 + k, ignore_eos=True)
+             for k, (i, n) in enumerate(zip(ids, lengths, strict=True))]
+    for k, sink in enumerate(sinks):
+        last = sink.wait()
+        assert last.finish_reason == "length" and last.completion_tokens == lengths[k]
+        want = reference(hf_model, ids[k], lengths[k], seed=100 + k)
+        assert sink.text == tokenizer.decode(want, skip_special_tokens=True)
+
+
+def test_greedy_matches_transformers_generate(engine, tokenizer, hf_model):
+    import torch
+
+    ids = prompt(tokenizer, "Where would you like to go next?")
+    sink = submit(engine, ids, max_tokens=8, temperature=0.0, ignore_eos=True)
+    sink.wait()
+    out = hf_model.generate(torch.tensor([ids]), max_new_tokens=8, min_new_tokens=8, do_sample=False)
+    assert sink.text == tokenizer.decode(out[0, len(ids):], skip_special_tokens=True)
+
+
+def test_same_seed_same_answer_different_seed_different_answer(engine, tokenizer):
+    ids = prompt(tokenizer, "Hello!")
+    a = [submit(engine, ids, seed=7, top_p=0.9) for _ in range(3)]  # batched together
+    b = submit(engine, ids, seed=8, top_p=0.9)
+    for s in (*a, b):
+        s.wait()
+    assert a[0].text == a[1].text == a[2].text
+    assert b.text != a[0].text
+
+
+def test_stop_ids_finish_with_stop(tiny_model_dir, tokenizer):
+    """Make every token a stop token: the first sampled token ends the answer, counted, no text."""
+    from tunery.serving.torch_engine import TorchEngine
+
+    eng = TorchEngine(tiny_model_dir, tokenizer, list(range(len(tokenizer))))
+    try:
+        sink = submit(eng, prompt(tokenizer, "Hi"), max_tokens=5)
+        last = sink.wait()
+        assert (last.finish_reason, last.completion_tokens, sink.text) == ("stop", 1, "")
+    finally:
+        eng.close()
+
+
+def test_stop_string_cuts_the_answer(engine, tokenizer):
+    ids = prompt(tokenizer, "Hi")
+    full = submit(engine, ids, max_tokens=20, seed=3, ignore_eos=True)
+    full.wait()
+    text = full.text
+    cut = next((i for i in range(3, len(text)) if not text[i].isspace() and text[i] != "\ufffd"), None)
+    if cut is None:
+        pytest.skip("the random model produced no usable text")
+    stop = text[cut:cut + 2]
+    sink = submit(engine, ids, max_tokens=20, seed=3, ignore_eos=True, stop=(stop,))
+    last = sink.wait()
+    assert last.finish_reason == "stop"
+    assert sink.text == text[:text.index(stop)]
+    assert stop not in sink.text
+
+
+def test_cancel_ends_a_request_with_an_error(engine, tokenizer):
+    sink = Sink()
+    req = EngineRequest(prompt_ids=prompt(tokenizer, "Hi"), max_tokens=10_000, emit=sink.q.put, ignore_eos=True)
+    engine.submit(req)
+    sink.q.put(sink.q.get(timeout=60))  # started
+    req.cancelled.set()
+    last = sink.wait()
+    assert last.error is not None and last.completion_tokens < 10_000
+
+
+def _adapter(path: Path) -> Adapter:
+    return Adapter(key=str(path), path=path)
+
+
+def test_lora_rows_use_their_adapter_beside_base_rows(engine, tokenizer, hf_model, lora_dirs):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    ids = prompt(tokenizer, "Rome or Paris?")
+    sinks = {name: submit(engine, ids, seed=5, max_tokens=8, ignore_eos=True, adapter=adapter)
+             for name, adapter in [("base", None), ("lora", _adapter(lora_dirs[0]))]}
+    for s in sinks.values():
+        s.wait()
+    ft = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(hf_model.name_or_path), lora_dirs[0]).eval()
+    assert sinks["base"].text == tokenizer.decode(reference(hf_model, ids, 8, 5), skip_special_tokens=True)
+    assert sinks["lora"].text == tokenizer.decode(reference(hf_model, ids, 8, 5, adapter_model=ft),
+                                                  skip_special_tokens=True)
+    assert sinks["lora"].text != sinks["base"].text
+    assert engine.adapters.base is not None and engine.adapters.peft.base_model.model is engine.adapters.base
+
+
+def test_idle_adapters_are_evicted_least_recently_used(engine, tokenizer, lora_dirs):
+    ids = prompt(tokenizer, "Hi")
+    for d in (lora_dirs[0], lora_dirs[1], lora_dirs[0]):  # max_adapters=1 on this engine
+        submit(engine, ids, max_tokens=2, adapter=_adapter(d)).wait()
+        assert engine.adapters.loaded == [str(d)]
+
+
+def test_a_broken_adapter_fails_only_its_request(engine, tokenizer, tmp_path):
+    ids = prompt(tokenizer, "Hi")
+    bad = submit(engine, ids, adapter=_adapter(tmp_path))
+    good = submit(engine, ids, max_tokens=3)
+    assert bad.wait().error is not None
+    assert good.wait().finish_reason in ("stop", "length")
+
+
+def test_many_threads_submitting_at_once(engine, tokenizer):
+    ids = prompt(tokenizer, "Hi")
+    results: list[Delta] = []
+
+    def one(seed: int) -> None:
+        results.append(submit(engine, ids, max_tokens=5, seed=seed, ignore_eos=True).wait())
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(20)]  # more than max_batch
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(results) == 20 and all(r.completion_tokens == 5 for r in results)
+    deadline = time.monotonic() + 30  # the loop finishes its step just after the last answer
+    while engine.busy() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not engine.busy() and engine._rows == [] and engine._cache is None
