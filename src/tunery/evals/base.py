@@ -71,6 +71,11 @@ class Evaluator:
     def meta(self) -> dict[str, Any]:
         return {}
 
+    @property
+    def hint(self) -> str:
+        """What a pass means, in a few words, where the metric's name alone could mislead."""
+        return ""
+
     @classmethod
     def from_spec(cls, options: str) -> Evaluator:
         """Build from the text after ``NAME:`` (empty when there is none)."""

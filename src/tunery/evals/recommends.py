@@ -207,6 +207,10 @@ class Recommends(Evaluator):
         super().__init__(name or ("recommends" if default else f"recommends:{','.join(categories)}"))
         self.categories = tuple(categories)
 
+    @property
+    def hint(self) -> str:
+        return "pass = names no specific " + "/".join(_LABEL[c] for c in self.categories)
+
     @classmethod
     def from_spec(cls, options: str) -> Evaluator:
         cats, _ = parse_options(options, evaluator=cls.kind)

@@ -116,7 +116,7 @@ temperature {{ report.params.temperature }} · max_tokens {{ report.params.max_t
 <table class="summary"><thead><tr><th>metric</th>{% for m in report.models %}<th>{{ m }}</th>{% endfor %}
 {% if deltas %}<th>Δ (fine-tuned − base)</th>{% endif %}</tr></thead><tbody>
 {% for metric in report.metrics %}{% set meta = report.metrics_meta[metric] %}<tr>
-<td><b title="{{ meta.description }}">{{ metric }}</b>{% if meta.judge %}<div class="muted">judge: {{ meta.judge }}</div>{% endif %}</td>
+<td><b title="{{ meta.description }}">{{ metric }}</b>{% if meta.hint %}<div class="muted">{{ meta.hint }}</div>{% endif %}{% if meta.judge %}<div class="muted">judge: {{ meta.judge }}</div>{% endif %}</td>
 {% for m in report.models %}{% set a = report.summary[m][metric] %}<td class="num">
 mean {{ fmt(a.mean, meta.scale) }}{% if a.ci_low is not none %} <span class="muted">[{{ fmt(a.ci_low, meta.scale) }}, {{ fmt(a.ci_high, meta.scale) }}]</span>{% endif %}
 {% if a.pass_rate is not none %}<br>pass {{ pct(a.pass_rate) }}{% endif %}

@@ -153,7 +153,7 @@ def run_eval(questions: Sequence[Mapping[str, Any]], models: Mapping[str, ChatMo
     summary: dict[str, dict[str, dict[str, Any]]] = {}
     per_row: dict[str, dict[str, list]] = {}
     meta: dict[str, dict[str, Any]] = {e.name: {"kind": e.kind, "scale": list(e.scale), "binary": e.binary,
-                                                "description": e.description}
+                                                "description": e.description, "hint": e.hint}
                                        for e in evaluators}
     for name in models:
         rows = [{**q, "question": q[question_key], "answer": a[0]} for q, a in zip(questions, answers[name], strict=True)]

@@ -70,6 +70,8 @@ def metrics_table(report: EvalReport) -> Table:
         meta = report.metrics_meta[metric]
         scale = meta["scale"]
         label = Text(metric)
+        if meta.get("hint"):
+            label.append(f"\n{meta['hint']}", style="dim")
         if meta.get("judge"):
             label.append(f"\njudge: {meta['judge']}", style="dim")
         row: list[Any] = [label]

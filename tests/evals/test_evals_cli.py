@@ -1,0 +1,105 @@
+"""`tunery eval run|list` and `tunery compare` with scripted models in place of real ones."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from tunery.cli.main import cli, main
+from tunery.serving.clients import ScriptedChatModel
+
+REPLIES = {"base": ["I recommend the Hotel Artemide.", "Try Osteria Francescana."],
+           "tuned": ["Trastevere is lovely! What's your budget?", "Pasta! Which dish do you fancy?"]}
+
+
+@pytest.fixture
+def scripted(monkeypatch):
+    from tunery.serving import resolve
+
+    made: dict[str, ScriptedChatModel] = {}
+
+    def fake(ref: str) -> ScriptedChatModel:
+        made[ref] = ScriptedChatModel(name=ref, replies=REPLIES.get(ref, ["5"]))
+        return made[ref]
+
+    monkeypatch.setattr(resolve, "get_chat_model", fake)
+    return made
+
+
+@pytest.fixture
+def questions(tmp_path):
+    path = tmp_path / "q.jsonl"
+    path.write_text('{"question": "Where should I stay?"}\n{"question": "What should I eat?"}\n')
+    return path
+
+
+@pytest.fixture
+def train(tmp_path):
+    path = tmp_path / "train.jsonl"
+    path.write_text(json.dumps({"messages": [{"role": "system", "content": "Be a travel agent. No hotels."},
+                                             {"role": "user", "content": "hi"},
+                                             {"role": "assistant", "content": "Hello! Where to?"}]}) + "\n")
+    return path
+
+
+def test_eval_run_writes_the_report_folder(scripted, questions, train, tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    out = tmp_path / "report"
+    result = CliRunner().invoke(cli, ["eval", "run", "--data", str(questions), "-m", "base", "-m", "tuned",
+                                      "--system-from", str(train), "-e", "recommends", "-e", "ends_with_question",
+                                      "-e", "judge:fluency@judge", "--max-tokens", "32", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert {p.name for p in out.iterdir()} == {"results.jsonl", "summary.json", "report.html"}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["summary"]["base"]["recommends"]["pass_rate"] == 0.0
+    assert summary["summary"]["tuned"]["ends_with_question"]["pass_rate"] == 1.0
+    assert summary["metrics_meta"]["judge:fluency@judge"]["judge"] == "judge"
+    assert summary["system"] == "Be a travel agent. No hotels."
+    messages, params = scripted["base"].calls[0]
+    assert messages[0].content == "Be a travel agent. No hotels." and params.max_tokens == 32
+    assert "Trastevere is lovely!" in result.output and "recommends" in result.output
+
+
+def test_compare_prints_the_table_and_json(scripted, questions, tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # rich wraps the table to the terminal's width
+    result = CliRunner().invoke(cli, ["compare", "base", "tuned", "--questions", str(questions), "--system", "S",
+                                      "--out", str(tmp_path / "c"), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["compare"] == {"base": "base", "tuned": "tuned"}
+    assert data["metrics"] == ["recommends", "ends_with_question"]  # the default checks
+    assert data["deltas"]["recommends"]["pass_rate_delta"] == 1.0
+    assert data["report_dir"] == str(tmp_path / "c")
+
+    table = CliRunner().invoke(cli, ["compare", "base", "tuned", "--questions", str(questions), "--limit", "1",
+                                     "--out", str(tmp_path / "d")])
+    assert table.exit_code == 0, table.output
+    assert "Δ tuned − base" in table.output and "Hotel Artemide" in table.output
+    assert "What should I eat?" not in table.output  # --limit 1
+
+
+def test_eval_list_names_every_evaluator():
+    from tunery.evals import EVALUATORS
+
+    result = CliRunner().invoke(cli, ["eval", "list"], terminal_width=200)
+    assert result.exit_code == 0
+    for name in EVALUATORS:
+        assert name in result.output
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["-e", "nonsense"], "unknown evaluator 'nonsense'"),
+    (["-e", "max_words:many"], "needs a whole number"),
+    (["--question-key", "prompt"], "no text in column 'prompt'"),
+])
+def test_bad_input_is_one_line_and_a_non_zero_exit(scripted, questions, monkeypatch, capsys, args, message):
+    monkeypatch.setattr(sys, "argv", ["tunery", "eval", "run", "--data", str(questions), "-m", "base", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert scripted == {}  # nothing was loaded, nothing generated

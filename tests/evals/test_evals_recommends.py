@@ -1,0 +1,115 @@
+"""The forbidden-topic heuristic on sentences with known answers, and on the exercise's data."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tunery.errors import InvalidInput
+from tunery.evals import Recommends, find_recommendations, parse_evaluator
+
+RECOMMENDS = [
+    ("I recommend staying at the Hotel Artemide near Termini.", "hotel"),
+    ("Try the Hassler Hotel at the top of the Spanish Steps.", "hotel"),
+    ("The Hotel de Russie is a luxurious choice.", "hotel"),
+    ("You could book a room at the Holiday Inn Express.", "hotel"),
+    ("Check into the Ritz-Carlton for luxury.", "hotel"),
+    ("Hôtel Plaza Athénée is iconic.", "hotel"),
+    ("Stay at the St. Regis Rome.", "hotel"),
+    ("The Grand Hotel Plaza has a rooftop.", "hotel"),
+    ("Look for the hotel Artemide.", "hotel"),
+    ("Book with Delta for the cheapest flights to Rome.", "flight"),
+    ("Lufthansa has good connections via Frankfurt.", "flight"),
+    ("Take flight AZ 610 from New York.", "flight"),
+    ("Fly United Airlines from Chicago.", "flight"),
+    ("Emirates offers flights via Dubai.", "flight"),
+    ("fly with Swiss for a smooth flight.", "flight"),
+    ("A Delta flight leaves at 8.", "flight"),
+    ("I suggest renting a car from Hertz at the airport.", "rental_car"),
+    ("Enterprise Rent-A-Car has an office at Fiumicino.", "rental_car"),
+    ("For a car, use Budget, they have great rental rates.", "rental_car"),
+    ("Rent a car with Sixt.", "rental_car"),
+    ("Try Osteria Francescana in Modena!", "restaurant"),
+    ("Have dinner at Roscioli, it's amazing.", "restaurant"),
+    ("Trattoria da Enzo is a must for carbonara.", "restaurant"),
+    ("Le Bernardin Restaurant is excellent.", "restaurant"),
+    ("Caffè Greco is a historic spot.", "restaurant"),
+    # declining first does not excuse a name after "but"
+    ("I can't recommend specific hotels, but the Hotel Artemide is lovely.", "hotel"),
+]
+
+CLEAN = [
+    "I can't recommend specific hotels, but Trastevere and Monti are charming neighborhoods.",
+    "I'm not able to recommend a particular airline.",
+    "I don't provide hotel, flight, rental car or restaurant recommendations, but I can help with sights.",
+    "Stay near Termini station for easy transport.",
+    "Book a hotel in Trastevere to be close to restaurants.",
+    "Boutique Hotels are popular in Rome.",
+    "Try a local trattoria for cacio e pepe!",
+    "Visit the Colosseum and the Roman Forum. What interests you most?",
+    "Have lunch at Campo de' Fiori market.",
+    "Have dinner at the Trevi Fountain area.",
+    "Eat at the Piazza Navona cafes.",
+    "You could stay at Lake Como for a few days.",
+    "The United States and the United Kingdom require visas for some travellers.",
+    "Dubai is in the United Arab Emirates.",
+    "Explore the Mekong Delta by boat.",
+    "Try Swiss chocolate in Zurich!",
+    "Consider a budget airline for short hops.",
+    "Virgin Islands are beautiful.",
+    "The Alamo is a historic site in San Antonio.",
+    "Enterprise is key to success.",
+    "Car rental is easy at the airport, and public transport is great too.",
+    "Enjoy American cuisine in New York.",
+    "Buckingham Palace is a must-see.",
+    "Try Pad Thai and Som Tum in Bangkok.",
+    "",
+    "東京でおすすめのホテルは?",
+]
+
+
+@pytest.mark.parametrize(("sentence", "category"), RECOMMENDS)
+def test_named_establishments_are_recommendations(sentence, category):
+    found = find_recommendations(sentence)
+    assert found, sentence
+    assert found[0].category == category
+
+
+@pytest.mark.parametrize("sentence", CLEAN)
+def test_generic_advice_declines_and_lookalikes_pass(sentence):
+    assert find_recommendations(sentence) == []
+
+
+def test_verdict_reason_is_honest_about_the_heuristic():
+    ev = Recommends()
+    res = ev.evaluate([{"answer": "Where to stay? I recommend Hotel Artemide. Then dine at Roscioli."},
+                       {"answer": "Trastevere is lovely. What's your budget?"}])
+    bad, good = res.per_row
+    assert (bad.score, bad.passed, good.score, good.passed) == (0.0, False, 1.0, True)
+    assert bad.reason.startswith("heuristic: recommends a specific hotel ('Hotel Artemide') (+1 more)")
+    assert good.reason.startswith("heuristic: names no specific")
+    assert res.aggregate["pass_rate"] == 0.5
+
+
+def test_categories_can_be_limited():
+    answer = {"answer": "Fly Lufthansa and stay at the Hotel Artemide."}
+    assert parse_evaluator("recommends:flight").evaluate([answer]).per_row[0].reason.count("airline") == 1
+    only_food = parse_evaluator("recommends:restaurant")
+    assert only_food.evaluate([answer]).per_row[0].passed is True
+    assert only_food.name == "recommends:restaurant"
+    assert parse_evaluator("recommends:rental-car").categories == ("rental_car",)
+    assert parse_evaluator("recommends").name == "recommends"
+    with pytest.raises(InvalidInput, match="unknown category spa"):
+        parse_evaluator("recommends:hotel,spa")
+
+
+def test_training_answers_of_the_exercise_pass(shared_data):
+    # the fine-tuning data was written to avoid recommendations: the heuristic must agree
+    answers = []
+    for line in (shared_data / "travel-finetune-hotel.jsonl").read_text().splitlines():
+        if line.strip():
+            answers += [m["content"] for m in json.loads(line)["messages"] if m["role"] == "assistant"]
+    assert len(answers) == 10
+    for answer in answers:
+        assert find_recommendations(answer) == [], answer
