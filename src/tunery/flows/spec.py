@@ -1,0 +1,454 @@
+"""The flow format: Prompt flow's ``flow.dag.yaml`` parsed into typed, validated objects.
+
+Validation collects every problem, each naming where (a node, an output, a variant) and the field,
+and raises one :class:`InvalidFlow` at the end, so a user fixes a file in one pass. Keys that
+Prompt flow writes but tunery does not need (``$schema``, ``environment``, ``additional_includes``,
+a node's ``provider``/``module``...) are accepted and ignored."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tunery.errors import InvalidInput, NotFound
+from tunery.flows.refs import Reference, parse_flow_reference, parse_variant
+
+FLOW_FILES = ("flow.dag.yaml", "flow.dag.yml")
+NODE_TYPES = ("llm", "python", "prompt")
+INPUT_TYPES = ("string", "int", "double", "bool", "list", "object")
+_NO_DEFAULT = object()
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a flow: ``where`` (``node 'classify'``, ``outputs.category``...),
+    the ``field`` inside it, and what is wrong."""
+
+    where: str
+    field: str
+    message: str
+    severity: str = "error"  # or "warning": reported, does not stop a run
+
+    def __str__(self) -> str:
+        loc = f"{self.where}, {self.field}" if self.field else self.where
+        return f"{loc}: {self.message}"
+
+
+class InvalidFlow(InvalidInput):
+    """A flow file with problems; ``problems`` lists them all."""
+
+    def __init__(self, file: Path | str, problems: list[Problem]) -> None:
+        errors = [p for p in problems if p.severity == "error"]
+        head = f"{file}: " + "; ".join(str(p) for p in errors[:5])
+        if len(errors) > 5:
+            head += f"; and {len(errors) - 5} more"
+        super().__init__(head, param="flow", code="invalid_flow",
+                         hint="run `tunery flow validate --flow DIR` to list every problem")
+        self.file = str(file)
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class FlowInput:
+    name: str
+    type: str = "string"
+    default: Any = _NO_DEFAULT
+    description: str = ""
+
+    @property
+    def has_default(self) -> bool:
+        return self.default is not _NO_DEFAULT
+
+
+@dataclass(frozen=True)
+class FlowOutput:
+    name: str
+    reference: Reference
+    type: str = "string"
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Activate:
+    """Run the node only when ``when`` (a reference or literal) equals ``is_value``."""
+
+    when: Any
+    is_value: Any
+
+    @property
+    def reference(self) -> Reference | None:
+        return self.when if isinstance(self.when, Reference) else None
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    type: str
+    source: str  # path of the template or Python file, relative to the flow folder
+    inputs: dict[str, Any] = field(default_factory=dict)  # literals, or Reference objects
+    connection: str | None = None
+    api: str = "chat"
+    aggregation: bool = False
+    activate: Activate | None = None
+    function: str | None = None
+    variant_id: str | None = None  # set when this node came from node_variants
+
+    @property
+    def references(self) -> list[tuple[str, Reference]]:
+        """(field, reference) pairs: every input reference, then the activate condition."""
+        refs = [(f"inputs.{k}", v) for k, v in self.inputs.items() if isinstance(v, Reference)]
+        if self.activate and self.activate.reference:
+            refs.append(("activate.when", self.activate.reference))
+        return refs
+
+    @property
+    def depends_on(self) -> set[str]:
+        return {r.node for _, r in self.references if r.node}
+
+
+@dataclass(frozen=True)
+class NodeVariants:
+    node: str
+    default_id: str
+    variants: dict[str, Node]
+
+
+@dataclass(frozen=True)
+class Flow:
+    """A parsed flow. ``nodes`` are concrete: nodes marked ``use_variants`` hold the selected
+    (by default, the default) variant; ``selected`` names the variant chosen per such node."""
+
+    dir: Path
+    file: Path
+    inputs: dict[str, FlowInput]
+    outputs: dict[str, FlowOutput]
+    nodes: tuple[Node, ...]
+    node_variants: dict[str, NodeVariants]
+    selected: dict[str, str] = field(default_factory=dict)
+    warnings: tuple[Problem, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.dir.name
+
+    def node(self, name: str) -> Node:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise NotFound(f"flow {self.name} has no node {name!r}", param="node",
+                       hint="nodes: " + ", ".join(n.name for n in self.nodes))
+
+    def with_variant(self, selector: str | tuple[str, str] | None) -> Flow:
+        """The same flow with one node switched to another variant (``${node.variant_1}``)."""
+        if selector is None:
+            return self
+        node, vid = parse_variant(selector) if isinstance(selector, str) else selector
+        nv = self.node_variants.get(node)
+        if nv is None:
+            raise InvalidInput(f"node {node!r} has no variants", param="variant",
+                               hint="nodes with variants: " + (", ".join(self.node_variants) or "none"))
+        if vid not in nv.variants:
+            raise InvalidInput(f"node {node!r} has no variant {vid!r}", param="variant",
+                               hint="its variants: " + ", ".join(nv.variants))
+        nodes = tuple(nv.variants[vid] if n.name == node else n for n in self.nodes)
+        return replace(self, nodes=nodes, selected={**self.selected, node: vid})
+
+    @property
+    def variant_label(self) -> str | None:
+        """``variant_1`` when one non-default variant is selected (used in run names)."""
+        chosen = [v for k, v in self.selected.items() if v != self.node_variants[k].default_id]
+        return chosen[0] if len(chosen) == 1 else None
+
+
+def find_flow_file(path: str | Path) -> Path:
+    p = Path(path).expanduser()
+    if p.is_file():
+        return p
+    if p.is_dir():
+        for name in FLOW_FILES:
+            if (p / name).is_file():
+                return p / name
+        raise NotFound(f"no flow.dag.yaml in {p}", param="flow",
+                       hint="point --flow at a folder holding a Prompt flow flow.dag.yaml")
+    raise NotFound(f"flow {p} does not exist", param="flow")
+
+
+def coerce_input(value: Any, type_: str, name: str) -> Any:
+    """Convert a value (often a string from the command line or a CSV) to a flow input's type."""
+    try:
+        if value is None:
+            return None
+        if type_ == "string":
+            return value if isinstance(value, str) else (json.dumps(value) if isinstance(value, (dict, list))
+                                                         else str(value))
+        if type_ == "int":
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if type_ == "double":
+            return float(value)
+        if type_ == "bool":
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
+                return value.strip().lower() in ("true", "1", "yes")
+            if isinstance(value, int):
+                return bool(value)
+            raise ValueError
+        if type_ in ("list", "object"):
+            if isinstance(value, str):
+                value = json.loads(value)
+            want = list if type_ == "list" else dict
+            if not isinstance(value, want):
+                raise ValueError
+            return value
+    except (ValueError, TypeError):
+        pass
+    else:
+        return value
+    raise InvalidInput(f"input {name!r} must be of type {type_}, got {value!r}", param=f"inputs.{name}")
+
+
+def load_flow(path: str | Path) -> Flow:
+    """Parse and validate a flow folder (or its yaml file); raises :class:`InvalidFlow`."""
+    flow, problems = check_flow(path)
+    if flow is None or any(p.severity == "error" for p in problems):
+        raise InvalidFlow(find_flow_file(path), problems)
+    return flow
+
+
+def check_flow(path: str | Path) -> tuple[Flow | None, list[Problem]]:
+    """Parse a flow and collect every problem (errors and warnings) instead of raising."""
+    from tunery.flows.graph import check_graph
+    from tunery.flows.templates import check_template
+
+    file = find_flow_file(path)
+    try:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else "yaml"
+        return None, [Problem(where, "", f"not valid YAML: {getattr(e, 'problem', None) or e}")]
+    if not isinstance(raw, dict):
+        return None, [Problem("flow", "", "the file must be a mapping with inputs, outputs and nodes")]
+    p = _Parser(file.parent)
+    inputs = p.inputs(raw.get("inputs"))
+    outputs = p.outputs(raw.get("outputs"))
+    nodes, placeholders = p.nodes(raw.get("nodes"))
+    variants = p.node_variants(raw.get("node_variants"), placeholders)
+    concrete = tuple(variants[n.name].variants[variants[n.name].default_id] if n.name in variants
+                     else n for n in nodes if n.name in variants or n.name not in placeholders)
+    flow = Flow(dir=file.parent.resolve(), file=file.resolve(), inputs=inputs, outputs=outputs, nodes=concrete,
+                node_variants=variants, selected={k: v.default_id for k, v in variants.items()})
+    all_nodes = list(concrete) + [v for nv in variants.values() for vid, v in nv.variants.items()
+                                  if vid != nv.default_id]
+    for node in all_nodes:
+        where = _where(node)
+        if node.type in ("llm", "prompt") and (flow.dir / node.source).is_file():
+            for prob in check_template(flow.dir / node.source, node, where):
+                p.problems.append(prob)
+    p.problems += check_graph(flow, p.declared)
+    for nv in variants.values():  # every variant must fit the graph, not only the default
+        for vid in nv.variants:
+            if vid != nv.default_id:
+                p.problems += [prob for prob in check_graph(flow.with_variant((nv.node, vid)), p.declared)
+                               if prob not in p.problems]
+    warnings = tuple(x for x in p.problems if x.severity == "warning")
+    return replace(flow, warnings=warnings), p.problems
+
+
+def _where(node: Node) -> str:
+    return f"node '{node.name}'" + (f" (variant {node.variant_id})" if node.variant_id else "")
+
+
+class _Parser:
+    def __init__(self, flow_dir: Path) -> None:
+        self.dir = flow_dir
+        self.problems: list[Problem] = []
+        self.declared: set[str] = set()  # every node name written, parsed or not
+
+    def err(self, where: str, field_: str, message: str) -> None:
+        self.problems.append(Problem(where, field_, message))
+
+    def inputs(self, raw: Any) -> dict[str, FlowInput]:
+        out: dict[str, FlowInput] = {}
+        if raw is None:
+            return out
+        if not isinstance(raw, dict):
+            self.err("inputs", "", "must be a mapping of input name to {type, default}")
+            return out
+        for name, spec in raw.items():
+            where = f"inputs.{name}"
+            spec = {} if spec is None else spec
+            if not isinstance(spec, dict):
+                self.err(where, "", "must be a mapping with type (and optionally default, description)")
+                continue
+            type_ = str(spec.get("type", "string"))
+            if type_ not in INPUT_TYPES:
+                self.err(where, "type", f"unknown type {type_!r}; use one of {', '.join(INPUT_TYPES)}")
+                continue
+            default = spec.get("default", _NO_DEFAULT)
+            if default is not _NO_DEFAULT and default is not None:
+                try:
+                    default = coerce_input(default, type_, str(name))
+                except InvalidInput as e:
+                    self.err(where, "default", e.message)
+            out[str(name)] = FlowInput(str(name), type_, default, str(spec.get("description") or ""))
+        return out
+
+    def outputs(self, raw: Any) -> dict[str, FlowOutput]:
+        out: dict[str, FlowOutput] = {}
+        if raw is None:
+            return out
+        if not isinstance(raw, dict):
+            self.err("outputs", "", "must be a mapping of output name to {type, reference}")
+            return out
+        for name, spec in raw.items():
+            where = f"outputs.{name}"
+            if not isinstance(spec, dict) or "reference" not in spec:
+                self.err(where, "reference", "missing; write reference: ${NODE.output}")
+                continue
+            try:
+                ref = parse_flow_reference(spec["reference"])
+            except ValueError as e:
+                self.err(where, "reference", str(e))
+                continue
+            if ref is None:
+                self.err(where, "reference", f"{spec['reference']!r} is not a reference such as ${{NODE.output}}")
+                continue
+            out[str(name)] = FlowOutput(str(name), ref, str(spec.get("type", "string")),
+                                        str(spec.get("description") or ""))
+        return out
+
+    def nodes(self, raw: Any) -> tuple[list[Node], set[str]]:
+        """Parsed nodes, and the names of nodes marked ``use_variants`` (defined in node_variants)."""
+        nodes: list[Node] = []
+        placeholders: set[str] = set()
+        if not isinstance(raw, list) or not raw:
+            self.err("nodes", "", "must be a non-empty list of nodes")
+            return nodes, placeholders
+        seen: set[str] = set()
+        for i, item in enumerate(raw):
+            if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"].strip():
+                self.err(f"nodes[{i}]", "name", "every node needs a name")
+                continue
+            name = item["name"]
+            if name in seen:
+                self.err(f"node '{name}'", "name", "duplicate node name")
+                continue
+            seen.add(name)
+            self.declared.add(name)
+            if name == "inputs":
+                self.err(f"node '{name}'", "name", "'inputs' is reserved for flow inputs")
+                continue
+            if item.get("use_variants"):
+                placeholders.add(name)
+                nodes.append(Node(name=name, type="variants", source=""))
+                continue
+            node = self.node(name, item, f"node '{name}'")
+            if node is not None:
+                nodes.append(node)
+        return nodes, placeholders
+
+    def node(self, name: str, item: dict, where: str, variant_id: str | None = None) -> Node | None:
+        ok = True
+        type_ = item.get("type")
+        if type_ not in NODE_TYPES:
+            self.err(where, "type", f"{type_!r} is not supported; use one of {', '.join(NODE_TYPES)}")
+            ok = False
+        source = item.get("source")
+        path = None
+        if not isinstance(source, dict):
+            self.err(where, "source", "missing; write source: {type: code, path: FILE}")
+            ok = False
+        elif source.get("type", "code") != "code":
+            self.err(where, "source.type", f"{source.get('type')!r} tools are not supported; only "
+                     "'code' (a template or Python file in the flow folder)")
+            ok = False
+        elif not isinstance(source.get("path"), str):
+            self.err(where, "source.path", "missing")
+            ok = False
+        else:
+            path = source["path"]
+            if not (self.dir / path).is_file():
+                self.err(where, "source.path", f"file {path!r} not found in {self.dir}")
+                ok = False
+            elif type_ == "python" and not path.endswith(".py"):
+                self.err(where, "source.path", f"{path!r} is not a .py file")
+                ok = False
+        raw_inputs = item.get("inputs") or {}
+        inputs: dict[str, Any] = {}
+        if not isinstance(raw_inputs, dict):
+            self.err(where, "inputs", "must be a mapping of input name to value or reference")
+            ok = False
+            raw_inputs = {}
+        for key, value in raw_inputs.items():
+            try:
+                ref = parse_flow_reference(value)
+            except ValueError as e:
+                self.err(where, f"inputs.{key}", str(e))
+                ok = False
+                continue
+            inputs[str(key)] = ref if ref is not None else value
+        activate = None
+        if item.get("activate") is not None:
+            act = item["activate"]
+            if not isinstance(act, dict) or "when" not in act or "is" not in act:
+                self.err(where, "activate", "must have both 'when' and 'is'")
+                ok = False
+            else:
+                try:
+                    when = parse_flow_reference(act["when"])
+                except ValueError as e:
+                    self.err(where, "activate.when", str(e))
+                    ok = False
+                    when = None
+                activate = Activate(when if when is not None else act["when"], act["is"])
+        api = str(item.get("api") or "chat")
+        if type_ == "llm" and api not in ("chat", "completion"):
+            self.err(where, "api", f"{api!r} is not supported; use chat or completion")
+            ok = False
+        connection = item.get("connection")
+        if not ok:
+            return None
+        return Node(name=name, type=type_, source=path or "", inputs=inputs,
+                    connection=str(connection) if connection else None, api=api,
+                    aggregation=bool(item.get("aggregation", False)), activate=activate,
+                    function=item.get("function"), variant_id=variant_id)
+
+    def node_variants(self, raw: Any, placeholders: set[str]) -> dict[str, NodeVariants]:
+        out: dict[str, NodeVariants] = {}
+        raw = raw or {}
+        if not isinstance(raw, dict):
+            self.err("node_variants", "", "must be a mapping of node name to its variants")
+            raw = {}
+        for name in placeholders:
+            if name not in raw:
+                self.err(f"node '{name}'", "use_variants", f"no node_variants entry for {name!r}")
+        for name, spec in raw.items():
+            where = f"node_variants.{name}"
+            if name not in placeholders:
+                self.err(where, "", f"no node {name!r} with use_variants: true")
+                continue
+            if not isinstance(spec, dict) or not isinstance(spec.get("variants"), dict) or not spec["variants"]:
+                self.err(where, "variants", "must map variant ids to {node: {...}}")
+                continue
+            variants: dict[str, Node] = {}
+            for vid, vspec in spec["variants"].items():
+                if not isinstance(vspec, dict) or not isinstance(vspec.get("node"), dict):
+                    self.err(where, f"variants.{vid}.node", "missing; each variant holds a node definition")
+                    continue
+                node = self.node(name, vspec["node"], f"node '{name}' (variant {vid})", variant_id=str(vid))
+                if node is not None:
+                    variants[str(vid)] = node
+            default = str(spec.get("default_variant_id") or next(iter(spec["variants"])))
+            if default not in spec["variants"]:
+                self.err(where, "default_variant_id", f"{default!r} is not one of {', '.join(spec['variants'])}")
+                continue
+            if default in variants and len(variants) == len(spec["variants"]):
+                out[str(name)] = NodeVariants(str(name), default, variants)
+        return out
