@@ -81,3 +81,29 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not beside the project")
     return SHARED_DATA
+
+
+def chat_lines(n: int = 12, *, system: str = "You are a concise travel helper.") -> list[dict]:
+    """``n`` short, distinct, valid chat examples."""
+    cities = ["Rome", "Paris", "Oslo", "Lima", "Cairo", "Kyoto", "Lisbon", "Quito", "Hanoi", "Dakar", "Perth",
+              "Cusco", "Riga", "Porto", "Seville", "Bergen"]
+    out = []
+    for i in range(n):
+        c = cities[i % len(cities)] + ("" if i < len(cities) else f" {i}")
+        out.append({"messages": [{"role": "system", "content": system},
+                                 {"role": "user", "content": f"What should I see in {c}?"},
+                                 {"role": "assistant", "content": f"Walk the old town of {c}. When do you go?"}]})
+    return out
+
+
+@pytest.fixture
+def chat_file(tmp_path: Path):
+    """Write ``n`` short valid chat examples to a JSONL file and return its path."""
+    import json
+
+    def make(n: int = 12, name: str = "train.jsonl", **kw) -> Path:
+        p = tmp_path / name
+        p.write_text("".join(json.dumps(x) + "\n" for x in chat_lines(n, **kw)))
+        return p
+
+    return make

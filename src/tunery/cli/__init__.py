@@ -1,5 +1,1 @@
-"""The command-line edge: thin click commands over the library (see ``main.COMMANDS``)."""
-
-from tunery.cli.main import cli, main
-
-__all__ = ["cli", "main"]
+"""The command-line edge: thin click commands over the library (see ``tunery.cli.main.COMMANDS``)."""

@@ -107,7 +107,10 @@ def run(job_id: str) -> int:
 
     started = time.time()
 
+    last_progress: dict[str, Any] = {}
+
     def on_progress(info: dict[str, Any]) -> None:
+        last_progress.update(info)
         done = info["step"] / info["total_steps"]
         if done > 0 and info["elapsed"] > 0:
             store.update(job_id, estimated_finish=int(time.time() + info["elapsed"] / done * (1 - done)))
@@ -123,7 +126,9 @@ def run(job_id: str) -> int:
                           on_message=lambda level, msg: store.add_event(job_id, msg, level=level),
                           on_metrics=lambda row: store.add_event(
                               job_id, f"Step {row['step']}/{trainer.total_steps}: training loss={row['train_loss']:.4f}",
-                              type="metrics", data={**row, "total_steps": trainer.total_steps}),
+                              type="metrics", data={**row, "total_steps": trainer.total_steps,
+                                                    "epoch": last_progress.get("epoch"),
+                                                    "tokens_per_second": round(last_progress.get("tokens_per_second", 0), 1)}),
                           on_checkpoint=on_checkpoint, on_progress=on_progress, should_stop=should_stop))
     from tunery.training import checkpoint as ck
 

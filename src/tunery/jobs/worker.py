@@ -17,10 +17,20 @@ import time
 from dataclasses import dataclass, field
 
 from tunery import db
+from tunery.home import home
 from tunery.jobs import store
 from tunery.jobs.runner import EXIT_INTERRUPTED, fail, try_lock
 
 MAX_ATTEMPTS = 3
+
+
+def worker_alive() -> bool:
+    """True when some worker process holds this home's worker lock."""
+    lock = try_lock(home().root / "worker.lock")
+    if lock is None:
+        return True
+    lock.close()
+    return False
 
 
 @dataclass
@@ -53,11 +63,20 @@ class Worker:
         self._interrupt_child(timeout)
 
     def run_forever(self, *, exit_when_idle: bool = False) -> None:
-        while not self._stop.is_set():
-            busy = self.run_once()
-            if exit_when_idle and not busy:
-                return
-            self._stop.wait(self.poll_interval)
+        """Work until stopped. Only one worker per home trains at a time: the others stand by
+        (holding no jobs) and take over when the active one goes away."""
+        lock = None
+        try:
+            while not self._stop.is_set():
+                if lock is None:
+                    lock = try_lock(home().root / "worker.lock")
+                busy = self.run_once() if lock is not None else True
+                if exit_when_idle and not busy:
+                    return
+                self._stop.wait(self.poll_interval)
+        finally:
+            if lock is not None:
+                lock.close()
 
     # -- one round ---------------------------------------------------------------------------
     def run_once(self) -> bool:

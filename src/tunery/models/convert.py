@@ -24,6 +24,7 @@ def gguf_to_hf(gguf_path: Path, out_dir: Path, *, source: str = "") -> Path:
     folder, name = str(gguf_path.parent), gguf_path.name
     quiet = transformers.logging.get_verbosity()
     transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()  # the CLI shows its own spinner
     logging.getLogger("transformers").setLevel(logging.ERROR)
     try:
         try:

@@ -223,11 +223,11 @@ class Trainer:
                     row["full_valid_loss"], row["full_valid_mean_token_accuracy"] = self._evaluate(
                         model, self.valid, device, autocast)
                 rows.append(row)
-                self.cb.on_metrics(dict(row))
                 elapsed = time.perf_counter() - t0
                 self.cb.on_progress({"step": step, "total_steps": self.total_steps, "epoch": epoch + 1,
                                      "tokens_per_second": tokens_seen / elapsed if elapsed else 0.0,
                                      "elapsed": elapsed, "train_loss": row["train_loss"]})
+                self.cb.on_metrics(dict(row))
                 every = cfg.checkpoint_every and step % cfg.checkpoint_every == 0
                 if epoch_end or every:
                     nxt_epoch, nxt_batch = (epoch + 1, 0) if epoch_end else (epoch, b + 1)

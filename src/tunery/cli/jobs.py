@@ -1,0 +1,275 @@
+"""`tunery finetune`, `tunery jobs ...` and `tunery worker`: thin maps onto ``tunery.jobs``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from tunery.cli._common import console, err_console, print_json
+
+TERMINAL = ("succeeded", "failed", "cancelled")
+STATUS_STYLE = {"succeeded": "green", "failed": "red", "cancelled": "yellow", "running": "cyan",
+                "queued": "blue", "validating_files": "blue"}
+
+
+def _auto_or(kind):
+    def convert(ctx, param, value):
+        if value is None or value == "auto":
+            return value
+        try:
+            return kind(value)
+        except ValueError:
+            raise click.BadParameter(f"expected 'auto' or {'an integer' if kind is int else 'a number'}, "
+                                     f"got {value!r}") from None
+    return convert
+
+
+@click.command()
+@click.argument("training_file", type=click.Path(path_type=Path))
+@click.option("--validation-file", type=click.Path(path_type=Path), help="Optional held-out chat JSONL.")
+@click.option("--model", "-m", default="smollm2-135m-instruct", show_default=True, help="Base model to fine-tune.")
+@click.option("--suffix", help="Up to 64 chars of [a-z0-9-_], part of the fine-tuned model's name.")
+@click.option("--n-epochs", callback=_auto_or(int), default="auto", show_default=True,
+              help="Passes over the data, or auto (3, adjusted so examples x epochs lands in [100, 2500]).")
+@click.option("--batch-size", callback=_auto_or(int), default="auto", show_default=True,
+              help="Examples per optimizer step, or auto (about examples/32, a power of two in [1, 16]).")
+@click.option("--learning-rate-multiplier", callback=_auto_or(float), default="auto", show_default=True,
+              help="Multiplies the model's base learning rate (see `tunery models show`); auto = 1.0.")
+@click.option("--seed", type=int, help="Random seed; the same seed, data and settings give the same model.")
+@click.option("--method", type=click.Choice(["lora", "full"]), default="lora", show_default=True,
+              help="LoRA adapters (small, fast) or full fine-tuning (all weights).")
+@click.option("--lora-r", type=int, help="LoRA rank (default from the model's catalog entry).")
+@click.option("--lora-alpha", type=int, help="LoRA alpha (default from the catalog).")
+@click.option("--wait/--no-wait", default=False, help="Train now and show progress until the job ends.")
+def finetune(training_file: Path, validation_file: Path | None, model: str, suffix: str | None, n_epochs,
+             batch_size, learning_rate_multiplier, seed: int | None, method: str, lora_r: int | None,
+             lora_alpha: int | None, wait: bool) -> None:
+    """Start a fine-tuning job on TRAINING_FILE (chat JSONL).
+
+    The file is validated first; problems are listed by line and field. Without --wait the job
+    is queued and a background worker trains it (follow it with `tunery jobs follow ID`).
+    """
+    from tunery.data import files
+    from tunery.data.validate import validate_file
+    from tunery.jobs import create_job
+
+    for path, purpose in ((training_file, "training"), (validation_file, "validation")):
+        if path is None:
+            continue
+        report = validate_file(path, purpose=purpose)
+        if not report.ok:
+            err_console.print(report.format(limit=30, severity="error"))
+            err_console.print(f"[bold red]error:[/] {path} is not valid {purpose} data "
+                              f"({len(report.errors)} problem(s)); fix them and run again "
+                              f"(`tunery data validate {path}` lists them all)")
+            sys.exit(1)
+    lora = {k: v for k, v in (("r", lora_r), ("alpha", lora_alpha)) if v is not None} or None
+    train_rec = files.create_from_path(training_file, "fine-tune")
+    valid_rec = files.create_from_path(validation_file, "fine-tune") if validation_file else None
+    job = create_job(model=model, training_file=train_rec.id, validation_file=valid_rec.id if valid_rec else None,
+                     hyperparameters={"n_epochs": n_epochs, "batch_size": batch_size,
+                                      "learning_rate_multiplier": learning_rate_multiplier},
+                     suffix=suffix, seed=seed, training_method=method, lora=lora)
+    console.print(f"Created job [bold]{job['id']}[/] ({method} on {model})")
+    if wait:
+        _follow(job["id"], run_worker=True)
+    else:
+        if _ensure_background_worker():
+            console.print("Started a background worker.")
+        console.print(f"Follow it with [bold]tunery jobs follow {job['id']}[/]")
+
+
+def _ensure_background_worker() -> bool:
+    from tunery.home import home
+    from tunery.jobs.worker import worker_alive
+
+    if worker_alive():
+        return False
+    log = open(home().root / "worker.log", "ab")  # noqa: SIM115 - handed to the child
+    subprocess.Popen([sys.executable, "-m", "tunery.cli.main", "worker", "--exit-when-idle"], stdout=log,
+                     stderr=subprocess.STDOUT, start_new_session=True, env=dict(os.environ))
+    log.close()
+    return True
+
+
+def _follow(job_id: str, *, run_worker: bool) -> None:
+    """A progress bar with loss, tokens/s and ETA until the job ends; optionally runs a worker here."""
+    from tunery.jobs import Worker, get_job, list_events
+    from tunery.jobs.worker import worker_alive
+
+    worker = Worker(poll_interval=0.5).start() if run_worker and not worker_alive() else None
+    seen: set[str] = set()
+    cols = [TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
+            TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[tps]} tok/s"), TimeElapsedColumn(),
+            TimeRemainingColumn()]
+    try:
+        with Progress(*cols, console=console, transient=False) as progress:
+            task = progress.add_task("waiting", total=None, loss="-", tps="-")
+            while True:
+                job = get_job(job_id)
+                events, _ = list_events(job_id, limit=200)
+                for ev in reversed(events):
+                    if ev["id"] in seen:
+                        continue
+                    seen.add(ev["id"])
+                    if ev["type"] == "metrics":
+                        d = ev["data"]
+                        progress.update(task, total=d.get("total_steps"), completed=d.get("step"),
+                                        loss=f"{d.get('train_loss', 0):.3f}", tps=f"{d.get('tokens_per_second', 0):.0f}")
+                    else:
+                        color = {"warn": "yellow", "error": "red"}.get(ev["level"], "dim")
+                        progress.console.print(f"[{color}]{ev['message']}[/]")
+                progress.update(task, description=job["status"])
+                if job["status"] in TERMINAL:
+                    break
+                time.sleep(0.5)
+    except KeyboardInterrupt:
+        err_console.print(f"stopped following; the job goes on (cancel with `tunery jobs cancel {job_id}`)")
+        if worker:
+            worker.stop()
+        sys.exit(130)
+    if worker:
+        worker.stop()
+    _summary(job)
+    if job["status"] != "succeeded":
+        sys.exit(1)
+
+
+def _summary(job: dict) -> None:
+    style = STATUS_STYLE.get(job["status"], "white")
+    console.print(f"Job {job['id']}: [{style}]{job['status']}[/]")
+    if job["fine_tuned_model"]:
+        console.print(f"Fine-tuned model: [bold]{job['fine_tuned_model']}[/]")
+        console.print(f"  try it: tunery ask {job['fine_tuned_model']} \"Where should I go in spring?\"")
+    if job["error"]:
+        console.print(f"[red]{job['error'].get('message')}[/]")
+
+
+@click.group()
+def jobs() -> None:
+    """List, follow, inspect and cancel fine-tuning jobs."""
+
+
+@jobs.command("list")
+@click.option("--limit", default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def list_cmd(limit: int, as_json: bool) -> None:
+    """List jobs, newest first."""
+    from tunery.jobs import list_jobs
+
+    items, _ = list_jobs(limit=limit)
+    if as_json:
+        print_json(items)
+        return
+    if not items:
+        console.print("No jobs yet. Start one with [bold]tunery finetune FILE.jsonl[/].")
+        return
+    t = Table(show_edge=False, header_style="bold")
+    for c in ("id", "status", "model", "fine-tuned model", "created"):
+        t.add_column(c)
+    for j in items:
+        t.add_row(j["id"], f"[{STATUS_STYLE.get(j['status'], 'white')}]{j['status']}[/]", j["model"],
+                  j["fine_tuned_model"] or "", time.strftime("%Y-%m-%d %H:%M", time.localtime(j["created_at"])))
+    console.print(t)
+
+
+@jobs.command()
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True)
+def show(job_id: str, as_json: bool) -> None:
+    """Show a job: status, hyperparameters, model, error."""
+    from tunery.jobs import get_job
+
+    job = get_job(job_id)
+    if as_json:
+        print_json(job)
+        return
+    for k in ("id", "status", "model", "training_method", "fine_tuned_model", "training_file", "validation_file",
+              "hyperparameters", "seed", "suffix", "trained_tokens", "result_files", "error"):
+        console.print(f"[bold]{k:>17}[/]  {job.get(k)}")
+
+
+@jobs.command()
+@click.argument("job_id")
+@click.option("--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def events(job_id: str, limit: int, as_json: bool) -> None:
+    """Show a job's events, oldest first."""
+    from tunery.jobs import list_events
+
+    items, _ = list_events(job_id, limit=limit)
+    items.reverse()
+    if as_json:
+        print_json(items)
+        return
+    for e in items:
+        ts = time.strftime("%H:%M:%S", time.localtime(e["created_at"]))
+        color = {"warn": "yellow", "error": "red"}.get(e["level"], "white")
+        console.print(f"[dim]{ts}[/] [{color}]{e['message']}[/]")
+
+
+@jobs.command()
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True)
+def checkpoints(job_id: str, as_json: bool) -> None:
+    """List a job's checkpoints; each is usable as a model name."""
+    from tunery.jobs import list_checkpoints
+
+    items, _ = list_checkpoints(job_id)
+    if as_json:
+        print_json(items)
+        return
+    t = Table(show_edge=False, header_style="bold")
+    for c in ("step", "checkpoint model", "train loss", "valid loss"):
+        t.add_column(c)
+    for c in items:
+        m = c["metrics"]
+        t.add_row(str(c["step_number"]), c["fine_tuned_model_checkpoint"], f"{m.get('train_loss', float('nan')):.4f}",
+                  f"{m['full_valid_loss']:.4f}" if "full_valid_loss" in m else "")
+    console.print(t)
+
+
+@jobs.command()
+@click.argument("job_id")
+def cancel(job_id: str) -> None:
+    """Cancel a job; its training process stops within seconds."""
+    from tunery.jobs import cancel_job
+
+    job = cancel_job(job_id)
+    console.print(f"Job {job['id']}: {job['status']}")
+
+
+@jobs.command()
+@click.argument("job_id")
+@click.option("--run-worker/--no-run-worker", default=True, show_default=True,
+              help="Train here if no worker is running.")
+def follow(job_id: str, run_worker: bool) -> None:
+    """Follow a job with a progress bar (loss, tokens/s, ETA) until it ends."""
+    _follow(job_id, run_worker=run_worker)
+
+
+@click.command()
+@click.option("--exit-when-idle", is_flag=True, help="Exit once no job is waiting.")
+@click.option("--poll-interval", default=1.0, show_default=True, help="Seconds between looks for new jobs.")
+def worker(exit_when_idle: bool, poll_interval: float) -> None:
+    """Run a job worker in the foreground: validates, trains, resumes interrupted jobs.
+
+    Only one worker per TUNERY_HOME trains at a time; a second one stands by.
+    """
+    from tunery.jobs import Worker
+
+    w = Worker(poll_interval=poll_interval)
+    console.print("worker started (Ctrl-C stops it; an interrupted job resumes at the next start)")
+    try:
+        w.run_forever(exit_when_idle=exit_when_idle)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        w.stop()

@@ -1,0 +1,135 @@
+"""The job system with the tiny model: the happy path, bad input, cancel, and resume after a kill."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import time
+
+import pytest
+
+from tunery.data import files
+from tunery.errors import InvalidInput
+from tunery.jobs import Worker, cancel_job, create_job, get_job, list_checkpoints, list_events, metrics, store
+
+
+def _drive(worker: Worker, job_id: str, *, until=None, timeout: float = 240.0) -> dict:
+    """Run worker rounds until the job ends (or ``until(job)`` holds)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        worker.run_once()
+        job = get_job(job_id)
+        if (until and until(job)) or job["status"] in store.TERMINAL:
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not finish in time: {get_job(job_id)}")
+
+
+def _job(chat_file, n=12, **kw) -> dict:
+    train = files.create_from_path(chat_file(n))
+    kw.setdefault("hyperparameters", {"n_epochs": 2, "batch_size": 2})
+    return create_job(model="tiny-random", training_file=train.id, seed=kw.pop("seed", 5), **kw)
+
+
+def test_job_succeeds_and_registers_model(tiny_model, chat_file):
+    valid = files.create_from_path(chat_file(4, name="valid.jsonl"))
+    job = _job(chat_file, validation_file=valid.id, suffix="travel")
+    assert job["status"] == "validating_files" and job["object"] == "fine_tuning.job"
+    job = _drive(Worker(), job["id"])
+    assert job["status"] == "succeeded", job["error"]
+    assert job["fine_tuned_model"] == f"ft:tiny-random:travel:{job['id'][-8:]}"
+    assert job["hyperparameters"] == {"n_epochs": 2, "batch_size": 2, "learning_rate_multiplier": 1.0}
+    assert job["trained_tokens"] > 0 and job["finished_at"] >= job["created_at"]
+    csv = files.content(job["result_files"][0]).decode()
+    assert csv.startswith("step,train_loss,train_mean_token_accuracy,valid_loss")
+    steps = [m["step"] for m in metrics(job["id"])]
+    assert steps == list(range(1, 13))
+    events, _ = list_events(job["id"], limit=100)
+    messages = [e["message"] for e in events]
+    assert "The job has successfully completed" in messages
+    assert any(e["type"] == "metrics" and "full_valid_loss" in e["data"] for e in events)
+    cps, _ = list_checkpoints(job["id"])
+    assert 1 <= len(cps) <= 3 and cps[0]["step_number"] == 12
+    from tunery.models import get
+    from tunery.models.loading import load_model
+
+    rec = get(job["fine_tuned_model"])
+    assert rec.is_adapter and rec.parent == "tiny-random"
+    ckpt = get(cps[-1]["fine_tuned_model_checkpoint"])  # checkpoints resolve as models too
+    model, tok, _ = load_model(ckpt)
+    assert model is not None and tok.chat_template
+
+
+@pytest.mark.parametrize(("kwargs", "param"), [
+    ({"model": "no-such-model"}, "model"),
+    ({"training_file": "file-missing"}, "training_file"),
+    ({"validation_file": "file-missing"}, "validation_file"),
+    ({"hyperparameters": {"n_epochs": -2}}, "hyperparameters.n_epochs"),
+    ({"hyperparameters": {"batch_size": "big"}}, "hyperparameters.batch_size"),
+    ({"method": {"type": "dpo"}}, "method.type"),
+    ({"suffix": "Has Spaces!"}, "suffix"),
+    ({"suffix": "x" * 65}, "suffix"),
+    ({"seed": -1}, "seed"),
+    ({"training_method": "qlora"}, "training_method"),
+])
+def test_bad_input_is_rejected_at_creation(tiny_model, chat_file, kwargs, param):
+    train = files.create_from_path(chat_file(12))
+    args = {"model": "tiny-random", "training_file": train.id, **kwargs}
+    with pytest.raises(InvalidInput) as e:
+        create_job(**args)
+    assert e.value.param == param
+
+
+def test_invalid_training_file_fails_in_validation_with_line_numbers(tiny_model, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    lines = [json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]})] * 11
+    lines.insert(3, "{not json")
+    bad.write_text("\n".join(lines) + "\n")
+    job = create_job(model="tiny-random", training_file=files.create_from_path(bad).id)
+    job = _drive(Worker(), job["id"])
+    assert job["status"] == "failed"
+    assert job["error"]["code"] == "invalid_training_file" and job["error"]["param"] == "training_file"
+    assert "line 4" in job["error"]["message"]
+
+
+def test_cancel_stops_training_promptly(tiny_model, chat_file):
+    job = _job(chat_file, n=16, hyperparameters={"n_epochs": 25, "batch_size": 1})
+    w = Worker()
+    job = _drive(w, job["id"], until=lambda j: len(metrics(j["id"])) >= 2)
+    pid = store.row(job["id"])["pid"]
+    cancel_job(job["id"])
+    t0 = time.monotonic()
+    w.run_once()
+    assert w.child is None or w.child.proc.poll() is not None
+    assert time.monotonic() - t0 < 15
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    job = get_job(job["id"])
+    assert job["status"] == "cancelled" and job["fine_tuned_model"] is None
+    with pytest.raises(Exception, match="already cancelled"):
+        cancel_job(job["id"])
+
+
+def test_resume_after_sigkill_has_no_gap(tiny_model, chat_file, monkeypatch):
+    """Kill the training process at a random step, start a new worker: the job succeeds, and its
+    loss curve is the uninterrupted run's, step for step."""
+    monkeypatch.setenv("TUNERY_CHECKPOINT_EVERY", "3")
+    ref = _drive(Worker(), _job(chat_file, seed=11)["id"])
+    ref_curve = [(m["step"], m["train_loss"]) for m in metrics(ref["id"])]
+
+    job = _job(chat_file, seed=11)
+    kill_at = random.Random().randint(4, 10)
+    first = Worker()
+    _drive(first, job["id"], until=lambda j: len(metrics(j["id"])) >= kill_at)
+    os.kill(store.row(job["id"])["pid"], signal.SIGKILL)
+    first.child.proc.wait()  # the first worker "dies" with its child: it never runs again
+    job = _drive(Worker(), job["id"])
+    assert job["status"] == "succeeded", job["error"]
+    curve = [(m["step"], m["train_loss"]) for m in metrics(job["id"])]
+    assert [s for s, _ in curve] == list(range(1, len(ref_curve) + 1))
+    assert curve == ref_curve
+    messages = [e["message"] for e in list_events(job["id"], limit=500)[0]]
+    assert any("resuming from the last checkpoint" in m for m in messages)
+    assert any(m.startswith("Resumed from checkpoint at step") for m in messages)

@@ -1,0 +1,38 @@
+"""What `auto` resolves to, and bad hyperparameters named by field."""
+
+from __future__ import annotations
+
+import pytest
+
+from tunery.errors import InvalidInput
+from tunery.training.config import Hyperparameters, auto_batch_size, auto_n_epochs
+
+
+@pytest.mark.parametrize(("n", "epochs"), [(1, 25), (10, 10), (20, 5), (34, 3), (72, 3), (900, 2), (5000, 1)])
+def test_auto_epochs(n, epochs):
+    assert auto_n_epochs(n) == epochs
+
+
+@pytest.mark.parametrize(("n", "bs"), [(10, 1), (40, 1), (72, 2), (200, 4), (1000, 16), (100_000, 16)])
+def test_auto_batch_size(n, bs):
+    assert auto_batch_size(n) == bs
+
+
+def test_resolve_keeps_explicit_values():
+    r = Hyperparameters.parse({"n_epochs": 2, "batch_size": "auto", "learning_rate_multiplier": 0.5}).resolve(72)
+    assert (r.n_epochs, r.batch_size, r.learning_rate_multiplier) == (2, 2, 0.5)
+
+
+@pytest.mark.parametrize(("hp", "param"), [
+    ({"n_epochs": 0}, "hyperparameters.n_epochs"),
+    ({"n_epochs": 1.5}, "hyperparameters.n_epochs"),
+    ({"n_epochs": "many"}, "hyperparameters.n_epochs"),
+    ({"batch_size": True}, "hyperparameters.batch_size"),
+    ({"learning_rate_multiplier": -1}, "hyperparameters.learning_rate_multiplier"),
+    ({"learning_rate_multiplier": float("nan")}, "hyperparameters.learning_rate_multiplier"),
+    ({"epochs": 3}, "hyperparameters.epochs"),
+])
+def test_bad_values_name_the_field(hp, param):
+    with pytest.raises(InvalidInput) as e:
+        Hyperparameters.parse(hp)
+    assert e.value.param == param

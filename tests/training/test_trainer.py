@@ -1,0 +1,100 @@
+"""The trainer with the tiny model: it learns, it is reproducible, it resumes exactly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import chat_lines
+from tunery.chat import Conversation
+from tunery.models.loading import load_tokenizer
+from tunery.training import Callbacks, Cancelled, Trainer, TrainingConfig, encode_all
+from tunery.training import checkpoint as ck
+
+
+def _examples(tok, n=8):
+    return encode_all([Conversation.from_dicts(x["messages"]) for x in chat_lines(n)], tok, max_length=256)
+
+
+def _trainer(rec, out: Path, *, seed=1, method="lora", epochs=2, lr=5e-3, cb=None, every=0, valid=True):
+    tok = load_tokenizer(rec)
+    ex = _examples(tok)
+    cfg = TrainingConfig(method=method, n_epochs=epochs, batch_size=2, learning_rate=lr, seed=seed,
+                         max_seq_length=256, checkpoint_every=every, eval_every=2)
+    return Trainer(base_path=rec.path, tokenizer=tok, config=cfg, train=ex, valid=ex[:3] if valid else None,
+                   output_dir=out, callbacks=cb)
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    out = {}
+    for f in sorted(folder.glob("*.safetensors")):
+        out.update(load_file(f))
+    return out
+
+
+def test_lora_learns_and_writes_results(tiny_model, tmp_path):
+    res = _trainer(tiny_model, tmp_path / "a", epochs=4, lr=2e-2).run()
+    losses = [r["train_loss"] for r in res.metrics]
+    assert res.steps == 16 and len(losses) == 16
+    assert sum(losses[-4:]) / 4 < sum(losses[:4]) / 4 - 0.3
+    assert (res.output_dir / "adapter_model.safetensors").exists()
+    header = (tmp_path / "a" / "results.csv").read_text().splitlines()[0]
+    assert header == ("step,train_loss,train_mean_token_accuracy,valid_loss,valid_mean_token_accuracy,"
+                      "full_valid_loss,full_valid_mean_token_accuracy")
+    assert "full_valid_loss" in res.metrics[3] and "valid_loss" in res.metrics[1]
+    assert all(0.0 <= r["train_mean_token_accuracy"] <= 1.0 for r in res.metrics)
+
+
+def test_full_fine_tuning_changes_all_weights(tiny_model, tmp_path):
+    res = _trainer(tiny_model, tmp_path / "full", method="full", epochs=1, lr=1e-3).run()
+    before, after = _weights(tiny_model.path), _weights(res.output_dir)
+    changed = [k for k in before if k in after and not torch.equal(before[k], after[k])]
+    assert len(changed) >= len(before) - 1  # every trainable tensor moved
+
+
+def test_same_seed_is_bit_identical_and_other_seed_differs(tiny_model, tmp_path):
+    a = _trainer(tiny_model, tmp_path / "a", seed=3).run()
+    b = _trainer(tiny_model, tmp_path / "b", seed=3).run()
+    c = _trainer(tiny_model, tmp_path / "c", seed=4).run()
+    assert [r["train_loss"] for r in a.metrics] == [r["train_loss"] for r in b.metrics]
+    wa, wb, wc = _weights(a.output_dir), _weights(b.output_dir), _weights(c.output_dir)
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert any(not torch.equal(wa[k], wc[k]) for k in wa)
+    assert [r["train_loss"] for r in a.metrics] != [r["train_loss"] for r in c.metrics]
+
+
+def test_resume_from_checkpoint_matches_uninterrupted(tiny_model, tmp_path):
+    ref = _trainer(tiny_model, tmp_path / "ref", every=3).run()
+
+    stop_at = {"n": 0}
+
+    def stop():  # cancel after step 5; checkpoints exist at step 3 (every 3) and 4 (epoch end)
+        return stop_at["n"] >= 5
+
+    cb = Callbacks(on_metrics=lambda row: stop_at.__setitem__("n", row["step"]), should_stop=stop)
+    with pytest.raises(Cancelled):
+        _trainer(tiny_model, tmp_path / "run", every=3, cb=cb).run()
+    assert [p.name for p in ck.list_checkpoints(tmp_path / "run" / "checkpoints")] == ["step-3", "step-4"]
+    resumed = _trainer(tiny_model, tmp_path / "run", every=3).run()
+    assert resumed.resumed_from == 4
+    assert [r["step"] for r in resumed.metrics] == list(range(1, ref.steps + 1))
+    assert [r["train_loss"] for r in resumed.metrics] == [r["train_loss"] for r in ref.metrics]
+    wr, wx = _weights(ref.output_dir), _weights(resumed.output_dir)
+    assert all(torch.equal(wr[k], wx[k]) for k in wr)
+
+
+def test_keeps_last_three_checkpoints_and_each_loads(tiny_model, tmp_path):
+    from peft import PeftModel
+
+    from tunery.models.loading import load_base_model
+
+    _trainer(tiny_model, tmp_path / "k", every=1, epochs=2).run()
+    cps = ck.list_checkpoints(tmp_path / "k" / "checkpoints")
+    assert [p.name for p in cps] == ["step-6", "step-7", "step-8"]
+    model = PeftModel.from_pretrained(load_base_model(tiny_model.path), cps[0])
+    ids = torch.tensor([[1, 2, 3]])
+    assert model(input_ids=ids).logits.shape[-1] == model.config.vocab_size
+    assert (cps[0] / "metrics.json").exists()
