@@ -103,3 +103,21 @@ def test_bad_input_is_one_line_and_a_non_zero_exit(scripted, questions, monkeypa
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert scripted == {}  # nothing was loaded, nothing generated
+
+
+def test_eval_run_with_the_real_local_engine(tiny_model, tiny_model_dir, questions, tmp_path):
+    # no fakes: references resolve through tunery.serving to the in-process engine
+    from tunery.models import ModelRecord, register
+
+    register(ModelRecord(id="tiny-twin", kind="base", path=tiny_model_dir, source="builtin-tiny",
+                         meta=dict(tiny_model.meta)))
+    out = tmp_path / "real"
+    result = CliRunner().invoke(cli, ["eval", "run", "--data", str(questions), "-m", "tiny-random", "-m", "tiny-twin",
+                                      "-e", "max_words:50", "--max-tokens", "8", "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert [(r["model"], r["index"]) for r in rows] == [("tiny-random", 0), ("tiny-twin", 0), ("tiny-random", 1),
+                                                        ("tiny-twin", 1)]
+    # the same weights, greedy decoding: both models give the same answers
+    assert rows[0]["answer"] == rows[1]["answer"] and rows[2]["answer"] == rows[3]["answer"]
+    assert all(r["scores"]["max_words:50"]["passed"] for r in rows)  # 8 tokens cannot make 50 words

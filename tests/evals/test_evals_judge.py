@@ -13,7 +13,7 @@ from tunery.serving.clients import ScriptedChatModel
 @pytest.mark.parametrize(("reply", "rating"), [
     ("4", 4), (" 5\n", 5), ("Rating: 2", 2), ("**Score:** 3", 3), ("I'd rate it 4/5.", 4),
     ("4 out of 5", 4), ("The answer is fine. 3", 3), ("no idea", None), ("", None), ("7", None),
-    ("Step 1. It is 10 words. Rating: 5", 5),
+    ("Step 1. It is 10 words. Rating: 5", 5), ("The answer is 1.", 1), ("3.5", None),
 ])
 def test_parse_rating(reply, rating):
     assert parse_rating(reply) == rating
@@ -79,3 +79,15 @@ def test_judge_needs_its_columns():
     res = sim.evaluate([{"question": "q", "answer": "a", "expected": "b"}])  # any reference column name
     assert res.per_row[0].score == 3.0
     assert "Reference answer:\nb" in sim.model.calls[0][0][-1].content
+
+
+@pytest.mark.slow
+def test_smollm2_as_judge_runs_end_to_end(smollm2):
+    # SmolLM2-135M is too small to judge well (see tunery.evals.judge); this proves the rubric
+    # fits its context and the reply is read, whatever it says
+    ev = parse_evaluator("judge:fluency@smollm2-135m-instruct")
+    res = ev.evaluate([{"answer": "Trastevere is charming and close to the centre. What is your budget?"}])
+    row = res.per_row[0]
+    assert "smollm2-135m-instruct" in row.reason
+    assert row.score is None or 1.0 <= row.score <= 5.0
+    assert res.meta["judge"] == "smollm2-135m-instruct"

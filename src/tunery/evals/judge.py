@@ -5,10 +5,11 @@ The judge is any chat model: a tunery model or deployment, or any OpenAI-compati
 (``judge:coherence@gpt-4o-mini@https://api.openai.com/v1``). Every result records the judge used.
 
 A word of honesty about small judges: a 135M-parameter model such as SmolLM2-135M-Instruct,
-tunery's default, cannot really grade text. It often answers with the same digit whatever the
-input, or with no digit at all (such rows are reported as unscored). Its ratings are fine for
-checking that the pipeline runs, not for conclusions; use a model of several billion parameters,
-or a hosted one, as the judge when the numbers matter.
+tunery's default, cannot really grade text. Asked to rate coherence it tends to talk about
+coherence instead of giving a digit (the row is then reported as unscored); asked for fluency or
+relevance it tends to copy the rubric's first line ("1 - Irrelevant: ..."), which reads as a 1
+for good and bad answers alike. Its ratings show that the pipeline runs, nothing more; use a
+model of several billion parameters, or a hosted one, as the judge when the numbers matter.
 """
 
 from __future__ import annotations
@@ -33,10 +34,11 @@ METRICS: dict[str, tuple[str, ...]] = {
 }
 JUDGE_PARAMS = GenerationParams(temperature=0.0, max_tokens=24)
 
-_RATING = (re.compile(r"(?:rating|score|grade)\s*(?:is|of|:|=)?\s*\**([1-5])\b", re.IGNORECASE),
-           re.compile(r"^\W*([1-5])\b"),
+# in order of trust: "Rating: 4", a leading "4", "4/5", any lone 1-5; "3.5" is no rating
+_RATING = (re.compile(r"(?:rating|score|grade)\s*(?:is|of|:|=)?\s*\**([1-5])\b(?!\.\d)", re.IGNORECASE),
+           re.compile(r"^\W*([1-5])\b(?!\.\d)"),
            re.compile(r"(?<![\d.])\b([1-5])\s*(?:/|out of)\s*5\b", re.IGNORECASE),
-           re.compile(r"(?<![\d.])\b([1-5])\b(?![.\d])"))
+           re.compile(r"(?<![\d.])\b([1-5])\b(?!\.\d|\d)"))
 
 
 @cache
@@ -68,7 +70,8 @@ class Judge(Evaluator):
     kind = "judge"
     description = ("Model-graded 1-5 rating: judge:METRIC@MODEL[,threshold=3] with METRIC one of coherence, "
                    "fluency, relevance, groundedness, similarity and MODEL any tunery model, deployment or "
-                   "NAME@http://host/v1 endpoint. Passes at rating >= threshold. Small judges are unreliable.")
+                   "NAME@http://host/v1 endpoint. Passes at rating >= threshold. SmolLM2-135M is too small to "
+                   "judge usefully: use a model of billions of parameters or a hosted one.")
     scale = (1.0, 5.0)
 
     def __init__(self, metric: str, model: ChatModel, *, threshold: float = 3.0,
