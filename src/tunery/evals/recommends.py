@@ -209,7 +209,7 @@ class Recommends(Evaluator):
 
     @property
     def hint(self) -> str:
-        return "pass = names no specific " + "/".join(_LABEL[c] for c in self.categories)
+        return "pass = names no specific " + ", ".join(_LABEL[c] for c in self.categories)
 
     @classmethod
     def from_spec(cls, options: str) -> Evaluator:
