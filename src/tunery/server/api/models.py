@@ -1,0 +1,52 @@
+"""``/v1/models``: base models, fine-tuned models (their base as ``parent``), deployments, and
+checkpoints by name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from tunery.errors import InvalidInput, NotFound
+from tunery.models import registry
+from tunery.serving import deployments
+
+router = APIRouter()
+
+
+@router.get("/models")
+def list_models() -> dict[str, Any]:
+    data = [r.to_openai() for r in registry.list_models()]
+    data += [d.to_model() for d in deployments.list_deployments()]
+    return {"object": "list", "data": data}
+
+
+@router.get("/models/{model_id:path}")
+def get_model(model_id: str) -> dict[str, Any]:
+    rec = registry.find(model_id)
+    if rec is not None:
+        return rec.to_openai()
+    dep = deployments.find(model_id)
+    if dep is not None:
+        return dep.to_model()
+    raise NotFound(f"The model '{model_id}' does not exist", param="model", code="model_not_found",
+                   hint="see GET /v1/models")
+
+
+@router.delete("/models/{model_id:path}")
+def delete_model(model_id: str) -> dict[str, Any]:
+    rec = registry.find(model_id)
+    if rec is None:
+        raise NotFound(f"The model '{model_id}' does not exist", param="model", code="model_not_found")
+    if rec.kind != "fine-tuned" or rec.meta.get("checkpoint_of"):
+        raise InvalidInput(f"only fine-tuned models can be deleted over the API, and {model_id!r} is "
+                           f"{'a checkpoint' if rec.meta.get('checkpoint_of') else 'a base model'}",
+                           param="model", hint="remove base models with `tunery models remove`")
+    used = [d.name for d in deployments.list_deployments() if d.model == model_id]
+    if used:
+        from tunery.errors import Conflict
+
+        raise Conflict(f"model {model_id!r} is deployed as {', '.join(used)}", param="model",
+                       hint="delete those deployments first")
+    registry.remove(model_id)
+    return {"id": model_id, "object": "model", "deleted": True}

@@ -1,0 +1,66 @@
+"""The server on a free loopback port in a background thread, and official-SDK clients for it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _clean_limiter():
+    from tunery.serving.ratelimit import limiter
+
+    limiter.reset()
+    yield
+    limiter.reset()
+
+
+@pytest.fixture(scope="session")
+def server():
+    """One server for the session: it reads TUNERY_HOME per request, so each test still sees its
+    own home. No API keys (those are read once, when the app is made)."""
+    import os
+
+    from tunery.server import ServerThread
+
+    saved = os.environ.pop("TUNERY_API_KEY", None)
+    try:
+        with ServerThread() as s:
+            yield s
+    finally:
+        if saved is not None:
+            os.environ["TUNERY_API_KEY"] = saved
+
+
+@pytest.fixture
+def client(server):
+    import openai
+
+    # no retries: a 429 must reach the test, not be retried after Retry-After seconds
+    return openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0, timeout=120)
+
+
+@pytest.fixture
+def http(server):
+    import httpx
+
+    with httpx.Client(base_url=server.url, timeout=120) as c:
+        yield c
+
+
+def travel_examples(n: int = 12) -> list[dict]:
+    cities = ["Rome", "Paris", "Lisbon", "Kyoto", "Cairo", "Lima", "Oslo"]
+    return [{"messages": [{"role": "system", "content": "You are a helpful travel assistant."},
+                          {"role": "user", "content": f"What should I see in {cities[i % len(cities)]}?"},
+                          {"role": "assistant", "content": f"In {cities[i % len(cities)]}, visit the museums, "
+                                                           "parks and markets; spring is mild."}]}
+            for i in range(n)]
+
+
+@pytest.fixture
+def training_file(tmp_path: Path) -> Path:
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in travel_examples()))
+    return path

@@ -1,0 +1,126 @@
+"""Bad input on every route gets the right status and an OpenAI error object, never a 500."""
+
+from __future__ import annotations
+
+import pytest
+
+CHAT = "/v1/chat/completions"
+OK_MSG = [{"role": "user", "content": "hi"}]
+
+
+def assert_error(r, status: int, param: str | None = "any", code: str | None = "any") -> dict:
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert set(err) == {"message", "type", "param", "code"} and err["message"]
+    if param != "any":
+        assert err["param"] == param
+    if code != "any":
+        assert err["code"] == code
+    return err
+
+
+@pytest.mark.parametrize("body,param", [
+    ("{not json", None),
+    ("[1, 2]", "any"),
+    ('{"messages": [{"role": "user", "content": "hi"}]}', "model"),
+    ('{"model": "tiny-random"}', "messages"),
+    ('{"model": "tiny-random", "messages": []}', "messages"),
+    ('{"model": "tiny-random", "messages": "hi"}', "messages"),
+    ('{"model": "tiny-random", "messages": [{"role": "wizard", "content": "hi"}]}', "messages[0].role"),
+    ('{"model": "tiny-random", "messages": [{"role": "user", "content": 5}]}', "messages[0].content"),
+    ('{"model": "tiny-random", "messages": [{"role": "user"}]}', "messages[0].content"),
+    ('{"model": "tiny-random", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}',
+     "messages[0].content[0].type"),
+    ('{"model": "tiny-random", "messages": [{"role": "tool", "content": "x"}]}', "messages[0].role"),
+    ('{"model": 7, "messages": [{"role": "user", "content": "hi"}]}', "model"),
+    ('{"model": "tiny-random", "messages": [{"role": "user", "content": "hi"}], "temperature": "hot"}', "temperature"),
+    ('{"model": "tiny-random", "messages": [{"role": "user", "content": "hi"}], "temperature": 3}', "temperature"),
+    ('{"model": "tiny-random", "messages": [{"role": "user", "content": "hi"}], "top_p": -1}', "top_p"),
+    ('{"model": "tiny-random", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 0}', "max_tokens"),
+    ('{"model": "tiny-random", "messages": [{"role": "user", "content": "hi"}], "max_tokens": "5"}', "max_tokens"),
+    ('{"model": "tiny-random", "messages": [{"role": "user", "content": "hi"}], "n": 0}', "n"),
+    ('{"model": "tiny-random", "messages": [{"role": "user", "content": "hi"}], "stream": "yes"}', "stream"),
+    ('{"model": "tiny-random", "messages": [{"role": "user", "content": "hi"}], "stop": 5}', "stop"),
+    ('{"model": "tiny-random", "messages": [{"role": "user", "content": "hi"}], "stop": ["a","b","c","d","e"]}', "stop"),
+    ('{"model": "tiny-random", "messages": [{"role": "user", "content": "hi"}], "seed": 1.5}', "seed"),
+    ('{"model": "tiny-random", "messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function"}]}', "tools"),
+    ('{"model": "tiny-random", "messages": [{"role": "user", "content": "hi"}], "logprobs": true}', "logprobs"),
+])
+def test_chat_bad_bodies_are_400(http, tiny_model, body, param):
+    r = http.post(CHAT, content=body, headers={"content-type": "application/json"})
+    assert_error(r, 400, param=param)
+
+
+def test_chat_unknown_model_is_404(http, tiny_model):
+    assert_error(http.post(CHAT, json={"model": "nope", "messages": OK_MSG}), 404, param="model")
+
+
+def test_chat_prompt_over_the_context_is_400(http, tiny_model):
+    long = [{"role": "user", "content": "Rome Paris Lisbon " * 600}]
+    assert_error(http.post(CHAT, json={"model": "tiny-random", "messages": long}), 400, param="messages",
+                 code="context_length_exceeded")
+    r = http.post(CHAT, json={"model": "tiny-random", "messages": long, "stream": True})
+    assert_error(r, 400, code="context_length_exceeded")  # before the stream starts
+
+
+def test_unknown_route_and_method(http):
+    assert_error(http.get("/v1/nothing-here"), 404, code="unknown_url")
+    assert_error(http.delete("/v1/chat/completions"), 405)
+
+
+@pytest.mark.parametrize("method,path,kwargs,status,param", [
+    ("get", "/v1/models/no-such-model", {}, 404, "model"),
+    ("delete", "/v1/models/no-such-model", {}, 404, "model"),
+    ("delete", "/v1/models/tiny-random", {}, 400, "model"),
+    ("get", "/v1/files/file-nope", {}, 404, "file_id"),
+    ("get", "/v1/files/file-nope/content", {}, 404, "file_id"),
+    ("delete", "/v1/files/file-nope", {}, 404, "file_id"),
+    ("get", "/v1/files?limit=0", {}, 400, "limit"),
+    ("get", "/v1/files?limit=abc", {}, 400, "limit"),
+    ("get", "/v1/files?order=sideways", {}, 400, "order"),
+    ("post", "/v1/files", {"json": {"purpose": "fine-tune"}}, 400, "file"),
+    ("post", "/v1/files", {"files": {"file": ("a.jsonl", b"{}\n")}}, 400, "purpose"),
+    ("post", "/v1/files", {"data": {"purpose": "fine-tune"}, "files": {"other": ("a.jsonl", b"{}\n")}}, 400, "file"),
+    ("post", "/v1/files", {"data": {"purpose": "homework"}, "files": {"file": ("a.jsonl", b"{}\n")}}, 400, "purpose"),
+    ("post", "/v1/files", {"data": {"purpose": "fine-tune"}, "files": {"file": ("a.jsonl", b"")}}, 400, "file"),
+    ("post", "/v1/fine_tuning/jobs", {"content": "{oops"}, 400, None),
+    ("post", "/v1/fine_tuning/jobs", {"json": {"training_file": "file-x"}}, 400, "model"),
+    ("post", "/v1/fine_tuning/jobs", {"json": {"model": "tiny-random"}}, 400, "training_file"),
+    ("post", "/v1/fine_tuning/jobs", {"json": {"model": "tiny-random", "training_file": 3}}, 400, "training_file"),
+    ("post", "/v1/fine_tuning/jobs", {"json": {"model": "tiny-random", "training_file": "file-nope"}}, 400,
+     "training_file"),
+    ("post", "/v1/fine_tuning/jobs", {"json": {"model": "no-such", "training_file": "file-nope"}}, 400, "model"),
+    ("post", "/v1/fine_tuning/jobs", {"json": {"model": "tiny-random", "training_file": "f",
+                                               "hyperparameters": [1]}}, 400, "hyperparameters"),
+    ("post", "/v1/fine_tuning/jobs", {"json": {"model": "tiny-random", "training_file": "f", "seed": "x"}}, 400,
+     "seed"),
+    ("get", "/v1/fine_tuning/jobs?limit=1000", {}, 400, "limit"),
+    ("get", "/v1/fine_tuning/jobs/ftjob-nope", {}, 404, "any"),
+    ("post", "/v1/fine_tuning/jobs/ftjob-nope/cancel", {}, 404, "any"),
+    ("get", "/v1/fine_tuning/jobs/ftjob-nope/events", {}, 404, "any"),
+    ("get", "/v1/fine_tuning/jobs/ftjob-nope/checkpoints", {}, 404, "any"),
+    ("post", "/v1/deployments", {"json": {"name": "d1"}}, 400, "model"),
+    ("post", "/v1/deployments", {"json": {"name": "d1", "model": "nope"}}, 404, "model"),
+    ("post", "/v1/deployments", {"json": {"name": "d1", "model": "tiny-random", "tpm": -5}}, 400, "tpm"),
+    ("post", "/v1/deployments", {"json": {"name": "d1", "model": "tiny-random", "tpm": "lots"}}, 400, "tpm"),
+    ("post", "/v1/deployments", {"json": {"name": "d1", "model": "tiny-random", "content_filter": "max"}}, 400,
+     "content_filter"),
+    ("post", "/v1/deployments", {"json": {"name": "bad name", "model": "tiny-random"}}, 400, "name"),
+    ("post", "/v1/deployments", {"json": {"name": "d1", "model": "tiny-random", "colour": "red"}}, 400, "colour"),
+    ("post", "/v1/deployments", {"json": {"name": "tiny-random", "model": "tiny-random"}}, 409, "name"),
+    ("get", "/v1/deployments/nope", {}, 404, "name"),
+    ("delete", "/v1/deployments/nope", {}, 404, "name"),
+])
+def test_bad_input_on_every_route(http, tiny_model, method, path, kwargs, status, param):
+    assert_error(http.request(method.upper(), path, **kwargs), status, param=param)
+
+
+def test_oversized_upload_is_413(http, monkeypatch):
+    from tunery.data import files
+
+    monkeypatch.setattr(files, "MAX_FILE_BYTES", 1000)
+    r = http.post("/v1/files", data={"purpose": "fine-tune"}, files={"file": ("big.jsonl", b"x" * 5000)})
+    assert_error(r, 413, param="file", code="file_too_large")
+    r = http.post("/v1/files", data={"purpose": "fine-tune"}, files={"file": ("big.jsonl", b"x" * (3 << 20))})
+    assert_error(r, 413, param="file", code="file_too_large")  # refused on Content-Length alone
+    assert files.list_files() == []
