@@ -1,0 +1,130 @@
+"""`tunery chat` (interactive, streaming) and `tunery ask` (one answer, scriptable).
+
+MODEL is a registered model, fine-tune, checkpoint or deployment, or ``NAME@http://host:port/v1``
+for any OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from tunery.cli._common import console, err_console, print_json, status
+
+_sampling = [
+    click.option("--system", default=None, help="System message."),
+    click.option("--temperature", type=click.FloatRange(0, 2), default=0.7, show_default=True,
+                 help="Sampling temperature (0 = greedy)."),
+    click.option("--top-p", type=click.FloatRange(0, 1), default=1.0, show_default=True, help="Nucleus sampling."),
+    click.option("--max-tokens", type=click.IntRange(min=1), default=512, show_default=True,
+                 help="Most tokens per answer."),
+    click.option("--seed", type=int, default=None, help="Seed: the same seed gives the same answer."),
+]
+
+
+def sampling(f):
+    for opt in reversed(_sampling):
+        f = opt(f)
+    return f
+
+
+def _model(ref: str):
+    from tunery.serving.local import LocalChatModel
+    from tunery.serving.resolve import get_chat_model
+
+    model = get_chat_model(ref)
+    if isinstance(model, LocalChatModel):
+        from tunery.serving import deployments
+        from tunery.serving.manager import manager
+
+        with status(f"loading {ref}"):
+            dep = deployments.find(ref)
+            manager().target(dep.model if dep else ref)  # load now, not during the first answer
+    return model
+
+
+def _params(temperature: float, top_p: float, max_tokens: int, seed: int | None):
+    from tunery.serving.base import GenerationParams
+
+    return GenerationParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed)
+
+
+@click.command()
+@click.argument("model")
+@sampling
+def chat(model: str, system: str | None, temperature: float, top_p: float, max_tokens: int,
+         seed: int | None) -> None:
+    """Chat with MODEL in the terminal; answers stream as they are generated.
+
+    Type /reset to start over, /exit (or Ctrl-D) to leave.
+    """
+    from tunery.chat import ChatMessage, Role
+
+    llm = _model(model)
+    params = _params(temperature, top_p, max_tokens, seed)
+    history: list[ChatMessage] = [ChatMessage(Role.SYSTEM, system)] if system else []
+    console.print(f"[dim]chatting with {model} - /reset to start over, /exit to leave[/]")
+    while True:
+        try:
+            text = console.input("[bold cyan]you>[/] ")
+        except EOFError:
+            console.print()
+            return
+        if text.strip() in ("/exit", "/quit"):
+            return
+        if text.strip() == "/reset":
+            history = history[:1] if system else []
+            console.print("[dim](conversation cleared)[/]")
+            continue
+        if not text.strip():
+            continue
+        history.append(ChatMessage(Role.USER, text))
+        console.print("[bold green]bot>[/] ", end="")
+        answer, finish = "", None
+        try:
+            for chunk in llm.stream(history, params):
+                if chunk.text:
+                    answer += chunk.text
+                    sys.stdout.write(chunk.text)
+                    sys.stdout.flush()
+                finish = chunk.finish_reason or finish
+        except KeyboardInterrupt:
+            finish = "interrupted"
+        sys.stdout.write("\n")
+        if finish not in (None, "stop"):
+            console.print(f"[dim]({finish})[/]")
+        history.append(ChatMessage(Role.ASSISTANT, answer))
+
+
+@click.command()
+@click.argument("model")
+@click.argument("question")
+@sampling
+@click.option("--json", "as_json", is_flag=True, help="Print the answer, finish reason and usage as JSON.")
+def ask(model: str, question: str, system: str | None, temperature: float, top_p: float, max_tokens: int,
+        seed: int | None, as_json: bool) -> None:
+    """Ask MODEL one QUESTION and print the answer ('-' reads the question from stdin)."""
+    from tunery.chat import ChatMessage, Role
+    from tunery.errors import InvalidInput
+
+    if question == "-":
+        question = sys.stdin.read()
+    if not question.strip():
+        raise InvalidInput("the question is empty", param="question")
+    messages = ([ChatMessage(Role.SYSTEM, system)] if system else []) + [ChatMessage(Role.USER, question)]
+    llm = _model(model)
+    params = _params(temperature, top_p, max_tokens, seed)
+    if as_json:
+        done = llm.generate(messages, params)
+        print_json({"model": model, "answer": done.text, "finish_reason": done.finish_reason,
+                    "usage": done.usage.to_openai()})
+        return
+    finish = None
+    for chunk in llm.stream(messages, params):
+        if chunk.text:
+            sys.stdout.write(chunk.text)
+            sys.stdout.flush()
+        finish = chunk.finish_reason or finish
+    sys.stdout.write("\n")
+    if finish not in (None, "stop"):
+        err_console.print(f"[dim](finish reason: {finish})[/]")

@@ -1,0 +1,106 @@
+"""`tunery serve`, `tunery deploy` and `tunery deployments ...`."""
+
+from __future__ import annotations
+
+import click
+from rich.table import Table
+
+from tunery.cli._common import console, print_json
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Interface to listen on (0.0.0.0 for every interface; set API keys then).")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
+@click.option("--api-key", "api_keys", multiple=True, metavar="KEY",
+              help="Require this key as 'Authorization: Bearer KEY' on /v1 routes (repeatable; "
+                   "TUNERY_API_KEY may also hold comma-separated keys).")
+@click.option("--no-worker", is_flag=True, help="Do not run fine-tuning jobs in this process.")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["critical", "error", "warning", "info", "debug"]), help="Server log level.")
+def serve(host: str, port: int, api_keys: tuple[str, ...], no_worker: bool, log_level: str) -> None:
+    """Serve the OpenAI-compatible API, the job worker and the web studio.
+
+    Point any OpenAI client at the API base, e.g. openai.OpenAI(base_url="http://127.0.0.1:8000/v1").
+    """
+    from tunery.server.auth import configured_keys
+    from tunery.server.run import serve as run
+
+    shown = f"[{host}]" if ":" in host else ("127.0.0.1" if host in ("0.0.0.0", "") else host)
+    url = f"http://{shown}:{port}"
+    keys = configured_keys(api_keys)
+    console.print(f"[bold]tunery[/] serving on {url}")
+    console.print(f"  studio    {url}/")
+    console.print(f"  API base  {url}/v1   (docs: {url}/docs)")
+    console.print(f"  API keys  {len(keys)} required" if keys else "  API keys  none (anyone who can reach the port can use it)")
+    console.print(f"  worker    {'off' if no_worker else 'on: fine-tuning jobs run in this process'}")
+    run(host, port, api_keys=api_keys, worker=not no_worker, log_level=log_level)
+
+
+@click.command()
+@click.argument("model")
+@click.option("--name", required=True, help="Deployment name, used as `model` in chat requests.")
+@click.option("--tpm", type=click.IntRange(min=1), default=None, help="Tokens-per-minute limit (none by default).")
+@click.option("--content-filter", type=click.Choice(["off", "default", "strict"]), default="default",
+              show_default=True, help="Content filter level for prompts and answers.")
+@click.option("--block", "blocklist", multiple=True, metavar="TERM", help="Extra blocked term (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the deployment as JSON.")
+def deploy(model: str, name: str, tpm: int | None, content_filter: str, blocklist: tuple[str, ...],
+           as_json: bool) -> None:
+    """Deploy MODEL (a base model, fine-tune or checkpoint) under a name.
+
+    A running server picks the deployment up at once.
+    """
+    from tunery.serving import deployments
+
+    dep = deployments.create(name, model, tpm=tpm, content_filter=content_filter, blocklist=list(blocklist))
+    if as_json:
+        print_json(dep.to_openai())
+        return
+    limit = f"{dep.tpm} tokens/minute" if dep.tpm else "no rate limit"
+    console.print(f"[green]deployed[/] {dep.model} as [bold]{dep.name}[/] ({limit}, content filter {dep.content_filter})")
+
+
+@click.group()
+def deployments() -> None:
+    """List, show and delete deployments."""
+
+
+@deployments.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def list_cmd(as_json: bool) -> None:
+    """List deployments."""
+    from tunery.serving import deployments as store
+
+    deps = store.list_deployments()
+    if as_json:
+        print_json([d.to_openai() for d in deps])
+        return
+    if not deps:
+        console.print("No deployments. Create one with [bold]tunery deploy MODEL --name NAME --tpm 10000[/].")
+        return
+    t = Table(show_edge=False, header_style="bold")
+    for col in ("name", "model", "tpm", "content filter"):
+        t.add_column(col)
+    for d in deps:
+        t.add_row(d.name, d.model, str(d.tpm or "-"), d.content_filter)
+    console.print(t)
+
+
+@deployments.command()
+@click.argument("name")
+def show(name: str) -> None:
+    """Show one deployment as JSON."""
+    from tunery.serving import deployments as store
+
+    print_json(store.get(name).to_openai())
+
+
+@deployments.command()
+@click.argument("name")
+def delete(name: str) -> None:
+    """Delete a deployment (the model stays)."""
+    from tunery.serving import deployments as store
+
+    dep = store.delete(name)
+    console.print(f"deleted deployment {dep.name}")
