@@ -126,3 +126,9 @@ def qa_flow(make_flow) -> Path:
     """python -> llm -> python, with ``.output.key`` references; question 'boom' fails in prep,
     'slow' sleeps 3 s in prep."""
     return make_flow(QA_FLOW, QA_FILES, name="qa")
+
+
+@pytest.fixture
+def write():
+    """``write(folder, {name: text})``: write dedented files into a folder."""
+    return write_files

@@ -10,8 +10,7 @@ import pytest
 
 from tunery.chat import Role
 from tunery.errors import InvalidInput
-from tunery.flows import Connection, ModelResolver, add_connection, get_connection, load_flow, test_flow
-from tunery.flows import shim
+from tunery.flows import Connection, ModelResolver, add_connection, get_connection, load_flow, shim, test_flow
 from tunery.flows.executor import FlowExecutor
 from tunery.serving import OpenAIChatModel, ScriptedChatModel
 

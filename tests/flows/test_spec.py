@@ -172,7 +172,7 @@ def test_reference_parsing():
     assert parse_flow_reference("say ${inputs.x} please") is None  # not a whole reference: a literal
     assert parse_flow_reference("${inputs.x}") == Reference("inputs", "", ("x",), "${inputs.x}")
     assert parse_flow_reference("${n.output.a.b}").path == ("a", "b")
-    for bad in ("${inputs}", "${inputs.a.b}", "${n}", "${n.result}", "${}"):
+    for bad in ("${inputs}", "${inputs.a.b}", "${n}", "${n.result}", "${}", "${{inputs.x}}"):
         with pytest.raises(ValueError):
             parse_flow_reference(bad)
     assert parse_mapping_reference("${data.url}") == Reference("data", "", ("url",), "${data.url}")
@@ -181,6 +181,8 @@ def test_reference_parsing():
     assert parse_mapping_reference("constant") is None
     with pytest.raises(ValueError):
         parse_mapping_reference("${run.output.category}")
+    with pytest.raises(ValueError, match="malformed"):
+        parse_mapping_reference("${{data.x}}")
     assert parse_variant("${summarize.variant_1}") == ("summarize", "variant_1")
     assert parse_variant("summarize.variant_1") == ("summarize", "variant_1")
     with pytest.raises(InvalidInput):

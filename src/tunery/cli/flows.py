@@ -283,15 +283,20 @@ def create(run_file: Path | None, flow_path: str | None, data: str | None, colum
         columns = (TextColumn("[bold]lines"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("[red]{task.fields[failed]} failed"), TextColumn("{task.fields[rate]}"),
                    TimeElapsedColumn())
-        with Progress(*columns, console=err_console, transient=False) as bar:
-            task = bar.add_task("lines", total=None, failed=0, rate="")
+        bar = Progress(*columns, console=err_console)
+        task = bar.add_task("lines", total=None, failed=0, rate="")
 
-            def progress(p) -> None:
-                bar.update(task, total=p.total, completed=p.done, failed=p.failed,
-                           rate=f"{p.rate:.2f} lines/s" if p.rate else "")
+        def progress(p) -> None:
+            if not bar.live.is_started:  # shown once the run has really started
+                bar.start()
+            bar.update(task, total=p.total, completed=p.done, failed=p.failed,
+                       rate=f"{p.rate:.2f} lines/s" if p.rate else "")
 
+        try:
             record = create_run(spec, on_progress=progress, on_warning=lambda m: bar.console.print(
                 f"[yellow]warning:[/] {m}"))
+        finally:
+            bar.stop()
     if as_json:
         print_json(record.to_dict())
     else:

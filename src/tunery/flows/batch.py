@@ -171,6 +171,8 @@ def create_run(spec: RunSpec, *, model_factory: ModelFactory | None = None,
             on_progress(Progress(total, len(results), sum(r.status != COMPLETED for r in results),
                                  time.monotonic() - started))
 
+    if on_progress:
+        on_progress(Progress(total, 0, 0, 0.0))  # the run has started: the caller may show its bar
     saved_env = {k: os.environ.get(k) for k in spec.environment_variables}
     try:
         os.environ.update({k: str(v) for k, v in spec.environment_variables.items()})

@@ -45,6 +45,13 @@ def is_reference(value: Any) -> bool:
     return isinstance(value, str) and _WHOLE.match(value) is not None
 
 
+def _looks_like_reference(value: str) -> bool:
+    """``${...}`` written around the whole value, but not parseable (e.g. ``${{x}}``): a typo to
+    report rather than a literal to pass on silently."""
+    text = value.strip()
+    return text.startswith("${") and text.endswith("}")
+
+
 def parse_flow_reference(value: Any) -> Reference | None:
     """Parse a reference inside a flow (None for a literal). Raises ``ValueError`` with a
     one-line reason for a malformed one; callers attach the node and field."""
@@ -52,6 +59,8 @@ def parse_flow_reference(value: Any) -> Reference | None:
         return None
     m = _WHOLE.match(value)
     if m is None:
+        if _looks_like_reference(value):
+            raise ValueError(f"malformed reference {value.strip()}")
         return None
     text = value.strip()
     parts = [p.strip() for p in m.group("body").split(".")]
@@ -77,6 +86,8 @@ def parse_mapping_reference(value: Any) -> Reference | None:
         return None
     m = _WHOLE.match(value)
     if m is None:
+        if _looks_like_reference(value):
+            raise ValueError(f"malformed reference {value.strip()}")
         return None
     text = value.strip()
     parts = [p.strip() for p in m.group("body").split(".")]
