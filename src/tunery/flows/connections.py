@@ -132,6 +132,7 @@ class ModelResolver:
         self._known = known or known_locally
         self._on_warning = on_warning
         self._models: dict[tuple[str, str], ChatModel] = {}
+        self._known_names: dict[str, bool] = {}
         self._lock = threading.Lock()
         self.warnings: list[str] = []
 
@@ -148,8 +149,13 @@ class ModelResolver:
                                    "or model on the node, or with --connections NODE.deployment_name=NAME",
                                    param="deployment_name")
             return model
-        if model and self._known(model):
-            return model
+        if model:
+            with self._lock:  # one registry look-up per name, not one per line
+                known = self._known_names.get(model)
+                if known is None:
+                    known = self._known_names[model] = bool(self._known(model))
+            if known:
+                return model
         if model:
             self._warn(f"model {model!r} is not known to tunery; {self.default_model!r} answers instead "
                        "(map it with --connections NODE.deployment_name=MODEL or --default-model)")

@@ -114,7 +114,7 @@ th{background:#f1f3f6;font-weight:600;position:sticky;top:0}
 .val{white-space:pre-wrap;max-height:14em;overflow:auto;font-family:ui-monospace,Menlo,monospace;font-size:12.5px}
 .none{color:#99a}.k{color:#556;font-size:12px;font-weight:600}
 tr.diff td.out{background:#fff7e0}td.best{font-weight:700;color:#0a6b2d}tr.mdiff td{background:#fff7e0}
-.failed{color:#b3261e}.grade{display:inline-block;border-radius:10px;padding:0 8px;margin:2px 4px 2px 0;
+.failed{color:#b3261e}td.inputs{width:34%}.grade{display:inline-block;white-space:nowrap;border-radius:10px;padding:0 8px;margin:2px 4px 2px 0;
 font-size:12px;background:#eef}.g-Correct,.g-correct,.g-True,.g-true{background:#dff3e4;color:#0a6b2d}
 .g-Incorrect,.g-incorrect,.g-False,.g-false{background:#fde2e0;color:#b3261e}
 .controls{margin:8px 0}label{cursor:pointer}.tag{font-size:12px;color:#556}
@@ -131,8 +131,11 @@ def render_html(data: dict[str, Any]) -> str:
     """One self-contained HTML page from :func:`compare_runs` data."""
     runs = data["runs"]
     esc = html.escape
-    head = "".join(f"<th>{esc(r['display_name'])}<div class='tag'>{esc(r.get('flow_name') or '')}"
-                   f"{' · ' + esc(r['variant']) if r.get('variant') else ''}</div></th>" for r in runs)
+    def tag(r: dict[str, Any]) -> str:
+        chosen = ", ".join(f"{node}: {vid}" for node, vid in (r.get("variants") or {}).items())
+        return esc(r.get("flow_name") or "") + (f" · {esc(chosen)}" if chosen else "")
+
+    head = "".join(f"<th>{esc(r['display_name'])}<div class='tag'>{tag(r)}</div></th>" for r in runs)
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>tunery runs: "
              f"{esc(', '.join(r['name'] for r in runs))}</title><style>{_CSS}</style></head><body>",
              f"<h1>Run comparison</h1><div class='sub'>{len(runs)} run(s), {len(data['lines'])} line(s); generated "
@@ -172,7 +175,7 @@ def render_html(data: dict[str, Any]) -> str:
                             f"{esc(str(v))}</span>" for k, v in c["grades"].items())
             cells.append(f"<td class='out'>{body}</td>")
         parts.append(f"<tr class='line{' diff' if differs else ''}'><td>{line['line_number']}</td>"
-                     f"<td>{inputs}</td>{''.join(cells)}</tr>")
+                     f"<td class='inputs'>{inputs}</td>{''.join(cells)}</tr>")
     parts.append(f"</table><script>{_JS}</script></body></html>")
     return "\n".join(parts)
 
