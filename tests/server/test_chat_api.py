@@ -86,3 +86,24 @@ def test_models_list_and_retrieve(client, tiny_model):
     assert client.models.retrieve("travel-bot").owned_by == "deployment"
     with pytest.raises(openai.NotFoundError):
         client.models.retrieve("nope")
+
+
+def test_a_client_that_hangs_up_stops_its_generation(server, tiny_model):
+    import time
+
+    import httpx
+
+    from tunery.serving.manager import manager
+
+    engine = manager().target("tiny-random").engine
+    before = engine.tokens_generated
+    body = {"model": "tiny-random", "messages": MSG, "max_tokens": 900, "stream": True, "ignore_eos": True}
+    with httpx.stream("POST", f"{server.base_url}/chat/completions", json=body, timeout=60) as r:
+        lines = r.iter_lines()
+        for _ in range(3):
+            next(lines)
+    deadline = time.monotonic() + 60
+    while engine.busy() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not engine.busy()
+    assert engine.tokens_generated - before < 900  # cancelled, not run to max_tokens

@@ -17,6 +17,7 @@ import atexit
 import os
 import secrets
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -75,9 +76,12 @@ def _adapter_for(rec: ModelRecord) -> Adapter | None:
 
 
 class EngineManager:
+    spare_s = 30.0  # an engine used this recently is never unloaded
+
     def __init__(self, max_engines: int | None = None) -> None:
         self.max_engines = max_engines or int(os.environ.get("TUNERY_MAX_ENGINES", "2"))
         self._engines: OrderedDict[str, Engine] = OrderedDict()
+        self._last_used: dict[str, float] = {}
         self._tokenizers: OrderedDict[str, Any] = OrderedDict()
         self._lock = threading.RLock()
         self._encode_lock = threading.Lock()  # fast tokenizers are not safe to call from two threads
@@ -120,14 +124,18 @@ class EngineManager:
                 self._unload_idle(keep=self.max_engines - 1)
                 engine = self._engines[key] = factory(base)
             self._engines.move_to_end(key)
+            self._last_used[key] = time.monotonic()
             return engine
 
     def _unload_idle(self, keep: int) -> None:
+        # an engine handed out a moment ago may not have its request yet: spare it too
+        recent = time.monotonic() - self.spare_s
         for key in list(self._engines):
             if len(self._engines) <= max(0, keep):
                 return
-            if not self._engines[key].busy():
+            if not self._engines[key].busy() and self._last_used.get(key, 0) < recent:
                 self._engines.pop(key).close()
+                self._last_used.pop(key, None)
 
     def encode(self, target: Target, messages: Sequence[ChatMessage]) -> list[int]:
         """The prompt's token ids through the model's chat template; refuses a prompt that does not

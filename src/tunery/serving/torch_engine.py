@@ -76,6 +76,7 @@ class TorchEngine:
         self._mask: Any = None  # [rows, cache length] 0/1
         self._working = False
         self._closed = False
+        self.tokens_generated = 0  # a running total, for monitoring
         self._thread = threading.Thread(target=self._loop, name=f"tunery-engine-{self.name}", daemon=True)
         self._thread.start()
 
@@ -225,6 +226,7 @@ class TorchEngine:
         """Account for one sampled token: send its text, or finish the row."""
         req = row.req
         row.generated += 1
+        self.tokens_generated += 1
         row.next_token = token
         finish = None
         if token in self.stop_ids and not req.ignore_eos:
