@@ -1,0 +1,226 @@
+"""``export_model``: a registered model (base, fine-tune or checkpoint) into a verified Hugging
+Face folder, ONNX decoder or GGUF file; and ``register_export``: an ONNX export folder as a model
+the server can deploy.
+
+Every export is built in a temporary folder beside the target, loaded back, compared with the
+source model on the same prompts, and only then renamed into place with its manifest
+(``tunery-export.json``, written last). A failed check discards the export and raises."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunery.errors import Conflict, InvalidInput, NotFound, TuneryError
+from tunery.export.formats import MANIFEST, check_format, tolerance
+from tunery.export.verify import Messages, VerifyReport
+from tunery.home import atomic_dir, atomic_write_json, home
+from tunery.models import registry
+from tunery.models.registry import ModelRecord
+
+Progress = Callable[[str], None]
+
+
+class ExportVerificationFailed(TuneryError):
+    code = "export_verification_failed"
+
+    def __init__(self, message: str, report: VerifyReport, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.report = report
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    format: str
+    quantize: str
+    source_model: str
+    files: list[str]
+    size_bytes: int
+    report: VerifyReport
+    seconds: float = 0.0
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def main_file(self) -> Path:
+        """The file a user points another tool at (the GGUF file, else the folder)."""
+        gguf = [f for f in self.files if f.endswith(".gguf")]
+        return self.path / gguf[0] if gguf else self.path
+
+
+def _say(progress: Progress | None, msg: str) -> None:
+    if progress is not None:
+        progress(msg)
+
+
+def export_model(model: str | ModelRecord, fmt: str, out: Path, *, quantize: str | None = None,
+                 force: bool = False, progress: Progress | None = None,
+                 prompts: list[Messages] | None = None, texts: list[Messages] | None = None,
+                 greedy_tokens: int = 24) -> ExportResult:
+    """Export ``model`` to ``out`` in ``fmt`` and verify it against the source before returning."""
+    fmt, quantize = check_format(fmt, quantize)
+    rec = registry.get(model) if isinstance(model, str) else model
+    out = Path(out).expanduser().resolve()
+    if out.exists() and not out.is_dir():
+        raise InvalidInput(f"{out} exists and is not a folder", param="output")
+    if out.exists() and any(out.iterdir()) and not force:
+        raise Conflict(f"{out} already exists and is not empty", param="output",
+                       hint="pick another -o folder, or pass --force to replace it")
+    started = time.monotonic()
+    home().cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="export-", dir=home().cache) as work, atomic_dir(out) as tmp:
+        from tunery.export.hf_folder import write_merged
+
+        work_dir = Path(work)
+        hf_dir = tmp if fmt == "hf" else work_dir / "hf"
+        _say(progress, f"merging {rec.id} into a plain Hugging Face folder" if rec.is_adapter
+             else f"writing {rec.id} as a plain Hugging Face folder")
+        write_merged(rec, hf_dir)
+        gguf_file = None
+        if fmt == "onnx":
+            from tunery.export.onnx_export import build_onnx
+
+            _say(progress, f"building the ONNX decoder ({quantize}) with onnxruntime-genai's model builder")
+            build_onnx(hf_dir, tmp, quantize, log_path=work_dir / "builder.log")
+        elif fmt == "gguf":
+            from tunery.export.gguf_export import gguf_filename, write_gguf
+            from tunery.export.ollama import write_modelfile
+
+            gguf_file = gguf_filename(quantize)
+            _say(progress, f"writing {gguf_file}")
+            write_gguf(hf_dir, tmp / gguf_file, quantize, name=rec.id)
+            write_modelfile(tmp, gguf_file, _chat_template(hf_dir))
+        _say(progress, "verifying: the same prompts through the export and the source model")
+        report = _verify(rec, fmt, quantize, tmp, hf_dir, gguf_file, prompts=prompts, texts=texts,
+                         greedy_tokens=greedy_tokens)
+        if not report.passed:
+            raise ExportVerificationFailed(
+                f"the {fmt} ({quantize}) export of {rec.id} does not agree with the source: "
+                + "; ".join(report.failures), report, param="quantize",
+                hint="nothing was written; try a milder --quantize")
+        files = sorted(p.name for p in tmp.iterdir() if p.is_file())
+        size = sum((tmp / f).stat().st_size for f in files)
+        manifest = {
+            "format": fmt, "quantize": quantize, "source_model": rec.id, "source_kind": rec.kind,
+            "parent": rec.parent, "method": rec.method, "created_at": int(time.time()),
+            "context_length": rec.context_length, "files": files, "size_bytes": size,
+            "engine": "onnx" if fmt == "onnx" else ("llama.cpp" if fmt == "gguf" else "transformers"),
+            "verification": report.to_dict(), "tools": _tool_versions(fmt),
+        }
+        atomic_write_json(tmp / MANIFEST, manifest)
+    return ExportResult(path=out, format=fmt, quantize=quantize, source_model=rec.id, files=files + [MANIFEST],
+                        size_bytes=size, report=report, seconds=time.monotonic() - started, manifest=manifest)
+
+
+def _chat_template(folder: Path) -> str | None:
+    p = folder / "chat_template.jinja"
+    if p.exists():
+        return p.read_text()
+    cfg = folder / "tokenizer_config.json"
+    return json.loads(cfg.read_text()).get("chat_template") if cfg.exists() else None
+
+
+def _verify(rec: ModelRecord, fmt: str, quantize: str, export_dir: Path, hf_dir: Path, gguf_file: str | None,
+            **kw: Any) -> VerifyReport:
+    import torch
+
+    from tunery.export.hf_folder import folder_stop_ids
+    from tunery.export.scorers import OnnxScorer, TorchScorer, load_torch
+    from tunery.export.verify import verify
+    from tunery.models.loading import load_model
+
+    # the source as tunery serves it: a LoRA fine-tune with its adapter attached, not merged,
+    # so the check also proves the merge
+    model, tok, _ = load_model(rec, dtype=torch.float32, merge=False)
+    source = TorchScorer(model)
+    tokenizer_match = None
+    if fmt == "onnx":
+        exported: Any = OnnxScorer(export_dir)
+    elif fmt == "gguf":
+        exported = load_torch(export_dir, gguf_file=gguf_file)
+        tokenizer_match = _gguf_tokenizer_matches(export_dir, gguf_file or "", tok)
+    else:
+        exported = load_torch(export_dir)
+    return verify(source, exported, tok, fmt=fmt, quantize=quantize, tol=tolerance(fmt, quantize),
+                  stop_ids=folder_stop_ids(hf_dir), tokenizer_match=tokenizer_match, **kw)
+
+
+def _gguf_tokenizer_matches(folder: Path, gguf_file: str, source_tok: Any) -> bool:
+    """Whether the tokenizer rebuilt from the GGUF metadata encodes a sample like the source's."""
+    from transformers import AutoTokenizer
+
+    from tunery.export.verify import DEFAULT_TEXTS, render
+
+    tok = AutoTokenizer.from_pretrained(str(folder), gguf_file=gguf_file)
+    for msgs in DEFAULT_TEXTS[:2]:
+        text = render(source_tok, msgs, generation_prompt=False) + " 2024, café, naïve!"
+        if list(tok(text, add_special_tokens=False)["input_ids"]) != list(
+                source_tok(text, add_special_tokens=False)["input_ids"]):
+            return False
+    return True
+
+
+def _tool_versions(fmt: str) -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    names = {"hf": ["transformers", "peft"], "onnx": ["onnxruntime", "onnxruntime-genai", "onnx"],
+             "gguf": ["gguf", "transformers"]}[fmt]
+    out = {}
+    for n in names:
+        with contextlib.suppress(PackageNotFoundError):
+            out[n] = version(n)
+    return out
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """The manifest of a finished export folder; NotFound when ``path`` is not one."""
+    p = Path(path).expanduser() / MANIFEST
+    if not p.is_file():
+        raise NotFound(f"{path} is not a tunery export folder (no {MANIFEST})", param="model",
+                       hint="create one with `tunery export MODEL --format onnx -o DIR`")
+    return json.loads(p.read_text())
+
+
+def is_export_dir(path: str | Path) -> bool:
+    p = Path(path).expanduser()
+    return p.is_dir() and (p / MANIFEST).is_file()
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._:\-]+", "-", text).strip("-.:") or "export"
+
+
+def register_export(path: str | Path, name: str | None = None) -> ModelRecord:
+    """Register an ONNX export folder as a model served by the ONNX Runtime engine
+    (``meta["engine"] == "onnx"``). Idempotent: the same folder under the same name returns the
+    existing record. The default name is ``<source>-onnx-<quantize>``."""
+    folder = Path(path).expanduser().resolve()
+    man = read_manifest(folder)
+    if man.get("format") != "onnx":
+        raise InvalidInput(f"{folder} is a {man.get('format')} export; only ONNX exports can be served by "
+                           "tunery's ONNX engine", param="model",
+                           hint="export with --format onnx, or deploy the source model itself")
+    model_id = name or _slug(f"{man['source_model']}-onnx-{man['quantize']}")
+    existing = registry.find(model_id)
+    if existing is not None:
+        if existing.path.resolve() == folder and existing.meta.get("engine") == "onnx":
+            return existing
+        raise Conflict(f"a model named {model_id!r} already exists", param="name",
+                       hint="pick another name with --name")
+    source = registry.find(man["source_model"])
+    spec = source.spec if source is not None else None
+    meta = {"engine": "onnx", "export": man.get("quantize"), "source_model": man["source_model"],
+            "context_length": man.get("context_length")}
+    if spec is not None:
+        meta["catalog"] = spec.name
+    return registry.register(ModelRecord(
+        id=model_id, kind="fine-tuned" if man.get("source_kind") == "fine-tuned" else "base", path=folder,
+        source="onnx-export", parent=man["source_model"], method="onnx-export", meta=meta))
+

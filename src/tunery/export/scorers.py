@@ -1,0 +1,120 @@
+"""Load an export back and run token ids through it, the same way for every format, so that the
+verifier can compare it with the source model.
+
+A scorer answers two questions: the next-token logits at every position of a sequence (teacher
+forcing: for loss, perplexity and top-1 agreement), and the greedy continuation of a prompt (for
+answer agreement). The PyTorch scorer serves the source model, the ``hf`` export and GGUF files
+(``transformers`` dequantizes GGUF on load); the ONNX scorer runs the exported graph with ONNX
+Runtime, greedy decoding through onnxruntime-genai, the same runtime the ONNX engine serves with.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+
+class Scorer(Protocol):
+    def logits(self, ids: list[int]) -> np.ndarray:
+        """``[len(ids), vocab]`` float32 logits: row ``i`` predicts token ``i + 1``."""
+        ...
+
+    def greedy(self, ids: list[int], n: int, stop_ids: frozenset[int]) -> list[int]:
+        """Up to ``n`` greedy tokens after ``ids``, ending with the first stop token if one comes."""
+        ...
+
+
+class TorchScorer:
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def logits(self, ids: list[int]) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            return self.model(input_ids=torch.tensor([ids])).logits[0].float().numpy()
+
+    def greedy(self, ids: list[int], n: int, stop_ids: frozenset[int]) -> list[int]:
+        import torch
+
+        out: list[int] = []
+        past = None
+        step = torch.tensor([ids])
+        with torch.inference_mode():
+            for _ in range(n):
+                res = self.model(input_ids=step, past_key_values=past, use_cache=True)
+                past = res.past_key_values
+                token = int(res.logits[0, -1].argmax())
+                out.append(token)
+                if token in stop_ids:
+                    break
+                step = torch.tensor([[token]])
+        return out
+
+
+def load_torch(folder: Path, gguf_file: str | None = None) -> TorchScorer:
+    """A plain HF folder, or a GGUF file in ``folder`` (dequantized to float32 by transformers)."""
+    import torch
+    import transformers
+    from transformers import AutoModelForCausalLM
+
+    transformers.logging.set_verbosity_error()
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    kw = {"gguf_file": gguf_file} if gguf_file else {}
+    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32, **kw)
+    model.eval()
+    return TorchScorer(model)
+
+
+class OnnxScorer:
+    """An onnxruntime-genai export folder (``model.onnx`` + ``genai_config.json``)."""
+
+    def __init__(self, folder: Path) -> None:
+        import onnxruntime as ort
+        import onnxruntime_genai as og
+
+        self.folder = Path(folder)
+        cfg = json.loads((self.folder / "genai_config.json").read_text())["model"]
+        dec = cfg["decoder"]
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        self.session = ort.InferenceSession(str(self.folder / dec["filename"]), opts,
+                                            providers=["CPUExecutionProvider"])
+        self._kv = (int(dec["num_key_value_heads"]), int(dec["head_size"]))
+        self.model = og.Model(str(self.folder))
+
+    def logits(self, ids: list[int]) -> np.ndarray:
+        x = np.array([ids], dtype=np.int64)
+        feeds: dict[str, np.ndarray] = {}
+        for inp in self.session.get_inputs():
+            if inp.name == "input_ids":
+                feeds[inp.name] = x
+            elif inp.name == "attention_mask":
+                feeds[inp.name] = np.ones_like(x)
+            elif inp.name == "position_ids":
+                feeds[inp.name] = np.arange(len(ids), dtype=np.int64)[None, :]
+            elif inp.name.startswith("past_key_values"):
+                dtype = np.float16 if "float16" in inp.type else np.float32
+                feeds[inp.name] = np.zeros((1, *self._kv[:1], 0, self._kv[1]), dtype=dtype)
+        out = self.session.run(["logits"], feeds)[0]
+        return np.asarray(out[0], dtype=np.float32)
+
+    def greedy(self, ids: list[int], n: int, stop_ids: frozenset[int]) -> list[int]:
+        import onnxruntime_genai as og
+
+        params = og.GeneratorParams(self.model)
+        params.set_search_options(max_length=len(ids) + n, do_sample=False)
+        gen = og.Generator(self.model, params)
+        gen.append_tokens(np.array(ids, dtype=np.int32))
+        out: list[int] = []
+        while len(out) < n and not gen.is_done():
+            gen.generate_next_token()
+            token = int(gen.get_next_tokens()[0])
+            out.append(token)
+            if token in stop_ids:
+                break
+        return out
