@@ -1,0 +1,51 @@
+"""`tunery export`: a model into a verified Hugging Face folder, ONNX decoder or GGUF file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from tunery.cli._common import console, human_bytes, print_json, status
+
+
+@click.command()
+@click.argument("model")
+@click.option("--format", "-f", "fmt", required=True, type=click.Choice(["hf", "onnx", "gguf"]),
+              help="hf: merged Hugging Face folder; onnx: ONNX Runtime decoder; gguf: llama.cpp/Ollama file.")
+@click.option("--quantize", "-q", default=None, metavar="TYPE",
+              help="onnx: none (default), int8 or int4; gguf: f16 (default), q8_0, q4_0 or q4_1; hf: none.")
+@click.option("--output", "-o", "output", required=True, type=click.Path(path_type=Path),
+              help="Folder to write the export into (created; must be empty unless --force).")
+@click.option("--force", is_flag=True, help="Replace the output folder if it exists.")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest (with the verification report) as JSON.")
+def export(model: str, fmt: str, quantize: str | None, output: Path, force: bool, as_json: bool) -> None:
+    """Export MODEL (a base model, fine-tuned model or checkpoint) to --format in -o DIR.
+
+    A LoRA fine-tune is merged into its base weights first. The export is then loaded back and
+    the same prompts run through it and the source model: the greedy-token agreement and the
+    loss change must be within the format's tolerance, or nothing is written.
+
+    \b
+    Examples:
+      tunery export ft:smollm2-135m-instruct:travel:abc123 -f onnx -q int4 -o travel-int4
+      tunery export smollm2-135m-instruct -f gguf -q q4_1 -o smollm2-gguf
+      tunery deploy ./travel-int4 --name travel-int4
+    """
+    from tunery.export import export_model
+
+    with status(f"exporting {model} to {fmt}") as update:
+        result = export_model(model, fmt, output, quantize=quantize, force=force, progress=update)
+    if as_json:
+        print_json({"path": str(result.path), **result.manifest})
+        return
+    r = result.report
+    console.print(f"[green]exported[/] {result.source_model} as {fmt} ({result.quantize}) to [bold]{result.path}[/] "
+                  f"({human_bytes(result.size_bytes)}, {result.seconds:.0f}s)")
+    console.print(f"  verified: {r.summary()}")
+    console.print(f"  perplexity {r.source_ppl:.2f} -> {r.export_ppl:.2f}")
+    if fmt == "onnx":
+        console.print(f"  serve it: [bold]tunery deploy {result.path} --name NAME[/]")
+    elif fmt == "gguf":
+        console.print(f"  run it: [bold]ollama create NAME -f {result.path / 'Modelfile'}[/] or "
+                      f"llama.cpp with {result.main_file.name}")

@@ -1,0 +1,351 @@
+"""The ONNX Runtime engine: an exported ONNX decoder (``tunery export MODEL --format onnx``) served
+through onnxruntime-genai's generator loop, behind the same engine contract as the PyTorch engine
+(``tunery.serving.engine``) and, for use without the server, the ChatModel contract.
+
+Batching: requests waiting when a batch starts are decoded together, left-padded, in one
+onnxruntime-genai generator (one forward pass per step for all rows); requests that arrive while a
+batch runs wait for the next one (onnxruntime-genai accepts a batch's prompts only once). Finished
+rows ride along until the batch ends, their tokens ignored.
+
+Sampling: greedy rows are left to onnxruntime-genai's own argmax (the fast path). When a row
+samples, every row's next token is chosen here from the step's logits, each from its own
+``numpy`` generator seeded from the request, and handed back to the generator as a one-hot logit
+row, so a row's random draws never depend on who shares the batch (as in the PyTorch engine).
+Quantized kernels may round a batched row's logits differently from a lone one's, so a seeded
+answer is reproducible for the same batch make-up, and nearly always for any.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import secrets
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tunery.chat import ChatMessage
+from tunery.errors import InvalidInput, TuneryError
+from tunery.serving.base import Completion, CompletionChunk, GenerationParams, Usage
+from tunery.serving.engine import Delta, EngineRequest, IncrementalDecoder, StopText
+
+log = logging.getLogger(__name__)
+
+_CLOSE = object()
+GREEDY_BELOW = 1e-5
+
+
+def export_stop_ids(folder: Path, tokenizer: Any = None) -> list[int]:
+    """End-of-turn ids of an export folder: genai config, generation config, tokenizer eos."""
+    ids: list[int] = []
+    folder = Path(folder)
+    for name, get in (("genai_config.json", lambda d: d.get("model", {}).get("eos_token_id")),
+                      ("generation_config.json", lambda d: d.get("eos_token_id"))):
+        if (folder / name).exists():
+            eos = get(json.loads((folder / name).read_text()))
+            ids += eos if isinstance(eos, list) else ([eos] if eos is not None else [])
+    if tokenizer is not None and tokenizer.eos_token_id is not None:
+        ids.append(tokenizer.eos_token_id)
+    return sorted({int(i) for i in ids})
+
+
+def sample_token(logits: np.ndarray, temperature: float, top_p: float, rng: np.random.Generator) -> int:
+    """One token from one row of logits with temperature and nucleus (top-p) filtering."""
+    x = logits.astype(np.float64) / temperature
+    p = np.exp(x - x.max())
+    p /= p.sum()
+    if top_p < 1.0:
+        order = np.argsort(-p)
+        sp = p[order]
+        keep = (np.cumsum(sp) - sp) < top_p
+        keep[0] = True  # top_p=0 still keeps the most likely token
+        sp = sp * keep
+        return int(order[rng.choice(len(sp), p=sp / sp.sum())])
+    return int(rng.choice(len(p), p=p))
+
+
+@dataclass
+class _Row:
+    req: EngineRequest
+    decoder: IncrementalDecoder
+    stop: StopText
+    rng: np.random.Generator
+    generated: int = 0
+    done: bool = False
+
+
+class OnnxEngine:
+    """Serves one ONNX export folder from a background thread (the ``Engine`` contract)."""
+
+    def __init__(self, folder: Path, tokenizer: Any, stop_ids: Sequence[int], *, max_batch: int = 8,
+                 name: str = "") -> None:
+        try:
+            import onnxruntime_genai as og
+        except ImportError as e:
+            raise InvalidInput("serving an ONNX export needs onnxruntime-genai", param="model",
+                               hint="pip install onnxruntime-genai") from e
+        self.folder = Path(folder)
+        if not (self.folder / "genai_config.json").exists():
+            raise InvalidInput(f"{self.folder} is not an ONNX export (no genai_config.json)", param="model",
+                               hint="create one with `tunery export MODEL --format onnx -o DIR`")
+        self.name = name or self.folder.name
+        self.tokenizer = tokenizer
+        self.stop_ids = frozenset(int(i) for i in stop_ids)
+        self.max_batch = max(1, max_batch)
+        cfg = json.loads((self.folder / "genai_config.json").read_text())["model"]
+        self.context_length = int(cfg.get("context_length") or 2048)
+        self.pad_id = int(cfg.get("pad_token_id", 0) if not isinstance(cfg.get("pad_token_id"), list)
+                          else cfg["pad_token_id"][0])
+        self._og = og
+        self.model = og.Model(str(self.folder))
+        self._inbox: queue.Queue = queue.Queue()
+        self._working = False
+        self._closed = False
+        self._thread = threading.Thread(target=self._loop, name=f"tunery-onnx-{self.name}", daemon=True)
+        self._thread.start()
+
+    # -- the contract ---------------------------------------------------------------------------
+
+    def submit(self, request: EngineRequest) -> None:
+        if self._closed:
+            request.emit(Delta(request.index, error=RuntimeError("the engine was closed")))
+            return
+        self._inbox.put(request)
+
+    def busy(self) -> bool:
+        return self._working or not self._inbox.empty()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._inbox.put(_CLOSE)
+        self._thread.join(timeout=30)
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            item = self._inbox.get()
+            if item is _CLOSE:
+                break
+            self._working = True
+            batch = [item]
+            closing = False
+            while len(batch) < self.max_batch:
+                try:
+                    nxt = self._inbox.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _CLOSE:
+                    closing = True
+                    break
+                batch.append(nxt)
+            try:
+                self._run(batch)
+            except Exception as e:
+                log.exception("ONNX generation failed on %s", self.name)
+                for req in batch:
+                    req.emit(Delta(req.index, error=e))
+            self._working = False
+            if closing:
+                break
+        while not self._inbox.empty():
+            item = self._inbox.get_nowait()
+            if item is not _CLOSE:
+                item.emit(Delta(item.index, error=RuntimeError("the engine was closed")))
+
+    def _run(self, batch: list[EngineRequest]) -> None:
+        og = self._og
+        rows = []
+        for req in batch:
+            if req.cancelled.is_set():
+                req.emit(Delta(req.index, error=RuntimeError("cancelled")))
+                continue
+            rows.append(_Row(req=req, decoder=IncrementalDecoder(self.tokenizer), stop=StopText(req.stop),
+                             rng=np.random.default_rng(int(req.seed) & 0xFFFF_FFFF_FFFF_FFFF)))
+        if not rows:
+            return
+        width = max(len(r.req.prompt_ids) for r in rows)
+        budget = max(r.req.max_tokens for r in rows)
+        params = og.GeneratorParams(self.model)
+        params.set_search_options(max_length=min(self.context_length, width + budget), do_sample=False,
+                                  batch_size=len(rows))
+        gen = og.Generator(self.model, params)
+        if len(rows) == 1:
+            gen.append_tokens(np.array(rows[0].req.prompt_ids, dtype=np.int32))
+        else:
+            gen.append_tokens(np.array([[self.pad_id] * (width - len(r.req.prompt_ids)) + list(r.req.prompt_ids)
+                                        for r in rows], dtype=np.int32))
+        choose = any(r.req.temperature > GREEDY_BELOW or r.req.ignore_eos for r in rows)
+        while not all(r.done for r in rows):
+            if gen.is_done():
+                for r in rows:
+                    if not r.done:
+                        self._finish(r, "length")
+                break
+            if choose:
+                self._force_choices(gen, rows)
+            gen.generate_next_token()
+            tokens = gen.get_next_tokens()
+            for i, r in enumerate(rows):
+                if r.done:
+                    continue
+                if r.req.cancelled.is_set():
+                    r.done = True
+                    r.req.emit(Delta(r.req.index, completion_tokens=r.generated, error=RuntimeError("cancelled")))
+                    continue
+                self._advance(r, int(tokens[i]), width)
+
+    def _force_choices(self, gen: Any, rows: list[_Row]) -> None:
+        logits = np.asarray(gen.get_logits(), dtype=np.float32).reshape(len(rows), -1)
+        forced = np.full_like(logits, -1e9)
+        for i, r in enumerate(rows):
+            row = logits[i]
+            if r.req.ignore_eos and self.stop_ids:
+                row = row.copy()
+                row[[t for t in self.stop_ids if t < row.shape[0]]] = -np.inf
+            if r.done or r.req.temperature <= GREEDY_BELOW:
+                token = int(row.argmax())
+            else:
+                token = sample_token(row, r.req.temperature, r.req.top_p, r.rng)
+            forced[i, token] = 0.0
+        gen.set_logits(forced)
+
+    def _advance(self, r: _Row, token: int, width: int) -> None:
+        req = r.req
+        r.generated += 1
+        finish = None
+        if token in self.stop_ids and not req.ignore_eos:
+            text, finish = r.stop.push(r.decoder.flush()) + r.stop.flush(), "stop"
+        else:
+            text = r.stop.push(r.decoder.push(token))
+            if r.stop.stopped:
+                finish = "stop"
+            elif r.generated >= req.max_tokens or width + r.generated >= self.context_length:
+                text += r.stop.push(r.decoder.flush()) + r.stop.flush()
+                finish = "length"
+        if finish is not None:
+            r.done = True
+            req.emit(Delta(req.index, text, r.generated, finish))
+        elif text:
+            req.emit(Delta(req.index, text, r.generated))
+
+    def _finish(self, r: _Row, reason: str) -> None:
+        r.done = True
+        text = r.stop.push(r.decoder.flush()) + r.stop.flush()
+        r.req.emit(Delta(r.req.index, text, r.generated, reason))
+
+
+def onnx_engine_factory(rec: Any) -> OnnxEngine:
+    """The engine factory for ``tunery.serving.manager.register_engine("onnx", ...)``: serves a
+    registered model whose ``path`` is an ONNX export folder and ``meta["engine"] == "onnx"``."""
+    import os
+
+    from tunery.models.loading import load_tokenizer
+
+    tokenizer = load_tokenizer(rec)
+    return OnnxEngine(rec.path, tokenizer, export_stop_ids(rec.path, tokenizer), name=rec.id,
+                      max_batch=int(os.environ.get("TUNERY_MAX_BATCH", "8")))
+
+
+def install() -> None:
+    """Make the process-wide engine manager serve ``meta["engine"] == "onnx"`` models."""
+    from tunery.serving.manager import register_engine
+
+    register_engine("onnx", onnx_engine_factory)
+
+
+class GenerationFailed(TuneryError):
+    status_code = 500
+    error_type = "server_error"
+    code = "generation_failed"
+
+
+class OnnxChatModel:
+    """An ONNX export folder as a ChatModel, with no registry or server in between: what an app
+    embeds to run a model on-device."""
+
+    can_stream = True
+
+    def __init__(self, folder: str | Path, *, name: str | None = None, max_batch: int = 8) -> None:
+        from transformers import AutoTokenizer
+
+        folder = Path(folder).expanduser()
+        self.name = name or folder.name
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        except (OSError, ValueError) as e:
+            raise InvalidInput(f"cannot read the tokenizer in {folder}: {e}", param="model") from e
+        self._encode_tok = AutoTokenizer.from_pretrained(str(folder))  # the engine thread decodes with the other
+        self.engine = OnnxEngine(folder, self.tokenizer, export_stop_ids(folder, self.tokenizer),
+                                 max_batch=max_batch, name=self.name)
+        self._lock = threading.Lock()
+
+    def encode(self, messages: Sequence[ChatMessage]) -> list[int]:
+        if not messages:
+            raise InvalidInput("messages must not be empty", param="messages")
+        with self._lock:
+            text = self._encode_tok.apply_chat_template([{"role": m.role.value, "content": m.content} for m in messages],
+                                                        add_generation_prompt=True, tokenize=False)
+            ids = list(self._encode_tok(text, add_special_tokens=False)["input_ids"])
+        if len(ids) >= self.engine.context_length:
+            raise InvalidInput(f"this model's maximum context length is {self.engine.context_length} tokens, "
+                               f"but the messages take {len(ids)}", param="messages",
+                               code="context_length_exceeded", hint="shorten the messages")
+        return ids
+
+    def _start(self, messages: Sequence[ChatMessage], params: GenerationParams
+               ) -> tuple[list[EngineRequest], queue.Queue[Delta], int]:
+        ids = self.encode(messages)
+        room = self.engine.context_length - len(ids)
+        max_tokens = room if params.max_tokens is None else max(1, min(params.max_tokens, room))
+        seed = params.seed if params.seed is not None else secrets.randbits(63)
+        events: queue.Queue[Delta] = queue.Queue()
+        reqs = [EngineRequest(prompt_ids=ids, max_tokens=max_tokens, emit=events.put, temperature=params.temperature,
+                              top_p=params.top_p, seed=seed + i, stop=params.stop, index=i)
+                for i in range(max(1, params.n))]
+        for r in reqs:
+            self.engine.submit(r)
+        return reqs, events, len(ids)
+
+    def stream(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Iterator[CompletionChunk]:
+        reqs, events, prompt_tokens = self._start(messages, params)
+        open_choices = {r.index for r in reqs}
+        done: dict[int, int] = {}
+        try:
+            while open_choices:
+                d = events.get()
+                done[d.index] = max(done.get(d.index, 0), d.completion_tokens)
+                if d.error is not None:
+                    raise GenerationFailed(f"generation failed: {d.error}") from d.error
+                if d.text:
+                    yield CompletionChunk(text=d.text, index=d.index)
+                if d.finish_reason is not None:
+                    open_choices.discard(d.index)
+                    yield CompletionChunk(finish_reason=d.finish_reason, index=d.index)  # type: ignore[arg-type]
+            yield CompletionChunk(usage=Usage(prompt_tokens, sum(done.values())))
+        finally:
+            for r in reqs:
+                r.cancelled.set()
+
+    def generate(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Completion:
+        n = max(1, params.n)
+        texts, reasons = ["" for _ in range(n)], ["stop" for _ in range(n)]
+        usage = Usage()
+        for chunk in self.stream(messages, params):
+            if chunk.usage is not None:
+                usage = chunk.usage
+            texts[chunk.index] += chunk.text
+            if chunk.finish_reason is not None:
+                reasons[chunk.index] = chunk.finish_reason
+        return Completion(text=texts[0], finish_reason=reasons[0], usage=usage,  # type: ignore[arg-type]
+                          model=self.name, choices=tuple(texts))
+
+    def close(self) -> None:
+        self.engine.close()
