@@ -210,3 +210,20 @@ def test_many_threads_submitting_at_once(engine, tokenizer):
     while engine.busy() and time.monotonic() < deadline:
         time.sleep(0.01)
     assert not engine.busy() and engine._rows == [] and engine._cache is None
+
+
+def test_adapters_are_evicted_when_memory_is_short(tiny_model_dir, lora_dirs, monkeypatch):
+    from transformers import AutoModelForCausalLM
+
+    from tunery.serving import adapters
+    from tunery.serving.adapters import AdapterPool
+
+    pool = AdapterPool(AutoModelForCausalLM.from_pretrained(tiny_model_dir), max_adapters=8)
+    first = pool.acquire(_adapter(lora_dirs[0]))
+    pool.release(first)
+    monkeypatch.setattr(adapters, "available_memory", lambda: 1024)  # far below the floor
+    busy = pool.acquire(_adapter(lora_dirs[1]))
+    assert pool.loaded == [str(lora_dirs[1])]  # the idle, older one went; the new one stays
+    pool.acquire(_adapter(lora_dirs[0]))
+    assert pool.loaded == [str(lora_dirs[1]), str(lora_dirs[0])]  # in use: kept despite the shortage
+    pool.release(busy)
