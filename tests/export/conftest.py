@@ -1,5 +1,5 @@
 """A LoRA fine-tune of the tiny model (adapter B initialised non-zero, so merging changes the
-weights) and, once per module, its exports in every format."""
+weights) and, once per session, its exports in every format."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ EXPORTS = [("hf", "none"), ("onnx", "none"), ("onnx", "int8"), ("onnx", "int4"),
            ("gguf", "f16"), ("gguf", "q8_0"), ("gguf", "q4_1")]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def exports(tiny_model_dir: Path, adapter_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     """{(format, quantize): ExportResult} of the tiny fine-tune, built once in a home of its own."""
     from tunery.export import export_model

@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-
 from tests.export.conftest import EXPORTS, FT_ID
 
 

@@ -1,0 +1,107 @@
+"""Format checks, the GGUF pieces on their own, and an export that disagrees with its source
+being refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tunery.errors import Conflict, InvalidInput, NotFound
+
+
+def test_check_format_defaults_and_refusals():
+    from tunery.export import check_format
+
+    assert check_format("onnx", None) == ("onnx", "none")
+    assert check_format("GGUF", None) == ("gguf", "f16")
+    assert check_format("onnx", "fp32") == ("onnx", "none")
+    with pytest.raises(InvalidInput, match="does not apply to the gguf format") as e:
+        check_format("gguf", "int4")
+    assert e.value.param == "quantize" and "q4_0" in e.value.hint
+    with pytest.raises(InvalidInput, match="unknown export format"):
+        check_format("tflite", None)
+
+
+def test_permutation_is_undone_by_the_transformers_gguf_loader():
+    from transformers.modeling_gguf_pytorch_utils import LlamaTensorProcessor
+
+    from tunery.export.gguf_export import permute_qk
+
+    w = np.random.default_rng(0).standard_normal((4 * 16, 64)).astype(np.float32)
+    k = w[:2 * 16]
+    assert not np.allclose(permute_qk(w, 4), w)
+    loader = LlamaTensorProcessor(config={"num_attention_heads": 4, "num_key_value_heads": 2})
+    np.testing.assert_array_equal(loader.process(permute_qk(w, 4), "blk.0.attn_q.weight").weights, w)
+    np.testing.assert_array_equal(loader.process(permute_qk(k, 2), "blk.0.attn_k.weight").weights, k)
+
+
+@pytest.mark.parametrize("quant", ["q8_0", "q4_0", "q4_1"])
+def test_block_quantization_matches_gguf_reference(quant):
+    import gguf
+    from gguf import quants
+
+    from tunery.export.gguf_export import GGUF_TYPES
+
+    qtype = gguf.GGMLQuantizationType[GGUF_TYPES[quant]]
+    w = np.random.default_rng(1).standard_normal((8, 64)).astype(np.float32) * 0.05
+    back = quants.dequantize(quants.quantize(w, qtype), qtype)
+    step = (w.max() - w.min()) / (255 if quant == "q8_0" else 15)
+    assert np.abs(back - w).max() <= step
+
+
+def test_modelfile_for_chatml_and_other_templates():
+    from tunery.export.ollama import default_system, modelfile
+    from tunery.models.catalog import CHATML_TEMPLATE
+
+    text = modelfile("model-q4_1.gguf", CHATML_TEMPLATE)
+    assert text.startswith("FROM ./model-q4_1.gguf\n")
+    assert "{{ .Content }}<|im_end|>" in text and 'PARAMETER stop "<|im_end|>"' in text
+    assert default_system(CHATML_TEMPLATE) == "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+    other = modelfile("m.gguf", "{{ bos_token }}{% for m in messages %}[INST] {{ m.content }}{% endfor %}")
+    assert "TEMPLATE" not in other.replace("# TEMPLATE", "")
+
+
+def test_broken_export_is_refused_and_nothing_written(tiny_ft, tmp_path, monkeypatch):
+    """Skip the q/k permutation llama.cpp needs: the GGUF file then computes something else, the
+    check notices, and the output folder is never created."""
+    from tunery.export import ExportVerificationFailed, export_model, gguf_export
+
+    monkeypatch.setattr(gguf_export, "permute_qk", lambda w, n: w)
+    out = tmp_path / "broken"
+    with pytest.raises(ExportVerificationFailed, match="does not agree") as e:
+        export_model(tiny_ft.id, "gguf", out, quantize="f16")
+    assert not e.value.report.passed and e.value.report.top1_agreement < 0.95
+    assert not out.exists()
+    assert not list(tmp_path.glob(".broken.*"))  # no half-written temporary folder left behind
+
+
+def test_output_folder_is_not_overwritten_without_force(tiny_ft, tmp_path):
+    from tunery.export import export_model
+
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(Conflict, match="--force"):
+        export_model(tiny_ft.id, "hf", out)
+    assert (out / "keep.txt").read_text() == "mine"
+
+
+def test_unknown_model_names_the_next_step(tiny_model, tmp_path):
+    from tunery.export import export_model
+
+    with pytest.raises(NotFound, match="unknown model"):
+        export_model("no-such-model", "onnx", tmp_path / "x")
+
+
+def test_register_export_only_takes_onnx_exports(exports, tunery_home):
+    from tunery.export import register_export
+
+    with pytest.raises(InvalidInput, match="only ONNX exports"):
+        register_export(exports[("gguf", "q8_0")].path)
+    with pytest.raises(NotFound, match="not a tunery export folder"):
+        register_export(exports[("gguf", "q8_0")].path.parent)
+    rec = register_export(exports[("onnx", "int4")].path, "travel-int4")
+    assert rec.meta["engine"] == "onnx" and rec.source == "onnx-export" and not rec.is_adapter
+    assert register_export(exports[("onnx", "int4")].path, "travel-int4") == rec  # idempotent
+    with pytest.raises(Conflict):
+        register_export(exports[("onnx", "none")].path, "travel-int4")

@@ -1,0 +1,108 @@
+"""The ONNX Runtime engine serves an exported model: directly as a ChatModel, and behind the
+OpenAI-compatible server (plain and streamed chat completions through the official SDK)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from tunery.chat import ChatMessage, Role
+from tunery.serving.base import ChatModel, GenerationParams
+
+HELLO = [ChatMessage(Role.USER, "Hello! Where would you like to go next?")]
+
+
+@pytest.fixture(scope="module")
+def onnx_model(exports):
+    from tunery.serving.onnx_engine import OnnxChatModel
+
+    model = OnnxChatModel(exports[("onnx", "none")].path, name="tiny-onnx")
+    yield model
+    model.close()
+
+
+def test_generate_matches_the_source_greedy_answer(onnx_model, exports):
+    """Greedy text through the engine equals the source model's greedy text from the export check."""
+    assert isinstance(onnx_model, ChatModel)
+    c = onnx_model.generate(HELLO, GenerationParams(max_tokens=12, temperature=0))
+    assert c.finish_reason in ("stop", "length") and c.model == "tiny-onnx"
+    assert 0 < c.usage.completion_tokens <= 12 and c.usage.prompt_tokens > 5
+    assert c.text.strip()
+    report = exports[("onnx", "none")].report
+    assert report.greedy_agreement == 1.0 and report.sample["source"] == report.sample["export"]
+
+
+def test_stream_yields_the_same_text_then_usage(onnx_model):
+    params = GenerationParams(max_tokens=10, temperature=0)
+    whole = onnx_model.generate(HELLO, params)
+    chunks = list(onnx_model.stream(HELLO, params))
+    assert "".join(c.text for c in chunks) == whole.text
+    assert [c.finish_reason for c in chunks if c.finish_reason] == [whole.finish_reason]
+    assert chunks[-1].usage == whole.usage
+
+
+def test_seeded_sampling_is_reproducible_and_n_gives_choices(onnx_model):
+    p = GenerationParams(max_tokens=8, temperature=1.0, seed=11, n=2)
+    a, b = onnx_model.generate(HELLO, p), onnx_model.generate(HELLO, p)
+    assert a.choices == b.choices and len(a.choices) == 2
+    other = onnx_model.generate(HELLO, GenerationParams(max_tokens=8, temperature=1.0, seed=12, n=2))
+    assert other.choices != a.choices
+
+
+def test_stop_strings_and_max_tokens(onnx_model):
+    text = onnx_model.generate(HELLO, GenerationParams(max_tokens=16, temperature=0)).text
+    assert len(text) > 2
+    cut = text[len(text) // 2:len(text) // 2 + 2]
+    stopped = onnx_model.generate(HELLO, GenerationParams(max_tokens=16, temperature=0, stop=(cut,)))
+    assert stopped.finish_reason == "stop" and cut not in stopped.text and text.startswith(stopped.text)
+    one = onnx_model.generate(HELLO, GenerationParams(max_tokens=1, temperature=0))
+    assert one.usage.completion_tokens == 1
+
+
+def test_concurrent_requests_are_batched_and_all_answered(onnx_model):
+    prompts = [[ChatMessage(Role.USER, q)] for q in ("Rome?", "What is the best time of year to travel?",
+                                                      "Kyoto, Lima or Oslo?", "Hello!")]
+    solo = [onnx_model.generate(m, GenerationParams(max_tokens=8, temperature=0)).text for m in prompts]
+    results: dict[int, str] = {}
+
+    def ask(i: int) -> None:
+        results[i] = onnx_model.generate(prompts[i], GenerationParams(max_tokens=8, temperature=0)).text
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(prompts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert [results[i] for i in range(len(prompts))] == solo  # float32: batching changes nothing
+
+
+def test_too_long_prompt_is_refused(onnx_model):
+    from tunery.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="maximum context length"):
+        onnx_model.generate([ChatMessage(Role.USER, "Rome " * 2000)], GenerationParams(max_tokens=4))
+
+
+def test_server_serves_a_deployed_onnx_export(exports, tiny_model):
+    """``tunery deploy ./export-dir --name travel-int4`` as the server wiring does it: register the
+    export (engine "onnx"), deploy it, then chat through the OpenAI SDK, plain and streamed."""
+    import openai
+
+    from tunery.export import register_export
+    from tunery.server import ServerThread
+    from tunery.serving import deployments
+    from tunery.serving.onnx_engine import install
+
+    install()
+    rec = register_export(exports[("onnx", "int4")].path)
+    deployments.create("travel-int4", rec.id)
+    with ServerThread() as server:
+        client = openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0, timeout=120)
+        r = client.chat.completions.create(model="travel-int4", max_tokens=6, temperature=0,
+                                           messages=[{"role": "user", "content": "Hello!"}])
+        assert r.choices[0].message.content and r.usage.completion_tokens <= 6
+        parts = list(client.chat.completions.create(model="travel-int4", max_tokens=6, temperature=0, stream=True,
+                                                    messages=[{"role": "user", "content": "Hello!"}]))
+        streamed = "".join(p.choices[0].delta.content or "" for p in parts if p.choices)
+        assert streamed == r.choices[0].message.content
