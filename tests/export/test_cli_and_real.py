@@ -1,0 +1,54 @@
+"""`tunery export` at the CLI edge, and one round trip with the real default model (slow)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from tunery.cli.main import cli
+
+
+def test_cli_exports_and_reports_the_check(tiny_ft, tmp_path):
+    out = tmp_path / "q8"
+    res = CliRunner().invoke(cli, ["export", tiny_ft.id, "-f", "gguf", "-q", "q8_0", "-o", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    out_text = res.stdout
+    data = json.loads(out_text[out_text.index("{"):])
+    assert data["format"] == "gguf" and data["verification"]["passed"] is True
+    assert (out / "model-q8_0.gguf").exists() and (out / "Modelfile").exists()
+
+
+def test_cli_bad_quantize_is_one_line_and_non_zero(tiny_ft, tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "tunery.cli.main", "export", tiny_ft.id, "-f", "onnx", "-q", "q4_0",
+                           "-o", str(tmp_path / "x")], capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert "does not apply to the onnx format" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.slow
+def test_real_default_model_onnx_int4_and_gguf_round_trip(smollm2, tmp_path):
+    from tunery.export import export_model
+    from tunery.serving.base import GenerationParams
+    from tunery.serving.onnx_engine import OnnxChatModel
+
+    onnx = export_model(smollm2.id, "onnx", tmp_path / "int4", quantize="int4", greedy_tokens=16)
+    assert onnx.report.passed and abs(onnx.report.loss_delta) < 0.10, onnx.report.summary()
+    assert onnx.size_bytes < 0.3 * 540e6  # a fifth of the float32 weights
+    gguf = export_model(smollm2.id, "gguf", tmp_path / "q4", quantize="q4_1", greedy_tokens=16)
+    assert gguf.report.passed and gguf.report.tokenizer_match, gguf.report.summary()
+
+    from tunery.chat import ChatMessage, Role
+
+    model = OnnxChatModel(onnx.path)
+    try:
+        answer = model.generate([ChatMessage(Role.USER, "What is the capital of France?")],
+                                GenerationParams(max_tokens=20, temperature=0))
+    finally:
+        model.close()
+    assert "Paris" in answer.text
