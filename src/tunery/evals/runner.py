@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -132,19 +133,27 @@ def run_eval(questions: Sequence[Mapping[str, Any]], models: Mapping[str, ChatMo
              evaluators: Sequence[Evaluator], *, system: str | None = None, question_key: str = "question",
              params: GenerationParams = DEFAULT_PARAMS, out_dir: Path | None = None, write: bool = True,
              progress: Progress | None = None, title: str = "",
-             compare: dict[str, str] | None = None) -> EvalReport:
+             compare: dict[str, str] | None = None, concurrency: int = 8) -> EvalReport:
     """Generate an answer from every model for every question, score them, and (with ``write``)
-    save the report folder to ``out_dir`` (default ``TUNERY_HOME/reports/<time>-<models>``)."""
+    save the report folder to ``out_dir`` (default ``TUNERY_HOME/reports/<time>-<models>``).
+    Up to ``concurrency`` requests are in flight at once."""
     _validate(questions, models, evaluators, question_key)
     total = len(questions) * len(models)
     done = 0
-    answers: dict[str, list[tuple[str, str, float]]] = {}
-    for name, model in models.items():
-        answers[name] = []
-        for q in questions:
-            t0 = time.perf_counter()
-            completion = model.generate(_messages(system, q[question_key]), params)
-            answers[name].append((completion.text, completion.finish_reason, time.perf_counter() - t0))
+    answers: dict[str, list[tuple[str, str, float]]] = {name: [("", "stop", 0.0)] * len(questions) for name in models}
+
+    def ask(name: str, i: int) -> tuple[str, int, tuple[str, str, float]]:
+        t0 = time.perf_counter()
+        completion = models[name].generate(_messages(system, questions[i][question_key]), params)
+        return name, i, (completion.text, completion.finish_reason, time.perf_counter() - t0)
+
+    # Requests go out together so that an engine which batches (tunery's does) decodes them
+    # together; the answers are put back in question order.
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        futures = [pool.submit(ask, name, i) for name in models for i in range(len(questions))]
+        for fut in as_completed(futures):
+            name, i, answer = fut.result()
+            answers[name][i] = answer
             done += 1
             if progress:
                 progress(name, done, total)

@@ -45,9 +45,35 @@ class Collated:
     attention_mask: torch.Tensor | None  # None when nothing is padded (the fast causal path)
     targets: torch.Tensor  # [B, T-1]: the next-token labels, IGNORE where no loss
     n_tokens: int  # real (unpadded) tokens
+    prefix_len: int = 0
+    """Leading tokens shared by every row and carrying no label (e.g. a common system message):
+    computed once for the micro-batch instead of once per row (see ``trainer.batch_loss``)."""
 
 
-def collate(batch: list[EncodedExample], pad_id: int, device: torch.device | str = "cpu") -> Collated:
+MIN_SHARED_PREFIX = 8
+
+
+def shared_prefix(batch: list[EncodedExample]) -> int:
+    """Length of the common token prefix that can be computed once: no label may fall inside it,
+    nor on the token right after it (that one is predicted from inside the prefix)."""
+    if len(batch) < 2:
+        return 0
+    first = batch[0].input_ids
+    n = min(len(e) for e in batch) - 1
+    for e in batch[1:]:
+        ids = e.input_ids
+        k = 0
+        while k < n and ids[k] == first[k]:
+            k += 1
+        n = k
+    for e in batch:
+        labelled = next((j for j, lab in enumerate(e.labels) if lab != IGNORE), len(e.labels))
+        n = min(n, labelled - 1)
+    return n if n >= MIN_SHARED_PREFIX else 0
+
+
+def collate(batch: list[EncodedExample], pad_id: int, device: torch.device | str = "cpu", *,
+            share_prefix: bool = True) -> Collated:
     import torch
 
     width = max(len(e) for e in batch)
@@ -61,4 +87,5 @@ def collate(batch: list[EncodedExample], pad_id: int, device: torch.device | str
         mask[row, :n] = 1
     padded = bool((mask == 0).any())
     return Collated(input_ids=ids.to(device), attention_mask=mask.to(device) if padded else None,
-                    targets=labels[:, 1:].contiguous().to(device), n_tokens=int(mask.sum()))
+                    targets=labels[:, 1:].contiguous().to(device), n_tokens=int(mask.sum()),
+                    prefix_len=shared_prefix(batch) if share_prefix else 0)

@@ -140,6 +140,8 @@ class TrainingConfig:
     checkpoint_every: int = 0
     """Save a checkpoint every N optimizer steps (0: only at epoch ends)."""
     keep_checkpoints: int = 3
+    epoch_checkpoints: bool = True
+    """Also save a checkpoint at each epoch end (benchmarks turn this off)."""
     eval_every: int = 10
     precision: Literal["fp32", "bf16"] = "fp32"
 

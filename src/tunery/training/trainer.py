@@ -101,16 +101,38 @@ def batch_loss(model, batch, *, autocast_dtype=None) -> tuple[Any, int, int]:
     decoder, head = _core(model)
     ctx = torch.autocast(batch.input_ids.device.type, dtype=autocast_dtype) if autocast_dtype else _null()
     with ctx:
-        hidden = decoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
-        sel = batch.targets != IGNORE
+        if batch.prefix_len:
+            hidden = _forward_shared_prefix(decoder, batch)
+            all_targets = batch.targets[:, batch.prefix_len:]
+        else:
+            hidden = decoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
+            all_targets = batch.targets
+        sel = all_targets != IGNORE
         h = hidden[:, :-1][sel]
         logits = head(h).float()
-    targets = batch.targets[sel]
+    targets = all_targets[sel]
     if targets.numel() == 0:
         return hidden.sum() * 0.0, 0, 0
     loss = F.cross_entropy(logits, targets, reduction="sum")
     correct = int((logits.argmax(-1) == targets).sum())
     return loss, int(targets.numel()), correct
+
+
+def _forward_shared_prefix(decoder, batch):
+    """Run the shared prefix once (batch of one), expand its key/value cache to every row, then
+    run the rest. Gradients flow back through the expanded cache into the prefix, so the loss
+    and its gradient are the ones the plain forward gives, for less compute."""
+    import torch
+    from transformers import DynamicCache
+
+    p, rows, width = batch.prefix_len, batch.input_ids.shape[0], batch.input_ids.shape[1]
+    pre = decoder(input_ids=batch.input_ids[:1, :p], use_cache=True).past_key_values
+    cache = DynamicCache(config=decoder.config)
+    for i, layer in enumerate(pre.layers):
+        cache.update(layer.keys.expand(rows, -1, -1, -1), layer.values.expand(rows, -1, -1, -1), i)
+    positions = torch.arange(p, width, device=batch.input_ids.device)[None].expand(rows, -1)
+    return decoder(input_ids=batch.input_ids[:, p:], past_key_values=cache, attention_mask=batch.attention_mask,
+                   position_ids=positions, use_cache=True).last_hidden_state
 
 
 class _null:
@@ -229,7 +251,7 @@ class Trainer:
                                      "elapsed": elapsed, "train_loss": row["train_loss"]})
                 self.cb.on_metrics(dict(row))
                 every = cfg.checkpoint_every and step % cfg.checkpoint_every == 0
-                if epoch_end or every:
+                if (epoch_end and cfg.epoch_checkpoints) or every:
                     nxt_epoch, nxt_batch = (epoch + 1, 0) if epoch_end else (epoch, b + 1)
                     state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step,
                              "epoch": nxt_epoch, "batch": nxt_batch, "metrics": rows,
@@ -243,6 +265,7 @@ class Trainer:
         from tunery.home import atomic_dir
 
         model.eval()
+        self.model = model
         with atomic_dir(final) as tmp:
             checkpoint.save_model(model, tmp, tokenizer=self.tokenizer)
         self.write_results(rows)

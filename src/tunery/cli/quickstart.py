@@ -1,0 +1,103 @@
+"""`tunery quickstart`: the whole exercise in one command (see ``tunery.quickstart``)."""
+
+from __future__ import annotations
+
+import time
+
+import click
+from rich.panel import Panel
+
+from tunery.cli._common import console, status
+
+
+def _step(n: int, text: str) -> None:
+    console.rule(f"[bold]{n}. {text}")
+
+
+@click.command()
+@click.option("--model", "-m", default="smollm2-135m-instruct", show_default=True, help="Base model.")
+@click.option("--seed", default=42, show_default=True, help="Fine-tuning seed.")
+@click.option("--retrain", is_flag=True, help="Fine-tune again even if an identical fine-tune exists.")
+@click.option("--questions", type=int, default=None, help="Ask only the first N held-out questions.")
+@click.option("--serve/--no-serve", default=True, show_default=True,
+              help="Start the studio with both models deployed (--no-serve ends after the report).")
+@click.option("--port", default=8000, show_default=True, help="Port for the studio and API.")
+def quickstart(model: str, seed: int, retrain: bool, questions: int | None, serve: bool, port: int) -> None:
+    """Pull, validate, fine-tune, compare with the base model, and serve the studio.
+
+    Uses the bundled travel-assistant dataset: a system message that forbids hotel, flight,
+    rental-car and restaurant recommendations, and answers that end with a question. The
+    comparison asks base and fine-tuned the held-out questions with that system message.
+    """
+    from tunery import quickstart as qs
+    from tunery.cli.jobs import _follow
+    from tunery.data.stats import token_stats
+    from tunery.data.validate import validate_file
+    from tunery.models import ensure
+    from tunery.models.loading import load_tokenizer
+
+    started = time.perf_counter()
+    plan = qs.Plan(model=model, seed=seed, questions=questions)
+
+    _step(1, f"Base model: {model}")
+    with status(f"pulling {model}") as update:
+        base = ensure(model, progress=update)
+    console.print(f"ready at {base.path}")
+
+    _step(2, "Data: the bundled travel dataset")
+    tok = load_tokenizer(base)
+    for path, purpose in ((qs.TRAIN, "training"), (qs.VALID, "validation")):
+        report = validate_file(path, purpose=purpose)
+        stats = token_stats(report.conversations, tok, context_length=base.context_length)
+        verdict = "[green]valid[/]" if report.ok else "[red]invalid[/]"
+        console.print(f"{path.name}: {verdict}, {len(report.examples)} examples, {len(report.warnings)} warning(s), "
+                      f"{stats.total_tokens} tokens ({stats.trained_tokens} trained), "
+                      f"median {stats.tokens.median:.0f} tokens per example")
+        if not report.ok:
+            console.print(report.format(limit=20))
+            raise SystemExit(1)
+
+    _step(3, "Fine-tune (LoRA, default settings)")
+    job = None if retrain else qs.previous_job(plan)
+    if job:
+        console.print(f"reusing {job['fine_tuned_model']} from job {job['id']} (same data and settings; "
+                      "--retrain to train again)")
+    else:
+        job = qs.create_job(plan)
+        console.print(f"job {job['id']}")
+        try:
+            _follow(job["id"], run_worker=True)
+        except SystemExit as e:
+            if e.code:
+                raise
+        from tunery.jobs import get_job
+
+        job = get_job(job["id"])
+    tuned = job["fine_tuned_model"]
+
+    _step(4, "Compare base and fine-tuned on held-out questions")
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from tunery.evals import load_questions, render_terminal_table
+
+    n_q = len(load_questions(qs.QUESTIONS)[:questions])
+    with Progress(TextColumn("generating answers"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task("answers", total=2 * n_q)
+        report = qs.compare(plan, tuned, progress=lambda name, done, total: bar.update(task, completed=done))
+    render_terminal_table(report, console)
+    console.print(f"HTML report: [bold]{report.paths['html']}[/]")
+
+    _step(5, "Deploy")
+    names = qs.deploy_both(plan, tuned)
+    console.print(f"deployed {names[0]} -> {model} and {names[1]} -> {tuned}")
+    console.print(f"quickstart took {time.perf_counter() - started:.0f} s")
+    if not serve:
+        return
+    url = f"http://127.0.0.1:{port}"
+    console.print(Panel(f"Studio: {url}/  (Compare: pick {names[0]} and {names[1]})\n"
+                        f"API:    {url}/v1  (openai.OpenAI(base_url=\"{url}/v1\", api_key=\"unused\"))\n"
+                        "Ctrl-C stops the server.", title="serving"))
+    from tunery.server.run import serve as run_server
+
+    run_server("127.0.0.1", port, api_keys=(), worker=True, log_level="warning")
