@@ -1,0 +1,114 @@
+"""The studio's pages and static files. A page is a server-rendered shell (layout, navigation,
+empty panels) and nothing more: every piece of data on it is fetched by its script over HTTP,
+from ``/v1`` and the ``/v1/tunery`` extensions, so the studio can never know more than an API
+client does."""
+
+from __future__ import annotations
+
+import mimetypes
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from fastapi import APIRouter
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+
+from tunery.errors import NotFound
+
+router = APIRouter(include_in_schema=False)
+
+HERE = Path(__file__).resolve().parent
+STATIC = HERE / "static"
+STATIC_URL = "/studio/static"
+
+PAGES: dict[str, tuple[str, str]] = {
+    # slug -> (navigation label, page title)
+    "playground": ("Playground", "Chat playground"),
+    "compare": ("Compare", "Compare models"),
+    "fine-tune": ("Fine-tune", "Fine-tune a model"),
+    "jobs": ("Jobs", "Fine-tuning jobs"),
+    "data": ("Data", "Data files"),
+    "models": ("Models", "Models and deployments"),
+    "runs": ("Runs", "Prompt-flow runs"),
+}
+
+# .js must be served as JavaScript or browsers refuse the module scripts; some systems map it wrongly
+_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml", ".html": "text/html"}
+
+
+@lru_cache(maxsize=1)
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
+                              trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+
+
+def render(template: str, page: str, **context: Any) -> HTMLResponse:
+    from tunery import __version__
+
+    label, title = PAGES[page.split("/")[0]]
+    html = _env().get_template(template).render(
+        page=page.split("/")[0], title=title, pages=PAGES, version=__version__,
+        static=lambda path: f"{STATIC_URL}/{path}", **context)
+    # no-cache: browsers revalidate (ETag), so an upgraded studio never runs with stale scripts
+    return HTMLResponse(html, headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/")
+def root() -> RedirectResponse:
+    return RedirectResponse("/playground", status_code=307)
+
+
+@router.get("/playground")
+def playground() -> HTMLResponse:
+    return render("playground.html", "playground")
+
+
+@router.get("/compare")
+def compare() -> HTMLResponse:
+    return render("compare.html", "compare")
+
+
+@router.get("/fine-tune")
+def fine_tune() -> HTMLResponse:
+    return render("finetune.html", "fine-tune")
+
+
+@router.get("/jobs")
+def jobs() -> HTMLResponse:
+    return render("jobs.html", "jobs")
+
+
+@router.get("/jobs/{job_id}")
+def job(job_id: str) -> HTMLResponse:
+    # the id only goes into the page for its script to ask the API; an unknown id shows the API's 404 there
+    return render("job.html", "jobs", job_id=job_id)
+
+
+@router.get("/data")
+def data() -> HTMLResponse:
+    return render("data.html", "data")
+
+
+@router.get("/models")
+def models() -> HTMLResponse:
+    return render("models.html", "models")
+
+
+@router.get("/runs")
+def runs() -> HTMLResponse:
+    return render("runs.html", "runs")
+
+
+@router.get("/favicon.ico")
+def favicon() -> Response:
+    return static_file("favicon.svg")
+
+
+@router.get(STATIC_URL + "/{path:path}")
+def static_file(path: str) -> Response:
+    target = (STATIC / path).resolve()
+    if not target.is_relative_to(STATIC) or not target.is_file():
+        raise NotFound(f"no studio file {path!r}", param="path")
+    media = _TYPES.get(target.suffix) or mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+    return FileResponse(target, media_type=media, headers={"Cache-Control": "no-cache"})

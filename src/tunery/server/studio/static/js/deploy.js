@@ -1,0 +1,63 @@
+// The deploy dialog (job page and models page): POST /v1/deployments with a name, an optional
+// tokens-per-minute limit and a content-filter level.
+
+import { api } from "./api.js";
+import { $, clear, clearError, el, showError } from "./ui.js";
+
+/** A deployment name from a model name: ft:base:suffix:abcd1234 -> suffix-abcd1234. */
+export function suggestName(model) {
+  const parts = model.split(":").filter(Boolean);
+  const tail = parts[0] === "ft" ? parts.slice(2) : parts;
+  const name = tail.join("-").replace(/[^A-Za-z0-9._-]+/g, "-").replace(/^-+|-+$/g, "");
+  return (name || "deployment").slice(0, 100);
+}
+
+/** Open the dialog; resolves to the created deployment, or null when cancelled. */
+export function openDeployDialog({ models, selected }) {
+  const dlg = $("#deploy-dialog");
+  const select = $("#deploy-model");
+  const name = $("#deploy-name");
+  clear(select, models.map((m) => el("option", { value: m }, m)));
+  select.value = selected || models[0];
+  name.value = suggestName(select.value);
+  $("#deploy-tpm").value = "";
+  $("#deploy-filter").value = "default";
+  clearError($("#deploy-error"));
+  select.onchange = () => { name.value = suggestName(select.value); };
+  return new Promise((resolve) => {
+    let done = false;
+    const finish = (value) => {
+      if (done) return;
+      done = true;
+      dlg.close();
+      resolve(value);
+    };
+    $("#deploy-cancel").onclick = () => finish(null);
+    dlg.onclose = () => finish(null);
+    $("#deploy-form").onsubmit = async (e) => {
+      e.preventDefault();
+      const tpm = $("#deploy-tpm").value.trim();
+      const body = { name: name.value.trim(), model: select.value, content_filter: $("#deploy-filter").value };
+      if (tpm) body.tpm = Number(tpm);
+      $("#deploy-submit").disabled = true;
+      try {
+        const dep = await api("/v1/deployments", { method: "POST", json: body });
+        finish(dep);
+      } catch (err) {
+        showError($("#deploy-error"), err);
+      } finally {
+        $("#deploy-submit").disabled = false;
+      }
+    };
+    dlg.showModal();
+    name.focus();
+    name.select();
+  });
+}
+
+/** A success note with a link to chat with the new deployment. */
+export function deployedNote(dep) {
+  return el("div", { class: "alert ok deployed", role: "status" },
+    el("strong", {}, `Deployed ${dep.model} as ${dep.name}. `),
+    el("a", { href: `/playground?model=${encodeURIComponent(dep.name)}`, id: "chat-with-deployment" }, "Chat with it in the playground →"));
+}

@@ -1,0 +1,117 @@
+"""The fine-tuning journey in headless Chromium against `tunery serve` (with its worker) and the
+tiny model: the wizard refuses an invalid file with line-numbered errors and submits a valid one;
+the job page's charts grow while the job trains until it succeeds; the result is deployed and
+answers in the playground."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from studio_data import invalid_lines, valid_lines, write
+
+pytestmark = pytest.mark.browser
+
+N_TRAIN, N_EPOCHS = 12, 3  # batch size 1: 36 steps, enough for the 1 s page polls to see the charts grow
+
+
+def open_wizard(page, studio) -> None:
+    page.goto(f"{studio.url}/fine-tune")
+    page.wait_for_selector("#base-model[data-ready=true]", state="attached")
+    assert page.input_value("#base-model") == "tiny-random"
+
+
+def test_wizard_rejects_an_invalid_file_with_line_numbered_errors(page, studio, watch, shot, tmp_path):
+    open_wizard(page, studio)
+    assert page.is_disabled("#submit")
+    page.set_input_files("#training-file", str(write(tmp_path / "broken.jsonl", invalid_lines())))
+    report = page.locator("#training-report .report")
+    report.wait_for()
+    assert report.get_attribute("data-ok") == "false" and report.get_attribute("data-errors") == "2"
+    errors = page.locator("#training-report tr.issue[data-severity=error]")
+    assert [errors.nth(i).get_attribute("data-line") for i in range(errors.count())] == ["3", "5"]
+    text = page.locator("#training-report .issues").first.inner_text()
+    assert "line 3" in text and "not valid JSON" in text
+    assert "line 5" in text and "messages[0].role" in text and 'unknown role "robot"' in text
+    assert "bad" in page.locator("#step-training").get_attribute("class").split()
+    assert page.is_disabled("#submit")
+    assert "errors" in page.inner_text("#submit-hint")
+    shot(page, "fine-tune-invalid", full_page=True)
+    watch.check()
+
+
+def test_fine_tune_watch_the_job_then_deploy_and_chat(page, studio, watch, shot, tmp_path):
+    open_wizard(page, studio)
+    page.set_input_files("#training-file", str(write(tmp_path / "train.jsonl", valid_lines(N_TRAIN))))
+    page.wait_for_selector("#training-report .report[data-ok=true]")
+    assert page.locator("#training-report .token-stats").count() == 1
+    page.set_input_files("#validation-file", str(write(tmp_path / "valid.jsonl", valid_lines(4, start=N_TRAIN))))
+    page.wait_for_selector("#validation-report .report[data-ok=true]")
+    page.fill("#suffix", "travel")
+    page.click("#advanced summary")
+    page.fill("#n_epochs", str(N_EPOCHS))
+    page.fill("#batch_size", "1")
+    page.fill("#seed", "3")
+    page.wait_for_function("!document.querySelector('#submit').disabled")
+    summary = page.inner_text("#summary")
+    assert "train.jsonl" in summary and "valid.jsonl" in summary and "travel" in summary
+    shot(page, "fine-tune-valid", full_page=True)
+    page.click("#submit")
+
+    page.wait_for_url(f"{studio.url}/jobs/ftjob-*")
+    page.wait_for_selector("#job[data-status]", state="attached")
+    total = N_TRAIN * N_EPOCHS
+    seen: set[int] = set()
+    status = None
+    shot_taken = False
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        status = page.get_attribute("#job", "data-status")
+        points = int(page.get_attribute("#chart-loss", "data-points") or 0)
+        seen.add(points)
+        if not shot_taken and 0 < points < total and points >= total // 3:
+            shot(page, "job-running", full_page=True)
+            shot_taken = True
+        if status in ("succeeded", "failed", "cancelled"):
+            break
+        time.sleep(0.2)
+    assert status == "succeeded", page.inner_text("#job-error") + "\n" + studio.log_tail()
+    page.wait_for_function(f"document.querySelector('#chart-loss').dataset.points === '{total}'")
+    # the chart was drawn part-way and then grew: it updated while the job ran
+    partial = sorted(p for p in seen if 0 < p < total)
+    assert partial, f"the chart was only ever seen at {sorted(seen)} of {total} steps"
+    assert int(page.get_attribute("#chart-loss", "data-updates")) >= 2
+    assert page.locator("#chart-loss canvas").count() == 1 and page.locator("#chart-acc canvas").count() == 1
+    legend = page.locator("#chart-loss .u-legend").inner_text()
+    assert "training" in legend and "validation" in legend
+    assert f"step {total} of {total}" in page.inner_text("#progress-text")
+    assert page.locator("#checkpoints tr").count() >= 2 and page.locator("#checkpoints [data-deploy]").count() >= 1
+    assert "The job has successfully completed" in page.inner_text("#events")
+    model = page.inner_text("#job-title")
+    assert model.startswith("ft:tiny-random:travel:")
+    shot(page, "job", full_page=True)
+
+    page.click("#deploy-result")
+    assert page.input_value("#deploy-model") == model
+    page.fill("#deploy-name", "travel-ft")
+    page.click("#deploy-submit")
+    page.wait_for_selector("#chat-with-deployment")
+    assert "as travel-ft" in page.inner_text("#result-note")
+    page.click("#chat-with-deployment")
+
+    page.wait_for_selector("#model[data-ready=true]", state="attached")
+    assert page.input_value("#model") == "travel-ft"
+    page.fill("#pg-max_tokens", "16")
+    page.press("#pg-max_tokens", "Tab")
+    page.fill("#prompt", "What should I see in Rome?")
+    page.press("#prompt", "Enter")
+    page.wait_for_selector(".msg.assistant[data-state=done]", timeout=60_000)
+    assert page.locator(".msg.assistant .who").inner_text() == "travel-ft"
+    assert "out tokens" in page.inner_text(".msg.assistant .meta")
+    shot(page, "playground-fine-tuned")
+
+    page.goto(f"{studio.url}/jobs")
+    page.wait_for_selector("#jobs[data-state=ready]", state="attached")
+    assert page.locator("#jobs tr[data-status=succeeded]").count() == 1
+    shot(page, "jobs")
+    watch.check()

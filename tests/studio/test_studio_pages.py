@@ -1,0 +1,218 @@
+"""The studio in headless Chromium against `tunery serve` with the tiny model: the playground
+streams, the view-code snippet runs, compare answers in parallel columns, API errors read as
+messages, and the data, models and runs pages show what the API holds."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from studio_data import BAD_ROLE, valid_lines, write
+
+pytestmark = pytest.mark.browser
+
+DONE = ".msg.assistant[data-state=done]"
+
+
+def open_page(page, studio, path: str, ready: str) -> None:
+    page.goto(f"{studio.url}{path}")
+    page.wait_for_selector(ready, state="attached")
+
+
+def set_number(page, selector: str, value: str) -> None:
+    page.fill(selector, value)
+    page.press(selector, "Tab")  # the parameters form takes a value on change
+
+
+def test_playground_streams_an_answer_and_shows_its_numbers(page, studio, watch, shot):
+    open_page(page, studio, "/playground", "#model[data-ready=true]")
+    assert page.input_value("#model") == "tiny-random"
+    set_number(page, "#pg-max_tokens", "24")
+    set_number(page, "#pg-seed", "7")
+
+    # Shift+Enter starts a new line; Enter sends
+    page.click("#prompt")
+    page.keyboard.type("Where in Rome should I stay?")
+    page.keyboard.press("Shift+Enter")
+    page.keyboard.type("Near the food, please.")
+    assert page.input_value("#prompt") == "Where in Rome should I stay?\nNear the food, please."
+    assert page.locator(".msg.user").count() == 0
+    page.keyboard.press("Enter")
+
+    page.wait_for_selector(DONE, timeout=60_000)
+    assert page.locator(".msg.user .bubble").inner_text() == "Where in Rome should I stay?\nNear the food, please."
+    answer = page.locator(".msg.assistant").first
+    assert int(answer.get_attribute("data-chunks")) > 1  # it arrived in pieces, as a stream
+    assert answer.locator(".bubble").inner_text().strip()
+    meta = answer.locator(".meta").inner_text()
+    assert "out tokens" in meta and "first token" in meta and " s" in meta
+    assert page.input_value("#prompt") == ""
+
+    # a second turn continues the conversation
+    page.fill("#prompt", "And what should I eat?")
+    page.press("#prompt", "Enter")
+    page.wait_for_function(f"document.querySelectorAll('{DONE}').length === 2", timeout=60_000)
+    shot(page, "playground")
+    watch.check()
+
+
+def test_view_code_is_the_same_request_and_the_python_runs(page, studio, watch, shot, tmp_path):
+    open_page(page, studio, "/playground", "#model[data-ready=true]")
+    page.fill("#system", "You answer in one short sentence.")
+    assert page.is_enabled("#apply-system")
+    page.click("#apply-system")
+    assert page.locator("#system-state").inner_text() == "Applied"
+    set_number(page, "#pg-max_tokens", "5")
+    page.fill("#prompt", "Hello there")
+    page.click("#view-code")
+    code = page.locator("#code-dialog code")
+    python = code.inner_text()
+    assert f'base_url="{studio.url}/v1"' in python and 'model="tiny-random"' in python
+    assert '"content": "You answer in one short sentence."' in python and '"content": "Hello there"' in python
+    assert "max_tokens=5," in python and "stream=True" in python
+    shot(page, "view-code")
+    page.click("#code-dialog [data-tab=curl]")
+    curl = code.inner_text()
+    assert curl.startswith(f"curl {studio.url}/v1/chat/completions") and '"max_tokens": 5' in curl
+
+    # the snippet is real: the openai SDK runs it against this server
+    script = tmp_path / "snippet.py"
+    script.write_text(python)
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip()
+    watch.check()
+
+
+def test_an_api_error_is_a_readable_message_not_a_blank_page(page, studio, watch):
+    open_page(page, studio, "/playground", "#model[data-ready=true]")
+    set_number(page, "#pg-temperature", "5")  # the API allows 0-2
+    page.fill("#prompt", "hi")
+    page.press("#prompt", "Enter")
+    error = page.locator(".msg.assistant[data-state=error] .alert.error")
+    error.wait_for()
+    assert "temperature" in error.inner_text()
+    # the failed turn is not kept: clear chat leaves an empty transcript
+    page.click("#clear-chat")
+    assert page.locator(".msg").count() == 0
+
+    page.goto(f"{studio.url}/jobs/ftjob-nope")
+    page.wait_for_selector("#job-error .alert.error")
+    assert "no fine-tuning job with id 'ftjob-nope'" in page.locator("#job-error").inner_text()
+    watch.check()
+
+
+def test_compare_two_columns_answer_the_same_prompt_and_the_exercise(page, studio, watch, shot):
+    open_page(page, studio, "/compare", "#columns[data-ready=true]")
+    page.wait_for_selector("#questions button")
+    assert page.locator(".column").count() == 2
+    assert page.input_value("#system").startswith("You are an AI travel assistant")
+    set_number(page, "#cmp-max_tokens", "12")
+
+    page.fill("#prompt", "What should I pack for Kyoto?")
+    page.press("#prompt", "Enter")
+    page.wait_for_function(f"document.querySelectorAll('{DONE}').length === 2", timeout=60_000)
+    for tag in ("A", "B"):
+        column = page.locator(f".column[data-column={tag}]")
+        assert column.locator(".msg.user .bubble").inner_text() == "What should I pack for Kyoto?"
+        assert column.locator(DONE).count() == 1
+
+    # one click asks the exercise's five questions, in order, as one conversation in every column
+    page.click("#ask-exercise")
+    page.wait_for_function(f"document.querySelectorAll('{DONE}').length === 10", timeout=120_000)
+    questions = [page.locator("#questions button").nth(i).locator("span").nth(1).inner_text() for i in range(5)]
+    assert questions[0] == "Where in Rome should I stay?"
+    for tag in ("A", "B"):
+        asked = page.locator(f".column[data-column={tag}] .msg.user .bubble").all_inner_texts()
+        assert asked == questions
+    shot(page, "compare")
+
+    # three columns, and sync off gives each its own prompt box
+    page.click("[data-columns='3']")
+    assert page.locator(".column").count() == 3
+    page.uncheck("#sync")
+    assert page.locator(".column .composer:visible").count() == 3 and not page.is_visible("#composer")
+    box = page.locator(".column[data-column=C] textarea").last
+    box.fill("Only C hears this")
+    box.press("Enter")
+    page.wait_for_selector(f".column[data-column=C] {DONE}", timeout=60_000)
+    assert page.locator(".column[data-column=A] .msg.user").count() == 5
+    watch.check()
+
+
+def test_data_page_shows_the_report_by_line_and_the_pii_scan(page, studio, watch, shot, tmp_path):
+    lines = valid_lines(12)
+    lines[4] = BAD_ROLE
+    lines[6] = json.dumps({"messages": [{"role": "user", "content": "Call me on +44 20 7946 0958 or jane@example.com"},
+                                        {"role": "assistant", "content": "Noted."}]})
+    path = write(tmp_path / "mixed.jsonl", lines)
+    open_page(page, studio, "/data", "#files[data-state=ready]")
+    page.set_input_files("#upload-file", str(path))
+    report = page.locator("#report .report")
+    report.wait_for()
+    assert report.get_attribute("data-ok") == "false"
+    rows = page.locator("#report .issues tr.issue[data-severity=error]")
+    assert rows.count() == 1 and rows.first.get_attribute("data-line") == "5"
+    assert "messages[0].role" in rows.first.inner_text()
+    assert page.locator("#report .token-stats").count() == 1  # measured with the tiny model's tokenizer
+    pii = page.locator("#report .pii")
+    assert int(pii.get_attribute("data-found")) >= 1 and "EMAIL" in pii.inner_text()
+    assert page.locator("#files tr[data-file]").count() >= 1
+    shot(page, "data", full_page=True)
+    watch.check()
+
+
+def test_models_page_creates_and_deletes_a_deployment(page, studio, watch, shot):
+    page.on("dialog", lambda d: d.accept())
+    open_page(page, studio, "/models", "#base table")
+    page.click("#new-deployment")
+    page.fill("#deploy-name", "travel-test")
+    page.fill("#deploy-tpm", "5000")
+    page.select_option("#deploy-filter", "strict")
+    page.click("#deploy-submit")
+    page.wait_for_selector("#deployments tr[data-deployment=travel-test]")
+    row = page.locator("#deployments tr[data-deployment=travel-test]").inner_text()
+    assert "tiny-random" in row and "5,000" in row and "strict" in row
+
+    # the same name again: the API's conflict shows in the dialog
+    page.click("#new-deployment")
+    page.fill("#deploy-name", "travel-test")
+    page.click("#deploy-submit")
+    page.wait_for_selector("#deploy-error .alert.error")
+    assert "already exists" in page.locator("#deploy-error").inner_text()
+    page.click("#deploy-cancel")
+    shot(page, "models")
+
+    page.click("[data-delete-deployment=travel-test]")
+    page.wait_for_selector("#deployments tr[data-deployment=travel-test]", state="detached")
+    watch.check()
+
+
+def test_runs_page_compares_selected_runs(page, studio, studio_home, watch, shot, tmp_path):
+    from tunery.flows import RunSpec, create_run
+
+    flow = tmp_path / "upper"
+    flow.mkdir()
+    (flow / "flow.dag.yaml").write_text(
+        "inputs:\n  text:\n    type: string\noutputs:\n  answer:\n    type: string\n    reference: ${up.output}\n"
+        "nodes:\n- name: up\n  type: python\n  source: {type: code, path: up.py}\n  inputs:\n    text: ${inputs.text}\n")
+    (flow / "up.py").write_text("from promptflow.core import tool\n\n\n@tool\ndef up(text: str) -> str:\n"
+                                "    return text.upper()\n")
+    data = tmp_path / "data.jsonl"
+    data.write_text('{"text": "lisbon"}\n{"text": "hanoi"}\n')
+    for name in ("upper_one", "upper_two"):
+        create_run(RunSpec(flow=str(flow), data=str(data), name=name))
+
+    open_page(page, studio, "/runs", "#runs[data-state=ready]")
+    assert page.is_disabled("#compare-runs")
+    page.check("[data-run=upper_one]")
+    page.check("[data-run=upper_two]")
+    assert page.inner_text("#compare-runs") == "Compare 2 runs"
+    page.click("#compare-runs")
+    frame = page.frame_locator("#comparison")
+    frame.locator("text=LISBON").first.wait_for()
+    assert "Run comparison" in frame.locator("h1").inner_text()
+    shot(page, "runs", full_page=True)
+    watch.check()
