@@ -216,3 +216,30 @@ def test_runs_page_compares_selected_runs(page, studio, studio_home, watch, shot
     assert "Run comparison" in frame.locator("h1").inner_text()
     shot(page, "runs", full_page=True)
     watch.check()
+
+
+def test_a_401_asks_for_the_api_key_and_then_sends_it(page, studio, watch):
+    sent: list[str | None] = []
+
+    def keyed(route):
+        # the module's server has no keys: this route plays one that wants "sk-test"
+        auth = route.request.headers.get("authorization")
+        sent.append(auth)
+        if auth == "Bearer sk-test":
+            route.continue_()
+        else:
+            route.fulfill(status=401, content_type="application/json", body=json.dumps(
+                {"error": {"message": "Incorrect API key provided.", "type": "invalid_request_error",
+                           "param": None, "code": "invalid_api_key"}}))
+
+    page.route(f"{studio.url}/v1/models", keyed)
+    page.goto(f"{studio.url}/playground")
+    page.wait_for_selector("#api-key-dialog[open]")
+    assert "Incorrect API key provided." in page.inner_text("#page-alert")
+    page.fill("#api-key-input", "sk-test")
+    page.click("#api-key-dialog button[value=save]")
+    page.wait_for_selector("#model[data-ready=true]", state="attached")  # the page reloads with the key
+    assert sent == [None, "Bearer sk-test"] and page.input_value("#model") == "tiny-random"
+    page.click("#view-code")
+    assert 'api_key=os.environ["TUNERY_API_KEY"]' in page.inner_text("#code-dialog code")
+    watch.check()

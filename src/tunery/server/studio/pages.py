@@ -12,7 +12,7 @@ from typing import Any
 
 import jinja2
 from fastapi import APIRouter
-from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, Response
 
 from tunery.errors import NotFound
 
@@ -55,12 +55,9 @@ def render(template: str, page: str, **context: Any) -> HTMLResponse:
 
 
 @router.get("/")
-def root() -> RedirectResponse:
-    return RedirectResponse("/playground", status_code=307)
-
-
 @router.get("/playground")
 def playground() -> HTMLResponse:
+    # the studio opens on the playground, at / itself: no redirect for links and health checks to follow
     return render("playground.html", "playground")
 
 
