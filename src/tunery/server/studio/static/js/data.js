@@ -18,7 +18,7 @@ async function loadFiles() {
   clear(host, table([
     { label: "File", render: (f) => el("div", {}, el("button", { type: "button", class: "btn link", onclick: () => show(f.id), dataset: { open: f.id } }, f.filename),
       el("div", { class: "muted small mono" }, f.id)) },
-    { label: "Details", render: (f) => el("div", {}, `${f.purpose} · ${fmtBytes(f.bytes)}`, el("div", { class: "muted small" }, fmtTime(f.created_at))) },
+    { label: "Details", render: (f) => el("div", {}, `${f.purpose} · ${fmtBytes(f.bytes)}`, el("div", { class: "muted small" }, fmtTime(f.created_at, { seconds: false }))) },
     { label: "", class: "actions", render: (f) => el("div", { class: "row end nowrap" },
       el("button", { type: "button", class: "btn small", onclick: () => download(f) }, "Download"),
       el("button", { type: "button", class: "btn small danger", onclick: () => remove(f), "aria-label": `Delete ${f.filename}` }, "Delete")) },
@@ -37,6 +37,20 @@ async function show(id) {
   history.replaceState(null, "", `/data?file=${encodeURIComponent(id)}`);
   const box = $("#report");
   clear(box, el("p", { class: "muted" }, "Checking…"));
+  if (f && f.purpose === "fine-tune-results") {
+    // a job's step-metrics CSV is no chat data: show its first lines rather than a validation
+    $("#report-controls").hidden = true;
+    try {
+      const text = await api(`/v1/files/${encodeURIComponent(id)}/content`, { as: "text" });
+      const lines = text.split("\n");
+      clear(box, el("p", { class: "muted small" }, "A fine-tuning job's results: one row of metrics per step."),
+        el("pre", { class: "code results" }, el("code", {}, lines.slice(0, 40).join("\n") + (lines.length > 41 ? "\n…" : ""))));
+    } catch (err) {
+      clear(box);
+      showError(box, err, { title: "Could not read the file" });
+    }
+    return;
+  }
   try {
     const report = await fetchReport(id, { purpose: purposeSelect.value, model: modelSelect.value || undefined });
     if (current !== id) return;

@@ -63,7 +63,8 @@ export function renderReport(container, report) {
     errors.length ? el("div", { class: "stack" }, el("h3", {}, "Errors"), issuesTable(errors)) : null,
     warnings.length ? el("details", { class: "warnings", open: !errors.length }, el("summary", {}, plural(warnings.length, "warning")), issuesTable(warnings)) : null,
     v.n_issues > v.issues.length ? el("p", { class: "muted small" }, `Showing the first ${v.issues.length} of ${v.n_issues} problems.`) : null,
-    report.token_stats ? statsBlock(report.token_stats, v.purpose) : el("p", { class: "muted small" }, "Pick a model to see token statistics."),
+    report.token_stats ? statsBlock(report.token_stats, v.purpose)
+      : el("p", { class: "muted small" }, v.n_examples ? "Pick a model to see token statistics." : "No valid example to measure in tokens."),
     piiBlock(report.pii)));
   return v.ok;
 }

@@ -79,10 +79,10 @@ export function badge(status) {
   return el("span", { class: `badge status-${status}`, dataset: { status } }, label);
 }
 
-export function fmtTime(unix) {
+export function fmtTime(unix, { seconds = true } = {}) {
   if (!unix) return "–";
   const d = new Date(unix * 1000);
-  return d.toLocaleString(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  return d.toLocaleString(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", ...(seconds ? { second: "2-digit" } : {}) });
 }
 
 export function fmtDuration(seconds) {
