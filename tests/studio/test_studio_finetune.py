@@ -12,7 +12,7 @@ from studio_data import invalid_lines, valid_lines, write
 
 pytestmark = pytest.mark.browser
 
-N_TRAIN, N_EPOCHS = 12, 3  # batch size 1: 36 steps, enough for the 1 s page polls to see the charts grow
+N_TRAIN, N_EPOCHS = 12, 3  # batch size 1: 36 steps, enough for the page's polls to see the charts grow
 
 
 def open_wizard(page, studio) -> None:

@@ -1,6 +1,6 @@
 // One fine-tuning job: status, details, hyperparameters, live loss and token-accuracy charts
 // (uPlot), checkpoints, events, cancel, and deploy for the result or any checkpoint. Polls the
-// API every second while the job is active, then once more when it ends.
+// API while the job is active (twice a second while it trains) and stops when it ends.
 
 import { api } from "./api.js";
 import { deployedNote, openDeployDialog } from "./deploy.js";
@@ -184,8 +184,9 @@ async function deploy(selected) {
 // -- polling -------------------------------------------------------------------------------
 
 async function refresh() {
-  const [j, metrics, events, ckpts] = await Promise.all([
-    api(path),
+  // the job first: when it reads as ended, the metrics fetched after it hold every step
+  const j = await api(path);
+  const [metrics, events, ckpts] = await Promise.all([
     api(`/v1/tunery/fine_tuning/jobs/${encodeURIComponent(jobId)}/metrics`),
     api(`${path}/events`, { query: { limit: 200 } }),
     api(`${path}/checkpoints`, { query: { limit: 100 } }),
@@ -203,7 +204,8 @@ async function refresh() {
 async function loop() {
   try {
     const j = await refresh();
-    if (ACTIVE.has(j.status)) timer = setTimeout(loop, 1000);
+    // twice a second while training, so the charts move with it; slower while it waits its turn
+    if (ACTIVE.has(j.status)) timer = setTimeout(loop, j.status === "running" ? 500 : 1000);
   } catch (err) {
     showError($("#job-error"), err, { title: "Could not load the job" });
     if (err.status !== 404) timer = setTimeout(loop, 3000); // a passing failure: keep trying
