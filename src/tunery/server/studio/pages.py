@@ -46,9 +46,8 @@ def _env() -> jinja2.Environment:
 def render(template: str, page: str, **context: Any) -> HTMLResponse:
     from tunery import __version__
 
-    label, title = PAGES[page.split("/")[0]]
     html = _env().get_template(template).render(
-        page=page.split("/")[0], title=title, pages=PAGES, version=__version__,
+        page=page, title=PAGES[page][1], pages=PAGES, version=__version__,
         static=lambda path: f"{STATIC_URL}/{path}", **context)
     # no-cache: browsers revalidate (ETag), so an upgraded studio never runs with stale scripts
     return HTMLResponse(html, headers={"Cache-Control": "no-cache"})
