@@ -21,19 +21,41 @@ def tokenizer(tiny_model_dir):
 
 
 @pytest.fixture(scope="module")
-def engine(tiny_model_dir, tokenizer):
+def sharp_model_dir(tiny_model_dir, tmp_path_factory):
+    """The tiny model with sharpened attention: random weights spread attention almost evenly,
+    which would hide a wrong position or a leak of padding; scaled queries and keys do not."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path_factory.mktemp("sharp") / "model"
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(("q_proj.weight", "k_proj.weight")):
+                p.mul_(6.0)
+    model.save_pretrained(out)
+    for f in tiny_model_dir.iterdir():
+        if f.name.startswith(("tokenizer", "special_tokens", "generation_config", "chat_template")):
+            shutil.copy(f, out / f.name)
+    return out
+
+
+@pytest.fixture(scope="module")
+def engine(sharp_model_dir, tokenizer):
     from tunery.serving.torch_engine import TorchEngine
 
-    eng = TorchEngine(tiny_model_dir, tokenizer, [tokenizer.eos_token_id], max_adapters=1)
+    eng = TorchEngine(sharp_model_dir, tokenizer, [tokenizer.eos_token_id], max_adapters=1)
     yield eng
     eng.close()
 
 
 @pytest.fixture(scope="module")
-def hf_model(tiny_model_dir):
+def hf_model(sharp_model_dir):
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    return AutoModelForCausalLM.from_pretrained(sharp_model_dir).eval()
 
 
 def prompt(tokenizer, text: str) -> list[int]:
@@ -66,7 +88,7 @@ def submit(engine, ids, **kw) -> Sink:
 
 
 def reference(model, ids: list[int], n: int, seed: int, temperature: float = 1.0, top_p: float = 1.0,
-              adapter_model=None) -> list[int]:
+              adapter_model=None, logprobs: list[float] | None = None) -> list[int]:
     """What sampling must produce, computed the slow way: the whole sequence again at every step,
     no cache, no batch."""
     import torch
@@ -80,22 +102,79 @@ def reference(model, ids: list[int], n: int, seed: int, temperature: float = 1.0
         for _ in range(n):
             logits = m(input_ids=torch.tensor([seq])).logits[0, -1]
             seq.append(sample_token(logits, temperature, top_p, gen))
+            if logprobs is not None:
+                logprobs.append(float(torch.log_softmax(logits.float(), dim=-1)[seq[-1]]))
     return seq[len(ids):]
 
 
-def test_concurrent_requests_generate_what_each_would_alone(engine, tokenizer, hf_model):
-    """Prompts of different lengths join one batch (left-padded caches, per-row positions) and
-    leave it at different times; every row must still match the no-cache reference."""
-    texts = ["Hi", "What is the best time of year to travel to Kyoto?", "Rome", "Tell me about trains and buses"]
+def same_logprobs(got: list[float], want: list[float]) -> bool:
+    """Equal up to float noise: a wrong position or leaked padding moves them by far more."""
+    return len(got) == len(want) and all(abs(a - b) < 1e-4 for a, b in zip(got, want, strict=True))
+
+
+def test_requests_joining_a_running_batch_generate_what_each_would_alone(engine, tokenizer, hf_model):
+    """Rows join while others decode (their caches left-padded to the batch, or the batch's to
+    theirs) and leave at different times; every row must still match the no-cache reference,
+    token for token and log-probability for log-probability."""
+    texts = ["What is the best time of year to travel to Kyoto, and where should I stay?", "Hi", "Rome",
+             "Tell me about trains, buses, walking tours and the weather in the region, in detail please."]
     ids = [prompt(tokenizer, t) for t in texts]
-    lengths = [10, 4, 12, 7]
-    sinks = [submit(engine, i, max_tokens=n, seed=100 + k, ignore_eos=True)
-             for k, (i, n) in enumerate(zip(ids, lengths, strict=True))]
+    lengths = [14, 4, 9, 7]
+    got: list[list[float]] = [[] for _ in ids]
+    sinks: list[Sink] = []
+
+    def start(k: int) -> None:
+        sinks.append(submit(engine, ids[k], max_tokens=lengths[k], seed=100 + k, ignore_eos=True, logprobs=got[k]))
+        sinks[k].q.put(sinks[k].q.get(timeout=60))  # wait until it is decoding
+
+    start(0)  # a long prompt decoding alone
+    start(1)  # shorter ones join: their caches are padded to the batch's width
+    start(2)
+    start(3)  # the longest joins last: the batch is padded to its width
     for k, sink in enumerate(sinks):
         last = sink.wait()
         assert last.finish_reason == "length" and last.completion_tokens == lengths[k]
-        want = reference(hf_model, ids[k], lengths[k], seed=100 + k)
+        want_lp: list[float] = []
+        want = reference(hf_model, ids[k], lengths[k], seed=100 + k, logprobs=want_lp)
         assert sink.text == tokenizer.decode(want, skip_special_tokens=True)
+        assert same_logprobs(got[k], want_lp)
+
+
+def test_requests_arriving_together_are_prefilled_together(engine, tokenizer, hf_model):
+    """Left-padded batch prefill (with a mask that keeps padding rows finite) must give each row
+    exactly what it would get alone. The requests are queued under the queue's lock so that the
+    engine wakes to find all of them at once."""
+    texts = ["Hello, where to?", "Hi! Rome or Oslo?", "Paris in spring?", "Lima markets?"]
+    ids = [prompt(tokenizer, t) for t in texts]
+    assert len({len(i) for i in ids}) > 1  # really different lengths: padding is exercised
+    sinks = [Sink() for _ in ids]
+    got = [[] for _ in ids]
+    before = engine.prefill_passes
+    inbox = engine._inbox
+    with inbox.mutex:
+        for k, (i, sink) in enumerate(zip(ids, sinks, strict=True)):
+            inbox._put(EngineRequest(prompt_ids=i, max_tokens=6, emit=sink.q.put, seed=40 + k, ignore_eos=True,
+                                     logprobs=got[k]))
+            inbox.unfinished_tasks += 1
+        inbox.not_empty.notify()
+    for k, sink in enumerate(sinks):
+        assert sink.wait().completion_tokens == 6
+        want_lp: list[float] = []
+        want = reference(hf_model, ids[k], 6, seed=40 + k, logprobs=want_lp)
+        assert sink.text == tokenizer.decode(want, skip_special_tokens=True)
+        assert same_logprobs(got[k], want_lp)
+    assert engine.prefill_passes - before == 1
+
+
+def test_prefill_groups_keep_padding_small(engine):
+    from tunery.serving.torch_engine import _Row
+
+    def row(n: int) -> _Row:
+        return _Row(req=EngineRequest(prompt_ids=[1] * n, max_tokens=1, emit=print), adapter="", decoder=None,
+                    stop=None, gen=None)
+
+    groups = engine._prefill_groups([row(n) for n in (30, 2000, 40, 35, 1900)])
+    assert [[len(r.req.prompt_ids) for r in g] for g in groups] == [[30, 35, 40], [1900, 2000]]
 
 
 def test_greedy_matches_transformers_generate(engine, tokenizer, hf_model):

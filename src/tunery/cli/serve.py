@@ -16,15 +16,23 @@ from tunery.cli._common import console, print_json
               help="Require this key as 'Authorization: Bearer KEY' on /v1 routes (repeatable; "
                    "TUNERY_API_KEY may also hold comma-separated keys).")
 @click.option("--no-worker", is_flag=True, help="Do not run fine-tuning jobs in this process.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads per forward pass (default: torch's choice, one per core; TUNERY_NUM_THREADS).")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]), help="Server log level.")
-def serve(host: str, port: int, api_keys: tuple[str, ...], no_worker: bool, log_level: str) -> None:
+def serve(host: str, port: int, api_keys: tuple[str, ...], no_worker: bool, threads: int | None,
+          log_level: str) -> None:
     """Serve the OpenAI-compatible API, the job worker and the web studio.
 
     Point any OpenAI client at the API base, e.g. openai.OpenAI(base_url="http://127.0.0.1:8000/v1").
     """
+    import os
+
     from tunery.server.auth import configured_keys
     from tunery.server.run import serve as run
+
+    if threads:
+        os.environ["TUNERY_NUM_THREADS"] = str(threads)
 
     shown = f"[{host}]" if ":" in host else ("127.0.0.1" if host in ("0.0.0.0", "") else host)
     url = f"http://{shown}:{port}"

@@ -63,6 +63,9 @@ class EngineRequest:
     index: int = 0
     ignore_eos: bool = False
     cancelled: threading.Event = field(default_factory=threading.Event)
+    logprobs: list[float] | None = None
+    """When a list, the engine appends each sampled token's log-probability under the model's
+    raw distribution (before temperature and top-p)."""
 
 
 @runtime_checkable

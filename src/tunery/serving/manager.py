@@ -38,6 +38,11 @@ def _torch_engine(rec: ModelRecord) -> Engine:
     from tunery.models.loading import load_tokenizer, stop_token_ids
     from tunery.serving.torch_engine import TorchEngine
 
+    threads = os.environ.get("TUNERY_NUM_THREADS")
+    if threads:  # e.g. 1 on a machine shared with other work, where OpenMP threads wait on each other
+        import torch
+
+        torch.set_num_threads(max(1, int(threads)))
     # its own tokenizer: the engine thread decodes while request threads encode
     tokenizer = load_tokenizer(rec)
     return TorchEngine(rec.path, tokenizer, stop_token_ids(tokenizer, rec.path), name=rec.id,
