@@ -12,9 +12,10 @@ status before it commits to a streamed response.
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 
 from tunery.chat import ChatMessage
 from tunery.errors import TuneryError
@@ -31,50 +32,79 @@ class GenerationFailed(TuneryError):
 
 
 class ChatRun:
-    """A started generation: iterate it for ``CompletionChunk``s (choices interleaved, each
-    ending with a ``finish_reason``; the last chunk carries ``usage``). Closing it early, or
-    :meth:`cancel`, stops the work on the engine."""
+    """A started generation: iterate it (``for`` or, when started with an event loop, ``async
+    for``) for ``CompletionChunk``s: choices interleaved, each ending with a ``finish_reason``,
+    the last chunk carrying ``usage``. Closing it early, or :meth:`cancel`, stops the work on the
+    engine."""
 
-    def __init__(self, requests: list[EngineRequest], events: queue.Queue[Delta], prompt_tokens: int,
-                 model: str, answer_filter: ContentFilter | None, deployment: str | None) -> None:
-        self.requests = requests
+    def __init__(self, prompt_tokens: int, model: str, answer_filter: ContentFilter | None,
+                 deployment: str | None, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.requests: list[EngineRequest] = []
         self.prompt_tokens = prompt_tokens
         self.model = model
         self.created = int(time.time())
-        self._events = events
-        self._filters: dict[int, AnswerFilter] = ({r.index: answer_filter.answer() for r in requests}
-                                                  if answer_filter is not None and answer_filter.active else {})
+        self._filter = answer_filter if answer_filter is not None and answer_filter.active else None
+        self._filters: dict[int, AnswerFilter] = {}
         self._deployment = deployment
         self._completion: dict[int, int] = {}
+        self._open: set[int] = set()
         self._finished = False
-        self.finish_reasons: list[str] = ["stop" for _ in requests]
+        self.finish_reasons: list[str] = []
+        if loop is None:
+            self._queue: queue.Queue[Delta] = queue.Queue()
+            self.emit = self._queue.put
+        else:
+            # engine thread -> event loop, no thread of our own in between
+            self._aqueue: asyncio.Queue[Delta] = asyncio.Queue()
+            self.emit = lambda d: loop.call_soon_threadsafe(self._aqueue.put_nowait, d)
+
+    def started(self, requests: list[EngineRequest]) -> ChatRun:
+        self.requests = requests
+        self._open = {r.index for r in requests}
+        self.finish_reasons = ["stop" for _ in requests]
+        if self._filter is not None:
+            self._filters = {r.index: self._filter.answer() for r in requests}
+        return self
 
     @property
     def completion_tokens(self) -> int:
         return sum(self._completion.values())
 
+    def _chunks(self, d: Delta) -> list[CompletionChunk]:
+        """What one engine event means for the caller."""
+        self._completion[d.index] = max(self._completion.get(d.index, 0), d.completion_tokens)
+        if d.index not in self._open:
+            return []  # a choice cut by the content filter still reports its end
+        if d.error is not None:
+            raise GenerationFailed(f"generation failed: {d.error}") from d.error
+        text, finish = d.text, d.finish_reason
+        flt = self._filters.get(d.index)
+        if flt is not None:
+            text = flt.push(text, final=finish is not None)
+            if flt.blocked:
+                self.requests[d.index].cancelled.set()
+                finish = "content_filter"
+        out = [CompletionChunk(text=text, index=d.index)] if text else []
+        if finish is not None:
+            self._open.discard(d.index)
+            self.finish_reasons[d.index] = finish
+            out.append(CompletionChunk(finish_reason=finish, index=d.index))  # type: ignore[arg-type]
+        return out
+
     def __iter__(self) -> Iterator[CompletionChunk]:
-        open_choices = {r.index for r in self.requests}
         try:
-            while open_choices:
-                d = self._events.get()
-                self._completion[d.index] = max(self._completion.get(d.index, 0), d.completion_tokens)
-                if d.index not in open_choices:
-                    continue  # a choice cut by the content filter still reports its end
-                if d.error is not None:
-                    raise GenerationFailed(f"generation failed: {d.error}") from d.error
-                text, finish = d.text, d.finish_reason
-                flt = self._filters.get(d.index)
-                if flt is not None:
-                    text = flt.push(text, final=finish is not None)
-                    if flt.blocked:
-                        self.requests[d.index].cancelled.set()
-                        finish = "content_filter"
-                if text:
-                    yield CompletionChunk(text=text, index=d.index)
-                if finish is not None:
-                    open_choices.discard(d.index)
-                    yield CompletionChunk(finish_reason=finish, index=d.index)  # type: ignore[arg-type]
+            while self._open:
+                yield from self._chunks(self._queue.get())
+            self._finished = True
+            yield CompletionChunk(usage=self.usage)
+        finally:
+            self.close()
+
+    async def __aiter__(self) -> AsyncIterator[CompletionChunk]:
+        try:
+            while self._open:
+                for chunk in self._chunks(await self._aqueue.get()):
+                    yield chunk
             self._finished = True
             yield CompletionChunk(usage=self.usage)
         finally:
@@ -98,15 +128,22 @@ class ChatRun:
             limiter.add(self._deployment, self.completion_tokens)
             self._deployment = None
 
+    def _completion_of(self, texts: list[str]) -> Completion:
+        return Completion(text=texts[0], finish_reason=self.finish_reasons[0],  # type: ignore[arg-type]
+                          usage=self.usage, model=self.model, choices=tuple(texts))
+
     def collect(self) -> Completion:
         """Run to the end; ``finish_reasons`` then holds every choice's reason."""
         texts = ["" for _ in self.requests]
         for chunk in self:
             texts[chunk.index] += chunk.text
-            if chunk.finish_reason is not None:
-                self.finish_reasons[chunk.index] = chunk.finish_reason
-        return Completion(text=texts[0], finish_reason=self.finish_reasons[0],  # type: ignore[arg-type]
-                          usage=self.usage, model=self.model, choices=tuple(texts))
+        return self._completion_of(texts)
+
+    async def acollect(self) -> Completion:
+        texts = ["" for _ in self.requests]
+        async for chunk in self:
+            texts[chunk.index] += chunk.text
+        return self._completion_of(texts)
 
 
 class LocalChatModel:
@@ -117,8 +154,10 @@ class LocalChatModel:
     def __init__(self, name: str) -> None:
         self.name = name
 
-    def start(self, messages: Sequence[ChatMessage], params: GenerationParams, *,
-              ignore_eos: bool = False) -> ChatRun:
+    def start(self, messages: Sequence[ChatMessage], params: GenerationParams, *, ignore_eos: bool = False,
+              loop: asyncio.AbstractEventLoop | None = None) -> ChatRun:
+        """Check everything, start generating, and return the run to iterate. With ``loop``, the
+        run is iterated with ``async for`` on that event loop."""
         from tunery.serving import deployments
         from tunery.serving.ratelimit import limiter
 
@@ -131,10 +170,8 @@ class LocalChatModel:
         prompt_ids = mgr.encode(target, messages)
         if dep is not None and dep.tpm:
             limiter.acquire(dep.name, dep.tpm, len(prompt_ids))
-        events: queue.Queue[Delta] = queue.Queue()
-        requests = mgr.submit(target, prompt_ids, params, events.put, ignore_eos=ignore_eos)
-        return ChatRun(requests, events, len(prompt_ids), self.name, flt,
-                       dep.name if dep is not None and dep.tpm else None)
+        run = ChatRun(len(prompt_ids), self.name, flt, dep.name if dep is not None and dep.tpm else None, loop)
+        return run.started(mgr.submit(target, prompt_ids, params, run.emit, ignore_eos=ignore_eos))
 
     def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
         """Prompt tokens of ``messages`` through this model's chat template."""

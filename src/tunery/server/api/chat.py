@@ -6,15 +6,17 @@ code; an error in the middle of a stream is sent as a final ``data: {"error": ..
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import secrets
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from tunery.chat import ChatMessage, Role
 from tunery.errors import InvalidInput, TuneryError
@@ -113,14 +115,21 @@ def _params(body: ChatRequest) -> GenerationParams:
 
 
 @router.post("/chat/completions", response_model=None)
-def chat_completions(body: ChatRequest) -> dict[str, Any] | StreamingResponse:
-    run = LocalChatModel(body.model).start(_messages(body), _params(body), ignore_eos=body.ignore_eos)
+async def chat_completions(body: ChatRequest) -> dict[str, Any] | StreamingResponse:
+    messages, params = _messages(body), _params(body)
+    # the checks (and a first load of the model) block: they run on a worker thread; the tokens
+    # then come straight from the engine thread to this event loop
+    run = await run_in_threadpool(LocalChatModel(body.model).start, messages, params, ignore_eos=body.ignore_eos,
+                                  loop=asyncio.get_running_loop())
     cid = "chatcmpl-" + secrets.token_hex(12)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return StreamingResponse(_events(run, cid, include_usage), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-    completion = run.collect()
+    try:
+        completion = await run.acollect()
+    finally:
+        run.close()
     return {"id": cid, "object": "chat.completion", "created": run.created, "model": run.model,
             "system_fingerprint": FINGERPRINT,
             "choices": [{"index": i, "message": {"role": "assistant", "content": text, "refusal": None},
@@ -133,7 +142,7 @@ def _sse(obj: dict[str, Any]) -> str:
     return f"data: {json.dumps(obj, ensure_ascii=False, separators=(',', ':'))}\n\n"
 
 
-def _events(run: ChatRun, cid: str, include_usage: bool) -> Iterator[str]:
+async def _events(run: ChatRun, cid: str, include_usage: bool) -> AsyncIterator[str]:
     head = {"id": cid, "object": "chat.completion.chunk", "created": run.created, "model": run.model,
             "system_fingerprint": FINGERPRINT}
     extra = {"usage": None} if include_usage else {}
@@ -145,7 +154,7 @@ def _events(run: ChatRun, cid: str, include_usage: bool) -> Iterator[str]:
     try:
         for r in run.requests:
             yield chunk(r.index, {"role": "assistant", "content": ""}, None)
-        for c in run:
+        async for c in run:
             if c.usage is not None:
                 if include_usage:
                     yield _sse({**head, "choices": [], "usage": c.usage.to_openai()})
