@@ -107,3 +107,21 @@ def test_a_client_that_hangs_up_stops_its_generation(server, tiny_model):
         time.sleep(0.05)
     assert not engine.busy()
     assert engine.tokens_generated - before < 900  # cancelled, not run to max_tokens
+
+
+def test_tunerys_own_remote_client_talks_to_the_server(server, tiny_model):
+    """flows and evals reach a running server as ``MODEL@http://host:port/v1``."""
+    from tunery.chat import ChatMessage, Role
+    from tunery.serving import GenerationParams
+    from tunery.serving.local import LocalChatModel
+    from tunery.serving.resolve import get_chat_model
+
+    remote = get_chat_model(f"tiny-random@{server.base_url}")
+    params = GenerationParams(max_tokens=5, seed=8)
+    messages = [ChatMessage(Role.USER, MSG[0]["content"])]
+    local = LocalChatModel("tiny-random").generate(messages, params)
+    done = remote.generate(messages, params)
+    assert (done.text, done.usage) == (local.text, local.usage)
+    chunks = list(remote.stream(messages, params))
+    assert "".join(c.text for c in chunks) == local.text
+    assert [c.usage for c in chunks if c.usage] == [local.usage]
