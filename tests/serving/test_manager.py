@@ -75,3 +75,24 @@ def test_missing_engine_kind_is_a_clear_error(tiny_model):
     with pytest.raises(InvalidInput) as e:
         EngineManager().target("tiny-vllm")
     assert "vllm-not-installed" in e.value.message and e.value.param == "model"
+
+
+def test_engine_modules_are_found_by_name(monkeypatch):
+    """``meta["engine"] == "onnx"`` loads ``tunery.serving.onnx_engine`` and calls its install()."""
+    import importlib.util
+    import sys
+    import types
+
+    from tunery.serving import manager as mgr_module
+
+    fake = types.ModuleType("tunery.serving.fake_engine")
+    fake.install = lambda: register_engine("fake", lambda rec: EchoEngine())
+    monkeypatch.setitem(sys.modules, "tunery.serving.fake_engine", fake)
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: object() if name == "tunery.serving.fake_engine" else real_find_spec(name, *a))
+    monkeypatch.delitem(mgr_module._FACTORIES, "fake", raising=False)
+    factory = mgr_module._discover("fake")
+    assert factory is not None and isinstance(factory(None), EchoEngine)
+    assert mgr_module._discover("no_such") is None and mgr_module._discover("../evil") is None
+    mgr_module._FACTORIES.pop("fake", None)

@@ -57,6 +57,25 @@ def register_engine(kind: str, factory: EngineFactory) -> None:
     _FACTORIES[kind] = factory
 
 
+def _discover(kind: str) -> EngineFactory | None:
+    """By convention ``tunery.serving.<kind>_engine`` registers itself from ``install()``; its
+    heavy imports (onnxruntime, vllm) happen only when a model needs that engine."""
+    import importlib
+    import importlib.util
+    import re
+
+    module = f"tunery.serving.{kind}_engine"
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", kind) or importlib.util.find_spec(module) is None:
+        return None
+    try:
+        installer = getattr(importlib.import_module(module), "install", None)
+    except ImportError:  # the engine's own dependency (say, onnxruntime-genai) is not installed
+        return None
+    if installer is not None:
+        installer()
+    return _FACTORIES.get(kind)
+
+
 @dataclass(frozen=True)
 class Target:
     """A resolved model: the engine holding its weights, the adapter to apply, its tokenizer."""
@@ -118,7 +137,7 @@ class EngineManager:
 
     def _engine(self, base: ModelRecord) -> Engine:
         kind = str(base.meta.get("engine") or "torch")
-        factory = _FACTORIES.get(kind)
+        factory = _FACTORIES.get(kind) or _discover(kind)
         if factory is None:
             raise InvalidInput(f"model {base.id!r} needs the {kind!r} engine, which is not available",
                                param="model", hint=f"install the extra that provides the {kind} engine")

@@ -1,11 +1,13 @@
 """The PyTorch engine: one copy of a Hugging Face causal LM, continuous batching over a shared
 KV cache, and per-request sampling.
 
-Requests that arrive while others are decoding join the running batch at the next step: each new
-prompt is prefilled alone (so no padding ever enters a prompt's own attention), its KV cache is
-left-padded to the batch's length and stacked on, and from then on one forward pass per step
-decodes every row. Rows carry their own RoPE positions and a 2-D attention mask hides the
-padding. Finished rows leave the batch at once and all-padding columns are trimmed away.
+Requests that arrive while others are decoding join the running batch at the next step. New
+prompts of similar length are prefilled together in one left-padded pass; the resulting KV cache
+is left-padded to the batch's width (or the batch's to its) and stacked on, and from then on one
+forward pass per step decodes every row. Rows carry their own RoPE positions and a 2-D attention
+mask hides the padding. Finished rows leave the batch at once and all-padding columns are
+trimmed away. Models whose cache cannot be stacked this way (sliding-window or linear-attention
+layers) decode one request at a time.
 
 Each request samples from its own ``torch.Generator`` seeded from the request, so the same seed
 gives the same answer whoever it shares a batch with.
