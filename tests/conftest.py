@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from support_chat import chat_lines
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 TEST_CACHE = Path(os.environ.get("TUNERY_TEST_CACHE", Path.home() / ".cache" / "tunery-tests"))
 
@@ -81,19 +83,6 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not beside the project")
     return SHARED_DATA
-
-
-def chat_lines(n: int = 12, *, system: str = "You are a concise travel helper.") -> list[dict]:
-    """``n`` short, distinct, valid chat examples."""
-    cities = ["Rome", "Paris", "Oslo", "Lima", "Cairo", "Kyoto", "Lisbon", "Quito", "Hanoi", "Dakar", "Perth",
-              "Cusco", "Riga", "Porto", "Seville", "Bergen"]
-    out = []
-    for i in range(n):
-        c = cities[i % len(cities)] + ("" if i < len(cities) else f" {i}")
-        out.append({"messages": [{"role": "system", "content": system},
-                                 {"role": "user", "content": f"What should I see in {c}?"},
-                                 {"role": "assistant", "content": f"Walk the old town of {c}. When do you go?"}]})
-    return out
 
 
 @pytest.fixture

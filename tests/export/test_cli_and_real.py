@@ -52,3 +52,18 @@ def test_real_default_model_onnx_int4_and_gguf_round_trip(smollm2, tmp_path):
     finally:
         model.close()
     assert "Paris" in answer.text
+
+
+def test_deploy_an_onnx_export_folder_from_the_cli(tiny_model, exports):
+    """`tunery deploy ./export-dir --name travel-int4` registers the export and deploys it."""
+    from click.testing import CliRunner
+
+    from tunery.cli.main import cli
+    from tunery.models import get
+    from tunery.serving import deployments
+
+    folder = next(res.path for (fmt, _), res in exports.items() if fmt == "onnx")
+    r = CliRunner().invoke(cli, ["deploy", str(folder), "--name", "travel-int4", "--tpm", "1000"])
+    assert r.exit_code == 0, r.output
+    dep = deployments.get("travel-int4")
+    assert dep.tpm == 1000 and get(dep.model).meta.get("engine") == "onnx"

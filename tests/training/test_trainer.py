@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import chat_lines
+from support_chat import chat_lines
 from tunery.chat import Conversation
 from tunery.models.loading import load_tokenizer
 from tunery.training import Callbacks, Cancelled, Trainer, TrainingConfig, encode_all

@@ -55,12 +55,15 @@ def serve(host: str, port: int, api_keys: tuple[str, ...], no_worker: bool, thre
 @click.option("--json", "as_json", is_flag=True, help="Print the deployment as JSON.")
 def deploy(model: str, name: str, tpm: int | None, content_filter: str, blocklist: tuple[str, ...],
            as_json: bool) -> None:
-    """Deploy MODEL (a base model, fine-tune or checkpoint) under a name.
+    """Deploy MODEL (a base model, fine-tune, checkpoint, or an ONNX export folder) under a name.
 
     A running server picks the deployment up at once.
     """
+    from tunery.export import is_export_dir, register_export
     from tunery.serving import deployments
 
+    if is_export_dir(model):  # an ONNX export folder: served by the ONNX Runtime engine
+        model = register_export(model).id
     dep = deployments.create(name, model, tpm=tpm, content_filter=content_filter, blocklist=list(blocklist))
     if as_json:
         print_json(dep.to_openai())

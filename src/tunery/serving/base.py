@@ -11,7 +11,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 from tunery.chat import ChatMessage
 
-FinishReason = Literal["stop", "length"]
+FinishReason = Literal["stop", "length", "content_filter"]
 
 
 @dataclass(frozen=True)
