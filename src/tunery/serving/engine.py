@@ -13,6 +13,7 @@ engine that decodes token by token.
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -66,6 +67,47 @@ class EngineRequest:
     logprobs: list[float] | None = None
     """When a list, the engine appends each sampled token's log-probability under the model's
     raw distribution (before temperature and top-p)."""
+
+
+CLOSE = object()
+"""Put in an engine's inbox by ``close``: the loop ends after the work in hand."""
+
+
+class ThreadedEngine:
+    """Plumbing for an engine that works on a thread of its own: an inbox of requests that
+    ``submit`` fills and ``_loop`` drains, ``busy`` and ``close``. Subclasses write ``_loop`` (and
+    ``_active`` when they keep requests outside the inbox)."""
+
+    name: str
+
+    def _start(self, thread_name: str) -> None:
+        self._inbox: queue.Queue = queue.Queue()
+        self._working = False
+        self._closed = False
+        self._thread = threading.Thread(target=self._loop, name=thread_name, daemon=True)
+        self._thread.start()
+
+    def submit(self, request: EngineRequest) -> None:
+        if self._closed:
+            request.emit(Delta(request.index, error=RuntimeError("the engine was closed")))
+            return
+        self._inbox.put(request)
+
+    def busy(self) -> bool:
+        return self._working or self._active() or not self._inbox.empty()
+
+    def _active(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._inbox.put(CLOSE)
+        self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        raise NotImplementedError
 
 
 @runtime_checkable

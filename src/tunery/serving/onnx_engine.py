@@ -32,11 +32,10 @@ import numpy as np
 from tunery.chat import ChatMessage
 from tunery.errors import InvalidInput, TuneryError
 from tunery.serving.base import Completion, CompletionChunk, GenerationParams, Usage
-from tunery.serving.engine import Delta, EngineRequest, IncrementalDecoder, StopText
+from tunery.serving.engine import CLOSE, Delta, EngineRequest, IncrementalDecoder, StopText, ThreadedEngine
 
 log = logging.getLogger(__name__)
 
-_CLOSE = object()
 GREEDY_BELOW = 1e-5
 
 
@@ -79,7 +78,7 @@ class _Row:
     done: bool = False
 
 
-class OnnxEngine:
+class OnnxEngine(ThreadedEngine):
     """Serves one ONNX export folder from a background thread (the ``Engine`` contract)."""
 
     def __init__(self, folder: Path, tokenizer: Any, stop_ids: Sequence[int], *, max_batch: int = 8,
@@ -103,36 +102,15 @@ class OnnxEngine:
                           else cfg["pad_token_id"][0])
         self._og = og
         self.model = og.Model(str(self.folder))
-        self._inbox: queue.Queue = queue.Queue()
-        self._working = False
-        self._closed = False
-        self._thread = threading.Thread(target=self._loop, name=f"tunery-onnx-{self.name}", daemon=True)
-        self._thread.start()
+        self._start(f"tunery-onnx-{self.name}")
 
-    # -- the contract ---------------------------------------------------------------------------
-
-    def submit(self, request: EngineRequest) -> None:
-        if self._closed:
-            request.emit(Delta(request.index, error=RuntimeError("the engine was closed")))
-            return
-        self._inbox.put(request)
-
-    def busy(self) -> bool:
-        return self._working or not self._inbox.empty()
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._inbox.put(_CLOSE)
-        self._thread.join(timeout=30)
 
     # -- the loop -------------------------------------------------------------------------------
 
     def _loop(self) -> None:
         while True:
             item = self._inbox.get()
-            if item is _CLOSE:
+            if item is CLOSE:
                 break
             self._working = True
             batch = [item]
@@ -142,7 +120,7 @@ class OnnxEngine:
                     nxt = self._inbox.get_nowait()
                 except queue.Empty:
                     break
-                if nxt is _CLOSE:
+                if nxt is CLOSE:
                     closing = True
                     break
                 batch.append(nxt)
@@ -157,7 +135,7 @@ class OnnxEngine:
                 break
         while not self._inbox.empty():
             item = self._inbox.get_nowait()
-            if item is not _CLOSE:
+            if item is not CLOSE:
                 item.emit(Delta(item.index, error=RuntimeError("the engine was closed")))
 
     def _run(self, batch: list[EngineRequest]) -> None:

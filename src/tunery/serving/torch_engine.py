@@ -17,17 +17,15 @@ from __future__ import annotations
 
 import logging
 import queue
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tunery.serving.adapters import AdapterPool
-from tunery.serving.engine import Delta, EngineRequest, IncrementalDecoder, StopText
+from tunery.serving.engine import CLOSE, Delta, EngineRequest, IncrementalDecoder, StopText, ThreadedEngine
 
 log = logging.getLogger(__name__)
 
-_CLOSE = object()
 GREEDY_BELOW = 1e-5  # temperatures at or below this mean greedy decoding
 
 
@@ -57,7 +55,7 @@ class _Row:
     done: bool = field(default=False)
 
 
-class TorchEngine:
+class TorchEngine(ThreadedEngine):
     """Serves one base model (and its LoRA adapters) from a background thread."""
 
     def __init__(self, model_path: Path, tokenizer: Any, stop_ids: list[int], *, max_batch: int = 16,
@@ -73,34 +71,15 @@ class TorchEngine:
         self.adapters = AdapterPool(base, max_adapters=max_adapters)
         self._mergeable = _mergeable(base.config)
         self._attn = getattr(base.config, "_attn_implementation", None) or "sdpa"
-        self._inbox: queue.Queue = queue.Queue()
         self._rows: list[_Row] = []
         self._cache: Any = None
         self._mask: Any = None  # [rows, cache length] 0/1
-        self._working = False
-        self._closed = False
         self.tokens_generated = 0  # running totals, for monitoring
         self.prefill_passes = 0
-        self._thread = threading.Thread(target=self._loop, name=f"tunery-engine-{self.name}", daemon=True)
-        self._thread.start()
+        self._start(f"tunery-engine-{self.name}")
 
-    # -- the contract ---------------------------------------------------------------------------
-
-    def submit(self, request: EngineRequest) -> None:
-        if self._closed:
-            request.emit(Delta(request.index, error=RuntimeError("the engine was closed")))
-            return
-        self._inbox.put(request)
-
-    def busy(self) -> bool:
-        return self._working or bool(self._rows) or not self._inbox.empty()
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._inbox.put(_CLOSE)
-        self._thread.join(timeout=30)
+    def _active(self) -> bool:
+        return bool(self._rows)
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -111,7 +90,7 @@ class TorchEngine:
             pending: list[EngineRequest] = []
             if not self._rows:
                 item = self._inbox.get()
-                if item is _CLOSE:
+                if item is CLOSE:
                     break
                 pending.append(item)
             self._working = True
@@ -121,7 +100,7 @@ class TorchEngine:
                     item = self._inbox.get_nowait()
                 except queue.Empty:
                     break
-                if item is _CLOSE:
+                if item is CLOSE:
                     self._fail_all(RuntimeError("the engine was closed"), pending)
                     return
                 pending.append(item)
