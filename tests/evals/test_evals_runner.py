@@ -48,7 +48,8 @@ def test_run_eval_asks_every_model_and_writes_the_report(tunery_home):
             assert [m.role for m in messages] == [Role.SYSTEM, Role.USER]
             assert messages[0].content == SYSTEM and messages[1].content == q["question"]
             assert params.temperature == 0.0 and params.max_tokens == 256
-    assert seen[-1] == ("tuned", 6, 6) and len(seen) == 6
+    assert [done for _, done, _ in seen] == [1, 2, 3, 4, 5, 6] and {t for _, _, t in seen} == {6}
+    assert sorted(m for m, _, _ in seen) == ["base"] * 3 + ["tuned"] * 3
 
     assert report.summary["base"]["recommends"]["pass_rate"] == pytest.approx(1 / 3)
     assert report.summary["tuned"]["recommends"]["pass_rate"] == 1.0
@@ -133,3 +134,26 @@ def test_unicode_and_empty_answers_survive_the_round_trip(tmp_path):
     assert rows[1]["answer"] == "" and rows[1]["scores"]["ends_with_question"]["passed"] is False
     html = report.paths["html"].read_text(encoding="utf-8")
     assert "東京はどうですか？" in html and "(empty answer)" in html
+
+
+def test_parallel_models_get_concurrent_requests_and_answers_keep_question_order(tunery_home):
+    import threading
+    import time
+
+    state = {"now": 0, "max": 0}
+    lock = threading.Lock()
+
+    def reply(messages):
+        with lock:
+            state["now"] += 1
+            state["max"] = max(state["max"], state["now"])
+        time.sleep(0.2)  # long enough for the other requests to arrive meanwhile
+        with lock:
+            state["now"] -= 1
+        return f"echo: {messages[-1].content}"
+
+    model = ScriptedChatModel(name="batching", reply=reply, parallel_requests=8)
+    questions = [{"question": f"q{i}"} for i in range(6)]
+    report = run_eval(questions, {"batching": model}, [EndsWithQuestion()], write=False)
+    assert state["max"] > 1
+    assert [r["answer"] for r in report.rows] == [f"echo: q{i}" for i in range(6)]

@@ -9,9 +9,10 @@ references with ``tunery.serving.resolve.get_chat_model``.
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -142,21 +143,31 @@ def run_eval(questions: Sequence[Mapping[str, Any]], models: Mapping[str, ChatMo
     done = 0
     answers: dict[str, list[tuple[str, str, float]]] = {name: [("", "stop", 0.0)] * len(questions) for name in models}
 
-    def ask(name: str, i: int) -> tuple[str, int, tuple[str, str, float]]:
-        t0 = time.perf_counter()
-        completion = models[name].generate(_messages(system, questions[i][question_key]), params)
-        return name, i, (completion.text, completion.finish_reason, time.perf_counter() - t0)
+    lock = threading.Lock()
+
+    def ask(name: str, indices: Sequence[int]) -> None:
+        nonlocal done
+        for i in indices:
+            t0 = time.perf_counter()
+            completion = models[name].generate(_messages(system, questions[i][question_key]), params)
+            answers[name][i] = (completion.text, completion.finish_reason, time.perf_counter() - t0)
+            with lock:
+                done += 1
+                if progress:
+                    progress(name, done, total)
 
     # Requests go out together so that an engine which batches (tunery's does) decodes them
-    # together; the answers are put back in question order.
+    # together; a model that takes one request at a time is asked in question order.
+    order = range(len(questions))
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        futures = [pool.submit(ask, name, i) for name in models for i in range(len(questions))]
-        for fut in as_completed(futures):
-            name, i, answer = fut.result()
-            answers[name][i] = answer
-            done += 1
-            if progress:
-                progress(name, done, total)
+        futures = []
+        for name, model in models.items():
+            if min(concurrency, getattr(model, "parallel_requests", 1)) > 1:
+                futures += [pool.submit(ask, name, [i]) for i in order]
+            else:
+                futures.append(pool.submit(ask, name, order))
+        for fut in futures:
+            fut.result()
 
     metrics = [e.name for e in evaluators]
     summary: dict[str, dict[str, dict[str, Any]]] = {}

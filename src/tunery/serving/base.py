@@ -65,10 +65,13 @@ class CompletionChunk:
 
 @runtime_checkable
 class ChatModel(Protocol):
-    """A model that answers chat messages."""
+    """A model that answers chat messages. ``parallel_requests`` says how many requests callers
+    may have in flight at once (a batching engine or a server: several; a scripted fake: 1, so it
+    answers in order); callers that do not know it assume 1."""
 
     name: str
     can_stream: bool
+    parallel_requests: int
 
     def generate(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Completion: ...
 

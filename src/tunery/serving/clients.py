@@ -37,6 +37,7 @@ class OpenAIChatModel:
     timeout: float = 600.0
     can_stream: bool = True
     name: str = ""
+    parallel_requests: int = 8
 
     def __post_init__(self) -> None:
         self.base_url = self.base_url.rstrip("/")
@@ -104,6 +105,7 @@ class ScriptedChatModel:
     replies: list[str] = field(default_factory=lambda: ["OK"])
     reply: Callable[[Sequence[ChatMessage]], str] | None = None
     can_stream: bool = True
+    parallel_requests: int = 1
     calls: list[tuple[tuple[ChatMessage, ...], GenerationParams]] = field(default_factory=list)
 
     def _answer(self, messages: Sequence[ChatMessage], params: GenerationParams) -> tuple[str, str]:

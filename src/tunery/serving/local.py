@@ -150,6 +150,7 @@ class LocalChatModel:
     """A registered model, checkpoint or deployment, served in this process."""
 
     can_stream = True
+    parallel_requests = 8  # the engine batches concurrent requests
 
     def __init__(self, name: str) -> None:
         self.name = name

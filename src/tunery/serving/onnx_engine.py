@@ -250,6 +250,7 @@ class OnnxChatModel:
     embeds to run a model on-device."""
 
     can_stream = True
+    parallel_requests = 8  # the engine batches concurrent requests
 
     def __init__(self, folder: str | Path, *, name: str | None = None, max_batch: int = 8) -> None:
         from transformers import AutoTokenizer
