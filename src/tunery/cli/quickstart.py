@@ -86,7 +86,6 @@ def quickstart(model: str, seed: int, retrain: bool, questions: int | None, serv
         task = bar.add_task("answers", total=2 * n_q)
         report = qs.compare(plan, tuned, progress=lambda name, done, total: bar.update(task, completed=done))
     render_terminal_table(report, console)
-    console.print(f"HTML report: [bold]{report.paths['html']}[/]")
 
     _step(5, "Deploy")
     names = qs.deploy_both(plan, tuned)
