@@ -177,3 +177,52 @@ def split(file: Path, validation_fraction: float, seed: int, prefix: str | None,
         return
     console.print(f"[green]wrote[/] {escape(str(result.train_path))} ({result.n_train} examples) and "
                   f"{escape(str(result.valid_path))} ({result.n_valid} examples)")
+
+
+@data.command()
+@click.option("--teacher", required=True, metavar="MODEL_OR_ENDPOINT",
+              help="The teacher: a tunery model or deployment, or MODEL@http(s)://host/v1 for any "
+                   "OpenAI-compatible endpoint (key from OPENAI_API_KEY or TUNERY_ENDPOINT_API_KEY).")
+@click.option("--system", default=None, help="The system message the examples are written under.")
+@click.option("--system-from", type=_FILE, default=None, help="Take the system message from a chat JSONL file.")
+@click.option("--topics", type=_FILE, required=True, help="Topics, one per line (or JSONL with 'topic').")
+@click.option("--n", "n", type=click.IntRange(min=1), required=True, help="Examples to generate.")
+@click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="Where to write the examples (chat JSONL).")
+@click.option("--seed", default=0, show_default=True, help="Seed for topic order and sampling.")
+@click.option("--temperature", default=0.9, show_default=True, help="Teacher's sampling temperature.")
+@click.option("--max-tokens", default=256, show_default=True, help="Longest answer, in tokens.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def synth(teacher: str, system: str | None, system_from: Path | None, topics: Path, n: int, output: Path,
+          seed: int, temperature: float, max_tokens: int, as_json: bool) -> None:
+    """Generate training examples from a teacher model: a question per topic, answered under the
+    system message; duplicates and invalid examples are dropped and reported."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from tunery.data.synth import load_topics, synthesize, write_examples
+    from tunery.serving import GenerationParams
+    from tunery.serving.resolve import get_chat_model
+
+    if (system is None) == (system_from is None):
+        raise click.UsageError("give exactly one of --system or --system-from")
+    if system_from is not None:
+        from tunery.evals import system_from_chat_file
+
+        system = system_from_chat_file(system_from)
+    topic_list = load_topics(topics)
+    model = get_chat_model(teacher)
+    with Progress(TextColumn("asking the teacher"), BarColumn(), MofNCompleteColumn(), console=console,
+                  transient=True) as bar:
+        task = bar.add_task("synth", total=n)
+        report = synthesize(model, system=system, topics=topic_list, n=n, seed=seed,
+                            params=GenerationParams(temperature=temperature, max_tokens=max_tokens),
+                            progress=lambda: bar.advance(task))
+    write_examples(report, output)
+    if as_json:
+        print_json({**report.to_dict(), "output": str(output)})
+        return
+    console.print(f"wrote {report.kept} of {n} example(s) to {output}")
+    for reason, count in report.dropped.most_common():
+        console.print(f"  [yellow]dropped {count}[/]: {reason} (e.g. {report.drop_examples[reason]!r})")
+    if report.kept:
+        console.print(f"next: [bold]tunery data validate {output}[/]")
