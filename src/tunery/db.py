@@ -7,7 +7,6 @@ import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -166,23 +165,6 @@ def connect() -> sqlite3.Connection:
         migrate(conn)
         _migrated.add(path)
     return conn
-
-
-@contextmanager
-def transaction(conn: sqlite3.Connection | None = None):
-    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK`` on error)."""
-    own = conn is None
-    conn = conn or connect()
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    finally:
-        if own:
-            conn.close()
 
 
 def query(sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:

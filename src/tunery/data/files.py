@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,9 +92,3 @@ def delete(file_id: str) -> FileRecord:
 def content(file_id: str) -> bytes:
     return get(file_id).path.read_bytes()
 
-
-def copy_to(file_id: str, dest: Path) -> Path:
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(get(file_id).path, dest)
-    return dest

@@ -3,7 +3,6 @@ template, built locally and deterministically. It serves the fast tests and dry 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from tunery.home import atomic_write_json
@@ -57,6 +56,3 @@ def build_tiny_model(out_dir: Path, *, seed: int = 0, vocab_size: int = 512) -> 
     atomic_write_json(out_dir / "tunery.json", {"source": "builtin-tiny", "seed": seed})
     return out_dir
 
-
-def tokenizer_vocab(out_dir: Path) -> dict[str, int]:
-    return json.loads((Path(out_dir) / "tokenizer.json").read_text())["model"]["vocab"]

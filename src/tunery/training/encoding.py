@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from tunery.chat import Conversation, Role
+from tunery.chat import Conversation
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -80,7 +80,3 @@ def encode(conv: Conversation, tokenizer: PreTrainedTokenizerBase, *, max_length
 def encode_all(convs: list[Conversation], tokenizer: PreTrainedTokenizerBase, *, max_length: int) -> list[EncodedExample]:
     return [encode(c, tokenizer, max_length=max_length) for c in convs]
 
-
-def assistant_header_free(conv: Conversation) -> bool:
-    """True when the conversation trains on something (at least one weight-1 assistant turn)."""
-    return any(m.role is Role.ASSISTANT and m.weight != 0 for m in conv.messages)

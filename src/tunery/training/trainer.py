@@ -17,6 +17,7 @@ import math
 import os
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,7 +100,7 @@ def batch_loss(model, batch, *, autocast_dtype=None) -> tuple[Any, int, int]:
     import torch.nn.functional as F
 
     decoder, head = _core(model)
-    ctx = torch.autocast(batch.input_ids.device.type, dtype=autocast_dtype) if autocast_dtype else _null()
+    ctx = torch.autocast(batch.input_ids.device.type, dtype=autocast_dtype) if autocast_dtype else nullcontext()
     with ctx:
         if batch.prefix_len:
             hidden = _forward_shared_prefix(decoder, batch)
@@ -133,14 +134,6 @@ def _forward_shared_prefix(decoder, batch):
     positions = torch.arange(p, width, device=batch.input_ids.device)[None].expand(rows, -1)
     return decoder(input_ids=batch.input_ids[:, p:], past_key_values=cache, attention_mask=batch.attention_mask,
                    position_ids=positions, use_cache=True).last_hidden_state
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
 
 
 class Trainer:
