@@ -75,3 +75,22 @@ def human_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TB"
+
+
+def print_list(items: list[Any], *, as_json: bool, to_json: Callable[[Any], Any], empty: str,
+               columns: tuple[str, ...], row: Callable[[Any], tuple[str, ...]]) -> None:
+    """A listing command's output: JSON, a hint naming the next step when there is nothing, or a table."""
+    from rich.table import Table
+
+    if as_json:
+        print_json([to_json(x) for x in items])
+        return
+    if not items:
+        console.print(empty)
+        return
+    t = Table(show_edge=False, header_style="bold")
+    for col in columns:
+        t.add_column(col)
+    for x in items:
+        t.add_row(*row(x))
+    console.print(t)

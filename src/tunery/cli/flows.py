@@ -14,7 +14,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from tunery.cli._common import console, err_console, print_json
+from tunery.cli._common import console, err_console, print_json, print_list
 
 _GREEDY = ("--inputs", "--column-mapping", "--connections")
 
@@ -205,19 +205,10 @@ def connection_list(as_json: bool) -> None:
     """List configured connections."""
     from tunery.flows import list_connections
 
-    conns = list_connections()
-    if as_json:
-        print_json([c.to_dict() for c in conns.values()])
-        return
-    if not conns:
-        console.print("No connections configured: every node's connection means the local tunery models.")
-        return
-    t = Table(show_edge=False, header_style="bold")
-    for col in ("name", "type", "base url", "key from"):
-        t.add_column(col)
-    for c in conns.values():
-        t.add_row(c.name, c.type, c.base_url or "", f"${c.api_key_env}" if c.api_key_env else "")
-    console.print(t)
+    print_list(list(list_connections().values()), as_json=as_json, to_json=lambda c: c.to_dict(),
+               empty="No connections configured: every node's connection means the local tunery models.",
+               columns=("name", "type", "base url", "key from"),
+               row=lambda c: (c.name, c.type, c.base_url or "", f"${c.api_key_env}" if c.api_key_env else ""))
 
 
 @connection.command("remove")

@@ -12,7 +12,7 @@ import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from tunery.cli._common import console, err_console, print_json
+from tunery.cli._common import console, err_console, print_json, print_list
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 STATUS_STYLE = {"succeeded": "green", "failed": "red", "cancelled": "yellow", "running": "cyan",
@@ -165,19 +165,12 @@ def list_cmd(limit: int, as_json: bool) -> None:
     from tunery.jobs import list_jobs
 
     items, _ = list_jobs(limit=limit)
-    if as_json:
-        print_json(items)
-        return
-    if not items:
-        console.print("No jobs yet. Start one with [bold]tunery finetune FILE.jsonl[/].")
-        return
-    t = Table(show_edge=False, header_style="bold")
-    for c in ("id", "status", "model", "fine-tuned model", "created"):
-        t.add_column(c)
-    for j in items:
-        t.add_row(j["id"], f"[{STATUS_STYLE.get(j['status'], 'white')}]{j['status']}[/]", j["model"],
-                  j["fine_tuned_model"] or "", time.strftime("%Y-%m-%d %H:%M", time.localtime(j["created_at"])))
-    console.print(t)
+    print_list(items, as_json=as_json, to_json=lambda j: j,
+               empty="No jobs yet. Start one with [bold]tunery finetune FILE.jsonl[/].",
+               columns=("id", "status", "model", "fine-tuned model", "created"),
+               row=lambda j: (j["id"], f"[{STATUS_STYLE.get(j['status'], 'white')}]{j['status']}[/]", j["model"],
+                              j["fine_tuned_model"] or "",
+                              time.strftime("%Y-%m-%d %H:%M", time.localtime(j["created_at"]))))
 
 
 @jobs.command()

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import click
-from rich.table import Table
 
-from tunery.cli._common import console, print_json
+from tunery.cli._common import console, print_json, print_list
 
 
 @click.command()
@@ -83,19 +82,10 @@ def list_cmd(as_json: bool) -> None:
     """List deployments."""
     from tunery.serving import deployments as store
 
-    deps = store.list_deployments()
-    if as_json:
-        print_json([d.to_openai() for d in deps])
-        return
-    if not deps:
-        console.print("No deployments. Create one with [bold]tunery deploy MODEL --name NAME --tpm 10000[/].")
-        return
-    t = Table(show_edge=False, header_style="bold")
-    for col in ("name", "model", "tpm", "content filter"):
-        t.add_column(col)
-    for d in deps:
-        t.add_row(d.name, d.model, str(d.tpm or "-"), d.content_filter)
-    console.print(t)
+    print_list(store.list_deployments(), as_json=as_json, to_json=lambda d: d.to_openai(),
+               empty="No deployments. Create one with [bold]tunery deploy MODEL --name NAME --tpm 10000[/].",
+               columns=("name", "model", "tpm", "content filter"),
+               row=lambda d: (d.name, d.model, str(d.tpm or "-"), d.content_filter))
 
 
 @deployments.command()
