@@ -11,7 +11,6 @@ from typing import Any
 
 import yaml
 
-from tunery.errors import InvalidInput
 from tunery.flows import context
 from tunery.flows.connections import ModelFactory
 from tunery.flows.executor import AggregationResult, FlowExecutor, LineResult
@@ -96,13 +95,7 @@ def set_default_variant(path: str | Path, node: str, variant: str) -> Path:
     """Make ``variant`` the default of ``node`` in flow.dag.yaml, editing only that line so the
     file's comments and layout survive."""
     flow = load_flow(path)
-    nv = flow.node_variants.get(node)
-    if nv is None:
-        raise InvalidInput(f"node {node!r} has no variants", param="node",
-                           hint="nodes with variants: " + (", ".join(flow.node_variants) or "none"))
-    if variant not in nv.variants:
-        raise InvalidInput(f"node {node!r} has no variant {variant!r}", param="variant",
-                           hint="its variants: " + ", ".join(nv.variants))
+    flow.variant_node(node, variant, node_param="node")
     file = flow.file
     text = file.read_text(encoding="utf-8")
     new = _edit_default(text, node, variant)

@@ -52,9 +52,9 @@ def _looks_like_reference(value: str) -> bool:
     return text.startswith("${") and text.endswith("}")
 
 
-def parse_flow_reference(value: Any) -> Reference | None:
-    """Parse a reference inside a flow (None for a literal). Raises ``ValueError`` with a
-    one-line reason for a malformed one; callers attach the node and field."""
+def _split(value: Any) -> tuple[str, list[str]] | None:
+    """``(text, dotted parts)`` of a whole ``${...}`` value; None for a literal. Something that
+    looks like a reference but does not parse raises ``ValueError``."""
     if not isinstance(value, str):
         return None
     m = _WHOLE.match(value)
@@ -62,8 +62,16 @@ def parse_flow_reference(value: Any) -> Reference | None:
         if _looks_like_reference(value):
             raise ValueError(f"malformed reference {value.strip()}")
         return None
-    text = value.strip()
-    parts = [p.strip() for p in m.group("body").split(".")]
+    return value.strip(), [p.strip() for p in m.group("body").split(".")]
+
+
+def parse_flow_reference(value: Any) -> Reference | None:
+    """Parse a reference inside a flow (None for a literal). Raises ``ValueError`` with a
+    one-line reason for a malformed one; callers attach the node and field."""
+    split = _split(value)
+    if split is None:
+        return None
+    text, parts = split
     if not parts or any(not p for p in parts):
         raise ValueError(f"malformed reference {text}")
     head = parts[0]
@@ -82,15 +90,10 @@ def parse_flow_reference(value: Any) -> Reference | None:
 def parse_mapping_reference(value: Any) -> Reference | None:
     """Parse a column-mapping value: ``${data.col}``, ``${run.outputs.x}``, ``${run.inputs.x}``
     (None for a literal constant)."""
-    if not isinstance(value, str):
+    split = _split(value)
+    if split is None:
         return None
-    m = _WHOLE.match(value)
-    if m is None:
-        if _looks_like_reference(value):
-            raise ValueError(f"malformed reference {value.strip()}")
-        return None
-    text = value.strip()
-    parts = [p.strip() for p in m.group("body").split(".")]
+    text, parts = split
     if len(parts) >= 2 and parts[0] == "data" and all(parts[1:]):
         return Reference("data", "", tuple(parts[1:]), text)
     if len(parts) >= 3 and parts[0] == "run" and parts[1] in ("outputs", "inputs") and all(parts[2:]):

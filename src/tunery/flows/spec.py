@@ -142,19 +142,24 @@ class Flow:
         raise NotFound(f"flow {self.name} has no node {name!r}", param="node",
                        hint="nodes: " + ", ".join(n.name for n in self.nodes))
 
+    def variant_node(self, node: str, vid: str, *, node_param: str = "variant"):
+        """The node as variant ``vid`` defines it; errors name the variants that exist."""
+        nv = self.node_variants.get(node)
+        if nv is None:
+            raise InvalidInput(f"node {node!r} has no variants", param=node_param,
+                               hint="nodes with variants: " + (", ".join(self.node_variants) or "none"))
+        if vid not in nv.variants:
+            raise InvalidInput(f"node {node!r} has no variant {vid!r}", param="variant",
+                               hint="its variants: " + ", ".join(nv.variants))
+        return nv.variants[vid]
+
     def with_variant(self, selector: str | tuple[str, str] | None) -> Flow:
         """The same flow with one node switched to another variant (``${node.variant_1}``)."""
         if selector is None:
             return self
         node, vid = parse_variant(selector) if isinstance(selector, str) else selector
-        nv = self.node_variants.get(node)
-        if nv is None:
-            raise InvalidInput(f"node {node!r} has no variants", param="variant",
-                               hint="nodes with variants: " + (", ".join(self.node_variants) or "none"))
-        if vid not in nv.variants:
-            raise InvalidInput(f"node {node!r} has no variant {vid!r}", param="variant",
-                               hint="its variants: " + ", ".join(nv.variants))
-        nodes = tuple(nv.variants[vid] if n.name == node else n for n in self.nodes)
+        chosen = self.variant_node(node, vid)
+        nodes = tuple(chosen if n.name == node else n for n in self.nodes)
         return replace(self, nodes=nodes, selected={**self.selected, node: vid})
 
     @property
