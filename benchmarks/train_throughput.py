@@ -1,13 +1,15 @@
 """Training throughput: tunery's trainer against TRL's SFTTrainer + PEFT, same data, same settings.
 
-Both fine-tune SmolLM2-135M-Instruct with LoRA (same rank, alpha, targets), the same batch size,
+Both fine-tune SmolLM2-135M-Instruct with LoRA (same rank, alpha, targets and layers: by default
+the catalog's, the top ten layers, as a default job uses), the same batch size,
 learning rate, schedule, epochs, sequence lengths and seed, in fp32, each in its own process (so
 peak memory is its own). Both take the loss on assistant tokens only: TRL gets SmolLM2's chat
 template with ``{% generation %}`` markers so ``assistant_only_loss`` masks exactly the tokens
 tunery masks. Prints tokens/s, trained (assistant) tokens/s, the ratio, final training loss,
 held-out validation loss (computed the same way for both) and peak memory.
 
-    python benchmarks/train_throughput.py                 # the bundled travel data, 1 epoch
+    python benchmarks/train_throughput.py                 # the bundled data, the default job's settings
+    python benchmarks/train_throughput.py --layers all --epochs 1 --batch-size 4   # LoRA on every layer
     python benchmarks/train_throughput.py --examples 24   # quicker
 
 Needs ``pip install trl`` (a benchmark-only dependency). Don't read timings from a busy machine.
@@ -47,10 +49,13 @@ def load_rows(path: Path, n: int | None) -> list[dict]:
 
 
 def settings(args) -> dict:
-    return {"r": 16, "alpha": 32, "dropout": 0.0,
-            "targets": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-            "batch_size": args.batch_size, "lr": 1e-3, "epochs": args.epochs, "seed": 42, "max_length": 2048,
-            "warmup_ratio": 0.05}
+    from tunery.models.catalog import CATALOG
+
+    d = CATALOG[MODEL].training
+    layers = None if args.layers == "all" else list(d.lora_layers or []) or None
+    return {"r": d.lora_r, "alpha": d.lora_alpha, "dropout": d.lora_dropout, "targets": list(d.lora_target_modules),
+            "layers": layers, "batch_size": args.batch_size, "lr": d.lora_learning_rate, "epochs": args.epochs,
+            "seed": 42, "max_length": 2048, "warmup_ratio": 0.05}
 
 
 def token_counts(tok, rows) -> tuple[int, int]:
@@ -95,7 +100,8 @@ def run_tunery(args, s) -> dict:
     ex = encode_all([Conversation.from_dicts(r["messages"]) for r in rows], tok, max_length=s["max_length"])
     cfg = TrainingConfig(method="lora", n_epochs=s["epochs"], batch_size=s["batch_size"], learning_rate=s["lr"],
                          seed=s["seed"], max_seq_length=s["max_length"], warmup_ratio=s["warmup_ratio"],
-                         lora=LoraSettings(s["r"], s["alpha"], s["dropout"], tuple(s["targets"])),
+                         lora=LoraSettings(s["r"], s["alpha"], s["dropout"], tuple(s["targets"]),
+                                           tuple(s["layers"]) if s["layers"] else None),
                          checkpoint_every=0, epoch_checkpoints=False)
     import tempfile
 
@@ -130,7 +136,7 @@ def run_trl(args, s) -> dict:
                     report_to=[], use_cpu=True, bf16=False, fp16=False, dataloader_num_workers=0,
                     disable_tqdm=True, packing=False)
     lcfg = LoraConfig(r=s["r"], lora_alpha=s["alpha"], lora_dropout=s["dropout"], target_modules=s["targets"],
-                      bias="none", task_type="CAUSAL_LM")
+                      layers_to_transform=s["layers"], bias="none", task_type="CAUSAL_LM")
     losses: list[float] = []
 
     class Log(TrainerCallback):
@@ -156,8 +162,11 @@ def child(args) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--examples", type=int, default=None, help="use the first N training examples (default all)")
-    ap.add_argument("--epochs", type=int, default=1)
-    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--epochs", type=int, default=2, help="default 2, what auto picks for the bundled data")
+    ap.add_argument("--batch-size", type=int, default=8, help="default 8, what auto picks for the bundled data")
+    ap.add_argument("--layers", choices=["default", "all"], default="default",
+                    help="LoRA on the catalog's default layers (SmolLM2: the top ten) or on every layer; "
+                         "both systems get the same")
     ap.add_argument("--system", choices=["tunery", "trl"], help=argparse.SUPPRESS)
     ap.add_argument("--tmp", default="/tmp/tunery-bench-trl", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -173,7 +182,7 @@ def main() -> None:
     results = {}
     for system in ("tunery", "trl"):
         cmd = [sys.executable, __file__, "--system", system, "--epochs", str(args.epochs),
-               "--batch-size", str(args.batch_size)] + (["--examples", str(args.examples)] if args.examples else [])
+               "--batch-size", str(args.batch_size), "--layers", args.layers] + (["--examples", str(args.examples)] if args.examples else [])
         print(f"running {system} ...", flush=True)
         proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
         line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
@@ -182,7 +191,10 @@ def main() -> None:
             raise SystemExit(f"{system} run failed")
         results[system] = json.loads(line[7:])
 
-    print(f"\nSmolLM2-135M-Instruct, LoRA r=16 on all linear layers, batch {args.batch_size}, {args.epochs} epoch(s), "
+    s = settings(args)
+    where = "every layer" if not s["layers"] else f"layers {s['layers'][0]}-{s['layers'][-1]}"
+    print(f"\nSmolLM2-135M-Instruct, LoRA r={s['r']} on all linear modules of {where}, lr {s['lr']:g}, "
+          f"batch {args.batch_size}, {args.epochs} epoch(s), "
           f"fp32, {os.cpu_count()} threads; {tokens} tokens of which {trained} trained (assistant)")
     print(f"{'system':<8} {'seconds':>8} {'tokens/s':>9} {'trained tok/s':>14} {'final loss':>11} "
           f"{'valid loss':>11} {'peak RSS MB':>12}")

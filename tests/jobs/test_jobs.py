@@ -73,6 +73,11 @@ def test_job_succeeds_and_registers_model(tiny_model, chat_file):
     ({"suffix": "x" * 65}, "suffix"),
     ({"seed": -1}, "seed"),
     ({"training_method": "qlora"}, "training_method"),
+    ({"lora": {"layers": [0, 9]}}, "lora.layers"),  # the tiny model has 2 layers
+    ({"lora": {"layers": "top"}}, "lora.layers"),
+    ({"lora": {"r": "big"}}, "lora"),
+    ({"lora": {"rank": 4}}, "lora.rank"),
+    ({"method": {"type": "supervised", "supervised": {"lora": [1]}}}, "lora"),
 ])
 def test_bad_input_is_rejected_at_creation(tiny_model, chat_file, kwargs, param):
     train = files.create_from_path(chat_file(12))

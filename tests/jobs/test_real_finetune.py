@@ -3,6 +3,8 @@ then the fine-tuned model answers through its chat template."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from click.testing import CliRunner
 
@@ -19,10 +21,10 @@ def test_cli_fine_tunes_the_default_model_on_the_bundled_data(smollm2):
     from tunery.serving.resolve import get_chat_model
 
     r = CliRunner().invoke(cli, ["finetune", str(TRAIN), "--validation-file", str(VALID), "--suffix", "travel",
-                                 "--n-epochs", "1", "--seed", "3", "--wait"])
+                                 "--n-epochs", "2", "--batch-size", "4", "--seed", "3", "--wait"])
     assert r.exit_code == 0, r.output
     job = list_jobs(limit=1)[0][0]
-    assert job["status"] == "succeeded" and job["hyperparameters"]["n_epochs"] == 1
+    assert job["status"] == "succeeded" and job["hyperparameters"]["n_epochs"] == 2
     curve = metrics(job["id"])
     assert len(curve) == job["hyperparameters"]["n_epochs"] * -(-82 // job["hyperparameters"]["batch_size"])
     losses = [m["train_loss"] for m in curve]
@@ -30,6 +32,8 @@ def test_cli_fine_tunes_the_default_model_on_the_bundled_data(smollm2):
     assert "full_valid_loss" in curve[-1] and sum("valid_loss" in m for m in curve) >= 3
     rec = get(job["fine_tuned_model"])
     assert rec.is_adapter and rec.parent == "smollm2-135m-instruct"
+    adapted = json.loads((rec.path / "adapter_config.json").read_text())["layers_to_transform"]
+    assert adapted == list(range(20, 30))  # the catalog's default: the top ten layers
 
     system = '''You are an AI travel assistant that helps people plan their trips.'''
     model = get_chat_model(rec.id)

@@ -8,19 +8,19 @@ from tunery.errors import InvalidInput
 from tunery.training.config import Hyperparameters, auto_batch_size, auto_n_epochs
 
 
-@pytest.mark.parametrize(("n", "epochs"), [(1, 25), (10, 10), (20, 5), (34, 3), (72, 3), (900, 2), (5000, 1)])
+@pytest.mark.parametrize(("n", "epochs"), [(1, 25), (10, 10), (20, 5), (34, 3), (72, 2), (82, 2), (900, 2), (1300, 1), (5000, 1)])
 def test_auto_epochs(n, epochs):
     assert auto_n_epochs(n) == epochs
 
 
-@pytest.mark.parametrize(("n", "bs"), [(10, 1), (40, 1), (72, 2), (200, 4), (1000, 16), (100_000, 16)])
+@pytest.mark.parametrize(("n", "bs"), [(10, 1), (19, 1), (20, 2), (40, 4), (72, 4), (82, 8), (200, 16), (100_000, 16)])
 def test_auto_batch_size(n, bs):
     assert auto_batch_size(n) == bs
 
 
 def test_resolve_keeps_explicit_values():
     r = Hyperparameters.parse({"n_epochs": 2, "batch_size": "auto", "learning_rate_multiplier": 0.5}).resolve(72)
-    assert (r.n_epochs, r.batch_size, r.learning_rate_multiplier) == (2, 2, 0.5)
+    assert (r.n_epochs, r.batch_size, r.learning_rate_multiplier) == (2, 4, 0.5)
 
 
 @pytest.mark.parametrize(("hp", "param"), [

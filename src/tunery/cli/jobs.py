@@ -31,6 +31,21 @@ def _auto_or(kind):
     return convert
 
 
+def _layer_list(text: str) -> str | list[int]:
+    """``all``, or comma-separated indices and ranges (``20-29``)."""
+    if text.strip() == "all":
+        return "all"
+    out: list[int] = []
+    try:
+        for part in text.split(","):
+            lo, _, hi = part.strip().partition("-")
+            out += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: use 'all' or indices like '20-29' or '0,5,10'",
+                                 param_hint="--lora-layers") from None
+    return out
+
+
 @click.command()
 @click.argument("training_file", type=click.Path(path_type=Path))
 @click.option("--validation-file", type=click.Path(path_type=Path), help="Optional held-out chat JSONL.")
@@ -47,10 +62,12 @@ def _auto_or(kind):
               help="LoRA adapters (small, fast) or full fine-tuning (all weights).")
 @click.option("--lora-r", type=int, help="LoRA rank (default from the model's catalog entry).")
 @click.option("--lora-alpha", type=int, help="LoRA alpha (default from the catalog).")
+@click.option("--lora-layers", help="Decoder layers that get adapters: 'all', or indices like '20-29' or "
+                                     "'0,5,10' (default from the catalog; SmolLM2: 20-29, the top ten).")
 @click.option("--wait/--no-wait", default=False, help="Train now and show progress until the job ends.")
 def finetune(training_file: Path, validation_file: Path | None, model: str, suffix: str | None, n_epochs,
              batch_size, learning_rate_multiplier, seed: int | None, method: str, lora_r: int | None,
-             lora_alpha: int | None, wait: bool) -> None:
+             lora_alpha: int | None, lora_layers: str | None, wait: bool) -> None:
     """Start a fine-tuning job on TRAINING_FILE (chat JSONL).
 
     The file is validated first; problems are listed by line and field. Without --wait the job
@@ -70,7 +87,8 @@ def finetune(training_file: Path, validation_file: Path | None, model: str, suff
                               f"({len(report.errors)} problem(s)); fix them and run again "
                               f"(`tunery data validate {path}` lists them all)")
             sys.exit(1)
-    lora = {k: v for k, v in (("r", lora_r), ("alpha", lora_alpha)) if v is not None} or None
+    layers = _layer_list(lora_layers) if lora_layers is not None else None
+    lora = {k: v for k, v in (("r", lora_r), ("alpha", lora_alpha), ("layers", layers)) if v is not None} or None
     train_rec = files.create_from_path(training_file, "fine-tune")
     valid_rec = files.create_from_path(validation_file, "fine-tune") if validation_file else None
     job = create_job(model=model, training_file=train_rec.id, validation_file=valid_rec.id if valid_rec else None,

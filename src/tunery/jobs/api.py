@@ -30,6 +30,29 @@ def _check_model(model: Any) -> str:
     return model
 
 
+def _check_lora(model: str, lora: Any) -> None:
+    """LoRA settings are checked at creation, layer indices against the model's depth."""
+    import json
+
+    from tunery.models.catalog import TrainingDefaults
+    from tunery.training.config import LoraSettings
+
+    if not isinstance(lora, dict):
+        raise InvalidInput("lora must be an object with r, alpha, dropout, target_modules, layers", param="lora")
+    unknown = set(lora) - {"r", "alpha", "dropout", "target_modules", "layers"}
+    if unknown:
+        raise InvalidInput(f"unknown LoRA setting {sorted(unknown)[0]!r}; known: r, alpha, dropout, "
+                           "target_modules, layers", param=f"lora.{sorted(unknown)[0]}")
+    settings = LoraSettings.from_defaults(TrainingDefaults(), lora)
+    rec = find(model)
+    config = rec.path / "config.json" if rec is not None else None
+    if settings.layers and config is not None and config.exists():
+        n = json.loads(config.read_text()).get("num_hidden_layers")
+        if isinstance(n, int) and max(settings.layers) >= n:
+            raise InvalidInput(f"LoRA layers must be between 0 and {n - 1} for {model}, not {list(settings.layers)}",
+                               param="lora.layers")
+
+
 def _check_file(file_id: Any, param: str) -> str:
     if not isinstance(file_id, str) or not file_id:
         raise InvalidInput(f"{param} must be a file id (upload the file first)", param=param)
@@ -84,8 +107,8 @@ def create_job(*, model: str, training_file: str, validation_file: str | None = 
         raise InvalidInput(f"training_method must be 'lora' or 'full', not {training_method!r}",
                            param="training_method")
     lora = lora if lora is not None else extra.get("lora")
-    if lora is not None and not isinstance(lora, dict):
-        raise InvalidInput("lora must be an object with r, alpha, dropout, target_modules", param="lora")
+    if lora is not None:
+        _check_lora(model, lora)
     if suffix is not None and (not isinstance(suffix, str) or not SUFFIX_RE.match(suffix)):
         raise InvalidInput(f"suffix must be 1-64 characters of lowercase letters, digits, '-' and '_', "
                            f"not {suffix!r}", param="suffix")

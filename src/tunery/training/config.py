@@ -3,10 +3,10 @@ resolved, plus the method settings (LoRA or full) and internal defaults.
 
 What ``auto`` picks (documented in the README too):
 
-* ``n_epochs``: 3, raised or lowered so that examples x epochs lands in [100, 2500]
-  (e.g. 20 examples -> 5 epochs, 72 -> 3, 5000 -> 1), capped to [1, 25].
-* ``batch_size``: about one thirty-second of the examples, rounded down to a power of two,
-  within [1, 16] (e.g. 40 -> 1, 72 -> 2, 200 -> 4, 1000 -> 16).
+* ``n_epochs``: 2, raised or lowered so that examples x epochs lands in [100, 2500]
+  (e.g. 20 examples -> 5 epochs, 40 -> 3, 82 -> 2, 5000 -> 1), capped to [1, 25].
+* ``batch_size``: about one tenth of the examples, rounded down to a power of two, within
+  [1, 16] (e.g. 15 -> 1, 40 -> 4, 82 -> 8, 1000 -> 16).
 * ``learning_rate_multiplier``: 1.0. The multiplier multiplies the base learning rate recorded per
   catalog model and method (``lora_learning_rate`` or ``full_learning_rate``, see
   ``tunery models show``).
@@ -26,7 +26,7 @@ Method = Literal["lora", "full"]
 
 
 def auto_n_epochs(n_examples: int) -> int:
-    epochs = 3
+    epochs = 2
     if n_examples * epochs < 100:
         epochs = math.ceil(100 / max(n_examples, 1))
     elif n_examples * epochs > 2500:
@@ -35,7 +35,7 @@ def auto_n_epochs(n_examples: int) -> int:
 
 
 def auto_batch_size(n_examples: int) -> int:
-    target = max(1, n_examples // 32)
+    target = max(1, n_examples // 10)
     return max(1, min(16, 2 ** int(math.log2(target))))
 
 
@@ -101,22 +101,45 @@ class ResolvedHyperparameters:
         return asdict(self)
 
 
+def _layers(value: Any) -> tuple[int, ...] | None:
+    """``None``/``"all"`` for every layer, else a list of layer indices."""
+    if value is None or value == "all":
+        return None
+    try:
+        layers = tuple(sorted({int(i) for i in value}))
+    except (TypeError, ValueError):
+        raise InvalidInput(f"LoRA layers must be 'all' or a list of layer indices, not {value!r}",
+                           param="lora.layers") from None
+    if not layers or any(i < 0 for i in layers):
+        raise InvalidInput(f"LoRA layers must be 'all' or non-negative layer indices, not {value!r}",
+                           param="lora.layers")
+    return layers
+
+
 @dataclass(frozen=True)
 class LoraSettings:
     r: int = 16
     alpha: int = 32
     dropout: float = 0.0
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    layers: tuple[int, ...] | None = None
+    """Decoder layers that get adapters (None: all). Adapting only upper layers trains faster: the
+    frozen layers below run once per example, not once per step (see ``training.frozen``)."""
 
     @classmethod
     def from_defaults(cls, d: TrainingDefaults, overrides: dict[str, Any] | None = None) -> LoraSettings:
         o = overrides or {}
-        s = cls(r=int(o.get("r", d.lora_r)), alpha=int(o.get("alpha", d.lora_alpha)),
-                dropout=float(o.get("dropout", d.lora_dropout)),
-                target_modules=tuple(o.get("target_modules", d.lora_target_modules)))
+        try:
+            s = cls(r=int(o.get("r", d.lora_r)), alpha=int(o.get("alpha", d.lora_alpha)),
+                    dropout=float(o.get("dropout", d.lora_dropout)),
+                    target_modules=tuple(str(t) for t in o.get("target_modules", d.lora_target_modules)),
+                    layers=_layers(o.get("layers", d.lora_layers)))
+        except (TypeError, ValueError):
+            raise InvalidInput("LoRA settings need an integer r and alpha, a number dropout and a list of target "
+                               f"modules, not {o!r}", param="lora") from None
         if s.r < 1 or s.alpha < 1 or not (0 <= s.dropout < 1) or not s.target_modules:
             raise InvalidInput("LoRA settings need r >= 1, alpha >= 1, 0 <= dropout < 1 and target modules",
-                               param="method.lora")
+                               param="lora")
         return s
 
 
@@ -143,11 +166,14 @@ class TrainingConfig:
     epoch_checkpoints: bool = True
     """Also save a checkpoint at each epoch end (benchmarks turn this off)."""
     eval_every: int = 10
+    cache_frozen_layers: bool = True
+    """Keep the output of frozen lower layers per example instead of recomputing it every step."""
     precision: Literal["fp32", "bf16"] = "fp32"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["lora"]["target_modules"] = list(self.lora.target_modules)
+        d["lora"]["layers"] = list(self.lora.layers) if self.lora.layers else None
         return d
 
     @classmethod
@@ -156,4 +182,5 @@ class TrainingConfig:
         lora = d.pop("lora", {}) or {}
         return cls(**d, lora=LoraSettings(r=lora.get("r", 16), alpha=lora.get("alpha", 32),
                                           dropout=lora.get("dropout", 0.0),
-                                          target_modules=tuple(lora.get("target_modules", LoraSettings.target_modules))))
+                                          target_modules=tuple(lora.get("target_modules", LoraSettings.target_modules)),
+                                          layers=_layers(lora.get("layers"))))

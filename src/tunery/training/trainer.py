@@ -6,7 +6,10 @@ Where the speed comes from (see benchmarks/train_throughput.py):
   whole vocabulary at every position of every sequence;
 * micro-batches group similar lengths (see ``batching``), so little compute goes to padding, and
   unpadded micro-batches take the causal attention fast path with no mask at all;
-* nothing is computed twice: no second forward for accuracy, no logits kept for the whole batch.
+* nothing is computed twice: no second forward for accuracy, no logits kept for the whole batch;
+* with LoRA on the upper layers only (the catalog default for SmolLM2), the frozen layers below run
+  once per example, the common system message once for all (``training.frozen``), and each step
+  runs the adapted layers on the examples packed into one row, with no padding.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from tunery.training import checkpoint
 from tunery.training.batching import collate, epoch_batches, micro_batches
 from tunery.training.config import TrainingConfig
 from tunery.training.encoding import IGNORE, EncodedExample
+from tunery.training.frozen import FrozenLayers, packed_forward
 
 METRIC_COLUMNS = ["step", "train_loss", "train_mean_token_accuracy", "valid_loss", "valid_mean_token_accuracy",
                   "full_valid_loss", "full_valid_mean_token_accuracy"]
@@ -77,8 +81,16 @@ def prepare_model(base_path: Path, config: TrainingConfig, device: str):
     if config.method == "lora":
         from peft import LoraConfig, get_peft_model
 
+        layers = config.lora.layers
+        n_layers = model.config.num_hidden_layers
+        if layers and not all(0 <= i < n_layers for i in layers):
+            from tunery.errors import InvalidInput
+
+            raise InvalidInput(f"LoRA layers must be between 0 and {n_layers - 1} for this model, not "
+                               f"{list(layers)}", param="lora.layers")
         lcfg = LoraConfig(r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
-                          target_modules=list(config.lora.target_modules), bias="none", task_type="CAUSAL_LM")
+                          target_modules=list(config.lora.target_modules), bias="none", task_type="CAUSAL_LM",
+                          layers_to_transform=list(layers) if layers else None)
         model = get_peft_model(model, lcfg)
     else:
         for p in model.parameters():
@@ -94,26 +106,36 @@ def _core(model):
     return inner.get_decoder(), inner.get_output_embeddings()
 
 
-def batch_loss(model, batch, *, autocast_dtype=None) -> tuple[Any, int, int]:
-    """Sum of token losses over labelled positions, their count, and how many were predicted right."""
+def autocast_context(device_type: str, dtype):
     import torch
+
+    return torch.autocast(device_type, dtype=dtype) if dtype else nullcontext()
+
+
+def batch_loss(model, batch, *, autocast_dtype=None, frozen: FrozenLayers | None = None,
+               examples: list[EncodedExample] | None = None) -> tuple[Any, int, int]:
+    """Sum of token losses over labelled positions, their count, and how many were predicted right.
+
+    With ``frozen`` (and the batch's ``examples``), the frozen lower layers are not run: their
+    kept output for each example feeds the trained layers directly (see ``training.frozen``)."""
     import torch.nn.functional as F
 
     decoder, head = _core(model)
-    ctx = torch.autocast(batch.input_ids.device.type, dtype=autocast_dtype) if autocast_dtype else nullcontext()
-    with ctx:
-        if batch.prefix_len:
-            hidden = _forward_shared_prefix(decoder, batch)
-            all_targets = batch.targets[:, batch.prefix_len:]
+    with autocast_context(batch.input_ids.device.type, autocast_dtype):
+        if frozen is not None and examples is not None:
+            h, targets = packed_forward(frozen, examples, batch.prefix_len)
         else:
-            hidden = decoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
-            all_targets = batch.targets
-        sel = all_targets != IGNORE
-        h = hidden[:, :-1][sel]
+            if batch.prefix_len:
+                hidden = _forward_shared_prefix(decoder, batch)
+                all_targets = batch.targets[:, batch.prefix_len:]
+            else:
+                hidden = decoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
+                all_targets = batch.targets
+            sel = all_targets != IGNORE
+            h, targets = hidden[:, :-1][sel], all_targets[sel]
         logits = head(h).float()
-    targets = all_targets[sel]
     if targets.numel() == 0:
-        return hidden.sum() * 0.0, 0, 0
+        return logits.sum() * 0.0, 0, 0
     loss = F.cross_entropy(logits, targets, reduction="sum")
     correct = int((logits.argmax(-1) == targets).sum())
     return loss, int(targets.numel()), correct
@@ -147,6 +169,7 @@ class Trainer:
         self.output_dir = Path(output_dir)
         self.cb = callbacks or Callbacks()
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.frozen: FrozenLayers | None = None
         if not self.train:
             from tunery.errors import InvalidInput
 
@@ -178,8 +201,9 @@ class Trainer:
         with torch.no_grad():
             idx = list(range(len(examples)))
             for mb in micro_batches(idx, examples, self.config.micro_batch_tokens):
-                loss, cnt, ok = batch_loss(model, collate([examples[i] for i in mb], self.pad_id, device),
-                                           autocast_dtype=autocast)
+                part = [examples[i] for i in mb]
+                loss, cnt, ok = batch_loss(model, collate(part, self.pad_id, device), autocast_dtype=autocast,
+                                           frozen=self.frozen, examples=part)
                 total += float(loss)
                 n += cnt
                 correct += ok
@@ -194,6 +218,11 @@ class Trainer:
         torch.set_num_threads(int(os.environ.get("TUNERY_THREADS", os.cpu_count() or 1)))
         autocast = torch.bfloat16 if cfg.precision == "bf16" else None
         model = prepare_model(self.base_path, cfg, device)
+        self.frozen = (FrozenLayers.for_model(model, autocast_dtype=autocast)
+                       if cfg.method == "lora" and cfg.cache_frozen_layers else None)
+        if self.frozen is not None:
+            self.frozen.share_prefix(self.train)
+            self.frozen.share_prefix(self.valid)
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, foreach=True)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, self._lr_lambda)
@@ -274,8 +303,9 @@ class Trainer:
         n_label = sum(e.n_trained for e in examples)
         total_loss, correct, tokens = 0.0, 0, 0
         for mb in micro_batches(list(range(len(examples))), examples, self.config.micro_batch_tokens):
-            batch = collate([examples[i] for i in mb], self.pad_id, device)
-            loss, _, ok = batch_loss(model, batch, autocast_dtype=autocast)
+            part = [examples[i] for i in mb]
+            batch = collate(part, self.pad_id, device)
+            loss, _, ok = batch_loss(model, batch, autocast_dtype=autocast, frozen=self.frozen, examples=part)
             (loss / n_label).backward()
             total_loss += float(loss.detach())
             correct += ok
