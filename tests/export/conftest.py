@@ -8,31 +8,7 @@ from pathlib import Path
 
 import pytest
 
-FT_ID = "ft:tiny-random:x:abc"
-
-
-def make_adapter(base_dir: Path, out: Path, *, seed: int = 0, scale: float = 0.3) -> Path:
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(seed)
-    base = AutoModelForCausalLM.from_pretrained(base_dir)
-    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=[
-        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
-    gen = torch.Generator().manual_seed(seed)
-    for name, p in model.named_parameters():
-        if "lora_B" in name:  # PEFT starts B at zero: a no-op adapter would hide a broken merge
-            p.data = torch.randn(p.shape, generator=gen) * scale
-    model.save_pretrained(out)
-    return out
-
-
-def register_ft(adapter_dir: Path):
-    from tunery.models import ModelRecord, register
-
-    return register(ModelRecord(id=FT_ID, kind="fine-tuned", parent="tiny-random", method="lora",
-                                path=adapter_dir, source="test"))
+from support_adapters import FT_ID, make_adapter, register_ft
 
 
 @pytest.fixture(scope="session")

@@ -43,6 +43,16 @@ def test_real_default_model_onnx_int4_and_gguf_round_trip(smollm2, tmp_path):
     gguf = export_model(smollm2.id, "gguf", tmp_path / "q4", quantize="q4_1", greedy_tokens=16)
     assert gguf.report.passed and gguf.report.tokenizer_match, gguf.report.summary()
 
+    # a fine-tune of the top ten layers, merged: its changed matrices leave the packaged Q4_1 grid,
+    # and the mixed rule keeps them at 8 bits, so the 4-bit GGUF still passes its check
+    from support_adapters import make_adapter, register_ft
+
+    ft = register_ft(make_adapter(smollm2.path, tmp_path / "lora", scale=0.01, layers=list(range(20, 30))),
+                     ft_id="ft:smollm2-135m-instruct:x:top10", parent=smollm2.id)
+    tuned = export_model(ft.id, "gguf", tmp_path / "ft-q4", quantize="q4_1", greedy_tokens=16)
+    assert tuned.report.passed and abs(tuned.report.loss_delta) < 0.02, tuned.report.summary()
+    assert gguf.size_bytes < tuned.size_bytes < 0.3 * 540e6
+
     from tunery.chat import ChatMessage, Role
 
     model = OnnxChatModel(onnx.path)
