@@ -138,3 +138,25 @@ def test_resume_after_sigkill_has_no_gap(tiny_model, chat_file, monkeypatch):
     messages = [e["message"] for e in list_events(job["id"], limit=500)[0]]
     assert any("resuming from the last checkpoint" in m for m in messages)
     assert any(m.startswith("Resumed from checkpoint at step") for m in messages)
+
+
+def test_cli_lora_layers_reach_the_job_and_bad_ones_are_named(tiny_model, chat_file):
+    from click.testing import CliRunner
+
+    from tunery.cli.main import cli
+    from tunery.jobs import list_jobs
+
+    path = str(chat_file(12))
+    r = CliRunner().invoke(cli, ["finetune", path, "--model", "tiny-random", "--lora-layers", "1"])
+    assert r.exit_code == 0, r.output
+    job = list_jobs(limit=1)[0][0]
+    from tunery import db
+
+    row = db.query("SELECT config FROM jobs WHERE id=?", (job["id"],))[0]
+    assert db.loads(row["config"])["lora"]["layers"] == [1]
+    r = CliRunner().invoke(cli, ["finetune", path, "--model", "tiny-random", "--lora-layers", "0-5"])
+    # a domain error: the CLI's entry point prints it as one line and exits 1
+    assert isinstance(r.exception, InvalidInput) and "between 0 and 1" in str(r.exception)
+    assert r.exception.param == "lora.layers"
+    r = CliRunner().invoke(cli, ["finetune", path, "--model", "tiny-random", "--lora-layers", "top"])
+    assert r.exit_code == 2 and "--lora-layers" in r.output

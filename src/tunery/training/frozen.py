@@ -2,8 +2,10 @@
 below never change during training, so their output for an example is the same at every step of
 every epoch. It is computed once per example (under ``no_grad``, one example at a time so the
 value never depends on which batch asked first, which keeps runs and resumed runs bit-identical)
-and kept in memory up to a budget; every training step then runs only the trained layers, and the
-backward pass stops where the adapters stop.
+and kept in memory up to a budget; a token prefix common to the data (a shared system message) runs
+through the frozen layers once for all. Every training step then runs only the trained layers,
+on the examples packed into one row without padding, and the backward pass stops where the
+adapters stop.
 
 Supported for decoders whose layers take ``(hidden, attention_mask, position_ids,
 past_key_values, use_cache, position_embeddings)`` (the Llama family); anything else trains with
@@ -19,7 +21,8 @@ if TYPE_CHECKING:
 
     from tunery.training.encoding import EncodedExample
 
-SUPPORTED_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
+SUPPORTED_MODEL_TYPES = frozenset({"llama", "qwen2", "qwen3"})
+"""Full causal attention only: the masks built here know nothing of sliding windows."""
 DEFAULT_BUDGET_BYTES = 2 << 30
 
 
@@ -60,7 +63,8 @@ class FrozenLayers:
 
         decoder, _ = _core(model)
         impl = getattr(decoder.config, "_attn_implementation", "sdpa")
-        if decoder.config.model_type not in SUPPORTED_MODEL_TYPES or impl not in ("sdpa", "eager"):
+        if (decoder.config.model_type not in SUPPORTED_MODEL_TYPES or impl not in ("sdpa", "eager")
+                or getattr(decoder.config, "use_sliding_window", False)):
             return None
         start = first_trained_layer(model)
         return cls(decoder, start, **kw) if start > 0 else None
