@@ -15,8 +15,8 @@ SmolLM2-135M, see README.md beside this file):
 * ``int4``: 4-bit block-wise weights chosen by ONNX Runtime's k-quant search, with the most
   quantization-sensitive matrices (the LM head, and llama.cpp's "mixed" set of layers) kept at
   8 bits (``algo_config=k_quant_mixed``). Plain round-to-nearest int4 lost ~13% in loss here;
-  this recipe loses 4.7% on the base model at about a fifth of the float32 size, but 7.4% on a
-  fine-tune of the top ten layers, whose changed matrices its fixed 8-bit pattern misses.
+  this recipe loses 4.7% on the base model at about a fifth of the float32 size, but 7.4% on the
+  default fine-tune (LoRA on the top ten layers); see benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
