@@ -75,6 +75,8 @@ def test_job_succeeds_and_registers_model(tiny_model, chat_file):
     ({"training_method": "qlora"}, "training_method"),
     ({"lora": {"layers": [0, 9]}}, "lora.layers"),  # the tiny model has 2 layers
     ({"lora": {"layers": "top"}}, "lora.layers"),
+    ({"lora": {"layers": "1"}}, "lora.layers"),  # a string is not a list of indices
+    ({"lora": {"layers": [0.5]}}, "lora.layers"),
     ({"lora": {"r": "big"}}, "lora"),
     ({"lora": {"rank": 4}}, "lora.rank"),
     ({"method": {"type": "supervised", "supervised": {"lora": [1]}}}, "lora"),

@@ -105,7 +105,11 @@ def _layers(value: Any) -> tuple[int, ...] | None:
     """``None``/``"all"`` for every layer, else a list of layer indices."""
     if value is None or value == "all":
         return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
     try:
+        if isinstance(value, str) or any(isinstance(i, bool) or float(i) != int(i) for i in value):
+            raise ValueError
         layers = tuple(sorted({int(i) for i in value}))
     except (TypeError, ValueError):
         raise InvalidInput(f"LoRA layers must be 'all' or a list of layer indices, not {value!r}",
