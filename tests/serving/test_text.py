@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tunery.serving.engine import IncrementalDecoder, StopText
+from tunery.serving.engine import IncrementalDecoder, StopText, token_text
 
 
 @pytest.fixture(scope="module")
@@ -54,3 +54,23 @@ def test_no_stop_strings_pass_everything():
     st = StopText([])
     assert _feed(st, ["a", "b"]) == "ab"
     assert st.flush() == ""
+
+
+def test_token_text_finishes_on_end_of_turn_stop_string_or_limit(tokenizer):
+    ids = tokenizer("Hello there. Bye", add_special_tokens=False)["input_ids"]
+
+    def run(stop=(), limit=None, eot_at=None):
+        dec, st, out = IncrementalDecoder(tokenizer), StopText(stop), ""
+        for n, tok in enumerate(ids, 1):
+            text, finish = token_text(dec, st, tok, end_of_turn=n == eot_at, at_limit=n == limit)
+            out += text
+            if finish:
+                return out, finish, n
+        return out, None, len(ids)
+
+    assert run() == ("Hello there. Bye", None, len(ids))
+    assert run(limit=2) == (tokenizer.decode(ids[:2]), "length", 2)
+    text, finish, n = run(stop=["there"])
+    assert (text, finish) == ("Hello ", "stop") and n < len(ids)
+    text, finish, n = run(eot_at=3)  # the end-of-turn token itself adds no text
+    assert finish == "stop" and n == 3 and text == tokenizer.decode(ids[:2])

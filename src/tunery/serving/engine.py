@@ -201,3 +201,24 @@ class StopText:
         out = self.text[self._sent:]
         self._sent = len(self.text)
         return out
+
+
+def drain(decoder: IncrementalDecoder, stop: StopText) -> str:
+    """All text still held back by the decoder and the stop-string scan, at the end of an answer."""
+    return stop.push(decoder.flush()) + stop.flush()
+
+
+def token_text(decoder: IncrementalDecoder, stop: StopText, token: int, *, end_of_turn: bool,
+               at_limit: bool) -> tuple[str, str | None]:
+    """The text one sampled token adds to a streamed answer, and ``"stop"`` or ``"length"`` when
+    it ends the answer: an end-of-turn token, a completed stop string, or the token or context
+    limit reached (``at_limit``)."""
+    if end_of_turn:
+        return drain(decoder, stop), "stop"
+    text = stop.push(decoder.push(token))
+    if stop.stopped:
+        return text, "stop"
+    if at_limit:
+        return text + drain(decoder, stop), "length"
+    return text, None
+

@@ -32,7 +32,16 @@ import numpy as np
 from tunery.chat import ChatMessage
 from tunery.errors import InvalidInput, TuneryError
 from tunery.serving.base import Completion, CompletionChunk, GenerationParams, Usage
-from tunery.serving.engine import CLOSE, Delta, EngineRequest, IncrementalDecoder, StopText, ThreadedEngine
+from tunery.serving.engine import (
+    CLOSE,
+    Delta,
+    EngineRequest,
+    IncrementalDecoder,
+    StopText,
+    ThreadedEngine,
+    drain,
+    token_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -198,16 +207,9 @@ class OnnxEngine(ThreadedEngine):
     def _advance(self, r: _Row, token: int, width: int) -> None:
         req = r.req
         r.generated += 1
-        finish = None
-        if token in self.stop_ids and not req.ignore_eos:
-            text, finish = r.stop.push(r.decoder.flush()) + r.stop.flush(), "stop"
-        else:
-            text = r.stop.push(r.decoder.push(token))
-            if r.stop.stopped:
-                finish = "stop"
-            elif r.generated >= req.max_tokens or width + r.generated >= self.context_length:
-                text += r.stop.push(r.decoder.flush()) + r.stop.flush()
-                finish = "length"
+        text, finish = token_text(r.decoder, r.stop, token,
+                                  end_of_turn=token in self.stop_ids and not req.ignore_eos,
+                                  at_limit=r.generated >= req.max_tokens or width + r.generated >= self.context_length)
         if finish is not None:
             r.done = True
             req.emit(Delta(req.index, text, r.generated, finish))
@@ -216,8 +218,7 @@ class OnnxEngine(ThreadedEngine):
 
     def _finish(self, r: _Row, reason: str) -> None:
         r.done = True
-        text = r.stop.push(r.decoder.flush()) + r.stop.flush()
-        r.req.emit(Delta(r.req.index, text, r.generated, reason))
+        r.req.emit(Delta(r.req.index, drain(r.decoder, r.stop), r.generated, reason))
 
 
 def onnx_engine_factory(rec: Any) -> OnnxEngine:

@@ -22,7 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from tunery.serving.adapters import AdapterPool
-from tunery.serving.engine import CLOSE, Delta, EngineRequest, IncrementalDecoder, StopText, ThreadedEngine
+from tunery.serving.engine import (
+    CLOSE,
+    Delta,
+    EngineRequest,
+    IncrementalDecoder,
+    StopText,
+    ThreadedEngine,
+    token_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -268,16 +276,9 @@ class TorchEngine(ThreadedEngine):
         row.generated += 1
         self.tokens_generated += 1
         row.next_token = token
-        finish = None
-        if token in self.stop_ids and not req.ignore_eos:
-            text, finish = row.stop.push(row.decoder.flush()) + row.stop.flush(), "stop"
-        else:
-            text = row.stop.push(row.decoder.push(token))
-            if row.stop.stopped:
-                finish = "stop"
-            elif row.generated >= req.max_tokens or row.pos + 1 >= self.context_length:
-                text += row.stop.push(row.decoder.flush()) + row.stop.flush()
-                finish = "length"
+        text, finish = token_text(row.decoder, row.stop, token,
+                                  end_of_turn=token in self.stop_ids and not req.ignore_eos,
+                                  at_limit=row.generated >= req.max_tokens or row.pos + 1 >= self.context_length)
         if finish is not None:
             row.done = True
             self.adapters.release(row.adapter)
