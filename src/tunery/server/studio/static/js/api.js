@@ -51,18 +51,11 @@ function url(path, query) {
   return u.toString();
 }
 
-/** Call the API; resolves to the parsed JSON (or {as: "text"|"blob"}), rejects with ApiError. */
-export async function api(path, { method = "GET", json, form, query, signal, as = "json" } = {}) {
-  const init = { method, signal, headers: headers() };
-  if (json !== undefined) {
-    init.body = JSON.stringify(json);
-    init.headers["Content-Type"] = "application/json";
-  } else if (form !== undefined) {
-    init.body = form;
-  }
+/** fetch, with an unreachable server or an error status turned into an ApiError. */
+async function send(target, init) {
   let resp;
   try {
-    resp = await fetch(url(path, query), init);
+    resp = await fetch(target, init);
   } catch (e) {
     if (e.name === "AbortError") throw e;
     throw new ApiError("Cannot reach the tunery server. Is `tunery serve` still running?", { code: "offline" });
@@ -72,6 +65,19 @@ export async function api(path, { method = "GET", json, form, query, signal, as 
     notifyAuth(err);
     throw err;
   }
+  return resp;
+}
+
+/** Call the API; resolves to the parsed JSON (or {as: "text"|"blob"}), rejects with ApiError. */
+export async function api(path, { method = "GET", json, form, query, signal, as = "json" } = {}) {
+  const init = { method, signal, headers: headers() };
+  if (json !== undefined) {
+    init.body = JSON.stringify(json);
+    init.headers["Content-Type"] = "application/json";
+  } else if (form !== undefined) {
+    init.body = form;
+  }
+  const resp = await send(url(path, query), init);
   if (as === "text") return resp.text();
   if (as === "blob") return resp.blob();
   return resp.json();
@@ -99,18 +105,7 @@ export async function streamChat(body, { signal, onDelta } = {}) {
     headers: headers({ "Content-Type": "application/json", Accept: "text/event-stream" }),
     body: JSON.stringify({ ...body, stream: true, stream_options: { include_usage: true } }),
   };
-  let resp;
-  try {
-    resp = await fetch(url("/v1/chat/completions"), init);
-  } catch (e) {
-    if (e.name === "AbortError") throw e;
-    throw new ApiError("Cannot reach the tunery server. Is `tunery serve` still running?", { code: "offline" });
-  }
-  if (!resp.ok) {
-    const err = await errorFrom(resp);
-    notifyAuth(err);
-    throw err;
-  }
+  const resp = await send(url("/v1/chat/completions"), init);
   const reader = resp.body.getReader();
   const decoder = new TextDecoder();
   const result = { text: "", usage: null, finishReason: null, chunks: 0 };
