@@ -36,11 +36,14 @@ def _grads(model) -> dict[str, torch.Tensor]:
     return {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
 @pytest.mark.parametrize("share_prefix", [True, False])
-def test_skipping_frozen_layers_gives_the_plain_loss_and_gradients(tiny_model, share_prefix):
+def test_skipping_frozen_layers_gives_the_plain_loss_and_gradients(tiny_model, share_prefix, attn):
     tok = load_tokenizer(tiny_model)
     ex = _examples(tok)[:4]
     model = prepare_model(tiny_model.path, _config(), "cpu")
+    model.set_attn_implementation(attn)  # eager attention takes additive masks, sdpa boolean ones
+    assert model.config._attn_implementation == attn
     batch = collate(ex, tok.pad_token_id, share_prefix=share_prefix)
     assert batch.attention_mask is not None and (batch.prefix_len > 0) == share_prefix
 

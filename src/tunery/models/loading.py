@@ -55,6 +55,19 @@ def stop_token_ids(tokenizer: PreTrainedTokenizerBase, path: Path) -> list[int]:
     return sorted(set(ids))
 
 
+def attention_mask(allowed: torch.Tensor, config, dtype: torch.dtype, *, plain_causal: bool = False
+                   ) -> torch.Tensor | None:
+    """An explicit 4-D mask (``True`` = may attend) in the form the model's attention takes: as is
+    for sdpa, additive (0 or the dtype's minimum) for the eager implementation. A ``plain_causal``
+    mask (square, nothing else hidden) is None for sdpa, whose causal fast path needs no mask; eager
+    attention masks nothing without one, so it always gets the mask."""
+    import torch
+
+    if getattr(config, "_attn_implementation", None) != "eager":
+        return None if plain_causal else allowed
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)
+
+
 def load_base_model(path: Path, *, dtype: torch.dtype | None = None) -> PreTrainedModel:
     import torch
     from transformers import AutoModelForCausalLM

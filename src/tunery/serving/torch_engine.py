@@ -187,6 +187,8 @@ class TorchEngine(ThreadedEngine):
         import torch
         from transformers import DynamicCache
 
+        from tunery.models.loading import attention_mask
+
         lengths = [len(r.req.prompt_ids) for r in group]
         width = max(lengths)
         pad = self.tokenizer.pad_token_id or 0
@@ -199,10 +201,9 @@ class TorchEngine(ThreadedEngine):
             idx = torch.arange(width)
             allowed = (idx[None, :] <= idx[:, None])[None] & mask.bool()[:, None, :]
             allowed |= torch.eye(width, dtype=torch.bool)[None]
-            if self._attn == "eager":
-                dtype = self.adapters.base.dtype
-                allowed = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
-            kwargs = {"attention_mask": allowed[:, None], "position_ids": (mask.cumsum(-1) - 1).clamp(min=0)}
+            kwargs = {"attention_mask": attention_mask(allowed[:, None], self.adapters.base.config,
+                                                       self.adapters.base.dtype),
+                      "position_ids": (mask.cumsum(-1) - 1).clamp(min=0)}
         cache = DynamicCache(config=self.adapters.base.config)
         if self._mergeable:
             cache.layers = [growing_layer() for _ in cache.layers]

@@ -53,19 +53,24 @@ class Collated:
 MIN_SHARED_PREFIX = 8
 
 
+def common_prefix(examples: list[EncodedExample]) -> int:
+    """Length of the token prefix all ``examples`` share, leaving at least one token of each."""
+    first = examples[0].input_ids
+    n = min(len(e) for e in examples) - 1
+    for e in examples[1:]:
+        k = 0
+        while k < n and e.input_ids[k] == first[k]:
+            k += 1
+        n = k
+    return n
+
+
 def shared_prefix(batch: list[EncodedExample]) -> int:
     """Length of the common token prefix that can be computed once: no label may fall inside it,
     nor on the token right after it (that one is predicted from inside the prefix)."""
     if len(batch) < 2:
         return 0
-    first = batch[0].input_ids
-    n = min(len(e) for e in batch) - 1
-    for e in batch[1:]:
-        ids = e.input_ids
-        k = 0
-        while k < n and ids[k] == first[k]:
-            k += 1
-        n = k
+    n = common_prefix(batch)
     for e in batch:
         labelled = next((j for j, lab in enumerate(e.labels) if lab != IGNORE), len(e.labels))
         n = min(n, labelled - 1)

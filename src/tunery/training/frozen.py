@@ -16,6 +16,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from tunery.models.loading import attention_mask
+from tunery.training.batching import MIN_SHARED_PREFIX, common_prefix
+
 if TYPE_CHECKING:
     import torch
 
@@ -69,21 +72,14 @@ class FrozenLayers:
         start = first_trained_layer(model)
         return cls(decoder, start, **kw) if start > 0 else None
 
-    def share_prefix(self, examples: list[EncodedExample], *, min_len: int = 8) -> int:
+    def share_prefix(self, examples: list[EncodedExample], *, min_len: int = MIN_SHARED_PREFIX) -> int:
         """Register the token prefix common to ``examples`` (e.g. one system message): the frozen
         layers then run it once and each example only runs what follows. Returns its length."""
-        if len(examples) < 2:
+        n = common_prefix(examples) if len(examples) >= 2 else 0
+        if n < min_len:
             return 0
-        first = examples[0].input_ids
-        n = min(len(e) for e in examples) - 1
-        for e in examples[1:]:
-            k = 0
-            while k < n and e.input_ids[k] == first[k]:
-                k += 1
-            n = k
-        if n >= min_len:
-            self._prefixes.setdefault(tuple(first[:n]), None)
-        return n if n >= min_len else 0
+        self._prefixes.setdefault(tuple(examples[0].input_ids[:n]), None)
+        return n
 
     def _run(self, ids: list[int], past: tuple[Any, Any] | None):
         """Frozen layers over ``ids`` after an optional computed prefix ``(hidden, cache)``:
@@ -104,13 +100,8 @@ class FrozenLayers:
             h = self.decoder.embed_tokens(x)
             pos = torch.arange(p, p + len(ids), device=device)[None]
             pe = self.decoder.rotary_emb(h, position_ids=pos)
-            mask = None
-            if p:
-                allowed = torch.arange(p + len(ids), device=device)[None, :] <= pos[0][:, None]
-                mask = allowed[None, None]
-                if getattr(self.decoder.config, "_attn_implementation", "sdpa") == "eager":
-                    mask = torch.zeros(mask.shape, dtype=h.dtype, device=device).masked_fill(
-                        ~mask, torch.finfo(h.dtype).min)
+            allowed = torch.arange(p + len(ids), device=device)[None, :] <= pos[0][:, None]
+            mask = attention_mask(allowed[None, None], self.decoder.config, h.dtype, plain_causal=not p)
             for layer in self.decoder.layers[:self.start]:
                 h = layer(h, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True,
                           position_embeddings=pe)
@@ -165,20 +156,18 @@ def packed_forward(frozen: FrozenLayers, examples: list[EncodedExample], prefix_
         h = kept[0][None, :p]
         pos = torch.arange(p, device=device)[None]
         pe = decoder.rotary_emb(h, position_ids=pos)
+        causal = attention_mask((pos[0][None, :] <= pos[0][:, None])[None, None], decoder.config, h.dtype,
+                                plain_causal=True)
         for layer in layers:
-            h = layer(h, attention_mask=None, position_ids=pos, past_key_values=cache, use_cache=True,
+            h = layer(h, attention_mask=causal, position_ids=pos, past_key_values=cache, use_cache=True,
                       position_embeddings=pe)
     h = torch.cat([k[p:] for k in kept])[None]
     pos = torch.cat([torch.arange(p, len(e), device=device) for e in examples])
     seg = torch.cat([torch.full((len(e) - p,), i, device=device) for i, e in enumerate(examples)])
     targets = torch.tensor([t for e in examples for t in (*e.labels[p + 1:], IGNORE)], device=device)
-    mask = None
-    if len(examples) > 1 or p:
-        own = (seg[:, None] == seg[None, :]) & (pos[None, :] <= pos[:, None])
-        allowed = torch.cat([own.new_ones((len(pos), p)), own], dim=1)[None, None]
-        eager = getattr(decoder.config, "_attn_implementation", "sdpa") == "eager"
-        mask = (torch.zeros(allowed.shape, dtype=h.dtype, device=device).masked_fill(~allowed, torch.finfo(h.dtype).min)
-                if eager else allowed)
+    own = (seg[:, None] == seg[None, :]) & (pos[None, :] <= pos[:, None])
+    allowed = torch.cat([own.new_ones((len(pos), p)), own], dim=1)[None, None]
+    mask = attention_mask(allowed, decoder.config, h.dtype, plain_causal=len(examples) == 1 and not p)
     pe = decoder.rotary_emb(h, position_ids=pos[None])
     for layer in layers:
         h = layer(h, attention_mask=mask, position_ids=pos[None], past_key_values=cache, use_cache=cache is not None,
