@@ -11,25 +11,9 @@ import pytest
 from tunery.evals import EndsWithQuestion, MaxWords, Recommends, run_eval
 from tunery.serving.clients import ScriptedChatModel
 
-CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output"
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip("Chromium is not installed (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM),
-                              args=["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                                    "--disable-background-networking"])
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def test_two_model_report_opens_with_charts_and_answers(browser, tmp_path):

@@ -15,8 +15,6 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "studio"
 VIEWPORT = {"width": 1366, "height": 860}
 
@@ -45,19 +43,6 @@ class PageWatch:
     def check(self) -> None:
         assert self.errors == [], f"errors in the page: {self.errors}"
         assert self.foreign == [], f"the page fetched from elsewhere: {self.foreign}"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip("Chromium is not installed (scripts/install-browser.sh or apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def _register_tiny(home: Path, model_dir: Path) -> None:
