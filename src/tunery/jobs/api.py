@@ -35,7 +35,7 @@ def _check_lora(model: str, lora: Any) -> None:
     import json
 
     from tunery.models.catalog import TrainingDefaults
-    from tunery.training.config import LoraSettings
+    from tunery.training.config import LoraSettings, check_layer_range
 
     if not isinstance(lora, dict):
         raise InvalidInput("lora must be an object with r, alpha, dropout, target_modules, layers", param="lora")
@@ -48,9 +48,8 @@ def _check_lora(model: str, lora: Any) -> None:
     config = rec.path / "config.json" if rec is not None else None
     if settings.layers and config is not None and config.exists():
         n = json.loads(config.read_text()).get("num_hidden_layers")
-        if isinstance(n, int) and max(settings.layers) >= n:
-            raise InvalidInput(f"LoRA layers must be between 0 and {n - 1} for {model}, not {list(settings.layers)}",
-                               param="lora.layers")
+        if isinstance(n, int):
+            check_layer_range(settings.layers, n, model)
 
 
 def _check_file(file_id: Any, param: str) -> str:

@@ -120,6 +120,13 @@ def _layers(value: Any) -> tuple[int, ...] | None:
     return layers
 
 
+def check_layer_range(layers: tuple[int, ...] | None, n_layers: int, model: str) -> None:
+    """Adapter layers must exist in the model: indices below its ``num_hidden_layers``."""
+    if layers and max(layers) >= n_layers:
+        raise InvalidInput(f"LoRA layers must be between 0 and {n_layers - 1} for {model}, not {list(layers)}",
+                           param="lora.layers")
+
+
 @dataclass(frozen=True)
 class LoraSettings:
     r: int = 16

@@ -28,7 +28,7 @@ from typing import Any
 from tunery.home import atomic_write_text
 from tunery.training import checkpoint
 from tunery.training.batching import collate, epoch_batches, micro_batches
-from tunery.training.config import TrainingConfig
+from tunery.training.config import TrainingConfig, check_layer_range
 from tunery.training.encoding import IGNORE, EncodedExample
 from tunery.training.frozen import FrozenLayers, packed_forward
 
@@ -82,12 +82,7 @@ def prepare_model(base_path: Path, config: TrainingConfig, device: str):
         from peft import LoraConfig, get_peft_model
 
         layers = config.lora.layers
-        n_layers = model.config.num_hidden_layers
-        if layers and not all(0 <= i < n_layers for i in layers):
-            from tunery.errors import InvalidInput
-
-            raise InvalidInput(f"LoRA layers must be between 0 and {n_layers - 1} for this model, not "
-                               f"{list(layers)}", param="lora.layers")
+        check_layer_range(layers, model.config.num_hidden_layers, "this model")
         lcfg = LoraConfig(r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
                           target_modules=list(config.lora.target_modules), bias="none", task_type="CAUSAL_LM",
                           layers_to_transform=list(layers) if layers else None)
