@@ -15,3 +15,14 @@ def chat_lines(n: int = 12, *, system: str = "You are a concise travel helper.")
                                  {"role": "user", "content": f"What should I see in {c}?"},
                                  {"role": "assistant", "content": f"Walk the old town of {c}. When do you go?"}]})
     return out
+
+
+def assert_stream_matches(model, messages, params):
+    """Streaming ``messages`` through ``model`` gives the same text, finish reason and usage as one
+    ``generate`` call; returns that completion for further checks."""
+    whole = model.generate(messages, params)
+    chunks = list(model.stream(messages, params))
+    assert "".join(c.text for c in chunks) == whole.text
+    assert [c.finish_reason for c in chunks if c.finish_reason] == [whole.finish_reason]
+    assert chunks[-1].usage == whole.usage
+    return whole

@@ -7,6 +7,7 @@ import threading
 
 import pytest
 
+from support_chat import assert_stream_matches
 from tunery.chat import ChatMessage, Role
 from tunery.serving.base import ChatModel, GenerationParams
 
@@ -34,12 +35,7 @@ def test_generate_matches_the_source_greedy_answer(onnx_model, exports):
 
 
 def test_stream_yields_the_same_text_then_usage(onnx_model):
-    params = GenerationParams(max_tokens=10, temperature=0)
-    whole = onnx_model.generate(HELLO, params)
-    chunks = list(onnx_model.stream(HELLO, params))
-    assert "".join(c.text for c in chunks) == whole.text
-    assert [c.finish_reason for c in chunks if c.finish_reason] == [whole.finish_reason]
-    assert chunks[-1].usage == whole.usage
+    assert_stream_matches(onnx_model, HELLO, GenerationParams(max_tokens=10, temperature=0))
 
 
 def test_seeded_sampling_is_reproducible_and_n_gives_choices(onnx_model):

@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from support_chat import assert_stream_matches
 from tunery.chat import ChatMessage, Role
 from tunery.errors import InvalidInput, NotFound, RateLimited
 from tunery.serving import ChatModel, GenerationParams
@@ -25,11 +26,7 @@ def test_is_a_chat_model_and_resolves_through_get_chat_model(tiny_model):
 def test_generate_and_stream_agree_and_count_tokens(tiny_model):
     model = LocalChatModel("tiny-random")
     params = GenerationParams(max_tokens=6, seed=11)
-    done = model.generate(HI, params)
-    chunks = list(model.stream(HI, params))
-    assert "".join(c.text for c in chunks) == done.text
-    assert [c.finish_reason for c in chunks if c.finish_reason] == [done.finish_reason]
-    assert chunks[-1].usage == done.usage
+    done = assert_stream_matches(model, HI, params)
     assert done.usage.prompt_tokens == model.count_tokens(HI) > 0
     assert 1 <= done.usage.completion_tokens <= 6
     assert done.finish_reason == "length" or done.usage.completion_tokens < 6
