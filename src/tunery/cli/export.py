@@ -17,14 +17,21 @@ from tunery.cli._common import console, human_bytes, print_json, status
               help="onnx: none (default), int8 or int4; gguf: f16 (default), q8_0, q4_0 or q4_1; hf: none.")
 @click.option("--output", "-o", "output", required=True, type=click.Path(path_type=Path),
               help="Folder to write the export into (created; must be empty unless --force).")
+@click.option("--calibration", type=click.Path(path_type=Path), default=None, metavar="FILE",
+              help="onnx int4: chat JSONL that GPTQ calibrates on (default: the fine-tune's own training file, "
+                   "else the bundled travel chats).")
 @click.option("--force", is_flag=True, help="Replace the output folder if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest (with the verification report) as JSON.")
-def export(model: str, fmt: str, quantize: str | None, output: Path, force: bool, as_json: bool) -> None:
+def export(model: str, fmt: str, quantize: str | None, output: Path, calibration: Path | None, force: bool,
+           as_json: bool) -> None:
     """Export MODEL (a base model, fine-tuned model or checkpoint) to --format in -o DIR.
 
     A LoRA fine-tune is merged into its base weights first. The export is then loaded back and
     the same prompts run through it and the source model: the greedy-token agreement and the
     loss change must be within the format's tolerance, or nothing is written.
+
+    ONNX int4 weights are chosen by GPTQ on calibration chats (--calibration), with the
+    attention's input projections and the embedding kept at 8 bits.
 
     \b
     Examples:
@@ -35,7 +42,8 @@ def export(model: str, fmt: str, quantize: str | None, output: Path, force: bool
     from tunery.export import export_model
 
     with status(f"exporting {model} to {fmt}") as update:
-        result = export_model(model, fmt, output, quantize=quantize, force=force, progress=update)
+        result = export_model(model, fmt, output, quantize=quantize, force=force, progress=update,
+                              calibration=calibration)
     if as_json:
         print_json({"path": str(result.path), **result.manifest})
         return

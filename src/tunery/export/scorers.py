@@ -70,6 +70,30 @@ def load_torch(folder: Path, gguf_file: str | None = None) -> TorchScorer:
     return TorchScorer(model)
 
 
+def decoder_feeds(session: Any, ids: list[int], kv: tuple[int, int]) -> dict[str, np.ndarray]:
+    """Inputs for one whole sequence through a model-builder decoder: the ids, a full attention mask,
+    positions from 0 and an empty KV cache (``kv``: key/value heads, head size)."""
+    x = np.array([ids], dtype=np.int64)
+    feeds: dict[str, np.ndarray] = {}
+    for inp in session.get_inputs():
+        if inp.name == "input_ids":
+            feeds[inp.name] = x
+        elif inp.name == "attention_mask":
+            feeds[inp.name] = np.ones_like(x)
+        elif inp.name == "position_ids":
+            feeds[inp.name] = np.arange(len(ids), dtype=np.int64)[None, :]
+        elif inp.name.startswith("past_key_values"):
+            dtype = np.float16 if "float16" in inp.type else np.float32
+            feeds[inp.name] = np.zeros((1, kv[0], 0, kv[1]), dtype=dtype)
+    return feeds
+
+
+def kv_shape(folder: Path) -> tuple[int, int]:
+    """(key/value heads, head size) of a model-builder export, from its ``genai_config.json``."""
+    dec = json.loads((Path(folder) / "genai_config.json").read_text())["model"]["decoder"]
+    return int(dec["num_key_value_heads"]), int(dec["head_size"])
+
+
 class OnnxScorer:
     """An onnxruntime-genai export folder (``model.onnx`` + ``genai_config.json``)."""
 
@@ -84,23 +108,11 @@ class OnnxScorer:
         opts.log_severity_level = 3
         self.session = ort.InferenceSession(str(self.folder / dec["filename"]), opts,
                                             providers=["CPUExecutionProvider"])
-        self._kv = (int(dec["num_key_value_heads"]), int(dec["head_size"]))
+        self._kv = kv_shape(self.folder)
         self.model = og.Model(str(self.folder))
 
     def logits(self, ids: list[int]) -> np.ndarray:
-        x = np.array([ids], dtype=np.int64)
-        feeds: dict[str, np.ndarray] = {}
-        for inp in self.session.get_inputs():
-            if inp.name == "input_ids":
-                feeds[inp.name] = x
-            elif inp.name == "attention_mask":
-                feeds[inp.name] = np.ones_like(x)
-            elif inp.name == "position_ids":
-                feeds[inp.name] = np.arange(len(ids), dtype=np.int64)[None, :]
-            elif inp.name.startswith("past_key_values"):
-                dtype = np.float16 if "float16" in inp.type else np.float32
-                feeds[inp.name] = np.zeros((1, *self._kv[:1], 0, self._kv[1]), dtype=dtype)
-        out = self.session.run(["logits"], feeds)[0]
+        out = self.session.run(["logits"], decoder_feeds(self.session, ids, self._kv))[0]
         return np.asarray(out[0], dtype=np.float32)
 
     def greedy(self, ids: list[int], n: int, stop_ids: frozenset[int]) -> list[int]:

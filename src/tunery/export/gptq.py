@@ -1,0 +1,276 @@
+"""GPTQ weights for ONNX Runtime's ``MatMulNBits``: 4-bit blocks chosen with calibration data.
+
+Round-to-nearest puts every weight on its nearest grid point independently. GPTQ (Frantar et al.,
+2022) quantizes a matrix one input column at a time and spreads each column's rounding error over
+the columns not yet quantized, weighted by the inverse Hessian ``H = X^T X`` of the layer's inputs
+on calibration data, so the layer's *outputs* on real inputs move as little as possible. Here:
+
+* the grid is exactly ``MatMulNBits``'s: blocks of 32 along the input dimension, one float scale
+  and one unsigned integer zero point per block (so ONNX Runtime's fast int8-activation kernels
+  run it, ``accuracy_level=4``); each block's scale is searched (clipping the range by up to 28%)
+  when GPTQ reaches the block, on the error-corrected weights;
+* the Hessians come from the float32 graph itself: the inputs of every ``MatMul`` are added as
+  graph outputs and the calibration chats run through ONNX Runtime;
+* the attention's input projections (``qkv_proj``; ``q/k/v_proj`` when unfused) stay at 8 bits:
+  they were the most sensitive matrices on SmolLM2 (llama.cpp's ``Q4_K_M`` keeps ``attn_v`` higher
+  for the same reason); everything else is 4-bit; a weight shared with another node (the tied
+  embedding / LM head) keeps the model builder's own 8-bit quantization.
+
+Why our own: ONNX Runtime ships a GPTQ (``onnxruntime.quantization.neural_compressor``), but in
+1.31 its error feedback reads the wrong half of the triangular inverse Hessian (``Hinv[i:, i]`` of
+an upper-triangular factor), so every update is zero and the result equals round-to-nearest
+exactly; ``tests/export/test_gptq.py`` checks ours beats round-to-nearest on the layer outputs.
+Measured on the default SmolLM2 fine-tune (held-out travel chats): RTN 4-bit +12.5% loss, GPTQ
+4-bit +6.0%, GPTQ with 8-bit attention inputs +3.1% (the builder's k-quant recipe: +7.4%).
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+BLOCK = 32
+EIGHT_BIT = re.compile(r"(^|[/._])(qkv|q|k|v)_proj([/._]|$)")
+"""Node names whose weights stay at 8 bits (the attention's input projections)."""
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class BlockQuantized:
+    """A ``[N, K]`` weight (rows = outputs) as ``MatMulNBits`` stores it before packing."""
+
+    q: np.ndarray  # [N, K] uint8 levels in [0, 2**bits)
+    scales: np.ndarray  # [N, K // BLOCK] float32
+    zero_points: np.ndarray  # [N, K // BLOCK] uint8
+    bits: int
+
+    def dequantize(self) -> np.ndarray:
+        n, k = self.q.shape
+        q = self.q.reshape(n, k // BLOCK, BLOCK).astype(np.float32)
+        return ((q - self.zero_points[..., None]) * self.scales[..., None]).reshape(n, k)
+
+
+def _grid(w: Any, bits: int) -> tuple[Any, Any]:
+    """Scale and integer zero point per row of ``w`` ``[N, BLOCK]``: the min/max range, shrunk by
+    the factor (1.0 down to 0.72) that gives the least squared error."""
+    import torch
+
+    qmax = 2**bits - 1
+    lo0, hi0 = w.amin(1).clamp(max=0), w.amax(1).clamp(min=0)
+    best_s = best_z = best_e = None
+    for p in (1.0 - i / 50 for i in range(15)):
+        s = (hi0 - lo0) * p / qmax
+        s = torch.where(s > 0, s, torch.ones_like(s))
+        z = (-lo0 * p / s).round().clamp(0, qmax)
+        deq = ((w / s[:, None]).round() + z[:, None]).clamp(0, qmax).sub(z[:, None]).mul(s[:, None])
+        e = (deq - w).pow(2).sum(1)
+        if best_e is None:
+            best_s, best_z, best_e = s, z, e
+        else:
+            better = e < best_e
+            best_s, best_z = torch.where(better, s, best_s), torch.where(better, z, best_z)
+            best_e = torch.minimum(e, best_e)
+    return best_s, best_z
+
+
+def gptq(weight: np.ndarray, hessian: np.ndarray | None, bits: int, *, damp: float = 0.01,
+         step: int = 128) -> BlockQuantized:
+    """Quantize ``weight`` (``[K, N]``, ONNX ``MatMul`` layout) with GPTQ. ``hessian`` is ``X^T X``
+    (``[K, K]``) of the calibration inputs; ``None`` (or the identity) gives round-to-nearest
+    with the same grid search, since no error is then carried to other columns."""
+    import torch
+
+    k, n = weight.shape
+    if k % BLOCK:
+        raise ValueError(f"the input dimension ({k}) is not a multiple of {BLOCK}")
+    step = max(BLOCK, step - step % BLOCK)
+    qmax = 2**bits - 1
+    W = torch.tensor(np.ascontiguousarray(weight.T), dtype=torch.float64)  # [N, K]
+    H = torch.eye(k, dtype=torch.float64) if hessian is None else torch.tensor(hessian, dtype=torch.float64)
+    dead = torch.diag(H) == 0
+    H[dead, dead] = 1
+    W[:, dead] = 0
+    U = None
+    for attempt in range(4):  # a Hessian that is not positive definite gets more damping
+        try:
+            Hd = H + damp * 10**attempt * torch.diag(H).mean() * torch.eye(k, dtype=torch.float64)
+            U = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(Hd)), upper=True)
+            break
+        except RuntimeError:
+            continue
+    if U is None:
+        U = torch.eye(k, dtype=torch.float64)
+    q = torch.empty((n, k), dtype=torch.uint8)
+    scales = torch.empty((n, k // BLOCK), dtype=torch.float64)
+    zeros = torch.empty((n, k // BLOCK), dtype=torch.float64)
+    for i1 in range(0, k, step):
+        i2 = min(i1 + step, k)
+        W1 = W[:, i1:i2].clone()
+        E = torch.zeros_like(W1)
+        U1 = U[i1:i2, i1:i2]
+        s = z = None
+        for i in range(i2 - i1):
+            col = i1 + i
+            if col % BLOCK == 0:
+                s, z = _grid(W1[:, i:i + BLOCK], bits)
+                scales[:, col // BLOCK], zeros[:, col // BLOCK] = s, z
+            w = W1[:, i]
+            level = ((w / s).round() + z).clamp(0, qmax)
+            q[:, col] = level.to(torch.uint8)
+            err = (w - (level - z) * s) / U1[i, i]
+            W1[:, i:] -= err[:, None] * U1[i, i:][None, :]
+            E[:, i] = err
+        W[:, i2:] -= E @ U[i1:i2, i2:]
+    return BlockQuantized(q.numpy(), scales.float().numpy(), zeros.to(torch.uint8).numpy(), bits)
+
+
+def pack(bq: BlockQuantized) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``MatMulNBits`` inputs B ``[N, K/32, 32*bits/8]``, scales ``[N*K/32]`` and zero points
+    (4-bit: two per byte, low nibble first, rows padded to whole bytes; 8-bit: one per byte)."""
+    n, k = bq.q.shape
+    nb = k // BLOCK
+    blocks = bq.q.reshape(n, nb, BLOCK)
+    if bq.bits == 4:
+        b = (blocks[..., 0::2] | (blocks[..., 1::2] << 4)).astype(np.uint8)
+        zp = bq.zero_points
+        if nb % 2:
+            zp = np.concatenate([zp, np.zeros((n, 1), np.uint8)], axis=1)
+        zp = (zp[:, 0::2] | (zp[:, 1::2] << 4)).astype(np.uint8)
+    elif bq.bits == 8:
+        b, zp = blocks.astype(np.uint8), bq.zero_points
+    else:
+        raise ValueError(f"MatMulNBits blocks of {bq.bits} bits are not written here")
+    return np.ascontiguousarray(b), bq.scales.reshape(-1).astype(np.float32), np.ascontiguousarray(zp.reshape(-1))
+
+
+def relative_error(weight: np.ndarray, bq: BlockQuantized, hessian: np.ndarray) -> float:
+    """How far the layer's outputs on the calibration inputs move: ``|X dW| / |X W|`` (Frobenius)."""
+    d = (weight - bq.dequantize().T).astype(np.float64)
+    w = weight.astype(np.float64)
+    return float(np.sqrt(np.sum(d * (hessian @ d)) / max(float(np.sum(w * (hessian @ w))), 1e-30)))
+
+
+# -- the graphs ------------------------------------------------------------------------------------
+
+def _weighted_matmuls(model: Any) -> dict[str, Any]:
+    """MatMul nodes whose right operand is a 2-D initializer used by no other node, by node name."""
+    inits = {t.name: t for t in model.graph.initializer}
+    uses: dict[str, int] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            uses[name] = uses.get(name, 0) + 1
+    return {node.name: node for node in model.graph.node
+            if node.op_type == "MatMul" and len(node.input) == 2 and node.input[1] in inits
+            and len(inits[node.input[1]].dims) == 2 and uses[node.input[1]] == 1}
+
+
+def hessians(fp32_dir: Path, sequences: Sequence[Sequence[int]], progress: Progress | None = None
+             ) -> dict[str, np.ndarray]:
+    """``X^T X`` of the input of every weighted MatMul of the float32 graph in ``fp32_dir`` over the
+    token ``sequences``, keyed by the input tensor's name."""
+    import onnx
+    import onnxruntime as ort
+
+    from tunery.export.scorers import decoder_feeds, kv_shape
+
+    model = onnx.load(str(fp32_dir / "model.onnx"), load_external_data=False)
+    names = sorted({node.input[0] for node in _weighted_matmuls(model).values()})
+    present = {o.name for o in model.graph.output}
+    for name in names:
+        if name not in present:
+            model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
+    probe = fp32_dir / "calibrate.onnx"  # beside model.onnx.data, which it refers to
+    onnx.save(model, str(probe))
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    session = ort.InferenceSession(str(probe), opts, providers=["CPUExecutionProvider"])
+    kv = kv_shape(fp32_dir)
+    acc: dict[str, np.ndarray] = {}
+    for i, ids in enumerate(sequences):
+        if progress is not None:
+            progress(f"calibrating: chat {i + 1}/{len(sequences)} through the float32 graph")
+        outs = session.run(names, decoder_feeds(session, list(ids), kv))
+        for name, x in zip(names, outs, strict=True):
+            x = x.reshape(-1, x.shape[-1]).astype(np.float32)
+            h = (x.T @ x).astype(np.float64)
+            acc[name] = acc[name] + h if name in acc else h
+    del session
+    probe.unlink()
+    return acc
+
+
+@dataclass
+class GptqSummary:
+    nodes_4bit: int
+    nodes_8bit: int
+    kept: list[str]  # MatMulNBits nodes left as the model builder quantized them
+    median_error: float  # median relative output error of the requantized matrices
+    sequences: int
+    tokens: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": "gptq", "block_size": BLOCK, "nodes_4bit": self.nodes_4bit,
+                "nodes_8bit": self.nodes_8bit, "kept_from_builder": self.kept,
+                "median_relative_output_error": round(self.median_error, 5),
+                "calibration_sequences": self.sequences, "calibration_tokens": self.tokens}
+
+
+def requantize(int_dir: Path, fp32_dir: Path, sequences: Sequence[Sequence[int]],
+               progress: Progress | None = None) -> GptqSummary:
+    """Replace the weights of every ``MatMulNBits`` node of the model builder's int4 graph in
+    ``int_dir`` by GPTQ's, computed from the same node's float32 weight in ``fp32_dir`` (same
+    builder, same node names less the ``_Q4``/``_Q8`` suffix) and rewrite ``int_dir/model.onnx``."""
+    import onnx
+    from onnx import numpy_helper
+
+    H = hessians(fp32_dir, sequences, progress)
+    fp32 = onnx.load(str(fp32_dir / "model.onnx"), load_external_data=False)
+    sources = _weighted_matmuls(fp32)
+    inits = {t.name: t for t in fp32.graph.initializer}
+    model = onnx.load(str(int_dir / "model.onnx"))
+    targets = [n for n in model.graph.node if n.op_type == "MatMulNBits"]
+    kept, errors, n4, n8 = [], [], 0, 0
+    for i, node in enumerate(targets):
+        src = sources.get(re.sub(r"_Q\d+$", "", node.name))
+        attrs = {a.name: a for a in node.attribute}
+        if src is None or src.input[0] not in H or attrs["K"].i % BLOCK:
+            kept.append(node.name)
+            continue
+        weight = numpy_helper.to_array(inits[src.input[1]], str(fp32_dir)).astype(np.float32)
+        if weight.shape != (attrs["K"].i, attrs["N"].i):
+            kept.append(node.name)
+            continue
+        bits = 8 if EIGHT_BIT.search(src.name) else 4
+        if progress is not None:
+            progress(f"GPTQ {bits}-bit: matrix {i + 1}/{len(targets)} ({src.name})")
+        bq = gptq(weight, H[src.input[0]], bits)
+        errors.append(relative_error(weight, bq, H[src.input[0]]))
+        n4, n8 = n4 + (bits == 4), n8 + (bits == 8)
+        b, scales, zp = pack(bq)
+        stem = re.sub(r"\W+", "_", src.name.strip("/"))
+        new = [numpy_helper.from_array(b, f"{stem}.gptq.q"), numpy_helper.from_array(scales, f"{stem}.gptq.scales"),
+               numpy_helper.from_array(zp, f"{stem}.gptq.zero_points")]
+        model.graph.initializer.extend(new)
+        while len(node.input) < 4:  # A, B, scales, zero_points[, g_idx, bias]: later inputs stay
+            node.input.append("")
+        for slot, t in enumerate(new, start=1):
+            node.input[slot] = t.name
+        attrs["bits"].i, attrs["block_size"].i = bits, BLOCK
+    used = {name for n in model.graph.node for name in n.input}
+    keep = [t for t in model.graph.initializer if t.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(keep)
+    with tempfile.TemporaryDirectory(prefix=".gptq-", dir=int_dir) as tmp:
+        onnx.save(model, str(Path(tmp) / "model.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
+                  location="model.onnx.data", size_threshold=1024)
+        for name in ("model.onnx.data", "model.onnx"):
+            (Path(tmp) / name).replace(int_dir / name)
+    return GptqSummary(n4, n8, kept, float(np.median(errors)) if errors else 0.0, len(sequences),
+                       sum(len(s) for s in sequences))

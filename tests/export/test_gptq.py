@@ -1,0 +1,114 @@
+"""GPTQ for the ONNX int4 export: the algorithm beats round-to-nearest where it should, the packed
+blocks are exactly what ONNX Runtime's MatMulNBits computes with, and the export uses it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tunery.export.gptq import BLOCK, EIGHT_BIT, BlockQuantized, gptq, pack, relative_error
+
+
+def _problem(k: int, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Correlated inputs (as a layer's are) with a few loud channels, and a weight ``[K, N]``."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((3000, k)) @ rng.standard_normal((k, k)) / np.sqrt(k)
+    x[:, :: max(1, k // 8)] *= 6.0
+    w = rng.standard_normal((k, n)) * 0.05
+    return x.astype(np.float32), w.astype(np.float32), (x.T @ x).astype(np.float64)
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+def test_gptq_moves_the_layer_outputs_less_than_round_to_nearest(bits: int):
+    x, w, h = _problem(128, 48)
+    ours, rtn = gptq(w, h, bits), gptq(w, None, bits)
+    assert relative_error(w, ours, h) < 0.8 * relative_error(w, rtn, h)
+    # and the figure means what it says: the outputs on the calibration inputs
+    direct = np.linalg.norm(x @ (w - ours.dequantize().T)) / np.linalg.norm(x @ w)
+    assert direct == pytest.approx(relative_error(w, ours, h), rel=1e-3)
+
+
+def test_levels_scales_and_zero_points_are_on_the_matmulnbits_grid():
+    _, w, h = _problem(96, 16)
+    for bits in (4, 8):
+        bq = gptq(w, h, bits)
+        assert bq.q.dtype == np.uint8 and bq.q.max() <= 2**bits - 1
+        assert bq.scales.shape == bq.zero_points.shape == (16, 96 // BLOCK)
+        assert (bq.scales > 0).all() and bq.zero_points.max() <= 2**bits - 1
+        # round-to-nearest (no Hessian) lands within half a step of every weight it did not clip
+        rtn = gptq(w, None, bits)
+        step = np.repeat(rtn.scales, BLOCK, axis=1)
+        assert (np.abs(rtn.dequantize() - w.T) <= 0.5 * step + 1e-6).mean() > 0.95
+
+
+def test_a_bad_input_dimension_is_refused():
+    with pytest.raises(ValueError, match="multiple of 32"):
+        gptq(np.zeros((40, 8), np.float32), None, 4)
+
+
+def _run_matmulnbits(bq: BlockQuantized, x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    n, k = bq.q.shape
+    b, scales, zp = pack(bq)
+    node = helper.make_node("MatMulNBits", ["A", "B", "S", "Z"], ["Y"], domain="com.microsoft", K=k, N=n,
+                            bits=bq.bits, block_size=BLOCK, accuracy_level=0)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("A", TensorProto.FLOAT, [None, k])],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, n])],
+                              [numpy_helper.from_array(b, "B"), numpy_helper.from_array(scales, "S"),
+                               numpy_helper.from_array(zp, "Z")])
+    model = helper.make_model(graph, ir_version=10, opset_imports=[helper.make_opsetid("", 21),
+                                                                   helper.make_opsetid("com.microsoft", 1)])
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {"A": x})[0]
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+@pytest.mark.parametrize("k", [96, 128])  # an odd number of blocks pads the packed zero points
+def test_packed_blocks_compute_what_onnx_runtime_computes(bits: int, k: int):
+    x, w, h = _problem(k, 24, seed=k)
+    bq = gptq(w, h, bits)
+    got = _run_matmulnbits(bq, x[:5])
+    np.testing.assert_allclose(got, x[:5] @ bq.dequantize().T, rtol=1e-4, atol=1e-5)
+
+
+def test_attention_input_projections_are_the_8_bit_ones():
+    for name in ("/model/layers.0/attn/qkv_proj/MatMul", "/model/layers.3/attn/v_proj/MatMul",
+                 "model.layers.1.self_attn.q_proj", "/model/layers.2/attn/k_proj/MatMul"):
+        assert EIGHT_BIT.search(name), name
+    for name in ("/model/layers.0/attn/o_proj/MatMul", "/model/layers.0/mlp/up_proj/MatMul",
+                 "/model/layers.0/mlp/gate_proj/MatMul", "/model/layers.0/mlp/down_proj/MatMul", "/lm_head/MatMul"):
+        assert not EIGHT_BIT.search(name), name
+
+
+def test_the_int4_export_is_gptq_calibrated_and_says_so(exports):
+    import onnx
+
+    result = exports[("onnx", "int4")]
+    q = result.manifest["quantization"]
+    assert q["method"] == "gptq" and q["calibration_source"] == "bundled travel chats"
+    assert q["calibration_sequences"] > 0 and q["nodes_4bit"] > 0 and q["nodes_8bit"] > 0
+    graph = onnx.load(str(result.path / "model.onnx"), load_external_data=False).graph
+    bits = {n.name: next(a.i for a in n.attribute if a.name == "bits") for n in graph.node if n.op_type == "MatMulNBits"}
+    gptq_nodes = {name: b for name, b in bits.items() if name not in q["kept_from_builder"]}
+    assert sum(b == 4 for b in gptq_nodes.values()) == q["nodes_4bit"]
+    assert all((b == 8) == bool(EIGHT_BIT.search(name)) for name, b in gptq_nodes.items())
+    # the file on disk is the manifest's
+    assert json.loads((result.path / "tunery-export.json").read_text())["quantization"] == q
+
+
+def test_calibration_file_is_checked_and_only_for_onnx_int4(tiny_ft, tmp_path):
+    from tunery.errors import InvalidInput
+    from tunery.export import export_model
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": [{"role": "user", "content": "hi"}]}\nnot json\n')
+    with pytest.raises(InvalidInput, match=r"invalid calibration file .*bad\.jsonl") as e:
+        export_model(tiny_ft.id, "onnx", tmp_path / "out", quantize="int4", calibration=bad)
+    assert "line 2" in e.value.message
+    with pytest.raises(InvalidInput, match="only applies to --format onnx --quantize int4"):
+        export_model(tiny_ft.id, "gguf", tmp_path / "out", quantize="q8_0", calibration=bad)
+    assert not (tmp_path / "out").exists()
