@@ -13,15 +13,20 @@ on calibration data, so the layer's *outputs* on real inputs move as little as p
   graph outputs and the calibration chats run through ONNX Runtime;
 * the attention's input projections (``qkv_proj``; ``q/k/v_proj`` when unfused) stay at 8 bits:
   they were the most sensitive matrices on SmolLM2 (llama.cpp's ``Q4_K_M`` keeps ``attn_v`` higher
-  for the same reason); everything else is 4-bit; a weight shared with another node (the tied
-  embedding / LM head) keeps the model builder's own 8-bit quantization.
+  for the same reason); everything else is 4-bit, the LM head included: it is untied from the
+  token embedding, which keeps the model builder's 8-bit table (a lookup costs nothing at decode,
+  the LM head is the largest matrix read per token);
+* matrices that read the same input (an MLP's gate and up projections) become one
+  ``MatMulNBits`` node and a ``Split``: one kernel call instead of two per layer.
 
 Why our own: ONNX Runtime ships a GPTQ (``onnxruntime.quantization.neural_compressor``), but in
 1.31 its error feedback reads the wrong half of the triangular inverse Hessian (``Hinv[i:, i]`` of
 an upper-triangular factor), so every update is zero and the result equals round-to-nearest
 exactly; ``tests/export/test_gptq.py`` checks ours beats round-to-nearest on the layer outputs.
-Measured on the default SmolLM2 fine-tune (held-out travel chats): RTN 4-bit +12.5% loss, GPTQ
-4-bit +6.0%, GPTQ with 8-bit attention inputs +3.1% (the builder's k-quant recipe: +7.4%).
+Measured on the default SmolLM2 fine-tune (held-out travel chats; PyTorch simulation with an 8-bit
+LM head): RTN 4-bit +12.5% loss, GPTQ 4-bit +6.0%, GPTQ with 8-bit attention inputs +1.8% to
++3.2% (4k to 15k calibration tokens); the builder's k-quant recipe: +7.4%. The export itself, 4-bit
+LM head included: +2.7%, see benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -160,15 +165,11 @@ def relative_error(weight: np.ndarray, bq: BlockQuantized, hessian: np.ndarray) 
 # -- the graphs ------------------------------------------------------------------------------------
 
 def _weighted_matmuls(model: Any) -> dict[str, Any]:
-    """MatMul nodes whose right operand is a 2-D initializer used by no other node, by node name."""
+    """MatMul nodes whose right operand is a 2-D initializer (a weight), by node name."""
     inits = {t.name: t for t in model.graph.initializer}
-    uses: dict[str, int] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            uses[name] = uses.get(name, 0) + 1
     return {node.name: node for node in model.graph.node
             if node.op_type == "MatMul" and len(node.input) == 2 and node.input[1] in inits
-            and len(inits[node.input[1]].dims) == 2 and uses[node.input[1]] == 1}
+            and len(inits[node.input[1]].dims) == 2}
 
 
 def hessians(fp32_dir: Path, sequences: Sequence[Sequence[int]], progress: Progress | None = None
@@ -211,13 +212,14 @@ class GptqSummary:
     nodes_4bit: int
     nodes_8bit: int
     kept: list[str]  # MatMulNBits nodes left as the model builder quantized them
+    fused: int  # groups of sibling matrices now one node
     median_error: float  # median relative output error of the requantized matrices
     sequences: int
     tokens: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {"method": "gptq", "block_size": BLOCK, "nodes_4bit": self.nodes_4bit,
-                "nodes_8bit": self.nodes_8bit, "kept_from_builder": self.kept,
+        return {"method": "gptq", "block_size": BLOCK, "matrices_4bit": self.nodes_4bit,
+                "matrices_8bit": self.nodes_8bit, "kept_from_builder": self.kept, "fused_groups": self.fused,
                 "median_relative_output_error": round(self.median_error, 5),
                 "calibration_sequences": self.sequences, "calibration_tokens": self.tokens}
 
@@ -226,7 +228,8 @@ def requantize(int_dir: Path, fp32_dir: Path, sequences: Sequence[Sequence[int]]
                progress: Progress | None = None) -> GptqSummary:
     """Replace the weights of every ``MatMulNBits`` node of the model builder's int4 graph in
     ``int_dir`` by GPTQ's, computed from the same node's float32 weight in ``fp32_dir`` (same
-    builder, same node names less the ``_Q4``/``_Q8`` suffix) and rewrite ``int_dir/model.onnx``."""
+    builder, same node names less the ``_Q4``/``_Q8`` suffix), fuse the nodes that read the same
+    input, and rewrite ``int_dir/model.onnx``."""
     import onnx
     from onnx import numpy_helper
 
@@ -236,15 +239,13 @@ def requantize(int_dir: Path, fp32_dir: Path, sequences: Sequence[Sequence[int]]
     inits = {t.name: t for t in fp32.graph.initializer}
     model = onnx.load(str(int_dir / "model.onnx"))
     targets = [n for n in model.graph.node if n.op_type == "MatMulNBits"]
-    kept, errors, n4, n8 = [], [], 0, 0
+    kept, errors, done = [], [], []
     for i, node in enumerate(targets):
         src = sources.get(re.sub(r"_Q\d+$", "", node.name))
         attrs = {a.name: a for a in node.attribute}
-        if src is None or src.input[0] not in H or attrs["K"].i % BLOCK:
-            kept.append(node.name)
-            continue
-        weight = numpy_helper.to_array(inits[src.input[1]], str(fp32_dir)).astype(np.float32)
-        if weight.shape != (attrs["K"].i, attrs["N"].i):
+        weight = None if src is None or src.input[0] not in H or attrs["K"].i % BLOCK \
+            else numpy_helper.to_array(inits[src.input[1]], str(fp32_dir)).astype(np.float32)
+        if weight is None or weight.shape != (attrs["K"].i, attrs["N"].i):
             kept.append(node.name)
             continue
         bits = 8 if EIGHT_BIT.search(src.name) else 4
@@ -252,17 +253,11 @@ def requantize(int_dir: Path, fp32_dir: Path, sequences: Sequence[Sequence[int]]
             progress(f"GPTQ {bits}-bit: matrix {i + 1}/{len(targets)} ({src.name})")
         bq = gptq(weight, H[src.input[0]], bits)
         errors.append(relative_error(weight, bq, H[src.input[0]]))
-        n4, n8 = n4 + (bits == 4), n8 + (bits == 8)
-        b, scales, zp = pack(bq)
-        stem = re.sub(r"\W+", "_", src.name.strip("/"))
-        new = [numpy_helper.from_array(b, f"{stem}.gptq.q"), numpy_helper.from_array(scales, f"{stem}.gptq.scales"),
-               numpy_helper.from_array(zp, f"{stem}.gptq.zero_points")]
-        model.graph.initializer.extend(new)
-        while len(node.input) < 4:  # A, B, scales, zero_points[, g_idx, bias]: later inputs stay
-            node.input.append("")
-        for slot, t in enumerate(new, start=1):
-            node.input[slot] = t.name
-        attrs["bits"].i, attrs["block_size"].i = bits, BLOCK
+        done.append((node, re.sub(r"_Q\d+$", "", node.name), bq))
+    fused = 0
+    for group in _siblings(done):
+        fused += len(group) > 1
+        _write_weights(model, group)
     used = {name for n in model.graph.node for name in n.input}
     keep = [t for t in model.graph.initializer if t.name in used]
     del model.graph.initializer[:]
@@ -272,5 +267,59 @@ def requantize(int_dir: Path, fp32_dir: Path, sequences: Sequence[Sequence[int]]
                   location="model.onnx.data", size_threshold=1024)
         for name in ("model.onnx.data", "model.onnx"):
             (Path(tmp) / name).replace(int_dir / name)
-    return GptqSummary(n4, n8, kept, float(np.median(errors)) if errors else 0.0, len(sequences),
-                       sum(len(s) for s in sequences))
+    return GptqSummary(sum(bq.bits == 4 for *_, bq in done), sum(bq.bits == 8 for *_, bq in done), kept, fused,
+                       float(np.median(errors)) if errors else 0.0, len(sequences), sum(len(s) for s in sequences))
+
+
+Done = tuple[Any, str, BlockQuantized]  # the graph node, its name less the bits suffix, its weights
+
+
+def _siblings(done: list[Done]) -> list[list[Done]]:
+    """Nodes that read the same input with the same settings and no bias (an MLP's gate and up
+    projections), in graph order: one ``MatMulNBits`` for them runs faster than two at decode."""
+    groups: dict[tuple, list[Done]] = {}
+    for item in done:
+        node, _, bq = item
+        attrs = {a.name: (a.i if a.type == a.INT else None) for a in node.attribute}
+        key = (node.input[0], bq.bits, attrs.get("K"), attrs.get("accuracy_level"), len(node.input) > 4)
+        groups.setdefault(key if len(node.input) <= 4 else (id(node),), []).append(item)
+    return list(groups.values())
+
+
+def _write_weights(model: Any, group: list[Done]) -> None:
+    """Point the node at GPTQ's packed weights; a group of siblings becomes one node whose output
+    a ``Split`` hands back under the original names."""
+    from onnx import helper, numpy_helper
+
+    node, base, bq = group[0]
+    if len(group) > 1:
+        bq = BlockQuantized(*(np.concatenate([getattr(g[2], f) for g in group]) for f in ("q", "scales",
+                                                                                           "zero_points")), bq.bits)
+        parent, _, _ = base.rpartition("/")
+        parent = parent.rpartition("/")[0]
+        base = f"{parent}/{'+'.join(g[1].split('/')[-2] for g in group)}/MatMul"
+        sizes = [g[2].q.shape[0] for g in group]
+        outputs = [g[0].output[0] for g in group]
+        split_sizes = numpy_helper.from_array(np.array(sizes, dtype=np.int64), f"{base}/split_sizes")
+        model.graph.initializer.append(split_sizes)
+        joined = f"{base}/output_0"
+        del node.output[:]
+        node.output.append(joined)
+        at = list(model.graph.node).index(node)
+        model.graph.node.insert(at + 1, helper.make_node("Split", [joined, split_sizes.name], outputs, axis=-1,
+                                                         name=f"{base}/Split"))
+        for other, _, _ in group[1:]:
+            model.graph.node.remove(other)
+    b, scales, zp = pack(bq)
+    stem = re.sub(r"\W+", "_", base.strip("/"))
+    new = [numpy_helper.from_array(b, f"{stem}.gptq.q"), numpy_helper.from_array(scales, f"{stem}.gptq.scales"),
+           numpy_helper.from_array(zp, f"{stem}.gptq.zero_points")]
+    model.graph.initializer.extend(new)
+    while len(node.input) < 4:  # A, B, scales, zero_points[, g_idx, bias]: later inputs stay
+        node.input.append("")
+    for slot, t in enumerate(new, start=1):
+        node.input[slot] = t.name
+    for a in node.attribute:
+        if a.name in ("bits", "block_size", "N"):
+            a.i = {"bits": bq.bits, "block_size": BLOCK, "N": bq.q.shape[0]}[a.name]
+    node.name = f"{base}_Q{bq.bits}"
