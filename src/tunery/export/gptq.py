@@ -209,8 +209,8 @@ def hessians(fp32_dir: Path, sequences: Sequence[Sequence[int]], progress: Progr
 
 @dataclass
 class GptqSummary:
-    nodes_4bit: int
-    nodes_8bit: int
+    matrices_4bit: int
+    matrices_8bit: int
     kept: list[str]  # MatMulNBits nodes left as the model builder quantized them
     fused: int  # groups of sibling matrices now one node
     median_error: float  # median relative output error of the requantized matrices
@@ -218,8 +218,8 @@ class GptqSummary:
     tokens: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {"method": "gptq", "block_size": BLOCK, "matrices_4bit": self.nodes_4bit,
-                "matrices_8bit": self.nodes_8bit, "kept_from_builder": self.kept, "fused_groups": self.fused,
+        return {"method": "gptq", "block_size": BLOCK, "matrices_4bit": self.matrices_4bit,
+                "matrices_8bit": self.matrices_8bit, "kept_from_builder": self.kept, "fused_groups": self.fused,
                 "median_relative_output_error": round(self.median_error, 5),
                 "calibration_sequences": self.sequences, "calibration_tokens": self.tokens}
 
