@@ -241,7 +241,8 @@ def requantize(int_dir: Path, fp32_dir: Path, sequences: Sequence[Sequence[int]]
     targets = [n for n in model.graph.node if n.op_type == "MatMulNBits"]
     kept, errors, done = [], [], []
     for i, node in enumerate(targets):
-        src = sources.get(re.sub(r"_Q\d+$", "", node.name))
+        base = re.sub(r"_Q\d+$", "", node.name)
+        src = sources.get(base)
         attrs = {a.name: a for a in node.attribute}
         weight = None if src is None or src.input[0] not in H or attrs["K"].i % BLOCK \
             else numpy_helper.to_array(inits[src.input[1]], str(fp32_dir)).astype(np.float32)
@@ -253,7 +254,7 @@ def requantize(int_dir: Path, fp32_dir: Path, sequences: Sequence[Sequence[int]]
             progress(f"GPTQ {bits}-bit: matrix {i + 1}/{len(targets)} ({src.name})")
         bq = gptq(weight, H[src.input[0]], bits)
         errors.append(relative_error(weight, bq, H[src.input[0]]))
-        done.append((node, re.sub(r"_Q\d+$", "", node.name), bq))
+        done.append((node, base, bq))
     fused = 0
     for group in _siblings(done):
         fused += len(group) > 1
