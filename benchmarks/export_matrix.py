@@ -2,8 +2,10 @@
 ONNX fp32/int8/int4 (onnxruntime-genai) and a 4-bit GGUF (llama.cpp through llama-cpp-python).
 
 For each: file size, load time, prompt (prefill) tokens/s, single-stream decode tokens/s (60
-greedy tokens after the prompt, end-of-turn ignored) and the validation loss / perplexity on the
-assistant tokens of a held-out chat JSONL file.
+greedy tokens after the prompt, end-of-turn ignored; the best of --rounds rounds, each round running
+every variant once, so a slow minute on a shared machine slows them all) and the validation loss /
+perplexity on the assistant tokens of a held-out chat JSONL file. Every runtime gets --threads
+threads (PyTorch's intra-op pool, ONNX Runtime's, llama.cpp's n_threads).
 
     python benchmarks/export_matrix.py                       # the newest fine-tune of the default model
     python benchmarks/export_matrix.py --model smollm2-135m-instruct --data held-out.jsonl
@@ -73,42 +75,73 @@ def size_of(folder: Path, suffixes: tuple[str, ...]) -> int:
     return sum(p.stat().st_size for p in folder.iterdir() if p.is_file() and p.name.endswith(suffixes))
 
 
-def bench_torch(hf_dir: Path, ids: list[int], n: int, tok, convs) -> dict:
-    import torch
-    from transformers import AutoModelForCausalLM
+class Runtime:
+    """One variant, loaded: ``timed`` runs the prompt and ``n`` greedy tokens and returns (prompt
+    tokens/s, decode tokens/s); ``logits`` scores a whole sequence for the validation loss."""
 
-    from tunery.export.scorers import TorchScorer
+    size: int
+    load_s: float
 
-    t = time.perf_counter()
-    model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
-    load = time.perf_counter() - t
-    x = torch.tensor([ids])
-    with torch.inference_mode():
+    def timed(self, ids: list[int], n: int) -> tuple[float, float]:
+        raise NotImplementedError
+
+    def logits(self, seq: list[int]) -> np.ndarray:
+        raise NotImplementedError
+
+
+class TorchRuntime(Runtime):
+    def __init__(self, hf_dir: Path, tok, threads: int) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        from tunery.export.scorers import TorchScorer
+
+        torch.set_num_threads(threads)
         t = time.perf_counter()
-        model(input_ids=x)
-        prefill = time.perf_counter() - t
+        self.model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
+        self.load_s = time.perf_counter() - t
+        self.size = size_of(hf_dir, (".safetensors",))
+        self.scorer = TorchScorer(self.model)
+        self.pad = tok.pad_token_id
+
+    def timed(self, ids: list[int], n: int) -> tuple[float, float]:
+        import torch
+
+        x = torch.tensor([ids])
+        with torch.inference_mode():
+            t = time.perf_counter()
+            self.model(input_ids=x)
+            prefill = time.perf_counter() - t
+            t = time.perf_counter()
+            out = self.model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=n, min_new_tokens=n,
+                                      do_sample=False, pad_token_id=self.pad)
+            total = time.perf_counter() - t
+        made = out.shape[1] - len(ids)
+        return len(ids) / prefill, (made - 1) / max(total - prefill, 1e-9)
+
+    def logits(self, seq: list[int]) -> np.ndarray:
+        return self.scorer.logits(seq)
+
+
+class OnnxRuntime(Runtime):
+    """onnxruntime-genai's generator, loaded the way the ONNX engine loads it (threads included)."""
+
+    def __init__(self, folder: Path, threads: int) -> None:
+        from tunery.export.runtime import genai_model
+        from tunery.export.scorers import OnnxScorer
+
         t = time.perf_counter()
-        out = model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=n, min_new_tokens=n,
-                             do_sample=False, pad_token_id=tok.pad_token_id)
-        total = time.perf_counter() - t
-    made = out.shape[1] - len(ids)
-    return {"size": size_of(hf_dir, (".safetensors",)), "load_s": load, "prompt_tps": len(ids) / prefill,
-            "decode_tps": (made - 1) / max(total - prefill, 1e-9), "loss": loss_of(TorchScorer(model), tok, convs)}
+        self.model = genai_model(folder, threads)
+        self.load_s = time.perf_counter() - t
+        self.size = size_of(folder, (".onnx", ".onnx.data"))
+        self.scorer = OnnxScorer(folder)
 
+    def timed(self, ids: list[int], n: int) -> tuple[float, float]:
+        import onnxruntime_genai as og
 
-def bench_onnx(folder: Path, ids: list[int], n: int, tok, convs) -> dict:
-    import onnxruntime_genai as og
-
-    from tunery.export.scorers import OnnxScorer
-
-    t = time.perf_counter()
-    model = og.Model(str(folder))
-    load = time.perf_counter() - t
-    best_prefill, best_decode = 0.0, 0.0
-    for _ in range(2):  # the first run pays one-time kernel set-up
-        params = og.GeneratorParams(model)
+        params = og.GeneratorParams(self.model)
         params.set_search_options(max_length=len(ids) + n, min_length=len(ids) + n, do_sample=False)
-        gen = og.Generator(model, params)
+        gen = og.Generator(self.model, params)
         t = time.perf_counter()
         gen.append_tokens(np.array(ids, dtype=np.int32))
         t1 = time.perf_counter()
@@ -117,23 +150,24 @@ def bench_onnx(folder: Path, ids: list[int], n: int, tok, convs) -> dict:
             gen.generate_next_token()
             made += 1
         t2 = time.perf_counter()
-        best_prefill = max(best_prefill, len(ids) / (t1 - t))
-        best_decode = max(best_decode, made / (t2 - t1))
-        del gen
-    scorer = OnnxScorer(folder)
-    return {"size": size_of(folder, (".onnx", ".onnx.data")), "load_s": load, "prompt_tps": best_prefill,
-            "decode_tps": best_decode, "loss": loss_of(scorer, tok, convs)}
+        return len(ids) / (t1 - t), made / (t2 - t1)
+
+    def logits(self, seq: list[int]) -> np.ndarray:
+        return self.scorer.logits(seq)
 
 
-def bench_llama_cpp(gguf_path: Path, ids: list[int], n: int, tok, convs, threads: int) -> dict:
-    from llama_cpp import Llama
+class LlamaCppRuntime(Runtime):
+    def __init__(self, gguf_path: Path, threads: int) -> None:
+        from llama_cpp import Llama
 
-    t = time.perf_counter()
-    llm = Llama(model_path=str(gguf_path), n_ctx=1024, n_threads=threads, n_batch=512, logits_all=True,
-                verbose=False)
-    load = time.perf_counter() - t
-    best_prefill, best_decode = 0.0, 0.0
-    for _ in range(2):
+        t = time.perf_counter()
+        self.llm = Llama(model_path=str(gguf_path), n_ctx=1024, n_threads=threads, n_batch=512, logits_all=True,
+                         verbose=False)
+        self.load_s = time.perf_counter() - t
+        self.size = gguf_path.stat().st_size
+
+    def timed(self, ids: list[int], n: int) -> tuple[float, float]:
+        llm = self.llm
         llm.reset()
         t = time.perf_counter()
         llm.eval(ids)
@@ -142,17 +176,12 @@ def bench_llama_cpp(gguf_path: Path, ids: list[int], n: int, tok, convs, threads
             token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
             llm.eval([token])
         t2 = time.perf_counter()
-        best_prefill = max(best_prefill, len(ids) / (t1 - t))
-        best_decode = max(best_decode, n / (t2 - t1))
+        return len(ids) / (t1 - t), n / (t2 - t1)
 
-    class _Scorer:
-        def logits(self, seq: list[int]) -> np.ndarray:
-            llm.reset()
-            llm.eval(seq)
-            return np.array(llm.scores[:len(seq)], dtype=np.float32)
-
-    return {"size": gguf_path.stat().st_size, "load_s": load, "prompt_tps": best_prefill, "decode_tps": best_decode,
-            "loss": loss_of(_Scorer(), tok, convs)}
+    def logits(self, seq: list[int]) -> np.ndarray:
+        self.llm.reset()
+        self.llm.eval(seq)
+        return np.array(self.llm.scores[:len(seq)], dtype=np.float32)
 
 
 def main() -> None:
@@ -161,7 +190,8 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=SHARED, help="held-out chat JSONL for the validation loss")
     ap.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "tunery-export-matrix")
     ap.add_argument("--tokens", type=int, default=60)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2, help="CPU threads for every runtime")
+    ap.add_argument("--rounds", type=int, default=5, help="timed rounds, the variants interleaved; best kept")
     ap.add_argument("--gguf", default="q4_1", help="4-bit GGUF type for llama.cpp (q4_0 or q4_1)")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
@@ -191,12 +221,10 @@ def main() -> None:
             print(f"  exported {fmt} {q} in {time.perf_counter() - t:.0f}s: {r.report.summary()}")
         exports[(fmt, q)] = out
 
-    rows: dict[str, dict] = {}
-    rows["pytorch fp32"] = bench_torch(exports[("hf", "none")], ids, args.tokens, tok, convs)
+    runtimes: dict[str, Runtime] = {"pytorch fp32": TorchRuntime(exports[("hf", "none")], tok, args.threads)}
     for q in ("none", "int8", "int4"):
         if ("onnx", q) in exports:
-            rows[f"onnx {'fp32' if q == 'none' else q}"] = bench_onnx(exports[("onnx", q)], ids, args.tokens, tok,
-                                                                      convs)
+            runtimes[f"onnx {'fp32' if q == 'none' else q}"] = OnnxRuntime(exports[("onnx", q)], args.threads)
     ggufs = {f"gguf {args.gguf} (llama.cpp)": exports[("gguf", args.gguf)] / f"model-{args.gguf}.gguf"} \
         if ("gguf", args.gguf) in exports else {}
     packaged = packaged_gguf()
@@ -204,9 +232,28 @@ def main() -> None:
         ggufs["packaged q4_1 base (llama.cpp)"] = packaged
     try:
         for name, path in ggufs.items():
-            rows[name] = bench_llama_cpp(path, ids, args.tokens, tok, convs, args.threads)
+            runtimes[name] = LlamaCppRuntime(path, args.threads)
     except ImportError:
         print("  llama-cpp-python is not installed: the GGUF rows are left out (pip install llama-cpp-python)")
+
+    # Rounds interleave the variants, so a slow minute on a shared machine hits them all alike; each
+    # variant keeps its best round. A first untimed run pays one-time kernel set-up.
+    rows: dict[str, dict] = {name: {"size": rt.size, "load_s": rt.load_s, "prompt_tps": 0.0, "decode_tps": 0.0,
+                                    "decode_rounds": []} for name, rt in runtimes.items()}
+    for rt in runtimes.values():
+        rt.timed(ids, 4)
+    for i in range(args.rounds):
+        line = []
+        for name, rt in runtimes.items():
+            prompt_tps, decode_tps = rt.timed(ids, args.tokens)
+            row = rows[name]
+            row["prompt_tps"] = max(row["prompt_tps"], prompt_tps)
+            row["decode_tps"] = max(row["decode_tps"], decode_tps)
+            row["decode_rounds"].append(round(decode_tps, 1))
+            line.append(f"{name.split(' (')[0]} {decode_tps:.0f}")
+        print(f"  round {i + 1}/{args.rounds} decode tok/s: " + ", ".join(line), flush=True)
+    for name, rt in runtimes.items():
+        rows[name]["loss"] = loss_of(rt, tok, convs)
 
     base = rows["pytorch fp32"]
     print(f"\n{'variant':<22}{'size':>10}{'vs fp32':>9}{'load s':>8}{'prompt tok/s':>14}{'decode tok/s':>14}"

@@ -16,7 +16,8 @@ from tunery.cli._common import console, print_json, print_list
                    "TUNERY_API_KEY may also hold comma-separated keys).")
 @click.option("--no-worker", is_flag=True, help="Do not run fine-tuning jobs in this process.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="CPU threads per forward pass (default: torch's choice, one per core; TUNERY_NUM_THREADS).")
+              help="CPU threads per forward pass, PyTorch and ONNX engines alike (default: every CPU this "
+                   "process may use; TUNERY_NUM_THREADS).")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]), help="Server log level.")
 def serve(host: str, port: int, api_keys: tuple[str, ...], no_worker: bool, threads: int | None,

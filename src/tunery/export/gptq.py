@@ -177,8 +177,8 @@ def hessians(fp32_dir: Path, sequences: Sequence[Sequence[int]], progress: Progr
     """``X^T X`` of the input of every weighted MatMul of the float32 graph in ``fp32_dir`` over the
     token ``sequences``, keyed by the input tensor's name."""
     import onnx
-    import onnxruntime as ort
 
+    from tunery.export.runtime import ort_session
     from tunery.export.scorers import decoder_feeds, kv_shape
 
     model = onnx.load(str(fp32_dir / "model.onnx"), load_external_data=False)
@@ -189,9 +189,7 @@ def hessians(fp32_dir: Path, sequences: Sequence[Sequence[int]], progress: Progr
             model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
     probe = fp32_dir / "calibrate.onnx"  # beside model.onnx.data, which it refers to
     onnx.save(model, str(probe))
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    session = ort.InferenceSession(str(probe), opts, providers=["CPUExecutionProvider"])
+    session = ort_session(probe)
     kv = kv_shape(fp32_dir)
     acc: dict[str, np.ndarray] = {}
     for i, ids in enumerate(sequences):

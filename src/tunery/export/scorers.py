@@ -98,18 +98,13 @@ class OnnxScorer:
     """An onnxruntime-genai export folder (``model.onnx`` + ``genai_config.json``)."""
 
     def __init__(self, folder: Path) -> None:
-        import onnxruntime as ort
-        import onnxruntime_genai as og
+        from tunery.export.runtime import genai_model, ort_session
 
         self.folder = Path(folder)
-        cfg = json.loads((self.folder / "genai_config.json").read_text())["model"]
-        dec = cfg["decoder"]
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        self.session = ort.InferenceSession(str(self.folder / dec["filename"]), opts,
-                                            providers=["CPUExecutionProvider"])
+        dec = json.loads((self.folder / "genai_config.json").read_text())["model"]["decoder"]
+        self.session = ort_session(self.folder / dec["filename"])
         self._kv = kv_shape(self.folder)
-        self.model = og.Model(str(self.folder))
+        self.model = genai_model(self.folder)
 
     def logits(self, ids: list[int]) -> np.ndarray:
         out = self.session.run(["logits"], decoder_feeds(self.session, ids, self._kv))[0]

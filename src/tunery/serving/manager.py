@@ -38,11 +38,12 @@ def _torch_engine(rec: ModelRecord) -> Engine:
     from tunery.models.loading import load_tokenizer, stop_token_ids
     from tunery.serving.torch_engine import TorchEngine
 
-    threads = os.environ.get("TUNERY_NUM_THREADS")
-    if threads:  # e.g. 1 on a machine shared with other work, where OpenMP threads wait on each other
+    if os.environ.get("TUNERY_NUM_THREADS"):  # e.g. 1 on a machine shared with other work
         import torch
 
-        torch.set_num_threads(max(1, int(threads)))
+        from tunery.export.runtime import cpu_threads
+
+        torch.set_num_threads(cpu_threads())
     # its own tokenizer: the engine thread decodes while request threads encode
     tokenizer = load_tokenizer(rec)
     return TorchEngine(rec.path, tokenizer, stop_token_ids(tokenizer, rec.path), name=rec.id,

@@ -31,6 +31,7 @@ import numpy as np
 
 from tunery.chat import ChatMessage
 from tunery.errors import InvalidInput, TuneryError
+from tunery.export.runtime import genai_model
 from tunery.serving.base import Completion, CompletionChunk, GenerationParams, Usage
 from tunery.serving.engine import (
     CLOSE,
@@ -110,7 +111,7 @@ class OnnxEngine(ThreadedEngine):
         self.pad_id = int(cfg.get("pad_token_id", 0) if not isinstance(cfg.get("pad_token_id"), list)
                           else cfg["pad_token_id"][0])
         self._og = og
-        self.model = og.Model(str(self.folder))
+        self.model = genai_model(self.folder)
         self._start(f"tunery-onnx-{self.name}")
 
 

@@ -1,0 +1,54 @@
+"""How tunery opens an ONNX export: onnxruntime-genai's model and plain ONNX Runtime sessions, both
+with their thread pool sized to the CPUs this process may use.
+
+Why not the libraries' defaults: onnxruntime-genai leaves ``intra_op_num_threads`` unset, and on a
+2-core machine its decoder then ran on one thread (single-stream decode of the int4 SmolLM2 export:
+~85 tokens/s with the default, ~135 with two threads, measured interleaved; benchmarks/RESULTS.md).
+The export folder itself stays portable: the thread count is chosen where the model is loaded, not
+written into ``genai_config.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from tunery.errors import InvalidInput
+
+
+def cpu_threads() -> int:
+    """Threads for inference: ``TUNERY_NUM_THREADS`` when set (e.g. 1 on a machine shared with other
+    work), else the CPUs this process may run on."""
+    env = os.environ.get("TUNERY_NUM_THREADS", "").strip()
+    if env:
+        if not env.isdigit() or int(env) < 1:
+            raise InvalidInput(f"TUNERY_NUM_THREADS must be a whole number of threads, at least 1; got {env!r}",
+                               param="TUNERY_NUM_THREADS", hint="unset it to use every CPU this process may run on")
+        return int(env)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def genai_model(folder: Path, threads: int | None = None) -> Any:
+    """``onnxruntime_genai.Model`` for an export folder, its decoder session on ``threads`` threads
+    (default ``cpu_threads()``); the folder's own ``genai_config.json`` is overlaid, not changed."""
+    import onnxruntime_genai as og
+
+    config = og.Config(str(folder))
+    options = {"intra_op_num_threads": threads or cpu_threads()}
+    config.overlay(json.dumps({"model": {"decoder": {"session_options": options}}}))
+    return og.Model(config)
+
+
+def ort_session(path: Path, threads: int | None = None) -> Any:
+    """A CPU ``onnxruntime.InferenceSession`` for one ``.onnx`` file, quiet, on ``threads`` threads."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.intra_op_num_threads = threads or cpu_threads()
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])

@@ -1,0 +1,99 @@
+"""ONNX exports are opened with their thread pool sized to the usable CPUs (or TUNERY_NUM_THREADS):
+onnxruntime-genai's own default ran the decoder on one thread of two here. The pool is seen as
+the process's OS threads: a session on N intra-op threads starts N - 1 workers."""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+
+import numpy as np
+import pytest
+
+from tunery.errors import InvalidInput
+from tunery.export.runtime import cpu_threads, genai_model, ort_session
+
+
+def _os_threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+def _settled_threads() -> int:
+    """The OS thread count once the models dropped before have let their threads go."""
+    gc.collect()
+    last, deadline = _os_threads(), time.monotonic() + 10
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = _os_threads()
+        if now == last:
+            return now
+        last = now
+    return last
+
+
+def _threads_started(load) -> int:
+    """OS threads alive after ``load()`` returns and its model has run one step, less those before."""
+    import onnxruntime_genai as og
+
+    before = _settled_threads()
+    model = load()
+    params = og.GeneratorParams(model)
+    params.set_search_options(max_length=6, do_sample=False)
+    gen = og.Generator(model, params)
+    gen.append_tokens(np.array([1, 2, 3], dtype=np.int32))
+    gen.generate_next_token()
+    started = _os_threads() - before
+    del gen, params, model
+    return started
+
+
+def test_cpu_threads_is_the_usable_cpus_or_the_variable(monkeypatch):
+    monkeypatch.delenv("TUNERY_NUM_THREADS", raising=False)
+    assert cpu_threads() == len(os.sched_getaffinity(0))
+    monkeypatch.setenv("TUNERY_NUM_THREADS", "3")
+    assert cpu_threads() == 3
+    for bad in ("0", "two", "-1", "1.5"):
+        monkeypatch.setenv("TUNERY_NUM_THREADS", bad)
+        with pytest.raises(InvalidInput, match=f"TUNERY_NUM_THREADS .* got '{bad}'"):
+            cpu_threads()
+
+
+def test_genai_model_runs_on_the_threads_asked(exports, monkeypatch):
+    folder = exports[("onnx", "int4")].path
+    _threads_started(lambda: genai_model(folder, 1))  # onnxruntime-genai's own process-wide threads
+    one = _threads_started(lambda: genai_model(folder, 1))
+    assert _threads_started(lambda: genai_model(folder, 4)) - one == 3
+    monkeypatch.setenv("TUNERY_NUM_THREADS", "3")
+    assert _threads_started(lambda: genai_model(folder)) - one == 2
+    # the folder's own config is overlaid, never rewritten
+    assert "intra_op_num_threads" not in (folder / "genai_config.json").read_text()
+
+
+def test_ort_session_runs_on_the_threads_asked(exports):
+    path = exports[("onnx", "none")].path / "model.onnx"
+    before = _settled_threads()
+    s1 = ort_session(path, 1)
+    one = _os_threads() - before
+    s3 = ort_session(path, 3)
+    assert _os_threads() - before - one == 2
+    assert s1.get_session_options().intra_op_num_threads == 1
+    assert s3.get_session_options().intra_op_num_threads == 3
+
+
+def test_the_onnx_engine_takes_tunery_num_threads(exports, monkeypatch):
+    from tunery.chat import ChatMessage, Role
+    from tunery.serving.base import GenerationParams
+    from tunery.serving.onnx_engine import OnnxChatModel
+
+    folder = exports[("onnx", "none")].path
+    started = {}
+    for n in ("1", "3", "1"):
+        monkeypatch.setenv("TUNERY_NUM_THREADS", n)
+        before = _settled_threads()
+        model = OnnxChatModel(folder)
+        model.generate([ChatMessage(Role.USER, "Hi")], GenerationParams(max_tokens=2, temperature=0))
+        started[n] = _os_threads() - before
+        model.close()
+        del model  # its session's threads go with it
+    assert started["3"] - started["1"] == 2
