@@ -256,10 +256,10 @@ def main() -> None:
         rows[name]["loss"] = loss_of(rt, tok, convs)
 
     base = rows["pytorch fp32"]
-    print(f"\n{'variant':<22}{'size':>10}{'vs fp32':>9}{'load s':>8}{'prompt tok/s':>14}{'decode tok/s':>14}"
+    print(f"\n{'variant':<31}{'size':>10}{'vs fp32':>9}{'load s':>8}{'prompt tok/s':>14}{'decode tok/s':>14}"
           f"{'val loss':>10}{'ppl':>8}{'Δloss':>8}")
     for name, r in rows.items():
-        print(f"{name:<22}{r['size'] / 2**20:>8.1f}MB{r['size'] / base['size']:>9.0%}{r['load_s']:>8.2f}"
+        print(f"{name:<31}{r['size'] / 2**20:>7.1f}MiB{r['size'] / base['size']:>9.0%}{r['load_s']:>8.2f}"
               f"{r['prompt_tps']:>14.0f}{r['decode_tps']:>14.1f}{r['loss']:>10.4f}{math.exp(r['loss']):>8.2f}"
               f"{(r['loss'] - base['loss']) / base['loss']:>+8.1%}")
     i4 = rows["onnx int4"]

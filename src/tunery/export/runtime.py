@@ -2,8 +2,9 @@
 with their thread pool sized to the CPUs this process may use.
 
 Why not the libraries' defaults: onnxruntime-genai leaves ``intra_op_num_threads`` unset, and on a
-2-core machine its decoder then ran on one thread (single-stream decode of the int4 SmolLM2 export:
-~85 tokens/s with the default, ~135 with two threads, measured interleaved; benchmarks/RESULTS.md).
+2-core machine its decoder then ran on one thread (single-stream decode of the int4 SmolLM2 export,
+best of five interleaved rounds: 83.7 tokens/s with the default, 91.4 on one thread, 153.0 on two;
+benchmarks/RESULTS.md).
 The export folder itself stays portable: the thread count is chosen where the model is loaded, not
 written into ``genai_config.json``.
 """
