@@ -70,6 +70,25 @@ def test_genai_model_runs_on_the_threads_asked(exports, monkeypatch):
     assert "intra_op_num_threads" not in (folder / "genai_config.json").read_text()
 
 
+def test_a_thread_count_in_the_folders_own_config_is_kept(exports, monkeypatch, tmp_path):
+    """A user who put intra_op_num_threads in genai_config.json gets it; TUNERY_NUM_THREADS still wins."""
+    import json
+    import shutil
+
+    src = exports[("onnx", "int4")].path
+    folder = shutil.copytree(src, tmp_path / "pinned")
+    cfg = json.loads((folder / "genai_config.json").read_text())
+    pinned = len(os.sched_getaffinity(0)) + 2  # never what the default would give
+    cfg["model"]["decoder"]["session_options"]["intra_op_num_threads"] = pinned
+    (folder / "genai_config.json").write_text(json.dumps(cfg))
+    monkeypatch.delenv("TUNERY_NUM_THREADS", raising=False)
+    _threads_started(lambda: genai_model(folder, 1))
+    one = _threads_started(lambda: genai_model(folder, 1))
+    assert _threads_started(lambda: genai_model(folder)) - one == pinned - 1
+    monkeypatch.setenv("TUNERY_NUM_THREADS", "1")
+    assert _threads_started(lambda: genai_model(folder)) - one == 0
+
+
 def test_ort_session_runs_on_the_threads_asked(exports):
     path = exports[("onnx", "none")].path / "model.onnx"
     before = _settled_threads()

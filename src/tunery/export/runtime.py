@@ -35,14 +35,28 @@ def cpu_threads() -> int:
 
 
 def genai_model(folder: Path, threads: int | None = None) -> Any:
-    """``onnxruntime_genai.Model`` for an export folder, its decoder session on ``threads`` threads
-    (default ``cpu_threads()``); the folder's own ``genai_config.json`` is overlaid, not changed."""
+    """``onnxruntime_genai.Model`` for an export folder, its decoder session on ``threads`` threads.
+
+    Without ``threads``: ``TUNERY_NUM_THREADS`` when set, else the folder's own
+    ``intra_op_num_threads`` when its ``genai_config.json`` names one, else every usable CPU. The
+    file is overlaid in memory, never changed."""
     import onnxruntime_genai as og
 
     config = og.Config(str(folder))
+    if threads is None and not os.environ.get("TUNERY_NUM_THREADS", "").strip() and _configured_threads(folder):
+        return og.Model(config)
     options = {"intra_op_num_threads": threads or cpu_threads()}
     config.overlay(json.dumps({"model": {"decoder": {"session_options": options}}}))
     return og.Model(config)
+
+
+def _configured_threads(folder: Path) -> int | None:
+    try:
+        cfg = json.loads((Path(folder) / "genai_config.json").read_text())
+        value = cfg["model"]["decoder"]["session_options"].get("intra_op_num_threads")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None  # onnxruntime-genai reads the file itself and names what is wrong with it
+    return value if isinstance(value, int) and value > 0 else None
 
 
 def ort_session(path: Path, threads: int | None = None) -> Any:
