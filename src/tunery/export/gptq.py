@@ -13,9 +13,9 @@ on calibration data, so the layer's *outputs* on real inputs move as little as p
   graph outputs and the calibration chats run through ONNX Runtime;
 * the attention's input projections (``qkv_proj``; ``q/k/v_proj`` when unfused) stay at 8 bits:
   they were the most sensitive matrices on SmolLM2 (llama.cpp's ``Q4_K_M`` keeps ``attn_v`` higher
-  for the same reason); everything else is 4-bit, the LM head included: it is untied from the
-  token embedding, which keeps the model builder's 8-bit table (a lookup costs nothing at decode,
-  the LM head is the largest matrix read per token);
+  for the same reason); everything else is 4-bit but a tied LM head: its blocks are the token
+  embedding's table too, so it keeps the model builder's 8 bits and stays one copy (a 4-bit
+  untied head decoded ~10% faster but was 15 MB larger and +0.9 points of loss);
 * matrices that read the same input (an MLP's gate and up projections) become one
   ``MatMulNBits`` node and a ``Split``: one kernel call instead of two per layer.
 
@@ -25,8 +25,8 @@ an upper-triangular factor), so every update is zero and the result equals round
 exactly; ``tests/export/test_gptq.py`` checks ours beats round-to-nearest on the layer outputs.
 Measured on the default SmolLM2 fine-tune (held-out travel chats; PyTorch simulation with an 8-bit
 LM head): RTN 4-bit +12.5% loss, GPTQ 4-bit +6.0%, GPTQ with 8-bit attention inputs +1.8% to
-+3.2% (4k to 15k calibration tokens); the builder's k-quant recipe: +7.4%. The export itself, 4-bit
-LM head included: +2.7%, see benchmarks/RESULTS.md.
++3.2% (4k to 15k calibration tokens); the builder's k-quant recipe: +7.4%. The export itself:
++1.8% at 21% of the float32 size, see benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -237,10 +237,11 @@ def requantize(int_dir: Path, fp32_dir: Path, sequences: Sequence[Sequence[int]]
     inits = {t.name: t for t in fp32.graph.initializer}
     model = onnx.load(str(int_dir / "model.onnx"))
     targets = [n for n in model.graph.node if n.op_type == "MatMulNBits"]
+    shared = _shared_with_lookups(model)
     kept, errors, done = [], [], []
     for i, node in enumerate(targets):
         base = re.sub(r"_Q\d+$", "", node.name)
-        src = sources.get(base)
+        src = None if node.input[1] in shared else sources.get(base)
         attrs = {a.name: a for a in node.attribute}
         weight = None if src is None or src.input[0] not in H or attrs["K"].i % BLOCK \
             else numpy_helper.to_array(inits[src.input[1]], str(fp32_dir)).astype(np.float32)
@@ -268,6 +269,21 @@ def requantize(int_dir: Path, fp32_dir: Path, sequences: Sequence[Sequence[int]]
             (Path(tmp) / name).replace(int_dir / name)
     return GptqSummary(sum(bq.bits == 4 for *_, bq in done), sum(bq.bits == 8 for *_, bq in done), kept, fused,
                        float(np.median(errors)) if errors else 0.0, len(sequences), sum(len(s) for s in sequences))
+
+
+def _shared_with_lookups(model: Any) -> set[str]:
+    """Weights that an embedding lookup (``GatherBlockQuantized``) reads too: a tied LM head. GPTQ
+    leaves them as the builder quantized them (8 bits): new weights would untie them and store the
+    largest matrix twice."""
+    made_by = {out: n for n in model.graph.node for out in n.output}
+    shared: set[str] = set()
+    for n in model.graph.node:
+        if n.op_type == "GatherBlockQuantized":
+            for name in n.input:  # the table may reach the lookup through a Reshape
+                shared.add(name)
+                if name in made_by and made_by[name].op_type == "Reshape":
+                    shared.add(made_by[name].input[0])
+    return shared
 
 
 Done = tuple[Any, str, BlockQuantized]  # the graph node, its name less the bits suffix, its weights

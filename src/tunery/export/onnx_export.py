@@ -14,11 +14,11 @@ SmolLM2-135M, see README.md beside this file):
   validation loss by ~30% on this model, so it is not used.
 * ``int4``: 4-bit block-wise weights computed by GPTQ (``tunery.export.gptq``) from calibration
   chats (a fine-tune's own training file by default), the attention's input projections at 8
-  bits, the LM head 4-bit and untied from the 8-bit embedding table, gate and up projections
-  fused. The builder first writes a float32 graph, whose MatMul inputs on the calibration chats
-  give GPTQ its Hessians, then its int4 graph (k-quant search, ``algo_config=k_quant_mixed``),
-  whose block weights GPTQ's replace. On the default fine-tune: +2.7% held-out loss where the
-  builder's own recipe lost 7.4%. Without calibration data the builder's recipe is kept as is.
+  bits, the LM head at the builder's 8 bits (its blocks are the embedding table's too), gate and
+  up projections fused. The builder first writes a float32 graph, whose MatMul inputs on the
+  calibration chats give GPTQ its Hessians, then its int4 graph (k-quant search,
+  ``algo_config=k_quant_mixed``), whose block weights GPTQ's replace. On the default fine-tune:
+  +1.8% held-out loss where the builder's own recipe lost 7.4%. Without calibration data the builder's recipe is kept as is.
 """
 
 from __future__ import annotations
