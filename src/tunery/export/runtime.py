@@ -19,15 +19,24 @@ from typing import Any
 from tunery.errors import InvalidInput
 
 
-def cpu_threads() -> int:
-    """Threads for inference: ``TUNERY_NUM_THREADS`` when set (e.g. 1 on a machine shared with other
-    work), else the CPUs this process may run on."""
+def env_threads() -> int | None:
+    """``TUNERY_NUM_THREADS`` (e.g. 1 on a machine shared with other work), checked; ``None`` when
+    it is not set."""
     env = os.environ.get("TUNERY_NUM_THREADS", "").strip()
-    if env:
-        if not env.isdigit() or int(env) < 1:
-            raise InvalidInput(f"TUNERY_NUM_THREADS must be a whole number of threads, at least 1; got {env!r}",
-                               param="TUNERY_NUM_THREADS", hint="unset it to use every CPU this process may run on")
-        return int(env)
+    if not env:
+        return None
+    if not env.isdigit() or int(env) < 1:
+        raise InvalidInput(f"TUNERY_NUM_THREADS must be a whole number of threads, at least 1; got {env!r}",
+                           param="TUNERY_NUM_THREADS", hint="unset it to use every CPU this process may run on")
+    return int(env)
+
+
+def cpu_threads() -> int:
+    """Threads for inference: ``TUNERY_NUM_THREADS`` when set, else the CPUs this process may run on."""
+    return env_threads() or _usable_cpus()
+
+
+def _usable_cpus() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
@@ -43,9 +52,7 @@ def genai_model(folder: Path, threads: int | None = None) -> Any:
     import onnxruntime_genai as og
 
     config = og.Config(str(folder))
-    if threads is None and not os.environ.get("TUNERY_NUM_THREADS", "").strip() and _configured_threads(folder):
-        return og.Model(config)
-    options = {"intra_op_num_threads": threads or cpu_threads()}
+    options = {"intra_op_num_threads": threads or env_threads() or _configured_threads(folder) or _usable_cpus()}
     config.overlay(json.dumps({"model": {"decoder": {"session_options": options}}}))
     return og.Model(config)
 

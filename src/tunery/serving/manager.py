@@ -35,15 +35,15 @@ EngineFactory = Callable[[ModelRecord], Engine]
 
 
 def _torch_engine(rec: ModelRecord) -> Engine:
+    from tunery.export.runtime import env_threads
     from tunery.models.loading import load_tokenizer, stop_token_ids
     from tunery.serving.torch_engine import TorchEngine
 
-    if os.environ.get("TUNERY_NUM_THREADS"):  # e.g. 1 on a machine shared with other work
+    threads = env_threads()
+    if threads:  # else torch's own default, one thread per core
         import torch
 
-        from tunery.export.runtime import cpu_threads
-
-        torch.set_num_threads(cpu_threads())
+        torch.set_num_threads(threads)
     # its own tokenizer: the engine thread decodes while request threads encode
     tokenizer = load_tokenizer(rec)
     return TorchEngine(rec.path, tokenizer, stop_token_ids(tokenizer, rec.path), name=rec.id,
