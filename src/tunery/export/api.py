@@ -13,7 +13,6 @@ import json
 import re
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,8 +23,7 @@ from tunery.export.verify import Messages, VerifyReport
 from tunery.home import atomic_dir, atomic_write_json, home
 from tunery.models import registry
 from tunery.models.registry import ModelRecord
-
-Progress = Callable[[str], None]
+from tunery.progress import Progress, say
 
 
 class ExportVerificationFailed(TuneryError):
@@ -55,11 +53,6 @@ class ExportResult:
         return self.path / gguf[0] if gguf else self.path
 
 
-def _say(progress: Progress | None, msg: str) -> None:
-    if progress is not None:
-        progress(msg)
-
-
 def export_model(model: str | ModelRecord, fmt: str, out: Path, *, quantize: str | None = None,
                  force: bool = False, progress: Progress | None = None,
                  prompts: list[Messages] | None = None, texts: list[Messages] | None = None,
@@ -87,7 +80,7 @@ def export_model(model: str | ModelRecord, fmt: str, out: Path, *, quantize: str
 
         work_dir = Path(work)
         hf_dir = tmp if fmt == "hf" else work_dir / "hf"
-        _say(progress, f"merging {rec.id} into a plain Hugging Face folder" if rec.is_adapter
+        say(progress, f"merging {rec.id} into a plain Hugging Face folder" if rec.is_adapter
              else f"writing {rec.id} as a plain Hugging Face folder")
         write_merged(rec, hf_dir)
         gguf_file = None
@@ -95,7 +88,7 @@ def export_model(model: str | ModelRecord, fmt: str, out: Path, *, quantize: str
         if fmt == "onnx":
             from tunery.export.onnx_export import build_onnx
 
-            _say(progress, f"building the ONNX decoder ({quantize}) with onnxruntime-genai's model builder")
+            say(progress, f"building the ONNX decoder ({quantize}) with onnxruntime-genai's model builder")
             quantization = build_onnx(hf_dir, tmp, quantize, log_path=work_dir / "builder.log", work_dir=work_dir,
                                       calibration=_calibration_ids(hf_dir, calib_chats), progress=progress)
             if quantization is not None:
@@ -105,10 +98,10 @@ def export_model(model: str | ModelRecord, fmt: str, out: Path, *, quantize: str
             from tunery.export.ollama import write_modelfile
 
             gguf_file = gguf_filename(quantize)
-            _say(progress, f"writing {gguf_file}")
+            say(progress, f"writing {gguf_file}")
             write_gguf(hf_dir, tmp / gguf_file, quantize, name=rec.id)
             write_modelfile(tmp, gguf_file, _chat_template(hf_dir))
-        _say(progress, "verifying: the same prompts through the export and the source model")
+        say(progress, "verifying: the same prompts through the export and the source model")
         report = _verify(rec, fmt, quantize, tmp, hf_dir, gguf_file, prompts=prompts, texts=texts,
                          greedy_tokens=greedy_tokens)
         if not report.passed:

@@ -33,18 +33,19 @@ from __future__ import annotations
 
 import re
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from tunery.progress import Progress, say
+
 BLOCK = 32
 EIGHT_BIT = re.compile(r"(^|[/._])(qkv|q|k|v)_proj([/._]|$)")
 """Node names whose weights stay at 8 bits (the attention's input projections)."""
 
-Progress = Callable[[str], None]
 
 
 @dataclass
@@ -193,8 +194,7 @@ def hessians(fp32_dir: Path, sequences: Sequence[Sequence[int]], progress: Progr
     kv = kv_shape(fp32_dir)
     acc: dict[str, np.ndarray] = {}
     for i, ids in enumerate(sequences):
-        if progress is not None:
-            progress(f"calibrating: chat {i + 1}/{len(sequences)} through the float32 graph")
+        say(progress, f"calibrating: chat {i + 1}/{len(sequences)} through the float32 graph")
         outs = session.run(names, decoder_feeds(session, list(ids), kv))
         for name, x in zip(names, outs, strict=True):
             x = x.reshape(-1, x.shape[-1]).astype(np.float32)
@@ -249,8 +249,7 @@ def requantize(int_dir: Path, fp32_dir: Path, sequences: Sequence[Sequence[int]]
             kept.append(node.name)
             continue
         bits = 8 if EIGHT_BIT.search(src.name) else 4
-        if progress is not None:
-            progress(f"GPTQ {bits}-bit: matrix {i + 1}/{len(targets)} ({src.name})")
+        say(progress, f"GPTQ {bits}-bit: matrix {i + 1}/{len(targets)} ({src.name})")
         bq = gptq(weight, H[src.input[0]], bits)
         errors.append(relative_error(weight, bq, H[src.input[0]]))
         done.append((node, base, bq))

@@ -18,7 +18,8 @@ SmolLM2-135M, see README.md beside this file):
   up projections fused. The builder first writes a float32 graph, whose MatMul inputs on the
   calibration chats give GPTQ its Hessians, then its int4 graph (k-quant search,
   ``algo_config=k_quant_mixed``), whose block weights GPTQ's replace. On the default fine-tune:
-  +1.8% held-out loss where the builder's own recipe lost 7.4%. Without calibration data the builder's recipe is kept as is.
+  +1.8% held-out loss where the builder's own recipe lost 7.4%. Without calibration data the
+  builder's recipe is kept as is.
 """
 
 from __future__ import annotations
@@ -28,12 +29,13 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from tunery.errors import InvalidInput, TuneryError
 from tunery.home import atomic_write_json
+from tunery.progress import Progress, say
 
 BUILDER_PRECISION = {"none": "fp32", "int8": "int8", "int4": "int4"}
 BUILDER_OPTIONS: dict[str, list[str]] = {
@@ -41,7 +43,6 @@ BUILDER_OPTIONS: dict[str, list[str]] = {
     "int8": ["accuracy_level=4"],
     "int4": ["accuracy_level=4", "algo_config=k_quant_mixed"],
 }
-Progress = Callable[[str], None]
 SUPPORTED_TYPES = ("llama", "mistral", "qwen2", "qwen3", "phi3", "gemma", "gemma2", "olmo", "granite", "smollm3")
 
 
@@ -58,11 +59,9 @@ def build_onnx(hf_dir: Path, out_dir: Path, quantize: str, *, log_path: Path | N
     from tunery.export.gptq import requantize
 
     with tempfile.TemporaryDirectory(prefix="onnx-fp32-", dir=work_dir) as fp32:
-        if progress is not None:
-            progress("building a float32 graph to calibrate GPTQ on")
+        say(progress, "building a float32 graph to calibrate GPTQ on")
         _run_builder(hf_dir, Path(fp32), "none", None)
-        if progress is not None:
-            progress("building the int4 graph with onnxruntime-genai's model builder")
+        say(progress, "building the int4 graph with onnxruntime-genai's model builder")
         _run_builder(hf_dir, Path(out_dir), quantize, log_path)
         return requantize(Path(out_dir), Path(fp32), calibration, progress).to_dict()
 

