@@ -31,7 +31,8 @@ def export(model: str, fmt: str, quantize: str | None, output: Path, calibration
     loss change must be within the format's tolerance, or nothing is written.
 
     ONNX int4 weights are chosen by GPTQ on calibration chats (--calibration), with the
-    attention's input projections and the embedding kept at 8 bits.
+    attention's input projections and the embedding table (which a tied LM head shares) kept at
+    8 bits.
 
     \b
     Examples:
