@@ -58,14 +58,15 @@ def held_out(path: Path) -> list[list[dict]]:
 
 
 def loss_of(scorer, tok, convs) -> float:
-    from tunery.export.verify import _log_softmax, assistant_mask
+    from tunery.chat_template import IGNORE, encode_all
+    from tunery.export.verify import _log_softmax
 
     nll, n = 0.0, 0
-    for msgs in convs:
-        ids, mask = assistant_mask(tok, msgs)
+    for ex in encode_all(convs, tok):  # the trainer's loss positions
+        ids = ex.input_ids
         lp = _log_softmax(scorer.logits(ids))
         for pos in range(1, len(ids)):
-            if mask[pos]:
+            if ex.labels[pos] != IGNORE:
                 nll -= lp[pos - 1, ids[pos]]
                 n += 1
     return nll / max(n, 1)
@@ -127,8 +128,8 @@ class OnnxRuntime(Runtime):
     """onnxruntime-genai's generator, loaded the way the ONNX engine loads it (threads included)."""
 
     def __init__(self, folder: Path, threads: int) -> None:
-        from tunery.export.runtime import genai_model
         from tunery.export.scorers import OnnxScorer
+        from tunery.runtime import genai_model
 
         t = time.perf_counter()
         self.model = genai_model(folder, threads)

@@ -60,7 +60,7 @@ def settings(args) -> dict:
 
 def token_counts(tok, rows) -> tuple[int, int]:
     from tunery.chat import Conversation
-    from tunery.training.encoding import encode
+    from tunery.chat_template import encode
 
     enc = [encode(Conversation.from_dicts(r["messages"]), tok, max_length=2048) for r in rows]
     return sum(len(e) for e in enc), sum(e.n_trained for e in enc)
@@ -71,8 +71,8 @@ def valid_loss(model, tok) -> float:
     import torch
 
     from tunery.chat import Conversation
+    from tunery.chat_template import encode
     from tunery.training.batching import collate
-    from tunery.training.encoding import encode
     from tunery.training.trainer import batch_loss
 
     rows = load_rows(DATA / "validation.jsonl", None)

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import httpx
 
-from tunery.chat import Conversation
+from tunery.chat import Conversation, GenerationParams
 from tunery.errors import TuneryError
-from tunery.serving.base import GenerationParams
+from tunery.serving.local import ChatRun
 from tunery.serving.onnx_engine import OnnxChatModel
 
 
@@ -35,10 +35,10 @@ class OnDeviceTransport(httpx.BaseTransport):
                                       top_p=body.get("top_p", 1.0), seed=body.get("seed"),
                                       stop=(stop,) if isinstance(stop, str) else tuple(stop))
             if body.get("stream"):
-                # encode (and so any bad-input error) before the 200 goes out
-                self.model.encode(messages)
+                # start checks everything (so any bad-input error comes) before the 200 goes out
+                run = self.model.start(messages, params)
                 return httpx.Response(200, headers={"content-type": "text/event-stream"},
-                                      content=self._sse(messages, params))
+                                      content=self._sse(run))
             c = self.model.generate(messages, params)
         except (TuneryError, ValueError, KeyError) as e:
             return _error(400, str(e))
@@ -48,9 +48,9 @@ class OnDeviceTransport(httpx.BaseTransport):
             "choices": [{"index": 0, "finish_reason": c.finish_reason,
                          "message": {"role": "assistant", "content": c.text}}]})
 
-    def _sse(self, messages, params) -> Iterator[bytes]:
+    def _sse(self, run: ChatRun) -> Iterator[bytes]:
         cid, created = f"chatcmpl-{uuid.uuid4().hex[:12]}", int(time.time())
-        for chunk in self.model.stream(messages, params):
+        for chunk in run:
             obj = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": self.name,
                    "choices": []}
             if chunk.usage is not None:

@@ -7,6 +7,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,14 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE jobs ADD COLUMN training_method TEXT NOT NULL DEFAULT 'lora';
         ALTER TABLE jobs ADD COLUMN config TEXT;
     """),
+    # What the model registry needs to resolve a checkpoint name, so that it reads this view rather
+    # than the tables of the job system (which sits above it).
+    ("0007_model_checkpoints", """
+        CREATE VIEW model_checkpoints AS
+        SELECT c.fine_tuned_model_checkpoint AS id, c.path, c.step, c.created_at,
+               j.model AS parent, j.training_method AS method, j.id AS job_id
+        FROM checkpoints c JOIN jobs j ON c.job_id = j.id;
+    """),
 ]
 
 
@@ -180,6 +189,25 @@ def execute(sql: str, params: tuple | dict = ()) -> int:
     conn = connect()
     try:
         return conn.execute(sql, params).rowcount
+    finally:
+        conn.close()
+
+
+@contextmanager
+def transaction() -> Iterator[sqlite3.Connection]:
+    """A connection in one write transaction, for a change made of several statements: they are
+    all committed when the block ends, or none is (an exception rolls them all back), and no other
+    writer interleaves (the write lock is taken at the start). Reads on other connections do not
+    see the change until the commit; read back through this connection."""
+    conn = connect()
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
     finally:
         conn.close()
 

@@ -58,3 +58,55 @@ class RateLimited(TuneryError):
     def __init__(self, message: str, *, retry_after: float, **kw) -> None:
         super().__init__(message, **kw)
         self.retry_after = retry_after
+
+
+# -- pydantic validation errors, named the OpenAI way ------------------------------------------------
+# One place turns a pydantic error into a parameter path and a message: the server's 400s and every
+# typed request model validated inside tunery (``InvalidInput`` via :func:`invalid_request`).
+
+_LOCATIONS = {"body", "query", "path", "header", "form"}
+_BRANCHES = {"str", "int", "float", "bool", "dict", "list", "none", "json-or-python"}
+
+
+def validation_param(loc: tuple) -> str | None:
+    """("body", "messages", 0, "content") -> "messages[0].content"."""
+    out = ""
+    for p in loc:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        elif p in _LOCATIONS or "[" in str(p) or p in _BRANCHES:
+            continue  # the request part, and pydantic's names of union branches: nothing to a client
+        else:
+            out += ("." if out else "") + str(p)
+    return out or None
+
+
+def validation_message(err: dict, param: str | None) -> str:
+    kind = err.get("type")
+    if kind == "json_invalid":
+        return ("We could not parse the JSON body of your request: "
+                f"{(err.get('ctx') or {}).get('error', 'invalid JSON')}. Send a valid JSON object.")
+    if kind == "missing" and param:
+        return f"Missing required parameter: '{param}'."
+    if kind == "missing":
+        return "The request body is missing; send a JSON object."
+    if kind == "extra_forbidden":
+        # OpenAI's wording names the key itself; ``param`` carries its path (hyperparameters.n_epoch)
+        return f"Unrecognized request argument supplied: {(param or '').rsplit('.', 1)[-1]}"
+    where = f"Invalid value for '{param}'" if param else "Invalid request"
+    return f"{where}: {str(err.get('msg', 'invalid value')).rstrip('.')}."
+
+
+def invalid_request(errors: list[dict], *, prefix: str | None = None) -> InvalidInput:
+    """The first of pydantic's ``errors`` as an :class:`InvalidInput` naming its parameter (under
+    ``prefix`` when the validated object sits inside a larger request), and how many more there are."""
+    first = errors[0] if errors else {}
+    loc = tuple(first.get("loc") or ())
+    param = None if first.get("type") == "json_invalid" else validation_param(((prefix,) if prefix else ()) + loc)
+    message = validation_message(first, param)
+    if len(errors) > 1:
+        message += f" ({len(errors) - 1} more problem{'s' if len(errors) > 2 else ''} in the request)"
+    kind = first.get("type")
+    code = ("unknown_parameter" if kind == "extra_forbidden"
+            else "invalid_json" if kind == "json_invalid" or (kind == "missing" and not param) else "invalid_value")
+    return InvalidInput(message, param=param, code=code)

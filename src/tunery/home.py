@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
 import os
 import shutil
+import sys
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -60,21 +63,29 @@ def home() -> Home:
     return Home.from_env().ensure()
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path`` and rename it into place: a crash never leaves
-    half a file that looks whole."""
+@contextmanager
+def atomic_open(path: Path):
+    """Yield a binary file open on a temporary name beside ``path``; on success it is fsynced and
+    renamed into place, on failure removed: a crash never leaves half a file that looks whole.
+    Written piece by piece, it takes a file of any size in constant memory."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside ``path`` and rename it into place."""
+    with atomic_open(path) as f:
+        f.write(data)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -85,24 +96,72 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
 
 
+_RENAME_EXCHANGE = 2  # linux/fs.h
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``); False where the
+    system or the file system cannot, and the caller falls back to two renames."""
+    if sys.platform != "linux":
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # a C library older than glibc 2.28
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP):
+        return False
+    raise OSError(err, os.strerror(err), str(a), None, str(b))
+
+
+def _aside(final: Path) -> Path:
+    return final.with_name(f".{final.name}.old")
+
+
+def recover_dir(final: Path) -> None:
+    """Finish a replacement of ``final`` that a crash cut short (where the atomic exchange is not
+    available): between its two renames, the old folder set aside goes back in place; after them,
+    it is removed. Called by the next :func:`atomic_dir` of the same folder."""
+    final = Path(final)
+    old = _aside(final)
+    if old.is_dir():
+        if final.exists():  # the crash came after the new folder was in: the old one is left over
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(old, final)
+
+
 @contextmanager
 def atomic_dir(final: Path):
     """Yield a temporary folder beside ``final``; on success it is renamed to ``final`` (replacing
     an older one), on failure removed. Folders of artifacts (models, checkpoints) appear whole or
-    not at all."""
+    not at all, and ``final`` never goes missing: an older one is swapped with the new in one
+    atomic step (Linux), else set aside, replaced and removed, and a crash between those two
+    renames is undone by :func:`recover_dir` (the next call does it)."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
+    recover_dir(final)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     try:
         yield tmp
-        if final.exists():
-            old = final.with_name(f".{final.name}.old")
+        if not final.exists():
+            os.replace(tmp, final)
+        elif _exchange(tmp, final):
+            shutil.rmtree(tmp, ignore_errors=True)  # now the older folder
+        else:
+            old = _aside(final)
             shutil.rmtree(old, ignore_errors=True)
             os.replace(final, old)
-            os.replace(tmp, final)
+            try:
+                os.replace(tmp, final)
+            except BaseException:
+                os.replace(old, final)
+                raise
             shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -33,8 +33,8 @@ def test_cli_bad_quantize_is_one_line_and_non_zero(tiny_ft, tmp_path):
 
 @pytest.mark.slow
 def test_real_default_model_onnx_int4_and_gguf_round_trip(smollm2, tmp_path):
+    from tunery.chat import GenerationParams
     from tunery.export import export_model
-    from tunery.serving.base import GenerationParams
     from tunery.serving.onnx_engine import OnnxChatModel
 
     onnx = export_model(smollm2.id, "onnx", tmp_path / "int4", quantize="int4", greedy_tokens=16)

@@ -8,8 +8,7 @@ import threading
 import pytest
 
 from support_chat import assert_stream_matches
-from tunery.chat import ChatMessage, Role
-from tunery.serving.base import ChatModel, GenerationParams
+from tunery.chat import ChatMessage, ChatModel, GenerationParams, Role
 
 HELLO = [ChatMessage(Role.USER, "Hello! Where would you like to go next?")]
 
@@ -78,6 +77,17 @@ def test_too_long_prompt_is_refused(onnx_model):
 
     with pytest.raises(InvalidInput, match="maximum context length"):
         onnx_model.generate([ChatMessage(Role.USER, "Rome " * 2000)], GenerationParams(max_tokens=4))
+
+
+def test_close_answers_requests_submitted_during_and_after_it(exports):
+    from support_chat import assert_close_answers_every_request
+    from tunery.serving.onnx_engine import OnnxChatModel
+
+    model = OnnxChatModel(exports[("onnx", "none")].path)  # its own engine: this test closes it
+    try:
+        assert_close_answers_every_request(model.engine, model.target().encode(HELLO))
+    finally:
+        model.close()
 
 
 def test_server_serves_a_deployed_onnx_export(exports, tiny_model):

@@ -136,3 +136,15 @@ def test_add_local_gguf_converts_to_a_trainable_model(smollm2, tmp_path):
     assert getattr(model, "hf_quantizer", None) is None and "quantization_config" not in model.config.to_dict()
     model.save_pretrained(tmp_path / "saved")
     assert (tmp_path / "saved" / "model.safetensors").exists()
+
+
+def test_models_list_prints_whole_ids_in_a_narrow_terminal(tiny_model, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A user copies ids from this table: the id column never shrinks, the others give way."""
+    from click.testing import CliRunner
+
+    from tunery.cli.main import cli
+
+    monkeypatch.setenv("COLUMNS", "40")
+    out = CliRunner().invoke(cli, ["models", "list", "--all"]).output
+    assert "smollm2-135m-instruct" in out and "tiny-random" in out, out
+    assert "…" not in out.splitlines()[-1].split()[0]

@@ -236,6 +236,47 @@ def test_cancel_ends_a_request_with_an_error(engine, tokenizer):
     assert last.error is not None and last.completion_tokens < 10_000
 
 
+def test_close_answers_requests_submitted_during_and_after_it(tiny_model_dir, tokenizer):
+    from support_chat import assert_close_answers_every_request
+    from tunery.serving.torch_engine import TorchEngine
+
+    eng = TorchEngine(tiny_model_dir, tokenizer, [tokenizer.eos_token_id])
+    try:
+        assert_close_answers_every_request(eng, prompt(tokenizer, "Hi"))
+    finally:
+        eng.close()
+
+
+def test_a_failing_engine_loop_answers_every_request():
+    """An engine whose loop dies answers what it held and what waits in its inbox with the
+    loop's error, and every later request at once."""
+    from tunery.serving.engine import ThreadedEngine
+
+    class Failing(ThreadedEngine):
+        def __init__(self) -> None:
+            self.name, self.go, self.held = "failing", threading.Event(), []
+            self._start("tunery-test-failing")
+
+        def _loop(self) -> None:
+            self.go.wait(30)
+            self.held.append(self._inbox.get())
+            raise ValueError("boom")
+
+        def _fail_all(self, error: BaseException) -> None:
+            for req in self.held:
+                req.emit(Delta(req.index, error=error))
+
+    eng = Failing()
+    sinks = [Sink() for _ in range(4)]
+    for i, s in enumerate(sinks[:3]):
+        eng.submit(EngineRequest(prompt_ids=[1], max_tokens=1, emit=s.q.put, index=i))
+    eng.go.set()
+    assert [str(s.wait().error) for s in sinks[:3]] == ["boom"] * 3
+    eng.submit(EngineRequest(prompt_ids=[1], max_tokens=1, emit=sinks[3].q.put, index=3))
+    assert "closed" in str(sinks[3].wait().error)
+    eng.close()
+
+
 def _adapter(path: Path) -> Adapter:
     return Adapter(key=str(path), path=path)
 

@@ -4,6 +4,7 @@ name behind the same contract."""
 from __future__ import annotations
 
 import shutil
+import threading
 
 from tunery.chat import ChatMessage, Role
 from tunery.serving import GenerationParams
@@ -96,3 +97,130 @@ def test_engine_modules_are_found_by_name(monkeypatch):
     assert factory is not None and isinstance(factory(None), EchoEngine)
     assert mgr_module._discover("no_such") is None and mgr_module._discover("../evil") is None
     mgr_module._FACTORIES.pop("fake", None)
+
+
+# --- loads and unloads do not hold up other models ----------------------------------------------
+
+class Gate:
+    """An engine factory (or close) that waits until the test opens it."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.open = threading.Event()
+        self.calls = 0
+
+    def wait(self) -> None:
+        self.calls += 1
+        self.entered.set()
+        assert self.open.wait(30), "the test never opened the gate"
+
+
+def _register_engine_model(tiny_model, name: str, kind: str) -> None:
+    from tunery.models import ModelRecord, register
+
+    register(ModelRecord(id=name, kind="base", path=tiny_model.path, source="test",
+                         meta={"catalog": "tiny-random", "engine": kind}))
+
+
+def _answers_within(fn, seconds: float) -> bool:
+    done = threading.Event()
+    threading.Thread(target=lambda: (fn(), done.set()), daemon=True).start()
+    return done.wait(seconds)
+
+
+def test_a_loaded_model_answers_while_another_one_loads(tiny_model):
+    gate = Gate()
+    register_engine("echo-warm", lambda rec: EchoEngine())
+    register_engine("echo-cold", lambda rec: (gate.wait(), EchoEngine())[1])
+    _register_engine_model(tiny_model, "warm", "echo-warm")
+    _register_engine_model(tiny_model, "cold", "echo-cold")
+    mgr = EngineManager(max_engines=4)
+    try:
+        warm = mgr.target("warm").engine
+        got = []
+        loads = [threading.Thread(target=lambda: got.append(mgr.target("cold").engine)) for _ in range(2)]
+        loads[0].start()
+        assert gate.entered.wait(10)
+        loads[1].start()  # the same cold model, asked for while it loads
+        assert _answers_within(lambda: mgr.target("warm"), 5), "a loaded model waited behind a cold load"
+        gate.open.set()
+        for t in loads:
+            t.join(10)
+        assert gate.calls == 1 and len(got) == 2 and got[0] is got[1]  # loaded once, for both
+        assert mgr.target("warm").engine is warm and len(mgr.loaded()) == 2
+    finally:
+        gate.open.set()
+        mgr.close()
+
+
+def test_a_failed_load_fails_its_waiters_and_is_retried(tiny_model, monkeypatch):
+    from tunery.errors import InvalidInput
+    from tunery.serving import manager as manager_module
+
+    gate, attempts, waiting = Gate(), [], threading.Event()
+    real_wait = manager_module._Loading.wait
+
+    def wait(self):
+        waiting.set()
+        return real_wait(self)
+
+    monkeypatch.setattr(manager_module._Loading, "wait", wait)
+
+    def flaky(rec):
+        attempts.append(1)
+        if len(attempts) == 1:
+            gate.wait()
+            raise InvalidInput("weights unreadable", param="model")
+        return EchoEngine()
+
+    register_engine("echo-flaky", flaky)
+    _register_engine_model(tiny_model, "flaky", "echo-flaky")
+    mgr = EngineManager()
+    errors = []
+
+    def ask():
+        try:
+            mgr.target("flaky")
+        except InvalidInput as e:
+            errors.append(e.message)
+
+    first, second = threading.Thread(target=ask), threading.Thread(target=ask)
+    first.start()
+    assert gate.entered.wait(10)
+    second.start()
+    assert waiting.wait(10)  # the second request waits for the first one's load
+    gate.open.set()
+    first.join(10)
+    second.join(10)
+    assert errors == ["weights unreadable"] * 2 and len(attempts) == 1
+    assert isinstance(mgr.target("flaky").engine, EchoEngine) and len(attempts) == 2
+    mgr.close()
+
+
+def test_an_engine_is_closed_outside_the_lock(tiny_model):
+    gate = Gate()
+
+    class SlowToClose(EchoEngine):
+        def close(self) -> None:
+            gate.wait()  # a torch engine waits for its thread to stop, up to 30 s
+
+    register_engine("echo-slow-close", lambda rec: SlowToClose())
+    register_engine("echo-other", lambda rec: EchoEngine())
+    register_engine("echo-new", lambda rec: EchoEngine())
+    for name in ("slow-close", "other", "new"):
+        _register_engine_model(tiny_model, name, f"echo-{name}")
+    mgr = EngineManager(max_engines=2)
+    mgr.spare_s = 0
+    try:
+        mgr.target("slow-close")
+        mgr.target("other")
+        loading = threading.Thread(target=lambda: mgr.target("new"))  # unloads slow-close, the least recent
+        loading.start()
+        assert gate.entered.wait(10)
+        assert _answers_within(lambda: mgr.target("other"), 5), "a request waited for another engine's close"
+        gate.open.set()
+        loading.join(10)
+        assert sorted(mgr.loaded()) == sorted(f"echo-{n}:{tiny_model.path}" for n in ("other", "new"))
+    finally:
+        gate.open.set()
+        mgr.close()

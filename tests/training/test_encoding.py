@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from tunery.chat import Conversation
+from tunery.chat_template import IGNORE, encode
 from tunery.models.loading import load_tokenizer
-from tunery.training.encoding import IGNORE, encode
 
 
 def _trained_text(tok, enc) -> str:

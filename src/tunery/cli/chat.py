@@ -44,7 +44,7 @@ def _model(ref: str):
 
 
 def _params(temperature: float, top_p: float, max_tokens: int, seed: int | None):
-    from tunery.serving.base import GenerationParams
+    from tunery.chat import GenerationParams
 
     return GenerationParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed)
 

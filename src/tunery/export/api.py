@@ -149,9 +149,9 @@ def _calibration_chats(rec: ModelRecord, path: str | Path | None) -> tuple[str, 
                 file_id = get_job(job_id)["training_file"]
                 source, label = files.content(file_id), f"training file {file_id} of {job_id}"
         if not source:
-            from tunery.quickstart import TRAIN
+            from tunery.examples import TRAVEL_TRAIN
 
-            source, label = str(TRAIN), "bundled travel chats"
+            source, label = str(TRAVEL_TRAIN), "bundled travel chats"
     try:
         convs = load_examples(source, purpose="validation")  # no minimum count, unlike training
     except InvalidInput as e:
@@ -166,7 +166,8 @@ def _calibration_ids(hf_dir: Path, chats: list[Messages]) -> list[list[int]]:
         return []
     from transformers import AutoTokenizer
 
-    from tunery.export.verify import encode, render
+    from tunery.chat_template import render
+    from tunery.export.verify import encode
 
     tok = AutoTokenizer.from_pretrained(str(hf_dir))
     out: list[list[int]] = []
@@ -192,10 +193,9 @@ def _verify(rec: ModelRecord, fmt: str, quantize: str, export_dir: Path, hf_dir:
             **kw: Any) -> VerifyReport:
     import torch
 
-    from tunery.export.hf_folder import folder_stop_ids
     from tunery.export.scorers import OnnxScorer, TorchScorer, load_torch
     from tunery.export.verify import verify
-    from tunery.models.loading import load_model
+    from tunery.models.loading import load_model, stop_token_ids
 
     # the source as tunery serves it: a LoRA fine-tune with its adapter attached, not merged,
     # so the check also proves the merge
@@ -210,14 +210,15 @@ def _verify(rec: ModelRecord, fmt: str, quantize: str, export_dir: Path, hf_dir:
     else:
         exported = load_torch(export_dir)
     return verify(source, exported, tok, fmt=fmt, quantize=quantize, tol=tolerance(fmt, quantize),
-                  stop_ids=folder_stop_ids(hf_dir), tokenizer_match=tokenizer_match, **kw)
+                  stop_ids=stop_token_ids(None, hf_dir), tokenizer_match=tokenizer_match, **kw)
 
 
 def _gguf_tokenizer_matches(folder: Path, gguf_file: str, source_tok: Any) -> bool:
     """Whether the tokenizer rebuilt from the GGUF metadata encodes a sample like the source's."""
     from transformers import AutoTokenizer
 
-    from tunery.export.verify import DEFAULT_TEXTS, render
+    from tunery.chat_template import render
+    from tunery.export.verify import DEFAULT_TEXTS
 
     tok = AutoTokenizer.from_pretrained(str(folder), gguf_file=gguf_file)
     for msgs in DEFAULT_TEXTS[:2]:

@@ -179,8 +179,8 @@ def hessians(fp32_dir: Path, sequences: Sequence[Sequence[int]], progress: Progr
     token ``sequences``, keyed by the input tensor's name."""
     import onnx
 
-    from tunery.export.runtime import ort_session
     from tunery.export.scorers import decoder_feeds, kv_shape
+    from tunery.runtime import ort_session
 
     model = onnx.load(str(fp32_dir / "model.onnx"), load_external_data=False)
     names = sorted({node.input[0] for node in _weighted_matmuls(model).values()})

@@ -8,7 +8,6 @@ weights, the tokenizer, the chat template (as ``chat_template.jinja`` and inside
 from __future__ import annotations
 
 import contextlib
-import json
 from pathlib import Path
 
 from tunery.models.registry import ModelRecord
@@ -39,16 +38,3 @@ def write_merged(rec: ModelRecord, out_dir: Path) -> Path:
                      pad_token_id=tok.pad_token_id, do_sample=False).save_pretrained(out_dir)
     del model
     return out_dir
-
-
-def folder_stop_ids(folder: Path) -> list[int]:
-    """End-of-turn ids recorded in a folder's generation config (or genai config)."""
-    ids: list[int] = []
-    for name, key in (("generation_config.json", "eos_token_id"), ("genai_config.json", None)):
-        p = Path(folder) / name
-        if not p.exists():
-            continue
-        data = json.loads(p.read_text())
-        eos = data.get(key) if key else data.get("model", {}).get("eos_token_id")
-        ids += eos if isinstance(eos, list) else ([eos] if eos is not None else [])
-    return sorted({int(i) for i in ids})

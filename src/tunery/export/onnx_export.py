@@ -97,9 +97,9 @@ def _run_builder(hf_dir: Path, out_dir: Path, quantize: str, log_path: Path | No
 def _finish_config(hf_dir: Path, out_dir: Path) -> None:
     """Carry over what the builder leaves out: every end-of-turn id (ChatML models end a turn with
     ``<|im_end|>``, which is not always the config's ``eos_token_id``) and the generation config."""
-    from tunery.export.hf_folder import folder_stop_ids
+    from tunery.models.loading import stop_token_ids
 
-    stops = folder_stop_ids(hf_dir)
+    stops = stop_token_ids(None, hf_dir)
     cfg_path = out_dir / "genai_config.json"
     cfg = json.loads(cfg_path.read_text())
     if stops:

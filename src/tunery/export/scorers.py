@@ -46,8 +46,8 @@ class TorchScorer:
         step = torch.tensor([ids])
         with torch.inference_mode():
             for _ in range(n):
-                res = self.model(input_ids=step, past_key_values=past, use_cache=True)
-                past = res.past_key_values
+                res = self.model(input_ids=step, cache=past, use_cache=True)
+                past = res.cache
                 token = int(res.logits[0, -1].argmax())
                 out.append(token)
                 if token in stop_ids:
@@ -98,7 +98,7 @@ class OnnxScorer:
     """An onnxruntime-genai export folder (``model.onnx`` + ``genai_config.json``)."""
 
     def __init__(self, folder: Path) -> None:
-        from tunery.export.runtime import genai_model, ort_session
+        from tunery.runtime import genai_model, ort_session
 
         self.folder = Path(folder)
         dec = json.loads((self.folder / "genai_config.json").read_text())["model"]["decoder"]

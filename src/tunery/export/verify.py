@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from tunery.chat_template import IGNORE, encode_all, prompt_ids
 from tunery.export.formats import Tolerance
 from tunery.export.scorers import Scorer
 
@@ -40,7 +41,7 @@ DEFAULT_TEXTS: list[Messages] = [
      {"role": "assistant", "content": "Warm layers, a waterproof jacket, sturdy boots, a hat and gloves. The "
                                       "weather changes fast, so plan flexible days."}],
 ]
-"""Conversations whose assistant turns the loss is measured on."""
+"""Conversations whose trained tokens (as the trainer defines them) the loss is measured on."""
 
 
 @dataclass
@@ -82,28 +83,8 @@ class VerifyReport:
                 f"{self.export_loss:.4f} ({self.loss_delta:+.2%}), KL {self.kl:.4f}{tok}")
 
 
-def render(tokenizer: Any, messages: Messages, *, generation_prompt: bool) -> str:
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
-
-
 def encode(tokenizer: Any, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
-
-
-def assistant_mask(tokenizer: Any, messages: Messages) -> tuple[list[int], list[bool]]:
-    """Token ids of a whole conversation and, per token, whether it belongs to an assistant turn
-    (found through character offsets, so a template that merges tokens at a boundary still works)."""
-    text = render(tokenizer, messages, generation_prompt=False)
-    spans = []
-    for i, m in enumerate(messages):
-        if m["role"] != "assistant":
-            continue
-        start = text.find(m["content"], len(render(tokenizer, messages[:i], generation_prompt=True)) if i else 0)
-        if start >= 0:
-            spans.append((start, start + len(m["content"])))
-    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    mask = [any(s <= a < e for s, e in spans) for a, _ in enc["offset_mapping"]]
-    return list(enc["input_ids"]), mask
 
 
 def _log_softmax(x: np.ndarray) -> np.ndarray:
@@ -122,7 +103,7 @@ def verify(source: Scorer, export: Scorer, tokenizer: Any, *, fmt: str, quantize
 
     fractions, sample = [], {}
     for i, msgs in enumerate(prompts):
-        ids = encode(tokenizer, render(tokenizer, msgs, generation_prompt=True))
+        ids = prompt_ids(tokenizer, msgs)
         a, b = source.greedy(ids, greedy_tokens, stops), export.greedy(ids, greedy_tokens, stops)
         longest = max(len(a), len(b))
         fractions.append(1.0 if longest == 0 else sum(x == y for x, y in zip(a, b, strict=False)) / longest)
@@ -132,15 +113,16 @@ def verify(source: Scorer, export: Scorer, tokenizer: Any, *, fmt: str, quantize
 
     same = total = scored = 0
     nll_s = nll_e = kl = 0.0
-    for msgs in texts:
-        ids, mask = assistant_mask(tokenizer, msgs)
+    # the trainer's loss positions: weight-1 assistant turns and their end-of-turn markers
+    for ex in encode_all(texts, tokenizer):
+        ids = ex.input_ids
         ls, le = _log_softmax(source.logits(ids)), _log_softmax(export.logits(ids))
         vocab = min(ls.shape[-1], le.shape[-1])
         ls, le = ls[:, :vocab], le[:, :vocab]
         same += int((ls[:-1].argmax(-1) == le[:-1].argmax(-1)).sum())
         total += len(ids) - 1
         for pos in range(1, len(ids)):  # logits at pos-1 predict token pos
-            if not mask[pos]:
+            if ex.labels[pos] == IGNORE:
                 continue
             scored += 1
             nll_s -= ls[pos - 1, ids[pos]]

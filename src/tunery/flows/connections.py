@@ -20,9 +20,9 @@ from pathlib import Path
 
 import yaml
 
+from tunery.chat import ChatModel
 from tunery.errors import InvalidInput, NotFound
 from tunery.home import atomic_write_text, home
-from tunery.serving.base import ChatModel
 
 CONNECTION_TYPES = ("tunery", "openai")
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$")
@@ -111,12 +111,12 @@ def default_model_name(explicit: str | None = None) -> str:
 def known_locally(name: str) -> bool:
     """Whether the local connection can answer ``name`` itself: a registered or catalog model, a
     deployment, or an explicit ``MODEL@http://...`` endpoint."""
-    from tunery import db
     from tunery.models import CATALOG, find
+    from tunery.serving import deployments
 
     if "@http://" in name or "@https://" in name or name in CATALOG or find(name) is not None:
         return True
-    return bool(db.query("SELECT 1 FROM deployments WHERE name=?", (name,)))
+    return deployments.find(name) is not None
 
 
 class ModelResolver:

@@ -17,7 +17,7 @@ from typing import Any
 
 import jinja2
 
-from tunery.chat import ChatMessage, Role
+from tunery.chat import ChatMessage, GenerationParams, Role
 from tunery.errors import InvalidInput, TuneryError
 from tunery.flows import context
 from tunery.flows.connections import Connection, ModelFactory, ModelResolver, get_connection
@@ -26,7 +26,6 @@ from tunery.flows.pytools import ToolLoader, call_tool
 from tunery.flows.refs import MISSING, Reference, lookup
 from tunery.flows.spec import Flow, InvalidFlow, Node, Problem, coerce_input
 from tunery.flows.templates import MODEL_PARAMS, render, render_chat
-from tunery.serving.base import GenerationParams
 
 COMPLETED, FAILED, BYPASSED = "Completed", "Failed", "Bypassed"
 OVERRIDE_KEYS = ("connection", "deployment_name", "model")

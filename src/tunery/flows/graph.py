@@ -5,17 +5,9 @@ file's order where the graph leaves a choice."""
 from __future__ import annotations
 
 import difflib
-from typing import TYPE_CHECKING
 
 from tunery.errors import InvalidInput
-from tunery.flows.spec import Problem
-
-if TYPE_CHECKING:
-    from tunery.flows.spec import Flow, Node
-
-
-def _where(node: Node) -> str:
-    return f"node '{node.name}'" + (f" (variant {node.variant_id})" if node.variant_id else "")
+from tunery.flows.dag import Flow, Node, Problem
 
 
 def _suggest(name: str, options: list[str]) -> str:
@@ -35,18 +27,18 @@ def check_graph(flow: Flow, declared: set[str] | None = None) -> list[Problem]:
             if ref.is_flow_input:
                 name = ref.path[0]
                 if name not in flow.inputs:
-                    problems.append(Problem(_where(node), field, f"{ref} references unknown flow input "
+                    problems.append(Problem(node.where, field, f"{ref} references unknown flow input "
                                             f"{name!r}{_suggest(name, list(flow.inputs))}"))
                 continue
             target = by_name.get(ref.node or "")
             if ref.node == node.name:
-                problems.append(Problem(_where(node), field, f"{ref} references the node itself"))
+                problems.append(Problem(node.where, field, f"{ref} references the node itself"))
             elif target is None:
                 if ref.node not in declared:
-                    problems.append(Problem(_where(node), field, f"{ref} references unknown node "
+                    problems.append(Problem(node.where, field, f"{ref} references unknown node "
                                             f"{ref.node!r}{_suggest(ref.node or '', names)}"))
             elif target.aggregation and not node.aggregation:
-                problems.append(Problem(_where(node), field, f"{ref}: only aggregation nodes may reference "
+                problems.append(Problem(node.where, field, f"{ref}: only aggregation nodes may reference "
                                         f"the aggregation node {ref.node!r}"))
     for out in flow.outputs.values():
         ref = out.reference
@@ -81,7 +73,7 @@ def _cycles(nodes: tuple[Node, ...]) -> list[Problem]:
                 continue
             if state.get(dep) == 1:
                 cycle = stack[stack.index(dep):] + [dep]
-                problems.append(Problem(_where(node), field, f"{ref} closes a cycle: {' -> '.join(cycle)}"))
+                problems.append(Problem(node.where, field, f"{ref} closes a cycle: {' -> '.join(cycle)}"))
             elif dep not in state:
                 visit(dep)
         stack.pop()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tunery.data.text import check_utf8, read_lines
 from tunery.errors import InvalidInput, NotFound
 from tunery.flows.refs import MISSING, Reference, lookup, parse_mapping_reference
 from tunery.flows.spec import Flow
@@ -31,20 +32,23 @@ def load_data(path: str | Path) -> list[dict[str, Any]]:
     if not p.is_file():
         raise NotFound(f"data file {p} not found", param="data")
     if p.suffix.lower() in (".csv", ".tsv"):
-        with p.open(newline="", encoding="utf-8") as f:
-            return [dict(r) for r in csv.DictReader(f, delimiter="\t" if p.suffix.lower() == ".tsv" else ",")]
+        try:
+            with p.open(newline="", encoding="utf-8-sig") as f:
+                return [dict(r) for r in csv.DictReader(f, delimiter="\t" if p.suffix.lower() == ".tsv" else ",")]
+        except UnicodeDecodeError:
+            check_utf8(p, param="data")  # names the line and byte
+            raise
     rows = []
-    with p.open(encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InvalidInput(f"{p.name} line {i}: not valid JSON ({e.msg})", param="data") from None
-            if not isinstance(row, dict):
-                raise InvalidInput(f"{p.name} line {i}: each line must be a JSON object", param="data")
-            rows.append(row)
+    for i, line in read_lines(p, param="data"):  # a line that is not UTF-8 is named
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InvalidInput(f"{p.name} line {i}: not valid JSON ({e.msg})", param="data") from None
+        if not isinstance(row, dict):
+            raise InvalidInput(f"{p.name} line {i}: each line must be a JSON object", param="data")
+        rows.append(row)
     if not rows:
         raise InvalidInput(f"{p.name} has no lines", param="data")
     return rows

@@ -21,10 +21,6 @@ from tunery.flows.spec import Node, Problem
 _import_lock = threading.Lock()
 
 
-def _where(node: Node) -> str:
-    return f"node '{node.name}'" + (f" (variant {node.variant_id})" if node.variant_id else "")
-
-
 class ToolLoader:
     """Loads each Python file of one flow once and hands out its tool functions."""
 
@@ -35,7 +31,7 @@ class ToolLoader:
 
     def load(self, node: Node) -> tuple[Callable | None, list[Problem]]:
         """The node's function, or None and the problems that prevent it."""
-        where = _where(node)
+        where = node.where
         module, problem = self._module(node.source, where)
         if module is None:
             return None, [problem] if problem else []

@@ -11,16 +11,13 @@ import re
 import threading
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jinja2
 import jinja2.meta
 
 from tunery.chat import ChatMessage, Role
-from tunery.flows.spec import Problem
-
-if TYPE_CHECKING:
-    from tunery.flows.spec import Node
+from tunery.flows.dag import Node, Problem
 
 _ROLES = ("system", "user", "assistant", "function", "tool")
 _ROLE_LINE = re.compile(r"^[ \t]*#?[ \t]*(" + "|".join(_ROLES) + r")[ \t]*:[ \t]*\r?\n",

@@ -43,16 +43,18 @@ def load_tokenizer(model: str | ModelRecord) -> PreTrainedTokenizerBase:
     return tok
 
 
-def stop_token_ids(tokenizer: PreTrainedTokenizerBase, path: Path) -> list[int]:
-    """End-of-turn token ids: the generation config's eos ids plus the tokenizer's."""
+def stop_token_ids(tokenizer: PreTrainedTokenizerBase | None, path: Path) -> list[int]:
+    """End-of-turn token ids of a model folder: the eos ids of its generation config and, in an
+    ONNX export, of its ``genai_config.json``, plus the tokenizer's (when one is given)."""
     ids: list[int] = []
-    gc = path / "generation_config.json"
-    if gc.exists():
-        eos = json.loads(gc.read_text()).get("eos_token_id")
-        ids += eos if isinstance(eos, list) else ([eos] if eos is not None else [])
-    if tokenizer.eos_token_id is not None:
+    for name, eos_of in (("generation_config.json", lambda d: d.get("eos_token_id")),
+                         ("genai_config.json", lambda d: d.get("model", {}).get("eos_token_id"))):
+        if (Path(path) / name).exists():
+            eos = eos_of(json.loads((Path(path) / name).read_text()))
+            ids += eos if isinstance(eos, list) else ([eos] if eos is not None else [])
+    if tokenizer is not None and tokenizer.eos_token_id is not None:
         ids.append(tokenizer.eos_token_id)
-    return sorted(set(ids))
+    return sorted({int(i) for i in ids})
 
 
 def attention_mask(allowed: torch.Tensor, config, dtype: torch.dtype, *, plain_causal: bool = False

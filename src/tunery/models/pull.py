@@ -17,9 +17,17 @@ from pathlib import Path
 from tunery.errors import InvalidInput, NotFound, OfflineError
 from tunery.home import atomic_dir, home
 from tunery.models import registry
-from tunery.models.catalog import CATALOG, ModelSpec
+from tunery.models.catalog import CATALOG, DEFAULT_MODEL, ModelSpec
 from tunery.models.registry import ModelRecord
 from tunery.progress import Progress, say
+
+
+def ensure(name: str | None = None, *, progress: Progress | None = None) -> ModelRecord:
+    """Like :func:`tunery.models.registry.get`, but pulls a catalog model on first use."""
+    name = name or DEFAULT_MODEL
+    if registry.find(name) is None and name in CATALOG:
+        return pull(name, progress=progress)
+    return registry.get(name)
 
 
 def pull(name: str, *, force: bool = False, progress: Progress | None = None) -> ModelRecord:

@@ -11,7 +11,7 @@ from typing import Any
 
 from tunery import db
 from tunery.errors import Conflict, InvalidInput, NotFound
-from tunery.models.catalog import CATALOG, DEFAULT_MODEL, ModelSpec
+from tunery.models.catalog import CATALOG, ModelSpec
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
 
@@ -57,11 +57,17 @@ def _record(row) -> ModelRecord:
                        meta=db.loads(row["meta"], {}))
 
 
-def register(record: ModelRecord, *, replace: bool = False) -> ModelRecord:
+def register(record: ModelRecord, *, replace: bool = False, conn: db.sqlite3.Connection | None = None
+             ) -> ModelRecord:
+    """Add ``record`` (``replace``: over a model of the same name). With ``conn``, a connection in
+    :func:`tunery.db.transaction`, the row is written in that transaction, so a caller that also
+    records something else (a job that produced the model) commits both or neither."""
     if not NAME_RE.match(record.id):
         raise InvalidInput(f"invalid model name {record.id!r}: use letters, digits and . _ - :", param="name")
+    if conn is None:
+        with db.transaction() as tx:
+            return register(record, replace=replace, conn=tx)
     verb = "INSERT OR REPLACE" if replace else "INSERT"
-    conn = db.connect()
     try:
         conn.execute(f"{verb} INTO models (id, kind, parent, path, source, method, created_at, meta) "
                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -70,9 +76,7 @@ def register(record: ModelRecord, *, replace: bool = False) -> ModelRecord:
     except db.sqlite3.IntegrityError as e:
         raise Conflict(f"a model named {record.id!r} already exists", param="name",
                        hint="pick another name or remove it with `tunery models remove`") from e
-    finally:
-        conn.close()
-    return get(record.id)
+    return _record(conn.execute("SELECT * FROM models WHERE id=?", (record.id,)).fetchone())
 
 
 def list_models(kind: str | None = None) -> list[ModelRecord]:
@@ -85,8 +89,10 @@ def find(name: str) -> ModelRecord | None:
     rows = db.query("SELECT * FROM models WHERE id=?", (name,))
     if rows:
         return _record(rows[0])
-    rows = db.query("SELECT c.path, c.step, c.created_at, j.model, j.training_method, j.id FROM checkpoints c "
-                    "JOIN jobs j ON c.job_id=j.id WHERE c.fine_tuned_model_checkpoint=?", (name,))
+    # A checkpoint of a fine-tuning job, named ``ft:...:ckpt-step-N``: the job system publishes them
+    # in this view of the schema (tunery.db), so the registry never reads the jobs' tables.
+    rows = db.query("SELECT path, step, created_at, parent, method, job_id FROM model_checkpoints WHERE id=?",
+                    (name,))
     if rows:
         path, step, created, base, method, job_id = tuple(rows[0])
         base_rec = find(base)
@@ -108,27 +114,19 @@ def get(name: str) -> ModelRecord:
                    hint="see `tunery models list`; add a local one with `tunery models add NAME PATH`")
 
 
-def ensure(name: str | None = None, *, progress=None) -> ModelRecord:
-    """Like :func:`get`, but pulls a catalog model on first use."""
-    name = name or DEFAULT_MODEL
-    rec = find(name)
-    if rec is None and name in CATALOG:
-        from tunery.models.pull import pull
-
-        return pull(name, progress=progress)
-    return get(name)
-
-
 def remove(name: str, *, delete_files: bool = True) -> ModelRecord:
     from tunery.home import home
 
     rec = get(name)
-    if rec.kind == "base":
-        children = db.query("SELECT id FROM models WHERE parent=?", (name,))
-        if children:
-            raise Conflict(f"model {name!r} is the base of {len(children)} fine-tuned model(s), e.g. "
-                           f"{children[0]['id']!r}", param="model", hint="remove those first")
-    db.execute("DELETE FROM models WHERE id=?", (name,))
+    # the check and the delete in one transaction: a fine-tune registered in between would be left
+    # with no base
+    with db.transaction() as tx:
+        if rec.kind == "base":
+            children = tx.execute("SELECT id FROM models WHERE parent=?", (name,)).fetchall()
+            if children:
+                raise Conflict(f"model {name!r} is the base of {len(children)} fine-tuned model(s), e.g. "
+                               f"{children[0]['id']!r}", param="model", hint="remove those first")
+        tx.execute("DELETE FROM models WHERE id=?", (name,))
     if delete_files and rec.path.is_relative_to(home().root) and rec.path.exists():
         shutil.rmtree(rec.path, ignore_errors=True)
     return rec

@@ -8,9 +8,8 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from tunery.chat import ChatMessage
+from tunery.chat import ChatMessage, Completion, CompletionChunk, GenerationParams, Usage
 from tunery.errors import InvalidInput, OfflineError, TuneryError
-from tunery.serving.base import Completion, CompletionChunk, GenerationParams, Usage
 
 
 def _payload(model: str, messages: Sequence[ChatMessage], params: GenerationParams, stream: bool) -> dict:

@@ -13,12 +13,15 @@ engine that decodes token by token.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,14 @@ CLOSE = object()
 class ThreadedEngine:
     """Plumbing for an engine that works on a thread of its own: an inbox of requests that
     ``submit`` fills and ``_loop`` drains, ``busy`` and ``close``. Subclasses write ``_loop`` (and
-    ``_active`` when they keep requests outside the inbox)."""
+    ``_active`` when they keep requests outside the inbox); ``_loop`` returns once it takes
+    ``CLOSE`` (or fails), after answering the requests it holds.
+
+    Every request gets a final ``Delta``, however it races with ``close``: a request is put in the
+    inbox only while the engine is open, under the same lock that puts ``CLOSE``, so it lands
+    before ``CLOSE`` and the loop takes it; whatever the loop leaves in the inbox when it ends (it
+    may end early) is answered "the engine was closed" (or with the loop's error, when it failed),
+    and so is a request submitted after."""
 
     name: str
 
@@ -84,14 +94,16 @@ class ThreadedEngine:
         self._inbox: queue.Queue = queue.Queue()
         self._working = False
         self._closed = False
-        self._thread = threading.Thread(target=self._loop, name=thread_name, daemon=True)
+        self._gate = threading.Lock()  # makes "still open?" and the put into the inbox one step
+        self._thread = threading.Thread(target=self._serve, name=thread_name, daemon=True)
         self._thread.start()
 
     def submit(self, request: EngineRequest) -> None:
-        if self._closed:
-            request.emit(Delta(request.index, error=RuntimeError("the engine was closed")))
-            return
-        self._inbox.put(request)
+        with self._gate:
+            if not self._closed:
+                self._inbox.put(request)
+                return
+        request.emit(Delta(request.index, error=RuntimeError("the engine was closed")))
 
     def busy(self) -> bool:
         return self._working or self._active() or not self._inbox.empty()
@@ -100,20 +112,45 @@ class ThreadedEngine:
         return False
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._inbox.put(CLOSE)
+        with self._gate:
+            if self._closed:
+                return
+            self._closed = True
+            self._inbox.put(CLOSE)
         self._thread.join(timeout=30)
+
+    def _serve(self) -> None:
+        error: BaseException = RuntimeError("the engine was closed")
+        try:
+            self._loop()
+        except Exception as e:
+            log.exception("the engine loop of %s failed", self.name)
+            error = e
+            self._fail_all(e)
+        finally:
+            with self._gate:  # a loop that failed takes no more requests either
+                self._closed = True
+            self._working = False
+            while True:
+                try:
+                    item = self._inbox.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not CLOSE:
+                    item.emit(Delta(item.index, error=error))
 
     def _loop(self) -> None:
         raise NotImplementedError
+
+    def _fail_all(self, error: BaseException) -> None:
+        """Answer the requests the loop holds outside the inbox with ``error`` (its loop failed)."""
 
 
 @runtime_checkable
 class Engine(Protocol):
     """What an engine provides. ``submit`` must return at once (work happens on the engine's own
-    thread or event loop) and must eventually call ``request.emit`` with a final ``Delta``."""
+    thread or event loop) and must eventually call ``request.emit`` with a final ``Delta``, also
+    when the request races with ``close`` or comes after it (``ThreadedEngine`` sees to that)."""
 
     context_length: int
 

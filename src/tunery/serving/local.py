@@ -1,11 +1,14 @@
-"""``LocalChatModel``: the ChatModel contract over the process-wide engine manager, for any
-registered model, checkpoint or deployment name.
+"""In-process chat models: ``ChatRun`` (a started generation, streamed or collected),
+``EngineChatModel`` (the ChatModel contract over an engine in this process) and
+``LocalChatModel``, that contract over the process-wide engine manager for any registered model,
+checkpoint or deployment name. The ONNX export an app embeds without the registry
+(``tunery.serving.onnx_engine.OnnxChatModel``) is an ``EngineChatModel`` too.
 
 A deployment name brings its policy along: the content filter screens prompts and answers, and
 its tokens-per-minute limit books the tokens of every call, wherever the call comes from (the
 server, ``tunery chat``, a flow).
 
-:meth:`LocalChatModel.start` does every check (model, context, filter, rate limit) and starts the
+:meth:`EngineChatModel.start` does every check (model, context, filter, rate limit) and starts the
 generation before it returns, so a caller such as the server can answer an error with the right
 status before it commits to a streamed response.
 """
@@ -17,15 +20,16 @@ import queue
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 
-from tunery.chat import ChatMessage
+from tunery.chat import ChatMessage, Completion, CompletionChunk, GenerationParams, Usage
 from tunery.errors import TuneryError
-from tunery.serving.base import Completion, CompletionChunk, GenerationParams, Usage
 from tunery.serving.content_filter import AnswerFilter, ContentFilter
 from tunery.serving.engine import Delta, EngineRequest
-from tunery.serving.manager import manager
+from tunery.serving.manager import Target, manager
 
 
 class GenerationFailed(TuneryError):
+    """An engine failed on a request (or was closed under it)."""
+
     status_code = 500
     error_type = "server_error"
     code = "generation_failed"
@@ -57,6 +61,14 @@ class ChatRun:
             # engine thread -> event loop, no thread of our own in between
             self._aqueue: asyncio.Queue[Delta] = asyncio.Queue()
             self.emit = lambda d: loop.call_soon_threadsafe(self._aqueue.put_nowait, d)
+
+    @classmethod
+    def submit(cls, target: Target, prompt_ids: list[int], params: GenerationParams, *, model: str,
+               answer_filter: ContentFilter | None = None, deployment: str | None = None,
+               loop: asyncio.AbstractEventLoop | None = None, ignore_eos: bool = False) -> ChatRun:
+        """Start ``params.n`` choices of an encoded prompt on ``target`` and return their run."""
+        run = cls(len(prompt_ids), model, answer_filter, deployment, loop)
+        return run.started(target.submit(prompt_ids, params, run.emit, ignore_eos=ignore_eos))
 
     def started(self, requests: list[EngineRequest]) -> ChatRun:
         self.requests = requests
@@ -146,41 +158,28 @@ class ChatRun:
         return self._completion_of(texts)
 
 
-class LocalChatModel:
-    """A registered model, checkpoint or deployment, served in this process."""
+class EngineChatModel:
+    """The ChatModel contract over an engine in this process. A subclass says which ``Target``
+    serves it (:meth:`target`) and, by overriding :meth:`start`, which policy applies."""
 
+    name: str
     can_stream = True
     parallel_requests = 8  # the engine batches concurrent requests
 
-    def __init__(self, name: str) -> None:
-        self.name = name
+    def target(self) -> Target:
+        raise NotImplementedError
 
     def start(self, messages: Sequence[ChatMessage], params: GenerationParams, *, ignore_eos: bool = False,
               loop: asyncio.AbstractEventLoop | None = None) -> ChatRun:
         """Check everything, start generating, and return the run to iterate. With ``loop``, the
         run is iterated with ``async for`` on that event loop."""
-        from tunery.serving import deployments
-        from tunery.serving.ratelimit import limiter
-
-        dep = deployments.find(self.name)
-        flt = dep.filter() if dep is not None else None
-        mgr = manager()
-        target = mgr.target(dep.model if dep is not None else self.name)
-        if flt is not None:
-            flt.check_prompt(messages)
-        prompt_ids = mgr.encode(target, messages)
-        if dep is not None and dep.tpm:
-            limiter.acquire(dep.name, dep.tpm, len(prompt_ids))
-        run = ChatRun(len(prompt_ids), self.name, flt, dep.name if dep is not None and dep.tpm else None, loop)
-        return run.started(mgr.submit(target, prompt_ids, params, run.emit, ignore_eos=ignore_eos))
+        target = self.target()
+        return ChatRun.submit(target, target.encode(messages), params, model=self.name, loop=loop,
+                              ignore_eos=ignore_eos)
 
     def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
         """Prompt tokens of ``messages`` through this model's chat template."""
-        from tunery.serving import deployments
-
-        dep = deployments.find(self.name)
-        mgr = manager()
-        return len(mgr.encode(mgr.target(dep.model if dep else self.name), messages))
+        return len(self.target().encode(messages))
 
     def generate(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Completion:
         return self.start(messages, params).collect()
@@ -191,6 +190,37 @@ class LocalChatModel:
             yield from run
         finally:
             run.close()
+
+
+class LocalChatModel(EngineChatModel):
+    """A registered model, checkpoint or deployment, served in this process."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def target(self) -> Target:
+        from tunery.serving import deployments
+
+        dep = deployments.find(self.name)
+        return manager().target(dep.model if dep is not None else self.name)
+
+    def start(self, messages: Sequence[ChatMessage], params: GenerationParams, *, ignore_eos: bool = False,
+              loop: asyncio.AbstractEventLoop | None = None) -> ChatRun:
+        """:meth:`EngineChatModel.start`, under the deployment's policy when the name is a deployment."""
+        from tunery.serving import deployments
+        from tunery.serving.ratelimit import limiter
+
+        dep = deployments.find(self.name)
+        flt = dep.filter() if dep is not None else None
+        target = manager().target(dep.model if dep is not None else self.name)
+        if flt is not None:
+            flt.check_prompt(messages)
+        prompt_ids = target.encode(messages)
+        if dep is not None and dep.tpm:
+            limiter.acquire(dep.name, dep.tpm, len(prompt_ids))
+        return ChatRun.submit(target, prompt_ids, params, model=self.name, answer_filter=flt,
+                              deployment=dep.name if dep is not None and dep.tpm else None, loop=loop,
+                              ignore_eos=ignore_eos)
 
     def __repr__(self) -> str:
         return f"LocalChatModel({self.name!r})"

@@ -1,5 +1,7 @@
-"""The process-wide engine manager: which engine serves which model, chat templates, context
-checks, and the ``n`` choices of one request.
+"""The process-wide engine manager (which engine serves which model) and ``Target``, a model
+resolved to an engine: the one place where a chat request becomes engine requests (chat template,
+context check, ``max_tokens``, the ``n`` choices), whether the target came from the registry or
+from an export folder an app embeds (``tunery.serving.onnx_engine.OnnxChatModel``).
 
 One engine per set of base weights: a base model and all of its LoRA fine-tunes (and their
 checkpoints) share it, a full fine-tune gets its own. Engines load on first use and the least
@@ -23,11 +25,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tunery.chat import ChatMessage
+from tunery.chat import ChatMessage, GenerationParams
 from tunery.errors import InvalidInput
 from tunery.models import registry
 from tunery.models.registry import ModelRecord
-from tunery.serving.base import GenerationParams
 from tunery.serving.engine import Adapter, Delta, Engine, EngineRequest
 
 EngineFactory = Callable[[ModelRecord], Engine]
@@ -35,8 +36,8 @@ EngineFactory = Callable[[ModelRecord], Engine]
 
 
 def _torch_engine(rec: ModelRecord) -> Engine:
-    from tunery.export.runtime import env_threads
     from tunery.models.loading import load_tokenizer, stop_token_ids
+    from tunery.runtime import env_threads
     from tunery.serving.torch_engine import TorchEngine
 
     threads = env_threads()
@@ -77,15 +78,62 @@ def _discover(kind: str) -> EngineFactory | None:
     return _FACTORIES.get(kind)
 
 
+_encode_lock = threading.Lock()  # fast tokenizers are not safe to call from two threads
+
+
 @dataclass(frozen=True)
 class Target:
-    """A resolved model: the engine holding its weights, the adapter to apply, its tokenizer."""
+    """A resolved model: the engine holding its weights, the adapter to apply, its tokenizer (for
+    encoding; the engine decodes with its own) and the context length it is served with."""
 
     record: ModelRecord
     engine: Engine
     adapter: Adapter | None
     tokenizer: Any
     context_length: int
+
+    def encode(self, messages: Sequence[ChatMessage]) -> list[int]:
+        """The prompt's token ids through the model's chat template; refuses a prompt that does not
+        fit the context (never cut silently)."""
+        from tunery.chat_template import prompt_ids
+
+        if not messages:
+            raise InvalidInput("messages must not be empty", param="messages")
+        if len(messages) >= self.context_length:
+            # every message takes a token at least: refused before templating and tokenizing, whose
+            # time and memory grow with the conversation (100,000 messages took gigabytes)
+            raise InvalidInput(f"this model's maximum context length is {self.context_length} tokens, but "
+                               f"the {len(messages):,} messages take at least one token each and leave no "
+                               "room for an answer", param="messages", code="context_length_exceeded",
+                               hint="send fewer messages")
+        with _encode_lock:
+            ids = prompt_ids(self.tokenizer, messages)
+        if len(ids) >= self.context_length:
+            raise InvalidInput(f"this model's maximum context length is {self.context_length} tokens, but "
+                               f"the messages take {len(ids)} tokens and leave no room for an answer",
+                               param="messages", code="context_length_exceeded",
+                               hint="shorten the messages")
+        return ids
+
+    def submit(self, prompt_ids: list[int], params: GenerationParams, emit: Callable[[Delta], None], *,
+               ignore_eos: bool = False) -> list[EngineRequest]:
+        """Start ``params.n`` choices (choice ``i`` samples with seed + i); every ``Delta`` goes to
+        ``emit`` tagged with its choice index.
+
+        The ``max_tokens`` rule: an answer gets at most ``params.max_tokens`` new tokens and never
+        more than the context has room for after the prompt (all that room when ``max_tokens`` is
+        None), and at least 1 (the engines always generate one token; :meth:`encode` guarantees
+        the room)."""
+        room = self.context_length - len(prompt_ids)
+        max_tokens = max(1, room if params.max_tokens is None else min(params.max_tokens, room))
+        seed = params.seed if params.seed is not None else secrets.randbits(63)
+        requests = [EngineRequest(prompt_ids=prompt_ids, max_tokens=max_tokens, emit=emit,
+                                  temperature=params.temperature, top_p=params.top_p, seed=seed + i,
+                                  stop=params.stop, adapter=self.adapter, index=i, ignore_eos=ignore_eos)
+                    for i in range(max(1, params.n))]
+        for r in requests:
+            self.engine.submit(r)
+        return requests
 
 
 def _adapter_for(rec: ModelRecord) -> Adapter | None:
@@ -101,6 +149,11 @@ def _adapter_for(rec: ModelRecord) -> Adapter | None:
 
 
 class EngineManager:
+    """Engines and tokenizers by key, loaded on first use. The lock guards the tables only: a load
+    (engine creation can take a minute) and the close of an unloaded engine (which may wait for
+    its thread) happen outside it, so requests to loaded models never wait behind a cold one.
+    Two requests for the same cold model share one load (:class:`_Loading`)."""
+
     spare_s = 30.0  # an engine used this recently is never unloaded
 
     def __init__(self, max_engines: int | None = None) -> None:
@@ -108,8 +161,9 @@ class EngineManager:
         self._engines: OrderedDict[str, Engine] = OrderedDict()
         self._last_used: dict[str, float] = {}
         self._tokenizers: OrderedDict[str, Any] = OrderedDict()
+        self._loading_engines: dict[str, _Loading] = {}
+        self._loading_tokenizers: dict[str, _Loading] = {}
         self._lock = threading.RLock()
-        self._encode_lock = threading.Lock()  # fast tokenizers are not safe to call from two threads
 
     def target(self, model: str) -> Target:
         """Resolve a model or checkpoint name; loads its engine on first use."""
@@ -123,18 +177,45 @@ class EngineManager:
         engine = self._engine(base)
         return Target(rec, engine, adapter, tokenizer, min(rec.context_length, engine.context_length))
 
+    def _load_once(self, key: str, table: OrderedDict[str, Any], loads: dict[str, _Loading],
+                   make: Callable[[], Any], before: Callable[[], list[Engine]] = list) -> Any:
+        """``table[key]``, made by ``make`` if missing: by the first caller, outside the lock, while
+        later callers for the same key wait for that load. ``before`` runs under the lock when a
+        load starts and returns engines to close (outside the lock) first."""
+        with self._lock:
+            if key in table:
+                table.move_to_end(key)
+                return table[key]
+            loading = loads.get(key)
+            mine = loading is None
+            if mine:
+                loading = loads[key] = _Loading()
+                victims = before()
+        if not mine:
+            return loading.wait()
+        try:
+            for engine in victims:
+                engine.close()
+            value = make()
+        except BaseException as e:
+            with self._lock:
+                loads.pop(key, None)
+            loading.fail(e)
+            raise
+        with self._lock:
+            table[key] = value
+            loads.pop(key, None)
+        loading.done(value)
+        return value
+
     def _tokenizer(self, rec: ModelRecord) -> Any:
         from tunery.models.loading import load_tokenizer
 
-        key = str(rec.path)
+        tok = self._load_once(str(rec.path), self._tokenizers, self._loading_tokenizers, lambda: load_tokenizer(rec))
         with self._lock:
-            tok = self._tokenizers.get(key)
-            if tok is None:
-                tok = self._tokenizers[key] = load_tokenizer(rec)
-                while len(self._tokenizers) > 16:
-                    self._tokenizers.popitem(last=False)
-            self._tokenizers.move_to_end(key)
-            return tok
+            while len(self._tokenizers) > 16:
+                self._tokenizers.popitem(last=False)
+        return tok
 
     def _engine(self, base: ModelRecord) -> Engine:
         kind = str(base.meta.get("engine") or "torch")
@@ -143,55 +224,26 @@ class EngineManager:
             raise InvalidInput(f"model {base.id!r} needs the {kind!r} engine, which is not available",
                                param="model", hint=f"install the extra that provides the {kind} engine")
         key = f"{kind}:{base.path}"
+        # room for the new engine, counting the other loads in flight
+        engine = self._load_once(key, self._engines, self._loading_engines, lambda: factory(base),
+                                 before=lambda: self._unload_idle(keep=self.max_engines - len(self._loading_engines)))
         with self._lock:
-            engine = self._engines.get(key)
-            if engine is None:
-                self._unload_idle(keep=self.max_engines - 1)
-                engine = self._engines[key] = factory(base)
-            self._engines.move_to_end(key)
             self._last_used[key] = time.monotonic()
-            return engine
+        return engine
 
-    def _unload_idle(self, keep: int) -> None:
+    def _unload_idle(self, keep: int) -> list[Engine]:
+        """Take idle engines out until at most ``keep`` are loaded; the caller closes them (under
+        the lock: it returns them rather than close them here)."""
         # an engine handed out a moment ago may not have its request yet: spare it too
         recent = time.monotonic() - self.spare_s
+        out = []
         for key in list(self._engines):
             if len(self._engines) <= max(0, keep):
-                return
+                break
             if not self._engines[key].busy() and self._last_used.get(key, 0) < recent:
-                self._engines.pop(key).close()
+                out.append(self._engines.pop(key))
                 self._last_used.pop(key, None)
-
-    def encode(self, target: Target, messages: Sequence[ChatMessage]) -> list[int]:
-        """The prompt's token ids through the model's chat template; refuses a prompt that does not
-        fit the context (never cut silently)."""
-        if not messages:
-            raise InvalidInput("messages must not be empty", param="messages")
-        tok = target.tokenizer
-        with self._encode_lock:
-            text = tok.apply_chat_template([{"role": m.role.value, "content": m.content} for m in messages],
-                                           add_generation_prompt=True, tokenize=False)
-            ids = list(tok(text, add_special_tokens=False)["input_ids"])
-        if len(ids) >= target.context_length:
-            raise InvalidInput(f"this model's maximum context length is {target.context_length} tokens, but "
-                               f"the messages take {len(ids)} tokens and leave no room for an answer",
-                               param="messages", code="context_length_exceeded",
-                               hint="shorten the messages")
-        return ids
-
-    def submit(self, target: Target, prompt_ids: list[int], params: GenerationParams,
-               emit: Callable[[Delta], None], *, ignore_eos: bool = False) -> list[EngineRequest]:
-        """Start ``params.n`` choices; every ``Delta`` goes to ``emit`` tagged with its choice index."""
-        room = target.context_length - len(prompt_ids)
-        max_tokens = room if params.max_tokens is None else min(params.max_tokens, room)
-        seed = params.seed if params.seed is not None else secrets.randbits(63)
-        requests = [EngineRequest(prompt_ids=prompt_ids, max_tokens=max_tokens, emit=emit,
-                                  temperature=params.temperature, top_p=params.top_p, seed=seed + i,
-                                  stop=params.stop, adapter=target.adapter, index=i, ignore_eos=ignore_eos)
-                    for i in range(max(1, params.n))]
-        for r in requests:
-            target.engine.submit(r)
-        return requests
+        return out
 
     def loaded(self) -> list[str]:
         with self._lock:
@@ -199,9 +251,35 @@ class EngineManager:
 
     def close(self) -> None:
         with self._lock:
-            while self._engines:
-                self._engines.popitem()[1].close()
+            engines = list(self._engines.values())
+            self._engines.clear()
+            self._last_used.clear()
             self._tokenizers.clear()
+        for engine in engines:
+            engine.close()
+
+
+class _Loading:
+    """One load in flight: the callers that did not start it wait here for its value or error."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._value: Any = None
+        self._error: BaseException | None = None
+
+    def done(self, value: Any) -> None:
+        self._value = value
+        self._event.set()
+
+    def fail(self, error: BaseException) -> None:
+        self._error = error
+        self._event.set()
+
+    def wait(self) -> Any:
+        self._event.wait()
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 _manager: EngineManager | None = None

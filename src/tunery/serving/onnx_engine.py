@@ -1,6 +1,8 @@
 """The ONNX Runtime engine: an exported ONNX decoder (``tunery export MODEL --format onnx``) served
 through onnxruntime-genai's generator loop, behind the same engine contract as the PyTorch engine
-(``tunery.serving.engine``) and, for use without the server, the ChatModel contract.
+(``tunery.serving.engine``). Registered exports are served through the engine manager like any
+model; ``OnnxChatModel`` serves an export folder an app embeds, with no registry, through the
+same prompt, ``max_tokens`` and streaming path (``Target`` and ``ChatRun``).
 
 Batching: requests waiting when a batch starts are decoded together, left-padded, in one
 onnxruntime-genai generator (one forward pass per step for all rows); requests that arrive while a
@@ -20,19 +22,16 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import secrets
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tunery.chat import ChatMessage
-from tunery.errors import InvalidInput, TuneryError
-from tunery.export.runtime import genai_model
-from tunery.serving.base import Completion, CompletionChunk, GenerationParams, Usage
+from tunery.errors import InvalidInput
+from tunery.models.registry import ModelRecord
+from tunery.runtime import genai_model
 from tunery.serving.engine import (
     CLOSE,
     Delta,
@@ -43,24 +42,12 @@ from tunery.serving.engine import (
     drain,
     token_text,
 )
+from tunery.serving.local import EngineChatModel
+from tunery.serving.manager import Target
 
 log = logging.getLogger(__name__)
 
 GREEDY_BELOW = 1e-5
-
-
-def export_stop_ids(folder: Path, tokenizer: Any = None) -> list[int]:
-    """End-of-turn ids of an export folder: genai config, generation config, tokenizer eos."""
-    ids: list[int] = []
-    folder = Path(folder)
-    for name, get in (("genai_config.json", lambda d: d.get("model", {}).get("eos_token_id")),
-                      ("generation_config.json", lambda d: d.get("eos_token_id"))):
-        if (folder / name).exists():
-            eos = get(json.loads((folder / name).read_text()))
-            ids += eos if isinstance(eos, list) else ([eos] if eos is not None else [])
-    if tokenizer is not None and tokenizer.eos_token_id is not None:
-        ids.append(tokenizer.eos_token_id)
-    return sorted({int(i) for i in ids})
 
 
 def sample_token(logits: np.ndarray, temperature: float, top_p: float, rng: np.random.Generator) -> int:
@@ -143,10 +130,6 @@ class OnnxEngine(ThreadedEngine):
             self._working = False
             if closing:
                 break
-        while not self._inbox.empty():
-            item = self._inbox.get_nowait()
-            if item is not CLOSE:
-                item.emit(Delta(item.index, error=RuntimeError("the engine was closed")))
 
     def _run(self, batch: list[EngineRequest]) -> None:
         og = self._og
@@ -222,16 +205,17 @@ class OnnxEngine(ThreadedEngine):
         r.req.emit(Delta(r.req.index, drain(r.decoder, r.stop), r.generated, reason))
 
 
-def onnx_engine_factory(rec: Any) -> OnnxEngine:
+def onnx_engine_factory(rec: ModelRecord, *, max_batch: int | None = None) -> OnnxEngine:
     """The engine factory for ``tunery.serving.manager.register_engine("onnx", ...)``: serves a
-    registered model whose ``path`` is an ONNX export folder and ``meta["engine"] == "onnx"``."""
+    model whose ``path`` is an ONNX export folder and ``meta["engine"] == "onnx"``."""
     import os
 
-    from tunery.models.loading import load_tokenizer
+    from tunery.models.loading import load_tokenizer, stop_token_ids
 
+    # its own tokenizer: the engine thread decodes while request threads encode
     tokenizer = load_tokenizer(rec)
-    return OnnxEngine(rec.path, tokenizer, export_stop_ids(rec.path, tokenizer), name=rec.id,
-                      max_batch=int(os.environ.get("TUNERY_MAX_BATCH", "8")))
+    return OnnxEngine(rec.path, tokenizer, stop_token_ids(tokenizer, rec.path), name=rec.id,
+                      max_batch=max_batch or int(os.environ.get("TUNERY_MAX_BATCH", "8")))
 
 
 def install() -> None:
@@ -241,92 +225,29 @@ def install() -> None:
     register_engine("onnx", onnx_engine_factory)
 
 
-class GenerationFailed(TuneryError):
-    status_code = 500
-    error_type = "server_error"
-    code = "generation_failed"
-
-
-class OnnxChatModel:
+class OnnxChatModel(EngineChatModel):
     """An ONNX export folder as a ChatModel, with no registry or server in between: what an app
-    embeds to run a model on-device."""
-
-    can_stream = True
-    parallel_requests = 8  # the engine batches concurrent requests
+    embeds to run a model on-device. It owns its engine; :meth:`close` stops it."""
 
     def __init__(self, folder: str | Path, *, name: str | None = None, max_batch: int = 8) -> None:
-        from transformers import AutoTokenizer
+        from tunery.models.loading import load_tokenizer
 
         folder = Path(folder).expanduser()
         self.name = name or folder.name
+        # a record that is never registered: what the engine factory and the tokenizer loader take
+        rec = ModelRecord(id=self.name, kind="base", path=folder, source="folder", meta={"engine": "onnx"})
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
+            tokenizer = load_tokenizer(rec)
         except (OSError, ValueError) as e:
             raise InvalidInput(f"cannot read the tokenizer in {folder}: {e}", param="model") from e
-        self._encode_tok = AutoTokenizer.from_pretrained(str(folder))  # the engine thread decodes with the other
-        self.engine = OnnxEngine(folder, self.tokenizer, export_stop_ids(folder, self.tokenizer),
-                                 max_batch=max_batch, name=self.name)
-        self._lock = threading.Lock()
+        self.engine = onnx_engine_factory(rec, max_batch=max_batch)
+        self._target = Target(rec, self.engine, None, tokenizer, self.engine.context_length)
 
-    def encode(self, messages: Sequence[ChatMessage]) -> list[int]:
-        if not messages:
-            raise InvalidInput("messages must not be empty", param="messages")
-        with self._lock:
-            text = self._encode_tok.apply_chat_template([{"role": m.role.value, "content": m.content} for m in messages],
-                                                        add_generation_prompt=True, tokenize=False)
-            ids = list(self._encode_tok(text, add_special_tokens=False)["input_ids"])
-        if len(ids) >= self.engine.context_length:
-            raise InvalidInput(f"this model's maximum context length is {self.engine.context_length} tokens, "
-                               f"but the messages take {len(ids)}", param="messages",
-                               code="context_length_exceeded", hint="shorten the messages")
-        return ids
-
-    def _start(self, messages: Sequence[ChatMessage], params: GenerationParams
-               ) -> tuple[list[EngineRequest], queue.Queue[Delta], int]:
-        ids = self.encode(messages)
-        room = self.engine.context_length - len(ids)
-        max_tokens = room if params.max_tokens is None else max(1, min(params.max_tokens, room))
-        seed = params.seed if params.seed is not None else secrets.randbits(63)
-        events: queue.Queue[Delta] = queue.Queue()
-        reqs = [EngineRequest(prompt_ids=ids, max_tokens=max_tokens, emit=events.put, temperature=params.temperature,
-                              top_p=params.top_p, seed=seed + i, stop=params.stop, index=i)
-                for i in range(max(1, params.n))]
-        for r in reqs:
-            self.engine.submit(r)
-        return reqs, events, len(ids)
-
-    def stream(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Iterator[CompletionChunk]:
-        reqs, events, prompt_tokens = self._start(messages, params)
-        open_choices = {r.index for r in reqs}
-        done: dict[int, int] = {}
-        try:
-            while open_choices:
-                d = events.get()
-                done[d.index] = max(done.get(d.index, 0), d.completion_tokens)
-                if d.error is not None:
-                    raise GenerationFailed(f"generation failed: {d.error}") from d.error
-                if d.text:
-                    yield CompletionChunk(text=d.text, index=d.index)
-                if d.finish_reason is not None:
-                    open_choices.discard(d.index)
-                    yield CompletionChunk(finish_reason=d.finish_reason, index=d.index)  # type: ignore[arg-type]
-            yield CompletionChunk(usage=Usage(prompt_tokens, sum(done.values())))
-        finally:
-            for r in reqs:
-                r.cancelled.set()
-
-    def generate(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Completion:
-        n = max(1, params.n)
-        texts, reasons = ["" for _ in range(n)], ["stop" for _ in range(n)]
-        usage = Usage()
-        for chunk in self.stream(messages, params):
-            if chunk.usage is not None:
-                usage = chunk.usage
-            texts[chunk.index] += chunk.text
-            if chunk.finish_reason is not None:
-                reasons[chunk.index] = chunk.finish_reason
-        return Completion(text=texts[0], finish_reason=reasons[0], usage=usage,  # type: ignore[arg-type]
-                          model=self.name, choices=tuple(texts))
+    def target(self) -> Target:
+        return self._target
 
     def close(self) -> None:
         self.engine.close()
+
+    def __repr__(self) -> str:
+        return f"OnnxChatModel({str(self._target.record.path)!r})"

@@ -3,7 +3,7 @@ OpenAI-compatible endpoint; anything else is a local tunery model or deployment.
 
 from __future__ import annotations
 
-from tunery.serving.base import ChatModel
+from tunery.chat import ChatModel
 from tunery.serving.clients import endpoint_from_spec
 
 

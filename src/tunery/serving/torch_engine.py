@@ -208,10 +208,10 @@ class TorchEngine(ThreadedEngine):
         if self._mergeable:
             cache.layers = [growing_layer() for _ in cache.layers]
         self.prefill_passes += 1
-        out = self.adapters.model(input_ids=input_ids, past_key_values=cache, use_cache=True, logits_to_keep=1,
+        out = self.adapters.model(input_ids=input_ids, cache=cache, use_cache=True, logits_to_keep=1,
                                   **kwargs, **self.adapters.forward_kwargs([r.adapter for r in group]))
         tokens = self._sample(group, out.logits[:, -1, :])
-        self._merge(out.past_key_values, mask)
+        self._merge(out.cache, mask)
         self._rows.extend(group)
         for row, token in zip(group, tokens, strict=True):
             self._advance(row, token)
@@ -251,7 +251,7 @@ class TorchEngine(ThreadedEngine):
         # a lone row has no padding: no mask lets attention take its plain causal path
         mask = self._mask if len(rows) > 1 else None
         out = self.adapters.model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids,
-                                  past_key_values=self._cache, use_cache=True,
+                                  cache=self._cache, use_cache=True,
                                   **self.adapters.forward_kwargs([r.adapter for r in rows]))
         tokens = self._sample(rows, out.logits[:, -1, :])
         for row, token in zip(rows, tokens, strict=True):

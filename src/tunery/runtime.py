@@ -1,5 +1,7 @@
-"""How tunery opens an ONNX export: onnxruntime-genai's model and plain ONNX Runtime sessions, both
-with their thread pool sized to the CPUs this process may use.
+"""The one thread-count setting, for training and inference alike (``TUNERY_NUM_THREADS``, set by
+``--threads`` on ``tunery serve``, ``tunery worker`` and ``tunery finetune``), and how tunery
+opens an ONNX export: onnxruntime-genai's model and plain ONNX Runtime sessions, both with their
+thread pool sized to the CPUs this process may use.
 
 Why not the libraries' defaults: onnxruntime-genai leaves ``intra_op_num_threads`` unset, and on a
 2-core machine its decoder then ran on one thread (single-stream decode of the int4 SmolLM2 export,
@@ -13,27 +15,47 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
 from tunery.errors import InvalidInput
 
+THREADS_ENV = "TUNERY_NUM_THREADS"
+# The trainer's own variable until the setting became one; still read, with a warning, for one release.
+_OLD_THREADS_ENV = "TUNERY_THREADS"
+
 
 def env_threads() -> int | None:
     """``TUNERY_NUM_THREADS`` (e.g. 1 on a machine shared with other work), checked; ``None`` when
     it is not set."""
-    env = os.environ.get("TUNERY_NUM_THREADS", "").strip()
+    name, env = THREADS_ENV, os.environ.get(THREADS_ENV, "").strip()
+    if not env and os.environ.get(_OLD_THREADS_ENV, "").strip():
+        name, env = _OLD_THREADS_ENV, os.environ[_OLD_THREADS_ENV].strip()
+        warnings.warn(f"{_OLD_THREADS_ENV} is deprecated and will stop working in the next release: "
+                      f"set {THREADS_ENV} instead", FutureWarning, stacklevel=2)
     if not env:
         return None
     if not env.isdigit() or int(env) < 1:
-        raise InvalidInput(f"TUNERY_NUM_THREADS must be a whole number of threads, at least 1; got {env!r}",
-                           param="TUNERY_NUM_THREADS", hint="unset it to use every CPU this process may run on")
+        raise InvalidInput(f"{name} must be a whole number of threads, at least 1; got {env!r}",
+                           param=name, hint="unset it to use every CPU this process may run on")
     return int(env)
 
 
 def cpu_threads() -> int:
-    """Threads for inference: ``TUNERY_NUM_THREADS`` when set, else the CPUs this process may run on."""
+    """Threads for training and inference: ``TUNERY_NUM_THREADS`` when set, else the CPUs this
+    process may run on."""
     return env_threads() or _usable_cpus()
+
+
+def use_threads(threads: int | None) -> None:
+    """Make ``threads`` (a command's ``--threads``; ``None`` keeps the environment's) the setting of
+    this process and of the processes it starts: the server's engines read it when they load a
+    model, and the worker's training jobs inherit it."""
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise InvalidInput(f"threads must be a whole number, at least 1; got {threads!r}", param="threads")
+        os.environ[THREADS_ENV] = str(threads)
 
 
 def _usable_cpus() -> int:

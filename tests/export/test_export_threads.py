@@ -1,6 +1,7 @@
 """ONNX exports are opened with their thread pool sized to the usable CPUs (or TUNERY_NUM_THREADS):
 onnxruntime-genai's own default ran the decoder on one thread of two here. The pool is seen as
-the process's OS threads: a session on N intra-op threads starts N - 1 workers."""
+the process's OS threads: a session on N intra-op threads starts N - 1 workers. (The thread
+setting itself is tested in tests/core/test_runtime.py.)"""
 
 from __future__ import annotations
 
@@ -9,10 +10,8 @@ import os
 import time
 
 import numpy as np
-import pytest
 
-from tunery.errors import InvalidInput
-from tunery.export.runtime import cpu_threads, genai_model, ort_session
+from tunery.runtime import genai_model, ort_session
 
 
 def _os_threads() -> int:
@@ -46,17 +45,6 @@ def _threads_started(load) -> int:
     started = _os_threads() - before
     del gen, params, model
     return started
-
-
-def test_cpu_threads_is_the_usable_cpus_or_the_variable(monkeypatch):
-    monkeypatch.delenv("TUNERY_NUM_THREADS", raising=False)
-    assert cpu_threads() == len(os.sched_getaffinity(0))
-    monkeypatch.setenv("TUNERY_NUM_THREADS", "3")
-    assert cpu_threads() == 3
-    for bad in ("0", "two", "-1", "1.5"):
-        monkeypatch.setenv("TUNERY_NUM_THREADS", bad)
-        with pytest.raises(InvalidInput, match=f"TUNERY_NUM_THREADS .* got '{bad}'"):
-            cpu_threads()
 
 
 def test_genai_model_runs_on_the_threads_asked(exports, monkeypatch):
@@ -101,8 +89,7 @@ def test_ort_session_runs_on_the_threads_asked(exports):
 
 
 def test_the_onnx_engine_takes_tunery_num_threads(exports, monkeypatch):
-    from tunery.chat import ChatMessage, Role
-    from tunery.serving.base import GenerationParams
+    from tunery.chat import ChatMessage, GenerationParams, Role
     from tunery.serving.onnx_engine import OnnxChatModel
 
     folder = exports[("onnx", "none")].path
