@@ -77,7 +77,7 @@ def test_job_succeeds_and_registers_model(tiny_model, chat_file):
     ({"lora": {"layers": "top"}}, "lora.layers"),
     ({"lora": {"layers": "1"}}, "lora.layers"),  # a string is not a list of indices
     ({"lora": {"layers": [0.5]}}, "lora.layers"),
-    ({"lora": {"r": "big"}}, "lora"),
+    ({"lora": {"r": "big"}}, "lora.r"),  # named to the field since the typed spec (was "lora")
     ({"lora": {"rank": 4}}, "lora.rank"),
     ({"method": {"type": "supervised", "supervised": {"lora": [1]}}}, "lora"),
 ])
@@ -162,3 +162,33 @@ def test_cli_lora_layers_reach_the_job_and_bad_ones_are_named(tiny_model, chat_f
     assert r.exception.param == "lora.layers"
     r = CliRunner().invoke(cli, ["finetune", path, "--model", "tiny-random", "--lora-layers", "top"])
     assert r.exit_code == 2 and "--lora-layers" in r.output
+
+
+def test_cli_builds_the_same_request_and_names_the_flag_of_a_bad_value(tiny_model, chat_file):
+    from click.testing import CliRunner
+
+    from tunery import db
+    from tunery.cli.main import cli
+    from tunery.jobs import list_jobs
+
+    path = str(chat_file(12))
+    ok = ["finetune", path, "--model", "tiny-random", "--n-epochs", "2", "--lora-target-modules", "q_proj,v_proj",
+          "--lora-dropout", "0.1", "--seed", "4"]
+    r = CliRunner().invoke(cli, ok)
+    assert r.exit_code == 0, r.output
+    job = list_jobs(limit=1)[0][0]
+    assert job["hyperparameters"]["n_epochs"] == 2 and job["seed"] == 4
+    stored = db.loads(db.query("SELECT config FROM jobs WHERE id=?", (job["id"],))[0]["config"])
+    assert stored["lora"] == {"dropout": 0.1, "target_modules": ["q_proj", "v_proj"]}
+    for args, flag, words in [
+        (["--n-epoch", "2"], "--n-epoch", "No such option"),  # misspelt: click names it and the fix
+        (["--n-epochs", "many"], "--n-epochs", "'auto' or an integer"),
+        (["--lora-r", "0"], "--lora-r", "greater than or equal to 1"),
+        (["--lora-dropout", "1.5"], "--lora-dropout", "less than 1"),
+        (["--suffix", "Bad Name"], "--suffix", "lowercase letters"),
+        (["--batch-size", "32"], "--batch-size", "larger than the 12 training examples"),
+    ]:
+        r = CliRunner().invoke(cli, ["finetune", path, "--model", "tiny-random", *args])
+        assert r.exit_code == 2 and r.exception is not None and not isinstance(r.exception, InvalidInput), r.output
+        assert flag in r.output and words in r.output, r.output
+    assert len(list_jobs(limit=10)[0]) == 1  # no job for any of them

@@ -36,3 +36,39 @@ def test_bad_values_name_the_field(hp, param):
     with pytest.raises(InvalidInput) as e:
         Hyperparameters.parse(hp)
     assert e.value.param == param
+
+
+def test_lora_settings_take_the_catalog_defaults_and_a_request_overrides():
+    from tunery.models.catalog import CATALOG
+    from tunery.training.config import LoraSettings, LoraSpec
+
+    d = CATALOG["smollm2-135m-instruct"].training
+    default = LoraSettings.from_defaults(d)
+    assert (default.r, default.layers, default.target_modules) == (d.lora_r, d.lora_layers, d.lora_target_modules)
+    every = LoraSettings.from_defaults(d, {"layers": "all", "r": 8, "target_modules": ["q_proj"]})
+    assert (every.r, every.layers, every.target_modules, every.alpha) == (8, None, ("q_proj",), d.lora_alpha)
+    assert LoraSettings.from_defaults(d, LoraSpec(layers=[29, 20, 20])).layers == (20, 29)
+
+
+@pytest.mark.parametrize(("lora", "param"), [
+    ({"target_modules": "q_proj"}, "lora.target_modules"),  # a bare string is not a list of letters
+    ({"r": 1025}, "lora.r"),
+    ({"alpha": 0}, "lora.alpha"),
+    ({"layers": [True]}, "lora.layers"),
+    ({"rank": 8}, "lora.rank"),
+])
+def test_bad_lora_settings_name_the_field(lora, param):
+    from tunery.models.catalog import TrainingDefaults
+    from tunery.training.config import LoraSettings
+
+    with pytest.raises(InvalidInput) as e:
+        LoraSettings.from_defaults(TrainingDefaults(), lora)
+    assert e.value.param == param
+
+
+def test_a_batch_larger_than_the_examples_is_refused():
+    Hyperparameters.parse({"batch_size": 12}).check_examples(12)
+    Hyperparameters.parse({}).check_examples(1)  # auto fits any file
+    with pytest.raises(InvalidInput, match="larger than the 12 training examples") as e:
+        Hyperparameters.parse({"batch_size": 13}).check_examples(12)
+    assert e.value.param == "hyperparameters.batch_size"

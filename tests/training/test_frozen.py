@@ -129,3 +129,18 @@ def test_bad_lora_layers_are_named(tiny_model):
 
     with pytest.raises(InvalidInput, match="layer indices"):
         LoraSettings.from_defaults(TrainingDefaults(), {"layers": "top"})
+
+
+def test_kept_outputs_belong_to_the_example_not_to_its_memory_address(tiny_model):
+    tok = load_tokenizer(tiny_model)
+    a, b = _examples(tok)[:2]
+    model = prepare_model(tiny_model.path, _config(), "cpu")
+    frozen = FrozenLayers.for_model(model)
+    first = replace(a)
+    frozen.hidden(first)
+    address = id(first)
+    del first
+    # a new example object soon takes the freed address (CPython reuses it): it must get its own outputs
+    kept = [replace(b) for _ in range(1000)]
+    recycled = next(e for e in kept if id(e) == address)
+    torch.testing.assert_close(frozen.hidden(recycled), FrozenLayers.for_model(model, budget_bytes=0).hidden(b))

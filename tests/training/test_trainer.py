@@ -98,3 +98,29 @@ def test_keeps_last_three_checkpoints_and_each_loads(tiny_model, tmp_path):
     ids = torch.tensor([[1, 2, 3]])
     assert model(input_ids=ids).logits.shape[-1] == model.config.vocab_size
     assert (cps[0] / "metrics.json").exists()
+
+
+def test_full_resume_refuses_a_checkpoint_of_another_shape(tiny_model, tmp_path):
+    from types import SimpleNamespace
+
+    from safetensors.torch import save_file
+
+    from tunery.errors import TuneryError
+    from tunery.training.trainer import prepare_model
+
+    config = SimpleNamespace(method="full")
+    model = prepare_model(tiny_model.path, TrainingConfig(method="full", n_epochs=1, batch_size=1, learning_rate=1e-3,
+                                                          seed=1, max_seq_length=64), "cpu")
+    good = tmp_path / "good"
+    ck.save_model(model, good)
+    Trainer._load_weights(SimpleNamespace(config=config), model, good)  # its own checkpoint (tied head) loads
+    state = load_file(good / "model.safetensors")
+    name = next(n for n in state if "layers.1." in n)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    save_file({k: v for k, v in state.items() if k != name}, bad / "model.safetensors")
+    with pytest.raises(TuneryError, match=f"does not match the model.*missing: {name}"):
+        Trainer._load_weights(SimpleNamespace(config=config), model, bad)
+    save_file({**state, name: state[name][..., :1].contiguous()}, bad / "model.safetensors")
+    with pytest.raises(TuneryError, match="wrong shape"):
+        Trainer._load_weights(SimpleNamespace(config=config), model, bad)

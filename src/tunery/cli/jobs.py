@@ -3,71 +3,96 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import click
+from pydantic import ValidationError
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from tunery.cli._common import console, err_console, print_json, print_list
+from tunery.cli._common import console, err_console, print_json, print_list, threads_option
+from tunery.errors import InvalidInput, invalid_request, validation_param
+from tunery.jobs.spec import FineTuneRequest
+from tunery.models.catalog import DEFAULT_MODEL
+from tunery.training.config import Hyperparameters, LoraSpec
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 STATUS_STYLE = {"succeeded": "green", "failed": "red", "cancelled": "yellow", "running": "cyan",
                 "queued": "blue", "validating_files": "blue"}
 
 
-def _auto_or(kind):
-    def convert(ctx, param, value):
-        if value is None or value == "auto":
-            return value
-        try:
-            return kind(value)
-        except ValueError:
-            raise click.BadParameter(f"expected 'auto' or {'an integer' if kind is int else 'a number'}, "
-                                     f"got {value!r}") from None
-    return convert
+_FLAGS: dict[str, str] = {}
+"""Request path (``lora.r``) -> the option that sets it (``--lora-r``), to name the flag in errors."""
+_PATHS = {FineTuneRequest: "", Hyperparameters: "hyperparameters.", LoraSpec: "lora."}
 
 
-def _layer_list(text: str) -> str | list[int]:
+def _spec_option(flag: str, model: type, field: str, *decls: str, note: str = "", **kw):
+    """An option setting the request's ``field`` of ``model``: its help is that field's description."""
+    _FLAGS[_PATHS[model] + field] = flag
+    return click.option(flag, *decls, help=model.model_fields[field].description + note, **kw)
+
+
+def _flag(param: str | None) -> str | None:
+    """The option behind a request path; the method's hyperparameters are set by the plain options."""
+    return _FLAGS.get(re.sub(r"^method\.[a-z_]+\.", "", param or ""))
+
+
+def _named(e: InvalidInput) -> InvalidInput:
+    """A domain error about an option's value, with the option named."""
+    flag = _flag(e.param)
+    if flag is None or e.hint:
+        return e
+    return InvalidInput(e.message, param=e.param, code=e.code, hint=f"set with {flag}")
+
+
+def _layer_list(ctx, param, text: str | None) -> str | list[int] | None:
     """``all``, or comma-separated indices and ranges (``20-29``)."""
-    if text.strip() == "all":
-        return "all"
+    if text is None or text.strip() == "all":
+        return None if text is None else "all"
     out: list[int] = []
     try:
         for part in text.split(","):
             lo, _, hi = part.strip().partition("-")
             out += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
     except ValueError:
-        raise click.BadParameter(f"{text!r}: use 'all' or indices like '20-29' or '0,5,10'",
-                                 param_hint="--lora-layers") from None
+        raise click.BadParameter(f"{text!r}: use 'all' or indices like '20-29' or '0,5,10'") from None
     return out
+
+
+def _names(ctx, param, text: str | None) -> list[str] | None:
+    return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
 
 
 @click.command()
 @click.argument("training_file", type=click.Path(path_type=Path))
-@click.option("--validation-file", type=click.Path(path_type=Path), help="Optional held-out chat JSONL.")
-@click.option("--model", "-m", default="smollm2-135m-instruct", show_default=True, help="Base model to fine-tune.")
-@click.option("--suffix", help="Up to 64 chars of [a-z0-9-_], part of the fine-tuned model's name.")
-@click.option("--n-epochs", callback=_auto_or(int), default="auto", show_default=True,
-              help="Passes over the data, or auto (3, adjusted so examples x epochs lands in [100, 2500]).")
-@click.option("--batch-size", callback=_auto_or(int), default="auto", show_default=True,
-              help="Examples per optimizer step, or auto (about examples/32, a power of two in [1, 16]).")
-@click.option("--learning-rate-multiplier", callback=_auto_or(float), default="auto", show_default=True,
-              help="Multiplies the model's base learning rate (see `tunery models show`); auto = 1.0.")
-@click.option("--seed", type=int, help="Random seed; the same seed, data and settings give the same model.")
-@click.option("--method", type=click.Choice(["lora", "full"]), default="lora", show_default=True,
-              help="LoRA adapters (small, fast) or full fine-tuning (all weights).")
-@click.option("--lora-r", type=int, help="LoRA rank (default from the model's catalog entry).")
-@click.option("--lora-alpha", type=int, help="LoRA alpha (default from the catalog).")
-@click.option("--lora-layers", help="Decoder layers that get adapters: 'all', or indices like '20-29' or "
-                                     "'0,5,10' (default from the catalog; SmolLM2: 20-29, the top ten).")
+@_spec_option("--validation-file", FineTuneRequest, "validation_file", type=click.Path(path_type=Path))
+@_spec_option("--model", FineTuneRequest, "model", "-m", default=DEFAULT_MODEL, show_default=True)
+@_spec_option("--suffix", FineTuneRequest, "suffix")
+@_spec_option("--n-epochs", Hyperparameters, "n_epochs", default="auto", show_default=True)
+@_spec_option("--batch-size", Hyperparameters, "batch_size", default="auto", show_default=True)
+@_spec_option("--learning-rate-multiplier", Hyperparameters, "learning_rate_multiplier", default="auto",
+              show_default=True)
+@_spec_option("--seed", FineTuneRequest, "seed", type=int)
+@_spec_option("--method", FineTuneRequest, "training_method", type=click.Choice(["lora", "full"]), default="lora",
+              show_default=True)
+@_spec_option("--lora-r", LoraSpec, "r", type=int)
+@_spec_option("--lora-alpha", LoraSpec, "alpha", type=int)
+@_spec_option("--lora-dropout", LoraSpec, "dropout", type=float)
+@_spec_option("--lora-target-modules", LoraSpec, "target_modules", callback=_names,
+              note=" Comma-separated here: q_proj,v_proj.")
+@_spec_option("--lora-layers", LoraSpec, "layers", callback=_layer_list,
+              note=" Here: 'all', or indices like '20-29' or '0,5,10'.")
 @click.option("--wait/--no-wait", default=False, help="Train now and show progress until the job ends.")
-def finetune(training_file: Path, validation_file: Path | None, model: str, suffix: str | None, n_epochs,
-             batch_size, learning_rate_multiplier, seed: int | None, method: str, lora_r: int | None,
-             lora_alpha: int | None, lora_layers: str | None, wait: bool) -> None:
+@threads_option("CPU threads for training, in the worker this command starts (default: every CPU this "
+                "process may use; TUNERY_NUM_THREADS).")
+def finetune(training_file: Path, validation_file: Path | None, model: str, suffix: str | None, n_epochs: str,
+             batch_size: str, learning_rate_multiplier: str, seed: int | None, method: str, lora_r: int | None,
+             lora_alpha: int | None, lora_dropout: float | None, lora_target_modules: list[str] | None,
+             lora_layers: str | list[int] | None, wait: bool) -> None:
     """Start a fine-tuning job on TRAINING_FILE (chat JSONL).
 
     The file is validated first; problems are listed by line and field. Without --wait the job
@@ -77,6 +102,22 @@ def finetune(training_file: Path, validation_file: Path | None, model: str, suff
     from tunery.data.validate import validate_file
     from tunery.jobs import create_job
 
+    lora = {"r": lora_r, "alpha": lora_alpha, "dropout": lora_dropout, "target_modules": lora_target_modules,
+            "layers": lora_layers}
+    hp = {"n_epochs": n_epochs, "batch_size": batch_size, "learning_rate_multiplier": learning_rate_multiplier}
+    try:  # the files are paths until they are uploaded, once the request and the data are known good
+        request = FineTuneRequest.model_validate({
+            "model": model, "training_file": str(training_file),
+            "validation_file": str(validation_file) if validation_file else None, "suffix": suffix, "seed": seed,
+            "method": {"type": "supervised", "supervised": {"hyperparameters": hp}}, "training_method": method,
+            "lora": {k: v for k, v in lora.items() if v is not None} or None})
+    except ValidationError as e:
+        err = e.errors(include_url=False)[0]
+        flag = _flag(validation_param(tuple(err["loc"])))
+        if flag is None:
+            raise invalid_request(e.errors(include_url=False)) from None
+        raise click.BadParameter(str(err["msg"]), param_hint=flag) from None
+    n_examples = 0
     for path, purpose in ((training_file, "training"), (validation_file, "validation")):
         if path is None:
             continue
@@ -87,14 +128,19 @@ def finetune(training_file: Path, validation_file: Path | None, model: str, suff
                               f"({len(report.errors)} problem(s)); fix them and run again "
                               f"(`tunery data validate {path}` lists them all)")
             sys.exit(1)
-    layers = _layer_list(lora_layers) if lora_layers is not None else None
-    lora = {k: v for k, v in (("r", lora_r), ("alpha", lora_alpha), ("layers", layers)) if v is not None} or None
+        if purpose == "training":
+            n_examples = len(report.examples)
+    try:
+        request.method.hyperparameters.check_examples(n_examples)
+    except InvalidInput as e:
+        raise click.BadParameter(str(e), param_hint=_flag(e.param)) from None
     train_rec = files.create_from_path(training_file, "fine-tune")
     valid_rec = files.create_from_path(validation_file, "fine-tune") if validation_file else None
-    job = create_job(model=model, training_file=train_rec.id, validation_file=valid_rec.id if valid_rec else None,
-                     hyperparameters={"n_epochs": n_epochs, "batch_size": batch_size,
-                                      "learning_rate_multiplier": learning_rate_multiplier},
-                     suffix=suffix, seed=seed, training_method=method, lora=lora)
+    try:
+        job = create_job(request.model_copy(update={"training_file": train_rec.id,
+                                                    "validation_file": valid_rec.id if valid_rec else None}))
+    except InvalidInput as e:
+        raise _named(e) from None
     console.print(f"Created job [bold]{job['id']}[/] ({method} on {model})")
     if wait:
         _follow(job["id"], run_worker=True)
@@ -269,6 +315,7 @@ def follow(job_id: str, run_worker: bool) -> None:
 @click.command()
 @click.option("--exit-when-idle", is_flag=True, help="Exit once no job is waiting.")
 @click.option("--poll-interval", default=1.0, show_default=True, help="Seconds between looks for new jobs.")
+@threads_option("CPU threads for training (default: every CPU this process may use; TUNERY_NUM_THREADS).")
 def worker(exit_when_idle: bool, poll_interval: float) -> None:
     """Run a job worker in the foreground: validates, trains, resumes interrupted jobs.
 

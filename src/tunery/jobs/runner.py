@@ -3,23 +3,30 @@ cancelling kills it promptly and a crash in training cannot take the server down
 
 The child holds an exclusive lock on ``jobs/<id>/lock`` while it lives; the operating system
 drops the lock when the process dies however it dies, which is how a worker knows a job's
-training is gone and must be resumed from its last checkpoint."""
+training is gone and must be resumed from its last checkpoint.
+
+This module says what happens to the job: it reads the stored request back, resolves it, runs the
+recipe (``tunery.training.recipe.finetune``, what happens to the model) with callbacks that turn
+its progress into job events, metrics and checkpoints, stops it on cancel, and registers the
+fine-tuned model when it succeeds."""
 
 from __future__ import annotations
 
 import fcntl
-import math
 import os
 import shutil
 import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tunery import db
 from tunery.errors import TuneryError
 from tunery.jobs import store
+
+if TYPE_CHECKING:
+    from tunery.training.config import TrainingConfig
 
 EXIT_INTERRUPTED = 75  # stopped by SIGTERM (worker shutdown): resume later
 
@@ -36,135 +43,171 @@ def try_lock(path: Path):
     return f
 
 
-def training_config(job: dict[str, Any], n_examples: int, spec) -> tuple[Any, dict[str, Any]]:
-    from tunery.models.catalog import TrainingDefaults
-    from tunery.training.config import Hyperparameters, LoraSettings, TrainingConfig
+class _Reporter:
+    """The recipe's callbacks, as the job sees them: events and metrics in the store, the
+    estimated finish, checkpoints as models, and a stop when the job is cancelled (or the worker
+    asks the process to end)."""
 
-    defaults = spec.training if spec else TrainingDefaults()
-    hp = Hyperparameters.parse(job["hyperparameters"]).resolve(n_examples)
-    method = job["training_method"]
-    base_lr = defaults.lora_learning_rate if method == "lora" else defaults.full_learning_rate
-    steps = math.ceil(n_examples / hp.batch_size) * hp.n_epochs
-    overrides = (job.get("config") or {}).get("lora")
-    cfg = TrainingConfig(
-        method=method, n_epochs=hp.n_epochs, batch_size=hp.batch_size,
-        learning_rate=base_lr * hp.learning_rate_multiplier, seed=int(job["seed"]),
-        max_seq_length=defaults.max_seq_length, lora=LoraSettings.from_defaults(defaults, overrides),
-        checkpoint_every=int(os.environ.get("TUNERY_CHECKPOINT_EVERY", 0)) or max(5, steps // 8 if method == "lora" else steps // 2),
-        eval_every=max(1, min(10, steps // 10)),
-    )
-    return cfg, hp.to_dict()
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        self.model_name = ""  # the fine-tuned model's name, once the job is read
+        self.interrupted = False  # SIGTERM: the worker is shutting down; the job resumes later
+        self.total_steps = 0
+        self.config: TrainingConfig | None = None  # set once resolved, before training starts
+        self.hyperparameters: dict[str, Any] = {}
+        self._progress: dict[str, Any] = {}
+        self._checked, self._stop = 0.0, False
+        self.parent = os.getppid()  # the worker that started this process
+
+    def callbacks(self):
+        from tunery.training import Callbacks
+
+        return Callbacks(on_message=self.message, on_metrics=self.metrics, on_checkpoint=self.checkpoint,
+                         on_progress=self.progress, should_stop=self.should_stop, on_start=self.start)
+
+    def message(self, level: str, message: str) -> None:
+        store.add_event(self.job_id, message, level=level)
+
+    def start(self, info: dict[str, Any]) -> None:
+        self.total_steps = info["total_steps"]
+        # the steps after the checkpoint (every step, when no checkpoint was kept) run again: drop
+        # their old metrics so that none appears twice
+        store.delete_metric_events_after(self.job_id, info["resumed_from"] or 0)
+        if info["resumed_from"] is not None:
+            return
+        cfg = self.config
+        store.add_event(self.job_id, f"Fine-tuning started: {info['examples']} examples, {cfg.n_epochs} epochs, "
+                                     f"batch size {cfg.batch_size}, learning rate {cfg.learning_rate:g} "
+                                     f"({cfg.method}), {self.total_steps} steps",
+                        data={"hyperparameters": self.hyperparameters})
+
+    def metrics(self, row: dict[str, Any]) -> None:
+        store.add_event(self.job_id, f"Step {row['step']}/{self.total_steps}: training loss={row['train_loss']:.4f}",
+                        type="metrics", data={**row, "total_steps": self.total_steps,
+                                              "epoch": self._progress.get("epoch"),
+                                              "tokens_per_second": round(self._progress.get("tokens_per_second", 0), 1)})
+
+    def progress(self, info: dict[str, Any]) -> None:
+        self._progress.update(info)
+        done = info["step"] / info["total_steps"]
+        if done > 0 and info["elapsed"] > 0:
+            store.update(self.job_id, estimated_finish=int(time.time() + info["elapsed"] / done * (1 - done)))
+
+    def checkpoint(self, step: int, path: Path, metrics: dict[str, Any]) -> None:
+        from tunery.training import checkpoint
+
+        store.add_checkpoint(self.job_id, step, str(path), f"{self.model_name}:ckpt-step-{step}", metrics)
+        store.prune_checkpoints(self.job_id, {str(p) for p in checkpoint.list_checkpoints(path.parent)})
+
+    def should_stop(self) -> bool:
+        if os.getppid() != self.parent:  # the worker died (SIGKILL): stop rather than train beside its successor
+            self.interrupted = True
+        if self.interrupted:
+            return True
+        now = time.monotonic()
+        if now - self._checked > 0.5:  # a cancel is seen within half a second, without a query per step
+            self._checked = now
+            self._stop = store.row(self.job_id)["status"] != "running"
+        return self._stop
 
 
 def run(job_id: str) -> int:
+    """Train job ``job_id`` (status ``running``) to the end; returns the process's exit code."""
     from tunery.data import files
     from tunery.data.validate import validate_bytes
-    from tunery.home import atomic_dir, home
-    from tunery.models import registry
-    from tunery.models.loading import base_path, load_tokenizer
-    from tunery.models.registry import ModelRecord
-    from tunery.training import Callbacks, Cancelled, Trainer, encode_all
+    from tunery.models import ensure
+    from tunery.models.catalog import TrainingDefaults
+    from tunery.training import Cancelled
+    from tunery.training.recipe import finetune
 
     jdir = store.job_dir(job_id)
     lock = try_lock(jdir / "lock")
     if lock is None:
         return 0  # another process is already training this job
-    interrupted = {"flag": False}
-    signal.signal(signal.SIGTERM, lambda *_: interrupted.__setitem__("flag", True))
+    reporter = _Reporter(job_id)
+    signal.signal(signal.SIGTERM, lambda *_: setattr(reporter, "interrupted", True))
 
     job = store.row(job_id)
     if job["status"] != "running":
         return 0
-    base = registry.ensure(job["model"])
-    tok = load_tokenizer(base)
+    reporter.model_name = store.model_name(job["model"], job["suffix"], job_id)
+    request = store.request(job)
+    base = ensure(request.model)
 
-    def load(fid: str, purpose: str):
-        rep = validate_bytes(files.content(fid), purpose=purpose)
-        return [c for _, c in rep.examples]
+    def conversations(fid: str | None, purpose: str):
+        return validate_bytes(files.content(fid), purpose=purpose).conversations if fid else []
 
-    train = load(job["training_file"], "training")
-    valid = load(job["validation_file"], "validation") if job["validation_file"] else []
-    cfg, hp = training_config(job, len(train), base.spec)
-    ft_name = store.model_name(job["model"], job["suffix"], job_id)
-    store.update(job_id, hyperparameters=hp, config={**(job.get("config") or {}), "resolved": cfg.to_dict()})
-    train_ex = encode_all(train, tok, max_length=cfg.max_seq_length)
-    valid_ex = encode_all(valid, tok, max_length=cfg.max_seq_length)
-    n_trunc = sum(e.truncated for e in train_ex)
-    if n_trunc:
-        store.add_event(job_id, f"{n_trunc} training example(s) longer than {cfg.max_seq_length} tokens were "
-                                "truncated", level="warn")
-
-    last_check = {"t": 0.0, "stop": False}
-
-    def should_stop() -> bool:
-        if interrupted["flag"]:
-            return True
-        now = time.monotonic()
-        if now - last_check["t"] > 0.5:
-            last_check["t"] = now
-            last_check["stop"] = store.row(job_id)["status"] != "running"
-        return last_check["stop"]
-
+    train = conversations(request.training_file, "training")
+    valid = conversations(request.validation_file, "validation")
+    config, hp = request.training_config(len(train), base.spec.training if base.spec else TrainingDefaults())
+    reporter.config, reporter.hyperparameters = config, hp.to_dict()
+    store.update(job_id, hyperparameters=hp.to_dict())
     started = time.time()
-
-    last_progress: dict[str, Any] = {}
-
-    def on_progress(info: dict[str, Any]) -> None:
-        last_progress.update(info)
-        done = info["step"] / info["total_steps"]
-        if done > 0 and info["elapsed"] > 0:
-            store.update(job_id, estimated_finish=int(time.time() + info["elapsed"] / done * (1 - done)))
-
-    def on_checkpoint(step: int, path: Path, metrics: dict[str, Any]) -> None:
-        store.add_checkpoint(job_id, step, str(path), f"{ft_name}:ckpt-step-{step}", metrics)
-        from tunery.training import checkpoint
-
-        store.prune_checkpoints(job_id, {str(p) for p in checkpoint.list_checkpoints(path.parent)})
-
-    trainer = Trainer(base_path=base_path(base), tokenizer=tok, config=cfg, train=train_ex, valid=valid_ex,
-                      output_dir=jdir / "output", callbacks=Callbacks(
-                          on_message=lambda level, msg: store.add_event(job_id, msg, level=level),
-                          on_metrics=lambda row: store.add_event(
-                              job_id, f"Step {row['step']}/{trainer.total_steps}: training loss={row['train_loss']:.4f}",
-                              type="metrics", data={**row, "total_steps": trainer.total_steps,
-                                                    "epoch": last_progress.get("epoch"),
-                                                    "tokens_per_second": round(last_progress.get("tokens_per_second", 0), 1)}),
-                          on_checkpoint=on_checkpoint, on_progress=on_progress, should_stop=should_stop))
-    from tunery.training import checkpoint as ck
-
-    latest = ck.latest(trainer.checkpoint_dir)
-    if latest is not None:
-        step = ck.load_state(latest)["step"]
-        store.delete_metric_events_after(job_id, step)
-    else:
-        store.add_event(job_id, f"Fine-tuning started: {len(train_ex)} examples, {cfg.n_epochs} epochs, batch size "
-                                f"{cfg.batch_size}, learning rate {cfg.learning_rate:g} ({cfg.method}), "
-                                f"{trainer.total_steps} steps", data={"hyperparameters": hp})
     try:
-        result = trainer.run(resume=True)
+        result = finetune(base, config, train, valid, jdir / "output", reporter.callbacks())
     except Cancelled:
-        if interrupted["flag"]:
-            return EXIT_INTERRUPTED
-        return 0
-
-    model_dir = home().models / ft_name.replace(":", "_")
-    with atomic_dir(model_dir) as tmp:
-        for item in result.output_dir.iterdir():
-            (shutil.copytree if item.is_dir() else shutil.copy2)(item, tmp / item.name)
-    registry.register(ModelRecord(id=ft_name, kind="fine-tuned", parent=base.id,
-                                  path=model_dir, source=f"job:{job_id}", method=cfg.method,
-                                  meta={"job": job_id, "catalog": (base.meta or {}).get("catalog", base.id),
-                                        "context_length": base.context_length, "base_path": str(base_path(base))}),
-                      replace=True)
+        return EXIT_INTERRUPTED if reporter.interrupted else 0
     results = files.create((jdir / "output" / "results.csv").read_bytes(), "step_metrics.csv",
                            "fine-tune-results")
-    store.set_status(job_id, "succeeded", only_from=("running",), finished_at=db.now(), fine_tuned_model=ft_name,
-                     trained_tokens=result.trained_tokens, result_files=[results.id], estimated_finish=None)
-    store.add_event(job_id, f"New fine-tuned model created: {ft_name}",
+    if not _register(job_id, base, reporter.model_name, config.method, result.output_dir,
+                     finished=dict(finished_at=db.now(), fine_tuned_model=reporter.model_name,
+                                   trained_tokens=result.trained_tokens, result_files=[results.id],
+                                   estimated_finish=None)):
+        files.delete(results.id)  # cancelled before the point of no return: nothing of it stays
+        return 0
+    store.add_event(job_id, f"New fine-tuned model created: {reporter.model_name}",
                     data={"seconds": round(time.time() - started, 2),
                           "tokens_per_second": round(result.tokens_per_second, 1)})
     store.add_event(job_id, "The job has successfully completed")
     return 0
+
+
+_MODEL_PREFIX, _STAGING = "ft_", ".staging.tmp"  # fine-tuned models' folders; copies not yet in place
+
+
+def staging_dirs(models: Path) -> list[Path]:
+    """The copies of fine-tuned models that :func:`_register` was still making (their process
+    was killed mid-copy): only one training process runs per home, so when none runs they are
+    all stale."""
+    return [p for p in models.glob(f".{_MODEL_PREFIX}*{_STAGING}") if p.is_dir()] if models.is_dir() else []
+
+
+def _register(job_id: str, base, name: str, method: str, output: Path, *, finished: dict[str, Any]) -> bool:
+    """Copy the trained model into the model store, register it under ``name`` and mark the job
+    succeeded; False (and nothing kept) if the job was cancelled meanwhile.
+
+    The copy is made first, under a staging name, while a cancel may still come; then one
+    transaction checks the job still runs, registers the model, marks the job succeeded and moves
+    the copy into place (the move last, so a failure rolls the rest back). That commit is the point
+    of no return: a later cancel is refused because the job has ended."""
+    import tempfile
+
+    from tunery.home import atomic_dir, home
+    from tunery.models import registry
+    from tunery.models.loading import base_path
+    from tunery.models.registry import ModelRecord
+
+    model_dir = home().models / name.replace(":", "_")
+    model_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{model_dir.name}.", suffix=_STAGING, dir=model_dir.parent))
+    try:
+        for item in output.iterdir():
+            (shutil.copytree if item.is_dir() else shutil.copy2)(item, staging / item.name)
+        with db.transaction() as tx:
+            if not store.set_status(job_id, "succeeded", only_from=("running",), conn=tx, **finished):
+                return False
+            registry.register(ModelRecord(id=name, kind="fine-tuned", parent=base.id, path=model_dir,
+                                          source=f"job:{job_id}", method=method,
+                                          meta={"job": job_id, "catalog": (base.meta or {}).get("catalog", base.id),
+                                                "context_length": base.context_length,
+                                                "base_path": str(base_path(base))}),
+                              replace=True, conn=tx)
+            with atomic_dir(model_dir) as tmp:
+                tmp.rmdir()
+                staging.rename(tmp)
+        return True
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def fail(job_id: str, message: str, *, code: str, param: str | None = None) -> None:
+    # the message may quote the user's data: lone surrogates ("\udfff") cannot be stored as UTF-8
+    message = message.encode("utf-8", "backslashreplace").decode("utf-8")
     if store.set_status(job_id, "failed", only_from=("validating_files", "queued", "running"),
                         finished_at=db.now(), error={"code": code, "message": message, "param": param}):
         store.add_event(job_id, f"Fine-tuning job failed: {message}", level="error")

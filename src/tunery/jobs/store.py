@@ -1,5 +1,10 @@
 """Job records, events and checkpoints in the state database, shaped as the OpenAI API shapes
-them (``fine_tuning.job``, ``fine_tuning.job.event``, ``fine_tuning.job.checkpoint``)."""
+them (``fine_tuning.job``, ``fine_tuning.job.event``, ``fine_tuning.job.checkpoint``).
+
+A job's ``config`` column holds its request, a :class:`~tunery.jobs.spec.FineTuneRequest` in its
+stored form; :func:`request` reads it back. The other columns are what the OpenAI job object
+shows (``hyperparameters`` turns from the requested values into the resolved ones when training
+starts)."""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from typing import Any
 
 from tunery import db
 from tunery.errors import NotFound
+from tunery.jobs.spec import FineTuneRequest
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 ACTIVE = ("validating_files", "queued", "running")
@@ -37,8 +43,19 @@ def row(job_id: str) -> dict[str, Any]:
     return db.row_to_dict(rows[0], _JSON)
 
 
+def request(r: dict[str, Any]) -> FineTuneRequest:
+    """The request a job was created with (``r`` is its row)."""
+    config = r["config"] or {}
+    if "model" not in config:  # created before requests were stored whole: rebuilt from the columns
+        config = {"model": r["model"], "training_file": r["training_file"], "validation_file": r["validation_file"],
+                  "hyperparameters": r["hyperparameters"], "suffix": r["suffix"], "seed": r["seed"],
+                  "metadata": r["metadata"], "training_method": r["training_method"], "lora": config.get("lora")}
+    return FineTuneRequest.parse(config)
+
+
 def to_openai(r: dict[str, Any]) -> dict[str, Any]:
     hp = r["hyperparameters"] or {}
+    method = (r["method"] or {}).get("type", "supervised")
     return {
         "object": "fine_tuning.job", "id": r["id"], "model": r["model"], "created_at": r["created_at"],
         "finished_at": r["finished_at"], "fine_tuned_model": r["fine_tuned_model"],
@@ -47,7 +64,7 @@ def to_openai(r: dict[str, Any]) -> dict[str, Any]:
         "hyperparameters": hp, "trained_tokens": r["trained_tokens"], "error": r["error"],
         "user_provided_suffix": r["suffix"], "seed": r["seed"], "estimated_finish": r["estimated_finish"],
         "integrations": [], "metadata": r["metadata"],
-        "method": {"type": "supervised", "supervised": {"hyperparameters": hp}},
+        "method": {"type": method, method: {"hyperparameters": hp}},
         "training_method": r["training_method"],
     }
 
@@ -58,8 +75,10 @@ def update(job_id: str, **fields: Any) -> None:
     db.execute(f"UPDATE jobs SET {sets} WHERE id=?", (*vals, job_id))
 
 
-def set_status(job_id: str, status: str, *, only_from: tuple[str, ...] | None = None, **fields: Any) -> bool:
-    """Move a job to ``status`` (atomically, only from the given states); True if it moved."""
+def set_status(job_id: str, status: str, *, only_from: tuple[str, ...] | None = None,
+               conn: db.sqlite3.Connection | None = None, **fields: Any) -> bool:
+    """Move a job to ``status`` (atomically, only from the given states); True if it moved. With
+    ``conn`` (a :func:`tunery.db.transaction`), the change is part of that transaction."""
     sets = ", ".join(["status=?", *(f"{k}=?" for k in fields)])
     vals = [status, *(db.dumps(v) if k in _JSON and v is not None else v for k, v in fields.items())]
     sql = f"UPDATE jobs SET {sets} WHERE id=?"
@@ -67,14 +86,17 @@ def set_status(job_id: str, status: str, *, only_from: tuple[str, ...] | None = 
     if only_from:
         sql += f" AND status IN ({','.join('?' * len(only_from))})"
         args += list(only_from)
+    if conn is not None:
+        return conn.execute(sql, tuple(args)).rowcount > 0
     return db.execute(sql, tuple(args)) > 0
 
 
 def add_event(job_id: str, message: str, *, level: str = "info", type: str = "message",
-              data: dict[str, Any] | None = None) -> dict[str, Any]:
+              data: dict[str, Any] | None = None, conn: db.sqlite3.Connection | None = None) -> dict[str, Any]:
+    """Record an event (``conn``: in that transaction)."""
     eid = new_id("ftevent")
     created = db.now()
-    db.execute("INSERT INTO job_events (id, job_id, created_at, level, type, message, data) VALUES (?,?,?,?,?,?,?)",
+    (conn.execute if conn is not None else db.execute)("INSERT INTO job_events (id, job_id, created_at, level, type, message, data) VALUES (?,?,?,?,?,?,?)",
                (eid, job_id, created, level, type, message, db.dumps(data) if data is not None else None))
     return {"object": "fine_tuning.job.event", "id": eid, "created_at": created, "level": level,
             "message": message, "data": data or {}, "type": type}

@@ -8,20 +8,35 @@ file (see ``runner``)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from tunery import db
+from tunery.errors import TuneryError
 from tunery.home import home
 from tunery.jobs import store
-from tunery.jobs.runner import EXIT_INTERRUPTED, fail, try_lock
+from tunery.jobs.runner import EXIT_INTERRUPTED, fail, staging_dirs, try_lock
 
 MAX_ATTEMPTS = 3
+LEASE_S = 3600.0
+
+
+def _is_training_process(pid: int, job_id: str) -> bool:
+    """Whether ``pid`` is the training process of ``job_id`` (``python -m tunery.jobs JOB_ID``):
+    a recorded pid may since have been given to an unrelated process."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:  # gone, or no /proc (not Linux): leave it to stop by itself
+        return False
+    return b"tunery.jobs" in argv and job_id.encode() in argv
 
 
 def worker_alive() -> bool:
@@ -43,8 +58,10 @@ class _Child:
 class Worker:
     """Runs jobs one at a time (training uses every core). ``start()`` runs it in a thread."""
 
-    def __init__(self, poll_interval: float = 1.0) -> None:
+    def __init__(self, poll_interval: float = 1.0, *, lease_s: float | None = None) -> None:
         self.poll_interval = poll_interval
+        # how long a training process may go without progress before it is taken for hung
+        self.lease_s = lease_s if lease_s is not None else float(os.environ.get("TUNERY_JOB_LEASE_S", LEASE_S))
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.child: _Child | None = None
@@ -83,9 +100,9 @@ class Worker:
         """Do whatever is due; returns True while this worker has work (a child or queued jobs)."""
         self._watch_child()
         self._validate_new()
-        if self.child is None:
-            self._resume_orphans()
-        if self.child is None:
+        orphans = self._resume_orphans() if self.child is None else 0
+        if self.child is None and not orphans:
+            self._remove_stale_copies()
             self._start_next()
         pending = db.query("SELECT COUNT(*) FROM jobs WHERE status IN ('validating_files','queued')")[0][0]
         return self.child is not None or pending > 0
@@ -99,12 +116,24 @@ class Worker:
         if code is None:
             if status == "cancelled":
                 self._interrupt_child(10.0, sig=signal.SIGTERM)
+            elif status == "running" and (quiet := self._silent_for(c)) > self.lease_s:
+                # hung (a step that never ends, a deadlock): its lease is over; kill it and resume
+                self._interrupt_child(10.0, sig=signal.SIGTERM)
+                self.child = None
+                self._requeue(c.job_id, f"Training made no progress for {quiet:.0f} s (lease {self.lease_s:g} s, "
+                                        "TUNERY_JOB_LEASE_S); stopped it, resuming from the last checkpoint")
             return
         self.child = None
         if code == EXIT_INTERRUPTED or (code != 0 and status == "running"):
             self._requeue(c.job_id, f"Training process ended unexpectedly (exit code {code}); resuming from "
                                     "the last checkpoint" if code != EXIT_INTERRUPTED else "Training interrupted; "
                                     "resuming from the last checkpoint")
+
+    def _silent_for(self, c: _Child) -> float:
+        """Seconds since the child's last sign of progress (an event of its job; it writes one
+        per step), or since it started."""
+        last = db.query("SELECT MAX(created_at) FROM job_events WHERE job_id=?", (c.job_id,))[0][0] or 0
+        return min(time.monotonic() - c.started, time.time() - last)
 
     def _requeue(self, job_id: str, message: str) -> None:
         job = store.row(job_id)
@@ -115,39 +144,71 @@ class Worker:
             store.add_event(job_id, message, level="warn")
 
     def _validate_new(self) -> None:
+        for r in db.query("SELECT id FROM jobs WHERE status='validating_files' ORDER BY created_at"):
+            try:
+                self._validate(r["id"])
+            except Exception as e:  # any error in one job fails that job; the worker lives on
+                fail(r["id"], f"validation failed: {type(e).__name__}: {e}", code="validation_error")
+
+    def _validate(self, job_id: str) -> None:
         from tunery.data import files
         from tunery.data.validate import validate_bytes
 
-        for r in db.query("SELECT id FROM jobs WHERE status='validating_files' ORDER BY created_at"):
-            job = store.row(r["id"])
-            problems = []
-            for param, purpose in (("training_file", "training"), ("validation_file", "validation")):
-                fid = job[param]
-                if not fid:
-                    continue
-                try:
-                    rep = validate_bytes(files.content(fid), purpose=purpose)
-                except Exception as e:  # missing file on disk and the like
-                    problems.append((param, f"{param} {fid} cannot be read: {e}"))
-                    continue
-                if not rep.ok:
-                    lines = [i.format() if hasattr(i, "format") else str(i) for i in rep.errors]
-                    more = f" (and {len(lines) - 20} more)" if len(lines) > 20 else ""
-                    problems.append((param, f"{param} {fid} is invalid: " + "; ".join(lines[:20]) + more))
-            if problems:
-                fail(job["id"], " | ".join(p for _, p in problems), code="invalid_training_file",
-                     param=problems[0][0])
-            elif store.set_status(job["id"], "queued", only_from=("validating_files",)):
-                store.add_event(job["id"], "Files validated, moving job to queued state")
+        job = store.row(job_id)
+        problems = []
+        n_examples = None
+        for param, purpose in (("training_file", "training"), ("validation_file", "validation")):
+            fid = job[param]
+            if not fid:
+                continue
+            try:
+                rep = validate_bytes(files.content(fid), purpose=purpose)
+            except Exception as e:  # missing file on disk and the like
+                problems.append((param, f"{param} {fid} cannot be read: {e}"))
+                continue
+            if not rep.ok:
+                lines = [i.format() if hasattr(i, "format") else str(i) for i in rep.errors]
+                more = f" (and {len(lines) - 20} more)" if len(lines) > 20 else ""
+                problems.append((param, f"{param} {fid} is invalid: " + "; ".join(lines[:20]) + more))
+            elif purpose == "training":
+                n_examples = len(rep.examples)
+        if problems:
+            fail(job["id"], " | ".join(p for _, p in problems), code="invalid_training_file",
+                 param=problems[0][0])
+            return
+        try:  # settings that only the data can refute: a batch larger than the file
+            store.request(job).method.hyperparameters.check_examples(n_examples or 0)
+        except TuneryError as e:
+            fail(job["id"], str(e), code="invalid_hyperparameters", param=e.param)
+            return
+        if store.set_status(job["id"], "queued", only_from=("validating_files",)):
+            store.add_event(job["id"], "Files validated, moving job to queued state")
 
-    def _resume_orphans(self) -> None:
-        """A job marked running whose lock is free has lost its training process."""
-        for r in db.query("SELECT id FROM jobs WHERE status='running' ORDER BY created_at"):
+    def _resume_orphans(self) -> int:
+        """A job marked running whose lock is free has lost its training process: it is queued
+        again. One whose lock is held by a process this worker did not start was orphaned by a
+        worker that died (the server was killed): it is asked to stop (it also stops by itself when
+        it sees its parent gone) and resumes once it has; returns how many such are still alive,
+        so that no other training starts beside them."""
+        alive = 0
+        for r in db.query("SELECT id, pid FROM jobs WHERE status='running' ORDER BY created_at"):
             lock = try_lock(store.job_dir(r["id"]) / "lock")
             if lock is not None:
                 lock.close()
                 self._requeue(r["id"], "Training process was lost (worker or machine stopped); resuming from "
                                        "the last checkpoint")
+                continue
+            alive += 1
+            if r["pid"] and _is_training_process(r["pid"], r["id"]):
+                with contextlib.suppress(OSError):  # it has just ended
+                    os.kill(r["pid"], signal.SIGTERM)
+        return alive
+
+    def _remove_stale_copies(self) -> None:
+        """No training process runs now: a model copy still under its staging name was cut short
+        (its process was killed mid-copy) and is never used."""
+        for p in staging_dirs(home().models):
+            shutil.rmtree(p, ignore_errors=True)
 
     def _start_next(self) -> None:
         rows = db.query("SELECT id FROM jobs WHERE status='queued' ORDER BY created_at LIMIT 1")

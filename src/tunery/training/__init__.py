@@ -1,9 +1,17 @@
-"""Supervised fine-tuning: encoding with loss masks, batching, the trainer loop, checkpoints."""
+"""Supervised fine-tuning: the settings, the recipe (``finetune``), the trainer loop, batching,
+checkpoints."""
 
-from tunery.training.config import Hyperparameters, LoraSettings, ResolvedHyperparameters, TrainingConfig
-from tunery.training.encoding import IGNORE, EncodedExample, encode, encode_all
+from tunery.chat_template import IGNORE, EncodedExample, encode, encode_all
+from tunery.training.config import (
+    Hyperparameters,
+    LoraSettings,
+    LoraSpec,
+    ResolvedHyperparameters,
+    TrainingConfig,
+)
+from tunery.training.recipe import finetune
 from tunery.training.trainer import METRIC_COLUMNS, Callbacks, Cancelled, Trainer, TrainResult
 
 __all__ = ["IGNORE", "METRIC_COLUMNS", "Callbacks", "Cancelled", "EncodedExample", "Hyperparameters",
-           "LoraSettings", "ResolvedHyperparameters", "TrainResult", "Trainer", "TrainingConfig", "encode",
-           "encode_all"]
+           "LoraSettings", "LoraSpec", "ResolvedHyperparameters", "TrainResult", "Trainer", "TrainingConfig",
+           "encode", "encode_all", "finetune"]

@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from tunery.training.encoding import IGNORE, EncodedExample
+from tunery.chat_template import IGNORE, EncodedExample
 
 if TYPE_CHECKING:
     import torch

@@ -1,5 +1,10 @@
 """Training settings: the OpenAI-style hyperparameters (each may be ``auto``) and how ``auto`` is
-resolved, plus the method settings (LoRA or full) and internal defaults.
+resolved, the LoRA settings a request may give, and the resolved configuration the trainer runs.
+
+The request-side models (:class:`Hyperparameters`, :class:`LoraSpec`) are pydantic models that
+forbid unknown keys; their field descriptions are the help text of the API schema and of
+``tunery finetune``'s options. A fine-tuning job's whole request is ``tunery.jobs.spec``; it is
+resolved into the plain :class:`TrainingConfig` here, with nothing left ``auto``.
 
 What ``auto`` picks (documented in the README too):
 
@@ -15,14 +20,39 @@ What ``auto`` picks (documented in the README too):
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from tunery.errors import InvalidInput
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticCustomError
+
+from tunery.errors import InvalidInput, invalid_request
 from tunery.models.catalog import TrainingDefaults
 
 Auto = Literal["auto"]
 Method = Literal["lora", "full"]
+
+STRICT = ConfigDict(extra="forbid", strict=True)
+"""Every request model: an unknown key is an error (a misspelt setting never falls back to a
+default unnoticed), and no silent coercion of types."""
+
+MAX_LORA_RANK = 1024
+_DEFAULT = "Default from the model's catalog entry (`tunery models show`)."
+
+
+def problem(text: str) -> PydanticCustomError:
+    """A validation error whose message is ``text`` (named by its field's path where it is shown)."""
+    return PydanticCustomError("invalid_value", "{problem}", {"problem": text})
+
+
+def parse_model(model: type[BaseModel], data: Any, *, param: str | None = None) -> Any:
+    """``model`` validated from ``data``; a problem raises :class:`InvalidInput` naming its path
+    (under ``param``, where the object sits in a larger request)."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise invalid_request(e.errors(include_url=False), prefix=param) from None
 
 
 def auto_n_epochs(n_examples: int) -> int:
@@ -39,45 +69,49 @@ def auto_batch_size(n_examples: int) -> int:
     return max(1, min(16, 2 ** int(math.log2(target))))
 
 
-def _parse(name: str, value: Any, kind: type, low: float, high: float) -> Any:
-    """``auto``/None pass through; otherwise a number of ``kind`` within [low, high]."""
-    if value is None or value == "auto":
-        return "auto"
-    if isinstance(value, bool):
-        raise InvalidInput(f"{name} must be 'auto' or a number, not a boolean", param=f"hyperparameters.{name}")
-    try:
-        num = kind(value)
-        if kind is int and float(value) != num:
-            raise ValueError
-    except (TypeError, ValueError):
-        what = "an integer" if kind is int else "a number"
-        raise InvalidInput(f"{name} must be 'auto' or {what}, not {value!r}",
-                           param=f"hyperparameters.{name}") from None
-    if not (low <= num <= high) or (isinstance(num, float) and not math.isfinite(num)):
-        raise InvalidInput(f"{name} must be between {low:g} and {high:g}, not {value!r}",
-                           param=f"hyperparameters.{name}")
-    return num
+def _auto_or(kind: type, low: float, high: float):
+    """A before-validator: ``auto``/None pass as ``auto``; otherwise a number of ``kind`` (numeric
+    strings included, as the OpenAI API takes them) within [low, high]."""
+
+    def check(value: Any) -> Any:
+        if value is None or value == "auto":
+            return "auto"
+        if isinstance(value, bool):
+            raise problem("must be 'auto' or a number, not a boolean")
+        try:
+            num = kind(value)
+            if kind is int and float(value) != num:
+                raise ValueError
+        except (TypeError, ValueError, OverflowError):  # OverflowError: int(Infinity)
+            raise problem(f"must be 'auto' or {'an integer' if kind is int else 'a number'}, "
+                          f"not {value!r}") from None
+        if not (low <= num <= high) or (isinstance(num, float) and not math.isfinite(num)):
+            raise problem(f"must be between {low:g} and {high:g}, not {value!r}")
+        return num
+
+    return BeforeValidator(check)
 
 
-@dataclass(frozen=True)
-class Hyperparameters:
+class Hyperparameters(BaseModel):
     """As in the OpenAI fine-tuning API; each may be ``auto``."""
 
-    n_epochs: int | Auto = "auto"
-    batch_size: int | Auto = "auto"
-    learning_rate_multiplier: float | Auto = "auto"
+    model_config = ConfigDict(**STRICT, frozen=True)
+
+    n_epochs: Annotated[int | Auto, _auto_or(int, 1, 50)] = Field(
+        "auto", description="Passes over the training data (1-50), or auto: 2, adjusted so that examples x "
+                            "epochs lands in [100, 2500], within [1, 25].")
+    batch_size: Annotated[int | Auto, _auto_or(int, 1, 256)] = Field(
+        "auto", description="Examples per optimizer step (1-256, at most the number of training examples), "
+                            "or auto: about examples / 10, rounded down to a power of two, within [1, 16].")
+    learning_rate_multiplier: Annotated[float | Auto, _auto_or(float, 1e-4, 100.0)] = Field(
+        "auto", description="Multiplies the model's base learning rate for the method (see `tunery models "
+                            "show`), between 0.0001 and 100, or auto: 1.0.")
 
     @classmethod
-    def parse(cls, d: dict[str, Any] | None) -> Hyperparameters:
-        d = dict(d or {})
-        unknown = set(d) - {"n_epochs", "batch_size", "learning_rate_multiplier"}
-        if unknown:
-            raise InvalidInput(f"unknown hyperparameter {sorted(unknown)[0]!r}; known: n_epochs, batch_size, "
-                               "learning_rate_multiplier", param=f"hyperparameters.{sorted(unknown)[0]}")
-        return cls(n_epochs=_parse("n_epochs", d.get("n_epochs"), int, 1, 50),
-                   batch_size=_parse("batch_size", d.get("batch_size"), int, 1, 256),
-                   learning_rate_multiplier=_parse("learning_rate_multiplier", d.get("learning_rate_multiplier"),
-                                                   float, 1e-4, 100.0))
+    def parse(cls, d: Mapping[str, Any] | None) -> Hyperparameters:
+        """Validated hyperparameters; a bad one raises :class:`InvalidInput` naming
+        ``hyperparameters.<name>``."""
+        return parse_model(cls, dict(d or {}), param="hyperparameters")
 
     def resolve(self, n_examples: int) -> ResolvedHyperparameters:
         return ResolvedHyperparameters(
@@ -87,8 +121,16 @@ class Hyperparameters:
             else float(self.learning_rate_multiplier),
         )
 
+    def check_examples(self, n_examples: int) -> None:
+        """A batch cannot hold more examples than the training file has (``auto`` never asks for
+        more)."""
+        if self.batch_size != "auto" and self.batch_size > n_examples:
+            raise InvalidInput(f"batch_size {self.batch_size} is larger than the {n_examples} training examples",
+                               param="hyperparameters.batch_size",
+                               hint=f"use a batch size of at most {n_examples}, or auto")
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return self.model_dump()
 
 
 @dataclass(frozen=True)
@@ -101,26 +143,54 @@ class ResolvedHyperparameters:
         return asdict(self)
 
 
-def _layers(value: Any) -> tuple[int, ...] | None:
-    """``None``/``"all"`` for every layer, else a list of layer indices."""
+def _layer_list(value: Any) -> Any:
+    """``all``, a layer index or a list of them; anything else (a string of digits included) is
+    an error that says what is wanted."""
     if value is None or value == "all":
-        return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = [value]
-    try:
-        if isinstance(value, str) or any(isinstance(i, bool) or float(i) != int(i) for i in value):
-            raise ValueError
-        layers = tuple(sorted({int(i) for i in value}))
-    except (TypeError, ValueError):
-        raise InvalidInput(f"LoRA layers must be 'all' or a list of layer indices, not {value!r}",
-                           param="lora.layers") from None
-    if not layers or any(i < 0 for i in layers):
-        raise InvalidInput(f"LoRA layers must be 'all' or non-negative layer indices, not {value!r}",
-                           param="lora.layers")
-    return layers
+        return value
+    items = [value] if isinstance(value, int) and not isinstance(value, bool) else value
+    if not isinstance(items, list | tuple) or any(isinstance(i, bool) or not isinstance(i, int) for i in items):
+        raise problem(f"LoRA layers must be 'all' or a list of layer indices, not {value!r}")
+    if not items or any(i < 0 for i in items):
+        raise problem(f"LoRA layers must be 'all' or non-negative layer indices, not {value!r}")
+    return sorted(set(items))
 
 
-def check_layer_range(layers: tuple[int, ...] | None, n_layers: int, model: str) -> None:
+def _module_names(value: Any) -> Any:
+    """A list of module names; a bare string would otherwise read as a list of its letters."""
+    if value is not None and not isinstance(value, list | tuple):
+        raise problem(f"must be a list of module names like [\"q_proj\", \"v_proj\"], not {value!r}")
+    if value is not None and (not value or not all(isinstance(m, str) and m for m in value)):
+        raise problem(f"must be a non-empty list of module names like [\"q_proj\", \"v_proj\"], not {value!r}")
+    return None if value is None else list(value)
+
+
+class LoraSpec(BaseModel):
+    """LoRA settings as a request gives them (a tunery extension); each left out takes the model's
+    catalog default (see ``tunery models show``)."""
+
+    model_config = ConfigDict(**STRICT, frozen=True)
+
+    r: int | None = Field(None, ge=1, le=MAX_LORA_RANK,
+                          description=f"LoRA rank, the adapters' inner size (1-{MAX_LORA_RANK}). {_DEFAULT}")
+    alpha: int | None = Field(None, ge=1, description=f"LoRA alpha: the adapters' output is scaled by alpha / r. "
+                                                      f"{_DEFAULT}")
+    dropout: float | None = Field(None, ge=0.0, lt=1.0, description=f"Dropout on the adapters' input, in [0, 1). "
+                                                                    f"{_DEFAULT}")
+    target_modules: Annotated[list[str] | None, BeforeValidator(_module_names)] = Field(
+        None, description=f"Names of the linear layers that get adapters, e.g. [\"q_proj\", \"v_proj\"]. {_DEFAULT}")
+    layers: Annotated[Literal["all"] | list[int] | None, BeforeValidator(_layer_list)] = Field(
+        None, description="Decoder layers that get adapters: 'all', or a list of layer indices. Adapting only "
+                          "upper layers trains faster. Default from the model's catalog entry (SmolLM2: the top "
+                          "ten, 20-29).")
+
+    @classmethod
+    def parse(cls, d: Mapping[str, Any] | LoraSpec | None) -> LoraSpec:
+        """Validated settings; a bad one raises :class:`InvalidInput` naming ``lora.<name>``."""
+        return d if isinstance(d, LoraSpec) else parse_model(cls, {} if d is None else d, param="lora")
+
+
+def check_layer_range(layers: tuple[int, ...] | list[int] | None, n_layers: int, model: str) -> None:
     """Adapter layers must exist in the model: indices below its ``num_hidden_layers``."""
     if layers and max(layers) >= n_layers:
         raise InvalidInput(f"LoRA layers must be between 0 and {n_layers - 1} for {model}, not {list(layers)}",
@@ -138,20 +208,15 @@ class LoraSettings:
     frozen layers below run once per example, not once per step (see ``training.frozen``)."""
 
     @classmethod
-    def from_defaults(cls, d: TrainingDefaults, overrides: dict[str, Any] | None = None) -> LoraSettings:
-        o = overrides or {}
-        try:
-            s = cls(r=int(o.get("r", d.lora_r)), alpha=int(o.get("alpha", d.lora_alpha)),
-                    dropout=float(o.get("dropout", d.lora_dropout)),
-                    target_modules=tuple(str(t) for t in o.get("target_modules", d.lora_target_modules)),
-                    layers=_layers(o.get("layers", d.lora_layers)))
-        except (TypeError, ValueError):
-            raise InvalidInput("LoRA settings need an integer r and alpha, a number dropout and a list of target "
-                               f"modules, not {o!r}", param="lora") from None
-        if s.r < 1 or s.alpha < 1 or not (0 <= s.dropout < 1) or not s.target_modules:
-            raise InvalidInput("LoRA settings need r >= 1, alpha >= 1, 0 <= dropout < 1 and target modules",
-                               param="lora")
-        return s
+    def from_defaults(cls, d: TrainingDefaults, overrides: LoraSpec | Mapping[str, Any] | None = None
+                      ) -> LoraSettings:
+        """The catalog's settings ``d`` with a request's ``overrides`` (validated here when a mapping)."""
+        o = LoraSpec.parse(overrides)
+        layers = d.lora_layers if o.layers is None else None if o.layers == "all" else o.layers
+        return cls(r=d.lora_r if o.r is None else o.r, alpha=d.lora_alpha if o.alpha is None else o.alpha,
+                   dropout=float(d.lora_dropout if o.dropout is None else o.dropout),
+                   target_modules=tuple(d.lora_target_modules if o.target_modules is None else o.target_modules),
+                   layers=tuple(sorted(set(layers))) if layers else None)
 
 
 @dataclass(frozen=True)
@@ -186,12 +251,3 @@ class TrainingConfig:
         d["lora"]["target_modules"] = list(self.lora.target_modules)
         d["lora"]["layers"] = list(self.lora.layers) if self.lora.layers else None
         return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainingConfig:
-        d = dict(d)
-        lora = d.pop("lora", {}) or {}
-        return cls(**d, lora=LoraSettings(r=lora.get("r", 16), alpha=lora.get("alpha", 32),
-                                          dropout=lora.get("dropout", 0.0),
-                                          target_modules=tuple(lora.get("target_modules", LoraSettings.target_modules)),
-                                          layers=_layers(lora.get("layers"))))

@@ -8,7 +8,7 @@ on the examples packed into one row without padding, and the backward pass stops
 adapters stop.
 
 Supported for decoders whose layers take ``(hidden, attention_mask, position_ids,
-past_key_values, use_cache, position_embeddings)`` (the Llama family); anything else trains with
+cache, use_cache, position_embeddings)`` (the Llama family); anything else trains with
 the plain forward, which still stops the backward pass at the lowest adapted layer.
 """
 
@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 from tunery.models.loading import attention_mask
 from tunery.training.batching import MIN_SHARED_PREFIX, common_prefix
+from tunery.training.model import autocast_context, decoder_and_head
 
 if TYPE_CHECKING:
     import torch
 
-    from tunery.training.encoding import EncodedExample
+    from tunery.chat_template import EncodedExample
 
 SUPPORTED_MODEL_TYPES = frozenset({"llama", "qwen2", "qwen3"})
 """Full causal attention only: the masks built here know nothing of sliding windows."""
@@ -55,16 +56,14 @@ class FrozenLayers:
         self.budget = budget_bytes
         self.autocast_dtype = autocast_dtype
         self.used = 0
-        self._cache: dict[int, torch.Tensor] = {}
+        self._cache: dict[tuple[int, ...], torch.Tensor] = {}
         self._prefixes: dict[tuple[int, ...], Any] = {}
 
     @classmethod
     def for_model(cls, model, **kw) -> FrozenLayers | None:
         """None when the model cannot take the short path (unsupported family, or every layer
         trains)."""
-        from tunery.training.trainer import _core
-
-        decoder, _ = _core(model)
+        decoder, _ = decoder_and_head(model)
         impl = getattr(decoder.config, "_attn_implementation", "sdpa")
         if (decoder.config.model_type not in SUPPORTED_MODEL_TYPES or impl not in ("sdpa", "eager")
                 or getattr(decoder.config, "use_sliding_window", False)):
@@ -87,8 +86,6 @@ class FrozenLayers:
         import torch
         from transformers import DynamicCache
 
-        from tunery.training.trainer import autocast_context
-
         device = self.decoder.embed_tokens.weight.device
         p = 0 if past is None else past[0].shape[0]
         cache = DynamicCache(config=self.decoder.config)
@@ -103,7 +100,7 @@ class FrozenLayers:
             allowed = torch.arange(p + len(ids), device=device)[None, :] <= pos[0][:, None]
             mask = attention_mask(allowed[None, None], self.decoder.config, h.dtype, plain_causal=not p)
             for layer in self.decoder.layers[:self.start]:
-                h = layer(h, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True,
+                h = layer(h, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True,
                           position_embeddings=pe)
         kv = [(cache.layers[i].keys, cache.layers[i].values) for i in range(self.start)]
         return h[0], kv
@@ -123,7 +120,7 @@ class FrozenLayers:
         return torch.cat([past[0], rest])
 
     def hidden(self, example: EncodedExample) -> torch.Tensor:
-        key = id(example)
+        key = tuple(example.input_ids)  # by content: an id() is reused once its example is freed
         h = self._cache.get(key)
         if h is None:
             h = self._compute(example)
@@ -144,7 +141,7 @@ def packed_forward(frozen: FrozenLayers, examples: list[EncodedExample], prefix_
     import torch
     from transformers import DynamicCache
 
-    from tunery.training.encoding import IGNORE
+    from tunery.chat_template import IGNORE
 
     decoder = frozen.decoder
     layers = decoder.layers[frozen.start:]
@@ -159,7 +156,7 @@ def packed_forward(frozen: FrozenLayers, examples: list[EncodedExample], prefix_
         causal = attention_mask((pos[0][None, :] <= pos[0][:, None])[None, None], decoder.config, h.dtype,
                                 plain_causal=True)
         for layer in layers:
-            h = layer(h, attention_mask=causal, position_ids=pos, past_key_values=cache, use_cache=True,
+            h = layer(h, attention_mask=causal, position_ids=pos, cache=cache, use_cache=True,
                       position_embeddings=pe)
     h = torch.cat([k[p:] for k in kept])[None]
     pos = torch.cat([torch.arange(p, len(e), device=device) for e in examples])
@@ -170,7 +167,7 @@ def packed_forward(frozen: FrozenLayers, examples: list[EncodedExample], prefix_
     mask = attention_mask(allowed, decoder.config, h.dtype, plain_causal=len(examples) == 1 and not p)
     pe = decoder.rotary_emb(h, position_ids=pos[None])
     for layer in layers:
-        h = layer(h, attention_mask=mask, position_ids=pos[None], past_key_values=cache, use_cache=cache is not None,
+        h = layer(h, attention_mask=mask, position_ids=pos[None], cache=cache, use_cache=cache is not None,
                   position_embeddings=pe)
     sel = targets != IGNORE
     return decoder.norm(h[0][sel]), targets[sel]

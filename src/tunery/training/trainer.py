@@ -17,20 +17,20 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tunery.chat_template import IGNORE, EncodedExample
 from tunery.home import atomic_write_text
+from tunery.runtime import cpu_threads
 from tunery.training import checkpoint
 from tunery.training.batching import collate, epoch_batches, micro_batches
-from tunery.training.config import TrainingConfig, check_layer_range
-from tunery.training.encoding import IGNORE, EncodedExample
+from tunery.training.config import TrainingConfig
 from tunery.training.frozen import FrozenLayers, packed_forward
+from tunery.training.model import autocast_context, decoder_and_head, default_device, prepare_model
 
 METRIC_COLUMNS = ["step", "train_loss", "train_mean_token_accuracy", "valid_loss", "valid_mean_token_accuracy",
                   "full_valid_loss", "full_valid_mean_token_accuracy"]
@@ -49,6 +49,9 @@ class Callbacks:
     on_checkpoint: Callable[[int, Path, dict[str, Any]], None] = lambda step, path, metrics: None
     on_progress: Callable[[dict[str, Any]], None] = lambda info: None
     should_stop: Callable[[], bool] = lambda: False
+    on_start: Callable[[dict[str, Any]], None] = lambda info: None
+    """Once, before the first step: ``examples``, ``total_steps`` and ``resumed_from`` (the step of
+    the checkpoint the run goes on from, or None for a fresh start)."""
 
 
 @dataclass
@@ -63,50 +66,6 @@ class TrainResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def prepare_model(base_path: Path, config: TrainingConfig, device: str):
-    """Load the base weights and make them trainable (LoRA adapters or all weights)."""
-    import torch
-
-    from tunery.models.loading import load_base_model
-
-    model = load_base_model(base_path, dtype=torch.float32)
-    model.config.use_cache = False
-    torch.manual_seed(config.seed)  # adapter initialisation depends on it
-    if config.method == "lora":
-        from peft import LoraConfig, get_peft_model
-
-        layers = config.lora.layers
-        check_layer_range(layers, model.config.num_hidden_layers, "this model")
-        lcfg = LoraConfig(r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
-                          target_modules=list(config.lora.target_modules), bias="none", task_type="CAUSAL_LM",
-                          layers_to_transform=list(layers) if layers else None)
-        model = get_peft_model(model, lcfg)
-    else:
-        for p in model.parameters():
-            p.requires_grad_(True)
-    model.to(device)
-    model.train()
-    return model
-
-
-def _core(model):
-    """The decoder stack and the output projection, under any PEFT wrapping."""
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return inner.get_decoder(), inner.get_output_embeddings()
-
-
-def autocast_context(device_type: str, dtype):
-    import torch
-
-    return torch.autocast(device_type, dtype=dtype) if dtype else nullcontext()
-
-
 def batch_loss(model, batch, *, autocast_dtype=None, frozen: FrozenLayers | None = None,
                examples: list[EncodedExample] | None = None) -> tuple[Any, int, int]:
     """Sum of token losses over labelled positions, their count, and how many were predicted right.
@@ -115,7 +74,7 @@ def batch_loss(model, batch, *, autocast_dtype=None, frozen: FrozenLayers | None
     kept output for each example feeds the trained layers directly (see ``training.frozen``)."""
     import torch.nn.functional as F
 
-    decoder, head = _core(model)
+    decoder, head = decoder_and_head(model)
     with autocast_context(batch.input_ids.device.type, autocast_dtype):
         if frozen is not None and examples is not None:
             h, targets = packed_forward(frozen, examples, batch.prefix_len)
@@ -144,12 +103,12 @@ def _forward_shared_prefix(decoder, batch):
     from transformers import DynamicCache
 
     p, rows, width = batch.prefix_len, batch.input_ids.shape[0], batch.input_ids.shape[1]
-    pre = decoder(input_ids=batch.input_ids[:1, :p], use_cache=True).past_key_values
+    pre = decoder(input_ids=batch.input_ids[:1, :p], use_cache=True).cache
     cache = DynamicCache(config=decoder.config)
     for i, layer in enumerate(pre.layers):
         cache.update(layer.keys.expand(rows, -1, -1, -1), layer.values.expand(rows, -1, -1, -1), i)
     positions = torch.arange(p, width, device=batch.input_ids.device)[None].expand(rows, -1)
-    return decoder(input_ids=batch.input_ids[:, p:], past_key_values=cache, attention_mask=batch.attention_mask,
+    return decoder(input_ids=batch.input_ids[:, p:], cache=cache, attention_mask=batch.attention_mask,
                    position_ids=positions, use_cache=True).last_hidden_state
 
 
@@ -159,6 +118,7 @@ class Trainer:
         self.base_path = Path(base_path)
         self.tokenizer = tokenizer
         self.config = config
+        self.n_examples = len(train)
         self.train = [e for e in train if e.n_trained > 0]
         self.valid = [e for e in (valid or []) if e.n_trained > 0]
         self.output_dir = Path(output_dir)
@@ -205,14 +165,18 @@ class Trainer:
         model.train()
         return (total / n, correct / n) if n else (float("nan"), float("nan"))
 
-    def run(self, *, resume: bool = True) -> TrainResult:
+    def run(self, *, resume: bool = True, model=None) -> TrainResult:
+        """Train, resuming from the last checkpoint when ``resume``; saves checkpoints on the way,
+        then the final model and the results CSV. ``model`` is the base prepared for training (see
+        ``training.model.prepare_model``); it is prepared here when not given."""
         import torch
 
         cfg = self.config
-        device = _device()
-        torch.set_num_threads(int(os.environ.get("TUNERY_THREADS", os.cpu_count() or 1)))
+        device = default_device()
+        torch.set_num_threads(cpu_threads())
         autocast = torch.bfloat16 if cfg.precision == "bf16" else None
-        model = prepare_model(self.base_path, cfg, device)
+        if model is None:
+            model = prepare_model(self.base_path, cfg, device)
         self.frozen = (FrozenLayers.for_model(model, autocast_dtype=autocast)
                        if cfg.method == "lora" and cfg.cache_frozen_layers else None)
         if self.frozen is not None:
@@ -237,6 +201,7 @@ class Trainer:
             self.cb.on_message("info", f"Resumed from checkpoint at step {step}")
         else:
             torch.manual_seed(cfg.seed)
+        self.cb.on_start({"examples": self.n_examples, "total_steps": self.total_steps, "resumed_from": resumed_from})
 
         self.output_dir.mkdir(parents=True, exist_ok=True)
         t0, tokens_seen = time.perf_counter(), 0
@@ -324,7 +289,8 @@ class Trainer:
             state = {}
             for f in sorted(ckpt.glob("*.safetensors")):
                 state.update(load_file(f))
-            model.load_state_dict(state, strict=False)
+            _check_full_state(model, state, ckpt)
+            model.load_state_dict(state, strict=False)  # strict, bar the tied copies checked above
 
     def write_results(self, rows: list[dict[str, Any]]) -> Path:
         """The results CSV, with the OpenAI column names."""
@@ -336,3 +302,25 @@ class Trainer:
         path = self.output_dir / "results.csv"
         atomic_write_text(path, buf.getvalue())
         return path
+
+
+def _check_full_state(model, state: dict[str, Any], ckpt: Path) -> None:
+    """Refuse a checkpoint whose weights do not match the model, by name and shape: resuming must
+    never go on silently with some weights left as they were. A weight the checkpoint leaves out is
+    fine only when it is tied to one it holds (``save_pretrained`` writes a tied LM head once)."""
+    from tunery.errors import TuneryError
+
+    own = model.state_dict(keep_vars=True)
+    ptrs: dict[int, set[str]] = {}
+    for name, t in own.items():
+        ptrs.setdefault(t.data_ptr(), set()).add(name)
+    missing = [n for n in own if n not in state and not ptrs[own[n].data_ptr()] & state.keys()]
+    unexpected = [n for n in state if n not in own]
+    wrong = [f"{n} {tuple(state[n].shape)} vs {tuple(own[n].shape)}" for n in state
+             if n in own and state[n].shape != own[n].shape]
+    if missing or unexpected or wrong:
+        parts = [f"{label}: {', '.join(names[:5])}" + (f" (and {len(names) - 5} more)" if len(names) > 5 else "")
+                 for label, names in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong))
+                 if names]
+        raise TuneryError(f"checkpoint {ckpt} does not match the model ({'; '.join(parts)})",
+                          code="checkpoint_mismatch", hint="it was written for another model; start the job again")
