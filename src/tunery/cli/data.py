@@ -199,8 +199,8 @@ def synth(teacher: str, system: str | None, system_from: Path | None, topics: Pa
     system message; duplicates and invalid examples are dropped and reported."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+    from tunery.chat import GenerationParams
     from tunery.data.synth import load_topics, synthesize, write_examples
-    from tunery.serving import GenerationParams
     from tunery.serving.resolve import get_chat_model
 
     if (system is None) == (system_from is None):

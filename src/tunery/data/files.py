@@ -1,5 +1,6 @@
 """The file store behind ``/v1/files`` and ``tunery finetune``: uploaded bytes kept under
-``TUNERY_HOME/files`` by id (never by the client's filename), indexed in the database."""
+``TUNERY_HOME/files`` by id (never by the client's filename), indexed in the database. Files are
+written piece by piece (:class:`FileWriter`), so one of any size takes constant memory."""
 
 from __future__ import annotations
 
@@ -7,14 +8,31 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from tunery import db
 from tunery.errors import InvalidInput, NotFound
-from tunery.home import atomic_write_bytes, home
+from tunery.home import atomic_open, home
 
 MAX_FILE_BYTES = int(os.environ.get("TUNERY_MAX_FILE_BYTES", 512 * 1024 * 1024))
+"""Read at each write (not bound at import), so a test or an embedding app can lower it."""
 PURPOSES = ("fine-tune", "fine-tune-results", "evals", "batch", "assistants", "user_data")
+_CHUNK = 1 << 20
+
+
+class FileTooLarge(InvalidInput):
+    status_code = 413
+    code = "file_too_large"
+
+
+def too_large() -> FileTooLarge:
+    return FileTooLarge(f"the file is larger than the {MAX_FILE_BYTES}-byte upload limit", param="file",
+                        hint="split it, or raise TUNERY_MAX_FILE_BYTES on the server")
+
+
+def check_purpose(purpose: str) -> None:
+    if purpose not in PURPOSES:
+        raise InvalidInput(f"purpose must be one of {', '.join(PURPOSES)}, not {purpose!r}", param="purpose")
 
 
 @dataclass(frozen=True)
@@ -38,26 +56,73 @@ def _record(row) -> FileRecord:
                       path=Path(row["path"]), created_at=row["created_at"], meta=db.loads(row["meta"], {}))
 
 
+class FileWriter:
+    """A file on its way into the store: :meth:`write` appends to a temporary file beside its final
+    place (so memory stays constant and the size is checked as the bytes come), :meth:`commit`
+    fsyncs it, renames it into place and indexes it, and :meth:`discard` (or leaving a ``with``
+    block without committing) removes it, so a refused or broken upload leaves nothing behind.
+    Every method does blocking I/O: an async caller runs them in a thread."""
+
+    def __init__(self) -> None:
+        self.id = "file-" + secrets.token_hex(12)
+        self.path = home().files / self.id
+        self.bytes = 0
+        self._target = atomic_open(self.path)
+        self._f: BinaryIO | None = self._target.__enter__()
+
+    def write(self, chunk: bytes) -> None:
+        if self._f is None:
+            raise RuntimeError("write after commit or discard")
+        if self.bytes + len(chunk) > MAX_FILE_BYTES:
+            raise too_large()
+        self._f.write(chunk)
+        self.bytes += len(chunk)
+
+    def commit(self, filename: str, purpose: str, *, meta: dict | None = None) -> FileRecord:
+        check_purpose(purpose)
+        if self._f is None:
+            raise RuntimeError("commit after commit or discard")
+        self._f = None
+        self._target.__exit__(None, None, None)  # fsync, then rename into place
+        safe_name = Path(filename or "upload.jsonl").name[:255] or "upload.jsonl"
+        try:
+            db.execute("INSERT INTO files (id, filename, purpose, bytes, path, created_at, meta) "
+                       "VALUES (?,?,?,?,?,?,?)",
+                       (self.id, safe_name, purpose, self.bytes, str(self.path), db.now(), db.dumps(meta or {})))
+        except BaseException:
+            self.path.unlink(missing_ok=True)  # a file no row names would never be listed nor deleted
+            raise
+        return get(self.id)
+
+    def discard(self) -> None:
+        if self._f is not None:
+            self._f = None
+            reason = InvalidInput("upload discarded")
+            self._target.__exit__(type(reason), reason, None)  # removes the temporary file
+
+    def __enter__(self) -> FileWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.discard()
+
+
 def create(content: bytes, filename: str, purpose: str = "fine-tune", *, meta: dict | None = None) -> FileRecord:
-    if purpose not in PURPOSES:
-        raise InvalidInput(f"purpose must be one of {', '.join(PURPOSES)}, not {purpose!r}", param="purpose")
-    if len(content) > MAX_FILE_BYTES:
-        raise InvalidInput(f"file is {len(content)} bytes, over the {MAX_FILE_BYTES}-byte limit", param="file",
-                           code="file_too_large")
-    fid = "file-" + secrets.token_hex(12)
-    path = home().files / fid
-    atomic_write_bytes(path, content)
-    safe_name = Path(filename or "upload.jsonl").name[:255] or "upload.jsonl"
-    db.execute("INSERT INTO files (id, filename, purpose, bytes, path, created_at, meta) VALUES (?,?,?,?,?,?,?)",
-               (fid, safe_name, purpose, len(content), str(path), db.now(), db.dumps(meta or {})))
-    return get(fid)
+    check_purpose(purpose)
+    with FileWriter() as w:
+        w.write(content)
+        return w.commit(filename, purpose, meta=meta)
 
 
 def create_from_path(path: Path, purpose: str = "fine-tune") -> FileRecord:
     path = Path(path)
     if not path.is_file():
         raise InvalidInput(f"file not found: {path}", param="training_file")
-    return create(path.read_bytes(), path.name, purpose, meta={"source_path": str(path.resolve())})
+    check_purpose(purpose)
+    with FileWriter() as w, path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            w.write(chunk)
+        return w.commit(path.name, purpose, meta={"source_path": str(path.resolve())})
 
 
 def get(file_id: str) -> FileRecord:

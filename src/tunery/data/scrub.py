@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunery.home import atomic_write_bytes
+from tunery.home import atomic_open
 
 PLACEHOLDERS = {"EMAIL": "[EMAIL]", "PHONE": "[PHONE]", "CARD": "[CARD]", "IBAN": "[IBAN]", "IP": "[IP]",
                 "SSN": "[SSN]", "NI_NUMBER": "[NI_NUMBER]"}
@@ -239,7 +239,8 @@ class Finding:
 
 @dataclass
 class ScrubReport:
-    """What was found in a file (and, for :func:`scrub_file`, where the scrubbed copy went)."""
+    """What was found in a file (and, for :func:`scrub_file`, where the scrubbed copy went). A file
+    is read line by line; with ``max_findings`` only that many findings are kept, all counted."""
 
     path: Path
     n_lines: int = 0
@@ -247,18 +248,32 @@ class ScrubReport:
     plain_text_lines: list[int] = field(default_factory=list)
     """Lines that are not chat examples: scanned (and scrubbed) as plain text."""
     output: Path | None = None
+    max_findings: int | None = None
+    n_findings: int = 0
+    kinds: Counter = field(default_factory=Counter, repr=False)
+    pii_lines: list[int] = field(default_factory=list, repr=False)
+
+    def add(self, line: int, fld: str, matches: list[PiiMatch]) -> None:
+        if not matches:
+            return
+        room = len(matches) if self.max_findings is None else max(0, self.max_findings - len(self.findings))
+        self.findings += [Finding(line, fld, m) for m in matches[:room]]
+        self.n_findings += len(matches)
+        self.kinds.update(m.kind for m in matches)
+        if not self.pii_lines or self.pii_lines[-1] != line:
+            self.pii_lines.append(line)
 
     @property
     def found(self) -> bool:
-        return bool(self.findings)
+        return self.n_findings > 0
 
     @property
     def counts(self) -> dict[str, int]:
-        return dict(Counter(f.match.kind for f in self.findings))
+        return dict(self.kinds)
 
     @property
     def lines_with_pii(self) -> list[int]:
-        return sorted({f.line for f in self.findings})
+        return list(self.pii_lines)
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "output": str(self.output) if self.output else None,
@@ -281,52 +296,68 @@ def _scrub_messages(messages: list, line: int, report: ScrubReport) -> bool:
                         if isinstance(part, dict) and isinstance(part.get("text"), str)]
         for fld, holder, key in targets:
             new, matches = scrub_text(holder[key])
-            report.findings += [Finding(line, fld, m) for m in matches]
+            report.add(line, fld, matches)
             if matches:
                 holder[key] = new
                 changed = True
     return changed
 
 
-def _scrub_lines(data: bytes, report: ScrubReport) -> bytes:
-    out: list[bytes] = []
-    lines = data.split(b"\n")
-    report.n_lines = len(lines) - (lines[-1] == b"")
-    for lineno, raw in enumerate(lines, 1):
-        body = raw.removeprefix(b"\xef\xbb\xbf") if lineno == 1 else raw
-        text = body.decode("utf-8", errors="surrogateescape")
-        try:
-            obj = json.loads(text)
-        except (ValueError, RecursionError):
-            obj = None
-        if isinstance(obj, dict) and isinstance(obj.get("messages"), list):
-            if _scrub_messages(obj["messages"], lineno, report):
-                raw = json.dumps(obj, ensure_ascii=False).encode("utf-8")
-        elif text.strip():
-            # not a chat example: still never let personal data through unscanned
-            report.plain_text_lines.append(lineno)
-            new, matches = scrub_text(text)
-            report.findings += [Finding(lineno, "text", m) for m in matches]
-            if matches:
-                raw = new.encode("utf-8", errors="surrogateescape")
-        out.append(raw)
-    return b"\n".join(out)
+def _dump(obj: Any) -> bytes:
+    """A scrubbed example as one JSON line. Undecodable bytes in it go back as they were; a lone
+    surrogate (a ``\\ud800`` escape without its pair) has no UTF-8 form, so that line is written
+    with ASCII escapes, which keep it as the file had it."""
+    try:
+        return json.dumps(obj, ensure_ascii=False).encode("utf-8", errors="surrogateescape")
+    except UnicodeEncodeError:
+        return json.dumps(obj).encode("ascii")
 
 
-def check_file(path: str | Path) -> ScrubReport:
-    """Scan a chat JSONL file's message contents for personal data; writes nothing."""
-    from tunery.data.validate import read_data
+def scrub_line(lineno: int, raw: bytes, report: ScrubReport, *, rewrite: bool = True) -> bytes:
+    """Scan one line (its bytes without the ``\\n``) and return it scrubbed (unchanged, byte for byte,
+    without findings or when not ``rewrite``). Never fails on the bytes: a line that is not UTF-8 is
+    still scanned, and what it holds besides the findings is kept."""
+    body = raw.removeprefix(b"\xef\xbb\xbf") if lineno == 1 else raw
+    text = body.decode("utf-8", errors="surrogateescape")
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError):
+        obj = None
+    if isinstance(obj, dict) and isinstance(obj.get("messages"), list):
+        if _scrub_messages(obj["messages"], lineno, report) and rewrite:
+            raw = _dump(obj)
+    elif text.strip():
+        # not a chat example: still never let personal data through unscanned
+        report.plain_text_lines.append(lineno)
+        new, matches = scrub_text(text)
+        report.add(lineno, "text", matches)
+        if matches and rewrite:
+            raw = new.encode("utf-8", errors="surrogateescape")
+    return raw
 
-    report = ScrubReport(Path(path))
-    _scrub_lines(read_data(path), report)
+
+def check_file(path: str | Path, *, max_findings: int | None = None) -> ScrubReport:
+    """Scan a chat JSONL file's message contents for personal data, line by line; writes nothing."""
+    from tunery.data.text import file_lines, open_data
+
+    report = ScrubReport(Path(path), max_findings=max_findings)
+    with open_data(path) as f:
+        for lineno, raw in enumerate(file_lines(f, None), 1):
+            scrub_line(lineno, raw, report, rewrite=False)
+            report.n_lines = lineno
     return report
 
 
 def scrub_file(src: str | Path, dst: str | Path) -> ScrubReport:
     """Write ``dst``: ``src`` with personal data in message contents replaced by placeholders. Lines
-    without findings are copied byte for byte; the output appears whole or not at all."""
-    from tunery.data.validate import read_data
+    without findings are copied byte for byte; the file is read and written line by line, and the
+    output appears whole or not at all."""
+    from tunery.data.text import open_data
 
     report = ScrubReport(Path(src), output=Path(dst))
-    atomic_write_bytes(Path(dst), _scrub_lines(read_data(src), report))
+    with open_data(src) as f, atomic_open(Path(dst)) as out:
+        for lineno, raw in enumerate(f, 1):
+            ending = b"\n" if raw.endswith(b"\n") else b""
+            out.write(scrub_line(lineno, raw.removesuffix(b"\n"), report) + ending)
+            report.n_lines = lineno
     return report

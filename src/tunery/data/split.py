@@ -50,8 +50,9 @@ def split_lines(lines: list[bytes], *, validation_fraction: float, seed: int) ->
 
 def split_file(src: str | Path, *, validation_fraction: float, seed: int, out_train: str | Path | None = None,
                out_valid: str | Path | None = None) -> SplitResult:
-    """Split ``src`` line by line (blank lines dropped, lines kept byte for byte) into two files."""
-    from tunery.data.validate import read_data
+    """Split ``src`` line by line (blank lines dropped, lines kept byte for byte) into two files. A line
+    that is not UTF-8 is an InvalidInput that names it."""
+    from tunery.data.text import read_lines
 
     src = Path(src)
     default_train, default_valid = default_outputs(src)
@@ -61,8 +62,8 @@ def split_file(src: str | Path, *, validation_fraction: float, seed: int, out_tr
             raise InvalidInput(f"output {out} is the input file", param="output", hint="choose another prefix")
     if train_path.resolve() == valid_path.resolve():
         raise InvalidInput("the training and validation outputs are the same file", param="output")
-    data = read_data(src).removeprefix(b"\xef\xbb\xbf")
-    lines = [line.removesuffix(b"\r") for line in data.split(b"\n") if line.strip()]
+    # every line must be UTF-8 text (a line that is not is named); each goes out as it came
+    lines = [raw for raw in (text.encode("utf-8") for _, text in read_lines(src)) if raw.strip()]
     train, valid = split_lines(lines, validation_fraction=validation_fraction, seed=seed)
     atomic_write_bytes(train_path, b"\n".join(train) + b"\n")
     atomic_write_bytes(valid_path, b"\n".join(valid) + b"\n")

@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunery.chat import ChatMessage, Role
+from tunery.chat import ChatMessage, ChatModel, GenerationParams, Role
 from tunery.errors import InvalidInput
 from tunery.home import atomic_write_text
-from tunery.serving.base import ChatModel, GenerationParams
 
 QUESTION_PROMPT = ("Write one realistic question that a user of this assistant might ask about the topic "
                    "below. Vary the wording; reply with the question only, no preamble.\n\nTopic: {topic}")
@@ -45,7 +44,9 @@ def load_topics(path: Path) -> list[str]:
     if not path.is_file():
         raise InvalidInput(f"topics file not found: {path}", param="topics")
     topics = []
-    for n, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
+    from tunery.data.text import read_lines
+
+    for n, line in read_lines(path, param="topics"):  # a line that is not UTF-8 is named
         line = line.strip()
         if not line or line.startswith("#"):
             continue

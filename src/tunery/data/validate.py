@@ -5,18 +5,27 @@
 Every problem is collected (never only the first), each with its line and field, into a
 :class:`ValidationReport`. Nothing here raises for bad data; :func:`load_examples`, used by the
 trainer, is the one place that turns an invalid report into an :class:`InvalidInput`.
+
+A file is read once, line by line (:class:`Validator`): each line is checked, measured and
+forgotten, so a report takes memory for its problems (up to a cap when one is given) and a few
+numbers per example, never for the file's text. Limits a user meets: a line holds at most
+:data:`MAX_LINE_BYTES`; with a model, an example holds at most as many messages as the model's
+context has tokens. Lines are read and decoded by :mod:`tunery.data.text`, as every user text
+file is.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from tunery.chat import Conversation, Role
+from tunery.data.text import MAX_LINE_BYTES, byte_lines, decode_line, file_lines, open_data, small_file
 from tunery.errors import InvalidInput, TuneryError
 
 if TYPE_CHECKING:
@@ -54,7 +63,9 @@ class Issue:
 @dataclass
 class ValidationReport:
     """The outcome of validating one file. ``examples`` holds the valid examples only, with their
-    line numbers; ``token_counts`` (line -> tokens) is filled when a tokenizer was given."""
+    line numbers; ``token_counts`` (line -> tokens) is filled when a tokenizer was given. Both stay
+    empty when the validator was told not to keep examples (the file report); ``n_examples``
+    counts them either way. ``issues`` may stop at a cap: ``n_errors`` and ``n_warnings`` count all."""
 
     purpose: str = "training"
     n_lines: int = 0
@@ -63,6 +74,9 @@ class ValidationReport:
     context_length: int | None = None
     max_seq_length: int | None = None
     token_counts: dict[int, int] = field(default_factory=dict)
+    keep_examples: bool = True
+    n_unkept: int = field(default=0, repr=False)  # examples counted, not kept
+    dropped: dict[str, int] = field(default_factory=dict, repr=False)  # severity -> issues past the cap
 
     @property
     def errors(self) -> list[Issue]:
@@ -73,17 +87,29 @@ class ValidationReport:
         return [i for i in self.issues if i.severity == "warning"]
 
     @property
+    def n_examples(self) -> int:
+        return len(self.examples) + self.n_unkept
+
+    @property
+    def n_errors(self) -> int:
+        return len(self.errors) + self.dropped.get("error", 0)
+
+    @property
+    def n_warnings(self) -> int:
+        return len(self.warnings) + self.dropped.get("warning", 0)
+
+    @property
     def ok(self) -> bool:
-        return not self.errors
+        return self.n_errors == 0
 
     @property
     def conversations(self) -> list[Conversation]:
         return [c for _, c in self.examples]
 
     def summary(self) -> str:
-        n_err, n_warn = len(self.errors), len(self.warnings)
+        n_err, n_warn, n_ex = self.n_errors, self.n_warnings, self.n_examples
         verdict = "valid" if self.ok else "invalid"
-        return (f"{verdict}: {len(self.examples)} valid example{_s(len(self.examples))} in {self.n_lines} "
+        return (f"{verdict}: {n_ex} valid example{_s(n_ex)} in {self.n_lines} "
                 f"line{_s(self.n_lines)}, {n_err} error{_s(n_err)}, {n_warn} warning{_s(n_warn)}")
 
     def format(self, limit: int | None = None, *, severity: Severity | None = None) -> str:
@@ -92,14 +118,15 @@ class ValidationReport:
         chosen.sort(key=lambda i: i.severity != "error")  # stable: keeps line order within each kind
         shown = chosen if limit is None else chosen[:limit]
         lines = [f"{i.severity}: {i.format()}" for i in shown]
-        if len(chosen) > len(shown):
-            lines.append(f"... and {len(chosen) - len(shown)} more")
+        more = len(chosen) - len(shown) + sum(n for sev, n in self.dropped.items() if severity in (None, sev))
+        if more:
+            lines.append(f"... and {more} more")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "purpose": self.purpose, "n_lines": self.n_lines,
-                "n_examples": len(self.examples), "n_errors": len(self.errors),
-                "n_warnings": len(self.warnings), "context_length": self.context_length,
+                "n_examples": self.n_examples, "n_errors": self.n_errors,
+                "n_warnings": self.n_warnings, "context_length": self.context_length,
                 "max_seq_length": self.max_seq_length,
                 "issues": [i.to_dict() for i in self.issues]}
 
@@ -123,9 +150,27 @@ def _show(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _line_list(lines: list[int], limit: int = 10) -> str:
-    shown = ", ".join(str(n) for n in lines[:limit])
-    return shown + (f" and {len(lines) - limit} more" if len(lines) > limit else "")
+class _LineList:
+    """Line numbers as a message names them: how many, and the first ten (not all: a file of a
+    million lines would keep a million numbers)."""
+
+    SHOWN = 10
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.first: list[int] = []
+
+    def add(self, line: int) -> None:
+        self.n += 1
+        if len(self.first) < self.SHOWN:
+            self.first.append(line)
+
+    def __bool__(self) -> bool:
+        return self.n > 0
+
+    def __str__(self) -> str:
+        shown = ", ".join(str(n) for n in self.first)
+        return shown + (f" and {self.n - len(self.first)} more" if self.n > len(self.first) else "")
 
 
 def _reject_constant(name: str) -> Any:
@@ -254,12 +299,38 @@ def _check_turns(add: _Add, warn: _Add, messages: list, roles: list[str | None])
     return ok
 
 
+
+# --- one line ------------------------------------------------------------------------------------
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _lone_surrogate(obj: Any) -> tuple[str | None, str] | None:
+    """The first string of a parsed line that holds a lone surrogate (a ``\\ud800`` escape without
+    its other half: not Unicode text, so no file, database or tokenizer can take it), as (field,
+    message); None when there is none."""
+    stack: list[tuple[Any, str]] = [(obj, "")]
+    while stack:
+        value, where = stack.pop()
+        if isinstance(value, str):
+            m = _SURROGATE.search(value)
+            if m:
+                return where or None, (f"not valid Unicode: a lone surrogate \\u{ord(m.group()):04x} at character "
+                                       f"{m.start() + 1} (a \\ud800-\\udfff escape must be one half of a pair)")
+        elif isinstance(value, dict):
+            if any(_SURROGATE.search(k) for k in value):
+                return where or None, "not valid Unicode: a key holds a lone surrogate (\\ud800-\\udfff)"
+            stack.extend(reversed([(v, f"{where}.{k}" if where else k) for k, v in value.items()]))
+        elif isinstance(value, list):
+            stack.extend(reversed([(v, f"{where}[{i}]") for i, v in enumerate(value)]))
+    return None
+
+
 def _check_line(add: _Add, warn: _Add, raw: bytes) -> list[dict] | None:
     """The example's messages when the line is a valid example, else None (problems reported)."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        add(None, f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1}): save the file as UTF-8")
+    text, problem = decode_line(raw)
+    if text is None:
+        add(None, problem)
         return None
     try:
         obj = json.loads(text, parse_constant=_reject_constant)
@@ -271,6 +342,9 @@ def _check_line(add: _Add, warn: _Add, raw: bytes) -> list[dict] | None:
         return None
     except RecursionError:
         add(None, "not valid JSON: nested too deeply")
+        return None
+    if "\\u" in text and (bad := _lone_surrogate(obj)) is not None:
+        add(*bad)  # before anything echoes a value: text with a lone surrogate cannot even be printed
         return None
     if not isinstance(obj, dict):
         add(None, f'expected a JSON object like {{"messages": [...]}}, got {_kind(obj)}')
@@ -302,8 +376,10 @@ def _check_line(add: _Add, warn: _Add, raw: bytes) -> list[dict] | None:
     return messages if ok else None
 
 
-def _whole_document_hint(data: bytes) -> str | None:
+def _whole_document_hint(data: bytes | None) -> str | None:
     """Name the usual mistake of a pretty-printed JSON document saved as .jsonl."""
+    if data is None:
+        return None
     try:
         doc = json.loads(data.decode("utf-8"))
     except (ValueError, RecursionError):
@@ -314,135 +390,256 @@ def _whole_document_hint(data: bytes) -> str | None:
     return None
 
 
-def _check_lengths(report: ValidationReport, tokenizer: PreTrainedTokenizerBase, context_length: int | None,
-                   max_seq_length: int | None) -> None:
-    from tunery.data.stats import count_tokens, render, render_all
+# --- a whole file --------------------------------------------------------------------------------
 
-    try:
-        texts = render_all(tokenizer, [c.to_dicts() for c in report.conversations])
-        rendered = [(line, conv, text) for (line, conv), text in zip(report.examples, texts, strict=True)]
-    except TuneryError:  # name the examples the chat template rejects; the others are still measured
-        rendered = []
-        for line, conv in report.examples:
+class Tally(Protocol):
+    """Where measured examples go (:class:`tunery.data.stats.TokenTally`)."""
+
+    def add(self, turns: int, tokens: int, trained: int) -> None: ...
+
+
+class _Issues:
+    """Issues of one kind in file order, at most ``cap`` of them kept; the rest only counted."""
+
+    def __init__(self, report: ValidationReport, cap: int | None) -> None:
+        self.report, self.cap, self.kept = report, cap, []
+
+    def add(self, issue: Issue) -> None:
+        if self.cap is None or len(self.kept) < self.cap:
+            self.kept.append(issue)
+        else:
+            self.report.dropped[issue.severity] = self.report.dropped.get(issue.severity, 0) + 1
+
+
+class _Measure:
+    """Examples measured with the model's tokenizer as they come, a batch at a time (the chat
+    template's batched call is several times faster than one call each), then forgotten."""
+
+    BATCH_EXAMPLES = 64
+    BATCH_BYTES = 1 << 20
+
+    def __init__(self, report: ValidationReport, issues: _Issues, tokenizer: PreTrainedTokenizerBase,
+                 tally: Tally | None) -> None:
+        self.report, self.issues, self.tokenizer, self.tally = report, issues, tokenizer, tally
+        self.batch: list[tuple[int, Conversation]] = []
+        self.batch_bytes = 0
+        self.over_seq = _LineList()
+        self.rejected: set[int] = set()
+
+    def add(self, line: int, conv: Conversation, size: int) -> None:
+        context = self.report.context_length
+        if context and len(conv) > context:
+            # every message takes a token at least: refused before templating, which would take
+            # time and memory in proportion to the square of its length to find trained tokens
+            self._reject(line, f"example has {len(conv):,} messages, more than the model's context of "
+                               f"{context:,} tokens can hold: split it into shorter conversations")
+            return
+        self.batch.append((line, conv))
+        self.batch_bytes += size
+        if len(self.batch) >= self.BATCH_EXAMPLES or self.batch_bytes >= self.BATCH_BYTES:
+            self.flush()
+
+    def _reject(self, line: int, message: str) -> None:
+        self.issues.add(Issue(line, None, message))
+        self.rejected.add(line)
+        if not self.report.keep_examples:
+            self.report.n_unkept -= 1
+
+    def _renderable(self, batch: list[tuple[int, Conversation]]) -> list[tuple[int, Conversation]]:
+        """The examples the chat template renders; each one it rejects is named."""
+        from tunery.chat_template import render
+
+        out = []
+        for line, conv in batch:
             try:
-                rendered.append((line, conv, render(tokenizer, conv.to_dicts())))
+                render(self.tokenizer, conv.to_dicts())
             except TuneryError as e:
-                report.issues.append(Issue(line, None, e.message))
-    report.examples = [(line, conv) for line, conv, _ in rendered]
-    counts = count_tokens(tokenizer, [text for _, _, text in rendered])
-    report.token_counts = {line: n for (line, _, _), n in zip(rendered, counts, strict=True)}
-    for line, n in report.token_counts.items():
-        if context_length and n > context_length:
-            report.issues.append(Issue(line, None, f"example is {n} tokens, longer than the model's context of "
-                                                   f"{context_length}: it will be truncated", "warning"))
-    if max_seq_length:
-        over = [line for line, n in report.token_counts.items() if n > max_seq_length]
-        if over:
-            report.issues.append(Issue(None, None, f"{len(over)} example{_s(len(over))} longer than the training "
-                                                   f"max_seq_length of {max_seq_length} tokens will be truncated "
-                                                   f"in training (line{_s(len(over))} {_line_list(over)})",
-                                       "warning"))
+                self._reject(line, e.message)
+            else:
+                out.append((line, conv))
+        return out
+
+    def flush(self) -> None:
+        from tunery.chat_template import count_tokens, render_all, trained_token_counts
+
+        batch, self.batch, self.batch_bytes = self.batch, [], 0
+        if not batch:
+            return
+        trained: list[int] = []
+        if self.tally is not None:
+            try:
+                lengths, trained = trained_token_counts(self.tokenizer, [c for _, c in batch])
+            except TuneryError:  # name the examples the template rejects; measure the others
+                batch = self._renderable(batch)
+                lengths, trained = trained_token_counts(self.tokenizer, [c for _, c in batch])
+        else:
+            try:
+                texts = render_all(self.tokenizer, [c.to_dicts() for _, c in batch])
+            except TuneryError:
+                batch = self._renderable(batch)
+                texts = render_all(self.tokenizer, [c.to_dicts() for _, c in batch])
+            lengths = count_tokens(self.tokenizer, texts)
+        context, max_seq = self.report.context_length, self.report.max_seq_length
+        for k, ((line, conv), n) in enumerate(zip(batch, lengths, strict=True)):
+            if self.report.keep_examples:
+                self.report.token_counts[line] = n
+            if self.tally is not None:
+                self.tally.add(len(conv), n, trained[k])
+            if context and n > context:
+                self.issues.add(Issue(line, None, f"example is {n} tokens, longer than the model's context of "
+                                                  f"{context}: it will be truncated", "warning"))
+            if max_seq and n > max_seq:
+                self.over_seq.add(line)
+
+    def finish(self) -> None:
+        self.flush()
+        if self.rejected and self.report.keep_examples:
+            self.report.examples = [(line, c) for line, c in self.report.examples if line not in self.rejected]
+        if self.over_seq:
+            n = self.over_seq.n
+            self.issues.add(Issue(None, None, f"{n} example{_s(n)} longer than the training max_seq_length of "
+                                              f"{self.report.max_seq_length} tokens will be truncated in training "
+                                              f"(line{_s(n)} {self.over_seq})", "warning"))
+
+
+class Validator:
+    """The validator's single pass over a file: feed it every line (:meth:`line`, bytes without the
+    ``\\n``, or the length of a line too long to read), then :meth:`finish`. Each line is checked,
+    measured (with a tokenizer) and forgotten; ``keep_examples`` keeps the valid conversations,
+    ``max_issues`` caps the problems kept per kind (all are counted), ``tally`` receives each
+    measured example's turns, tokens and trained tokens."""
+
+    def __init__(self, *, purpose: str = "training", tokenizer: PreTrainedTokenizerBase | None = None,
+                 context_length: int | None = None, max_seq_length: int | None = None,
+                 keep_examples: bool = True, max_issues: int | None = None, tally: Tally | None = None) -> None:
+        if purpose not in PURPOSES:
+            raise InvalidInput(f"purpose must be training or validation, not {purpose!r}", param="purpose")
+        self.report = ValidationReport(purpose=purpose, context_length=context_length,
+                                       max_seq_length=max_seq_length, keep_examples=keep_examples)
+        self.line_issues = _Issues(self.report, max_issues)
+        self.measured_issues = _Issues(self.report, max_issues)
+        self.measure = (_Measure(self.report, self.measured_issues, tokenizer, tally)
+                        if tokenizer is not None else None)
+        self.blank, self.no_system = _LineList(), _LineList()
+        self.seen: dict[bytes, int] = {}  # a digest per distinct example, to name duplicates
+        self.n_nonblank = 0
+        self.first_line: int | None = None
+        self.first_bad: int | None = None
+        self.utf16 = False
+
+    def line(self, lineno: int, raw: bytes | int) -> None:
+        if self.utf16:
+            return
+        if lineno == 1 and isinstance(raw, bytes):
+            if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+                self.utf16 = True
+                return
+            raw = raw.removeprefix(_BOM)
+        self.report.n_lines = lineno
+        if isinstance(raw, bytes) and not raw.strip():
+            self.blank.add(lineno)
+            return
+        self.n_nonblank += 1
+        self.first_line = self.first_line or lineno
+
+        def add(fld: str | None, message: str) -> None:
+            self.line_issues.add(Issue(lineno, fld, message))
+
+        def warn(fld: str | None, message: str) -> None:
+            self.line_issues.add(Issue(lineno, fld, message, "warning"))
+
+        n_before = sum(self.report.dropped.values()) + len(self.line_issues.kept)
+        if isinstance(raw, int):
+            add(None, f"the line is {raw:,} bytes, longer than the {MAX_LINE_BYTES:,} a line may hold: no "
+                      "model's context holds an example that long")
+            messages = None
+        else:
+            messages = _check_line(add, warn, raw.removesuffix(b"\r"))
+        if messages is None:
+            if self.first_bad is None and sum(self.report.dropped.values()) + len(self.line_issues.kept) > n_before:
+                self.first_bad = lineno
+            return
+        key = hashlib.blake2b(json.dumps(messages, sort_keys=True, ensure_ascii=False).encode(),
+                              digest_size=16).digest()
+        if key in self.seen:
+            warn(None, f"duplicate of line {self.seen[key]}")
+        else:
+            self.seen[key] = lineno
+        if messages[0]["role"] != Role.SYSTEM:
+            self.no_system.add(lineno)
+        conv = Conversation.from_dicts(messages)
+        if self.report.keep_examples:
+            self.report.examples.append((lineno, conv))
+        else:
+            self.report.n_unkept += 1
+        if self.measure is not None:
+            self.measure.add(lineno, conv, len(raw))
+
+    def finish(self, whole: Callable[[], bytes | None] = lambda: None) -> ValidationReport:
+        """The report, with the file's own issues first. ``whole`` gives the file's bytes (or None
+        when it is too large to parse at once), asked for only to explain a file whose first line
+        is already bad."""
+        report = self.report
+        if self.utf16:
+            report.issues = [Issue(None, None, "the file is UTF-16 encoded: save it as UTF-8")]
+            return report
+        if self.measure is not None:
+            self.measure.finish()
+        file_issues: list[Issue] = []
+        n_nonblank = self.n_nonblank
+        if n_nonblank == 0:
+            file_issues.append(Issue(None, None, "the file is empty: write one chat example per line"))
+        elif n_nonblank < MIN_TRAINING_EXAMPLES:
+            severity: Severity = "error" if report.purpose == "training" else "warning"
+            file_issues.append(Issue(None, None, f"only {n_nonblank} example{_s(n_nonblank)}: the OpenAI fine-tuning "
+                                                 f"service requires at least {MIN_TRAINING_EXAMPLES} (50-100 usually "
+                                                 "work better)", severity))
+        if self.first_bad is not None and self.first_bad == self.first_line:
+            hint = _whole_document_hint(whole())
+            if hint:
+                file_issues.insert(0, Issue(None, None, hint))
+        if self.blank:
+            n = self.blank.n
+            file_issues.append(Issue(None, None, f"blank line{_s(n)} {self.blank} skipped", "warning"))
+        if self.no_system:
+            n = self.no_system.n
+            file_issues.append(Issue(None, None, f"{n} example{_s(n)} without a system message (line{_s(n)} "
+                                                 f"{self.no_system}): give the system message you will use at "
+                                                 "inference", "warning"))
+        report.issues = file_issues + self.line_issues.kept + self.measured_issues.kept
+        return report
+
+    def feed(self, lines: Iterable[bytes | int]) -> Validator:
+        for lineno, raw in enumerate(lines, 1):
+            self.line(lineno, raw)
+        return self
 
 
 def validate_bytes(data: bytes, *, purpose: str = "training", tokenizer: PreTrainedTokenizerBase | None = None,
                    context_length: int | None = None, max_seq_length: int | None = None) -> ValidationReport:
     """Validate the bytes of a chat JSONL file. With a tokenizer, examples are also measured against
     ``context_length`` (the model's) and ``max_seq_length`` (the training setting)."""
-    if purpose not in PURPOSES:
-        raise InvalidInput(f"purpose must be training or validation, not {purpose!r}", param="purpose")
-    report = ValidationReport(purpose=purpose, context_length=context_length, max_seq_length=max_seq_length)
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        report.issues.append(Issue(None, None, "the file is UTF-16 encoded: save it as UTF-8"))
-        return report
-    data = data.removeprefix(_BOM)
-    raw_lines = data.split(b"\n")
-    if raw_lines[-1] == b"":
-        raw_lines.pop()  # the newline that ends the last line does not start another
-    report.n_lines = len(raw_lines)
-    blank: list[int] = []
-    no_system: list[int] = []
-    seen: dict[bytes, int] = {}
-    n_nonblank = 0
-    first_line = first_bad = None
-    for lineno, raw in enumerate(raw_lines, 1):
-        if not raw.strip():
-            blank.append(lineno)
-            continue
-        n_nonblank += 1
-        first_line = first_line or lineno
-
-        def add(fld: str | None, message: str, _line: int = lineno) -> None:
-            report.issues.append(Issue(_line, fld, message))
-
-        def warn(fld: str | None, message: str, _line: int = lineno) -> None:
-            report.issues.append(Issue(_line, fld, message, "warning"))
-
-        n_before = len(report.issues)
-        messages = _check_line(add, warn, raw.removesuffix(b"\r"))
-        if messages is None:
-            if first_bad is None and len(report.issues) > n_before:
-                first_bad = lineno
-            continue
-        key = hashlib.blake2b(json.dumps(messages, sort_keys=True, ensure_ascii=False).encode(),
-                              digest_size=16).digest()
-        if key in seen:
-            warn(None, f"duplicate of line {seen[key]}")
-        else:
-            seen[key] = lineno
-        if messages[0]["role"] != Role.SYSTEM:
-            no_system.append(lineno)
-        report.examples.append((lineno, Conversation.from_dicts(messages)))
-
-    file_issues: list[Issue] = []
-    if n_nonblank == 0:
-        file_issues.append(Issue(None, None, "the file is empty: write one chat example per line"))
-    elif n_nonblank < MIN_TRAINING_EXAMPLES:
-        severity: Severity = "error" if purpose == "training" else "warning"
-        file_issues.append(Issue(None, None, f"only {n_nonblank} example{_s(n_nonblank)}: the OpenAI fine-tuning "
-                                             f"service requires at least {MIN_TRAINING_EXAMPLES} (50-100 usually "
-                                             "work better)", severity))
-    if first_bad is not None and first_bad == first_line:
-        hint = _whole_document_hint(data)
-        if hint:
-            file_issues.insert(0, Issue(None, None, hint))
-    if blank:
-        file_issues.append(Issue(None, None, f"blank line{_s(len(blank))} {_line_list(blank)} skipped", "warning"))
-    if no_system:
-        file_issues.append(Issue(None, None, f"{len(no_system)} example{_s(len(no_system))} without a system "
-                                             f"message (line{_s(len(no_system))} {_line_list(no_system)}): "
-                                             "give the system message you will use at inference", "warning"))
-    report.issues[:0] = file_issues
-    if tokenizer is not None and report.examples:
-        _check_lengths(report, tokenizer, context_length, max_seq_length)
-    return report
-
-
-def read_data(path: str | Path) -> bytes:
-    """A data file's bytes, or an InvalidInput that says why it cannot be read."""
-    path = Path(path)
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise InvalidInput(f"file not found: {path}", param="file") from None
-    except IsADirectoryError:
-        raise InvalidInput(f"{path} is a folder, not a JSONL file", param="file") from None
-    except OSError as e:
-        raise InvalidInput(f"cannot read {path}: {e.strerror or e}", param="file") from None
+    v = Validator(purpose=purpose, tokenizer=tokenizer, context_length=context_length,
+                  max_seq_length=max_seq_length)
+    return v.feed(byte_lines(data)).finish(lambda: data)
 
 
 def validate_file(path: str | Path, *, model: str | None = None, purpose: str = "training") -> ValidationReport:
-    """Validate a chat JSONL file; with ``model``, also measure examples with its tokenizer against its
-    context length and its catalog training ``max_seq_length``."""
-    data = read_data(path)
-    if model is None:
-        return validate_bytes(data, purpose=purpose)
-    from tunery.models import registry
-    from tunery.models.loading import load_tokenizer
+    """Validate a chat JSONL file, read line by line; with ``model``, also measure examples with its
+    tokenizer against its context length and its catalog training ``max_seq_length``."""
+    path = Path(path)
+    with open_data(path) as f:
+        kw: dict[str, Any] = {}
+        if model is not None:
+            from tunery.models import registry
+            from tunery.models.loading import load_tokenizer
 
-    rec = registry.get(model)
-    spec = rec.spec
-    return validate_bytes(data, purpose=purpose, tokenizer=load_tokenizer(rec), context_length=rec.context_length,
-                          max_seq_length=spec.training.max_seq_length if spec else None)
+            rec = registry.get(model)
+            spec = rec.spec
+            kw = {"tokenizer": load_tokenizer(rec), "context_length": rec.context_length,
+                  "max_seq_length": spec.training.max_seq_length if spec else None}
+        v = Validator(purpose=purpose, **kw).feed(file_lines(f))
+    return v.finish(lambda: small_file(path))
 
 
 MAX_REPORTED_ERRORS = 20
@@ -451,10 +648,10 @@ MAX_REPORTED_ERRORS = 20
 def load_examples(source: str | Path | bytes, *, purpose: str = "training") -> list[Conversation]:
     """The conversations of a valid chat JSONL file (a path or its bytes), for the trainer. An invalid
     file raises InvalidInput listing the first errors and how many there are."""
-    data = source if isinstance(source, bytes) else read_data(source)
-    report = validate_bytes(data, purpose=purpose)
+    report = validate_bytes(source, purpose=purpose) if isinstance(source, bytes) else \
+        validate_file(source, purpose=purpose)
     if not report.ok:
-        n = len(report.errors)
+        n = report.n_errors
         raise InvalidInput(f"invalid {purpose} file ({n} error{_s(n)}):\n"
                            + report.format(MAX_REPORTED_ERRORS, severity="error"),
                            param=f"{purpose}_file", code=f"invalid_{purpose}_file",

@@ -1,0 +1,110 @@
+"""Reading a user's text files (chat JSONL, question and data files, topic lists): piece by piece,
+with the same named error wherever a line is not UTF-8 (``path, line N: not valid UTF-8 (byte
+0xe9 at column 18)``), a byte-order mark at the start accepted, and a bound on how long a line the
+validator reads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+from tunery.errors import InvalidInput
+
+_BOM = b"\xef\xbb\xbf"
+
+MAX_LINE_BYTES = 8 << 20
+"""The longest line the validator reads (8 MiB): a longer one is an error, skipped unread, so one
+line never takes more memory than this. No model's context holds an example that long."""
+_HINT_MAX_BYTES = 16 << 20  # a file up to this size is parsed whole to recognise a pretty-printed document
+
+
+def decode_line(raw: bytes) -> tuple[str, None] | tuple[None, str]:
+    """A line's text, or why it is not UTF-8 (its first bad byte): one wording wherever tunery
+    reads a user's text file."""
+    try:
+        return raw.decode("utf-8"), None
+    except UnicodeDecodeError as e:
+        return None, f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1}): save the file as UTF-8"
+
+
+def _cannot_read(path: Path, e: OSError, param: str) -> InvalidInput:
+    if isinstance(e, FileNotFoundError):
+        return InvalidInput(f"file not found: {path}", param=param)
+    if isinstance(e, IsADirectoryError):
+        return InvalidInput(f"{path} is a folder, not a JSONL file", param=param)
+    return InvalidInput(f"cannot read {path}: {e.strerror or e}", param=param)
+
+
+def read_data(path: str | Path) -> bytes:
+    """A data file's bytes, or an InvalidInput that says why it cannot be read."""
+    path = Path(path)
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise _cannot_read(path, e, "file") from None
+
+
+@contextmanager
+def open_data(path: str | Path, *, param: str = "file") -> Iterator[BinaryIO]:
+    """A data file open for reading bytes, or an InvalidInput that says why it cannot be."""
+    path = Path(path)
+    try:
+        f = path.open("rb")
+    except OSError as e:
+        raise _cannot_read(path, e, param) from None
+    with f:
+        yield f
+
+
+def file_lines(f: BinaryIO, limit: int | None = MAX_LINE_BYTES) -> Iterator[bytes | int]:
+    """Each line of ``f`` without its ``\\n``, read piece by piece; a line longer than ``limit``
+    bytes is skipped unread and its length given instead."""
+    while raw := (f.readline() if limit is None else f.readline(limit + 1)):
+        if raw.endswith(b"\n"):
+            yield raw[:-1]
+        elif limit is None or len(raw) <= limit:
+            yield raw
+        else:
+            n = len(raw)
+            while (piece := f.readline(1 << 20)) and not piece.endswith(b"\n"):
+                n += len(piece)
+            yield n + max(len(piece) - 1, 0)
+
+
+def byte_lines(data: bytes, limit: int | None = MAX_LINE_BYTES) -> Iterator[bytes | int]:
+    """:func:`file_lines` of bytes in memory (``data.split(b"\\n")`` without the list of every line)."""
+    start, size = 0, len(data)
+    while start < size:
+        end = data.find(b"\n", start)
+        end = size if end < 0 else end
+        yield data[start:end] if limit is None or end - start <= limit else end - start
+        start = end + 1
+
+
+def read_lines(path: str | Path, *, param: str = "file") -> Iterator[tuple[int, str]]:
+    """The lines of a user's UTF-8 text file (JSONL, CSV, a list of topics), numbered from 1 and
+    read piece by piece, without their line endings and without a byte-order mark at the start.
+    A line that is not UTF-8 raises an InvalidInput naming the file, the line and the byte."""
+    with open_data(path, param=param) as f:
+        for n, raw in enumerate(file_lines(f, None), 1):
+            text, problem = decode_line((raw.removeprefix(_BOM) if n == 1 else raw).removesuffix(b"\r"))
+            if problem is not None:
+                raise InvalidInput(f"{path}, line {n}: {problem}", param=param)
+            yield n, text
+
+
+def check_utf8(path: str | Path, *, param: str = "file") -> None:
+    """Raise :func:`read_lines`'s error when ``path`` is not UTF-8 text (for readers that decode
+    the file themselves, such as ``csv``, and only say that something somewhere was not UTF-8)."""
+    for _ in read_lines(path, param=param):
+        pass
+
+
+def small_file(path: Path) -> bytes | None:
+    """The bytes of a file small enough to parse at once, else None."""
+    try:
+        return path.read_bytes() if path.stat().st_size <= _HINT_MAX_BYTES else None
+    except OSError:
+        return None
