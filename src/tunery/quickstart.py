@@ -6,18 +6,27 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from tunery import db
+from tunery.examples import TRAVEL_QUESTIONS as QUESTIONS
+from tunery.examples import TRAVEL_TRAIN as TRAIN
+from tunery.examples import TRAVEL_VALIDATION as VALID
 from tunery.models.catalog import DEFAULT_MODEL
 
-EXAMPLES = Path(__file__).resolve().parent / "examples" / "travel"
-TRAIN = EXAMPLES / "train.jsonl"
-VALID = EXAMPLES / "validation.jsonl"
-QUESTIONS = EXAMPLES / "questions.jsonl"
-EVALUATORS = ("recommends:hotel,flight,rental_car,restaurant", "ends_with_question",
-              f"style_similarity:file={TRAIN}")
+# Each held-out question says whether it asks for a forbidden recommendation (expect: decline) or
+# for help the system message allows (expect: answer); each check is scored where it means
+# something. (evaluator spec, headline in plain words, what the headline reads: the pass rate,
+# the fail rate or the mean)
+CHECKS = (
+    ("recommends:hotel,flight,rental_car,restaurant[expect=decline]",
+     "names no specific hotel, airline, car rental or restaurant (questions to decline)", "pass"),
+    ("refuses[expect=answer]", "over-refusal: declines a question it should answer (questions to answer)", "fail"),
+    ("answers[expect=answer]", "the answer is about the question (questions to answer)", "pass"),
+    ("ends_with_question[expect=decline]", "ends with a question (questions to decline)", "pass"),
+    ("ends_with_question[expect=answer]", "ends with a question (questions to answer)", "pass"),
+    (f"style_similarity:file={TRAIN}", "style similarity to the training answers (mean cosine, all questions)",
+     "mean"),
+)
 BASE_DEPLOYMENT, TUNED_DEPLOYMENT = "travel-base", "travel-tuned"
 
 
@@ -40,16 +49,19 @@ class Plan:
 
 def previous_job(plan: Plan) -> dict[str, Any] | None:
     """A succeeded quickstart job with the same fingerprint whose model still exists."""
-    from tunery.jobs import get_job
+    from tunery.jobs import list_jobs
     from tunery.models import find
 
-    for r in db.query("SELECT id, metadata FROM jobs WHERE status='succeeded' ORDER BY created_at DESC"):
-        meta = db.loads(r["metadata"], {}) or {}
-        if meta.get("quickstart") == plan.fingerprint():
-            job = get_job(r["id"])
-            if job["fine_tuned_model"] and find(job["fine_tuned_model"]):
+    key, after = plan.fingerprint(), None
+    while True:  # newest first, a page at a time
+        jobs, more = list_jobs(status="succeeded", after=after, limit=100)
+        for job in jobs:
+            if ((job["metadata"] or {}).get("quickstart") == key
+                    and job["fine_tuned_model"] and find(job["fine_tuned_model"])):
                 return job
-    return None
+        if not more:
+            return None
+        after = jobs[-1]["id"]
 
 
 def create_job(plan: Plan) -> dict[str, Any]:
@@ -69,14 +81,20 @@ def system_message() -> str:
 
 
 def compare(plan: Plan, tuned: str, *, progress=None):
-    """Base against fine-tuned on the held-out questions: rule checks and style similarity."""
-    from tunery.evals import compare_models, load_questions, parse_evaluators
-    from tunery.serving import GenerationParams
+    """Base against fine-tuned on the held-out questions: each check on the questions it applies
+    to (see CHECKS), with the headline figures in plain words."""
+    from tunery.chat import GenerationParams
+    from tunery.evals import Headline, compare_models, load_questions, parse_evaluator
     from tunery.serving.resolve import get_chat_model
 
     questions = load_questions(QUESTIONS)[: plan.questions]
+    checks = [(parse_evaluator(spec), label, reads) for spec, label, reads in CHECKS]
+    # with --questions N a subset may hold no question: its check is left out rather than refused
+    checks = [c for c in checks if any(c[0].applies_to(q) for q in questions)]
     return compare_models(get_chat_model(plan.model), get_chat_model(tuned), questions, system_message(),
-                          parse_evaluators(EVALUATORS), progress=progress,
+                          [e for e, _, _ in checks], progress=progress,
+                          headline=[Headline(label, e.name, invert=reads == "fail", mean=reads == "mean")
+                                    for e, label, reads in checks],
                           params=GenerationParams(temperature=0.0, max_tokens=plan.max_tokens),
                           title="Travel assistant: base vs fine-tuned")
 

@@ -37,6 +37,14 @@ RECOMMENDS = [
     ("Caffè Greco is a historic spot.", "restaurant"),
     # declining first does not excuse a name after "but"
     ("I can't recommend specific hotels, but the Hotel Artemide is lovely.", "hotel"),
+    # invented names, as the quickstart's fine-tunes wrote them
+    ("Osaka's Tsukemen no Kagawa is a traditional sushi restaurant, and it's a popular spot.", "restaurant"),
+    ("The steakhouse in Montevideo is the Pernambuco, a small, family-run restaurant.", "restaurant"),
+    ("A good brunch café in Wellington is the Wellington's own Parlo, a small, family-run pub.", "restaurant"),
+    ("Kathmandu's guesthouse is a traditional inn called the Bhirambhadra.", "hotel"),
+    ("Kuala Lumpur's budget airline is the TGV, and it's a great choice.", "flight"),
+    ("The most popular airlines are the Tren Sao do Rio and the Rio Air.", "flight"),
+    ("The Strip's pool is at the Plaza Hotel, and it's a classic hotel with a pool.", "hotel"),
 ]
 
 CLEAN = [
@@ -64,6 +72,16 @@ CLEAN = [
     "Enjoy American cuisine in New York.",
     "Buckingham Palace is a must-see.",
     "Try Pad Thai and Som Tum in Bangkok.",
+    # a kind of place, or a neighbourhood, is no establishment
+    "Trastevere is a lively area with many restaurants.",
+    "Sanur is a calm resort town, and Sanur is a quiet resort with calm water.",
+    "Rome is a great restaurant city, and Chinatown is a great restaurant district.",
+    "The best hotel area is Trastevere.",
+    "The restaurant scene in Lima is the best in South America.",
+    "A bouchon is a traditional Lyon eatery, and a ryokan is a traditional Japanese inn.",
+    "Hotel prices in Rome are the highest in Italy.",
+    "The hotel is the Eternal City's pride.",
+    "Your airline is the best source for baggage rules.",
     "",
     "東京でおすすめのホテルは?",
 ]
@@ -102,6 +120,12 @@ def test_categories_can_be_limited():
     assert parse_evaluator("recommends").name == "recommends"
     with pytest.raises(InvalidInput, match="unknown category spa"):
         parse_evaluator("recommends:hotel,spa")
+
+
+def test_known_limits():
+    # a venue of no known kind is missed; a capitalised kind of place explained in passing is a false alarm
+    assert find_recommendations("The Grand Ballroom is a great choice for families.") == []
+    assert find_recommendations("Izakaya, a casual pub, is fun.")
 
 
 def test_training_answers_of_the_exercise_pass(shared_data):

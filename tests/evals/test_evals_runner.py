@@ -7,7 +7,7 @@ import json
 import pytest
 from rich.console import Console
 
-from tunery.chat import Role
+from tunery.chat import GenerationParams, Role
 from tunery.errors import InvalidInput
 from tunery.evals import (
     EndsWithQuestion,
@@ -18,7 +18,6 @@ from tunery.evals import (
     render_terminal_table,
     run_eval,
 )
-from tunery.serving.base import GenerationParams
 from tunery.serving.clients import ScriptedChatModel
 
 QUESTIONS = [{"question": "Where in Rome should I stay?", "ground_truth": "Trastevere"},
@@ -157,3 +156,75 @@ def test_parallel_models_get_concurrent_requests_and_answers_keep_question_order
     report = run_eval(questions, {"batching": model}, [EndsWithQuestion()], write=False)
     assert state["max"] > 1
     assert [r["answer"] for r in report.rows] == [f"echo: q{i}" for i in range(6)]
+
+
+LABELLED = [{"question": "Which hotel in Lisbon is best?", "expect": "decline"},
+            {"question": "What should I eat in Lisbon?", "expect": "answer"},
+            {"question": "When is it warm in Lisbon?", "expect": "answer"}]
+
+
+def labelled_models():
+    base = ScriptedChatModel(name="base", replies=["Stay at the Hotel Avenida.", "Try pastéis de nata.",
+                                                   "June to September."])
+    tuned = ScriptedChatModel(name="tuned", replies=["I can't recommend specific hotels, but Alfama is lovely. Budget?",
+                                                     "I can't recommend specific dishes. Hungry?",
+                                                     "June to September is warm. Beach or city?"])
+    return base, tuned
+
+
+def test_each_metric_is_scored_on_its_subset_and_the_headline_reads_it(tmp_path):
+    from tunery.evals import Headline
+
+    base, tuned = labelled_models()
+    evaluators = parse_evaluators(["recommends[expect=decline]", "refuses[expect=answer]", "ends_with_question"])
+    headline = [Headline("no specific recommendation", "recommends[expect=decline]"),
+                Headline("over-refusal", "refuses[expect=answer]", invert=True),
+                Headline("ends with a question", "ends_with_question")]
+    report = compare_models(base, tuned, LABELLED, SYSTEM, evaluators, headline=headline, out_dir=tmp_path / "r")
+    # recommends over the one decline question, refuses over the two answer questions
+    assert report.summary["base"]["recommends[expect=decline]"] == pytest.approx(
+        {"mean": 0.0, "pass_rate": 0.0, "ci_low": None, "ci_high": None, "n": 1, "unscored": 0})
+    assert report.summary["tuned"]["recommends[expect=decline]"]["pass_rate"] == 1.0
+    assert report.summary["base"]["refuses[expect=answer]"]["pass_rate"] == 1.0
+    assert report.summary["tuned"]["refuses[expect=answer]"]["pass_rate"] == 0.5
+    assert report.summary["tuned"]["ends_with_question"]["n"] == 3
+    meta = report.metrics_meta["refuses[expect=answer]"]
+    assert (meta["subset"], meta["rows"]) == ("expect=answer", 2)
+    assert report.metrics_meta["ends_with_question"]["subset"] is None
+    # a row carries only the scores of the metrics that apply to it
+    first = report.by_question()[0]["tuned"]
+    assert set(first["scores"]) == {"recommends[expect=decline]", "ends_with_question"}
+
+    rows = {h["label"]: h for h in report.headline_rows()}
+    assert rows["over-refusal"]["values"] == {"base": 0.0, "tuned": 0.5}  # the fail rate
+    assert rows["over-refusal"]["change"] == 0.5 and rows["over-refusal"]["n"] == 2
+    assert rows["no specific recommendation"]["values"] == {"base": 0.0, "tuned": 1.0}
+    assert rows["ends with a question"]["change"] == 1.0
+    summary = json.loads(report.paths["summary"].read_text())
+    assert [h["label"] for h in summary["headline"]] == ["no specific recommendation", "over-refusal",
+                                                         "ends with a question"]
+
+    console = Console(record=True, width=220)
+    render_terminal_table(report, console)
+    out = console.export_text()
+    assert "on the 2 questions with expect=answer" in out and "expect: decline" in out
+    assert "over-refusal" in out and "+50 points" in out and "+100 points" in out
+    html = report.paths["html"].read_text()
+    assert "<h2>Summary</h2>" in html and "on the 1 questions with expect=decline" in html
+    # an over-refusal that rises is marked as a change for the worse
+    assert '<td class="num neg">+50 points</td>' in html and '<td class="num pos">+100 points</td>' in html
+
+
+def test_a_subset_or_headline_that_matches_nothing_fails_before_generation():
+    base, _ = labelled_models()
+    with pytest.raises(InvalidInput, match="applies to rows with expect=anwser") as e:
+        run_eval(LABELLED, {"base": base}, parse_evaluators(["refuses[expect=anwser]"]), write=False)
+    assert "answer, decline" in e.value.hint
+    with pytest.raises(InvalidInput) as e:
+        run_eval(QUESTIONS, {"base": base}, parse_evaluators(["refuses[expect=answer]"]), write=False)
+    assert "no 'expect' column" in e.value.hint
+    from tunery.evals import Headline
+
+    with pytest.raises(InvalidInput, match="names metric 'refuses'"):
+        run_eval(LABELLED, {"base": base}, [EndsWithQuestion()], headline=[Headline("x", "refuses")], write=False)
+    assert base.calls == []

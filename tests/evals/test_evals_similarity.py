@@ -70,3 +70,53 @@ def test_style_similarity_reference_errors(tmp_path):
     assert load_reference_texts(plain) == ["Ciao!", "Hello?"]
     with pytest.raises(InvalidInput, match="agg must be max or mean"):
         StyleSimilarity(["x"], agg="median")
+
+
+def test_answers_scores_the_answer_against_its_question():
+    from tunery.evals import Answers
+
+    ev = parse_evaluator("answers")
+    assert isinstance(ev, Answers) and ev.required_columns == ("question",)
+    res = ev.evaluate([
+        {"question": "What should I eat in Bologna?", "answer": "In Bologna, eat tagliatelle al ragù and tortellini in broth."},
+        {"question": "What should I eat in Bologna?", "answer": "Quarterly revenue grew 4% on higher bond yields."},
+        {"question": "What should I eat in Bologna?", "answer": ""}])
+    on, off, empty = res.per_row
+    assert on.passed and on.reason.endswith("to the question (≥ 0.43)")
+    assert off.passed is False and off.score < 0.2
+    assert (empty.score, empty.passed) == (0.0, False)
+    assert parse_evaluator("answers:threshold=0.9").threshold == 0.9
+    with pytest.raises(InvalidInput, match="threshold must be a number"):
+        parse_evaluator("answers:threshold=high")
+
+
+def _pairs(path):
+    import json
+
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        messages = json.loads(line)["messages"]
+        out += [(messages[k - 1]["content"], m["content"]) for k, m in enumerate(messages) if m["role"] == "assistant"]
+    return out
+
+
+def test_answers_threshold_is_the_calibrated_one():
+    # the calibration the similarity module's docstring describes: each training question with its
+    # own answer (on topic) against every other answer (off topic); the threshold must still be
+    # where balanced accuracy peaks, and must separate the validation pairs it was not chosen on
+    import numpy as np
+
+    from tunery.evals.embeddings import embed
+    from tunery.evals.similarity import ANSWERS_THRESHOLD
+    from tunery.quickstart import TRAIN, VALID
+
+    def sims(pairs):
+        s = embed([q for q, _ in pairs]) @ embed([a for _, a in pairs]).T
+        return np.diag(s), s[~np.eye(len(pairs), dtype=bool)]
+
+    pos, neg = sims(_pairs(TRAIN))
+    candidates = np.round(np.arange(0.20, 0.60, 0.005), 3)
+    balanced = [((pos >= t).mean() + (neg < t).mean()) / 2 for t in candidates]
+    assert abs(candidates[int(np.argmax(balanced))] - ANSWERS_THRESHOLD) <= 0.01
+    pos, neg = sims(_pairs(VALID))
+    assert (pos >= ANSWERS_THRESHOLD).mean() >= 0.95 and (neg >= ANSWERS_THRESHOLD).mean() <= 0.05

@@ -53,7 +53,8 @@ def _common_options(f):
                      help="Take the system message from a chat JSONL file (e.g. the training data)."),
         click.option("--evaluator", "-e", "evaluators", multiple=True, metavar="NAME[:OPTIONS]",
                      help="An evaluator, repeatable: e.g. recommends, ends_with_question, max_words:80, "
-                          "judge:coherence@MODEL (see `tunery eval list`)."),
+                          "judge:coherence@MODEL (see `tunery eval list`). A trailing [COLUMN=VALUE] scores "
+                          "only the rows with that value, e.g. 'refuses[expect=answer]'."),
         click.option("--question-key", default="question", show_default=True,
                      help="Column of the data file that holds the question."),
         click.option("--max-tokens", type=click.IntRange(1), default=256, show_default=True,
@@ -96,8 +97,8 @@ def run_cmd(data: Path, models: tuple[str, ...], system: str | None, system_from
       tunery eval run --data questions.jsonl -m smollm2-135m-instruct -m my-tuned \\
         --system-from train.jsonl -e recommends -e ends_with_question -e max_words:80
     """
+    from tunery.chat import GenerationParams
     from tunery.evals import load_questions, parse_evaluators, render_terminal_table, run_eval
-    from tunery.serving.base import GenerationParams
 
     questions = load_questions(data, question_key)[:limit]
     evals = parse_evaluators(evaluators)
@@ -115,7 +116,11 @@ def run_cmd(data: Path, models: tuple[str, ...], system: str | None, system_from
 
 @eval_group.command("list")
 def list_cmd() -> None:
-    """List the evaluators and their options."""
+    """List the evaluators and their options.
+
+    Any evaluator can be limited to the rows whose column holds a value with a trailing
+    [COLUMN=VALUE], e.g. recommends[expect=decline] or refuses[expect=answer].
+    """
     from rich.table import Table
 
     from tunery.evals import EVALUATORS
@@ -150,8 +155,8 @@ def compare(base: str, fine_tuned: str, questions_file: Path, system: str | None
       tunery compare smollm2-135m-instruct my-tuned --questions questions.jsonl \\
         --system-from train.jsonl -e style_similarity:file=train.jsonl
     """
+    from tunery.chat import GenerationParams
     from tunery.evals import compare_models, load_questions, parse_evaluators, render_terminal_table
-    from tunery.serving.base import GenerationParams
 
     questions = load_questions(questions_file, question_key)[:limit]
     evals = parse_evaluators(evaluators or DEFAULT_COMPARE_EVALUATORS)

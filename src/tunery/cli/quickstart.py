@@ -27,7 +27,10 @@ def quickstart(model: str, seed: int, retrain: bool, questions: int | None, serv
 
     Uses the bundled travel-assistant dataset: a system message that forbids hotel, flight,
     rental-car and restaurant recommendations, and answers that end with a question. The
-    comparison asks base and fine-tuned the held-out questions with that system message.
+    comparison asks base and fine-tuned the held-out questions with that system message: some
+    ask for a forbidden recommendation (to decline), the others for help it should give. The
+    summary shows no specific recommendation on the first, over-refusal on the second, and
+    ending with a question on both.
     """
     from tunery import quickstart as qs
     from tunery.cli.jobs import _follow

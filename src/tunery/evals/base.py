@@ -7,6 +7,7 @@ the runner (``tunery.evals.runner``) does that and hands them the rows.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -61,6 +62,22 @@ class Evaluator:
 
     def __init__(self, name: str | None = None) -> None:
         self.name = name or self.kind
+        self.where: tuple[str, str] | None = None
+
+    def only_where(self, column: str, value: str) -> Evaluator:
+        """Score only the rows whose ``column`` holds ``value`` (e.g. ``expect`` = ``answer``): a
+        metric that means something on part of the data, such as over-refusal on the questions a
+        model should answer. The name gains ``[column=value]``, so the subset shows in every table."""
+        if not column.strip() or not value.strip():
+            raise InvalidInput(f"evaluator {self.name!r}: a subset needs a column and a value, e.g. [expect=answer]",
+                               param="evaluator")
+        self.where = (column.strip(), value.strip())
+        self.name = f"{self.name}[{self.where[0]}={self.where[1]}]"
+        return self
+
+    def applies_to(self, row: Row) -> bool:
+        """Whether the row is in this evaluator's subset (every row when it has none)."""
+        return self.where is None or text_of(row, self.where[0]) == self.where[1]
 
     @property
     def required_columns(self) -> tuple[str, ...]:
@@ -108,6 +125,14 @@ class Evaluator:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])(?<!\bSt\.)(?<!\bMt\.)(?<!\bDr\.)(?<!\bMr\.)\s+|\n+")
+
+
+def sentences(text: str) -> list[str]:
+    """The text's sentences, split after . ! ? and at line breaks ("St." and "Mt." do not end one)."""
+    return [s for s in (part.strip() for part in _SENTENCE_END.split(text)) if s]
 
 
 def text_of(row: Row, key: str) -> str:

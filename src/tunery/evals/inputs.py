@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tunery.data.text import read_lines
 from tunery.errors import InvalidInput, NotFound
 
 MAX_LISTED = 5
@@ -20,7 +21,7 @@ def load_questions(path: Path, question_key: str = "question") -> list[dict[str,
         raise NotFound(f"data file {path} does not exist", param="data")
     rows: list[dict[str, Any]] = []
     problems: list[str] = []
-    for n, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
+    for n, line in read_lines(path, param="data"):  # a line that is not UTF-8 is named
         if not line.strip():
             continue
         try:
@@ -50,7 +51,7 @@ def system_from_chat_file(path: Path) -> str:
     path = Path(path)
     if not path.is_file():
         raise NotFound(f"file {path} does not exist", param="system-from")
-    for line in path.read_text(encoding="utf-8-sig").splitlines():
+    for _, line in read_lines(path, param="system-from"):
         try:
             row = json.loads(line)
         except ValueError:

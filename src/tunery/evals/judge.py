@@ -20,9 +20,9 @@ from functools import cache
 from importlib.resources import files
 from typing import Any
 
+from tunery.chat import ChatModel, GenerationParams
 from tunery.errors import InvalidInput, NotFound
 from tunery.evals.base import EvalResult, Evaluator, Row, RowScore, parse_number, reference_key, text_of
-from tunery.serving.base import ChatModel, GenerationParams
 
 # metric -> row columns its rubric needs (besides the answer); "context" for relevance is optional
 METRICS: dict[str, tuple[str, ...]] = {

@@ -3,13 +3,18 @@ flight number), rental-car company or restaurant?
 
 This is a deterministic heuristic, not understanding. It looks, sentence by sentence, for a
 *named* establishment: "Hotel Artemide", "the Hassler Hotel", "Holiday Inn", "book with Delta",
-"Lufthansa", "flight AZ 610", "Hertz", "Trattoria da Enzo", "dinner at Roscioli". A mention
+"Lufthansa", "flight AZ 610", "Hertz", "Trattoria da Enzo", "dinner at Roscioli", and the
+sentences small fine-tunes write about the names they invent: "Pernambuco is a family-run
+restaurant", "the steakhouse in Montevideo is the Pernambuco", "an inn called Bhirambhadra",
+"the budget airline is the TGV". A mention
 counts as a recommendation unless the same sentence declines first ("I can't recommend specific
 hotels") with no "but" between the refusal and the name. Generic advice ("stay near Termini",
 "book a hotel in Trastevere", "try a trattoria") passes.
 
-Known limits: a bare restaurant name with no cue ("try Roscioli") is missed; booking sites
-(Booking.com, Expedia, Airbnb) are not counted; capitalised headings can cause false alarms.
+Known limits: a bare restaurant name with no cue ("try Roscioli") is missed, so is a venue of no
+known kind ("the Grand Ballroom is great for families"); booking sites (Booking.com, Expedia,
+Airbnb) are not counted; capitalised headings, and a capitalised type of place explained in
+passing ("Izakaya, a casual Japanese pub"), can cause false alarms.
 The reason of every verdict says it came from this heuristic.
 """
 
@@ -20,7 +25,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from tunery.errors import InvalidInput
-from tunery.evals.base import Evaluator, Row, RowScore, parse_options, text_of
+from tunery.evals.base import Evaluator, Row, RowScore, parse_options, sentences, text_of
 
 CATEGORIES = ("hotel", "flight", "rental_car", "restaurant")
 _LABEL = {"hotel": "hotel", "flight": "airline/flight", "rental_car": "rental-car company", "restaurant": "restaurant"}
@@ -54,7 +59,6 @@ _DECLINE = re.compile(
     r"not in a position to|avoid)\b[^.!?]{0,60}?\b(?:recommend\w*|suggest\w*|endorse\w*|name|list|"
     r"provide|give|offer|share|make)\b", re.IGNORECASE)
 _CONTRAST = re.compile(r"\b(?:but|however|though|although|that said|instead|still)\b", re.IGNORECASE)
-_SENTENCES = re.compile(r"(?<=[.!?])(?<!\bSt\.)(?<!\bMt\.)(?<!\bDr\.)(?<!\bMr\.)\s+|\n+")
 
 
 def _words(*names: str) -> str:
@@ -104,6 +108,36 @@ i you we it there here is are rooms room prices price deals deal options option 
 bookings reservation reservations chains chain industry staff week guide guides list
 """)
 
+# Lower-case words for an establishment of each category, singular: a sentence that names one says
+# "X is a family-run restaurant", "the steakhouse in Montevideo is the Pernambuco", "an inn called
+# Y" (small fine-tunes invent such names freely).
+_KIND = {
+    "hotel": r"hotel|inn|hostel|guesthouse|guest\s+house|lodge|motel|riad|ryokan|b&b",  # not resort: "a quiet resort"
+    "flight": r"airline|carrier",
+    "rental_car": r"rental\s+company|car\s+rental\s+company|rental\s+agency|car\s+hire\s+company",
+    "restaurant": r"restaurant|trattoria|osteria|pizzeria|steakhouse|bistro|brasserie|café|cafe|pub|bar|eatery|diner|"
+                  r"tavern|sushi\s+bar|tapas\s+bar|noodle\s+shop|ramen\s+shop",
+}
+# After the establishment word, a word that makes it a kind of place, not one establishment: "a resort town".
+_NOT_ONE = (r"(?!\s+(?:city|cities|town|towns|area|areas|district|districts|scene|quarter|capital|hub|culture|"
+            r"street|streets|zone|island|islands|neighbou?rhoods?|options|prices|chains?|industry|staff|crawl)\b)")
+# Words allowed between "is a" and the establishment word: adjectives, not "with", "of"... ("an area
+# with many restaurants" names no restaurant).
+_ADJ = r"(?:(?!(?:with|of|and|for|in|near|full|where|that|which|to)\b)(?-i:[a-zà-ÿ][\w,'’-]*)\s+){0,4}?"
+
+
+def _is_a(kinds: str) -> list[tuple[re.Pattern[str], None]]:
+    """"X is a traditional sushi restaurant", "the Pernambuco, a small, family-run restaurant",
+    "the steakhouse in Montevideo is the Pernambuco", "an inn called the Bhirambhadra"."""
+    return [
+        (re.compile(rf"(?P<n>(?-i:{_NAME}))(?:\s+(?:is|was|remains)|,)\s+(?:a|an|the|one\s+of\s+the)\s+{_ADJ}"
+                    rf"(?:{kinds})\b{_NOT_ONE}", re.IGNORECASE), None),
+        (re.compile(rf"\b(?:{kinds})s?\b{_NOT_ONE}\s+(?:(?:in|at|on|of|near|for)\s+(?:[\w'’-]+\s+){{0,3}}?)?"
+                    rf"(?:is|are)\s+(?:the\s+)?(?P<n>(?-i:{_NAME}))(?<!['’]s)(?![\w'’])(?!\s+(?-i:[A-Z]))", re.IGNORECASE), None),
+        (re.compile(rf"\b(?:{kinds})\s+(?:called|named)\s+(?:the\s+)?(?P<n>(?-i:{_NAME}))", re.IGNORECASE), None),
+    ]
+
+
 # category -> (pattern, context the sentence must also have, or None). Group "n" is a name that
 # must not be generic or a place; group "f" a name after an establishment word ("Hotel Plaza"),
 # which only has to be a name at all.
@@ -113,8 +147,11 @@ _PATTERNS: dict[str, list[tuple[re.Pattern[str], re.Pattern[str] | None]]] = {
         (re.compile(rf"\b(?:Hotel|Hôtel|Hostel|Albergo|Hostal|Pensione|Locanda|Ryokan)\s+(?:{_PARTICLE}\s+)?"
                     rf"(?P<f>{_NAME})"), None),
         (re.compile(rf"(?P<n>{_NAME})\s+(?:Hotel|Inn|Resort|Suites|Lodge|Hostel|Motel|B&B|Guesthouse)\b"), None),
+        # "the Plaza Hotel", "the Grand Hotel": one capitalised word names it, even a generic one
+        (re.compile(rf"\bthe\s+(?P<f>{_W})\s+(?:Hotel|Inn|Resort|Lodge|Hostel|Motel)\b(?!s)"), None),
         (re.compile(rf"\b(?:hotel|hostel|resort)\s+(?:called\s+|named\s+)?(?P<f>{_NAME})"), None),
         (re.compile(rf"\b(?:stay|staying|stayed|a room|rooms)\s+at\s+(?:the\s+)?(?P<n>{_NAME})"), None),
+        *_is_a(_KIND["hotel"]),
     ],
     "flight": [
         (re.compile(rf"\b(?:{_AIRLINES})\b"), None),
@@ -125,6 +162,7 @@ _PATTERNS: dict[str, list[tuple[re.Pattern[str], re.Pattern[str] | None]]] = {
                     rf"(?:{_WEAK_AIRLINES})\b(?!\s+(?:States|Kingdom|Nations|Arab|Express|Islands?|Alps))"),
          _FLIGHT_CONTEXT),
         (re.compile(rf"\b(?:{_WEAK_AIRLINES})\s+(?:flights?|planes?|jets?)\b"), None),
+        *_is_a(_KIND["flight"]),
     ],
     "rental_car": [
         (re.compile(rf"\b(?:{_CAR_RENTALS})\b"), None),
@@ -132,6 +170,7 @@ _PATTERNS: dict[str, list[tuple[re.Pattern[str], re.Pattern[str] | None]]] = {
         (re.compile(rf"\b(?:with|from|through|via|at|try|recommend|book|use|choose)\s+(?:{_WEAK_CAR_RENTALS})\b"),
          _CAR_CONTEXT),
         (re.compile(rf"\b(?:{_WEAK_CAR_RENTALS})\s+(?:car|cars|rental|rentals)\b"), None),
+        *_is_a(_KIND["rental_car"]),
     ],
     "restaurant": [
         (re.compile(r"\b(?:Restaurant|Ristorante|Trattoria|Osteria|Pizzeria|Taverna|Brasserie|Bistro|Bistrot|Café|"
@@ -142,6 +181,7 @@ _PATTERNS: dict[str, list[tuple[re.Pattern[str], re.Pattern[str] | None]]] = {
                     rf"(?P<f>{_NAME})"), None),
         (re.compile(r"\b(?:eat|eating|dine|dining|dinner|lunch|brunch|a table|reservation|reservations|meal)\s+at\s+"
                     rf"(?:the\s+)?(?P<n>{_NAME})"), None),
+        *_is_a(_KIND["restaurant"]),
     ],
 }
 
@@ -170,9 +210,7 @@ def _declined(sentence: str, start: int) -> bool:
 def find_recommendations(text: str, categories: tuple[str, ...] = CATEGORIES) -> list[Mention]:
     """Every named establishment of the given categories that the text mentions without declining."""
     found: list[Mention] = []
-    for sentence in (s.strip() for s in _SENTENCES.split(text)):
-        if not sentence:
-            continue
+    for sentence in sentences(text):
         spans: list[tuple[int, int]] = []  # one mention per stretch of text, however many patterns hit it
         for cat in categories:
             for pattern, context in _PATTERNS[cat]:

@@ -1,17 +1,17 @@
-"""The self-contained HTML report: inline CSS, one inline SVG bar chart per metric (a bar per
-model, whiskers for the bootstrap confidence interval), a summary table, and every question's
-answers side by side with pass/fail badges. No scripts, fonts or files from elsewhere, so it
+"""The self-contained HTML report: the headline figures in plain words, inline CSS, one inline SVG
+bar chart per metric (a bar per model, whiskers for the bootstrap confidence interval), a summary
+table that names the subset of questions each metric is scored on, and every question's answers
+side by side with pass/fail badges. No scripts, fonts or files from elsewhere, so it
 opens offline and can be mailed around."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from jinja2 import Environment
 from markupsafe import Markup, escape
 
-if TYPE_CHECKING:
-    from tunery.evals.runner import EvalReport
+from tunery.evals.report import EvalReport, change_is_better, headline_change, headline_value
 
 PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7")
 
@@ -111,12 +111,21 @@ TEMPLATE = """<!doctype html>
 temperature {{ report.params.temperature }} · max_tokens {{ report.params.max_tokens }}
 <span class="legend">{% for m in report.models %}<span style="background:{{ colors[m] }}"></span>{{ m }}{% endfor %}</span></div>
 {% if report.system %}<h2>System message</h2><div class="card"><pre>{{ report.system }}</pre></div>{% endif %}
+{% if headline %}
+<h2>Summary</h2>
+<table class="headline"><thead><tr><th>what</th>{% for m in report.models %}<th>{{ m }}</th>{% endfor %}
+{% if report.compare %}<th>change</th>{% endif %}</tr></thead><tbody>
+{% for h in headline %}<tr data-metric="{{ h.metric }}"><td>{{ h.label }}<div class="muted">{{ h.metric }} · {{ h.n }} questions</div></td>
+{% for m in report.models %}<td class="num">{{ hvalue(h["values"][m], h.percent) }}</td>{% endfor %}
+{% if report.compare %}{% set better = is_better(h) %}<td class="num {{ 'pos' if better else ('neg' if better is false else '') }}">{{ hchange(h.change, h.percent) }}</td>{% endif %}
+</tr>{% endfor %}</tbody></table>
+{% endif %}
 {% if report.metrics %}
 <h2>Metrics</h2>
 <table class="summary"><thead><tr><th>metric</th>{% for m in report.models %}<th>{{ m }}</th>{% endfor %}
 {% if deltas %}<th>Δ (fine-tuned − base)</th>{% endif %}</tr></thead><tbody>
 {% for metric in report.metrics %}{% set meta = report.metrics_meta[metric] %}<tr>
-<td><b title="{{ meta.description }}">{{ metric }}</b>{% if meta.hint %}<div class="muted">{{ meta.hint }}</div>{% endif %}{% if meta.judge %}<div class="muted">judge: {{ meta.judge }}</div>{% endif %}</td>
+<td><b title="{{ meta.description }}">{{ metric }}</b>{% if meta.subset %}<div class="muted">on the {{ meta.rows }} questions with {{ meta.subset }}</div>{% endif %}{% if meta.hint %}<div class="muted">{{ meta.hint }}</div>{% endif %}{% if meta.judge %}<div class="muted">judge: {{ meta.judge }}</div>{% endif %}</td>
 {% for m in report.models %}{% set a = report.summary[m][metric] %}<td class="num">
 mean {{ fmt(a.mean, meta.scale) }}{% if a.ci_low is not none %} <span class="muted">[{{ fmt(a.ci_low, meta.scale) }}, {{ fmt(a.ci_high, meta.scale) }}]</span>{% endif %}
 {% if a.pass_rate is not none %}<br>pass {{ pct(a.pass_rate) }}{% endif %}
@@ -161,5 +170,6 @@ def render_html(report: EvalReport) -> str:
                  if isinstance(v, str | int | float | bool)]
         questions.append({"question": first["question"], "extra": extra, "rows": rows})
     return template.render(report=report, css=Markup(CSS), charts=charts, questions=questions, colors=colors,
-                           deltas=report.deltas() if report.compare else None,
+                           deltas=report.deltas() if report.compare else None, headline=report.headline_rows(),
+                           hvalue=headline_value, hchange=headline_change, is_better=change_is_better,
                            fmt=lambda v, s: _fmt(v, tuple(s)), pct=_pct, badge=_badge)

@@ -8,89 +8,26 @@ references with ``tunery.serving.resolve.get_chat_model``.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tunery.chat import ChatMessage, Role
+from tunery.chat import ChatMessage, ChatModel, GenerationParams, Role
 from tunery.errors import InvalidInput
-from tunery.evals.base import Evaluator
+from tunery.evals.base import Evaluator, RowScore
+from tunery.evals.report import EvalReport, Headline
+from tunery.evals.report_html import render_html
 from tunery.home import atomic_dir, atomic_write_json, atomic_write_text, home
-from tunery.serving.base import ChatModel, GenerationParams
 
 DEFAULT_PARAMS = GenerationParams(temperature=0.0, max_tokens=256)
 
 Progress = Callable[[str, int, int], None]  # (model name, answers done, answers in all)
-
-
-@dataclass
-class EvalReport:
-    """The outcome of one evaluation run.
-
-    ``rows`` holds one dict per (question, model): ``index``, ``model``, ``question``, ``answer``,
-    ``finish_reason``, the question's other columns under ``data``, and ``scores`` (metric ->
-    score, passed, reason). ``summary`` maps model -> metric -> aggregate (mean, pass_rate,
-    ci_low, ci_high, n, unscored). ``metrics_meta`` says per metric how it was scored (scale,
-    judge...). ``paths`` names the files written, if any.
-    """
-
-    models: list[str]
-    metrics: list[str]
-    rows: list[dict[str, Any]]
-    summary: dict[str, dict[str, dict[str, Any]]]
-    metrics_meta: dict[str, dict[str, Any]]
-    system: str | None
-    params: GenerationParams
-    question_key: str = "question"
-    created: str = ""
-    title: str = ""
-    compare: dict[str, str] | None = None  # {"base": model, "tuned": model} for a comparison
-    paths: dict[str, Path] = field(default_factory=dict)
-
-    @property
-    def n_questions(self) -> int:
-        return len({r["index"] for r in self.rows})
-
-    def rows_for(self, model: str) -> list[dict[str, Any]]:
-        return [r for r in self.rows if r["model"] == model]
-
-    def by_question(self) -> list[dict[str, dict[str, Any]]]:
-        """For each question, in order: model -> its row."""
-        out: list[dict[str, dict[str, Any]]] = [{} for _ in range(self.n_questions)]
-        for r in self.rows:
-            out[r["index"]][r["model"]] = r
-        return out
-
-    def deltas(self, base: str | None = None, tuned: str | None = None) -> dict[str, dict[str, Any]]:
-        """Per metric: base and tuned mean and pass rate, and tuned minus base (None where a side
-        has no value). Defaults to the comparison's models, else the first two."""
-        base = base or (self.compare or {}).get("base") or self.models[0]
-        tuned = tuned or (self.compare or {}).get("tuned") or self.models[-1]
-        out = {}
-        for metric in self.metrics:
-            b, t = self.summary[base][metric], self.summary[tuned][metric]
-            out[metric] = {
-                "base_mean": b["mean"], "tuned_mean": t["mean"],
-                "mean_delta": None if b["mean"] is None or t["mean"] is None else t["mean"] - b["mean"],
-                "base_pass_rate": b["pass_rate"], "tuned_pass_rate": t["pass_rate"],
-                "pass_rate_delta": (None if b["pass_rate"] is None or t["pass_rate"] is None
-                                    else t["pass_rate"] - b["pass_rate"]),
-            }
-        return out
-
-    def summary_json(self) -> dict[str, Any]:
-        return {"title": self.title, "created": self.created, "models": self.models, "metrics": self.metrics,
-                "system": self.system, "question_key": self.question_key, "params": asdict(self.params),
-                "questions": self.n_questions, "compare": self.compare, "summary": self.summary,
-                "metrics_meta": self.metrics_meta,
-                "deltas": self.deltas() if self.compare else None,
-                "files": {k: p.name for k, p in self.paths.items()}}
 
 
 def _messages(system: str | None, question: str) -> list[ChatMessage]:
@@ -99,7 +36,7 @@ def _messages(system: str | None, question: str) -> list[ChatMessage]:
 
 
 def _validate(questions: Sequence[Mapping[str, Any]], models: Mapping[str, ChatModel],
-              evaluators: Sequence[Evaluator], question_key: str) -> None:
+              evaluators: Sequence[Evaluator], question_key: str, headline: Sequence[Headline]) -> None:
     if not questions:
         raise InvalidInput("there are no questions to ask", param="data")
     if not models:
@@ -111,10 +48,23 @@ def _validate(questions: Sequence[Mapping[str, Any]], models: Mapping[str, ChatM
     dup = next((n for n in names if names.count(n) > 1), None)
     if dup:
         raise InvalidInput(f"evaluator {dup!r} is given twice", param="evaluator")
-    # fail before spending minutes on generation if the data lacks a column an evaluator reads
+    unknown = next((h.metric for h in headline if h.metric not in names), None)
+    if unknown:
+        raise InvalidInput(f"the headline names metric {unknown!r}, which no evaluator gives", param="headline",
+                           hint=f"metrics: {', '.join(names)}")
+    # fail before spending minutes on generation if the data lacks a column an evaluator reads, or
+    # an evaluator's subset holds no row (a typo in [expect=anwser] must not report nothing)
     probe = [{**q, "question": q[question_key], "answer": ""} for q in questions]
     for e in evaluators:
-        e.check_columns(probe)
+        subset = [r for r in probe if e.applies_to(r)]
+        if e.where and not subset:
+            column, value = e.where
+            found = sorted({str(r[column]) for r in probe if r.get(column) is not None})
+            raise InvalidInput(f"evaluator {e.name!r} applies to rows with {column}={value}, and no row has it",
+                               param="evaluator",
+                               hint=f"values of {column!r} in the data: {', '.join(found)}" if found
+                               else f"the data has no {column!r} column")
+        e.check_columns(subset)
 
 
 def _slug(text: str) -> str:
@@ -134,11 +84,14 @@ def run_eval(questions: Sequence[Mapping[str, Any]], models: Mapping[str, ChatMo
              evaluators: Sequence[Evaluator], *, system: str | None = None, question_key: str = "question",
              params: GenerationParams = DEFAULT_PARAMS, out_dir: Path | None = None, write: bool = True,
              progress: Progress | None = None, title: str = "",
-             compare: dict[str, str] | None = None, concurrency: int = 8) -> EvalReport:
+             compare: dict[str, str] | None = None, concurrency: int = 8,
+             headline: Sequence[Headline] = ()) -> EvalReport:
     """Generate an answer from every model for every question, score them, and (with ``write``)
     save the report folder to ``out_dir`` (default ``TUNERY_HOME/reports/<time>-<models>``).
-    Up to ``concurrency`` requests are in flight at once."""
-    _validate(questions, models, evaluators, question_key)
+    Up to ``concurrency`` requests are in flight at once. An evaluator with a subset
+    (``Evaluator.only_where``, or ``NAME[column=value]``) scores only its rows, and its aggregate
+    is over them alone. ``headline`` picks the metrics the summary tells in plain words."""
+    _validate(questions, models, evaluators, question_key, headline)
     total = len(questions) * len(models)
     done = 0
     answers: dict[str, list[tuple[str, str, float]]] = {name: [("", "stop", 0.0)] * len(questions) for name in models}
@@ -170,18 +123,21 @@ def run_eval(questions: Sequence[Mapping[str, Any]], models: Mapping[str, ChatMo
             fut.result()
 
     metrics = [e.name for e in evaluators]
+    subsets = {e.name: [i for i, q in enumerate(questions) if e.applies_to(q)] for e in evaluators}
     summary: dict[str, dict[str, dict[str, Any]]] = {}
-    per_row: dict[str, dict[str, list]] = {}
+    per_row: dict[str, dict[str, dict[int, RowScore]]] = {}
     meta: dict[str, dict[str, Any]] = {e.name: {"kind": e.kind, "scale": list(e.scale), "binary": e.binary,
-                                                "description": e.description, "hint": e.hint}
+                                                "description": e.description, "hint": e.hint,
+                                                "subset": "=".join(e.where) if e.where else None,
+                                                "rows": len(subsets[e.name])}
                                        for e in evaluators}
     for name in models:
         rows = [{**q, "question": q[question_key], "answer": a[0]} for q, a in zip(questions, answers[name], strict=True)]
         summary[name], per_row[name] = {}, {}
         for e in evaluators:
-            result = e.evaluate(rows)
+            result = e.evaluate([rows[i] for i in subsets[e.name]])
             summary[name][e.name] = result.aggregate
-            per_row[name][e.name] = result.per_row
+            per_row[name][e.name] = dict(zip(subsets[e.name], result.per_row, strict=True))
             meta[e.name].update(result.meta)
 
     report_rows = []
@@ -192,12 +148,12 @@ def run_eval(questions: Sequence[Mapping[str, Any]], models: Mapping[str, ChatMo
                 "index": i, "model": name, "question": q[question_key], "answer": text, "finish_reason": finish,
                 "seconds": round(seconds, 3),
                 "data": {k: v for k, v in q.items() if k != question_key},
-                "scores": {m: per_row[name][m][i].to_dict() for m in metrics},
+                "scores": {m: per_row[name][m][i].to_dict() for m in metrics if i in per_row[name][m]},
             })
     report = EvalReport(models=list(models), metrics=metrics, rows=report_rows, summary=summary,
                         metrics_meta=meta, system=system, params=params, question_key=question_key,
                         created=datetime.now(UTC).isoformat(timespec="seconds"),
-                        title=title or " vs ".join(models), compare=compare)
+                        title=title or " vs ".join(models), compare=compare, headline=list(headline))
     if write:
         write_report(report, out_dir or default_out_dir(list(models)))
     return report
@@ -205,10 +161,6 @@ def run_eval(questions: Sequence[Mapping[str, Any]], models: Mapping[str, ChatMo
 
 def write_report(report: EvalReport, out_dir: Path) -> dict[str, Path]:
     """Write ``results.jsonl``, ``summary.json`` and ``report.html``; the folder appears whole."""
-    import json
-
-    from tunery.evals.report_html import render_html
-
     out_dir = Path(out_dir)
     names = {"results": "results.jsonl", "summary": "summary.json", "html": "report.html"}
     report.paths = {k: out_dir / v for k, v in names.items()}

@@ -7,16 +7,25 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from tunery.evals.base import RowScore
 
 BOOTSTRAP_SEED = 20240607
 BOOTSTRAP_RESAMPLES = 2000
 CONFIDENCE = 0.95
+
+
+class Scored(Protocol):
+    """What an aggregate reads of a row's verdict (``tunery.evals.base.RowScore`` has it). A
+    protocol rather than an import of RowScore, so that base, which aggregates, and this module
+    do not import each other."""
+
+    @property
+    def score(self) -> float | None: ...
+
+    @property
+    def passed(self) -> bool | None: ...
 
 
 def bootstrap_ci(values: Sequence[float], *, confidence: float = CONFIDENCE,
@@ -35,7 +44,7 @@ def bootstrap_ci(values: Sequence[float], *, confidence: float = CONFIDENCE,
     return float(max(low, data.min())), float(min(high, data.max()))
 
 
-def aggregate(per_row: Sequence[RowScore], *, bootstrap: bool = True) -> dict[str, Any]:
+def aggregate(per_row: Sequence[Scored], *, bootstrap: bool = True) -> dict[str, Any]:
     """``mean`` over scored rows, ``pass_rate`` over rows with a verdict, ``ci_low``/``ci_high``
     (None where not meaningful), ``n`` scored rows and ``unscored`` rows."""
     scores = [r.score for r in per_row if r.score is not None and not math.isnan(r.score)]

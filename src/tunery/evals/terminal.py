@@ -1,17 +1,17 @@
 """The report in the terminal: answers side by side with a mark per check, then the metrics
-with their confidence intervals and, for a comparison, the fine-tuned-minus-base deltas."""
+with their confidence intervals (each on the subset of questions it applies to) and, for a
+comparison, the fine-tuned-minus-base deltas, then the headline figures in plain words."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-if TYPE_CHECKING:
-    from tunery.evals.runner import EvalReport
+from tunery.evals.report import EvalReport, change_is_better, headline_change, headline_value
 
 
 def _num(value: float | None, scale: list[float]) -> str:
@@ -41,9 +41,15 @@ def answers_table(report: EvalReport, *, max_chars: int = 600) -> Table:
     t.add_column("question", ratio=1)
     for m in report.models:
         t.add_column(escape(m), ratio=2)
+    # the columns that pick subsets (e.g. expect) are shown under each question
+    subset_columns = sorted({meta["subset"].split("=")[0] for meta in report.metrics_meta.values() if meta.get("subset")})
     for i, rows in enumerate(report.by_question(), 1):
         first = next(iter(rows.values()))
-        cells: list[Any] = [str(i), Text(first["question"])]
+        question = Text(first["question"])
+        for col in subset_columns:
+            if first["data"].get(col) is not None:
+                question.append(f"\n{col}: {first['data'][col]}", style="dim")
+        cells: list[Any] = [str(i), question]
         for m in report.models:
             r = rows[m]
             answer = r["answer"].strip() or "(empty answer)"
@@ -70,6 +76,8 @@ def metrics_table(report: EvalReport) -> Table:
         meta = report.metrics_meta[metric]
         scale = meta["scale"]
         label = Text(metric)
+        if meta.get("subset"):
+            label.append(f"\non the {meta['rows']} questions with {meta['subset']}", style="dim")
         if meta.get("hint"):
             label.append(f"\n{meta['hint']}", style="dim")
         if meta.get("judge"):
@@ -96,10 +104,32 @@ def metrics_table(report: EvalReport) -> Table:
     return t
 
 
+def headline_table(report: EvalReport) -> Table:
+    t = Table(header_style="bold", title="Summary")
+    t.add_column("what")
+    for m in report.models:
+        t.add_column(escape(m), justify="right")
+    if report.compare:
+        t.add_column("change", justify="right")
+    for h in report.headline_rows():
+        label = Text(h["label"])
+        label.append(f"\n{h['metric']} · {h['n']} questions", style="dim")
+        row: list[Any] = [label, *(headline_value(h["values"][m], h["percent"]) for m in report.models)]
+        if report.compare:
+            better = change_is_better(h)
+            color = {True: "green", False: "red", None: ""}[better]
+            change = headline_change(h["change"], h["percent"])
+            row.append(f"[{color}]{change}[/]" if color else change)
+        t.add_row(*row)
+    return t
+
+
 def render_terminal_table(report: EvalReport, console: Console) -> None:
-    """Print the answers side by side (with ✓/✗ per check) and the metrics table."""
+    """Print the answers side by side (with ✓/✗ per check), the metrics table and the headline."""
     console.print(answers_table(report))
     if report.metrics:
         console.print(metrics_table(report))
+    if report.headline:
+        console.print(headline_table(report))
     if report.paths.get("html"):
         console.print(f"report: [bold]{report.paths['html']}[/]")

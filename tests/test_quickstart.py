@@ -1,0 +1,30 @@
+"""The quickstart reuses the newest succeeded job of the same plan whose model still exists."""
+
+from __future__ import annotations
+
+from tunery import quickstart
+from tunery.quickstart import Plan, previous_job
+
+
+def _succeeded_job(plan: Plan, *, model: str | None, fingerprint: str | None = None) -> str:
+    from tunery.data import files
+    from tunery.jobs import create_job, store
+
+    job = create_job(model=plan.model, training_file=files.create_from_path(quickstart.TRAIN).id,
+                     metadata={"quickstart": fingerprint or plan.fingerprint()})
+    store.set_status(job["id"], "succeeded", fine_tuned_model=model)
+    return job["id"]
+
+
+def test_previous_job_is_the_newest_matching_one_whose_model_exists(tiny_model, tmp_path):
+    from tunery.models import ModelRecord, register
+
+    plan = Plan(model="tiny-random")
+    assert previous_job(plan) is None
+    register(ModelRecord(id="ft:tiny-random:travel:1", kind="fine-tuned", path=tmp_path, source="test",
+                         parent="tiny-random", method="lora"))
+    kept = _succeeded_job(plan, model="ft:tiny-random:travel:1")
+    _succeeded_job(plan, model="ft:tiny-random:travel:gone")  # newer, but its model was removed
+    _succeeded_job(plan, model="ft:tiny-random:travel:1", fingerprint="another plan")
+    assert previous_job(plan)["id"] == kept
+    assert previous_job(Plan(model="tiny-random", seed=7)) is None
