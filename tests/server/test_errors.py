@@ -124,3 +124,29 @@ def test_oversized_upload_is_413(http, monkeypatch):
     r = http.post("/v1/files", data={"purpose": "fine-tune"}, files={"file": ("big.jsonl", b"x" * (3 << 20))})
     assert_error(r, 413, param="file", code="file_too_large")  # refused on Content-Length alone
     assert files.list_files() == []
+
+
+def test_a_500_is_an_error_object_and_keeps_the_connection(server, monkeypatch, caplog):
+    """uvicorn closes a keep-alive connection when an exception reaches it; the 500 must not."""
+    import httpx
+
+    from tunery.data import files
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(files, "list_files", broken)
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        r = c.get("/v1/files")
+        err = assert_error(r, 500, param=None, code=None)
+        assert err == {"message": "The server had an error while processing your request (RuntimeError); "
+                                  "it is logged.", "type": "server_error", "param": None, "code": None}
+        # a connection the server closed has no socket left: this raises OSError then
+        first = r.extensions["network_stream"].get_extra_info("client_addr")
+        for _ in range(2):
+            r = c.get("/health")
+            assert r.status_code == 200
+            assert r.extensions["network_stream"].get_extra_info("client_addr") == first  # the same connection
+    assert [rec.getMessage() for rec in caplog.records if rec.name == "tunery.server"] == \
+        ["unhandled error on GET /v1/files"]  # logged once, by tunery, not again by uvicorn
+    assert not [rec for rec in caplog.records if rec.name.startswith("uvicorn.error")]

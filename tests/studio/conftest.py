@@ -55,6 +55,13 @@ def _register_tiny(home: Path, model_dir: Path) -> None:
                              meta={"catalog": "tiny-random", "context_length": CATALOG["tiny-random"].context_length}))
 
 
+@pytest.fixture(autouse=True)
+def _test_client_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    """FastAPI's TestClient sends ``Host: testserver``, a name the server refuses unless told
+    (DNS-rebinding protection): apps made in these tests accept it too."""
+    monkeypatch.setenv("TUNERY_ALLOWED_HOSTS", "testserver")
+
+
 @pytest.fixture(scope="module")
 def studio(browser, tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iterator[Studio]:
     """`tunery serve` (with its job worker) in a home of its own holding the tiny model."""

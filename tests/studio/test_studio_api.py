@@ -123,7 +123,7 @@ def test_travel_questions_start_with_the_exercise_and_carry_the_system_message(c
     body = client.get("/v1/tunery/examples/travel/questions").json()
     assert body["exercise_questions"] == 5
     assert body["data"][0] == {"index": 0, "question": "Where in Rome should I stay?", "exercise": True}
-    assert [q["exercise"] for q in body["data"]].count(True) == 5 and len(body["data"]) == 34
+    assert [q["exercise"] for q in body["data"]].count(True) == 5 and len(body["data"]) == 66
     assert body["system"].startswith("You are an AI travel assistant")
 
 

@@ -23,6 +23,19 @@ def quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def threads_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--threads N``: the one thread-count setting (``TUNERY_NUM_THREADS``), set as soon as the
+    option is parsed, so the command and every process it starts train and infer on N threads."""
+
+    def set_threads(ctx: click.Context, param: click.Parameter, value: int | None) -> None:
+        from tunery.runtime import use_threads
+
+        use_threads(value)
+
+    return click.option("--threads", type=click.IntRange(min=1), default=None, expose_value=False,
+                        callback=set_threads, help=help)
+
+
 def fail(message: str, code: int = 1) -> None:
     err_console.print(f"[bold red]error:[/] {message}")
     sys.exit(code)
@@ -88,9 +101,13 @@ def print_list(items: list[Any], *, as_json: bool, to_json: Callable[[Any], Any]
     if not items:
         console.print(empty)
         return
+    rows = [row(x) for x in items]
     t = Table(show_edge=False, header_style="bold")
-    for col in columns:
-        t.add_column(col)
-    for x in items:
-        t.add_row(*row(x))
+    # the first column names the thing (a model id, a job id): always whole, so it can be copied;
+    # the other columns give way in a narrow terminal
+    t.add_column(columns[0], no_wrap=True, min_width=max(len(r[0]) for r in rows))
+    for col in columns[1:]:
+        t.add_column(col, overflow="fold")
+    for r in rows:
+        t.add_row(*r)
     console.print(t)

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.table import Table
 
-from tunery.cli._common import console, print_json, status
+from tunery.cli._common import console, print_json, print_list, status
 
 
 @click.group()
@@ -30,19 +29,10 @@ def list_cmd(show_all: bool, as_json: bool) -> None:
         rows += [{"id": s.name, "kind": "catalog", "parent": None, "method": None,
                   "source": s.source["kind"], "path": "", "created": None}
                  for s in CATALOG.values() if s.name not in have]
-    if as_json:
-        print_json(rows)
-        return
-    if not rows:
-        console.print("No models yet. Pull the default one with [bold]tunery models pull smollm2-135m-instruct[/]"
-                      " (or see [bold]tunery models list --all[/]).")
-        return
-    t = Table(show_edge=False, header_style="bold")
-    for col in ("model", "kind", "base", "method", "source"):
-        t.add_column(col)
-    for r in rows:
-        t.add_row(r["id"], r["kind"], r["parent"] or "", r["method"] or "", r["source"])
-    console.print(t)
+    print_list(rows, as_json=as_json, to_json=lambda r: r, columns=("model", "kind", "base", "method", "source"),
+               empty="No models yet. Pull the default one with [bold]tunery models pull smollm2-135m-instruct[/]"
+                     " (or see [bold]tunery models list --all[/]).",
+               row=lambda r: (r["id"], r["kind"], r["parent"] or "", r["method"] or "", r["source"]))
 
 
 @models.command()

@@ -4,45 +4,52 @@ from __future__ import annotations
 
 import click
 
-from tunery.cli._common import console, print_json, print_list
+from tunery.cli._common import console, print_json, print_list, threads_option
 
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True,
-              help="Interface to listen on (0.0.0.0 for every interface; set API keys then).")
+              help="Interface to listen on (0.0.0.0 for every interface: that needs an API key, or "
+                   "--insecure-no-key).")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
 @click.option("--api-key", "api_keys", multiple=True, metavar="KEY",
               help="Require this key as 'Authorization: Bearer KEY' on /v1 routes (repeatable; "
                    "TUNERY_API_KEY may also hold comma-separated keys).")
+@click.option("--insecure-no-key", is_flag=True,
+              help="Listen on a non-loopback --host without an API key: anyone who can reach it can use it.")
+@click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="NAME[:PORT]",
+              help="Also answer requests sent to this host name (repeatable; '*' for any; TUNERY_ALLOWED_HOSTS "
+                   "may hold more, comma-separated). Loopback names and the --host address always work; "
+                   "other names are refused so that a DNS-rebinding web page cannot reach the server.")
+@click.option("--cors-origin", "cors_origins", multiple=True, metavar="ORIGIN",
+              help="Let web pages of this origin (e.g. http://localhost:3000) call the API from a browser, "
+                   "with CORS headers (repeatable; '*' for any site; TUNERY_CORS_ORIGINS). Other sites' "
+                   "pages are refused.")
 @click.option("--no-worker", is_flag=True, help="Do not run fine-tuning jobs in this process.")
-@click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="CPU threads per forward pass, PyTorch and ONNX engines alike (default: every CPU this "
-                   "process may use; TUNERY_NUM_THREADS).")
+@threads_option("CPU threads per forward pass, PyTorch and ONNX engines alike, and for the training jobs "
+                "of the worker (default: every CPU this process may use; TUNERY_NUM_THREADS).")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]), help="Server log level.")
-def serve(host: str, port: int, api_keys: tuple[str, ...], no_worker: bool, threads: int | None,
-          log_level: str) -> None:
+def serve(host: str, port: int, api_keys: tuple[str, ...], insecure_no_key: bool, allowed_hosts: tuple[str, ...],
+          cors_origins: tuple[str, ...], no_worker: bool, log_level: str) -> None:
     """Serve the OpenAI-compatible API, the job worker and the web studio.
 
     Point any OpenAI client at the API base, e.g. openai.OpenAI(base_url="http://127.0.0.1:8000/v1").
     """
-    import os
-
-    from tunery.server.auth import configured_keys
+    from tunery.server.auth import check_exposure, configured_keys
     from tunery.server.run import serve as run
-
-    if threads:
-        os.environ["TUNERY_NUM_THREADS"] = str(threads)
 
     shown = f"[{host}]" if ":" in host else ("127.0.0.1" if host in ("0.0.0.0", "") else host)
     url = f"http://{shown}:{port}"
     keys = configured_keys(api_keys)
+    check_exposure(host, keys, insecure_no_key=insecure_no_key)  # before the banner says it serves
     console.print(f"[bold]tunery[/] serving on {url}")
     console.print(f"  studio    {url}/")
     console.print(f"  API base  {url}/v1   (docs: {url}/docs)")
     console.print(f"  API keys  {len(keys)} required" if keys else "  API keys  none (anyone who can reach the port can use it)")
     console.print(f"  worker    {'off' if no_worker else 'on: fine-tuning jobs run in this process'}")
-    run(host, port, api_keys=api_keys, worker=not no_worker, log_level=log_level)
+    run(host, port, api_keys=api_keys, worker=not no_worker, log_level=log_level, allowed_hosts=allowed_hosts,
+        cors_origins=cors_origins, insecure_no_key=insecure_no_key)
 
 
 @click.command()

@@ -305,7 +305,7 @@ def _check_turns(add: _Add, warn: _Add, messages: list, roles: list[str | None])
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _lone_surrogate(obj: Any) -> tuple[str | None, str] | None:
+def lone_surrogate(obj: Any) -> tuple[str | None, str] | None:
     """The first string of a parsed line that holds a lone surrogate (a ``\\ud800`` escape without
     its other half: not Unicode text, so no file, database or tokenizer can take it), as (field,
     message); None when there is none."""
@@ -343,7 +343,7 @@ def _check_line(add: _Add, warn: _Add, raw: bytes) -> list[dict] | None:
     except RecursionError:
         add(None, "not valid JSON: nested too deeply")
         return None
-    if "\\u" in text and (bad := _lone_surrogate(obj)) is not None:
+    if "\\u" in text and (bad := lone_surrogate(obj)) is not None:
         add(*bad)  # before anything echoes a value: text with a lone surrogate cannot even be printed
         return None
     if not isinstance(obj, dict):

@@ -1,6 +1,7 @@
 """Every error the server sends is an OpenAI error object ``{"error": {"message", "type",
 "param", "code"}}`` with the matching status: domain errors keep their own status, request
-validation becomes a 400 naming the parameter, unknown routes a 404, and only a bug is a 500."""
+validation becomes a 400 naming the parameter, unknown routes a 404, and only a bug is a 500
+(answered by :class:`CatchBugs`, which keeps the connection open for the client's next request)."""
 
 from __future__ import annotations
 
@@ -12,15 +13,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tunery.errors import InvalidInput, RateLimited, TuneryError
+from tunery.errors import RateLimited, TuneryError, invalid_request
 
 log = logging.getLogger("tunery.server")
-
-
-class PayloadTooLarge(InvalidInput):
-    status_code = 413
-    code = "file_too_large"
 
 
 class NotAvailable(TuneryError):
@@ -34,40 +31,14 @@ class Unauthorized(TuneryError):
     code = "invalid_api_key"
 
 
+class Forbidden(TuneryError):
+    status_code = 403
+    code = "forbidden"
+
+
 def error_body(message: str, *, type: str = "invalid_request_error", param: str | None = None,
                code: str | None = None) -> dict[str, Any]:
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
-
-
-_BRANCHES = {"str", "int", "float", "bool", "dict", "list", "none", "json-or-python"}
-
-
-def _param(loc: tuple[Any, ...]) -> str | None:
-    """("body", "messages", 0, "content") -> "messages[0].content"."""
-    parts = [p for p in loc if p not in ("body", "query", "path", "header", "form")]
-    out = ""
-    for p in parts:
-        if isinstance(p, int):
-            out += f"[{p}]"
-        elif "[" in str(p) or p in _BRANCHES:
-            continue  # pydantic names union branches in the location; they mean nothing to a client
-        else:
-            out += ("." if out else "") + str(p)
-    return out or None
-
-
-def _validation_message(err: dict[str, Any], param: str | None) -> str:
-    if err.get("type") == "json_invalid":
-        return ("We could not parse the JSON body of your request: "
-                f"{(err.get('ctx') or {}).get('error', 'invalid JSON')}. Send a valid JSON object.")
-    if err.get("type") == "missing" and param:
-        return f"Missing required parameter: '{param}'."
-    if err.get("type") == "missing":
-        return "The request body is missing; send a JSON object."
-    if err.get("type") == "extra_forbidden":
-        return f"Unrecognized request argument supplied: {param}"
-    where = f"Invalid value for '{param}'" if param else "Invalid request"
-    return f"{where}: {err.get('msg', 'invalid value')}."
 
 
 def install(app: FastAPI) -> None:
@@ -81,14 +52,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = list(exc.errors())
-        first = errors[0] if errors else {}
-        param = None if first.get("type") == "json_invalid" else _param(tuple(first.get("loc") or ()))
-        message = _validation_message(first, param)
-        if len(errors) > 1:
-            message += f" ({len(errors) - 1} more problem{'s' if len(errors) > 2 else ''} in the request)"
-        return JSONResponse(error_body(message, param=param, code="invalid_value" if param else "invalid_json"),
-                            status_code=400)
+        return JSONResponse(invalid_request(list(exc.errors())).to_openai(), status_code=400)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -102,9 +66,37 @@ def install(app: FastAPI) -> None:
         return JSONResponse(error_body(message, code=code), status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
 
-    @app.exception_handler(Exception)
-    async def _bug(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse(error_body(f"The server had an error while processing your request "
-                                       f"({type(exc).__name__}); it is logged.", type="server_error"),
-                            status_code=500)
+    app.add_middleware(CatchBugs)
+
+
+class CatchBugs:
+    """Answers a bug with a 500 OpenAI error object, logged once. Not an ``exception_handler(Exception)``:
+    Starlette calls that one from its outermost middleware and then re-raises, and uvicorn closes
+    the keep-alive connection on any exception that reaches it, so the client's next request on
+    that connection failed. Pure ASGI (not ``BaseHTTPMiddleware``), so streams pass untouched; a
+    bug after a response has started still reaches uvicorn, which must close that connection."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_watched)
+        except Exception as exc:
+            if started:
+                raise
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            response = JSONResponse(error_body(f"The server had an error while processing your request "
+                                               f"({type(exc).__name__}); it is logged.", type="server_error"),
+                                    status_code=500)
+            await response(scope, receive, send)

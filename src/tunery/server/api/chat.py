@@ -18,9 +18,8 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from tunery.chat import ChatMessage, Role
+from tunery.chat import ChatMessage, GenerationParams, Role
 from tunery.errors import InvalidInput, TuneryError
-from tunery.serving.base import GenerationParams
 from tunery.serving.local import ChatRun, LocalChatModel
 
 log = logging.getLogger("tunery.server")

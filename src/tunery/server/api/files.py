@@ -1,5 +1,6 @@
-"""``/v1/files``: multipart uploads (size-limited, stored by id under TUNERY_HOME, never by the
-client's filename), listing, metadata, content and deletion."""
+"""``/v1/files``: multipart uploads (streamed to disk as they arrive, size-limited while streaming,
+stored by id under TUNERY_HOME, never by the client's filename), listing, metadata, content and
+deletion."""
 
 from __future__ import annotations
 
@@ -7,51 +8,154 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
-from starlette.datastructures import UploadFile
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.concurrency import run_in_threadpool
 
 from tunery.data import files as store
 from tunery.errors import InvalidInput
-from tunery.server.errors import PayloadTooLarge
 
 router = APIRouter()
 
 _CHUNK = 1 << 20
+"""File bytes are handed to the disk in pieces of about this size (one thread hop each)."""
+_FORM_OVERHEAD = 1 << 20
+"""What a body may hold beyond the file itself: boundaries, part headers, the small fields."""
+_MAX_FIELDS = 8
+_MAX_FIELD_BYTES = 64 << 10
 
 
-def _too_large(limit: int) -> PayloadTooLarge:
-    return PayloadTooLarge(f"the file is larger than the {limit}-byte upload limit", param="file",
-                           hint="split it, or raise TUNERY_MAX_FILE_BYTES on the server")
+def _decode(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")  # what browsers send for non-UTF-8 names; never fail on a label
+
+
+class _Form:
+    """A multipart/form-data body parsed as it arrives, in constant memory: the bytes of the part
+    named ``file`` wait in :attr:`pending` to be written, the small fields are kept, and any other
+    file part is skipped. Each limit is checked as soon as the bytes that break it are seen."""
+
+    def __init__(self, boundary: bytes) -> None:
+        self.fields: dict[str, str] = {}
+        self.filename: str | None = None
+        self.pending: list[bytes] = []
+        self.pending_bytes = self.file_bytes = 0
+        self.ended = False
+        self._kind = ""  # of the part being read: "file", "field" or "skip"
+        self._name = ""
+        self._headers: dict[bytes, bytes] = {}
+        self._header = self._value = b""
+        self._data = bytearray()
+        self._parser = MultipartParser(boundary, {
+            "on_part_begin": self._part_begin, "on_part_data": self._part_data, "on_part_end": self._part_end,
+            "on_header_field": self._header_field, "on_header_value": self._header_value,
+            "on_header_end": self._header_end, "on_headers_finished": self._headers_finished,
+            "on_end": self._end})
+
+    def feed(self, chunk: bytes) -> None:
+        try:
+            self._parser.write(chunk)
+        except MultipartParseError as e:
+            raise InvalidInput(f"could not read the multipart body: {e}", param="file") from None
+
+    def take(self) -> bytes:
+        out = b"".join(self.pending)
+        self.pending.clear()
+        self.pending_bytes = 0
+        return out
+
+    def _part_begin(self) -> None:
+        self._headers, self._data = {}, bytearray()
+
+    def _header_field(self, data: bytes, start: int, end: int) -> None:
+        self._header += data[start:end]
+
+    def _header_value(self, data: bytes, start: int, end: int) -> None:
+        self._value += data[start:end]
+        if len(self._header) + len(self._value) > _MAX_FIELD_BYTES:
+            raise InvalidInput("a part header of the multipart body is too long", param="file")
+
+    def _header_end(self) -> None:
+        self._headers[self._header.lower()] = self._value
+        self._header = self._value = b""
+
+    def _headers_finished(self) -> None:
+        _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
+        if b"name" not in options:
+            raise InvalidInput('every part of the multipart body needs a Content-Disposition with a "name"',
+                               param="file")
+        self._name = _decode(options[b"name"])
+        if b"filename" not in options:
+            self._kind = "field"
+            if len(self.fields) >= _MAX_FIELDS:
+                raise InvalidInput(f"too many fields in the multipart body (at most {_MAX_FIELDS})", param="file")
+        elif self._name != "file":
+            self._kind = "skip"
+        elif self.filename is not None:
+            raise InvalidInput("send one file per request, in the part named 'file'", param="file")
+        else:
+            self._kind, self.filename = "file", _decode(options[b"filename"])
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._kind == "file":
+            self.file_bytes += end - start
+            if self.file_bytes > store.MAX_FILE_BYTES:
+                raise store.too_large()
+            self.pending.append(data[start:end])
+            self.pending_bytes += end - start
+        elif self._kind == "field":
+            self._data += data[start:end]
+            if len(self._data) > _MAX_FIELD_BYTES:
+                raise InvalidInput(f"the field {self._name!r} is too long", param=self._name)
+
+    def _part_end(self) -> None:
+        if self._kind == "field":
+            value = self.fields[self._name] = _decode(bytes(self._data))
+            if self._name == "purpose" and value:
+                store.check_purpose(value)  # refuse before the file is read, not after
+
+    def _end(self) -> None:
+        self.ended = True
 
 
 @router.post("/files")
 async def upload(request: Request) -> dict[str, Any]:
     limit = store.MAX_FILE_BYTES
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit + _CHUNK:
-        raise _too_large(limit)  # refuse before reading a body that cannot fit
-    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+    if declared and declared.isdigit() and int(declared) > limit + _FORM_OVERHEAD:
+        raise store.too_large()  # refuse before reading a body that cannot fit
+    ctype, options = parse_options_header(request.headers.get("content-type", ""))
+    if ctype != b"multipart/form-data" or not options.get(b"boundary"):
         raise InvalidInput("upload files as multipart/form-data with fields 'file' and 'purpose'", param="file")
+    form = _Form(options[b"boundary"])
+    # the body goes to a temporary file beside its final place as it arrives; every disk and
+    # database step runs in a thread, so other requests (streams above all) never wait on it
+    writer = await run_in_threadpool(store.FileWriter)
     try:
-        form = await request.form(max_files=1, max_fields=8)
-    except Exception as e:  # starlette raises its own errors for malformed multipart bodies
-        raise InvalidInput(f"could not read the multipart body: {getattr(e, 'detail', e)}", param="file") from e
-    try:
-        upload = form.get("file")
-        purpose = form.get("purpose")
-        if not isinstance(upload, UploadFile):
+        received = 0
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > limit + _FORM_OVERHEAD:  # a chunked body has no Content-Length to check first
+                raise store.too_large()
+            form.feed(chunk)
+            if form.pending_bytes >= _CHUNK:
+                await run_in_threadpool(writer.write, form.take())
+        if form.pending:
+            await run_in_threadpool(writer.write, form.take())
+        if not form.ended:
+            raise InvalidInput("the multipart body ended before its closing boundary", param="file")
+        purpose = form.fields.get("purpose")
+        if form.filename is None:
             raise InvalidInput("Missing required parameter: 'file' (a file part)", param="file")
-        if not isinstance(purpose, str) or not purpose:
+        if not purpose:
             raise InvalidInput("Missing required parameter: 'purpose'", param="purpose")
-        data = bytearray()
-        while chunk := await upload.read(_CHUNK):
-            data += chunk
-            if len(data) > limit:
-                raise _too_large(limit)
-        if not data:
+        if not form.file_bytes:
             raise InvalidInput("the uploaded file is empty", param="file")
-        rec = store.create(bytes(data), upload.filename or "upload.jsonl", purpose)
+        rec = await run_in_threadpool(writer.commit, form.filename or "upload.jsonl", purpose)
     finally:
-        await form.close()
+        writer.discard()  # removes the temporary file unless committed; no await, so a cancel cannot skip it
     return rec.to_openai()
 
 

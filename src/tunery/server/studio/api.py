@@ -6,18 +6,17 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 
+from tunery import examples
 from tunery.errors import InvalidInput
 from tunery.server.auth import require_key
 
 router = APIRouter(prefix="/v1/tunery", dependencies=[Depends(require_key)], tags=["tunery extensions"])
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 EXERCISE_QUESTIONS = 5
 """The first questions of ``travel/questions.jsonl`` are the exercise's own, asked in order."""
 MAX_ISSUES = 1000
@@ -52,33 +51,34 @@ def file_report(file_id: str, purpose: Literal["training", "validation"] = "trai
                                              description="epochs for billed tokens; auto when left out")
                 ) -> dict[str, Any]:
     """The validator's report (every problem, by line and field), token statistics for ``model``
-    and the personal-data scan of an uploaded file."""
-    from tunery.data import files, scrub, stats, validate
+    and the personal-data scan of an uploaded file, made in one pass over the file: memory for a
+    few numbers per example, whatever the file's size (:mod:`tunery.data.report`)."""
+    from tunery.data import files
+    from tunery.data.report import report_file
     from tunery.models import registry
     from tunery.training.config import auto_n_epochs
 
     rec = files.get(file_id)
-    data = files.content(file_id)
     model_rec = registry.get(model) if model else None
     tokenizer = _tokenizer(model_rec.id, str(model_rec.path)) if model_rec else None
     spec = model_rec.spec if model_rec else None
-    report = validate.validate_bytes(
-        data, purpose=purpose, tokenizer=tokenizer,
-        context_length=model_rec.context_length if model_rec else None,
-        max_seq_length=spec.training.max_seq_length if spec else None)
+    result = report_file(rec.path, purpose=purpose, tokenizer=tokenizer,
+                         context_length=model_rec.context_length if model_rec else None,
+                         max_seq_length=spec.training.max_seq_length if spec else None,
+                         max_issues=MAX_ISSUES, max_findings=MAX_FINDINGS)
+    report = result.validation
     validation = report.to_dict()
-    validation["n_issues"] = len(validation["issues"])
+    validation["n_issues"] = report.n_errors + report.n_warnings
     validation["issues"] = validation["issues"][:MAX_ISSUES]
     token_stats = None
-    if model_rec is not None and report.examples:
-        epochs = n_epochs or auto_n_epochs(len(report.examples))
-        token_stats = {**stats.token_stats(report.conversations, tokenizer, context_length=model_rec.context_length,
-                                           n_epochs=epochs).to_dict(),
+    if model_rec is not None and report.n_examples:
+        epochs = n_epochs or auto_n_epochs(report.n_examples)
+        token_stats = {**result.token_stats(context_length=model_rec.context_length, n_epochs=epochs).to_dict(),
                        "model": model_rec.id, "n_epochs_auto": n_epochs is None}
-    pii = scrub.check_file(rec.path)
+    pii = result.pii
     return {"object": "tunery.file_report", "file": rec.to_openai(), "validation": validation,
             "token_stats": token_stats,
-            "pii": {"counts": pii.counts, "lines_with_pii": pii.lines_with_pii, "n_findings": len(pii.findings),
+            "pii": {"counts": pii.counts, "lines_with_pii": pii.lines_with_pii, "n_findings": pii.n_findings,
                     "findings": [f.to_dict() for f in pii.findings[:MAX_FINDINGS]],
                     "plain_text_lines": pii.plain_text_lines}}
 
@@ -99,7 +99,7 @@ def job_metrics(job_id: str) -> dict[str, Any]:
 def travel_questions() -> dict[str, Any]:
     """The travel example's held-out test questions (the exercise's come first) and the system
     message its training data uses."""
-    folder = EXAMPLES / "travel"
+    folder = examples.TRAVEL
     questions = [json.loads(line)["question"] for line in
                  (folder / "questions.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
     first = json.loads((folder / "train.jsonl").read_text(encoding="utf-8").split("\n", 1)[0])

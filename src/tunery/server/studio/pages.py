@@ -103,8 +103,12 @@ def favicon() -> Response:
 
 @router.get(STATIC_URL + "/{path:path}")
 def static_file(path: str) -> Response:
-    target = (STATIC / path).resolve()
-    if not target.is_relative_to(STATIC) or not target.is_file():
+    try:  # a NUL or an over-long name names no file: the OS lookup raises on them
+        target = (STATIC / path).resolve()
+        found = target.is_relative_to(STATIC) and target.is_file()
+    except (OSError, ValueError):
+        found = False
+    if not found:
         raise NotFound(f"no studio file {path!r}", param="path")
     media = _TYPES.get(target.suffix) or mimetypes.guess_type(target.name)[0] or "application/octet-stream"
     return FileResponse(target, media_type=media, headers={"Cache-Control": "no-cache"})
