@@ -13,6 +13,7 @@ import openai
 import pytest
 from fastapi.testclient import TestClient
 
+from tunery.errors import InvalidInput
 from tunery.server import create_app
 from tunery.server.auth import Access, check_exposure
 
@@ -211,3 +212,19 @@ def test_a_keyed_server_refuses_evil_origins_before_asking_for_the_key(monkeypat
         assert r.status_code == 403 and r.json() == origin_refusal(EVIL)
         ok = openai.OpenAI(base_url=s.base_url, api_key="k", max_retries=0)
         assert ok.files.list().data == []
+
+
+def test_an_origin_of_another_scheme_is_another_site(http, server, stored):
+    """https://127.0.0.1:PORT is not the plain-http server's own origin."""
+    origin = f"https://127.0.0.1:{server.port}"
+    r = http.get(f"/v1/files/{stored}/content", headers={"Origin": origin})
+    assert r.status_code == 403
+    assert r.json() == origin_refusal(origin)
+
+
+def test_an_allowed_host_that_could_never_match_is_refused():
+    assert Access.configure(("0.0.0.0", 8000), ["fe80::1"]).host_allowed("[fe80::1]:8000", 80)
+    for bad in ("http://myhost", "myhost/", "my host"):
+        with pytest.raises(InvalidInput) as e:
+            Access.configure(("0.0.0.0", 8000), [bad])
+        assert e.value.param == "allowed_host"

@@ -125,7 +125,8 @@ def test_requests_joining_a_running_batch_generate_what_each_would_alone(engine,
 
     def start(k: int) -> None:
         sinks.append(submit(engine, ids[k], max_tokens=lengths[k], seed=100 + k, ignore_eos=True, logprobs=got[k]))
-        sinks[k].q.put(sinks[k].q.get(timeout=60))  # wait until it is decoding
+        # wait until it is decoding; the first delta is kept in order (put back, it could land after later ones)
+        sinks[k].deltas.append(sinks[k].q.get(timeout=60))
 
     start(0)  # a long prompt decoding alone
     start(1)  # shorter ones join: their caches are padded to the batch's width

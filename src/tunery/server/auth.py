@@ -16,6 +16,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -107,13 +108,31 @@ def _normal_origin(origin: str) -> str:
     return origin.strip().rstrip("/").lower()
 
 
+_HOST_ENTRY = re.compile(r"(\[[0-9a-f:.]+\]|[a-z0-9._-]+)(:[0-9]{1,5})?")
+
+
+def _host_entry(entry: str) -> str:
+    """An ``--allowed-host`` entry as the ``Host`` header writes it (a bare IPv6 address gets its
+    brackets); anything else that could never match a ``Host`` header is refused, not ignored."""
+    if entry == "*":
+        return entry
+    if entry.count(":") > 1 and not entry.startswith("["):
+        entry = f"[{entry}]"
+    if not _HOST_ENTRY.fullmatch(entry):
+        raise InvalidInput(f"allowed host {entry!r} is not a host name, an address or NAME:PORT",
+                           param="allowed_host", hint="write it as a browser's Host header does, e.g. "
+                           "myhost.lan, myhost.lan:8000, 192.168.1.5 or [fe80::1]:8000 (no scheme, no path)")
+    return entry
+
+
 @dataclass(frozen=True)
 class Access:
     """Which ``Host`` and ``Origin`` values the server accepts (see :class:`BrowserGuard`).
 
     ``bind`` is the address and port the server listens on; None when unknown (an app made for a
     test client), and then the loopback names match on any port. ``allowed_hosts`` adds names
-    (``NAME`` on any port, ``NAME:PORT`` on that port, ``*`` any host at all), ``cors_origins``
+    (``NAME`` on any port, ``NAME:PORT`` on that port, ``*`` any host at all, which also gives up the
+    protection against DNS rebinding: use it only with API keys), ``cors_origins``
     web origins such as ``http://localhost:3000`` (``*`` any origin) that may call the API from a
     browser; both add to ``TUNERY_ALLOWED_HOSTS`` and ``TUNERY_CORS_ORIGINS`` (comma-separated)."""
 
@@ -124,7 +143,8 @@ class Access:
     @classmethod
     def configure(cls, bind: tuple[str, int] | None = None, allowed_hosts: Iterable[str] = (),
                   cors_origins: Iterable[str] = ()) -> Access:
-        hosts = [h.strip().lower() for h in [*allowed_hosts, *_env_list("TUNERY_ALLOWED_HOSTS")]]
+        hosts = [_host_entry(h.strip().lower()) for h in [*allowed_hosts, *_env_list("TUNERY_ALLOWED_HOSTS")]
+                 if h.strip()]
         origins = [_normal_origin(o) for o in [*cors_origins, *_env_list("TUNERY_CORS_ORIGINS")]]
         for origin in origins:
             if origin and origin != "*" and not origin.startswith(("http://", "https://")):
@@ -208,7 +228,8 @@ class BrowserGuard:
                                "host_not_allowed", f"if you reach it by that name, start it with --allowed-host "
                                                    f"{_split_host(host)[0] or 'NAME'}")
         origin = headers.get("origin")
-        cross_site = origin is not None and _normal_origin(origin).partition("://")[2] != host.strip().lower()
+        own = f"{'https' if secure else 'http'}://{host.strip().lower()}"  # scheme, name and port must all match
+        cross_site = origin is not None and _normal_origin(origin) != own
         if refusal is None and cross_site and not self.access.origin_allowed(origin):
             refusal = _refusal(f"Origin {origin!r} is not allowed: web pages of other sites may not call this server",
                                "origin_not_allowed", f"to let that site's pages call it, start the server with "

@@ -80,7 +80,8 @@ class ThreadedEngine:
     """Plumbing for an engine that works on a thread of its own: an inbox of requests that
     ``submit`` fills and ``_loop`` drains, ``busy`` and ``close``. Subclasses write ``_loop`` (and
     ``_active`` when they keep requests outside the inbox); ``_loop`` returns once it takes
-    ``CLOSE`` (or fails), after answering the requests it holds.
+    ``CLOSE`` (or fails), after answering the requests it holds (those still generating get a
+    final ``Delta`` with an error, "the engine was closed").
 
     Every request gets a final ``Delta``, however it races with ``close``: a request is put in the
     inbox only while the engine is open, under the same lock that puts ``CLOSE``, so it lands
