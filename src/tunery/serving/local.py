@@ -19,12 +19,16 @@ import asyncio
 import queue
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from tunery.chat import ChatMessage, Completion, CompletionChunk, GenerationParams, Usage
 from tunery.errors import TuneryError
 from tunery.serving.content_filter import AnswerFilter, ContentFilter
 from tunery.serving.engine import Delta, EngineRequest
 from tunery.serving.manager import Target, manager
+
+if TYPE_CHECKING:
+    from tunery.serving.deployments import Deployment
 
 
 class GenerationFailed(TuneryError):
@@ -198,21 +202,23 @@ class LocalChatModel(EngineChatModel):
     def __init__(self, name: str) -> None:
         self.name = name
 
-    def target(self) -> Target:
+    def _resolve(self) -> tuple[Deployment | None, Target]:
+        """The deployment this name is (or None) and the target serving it."""
         from tunery.serving import deployments
 
         dep = deployments.find(self.name)
-        return manager().target(dep.model if dep is not None else self.name)
+        return dep, manager().target(dep.model if dep is not None else self.name)
+
+    def target(self) -> Target:
+        return self._resolve()[1]
 
     def start(self, messages: Sequence[ChatMessage], params: GenerationParams, *, ignore_eos: bool = False,
               loop: asyncio.AbstractEventLoop | None = None) -> ChatRun:
         """:meth:`EngineChatModel.start`, under the deployment's policy when the name is a deployment."""
-        from tunery.serving import deployments
         from tunery.serving.ratelimit import limiter
 
-        dep = deployments.find(self.name)
+        dep, target = self._resolve()
         flt = dep.filter() if dep is not None else None
-        target = manager().target(dep.model if dep is not None else self.name)
         if flt is not None:
             flt.check_prompt(messages)
         prompt_ids = target.encode(messages)
