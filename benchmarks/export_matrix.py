@@ -95,7 +95,7 @@ class TorchRuntime(Runtime):
         import torch
         from transformers import AutoModelForCausalLM
 
-        from tunery.export.scorers import TorchScorer
+        from tunery.compiled.scorers import TorchScorer
 
         torch.set_num_threads(threads)
         t = time.perf_counter()
@@ -128,7 +128,7 @@ class OnnxRuntime(Runtime):
     """onnxruntime-genai's generator, loaded the way the ONNX engine loads it (threads included)."""
 
     def __init__(self, folder: Path, threads: int) -> None:
-        from tunery.export.scorers import OnnxScorer
+        from tunery.compiled.scorers import OnnxScorer
         from tunery.runtime import genai_model
 
         t = time.perf_counter()

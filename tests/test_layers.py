@@ -25,6 +25,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("models", ("tunery.models",)),
     ("data", ("tunery.data",)),
     ("training", ("tunery.training",)),
+    ("compiled", ("tunery.compiled",)),
     ("jobs", ("tunery.jobs",)),
     ("serving", ("tunery.serving",)),
     ("flows", ("tunery.flows",)),

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from tunery.export.gptq import BLOCK, EIGHT_BIT, BlockQuantized, gptq, pack, relative_error
+from tunery.compiled.gptq import BLOCK, EIGHT_BIT, BlockQuantized, gptq, pack, relative_error
 
 
 def _problem(k: int, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

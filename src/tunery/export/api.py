@@ -86,7 +86,7 @@ def export_model(model: str | ModelRecord, fmt: str, out: Path, *, quantize: str
         gguf_file = None
         quantization: dict[str, Any] | None = None
         if fmt == "onnx":
-            from tunery.export.onnx_export import build_onnx
+            from tunery.compiled.onnx_build import build_onnx
 
             say(progress, f"building the ONNX decoder ({quantize}) with onnxruntime-genai's model builder")
             quantization = build_onnx(hf_dir, tmp, quantize, log_path=work_dir / "builder.log", work_dir=work_dir,
@@ -193,7 +193,7 @@ def _verify(rec: ModelRecord, fmt: str, quantize: str, export_dir: Path, hf_dir:
             **kw: Any) -> VerifyReport:
     import torch
 
-    from tunery.export.scorers import OnnxScorer, TorchScorer, load_torch
+    from tunery.compiled.scorers import OnnxScorer, TorchScorer, load_torch
     from tunery.export.verify import verify
     from tunery.models.loading import load_model, stop_token_ids
 

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from tunery.chat_template import IGNORE, encode_all, prompt_ids
+from tunery.compiled.scorers import Scorer
 from tunery.export.formats import Tolerance
-from tunery.export.scorers import Scorer
 
 Messages = list[dict[str, str]]
 

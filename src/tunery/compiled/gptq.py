@@ -179,7 +179,7 @@ def hessians(fp32_dir: Path, sequences: Sequence[Sequence[int]], progress: Progr
     token ``sequences``, keyed by the input tensor's name."""
     import onnx
 
-    from tunery.export.scorers import decoder_feeds, kv_shape
+    from tunery.compiled.scorers import decoder_feeds, kv_shape
     from tunery.runtime import ort_session
 
     model = onnx.load(str(fp32_dir / "model.onnx"), load_external_data=False)

@@ -12,7 +12,7 @@ SmolLM2-135M, see README.md beside this file):
   quantized to int8 on the fly (``accuracy_level=4``), i.e. dynamic int8 quantization done per
   block. ONNX Runtime's classic ``quantize_dynamic`` (per-tensor ``MatMulInteger``) raised the
   validation loss by ~30% on this model, so it is not used.
-* ``int4``: 4-bit block-wise weights computed by GPTQ (``tunery.export.gptq``) from calibration
+* ``int4``: 4-bit block-wise weights computed by GPTQ (``tunery.compiled.gptq``) from calibration
   chats (a fine-tune's own training file by default), the attention's input projections at 8
   bits, the LM head at the builder's 8 bits (its blocks are the embedding table's too), gate and
   up projections fused. The builder first writes a float32 graph, whose MatMul inputs on the
@@ -56,7 +56,7 @@ def build_onnx(hf_dir: Path, out_dir: Path, quantize: str, *, log_path: Path | N
     if quantize != "int4" or not calibration:
         _run_builder(hf_dir, Path(out_dir), quantize, log_path)
         return None
-    from tunery.export.gptq import requantize
+    from tunery.compiled.gptq import requantize
 
     with tempfile.TemporaryDirectory(prefix="onnx-fp32-", dir=work_dir) as fp32:
         say(progress, "building a float32 graph to calibrate GPTQ on")
