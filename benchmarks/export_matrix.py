@@ -59,7 +59,7 @@ def held_out(path: Path) -> list[list[dict]]:
 
 def loss_of(scorer, tok, convs) -> float:
     from tunery.chat_template import IGNORE, encode_all
-    from tunery.export.verify import _log_softmax
+    from tunery.compiled.verify import _log_softmax
 
     nll, n = 0.0, 0
     for ex in encode_all(convs, tok):  # the trainer's loss positions

@@ -219,8 +219,8 @@ class _FlatScorer:
 
 
 def test_export_check_scores_the_trainer_positions(tok):
+    from tunery.compiled.verify import DEFAULT_TEXTS, verify
     from tunery.export.formats import Tolerance
-    from tunery.export.verify import DEFAULT_TEXTS, verify
 
     texts = [*DEFAULT_TEXTS, [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Not this.",
                                                                      "weight": 0},

@@ -3,6 +3,7 @@ for ONNX Runtime (float32, int8 or int4) or a GGUF file for llama.cpp and Ollama
 verified against its source before it is reported done. ``register_export`` makes an ONNX export
 servable by tunery's ONNX Runtime engine."""
 
+from tunery.compiled.verify import DEFAULT_PROMPTS, DEFAULT_TEXTS, VerifyReport
 from tunery.export.api import (
     ExportResult,
     ExportVerificationFailed,
@@ -12,7 +13,6 @@ from tunery.export.api import (
     register_export,
 )
 from tunery.export.formats import FORMATS, MANIFEST, QUANTIZATIONS, TOLERANCES, Tolerance, check_format
-from tunery.export.verify import DEFAULT_PROMPTS, DEFAULT_TEXTS, VerifyReport
 
 __all__ = [
     "DEFAULT_PROMPTS", "DEFAULT_TEXTS", "FORMATS", "MANIFEST", "QUANTIZATIONS", "TOLERANCES", "ExportResult",

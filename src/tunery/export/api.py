@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tunery.compiled.verify import Messages, VerifyReport
 from tunery.errors import Conflict, InvalidInput, NotFound, TuneryError
 from tunery.export.formats import MANIFEST, check_format, tolerance
-from tunery.export.verify import Messages, VerifyReport
 from tunery.home import atomic_dir, atomic_write_json, home
 from tunery.models import registry
 from tunery.models.registry import ModelRecord
@@ -167,7 +167,7 @@ def _calibration_ids(hf_dir: Path, chats: list[Messages]) -> list[list[int]]:
     from transformers import AutoTokenizer
 
     from tunery.chat_template import render
-    from tunery.export.verify import encode
+    from tunery.compiled.verify import encode
 
     tok = AutoTokenizer.from_pretrained(str(hf_dir))
     out: list[list[int]] = []
@@ -194,7 +194,7 @@ def _verify(rec: ModelRecord, fmt: str, quantize: str, export_dir: Path, hf_dir:
     import torch
 
     from tunery.compiled.scorers import OnnxScorer, TorchScorer, load_torch
-    from tunery.export.verify import verify
+    from tunery.compiled.verify import verify
     from tunery.models.loading import load_model, stop_token_ids
 
     # the source as tunery serves it: a LoRA fine-tune with its adapter attached, not merged,
@@ -218,7 +218,7 @@ def _gguf_tokenizer_matches(folder: Path, gguf_file: str, source_tok: Any) -> bo
     from transformers import AutoTokenizer
 
     from tunery.chat_template import render
-    from tunery.export.verify import DEFAULT_TEXTS
+    from tunery.compiled.verify import DEFAULT_TEXTS
 
     tok = AutoTokenizer.from_pretrained(str(folder), gguf_file=gguf_file)
     for msgs in DEFAULT_TEXTS[:2]:

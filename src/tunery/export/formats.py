@@ -7,8 +7,7 @@ its loss close (greedy answers of a 4-bit model legitimately drift after a few t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from tunery.compiled.verify import Tolerance
 from tunery.errors import InvalidInput
 
 FORMATS = ("hf", "onnx", "gguf")
@@ -22,20 +21,6 @@ QUANTIZATIONS: dict[str, tuple[str, ...]] = {
 
 MANIFEST = "tunery-export.json"
 """Written last into every export folder: its presence means the export is complete and verified."""
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    """What "agrees with the source" means for one quantization.
-
-    ``min_greedy``: fraction of greedy tokens (position by position, first N) that match;
-    ``min_top1``: fraction of teacher-forced positions whose most likely next token matches;
-    ``max_loss_delta``: relative change of the mean token loss, ``|export - source| / source``.
-    """
-
-    min_greedy: float
-    min_top1: float
-    max_loss_delta: float
 
 
 TOLERANCES: dict[tuple[str, str], Tolerance] = {

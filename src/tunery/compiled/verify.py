@@ -1,4 +1,4 @@
-"""Check that an export behaves like its source: the same prompts through both, then greedy-token
+"""Check that an export (or the compiled copy the fast path serves) behaves like its source: the same prompts through both, then greedy-token
 agreement, teacher-forced top-1 agreement, and the loss (perplexity) on a few chat texts.
 
 The report says what was measured and whether each figure is within the format's tolerance
@@ -15,9 +15,23 @@ import numpy as np
 
 from tunery.chat_template import IGNORE, encode_all, prompt_ids
 from tunery.compiled.scorers import Scorer
-from tunery.export.formats import Tolerance
 
 Messages = list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """What "agrees with the source" means for one quantization.
+
+    ``min_greedy``: fraction of greedy tokens (position by position, first N) that match;
+    ``min_top1``: fraction of teacher-forced positions whose most likely next token matches;
+    ``max_loss_delta``: relative change of the mean token loss, ``|export - source| / source``.
+    """
+
+    min_greedy: float
+    min_top1: float
+    max_loss_delta: float
+
 
 _SYSTEM = "You are a friendly travel assistant. You help people plan trips."
 
