@@ -1,5 +1,7 @@
 """Shared fixtures: every test gets its own TUNERY_HOME; the tiny model is built once per session;
-the real SmolLM2 model is pulled once into a cache shared across sessions (tests marked slow)."""
+the real SmolLM2 model is pulled once into a cache shared across sessions (tests marked slow).
+Compiled copies (the fast serving path, keyed by the weights' content) are shared by the whole
+session through ``TUNERY_COMPILED_DIR``, so the tiny model is compiled once, not once per test."""
 
 from __future__ import annotations
 
@@ -19,10 +21,17 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+@pytest.fixture(scope="session")
+def compiled_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("compiled")
+
+
 @pytest.fixture(autouse=True)
-def tunery_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def tunery_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compiled_dir: Path) -> Path:
     home = tmp_path / "tunery-home"
     monkeypatch.setenv("TUNERY_HOME", str(home))
+    monkeypatch.setenv("TUNERY_COMPILED_DIR", str(compiled_dir))
+    monkeypatch.delenv("TUNERY_PRECISION", raising=False)
     return home
 
 

@@ -99,6 +99,20 @@ def compare(plan: Plan, tuned: str, *, progress=None):
                           title="Travel assistant: base vs fine-tuned")
 
 
+def prepare_serving(plan: Plan, tuned: str, *, progress=None) -> list[str]:
+    """Load the base and the fine-tune for serving now, building the base's compiled copy (the
+    fast path) the first time; one line each on how it is served."""
+    from tunery.models import get
+    from tunery.serving.local import LocalChatModel
+    from tunery.serving.manager import describe_serving, serving_info
+
+    lines = []
+    for name in (plan.model, tuned):
+        LocalChatModel(name).load(progress)
+        lines.append(f"{name}: {describe_serving(serving_info(get(name)))}")
+    return lines
+
+
 def deploy_both(plan: Plan, tuned: str) -> list[str]:
     from tunery.serving import deployments
 

@@ -337,9 +337,9 @@ def test_adapters_are_evicted_when_memory_is_short(tiny_model_dir, lora_dirs, mo
     from transformers import AutoModelForCausalLM
 
     from tunery.serving import adapters
-    from tunery.serving.adapters import AdapterPool
+    from tunery.serving.adapters import PeftAdapters
 
-    pool = AdapterPool(AutoModelForCausalLM.from_pretrained(tiny_model_dir), max_adapters=8)
+    pool = PeftAdapters(AutoModelForCausalLM.from_pretrained(tiny_model_dir), max_adapters=8)
     first = pool.acquire(_adapter(lora_dirs[0]))
     pool.release(first)
     monkeypatch.setattr(adapters, "available_memory", lambda: 1024)  # far below the floor

@@ -25,7 +25,7 @@ def test_least_recently_used_idle_engine_is_unloaded(tiny_model, tmp_path):
         first = mgr.target("tiny-random").engine
         assert mgr.target("tiny-random").engine is first  # reused, not reloaded
         second = mgr.target("tiny-copy").engine
-        assert second is not first and mgr.loaded() == [f"torch:{copy}"]
+        assert second is not first and mgr.loaded() == [f"compiled-int8:{copy}"]
         assert first._closed
     finally:
         mgr.close()

@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from tunery.cli._common import console, err_console, print_json, status
+from tunery.cli._common import console, err_console, precision_option, print_json, status
 
 _sampling = [
     click.option("--system", default=None, help="System message."),
@@ -25,7 +25,7 @@ _sampling = [
 def sampling(f):
     for opt in reversed(_sampling):
         f = opt(f)
-    return f
+    return precision_option("local models")(f)
 
 
 def _model(ref: str):
@@ -34,12 +34,10 @@ def _model(ref: str):
 
     model = get_chat_model(ref)
     if isinstance(model, LocalChatModel):
-        from tunery.serving import deployments
-        from tunery.serving.manager import manager
-
-        with status(f"loading {ref}"):
-            dep = deployments.find(ref)
-            manager().target(dep.model if dep else ref)  # load now, not during the first answer
+        with status(f"loading {ref}") as update:
+            target = model.load(update)  # now, not during the first answer
+        if target.notice:
+            err_console.print(f"[dim]note: {target.notice}[/]")
     return model
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from tunery.cli._common import console, print_json
+from tunery.cli._common import console, precision_option, print_json
 
 DEFAULT_COMPARE_EVALUATORS = ("recommends", "ends_with_question")
 
@@ -65,6 +65,7 @@ def _common_options(f):
         click.option("--out", type=click.Path(file_okay=False, path_type=Path),
                      help="Report folder (default TUNERY_HOME/reports/<time>-<models>)."),
         click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of tables."),
+        precision_option("the local models evaluated"),
     ]
     for option in reversed(options):
         f = option(f)

@@ -93,6 +93,9 @@ def show(name: str, as_json: bool) -> None:
                                                             "num_attention_heads", "vocab_size")}
         size = sum(p.stat().st_size for p in rec.path.rglob("*") if p.is_file()) if rec.path.exists() else 0
         info["size_bytes"] = size
+        from tunery.serving.manager import describe_serving, serving_info
+
+        info["serving"] = serving_info(rec)
     else:
         info.update(kind="catalog (not pulled)", description=spec.description, source=spec.source)
     if spec:
@@ -103,6 +106,8 @@ def show(name: str, as_json: bool) -> None:
     if as_json:
         print_json(info)
         return
+    if "serving" in info:
+        info["serving"] = describe_serving(info["serving"])
     for k, v in info.items():
         console.print(f"[bold]{k:>18}[/]  {v}")
 

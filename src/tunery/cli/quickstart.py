@@ -7,7 +7,7 @@ import time
 import click
 from rich.panel import Panel
 
-from tunery.cli._common import console, status
+from tunery.cli._common import console, precision_option, status
 
 
 def _step(n: int, text: str) -> None:
@@ -22,6 +22,7 @@ def _step(n: int, text: str) -> None:
 @click.option("--serve/--no-serve", default=True, show_default=True,
               help="Start the studio with both models deployed (--no-serve ends after the report).")
 @click.option("--port", default=8000, show_default=True, help="Port for the studio and API.")
+@precision_option("the base and fine-tuned models")
 def quickstart(model: str, seed: int, retrain: bool, questions: int | None, serve: bool, port: int) -> None:
     """Pull, validate, fine-tune, compare with the base model, and serve the studio.
 
@@ -83,6 +84,9 @@ def quickstart(model: str, seed: int, retrain: bool, questions: int | None, serv
 
     from tunery.evals import load_questions, render_terminal_table
 
+    with status("preparing the fast serving path") as update:
+        for line in qs.prepare_serving(plan, tuned, progress=update):
+            console.print(line)
     n_q = len(load_questions(qs.QUESTIONS)[:questions])
     with Progress(TextColumn("generating answers"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as bar:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from tunery.cli._common import console, print_json, print_list, threads_option
+from tunery.cli._common import console, precision_option, print_json, print_list, threads_option
 
 
 @click.command()
@@ -28,6 +28,7 @@ from tunery.cli._common import console, print_json, print_list, threads_option
 @click.option("--no-worker", is_flag=True, help="Do not run fine-tuning jobs in this process.")
 @threads_option("CPU threads per forward pass, PyTorch and ONNX engines alike, and for the training jobs "
                 "of the worker (default: every CPU this process may use; TUNERY_NUM_THREADS).")
+@precision_option("models and deployments (a deployment made with --precision keeps its own)")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]), help="Server log level.")
 def serve(host: str, port: int, api_keys: tuple[str, ...], insecure_no_key: bool, allowed_hosts: tuple[str, ...],
@@ -59,9 +60,12 @@ def serve(host: str, port: int, api_keys: tuple[str, ...], insecure_no_key: bool
 @click.option("--content-filter", type=click.Choice(["off", "default", "strict"]), default="default",
               show_default=True, help="Content filter level for prompts and answers.")
 @click.option("--block", "blocklist", multiple=True, metavar="TERM", help="Extra blocked term (repeatable).")
+@click.option("--precision", type=click.Choice(["int8", "int4", "fp32"]), default=None,
+              help="Serve this deployment at this precision whatever the server's default: int8 (a quantized "
+                   "copy of the base, loss within 1% of float32), int4 (faster, +~2% loss), fp32 (PyTorch).")
 @click.option("--json", "as_json", is_flag=True, help="Print the deployment as JSON.")
 def deploy(model: str, name: str, tpm: int | None, content_filter: str, blocklist: tuple[str, ...],
-           as_json: bool) -> None:
+           precision: str | None, as_json: bool) -> None:
     """Deploy MODEL (a base model, fine-tune, checkpoint, or an ONNX export folder) under a name.
 
     A running server picks the deployment up at once.
@@ -71,12 +75,15 @@ def deploy(model: str, name: str, tpm: int | None, content_filter: str, blocklis
 
     if is_export_dir(model):  # an ONNX export folder: served by the ONNX Runtime engine
         model = register_export(model).id
-    dep = deployments.create(name, model, tpm=tpm, content_filter=content_filter, blocklist=list(blocklist))
+    dep = deployments.create(name, model, tpm=tpm, content_filter=content_filter, blocklist=list(blocklist),
+                             precision=precision)
     if as_json:
         print_json(dep.to_openai())
         return
     limit = f"{dep.tpm} tokens/minute" if dep.tpm else "no rate limit"
-    console.print(f"[green]deployed[/] {dep.model} as [bold]{dep.name}[/] ({limit}, content filter {dep.content_filter})")
+    served = f", {dep.precision}" if dep.precision else ""
+    console.print(f"[green]deployed[/] {dep.model} as [bold]{dep.name}[/] ({limit}, content filter "
+                  f"{dep.content_filter}{served})")
 
 
 @click.group()

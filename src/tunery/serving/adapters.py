@@ -1,10 +1,11 @@
 """LoRA adapters attached to one copy of a base model's weights.
 
-The base weights are loaded once; each fine-tune is a named PEFT adapter injected beside them,
-loaded on first use and evicted least-recently-used when there are too many or free memory runs
-short. A batch may mix adapters: PEFT routes each row through its own adapter (``adapter_names``)
-and rows of the base model through none. All methods run on the engine's thread, between forward
-passes, because loading and deleting adapters mutates the model in place.
+The base weights are loaded once; each fine-tune is a named adapter beside them, loaded on first
+use and evicted least-recently-used when there are too many or free memory runs short
+(:class:`AdapterPool`, the policy; an engine's subclass loads and unloads). In the PyTorch engine
+(:class:`PeftAdapters`) a batch may mix adapters: PEFT routes each row through its own adapter
+(``adapter_names``) and rows of the base model through none. All methods run on the engine's
+thread, between forward passes, because loading and deleting adapters mutates the model in place.
 """
 
 from __future__ import annotations
@@ -38,20 +39,16 @@ def available_memory() -> int | None:
 
 
 class AdapterPool:
-    def __init__(self, model: Any, *, max_adapters: int | None = None, min_free_bytes: int | None = None) -> None:
-        self.base = model
-        self.peft: Any = None
+    """Which adapters are loaded, in least-recently-used order, and which are in use by a row.
+    Subclasses say how one is loaded (:meth:`_load`) and unloaded (:meth:`_unload`)."""
+
+    def __init__(self, *, max_adapters: int | None = None, min_free_bytes: int | None = None) -> None:
         self.max_adapters = max_adapters or int(os.environ.get("TUNERY_MAX_ADAPTERS", "8"))
         self.min_free_bytes = (min_free_bytes if min_free_bytes is not None
                                else int(os.environ.get("TUNERY_MIN_FREE_MB", "256")) * 2**20)
         self._loaded: OrderedDict[str, str] = OrderedDict()  # adapter key -> PEFT name, oldest first
         self._in_use: Counter[str] = Counter()
         self._names = count()
-
-    @property
-    def model(self) -> Any:
-        """The module to call: the PEFT wrapper once an adapter was ever loaded, else the base."""
-        return self.peft if self.peft is not None else self.base
 
     @property
     def loaded(self) -> list[str]:
@@ -64,7 +61,7 @@ class AdapterPool:
         name = self._loaded.get(adapter.key)
         if name is None:
             name = f"a{next(self._names)}"
-            self._load(adapter.path, name)
+            self._load(adapter, name)
             self._loaded[adapter.key] = name
             # evict only after the new one loaded: PEFT cannot be left with no adapter at all
             self._make_room(keep=adapter.key)
@@ -78,22 +75,11 @@ class AdapterPool:
             if self._in_use[name] <= 0:
                 del self._in_use[name]
 
-    def forward_kwargs(self, names: list[str]) -> dict[str, Any]:
-        return {"adapter_names": names} if self.peft is not None else {}
+    def _load(self, adapter: Adapter, name: str) -> None:
+        raise NotImplementedError
 
-    def _load(self, path: Path, name: str) -> None:
-        import torch
-        from peft import PeftModel
-
-        if not (Path(path) / "adapter_config.json").exists():
-            raise InvalidInput(f"{path} is not a LoRA adapter folder (no adapter_config.json)", param="model")
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # PEFT's deprecation chatter from transformers
-            if self.peft is None:
-                self.peft = PeftModel.from_pretrained(self.base, str(path), adapter_name=name, is_trainable=False)
-            else:
-                self.peft.load_adapter(str(path), adapter_name=name, is_trainable=False)
-        self.peft.eval()
+    def _unload(self, name: str) -> None:
+        raise NotImplementedError
 
     def _make_room(self, keep: str) -> None:
         idle = [k for k, n in self._loaded.items() if k != keep and not self._in_use.get(n)]
@@ -107,6 +93,45 @@ class AdapterPool:
     def evict(self, key: str) -> None:
         name = self._loaded.pop(key)
         log.info("evicting LoRA adapter %s (%s)", key, name)
+        self._unload(name)
+
+
+def check_adapter_folder(path: Path) -> None:
+    if not (Path(path) / "adapter_config.json").exists():
+        raise InvalidInput(f"{path} is not a LoRA adapter folder (no adapter_config.json)", param="model")
+
+
+class PeftAdapters(AdapterPool):
+    """Adapters injected into a PyTorch model by PEFT."""
+
+    def __init__(self, model: Any, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.base = model
+        self.peft: Any = None
+
+    @property
+    def model(self) -> Any:
+        """The module to call: the PEFT wrapper once an adapter was ever loaded, else the base."""
+        return self.peft if self.peft is not None else self.base
+
+    def forward_kwargs(self, names: list[str]) -> dict[str, Any]:
+        return {"adapter_names": names} if self.peft is not None else {}
+
+    def _load(self, adapter: Adapter, name: str) -> None:
+        import torch
+        from peft import PeftModel
+
+        check_adapter_folder(adapter.path)
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PEFT's deprecation chatter from transformers
+            if self.peft is None:
+                self.peft = PeftModel.from_pretrained(self.base, str(adapter.path), adapter_name=name,
+                                                      is_trainable=False)
+            else:
+                self.peft.load_adapter(str(adapter.path), adapter_name=name, is_trainable=False)
+        self.peft.eval()
+
+    def _unload(self, name: str) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "adapter was active, setting another": expected here
             self.peft.delete_adapter(name)

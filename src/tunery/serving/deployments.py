@@ -29,13 +29,18 @@ class Deployment:
     def blocklist(self) -> list[str]:
         return list(self.meta.get("blocklist") or [])
 
+    @property
+    def precision(self) -> str | None:
+        """The precision it is served at; None: the server's (``--precision``, else int8)."""
+        return self.meta.get("precision")
+
     def filter(self) -> ContentFilter:
         return ContentFilter(self.content_filter, self.blocklist)
 
     def to_openai(self) -> dict[str, Any]:
         return {"id": self.name, "object": "deployment", "name": self.name, "model": self.model,
                 "tpm": self.tpm, "content_filter": self.content_filter, "blocklist": self.blocklist,
-                "created_at": self.created_at, "status": "succeeded"}
+                "precision": self.precision, "created_at": self.created_at, "status": "succeeded"}
 
     def to_model(self) -> dict[str, Any]:
         """The entry for ``GET /v1/models``."""
@@ -49,7 +54,7 @@ def _record(row) -> Deployment:
 
 
 def create(name: str, model: str, *, tpm: int | None = None, content_filter: str = "default",
-           blocklist: list[str] | None = None) -> Deployment:
+           blocklist: list[str] | None = None, precision: str | None = None) -> Deployment:
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise InvalidInput(f"invalid deployment name {name!r}: use letters, digits and . _ - : (up to 128)",
                            param="name")
@@ -62,14 +67,21 @@ def create(name: str, model: str, *, tpm: int | None = None, content_filter: str
     terms = [t for t in (blocklist or []) if isinstance(t, str) and t.strip()]
     if len(terms) != len(blocklist or []):
         raise InvalidInput("blocklist must be a list of non-empty strings", param="blocklist")
+    if precision is not None:
+        from tunery.compiled.cache import check_precision
+
+        precision = check_precision(precision)
     if registry.find(name) is not None:
         raise Conflict(f"{name!r} is already the name of a model", param="name",
                        hint="pick a deployment name that is not a model name")
+    meta: dict[str, Any] = {"blocklist": terms} if terms else {}
+    if precision is not None:
+        meta["precision"] = precision
     conn = db.connect()
     try:
         conn.execute("INSERT INTO deployments (name, model, tpm, content_filter, created_at, meta) "
                      "VALUES (?, ?, ?, ?, ?, ?)",
-                     (name, model, tpm, content_filter, db.now(), db.dumps({"blocklist": terms} if terms else {})))
+                     (name, model, tpm, content_filter, db.now(), db.dumps(meta)))
     except db.sqlite3.IntegrityError as e:
         raise Conflict(f"a deployment named {name!r} already exists", param="name",
                        hint=f"delete it first (`tunery deployments delete {name}`) or pick another name") from e

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from tunery.chat import ChatMessage, Completion, CompletionChunk, GenerationParams, Usage
 from tunery.errors import TuneryError
+from tunery.progress import Progress
 from tunery.serving.content_filter import AnswerFilter, ContentFilter
 from tunery.serving.engine import Delta, EngineRequest
 from tunery.serving.manager import Target, manager
@@ -197,17 +198,25 @@ class EngineChatModel:
 
 
 class LocalChatModel(EngineChatModel):
-    """A registered model, checkpoint or deployment, served in this process."""
+    """A registered model, checkpoint or deployment, served in this process, at ``precision``
+    (None: a deployment's own, else the process default; see ``tunery.serving.manager``)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, precision: str | None = None) -> None:
         self.name = name
+        self.precision = precision
 
-    def _resolve(self) -> tuple[Deployment | None, Target]:
+    def _resolve(self, progress: Progress | None = None) -> tuple[Deployment | None, Target]:
         """The deployment this name is (or None) and the target serving it."""
         from tunery.serving import deployments
 
         dep = deployments.find(self.name)
-        return dep, manager().target(dep.model if dep is not None else self.name)
+        precision = self.precision or (dep.precision if dep is not None else None)
+        return dep, manager().target(dep.model if dep is not None else self.name, precision=precision,
+                                     progress=progress)
+
+    def load(self, progress: Progress | None = None) -> Target:
+        """Resolve and load now (building the compiled copy if needed), not during the first answer."""
+        return self._resolve(progress)[1]
 
     def target(self) -> Target:
         return self._resolve()[1]

@@ -9,27 +9,36 @@ recently used idle one is unloaded when more than ``TUNERY_MAX_ENGINES`` (defaul
 The server, ``tunery chat`` and in-process flows and evaluators all go through :func:`manager`,
 so they share the same weights in memory.
 
-Engines other than PyTorch plug in by name: a registered model whose ``meta["engine"]`` is, say,
-``"onnx"`` is served by the factory given to :func:`register_engine`.
+Which engine: by default the fast path, the base's compiled copy (``tunery.compiled.cache``: a
+quantized ONNX graph built once per base, LoRA fine-tunes as adapters over it) in the ONNX Runtime
+engine, at the precision asked for (``precision``, a deployment's, ``TUNERY_PRECISION``, else
+int8). ``fp32`` is the PyTorch engine; full fine-tunes and models the ONNX builder cannot take go
+there too, and their ``Target`` says so in one line (``notice``). Engines other than these plug
+in by name: a registered model whose ``meta["engine"]`` is, say, ``"onnx"`` (an export) is served
+by the factory given to :func:`register_engine`.
 """
 
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import secrets
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from tunery.chat import ChatMessage, GenerationParams
 from tunery.errors import InvalidInput
 from tunery.models import registry
 from tunery.models.registry import ModelRecord
+from tunery.progress import Progress
 from tunery.serving.engine import Adapter, Delta, Engine, EngineRequest
+
+log = logging.getLogger(__name__)
 
 EngineFactory = Callable[[ModelRecord], Engine]
 """Builds an engine for a base model's record."""
@@ -91,6 +100,10 @@ class Target:
     adapter: Adapter | None
     tokenizer: Any
     context_length: int
+    precision: str = "fp32"
+    """What serves it: ``int8``/``int4`` (a compiled copy), ``fp32`` (PyTorch), ``export``."""
+    notice: str | None = None
+    """One line for the user when the model is not served the way they asked (a fallback)."""
 
     def encode(self, messages: Sequence[ChatMessage]) -> list[int]:
         """The prompt's token ids through the model's chat template; refuses a prompt that does not
@@ -148,6 +161,63 @@ def _adapter_for(rec: ModelRecord) -> Adapter | None:
     return Adapter(key=f"{rec.path}@{weights.stat().st_mtime_ns}", path=rec.path)
 
 
+COMPILED = {"compiled-int8": "int8", "compiled-int4": "int4"}
+"""Engine kinds that serve a base's compiled copy, and its precision."""
+
+
+def route(rec: ModelRecord, base: ModelRecord, precision: str | None) -> tuple[str, str, str | None]:
+    """(engine kind, precision served, notice) for ``rec`` running on ``base``'s weights."""
+    from tunery.compiled.cache import check_precision, unsupported
+
+    wanted = check_precision(precision)
+    if base.meta.get("engine"):  # a registered export (or another engine's model): served as it is
+        return str(base.meta["engine"]), "export", None
+    if wanted == "fp32":
+        return "torch", "fp32", None
+    if rec.kind == "fine-tuned" and not rec.is_adapter:
+        return "torch", "fp32", (f"{rec.id} is a full fine-tune: served in float32 by the PyTorch engine "
+                                 f"(only LoRA fine-tunes run over a compiled {wanted} base)")
+    why = unsupported(base.path)
+    if why is not None:
+        return "torch", "fp32", f"{rec.id} is served in float32 by the PyTorch engine: {why}"
+    return f"compiled-{wanted}", wanted, None
+
+
+def serving_info(rec: ModelRecord, precision: str | None = None) -> dict[str, Any]:
+    """How ``rec`` is served at ``precision`` (None: the default): the engine, the precision, the
+    fallback notice if any and, for a compiled copy, its manifest's quality figures (None until
+    the copy is built, on first use)."""
+    from tunery.compiled.cache import find
+
+    base = registry.get(rec.parent) if rec.is_adapter and rec.parent else rec
+    kind, served, notice = route(rec, base, precision)
+    info: dict[str, Any] = {"engine": "onnx" if kind in COMPILED else kind, "precision": served, "notice": notice}
+    if kind in COMPILED:
+        built = find(base.path, served) if base.path.exists() else None
+        m = built.manifest if built is not None else None
+        info["compiled"] = None if m is None else {
+            "folder": str(built.folder), "built_at": m.get("built_at"), "build_seconds": m.get("build_seconds"),
+            "quality": m.get("quality"), "within_guard": m.get("within_guard"), "quality_guard": m.get("quality_guard")}
+    return info
+
+
+def describe_serving(info: dict[str, Any]) -> str:
+    """One line for :func:`serving_info`, e.g. ``int8, compiled copy: loss +0.11% vs float32``."""
+    if info.get("notice"):
+        return f"{info['precision']} (PyTorch): {info['notice']}"
+    if info["precision"] == "fp32":
+        return "fp32 (PyTorch engine)"
+    if info["precision"] == "export":
+        return "an ONNX export, as exported"
+    built = info.get("compiled")
+    if not built:
+        return f"{info['precision']}: the compiled copy of its base is built on first use (seconds)"
+    q = built.get("quality") or {}
+    guard = "" if built.get("within_guard") else f" - MORE than the {built.get('quality_guard', 0):.0%} guard"
+    return (f"{info['precision']}, compiled copy: held-out loss {q.get('fp32_loss')} -> {q.get('loss')} "
+            f"({q.get('loss_delta', 0):+.2%} vs float32{guard}), top-1 agreement {q.get('top1_agreement', 0):.0%}")
+
+
 class EngineManager:
     """Engines and tokenizers by key, loaded on first use. The lock guards the tables only: a load
     (engine creation can take a minute) and the close of an unloaded engine (which may wait for
@@ -164,18 +234,26 @@ class EngineManager:
         self._loading_engines: dict[str, _Loading] = {}
         self._loading_tokenizers: dict[str, _Loading] = {}
         self._lock = threading.RLock()
+        self._noticed: set[str] = set()
 
-    def target(self, model: str) -> Target:
-        """Resolve a model or checkpoint name; loads its engine on first use."""
+    def target(self, model: str, *, precision: str | None = None, progress: Progress | None = None) -> Target:
+        """Resolve a model or checkpoint name at ``precision`` (see the module's docstring); loads
+        its engine on first use, building the base's compiled copy first if there is none
+        (``progress`` hears about it)."""
         rec = registry.get(model)
         base = registry.get(rec.parent) if rec.is_adapter and rec.parent else rec
         if not base.path.exists():
             raise InvalidInput(f"the weights of model {base.id!r} are missing at {base.path}", param="model",
                                hint=f"pull or add it again (`tunery models pull {base.id}`)")
         adapter = _adapter_for(rec)
+        kind, served, notice = route(rec, base, precision)
+        if notice and notice not in self._noticed:
+            self._noticed.add(notice)
+            log.warning("%s", notice)
         tokenizer = self._tokenizer(rec)
-        engine = self._engine(base)
-        return Target(rec, engine, adapter, tokenizer, min(rec.context_length, engine.context_length))
+        engine = self._engine(base, kind, progress)
+        return Target(rec, engine, adapter, tokenizer, min(rec.context_length, engine.context_length), served,
+                      notice)
 
     def _load_once(self, key: str, table: OrderedDict[str, Any], loads: dict[str, _Loading],
                    make: Callable[[], Any], before: Callable[[], list[Engine]] = list) -> Any:
@@ -217,15 +295,25 @@ class EngineManager:
                 self._tokenizers.popitem(last=False)
         return tok
 
-    def _engine(self, base: ModelRecord) -> Engine:
-        kind = str(base.meta.get("engine") or "torch")
-        factory = _FACTORIES.get(kind) or _discover(kind)
+    def _engine(self, base: ModelRecord, kind: str, progress: Progress | None = None) -> Engine:
+        engine_kind = "onnx" if kind in COMPILED else kind
+        factory = _FACTORIES.get(engine_kind) or _discover(engine_kind)
         if factory is None:
-            raise InvalidInput(f"model {base.id!r} needs the {kind!r} engine, which is not available",
-                               param="model", hint=f"install the extra that provides the {kind} engine")
+            raise InvalidInput(f"model {base.id!r} needs the {engine_kind!r} engine, which is not available",
+                               param="model", hint=f"install the extra that provides the {engine_kind} engine")
+
+        def make() -> Engine:
+            if kind not in COMPILED:
+                return factory(base)
+            from tunery.compiled.cache import ensure
+
+            # the base's compiled copy, built first if missing, served as an ONNX model of its own
+            compiled = ensure(base.path, COMPILED[kind], name=base.id, progress=progress)
+            return factory(replace(base, path=compiled.folder,
+                                   meta={**base.meta, "engine": "onnx", "compiled": compiled.precision}))
         key = f"{kind}:{base.path}"
         # room for the new engine, counting the other loads in flight
-        engine = self._load_once(key, self._engines, self._loading_engines, lambda: factory(base),
+        engine = self._load_once(key, self._engines, self._loading_engines, make,
                                  before=lambda: self._unload_idle(keep=self.max_engines - len(self._loading_engines)))
         with self._lock:
             self._last_used[key] = time.monotonic()

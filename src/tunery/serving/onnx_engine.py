@@ -9,6 +9,12 @@ onnxruntime-genai generator (one forward pass per step for all rows); requests t
 batch runs wait for the next one (onnxruntime-genai accepts a batch's prompts only once). Finished
 rows ride along until the batch ends, their tokens ignored.
 
+Adapters: a compiled base (``tunery.compiled.cache``) has LoRA inputs, and each LoRA fine-tune of
+it is an onnxruntime-genai adapter (:class:`OnnxAdapters`: converted on first use, loaded into
+one ``og.Adapters``, least recently used unloaded). A generator has one active adapter, so a batch
+holds the requests of one adapter (or of the base): the oldest waiting request picks it, others of
+the same adapter join, the rest wait in order for a later batch.
+
 Sampling: greedy rows are left to onnxruntime-genai's own argmax (the fast path). When a row
 samples, every row's next token is chosen here from the step's logits, each from its own
 ``numpy`` generator seeded from the request, and handed back to the generator as a one-hot logit
@@ -22,18 +28,21 @@ from __future__ import annotations
 import json
 import logging
 import queue
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tunery.errors import InvalidInput
 from tunery.models.registry import ModelRecord
 from tunery.runtime import genai_model
+from tunery.serving.adapters import AdapterPool, check_adapter_folder
 from tunery.serving.engine import (
     CLOSE,
+    Adapter,
     Delta,
     EngineRequest,
     IncrementalDecoder,
@@ -44,6 +53,9 @@ from tunery.serving.engine import (
 )
 from tunery.serving.local import EngineChatModel
 from tunery.serving.manager import Target
+
+if TYPE_CHECKING:
+    from tunery.compiled.cache import CompiledBase
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +87,34 @@ class _Row:
     done: bool = False
 
 
+class OnnxAdapters(AdapterPool):
+    """LoRA fine-tunes as onnxruntime-genai adapters over a compiled base with LoRA inputs."""
+
+    def __init__(self, model: Any, compiled: CompiledBase, **kw: Any) -> None:
+        import onnxruntime_genai as og
+
+        super().__init__(**kw)
+        self.compiled = compiled
+        self.og = og.Adapters(model)
+
+    def _load(self, adapter: Adapter, name: str) -> None:
+        check_adapter_folder(adapter.path)
+        self.og.load(str(self.compiled.adapter_file(adapter.path, adapter.key)), name)
+
+    def _unload(self, name: str) -> None:
+        self.og.unload(name)
+
+
+def _adapter_key(req: EngineRequest) -> str | None:
+    return req.adapter.key if req.adapter is not None else None
+
+
 class OnnxEngine(ThreadedEngine):
-    """Serves one ONNX export folder from a background thread (the ``Engine`` contract)."""
+    """Serves one ONNX model folder from a background thread (the ``Engine`` contract): an export,
+    or a compiled base and its LoRA fine-tunes (``compiled``)."""
 
     def __init__(self, folder: Path, tokenizer: Any, stop_ids: Sequence[int], *, max_batch: int = 8,
-                 name: str = "") -> None:
+                 name: str = "", compiled: CompiledBase | None = None) -> None:
         try:
             import onnxruntime_genai as og
         except ImportError as e:
@@ -99,40 +134,62 @@ class OnnxEngine(ThreadedEngine):
                           else cfg["pad_token_id"][0])
         self._og = og
         self.model = genai_model(self.folder)
+        self.adapters = OnnxAdapters(self.model, compiled) if compiled is not None else None
+        self._held: deque[EngineRequest] = deque()  # taken from the inbox, waiting for their adapter's turn
+        self.tokens_generated = 0  # a running total, for monitoring
         self._start(f"tunery-onnx-{self.name}")
 
+    def _active(self) -> bool:
+        return bool(self._held)
 
     # -- the loop -------------------------------------------------------------------------------
 
     def _loop(self) -> None:
-        while True:
-            item = self._inbox.get()
-            if item is CLOSE:
-                break
-            self._working = True
-            batch = [item]
-            closing = False
-            while len(batch) < self.max_batch:
+        try:
+            while True:
+                item = self._held.popleft() if self._held else self._inbox.get()
+                if item is CLOSE:
+                    break
+                self._working = True
+                batch, closing = self._gather(item)
                 try:
-                    nxt = self._inbox.get_nowait()
-                except queue.Empty:
+                    self._run(batch)
+                except Exception as e:
+                    log.exception("ONNX generation failed on %s", self.name)
+                    for req in batch:
+                        req.emit(Delta(req.index, error=e))
+                self._working = False
+                if closing:
                     break
-                if nxt is CLOSE:
-                    closing = True
-                    break
-                batch.append(nxt)
-            try:
-                self._run(batch)
-            except Exception as e:
-                log.exception("ONNX generation failed on %s", self.name)
-                for req in batch:
-                    req.emit(Delta(req.index, error=e))
-            self._working = False
-            if closing:
+        finally:
+            self._fail_all(RuntimeError("the engine was closed"))
+
+    def _gather(self, first: EngineRequest) -> tuple[list[EngineRequest], bool]:
+        """``first`` and the waiting requests of the same adapter (held ones first, in order); the
+        inbox's others are held for a later batch. Also says whether ``CLOSE`` came."""
+        key, batch = _adapter_key(first), [first]
+        for other in list(self._held):
+            if len(batch) >= self.max_batch:
                 break
+            if _adapter_key(other) == key:
+                self._held.remove(other)
+                batch.append(other)
+        while len(batch) < self.max_batch:
+            try:
+                nxt = self._inbox.get_nowait()
+            except queue.Empty:
+                break
+            if nxt is CLOSE:
+                return batch, True
+            (batch if _adapter_key(nxt) == key else self._held).append(nxt)
+        return batch, False
+
+    def _fail_all(self, error: BaseException) -> None:
+        while self._held:
+            req = self._held.popleft()
+            req.emit(Delta(req.index, error=error))
 
     def _run(self, batch: list[EngineRequest]) -> None:
-        og = self._og
         rows = []
         for req in batch:
             if req.cancelled.is_set():
@@ -142,12 +199,27 @@ class OnnxEngine(ThreadedEngine):
                              rng=np.random.default_rng(int(req.seed) & 0xFFFF_FFFF_FFFF_FFFF)))
         if not rows:
             return
+        adapter = rows[0].req.adapter
+        if adapter is not None and self.adapters is None:
+            raise InvalidInput(f"{self.name} is an export without LoRA inputs: it cannot apply an adapter",
+                               param="model")
+        name = self.adapters.acquire(adapter) if adapter is not None and self.adapters is not None else None
+        try:
+            self._generate(rows, name)
+        finally:
+            if name is not None and self.adapters is not None:
+                self.adapters.release(name)
+
+    def _generate(self, rows: list[_Row], adapter: str | None) -> None:
+        og = self._og
         width = max(len(r.req.prompt_ids) for r in rows)
         budget = max(r.req.max_tokens for r in rows)
         params = og.GeneratorParams(self.model)
         params.set_search_options(max_length=min(self.context_length, width + budget), do_sample=False,
                                   batch_size=len(rows))
         gen = og.Generator(self.model, params)
+        if adapter is not None and self.adapters is not None:
+            gen.set_active_adapter(self.adapters.og, adapter)
         if len(rows) == 1:
             gen.append_tokens(np.array(rows[0].req.prompt_ids, dtype=np.int32))
         else:
@@ -191,6 +263,7 @@ class OnnxEngine(ThreadedEngine):
     def _advance(self, r: _Row, token: int, width: int) -> None:
         req = r.req
         r.generated += 1
+        self.tokens_generated += 1
         text, finish = token_text(r.decoder, r.stop, token,
                                   end_of_turn=token in self.stop_ids and not req.ignore_eos,
                                   at_limit=r.generated >= req.max_tokens or width + r.generated >= self.context_length)
@@ -207,14 +280,18 @@ class OnnxEngine(ThreadedEngine):
 
 def onnx_engine_factory(rec: ModelRecord, *, max_batch: int | None = None) -> OnnxEngine:
     """The engine factory for ``tunery.serving.manager.register_engine("onnx", ...)``: serves a
-    model whose ``path`` is an ONNX export folder and ``meta["engine"] == "onnx"``."""
+    model whose ``path`` is an ONNX model folder and ``meta["engine"] == "onnx"``: an export, or a
+    base's compiled copy (``meta["compiled"]``), whose LoRA fine-tunes it then serves as adapters."""
     import os
 
+    from tunery.compiled.cache import CompiledBase
     from tunery.models.loading import load_tokenizer, stop_token_ids
 
+    compiled = CompiledBase.at(rec.path) if rec.meta.get("compiled") else None
     # its own tokenizer: the engine thread decodes while request threads encode
     tokenizer = load_tokenizer(rec)
-    return OnnxEngine(rec.path, tokenizer, stop_token_ids(tokenizer, rec.path), name=rec.id,
+    name = f"{rec.id}@{compiled.precision}" if compiled is not None else rec.id
+    return OnnxEngine(rec.path, tokenizer, stop_token_ids(tokenizer, rec.path), name=name, compiled=compiled,
                       max_batch=max_batch or int(os.environ.get("TUNERY_MAX_BATCH", "8")))
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunery.serving.adapters import AdapterPool
+from tunery.serving.adapters import PeftAdapters
 from tunery.serving.engine import (
     CLOSE,
     Delta,
@@ -76,7 +76,7 @@ class TorchEngine(ThreadedEngine):
         self.max_batch = max(1, max_batch)
         base = load_base_model(Path(model_path))
         self.context_length = int(getattr(base.config, "max_position_embeddings", 0) or 2048)
-        self.adapters = AdapterPool(base, max_adapters=max_adapters)
+        self.adapters = PeftAdapters(base, max_adapters=max_adapters)
         self._mergeable = _mergeable(base.config)
         self._attn = getattr(base.config, "_attn_implementation", None) or "sdpa"
         self._rows: list[_Row] = []

@@ -21,6 +21,7 @@ class DeploymentCreate(BaseModel):
     tpm: int | None = Field(None, ge=1, le=2**63 - 1)  # the largest integer the database stores
     content_filter: Literal["off", "default", "strict"] = "default"
     blocklist: list[str] | None = None
+    precision: Literal["int8", "int4", "fp32"] | None = None
 
 
 def _out(dep: deployments.Deployment) -> dict[str, Any]:
@@ -30,7 +31,7 @@ def _out(dep: deployments.Deployment) -> dict[str, Any]:
 @router.post("/deployments")
 def create(body: DeploymentCreate) -> dict[str, Any]:
     return _out(deployments.create(body.name, body.model, tpm=body.tpm, content_filter=body.content_filter,
-                                   blocklist=body.blocklist))
+                                   blocklist=body.blocklist, precision=body.precision))
 
 
 @router.get("/deployments")

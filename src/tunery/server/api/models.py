@@ -14,10 +14,28 @@ from tunery.serving import deployments
 router = APIRouter()
 
 
+def _model(rec: registry.ModelRecord, precision: str | None = None) -> dict[str, Any]:
+    """The OpenAI model object, plus how tunery serves it (``serving``: engine, precision, the
+    compiled copy's measured quality)."""
+    from tunery.serving.manager import describe_serving, serving_info
+
+    try:
+        info = serving_info(rec, precision)
+        info["summary"] = describe_serving(info)
+    except (InvalidInput, NotFound) as e:  # say, a fine-tune whose base was removed
+        info = {"summary": str(e)}
+    return {**rec.to_openai(), "serving": info}
+
+
+def _deployment(dep: deployments.Deployment) -> dict[str, Any]:
+    rec = registry.find(dep.model)
+    return {**dep.to_model(), "serving": _model(rec, dep.precision)["serving"] if rec is not None else None}
+
+
 @router.get("/models")
 def list_models() -> dict[str, Any]:
-    data = [r.to_openai() for r in registry.list_models()]
-    data += [d.to_model() for d in deployments.list_deployments()]
+    data = [_model(r) for r in registry.list_models()]
+    data += [_deployment(d) for d in deployments.list_deployments()]
     return {"object": "list", "data": data}
 
 
@@ -25,10 +43,10 @@ def list_models() -> dict[str, Any]:
 def get_model(model_id: str) -> dict[str, Any]:
     rec = registry.find(model_id)
     if rec is not None:
-        return rec.to_openai()
+        return _model(rec)
     dep = deployments.find(model_id)
     if dep is not None:
-        return dep.to_model()
+        return _deployment(dep)
     raise NotFound(f"The model '{model_id}' does not exist", param="model", code="model_not_found",
                    hint="see GET /v1/models")
 

@@ -22,6 +22,7 @@ export function openDeployDialog({ models, selected }) {
   name.value = suggestName(select.value);
   $("#deploy-tpm").value = "";
   $("#deploy-filter").value = "default";
+  $("#deploy-precision").value = "";
   clearError($("#deploy-error"));
   select.onchange = () => { name.value = suggestName(select.value); };
   return new Promise((resolve) => {
@@ -39,6 +40,7 @@ export function openDeployDialog({ models, selected }) {
       const tpm = $("#deploy-tpm").value.trim();
       const body = { name: name.value.trim(), model: select.value, content_filter: $("#deploy-filter").value };
       if (tpm) body.tpm = Number(tpm);
+      if ($("#deploy-precision").value) body.precision = $("#deploy-precision").value;
       $("#deploy-submit").disabled = true;
       try {
         const dep = await api("/v1/deployments", { method: "POST", json: body });

@@ -7,6 +7,17 @@ import { $, clear, el, fmtTime, pageError, table, toast } from "./ui.js";
 
 let models = [];
 
+// How a model is served: its precision, with the measured quality (or the fallback) on hover.
+function servedAs(serving) {
+  if (!serving) return "–";
+  const q = serving.compiled && serving.compiled.quality;
+  const label = serving.precision === "export" ? "export"
+    : serving.notice ? `${serving.precision} (PyTorch)`
+    : q ? `${serving.precision} · loss ${q.loss_delta >= 0 ? "+" : ""}${(q.loss_delta * 100).toFixed(2)}%`
+    : serving.precision;
+  return el("span", { title: serving.summary || "", dataset: { serving: serving.precision } }, label);
+}
+
 function chatLink(id) {
   return el("a", { class: "btn small", href: `/playground?model=${encodeURIComponent(id)}` }, "Chat");
 }
@@ -52,6 +63,7 @@ async function refresh() {
     { label: "Tokens / minute", class: "num", render: (x) => (x.tpm ? x.tpm.toLocaleString() : "no limit") },
     { label: "Used last minute", class: "num", render: (x) => (x.tpm ? (x.tokens_used_last_minute ?? 0).toLocaleString() : "–") },
     { label: "Content filter", render: (x) => x.content_filter + (x.blocklist && x.blocklist.length ? ` + ${x.blocklist.length} blocked` : "") },
+    { label: "Served as", render: (x) => servedAs((models.find((m) => m.id === x.name) || {}).serving) },
     { label: "Created", render: (x) => fmtTime(x.created_at) },
     { label: "", class: "actions", render: (x) => el("div", { class: "row end nowrap" }, chatLink(x.name),
       el("button", { type: "button", class: "btn small danger", onclick: () => removeDeployment(x), dataset: { deleteDeployment: x.name } }, "Delete")) },
@@ -61,6 +73,7 @@ async function refresh() {
   clear($("#finetuned"), table([
     { label: "Model", class: "id", render: (x) => x.id },
     { label: "Base", render: (x) => x.parent || "–" },
+    { label: "Served as", render: (x) => servedAs(x.serving) },
     { label: "Created", render: (x) => fmtTime(x.created) },
     { label: "", class: "actions", render: (x) => el("div", { class: "row end nowrap" }, chatLink(x.id),
       el("button", { type: "button", class: "btn small", onclick: () => deploy(x.id) }, "Deploy"),
@@ -70,6 +83,7 @@ async function refresh() {
   const base = models.filter((x) => x.kind === "base");
   clear($("#base"), table([
     { label: "Model", class: "id", render: (x) => x.id },
+    { label: "Served as", render: (x) => servedAs(x.serving) },
     { label: "Added", render: (x) => fmtTime(x.created) },
     { label: "", class: "actions", render: (x) => el("div", { class: "row end nowrap" }, chatLink(x.id),
       el("a", { class: "btn small", href: `/fine-tune?model=${encodeURIComponent(x.id)}` }, "Fine-tune"),

@@ -1,0 +1,276 @@
+"""The fast copy a base model is served from: one quantized ONNX graph per set of base weights and
+precision, built on first use (a progress line, seconds for a 135M model) and cached under
+``TUNERY_HOME/compiled/``, with LoRA inputs so that every LoRA fine-tune and checkpoint of that
+base is served as an adapter over the same copy (``tunery.compiled.lora``), never as a merged copy
+of its own.
+
+The cache is keyed by the weights' content (SHA-256 of the safetensors files), not by a model's
+name: two names for the same weights share one copy, and weights rewritten in place get a new one.
+
+Precision (``--precision``): ``int8`` by default, chosen by measurement (benchmarks/RESULTS.md,
+"Serving precision"): 8-bit block-wise weights kept the held-out loss within 0.2% of float32,
+where GPTQ int4 cost +1.8% for ~15% more speed. ``int4`` is there for whoever prefers the speed;
+``fp32`` means the PyTorch engine (no compiled copy). Each copy is checked against the float32
+model when it is built, the same way an export is (``tunery.compiled.verify``: loss on the
+bundled held-out travel chats, top-1 and greedy agreement), and the figures go in its manifest,
+``tunery-compiled.json``, which ``tunery models show`` and the studio display. A copy whose loss
+moved more than :data:`QUALITY_GUARD` is still served, and says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tunery.errors import InvalidInput
+from tunery.home import atomic_dir, atomic_write_json, home
+from tunery.progress import Progress, say
+
+PRECISIONS = ("int8", "int4", "fp32")
+DEFAULT_PRECISION = "int8"
+PRECISION_ENV = "TUNERY_PRECISION"
+MANIFEST = "tunery-compiled.json"
+QUALITY_GUARD = 0.01
+"""The largest relative change of held-out loss a compiled copy should show against float32."""
+
+CALIBRATION_CHATS = 128
+CALIBRATION_TOKENS = 512  # per chat; longer ones are cut
+CALIBRATION_BUDGET = 8192  # tokens in all: on SmolLM2, 4k to 15k tokens gave the same loss within 1.5%
+
+_QUANTIZE = {"int8": "int8", "int4": "int4"}  # precision -> onnx_build's quantize
+
+
+def check_precision(value: str | None) -> str:
+    """A precision name, checked; ``None``, ``""`` or ``auto``: ``TUNERY_PRECISION`` when set, else
+    :data:`DEFAULT_PRECISION`."""
+    raw = (value or "").strip().lower()
+    if raw in ("", "auto"):
+        raw = os.environ.get(PRECISION_ENV, "").strip().lower() or DEFAULT_PRECISION
+        source = f"{PRECISION_ENV}={raw}" if os.environ.get(PRECISION_ENV) else raw
+    else:
+        source = raw
+    if raw in ("float32", "none"):
+        raw = "fp32"
+    if raw not in PRECISIONS:
+        raise InvalidInput(f"unknown precision {source!r}", param="precision",
+                           hint=f"use one of: {', '.join(PRECISIONS)} (int8 is the default)")
+    return raw
+
+
+def unsupported(hf_dir: Path) -> str | None:
+    """Why the fast path cannot take the model in ``hf_dir`` (None when it can)."""
+    from tunery.compiled.onnx_build import SUPPORTED_TYPES
+
+    try:
+        import onnxruntime_genai  # noqa: F401
+    except ImportError:
+        return "onnxruntime-genai is not installed"
+    try:
+        model_type = json.loads((Path(hf_dir) / "config.json").read_text()).get("model_type", "")
+    except (OSError, ValueError):
+        return f"{hf_dir} has no readable config.json"
+    if model_type not in SUPPORTED_TYPES:
+        return f"the ONNX builder does not take {model_type or 'this'} models"
+    if not _weight_files(Path(hf_dir)):
+        return f"{hf_dir} has no safetensors weights"
+    return None
+
+
+def _weight_files(hf_dir: Path) -> list[Path]:
+    return sorted(hf_dir.glob("*.safetensors"))
+
+
+_keys: dict[tuple, str] = {}
+_keys_lock = threading.Lock()
+
+
+def weights_key(hf_dir: Path) -> str:
+    """SHA-256 of the weight files (names and bytes); remembered per file size and mtime."""
+    files = _weight_files(Path(hf_dir))
+    stamp = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    with _keys_lock:
+        if stamp in _keys:
+            return _keys[stamp]
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode() + b"\0")
+        with f.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 22), b""):
+                h.update(chunk)
+    key = h.hexdigest()
+    with _keys_lock:
+        _keys[stamp] = key
+    return key
+
+
+@dataclass(frozen=True)
+class CompiledBase:
+    """A built copy: its folder (an onnxruntime-genai model folder with LoRA inputs) and manifest."""
+
+    folder: Path
+    manifest: dict[str, Any]
+
+    @classmethod
+    def at(cls, folder: Path) -> CompiledBase:
+        manifest = _read_manifest(Path(folder))
+        if manifest is None:
+            raise InvalidInput(f"{folder} is not a compiled copy (no readable {MANIFEST})", param="model")
+        return cls(Path(folder), manifest)
+
+    @property
+    def precision(self) -> str:
+        return str(self.manifest["precision"])
+
+    def adapter_file(self, peft_dir: Path, key: str) -> Path:
+        """The ``.onnx_adapter`` of the PEFT adapter in ``peft_dir`` for this copy, converted on first
+        use (milliseconds to a second) and kept beside the copy; ``key`` names the adapter's weights
+        (a rewritten adapter has a new key)."""
+        from tunery.compiled.lora import write_adapter
+
+        out = self.folder / "adapters" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.onnx_adapter"
+        if not out.exists():
+            out.parent.mkdir(exist_ok=True)
+            write_adapter(Path(peft_dir), self.folder, out)
+        return out
+
+
+def compiled_root() -> Path:
+    """``TUNERY_COMPILED_DIR`` when set (several homes may share one: copies are keyed by the
+    weights' content), else ``TUNERY_HOME/compiled``."""
+    shared = os.environ.get("TUNERY_COMPILED_DIR")
+    return Path(shared).expanduser() if shared else home().root / "compiled"
+
+
+def find(hf_dir: Path, precision: str) -> CompiledBase | None:
+    """The built copy of ``hf_dir`` at ``precision``, if there is one."""
+    folder = compiled_root() / f"{weights_key(hf_dir)[:24]}-{precision}"
+    manifest = _read_manifest(folder)
+    return CompiledBase(folder, manifest) if manifest is not None else None
+
+
+def _read_manifest(folder: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def ensure(hf_dir: Path, precision: str, *, name: str = "", progress: Progress | None = None) -> CompiledBase:
+    """The copy of ``hf_dir`` at ``precision`` (``int8`` or ``int4``), built when missing. Two
+    processes asking at once build it once (a file lock); a copy appears whole or not at all."""
+    if precision not in _QUANTIZE:
+        raise InvalidInput(f"there is no compiled copy at precision {precision!r}", param="precision")
+    hf_dir = Path(hf_dir)
+    found = find(hf_dir, precision)
+    if found is not None:
+        return found
+    root = compiled_root()
+    root.mkdir(parents=True, exist_ok=True)
+    key = weights_key(hf_dir)
+    folder = root / f"{key[:24]}-{precision}"
+    with _locked(root / f".{folder.name}.lock"):
+        found = find(hf_dir, precision)
+        if found is not None:
+            return found
+        return _build(hf_dir, folder, precision, key, name or hf_dir.name, progress)
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    with path.open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _build(hf_dir: Path, folder: Path, precision: str, key: str, name: str,
+           progress: Progress | None) -> CompiledBase:
+    from tunery.compiled.lora import add_lora_inputs
+    from tunery.compiled.onnx_build import build_onnx
+
+    started = time.monotonic()
+    say(progress, f"building the {precision} copy of {name} for fast serving (once per base model)")
+    with atomic_dir(folder) as tmp:
+        calibration = calibration_ids(hf_dir, _bundled_chats()) if precision == "int4" else None
+        quantization = build_onnx(hf_dir, tmp, _QUANTIZE[precision], calibration=calibration,
+                                  work_dir=folder.parent, progress=progress)
+        say(progress, "adding LoRA inputs, so fine-tunes of this base run as adapters over it")
+        lora_inputs = add_lora_inputs(tmp)
+        say(progress, f"checking the {precision} copy against the float32 model on held-out chats")
+        quality = measure_quality(hf_dir, tmp, precision)
+        manifest = {"precision": precision, "source": name, "source_path": str(hf_dir), "weights_sha256": key,
+                    "built_at": int(time.time()), "build_seconds": round(time.monotonic() - started, 1),
+                    "lora_inputs": len(lora_inputs), "quantization": quantization, "quality": quality,
+                    "quality_guard": QUALITY_GUARD, "within_guard": abs(quality["loss_delta"]) <= QUALITY_GUARD}
+        atomic_write_json(tmp / MANIFEST, manifest)  # last: a folder with it is complete
+    return CompiledBase(folder, manifest)
+
+
+def measure_quality(hf_dir: Path, folder: Path, precision: str) -> dict[str, Any]:
+    """The copy in ``folder`` against the float32 model in ``hf_dir`` (no adapter active): loss on
+    the bundled held-out travel chats, top-1 and greedy-token agreement."""
+    import torch
+
+    from tunery.compiled.scorers import OnnxScorer, TorchScorer
+    from tunery.compiled.verify import DEFAULT_PROMPTS, Tolerance, verify
+    from tunery.models.loading import load_base_model, stop_token_ids
+
+    tokenizer = _tokenizer(hf_dir)
+    source = TorchScorer(load_base_model(hf_dir, dtype=torch.float32).eval())
+    report = verify(source, OnnxScorer(folder), tokenizer, fmt="compiled", quantize=precision,
+                    tol=Tolerance(min_greedy=0.0, min_top1=0.0, max_loss_delta=QUALITY_GUARD),
+                    stop_ids=stop_token_ids(None, hf_dir), texts=_bundled_chats(validation=True),
+                    prompts=DEFAULT_PROMPTS[:1], greedy_tokens=16)
+    return {"texts": "bundled travel validation chats", "scored_tokens": report.scored_tokens,
+            "fp32_loss": round(report.source_loss, 5), "loss": round(report.export_loss, 5),
+            "loss_delta": round(report.loss_delta, 5), "top1_agreement": round(report.top1_agreement, 4),
+            "greedy_agreement": round(report.greedy_agreement, 4), "kl": round(report.kl, 5)}
+
+
+def _bundled_chats(*, validation: bool = False) -> list[list[dict[str, Any]]]:
+    """The travel chats bundled with tunery: what a copy is calibrated (int4) and checked on."""
+    from tunery.examples import TRAVEL_TRAIN, TRAVEL_VALIDATION
+
+    path = TRAVEL_VALIDATION if validation else TRAVEL_TRAIN
+    chats = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            chats.append(json.loads(line)["messages"])
+    return chats
+
+
+def calibration_ids(hf_dir: Path, chats: Sequence[Sequence[dict[str, Any]]]) -> list[list[int]]:
+    """Token ids of up to :data:`CALIBRATION_CHATS` chats, each cut at :data:`CALIBRATION_TOKENS`,
+    :data:`CALIBRATION_BUDGET` tokens in all: GPTQ's calibration data."""
+    if not chats:
+        return []
+    from tunery.chat_template import render
+    from tunery.compiled.verify import encode
+
+    tok = _tokenizer(hf_dir)
+    out: list[list[int]] = []
+    total = 0
+    for messages in list(chats)[:CALIBRATION_CHATS]:
+        if total >= CALIBRATION_BUDGET:
+            break
+        ids = encode(tok, render(tok, messages, generation_prompt=False))[:CALIBRATION_TOKENS]
+        out.append(ids)
+        total += len(ids)
+    return out
+
+
+def _tokenizer(hf_dir: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(hf_dir))

@@ -1,0 +1,286 @@
+"""LoRA fine-tunes served as ONNX Runtime adapters over one shared ONNX base graph.
+
+:func:`add_lora_inputs` gives every decoder projection of an exported graph (float32 ``MatMul``
+or quantized ``MatMulNBits``) a low-rank side path, ``out += (x @ A) @ B``, whose ``A`` and ``B``
+are *overridable initializers*: graph inputs that also have a default. The defaults are empty
+(``A`` ``[K, 0]``, ``B`` ``[0, N]``), so with no adapter active the side path adds an exact zero
+and the logits are bit-for-bit the base graph's (tests/compiled/test_onnx_lora.py checks it, in
+ONNX Runtime and in onnxruntime-genai). :func:`write_adapter` turns a PEFT LoRA folder into an
+``.onnx_adapter`` file whose parameters replace those defaults: onnxruntime-genai loads many such
+files into one ``og.Adapters`` and each generator picks its own with ``set_active_adapter``, all
+over a single copy of the base weights.
+
+What the graph looks like to an adapter is written into ``model.onnx``'s metadata
+(``tunery.lora``): one *target* per projection node, with the PEFT modules it stands for and
+their output widths, because the model builder packs q/k/v into one node and GPTQ fuses gate and
+up; a fused target's ``A`` is the modules' ``A``s side by side and its ``B`` block-diagonal.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tunery.errors import InvalidInput
+
+META_KEY = "tunery.lora"
+PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+# the builder's (and GPTQ's) projection nodes: /model/layers.3/attn/qkv_proj/MatMul_Q8,
+# /model/layers.3/mlp/gate_proj+up_proj/MatMul_Q4, /model/layers.3/mlp/down_proj/MatMul
+_NODE = re.compile(r"^/model/layers\.(\d+)/(?:attn|mlp)/([a-z_+]+)/MatMul(?:_Q\d+)?$")
+_PEFT_KEY = re.compile(r"^base_model\.model\.(?:model\.)?layers\.(\d+)\.(?:self_attn|mlp)\.(\w+)\.lora_([AB])\.weight$")
+_DTYPES = {1: np.float32, 10: np.float16}  # ONNX TensorProto element types the side path may run in
+
+
+def add_lora_inputs(folder: Path, layers: Iterable[int] | None = None) -> list[str]:
+    """Add a LoRA side path to every decoder projection of ``folder/model.onnx`` (of the decoder
+    ``layers`` only, when given) and return the names of its ``A`` and ``B`` inputs
+    (``lora.layers.N.qkv.A``, ...). A graph that has them already is left as it is (its names are
+    returned). Only ``model.onnx`` is rewritten: the new defaults are empty, so the weights in
+    ``model.onnx.data`` stay where they are.
+
+    Why ``layers``: each side path is three more nodes run at every decode step, adapter or not;
+    when every adapter to be served touches only some layers, the others need none."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    folder = Path(folder)
+    path = folder / "model.onnx"
+    if not path.exists():
+        raise InvalidInput(f"{folder} has no model.onnx", param="folder",
+                           hint="build one with `tunery export MODEL --format onnx -o DIR`")
+    model = onnx.load(str(path), load_external_data=False)
+    meta = {p.key: p.value for p in model.metadata_props}
+    wanted = None if layers is None else {int(n) for n in layers}
+    if META_KEY in meta:
+        done = json.loads(meta[META_KEY])
+        have = {t["layer"] for t in done["targets"]}
+        if wanted is not None and not wanted <= have:
+            raise InvalidInput(f"{path} already has LoRA inputs, for layers {sorted(have)}; not for "
+                               f"{sorted(wanted - have)}", param="layers",
+                               hint="add them to a fresh copy of the export")
+        return _names(done)
+    decoder = json.loads((folder / "genai_config.json").read_text())["model"]["decoder"]
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    targets, inserts = [], []
+    for at, node in enumerate(graph.node):
+        found = _NODE.match(node.name)
+        shape = _shape(node, inits) if found else None
+        if shape is None:
+            continue
+        layer, kind = int(found.group(1)), found.group(2)
+        if wanted is not None and layer not in wanted:
+            continue
+        K, N, elem = shape
+        modules = _modules(kind, N, decoder, consumers.get(node.output[0], []), inits)
+        name = f"lora.layers.{layer}.{kind.replace('_proj', '').replace('+', '_')}"
+        targets.append({"name": name, "layer": layer, "node": node.name, "K": K, "N": N,
+                        "modules": [[m, w] for m, w in modules], "dtype": elem})
+        out, base = node.output[0], f"{node.output[0]}/lora_base"
+        node.output[0] = base
+        a, b, stem = f"{name}.A", f"{name}.B", node.name.rsplit("/", 1)[0] + "/lora"
+        dtype = _DTYPES[elem]
+        graph.initializer.extend([numpy_helper.from_array(np.zeros((K, 0), dtype), a),
+                                  numpy_helper.from_array(np.zeros((0, N), dtype), b)])
+        graph.input.extend([helper.make_tensor_value_info(a, elem, [K, f"{name}.rank"]),
+                            helper.make_tensor_value_info(b, elem, [f"{name}.rank", N])])
+        xa, xab = f"{stem}/MatMul_A/output_0", f"{stem}/MatMul_B/output_0"
+        inserts.append((at, [helper.make_node("MatMul", [node.input[0], a], [xa], name=f"{stem}/MatMul_A"),
+                             helper.make_node("MatMul", [xa, b], [xab], name=f"{stem}/MatMul_B"),
+                             helper.make_node("Add", [base, xab], [out], name=f"{stem}/Add")]))
+    if not targets:
+        raise InvalidInput(f"{path} has no decoder projections to attach LoRA to", param="folder",
+                           hint="export the model with `tunery export MODEL --format onnx`")
+    for at, new in reversed(inserts):  # from the end, so earlier positions stay put
+        for i, n in enumerate(new):
+            graph.node.insert(at + 1 + i, n)
+    helper.set_model_props(model, {**meta, META_KEY: json.dumps({"version": 1, "targets": targets})})
+    # one file replaced, so a crash leaves the old graph or the new one, never a mix
+    fd, tmp = tempfile.mkstemp(prefix=".lora-", suffix=".onnx", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(model.SerializeToString())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return _names({"targets": targets})
+
+
+def write_adapter(peft_dir: Path, folder: Path, out: Path) -> dict[str, Any]:
+    """Convert the PEFT LoRA adapter in ``peft_dir`` into the ``.onnx_adapter`` file ``out`` for
+    the graph in ``folder`` (prepared by :func:`add_lora_inputs`), scaling folded into ``B``.
+    Projections the adapter leaves alone get no parameter, so the graph's empty default applies."""
+    import onnx
+    import onnxruntime as ort
+
+    peft_dir, folder, out = Path(peft_dir), Path(folder), Path(out)
+    config = _peft_config(peft_dir)
+    weights = _peft_weights(peft_dir)
+    meta = {p.key: p.value for p in onnx.load(str(folder / "model.onnx"), load_external_data=False).metadata_props}
+    if META_KEY not in meta:
+        raise InvalidInput(f"{folder}/model.onnx has no LoRA inputs", param="folder",
+                           hint="run tunery.compiled.lora.add_lora_inputs on the folder first")
+    targets = json.loads(meta[META_KEY])["targets"]
+    served = {(t["layer"], m) for t in targets for m, _ in t["modules"]}
+    unknown = sorted(f"layers.{layer}.{m}" for layer, m in weights if (layer, m) not in served)
+    if unknown:
+        raise InvalidInput(f"{folder} has no LoRA input for the adapter's {unknown[0]} "
+                           f"({len(unknown)} such module(s))", param="adapter",
+                           hint="convert an adapter trained on the model this graph was exported from; or add "
+                                "LoRA inputs for every layer it adapts to a fresh copy of the export")
+    params: dict[str, np.ndarray] = {}
+    ranks, layers = set(), set()
+    for t in targets:
+        if not any((t["layer"], m) in weights for m, _ in t["modules"]):
+            continue
+        As, Bs = [], []
+        col = 0
+        for m, width in t["modules"]:
+            if (t["layer"], m) in weights:
+                A, B = weights[t["layer"], m]
+                r = A.shape[0]
+                if A.shape != (r, t["K"]) or B.shape != (width, r):
+                    raise InvalidInput(f"the adapter's layers.{t['layer']}.{m} has shapes {A.shape}, {B.shape}; "
+                                       f"the graph expects ({r}, {t['K']}), ({width}, {r})", param="adapter",
+                                       hint="convert an adapter trained on the model this graph was exported from")
+                block = np.zeros((r, t["N"]), np.float32)
+                block[:, col:col + width] = B.T * _scaling(config, r)
+                As.append(A.T)
+                Bs.append(block)
+                ranks.add(r)
+            col += width
+        dtype = _DTYPES[t["dtype"]]
+        params[f"{t['name']}.A"] = np.ascontiguousarray(np.concatenate(As, axis=1), dtype=dtype)
+        params[f"{t['name']}.B"] = np.ascontiguousarray(np.concatenate(Bs, axis=0), dtype=dtype)
+        layers.add(t["layer"])
+    if not params:
+        raise InvalidInput(f"{peft_dir} has no LoRA weights", param="adapter",
+                           hint="point at the folder PEFT's save_pretrained wrote")
+    fmt = ort.AdapterFormat()
+    fmt.set_adapter_version(1)
+    fmt.set_model_version(1)
+    fmt.set_parameters({k: ort.OrtValue.ortvalue_from_numpy(v) for k, v in params.items()})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}-", dir=out.parent)
+    os.close(fd)
+    try:
+        fmt.export_adapter(tmp)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return {"parameters": len(params), "rank": max(ranks), "layers": sorted(layers),
+            "bytes": out.stat().st_size}
+
+
+def _names(meta: dict[str, Any]) -> list[str]:
+    return [f"{t['name']}.{x}" for t in meta["targets"] for x in ("A", "B")]
+
+
+def _shape(node: Any, inits: dict[str, Any]) -> tuple[int, int, int] | None:
+    """``(K, N, element type)`` of a projection node, ``None`` for one this module cannot extend."""
+    if node.op_type == "MatMul" and node.input[1] in inits and len(inits[node.input[1]].dims) == 2:
+        w = inits[node.input[1]]
+        return (*w.dims, w.data_type) if w.data_type in _DTYPES else None
+    if node.op_type == "MatMulNBits" and node.input[2] in inits:
+        attrs = {a.name: a.i for a in node.attribute}
+        elem = inits[node.input[2]].data_type  # the scales are in the activations' type
+        return (attrs["K"], attrs["N"], elem) if elem in _DTYPES else None
+    return None
+
+
+def _modules(kind: str, N: int, decoder: dict[str, Any], consumers: list[Any],
+             inits: dict[str, Any]) -> list[tuple[str, int]]:
+    """The PEFT modules a projection node computes, each with its output width, in output order."""
+    if kind == "qkv_proj":
+        q = decoder["head_size"] * decoder["num_attention_heads"]
+        kv = decoder["head_size"] * decoder["num_key_value_heads"]
+        return [("q_proj", q), ("k_proj", kv), ("v_proj", kv)]
+    parts = kind.split("+")
+    if len(parts) == 1:
+        return [(kind, N)]
+    split = next((n for n in consumers if n.op_type == "Split"), None)
+    if split is not None and len(split.input) > 1 and split.input[1] in inits:
+        from onnx import numpy_helper
+
+        widths = [int(w) for w in numpy_helper.to_array(inits[split.input[1]])]
+    else:
+        widths = [N // len(parts)] * len(parts)
+    return list(zip(parts, widths, strict=True))
+
+
+def _peft_config(peft_dir: Path) -> dict[str, Any]:
+    path = peft_dir / "adapter_config.json"
+    if not path.exists():
+        raise InvalidInput(f"{peft_dir} has no adapter_config.json", param="adapter",
+                           hint="point at the folder PEFT's save_pretrained wrote")
+    config = json.loads(path.read_text())
+    problems = []
+    if config.get("peft_type", "LORA") != "LORA":
+        problems.append(f"peft_type is {config['peft_type']} (only LORA converts)")
+    if config.get("use_dora"):
+        problems.append("it is a DoRA adapter (use_dora), whose magnitude vector is not a low-rank sum")
+    if config.get("bias", "none") != "none":
+        problems.append(f"it trains biases (bias={config['bias']!r})")
+    if config.get("modules_to_save"):
+        problems.append(f"it saves whole modules ({', '.join(config['modules_to_save'])})")
+    if config.get("fan_in_fan_out"):
+        problems.append("its weights are stored transposed (fan_in_fan_out)")
+    if config.get("alpha_pattern"):
+        problems.append("it scales modules differently (alpha_pattern)")
+    targets = config.get("target_modules")
+    if isinstance(targets, list):
+        outside = sorted(set(targets) - set(PROJECTIONS))
+        if outside:
+            problems.append(f"it adapts {', '.join(outside)}, outside the attention and MLP projections")
+    if problems:
+        raise InvalidInput(f"{peft_dir} cannot be served as an ONNX adapter: {'; '.join(problems)}",
+                           param="adapter", hint="serve it with the PyTorch engine, or merge it and export the merged "
+                                                 "model with `tunery export MODEL --format onnx`")
+    return config
+
+
+def _peft_weights(peft_dir: Path) -> dict[tuple[int, str], tuple[np.ndarray, np.ndarray]]:
+    """``{(layer, module): (A [r, K], B [N, r])}`` in float32."""
+    from safetensors.torch import load_file
+
+    path = peft_dir / "adapter_model.safetensors"
+    if not path.exists():
+        raise InvalidInput(f"{peft_dir} has no adapter_model.safetensors", param="adapter",
+                           hint="save the adapter with PEFT's save_pretrained (safetensors is its default)")
+    halves: dict[tuple[int, str], dict[str, np.ndarray]] = {}
+    other = []
+    for key, tensor in load_file(str(path)).items():
+        found = _PEFT_KEY.match(key)
+        if found is None or found.group(2) not in PROJECTIONS:
+            other.append(key)
+            continue
+        halves.setdefault((int(found.group(1)), found.group(2)), {})[found.group(3)] = tensor.float().numpy()
+    if other:
+        raise InvalidInput(f"{peft_dir} holds weights outside the LoRA projections, e.g. {other[0]} "
+                           f"({len(other)} tensor(s))", param="adapter",
+                           hint="serve it with the PyTorch engine, or merge it and export the merged model")
+    broken = sorted(f"layers.{k[0]}.{k[1]}" for k, v in halves.items() if set(v) != {"A", "B"})
+    if broken:
+        raise InvalidInput(f"{peft_dir} has lora_A without lora_B (or the reverse) for {broken[0]}",
+                           param="adapter", hint="save the adapter again with PEFT's save_pretrained")
+    return {k: (v["A"], v["B"]) for k, v in halves.items()}
+
+
+def _scaling(config: dict[str, Any], r: int) -> float:
+    alpha = float(config.get("lora_alpha", r))
+    return alpha / math.sqrt(r) if config.get("use_rslora") else alpha / r

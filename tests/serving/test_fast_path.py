@@ -1,0 +1,175 @@
+"""The fast path by default: a base model and its LoRA fine-tunes served from one compiled
+(quantized ONNX) copy of the base, fine-tunes as adapters; the precision flag; the fallbacks."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from tunery.chat import ChatMessage, GenerationParams, Role
+
+HI = [ChatMessage(Role.USER, "Tell me about Rome.")]
+GREEDY = GenerationParams(max_tokens=12, temperature=0.0)
+
+
+@pytest.fixture
+def own_compiled_dir(monkeypatch, tunery_home):
+    """This test's compiled copies live in its own home (not the session's shared folder)."""
+    monkeypatch.delenv("TUNERY_COMPILED_DIR", raising=False)
+    return tunery_home / "compiled"
+
+
+@pytest.fixture
+def two_fts(tiny_model, lora_dirs):
+    from tunery.models import ModelRecord, register
+
+    return [register(ModelRecord(id=f"ft:tiny-random:t{i}:x", kind="fine-tuned", parent="tiny-random",
+                                 method="lora", path=d, source="test")).id for i, d in enumerate(lora_dirs[:2])]
+
+
+def test_precision_names_are_checked(monkeypatch):
+    from tunery.compiled.cache import DEFAULT_PRECISION, check_precision
+    from tunery.errors import InvalidInput
+
+    monkeypatch.delenv("TUNERY_PRECISION", raising=False)
+    assert check_precision(None) == DEFAULT_PRECISION == "int8"
+    assert check_precision("FP32") == check_precision("float32") == "fp32"
+    monkeypatch.setenv("TUNERY_PRECISION", "int4")
+    assert check_precision("auto") == "int4"
+    with pytest.raises(InvalidInput, match="unknown precision 'int3'") as e:
+        check_precision("int3")
+    assert e.value.param == "precision"
+    monkeypatch.setenv("TUNERY_PRECISION", "bf16")
+    with pytest.raises(InvalidInput, match="TUNERY_PRECISION=bf16"):
+        check_precision(None)
+
+
+def test_routes_base_lora_full_and_unsupported_models(tiny_model, two_fts, tmp_path):
+    import json
+    import shutil
+
+    from tunery.models import ModelRecord, get, register
+    from tunery.serving.manager import route
+
+    base = get("tiny-random")
+    assert route(base, base, None)[:2] == ("compiled-int8", "int8")
+    assert route(get(two_fts[0]), base, "int4")[:2] == ("compiled-int4", "int4")
+    assert route(base, base, "fp32") == ("torch", "fp32", None)
+    full = register(ModelRecord(id="ft:tiny-random:full:x", kind="fine-tuned", parent="tiny-random",
+                                method="full", path=tiny_model.path, source="test"))
+    kind, served, notice = route(full, full, None)
+    assert (kind, served) == ("torch", "fp32") and "full fine-tune" in notice
+    odd = shutil.copytree(tiny_model.path, tmp_path / "odd")
+    cfg = json.loads((odd / "config.json").read_text())
+    (odd / "config.json").write_text(json.dumps({**cfg, "model_type": "bert"}))
+    rec = register(ModelRecord(id="odd", kind="base", path=odd, source="test"))
+    kind, served, notice = route(rec, rec, None)
+    assert kind == "torch" and "does not take bert models" in notice
+
+
+def test_base_is_compiled_once_with_its_quality_measured(tiny_model, own_compiled_dir):
+    from tunery.compiled.cache import MANIFEST
+    from tunery.serving.local import LocalChatModel
+    from tunery.serving.manager import manager, shutdown
+
+    shutdown()  # no engine left from another test
+    said: list[str] = []
+    target = LocalChatModel("tiny-random").load(said.append)
+    assert target.precision == "int8" and target.notice is None
+    assert any("building the int8 copy of tiny-random" in s for s in said)
+    [folder] = [p for p in own_compiled_dir.iterdir() if p.is_dir()]
+    manifest = (folder / MANIFEST).read_text()
+    assert '"precision": "int8"' in manifest and '"fp32_loss"' in manifest and '"lora_inputs"' in manifest
+    stamp = (folder / MANIFEST).stat().st_mtime_ns
+    manager().close()  # a new engine, the same copy
+    said.clear()
+    answer = LocalChatModel("tiny-random").generate(HI, GREEDY)
+    assert answer.usage.completion_tokens > 0
+    assert not said and (folder / MANIFEST).stat().st_mtime_ns == stamp
+
+
+def test_two_fine_tunes_answer_concurrently_over_one_base(tiny_model, two_fts):
+    """Each fine-tune keeps its own behaviour when requests for it, the other and the base arrive
+    together: every answer equals the one it gets alone. (That the int8 adapters compute what
+    PEFT does, within int8 rounding, is tests/compiled/test_onnx_lora.py's.)"""
+    from tunery.serving.local import LocalChatModel
+    from tunery.serving.manager import manager
+
+    names = [*two_fts, "tiny-random"]
+    alone = {n: LocalChatModel(n).generate(HI, GREEDY).text for n in names}
+    assert len(set(alone.values())) == 3  # the adapters really change the answers
+    together: dict[int, str] = {}
+
+    def ask(i: int, name: str) -> None:
+        together[i] = LocalChatModel(name).generate(HI, GREEDY).text
+
+    order = names * 3
+    threads = [threading.Thread(target=ask, args=(i, n)) for i, n in enumerate(order)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert [together[i] for i in range(len(order))] == [alone[n] for n in order]
+    assert len({LocalChatModel(n).target().engine for n in names}) == 1  # one copy of the base
+    assert manager().loaded() == [f"compiled-int8:{tiny_model.path}"]
+
+
+def test_adapters_are_unloaded_least_recently_used(tiny_model, two_fts, monkeypatch):
+    from tunery.serving.local import LocalChatModel
+    from tunery.serving.manager import shutdown
+
+    shutdown()  # engines read the limit when they start
+    monkeypatch.setenv("TUNERY_MAX_ADAPTERS", "1")
+    first = [LocalChatModel(n).generate(HI, GREEDY).text for n in two_fts]
+    engine = LocalChatModel(two_fts[0]).target().engine
+    assert len(engine.adapters.loaded) == 1  # the second evicted the first
+    again = [LocalChatModel(n).generate(HI, GREEDY).text for n in two_fts]
+    assert again == first  # reloaded after eviction, same answers
+    assert first[0] != first[1]
+
+
+def test_fp32_is_the_pytorch_engine_and_a_full_fine_tune_falls_back(tiny_model, lora_dirs):
+    from tunery.models import ModelRecord, register
+    from tunery.serving.local import LocalChatModel
+    from tunery.serving.torch_engine import TorchEngine
+
+    target = LocalChatModel("tiny-random", precision="fp32").target()
+    assert isinstance(target.engine, TorchEngine) and target.precision == "fp32"
+    register(ModelRecord(id="ft:tiny-random:full:y", kind="fine-tuned", parent="tiny-random", method="full",
+                         path=tiny_model.path, source="test"))
+    model = LocalChatModel("ft:tiny-random:full:y")
+    target = model.load()
+    assert isinstance(target.engine, TorchEngine) and "full fine-tune" in target.notice
+    assert model.generate(HI, GREEDY).usage.completion_tokens > 0  # served, not refused
+
+
+def test_a_deployment_keeps_its_precision(tiny_model, monkeypatch):
+    from tunery.errors import InvalidInput
+    from tunery.serving import deployments
+    from tunery.serving.local import LocalChatModel
+
+    monkeypatch.setenv("TUNERY_PRECISION", "int8")
+    dep = deployments.create("slow", "tiny-random", precision="fp32")
+    assert dep.precision == "fp32" and dep.to_openai()["precision"] == "fp32"
+    assert LocalChatModel("slow").target().precision == "fp32"
+    assert LocalChatModel("tiny-random").target().precision == "int8"
+    with pytest.raises(InvalidInput, match="unknown precision"):
+        deployments.create("bad", "tiny-random", precision="int2")
+
+
+def test_cli_precision_flag_and_models_show(tiny_model, monkeypatch):
+    from click.testing import CliRunner
+
+    from tunery.cli.main import cli
+
+    monkeypatch.delenv("TUNERY_PRECISION", raising=False)
+    runner = CliRunner()
+    ok = runner.invoke(cli, ["ask", "tiny-random", "Hello", "--max-tokens", "3", "--temperature", "0",
+                             "--precision", "fp32"])
+    assert ok.exit_code == 0, ok.output
+    monkeypatch.delenv("TUNERY_PRECISION", raising=False)  # the flag set it for the command's process
+    bad = runner.invoke(cli, ["ask", "tiny-random", "Hello", "--precision", "int3"])
+    assert bad.exit_code != 0 and "int3" in bad.output
+    shown = runner.invoke(cli, ["models", "show", "tiny-random"])
+    assert shown.exit_code == 0 and "int8" in shown.output, shown.output
