@@ -149,16 +149,14 @@ def run(job_id: str) -> int:
         return EXIT_INTERRUPTED if reporter.interrupted else 0
     results = files.create((jdir / "output" / "results.csv").read_bytes(), "step_metrics.csv",
                            "fine-tune-results")
-    if not _register(job_id, base, reporter.model_name, config.method, result.output_dir,
+    events = [(f"New fine-tuned model created: {reporter.model_name}",
+               {"seconds": round(time.time() - started, 2), "tokens_per_second": round(result.tokens_per_second, 1)}),
+              ("The job has successfully completed", None)]
+    if not _register(job_id, base, reporter.model_name, config.method, result.output_dir, events=events,
                      finished=dict(finished_at=db.now(), fine_tuned_model=reporter.model_name,
                                    trained_tokens=result.trained_tokens, result_files=[results.id],
                                    estimated_finish=None)):
         files.delete(results.id)  # cancelled before the point of no return: nothing of it stays
-        return 0
-    store.add_event(job_id, f"New fine-tuned model created: {reporter.model_name}",
-                    data={"seconds": round(time.time() - started, 2),
-                          "tokens_per_second": round(result.tokens_per_second, 1)})
-    store.add_event(job_id, "The job has successfully completed")
     return 0
 
 
@@ -172,9 +170,11 @@ def staging_dirs(models: Path) -> list[Path]:
     return [p for p in models.glob(f".{_MODEL_PREFIX}*{_STAGING}") if p.is_dir()] if models.is_dir() else []
 
 
-def _register(job_id: str, base, name: str, method: str, output: Path, *, finished: dict[str, Any]) -> bool:
-    """Copy the trained model into the model store, register it under ``name`` and mark the job
-    succeeded; False (and nothing kept) if the job was cancelled meanwhile.
+def _register(job_id: str, base, name: str, method: str, output: Path, *, finished: dict[str, Any],
+              events: list[tuple[str, dict[str, Any] | None]]) -> bool:
+    """Copy the trained model into the model store, register it under ``name``, mark the job
+    succeeded and record its last ``events`` (so whoever sees it succeeded sees them too); False
+    (and nothing kept) if the job was cancelled meanwhile.
 
     The copy is made first, under a staging name, while a cancel may still come; then one
     transaction checks the job still runs, registers the model, marks the job succeeded and moves
@@ -196,6 +196,8 @@ def _register(job_id: str, base, name: str, method: str, output: Path, *, finish
         with db.transaction() as tx:
             if not store.set_status(job_id, "succeeded", only_from=("running",), conn=tx, **finished):
                 return False
+            for message, data in events:
+                store.add_event(job_id, message, data=data, conn=tx)
             registry.register(ModelRecord(id=name, kind="fine-tuned", parent=base.id, path=model_dir,
                                           source=f"job:{job_id}", method=method,
                                           meta={"job": job_id, "catalog": (base.meta or {}).get("catalog", base.id),
