@@ -56,3 +56,15 @@ def test_a_deployment_of_a_removed_model_is_404(client, tiny_model):
     remove("tmp-ft", delete_files=False)
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="gone", messages=MSG, max_tokens=2)
+
+
+def test_a_deployment_names_its_precision_and_models_say_how_they_are_served(http, client, tiny_model):
+    r = http.post("/v1/deployments", json={"name": "exact", "model": "tiny-random", "precision": "fp32"})
+    assert r.status_code == 200 and r.json()["precision"] == "fp32", r.text
+    bad = http.post("/v1/deployments", json={"name": "odd", "model": "tiny-random", "precision": "int3"})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "precision"
+    assert client.chat.completions.create(model="exact", messages=MSG, max_tokens=2).choices
+    served = {m["id"]: m["serving"] for m in http.get("/v1/models").json()["data"]}
+    assert served["exact"]["precision"] == "fp32" and served["exact"]["engine"] == "torch"
+    base = http.get("/v1/models/tiny-random").json()["serving"]
+    assert base["precision"] == "int8" and base["engine"] == "onnx" and "int8" in base["summary"]

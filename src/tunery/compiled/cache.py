@@ -89,15 +89,21 @@ def _weight_files(hf_dir: Path) -> list[Path]:
     return sorted(hf_dir.glob("*.safetensors"))
 
 
-_keys: dict[tuple, str] = {}
+_keys: dict[str, str] = {}
 _keys_lock = threading.Lock()
+KEYS = "weights-keys.json"
+"""Beside the copies: each weights file set's key by path, size and mtime, so a new process does
+not hash hundreds of megabytes again to find its copy."""
 
 
 def weights_key(hf_dir: Path) -> str:
-    """SHA-256 of the weight files (names and bytes); remembered per file size and mtime."""
+    """SHA-256 of the weight files (names and bytes); remembered (in memory and in :data:`KEYS`)
+    per file path, size and mtime."""
     files = _weight_files(Path(hf_dir))
-    stamp = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    stamp = json.dumps([(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files])
     with _keys_lock:
+        if stamp not in _keys:
+            _keys.update(_read_keys())
         if stamp in _keys:
             return _keys[stamp]
     h = hashlib.sha256()
@@ -109,7 +115,19 @@ def weights_key(hf_dir: Path) -> str:
     key = h.hexdigest()
     with _keys_lock:
         _keys[stamp] = key
+        known = {**_read_keys(), stamp: key}
+        with contextlib.suppress(OSError):
+            compiled_root().mkdir(parents=True, exist_ok=True)
+            atomic_write_json(compiled_root() / KEYS, dict(list(known.items())[-256:]))
     return key
+
+
+def _read_keys() -> dict[str, str]:
+    try:
+        data = json.loads((compiled_root() / KEYS).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 @dataclass(frozen=True)
