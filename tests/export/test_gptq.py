@@ -1,5 +1,6 @@
-"""GPTQ for the ONNX int4 export: the algorithm beats round-to-nearest where it should, the packed
-blocks are exactly what ONNX Runtime's MatMulNBits computes with, and the export uses it."""
+"""GPTQ for the ONNX int4 export: the algorithm beats round-to-nearest where it should, its Hessians
+are the layers' X^T X, the packed blocks are exactly what ONNX Runtime's MatMulNBits computes with,
+and the export uses it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from tunery.compiled.gptq import BLOCK, EIGHT_BIT, BlockQuantized, gptq, pack, relative_error
+from tunery.compiled.gptq import BLOCK, EIGHT_BIT, BlockQuantized, gptq, pack
 
 
 def _problem(k: int, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -20,14 +21,74 @@ def _problem(k: int, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.
     return x.astype(np.float32), w.astype(np.float32), (x.T @ x).astype(np.float64)
 
 
+def _output_error(x: np.ndarray, w: np.ndarray, bq: BlockQuantized) -> float:
+    """How far the layer's outputs on the inputs ``x`` move: ``|X dW| / |X W|``."""
+    return float(np.linalg.norm(x @ (w - bq.dequantize().T)) / np.linalg.norm(x @ w))
+
+
 @pytest.mark.parametrize("bits", [4, 8])
 def test_gptq_moves_the_layer_outputs_less_than_round_to_nearest(bits: int):
     x, w, h = _problem(128, 48)
     ours, rtn = gptq(w, h, bits), gptq(w, None, bits)
-    assert relative_error(w, ours, h) < 0.8 * relative_error(w, rtn, h)
-    # and the figure means what it says: the outputs on the calibration inputs
-    direct = np.linalg.norm(x @ (w - ours.dequantize().T)) / np.linalg.norm(x @ w)
-    assert direct == pytest.approx(relative_error(w, ours, h), rel=1e-3)
+    assert _output_error(x, w, ours) < 0.8 * _output_error(x, w, rtn)
+
+
+def test_gptq_reports_the_output_error_it_made():
+    import torch
+
+    from tunery.compiled.gptq import _gptq_batch
+
+    x, w, h = _problem(128, 48)
+    q, s, z, loss = _gptq_batch(torch.tensor(w)[None], torch.tensor(h)[None], 4, damp=1e-6)
+    bq = BlockQuantized(q[0].T.numpy(), s[0].T.numpy(), z[0].T.numpy(), 4)
+    assert bq.dequantize() == pytest.approx(gptq(w, h, 4, damp=1e-6).dequantize())
+    # its own sum of squared scaled errors is |X dW|^2 (on the barely damped Hessian)
+    assert float(loss.sum()) ** 0.5 == pytest.approx(_output_error(x, w, bq) * np.linalg.norm(x @ w), rel=1e-3)
+
+
+def test_hessians_are_each_layer_input_x_t_x_over_the_real_tokens(tiny_model_dir, monkeypatch):
+    import torch
+
+    from tunery.compiled import gptq as g
+    from tunery.compiled.scorers import load_torch
+
+    monkeypatch.setattr(g, "BATCH_TOKENS", 40)  # several padded batches, shared by the workers
+    rng = np.random.default_rng(0)
+    seqs = [rng.integers(3, 200, size=n).tolist() for n in (19, 7, 12, 5, 16, 9)]
+    got = g.calibrate(tiny_model_dir, seqs)
+
+    model = load_torch(tiny_model_dir).model
+    inputs: dict[str, list[torch.Tensor]] = {}
+    outputs: dict[str, list[torch.Tensor]] = {}
+    for name, module in model.named_modules():
+        if name.endswith("_proj"):
+            def keep(m, args, out, name=name):
+                inputs.setdefault(name, []).append(args[0][0])
+                outputs.setdefault(name, []).append(out[0])
+            module.register_forward_hook(keep)
+    with torch.inference_mode():
+        for ids in seqs:  # one at a time: no padding
+            model(input_ids=torch.tensor([ids]))
+    layers = model.config.num_hidden_layers
+    assert len(got) == layers * 8  # q, k, v, o, gate, up, down and the fused qkv
+    for i in range(layers):
+        pairs = [(f"/model/layers.{i}/attn/{p}_proj/MatMul", f"model.layers.{i}.self_attn.{p}_proj") for p in "qkvo"]
+        pairs += [(f"/model/layers.{i}/mlp/{p}_proj/MatMul", f"model.layers.{i}.mlp.{p}_proj")
+                  for p in ("gate", "up", "down")]
+        for node, module in pairs:
+            x = torch.cat(inputs[module]).double()
+            np.testing.assert_allclose(got[node].hessian.numpy(), (x.T @ x).numpy(), rtol=1e-4, atol=1e-4)
+            assert got[node].hessian.dtype == torch.float64
+            weight = dict(model.named_modules())[module].weight
+            assert torch.equal(got[node].weight, weight)
+            y = torch.cat(outputs[module]).double()
+            assert got[node].output_sq == pytest.approx(float(y.square().sum()), rel=1e-4)
+        qkv = got[f"/model/layers.{i}/attn/qkv_proj/MatMul"]  # the builder's fused node: q|k|v rows
+        attn = [got[f"/model/layers.{i}/attn/{p}_proj/MatMul"] for p in "qkv"]
+        assert torch.equal(qkv.weight, torch.cat([a.weight for a in attn]))
+        assert all(a.hessian is qkv.hessian for a in attn)
+        assert got[f"/model/layers.{i}/mlp/gate_proj/MatMul"].hessian is \
+            got[f"/model/layers.{i}/mlp/up_proj/MatMul"].hessian
 
 
 def test_levels_scales_and_zero_points_are_on_the_matmulnbits_grid():

@@ -9,8 +9,14 @@ on calibration data, so the layer's *outputs* on real inputs move as little as p
   and one unsigned integer zero point per block (so ONNX Runtime's fast int8-activation kernels
   run it, ``accuracy_level=4``); each block's scale is searched (clipping the range by up to 28%)
   when GPTQ reaches the block, on the error-corrected weights;
-* the Hessians come from the float32 graph itself: the inputs of every ``MatMul`` are added as
-  graph outputs and the calibration chats run through ONNX Runtime;
+* the Hessians and the float weights come from the PyTorch model: hooks on its linear layers sum
+  ``X^T X`` (float64) over the calibration chats, run in padded batches with the padding left
+  out; projections that read the same tensor (q/k/v, gate/up) share one Hessian. (Running each
+  chat through a float32 ONNX graph instead took minutes, plus a builder run for that graph.);
+* matrices of the same shape, bits and role in every layer are quantized as one batch, and
+  matrices sharing a Hessian as one taller matrix (GPTQ treats rows independently): one Python
+  loop over the columns for all of them, in float32 (only the inverse-Hessian factor is float64;
+  the levels match a float64 run but for rare ties);
 * the attention's input projections (``qkv_proj``; ``q/k/v_proj`` when unfused) stay at 8 bits:
   they were the most sensitive matrices on SmolLM2 (llama.cpp's ``Q4_K_M`` keeps ``attn_v`` higher
   for the same reason); everything else is 4-bit but a tied LM head: its blocks are the token
@@ -33,7 +39,10 @@ from __future__ import annotations
 
 import re
 import tempfile
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +54,13 @@ from tunery.progress import Progress, say
 BLOCK = 32
 EIGHT_BIT = re.compile(r"(^|[/._])(qkv|q|k|v)_proj([/._]|$)")
 """Node names whose weights stay at 8 bits (the attention's input projections)."""
-
+CLIP = tuple(1.0 - i / 50 for i in range(15))
+"""The fractions of a block's min/max range its scale search tries."""
+GRID_CHUNK = 1024
+"""Blocks searched at once: ``len(CLIP) * BLOCK * GRID_CHUNK`` floats fit a CPU's cache."""
+BATCH_TOKENS = 1024
+"""Padded tokens per calibration forward pass: big enough for fast matrix products, small enough
+that each worker's activations stay small and the batches share out evenly."""
 
 
 @dataclass
@@ -64,77 +79,103 @@ class BlockQuantized:
 
 
 def _grid(w: Any, bits: int) -> tuple[Any, Any]:
-    """Scale and integer zero point per row of ``w`` ``[N, BLOCK]``: the min/max range, shrunk by
-    the factor (1.0 down to 0.72) that gives the least squared error."""
+    """Scale and integer zero point per column of ``w`` ``[BLOCK, R]``: the min/max range, shrunk by
+    the fraction in ``CLIP`` that gives the least squared error (the first one on a tie)."""
     import torch
 
     qmax = 2**bits - 1
-    lo0, hi0 = w.amin(1).clamp(max=0), w.amax(1).clamp(min=0)
-    best_s = best_z = best_e = None
-    for p in (1.0 - i / 50 for i in range(15)):
-        s = (hi0 - lo0) * p / qmax
+    p = torch.tensor(CLIP, dtype=w.dtype)[:, None]
+    scales, zeros = torch.empty(w.shape[1], dtype=w.dtype), torch.empty(w.shape[1], dtype=w.dtype)
+    for r0 in range(0, w.shape[1], GRID_CHUNK):  # [CLIP, BLOCK, chunk] stays in the CPU's cache
+        x = w[:, r0:r0 + GRID_CHUNK]
+        lo, hi = x.amin(0).clamp(max=0), x.amax(0).clamp(min=0)
+        s = (hi - lo) * p / qmax  # [CLIP, chunk]
         s = torch.where(s > 0, s, torch.ones_like(s))
-        z = (-lo0 * p / s).round().clamp(0, qmax)
-        deq = ((w / s[:, None]).round() + z[:, None]).clamp(0, qmax).sub(z[:, None]).mul(s[:, None])
-        e = (deq - w).pow(2).sum(1)
-        if best_e is None:
-            best_s, best_z, best_e = s, z, e
-        else:
-            better = e < best_e
-            best_s, best_z = torch.where(better, s, best_s), torch.where(better, z, best_z)
-            best_e = torch.minimum(e, best_e)
-    return best_s, best_z
+        z = (-lo * p / s).round().clamp(0, qmax)
+        # a weight's error is s * (clamp(round(t) + z) - z - t) with t = w / s
+        t = x / s[:, None]
+        r = t.round().add_(z[:, None]).clamp_(0, qmax).sub_(z[:, None]).sub_(t)
+        best = r.square_().sum(1).mul_(s.square()).argmin(0, keepdim=True)
+        scales[r0:r0 + GRID_CHUNK], zeros[r0:r0 + GRID_CHUNK] = s.gather(0, best)[0], z.gather(0, best)[0]
+    return scales, zeros
 
 
-def gptq(weight: np.ndarray, hessian: np.ndarray | None, bits: int, *, damp: float = 0.01,
-         step: int = 128) -> BlockQuantized:
+def _inverse_factor(H: Any, damp: float) -> Any:
+    """Upper-triangular ``U`` with ``U^T U = (H + damping)^-1`` for each ``[K, K]`` of ``H``: the
+    Cholesky factor of the reversed matrix, inverted and reversed back (one factorization where
+    ``cholesky(inverse(H), upper=True)`` takes three). A Hessian that is not positive definite
+    gets more damping; the identity (round-to-nearest) if that fails too."""
+    import torch
+
+    b, k, _ = H.shape
+    eye = torch.eye(k, dtype=H.dtype)
+    U = eye.repeat(b, 1, 1)
+    mean = H.diagonal(dim1=-2, dim2=-1).mean(-1)
+    todo = torch.arange(b)
+    for attempt in range(4):
+        Hd = H[todo] + (damp * 10**attempt * mean[todo])[:, None, None] * eye
+        L, info = torch.linalg.cholesky_ex(Hd.flip(-2, -1))
+        ok = info == 0
+        if ok.any():
+            U[todo[ok]] = torch.linalg.solve_triangular(L[ok], eye, upper=False).flip(-2, -1)
+        todo = todo[~ok]
+        if not len(todo):
+            break
+    return U
+
+
+def _gptq_batch(W: Any, H: Any, bits: int, damp: float = 0.01) -> tuple[Any, Any, Any, Any]:
+    """GPTQ of ``B`` matrices at once: ``W`` ``[B, K, N]`` float32 (ONNX layout, so a column of
+    inputs is contiguous; overwritten), ``H`` ``[B, K, K]``. Returns levels ``[B, K, N]``, scales
+    and zero points ``[B, K / BLOCK, N]``, and each output's error ``|X dw|^2`` as GPTQ's own sum
+    of squared scaled rounding errors (``[B, N]``, on the damped Hessian)."""
+    import torch
+
+    b, k, n = W.shape
+    if k % BLOCK:
+        raise ValueError(f"the input dimension ({k}) is not a multiple of {BLOCK}")
+    qmax = 2**bits - 1
+    H = H.clone()
+    diag = H.diagonal(dim1=-2, dim2=-1)
+    dead = diag == 0  # inputs that were always zero: their weights do not matter
+    diag[dead] = 1
+    W.masked_fill_(dead[:, :, None], 0)
+    U = _inverse_factor(H, damp).float()
+    q = torch.empty((b, k, n), dtype=torch.uint8)
+    scales = torch.empty((b, k // BLOCK, n))
+    zeros = torch.empty((b, k // BLOCK, n))
+    loss = torch.zeros((b, n), dtype=torch.float64)
+    E = torch.empty((b, BLOCK, n))
+    for i1 in range(0, k, BLOCK):  # one grid block at a time; its error reaches later blocks at once
+        i2 = i1 + BLOCK
+        W1, U1 = W[:, i1:i2], U[:, i1:i2, i1:i2]
+        s, z = (t.view(b, n) for t in _grid(W1.transpose(0, 1).reshape(BLOCK, b * n), bits))
+        scales[:, i1 // BLOCK], zeros[:, i1 // BLOCK] = s, z
+        for i in range(BLOCK):
+            w = W1[:, i]
+            level = (w / s).round_().add_(z).clamp_(0, qmax)
+            q[:, i1 + i] = level
+            err = (w - (level - z) * s).div_(U1[:, i, i, None])
+            W1[:, i + 1:].addcmul_(U1[:, i, i + 1:, None], err[:, None, :], value=-1)
+            E[:, i] = err
+        loss += E.square().sum(1)
+        if i2 < k:
+            W[:, i2:].baddbmm_(U[:, i1:i2, i2:].transpose(1, 2), E, alpha=-1)
+    return q, scales, zeros.to(torch.uint8), loss
+
+
+def gptq(weight: np.ndarray, hessian: np.ndarray | None, bits: int, *, damp: float = 0.01) -> BlockQuantized:
     """Quantize ``weight`` (``[K, N]``, ONNX ``MatMul`` layout) with GPTQ. ``hessian`` is ``X^T X``
     (``[K, K]``) of the calibration inputs; ``None`` (or the identity) gives round-to-nearest
     with the same grid search, since no error is then carried to other columns."""
     import torch
 
-    k, n = weight.shape
-    if k % BLOCK:
-        raise ValueError(f"the input dimension ({k}) is not a multiple of {BLOCK}")
-    step = max(BLOCK, step - step % BLOCK)
-    qmax = 2**bits - 1
-    W = torch.tensor(np.ascontiguousarray(weight.T), dtype=torch.float64)  # [N, K]
+    k, _ = weight.shape
+    W = torch.tensor(weight, dtype=torch.float32)[None]
     H = torch.eye(k, dtype=torch.float64) if hessian is None else torch.tensor(hessian, dtype=torch.float64)
-    dead = torch.diag(H) == 0
-    H[dead, dead] = 1
-    W[:, dead] = 0
-    U = None
-    for attempt in range(4):  # a Hessian that is not positive definite gets more damping
-        try:
-            Hd = H + damp * 10**attempt * torch.diag(H).mean() * torch.eye(k, dtype=torch.float64)
-            U = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(Hd)), upper=True)
-            break
-        except RuntimeError:
-            continue
-    if U is None:
-        U = torch.eye(k, dtype=torch.float64)
-    q = torch.empty((n, k), dtype=torch.uint8)
-    scales = torch.empty((n, k // BLOCK), dtype=torch.float64)
-    zeros = torch.empty((n, k // BLOCK), dtype=torch.float64)
-    for i1 in range(0, k, step):
-        i2 = min(i1 + step, k)
-        W1 = W[:, i1:i2].clone()
-        E = torch.zeros_like(W1)
-        U1 = U[i1:i2, i1:i2]
-        s = z = None
-        for i in range(i2 - i1):
-            col = i1 + i
-            if col % BLOCK == 0:
-                s, z = _grid(W1[:, i:i + BLOCK], bits)
-                scales[:, col // BLOCK], zeros[:, col // BLOCK] = s, z
-            w = W1[:, i]
-            level = ((w / s).round() + z).clamp(0, qmax)
-            q[:, col] = level.to(torch.uint8)
-            err = (w - (level - z) * s) / U1[i, i]
-            W1[:, i:] -= err[:, None] * U1[i, i:][None, :]
-            E[:, i] = err
-        W[:, i2:] -= E @ U[i1:i2, i2:]
-    return BlockQuantized(q.numpy(), scales.float().numpy(), zeros.to(torch.uint8).numpy(), bits)
+    q, s, z, _ = _gptq_batch(W, H[None], bits, damp)
+    return BlockQuantized(q[0].T.contiguous().numpy(), s[0].T.contiguous().numpy(), z[0].T.contiguous().numpy(),
+                          bits)
 
 
 def pack(bq: BlockQuantized) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -156,54 +197,119 @@ def pack(bq: BlockQuantized) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.ascontiguousarray(b), bq.scales.reshape(-1).astype(np.float32), np.ascontiguousarray(zp.reshape(-1))
 
 
-def relative_error(weight: np.ndarray, bq: BlockQuantized, hessian: np.ndarray) -> float:
-    """How far the layer's outputs on the calibration inputs move: ``|X dW| / |X W|`` (Frobenius)."""
-    d = (weight - bq.dequantize().T).astype(np.float64)
-    w = weight.astype(np.float64)
-    return float(np.sqrt(np.sum(d * (hessian @ d)) / max(float(np.sum(w * (hessian @ w))), 1e-30)))
+# -- calibration: the PyTorch model ------------------------------------------------------------------
+
+@dataclass
+class Calibrated:
+    """What GPTQ needs of one graph ``MatMul``, named as the model builder names it."""
+
+    weight: Any  # [N, K] float32 torch tensor (PyTorch's layout: rows = outputs)
+    hessian: Any  # [K, K] float64 X^T X; the same object for matrices that read the same input
+    output_sq: float  # |X W^T|^2: the squared outputs on the calibration tokens
 
 
-# -- the graphs ------------------------------------------------------------------------------------
-
-def _weighted_matmuls(model: Any) -> dict[str, Any]:
-    """MatMul nodes whose right operand is a 2-D initializer (a weight), by node name."""
-    inits = {t.name: t for t in model.graph.initializer}
-    return {node.name: node for node in model.graph.node
-            if node.op_type == "MatMul" and len(node.input) == 2 and node.input[1] in inits
-            and len(inits[node.input[1]].dims) == 2}
+_LINEAR = re.compile(r"^model\.layers\.(\d+)\.(self_attn|mlp)\.(\w+_proj)$")
+"""transformers' names of the projections the builder turns into ``/model/layers.N/{attn,mlp}/...``."""
 
 
-def hessians(fp32_dir: Path, sequences: Sequence[Sequence[int]], progress: Progress | None = None
-             ) -> dict[str, np.ndarray]:
-    """``X^T X`` of the input of every weighted MatMul of the float32 graph in ``fp32_dir`` over the
-    token ``sequences``, keyed by the input tensor's name."""
-    import onnx
+def _node_name(module: str) -> str | None:
+    m = _LINEAR.match(module)
+    if m is None:
+        return None
+    return f"/model/layers.{m[1]}/{'attn' if m[2] == 'self_attn' else 'mlp'}/{m[3]}/MatMul"
 
-    from tunery.compiled.scorers import decoder_feeds, kv_shape
-    from tunery.runtime import ort_session
 
-    model = onnx.load(str(fp32_dir / "model.onnx"), load_external_data=False)
-    names = sorted({node.input[0] for node in _weighted_matmuls(model).values()})
-    present = {o.name for o in model.graph.output}
-    for name in names:
-        if name not in present:
-            model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
-    probe = fp32_dir / "calibrate.onnx"  # beside model.onnx.data, which it refers to
-    onnx.save(model, str(probe))
-    session = ort_session(probe)
-    kv = kv_shape(fp32_dir)
-    acc: dict[str, np.ndarray] = {}
-    for i, ids in enumerate(sequences):
-        say(progress, f"calibrating: chat {i + 1}/{len(sequences)} through the float32 graph")
-        outs = session.run(names, decoder_feeds(session, list(ids), kv))
-        for name, x in zip(names, outs, strict=True):
-            x = x.reshape(-1, x.shape[-1]).astype(np.float32)
-            h = (x.T @ x).astype(np.float64)
-            acc[name] = acc[name] + h if name in acc else h
-    del session
-    probe.unlink()
-    return acc
+def calibrate(hf_dir: Path, sequences: Sequence[Sequence[int]], progress: Progress | None = None
+              ) -> dict[str, Calibrated]:
+    """Run the token ``sequences`` through the float32 PyTorch model in ``hf_dir`` and return, for
+    every decoder projection by its graph ``MatMul`` name, its weight and the ``X^T X`` of its
+    input over the real (unpadded) tokens. The builder's fused ``qkv_proj`` gets q|k|v."""
+    import torch
 
+    from tunery.compiled.scorers import load_torch
+
+    model = load_torch(hf_dir).model
+    names = {m: node for n, m in model.named_modules() if (node := _node_name(n))}
+    hessians: dict[int, Any] = {}  # float64, by the module first seen with that input
+    found: dict[str, tuple[Any, int]] = {}  # node name -> (module, key of its Hessian)
+    out_sq: dict[str, float] = {}
+    lock = threading.Lock()
+    local = threading.local()  # per worker: its batch's real positions, the last input and its key
+
+    def hook(module: Any, args: tuple[Any, ...], output: Any) -> None:
+        x = args[0]
+        if x is not local.last:  # q/k/v (and gate/up) read the same tensor: one Hessian for them
+            flat = x.reshape(-1, x.shape[-1])[local.rows]
+            h = flat.T @ flat
+            local.last, local.key = x, id(module)
+            with lock:
+                if local.key in hessians:
+                    hessians[local.key] += h
+                else:
+                    hessians[local.key] = h.double()
+        y = output.reshape(-1, output.shape[-1])[local.rows]
+        sq = float(y.double().square().sum())
+        with lock:
+            found[names[module]] = (module, local.key)
+            out_sq[names[module]] = out_sq.get(names[module], 0.0) + sq
+
+    decoder = model.get_decoder()  # the LM head's logits are not needed
+
+    def run(batch: list[int]) -> None:
+        width = len(sequences[batch[0]])
+        ids = torch.zeros((len(batch), width), dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for r, i in enumerate(batch):
+            ids[r, :len(sequences[i])] = torch.tensor(list(sequences[i]))
+            mask[r, :len(sequences[i])] = 1
+        local.rows, local.last, local.key = mask.reshape(-1).bool(), None, -1
+        with torch.inference_mode():
+            decoder(input_ids=ids, attention_mask=mask, use_cache=False)
+
+    order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
+    batches: list[list[int]] = []
+    for i in order:  # longest first, so each batch pads little
+        if batches and (len(batches[-1]) + 1) * len(sequences[batches[-1][0]]) <= BATCH_TOKENS:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    handles = [m.register_forward_hook(hook) for m in names]
+    try:
+        with _workers() as (pool, _):
+            for j, f in enumerate(as_completed([pool.submit(run, b) for b in batches])):
+                f.result()
+                say(progress, f"calibrating: {j + 1}/{len(batches)} batches of chats through the PyTorch model")
+    finally:
+        for h in handles:
+            h.remove()
+    out = {name: Calibrated(module.weight.detach().float(), hessians[key], out_sq[name])
+           for name, (module, key) in found.items()}
+    for attn in {n.rpartition("/")[0].rpartition("/")[0] for n in out if "/attn/" in n}:
+        parts = [out.get(f"{attn}/{p}_proj/MatMul") for p in "qkv"]
+        if all(parts) and len({id(p.hessian) for p in parts}) == 1:
+            out[f"{attn}/qkv_proj/MatMul"] = Calibrated(torch.cat([p.weight for p in parts]), parts[0].hessian,
+                                                        sum(p.output_sq for p in parts))
+    return out
+
+
+@contextmanager
+def _workers() -> Iterator[tuple[ThreadPoolExecutor, int]]:
+    """A pool of as many workers as torch has threads, each running its tensor operations on one
+    thread. The calibration forward and GPTQ's column loop are many small and medium operations:
+    split per operation across threads, each waits for the slowest thread, which on a busy 2-core
+    machine took 2-4x the wall time of two workers on separate batches."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(threads) as pool:
+            yield pool, threads
+    finally:
+        torch.set_num_threads(threads)
+
+
+# -- the graph -------------------------------------------------------------------------------------
 
 @dataclass
 class GptqSummary:
@@ -222,37 +328,70 @@ class GptqSummary:
                 "calibration_sequences": self.sequences, "calibration_tokens": self.tokens}
 
 
-def requantize(int_dir: Path, fp32_dir: Path, sequences: Sequence[Sequence[int]],
+def _quantize(jobs: list[tuple[str, Calibrated, int]], progress: Progress | None
+              ) -> dict[str, tuple[BlockQuantized, float]]:
+    """GPTQ of every ``(node name, source, bits)``, with each node's relative output error
+    ``|X dW| / |X W|``. Matrices sharing a Hessian go as one taller matrix, and those of the same
+    shape and bits (the same role in every layer) as one batch."""
+    import torch
+
+    stacks: dict[tuple[int, int], list[tuple[str, Calibrated, int]]] = {}
+    for job in jobs:
+        stacks.setdefault((id(job[1].hessian), job[2]), []).append(job)
+    batches: dict[tuple[int, ...], list[list[tuple[str, Calibrated, int]]]] = {}
+    for stack in stacks.values():
+        shape = tuple(c.weight.shape[0] for _, c, _ in stack) + (stack[0][1].weight.shape[1], stack[0][2])
+        batches.setdefault(shape, []).append(stack)
+    def run(stacks: list[list[tuple[str, Calibrated, int]]], bits: int) -> None:
+        W = torch.stack([torch.cat([c.weight for _, c, _ in stack]).T for stack in stacks])  # [B, K, N]
+        H = torch.stack([stack[0][1].hessian for stack in stacks])
+        q, s, z, loss = _gptq_batch(W, H, bits)
+        for b, stack in enumerate(stacks):
+            at = 0
+            for name, c, _ in stack:
+                part = slice(at, at + c.weight.shape[0])
+                bq = BlockQuantized(*(t[b, :, part].T.contiguous().numpy() for t in (q, s, z)), bits)
+                out[name] = (bq, (float(loss[b, part].sum()) / max(c.output_sq, 1e-30)) ** 0.5)
+                at = part.stop
+
+    out: dict[str, tuple[BlockQuantized, float]] = {}
+    with _workers() as (pool, threads):
+        for i, (shape, group) in enumerate(batches.items()):
+            *rows, k, bits = shape
+            names = [name.split("/")[-2] for name, _, _ in group[0]]
+            say(progress, f"GPTQ {bits}-bit: batch {i + 1}/{len(batches)}, {len(group)} x {'+'.join(names)} "
+                          f"[{'+'.join(map(str, rows))}, {k}]")
+            shares = [group[j::threads] for j in range(threads) if group[j::threads]]
+            for f in [pool.submit(run, share, bits) for share in shares]:
+                f.result()
+    return out
+
+
+def requantize(int_dir: Path, hf_dir: Path, sequences: Sequence[Sequence[int]],
                progress: Progress | None = None) -> GptqSummary:
     """Replace the weights of every ``MatMulNBits`` node of the model builder's int4 graph in
-    ``int_dir`` by GPTQ's, computed from the same node's float32 weight in ``fp32_dir`` (same
-    builder, same node names less the ``_Q4``/``_Q8`` suffix), fuse the nodes that read the same
-    input, and rewrite ``int_dir/model.onnx``."""
+    ``int_dir`` by GPTQ's, computed from the PyTorch model in ``hf_dir`` (the builder's node names
+    less the ``_Q4``/``_Q8`` suffix), fuse the nodes that read the same input, and rewrite
+    ``int_dir/model.onnx``."""
     import onnx
-    from onnx import numpy_helper
 
-    H = hessians(fp32_dir, sequences, progress)
-    fp32 = onnx.load(str(fp32_dir / "model.onnx"), load_external_data=False)
-    sources = _weighted_matmuls(fp32)
-    inits = {t.name: t for t in fp32.graph.initializer}
+    sources = calibrate(hf_dir, sequences, progress)
     model = onnx.load(str(int_dir / "model.onnx"))
-    targets = [n for n in model.graph.node if n.op_type == "MatMulNBits"]
     shared = _shared_with_lookups(model)
-    kept, errors, done = [], [], []
-    for i, node in enumerate(targets):
+    kept: list[str] = []
+    jobs: list[tuple[str, Calibrated, int]] = []
+    nodes: dict[str, Any] = {}
+    for node in (n for n in model.graph.node if n.op_type == "MatMulNBits"):
         base = re.sub(r"_Q\d+$", "", node.name)
         src = None if node.input[1] in shared else sources.get(base)
-        attrs = {a.name: a for a in node.attribute}
-        weight = None if src is None or src.input[0] not in H or attrs["K"].i % BLOCK \
-            else numpy_helper.to_array(inits[src.input[1]], str(fp32_dir)).astype(np.float32)
-        if weight is None or weight.shape != (attrs["K"].i, attrs["N"].i):
+        attrs = {a.name: a.i for a in node.attribute if a.type == a.INT}
+        if src is None or tuple(src.weight.shape) != (attrs["N"], attrs["K"]) or attrs["K"] % BLOCK:
             kept.append(node.name)
             continue
-        bits = 8 if EIGHT_BIT.search(src.name) else 4
-        say(progress, f"GPTQ {bits}-bit: matrix {i + 1}/{len(targets)} ({src.name})")
-        bq = gptq(weight, H[src.input[0]], bits)
-        errors.append(relative_error(weight, bq, H[src.input[0]]))
-        done.append((node, base, bq))
+        jobs.append((base, src, 8 if EIGHT_BIT.search(base) else 4))
+        nodes[base] = node
+    results = _quantize(jobs, progress)
+    done = [(nodes[base], base, results[base][0]) for base, _, _ in jobs]  # graph order
     fused = 0
     for group in _siblings(done):
         fused += len(group) > 1
@@ -266,6 +405,7 @@ def requantize(int_dir: Path, fp32_dir: Path, sequences: Sequence[Sequence[int]]
                   location="model.onnx.data", size_threshold=1024)
         for name in ("model.onnx.data", "model.onnx"):
             (Path(tmp) / name).replace(int_dir / name)
+    errors = [err for _, err in results.values()]
     return GptqSummary(sum(bq.bits == 4 for *_, bq in done), sum(bq.bits == 8 for *_, bq in done), kept, fused,
                        float(np.median(errors)) if errors else 0.0, len(sequences), sum(len(s) for s in sequences))
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tunery.compiled.cache import CALIBRATION_CHATS, calibration_ids
 from tunery.compiled.verify import Messages, VerifyReport
 from tunery.errors import Conflict, InvalidInput, NotFound, TuneryError
 from tunery.export.formats import MANIFEST, check_format, tolerance
@@ -90,7 +91,7 @@ def export_model(model: str | ModelRecord, fmt: str, out: Path, *, quantize: str
 
             say(progress, f"building the ONNX decoder ({quantize}) with onnxruntime-genai's model builder")
             quantization = build_onnx(hf_dir, tmp, quantize, log_path=work_dir / "builder.log", work_dir=work_dir,
-                                      calibration=_calibration_ids(hf_dir, calib_chats), progress=progress)
+                                      calibration=calibration_ids(hf_dir, calib_chats), progress=progress)
             if quantization is not None:
                 quantization["calibration_source"] = calib_source
         elif fmt == "gguf":
@@ -125,9 +126,6 @@ def export_model(model: str | ModelRecord, fmt: str, out: Path, *, quantize: str
                         size_bytes=size, report=report, seconds=time.monotonic() - started, manifest=manifest)
 
 
-CALIBRATION_CHATS = 128
-CALIBRATION_TOKENS = 512  # per chat; longer ones are cut
-CALIBRATION_BUDGET = 8192  # tokens in all: on SmolLM2, 4k to 15k tokens gave the same loss within 1.5%
 
 
 def _calibration_chats(rec: ModelRecord, path: str | Path | None) -> tuple[str, list[Messages]]:
@@ -159,26 +157,6 @@ def _calibration_chats(rec: ModelRecord, path: str | Path | None) -> tuple[str, 
                            param="calibration", hint=e.hint) from None
     chats = [c.to_dicts() for c in convs]
     return label, chats[:CALIBRATION_CHATS]
-
-
-def _calibration_ids(hf_dir: Path, chats: list[Messages]) -> list[list[int]]:
-    if not chats:
-        return []
-    from transformers import AutoTokenizer
-
-    from tunery.chat_template import render
-    from tunery.compiled.verify import encode
-
-    tok = AutoTokenizer.from_pretrained(str(hf_dir))
-    out: list[list[int]] = []
-    total = 0
-    for messages in chats:
-        if total >= CALIBRATION_BUDGET:
-            break
-        ids = encode(tok, render(tok, messages, generation_prompt=False))[:CALIBRATION_TOKENS]
-        out.append(ids)
-        total += len(ids)
-    return out
 
 
 def _chat_template(folder: Path) -> str | None:
