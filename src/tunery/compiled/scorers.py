@@ -95,9 +95,12 @@ def kv_shape(folder: Path) -> tuple[int, int]:
 
 
 class OnnxScorer:
-    """An onnxruntime-genai export folder (``model.onnx`` + ``genai_config.json``)."""
+    """An onnxruntime-genai export folder (``model.onnx`` + ``genai_config.json``); with
+    ``adapter``, a compiled copy with that ``.onnx_adapter`` active (a LoRA fine-tune as served)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, adapter: Path | None = None) -> None:
+        import onnxruntime as ort
+
         from tunery.runtime import genai_model, ort_session
 
         self.folder = Path(folder)
@@ -105,9 +108,17 @@ class OnnxScorer:
         self.session = ort_session(self.folder / dec["filename"])
         self._kv = kv_shape(self.folder)
         self.model = genai_model(self.folder)
+        self._run_options = None
+        self._adapter = adapter
+        if adapter is not None:
+            lora = ort.LoraAdapter()
+            lora.Load(str(adapter))
+            self._run_options = ort.RunOptions()
+            self._run_options.add_active_adapter(lora)
+            self._lora = lora  # the run options refer to it
 
     def logits(self, ids: list[int]) -> np.ndarray:
-        out = self.session.run(["logits"], decoder_feeds(self.session, ids, self._kv))[0]
+        out = self.session.run(["logits"], decoder_feeds(self.session, ids, self._kv), self._run_options)[0]
         return np.asarray(out[0], dtype=np.float32)
 
     def greedy(self, ids: list[int], n: int, stop_ids: frozenset[int]) -> list[int]:
@@ -116,6 +127,10 @@ class OnnxScorer:
         params = og.GeneratorParams(self.model)
         params.set_search_options(max_length=len(ids) + n, do_sample=False)
         gen = og.Generator(self.model, params)
+        if self._adapter is not None:
+            adapters = og.Adapters(self.model)
+            adapters.load(str(self._adapter), "scored")
+            gen.set_active_adapter(adapters, "scored")
         gen.append_tokens(np.array(ids, dtype=np.int32))
         out: list[int] = []
         while len(out) < n and not gen.is_done():

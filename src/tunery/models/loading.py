@@ -28,12 +28,17 @@ def base_path(rec: ModelRecord) -> Path:
     return registry.get(rec.parent).path if rec.is_adapter and rec.parent else rec.path
 
 
+def tokenizer_dir(rec: ModelRecord) -> Path:
+    """The folder whose tokenizer files a model uses: its own when it has them, else its base's."""
+    return rec.path if (rec.path / "tokenizer_config.json").exists() else base_path(rec)
+
+
 def load_tokenizer(model: str | ModelRecord) -> PreTrainedTokenizerBase:
     from transformers import AutoTokenizer
 
     _quiet_transformers()
     rec = registry.get(model) if isinstance(model, str) else model
-    path = rec.path if (rec.path / "tokenizer_config.json").exists() else base_path(rec)
+    path = tokenizer_dir(rec)
     tok = AutoTokenizer.from_pretrained(path)
     if tok.chat_template is None:
         raise InvalidInput(f"model {rec.id!r} has no chat template in {path}", param="model",

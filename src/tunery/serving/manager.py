@@ -149,6 +149,30 @@ class Target:
         return requests
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
+                   "tokenizer.model", "vocab.json", "merges.txt")
+_tokenizer_keys: dict[tuple, str] = {}
+
+
+def _tokenizer_key(rec: ModelRecord) -> str:
+    """A digest of the tokenizer files ``load_tokenizer`` reads for ``rec`` (remembered per path,
+    size and mtime)."""
+    import hashlib
+
+    from tunery.models.loading import tokenizer_dir
+
+    folder = tokenizer_dir(rec)
+    files = [folder / n for n in TOKENIZER_FILES if (folder / n).exists()]
+    stamp = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    key = _tokenizer_keys.get(stamp)
+    if key is None:
+        h = hashlib.sha256()
+        for f in files:
+            h.update(f.name.encode() + b"\0" + f.read_bytes())
+        key = _tokenizer_keys[stamp] = h.hexdigest() if files else str(folder)
+    return key
+
+
 def _adapter_for(rec: ModelRecord) -> Adapter | None:
     if not rec.is_adapter:
         return None
@@ -191,7 +215,8 @@ def serving_info(rec: ModelRecord, precision: str | None = None) -> dict[str, An
 
     base = registry.get(rec.parent) if rec.is_adapter and rec.parent else rec
     kind, served, notice = route(rec, base, precision)
-    info: dict[str, Any] = {"engine": "onnx" if kind in COMPILED else kind, "precision": served, "notice": notice}
+    info: dict[str, Any] = {"engine": "onnx" if kind in COMPILED else kind, "precision": served, "notice": notice,
+                            "adapter_of": base.id if rec.is_adapter else None}
     if kind in COMPILED:
         built = find(base.path, served) if base.path.exists() else None
         m = built.manifest if built is not None else None
@@ -214,7 +239,9 @@ def describe_serving(info: dict[str, Any]) -> str:
         return f"{info['precision']}: the compiled copy of its base is built on first use (seconds)"
     q = built.get("quality") or {}
     guard = "" if built.get("within_guard") else f" - MORE than the {built.get('quality_guard', 0):.0%} guard"
-    return (f"{info['precision']}, compiled copy: held-out loss {q.get('fp32_loss')} -> {q.get('loss')} "
+    what = (f"an adapter over the {info['precision']} copy of {info['adapter_of']}, whose"
+            if info.get("adapter_of") else f"{info['precision']}, compiled copy:")
+    return (f"{what} held-out loss {q.get('fp32_loss')} -> {q.get('loss')} "
             f"({q.get('loss_delta', 0):+.2%} vs float32{guard}), top-1 agreement {q.get('top1_agreement', 0):.0%}")
 
 
@@ -287,9 +314,13 @@ class EngineManager:
         return value
 
     def _tokenizer(self, rec: ModelRecord) -> Any:
+        """The model's tokenizer, one instance per distinct set of tokenizer files: the many LoRA
+        fine-tunes of a base, each saved with a copy of its files, share one (a tokenizer holds
+        ~10 MB)."""
         from tunery.models.loading import load_tokenizer
 
-        tok = self._load_once(str(rec.path), self._tokenizers, self._loading_tokenizers, lambda: load_tokenizer(rec))
+        tok = self._load_once(_tokenizer_key(rec), self._tokenizers, self._loading_tokenizers,
+                              lambda: load_tokenizer(rec))
         with self._lock:
             while len(self._tokenizers) > 16:
                 self._tokenizers.popitem(last=False)

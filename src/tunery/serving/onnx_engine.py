@@ -4,10 +4,12 @@ through onnxruntime-genai's generator loop, behind the same engine contract as t
 model; ``OnnxChatModel`` serves an export folder an app embeds, with no registry, through the
 same prompt, ``max_tokens`` and streaming path (``Target`` and ``ChatRun``).
 
-Batching: requests waiting when a batch starts are decoded together, left-padded, in one
-onnxruntime-genai generator (one forward pass per step for all rows); requests that arrive while a
-batch runs wait for the next one (onnxruntime-genai accepts a batch's prompts only once). Finished
-rows ride along until the batch ends, their tokens ignored.
+Batching: requests waiting when a batch starts, or arriving within ``TUNERY_BATCH_WINDOW_MS``
+(25 ms) of it, are decoded together, left-padded, in one onnxruntime-genai generator (one forward
+pass per step for all rows); requests that arrive later wait for the next batch (onnxruntime-genai
+accepts a batch's prompts only once, so there is no joining a running batch). The window costs a
+lone request 25 ms and lets clients that start together (a page of parallel calls, an eval run)
+share one batch. Finished rows ride along until the batch ends, their tokens ignored.
 
 Adapters: a compiled base (``tunery.compiled.cache``) has LoRA inputs, and each LoRA fine-tune of
 it is an onnxruntime-genai adapter (:class:`OnnxAdapters`: converted on first use, loaded into
@@ -27,7 +29,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
+import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -137,6 +141,7 @@ class OnnxEngine(ThreadedEngine):
         self.adapters = OnnxAdapters(self.model, compiled) if compiled is not None else None
         self._held: deque[EngineRequest] = deque()  # taken from the inbox, waiting for their adapter's turn
         self.tokens_generated = 0  # a running total, for monitoring
+        self.batch_window_s = float(os.environ.get("TUNERY_BATCH_WINDOW_MS", "25")) / 1000
         self._start(f"tunery-onnx-{self.name}")
 
     def _active(self) -> bool:
@@ -174,9 +179,10 @@ class OnnxEngine(ThreadedEngine):
             if _adapter_key(other) == key:
                 self._held.remove(other)
                 batch.append(other)
+        deadline = time.monotonic() + self.batch_window_s
         while len(batch) < self.max_batch:
             try:
-                nxt = self._inbox.get_nowait()
+                nxt = self._inbox.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 break
             if nxt is CLOSE:
@@ -282,8 +288,6 @@ def onnx_engine_factory(rec: ModelRecord, *, max_batch: int | None = None) -> On
     """The engine factory for ``tunery.serving.manager.register_engine("onnx", ...)``: serves a
     model whose ``path`` is an ONNX model folder and ``meta["engine"] == "onnx"``: an export, or a
     base's compiled copy (``meta["compiled"]``), whose LoRA fine-tunes it then serves as adapters."""
-    import os
-
     from tunery.compiled.cache import CompiledBase
     from tunery.models.loading import load_tokenizer, stop_token_ids
 
