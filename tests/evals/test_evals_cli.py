@@ -21,7 +21,7 @@ def scripted(monkeypatch):
 
     made: dict[str, ScriptedChatModel] = {}
 
-    def fake(ref: str) -> ScriptedChatModel:
+    def fake(ref: str, *, precision: str | None = None) -> ScriptedChatModel:
         made[ref] = ScriptedChatModel(name=ref, replies=REPLIES.get(ref, ["5"]))
         return made[ref]
 

@@ -84,8 +84,8 @@ def test_base_is_compiled_once_with_its_quality_measured(tiny_model, own_compile
     stamp = (folder / MANIFEST).stat().st_mtime_ns
     manager().close()  # a new engine, the same copy
     said.clear()
-    answer = LocalChatModel("tiny-random").generate(HI, GREEDY)
-    assert answer.usage.completion_tokens > 0
+    LocalChatModel("tiny-random").load(said.append)
+    assert LocalChatModel("tiny-random").generate(HI, GREEDY).usage.completion_tokens > 0
     assert not said and (folder / MANIFEST).stat().st_mtime_ns == stamp
 
 
@@ -162,14 +162,81 @@ def test_cli_precision_flag_and_models_show(tiny_model, monkeypatch):
     from click.testing import CliRunner
 
     from tunery.cli.main import cli
+    from tunery.serving import deployments
+    from tunery.serving.manager import manager, shutdown
 
-    monkeypatch.delenv("TUNERY_PRECISION", raising=False)
+    shutdown()
+    deployments.create("fast", "tiny-random", precision="int8")
     runner = CliRunner()
-    ok = runner.invoke(cli, ["ask", "tiny-random", "Hello", "--max-tokens", "3", "--temperature", "0",
-                             "--precision", "fp32"])
+    # the flag outranks the deployment's own precision
+    ok = runner.invoke(cli, ["ask", "fast", "Hello", "--max-tokens", "3", "--temperature", "0", "--precision", "fp32"])
     assert ok.exit_code == 0, ok.output
-    monkeypatch.delenv("TUNERY_PRECISION", raising=False)  # the flag set it for the command's process
+    assert manager().loaded() == [f"torch:{tiny_model.path}"]
+    again = runner.invoke(cli, ["ask", "fast", "Hello", "--max-tokens", "3", "--temperature", "0"])
+    assert again.exit_code == 0 and f"compiled-int8:{tiny_model.path}" in manager().loaded()  # nothing left over
     bad = runner.invoke(cli, ["ask", "tiny-random", "Hello", "--precision", "int3"])
     assert bad.exit_code != 0 and "int3" in bad.output
     shown = runner.invoke(cli, ["models", "show", "tiny-random"])
     assert shown.exit_code == 0 and "int8" in shown.output, shown.output
+
+
+def test_an_adapter_the_fast_path_cannot_take_falls_back_with_a_notice(tiny_model, lora_dirs, tmp_path):
+    import json
+    import shutil
+
+    from tunery.models import ModelRecord, register
+    from tunery.serving.local import LocalChatModel
+    from tunery.serving.torch_engine import TorchEngine
+
+    dora = shutil.copytree(lora_dirs[0], tmp_path / "dora")
+    cfg = json.loads((dora / "adapter_config.json").read_text())
+    (dora / "adapter_config.json").write_text(json.dumps({**cfg, "modules_to_save": ["lm_head"]}))
+    register(ModelRecord(id="ft:tiny-random:odd:x", kind="fine-tuned", parent="tiny-random", method="lora",
+                         path=dora, source="test"))
+    target = LocalChatModel("ft:tiny-random:odd:x").load()
+    assert isinstance(target.engine, TorchEngine) and "saves whole modules" in target.notice
+
+
+def test_an_adapter_rewritten_in_place_is_converted_again(tiny_model, two_fts, lora_dirs, tmp_path):
+    import os
+    import shutil
+
+    from tunery.models import get
+    from tunery.serving.local import LocalChatModel
+
+    first = LocalChatModel(two_fts[0]).generate(HI, GREEDY).text
+    folder = get(two_fts[0]).path
+    engine = LocalChatModel(two_fts[0]).target().engine
+    files = sorted((engine.adapters.compiled.folder / "adapters").glob("*.onnx_adapter"))
+    # the other fine-tune's weights written over this one's
+    shutil.copy(lora_dirs[1] / "adapter_model.safetensors", folder / "adapter_model.safetensors")
+    os.utime(folder / "adapter_model.safetensors", ns=(1, 1))
+    second = LocalChatModel(two_fts[0]).generate(HI, GREEDY).text
+    assert second == LocalChatModel(two_fts[1]).generate(HI, GREEDY).text and second != first
+    after = sorted((engine.adapters.compiled.folder / "adapters").glob("*.onnx_adapter"))
+    assert len(after) == len(files) and after != files  # the stale file replaced, not kept beside
+
+
+def test_requests_held_for_another_adapter_are_answered_on_close(tiny_model, two_fts):
+    """A batch holds one adapter's requests; the others wait in the engine. Closing it answers them."""
+    import queue
+
+    from tunery.serving.engine import Delta
+    from tunery.serving.local import LocalChatModel
+    from tunery.serving.manager import shutdown
+
+    shutdown()
+    targets = [LocalChatModel(n).target() for n in two_fts]
+    finals: queue.Queue[Delta] = queue.Queue()
+    ids = targets[0].encode(HI)
+
+    def emit(d: Delta) -> None:
+        if d.final:
+            finals.put(d)
+
+    for i in range(6):
+        targets[i % 2].submit(ids, GenerationParams(max_tokens=40, temperature=0.0), emit)
+    targets[0].engine.close()
+    got = [finals.get(timeout=60) for _ in range(6)]
+    shutdown()  # the manager forgets the closed engine
+    assert len(got) == 6  # every request ended, served or told the engine closed

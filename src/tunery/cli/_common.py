@@ -36,19 +36,28 @@ def threads_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., An
                         callback=set_threads, help=help)
 
 
-def precision_option(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """``--precision int8|int4|fp32``: how local models are served (``TUNERY_PRECISION``, set for
-    the whole command as soon as the option is parsed, so every model it serves follows)."""
+chosen_precision: str | None = None
+"""``--precision`` of the running command (ask, chat, eval run, compare): passed to each model it
+resolves, so it outranks a deployment's own precision."""
+
+
+def precision_option(what: str, *, process_default: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--precision int8|int4|fp32``: how local models are served. For a command that asks models
+    (``process_default=False``) it is :data:`chosen_precision`, which beats a deployment's own; for
+    ``serve`` and ``quickstart`` it is the process default (``TUNERY_PRECISION``, which a
+    deployment made with ``--precision`` overrides)."""
+    from tunery.compiled.cache import PRECISION_HELP, PRECISIONS
 
     def set_precision(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
-        if value:
-            os.environ["TUNERY_PRECISION"] = value
+        global chosen_precision
+        if process_default:
+            if value:
+                os.environ["TUNERY_PRECISION"] = value
+        else:
+            chosen_precision = value  # None when not given: nothing left from an earlier command
 
-    return click.option("--precision", type=click.Choice(["int8", "int4", "fp32"]), default=None,
-                        expose_value=False, callback=set_precision,
-                        help=f"How {what} are served: int8 (the default: a quantized copy of the base "
-                             "built once, fine-tunes as adapters, loss within 1% of float32), int4 (faster, "
-                             "+~2% loss) or fp32 (the PyTorch engine, full precision). TUNERY_PRECISION.")
+    return click.option("--precision", type=click.Choice(PRECISIONS), default=None, expose_value=False,
+                        callback=set_precision, help=f"How {what} are served: {PRECISION_HELP} (TUNERY_PRECISION).")
 
 
 def fail(message: str, code: int = 1) -> None:

@@ -29,10 +29,11 @@ def sampling(f):
 
 
 def _model(ref: str):
+    from tunery.cli import _common
     from tunery.serving.local import LocalChatModel
     from tunery.serving.resolve import get_chat_model
 
-    model = get_chat_model(ref)
+    model = get_chat_model(ref, precision=_common.chosen_precision)
     if isinstance(model, LocalChatModel):
         with status(f"loading {ref}") as update:
             target = model.load(update)  # now, not during the first answer

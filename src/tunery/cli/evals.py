@@ -27,7 +27,9 @@ def _load_models(refs: tuple[str, ...]) -> dict:
 
     if len(set(refs)) != len(refs):
         raise click.UsageError("a model is named twice")
-    return {ref: resolve.get_chat_model(ref) for ref in refs}
+    from tunery.cli import _common
+
+    return {ref: resolve.get_chat_model(ref, precision=_common.chosen_precision) for ref in refs}
 
 
 def _run(build_report, total_hint: int):

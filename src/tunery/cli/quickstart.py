@@ -22,7 +22,7 @@ def _step(n: int, text: str) -> None:
 @click.option("--serve/--no-serve", default=True, show_default=True,
               help="Start the studio with both models deployed (--no-serve ends after the report).")
 @click.option("--port", default=8000, show_default=True, help="Port for the studio and API.")
-@precision_option("the base and fine-tuned models")
+@precision_option("the base and fine-tuned models", process_default=True)
 def quickstart(model: str, seed: int, retrain: bool, questions: int | None, serve: bool, port: int) -> None:
     """Pull, validate, fine-tune, compare with the base model, and serve the studio.
 

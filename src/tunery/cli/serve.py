@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from tunery.cli._common import console, precision_option, print_json, print_list, threads_option
+from tunery.compiled.cache import PRECISION_HELP, PRECISIONS
 
 
 @click.command()
@@ -28,7 +29,8 @@ from tunery.cli._common import console, precision_option, print_json, print_list
 @click.option("--no-worker", is_flag=True, help="Do not run fine-tuning jobs in this process.")
 @threads_option("CPU threads per forward pass, PyTorch and ONNX engines alike, and for the training jobs "
                 "of the worker (default: every CPU this process may use; TUNERY_NUM_THREADS).")
-@precision_option("models and deployments (a deployment made with --precision keeps its own)")
+@precision_option("models and deployments (a deployment made with --precision keeps its own)",
+                  process_default=True)
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]), help="Server log level.")
 def serve(host: str, port: int, api_keys: tuple[str, ...], insecure_no_key: bool, allowed_hosts: tuple[str, ...],
@@ -60,9 +62,8 @@ def serve(host: str, port: int, api_keys: tuple[str, ...], insecure_no_key: bool
 @click.option("--content-filter", type=click.Choice(["off", "default", "strict"]), default="default",
               show_default=True, help="Content filter level for prompts and answers.")
 @click.option("--block", "blocklist", multiple=True, metavar="TERM", help="Extra blocked term (repeatable).")
-@click.option("--precision", type=click.Choice(["int8", "int4", "fp32"]), default=None,
-              help="Serve this deployment at this precision whatever the server's default: int8 (a quantized "
-                   "copy of the base, loss within 1% of float32), int4 (faster, +~2% loss), fp32 (PyTorch).")
+@click.option("--precision", type=click.Choice(PRECISIONS), default=None,
+              help=f"Serve this deployment at this precision whatever the server's default: {PRECISION_HELP}.")
 @click.option("--json", "as_json", is_flag=True, help="Print the deployment as JSON.")
 def deploy(model: str, name: str, tpm: int | None, content_filter: str, blocklist: tuple[str, ...],
            precision: str | None, as_json: bool) -> None:

@@ -292,21 +292,38 @@ def calibrate(hf_dir: Path, sequences: Sequence[Sequence[int]], progress: Progre
     return out
 
 
+_threads_lock = threading.Lock()
+_threads_users = 0
+_threads_saved = 1
+
+
 @contextmanager
 def _workers() -> Iterator[tuple[ThreadPoolExecutor, int]]:
     """A pool of as many workers as torch has threads, each running its tensor operations on one
     thread. The calibration forward and GPTQ's column loop are many small and medium operations:
     split per operation across threads, each waits for the slowest thread, which on a busy 2-core
-    machine took 2-4x the wall time of two workers on separate batches."""
+    machine took 2-4x the wall time of two workers on separate batches.
+
+    torch's thread count is process-wide: the first of overlapping callers (two builds in one
+    server) saves it and the last restores it; meanwhile other torch work in the process runs on
+    one thread."""
     import torch
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    global _threads_users, _threads_saved
+    with _threads_lock:
+        if _threads_users == 0:
+            _threads_saved = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _threads_users += 1
+        threads = _threads_saved
     try:
         with ThreadPoolExecutor(threads) as pool:
             yield pool, threads
     finally:
-        torch.set_num_threads(threads)
+        with _threads_lock:
+            _threads_users -= 1
+            if _threads_users == 0:
+                torch.set_num_threads(_threads_saved)
 
 
 # -- the graph -------------------------------------------------------------------------------------

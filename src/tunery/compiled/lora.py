@@ -223,6 +223,28 @@ def _modules(kind: str, N: int, decoder: dict[str, Any], consumers: list[Any],
     return list(zip(parts, widths, strict=True))
 
 
+def convertible(peft_dir: Path) -> str | None:
+    """Why the PEFT adapter in ``peft_dir`` cannot become an ONNX adapter (None when it can): the
+    checks :func:`write_adapter` makes, on the config and the weights' names only (no tensor is
+    read), so a server can route such a fine-tune to PyTorch before a request fails."""
+    from safetensors import safe_open
+
+    peft_dir = Path(peft_dir)
+    try:
+        _peft_config(peft_dir)
+        path = peft_dir / "adapter_model.safetensors"
+        if not path.exists():
+            return "its weights are not in adapter_model.safetensors"
+        with safe_open(str(path), framework="np") as f:
+            names = list(f.keys())
+    except InvalidInput as e:
+        return e.message.split(": ", 1)[-1]
+    except (OSError, ValueError) as e:
+        return f"its weights cannot be read ({e})"
+    other = [k for k in names if (m := _PEFT_KEY.match(k)) is None or m.group(2) not in PROJECTIONS]
+    return f"it holds weights outside the LoRA projections, e.g. {other[0]}" if other else None
+
+
 def _peft_config(peft_dir: Path) -> dict[str, Any]:
     path = peft_dir / "adapter_config.json"
     if not path.exists():

@@ -84,16 +84,21 @@ class AdapterPool:
     def _make_room(self, keep: str) -> None:
         idle = [k for k, n in self._loaded.items() if k != keep and not self._in_use.get(n)]
         while idle and (len(self._loaded) > self.max_adapters or self._memory_short()):
-            self.evict(idle.pop(0))
+            key = idle.pop(0)
+            try:
+                self.evict(key)
+            except Exception:  # the runtime still holds it: keep it listed, try again next time
+                log.warning("could not unload LoRA adapter %s", key, exc_info=True)
 
     def _memory_short(self) -> bool:
         free = available_memory()
         return free is not None and free < self.min_free_bytes
 
     def evict(self, key: str) -> None:
-        name = self._loaded.pop(key)
+        name = self._loaded[key]
         log.info("evicting LoRA adapter %s (%s)", key, name)
-        self._unload(name)
+        self._unload(name)  # first: if the runtime refuses, the pool still lists it
+        del self._loaded[key]
 
 
 def check_adapter_folder(path: Path) -> None:

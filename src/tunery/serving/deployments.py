@@ -67,10 +67,12 @@ def create(name: str, model: str, *, tpm: int | None = None, content_filter: str
     terms = [t for t in (blocklist or []) if isinstance(t, str) and t.strip()]
     if len(terms) != len(blocklist or []):
         raise InvalidInput("blocklist must be a list of non-empty strings", param="blocklist")
-    if precision is not None:
+    if precision is not None and precision.strip().lower() not in ("", "auto"):
         from tunery.compiled.cache import check_precision
 
         precision = check_precision(precision)
+    else:
+        precision = None  # the server's default, whatever it is when the deployment is used
     if registry.find(name) is not None:
         raise Conflict(f"{name!r} is already the name of a model", param="name",
                        hint="pick a deployment name that is not a model name")

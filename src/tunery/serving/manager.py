@@ -3,8 +3,9 @@ resolved to an engine: the one place where a chat request becomes engine request
 context check, ``max_tokens``, the ``n`` choices), whether the target came from the registry or
 from an export folder an app embeds (``tunery.serving.onnx_engine.OnnxChatModel``).
 
-One engine per set of base weights: a base model and all of its LoRA fine-tunes (and their
-checkpoints) share it, a full fine-tune gets its own. Engines load on first use and the least
+One engine per set of base weights and way of serving them (``compiled-int8``, ``torch``...): a
+base model and all of its LoRA fine-tunes (and their checkpoints) share it, a full fine-tune gets
+its own. Engines load on first use and the least
 recently used idle one is unloaded when more than ``TUNERY_MAX_ENGINES`` (default 2) are loaded.
 The server, ``tunery chat`` and in-process flows and evaluators all go through :func:`manager`,
 so they share the same weights in memory.
@@ -149,21 +150,21 @@ class Target:
         return requests
 
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
-                   "tokenizer.model", "vocab.json", "merges.txt")
 _tokenizer_keys: dict[tuple, str] = {}
+_NOT_TOKENIZER = (".safetensors", ".bin", ".pt", ".onnx", ".onnx_adapter", ".data", ".gguf")
 
 
 def _tokenizer_key(rec: ModelRecord) -> str:
-    """A digest of the tokenizer files ``load_tokenizer`` reads for ``rec`` (remembered per path,
-    size and mtime)."""
+    """A digest of the files ``load_tokenizer`` may read for ``rec`` (every file of its tokenizer
+    folder but weights), remembered per path, size and mtime."""
     import hashlib
 
     from tunery.models.loading import tokenizer_dir
 
     folder = tokenizer_dir(rec)
-    files = [folder / n for n in TOKENIZER_FILES if (folder / n).exists()]
-    stamp = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    files = sorted(f for f in folder.iterdir() if f.is_file() and not f.name.endswith(_NOT_TOKENIZER)) \
+        if folder.is_dir() else []
+    stamp = (str(folder), *((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files))
     key = _tokenizer_keys.get(stamp)
     if key is None:
         h = hashlib.sha256()
@@ -201,10 +202,24 @@ def route(rec: ModelRecord, base: ModelRecord, precision: str | None) -> tuple[s
     if rec.kind == "fine-tuned" and not rec.is_adapter:
         return "torch", "fp32", (f"{rec.id} is a full fine-tune: served in float32 by the PyTorch engine "
                                  f"(only LoRA fine-tunes run over a compiled {wanted} base)")
-    why = unsupported(base.path)
+    why = unsupported(base.path) or (_unconvertible(rec) if rec.is_adapter else None)
     if why is not None:
         return "torch", "fp32", f"{rec.id} is served in float32 by the PyTorch engine: {why}"
     return f"compiled-{wanted}", wanted, None
+
+
+_convertible: dict[tuple, str | None] = {}
+
+
+def _unconvertible(rec: ModelRecord) -> str | None:
+    """Why a LoRA fine-tune cannot run as an ONNX adapter (remembered per folder and mtime)."""
+    from tunery.compiled.lora import convertible
+
+    config = rec.path / "adapter_config.json"
+    stamp = (str(rec.path), config.stat().st_mtime_ns if config.exists() else 0)
+    if stamp not in _convertible:
+        _convertible[stamp] = convertible(rec.path)
+    return _convertible[stamp]
 
 
 def serving_info(rec: ModelRecord, precision: str | None = None) -> dict[str, Any]:
@@ -218,7 +233,7 @@ def serving_info(rec: ModelRecord, precision: str | None = None) -> dict[str, An
     info: dict[str, Any] = {"engine": "onnx" if kind in COMPILED else kind, "precision": served, "notice": notice,
                             "adapter_of": base.id if rec.is_adapter else None}
     if kind in COMPILED:
-        built = find(base.path, served) if base.path.exists() else None
+        built = find(base.path, served, hash_unknown=False) if base.path.exists() else None
         m = built.manifest if built is not None else None
         info["compiled"] = None if m is None else {
             "folder": str(built.folder), "built_at": m.get("built_at"), "build_seconds": m.get("build_seconds"),
@@ -229,7 +244,7 @@ def serving_info(rec: ModelRecord, precision: str | None = None) -> dict[str, An
 def describe_serving(info: dict[str, Any]) -> str:
     """One line for :func:`serving_info`, e.g. ``int8, compiled copy: loss +0.11% vs float32``."""
     if info.get("notice"):
-        return f"{info['precision']} (PyTorch): {info['notice']}"
+        return info["notice"]
     if info["precision"] == "fp32":
         return "fp32 (PyTorch engine)"
     if info["precision"] == "export":
@@ -339,7 +354,8 @@ class EngineManager:
             from tunery.compiled.cache import ensure
 
             # the base's compiled copy, built first if missing, served as an ONNX model of its own
-            compiled = ensure(base.path, COMPILED[kind], name=base.id, progress=progress)
+            compiled = ensure(base.path, COMPILED[kind], name=base.id,
+                              progress=progress or (lambda line: log.info("%s", line)))
             return factory(replace(base, path=compiled.folder,
                                    meta={**base.meta, "engine": "onnx", "compiled": compiled.precision}))
         key = f"{kind}:{base.path}"

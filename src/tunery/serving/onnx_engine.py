@@ -1,8 +1,9 @@
-"""The ONNX Runtime engine: an exported ONNX decoder (``tunery export MODEL --format onnx``) served
-through onnxruntime-genai's generator loop, behind the same engine contract as the PyTorch engine
-(``tunery.serving.engine``). Registered exports are served through the engine manager like any
-model; ``OnnxChatModel`` serves an export folder an app embeds, with no registry, through the
-same prompt, ``max_tokens`` and streaming path (``Target`` and ``ChatRun``).
+"""The ONNX Runtime engine, the fast path: an ONNX decoder served through onnxruntime-genai's
+generator loop, behind the same engine contract as the PyTorch engine (``tunery.serving.engine``).
+It serves a base model's compiled copy (``tunery.compiled.cache``, the default for every model,
+its LoRA fine-tunes as adapters) and registered exports (``tunery export MODEL --format onnx``)
+through the engine manager; ``OnnxChatModel`` serves an export folder an app embeds, with no
+registry, through the same prompt, ``max_tokens`` and streaming path (``Target`` and ``ChatRun``).
 
 Batching: requests waiting when a batch starts, or arriving within ``TUNERY_BATCH_WINDOW_MS``
 (25 ms) of it, are decoded together, left-padded, in one onnxruntime-genai generator (one forward
@@ -212,6 +213,9 @@ class OnnxEngine(ThreadedEngine):
         name = self.adapters.acquire(adapter) if adapter is not None and self.adapters is not None else None
         try:
             self._generate(rows, name)
+        except Exception as e:
+            # without its traceback: that would keep the generator, and so the adapter it holds, alive
+            raise e.with_traceback(None) from None
         finally:
             if name is not None and self.adapters is not None:
                 self.adapters.release(name)

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
+from tunery.compiled.cache import PRECISIONS
 from tunery.serving import deployments
 from tunery.serving.ratelimit import limiter
 
@@ -21,7 +22,7 @@ class DeploymentCreate(BaseModel):
     tpm: int | None = Field(None, ge=1, le=2**63 - 1)  # the largest integer the database stores
     content_filter: Literal["off", "default", "strict"] = "default"
     blocklist: list[str] | None = None
-    precision: Literal["int8", "int4", "fp32"] | None = None
+    precision: Literal[*PRECISIONS] | None = None  # type: ignore[valid-type]
 
 
 def _out(dep: deployments.Deployment) -> dict[str, Any]:
