@@ -31,7 +31,7 @@ MIXED = re.compile(r"(^|[/._])(qkv|q|k|v|o|down)_proj([/._]|$)")
 """The mixed variant's 8-bit matrices: the attention's input and output, the MLP's output."""
 
 
-def calibration_ids(hf_dir: Path) -> list[list[int]]:
+def travel_calibration(hf_dir: Path) -> list[list[int]]:
     """The token sequences ``tunery export --format onnx --quantize int4`` calibrates a base model on."""
     from tunery.compiled.cache import CALIBRATION_CHATS, calibration_ids
     from tunery.data.validate import load_examples
@@ -77,7 +77,7 @@ def main() -> None:
     hf_dir = args.hf or ensure().path
     tok = AutoTokenizer.from_pretrained(str(hf_dir))
     convs = [c.to_dicts() for c in load_examples(str(TRAVEL_VALIDATION), purpose="validation")]
-    calib = calibration_ids(hf_dir)
+    calib = travel_calibration(hf_dir)
     print(f"{hf_dir}: calibration {len(calib)} chats, {sum(map(len, calib))} tokens; held-out "
           f"{len(convs)} chats; {args.threads} threads", flush=True)
 
