@@ -1,5 +1,5 @@
 """The fast copy a base model is served from: one quantized ONNX graph per set of base weights and
-precision, built on first use (a progress line, seconds for a 135M model) and cached under
+precision, built on first use (progress lines; 33 s for SmolLM2-135M at int8) and cached under
 ``TUNERY_HOME/compiled/``, with LoRA inputs so that every LoRA fine-tune and checkpoint of that
 base is served as an adapter over the same copy (``tunery.compiled.lora``), never as a merged copy
 of its own.
@@ -8,9 +8,10 @@ The cache is keyed by the weights' content (SHA-256 of the safetensors files), n
 name: two names for the same weights share one copy, and weights rewritten in place get a new one.
 
 Precision (``--precision``): ``int8`` by default, chosen by measurement (benchmarks/RESULTS.md,
-"Serving precision"): 8-bit block-wise weights kept the held-out loss within 0.2% of float32,
-where GPTQ int4 cost +1.8% for ~15% more speed. ``int4`` is there for whoever prefers the speed;
-``fp32`` means the PyTorch engine (no compiled copy). Each copy is checked against the float32
+"Serving precision and the fast path"): served through 8-bit block-wise weights, the quickstart's
+fine-tune kept its held-out loss within 0.02% of float32 (the base +0.25%), where GPTQ int4 cost
++1.5% for ~15% more speed. ``int4`` is there for whoever prefers the speed; ``fp32`` means the
+PyTorch engine (no compiled copy). Each copy is checked against the float32
 model when it is built, the same way an export is (``tunery.compiled.verify``: loss on the
 bundled held-out travel chats, top-1 and greedy agreement), and the figures go in its manifest,
 ``tunery-compiled.json``, which ``tunery models show`` and the studio display. A copy whose loss
