@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -50,7 +51,8 @@ CALIBRATION_CHATS = 128
 CALIBRATION_TOKENS = 512  # per chat; longer ones are cut
 CALIBRATION_BUDGET = 8192  # tokens in all: on SmolLM2, 4k to 15k tokens gave the same loss within 1.5%
 
-_QUANTIZE = {"int8": "int8", "int4": "int4"}  # precision -> onnx_build's quantize
+COMPILED_PRECISIONS = ("int8", "int4")
+"""The precisions served from a compiled copy (each is also ``onnx_build``'s ``quantize`` name)."""
 
 
 def check_precision(value: str | None) -> str:
@@ -71,7 +73,21 @@ def check_precision(value: str | None) -> str:
 
 
 def unsupported(hf_dir: Path) -> str | None:
-    """Why the fast path cannot take the model in ``hf_dir`` (None when it can)."""
+    """Why the fast path cannot take the model in ``hf_dir`` (None when it can). Every request
+    asks: the answer is remembered per folder and config.json's mtime."""
+    config = Path(hf_dir) / "config.json"
+    try:
+        mtime = config.stat().st_mtime_ns
+    except OSError:
+        return f"{hf_dir} has no readable config.json"
+    why = _unsupported(str(hf_dir), mtime)
+    if why is None and not _weight_files(Path(hf_dir)):
+        return f"{hf_dir} has no safetensors weights"
+    return why
+
+
+@functools.lru_cache(maxsize=256)
+def _unsupported(hf_dir: str, config_mtime: int) -> str | None:
     from tunery.compiled.onnx_build import SUPPORTED_TYPES
 
     try:
@@ -84,8 +100,6 @@ def unsupported(hf_dir: Path) -> str | None:
         return f"{hf_dir} has no readable config.json"
     if model_type not in SUPPORTED_TYPES:
         return f"the ONNX builder does not take {model_type or 'this'} models"
-    if not _weight_files(Path(hf_dir)):
-        return f"{hf_dir} has no safetensors weights"
     return None
 
 
@@ -202,7 +216,7 @@ def _read_manifest(folder: Path) -> dict[str, Any] | None:
 def ensure(hf_dir: Path, precision: str, *, name: str = "", progress: Progress | None = None) -> CompiledBase:
     """The copy of ``hf_dir`` at ``precision`` (``int8`` or ``int4``), built when missing. Two
     processes asking at once build it once (a file lock); a copy appears whole or not at all."""
-    if precision not in _QUANTIZE:
+    if precision not in COMPILED_PRECISIONS:
         raise InvalidInput(f"there is no compiled copy at precision {precision!r}", param="precision")
     hf_dir = Path(hf_dir)
     found = find(hf_dir, precision)
@@ -253,7 +267,7 @@ def _build(hf_dir: Path, folder: Path, precision: str, key: str, name: str,
     say(progress, f"building the {precision} copy of {name} for fast serving (once per base model)")
     with atomic_dir(folder) as tmp:
         calibration = calibration_ids(hf_dir, _bundled_chats()) if precision == "int4" else None
-        quantization = build_onnx(hf_dir, tmp, _QUANTIZE[precision], calibration=calibration,
+        quantization = build_onnx(hf_dir, tmp, precision, calibration=calibration,
                                   work_dir=folder.parent, progress=progress)
         say(progress, "adding LoRA inputs, so fine-tunes of this base run as adapters over it")
         lora_inputs = add_lora_inputs(tmp)

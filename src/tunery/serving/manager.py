@@ -33,6 +33,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from tunery.chat import ChatMessage, GenerationParams
+from tunery.compiled.cache import COMPILED_PRECISIONS
 from tunery.errors import InvalidInput
 from tunery.models import registry
 from tunery.models.registry import ModelRecord
@@ -186,7 +187,7 @@ def _adapter_for(rec: ModelRecord) -> Adapter | None:
     return Adapter(key=f"{rec.path}@{weights.stat().st_mtime_ns}", path=rec.path)
 
 
-COMPILED = {"compiled-int8": "int8", "compiled-int4": "int4"}
+COMPILED = {f"compiled-{p}": p for p in COMPILED_PRECISIONS}
 """Engine kinds that serve a base's compiled copy, and its precision."""
 
 
@@ -228,7 +229,7 @@ def serving_info(rec: ModelRecord, precision: str | None = None) -> dict[str, An
     the copy is built, on first use)."""
     from tunery.compiled.cache import find
 
-    base = registry.get(rec.parent) if rec.is_adapter and rec.parent else rec
+    base = registry.get(rec.base_id)
     kind, served, notice = route(rec, base, precision)
     info: dict[str, Any] = {"engine": "onnx" if kind in COMPILED else kind, "precision": served, "notice": notice,
                             "adapter_of": base.id if rec.is_adapter else None}
