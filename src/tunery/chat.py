@@ -18,6 +18,7 @@ class Role(StrEnum):
     SYSTEM = "system"
     USER = "user"
     ASSISTANT = "assistant"
+    TOOL = "tool"
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,20 +26,33 @@ class ChatMessage:
     """One turn of a conversation.
 
     ``weight`` only matters on assistant messages in training data: 1 (the default) trains on
-    the message, 0 keeps it as context without learning from it.
+    the message, 0 keeps it as context without learning from it. ``tool_calls`` (on an assistant
+    message) are OpenAI's ``{"id", "type": "function", "function": {"name", "arguments"}}`` with
+    ``arguments`` a JSON string; ``tool_call_id`` (on a tool message) names the call it answers.
+    An assistant message that only calls tools has ``content`` "" (OpenAI's null).
     """
 
     role: Role
     content: str
     weight: int | None = None
+    tool_calls: tuple[dict[str, Any], ...] | None = None
+    tool_call_id: str | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ChatMessage:
         """Build from an OpenAI-style dict; assumes the dict was validated (see tunery.data)."""
-        return cls(role=Role(d["role"]), content=content_text(d["content"]), weight=d.get("weight"))
+        content = d.get("content")
+        calls = d.get("tool_calls")
+        return cls(role=Role(d["role"]), content="" if content is None else content_text(content),
+                   weight=d.get("weight"), tool_calls=None if calls is None else tuple(calls),
+                   tool_call_id=d.get("tool_call_id"))
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"role": self.role.value, "content": self.content}
+        if self.tool_calls is not None:
+            d["tool_calls"] = list(self.tool_calls)
+        if self.tool_call_id is not None:
+            d["tool_call_id"] = self.tool_call_id
         if self.weight is not None:
             d["weight"] = self.weight
         return d
@@ -50,15 +64,20 @@ class ChatMessage:
 
 @dataclass(frozen=True, slots=True)
 class Conversation:
-    """An ordered list of messages: one training example, or one chat request."""
+    """An ordered list of messages: one training example, or one chat request. ``tools`` are the
+    OpenAI tool specs (``{"type": "function", "function": {"name", "description", "parameters"}}``)
+    the assistant may call in it."""
 
     messages: tuple[ChatMessage, ...] = field(default_factory=tuple)
+    tools: tuple[dict[str, Any], ...] | None = None
 
     @classmethod
-    def from_dicts(cls, messages: list[dict[str, Any]]) -> Conversation:
-        return cls(tuple(ChatMessage.from_dict(m) for m in messages))
+    def from_dicts(cls, messages: list[dict[str, Any]], tools: Sequence[dict[str, Any]] | None = None
+                   ) -> Conversation:
+        return cls(tuple(ChatMessage.from_dict(m) for m in messages), None if tools is None else tuple(tools))
 
     def to_dicts(self, *, with_weights: bool = False) -> list[dict[str, Any]]:
+        """The messages as OpenAI dicts (the tools are :attr:`tools`, beside them)."""
         out = []
         for m in self.messages:
             d = m.to_dict()
@@ -76,7 +95,7 @@ class Conversation:
         if system is None:
             return self
         rest = tuple(m for m in self.messages if m.role is not Role.SYSTEM)
-        return Conversation((ChatMessage(Role.SYSTEM, system), *rest))
+        return Conversation((ChatMessage(Role.SYSTEM, system), *rest), self.tools)
 
     def __len__(self) -> int:
         return len(self.messages)
@@ -108,7 +127,9 @@ FinishReason = Literal["stop", "length", "content_filter"]
 @dataclass(frozen=True)
 class GenerationParams:
     """Sampling settings, named as in the OpenAI API. ``max_tokens=None`` means up to the
-    context length; ``temperature=0`` means greedy."""
+    context length; ``temperature=0`` means greedy. ``tools`` (OpenAI function specs),
+    ``tool_choice`` (None: OpenAI's default, ``auto`` with tools), ``parallel_tool_calls`` and
+    ``response_format`` are honoured by constrained decoding (``tunery.serving.constrained``)."""
 
     max_tokens: int | None = None
     temperature: float = 1.0
@@ -116,6 +137,10 @@ class GenerationParams:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     n: int = 1
+    tools: tuple[dict[str, Any], ...] = ()
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool = True
+    response_format: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

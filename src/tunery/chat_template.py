@@ -18,16 +18,38 @@ once, a long conversation's prefixes add up to the square of its length (3,000 m
 1.2 GB). Memory now grows with the conversation's length; time still grows with its square (the
 template is run once per trained turn), which is why the validator refuses, before templating, an
 example with more messages than the model's context has tokens.
+
+Tool calling (OpenAI's ``tools``, assistant ``tool_calls`` and ``tool`` messages) goes to the
+model's own template when that template knows tools (its text names ``tools`` or
+``tool_calls``): the calls' JSON ``arguments`` are handed over as objects, as Hugging Face
+templates expect. A template that does not (SmolLM2's) gets one fallback, the format several open
+model families use, written into plain system/user/assistant turns:
+
+- the tool definitions, one JSON object per line between ``<tools>`` and ``</tools>`` after
+  :data:`TOOLS_INSTRUCTION`, are appended to the system message (or make a new one);
+- an assistant message's calls follow its content, one block per call (parallel calls are
+  several blocks): ``<tool_call>\n{"name": ..., "arguments": {...}}\n</tool_call>``
+  (:func:`tool_call_text`; :func:`parse_tool_calls` reads them back from a model's answer);
+- tool results become a user turn, each as ``<tool_response>\n...\n</tool_response>``
+  (consecutive results, answering parallel calls, share one turn).
+
+Either way an assistant message with tool calls is trained on like any other (its weight is
+honoured), and tool results, never.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import re
+import uuid
 from bisect import bisect_right
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tunery.chat import ChatMessage, Conversation, Role
+from tunery.chat import ChatMessage, Conversation, Role, content_text
 from tunery.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -57,61 +79,257 @@ class EncodedExample:
         return len(self.input_ids)
 
 
+# --- tool calls as text (the fallback format) ---------------------------------------------------
+
+TOOL_CALL_OPEN = "<tool_call>"
+TOOL_CALL_CLOSE = "</tool_call>"
+TOOL_RESPONSE_OPEN = "<tool_response>"
+TOOL_RESPONSE_CLOSE = "</tool_response>"
+TOOLS_INSTRUCTION = (
+    "You may call one or more functions to help with the user's request. The functions are listed below "
+    'as JSON. To call one, answer with {"name": <function name>, "arguments": <arguments as a JSON object>} '
+    f"between {TOOL_CALL_OPEN} and {TOOL_CALL_CLOSE}, one block per call; call none when none is needed.")
+"""The line before the tool definitions in the fallback system message."""
+
+_BLOCK = re.compile(re.escape(TOOL_CALL_OPEN) + r"(.*?)(?:" + re.escape(TOOL_CALL_CLOSE) + r"|\Z)", re.S)
+
+
+def _call_parts(call: Mapping[str, Any]) -> tuple[str, Any]:
+    """Name and arguments (parsed when they are a JSON string) of an OpenAI tool call, or of a
+    bare ``{"name", "arguments"}``. Arguments that do not parse stay the string they are."""
+    fn = call.get("function", call)
+    args = fn.get("arguments", {})
+    if isinstance(args, str):
+        with contextlib.suppress(ValueError):
+            args = json.loads(args)
+    return fn.get("name", ""), args
+
+
+def tool_call_text(calls: Sequence[Mapping[str, Any]]) -> str:
+    """OpenAI tool calls as the fallback format writes them: one ``<tool_call>`` block each."""
+    blocks = []
+    for call in calls:
+        name, args = _call_parts(call)
+        body = json.dumps({"name": name, "arguments": args}, ensure_ascii=False)
+        blocks.append(f"{TOOL_CALL_OPEN}\n{body}\n{TOOL_CALL_CLOSE}")
+    return "\n".join(blocks)
+
+
+def parse_tool_calls(text: str) -> tuple[str, list[dict[str, Any]]]:
+    """A model's answer split into its plain content and its tool calls, as OpenAI's
+    ``tool_calls`` (each with a fresh ``call_...`` id and ``arguments`` a JSON string). A block
+    whose body is not a JSON object with a string ``name`` and object ``arguments`` stays in the
+    content, as written: a malformed call is text, never an error. A last block cut off before
+    its closing tag counts when its JSON is whole."""
+    calls: list[dict[str, Any]] = []
+    kept: list[str] = []
+    pos = 0
+    for m in _BLOCK.finditer(text):
+        try:
+            body = json.loads(m.group(1))
+        except (ValueError, RecursionError):
+            continue
+        if not isinstance(body, dict) or not isinstance(body.get("name"), str) or not body["name"]:
+            continue
+        args = body.get("arguments", {})
+        if isinstance(args, str):  # some models write the arguments as a JSON string, as the API does
+            try:
+                args = json.loads(args)
+            except (ValueError, RecursionError):
+                continue
+        if not isinstance(args, dict):
+            continue
+        kept.append(text[pos:m.start()])
+        pos = m.end()
+        calls.append({"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
+                      "function": {"name": body["name"], "arguments": json.dumps(args, ensure_ascii=False)}})
+    kept.append(text[pos:])
+    return ("".join(kept).strip() if calls else text), calls
+
+
+def supports_tools(tokenizer: PreTrainedTokenizerBase) -> bool:
+    """Whether the model's own chat template renders tools (its text names them)."""
+    template = getattr(tokenizer, "chat_template", None)
+    text = json.dumps(template) if isinstance(template, dict | list) else str(template or "")
+    return "tools" in text or "tool_calls" in text
+
+
+def _fallback(turns: list[tuple[dict[str, Any], bool]], tools: Sequence[Mapping[str, Any]] | None
+              ) -> list[tuple[dict[str, Any], bool]]:
+    """Turns with tools, tool calls and tool results written as plain text (the module's fallback)."""
+    out: list[tuple[dict[str, Any], bool]] = []
+    after_result = False  # consecutive results (of parallel calls) share one turn
+    for d, trained in turns:
+        role, content = d.get("role"), d.get("content")
+        content = "" if content is None else content
+        if d.get("tool_calls"):
+            calls, content = tool_call_text(d["tool_calls"]), content_text(content)
+            d = {"role": role, "content": f"{content}\n{calls}" if content else calls}
+        elif role == Role.TOOL.value:
+            text = f"{TOOL_RESPONSE_OPEN}\n{content_text(content)}\n{TOOL_RESPONSE_CLOSE}"
+            if after_result:
+                out[-1] = ({**out[-1][0], "content": f"{out[-1][0]['content']}\n{text}"}, False)
+            else:
+                out.append(({"role": Role.USER.value, "content": text}, False))
+            after_result = True
+            continue
+        else:
+            d = {**{k: v for k, v in d.items() if k not in ("tool_calls", "tool_call_id")}, "content": content}
+        after_result = False
+        out.append((d, trained))
+    if tools:
+        specs = "\n".join(json.dumps(t, ensure_ascii=False) for t in tools)
+        block = f"{TOOLS_INSTRUCTION}\n<tools>\n{specs}\n</tools>"
+        if out and out[0][0].get("role") == Role.SYSTEM.value:
+            system = out[0][0].get("content") or ""
+            out[0] = ({**out[0][0], "content": f"{system}\n\n{block}" if system else block}, False)
+        else:
+            out.insert(0, ({"role": Role.SYSTEM.value, "content": block}, False))
+    return out
+
+
+def _native(turns: list[tuple[dict[str, Any], bool]]) -> list[tuple[dict[str, Any], bool]]:
+    """Turns for a template that knows tools: call arguments as objects, and each tool result
+    named after the function whose call it answers."""
+    names: dict[str, str] = {}
+    out = []
+    for d, trained in turns:
+        if d.get("tool_calls"):
+            calls = []
+            for c in d["tool_calls"]:
+                name, args = _call_parts(c)
+                names[c.get("id", "")] = name
+                calls.append({**c, "type": "function", "function": {"name": name, "arguments": args}})
+            d = {**d, "tool_calls": calls, "content": d.get("content") or ""}
+        elif d.get("role") == Role.TOOL.value and "name" not in d and d.get("tool_call_id") in names:
+            d = {**d, "name": names[d["tool_call_id"]]}
+        out.append((d, trained))
+    return out
+
+
 # --- conversations as the template wants them -------------------------------------------------
 
-def _turns(messages: Messages) -> list[tuple[dict[str, Any], bool]]:
+_Prepared = tuple[list[tuple[dict[str, Any], bool]], list[dict[str, Any]] | None]
+"""A conversation's turns as the template gets them, each with whether it is trained on, and the
+``tools`` to pass the template (None: none, or already written into the turns)."""
+
+
+def _turns(tokenizer: PreTrainedTokenizerBase, messages: Messages,
+           tools: Sequence[Mapping[str, Any]] | None = None) -> _Prepared:
     """Each message as the dict the template gets (no ``weight``: it is tunery's, not the model's)
-    and whether it is trained on."""
+    and whether it is trained on; tools (``tools``, else the conversation's own) as the template
+    takes them."""
     if isinstance(messages, Conversation):
+        if tools is None and messages.tools is not None:
+            tools = list(messages.tools)
         messages = messages.messages
     out: list[tuple[dict[str, Any], bool]] = []
     for i, m in enumerate(messages):
         if isinstance(m, ChatMessage):
-            out.append(({"role": m.role.value, "content": m.content}, m.trainable))
+            d = m.to_dict()
+            d.pop("weight", None)
+            out.append((d, m.trainable))
         elif isinstance(m, Mapping):
             d = {k: v for k, v in m.items() if k != "weight"}
             out.append((d, m.get("role") == Role.ASSISTANT.value and m.get("weight") != 0))
         else:
             raise InvalidInput(f"messages[{i}] is a {type(m).__name__}, not a chat message", param="messages")
+    uses_tools = bool(tools) or any(d.get("tool_calls") or d.get("role") == Role.TOOL.value for d, _ in out)
+    if not uses_tools:
+        return out, None
+    if supports_tools(tokenizer):
+        return _native(out), list(tools) if tools else None
+    return _fallback(out, tools), None
+
+
+_SYSTEM_ROLE: dict[str, bool] = {}
+
+
+def _takes_system(tokenizer: PreTrainedTokenizerBase) -> bool:
+    """Whether the model's template has a system role (Gemma 2's raises on one), tried once per
+    template."""
+    key = str(getattr(tokenizer, "chat_template", None))
+    if key not in _SYSTEM_ROLE:
+        user = [{"role": Role.USER.value, "content": "u"}]
+        try:
+            tokenizer.apply_chat_template([{"role": Role.SYSTEM.value, "content": "s"}, *user], tokenize=False)
+            _SYSTEM_ROLE[key] = True
+        except Exception:  # the template's own raise_exception
+            try:
+                tokenizer.apply_chat_template(user, tokenize=False)
+                _SYSTEM_ROLE[key] = False
+            except Exception:  # it fails for another reason: leave conversations as they are
+                _SYSTEM_ROLE[key] = True
+    return _SYSTEM_ROLE[key]
+
+
+def _fold_system(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """For a template without a system role: a leading system message put at the head of the first
+    user turn, as Gemma 3's own template does (a conversation with no user turn is left alone)."""
+    if not messages or messages[0].get("role") != Role.SYSTEM.value:
+        return messages
+    system, rest = messages[0], messages[1:]
+    for j, m in enumerate(rest):
+        if m.get("role") == Role.USER.value and isinstance(m.get("content"), str):
+            return [*rest[:j], {**m, "content": f"{system.get('content')}\n\n{m['content']}"}, *rest[j + 1:]]
+    return messages
+
+
+def _apply(tokenizer: PreTrainedTokenizerBase, items: Sequence[tuple[list[dict[str, Any]], list | None]],
+           generation_prompt: bool) -> list[str]:
+    """Render conversations (each its dicts and tools) in order: one batched call per set of tools
+    (the template takes one ``tools`` per call), one by one when a batch fails, to name the
+    conversation at fault. A template that rejects a conversation is bad input."""
+    if not _takes_system(tokenizer):
+        items = [(_fold_system(d), tools) for d, tools in items]
+    groups: dict[str, list[int]] = {}
+    for k, (_, tools) in enumerate(items):
+        groups.setdefault(json.dumps(tools, sort_keys=True), []).append(k)
+    out: list[str] = [""] * len(items)
+    for ks in groups.values():
+        tools = items[ks[0]][1]
+        # only pass tools when given: templates and tokenizers without tool support keep working
+        extra = {} if tools is None else {"tools": tools}
+        try:
+            texts = list(tokenizer.apply_chat_template([items[k][0] for k in ks], tokenize=False,
+                                                       add_generation_prompt=generation_prompt, **extra))
+        except Exception:
+            texts = []
+            for k in ks:
+                try:
+                    texts.append(tokenizer.apply_chat_template(items[k][0], tokenize=False,
+                                                               add_generation_prompt=generation_prompt, **extra))
+                except Exception as e:  # jinja raises its own errors (and templates raise_exception(...))
+                    raise InvalidInput(f"the model's chat template rejected the conversation: {e}",
+                                       param="messages") from e
+        for k, text in zip(ks, texts, strict=True):
+            out[k] = text
     return out
-
-
-def _dicts(messages: Messages) -> list[dict[str, Any]]:
-    return [d for d, _ in _turns(messages)]
 
 
 # --- rendering ---------------------------------------------------------------------------------
 
 def render(tokenizer: PreTrainedTokenizerBase, messages: Messages, *, generation_prompt: bool = False,
-           tools: list[dict] | None = None) -> str:
+           tools: Sequence[Mapping[str, Any]] | None = None) -> str:
     """The text the model sees for ``messages`` (with the assistant header after it when
-    ``generation_prompt``); ``tools`` (OpenAI function specs) go to the template as they are.
-    A template that rejects the conversation is bad input."""
-    # only pass tools when given: templates and tokenizers without tool support keep working
-    extra = {} if tools is None else {"tools": tools}
-    try:
-        return tokenizer.apply_chat_template(_dicts(messages), tokenize=False,
-                                             add_generation_prompt=generation_prompt, **extra)
-    except Exception as e:  # jinja raises its own errors (and templates raise_exception(...)) for bad turns
-        raise InvalidInput(f"the model's chat template rejected the conversation: {e}", param="messages") from e
+    ``generation_prompt``); ``tools`` (OpenAI tool specs; default: a Conversation's own) are
+    rendered as the module docstring says. A template that rejects the conversation is bad input."""
+    turns, kw = _turns(tokenizer, messages, tools)
+    return _apply(tokenizer, [([d for d, _ in turns], kw)], generation_prompt)[0]
 
 
 def render_all(tokenizer: PreTrainedTokenizerBase, conversations: Sequence[Messages], *,
                generation_prompt: bool = False) -> list[str]:
-    """:func:`render` for many conversations; one batched call, which is several times faster."""
-    if not conversations:
-        return []
-    try:
-        return list(tokenizer.apply_chat_template([_dicts(c) for c in conversations], tokenize=False,
-                                                  add_generation_prompt=generation_prompt))
-    except Exception:  # one conversation is at fault: render one by one to name the problem
-        return [render(tokenizer, c, generation_prompt=generation_prompt) for c in conversations]
+    """:func:`render` for many conversations (each with its own tools); batched calls, which are
+    several times faster."""
+    prepared = [_turns(tokenizer, c) for c in conversations]
+    return _apply(tokenizer, [([d for d, _ in t], kw) for t, kw in prepared], generation_prompt)
 
 
-def prompt_ids(tokenizer: PreTrainedTokenizerBase, messages: Messages, *, tools: list[dict] | None = None
-               ) -> list[int]:
+def prompt_ids(tokenizer: PreTrainedTokenizerBase, messages: Messages, *,
+               tools: Sequence[Mapping[str, Any]] | None = None) -> list[int]:
     """The token ids of the prompt for the model's next answer: ``messages`` rendered with the
-    generation prompt. The template writes the special tokens itself, so none are added."""
+    generation prompt (and ``tools``). The template writes the special tokens itself, so none are added."""
     text = render(tokenizer, messages, generation_prompt=True, tools=tools)
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
@@ -135,40 +353,82 @@ def _batches(items: list[tuple[int, int]], size: Callable[[tuple[int, int]], int
         yield batch
 
 
-def _spans(tokenizer: PreTrainedTokenizerBase, turns: Sequence[list[tuple[dict[str, Any], bool]]]
-           ) -> list[tuple[str, Spans]]:
+def _spans(tokenizer: PreTrainedTokenizerBase, prepared: Sequence[_Prepared]) -> list[tuple[str, Spans]]:
     """Rendered text and trained character spans of each conversation (given as :func:`_turns`)."""
-    dicts = [[d for d, _ in t] for t in turns]
-    fulls = render_all(tokenizer, dicts)
-    where = [(k, i) for k, t in enumerate(turns) for i, (_, trained) in enumerate(t) if trained]
+    dicts = [[d for d, _ in t] for t, _ in prepared]
+    kws = [kw for _, kw in prepared]
+    fulls = _apply(tokenizer, list(zip(dicts, kws, strict=True)), False)
+    where = [(k, i) for k, (t, _) in enumerate(prepared) for i, (_, trained) in enumerate(t) if trained]
     out: list[tuple[str, Spans]] = [(full, []) for full in fulls]
     # a prefix is no longer than the whole conversation: its length bounds the batch's size
     for batch in _batches(where, lambda ki: 2 * len(fulls[ki[0]])):
-        prompts = render_all(tokenizer, [dicts[k][:i] for k, i in batch], generation_prompt=True)
-        uptos = render_all(tokenizer, [dicts[k][: i + 1] for k, i in batch])
-        for (k, _), prompt, upto in zip(batch, prompts, uptos, strict=True):
-            if not (fulls[k].startswith(upto) and upto.startswith(prompt)):
+        prompts = _apply(tokenizer, [(dicts[k][:i], kws[k]) for k, i in batch], True)
+        uptos = _apply(tokenizer, [(dicts[k][: i + 1], kws[k]) for k, i in batch], False)
+        for (k, i), prompt, upto in zip(batch, prompts, uptos, strict=True):
+            spans = out[k][1]
+            if fulls[k].startswith(upto) and upto.startswith(prompt):
+                # the newline after the end-of-turn marker belongs to the layout, not to the answer
+                span: tuple[int, int] | None = (len(prompt), len(upto.rstrip("\n")))
+            else:
+                marked = [*dicts[k][:i], {**dicts[k][i], "content": _MARK}, *dicts[k][i + 1:]]
+                span = _span(fulls[k], prompt, upto, _apply(tokenizer, [(marked, kws[k])], False)[0],
+                             dicts[k][i].get("content"), spans[-1][1] if spans else 0)
+            if span is None:
                 raise InvalidInput("the model's chat template does not render conversations prefix by prefix, "
                                    "so trained tokens cannot be located", param="model",
                                    hint="fine-tune a model whose template renders each turn after the ones before")
-            # the newline after the end-of-turn marker belongs to the layout, not to the answer
-            out[k][1].append((len(prompt), len(upto.rstrip("\n"))))
+            spans.append(span)
     return out
+
+
+_MARK = "\ue000tunery-answer\ue001"
+"""Stands in for an answer to find where a template puts it (private-use characters: no text has them)."""
+
+
+def _span(full: str, prompt: str, upto: str, marked: str, content: Any, cursor: int) -> tuple[int, int] | None:
+    """Where one trained answer lies in ``full`` (the whole conversation rendered) when the template
+    renders a turn differently once later turns follow: Phi-3 ends a conversation with its
+    end-of-text token, Qwen3 drops earlier answers' <think> blocks, Mistral moves the system
+    message to the last user turn. ``marked`` is ``full`` with the answer replaced by
+    :data:`_MARK`, so the answer starts where the mark does; it ends with the end-of-turn marker
+    that ``upto`` (the conversation through the answer) and ``full`` agree on. ``prompt`` is the
+    conversation before the answer with the generation prompt; ``cursor`` the end of the answer
+    before. None when the template changes the answer's own text."""
+    text = content.split("</think>")[-1].strip() if isinstance(content, str) else ""
+    at = marked.find(_MARK)
+    if not text or at < cursor or upto.rfind(text) < 0:
+        return None
+    at += len(full[at:]) - len(full[at:].lstrip())  # the answer's own leading spacing, stripped above
+    if full[at:at + len(text)] != text:
+        return None
+    if full.startswith(prompt) and cursor <= len(prompt) <= at:
+        start = len(prompt)  # all the model writes after its header (e.g. an empty <think> block)
+    else:
+        start = at
+        while start > cursor and full[start - 1] == " ":  # the space a template puts before an answer
+            start -= 1
+    end = at + len(text)
+    after = upto[upto.rfind(text) + len(text):]
+    tail = os.path.commonprefix([after, full[end:]])
+    if tail != after and "\n" in tail:  # "<|end|>\n<|" of "<|end|>\n<|endoftext|>" and "<|end|>\n<|user|>"
+        tail = tail[:tail.rfind("\n")]
+    return start, end + len(tail.rstrip("\n"))
 
 
 def trained_spans(tokenizer: PreTrainedTokenizerBase, conversations: Sequence[Messages]
                   ) -> list[tuple[str, Spans]]:
     """Each rendered conversation with the character spans of its trained assistant turns."""
-    return _spans(tokenizer, [_turns(c) for c in conversations])
+    return _spans(tokenizer, [_turns(tokenizer, c) for c in conversations])
 
 
 def completion_spans(tokenizer: PreTrainedTokenizerBase, prompt: Messages, completion: str
                      ) -> tuple[str, Spans]:
     """``prompt`` followed by the assistant answer ``completion``, rendered, with the span of that
     answer alone (whatever the weights in ``prompt``): one side of a preference pair."""
-    turns = [(d, False) for d, _ in _turns(prompt)]
+    turns, kw = _turns(tokenizer, prompt)
+    turns = [(d, False) for d, _ in turns]
     turns.append(({"role": Role.ASSISTANT.value, "content": completion}, True))
-    return _spans(tokenizer, [turns])[0]
+    return _spans(tokenizer, [(turns, kw)])[0]
 
 
 def _inside(spans: Spans) -> Callable[[int], bool]:

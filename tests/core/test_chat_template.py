@@ -144,8 +144,9 @@ def test_spans_cover_weight_1_answers_and_their_end_marker(tok):
 
 
 def test_template_that_is_not_prefix_consistent_is_refused(tok):
-    # the message count at the end changes every earlier render: no prefix is a prefix of the whole
-    t = with_template(tok, "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n"
+    # the message count at the end changes every earlier render, and the answer is rewritten: it
+    # cannot be found in the whole conversation either
+    t = with_template(tok, "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content | upper }}<|im_end|>\n"
                            "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
                            "{{ messages | length }}")
     with pytest.raises(InvalidInput, match="prefix by prefix") as e:
