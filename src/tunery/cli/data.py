@@ -75,10 +75,14 @@ def stats(file: Path, model: str, n_epochs: int, as_json: bool) -> None:
     epoch. Trained tokens are those of assistant messages with weight 1, end-of-turn marker included.
     """
     from tunery.data import read_data, token_stats, validate_bytes
+    from tunery.data.preference import file_kind
     from tunery.errors import InvalidInput
     from tunery.models import ensure
     from tunery.models.loading import load_tokenizer
 
+    if file_kind(file) == "preference":
+        _preference_stats(file, model, as_json)
+        return
     report = validate_bytes(read_data(file), purpose="validation")
     if not report.examples:
         raise InvalidInput(f"{file} has no valid examples", param="file",
@@ -118,6 +122,31 @@ def _mask(text: str) -> str:
     """Enough of a finding to recognise it, without printing the personal data itself."""
     return text[:2] + "*" * max(len(text) - 4, 1) + text[-2:] if len(text) > 4 else "*" * len(text)
 
+
+
+def _preference_stats(file: Path, model: str, as_json: bool) -> None:
+    """Tokens of a preference (DPO) file: prompt, chosen and rejected answers per pair."""
+    from tunery.data.preference import load_pairs, preference_stats
+    from tunery.models import ensure
+    from tunery.models.loading import load_tokenizer
+
+    pairs = load_pairs(file, purpose="validation")
+    with status(f"loading {model}") as update:
+        rec = ensure(model, progress=update)
+        result = preference_stats(pairs, load_tokenizer(rec))
+    if as_json:
+        print_json({"file": str(file), "model": rec.id, "format": "preference", **result.to_dict()})
+        return
+    t = Table(title=f"{escape(file.name)} (preference pairs) with {escape(rec.id)}", show_edge=False,
+              header_style="bold")
+    for col, justify in (("tokens per pair", "left"), ("min", "right"), ("median", "right"), ("p95", "right"),
+                         ("max", "right")):
+        t.add_column(col, justify=justify)
+    for name, s in (("prompt", result.prompt), ("chosen", result.chosen), ("rejected", result.rejected)):
+        t.add_row(name, str(s.min), f"{s.median:g}", str(s.p95), str(s.max))
+    console.print(t)
+    console.print(f"[bold]{'pairs':>22}[/]  {result.n_pairs}")
+    console.print(f"[bold]{'total tokens':>22}[/]  {result.total_tokens:,}")
 
 @data.command()
 @click.argument("file", type=_FILE)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tunery.data.pairs import is_pair, pair_messages
 from tunery.home import atomic_open
 
 PLACEHOLDERS = {"EMAIL": "[EMAIL]", "PHONE": "[PHONE]", "CARD": "[CARD]", "IBAN": "[IBAN]", "IP": "[IP]",
@@ -281,15 +282,64 @@ class ScrubReport:
                 "plain_text_lines": self.plain_text_lines, "findings": [f.to_dict() for f in self.findings]}
 
 
+def _scrub_json(value: Any) -> tuple[Any, list[PiiMatch]]:
+    """A parsed JSON value with every string in it scrubbed (keys kept), and the matches."""
+    if isinstance(value, str):
+        return scrub_text(value)
+    found: list[PiiMatch] = []
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out[k], ms = _scrub_json(v)
+            found += ms
+        return out, found
+    if isinstance(value, list):
+        items = []
+        for v in value:
+            item, ms = _scrub_json(v)
+            items.append(item)
+            found += ms
+        return items, found
+    return value, found
+
+
+def _scrub_json_text(holder: dict, key: str, fld: str, line: int, report: ScrubReport) -> bool:
+    """Scrub ``holder[key]``, a string that may hold a JSON document (tool-call arguments, a tool's
+    result): the document's string values one by one, so it stays valid JSON; other text as text."""
+    try:
+        doc = json.loads(holder[key])
+    except (ValueError, RecursionError):
+        doc = None
+    if isinstance(doc, dict | list):
+        new, matches = _scrub_json(doc)
+        if matches:
+            new = json.dumps(new, ensure_ascii=False)
+    else:
+        new, matches = scrub_text(holder[key])
+    report.add(line, fld, matches)
+    if matches:
+        holder[key] = new
+    return bool(matches)
+
+
 def _scrub_messages(messages: list, line: int, report: ScrubReport) -> bool:
-    """Scrub message contents in place; True when something changed."""
+    """Scrub message contents, tool calls' arguments and tool results in place; True when
+    something changed."""
     changed = False
     for i, m in enumerate(messages):
         if not isinstance(m, dict):
             continue
+        calls = m.get("tool_calls")
+        for j, c in enumerate(calls if isinstance(calls, list) else []):
+            fn = c.get("function") if isinstance(c, dict) else None
+            if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
+                fld = f"messages[{i}].tool_calls[{j}].function.arguments"
+                changed = _scrub_json_text(fn, "arguments", fld, line, report) or changed
         content = m.get("content")
         targets: list[tuple[str, dict, str]] = []
-        if isinstance(content, str):
+        if isinstance(content, str) and m.get("role") == "tool":
+            changed = _scrub_json_text(m, "content", f"messages[{i}].content", line, report) or changed
+        elif isinstance(content, str):
             targets.append((f"messages[{i}].content", m, "content"))
         elif isinstance(content, list):
             targets += [(f"messages[{i}].content[{j}].text", part, "text") for j, part in enumerate(content)
@@ -313,6 +363,16 @@ def _dump(obj: Any) -> bytes:
         return json.dumps(obj).encode("ascii")
 
 
+class _Within:
+    """``report`` for a message list that sits at ``field`` of a line rather than at ``messages``."""
+
+    def __init__(self, report: ScrubReport, field: str) -> None:
+        self.report, self.field = report, field
+
+    def add(self, line: int, fld: str, matches: list[PiiMatch]) -> None:
+        self.report.add(line, self.field + fld.removeprefix("messages"), matches)
+
+
 def scrub_line(lineno: int, raw: bytes, report: ScrubReport, *, rewrite: bool = True) -> bytes:
     """Scan one line (its bytes without the ``\\n``) and return it scrubbed (unchanged, byte for byte,
     without findings or when not ``rewrite``). Never fails on the bytes: a line that is not UTF-8 is
@@ -325,6 +385,10 @@ def scrub_line(lineno: int, raw: bytes, report: ScrubReport, *, rewrite: bool = 
         obj = None
     if isinstance(obj, dict) and isinstance(obj.get("messages"), list):
         if _scrub_messages(obj["messages"], lineno, report) and rewrite:
+            raw = _dump(obj)
+    elif is_pair(obj):  # a preference pair (DPO): its prompt and both outputs
+        changed = [_scrub_messages(messages, lineno, _Within(report, fld)) for fld, messages in pair_messages(obj)]
+        if any(changed) and rewrite:
             raw = _dump(obj)
     elif text.strip():
         # not a chat example: still never let personal data through unscanned

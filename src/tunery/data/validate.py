@@ -2,6 +2,12 @@
 
     {"messages": [{"role": "system"|"user"|"assistant", "content": "...", "weight": 0|1}]}
 
+and OpenAI's tool-calling examples: ``tools`` (function specs with a JSON-schema ``parameters``) and
+``parallel_tool_calls`` beside ``messages``, assistant messages with ``tool_calls`` (arguments a JSON
+string that must parse and validate against the function's schema, checked with ``jsonschema``),
+``tool`` messages whose ``tool_call_id`` answers an earlier call. The legacy ``functions`` /
+``function_call`` / role ``function`` shape is refused with the new shape named.
+
 Every problem is collected (never only the first), each with its line and field, into a
 :class:`ValidationReport`. Nothing here raises for bad data; :func:`load_examples`, used by the
 trainer, is the one place that turns an invalid report into an :class:`InvalidInput`.
@@ -25,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from tunery.chat import Conversation, Role
+from tunery.data.pairs import check_pair, is_pair
 from tunery.data.text import MAX_LINE_BYTES, byte_lines, decode_line, file_lines, open_data, small_file
 from tunery.errors import InvalidInput, TuneryError
 
@@ -38,9 +45,12 @@ MIN_TRAINING_EXAMPLES = 10
 
 _BOM = b"\xef\xbb\xbf"
 _ROLES = frozenset(r.value for r in Role)
-_MESSAGE_KEYS = frozenset({"role", "content", "weight", "name"})
-_TOOL_KEYS = frozenset({"tools", "functions", "parallel_tool_calls"})
-_TOOL_MESSAGE_KEYS = frozenset({"tool_calls", "function_call", "tool_call_id"})
+_MESSAGE_KEYS = frozenset({"role", "content", "weight", "name", "tool_calls", "tool_call_id"})
+_EXAMPLE_KEYS = frozenset({"messages", "tools", "parallel_tool_calls"})
+_LEGACY = ("the legacy function-calling shape is not supported: declare functions in \"tools\" "
+           '([{"type": "function", "function": {...}}]), call them with an assistant message\'s "tool_calls" '
+           'and answer each call with a {"role": "tool", "tool_call_id": ..., "content": ...} message')
+_TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,15 +236,14 @@ def _check_role(add: _Add, fld: str, m: dict) -> str | None:
         add(fld, f"role must be a string, got {_kind(role)}")
     elif role in _ROLES:
         return role
-    elif role in ("tool", "function"):
-        add(fld, f"role {role!r} is not supported by tunery: tool-calling conversations cannot be trained on; "
-                 "use system, user or assistant")
+    elif role == "function":
+        add(fld, f"role 'function' is {_LEGACY}")
     elif role == "developer":
         add(fld, "role 'developer' is not supported by tunery: use 'system'")
     elif role.strip().lower() in _ROLES:
         add(fld, f"unknown role {role!r}: roles are lowercase, use {role.strip().lower()!r}")
     else:
-        add(fld, f"unknown role {_show(role)}: use system, user or assistant")
+        add(fld, f"unknown role {_show(role)}: use system, user, assistant or tool")
     return None
 
 
@@ -245,18 +254,31 @@ def _check_message(add: _Add, i: int, m: Any) -> tuple[bool, str | None]:
         return False, None
     role = _check_role(add, f"{f}.role", m)
     ok = role is not None
-    if "content" not in m:
+    calls = role == Role.ASSISTANT and "tool_calls" in m
+    if calls and m.get("content") in (None, ""):
+        pass  # a message that only calls tools has no text (OpenAI's null)
+    elif "content" not in m:
         add(f"{f}.content", "missing content")
         ok = False
     else:
         ok = _check_content(add, f"{f}.content", m["content"]) and ok
     for key in m:
-        if key in _TOOL_MESSAGE_KEYS:
-            add(f"{f}.{key}", f"{key!r} is not supported by tunery: tool-calling conversations cannot be trained on")
+        if key == "function_call":
+            add(f"{f}.{key}", f"'function_call' is {_LEGACY}")
+            ok = False
+        elif key == "tool_calls" and role is not None and role != Role.ASSISTANT:
+            add(f"{f}.{key}", "tool_calls are only allowed on assistant messages")
+            ok = False
+        elif key == "tool_call_id" and role is not None and role != Role.TOOL:
+            add(f"{f}.{key}", "tool_call_id is only allowed on tool messages")
             ok = False
         elif key not in _MESSAGE_KEYS:
-            add(f"{f}.{key}", f"unknown key {_show(key)}: a message has role, content and optionally weight, name")
+            add(f"{f}.{key}", f"unknown key {_show(key)}: a message has role, content and optionally weight, name "
+                              "(and tool_calls on an assistant message, tool_call_id on a tool message)")
             ok = False
+    if role == Role.TOOL and "tool_call_id" not in m:
+        add(f"{f}.tool_call_id", "missing tool_call_id: a tool message names the call it answers")
+        ok = False
     if "name" in m and not (isinstance(m["name"], str) and m["name"].strip()):
         add(f"{f}.name", f"name must be a non-empty string, got {_show(m['name'])}")
         ok = False
@@ -279,7 +301,7 @@ def _check_turns(add: _Add, warn: _Add, messages: list, roles: list[str | None])
         if role == Role.SYSTEM and i > 0:
             add(f"messages[{i}].role", "a system message is only allowed once, as the first message")
             ok = False
-        elif role is not None and i > 0 and roles[i - 1] == role:
+        elif role is not None and role != Role.TOOL and i > 0 and roles[i - 1] == role:
             add(f"messages[{i}].role", f"two consecutive {role} messages: alternate user and assistant turns "
                                        "(merge the two into one message)")
             ok = False
@@ -298,6 +320,198 @@ def _check_turns(add: _Add, warn: _Add, messages: list, roles: list[str | None])
              "are not trained on")
     return ok
 
+
+# --- tool calling --------------------------------------------------------------------------------
+
+_FUNCTION_KEYS = frozenset({"name", "description", "parameters", "strict"})
+
+
+def _check_tools(add: _Add, tools: Any) -> dict[str, dict] | None:
+    """The declared functions' parameter schemas by name when ``tools`` is valid, else None."""
+    from jsonschema import Draft202012Validator, SchemaError
+
+    if not isinstance(tools, list) or not tools:
+        add("tools", f"tools must be a non-empty list of tools, got {_show(tools) if tools == [] else _kind(tools)}")
+        return None
+    schemas: dict[str, dict] = {}
+    ok = True
+    for j, tool in enumerate(tools):
+        f = f"tools[{j}]"
+        if not isinstance(tool, dict):
+            add(f, f'a tool must be an object like {{"type": "function", "function": {{...}}}}, got {_kind(tool)}')
+            ok = False
+            continue
+        for key in tool:
+            if key not in ("type", "function"):
+                add(f"{f}.{key}", f'unknown key {_show(key)}: a tool has "type" and "function"')
+                ok = False
+        if tool.get("type") != "function":
+            add(f"{f}.type", f'type must be "function", got {_show(tool.get("type"))}')
+            ok = False
+        fn = tool.get("function")
+        if not isinstance(fn, dict):
+            add(f"{f}.function", f"function must be an object with name, description and parameters, got {_kind(fn)}")
+            ok = False
+            continue
+        for key in fn:
+            if key not in _FUNCTION_KEYS:
+                add(f"{f}.function.{key}", f"unknown key {_show(key)}: a function has name, description, "
+                                           "parameters and optionally strict")
+                ok = False
+        name = fn.get("name")
+        if not isinstance(name, str) or not _TOOL_NAME.fullmatch(name):
+            add(f"{f}.function.name", f"name must be 1-64 letters, digits, _ or -, got {_show(name)}")
+            ok = False
+            name = None
+        elif name in schemas:
+            add(f"{f}.function.name", f"function {name!r} is declared twice")
+            ok = False
+        if "description" in fn and not isinstance(fn["description"], str):
+            add(f"{f}.function.description", f"description must be a string, got {_kind(fn['description'])}")
+            ok = False
+        params = fn.get("parameters", {"type": "object", "properties": {}})
+        if not isinstance(params, dict) or params.get("type") != "object":
+            add(f"{f}.function.parameters", 'parameters must be a JSON schema of type "object"')
+            ok = False
+            continue
+        try:
+            Draft202012Validator.check_schema(params)
+        except SchemaError as e:
+            where = "".join(f"[{p!r}]" if isinstance(p, int) else f".{p}" for p in e.path)
+            add(f"{f}.function.parameters{where}", f"not a valid JSON schema: {e.message}")
+            ok = False
+            continue
+        if name is not None:
+            schemas[name] = params
+    return schemas if ok else None
+
+
+def _check_arguments(add: _Add, fld: str, args: Any, schema: dict | None) -> bool:
+    """A call's ``arguments``: a JSON string of an object that validates against ``schema``."""
+    from jsonschema import Draft202012Validator
+
+    if not isinstance(args, str):
+        add(fld, f"arguments must be a JSON string (as the API sends them), got {_kind(args)}")
+        return False
+    try:
+        value = json.loads(args, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as e:
+        add(fld, f"arguments are not valid JSON: {getattr(e, 'msg', e)}")
+        return False
+    if not isinstance(value, dict):
+        add(fld, f"arguments must be a JSON object, got {_kind(value)}")
+        return False
+    if schema is None:
+        return True
+    ok = True
+    for err in sorted(Draft202012Validator(schema).iter_errors(value), key=lambda e: list(e.path)):
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.path)
+        add(fld, f"arguments{where} do not match the function's parameters: {err.message}")
+        ok = False
+    return ok
+
+
+def _check_tool_use(add: _Add, messages: list, roles: list[str | None], schemas: dict[str, dict] | None,
+                    declared: bool, parallel: bool) -> bool:
+    """Tool calls against the declared functions, and each tool message answering an earlier
+    call (``schemas`` is None when ``tools`` itself is invalid: calls are then checked for shape only)."""
+    ok = True
+    ids: set[str] = set()
+    pending: dict[str, int] = {}  # call id -> message index, until a tool message answers it
+    for i, (m, role) in enumerate(zip(messages, roles, strict=True)):
+        f = f"messages[{i}]"
+        if role == Role.TOOL:
+            cid = m.get("tool_call_id")
+            prev = roles[i - 1] if i > 0 else None
+            if not (prev == Role.TOOL or (prev == Role.ASSISTANT and messages[i - 1].get("tool_calls"))):
+                add(f"{f}.role", "a tool message must follow the assistant message whose call it answers "
+                                 "(or another tool message)")
+                ok = False
+            if not isinstance(cid, str) or not cid:
+                if "tool_call_id" in m:
+                    add(f"{f}.tool_call_id", f"tool_call_id must be a non-empty string, got {_show(cid)}")
+                ok = False
+            elif cid in pending:
+                del pending[cid]
+            elif cid in ids:
+                add(f"{f}.tool_call_id", f"call {cid!r} is already answered")
+                ok = False
+            else:
+                add(f"{f}.tool_call_id", f"{cid!r} answers no earlier tool call of this conversation")
+                ok = False
+            continue
+        if pending and role is not None:
+            names = ", ".join(repr(c) for c in pending)
+            add(f"{f}.role", f"tool call{_s(len(pending))} {names} of messages[{min(pending.values())}] "
+                             "not answered: give each call a tool message before the next turn")
+            ok = False
+            pending.clear()
+        if role != Role.ASSISTANT or "tool_calls" not in m:
+            continue
+        calls = m["tool_calls"]
+        if not isinstance(calls, list) or not calls:
+            add(f"{f}.tool_calls", f"tool_calls must be a non-empty list of calls, got "
+                                   f"{_show(calls) if calls == [] else _kind(calls)}")
+            ok = False
+            continue
+        if len(calls) > 1 and not parallel:
+            add(f"{f}.tool_calls", f"{len(calls)} calls in one message, but parallel_tool_calls is false")
+            ok = False
+        for j, call in enumerate(calls):
+            cf = f"{f}.tool_calls[{j}]"
+            if not isinstance(call, dict):
+                add(cf, f'a tool call must be an object like {{"id": ..., "type": "function", "function": '
+                        f'{{"name": ..., "arguments": "{{...}}"}}}}, got {_kind(call)}')
+                ok = False
+                continue
+            for key in call:
+                if key not in ("id", "type", "function"):
+                    add(f"{cf}.{key}", f'unknown key {_show(key)}: a tool call has "id", "type" and "function"')
+                    ok = False
+            cid = call.get("id")
+            if not isinstance(cid, str) or not cid:
+                add(f"{cf}.id", f"id must be a non-empty string, got {_show(cid)}")
+                ok = False
+            elif cid in ids:
+                add(f"{cf}.id", f"call id {cid!r} is used twice in this conversation")
+                ok = False
+            else:
+                ids.add(cid)
+                pending[cid] = i
+            if call.get("type") != "function":
+                add(f"{cf}.type", f'type must be "function", got {_show(call.get("type"))}')
+                ok = False
+            fn = call.get("function")
+            if not isinstance(fn, dict):
+                add(f"{cf}.function", f"function must be an object with name and arguments, got {_kind(fn)}")
+                ok = False
+                continue
+            for key in fn:
+                if key not in ("name", "arguments"):
+                    add(f"{cf}.function.{key}", f'unknown key {_show(key)}: a call\'s function has "name" and "arguments"')
+                    ok = False
+            name = fn.get("name")
+            schema = None
+            if not isinstance(name, str) or not name:
+                add(f"{cf}.function.name", f"name must be a non-empty string, got {_show(name)}")
+                ok = False
+            elif not declared:
+                add(f"{cf}.function.name", f"calls {name!r}, but the example declares no tools: list the "
+                                           'functions in "tools"')
+                ok = False
+            elif schemas is not None:
+                if name not in schemas:
+                    add(f"{cf}.function.name", f"calls {name!r}, which is not among the example's tools "
+                                               f"({', '.join(schemas)})")
+                    ok = False
+                else:
+                    schema = schemas[name]
+            if "arguments" not in fn:
+                add(f"{cf}.function.arguments", "missing arguments (\"{}\" for a call without any)")
+                ok = False
+            else:
+                ok = _check_arguments(add, f"{cf}.function.arguments", fn["arguments"], schema) and ok
+    return ok
 
 
 # --- one line ------------------------------------------------------------------------------------
@@ -326,8 +540,8 @@ def lone_surrogate(obj: Any) -> tuple[str | None, str] | None:
     return None
 
 
-def _check_line(add: _Add, warn: _Add, raw: bytes) -> list[dict] | None:
-    """The example's messages when the line is a valid example, else None (problems reported)."""
+def _check_line(add: _Add, warn: _Add, raw: bytes) -> Conversation | None:
+    """The example when the line is a valid example, else None (problems reported)."""
     text, problem = decode_line(raw)
     if text is None:
         add(None, problem)
@@ -349,14 +563,24 @@ def _check_line(add: _Add, warn: _Add, raw: bytes) -> list[dict] | None:
     if not isinstance(obj, dict):
         add(None, f'expected a JSON object like {{"messages": [...]}}, got {_kind(obj)}')
         return None
+    if is_pair(obj):  # OpenAI's preference format (DPO): its own rules; measured as prompt + preferred
+        pair = check_pair(add, warn, obj, _check_message)
+        return pair.conversation(pair.chosen) if pair else None
     ok = True
     for key in obj:
-        if key in _TOOL_KEYS:
-            add(key, f"{key!r} is not supported by tunery: tool-calling fine-tuning is not available; remove it")
+        if key == "functions":
+            add(key, f"'functions' is {_LEGACY}")
             ok = False
-        elif key != "messages":
-            add(key, f'unknown key {_show(key)}: an example holds only "messages"')
+        elif key not in _EXAMPLE_KEYS:
+            add(key, f'unknown key {_show(key)}: an example holds "messages" and optionally "tools", '
+                     '"parallel_tool_calls"')
             ok = False
+    schemas = _check_tools(add, obj["tools"]) if "tools" in obj else {}
+    ok = ok and schemas is not None
+    parallel = obj.get("parallel_tool_calls", True)
+    if not isinstance(parallel, bool):
+        add("parallel_tool_calls", f"parallel_tool_calls must be true or false, got {_show(parallel)}")
+        ok, parallel = False, True
     if "messages" not in obj:
         add("messages", 'missing "messages"')
         return None
@@ -373,7 +597,9 @@ def _check_line(add: _Add, warn: _Add, raw: bytes) -> list[dict] | None:
         ok = msg_ok and ok
         roles.append(role)
     ok = _check_turns(add, warn, messages, roles) and ok
-    return messages if ok else None
+    if any(r == Role.TOOL for r in roles) or any(isinstance(m, dict) and "tool_calls" in m for m in messages):
+        ok = _check_tool_use(add, messages, roles, schemas, "tools" in obj, parallel) and ok
+    return Conversation.from_dicts(messages, obj.get("tools")) if ok else None
 
 
 def _whole_document_hint(data: bytes | None) -> str | None:
@@ -452,7 +678,7 @@ class _Measure:
         out = []
         for line, conv in batch:
             try:
-                render(self.tokenizer, conv.to_dicts())
+                render(self.tokenizer, conv)
             except TuneryError as e:
                 self._reject(line, e.message)
             else:
@@ -474,10 +700,10 @@ class _Measure:
                 lengths, trained = trained_token_counts(self.tokenizer, [c for _, c in batch])
         else:
             try:
-                texts = render_all(self.tokenizer, [c.to_dicts() for _, c in batch])
+                texts = render_all(self.tokenizer, [c for _, c in batch])
             except TuneryError:
                 batch = self._renderable(batch)
-                texts = render_all(self.tokenizer, [c.to_dicts() for _, c in batch])
+                texts = render_all(self.tokenizer, [c for _, c in batch])
             lengths = count_tokens(self.tokenizer, texts)
         context, max_seq = self.report.context_length, self.report.max_seq_length
         for k, ((line, conv), n) in enumerate(zip(batch, lengths, strict=True)):
@@ -552,22 +778,21 @@ class Validator:
         if isinstance(raw, int):
             add(None, f"the line is {raw:,} bytes, longer than the {MAX_LINE_BYTES:,} a line may hold: no "
                       "model's context holds an example that long")
-            messages = None
+            conv = None
         else:
-            messages = _check_line(add, warn, raw.removesuffix(b"\r"))
-        if messages is None:
+            conv = _check_line(add, warn, raw.removesuffix(b"\r"))
+        if conv is None:
             if self.first_bad is None and sum(self.report.dropped.values()) + len(self.line_issues.kept) > n_before:
                 self.first_bad = lineno
             return
-        key = hashlib.blake2b(json.dumps(messages, sort_keys=True, ensure_ascii=False).encode(),
-                              digest_size=16).digest()
+        key = hashlib.blake2b(json.dumps([conv.to_dicts(with_weights=True), conv.tools], sort_keys=True,
+                                         ensure_ascii=False).encode(), digest_size=16).digest()
         if key in self.seen:
             warn(None, f"duplicate of line {self.seen[key]}")
         else:
             self.seen[key] = lineno
-        if messages[0]["role"] != Role.SYSTEM:
+        if conv.messages[0].role is not Role.SYSTEM:
             self.no_system.add(lineno)
-        conv = Conversation.from_dicts(messages)
         if self.report.keep_examples:
             self.report.examples.append((lineno, conv))
         else:

@@ -1,0 +1,47 @@
+"""The bundled tool-calling dataset: valid for training, the shapes the issue asks for (no-tool
+turns, parallel calls, answers after tool results), and held-out questions that the evaluator can
+score and that the training data does not contain."""
+
+from __future__ import annotations
+
+import json
+
+from tunery.data.validate import validate_file
+from tunery.evals import load_questions
+from tunery.evals.tool_calls import ToolCalls
+from tunery.examples import ROOT
+
+DATA = ROOT / "travel_tools"
+
+
+def rows(name: str) -> list[dict]:
+    return [json.loads(x) for x in (DATA / name).read_text(encoding="utf-8").splitlines() if x.strip()]
+
+
+def test_train_and_validation_files_are_valid_and_varied():
+    train, valid = validate_file(DATA / "train.jsonl"), validate_file(DATA / "validation.jsonl", purpose="validation")
+    assert train.ok and valid.ok and not train.warnings, train.format()
+    assert len(train.examples) >= 60 and 8 <= len(valid.examples) <= 12
+    names = {t["function"]["name"] for t in rows("train.jsonl")[0]["tools"]}
+    assert names == {"get_weather_forecast", "convert_currency", "get_visa_requirements", "get_local_time"}
+    convs = train.conversations
+    calls = [m for c in convs for m in c.messages if m.tool_calls]
+    assert {json.loads(json.dumps(c["function"]["name"])) for m in calls for c in m.tool_calls} == names
+    assert sum(1 for m in calls if len(m.tool_calls) > 1) >= 8  # parallel calls
+    assert sum(1 for c in convs if not any(m.tool_calls for m in c.messages)) >= 10  # no tool needed
+    # after the results, an answer in words
+    assert all(c.messages[-1].content and not c.messages[-1].tool_calls for c in convs)
+
+
+def test_questions_are_held_out_and_scorable():
+    questions = load_questions(DATA / "questions.jsonl")
+    assert len(questions) >= 20
+    need = [q for q in questions if q["expect"] != "no_tool"]
+    assert len(need) >= 12 and len(questions) - len(need) >= 6
+    assert any(len(q["expect"]["tool_calls"]) > 1 for q in need)
+    seen = {m["content"] for r in rows("train.jsonl") + rows("validation.jsonl") for m in r["messages"]
+            if m["role"] == "user"}
+    assert not seen & {q["question"] for q in questions}
+    # every expectation is in a form the evaluator scores (a no-call reply fails each call question)
+    scores = [ToolCalls().score_row({**q, "answer": "I am not sure."}) for q in questions]
+    assert [s.passed for s in scores] == [q["expect"] == "no_tool" for q in questions]

@@ -1,0 +1,159 @@
+"""Preference data (DPO) in OpenAI's format: every problem by line and field, the format found by
+`tunery data validate/stats/split/scrub`, token stats, and the bundled travel pairs."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tunery.cli.main import cli
+from tunery.data import validate_bytes
+from tunery.data.preference import encode_pairs, file_kind, load_pairs, preference_stats
+from tunery.errors import InvalidInput
+from tunery.examples import TRAVEL_QUESTIONS
+
+TRAVEL = Path(TRAVEL_QUESTIONS).parent
+SYSTEM = "You are a concise travel helper."
+
+
+def pair(i: int = 0, **over) -> dict:
+    d = {"input": {"messages": [{"role": "system", "content": SYSTEM},
+                                {"role": "user", "content": f"What should I see in city {i}?"}]},
+         "preferred_output": [{"role": "assistant", "content": f"Walk the old town of city {i}. When do you go?"}],
+         "non_preferred_output": [{"role": "assistant", "content": "Stay at the Grand Hotel."}]}
+    d.update(over)
+    return d
+
+
+def jsonl(rows: list) -> bytes:
+    return b"".join((r if isinstance(r, bytes) else json.dumps(r).encode()) + b"\n" for r in rows)
+
+
+def problems(rows: list, purpose: str = "validation") -> list[str]:
+    return [i.format() for i in validate_bytes(jsonl(rows), purpose=purpose).errors]
+
+
+def test_valid_pairs_validate_and_load():
+    rows = [pair(i) for i in range(10)]
+    report = validate_bytes(jsonl(rows))
+    assert report.ok and report.n_examples == 10
+    pairs = load_pairs(jsonl(rows))
+    assert len(pairs) == 10 and pairs[3].chosen.startswith("Walk the old town of city 3")
+    assert pairs[0].rejected == "Stay at the Grand Hotel." and pairs[0].prompt.messages[-1].content.endswith("0?")
+    assert file_kind(jsonl(rows)) == "preference" and file_kind(b'{"messages": []}\n') == "chat"
+
+
+@pytest.mark.parametrize(("change", "expect"), [
+    ({"input": None}, "line 1, input: input must be an object"),
+    ({"preferred_output": []}, "line 1, preferred_output: preferred_output must be a list of exactly one assistant "
+                               "message, got 0 messages"),
+    ({"non_preferred_output": [{"role": "user", "content": "x"}]},
+     "line 1, non_preferred_output[0].role: the output must be an assistant message, not user"),
+    ({"preferred_output": [{"role": "assistant", "content": " "}]}, "line 1, preferred_output[0].content: content is "
+                                                                     "empty"),
+    ({"preferred_output": [{"role": "assistant", "content": "x", "weight": 0}]},
+     "line 1, preferred_output[0].weight: an output cannot have weight 0"),
+    ({"input": {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}},
+     "line 1, input.messages[1].role: the prompt must end with a user message, not assistant"),
+    ({"input": {"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]}},
+     "line 1, input.messages[1].role: two consecutive user messages"),
+    ({"input": {"messages": [{"role": "robot", "content": "a"}]}}, "line 1, input.messages[0].role: unknown role"),
+    ({"input": {"messages": [{"role": "user", "content": "a"}], "tool": []}}, "line 1, input.tool: unknown key"),
+    ({"score": 1}, 'line 1, score: unknown key "score"'),
+])
+def test_each_problem_is_named_by_line_and_field(change, expect):
+    found = problems([pair(**change)])
+    assert any(p.startswith(expect) for p in found), found
+
+
+def test_every_problem_of_a_line_is_reported_and_a_missing_key_named():
+    bad = {"input": {"messages": [{"role": "user", "content": ""}]}, "preferred_output": "yes"}
+    found = problems([pair(0), bad])
+    assert "line 2, input.messages[0].content: content is empty" in found
+    assert any(p.startswith("line 2, preferred_output: preferred_output must be a list") for p in found)
+    assert any(p.startswith('line 2, non_preferred_output: missing "non_preferred_output"') for p in found)
+
+
+def test_the_trainer_refuses_a_chat_line_or_too_few_pairs():
+    chat = {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}
+    with pytest.raises(InvalidInput, match="line 11: a chat example, not a preference pair"):
+        load_pairs(jsonl([pair(i) for i in range(10)] + [chat]))
+    with pytest.raises(InvalidInput, match="only 3 pairs"):
+        load_pairs(jsonl([pair(i) for i in range(3)]))
+    assert len(load_pairs(jsonl([pair(0)]), purpose="validation")) == 1
+
+
+def test_stats_count_prompt_chosen_and_rejected_tokens(tiny_model):
+    from tunery.chat import Conversation
+    from tunery.chat_template import encode, prompt_ids
+    from tunery.models.loading import load_tokenizer
+
+    tok = load_tokenizer(tiny_model)
+    pairs = load_pairs(jsonl([pair(i) for i in range(3)]), purpose="validation")
+    stats = preference_stats(pairs, tok)
+    p = pairs[0]
+    chosen = encode(p.conversation(p.chosen), tok)
+    assert stats.n_pairs == 3 and stats.chosen.min == chosen.n_trained
+    assert stats.prompt.max == len(prompt_ids(tok, list(p.prompt.to_dicts())))
+    # chosen and rejected share the prompt's tokens, labelled nowhere
+    c, r = encode_pairs(pairs, tok)[0]
+    n = stats.prompt.min
+    assert c.input_ids[:n] == r.input_ids[:n] and set(c.labels[:n]) == {-100}
+    assert c.input_ids == encode(Conversation((*p.prompt.messages, *p.conversation(p.chosen).messages[-1:])),
+                                 tok).input_ids
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, ["data", *args])
+
+
+def test_the_cli_finds_the_format(tmp_path: Path, tiny_model):
+    path = tmp_path / "pairs.jsonl"
+    bad = pair(10, preferred_output=[{"role": "assistant", "content": "Mail me at ana@example.com?"}])
+    path.write_bytes(jsonl([pair(i) for i in range(10)] + [bad]))
+    ok = invoke("validate", str(path))
+    assert ok.exit_code == 0 and "11 valid examples" in ok.output, ok.output
+    stats = invoke("stats", str(path), "--model", "tiny-random", "--json")
+    assert stats.exit_code == 0, stats.output
+    assert json.loads(stats.output)["n_pairs"] == 11 and json.loads(stats.output)["format"] == "preference"
+    scrub = invoke("scrub", str(path), "-o", str(tmp_path / "clean.jsonl"))
+    assert "line 11, preferred_output[0].content: EMAIL" in scrub.output, scrub.output
+    clean = (tmp_path / "clean.jsonl").read_text()
+    assert "[EMAIL]" in clean and "ana@" not in clean and len(load_pairs(tmp_path / "clean.jsonl")) == 11
+    split = invoke("split", str(path), "-f", "0.2", "--seed", "1")
+    assert split.exit_code == 0
+    assert len(load_pairs(tmp_path / "pairs.valid.jsonl", purpose="validation")) == 2
+
+
+# --- the bundled travel pairs ---------------------------------------------------------------------
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-zà-ÿ']+", text.lower()))
+
+
+def test_the_bundled_pairs_teach_what_the_system_message_asks():
+    from tunery.evals import find_recommendations
+
+    train = load_pairs(TRAVEL / "preferences.jsonl")
+    valid = load_pairs(TRAVEL / "preferences-validation.jsonl", purpose="validation")
+    assert len(train) >= 60 and len(valid) >= 10
+    system = json.loads((TRAVEL / "train.jsonl").read_text().splitlines()[0])["messages"][0]["content"]
+    held_out = [json.loads(line)["question"] for line in TRAVEL_QUESTIONS.read_text().splitlines() if line.strip()]
+    naming = 0
+    for p in train + valid:
+        assert p.prompt.system == system
+        assert p.chosen.rstrip().endswith("?") and find_recommendations(p.chosen) == [], p.chosen
+        naming += bool(re.search(r"\b(?:[A-Z][\w'&-]+ ){0,3}(?:Hotel|Airlines?|Air|Inn|Café|Palace)\b|"
+                                 r"\bat the\b|\bBook\b|\bTry\b|\bGo to\b|\bUse\b|\bbest\b.*\bis\b", p.rejected))
+        q = _words(p.prompt.messages[-1].content)
+        for h in held_out:
+            assert len(q & _words(h)) / len(q | _words(h)) < 0.6, (p.prompt.messages[-1].content, h)
+    assert not {p.prompt.messages[-1].content for p in train} & {p.prompt.messages[-1].content for p in valid}
+    for name in ("preferences.jsonl", "preferences-validation.jsonl"):  # the exercise's city stays held out
+        assert "rome" not in _words((TRAVEL / name).read_text(encoding="utf-8"))
+    # about half the rejected answers name an establishment, the rest refuse a fair question
+    assert 0.35 < naming / len(train + valid) < 0.8
