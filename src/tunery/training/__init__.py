@@ -1,5 +1,5 @@
-"""Supervised fine-tuning: the settings, the recipe (``finetune``), the trainer loop, batching,
-checkpoints."""
+"""Fine-tuning, supervised and by preference (DPO): the settings, the recipes (``finetune``,
+``finetune_dpo``), the trainer loop, batching, checkpoints."""
 
 from tunery.chat_template import IGNORE, EncodedExample, encode, encode_all
 from tunery.training.config import (
@@ -9,9 +9,9 @@ from tunery.training.config import (
     ResolvedHyperparameters,
     TrainingConfig,
 )
-from tunery.training.recipe import finetune
+from tunery.training.recipe import finetune, finetune_dpo
 from tunery.training.trainer import METRIC_COLUMNS, Callbacks, Cancelled, Trainer, TrainResult
 
 __all__ = ["IGNORE", "METRIC_COLUMNS", "Callbacks", "Cancelled", "EncodedExample", "Hyperparameters",
            "LoraSettings", "LoraSpec", "ResolvedHyperparameters", "TrainResult", "Trainer", "TrainingConfig",
-           "encode", "encode_all", "finetune"]
+           "encode", "encode_all", "finetune", "finetune_dpo"]

@@ -15,6 +15,8 @@ What ``auto`` picks (documented in the README too):
 * ``learning_rate_multiplier``: 1.0. The multiplier multiplies the base learning rate recorded per
   catalog model and method (``lora_learning_rate`` or ``full_learning_rate``, see
   ``tunery models show``).
+* ``beta`` (DPO only): :data:`DEFAULT_BETA`, 0.1. DPO's base learning rate is the method's
+  (LoRA or full) times :data:`DPO_LEARNING_RATE_SCALE`, 0.1.
 """
 
 from __future__ import annotations
@@ -36,6 +38,16 @@ Method = Literal["lora", "full"]
 STRICT = ConfigDict(extra="forbid", strict=True)
 """Every request model: an unknown key is an error (a misspelt setting never falls back to a
 default unnoticed), and no silent coercion of types."""
+
+DEFAULT_BETA = 0.1
+"""What DPO's ``beta: auto`` resolves to: TRL's default and the DPO paper's usual value (OpenAI does
+not publish what its ``auto`` picks). Lower lets the model move further from where it started."""
+
+DPO_LEARNING_RATE_SCALE = 0.1
+"""DPO's base learning rate relative to supervised fine-tuning's. Measured on the travel pairs
+(benchmarks/RESULTS.md, issue 18): at SmolLM2's supervised LoRA rate (2e-3) one epoch drove the
+reward margin to 6 and the model into run-on answers; at a tenth of it, held-out preference
+accuracy was 100% with the style loss unchanged."""
 
 MAX_LORA_RANK = 1024
 _DEFAULT = "Default from the model's catalog entry (`tunery models show`)."
@@ -133,14 +145,33 @@ class Hyperparameters(BaseModel):
         return self.model_dump()
 
 
+class DPOHyperparameters(Hyperparameters):
+    """OpenAI's DPO hyperparameters: those of supervised fine-tuning and ``beta``."""
+
+    beta: Annotated[float | Auto, _auto_or(float, 1e-3, 2.0)] = Field(
+        "auto", description=f"How far DPO may move the model from where it started: lower moves it further "
+                            f"(0.001-2), or auto: {DEFAULT_BETA}.")
+
+    @classmethod
+    def parse(cls, d: Mapping[str, Any] | None) -> DPOHyperparameters:
+        return parse_model(cls, dict(d or {}), param="hyperparameters")
+
+    def resolve(self, n_examples: int) -> ResolvedHyperparameters:
+        hp = super().resolve(n_examples)
+        return ResolvedHyperparameters(hp.n_epochs, hp.batch_size, hp.learning_rate_multiplier,
+                                       beta=DEFAULT_BETA if self.beta == "auto" else float(self.beta))
+
+
 @dataclass(frozen=True)
 class ResolvedHyperparameters:
     n_epochs: int
     batch_size: int
     learning_rate_multiplier: float
+    beta: float | None = None
+    """DPO's; None for supervised fine-tuning."""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 def _layer_list(value: Any) -> Any:
@@ -244,7 +275,12 @@ class TrainingConfig:
     eval_every: int = 10
     cache_frozen_layers: bool = True
     """Keep the output of frozen lower layers per example instead of recomputing it every step."""
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """bf16 autocast or fp32; ``auto`` measures which is faster here (see ``training.precision``)."""
+    objective: Literal["supervised", "dpo"] = "supervised"
+    """What is learnt: the assistant turns (supervised), or to prefer one answer of a pair (DPO)."""
+    beta: float = DEFAULT_BETA
+    """DPO's beta (unused by supervised training)."""
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

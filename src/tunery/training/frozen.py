@@ -25,8 +25,10 @@ if TYPE_CHECKING:
 
     from tunery.chat_template import EncodedExample
 
-SUPPORTED_MODEL_TYPES = frozenset({"llama", "qwen2", "qwen3"})
-"""Full causal attention only: the masks built here know nothing of sliding windows."""
+SUPPORTED_MODEL_TYPES = frozenset({"llama", "qwen2", "qwen3", "mistral", "phi3"})
+"""Full causal attention only: the masks built here know nothing of sliding windows, so a model
+whose config sets one (Mistral v0.1, Phi-3-mini's 2047, Gemma) takes the plain path. The loss of
+each family on both paths is compared in tests/models/test_arch_matrix.py."""
 DEFAULT_BUDGET_BYTES = 2 << 30
 
 
@@ -66,7 +68,8 @@ class FrozenLayers:
         decoder, _ = decoder_and_head(model)
         impl = getattr(decoder.config, "_attn_implementation", "sdpa")
         if (decoder.config.model_type not in SUPPORTED_MODEL_TYPES or impl not in ("sdpa", "eager")
-                or getattr(decoder.config, "use_sliding_window", False)):
+                or getattr(decoder.config, "use_sliding_window", False)
+                or (decoder.config.model_type in ("mistral", "phi3") and decoder.config.sliding_window)):
             return None
         start = first_trained_layer(model)
         return cls(decoder, start, **kw) if start > 0 else None

@@ -17,13 +17,19 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def prepare_model(base_path: Path, config: TrainingConfig, device: str):
-    """Load the base weights and make them trainable (LoRA adapters or all weights)."""
+def prepare_model(base_path: Path, config: TrainingConfig, device: str, *, start_adapter: Path | None = None):
+    """Load the base weights and make them trainable (LoRA adapters or all weights). With
+    ``start_adapter`` (continuing from a LoRA fine-tune), that adapter is merged into the base
+    weights first: they are where training starts from, and DPO's reference."""
     import torch
 
     from tunery.models.loading import load_base_model
 
     model = load_base_model(base_path, dtype=torch.float32)
+    if start_adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, start_adapter).merge_and_unload()
     model.config.use_cache = False
     torch.manual_seed(config.seed)  # adapter initialisation depends on it
     if config.method == "lora":
@@ -32,7 +38,7 @@ def prepare_model(base_path: Path, config: TrainingConfig, device: str):
         layers = config.lora.layers
         check_layer_range(layers, model.config.num_hidden_layers, "this model")
         lcfg = LoraConfig(r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
-                          target_modules=list(config.lora.target_modules), bias="none", task_type="CAUSAL_LM",
+                          target_modules=lora_targets(model, config.lora.target_modules), bias="none", task_type="CAUSAL_LM",
                           layers_to_transform=list(layers) if layers else None)
         model = get_peft_model(model, lcfg)
     else:
@@ -41,6 +47,19 @@ def prepare_model(base_path: Path, config: TrainingConfig, device: str):
     model.to(device)
     model.train()
     return model
+
+
+_FUSED = {"q_proj": "qkv_proj", "k_proj": "qkv_proj", "v_proj": "qkv_proj", "gate_proj": "gate_up_proj",
+          "up_proj": "gate_up_proj"}
+"""Projections that some families fuse into one matrix (Phi-3: qkv_proj, gate_up_proj)."""
+
+
+def lora_targets(model, targets) -> list[str]:
+    """``targets`` as this model names its projections: a name the model lacks is replaced by the
+    fused matrix that holds it, so the default targets fit Phi-3 as they fit Llama."""
+    names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+    out = [t if t in names or _FUSED.get(t) not in names else _FUSED[t] for t in targets]
+    return list(dict.fromkeys(out))
 
 
 def decoder_and_head(model):

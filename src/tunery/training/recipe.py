@@ -1,7 +1,12 @@
-"""One supervised fine-tune from start to finish: what happens to the model. A recipe in
-torchtune's and litgpt's sense, a function that reads top to bottom: the tokenizer and the data
-encoded with it, the model made trainable (LoRA or full), training with callbacks, and the saved
-result.
+"""One fine-tune from start to finish, supervised (:func:`finetune`) or by preference
+(:func:`finetune_dpo`): what happens to the model. A recipe in torchtune's and litgpt's sense, a
+function that reads top to bottom: the tokenizer and the data encoded with it, the model made
+trainable (LoRA or full), training with callbacks, and the saved result.
+
+Either may start from a fine-tuned model (``ft:...``, as OpenAI recommends supervised first, then
+DPO from it): a full fine-tune is simply other base weights; a LoRA fine-tune's adapter is merged
+into its base's weights before the new adapter goes on, and the result is saved as one adapter
+on the base that does both (``training.stack``).
 
 The job layer (``tunery.jobs.runner``) says what happens to the job around it: its status and
 events, cancelling, and registering the fine-tuned model. It talks to the recipe only through
@@ -20,6 +25,7 @@ from tunery.training.model import default_device, prepare_model
 from tunery.training.trainer import Callbacks, Trainer, TrainResult
 
 if TYPE_CHECKING:
+    from tunery.data.preference import PreferencePair
     from tunery.models import ModelRecord
 
 
@@ -47,10 +53,64 @@ def finetune(base: ModelRecord, config: TrainingConfig, train: Sequence[Messages
     trainer = Trainer(base_path=base_path(base), tokenizer=tokenizer, config=config, train=train_ex,
                       valid=valid_ex, output_dir=output_dir, callbacks=cb)
 
-    # 3. The model: the base weights with LoRA adapters on the chosen layers, or every weight
-    #    trainable (full fine-tuning).
-    model = prepare_model(base_path(base), config, default_device())
+    # 3. The model: the base weights (a LoRA fine-tune's merged in) with LoRA adapters on the
+    #    chosen layers, or every weight trainable (full fine-tuning).
+    model = prepare_model(base_path(base), config, default_device(), start_adapter=_start_adapter(base))
 
     # 4. Train, from the last checkpoint when there is one, reporting through the callbacks;
     #    then save the final model (the adapter alone for LoRA) and the results CSV.
-    return trainer.run(model=model, resume=resume)
+    return _stacked(base, config, trainer.run(model=model, resume=resume), output_dir)
+
+
+def finetune_dpo(base: ModelRecord, config: TrainingConfig, train: Sequence[PreferencePair],
+                 valid: Sequence[PreferencePair], output_dir: Path, callbacks: Callbacks | None = None, *,
+                 resume: bool = True) -> TrainResult:
+    """Train ``base`` to prefer each pair's chosen answer over its rejected one (DPO, with
+    ``config.beta``), the reference being ``base`` itself; otherwise as :func:`finetune`."""
+    from tunery.data.preference import encode_pairs
+    from tunery.models.loading import base_path, load_tokenizer
+    from tunery.training.dpo import DPOTrainer
+
+    cb = callbacks or Callbacks()
+
+    # 1. Each pair as two token sequences, prompt + chosen and prompt + rejected, the loss on the
+    #    answers only.
+    tokenizer = load_tokenizer(base)
+    train_pairs = encode_pairs(train, tokenizer, max_length=config.max_seq_length)
+    valid_pairs = encode_pairs(valid, tokenizer, max_length=config.max_seq_length)
+    truncated = sum(c.truncated or r.truncated for c, r in train_pairs)
+    if truncated:
+        cb.on_message("warn", f"{truncated} training pair(s) longer than {config.max_seq_length} tokens were "
+                              "truncated")
+
+    # 2. The trainer, 3. the model (where it starts is also the reference), 4. train and save.
+    trainer = DPOTrainer(base_path=base_path(base), tokenizer=tokenizer, config=config, train=train_pairs,
+                         valid=valid_pairs, output_dir=output_dir, callbacks=cb, beta=config.beta)
+    model = prepare_model(base_path(base), config, default_device(), start_adapter=_start_adapter(base))
+    return _stacked(base, config, trainer.run(model=model, resume=resume), output_dir)
+
+
+def _start_adapter(base: ModelRecord) -> Path | None:
+    """The adapter of a LoRA fine-tune that training starts from, to merge into its base."""
+    return base.path if base.is_adapter else None
+
+
+def _stacked(base: ModelRecord, config: TrainingConfig, result: TrainResult, output_dir: Path) -> TrainResult:
+    """The result as one adapter on the root base when LoRA training started from a LoRA
+    fine-tune: the starting adapter and the new one stacked (exact; see ``training.stack``)."""
+    import shutil
+    from dataclasses import replace
+
+    from tunery.home import atomic_dir
+    from tunery.training import distributed
+    from tunery.training.stack import ADAPTER_FILES, stack
+
+    if not base.is_adapter or config.method != "lora" or not distributed.is_main():
+        return result  # ranks > 0 of a torchrun job leave the writing to rank 0
+    out = output_dir / "stacked"
+    with atomic_dir(out) as tmp:
+        stack(base.path, result.output_dir, tmp)
+        for item in result.output_dir.iterdir():  # the tokenizer's files
+            if item.is_file() and item.name not in ADAPTER_FILES:
+                shutil.copy2(item, tmp / item.name)
+    return replace(result, output_dir=out)

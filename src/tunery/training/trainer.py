@@ -1,5 +1,6 @@
 """The supervised fine-tuning loop: LoRA or full, loss only on trained assistant tokens, exact
-resume from checkpoints, metrics with the OpenAI names.
+resume from checkpoints, metrics with the OpenAI names. DPO (``training.dpo``) runs in the same loop,
+overriding what a training unit is, one step, validation, and the work done before the first step.
 
 Where the speed comes from (see benchmarks/train_throughput.py):
 * the output projection and the loss run only at positions that carry a label, not over the
@@ -17,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,7 +28,7 @@ from typing import Any
 from tunery.chat_template import IGNORE, EncodedExample
 from tunery.home import atomic_write_text
 from tunery.runtime import cpu_threads
-from tunery.training import checkpoint
+from tunery.training import checkpoint, distributed, precision
 from tunery.training.batching import collate, epoch_batches, micro_batches
 from tunery.training.config import TrainingConfig
 from tunery.training.frozen import FrozenLayers, packed_forward
@@ -66,14 +68,13 @@ class TrainResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def batch_loss(model, batch, *, autocast_dtype=None, frozen: FrozenLayers | None = None,
-               examples: list[EncodedExample] | None = None) -> tuple[Any, int, int]:
-    """Sum of token losses over labelled positions, their count, and how many were predicted right.
+def labelled_logits(model, batch, *, autocast_dtype=None, frozen: FrozenLayers | None = None,
+                    examples: list[EncodedExample] | None = None) -> tuple[Any, Any]:
+    """The logits at labelled positions (float32) and their target ids, example after example in
+    the batch's order.
 
     With ``frozen`` (and the batch's ``examples``), the frozen lower layers are not run: their
     kept output for each example feeds the trained layers directly (see ``training.frozen``)."""
-    import torch.nn.functional as F
-
     decoder, head = decoder_and_head(model)
     with autocast_context(batch.input_ids.device.type, autocast_dtype):
         if frozen is not None and examples is not None:
@@ -88,6 +89,15 @@ def batch_loss(model, batch, *, autocast_dtype=None, frozen: FrozenLayers | None
             sel = all_targets != IGNORE
             h, targets = hidden[:, :-1][sel], all_targets[sel]
         logits = head(h).float()
+    return logits, targets
+
+
+def batch_loss(model, batch, *, autocast_dtype=None, frozen: FrozenLayers | None = None,
+               examples: list[EncodedExample] | None = None) -> tuple[Any, int, int]:
+    """Sum of token losses over labelled positions, their count, and how many were predicted right."""
+    import torch.nn.functional as F
+
+    logits, targets = labelled_logits(model, batch, autocast_dtype=autocast_dtype, frozen=frozen, examples=examples)
     if targets.numel() == 0:
         return logits.sum() * 0.0, 0, 0
     loss = F.cross_entropy(logits, targets, reduction="sum")
@@ -119,8 +129,8 @@ class Trainer:
         self.tokenizer = tokenizer
         self.config = config
         self.n_examples = len(train)
-        self.train = [e for e in train if e.n_trained > 0]
-        self.valid = [e for e in (valid or []) if e.n_trained > 0]
+        self.train = self._usable(train)
+        self.valid = self._usable(valid or [])
         self.output_dir = Path(output_dir)
         self.cb = callbacks or Callbacks()
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -129,6 +139,23 @@ class Trainer:
             from tunery.errors import InvalidInput
 
             raise InvalidInput("no training example has an assistant token to learn from", param="training_file")
+
+    metric_columns = METRIC_COLUMNS
+
+    @staticmethod
+    def _usable(items: list) -> list:
+        """The training units with something to learn from (a unit here is one example)."""
+        return [e for e in items if e.n_trained > 0]
+
+    @staticmethod
+    def _examples(items: list) -> list[EncodedExample]:
+        """The token sequences of training units, for the frozen-layer cache."""
+        return items
+
+    def _prepare(self, model, device: str, autocast, state: dict[str, Any] | None) -> dict[str, Any]:
+        """Work done once before the first step, given the resumed checkpoint's state (or None);
+        returns what a checkpoint must keep of it. Supervised training has none."""
+        return {}
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -148,13 +175,37 @@ class Trainer:
             return (step + 1) / warmup
         return max(0.0, (self.total_steps - step) / max(1, self.total_steps - warmup))
 
+    def _precision(self, model, device: str) -> precision.Choice:
+        """The precision to train in (``training.precision``): where ``auto`` picks bf16, the
+        model's loss on a few held-out examples (training ones without a validation file) must
+        agree with fp32's, else fp32."""
+        import torch
+
+        choice = precision.choose(os.environ.get("TUNERY_TRAIN_PRECISION") or self.config.precision, device,
+                                  distributed.threads(cpu_threads()))
+        if choice.precision != "bf16" or self.config.precision != "auto":
+            return choice
+        probe = (self.valid or self.train)[:4]
+        fp32, _ = self._evaluate(model, self._examples(probe), device, None)
+        bf16, _ = self._evaluate(model, self._examples(probe), device, torch.bfloat16)
+        model.train()
+        if precision.loss_agrees(fp32, bf16):
+            return choice
+        return precision.Choice("fp32", f"fp32: bf16 would be faster here, but it moved the held-out loss by "
+                                        f"{(bf16 - fp32) / fp32:+.2%} (more than {precision.LOSS_TOLERANCE:.0%})")
+
+    def _validation(self, model, items: list, device: str, autocast, *, prefix: str) -> dict[str, float]:
+        """Validation metrics on ``items``, named with ``prefix`` (``valid_`` or ``full_valid_``)."""
+        loss, acc = self._evaluate(model, items, device, autocast)
+        return {f"{prefix}loss": loss, f"{prefix}mean_token_accuracy": acc}
+
     def _evaluate(self, model, examples: list[EncodedExample], device: str, autocast) -> tuple[float, float]:
         import torch
 
         total = n = correct = 0.0
         model.eval()
         with torch.no_grad():
-            idx = list(range(len(examples)))
+            idx = distributed.shard(list(range(len(examples))))
             for mb in micro_batches(idx, examples, self.config.micro_batch_tokens):
                 part = [examples[i] for i in mb]
                 loss, cnt, ok = batch_loss(model, collate(part, self.pad_id, device), autocast_dtype=autocast,
@@ -162,6 +213,7 @@ class Trainer:
                 total += float(loss)
                 n += cnt
                 correct += ok
+        total, n, correct = distributed.sum_all(total, n, correct)
         model.train()
         return (total / n, correct / n) if n else (float("nan"), float("nan"))
 
@@ -172,22 +224,28 @@ class Trainer:
         import torch
 
         cfg = self.config
-        device = default_device()
-        torch.set_num_threads(cpu_threads())
-        autocast = torch.bfloat16 if cfg.precision == "bf16" else None
+        device = distributed.setup(default_device())
+        torch.set_num_threads(distributed.threads(cpu_threads()))
+        if not distributed.is_main():
+            self.cb = Callbacks()  # rank 0 alone reports (see ``training.distributed``)
         if model is None:
             model = prepare_model(self.base_path, cfg, device)
+        self.frozen = None
+        self.precision = self._precision(model, device)
+        self.cb.on_message("info", f"Training in {self.precision.reason}")
+        autocast = torch.bfloat16 if self.precision.precision == "bf16" else None
         self.frozen = (FrozenLayers.for_model(model, autocast_dtype=autocast)
                        if cfg.method == "lora" and cfg.cache_frozen_layers else None)
         if self.frozen is not None:
-            self.frozen.share_prefix(self.train)
-            self.frozen.share_prefix(self.valid)
+            self.frozen.share_prefix(self._examples(self.train))
+            self.frozen.share_prefix(self._examples(self.valid))
         params = [p for p in model.parameters() if p.requires_grad]
+        distributed.sync_params(params)
         opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, foreach=True)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, self._lr_lambda)
 
         step, start_epoch, start_batch, rows, trained_tokens = 0, 0, 0, [], 0
-        resumed_from = None
+        resumed_from, state = None, None
         ckpt = checkpoint.latest(self.checkpoint_dir) if resume else None
         if ckpt is not None:
             state = checkpoint.load_state(ckpt)
@@ -201,6 +259,7 @@ class Trainer:
             self.cb.on_message("info", f"Resumed from checkpoint at step {step}")
         else:
             torch.manual_seed(cfg.seed)
+        kept = self._prepare(model, device, autocast, state)
         self.cb.on_start({"examples": self.n_examples, "total_steps": self.total_steps, "resumed_from": resumed_from})
 
         self.output_dir.mkdir(parents=True, exist_ok=True)
@@ -211,7 +270,7 @@ class Trainer:
             if first == 0:
                 self.cb.on_message("info", f"Epoch {epoch + 1}/{cfg.n_epochs} started")
             for b in range(first, len(batches)):
-                if self.cb.should_stop():
+                if distributed.any_rank(self.cb.should_stop()):
                     raise Cancelled()
                 row = self._train_step(model, opt, sched, params, batches[b], device, autocast)
                 step += 1
@@ -221,11 +280,10 @@ class Trainer:
                 if self.valid and (step % cfg.eval_every == 0 or step == self.total_steps):
                     vb = [self.valid[(step // cfg.eval_every * cfg.batch_size + k) % len(self.valid)]
                           for k in range(min(cfg.batch_size, len(self.valid)))]
-                    row["valid_loss"], row["valid_mean_token_accuracy"] = self._evaluate(model, vb, device, autocast)
+                    row.update(self._validation(model, vb, device, autocast, prefix="valid_"))
                 epoch_end = b == len(batches) - 1
                 if epoch_end and self.valid:
-                    row["full_valid_loss"], row["full_valid_mean_token_accuracy"] = self._evaluate(
-                        model, self.valid, device, autocast)
+                    row.update(self._validation(model, self.valid, device, autocast, prefix="full_valid_"))
                 rows.append(row)
                 elapsed = time.perf_counter() - t0
                 self.cb.on_progress({"step": step, "total_steps": self.total_steps, "epoch": epoch + 1,
@@ -233,11 +291,11 @@ class Trainer:
                                      "elapsed": elapsed, "train_loss": row["train_loss"]})
                 self.cb.on_metrics(dict(row))
                 every = cfg.checkpoint_every and step % cfg.checkpoint_every == 0
-                if (epoch_end and cfg.epoch_checkpoints) or every:
+                if ((epoch_end and cfg.epoch_checkpoints) or every) and distributed.is_main():
                     nxt_epoch, nxt_batch = (epoch + 1, 0) if epoch_end else (epoch, b + 1)
                     state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step,
                              "epoch": nxt_epoch, "batch": nxt_batch, "metrics": rows,
-                             "trained_tokens": trained_tokens, "config": cfg.to_dict()}
+                             "trained_tokens": trained_tokens, "config": cfg.to_dict(), **kept}
                     path = checkpoint.save(self.checkpoint_dir, step, model=model, tokenizer=self.tokenizer,
                                            state=state, metrics=row, keep=cfg.keep_checkpoints)
                     self.write_results(rows)
@@ -248,9 +306,11 @@ class Trainer:
 
         model.eval()
         self.model = model
-        with atomic_dir(final) as tmp:
-            checkpoint.save_model(model, tmp, tokenizer=self.tokenizer)
-        self.write_results(rows)
+        if distributed.is_main():
+            with atomic_dir(final) as tmp:
+                checkpoint.save_model(model, tmp, tokenizer=self.tokenizer)
+            self.write_results(rows)
+        distributed.finish()
         seconds = time.perf_counter() - t0
         return TrainResult(output_dir=final, steps=step, trained_tokens=trained_tokens, metrics=rows,
                            seconds=seconds, tokens_per_second=tokens_seen / seconds if seconds else 0.0,
@@ -259,8 +319,8 @@ class Trainer:
     def _train_step(self, model, opt, sched, params, indices, device, autocast) -> dict[str, Any]:
         import torch
 
-        examples = [self.train[i] for i in indices]
-        n_label = sum(e.n_trained for e in examples)
+        n_label = sum(self.train[i].n_trained for i in indices)  # the whole batch's, on every rank
+        examples = [self.train[i] for i in distributed.shard(indices)]
         total_loss, correct, tokens = 0.0, 0, 0
         for mb in micro_batches(list(range(len(examples))), examples, self.config.micro_batch_tokens):
             part = [examples[i] for i in mb]
@@ -270,6 +330,8 @@ class Trainer:
             total_loss += float(loss.detach())
             correct += ok
             tokens += batch.n_tokens
+        distributed.all_reduce_grads(params)
+        total_loss, correct, tokens = distributed.sum_all(total_loss, correct, tokens)
         if self.config.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
         opt.step()
@@ -295,7 +357,7 @@ class Trainer:
     def write_results(self, rows: list[dict[str, Any]]) -> Path:
         """The results CSV, with the OpenAI column names."""
         buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
+        w = csv.DictWriter(buf, fieldnames=self.metric_columns, extrasaction="ignore")
         w.writeheader()
         for r in rows:
             w.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in r.items()})

@@ -1,0 +1,174 @@
+"""Data-parallel training under torchrun (``training.distributed``): two CPU processes (gloo,
+loopback) give one process's loss curve and weights, rank 0 alone writes, and a checkpoint
+written by two ranks resumes in one.
+
+The two-rank run is this file itself, started through ``python -m torch.distributed.run``."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+METHODS = ("lora", "full")
+EPOCHS, BATCH = 2, 3  # 10 examples: 4 steps an epoch, the last of one example, so one rank gets none
+
+
+def train(model_dir: Path, out: Path, method: str, *, resume: bool = False, stop_after: int = 0):
+    """The run every test compares: LoRA on the upper layer only (the frozen-layer path) or full
+    fine-tuning of the tiny model, a checkpoint every 3 steps, validation every 2; cancelled
+    after step ``stop_after`` when given."""
+    from transformers import AutoTokenizer
+
+    from support_chat import chat_lines
+    from tunery.chat import Conversation
+    from tunery.training import Callbacks, Trainer, TrainingConfig, encode_all
+    from tunery.training.config import LoraSettings
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    ex = encode_all([Conversation.from_dicts(x["messages"]) for x in chat_lines(10)], tok, max_length=256)
+    cfg = TrainingConfig(method=method, n_epochs=EPOCHS, batch_size=BATCH, learning_rate=1e-2 if method == "lora" else 1e-3,
+                         seed=5, max_seq_length=256, checkpoint_every=3, keep_checkpoints=10, eval_every=2,
+                         lora=LoraSettings(r=4, alpha=8, layers=(1,)))
+    rank = os.environ.get("RANK", "0")
+    out.mkdir(parents=True, exist_ok=True)
+
+    done = []
+
+    def log(row):
+        done.append(row["step"])
+        with open(out / f"metrics-rank{rank}.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    cb = Callbacks(on_metrics=log, should_stop=lambda: bool(stop_after) and len(done) >= stop_after)
+    return Trainer(base_path=model_dir, tokenizer=tok, config=cfg, train=ex, valid=ex[:3], output_dir=out,
+                   callbacks=cb).run(resume=resume)
+
+
+def _weights(folder: Path) -> dict:
+    from safetensors.torch import load_file
+
+    out = {}
+    for f in sorted(folder.glob("*.safetensors")):
+        out.update(load_file(f))
+    return out
+
+
+def _assert_same_run(rows, ref_rows, weights, ref_weights):
+    import torch
+
+    assert [r["step"] for r in rows] == [r["step"] for r in ref_rows]
+    for key in ("train_loss", "train_mean_token_accuracy", "valid_loss", "full_valid_loss"):
+        got = [r[key] for r in rows if key in r]
+        want = [r[key] for r in ref_rows if key in r]
+        assert len(got) == len(want) > 0 and got == pytest.approx(want, rel=1e-4), key
+    assert weights.keys() == ref_weights.keys()
+    for k in weights:
+        torch.testing.assert_close(weights[k], ref_weights[k], rtol=1e-3, atol=1e-5, msg=k)
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tiny_model_dir, tmp_path_factory):
+    """Both methods trained by 2 processes x 1 thread; the output folder of each."""
+    root = tmp_path_factory.mktemp("ddp")
+    env = {**os.environ, "TUNERY_HOME": str(root / "home"), "TUNERY_NUM_THREADS": "2", "GLOO_SOCKET_IFNAME": "lo",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           __file__, str(tiny_model_dir), str(root)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return {m: root / m for m in METHODS}
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_two_processes_give_the_one_process_run(two_ranks, tiny_model_dir, tmp_path, method):
+    ref = train(tiny_model_dir, tmp_path / method, method)
+    out = two_ranks[method]
+    rows = [json.loads(line) for line in (out / "metrics-rank0.jsonl").read_text().splitlines()]
+    assert len(rows) == ref.steps == 8
+    _assert_same_run(rows, ref.metrics, _weights(out / "final"), _weights(ref.output_dir))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_rank_zero_alone_reports_and_writes(two_ranks, method):
+    from tunery.training import checkpoint
+
+    out = two_ranks[method]
+    assert not (out / "metrics-rank1.jsonl").exists()  # rank 1's callbacks never ran
+    assert [p.name for p in checkpoint.list_checkpoints(out / "checkpoints")] == [
+        "step-3", "step-4", "step-6", "step-8"]
+    assert (out / "results.csv").read_text().count("\n") == 9  # header and 8 steps, written once
+    assert not list(out.rglob("*.tmp*"))  # no half-written folder left by a second writer
+
+
+def test_a_cancel_seen_by_rank_zero_stops_every_rank(two_ranks):
+    out = two_ranks["lora"].parent / "cancel"
+    assert (out / "cancelled-rank0").exists() and (out / "cancelled-rank1").exists()
+    assert len((out / "metrics-rank0.jsonl").read_text().splitlines()) == 2
+
+
+def test_resume_two_rank_checkpoint_in_one_process(two_ranks, tiny_model_dir, tmp_path):
+    ref = train(tiny_model_dir, tmp_path / "ref", "lora")
+    out = tmp_path / "resumed"
+    shutil.copytree(two_ranks["lora"] / "checkpoints" / "step-3", out / "checkpoints" / "step-3")
+    res = train(tiny_model_dir, out, "lora", resume=True)
+    assert res.resumed_from == 3
+    _assert_same_run(res.metrics, ref.metrics, _weights(res.output_dir), _weights(ref.output_dir))
+
+
+def test_launch_command_uses_torchrun_for_several_processes(monkeypatch):
+    from tunery.errors import InvalidInput
+    from tunery.training.distributed import NPROC_ENV, launch_command, threads
+
+    job = ["-m", "tunery.jobs", "ftjob-1"]
+    monkeypatch.delenv(NPROC_ENV, raising=False)
+    assert launch_command(job) == [sys.executable, *job]
+    monkeypatch.setenv(NPROC_ENV, "3")  # the worker's default ...
+    assert launch_command(job)[1:6] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "3"]
+    assert launch_command(job, 1) == [sys.executable, *job]  # ... a job's own value wins
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    assert threads(8) == 2 and threads(2) == 1
+    monkeypatch.setenv(NPROC_ENV, "two")
+    with pytest.raises(InvalidInput, match=NPROC_ENV):
+        launch_command(job)
+
+
+def test_request_takes_nproc_per_node_and_refuses_it_for_dpo():
+    from tunery.errors import InvalidInput
+    from tunery.jobs.spec import FineTuneRequest
+
+    base = {"model": "tiny-random", "training_file": "file-1"}
+    assert FineTuneRequest.parse({**base, "nproc_per_node": 2}).nproc_per_node == 2
+    in_method = {**base, "method": {"type": "supervised", "supervised": {"nproc_per_node": 2}}}
+    assert FineTuneRequest.parse(in_method).to_json()["nproc_per_node"] == 2
+    with pytest.raises(InvalidInput, match="nproc_per_node"):
+        FineTuneRequest.parse({**base, "nproc_per_node": 0})
+    with pytest.raises(InvalidInput, match="DPO trains in one process"):
+        FineTuneRequest.parse({**base, "nproc_per_node": 2, "method": {"type": "dpo"}})
+
+
+if __name__ == "__main__":  # one rank of the two_ranks fixture's run
+    model_dir, root = Path(sys.argv[1]), Path(sys.argv[2])
+    from tunery.training import checkpoint
+
+    save_model = checkpoint.save_model
+
+    def recorded(model, out, **kw):  # any save by a rank other than 0 fails the run
+        if os.environ["RANK"] != "0":
+            raise AssertionError(f"rank {os.environ['RANK']} wrote {out}")
+        save_model(model, out, **kw)
+
+    checkpoint.save_model = recorded
+    for m in METHODS:
+        train(model_dir, root / m, m)
+    from tunery.training import Cancelled
+
+    try:  # rank 0 alone sees the cancel; rank 1 must stop at the same step, not wait for it forever
+        train(model_dir, root / "cancel", "lora", stop_after=2)
+    except Cancelled:
+        (root / "cancel" / f"cancelled-rank{os.environ['RANK']}").touch()

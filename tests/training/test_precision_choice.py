@@ -1,0 +1,85 @@
+"""Training precision chosen by measurement: the probe, its cache per machine, the decision rule
+and the held-out loss check."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tunery.errors import InvalidInput
+from tunery.training import precision as prec
+
+
+def test_the_probe_times_both_precisions_on_this_machine():
+    m = prec.measure(1, steps=1, tokens=16)
+    assert m.fp32_s > 0 and m.bf16_s > 0 and m.speedup == m.fp32_s / m.bf16_s
+    assert "torch" in m.machine and m.machine.endswith("x1")
+
+
+def test_auto_follows_the_measurement_and_remembers_it_per_machine(monkeypatch, tunery_home):
+    calls = []
+
+    def fake(threads, **kw):
+        calls.append(threads)
+        return prec.Measurement(prec.machine_signature(threads), fp32_s=2.0, bf16_s=1.0)
+
+    monkeypatch.setattr(prec, "measure", fake)
+    monkeypatch.setattr(prec, "_memo", {})
+    choice = prec.choose("auto", "cpu", 2)
+    assert choice.precision == "bf16" and "2.00x faster" in choice.reason
+    prec._memo.clear()  # a new process: the home's cache answers, no second measurement
+    assert prec.choose(None, "cpu", 2).precision == "bf16" and calls == [2]
+    cached = json.loads((tunery_home / "cache" / "train-precision.json").read_text())
+    assert list(cached) == [prec.machine_signature(2)]
+    prec._memo.clear()
+    monkeypatch.setattr(prec, "measure", lambda threads, **kw: prec.Measurement("slow", 1.0, 8.0))
+    choice = prec.choose("auto", "cpu", 1)  # another thread count is another measurement
+    assert choice.precision == "fp32" and "0.12x" in choice.reason
+
+
+def test_an_explicit_precision_wins_and_a_bad_one_is_named():
+    assert prec.choose("bf16", "cpu", 2) == prec.Choice("bf16", "bf16 as requested")
+    assert prec.choose("FP32", "cpu", 2).precision == "fp32"
+    with pytest.raises(InvalidInput, match="fp16") as e:
+        prec.choose("fp16", "cpu", 2)
+    assert e.value.param == "precision"
+
+
+def test_bf16_is_kept_only_when_the_held_out_loss_agrees():
+    assert prec.loss_agrees(2.0, 2.015)
+    assert not prec.loss_agrees(2.0, 2.03)
+
+
+def _finetune(rec, out, precision="auto"):
+    from support_chat import chat_lines
+    from tunery.chat import Conversation
+    from tunery.training import Callbacks, TrainingConfig, finetune
+    from tunery.training.config import LoraSettings
+
+    messages = []
+    convs = [Conversation.from_dicts(r["messages"]) for r in chat_lines(4)]
+    cfg = TrainingConfig(method="lora", n_epochs=1, batch_size=2, learning_rate=1e-2, seed=1, max_seq_length=256,
+                         lora=LoraSettings(r=4, alpha=8), precision=precision)
+    res = finetune(rec, cfg, convs, convs[:2], out, Callbacks(on_message=lambda level, m: messages.append(m)))
+    return res, [m for m in messages if m.startswith("Training in")]
+
+
+@pytest.mark.parametrize("agrees", [True, False])
+def test_a_job_trains_in_bf16_only_where_faster_and_the_loss_agrees(tiny_model, tmp_path, monkeypatch, agrees):
+    monkeypatch.delenv("TUNERY_TRAIN_PRECISION")
+    monkeypatch.setattr(prec, "_memo", {})
+    monkeypatch.setattr(prec, "measure", lambda threads, **kw: prec.Measurement("fast bf16", 1.0, 0.5))
+    monkeypatch.setattr(prec, "loss_agrees", lambda fp32, bf16: agrees)
+    auto, said = _finetune(tiny_model, tmp_path / "auto")
+    fp32, _ = _finetune(tiny_model, tmp_path / "fp32", precision="fp32")
+    same = [r["train_loss"] for r in auto.metrics] == [r["train_loss"] for r in fp32.metrics]
+    if agrees:
+        assert said == ["Training in bf16 autocast: 2.00x faster than fp32 on this CPU (measured)"] and not same
+    else:
+        assert len(said) == 1 and "moved the held-out loss" in said[0] and same
+
+
+def test_the_suite_default_and_an_explicit_setting_are_reported(tiny_model, tmp_path):
+    _, said = _finetune(tiny_model, tmp_path / "pinned")  # conftest pins TUNERY_TRAIN_PRECISION=fp32
+    assert said == ["Training in fp32 as requested"]
