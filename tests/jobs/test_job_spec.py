@@ -44,7 +44,7 @@ def test_an_unknown_key_anywhere_is_named_by_its_path(extra, param):
     ({"hyperparameters": {"n_epochs": 51}}, "hyperparameters.n_epochs", "between 1 and 50"),
     ({"hyperparameters": {"learning_rate_multiplier": "fast"}}, "hyperparameters.learning_rate_multiplier",
      "'auto' or a number"),
-    ({"method": {"type": "dpo"}}, "method.type", "'supervised'"),
+    ({"method": {"type": "reinforcement"}}, "method.type", "'supervised' or 'dpo'"),
     ({"metadata": {"k": 1}}, "metadata.k", "valid string"),
     ({"metadata": {str(i): "v" for i in range(17)}}, "metadata", "at most 16"),
 ])

@@ -68,7 +68,7 @@ def test_job_succeeds_and_registers_model(tiny_model, chat_file):
     ({"validation_file": "file-missing"}, "validation_file"),
     ({"hyperparameters": {"n_epochs": -2}}, "hyperparameters.n_epochs"),
     ({"hyperparameters": {"batch_size": "big"}}, "hyperparameters.batch_size"),
-    ({"method": {"type": "dpo"}}, "method.type"),
+    ({"method": {"type": "reinforcement"}}, "method.type"),
     ({"suffix": "Has Spaces!"}, "suffix"),
     ({"suffix": "x" * 65}, "suffix"),
     ({"seed": -1}, "seed"),

@@ -18,7 +18,7 @@ from tunery.cli._common import console, err_console, print_json, print_list, thr
 from tunery.errors import InvalidInput, invalid_request, validation_param
 from tunery.jobs.spec import FineTuneRequest
 from tunery.models.catalog import DEFAULT_MODEL
-from tunery.training.config import Hyperparameters, LoraSpec
+from tunery.training.config import DPOHyperparameters, Hyperparameters, LoraSpec
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 STATUS_STYLE = {"succeeded": "green", "failed": "red", "cancelled": "yellow", "running": "cyan",
@@ -27,7 +27,8 @@ STATUS_STYLE = {"succeeded": "green", "failed": "red", "cancelled": "yellow", "r
 
 _FLAGS: dict[str, str] = {}
 """Request path (``lora.r``) -> the option that sets it (``--lora-r``), to name the flag in errors."""
-_PATHS = {FineTuneRequest: "", Hyperparameters: "hyperparameters.", LoraSpec: "lora."}
+_PATHS = {FineTuneRequest: "", Hyperparameters: "hyperparameters.", DPOHyperparameters: "hyperparameters.",
+          LoraSpec: "lora."}
 
 
 def _spec_option(flag: str, model: type, field: str, *decls: str, note: str = "", **kw):
@@ -77,8 +78,11 @@ def _names(ctx, param, text: str | None) -> list[str] | None:
 @_spec_option("--learning-rate-multiplier", Hyperparameters, "learning_rate_multiplier", default="auto",
               show_default=True)
 @_spec_option("--seed", FineTuneRequest, "seed", type=int)
-@_spec_option("--method", FineTuneRequest, "training_method", type=click.Choice(["lora", "full"]), default="lora",
-              show_default=True)
+@click.option("--method", type=click.Choice(["supervised", "dpo", "lora", "full"]), default="supervised",
+              show_default=True, help="supervised (chat examples) or dpo (preference pairs: input, preferred_output, "
+                                      "non_preferred_output). lora or full: the older spelling of --training-method.")
+@_spec_option("--training-method", FineTuneRequest, "training_method", type=click.Choice(["lora", "full"]))
+@_spec_option("--beta", DPOHyperparameters, "beta", default="auto", show_default=True, note=" With --method dpo.")
 @_spec_option("--lora-r", LoraSpec, "r", type=int)
 @_spec_option("--lora-alpha", LoraSpec, "alpha", type=int)
 @_spec_option("--lora-dropout", LoraSpec, "dropout", type=float)
@@ -86,31 +90,45 @@ def _names(ctx, param, text: str | None) -> list[str] | None:
               note=" Comma-separated here: q_proj,v_proj.")
 @_spec_option("--lora-layers", LoraSpec, "layers", callback=_layer_list,
               note=" Here: 'all', or indices like '20-29' or '0,5,10'.")
+@_spec_option("--nproc-per-node", FineTuneRequest, "nproc_per_node", type=int)
+@_spec_option("--precision", FineTuneRequest, "precision", type=click.Choice(["auto", "fp32", "bf16"]),
+              default="auto", show_default=True)
 @click.option("--wait/--no-wait", default=False, help="Train now and show progress until the job ends.")
 @threads_option("CPU threads for training, in the worker this command starts (default: every CPU this "
                 "process may use; TUNERY_NUM_THREADS).")
 def finetune(training_file: Path, validation_file: Path | None, model: str, suffix: str | None, n_epochs: str,
-             batch_size: str, learning_rate_multiplier: str, seed: int | None, method: str, lora_r: int | None,
+             batch_size: str, learning_rate_multiplier: str, seed: int | None, method: str,
+             training_method: str | None, beta: str, lora_r: int | None,
              lora_alpha: int | None, lora_dropout: float | None, lora_target_modules: list[str] | None,
-             lora_layers: str | list[int] | None, wait: bool) -> None:
-    """Start a fine-tuning job on TRAINING_FILE (chat JSONL).
+             lora_layers: str | list[int] | None, nproc_per_node: int | None, precision: str, wait: bool) -> None:
+    """Start a fine-tuning job on TRAINING_FILE (chat JSONL; preference pairs with --method dpo).
 
     The file is validated first; problems are listed by line and field. Without --wait the job
     is queued and a background worker trains it (follow it with `tunery jobs follow ID`).
     """
     from tunery.data import files
+    from tunery.data.preference import file_kind
     from tunery.data.validate import validate_file
     from tunery.jobs import create_job
 
     lora = {"r": lora_r, "alpha": lora_alpha, "dropout": lora_dropout, "target_modules": lora_target_modules,
             "layers": lora_layers}
-    hp = {"n_epochs": n_epochs, "batch_size": batch_size, "learning_rate_multiplier": learning_rate_multiplier}
+    if method in ("lora", "full"):
+        if training_method not in (None, method):
+            raise click.BadParameter(f"--method {method} and --training-method {training_method} disagree",
+                                     param_hint="--training-method")
+        method, training_method = "supervised", method
+    if beta != "auto" and method != "dpo":
+        raise click.BadParameter("beta is a DPO setting: add --method dpo", param_hint="--beta")
+    hp = {"n_epochs": n_epochs, "batch_size": batch_size, "learning_rate_multiplier": learning_rate_multiplier,
+          **({"beta": beta} if method == "dpo" else {})}
     try:  # the files are paths until they are uploaded, once the request and the data are known good
         request = FineTuneRequest.model_validate({
             "model": model, "training_file": str(training_file),
             "validation_file": str(validation_file) if validation_file else None, "suffix": suffix, "seed": seed,
-            "method": {"type": "supervised", "supervised": {"hyperparameters": hp}}, "training_method": method,
-            "lora": {k: v for k, v in lora.items() if v is not None} or None})
+            "method": {"type": method, method: {"hyperparameters": hp}}, "training_method": training_method,
+            "lora": {k: v for k, v in lora.items() if v is not None} or None, "nproc_per_node": nproc_per_node,
+            "precision": precision})
     except ValidationError as e:
         err = e.errors(include_url=False)[0]
         flag = _flag(validation_param(tuple(err["loc"])))
@@ -122,6 +140,10 @@ def finetune(training_file: Path, validation_file: Path | None, model: str, suff
         if path is None:
             continue
         report = validate_file(path, purpose=purpose)
+        if report.ok and (file_kind(path) == "preference") != (method == "dpo"):
+            raise click.BadParameter(f"{path} holds {'preference pairs' if method != 'dpo' else 'chat examples'}: "
+                                     f"{'add --method dpo' if method != 'dpo' else 'DPO needs preference pairs'}",
+                                     param_hint="--method")
         if not report.ok:
             err_console.print(report.format(limit=30, severity="error"))
             err_console.print(f"[bold red]error:[/] {path} is not valid {purpose} data "
@@ -141,7 +163,7 @@ def finetune(training_file: Path, validation_file: Path | None, model: str, suff
                                                     "validation_file": valid_rec.id if valid_rec else None}))
     except InvalidInput as e:
         raise _named(e) from None
-    console.print(f"Created job [bold]{job['id']}[/] ({method} on {model})")
+    console.print(f"Created job [bold]{job['id']}[/] ({method}, {request.training_method} on {model})")
     if wait:
         _follow(job["id"], run_worker=True)
     else:
@@ -312,18 +334,35 @@ def follow(job_id: str, run_worker: bool) -> None:
     _follow(job_id, run_worker=run_worker)
 
 
+def _set_nproc(n: int | None) -> None:
+    """The worker's ``--nproc-per-node``, for its training children (``training.distributed``)."""
+    from tunery.training.distributed import NPROC_ENV
+
+    if n is not None:
+        os.environ[NPROC_ENV] = str(n)
+
+
 @click.command()
 @click.option("--exit-when-idle", is_flag=True, help="Exit once no job is waiting.")
 @click.option("--poll-interval", default=1.0, show_default=True, help="Seconds between looks for new jobs.")
+@click.option("--id", "worker_id", default=None,
+              help="This worker's name in the jobs it claims, unique among running workers (default: host:pid).")
 @threads_option("CPU threads for training (default: every CPU this process may use; TUNERY_NUM_THREADS).")
-def worker(exit_when_idle: bool, poll_interval: float) -> None:
+@click.option("--nproc-per-node", type=click.IntRange(min=1), default=None, expose_value=False,
+              callback=lambda ctx, param, n: _set_nproc(n),
+              help="Training processes (torchrun, data-parallel) for jobs that do not say; they share the "
+                   "threads (default: 1; TUNERY_NPROC_PER_NODE).")
+def worker(exit_when_idle: bool, poll_interval: float, worker_id: str | None) -> None:
     """Run a job worker in the foreground: validates, trains, resumes interrupted jobs.
 
-    Only one worker per TUNERY_HOME trains at a time; a second one stands by.
+    Any number of workers may share one queue (TUNERY_HOME, or TUNERY_DATABASE_URL for workers on
+    several machines; see docs/scaling.md): each trains one job at a time, and resumes the job of a
+    worker that died once its lease runs out (TUNERY_CLAIM_LEASE_S). Only one worker of a home
+    trains at a time on a machine (the others stand by) unless TUNERY_WORKERS_PER_MACHINE says more.
     """
     from tunery.jobs import Worker
 
-    w = Worker(poll_interval=poll_interval)
+    w = Worker(poll_interval=poll_interval, worker_id=worker_id)
     console.print("worker started (Ctrl-C stops it; an interrupted job resumes at the next start)")
     try:
         w.run_forever(exit_when_idle=exit_when_idle)

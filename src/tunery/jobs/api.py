@@ -18,15 +18,19 @@ from tunery.training.config import check_layer_range
 
 
 def _check_model(model: str) -> int | None:
-    """A base model that exists (or is in the catalog); returns its number of decoder layers when known."""
+    """A model that exists (or is in the catalog): a base, or a fine-tune to continue from (as
+    OpenAI recommends supervised first, then DPO from it); returns its number of decoder layers
+    when known."""
     rec = find(model)
     if rec is None and model not in CATALOG:
         raise InvalidInput(f"unknown base model {model!r}", param="model", code="model_not_found",
                            hint="see `tunery models list --all`")
-    if rec is not None and rec.kind != "base":
-        raise InvalidInput(f"{model!r} is a fine-tuned model; fine-tune its base {rec.parent!r} instead "
-                           "(continuing from a fine-tuned model is not supported yet)", param="model")
-    config = rec.path / "config.json" if rec is not None else None
+    if rec is not None and rec.meta.get("checkpoint_step") is not None:
+        raise InvalidInput(f"{model!r} is a checkpoint of a running or finished job; continue from the job's "
+                           "fine-tuned model instead", param="model")
+    from tunery.models.loading import base_path
+
+    config = base_path(rec) / "config.json" if rec is not None else None
     n = json.loads(config.read_text()).get("num_hidden_layers") if config is not None and config.exists() else None
     return n if isinstance(n, int) else None
 

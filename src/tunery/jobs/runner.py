@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from tunery.training.config import TrainingConfig
 
 EXIT_INTERRUPTED = 75  # stopped by SIGTERM (worker shutdown): resume later
+WORKER_ENV = "TUNERY_WORKER_ID"  # the worker that claimed the job, set by it for its training process
 
 
 def try_lock(path: Path):
@@ -58,6 +59,7 @@ class _Reporter:
         self._progress: dict[str, Any] = {}
         self._checked, self._stop = 0.0, False
         self.parent = os.getppid()  # the worker that started this process
+        self.worker_id = os.environ.get(WORKER_ENV) or None  # its id in the job's lease
 
     def callbacks(self):
         from tunery.training import Callbacks
@@ -107,21 +109,23 @@ class _Reporter:
         now = time.monotonic()
         if now - self._checked > 0.5:  # a cancel is seen within half a second, without a query per step
             self._checked = now
-            self._stop = store.row(self.job_id)["status"] != "running"
+            # stop too once the job is no longer its worker's (its lease ran out: another may train it)
+            self._stop = not (store.holds(self.job_id, self.worker_id) if self.worker_id
+                              else store.row(self.job_id)["status"] == "running")
         return self._stop
 
 
 def run(job_id: str) -> int:
     """Train job ``job_id`` (status ``running``) to the end; returns the process's exit code."""
     from tunery.data import files
-    from tunery.data.validate import validate_bytes
     from tunery.models import ensure
     from tunery.models.catalog import TrainingDefaults
-    from tunery.training import Cancelled
-    from tunery.training.recipe import finetune
+    from tunery.training import Cancelled, distributed
+    from tunery.training.recipe import finetune, finetune_dpo
 
     jdir = store.job_dir(job_id)
-    lock = try_lock(jdir / "lock")
+    main_rank = distributed.is_main()  # under torchrun, ranks > 0 train silently under rank 0's lock
+    lock = try_lock(jdir / "lock") if main_rank else True
     if lock is None:
         return 0  # another process is already training this job
     reporter = _Reporter(job_id)
@@ -130,34 +134,68 @@ def run(job_id: str) -> int:
     job = store.row(job_id)
     if job["status"] != "running":
         return 0
-    reporter.model_name = store.model_name(job["model"], job["suffix"], job_id)
     request = store.request(job)
     base = ensure(request.model)
+    reporter.model_name = store.model_name(_first_base(base).id, job["suffix"], job_id)
 
-    def conversations(fid: str | None, purpose: str):
-        return validate_bytes(files.content(fid), purpose=purpose).conversations if fid else []
-
-    train = conversations(request.training_file, "training")
-    valid = conversations(request.validation_file, "validation")
+    dpo = request.method.type == "dpo"
+    train = _examples(files.content(request.training_file), "training", dpo=dpo)
+    valid = _examples(files.content(request.validation_file), "validation", dpo=dpo) if request.validation_file else []
     config, hp = request.training_config(len(train), base.spec.training if base.spec else TrainingDefaults())
     reporter.config, reporter.hyperparameters = config, hp.to_dict()
     store.update(job_id, hyperparameters=hp.to_dict())
     started = time.time()
     try:
-        result = finetune(base, config, train, valid, jdir / "output", reporter.callbacks())
+        result = (finetune_dpo if dpo else finetune)(base, config, train, valid, jdir / "output", reporter.callbacks())
     except Cancelled:
         return EXIT_INTERRUPTED if reporter.interrupted else 0
+    if not main_rank:
+        return 0  # rank 0 registers the model
     results = files.create((jdir / "output" / "results.csv").read_bytes(), "step_metrics.csv",
                            "fine-tune-results")
     events = [(f"New fine-tuned model created: {reporter.model_name}",
                {"seconds": round(time.time() - started, 2), "tokens_per_second": round(result.tokens_per_second, 1)}),
               ("The job has successfully completed", None)]
-    if not _register(job_id, base, reporter.model_name, config.method, result.output_dir, events=events,
+    if not _register(job_id, _root(base, config.method), reporter.model_name, config.method, result.output_dir,
+                     events=events,
                      finished=dict(finished_at=db.now(), fine_tuned_model=reporter.model_name,
                                    trained_tokens=result.trained_tokens, result_files=[results.id],
                                    estimated_finish=None)):
         files.delete(results.id)  # cancelled before the point of no return: nothing of it stays
     return 0
+
+
+def _examples(data: bytes, purpose: str, *, dpo: bool) -> list:
+    """A file's preference pairs (DPO) or chat conversations (supervised); the other format is an
+    error that says which method takes it."""
+    from tunery.data.preference import file_kind, load_pairs
+    from tunery.data.validate import load_examples
+    from tunery.errors import InvalidInput
+
+    if dpo:
+        return load_pairs(data, purpose=purpose)
+    if file_kind(data) == "preference":
+        raise InvalidInput(f"the {purpose} file holds preference pairs, which supervised fine-tuning cannot train on",
+                           param=f"{purpose}_file", hint='use method {"type": "dpo"} (tunery finetune --method dpo)')
+    return load_examples(data, purpose=purpose)
+
+
+def _first_base(rec):
+    """The base model a fine-tune descends from: a fine-tune of a fine-tune is named after it, as
+    OpenAI names it (``ft:BASE:SUFFIX:ID``, never ``ft:ft:...``)."""
+    from tunery.models import registry
+
+    while rec.kind != "base" and rec.parent:
+        rec = registry.get(rec.parent)
+    return rec
+
+
+def _root(base, method: str):
+    """The model a fine-tune is registered on: LoRA trained from a LoRA fine-tune was stacked into
+    one adapter on that fine-tune's own base (see ``training.recipe``)."""
+    from tunery.models import registry
+
+    return registry.get(base.parent) if base.is_adapter and method == "lora" else base
 
 
 _MODEL_PREFIX, _STAGING = "ft_", ".staging.tmp"  # fine-tuned models' folders; copies not yet in place
@@ -174,7 +212,7 @@ def _register(job_id: str, base, name: str, method: str, output: Path, *, finish
               events: list[tuple[str, dict[str, Any] | None]]) -> bool:
     """Copy the trained model into the model store, register it under ``name``, mark the job
     succeeded and record its last ``events`` (so whoever sees it succeeded sees them too); False
-    (and nothing kept) if the job was cancelled meanwhile.
+    (and nothing kept) if the job was cancelled meanwhile, or another worker took it over.
 
     The copy is made first, under a staging name, while a cancel may still come; then one
     transaction checks the job still runs, registers the model, marks the job succeeded and moves
@@ -194,7 +232,8 @@ def _register(job_id: str, base, name: str, method: str, output: Path, *, finish
         for item in output.iterdir():
             (shutil.copytree if item.is_dir() else shutil.copy2)(item, staging / item.name)
         with db.transaction() as tx:
-            if not store.set_status(job_id, "succeeded", only_from=("running",), conn=tx, **finished):
+            if not store.set_status(job_id, "succeeded", only_from=("running",), conn=tx,
+                                    held_by=os.environ.get(WORKER_ENV) or None, **finished):
                 return False
             for message, data in events:
                 store.add_event(job_id, message, data=data, conn=tx)

@@ -28,7 +28,9 @@ from pydantic import (
 
 from tunery.models.catalog import TrainingDefaults
 from tunery.training.config import (
+    DPO_LEARNING_RATE_SCALE,
     STRICT,
+    DPOHyperparameters,
     Hyperparameters,
     LoraSettings,
     LoraSpec,
@@ -38,15 +40,16 @@ from tunery.training.config import (
     problem,
 )
 
-MethodType = Literal["supervised"]
+MethodType = Literal["supervised", "dpo"]
 """The fine-tuning methods tunery runs; each has a settings model under the key of its name."""
 
-EXTENSIONS = ("training_method", "lora")
+EXTENSIONS = ("training_method", "lora", "nproc_per_node", "precision")
 """tunery's settings beside OpenAI's; they apply to every method, so they live at the top level
 of the request (a client may also put them in the method's settings, as the studio does)."""
 
 SUFFIX_RE = re.compile(r"^[a-z0-9_-]{1,64}$")
 MAX_SEED = 2**31 - 1
+MAX_NPROC = 64
 
 
 def _none_is_default(value: Any) -> Any:
@@ -63,21 +66,33 @@ class Supervised(BaseModel):
                                                      "be auto.")
 
 
+class DPO(BaseModel):
+    """The settings of direct preference optimisation (the training file holds preference pairs)."""
+
+    model_config = STRICT
+
+    hyperparameters: Annotated[DPOHyperparameters, BeforeValidator(_none_is_default)] = Field(
+        default_factory=DPOHyperparameters, description="beta, n_epochs, batch_size and learning_rate_multiplier; "
+                                                        "each may be auto.")
+
+
 class Method(BaseModel):
     """OpenAI's ``method``: a union tagged by ``type``, the chosen method's settings under the key
     of the same name (``{"type": "supervised", "supervised": {"hyperparameters": ...}}``).
 
     One object with a field per method rather than pydantic's discriminated ``Union``: that one
     puts the tag in every error location (``method.supervised.supervised.hyperparameters``), where
-    this one names the path as the client wrote it. Adding a method (DPO) takes its name in
-    :data:`MethodType`, a settings model (``hyperparameters`` with its own, e.g. ``beta``, beside
-    those of :class:`Hyperparameters`) and a field of that name here."""
+    this one names the path as the client wrote it. A method has its name in :data:`MethodType`,
+    a settings model (``hyperparameters`` with its own, e.g. DPO's ``beta``, beside those of
+    :class:`Hyperparameters`) and a field of that name here."""
 
     model_config = STRICT
 
     type: MethodType = Field("supervised", description="The fine-tuning method: supervised (the conversations' "
-                                                       "assistant turns are the targets).")
+                                                       "assistant turns are the targets) or dpo (preference pairs: "
+                                                       "prefer one answer over another).")
     supervised: Supervised | None = Field(None, description="Settings of supervised fine-tuning.")
+    dpo: DPO | None = Field(None, description="Settings of DPO: beta and the supervised hyperparameters.")
 
     @model_validator(mode="after")
     def _settings_of_its_type(self) -> Method:
@@ -90,7 +105,7 @@ class Method(BaseModel):
         return self
 
     @property
-    def settings(self) -> Supervised:
+    def settings(self) -> Supervised | DPO:
         return getattr(self, self.type)
 
     @property
@@ -116,9 +131,10 @@ class FineTuneRequest(BaseModel):
 
     model_config = STRICT
 
-    model: str = Field(min_length=1, description="The base model to fine-tune (see `tunery models list --all`).")
-    training_file: str = Field(min_length=1, description="Chat JSONL to train on: the id of a file uploaded with "
-                                                         "purpose fine-tune.")
+    model: str = Field(min_length=1, description="The model to fine-tune: a base model (see `tunery models list "
+                                                 "--all`) or a fine-tuned one (ft:...) to continue from.")
+    training_file: str = Field(min_length=1, description="JSONL to train on (chat examples; preference pairs for "
+                                                         "dpo): the id of a file uploaded with purpose fine-tune.")
     validation_file: str | None = Field(None, min_length=1,
                                         description="Held-out chat JSONL: validation loss and token accuracy are "
                                                     "computed on it while training.")
@@ -140,6 +156,21 @@ class FineTuneRequest(BaseModel):
         "lora", description="LoRA adapters (small and fast) or full fine-tuning (every weight trains).")
     lora: LoraSpec | None = Field(None, description="LoRA settings (r, alpha, dropout, target_modules, layers); "
                                                     "each left out takes the model's catalog default.")
+    nproc_per_node: int | None = Field(None, ge=1, le=MAX_NPROC, description="Training processes, data-parallel "
+                                       "through torchrun (one per GPU; on CPU they share the cores). The same "
+                                       "batches and result as one process. Default: the worker's --nproc-per-node, "
+                                       "else 1.")
+
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="Training precision: auto (bf16 autocast where this machine measurably runs it faster "
+                            "and the held-out loss agrees, else fp32), fp32 or bf16. The job's events say which "
+                            "it used and why.")
+
+    @model_validator(mode="after")
+    def _one_process_for_dpo(self) -> FineTuneRequest:
+        if (self.nproc_per_node or 1) > 1 and self.method.type == "dpo":
+            raise problem("DPO trains in one process: leave nproc_per_node out (or 1)")
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -203,19 +234,23 @@ class FineTuneRequest(BaseModel):
 
     def training_config(self, n_examples: int, defaults: TrainingDefaults
                         ) -> tuple[TrainingConfig, ResolvedHyperparameters]:
-        """The trainer's configuration for ``n_examples`` training examples, with the model's
+        """The trainer's configuration for ``n_examples`` training examples (pairs, for DPO), with the model's
         catalog ``defaults``: ``auto`` resolved, the learning rate from the method's base rate."""
         if self.seed is None:
             raise ValueError("the request's seed is chosen when its job is created")
         hp = self.method.hyperparameters.resolve(n_examples)
         method = self.training_method
         base_lr = defaults.lora_learning_rate if method == "lora" else defaults.full_learning_rate
+        if self.method.type == "dpo":
+            base_lr *= DPO_LEARNING_RATE_SCALE
         steps = math.ceil(n_examples / hp.batch_size) * hp.n_epochs
         every = int(os.environ.get("TUNERY_CHECKPOINT_EVERY", 0)) or max(5, steps // 8 if method == "lora" else steps // 2)
         cfg = TrainingConfig(
             method=method, n_epochs=hp.n_epochs, batch_size=hp.batch_size,
             learning_rate=base_lr * hp.learning_rate_multiplier, seed=self.seed,
             max_seq_length=defaults.max_seq_length, lora=LoraSettings.from_defaults(defaults, self.lora),
-            checkpoint_every=every, eval_every=max(1, min(10, steps // 10)),
+            checkpoint_every=every, eval_every=max(1, min(10, steps // 10)), objective=self.method.type,
+            precision=self.precision,
+            **({"beta": hp.beta} if hp.beta is not None else {}),
         )
         return cfg, hp

@@ -76,9 +76,10 @@ def update(job_id: str, **fields: Any) -> None:
 
 
 def set_status(job_id: str, status: str, *, only_from: tuple[str, ...] | None = None,
-               conn: db.sqlite3.Connection | None = None, **fields: Any) -> bool:
-    """Move a job to ``status`` (atomically, only from the given states); True if it moved. With
-    ``conn`` (a :func:`tunery.db.transaction`), the change is part of that transaction."""
+               held_by: str | None = None, conn: db.sqlite3.Connection | None = None, **fields: Any) -> bool:
+    """Move a job to ``status`` (atomically, only from the given states, and only while worker
+    ``held_by`` holds it); True if it moved. With ``conn`` (a :func:`tunery.db.transaction`), the
+    change is part of that transaction."""
     sets = ", ".join(["status=?", *(f"{k}=?" for k in fields)])
     vals = [status, *(db.dumps(v) if k in _JSON and v is not None else v for k, v in fields.items())]
     sql = f"UPDATE jobs SET {sets} WHERE id=?"
@@ -86,9 +87,87 @@ def set_status(job_id: str, status: str, *, only_from: tuple[str, ...] | None = 
     if only_from:
         sql += f" AND status IN ({','.join('?' * len(only_from))})"
         args += list(only_from)
+    if held_by is not None:
+        sql += " AND worker_id=?"
+        args.append(held_by)
     if conn is not None:
         return conn.execute(sql, tuple(args)).rowcount > 0
     return db.execute(sql, tuple(args)) > 0
+
+
+def claim_next(worker_id: str, lease_s: float) -> dict[str, Any] | None:
+    """Claim the oldest queued job for ``worker_id``: it becomes ``running``, held by that worker
+    for ``lease_s`` seconds (renewed by :func:`renew_lease`), its attempt counted; returns its row,
+    or None when nothing is queued. Atomic, so that of several workers asking at once each job
+    goes to one: SQLite runs the claim alone (its write lock), PostgreSQL locks the chosen row and
+    lets the other claims skip it."""
+    with db.transaction() as tx:
+        got = tx.execute(
+            f"UPDATE jobs SET status='running', worker_id=?, lease_expires_at={db.clock()} + ?, "
+            "attempts=attempts+1, started_at=COALESCE(started_at, ?) WHERE status='queued' AND id=(SELECT id "
+            f"FROM jobs WHERE status='queued' ORDER BY created_at, rowid LIMIT 1{db.skip_locked()}) RETURNING id",
+            (worker_id, lease_s, db.now())).fetchall()
+    return row(got[0]["id"]) if got else None
+
+
+def renew_lease(job_id: str, worker_id: str, lease_s: float) -> bool:
+    """Extend ``worker_id``'s hold on its running job (its heartbeat); False if it holds it no more
+    (the job ended, or its lease ran out and another worker took it)."""
+    return db.execute(f"UPDATE jobs SET lease_expires_at={db.clock()} + ? WHERE id=? AND worker_id=? "
+                      "AND status='running'", (lease_s, job_id, worker_id)) > 0
+
+
+def holds(job_id: str, worker_id: str) -> bool:
+    """Whether ``worker_id`` still holds its running job, its lease not run out: what a training
+    process checks to stop once another worker may have taken its job over."""
+    return bool(db.query(f"SELECT 1 FROM jobs WHERE id=? AND status='running' AND worker_id=? "
+                         f"AND lease_expires_at >= {db.clock()}", (job_id, worker_id)))
+
+
+def _may_take() -> str:
+    """A running job ``worker_id`` (the one parameter) may act on: its own, or one whose holder's
+    lease ran out (or that no worker claimed, as a job that ran before leases existed)."""
+    return f"(worker_id IS NULL OR worker_id=? OR lease_expires_at IS NULL OR lease_expires_at < {db.clock()})"
+
+
+def lost_jobs(worker_id: str, gone: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+    """Running jobs that ``worker_id`` may take back to the queue: those it holds (it restarted
+    under the same id, so their training is gone), those whose lease ran out, and those held by
+    the workers in ``gone`` (known to have ended before their lease did)."""
+    held_by_gone = f" OR worker_id IN ({','.join('?' * len(gone))})" if gone else ""
+    return [dict(r) for r in db.query(f"SELECT id, pid, worker_id FROM jobs WHERE status='running' AND ({_may_take()}"
+                                      f"{held_by_gone}) ORDER BY created_at", (worker_id, *sorted(gone)))]
+
+
+def holders() -> set[str]:
+    """The workers that hold running jobs."""
+    return {r["worker_id"] for r in db.query("SELECT DISTINCT worker_id FROM jobs WHERE status='running' "
+                                             "AND worker_id IS NOT NULL")}
+
+
+def running_ids() -> list[str]:
+    return [r["id"] for r in db.query("SELECT id FROM jobs WHERE status='running'")]
+
+
+def release(job_id: str, worker_id: str, *, max_attempts: int, message: str) -> str | None:
+    """Put a running job back in the queue to resume from its last checkpoint, if ``worker_id``
+    may (it holds the job, or the lease ran out; checked in the same statement, so that two
+    workers never both do it), or fail it when it has used ``max_attempts``. Returns the new
+    status, or None."""
+    with db.transaction() as tx:
+        moved = tx.execute(f"UPDATE jobs SET status='queued', worker_id=NULL, lease_expires_at=NULL "
+                           f"WHERE id=? AND status='running' AND {_may_take()} RETURNING attempts",
+                           (job_id, worker_id)).fetchall()
+        if not moved:
+            return None
+        if moved[0]["attempts"] < max_attempts:
+            add_event(job_id, message, level="warn", conn=tx)
+            return "queued"
+        text = f"training failed {moved[0]['attempts']} times; giving up"
+        set_status(job_id, "failed", conn=tx, finished_at=db.now(),
+                   error={"code": "training_error", "message": text, "param": None})
+        add_event(job_id, f"Fine-tuning job failed: {text}", level="error", conn=tx)
+        return "failed"
 
 
 def add_event(job_id: str, message: str, *, level: str = "info", type: str = "message",
@@ -105,8 +184,8 @@ def add_event(job_id: str, message: str, *, level: str = "info", type: str = "me
 def delete_metric_events_after(job_id: str, step: int) -> None:
     """On resume, metrics past the checkpoint are recomputed: drop the stale ones so the curve
     has neither gaps nor duplicates."""
-    db.execute("DELETE FROM job_events WHERE job_id=? AND type='metrics' AND CAST(json_extract(data, '$.step') "
-               "AS INTEGER) > ?", (job_id, step))
+    db.execute(f"DELETE FROM job_events WHERE job_id=? AND type='metrics' AND {db.json_int('data', 'step')} > ?",
+               (job_id, step))
 
 
 def events(job_id: str, *, after: str | None = None, limit: int = 20, order: str = "desc"

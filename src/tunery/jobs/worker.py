@@ -1,21 +1,26 @@
-"""The job worker: validates the files of new jobs, starts queued jobs' training in a child
-process, stops cancelled ones, and resumes jobs whose training process died (the worker or the
-machine went down, or the process was killed) from their last checkpoint.
+"""The job worker: validates the files of new jobs, claims queued jobs and trains each in a child
+process, stops cancelled ones, and resumes jobs whose training was lost (their worker or machine
+went down, or the process was killed) from their last checkpoint.
 
-Several workers may share one home (``tunery serve`` embeds one, ``tunery worker`` runs one):
-claiming a job is an atomic status change, and a running job's training is guarded by its lock
-file (see ``runner``)."""
+Any number of workers may share one state database, on one machine (SQLite) or several
+(PostgreSQL, with the home folder shared): each trains one job at a time, and on one machine only
+:func:`per_machine` of them (default 1) train at once. A worker claims a job atomically, with a
+lease that a thread of it renews while the training runs (its heartbeat); it acts only on
+jobs it holds or whose lease ran out, so that when a worker dies another one resumes its job once
+the lease is over, and no job is ever trained by two workers at once."""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
+import socket
 import subprocess
-import sys
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,15 +28,19 @@ from tunery import db
 from tunery.errors import TuneryError
 from tunery.home import home
 from tunery.jobs import store
-from tunery.jobs.runner import EXIT_INTERRUPTED, fail, staging_dirs, try_lock
+from tunery.jobs.runner import EXIT_INTERRUPTED, WORKER_ENV, fail, staging_dirs, try_lock
+from tunery.training.distributed import launch_command
 
 MAX_ATTEMPTS = 3
-LEASE_S = 3600.0
+LEASE_S = 3600.0  # how long a training may go without progress (TUNERY_JOB_LEASE_S)
+CLAIM_LEASE_S = 30.0  # how long a claim lasts without its worker's heartbeat (TUNERY_CLAIM_LEASE_S)
+IDLE_WAIT_S = 5.0  # an idle worker's longest sleep where NOTIFY wakes it (PostgreSQL)
+PER_MACHINE_ENV = "TUNERY_WORKERS_PER_MACHINE"  # workers of one home that train at once on a machine
 
 
 def _is_training_process(pid: int, job_id: str) -> bool:
     """Whether ``pid`` is the training process of ``job_id`` (``python -m tunery.jobs JOB_ID``):
-    a recorded pid may since have been given to an unrelated process."""
+    a recorded pid may since have been given to an unrelated process (or be one of another machine)."""
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:  # gone, or no /proc (not Linux): leave it to stop by itself
@@ -39,8 +48,17 @@ def _is_training_process(pid: int, job_id: str) -> bool:
     return b"tunery.jobs" in argv and job_id.encode() in argv
 
 
+def _hold_shared(path: Path):
+    """A shared lock on ``path``, held by every worker of this home on this machine while it runs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    f = open(path, "a+")  # noqa: SIM115 - the lock lives as long as the file stays open
+    fcntl.flock(f, fcntl.LOCK_SH)
+    return f
+
+
 def worker_alive() -> bool:
-    """True when some worker process holds this home's worker lock."""
+    """True when some worker process of this home runs on this machine (it holds the worker
+    lock); workers on other machines are not seen."""
     lock = try_lock(home().root / "worker.lock")
     if lock is None:
         return True
@@ -48,20 +66,75 @@ def worker_alive() -> bool:
     return False
 
 
+def per_machine() -> int:
+    """How many workers of this home may train at once on this machine (``TUNERY_WORKERS_PER_MACHINE``,
+    default 1: a training uses every core, so two would only slow each other down)."""
+    env = os.environ.get(PER_MACHINE_ENV, "").strip() or "1"
+    if not env.isdigit() or int(env) < 1:
+        raise TuneryError(f"{PER_MACHINE_ENV} must be a whole number, at least 1; got {env!r}",
+                          param=PER_MACHINE_ENV)
+    return int(env)
+
+
+def _take_slot():
+    """One of this machine's :func:`per_machine` training slots for this home (an exclusive lock,
+    dropped when the process ends however it ends), or None when all are taken. Named after the
+    machine: a home shared over NFS carries locks between machines, and each has its own slots."""
+    for i in range(per_machine()):
+        if (lock := try_lock(home().root / "trainers" / f"{socket.gethostname()}-{i}.lock")) is not None:
+            return lock
+    return None
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _has_ended(worker_id: str) -> bool:
+    """Whether ``worker_id`` names (as ``host:pid``, the default) a worker of this machine whose
+    process is gone: its jobs need not wait for their leases to run out (a restarted server
+    resumes at once)."""
+    host, _, pid = worker_id.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, another user's
+        return False
+    return False
+
+
+def _pending() -> int:
+    """Jobs waiting for a worker: new (their files not yet validated) or queued."""
+    return db.query("SELECT COUNT(*) FROM jobs WHERE status IN ('validating_files','queued')")[0][0]
+
+
 @dataclass
 class _Child:
     job_id: str
     proc: subprocess.Popen
     started: float = field(default_factory=time.monotonic)
+    ended: threading.Event = field(default_factory=threading.Event)  # the worker let go of it: no more heartbeats
 
 
 class Worker:
-    """Runs jobs one at a time (training uses every core). ``start()`` runs it in a thread."""
+    """Runs jobs one at a time (training uses every core). ``start()`` runs it in a thread.
 
-    def __init__(self, poll_interval: float = 1.0, *, lease_s: float | None = None) -> None:
+    ``worker_id`` names it in the jobs it claims (default ``host:pid``) and must be unique among
+    the workers that run at once: a worker takes the running jobs under its own id for jobs it
+    lost (it restarted). ``lease_s``: how long a training may go without progress before it is
+    taken for hung; ``claim_lease_s``: how long its claim lasts without a heartbeat, that is how
+    soon another worker resumes the job of a worker that died."""
+
+    def __init__(self, poll_interval: float = 1.0, *, lease_s: float | None = None,
+                 claim_lease_s: float | None = None, worker_id: str | None = None) -> None:
         self.poll_interval = poll_interval
-        # how long a training process may go without progress before it is taken for hung
         self.lease_s = lease_s if lease_s is not None else float(os.environ.get("TUNERY_JOB_LEASE_S", LEASE_S))
+        self.claim_lease_s = (claim_lease_s if claim_lease_s is not None
+                              else float(os.environ.get("TUNERY_CLAIM_LEASE_S", CLAIM_LEASE_S)))
+        self.worker_id = worker_id or default_worker_id()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.child: _Child | None = None
@@ -73,39 +146,53 @@ class Worker:
         return self
 
     def stop(self, *, timeout: float = 30.0) -> None:
-        """Stop the worker; a training in progress is interrupted and resumes at the next start."""
+        """Stop the worker; a training in progress is interrupted and goes back to the queue, to
+        resume from its last checkpoint (here at the next start, or on another worker)."""
         self._stop.set()
         if self._thread:
             self._thread.join(timeout)
         self._interrupt_child(timeout)
+        with contextlib.suppress(Exception):  # the database is gone: the lease runs out instead
+            self._watch_child()
+        self._drop_child()
 
     def run_forever(self, *, exit_when_idle: bool = False) -> None:
-        """Work until stopped. Only one worker per home trains at a time: the others stand by
-        (holding no jobs) and take over when the active one goes away."""
-        lock = None
+        """Work until stopped. An error in one round is printed and the worker goes on. While this
+        machine's training slots for the home are taken (:func:`per_machine`), it stands by."""
+        lock = _hold_shared(home().root / "worker.lock")
+        slot = None
+        listener = db.Listener(db.JOBS_CHANNEL)
         try:
             while not self._stop.is_set():
-                if lock is None:
-                    lock = try_lock(home().root / "worker.lock")
-                busy = self.run_once() if lock is not None else True
+                try:
+                    if slot is None:
+                        slot = _take_slot()
+                    busy = self.run_once() if slot is not None else _pending() > 0
+                except Exception:  # the database is unreachable for a while, and the like
+                    traceback.print_exc()
+                    busy = True
                 if exit_when_idle and not busy:
                     return
-                self._stop.wait(self.poll_interval)
+                # PostgreSQL wakes an idle worker when a job needs one (NOTIFY); it still looks now
+                # and then, for leases that ran out
+                idle = self.child is None and listener.notifies
+                listener.wait(max(self.poll_interval, IDLE_WAIT_S) if idle else self.poll_interval, self._stop)
         finally:
-            if lock is not None:
-                lock.close()
+            listener.close()
+            if slot is not None:
+                slot.close()
+            lock.close()
 
     # -- one round ---------------------------------------------------------------------------
     def run_once(self) -> bool:
         """Do whatever is due; returns True while this worker has work (a child or queued jobs)."""
         self._watch_child()
         self._validate_new()
-        orphans = self._resume_orphans() if self.child is None else 0
-        if self.child is None and not orphans:
+        lost = self._resume_lost() if self.child is None else 0
+        if self.child is None and not lost:
             self._remove_stale_copies()
             self._start_next()
-        pending = db.query("SELECT COUNT(*) FROM jobs WHERE status IN ('validating_files','queued')")[0][0]
-        return self.child is not None or pending > 0
+        return self.child is not None or _pending() > 0
 
     def _watch_child(self) -> None:
         c = self.child
@@ -119,15 +206,41 @@ class Worker:
             elif status == "running" and (quiet := self._silent_for(c)) > self.lease_s:
                 # hung (a step that never ends, a deadlock): its lease is over; kill it and resume
                 self._interrupt_child(10.0, sig=signal.SIGTERM)
-                self.child = None
+                self._drop_child()
                 self._requeue(c.job_id, f"Training made no progress for {quiet:.0f} s (lease {self.lease_s:g} s, "
                                         "TUNERY_JOB_LEASE_S); stopped it, resuming from the last checkpoint")
             return
-        self.child = None
-        if code == EXIT_INTERRUPTED or (code != 0 and status == "running"):
-            self._requeue(c.job_id, f"Training process ended unexpectedly (exit code {code}); resuming from "
-                                    "the last checkpoint" if code != EXIT_INTERRUPTED else "Training interrupted; "
-                                    "resuming from the last checkpoint")
+        self._drop_child()
+        if status == "running":  # it ended without ending the job
+            self._requeue(c.job_id, "Training interrupted; resuming from the last checkpoint" if code == EXIT_INTERRUPTED
+                          else f"Training process ended unexpectedly (exit code {code}); resuming from the last "
+                               "checkpoint")
+
+    def _beat(self, c: _Child) -> None:
+        """Renew the lease of ``c``'s job while its training process runs and the worker holds on
+        to it: in a thread of its own, so that a slow round (validating large files) never lets the
+        lease run out under a healthy training. A lease another worker took over, or one not renewed
+        for a whole claim lease (the database is unreachable, so another worker may take the job),
+        stops the training."""
+        renewed = time.monotonic()
+        while not c.ended.wait(min(self.poll_interval, self.claim_lease_s / 3)) and c.proc.poll() is None:
+            try:
+                if store.renew_lease(c.job_id, self.worker_id, self.claim_lease_s):
+                    renewed = time.monotonic()
+                    continue
+                r = store.row(c.job_id)
+                lost = r["status"] == "running" and r["worker_id"] != self.worker_id
+            except Exception:
+                lost = time.monotonic() - renewed > self.claim_lease_s
+            if lost:  # the round that follows sees the process end and leaves the job to its holder
+                with contextlib.suppress(OSError):
+                    c.proc.send_signal(signal.SIGTERM)
+                return
+
+    def _drop_child(self) -> None:
+        if self.child is not None:
+            self.child.ended.set()
+            self.child = None
 
     def _silent_for(self, c: _Child) -> float:
         """Seconds since the child's last sign of progress (an event of its job; it writes one
@@ -136,12 +249,7 @@ class Worker:
         return min(time.monotonic() - c.started, time.time() - last)
 
     def _requeue(self, job_id: str, message: str) -> None:
-        job = store.row(job_id)
-        if job["attempts"] >= MAX_ATTEMPTS:
-            fail(job_id, f"training failed {job['attempts']} times; giving up", code="training_error")
-            return
-        if store.set_status(job_id, "queued", only_from=("running",)):
-            store.add_event(job_id, message, level="warn")
+        store.release(job_id, self.worker_id, max_attempts=MAX_ATTEMPTS, message=message)
 
     def _validate_new(self) -> None:
         for r in db.query("SELECT id FROM jobs WHERE status='validating_files' ORDER BY created_at"):
@@ -155,6 +263,8 @@ class Worker:
         from tunery.data.validate import validate_bytes
 
         job = store.row(job_id)
+        if job["status"] != "validating_files":  # another worker validated it meanwhile
+            return
         problems = []
         n_examples = None
         for param, purpose in (("training_file", "training"), ("validation_file", "validation")):
@@ -184,52 +294,63 @@ class Worker:
         if store.set_status(job["id"], "queued", only_from=("validating_files",)):
             store.add_event(job["id"], "Files validated, moving job to queued state")
 
-    def _resume_orphans(self) -> int:
-        """A job marked running whose lock is free has lost its training process: it is queued
-        again. One whose lock is held by a process this worker did not start was orphaned by a
-        worker that died (the server was killed): it is asked to stop (it also stops by itself when
-        it sees its parent gone) and resumes once it has; returns how many such are still alive,
-        so that no other training starts beside them."""
+    def _resume_lost(self) -> int:
+        """Running jobs whose training is lost go back to the queue: those whose lease ran out
+        (their worker died), those of a worker of this machine whose process has ended, and those
+        held under this worker's own id (it restarted). One whose training process still lives on
+        this machine (its lock is held) resumes once that process has ended. It is asked to end
+        only when its worker has ended, or no worker holds the job (it also stops by itself when
+        it sees its parent gone); never under a live worker, which stops its own training when it
+        loses the lease. Returns how many such processes live here, so that no other training
+        starts beside them on the same cores; one on another machine (sharing the folder) is
+        left to its own worker."""
         alive = 0
-        for r in db.query("SELECT id, pid FROM jobs WHERE status='running' ORDER BY created_at"):
+        gone = frozenset(h for h in store.holders() if h != self.worker_id and _has_ended(h))
+        for r in store.lost_jobs(self.worker_id, gone):
             lock = try_lock(store.job_dir(r["id"]) / "lock")
             if lock is not None:
                 lock.close()
-                self._requeue(r["id"], "Training process was lost (worker or machine stopped); resuming from "
-                                       "the last checkpoint")
+                store.release(r["id"], r["worker_id"] if r["worker_id"] in gone else self.worker_id,
+                              max_attempts=MAX_ATTEMPTS, message="Training process was lost (worker or machine "
+                                                                 "stopped); resuming from the last checkpoint")
                 continue
+            if not (r["pid"] and _is_training_process(r["pid"], r["id"])):
+                continue  # trained on another machine
             alive += 1
-            if r["pid"] and _is_training_process(r["pid"], r["id"]):
+            if r["worker_id"] is None or r["worker_id"] in gone or r["worker_id"] == self.worker_id:
                 with contextlib.suppress(OSError):  # it has just ended
                     os.kill(r["pid"], signal.SIGTERM)
         return alive
 
     def _remove_stale_copies(self) -> None:
-        """No training process runs now: a model copy still under its staging name was cut short
-        (its process was killed mid-copy) and is never used."""
+        """A model copy still under its staging name whose job no longer runs was cut short (its
+        process was killed mid-copy) and is never used. Copies of running jobs (of any worker,
+        on any machine sharing the folder) are left alone."""
+        running = {job_id[-8:] for job_id in store.running_ids()}
         for p in staging_dirs(home().models):
-            shutil.rmtree(p, ignore_errors=True)
+            # ".<model folder, ending in the job id's last 8 characters>.<random>.staging.tmp"
+            if p.name.rsplit(".", 3)[0][-8:] not in running:
+                shutil.rmtree(p, ignore_errors=True)
 
     def _start_next(self) -> None:
-        rows = db.query("SELECT id FROM jobs WHERE status='queued' ORDER BY created_at LIMIT 1")
-        if not rows:
+        job = store.claim_next(self.worker_id, self.claim_lease_s)
+        if job is None:
             return
-        job_id = rows[0]["id"]
-        if not store.set_status(job_id, "running", only_from=("queued",)):
-            return  # another worker took it
-        job = store.row(job_id)
-        store.update(job_id, attempts=job["attempts"] + 1, started_at=job.get("started_at") or db.now())
-        if job["attempts"] == 0:
+        job_id = job["id"]
+        if job["attempts"] == 1:
             store.add_event(job_id, "Fine-tuning job started")
         jdir = store.job_dir(job_id)
         jdir.mkdir(parents=True, exist_ok=True)
         log = open(jdir / "train.log", "ab")  # noqa: SIM115 - handed to the child
-        proc = subprocess.Popen([sys.executable, "-m", "tunery.jobs", job_id], stdout=log,
-                                stderr=subprocess.STDOUT, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
+        cmd = launch_command(["-m", "tunery.jobs", job_id], store.request(job).nproc_per_node)  # torchrun for N > 1
+        proc = subprocess.Popen(cmd, stdout=log,
+                                stderr=subprocess.STDOUT, env={**os.environ, "TOKENIZERS_PARALLELISM": "false",
+                                                                WORKER_ENV: self.worker_id},
                                 start_new_session=True)
         log.close()
         store.update(job_id, pid=proc.pid)
         self.child = _Child(job_id, proc)
+        threading.Thread(target=self._beat, args=(self.child,), name="tunery-heartbeat", daemon=True).start()
 
     def _interrupt_child(self, timeout: float, sig: int = signal.SIGTERM) -> None:
         c = self.child
