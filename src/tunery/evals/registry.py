@@ -1,6 +1,6 @@
 """Evaluators by name, and the ``NAME[:options]`` spec strings the CLI and flows use:
 ``ends_with_question``, ``max_words:80``, ``regex:must=\\?$``, ``json_keys:a,b``,
-``recommends:hotel,flight``, ``style_similarity:file=train.jsonl``, ``judge:coherence@MODEL``.
+``recommends:hotel,flight``, ``style_similarity:file=train.jsonl``, ``tool_calls``, ``judge:coherence@MODEL``.
 
 Any spec may end with ``[COLUMN=VALUE]`` to score only the rows whose column holds that value:
 ``recommends[expect=decline]``, ``refuses[expect=answer]``."""
@@ -18,11 +18,12 @@ from tunery.evals.recommends import Recommends
 from tunery.evals.refuses import Refuses
 from tunery.evals.rules import RULE_EVALUATORS
 from tunery.evals.similarity import Answers, Similarity, StyleSimilarity
+from tunery.evals.tool_calls import ToolCalls
 
 EVALUATORS: dict[str, type[Evaluator]] = {
     cls.kind: cls
     for cls in (*OVERLAP_EVALUATORS, Similarity, StyleSimilarity, Answers, *RULE_EVALUATORS, Recommends, Refuses,
-                Judge)
+                ToolCalls, Judge)
 }
 
 # A trailing [column=value]; the value holds no brackets or "=", so a regex option rarely looks like one.

@@ -70,6 +70,9 @@ class EngineRequest:
     logprobs: list[float] | None = None
     """When a list, the engine appends each sampled token's log-probability under the model's
     raw distribution (before temperature and top-p)."""
+    grammar: str | None = None
+    """When set, every token is sampled among those this Lark grammar allows
+    (``tunery.serving.constrained``), each request with its own matcher."""
 
 
 CLOSE = object()

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from tunery.chat import ChatMessage, Completion, CompletionChunk, GenerationParams, Usage
 from tunery.errors import TuneryError
 from tunery.progress import Progress
+from tunery.serving.constrained import check, prompt_tools
 from tunery.serving.content_filter import AnswerFilter, ContentFilter
 from tunery.serving.engine import Delta, EngineRequest
 from tunery.serving.manager import Target, manager
@@ -178,13 +179,14 @@ class EngineChatModel:
               loop: asyncio.AbstractEventLoop | None = None) -> ChatRun:
         """Check everything, start generating, and return the run to iterate. With ``loop``, the
         run is iterated with ``async for`` on that event loop."""
+        check(params)
         target = self.target()
-        return ChatRun.submit(target, target.encode(messages), params, model=self.name, loop=loop,
-                              ignore_eos=ignore_eos)
+        return ChatRun.submit(target, target.encode(messages, prompt_tools(params)), params, model=self.name,
+                              loop=loop, ignore_eos=ignore_eos)
 
-    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
-        """Prompt tokens of ``messages`` through this model's chat template."""
-        return len(self.target().encode(messages))
+    def count_tokens(self, messages: Sequence[ChatMessage], tools: list[dict] | None = None) -> int:
+        """Prompt tokens of ``messages`` (and ``tools``) through this model's chat template."""
+        return len(self.target().encode(messages, tools))
 
     def generate(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Completion:
         return self.start(messages, params).collect()
@@ -226,11 +228,12 @@ class LocalChatModel(EngineChatModel):
         """:meth:`EngineChatModel.start`, under the deployment's policy when the name is a deployment."""
         from tunery.serving.ratelimit import limiter
 
+        check(params)
         dep, target = self._resolve()
         flt = dep.filter() if dep is not None else None
         if flt is not None:
             flt.check_prompt(messages)
-        prompt_ids = target.encode(messages)
+        prompt_ids = target.encode(messages, prompt_tools(params))
         if dep is not None and dep.tpm:
             limiter.acquire(dep.name, dep.tpm, len(prompt_ids))
         return ChatRun.submit(target, prompt_ids, params, model=self.name, answer_filter=flt,

@@ -107,9 +107,9 @@ class Target:
     notice: str | None = None
     """One line for the user when the model is not served the way they asked (a fallback)."""
 
-    def encode(self, messages: Sequence[ChatMessage]) -> list[int]:
-        """The prompt's token ids through the model's chat template; refuses a prompt that does not
-        fit the context (never cut silently)."""
+    def encode(self, messages: Sequence[ChatMessage], tools: list[dict[str, Any]] | None = None) -> list[int]:
+        """The prompt's token ids through the model's chat template (with ``tools``, OpenAI function
+        specs, when given); refuses a prompt that does not fit the context (never cut silently)."""
         from tunery.chat_template import prompt_ids
 
         if not messages:
@@ -122,7 +122,7 @@ class Target:
                                "room for an answer", param="messages", code="context_length_exceeded",
                                hint="send fewer messages")
         with _encode_lock:
-            ids = prompt_ids(self.tokenizer, messages)
+            ids = prompt_ids(self.tokenizer, messages, tools=tools)
         if len(ids) >= self.context_length:
             raise InvalidInput(f"this model's maximum context length is {self.context_length} tokens, but "
                                f"the messages take {len(ids)} tokens and leave no room for an answer",
@@ -141,10 +141,14 @@ class Target:
         the room)."""
         room = self.context_length - len(prompt_ids)
         max_tokens = max(1, room if params.max_tokens is None else min(params.max_tokens, room))
+        from tunery.serving.constrained import grammar
+
         seed = params.seed if params.seed is not None else secrets.randbits(63)
+        rules = grammar(params)
         requests = [EngineRequest(prompt_ids=prompt_ids, max_tokens=max_tokens, emit=emit,
                                   temperature=params.temperature, top_p=params.top_p, seed=seed + i,
-                                  stop=params.stop, adapter=self.adapter, index=i, ignore_eos=ignore_eos)
+                                  stop=params.stop, adapter=self.adapter, index=i, ignore_eos=ignore_eos,
+                                  grammar=rules)
                     for i in range(max(1, params.n))]
         for r in requests:
             self.engine.submit(r)

@@ -24,6 +24,10 @@ samples, every row's next token is chosen here from the step's logits, each from
 row, so a row's random draws never depend on who shares the batch (as in the PyTorch engine).
 Quantized kernels may round a batched row's logits differently from a lone one's, so a seeded
 answer is reproducible for the same batch make-up, and nearly always for any.
+
+Constraints: a request with a grammar (``tunery.serving.constrained``) makes its batch choose
+tokens here too, its row's logits masked by its own matcher, so rows of different grammars (or
+none) share a batch. (onnxruntime-genai's own guidance takes one grammar per generator.)
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from tunery.errors import InvalidInput
 from tunery.models.registry import ModelRecord
 from tunery.runtime import genai_model
 from tunery.serving.adapters import AdapterPool, check_adapter_folder
+from tunery.serving.constrained import Guide
 from tunery.serving.engine import (
     CLOSE,
     Adapter,
@@ -88,6 +93,7 @@ class _Row:
     decoder: IncrementalDecoder
     stop: StopText
     rng: np.random.Generator
+    guide: Guide | None = None
     generated: int = 0
     done: bool = False
 
@@ -202,8 +208,13 @@ class OnnxEngine(ThreadedEngine):
             if req.cancelled.is_set():
                 req.emit(Delta(req.index, error=RuntimeError("cancelled")))
                 continue
+            try:
+                guide = Guide(req.grammar, self.tokenizer, self.stop_ids) if req.grammar else None
+            except Exception as e:
+                req.emit(Delta(req.index, error=e))
+                continue
             rows.append(_Row(req=req, decoder=IncrementalDecoder(self.tokenizer), stop=StopText(req.stop),
-                             rng=np.random.default_rng(int(req.seed) & 0xFFFF_FFFF_FFFF_FFFF)))
+                             rng=np.random.default_rng(int(req.seed) & 0xFFFF_FFFF_FFFF_FFFF), guide=guide))
         if not rows:
             return
         adapter = rows[0].req.adapter
@@ -235,7 +246,7 @@ class OnnxEngine(ThreadedEngine):
         else:
             gen.append_tokens(np.array([[self.pad_id] * (width - len(r.req.prompt_ids)) + list(r.req.prompt_ids)
                                         for r in rows], dtype=np.int32))
-        choose = any(r.req.temperature > GREEDY_BELOW or r.req.ignore_eos for r in rows)
+        choose = any(r.req.temperature > GREEDY_BELOW or r.req.ignore_eos or r.guide is not None for r in rows)
         while not all(r.done for r in rows):
             if gen.is_done():
                 for r in rows:
@@ -260,7 +271,10 @@ class OnnxEngine(ThreadedEngine):
         forced = np.full_like(logits, -1e9)
         for i, r in enumerate(rows):
             row = logits[i]
-            if r.req.ignore_eos and self.stop_ids:
+            if r.guide is not None and not r.done:
+                row = row.copy()
+                r.guide.apply(row)
+            elif r.req.ignore_eos and self.stop_ids:
                 row = row.copy()
                 row[[t for t in self.stop_ids if t < row.shape[0]]] = -np.inf
             if r.done or r.req.temperature <= GREEDY_BELOW:
@@ -274,8 +288,16 @@ class OnnxEngine(ThreadedEngine):
         req = r.req
         r.generated += 1
         self.tokens_generated += 1
+        if r.guide is not None:
+            try:
+                r.guide.consume(token)
+            except RuntimeError as e:  # this row's failure, not the batch's
+                r.done = True
+                req.emit(Delta(req.index, completion_tokens=r.generated, error=e))
+                return
+        # a constrained answer ends where its grammar allows the end-of-turn token, ignore_eos or not
         text, finish = token_text(r.decoder, r.stop, token,
-                                  end_of_turn=token in self.stop_ids and not req.ignore_eos,
+                                  end_of_turn=token in self.stop_ids and (not req.ignore_eos or r.guide is not None),
                                   at_limit=r.generated >= req.max_tokens or width + r.generated >= self.context_length)
         if finish is not None:
             r.done = True

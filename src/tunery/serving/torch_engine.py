@@ -10,7 +10,9 @@ trimmed away. Models whose cache cannot be stacked this way (sliding-window or l
 layers) decode one request at a time.
 
 Each request samples from its own ``torch.Generator`` seeded from the request, so the same seed
-gives the same answer whoever it shares a batch with.
+gives the same answer whoever it shares a batch with. A request with a grammar has its own
+matcher (``tunery.serving.constrained.Guide``), which masks its row of each step's logits, so rows
+of different constraints (or none) share a batch.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from tunery.serving.adapters import PeftAdapters
+from tunery.serving.constrained import Guide
 from tunery.serving.engine import (
     CLOSE,
     Delta,
@@ -57,6 +60,7 @@ class _Row:
     decoder: IncrementalDecoder
     stop: StopText
     gen: Any  # torch.Generator
+    guide: Any = None  # tunery.serving.constrained.Guide, for a request with a grammar
     pos: int = 0  # position of the next input token
     next_token: int = 0
     generated: int = 0
@@ -144,6 +148,7 @@ class TorchEngine(ThreadedEngine):
                 req.emit(Delta(req.index, error=RuntimeError("cancelled")))
                 continue
             try:
+                guide = Guide(req.grammar, self.tokenizer, self.stop_ids) if req.grammar else None
                 name = self.adapters.acquire(req.adapter)
             except Exception as e:
                 log.exception("cannot start a request on %s", self.name)
@@ -151,7 +156,7 @@ class TorchEngine(ThreadedEngine):
                 continue
             gen = torch.Generator().manual_seed(int(req.seed) & 0xFFFF_FFFF_FFFF_FFFF)
             rows.append(_Row(req=req, adapter=name, decoder=IncrementalDecoder(self.tokenizer),
-                             stop=StopText(req.stop), gen=gen, pos=len(req.prompt_ids)))
+                             stop=StopText(req.stop), gen=gen, pos=len(req.prompt_ids), guide=guide))
         for group in self._prefill_groups(rows):
             try:
                 with torch.inference_mode():
@@ -262,13 +267,19 @@ class TorchEngine(ThreadedEngine):
     def _sample(self, rows: list[_Row], logits: Any) -> list[int]:
         import torch
 
+        raw = logits
+        guided = [i for i, row in enumerate(rows) if row.guide is not None]
+        if guided:
+            logits = logits.float().clone()
+            for i in guided:
+                rows[i].guide.apply(logits[i].numpy())  # a view: masks the tensor in place
         greedy = logits.argmax(dim=-1).tolist()
         tokens = [greedy[i] if row.req.temperature <= GREEDY_BELOW
                   else sample_token(logits[i], row.req.temperature, row.req.top_p, row.gen)
                   for i, row in enumerate(rows)]
         for i, row in enumerate(rows):
             if row.req.logprobs is not None:
-                row.req.logprobs.append(float(torch.log_softmax(logits[i].float(), dim=-1)[tokens[i]]))
+                row.req.logprobs.append(float(torch.log_softmax(raw[i].float(), dim=-1)[tokens[i]]))
         return tokens
 
     def _advance(self, row: _Row, token: int) -> None:
@@ -277,8 +288,17 @@ class TorchEngine(ThreadedEngine):
         row.generated += 1
         self.tokens_generated += 1
         row.next_token = token
+        if row.guide is not None:
+            try:
+                row.guide.consume(token)
+            except RuntimeError as e:  # this row's failure, not the batch's
+                row.done = True
+                self.adapters.release(row.adapter)
+                req.emit(Delta(req.index, completion_tokens=row.generated, error=e))
+                return
+        # a constrained answer ends where its grammar allows the end-of-turn token, ignore_eos or not
         text, finish = token_text(row.decoder, row.stop, token,
-                                  end_of_turn=token in self.stop_ids and not req.ignore_eos,
+                                  end_of_turn=token in self.stop_ids and (not req.ignore_eos or row.guide is not None),
                                   at_limit=row.generated >= req.max_tokens or row.pos + 1 >= self.context_length)
         if finish is not None:
             row.done = True

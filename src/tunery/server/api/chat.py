@@ -1,5 +1,13 @@
 """``POST /v1/chat/completions``: plain and streamed (server-sent ``chat.completion.chunk``
-events ending with ``data: [DONE]``), with ``n`` choices, seeds, stop strings and exact usage.
+events ending with ``data: [DONE]``), with ``n`` choices, seeds, stop strings and exact usage,
+``tools``/``tool_choice``/``parallel_tool_calls`` and ``response_format`` (held by constrained
+decoding, ``tunery.serving.constrained``).
+
+Tool calls: an answer's ``<tool_call>`` blocks become ``message.tool_calls`` (ids ``call_...``,
+``finish_reason`` "tool_calls"); a block that is not a valid call of a given function stays plain
+content. Streamed, content is sent as it comes until a block opens; each call is then sent once its
+block closes, as OpenAI's deltas: ``index``, ``id``, ``type`` and ``function.name`` first, then the
+``arguments``.
 
 Every check happens before the response starts, so a bad request always gets its own status
 code; an error in the middle of a stream is sent as a final ``data: {"error": ...}`` event."""
@@ -19,7 +27,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from tunery.chat import ChatMessage, GenerationParams, Role
+from tunery.chat_template import TOOL_CALL_CLOSE, TOOL_CALL_OPEN, parse_tool_calls
 from tunery.errors import InvalidInput, TuneryError
+from tunery.serving.constrained import invalid_calls, prompt_tools
 from tunery.serving.local import ChatRun, LocalChatModel
 
 log = logging.getLogger("tunery.server")
@@ -39,6 +49,8 @@ class Message(BaseModel):
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[TextPart] | None = None
     name: str | None = None
+    tool_calls: list[Any] | None = None
+    tool_call_id: str | None = None
 
 
 class StreamOptions(BaseModel):
@@ -64,17 +76,30 @@ class ChatRequest(BaseModel):
     stream_options: StreamOptions | None = None
     ignore_eos: bool = False  # vLLM's extension: keep going past end-of-turn (benchmarks)
     tools: list[Any] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
     functions: list[Any] | None = None
+    function_call: str | dict[str, Any] | None = None
     logprobs: bool | None = None
     response_format: dict[str, Any] | None = None
 
 
 def _messages(body: ChatRequest) -> list[ChatMessage]:
     out = []
+    called: set[str] = set()  # ids of the calls made so far, which tool messages answer
     for i, m in enumerate(body.messages):
-        if m.role in ("tool", "function"):
-            raise InvalidInput(f"messages[{i}]: role {m.role!r} is not supported (no tool calling)",
-                               param=f"messages[{i}].role")
+        if m.role == "function":
+            raise InvalidInput(f"messages[{i}]: role 'function' is the legacy form; answer a tool call with "
+                               "role 'tool' and its tool_call_id", param=f"messages[{i}].role")
+        if m.role == "tool":
+            if not called:
+                raise InvalidInput(f"messages[{i}]: a tool message must answer a tool call of an earlier "
+                                   "assistant message", param=f"messages[{i}].role")
+            if m.tool_call_id not in called:
+                raise InvalidInput(f"messages[{i}]: tool_call_id {m.tool_call_id!r} answers no earlier tool call",
+                                   param=f"messages[{i}].tool_call_id")
+        calls = _tool_calls(i, m) if m.tool_calls else None
+        called.update(c["id"] for c in calls or ())
         if m.content is None:
             if m.role != "assistant":
                 raise InvalidInput(f"messages[{i}]: content is required for role {m.role!r}",
@@ -91,17 +116,40 @@ def _messages(body: ChatRequest) -> list[ChatMessage]:
                 parts.append(part.text)
             text = "".join(parts)
         role = Role.SYSTEM if m.role == "developer" else Role(m.role)
-        out.append(ChatMessage(role, text))
+        out.append(ChatMessage(role, text, tool_calls=calls,
+                               tool_call_id=m.tool_call_id if m.role == "tool" else None))
     return out
 
 
+def _tool_calls(i: int, m: Message) -> tuple[dict[str, Any], ...]:
+    """An assistant message's ``tool_calls``, checked to be OpenAI's shape."""
+    if m.role != "assistant":
+        raise InvalidInput(f"messages[{i}]: only assistant messages carry tool_calls", param=f"messages[{i}].tool_calls")
+    out = []
+    for j, call in enumerate(m.tool_calls or ()):
+        where = f"messages[{i}].tool_calls[{j}]"
+        fn = call.get("function") if isinstance(call, dict) else None
+        if not (isinstance(call, dict) and isinstance(call.get("id"), str) and call.get("type", "function") == "function"
+                and isinstance(fn, dict) and isinstance(fn.get("name"), str) and isinstance(fn.get("arguments"), str)):
+            raise InvalidInput(f'{where} must be {{"id": ..., "type": "function", "function": {{"name": ..., '
+                               '"arguments": "<a JSON string>"}}}}', param=where)
+        try:
+            json.loads(fn["arguments"])
+        except ValueError:
+            raise InvalidInput(f"{where}.function.arguments is not valid JSON",
+                               param=f"{where}.function.arguments") from None
+        out.append({"id": call["id"], "type": "function",
+                    "function": {"name": fn["name"], "arguments": fn["arguments"]}})
+    return tuple(out)
+
+
 def _params(body: ChatRequest) -> GenerationParams:
-    if body.tools or body.functions:
-        raise InvalidInput("tools and functions are not supported by this server", param="tools")
+    if body.functions or body.function_call is not None:
+        raise InvalidInput("functions and function_call are the legacy form of tools: send tools "
+                           '([{"type": "function", "function": {...}}]) and tool_choice instead',
+                           param="functions" if body.functions else "function_call")
     if body.logprobs:
         raise InvalidInput("logprobs are not supported by this server", param="logprobs")
-    if body.response_format and body.response_format.get("type", "text") != "text":
-        raise InvalidInput("only response_format {\"type\": \"text\"} is supported", param="response_format")
     stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
     if len(stop) > 4:
         raise InvalidInput("stop takes at most 4 sequences", param="stop")
@@ -110,7 +158,10 @@ def _params(body: ChatRequest) -> GenerationParams:
     return GenerationParams(max_tokens=body.max_completion_tokens or body.max_tokens,
                             temperature=1.0 if body.temperature is None else body.temperature,
                             top_p=1.0 if body.top_p is None else body.top_p,
-                            stop=tuple(s for s in stop if s), seed=body.seed, n=body.n)
+                            stop=tuple(s for s in stop if s), seed=body.seed, n=body.n,
+                            tools=tuple(body.tools or ()), tool_choice=body.tool_choice,
+                            parallel_tool_calls=body.parallel_tool_calls is not False,
+                            response_format=body.response_format)
 
 
 @router.post("/chat/completions", response_model=None)
@@ -121,27 +172,97 @@ async def chat_completions(body: ChatRequest) -> dict[str, Any] | StreamingRespo
     run = await run_in_threadpool(LocalChatModel(body.model).start, messages, params, ignore_eos=body.ignore_eos,
                                   loop=asyncio.get_running_loop())
     cid = "chatcmpl-" + secrets.token_hex(12)
+    tools = params if prompt_tools(params) else None
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return StreamingResponse(_events(run, cid, include_usage), media_type="text/event-stream",
+        return StreamingResponse(_events(run, cid, include_usage, tools), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     try:
         completion = await run.acollect()
     finally:
         run.close()
+    choices = []
+    for i, text in enumerate(completion.choices):
+        content, calls = _split_calls(text, tools)
+        message: dict[str, Any] = {"role": "assistant", "content": content if content or not calls else None,
+                                   "refusal": None}
+        if calls:
+            message["tool_calls"] = calls
+        choices.append({"index": i, "message": message, "logprobs": None,
+                        "finish_reason": _finish(run.finish_reasons[i], bool(calls))})
     return {"id": cid, "object": "chat.completion", "created": run.created, "model": run.model,
-            "system_fingerprint": FINGERPRINT,
-            "choices": [{"index": i, "message": {"role": "assistant", "content": text, "refusal": None},
-                         "logprobs": None, "finish_reason": run.finish_reasons[i]}
-                        for i, text in enumerate(completion.choices)],
-            "usage": completion.usage.to_openai()}
+            "system_fingerprint": FINGERPRINT, "choices": choices, "usage": completion.usage.to_openai()}
+
+
+def _split_calls(text: str, tools: GenerationParams | None) -> tuple[str, list[dict[str, Any]]]:
+    """An answer's content and tool calls: no calls unless tools were offered, and none at all when
+    one of them is not a valid call of an offered function (then the whole answer is content)."""
+    if tools is None:
+        return text, []
+    content, calls = parse_tool_calls(text)
+    if calls and invalid_calls(calls, tools):
+        return text, []
+    return content, calls
+
+
+def _finish(reason: str, called: bool) -> str:
+    return "tool_calls" if called and reason == "stop" else reason
+
+
+class _CallStream:
+    """One streamed choice under tools: content passes through until a ``<tool_call>`` block may
+    be opening; each block is sent as a call once it closes (or as content, if it is not a valid
+    call)."""
+
+    def __init__(self, tools: GenerationParams) -> None:
+        self.tools = tools
+        self.held = ""
+        self.calls = 0
+
+    def push(self, text: str) -> list[dict[str, Any]]:
+        self.held += text
+        out: list[dict[str, Any]] = []
+        while True:
+            start = self.held.find(TOOL_CALL_OPEN)
+            if start < 0:
+                keep = next((k for k in range(min(len(self.held), len(TOOL_CALL_OPEN) - 1), 0, -1)
+                             if TOOL_CALL_OPEN.startswith(self.held[-k:])), 0)
+                out += self._content(self.held[:len(self.held) - keep])
+                self.held = self.held[len(self.held) - keep:]
+                return out
+            out += self._content(self.held[:start] if not self.calls else self.held[:start].strip("\n"))
+            self.held = self.held[start:]
+            end = self.held.find(TOOL_CALL_CLOSE)
+            if end < 0:
+                return out
+            end += len(TOOL_CALL_CLOSE)
+            out += self._block(self.held[:end])
+            self.held = self.held[end:]
+
+    def flush(self) -> list[dict[str, Any]]:
+        held, self.held = self.held, ""
+        return self._block(held) if held.startswith(TOOL_CALL_OPEN) else self._content(held)
+
+    def _content(self, text: str) -> list[dict[str, Any]]:
+        return [{"content": text}] if text else []
+
+    def _block(self, block: str) -> list[dict[str, Any]]:
+        content, calls = _split_calls(block, self.tools)
+        if len(calls) != 1 or content:
+            return self._content(block)
+        call, index = calls[0], self.calls
+        self.calls += 1
+        return [{"tool_calls": [{"index": index, "id": call["id"], "type": "function",
+                                 "function": {"name": call["function"]["name"], "arguments": ""}}]},
+                {"tool_calls": [{"index": index, "function": {"arguments": call["function"]["arguments"]}}]}]
 
 
 def _sse(obj: dict[str, Any]) -> str:
     return f"data: {json.dumps(obj, ensure_ascii=False, separators=(',', ':'))}\n\n"
 
 
-async def _events(run: ChatRun, cid: str, include_usage: bool) -> AsyncIterator[str]:
+async def _events(run: ChatRun, cid: str, include_usage: bool, tools: GenerationParams | None
+                  ) -> AsyncIterator[str]:
     head = {"id": cid, "object": "chat.completion.chunk", "created": run.created, "model": run.model,
             "system_fingerprint": FINGERPRINT}
     extra = {"usage": None} if include_usage else {}
@@ -150,17 +271,22 @@ async def _events(run: ChatRun, cid: str, include_usage: bool) -> AsyncIterator[
         return _sse({**head, "choices": [{"index": index, "delta": delta, "logprobs": None,
                                           "finish_reason": finish}], **extra})
 
+    streams = {r.index: _CallStream(tools) for r in run.requests} if tools is not None else {}
     try:
         for r in run.requests:
             yield chunk(r.index, {"role": "assistant", "content": ""}, None)
         async for c in run:
+            calls = streams.get(c.index)
             if c.usage is not None:
                 if include_usage:
                     yield _sse({**head, "choices": [], "usage": c.usage.to_openai()})
             elif c.finish_reason is not None:
-                yield chunk(c.index, {}, c.finish_reason)
+                for delta in calls.flush() if calls is not None else ():
+                    yield chunk(c.index, delta, None)
+                yield chunk(c.index, {}, _finish(c.finish_reason, calls is not None and calls.calls > 0))
             elif c.text:
-                yield chunk(c.index, {"content": c.text}, None)
+                for delta in calls.push(c.text) if calls is not None else [{"content": c.text}]:
+                    yield chunk(c.index, delta, None)
         yield "data: [DONE]\n\n"
     except TuneryError as e:
         yield _sse(e.to_openai())

@@ -1,0 +1,132 @@
+"""The tool-call check: did the model call the right functions with the right arguments, or none
+when none is needed?
+
+A row's expectation (column ``expect`` unless ``ref=COLUMN`` says otherwise) is either the string
+``"no_tool"`` or ``{"tool_calls": [{"name": ..., "arguments": {...}}, ...]}``, as in the bundled
+``travel_tools/questions.jsonl``. The model's calls are the row's ``tool_calls`` column when it has
+one (OpenAI's shape, from a server that parsed them), else they are read from the answer text in
+the fallback format (:func:`tunery.chat_template.parse_tool_calls`).
+
+A row passes when the calls match the expected ones as a multiset (parallel calls in any order):
+the same function names, and arguments that are a JSON object equal to the expected one after
+normalisation: key order does not matter, strings compare without case and with whitespace
+collapsed, and numbers by value (100 == 100.0; a boolean is not a number). A call whose arguments
+are not valid JSON never matches. Under ``no_tool``, any call fails the row.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tunery.chat_template import parse_tool_calls
+from tunery.errors import InvalidInput
+from tunery.evals.base import Evaluator, Row, RowScore, parse_options, text_of
+
+NO_TOOL = "no_tool"
+
+
+def normalise(value: Any) -> Any:
+    """A JSON value in the form two equal arguments share (see the module docstring)."""
+    if isinstance(value, str):
+        return " ".join(value.split()).casefold()
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, dict):
+        return {str(k): normalise(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [normalise(v) for v in value]
+    return value
+
+
+def _key(name: str, args: Any) -> str:
+    """One call as a comparable string (calls are compared as a multiset of these)."""
+    return json.dumps([name, normalise(args)], sort_keys=True)
+
+
+def _arguments(call: dict[str, Any]) -> Any:
+    """A call's arguments parsed (OpenAI's are a JSON string); a string that does not parse is
+    returned as it is and so matches no expected object."""
+    args = call.get("function", call).get("arguments", {})
+    if isinstance(args, str):
+        try:
+            return json.loads(args)
+        except ValueError:
+            return args
+    return args
+
+
+def _show(calls: list[tuple[str, Any]]) -> str:
+    return "; ".join(f"{n}({json.dumps(a, ensure_ascii=False, sort_keys=True)})" for n, a in calls) or "no call"
+
+
+class ToolCalls(Evaluator):
+    kind = "tool_calls"
+    binary = True
+    description = ("Tool-call check: passes when the answer calls exactly the expected functions with equal "
+                   "arguments (key order, string case and spacing, 100 vs 100.0 ignored), or calls none when the "
+                   "row expects no_tool. Reads the row's tool_calls, else <tool_call> blocks in the answer.")
+    _has_ref_option = True
+
+    def __init__(self, ref: str = "expect", *, name: str | None = None) -> None:
+        super().__init__(name or (self.kind if ref == "expect" else f"{self.kind}:ref={ref}"))
+        self.ref = ref
+
+    @classmethod
+    def from_spec(cls, options: str) -> ToolCalls:
+        positional, kw = parse_options(options, allowed=("ref",), evaluator=cls.kind)
+        if positional:
+            raise InvalidInput(f"evaluator {cls.kind!r} takes only ref=COLUMN (got {options!r})", param="evaluator")
+        return cls(ref=kw.get("ref", "expect"))
+
+    @property
+    def required_columns(self) -> tuple[str, ...]:
+        return (self.ref,)
+
+    @property
+    def hint(self) -> str:
+        return "pass = the expected calls with equal arguments, or none where none is needed"
+
+    def _expected(self, row: Row) -> list[tuple[str, Any]] | None:
+        """The expected calls ([] for no_tool); None when the column is not in either form."""
+        value = row.get(self.ref)
+        if isinstance(value, str):
+            if value.strip() == NO_TOOL:
+                return []
+            try:
+                value = json.loads(value)
+            except ValueError:
+                return None
+        if not isinstance(value, dict) or not isinstance(value.get("tool_calls"), list):
+            return None
+        calls = value["tool_calls"]
+        if not all(isinstance(c, dict) and isinstance(c.get("name"), str) for c in calls):
+            return None
+        return [(c["name"], c.get("arguments", {})) for c in calls]
+
+    def score_row(self, row: Row) -> RowScore:
+        expected = self._expected(row)
+        if expected is None:
+            return RowScore(None, None, f"column {self.ref!r} is neither \"no_tool\" nor "
+                                        '{"tool_calls": [{"name", "arguments"}]}')
+        raw = row.get("tool_calls")
+        if not isinstance(raw, list):
+            _, raw = parse_tool_calls(text_of(row, "answer"))
+        got = [(c.get("function", c).get("name", ""), _arguments(c)) for c in raw if isinstance(c, dict)]
+        if not expected:
+            if got:
+                return RowScore(0.0, False, f"calls {_show(got)} where no tool is needed")
+            return RowScore(1.0, True, "no call, as expected")
+        if not got:
+            return RowScore(0.0, False, f"no call; expected {_show(expected)}")
+        if sorted(_key(*c) for c in got) == sorted(_key(*c) for c in expected):
+            return RowScore(1.0, True, f"calls {_show(got)}")
+        if len(got) != len(expected):
+            what = f"{len(got)} calls, expected {len(expected)}"
+        elif sorted(n for n, _ in got) != sorted(n for n, _ in expected):
+            what = "wrong function"
+        else:
+            what = "wrong arguments"
+        return RowScore(0.0, False, f"{what}: calls {_show(got)}; expected {_show(expected)}")

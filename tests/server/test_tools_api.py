@@ -1,0 +1,152 @@
+"""Tools and response_format over HTTP with the official openai SDK: a complete tool loop (call ->
+tool result -> final answer), streamed and not, on the tiny random model and a LoRA fine-tune of
+it; json_schema answers; OpenAI-style errors for bad specs."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import pytest
+
+WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Forecast for a city.",
+                                            "parameters": {"type": "object", "properties": {
+                                                "city": {"type": "string", "maxLength": 8},
+                                                "days": {"type": "integer", "minimum": 1, "maximum": 7}},
+                                                "required": ["city", "days"], "additionalProperties": False}}}
+ASK = [{"role": "user", "content": "What is the weather in Rome this week?"}]
+ARGS = WEATHER["function"]["parameters"]
+CHAT = "/v1/chat/completions"
+
+
+@pytest.fixture(params=["tiny-random", "ft"])
+def model(request, tiny_model, tiny_model_dir, tmp_path):
+    if request.param == "tiny-random":
+        return "tiny-random"
+    from support_adapters import FT_ID, make_adapter, register_ft
+
+    register_ft(make_adapter(tiny_model_dir, tmp_path / "ft", seed=1))
+    return FT_ID
+
+
+def finish_loop(client, model, messages, **kw):
+    """Answer the call with a tool result and ask again: the final answer is plain content."""
+    final = client.chat.completions.create(model=model, messages=messages, tools=[WEATHER], max_tokens=20, seed=4,
+                                           **kw)
+    choice = final.choices[0]
+    assert choice.message.tool_calls is None and isinstance(choice.message.content, str)
+    assert choice.finish_reason in ("stop", "length")
+    return final
+
+
+def test_tool_loop_not_streamed(client, model):
+    first = client.chat.completions.create(model=model, messages=ASK, tools=[WEATHER], tool_choice="required",
+                                           parallel_tool_calls=False, max_tokens=80, seed=1, temperature=1.2)
+    choice = first.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content is None
+    (call,) = choice.message.tool_calls
+    assert call.id.startswith("call_") and call.type == "function" and call.function.name == "get_weather"
+    jsonschema.validate(json.loads(call.function.arguments), ARGS)
+    messages = [*ASK, choice.message.model_dump(exclude_none=True),
+                {"role": "tool", "tool_call_id": call.id, "content": '{"forecast": "sunny", "high_c": 24}'}]
+    finish_loop(client, model, messages, tool_choice="none")
+    finish_loop(client, model, messages)  # auto: the random model writes text, which stays text
+
+
+def test_tool_loop_streamed_with_the_sdk_helper(client, model):
+    with client.chat.completions.stream(model=model, messages=ASK, tools=[WEATHER], max_tokens=80, seed=2,
+                                        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+                                        temperature=1.2) as stream:
+        events = list(stream)
+        first = stream.get_final_completion()
+    assert "tool_calls.function.arguments.done" in [e.type for e in events]
+    assert not any(e.delta for e in events if e.type == "content.delta")
+    choice = first.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    (call,) = choice.message.tool_calls
+    assert call.id.startswith("call_") and call.function.name == "get_weather"
+    jsonschema.validate(json.loads(call.function.arguments), ARGS)
+    messages = [*ASK, {"role": "assistant", "content": None, "tool_calls": [
+                    {"id": call.id, "type": "function",
+                     "function": {"name": call.function.name, "arguments": call.function.arguments}}]},
+                {"role": "tool", "tool_call_id": call.id, "content": "sunny, 24 C"}]
+    # the SDK's helper refuses a "length" finish: stop strings end the random model's text early
+    with client.chat.completions.stream(model=model, messages=messages, tools=[WEATHER], max_tokens=200,
+                                        seed=3, stop=[" ", "e", "a", "o"]) as stream:
+        final = stream.get_final_completion()
+    assert final.choices[0].message.tool_calls in (None, []) and final.choices[0].message.content
+
+
+def test_streamed_calls_match_plain_and_come_in_openai_deltas(client, tiny_model):
+    kw = dict(model="tiny-random", messages=ASK, tools=[WEATHER], tool_choice="required", max_tokens=120, seed=7,
+              temperature=1.0)
+    plain = client.chat.completions.create(**kw).choices[0]
+    chunks = list(client.chat.completions.create(**kw, stream=True))
+    deltas = [c.choices[0].delta.tool_calls[0] for c in chunks if c.choices and c.choices[0].delta.tool_calls]
+    heads = [d for d in deltas if d.id is not None]
+    assert heads and all(d.function.name and d.function.arguments == "" and d.type == "function" for d in heads)
+    assert [d.index for d in heads] == list(range(len(heads)))
+    args: dict[int, str] = {}
+    for d in deltas:
+        args[d.index] = args.get(d.index, "") + (d.function.arguments or "")
+    assert [h.function.name for h in heads] == [c.function.name for c in plain.message.tool_calls]
+    assert list(args.values()) == [c.function.arguments for c in plain.message.tool_calls]
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finishes == [plain.finish_reason]
+
+
+def test_json_schema_answers_always_validate(client, tiny_model):
+    schema = {"type": "object", "properties": {"city": {"enum": ["Rome", "Oslo", "Lima"]},
+                                               "nights": {"type": "integer", "minimum": 1, "maximum": 14}},
+              "required": ["city", "nights"], "additionalProperties": False}
+    fmt = {"type": "json_schema", "json_schema": {"name": "trip", "schema": schema, "strict": True}}
+    r = client.chat.completions.create(model="tiny-random", messages=ASK, response_format=fmt, n=5, max_tokens=60,
+                                       temperature=1.3, seed=11)
+    for c in r.choices:
+        assert c.finish_reason == "stop"
+        jsonschema.validate(json.loads(c.message.content), schema)
+    obj = client.chat.completions.create(model="tiny-random", messages=ASK, max_tokens=60, seed=1,
+                                         response_format={"type": "json_object"}, temperature=0)
+    if obj.choices[0].finish_reason == "stop":
+        assert isinstance(json.loads(obj.choices[0].message.content), dict)
+    else:  # cut by max_tokens: still the start of an object
+        assert obj.choices[0].message.content.startswith("{")
+
+
+@pytest.mark.parametrize("extra,param", [
+    ({"tools": [{"type": "function", "function": {"name": "bad name!"}}]}, "tools[0].function.name"),
+    ({"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "nope"}}}, "tool_choice"),
+    ({"tool_choice": "required"}, "tool_choice"),
+    ({"functions": [WEATHER["function"]]}, "functions"),
+    ({"function_call": "auto"}, "function_call"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "objekt"}}}},
+     "response_format.json_schema.schema"),
+    ({"messages": [*ASK, {"role": "assistant", "content": None,
+                          "tool_calls": [{"id": "c1", "type": "function",
+                                          "function": {"name": "get_weather", "arguments": "{not json"}}]}]},
+     "messages[1].tool_calls[0].function.arguments"),
+    ({"messages": [*ASK, {"role": "assistant", "content": None,
+                          "tool_calls": [{"id": "c1", "type": "function",
+                                          "function": {"name": "get_weather", "arguments": "{}"}}]},
+                   {"role": "tool", "tool_call_id": "c2", "content": "x"}]}, "messages[2].tool_call_id"),
+    ({"messages": [{"role": "function", "name": "f", "content": "x"}]}, "messages[0].role"),
+])
+def test_bad_tool_requests_are_400_naming_the_param(http, tiny_model, extra, param):
+    r = http.post(CHAT, json={"model": "tiny-random", "messages": ASK, **extra})
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["param"] == param and err["type"] == "invalid_request_error" and err["message"]
+    assert "tools" in err["message"] or param != "functions"
+
+
+def test_text_that_is_not_a_valid_call_stays_content(tiny_model):
+    from tunery.chat import GenerationParams
+    from tunery.server.api.chat import _CallStream, _split_calls
+
+    p = GenerationParams(tools=(WEATHER,))
+    bad = 'Hmm <tool_call>\n{"name": "get_weather", "arguments": {"city": "Rome", "days": 40}}\n</tool_call>'
+    assert _split_calls(bad, p) == (bad, [])
+    assert _split_calls("<tool_call>\nnot json\n</tool_call>", p)[1] == []
+    stream = _CallStream(p)
+    sent = [d for piece in (bad[:9], bad[9:30], bad[30:]) for d in stream.push(piece)] + stream.flush()
+    assert "".join(d["content"] for d in sent) == bad and stream.calls == 0
