@@ -121,7 +121,7 @@ def test_an_allowed_origin_gets_cors_answers(cors_app):
         "Access-Control-Request-Headers": "authorization, content-type, x-stainless-os"})
     assert pre.status_code == 204 and pre.content == b""
     assert pre.headers["access-control-allow-origin"] == app_origin
-    assert pre.headers["access-control-allow-methods"] == "GET, POST, DELETE, OPTIONS"
+    assert pre.headers["access-control-allow-methods"] == "GET, POST, PUT, DELETE, OPTIONS"
     assert pre.headers["access-control-allow-headers"] == "authorization, content-type, x-stainless-os"
     assert pre.headers["vary"] == "Origin"
     r = cors_app.post("/v1/files", headers={"Origin": app_origin}, **UPLOAD)

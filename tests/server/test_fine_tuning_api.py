@@ -36,7 +36,7 @@ def test_a_misspelt_parameter_is_a_400_naming_it(http, tiny_model, training_file
 @pytest.mark.parametrize(("extra", "param"), [
     ({"lora": {"target_modules": "q_proj"}}, "lora.target_modules"),
     ({"lora": {"r": 2048}}, "lora.r"),
-    ({"method": {"type": "dpo"}}, "method.type"),
+    ({"method": {"type": "reinforcement"}}, "method.type"),
     ({"hyperparameters": {"n_epochs": "many"}}, "hyperparameters.n_epochs"),
 ])
 def test_a_bad_value_is_a_400_naming_it(http, tiny_model, training_file_id, extra, param):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from tunery.cli._common import console, precision_option, print_json, print_list, threads_option
@@ -27,6 +29,9 @@ from tunery.compiled.cache import PRECISION_HELP, PRECISIONS
                    "with CORS headers (repeatable; '*' for any site; TUNERY_CORS_ORIGINS). Other sites' "
                    "pages are refused.")
 @click.option("--no-worker", is_flag=True, help="Do not run fine-tuning jobs in this process.")
+@click.option("--allow-flow-code", is_flag=True,
+              help="Let every client (not only those on this machine) open local flow folders and write and "
+                   "run a prompt flow's Python: every key holder can then run code as you.")
 @threads_option("CPU threads per forward pass, PyTorch and ONNX engines alike, and for the training jobs "
                 "of the worker (default: every CPU this process may use; TUNERY_NUM_THREADS).")
 @precision_option("models and deployments (a deployment made with --precision keeps its own)",
@@ -34,7 +39,7 @@ from tunery.compiled.cache import PRECISION_HELP, PRECISIONS
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]), help="Server log level.")
 def serve(host: str, port: int, api_keys: tuple[str, ...], insecure_no_key: bool, allowed_hosts: tuple[str, ...],
-          cors_origins: tuple[str, ...], no_worker: bool, log_level: str) -> None:
+          cors_origins: tuple[str, ...], no_worker: bool, allow_flow_code: bool, log_level: str) -> None:
     """Serve the OpenAI-compatible API, the job worker and the web studio.
 
     Point any OpenAI client at the API base, e.g. openai.OpenAI(base_url="http://127.0.0.1:8000/v1").
@@ -46,11 +51,15 @@ def serve(host: str, port: int, api_keys: tuple[str, ...], insecure_no_key: bool
     url = f"http://{shown}:{port}"
     keys = configured_keys(api_keys)
     check_exposure(host, keys, insecure_no_key=insecure_no_key)  # before the banner says it serves
+    if allow_flow_code:
+        os.environ["TUNERY_ALLOW_FLOW_CODE"] = "1"  # read by create_app
     console.print(f"[bold]tunery[/] serving on {url}")
     console.print(f"  studio    {url}/")
     console.print(f"  API base  {url}/v1   (docs: {url}/docs)")
     console.print(f"  API keys  {len(keys)} required" if keys else "  API keys  none (anyone who can reach the port can use it)")
     console.print(f"  worker    {'off' if no_worker else 'on: fine-tuning jobs run in this process'}")
+    if allow_flow_code:
+        console.print("  flows     --allow-flow-code: every client may run Python in this server")
     run(host, port, api_keys=api_keys, worker=not no_worker, log_level=log_level, allowed_hosts=allowed_hosts,
         cors_origins=cors_origins, insecure_no_key=insecure_no_key)
 

@@ -95,6 +95,11 @@ def load_run_file(path: str | Path) -> RunSpec:
     return RunSpec(**raw)
 
 
+class RunCanceled(Exception):
+    """A run stopped by its ``cancel`` event: lines still running are told to stop and dropped,
+    and the run is stored as Canceled with the lines that finished."""
+
+
 @dataclass(frozen=True)
 class Progress:
     total: int
@@ -111,8 +116,10 @@ class Progress:
 def create_run(spec: RunSpec, *, model_factory: ModelFactory | None = None,
                on_progress: Callable[[Progress], None] | None = None,
                on_line: Callable[[LineResult], None] | None = None,
-               on_warning: Callable[[str], None] | None = None) -> RunRecord:
-    """Run a flow over a data file (or over a parent run's lines) and store the run."""
+               on_warning: Callable[[str], None] | None = None,
+               cancel: threading.Event | None = None) -> RunRecord:
+    """Run a flow over a data file (or over a parent run's lines) and store the run. Setting
+    ``cancel`` stops it: it is stored as Canceled and :class:`RunCanceled` is raised."""
     resumed: list[LineResult] = []
     mapping_warnings: list[str] = []
     if spec.resume_from:
@@ -179,10 +186,10 @@ def create_run(spec: RunSpec, *, model_factory: ModelFactory | None = None,
         for line in resumed:
             done(line)
         with context.capture_prints():
-            _execute(executor, prepared, workers, timeout, done)
+            _execute(executor, prepared, workers, timeout, done, cancel)
             aggregation = executor.run_aggregation(results)
     except BaseException as e:
-        store.finish(CANCELED if isinstance(e, KeyboardInterrupt) else FAILED, results, None,
+        store.finish(CANCELED if isinstance(e, (KeyboardInterrupt, RunCanceled)) else FAILED, results, None,
                      warnings=warnings, error=f"{type(e).__name__}: {e}")
         raise
     finally:
@@ -248,7 +255,7 @@ class _Slot:
 
 
 def _execute(executor: FlowExecutor, lines: list[PreparedLine], workers: int, timeout: float,
-             done: Callable[[LineResult], None]) -> None:
+             done: Callable[[LineResult], None], stop: threading.Event | None = None) -> None:
     pending = deque(lines)
     running: dict[int, _Slot] = {}
     finished: queue.Queue[tuple[int, LineResult]] = queue.Queue()
@@ -265,6 +272,8 @@ def _execute(executor: FlowExecutor, lines: list[PreparedLine], workers: int, ti
 
     try:
         while pending or running:
+            if stop is not None and stop.is_set():
+                raise RunCanceled("canceled by the user")
             while pending and len(running) < workers:
                 line = pending.popleft()
                 if line.error:

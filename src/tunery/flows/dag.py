@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,14 @@ class Problem:
         loc = f"{self.where}, {self.field}" if self.field else self.where
         return f"{loc}: {self.message}"
 
+    def to_dict(self) -> dict[str, Any]:
+        """The problem with the node and variant it names pulled out, for an editor to place it."""
+        m = re.match(r"^node '([^']+)'(?: \(variant ([^)]+)\))?$", self.where)
+        nv = re.match(r"^node_variants\.(.+)$", self.where)
+        return {"where": self.where, "field": self.field, "message": self.message, "severity": self.severity,
+                "node": m.group(1) if m else (nv.group(1) if nv else None), "variant": m.group(2) if m else None,
+                "text": str(self)}
+
 
 class InvalidFlow(InvalidInput):
     """A flow file with problems; ``problems`` lists them all."""
@@ -42,6 +51,16 @@ class InvalidFlow(InvalidInput):
                          hint="run `tunery flow validate --flow DIR` to list every problem")
         self.file = str(file)
         self.problems = problems
+
+    def to_openai(self) -> dict:
+        """The OpenAI error object, its ``param`` the first error's place (``node 'x', inputs.y``)
+        and every problem listed under ``problems`` for an editor to show on its node and field."""
+        body = super().to_openai()
+        errors = [p for p in self.problems if p.severity == "error"]
+        if errors:
+            body["error"]["param"] = f"{errors[0].where}, {errors[0].field}" if errors[0].field else errors[0].where
+        body["error"]["problems"] = [p.to_dict() for p in self.problems]
+        return body
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ Files written at the end are written atomically; the journal is what survives a 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import threading
@@ -70,8 +71,32 @@ class RunRecord:
 
 
 def _record(row) -> RunRecord:
-    return RunRecord(row["id"], row["name"], row["flow"], row["status"], row["created_at"], row["finished_at"],
-                     Path(row["path"]), db.loads(row["meta"], {}))
+    record = RunRecord(row["id"], row["name"], row["flow"], row["status"], row["created_at"], row["finished_at"],
+                       Path(row["path"]), db.loads(row["meta"], {}))
+    if record.status == RUNNING and not _alive(record.meta.get("pid")):
+        _orphaned(record)
+    return record
+
+
+def _alive(pid: Any) -> bool:
+    """Whether the process that runs a run still exists (a run with no ``pid`` is assumed to)."""
+    if not isinstance(pid, int) or pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, owned by another user
+        return True
+    return True
+
+
+def _orphaned(record: RunRecord) -> None:
+    """Mark a run whose process died mid-run Failed, so it does not stay Running for ever."""
+    record.status, record.finished_at = FAILED, db.now()
+    record.meta["error"] = record.meta.get("error") or "the process running it stopped before it finished"
+    db.execute("UPDATE runs SET status=?, finished_at=?, meta=? WHERE id=? AND status=?",
+               (FAILED, record.finished_at, db.dumps(record.meta), record.id, RUNNING))
 
 
 def default_run_name(flow_name: str, variant: str | None) -> str:
@@ -146,6 +171,7 @@ class RunStore:
             shutil.rmtree(path)  # left by a run whose database row was never written
         path.mkdir(parents=True)
         shutil.copytree(flow_dir, path / "flow", ignore=_SNAPSHOT_IGNORE)
+        meta = {**meta, "pid": os.getpid()}  # who runs it: see _orphaned
         record = RunRecord(f"run_{uuid.uuid4().hex[:16]}", name, flow or str(flow_dir), RUNNING,
                            db.now(), None, path, dict(meta))
         try:

@@ -15,6 +15,7 @@ from typing import Any
 
 import jinja2
 import jinja2.meta
+import jinja2.sandbox
 
 from tunery.chat import ChatMessage, Role
 from tunery.flows.dag import Node, Problem
@@ -29,7 +30,9 @@ MODEL_PARAMS = frozenset({
     "functions", "function_call", "tools", "tool_choice", "stream",
 })
 
-_env = jinja2.Environment(trim_blocks=True, keep_trailing_newline=True, autoescape=False)
+# sandboxed: a prompt is data anyone who can edit a flow writes, and plain Jinja lets a template
+# reach Python's globals ({{ cycler.__init__.__globals__.os }}) and run code on the server
+_env = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, keep_trailing_newline=True, autoescape=False)
 _cache: dict[tuple[str, float], jinja2.Template] = {}
 _lock = threading.Lock()
 

@@ -18,8 +18,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tunery.data.validate import lone_surrogate
 from tunery.errors import InvalidInput
+from tunery.flows import background as flow_runs
 from tunery.server import errors
 from tunery.server.api import ROUTERS
+from tunery.server.api import flows as flows_api
 from tunery.server.auth import Access, BrowserGuard, configured_keys, require_key
 
 log = logging.getLogger("tunery.server")
@@ -143,12 +145,15 @@ def _studio_router() -> APIRouter | None:
 
 
 def create_app(*, api_keys: Iterable[str] = (), worker: bool = False, bind: tuple[str, int] | None = None,
-               allowed_hosts: Iterable[str] = (), cors_origins: Iterable[str] = ()) -> FastAPI:
+               allowed_hosts: Iterable[str] = (), cors_origins: Iterable[str] = (),
+               allow_flow_code: bool | None = None) -> FastAPI:
     """The app. ``api_keys`` add to those in ``TUNERY_API_KEY``; ``worker`` runs queued
     fine-tuning jobs in this process while the app is up. ``bind`` (the address and port it will
     listen on), ``allowed_hosts`` and ``cors_origins`` say which ``Host`` and ``Origin`` values it
     accepts (:class:`tunery.server.auth.Access`): by default only loopback names, and no other
-    web site. A test client that sends ``Host: testserver`` passes ``allowed_hosts=["testserver"]``."""
+    web site. A test client that sends ``Host: testserver`` passes ``allowed_hosts=["testserver"]``.
+    ``allow_flow_code`` (default: ``TUNERY_ALLOW_FLOW_CODE=1``) lets every client, not only those
+    on this machine, write and run a prompt flow's Python (:mod:`tunery.server.api.flows`)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -158,6 +163,7 @@ def create_app(*, api_keys: Iterable[str] = (), worker: bool = False, bind: tupl
         finally:
             if app.state.worker is not None:
                 app.state.worker.stop()
+            flow_runs.shutdown()  # no batch run is left Running by a server that stopped
 
     from tunery import __version__
 
@@ -165,6 +171,9 @@ def create_app(*, api_keys: Iterable[str] = (), worker: bool = False, bind: tupl
                   description="OpenAI-compatible fine-tuning, files, models, chat and deployments, "
                               "served from your own machine.")
     app.state.api_keys = configured_keys(api_keys)
+    if allow_flow_code is None:
+        allow_flow_code = os.environ.get("TUNERY_ALLOW_FLOW_CODE", "") in ("1", "true", "yes")
+    app.state.allow_flow_code = allow_flow_code
     app.state.access = Access.configure(bind, allowed_hosts, cors_origins)
     app.add_middleware(BodyLimit)  # inside the guard: a refused host or origin is not read at all
     app.add_middleware(BrowserGuard, access=app.state.access)
@@ -177,6 +186,8 @@ def create_app(*, api_keys: Iterable[str] = (), worker: bool = False, bind: tupl
     studio = _studio_router()
     if studio is not None:
         app.include_router(studio)
+    # after the studio's /v1/tunery/runs/compare, which /runs/{name} would otherwise swallow
+    app.include_router(flows_api.router, dependencies=[Depends(require_key), Depends(refuse_lone_surrogates)])
     if studio is None or not any(getattr(r, "path", None) == "/" for r in studio.routes):
         @app.get("/", include_in_schema=False)
         def root() -> HTMLResponse:

@@ -30,7 +30,7 @@ from tunery.server.errors import Forbidden, Unauthorized
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
 """Names every server answers to, on its own port."""
 _WILDCARDS = ("0.0.0.0", "::", "")
-_CORS_METHODS = "GET, POST, DELETE, OPTIONS"
+_CORS_METHODS = "GET, POST, PUT, DELETE, OPTIONS"
 _CORS_EXPOSED = "Retry-After, retry-after-ms"  # what a page may read of an answer beyond the simple headers
 
 

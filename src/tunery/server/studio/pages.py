@@ -30,6 +30,7 @@ PAGES: dict[str, tuple[str, str]] = {
     "jobs": ("Jobs", "Fine-tuning jobs"),
     "data": ("Data", "Data files"),
     "models": ("Models", "Models and deployments"),
+    "flows": ("Flows", "Prompt flows"),
     "runs": ("Runs", "Prompt-flow runs"),
 }
 
@@ -94,6 +95,22 @@ def models() -> HTMLResponse:
 @router.get("/runs")
 def runs() -> HTMLResponse:
     return render("runs.html", "runs")
+
+
+@router.get("/runs/{run_name}")
+def run_detail(run_name: str) -> HTMLResponse:
+    return render("flow_run.html", "runs", run_name=run_name)
+
+
+@router.get("/flows")
+def flows() -> HTMLResponse:
+    return render("flows.html", "flows")
+
+
+@router.get("/flows/{flow_name}")
+def flow_editor(flow_name: str) -> HTMLResponse:
+    # like a job's page: the name only goes into the page, for its script to ask the API
+    return render("flow.html", "flows", flow_name=flow_name)
 
 
 @router.get("/favicon.ico")

@@ -4,13 +4,14 @@
 const KEY_STORE = "tunery.apiKey";
 
 export class ApiError extends Error {
-  constructor(message, { status = 0, param = null, code = null, type = null } = {}) {
+  constructor(message, { status = 0, param = null, code = null, type = null, body = null } = {}) {
     super(message);
     this.name = "ApiError";
     this.status = status;
     this.param = param;
     this.code = code;
     this.type = type;
+    this.body = body; // the whole error object, for fields beyond OpenAI's four (a flow's problems)
   }
 }
 
@@ -35,7 +36,7 @@ async function errorFrom(resp) {
   let body = null;
   try { body = await resp.json(); } catch { /* not JSON: a proxy page or a dropped connection */ }
   const e = body && body.error;
-  if (e && e.message) return new ApiError(e.message, { status: resp.status, param: e.param, code: e.code, type: e.type });
+  if (e && e.message) return new ApiError(e.message, { status: resp.status, param: e.param, code: e.code, type: e.type, body: e });
   return new ApiError(`The server answered ${resp.status} ${resp.statusText || ""}`.trim(), { status: resp.status });
 }
 
@@ -108,7 +109,7 @@ export async function streamChat(body, { signal, onDelta } = {}) {
   const resp = await send(url("/v1/chat/completions"), init);
   const reader = resp.body.getReader();
   const decoder = new TextDecoder();
-  const result = { text: "", usage: null, finishReason: null, chunks: 0 };
+  const result = { text: "", usage: null, finishReason: null, chunks: 0, toolCalls: [] };
   let buffer = "";
   const handle = (data) => {
     if (data === "[DONE]") return true;
@@ -121,6 +122,13 @@ export async function streamChat(body, { signal, onDelta } = {}) {
         result.text += piece;
         result.chunks += 1;
         if (onDelta) onDelta(piece, result);
+      }
+      // tool calls come as OpenAI's deltas: index, id and name first, then pieces of the arguments
+      for (const c of (choice.delta && choice.delta.tool_calls) || []) {
+        const call = (result.toolCalls[c.index] ||= { id: "", type: "function", function: { name: "", arguments: "" } });
+        if (c.id) call.id = c.id;
+        if (c.function && c.function.name) call.function.name += c.function.name;
+        if (c.function && c.function.arguments) call.function.arguments += c.function.arguments;
       }
       if (choice.finish_reason) result.finishReason = choice.finish_reason;
     }

@@ -162,13 +162,15 @@ function describe(info) {
   return parts.flatMap((p, i) => (i ? [el("span", { class: "dot" }, "·"), p] : [p]));
 }
 
-/** One streamed answer into `view`; resolves to the answer text, or null when it failed. */
-export async function runTurn({ view, model, system, history, params, signal, label }) {
+/** One streamed answer into `view`; resolves to the answer text, or null when it failed. `extra`
+ * joins the request body (the playground's tools); `onDone(result, node)` sees the whole result
+ * (its `toolCalls`) and the answer's transcript node. */
+export async function runTurn({ view, model, system, history, params, signal, label, extra = {}, onDone = null }) {
   const bubble = view.addAssistant(label);
   const started = performance.now();
   let firstToken = null;
   try {
-    const result = await streamChat({ model, messages: buildMessages(system, history), ...requestParams(params) }, {
+    const result = await streamChat({ model, messages: buildMessages(system, history), ...requestParams(params), ...extra }, {
       signal,
       onDelta: (_piece, partial) => {
         if (firstToken === null) firstToken = performance.now() - started;
@@ -176,6 +178,7 @@ export async function runTurn({ view, model, system, history, params, signal, la
       },
     });
     bubble.finish(result.text, { ...result, firstTokenMs: firstToken, totalMs: performance.now() - started });
+    if (onDone) onDone(result, bubble.node);
     return result.text;
   } catch (err) {
     bubble.fail(err);

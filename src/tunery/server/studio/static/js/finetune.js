@@ -96,10 +96,14 @@ function body() {
     const v = numberOrNull(k);
     if (v !== null) hp[k] = v;
   }
+  const dpo = $("#method").value === "dpo";
+  const beta = numberOrNull("beta");
+  if (dpo && beta !== null) hp.beta = beta;
+  const type = dpo ? "dpo" : "supervised";
   const out = {
     model: baseSelect.value,
     training_file: state.training.id,
-    method: { type: "supervised", supervised: { hyperparameters: hp, training_method: $("#method").value } },
+    method: { type, [type]: { hyperparameters: hp, training_method: dpo ? "lora" : $("#method").value } },
   };
   if (state.validation.id) out.validation_file = state.validation.id;
   const suffix = $("#suffix").value.trim();
@@ -120,7 +124,8 @@ function update() {
   }
   $("#step-model").classList.toggle("done", !!baseSelect.value);
   const b = body();
-  const hp = b.method.supervised.hyperparameters;
+  const settings = b.method[b.method.type];
+  const hp = settings.hyperparameters;
   const fileRow = (kind) => {
     const s = state[kind];
     if (!s.id && !s.checking) return kind === "validation" ? "none" : "–";
@@ -132,7 +137,7 @@ function update() {
     el("dt", {}, "Training"), el("dd", {}, fileRow("training")),
     el("dt", {}, "Validation"), el("dd", {}, fileRow("validation")),
     el("dt", {}, "Suffix"), el("dd", {}, b.suffix || "–"),
-    el("dt", {}, "Method"), el("dd", {}, `supervised, ${b.method.supervised.training_method === "full" ? "full weights" : "LoRA"}`),
+    el("dt", {}, "Method"), el("dd", {}, `${b.method.type === "dpo" ? `DPO, beta ${hp.beta ?? "auto"}` : "supervised"}, ${settings.training_method === "full" ? "full weights" : "LoRA"}`),
     el("dt", {}, "Epochs"), el("dd", {}, String(hp.n_epochs ?? "auto")),
     el("dt", {}, "Batch size"), el("dd", {}, String(hp.batch_size ?? "auto")),
     el("dt", {}, "LR multiplier"), el("dd", {}, String(hp.learning_rate_multiplier ?? "auto")),
@@ -165,7 +170,7 @@ async function init() {
   try {
     const models = (await api("/v1/models")).data;
     const wanted = new URLSearchParams(location.search).get("model");
-    fillModelSelect(baseSelect, models, { kinds: ["base"], selected: wanted, placeholder: "Choose a base model" });
+    fillModelSelect(baseSelect, models, { kinds: ["base", "fine-tuned"], selected: wanted, placeholder: "Choose a model" });
     const bases = models.filter((m) => m.kind === "base");
     if (!wanted && bases.length) baseSelect.value = bases[0].id;
     if (!bases.length) pageError(new Error("No base model is registered. Pull one with `tunery models pull smollm2-135m-instruct`."));

@@ -1,4 +1,5 @@
-// One fine-tuning job: status, details, hyperparameters, live loss and token-accuracy charts
+// One fine-tuning job: status, details, hyperparameters, live loss and accuracy charts (token
+// accuracy for supervised jobs; reward accuracy and margin, TRL's names, for DPO jobs)
 // (uPlot), checkpoints, events, cancel, and deploy for the result or any checkpoint. Polls the
 // API while the job is active (twice a second while it trains) and stops when it ends.
 
@@ -88,10 +89,27 @@ const lossChart = new LiveChart($("#chart-loss"), {
   keys: ["train_loss", "valid_loss", "full_valid_loss"],
   labels: ["training", "validation", "full validation"], yLabel: "loss",
 });
-const accChart = new LiveChart($("#chart-acc"), {
-  keys: ["train_mean_token_accuracy", "valid_mean_token_accuracy", "full_valid_mean_token_accuracy"],
-  labels: ["training", "validation", "full validation"], yLabel: "accuracy", percent: true,
+const ACCURACY = {
+  supervised: { title: "Token accuracy", keys: ["train_mean_token_accuracy", "valid_mean_token_accuracy", "full_valid_mean_token_accuracy"] },
+  dpo: { title: "Reward accuracy", keys: ["rewards/accuracies", "valid_rewards/accuracies", "full_valid_rewards/accuracies"] },
+};
+let accuracy = null; // the job's method's, once the job is read
+let accChart = null;
+const marginChart = new LiveChart($("#chart-margin"), {
+  keys: ["rewards/margins", "valid_rewards/margins", "full_valid_rewards/margins"],
+  labels: ["training", "validation", "full validation"], yLabel: "reward margin",
 });
+
+function chartsFor(j) {
+  if (accChart) return;
+  const dpo = j.method && j.method.type === "dpo";
+  accuracy = ACCURACY[dpo ? "dpo" : "supervised"];
+  $("#acc-title").textContent = accuracy.title;
+  $("#margin-card").hidden = !dpo;
+  accChart = new LiveChart($("#chart-acc"), {
+    keys: accuracy.keys, labels: ["training", "validation", "full validation"], yLabel: "accuracy", percent: true,
+  });
+}
 
 // -- panels --------------------------------------------------------------------------------
 
@@ -116,7 +134,7 @@ function renderJob(j) {
     ["Status", badge(j.status)],
     ["Base model", j.model],
     ["Fine-tuned model", j.fine_tuned_model ? playgroundLink(j.fine_tuned_model) : "–"],
-    ["Method", `supervised, ${j.training_method === "full" ? "full weights" : "LoRA"}`],
+    ["Method", `${j.method && j.method.type === "dpo" ? "DPO" : "supervised"}, ${j.training_method === "full" ? "full weights" : "LoRA"}`],
     ["Training file", fileLink(j.training_file)],
     ["Validation file", fileLink(j.validation_file)],
     ["Suffix", j.user_provided_suffix || "–"],
@@ -148,7 +166,8 @@ function renderProgress(rows, j) {
   if (last) {
     const v = [...rows].reverse().find((r) => typeof r.valid_loss === "number");
     $("#loss-last").textContent = `training ${last.train_loss.toFixed(4)}${v ? ` · validation ${v.valid_loss.toFixed(4)}` : ""}`;
-    $("#acc-last").textContent = `training ${(100 * last.train_mean_token_accuracy).toFixed(1)}%${v ? ` · validation ${(100 * v.valid_mean_token_accuracy).toFixed(1)}%` : ""}`;
+    const [train, valid] = accuracy.keys;
+    $("#acc-last").textContent = `training ${(100 * last[train]).toFixed(1)}%${v && typeof v[valid] === "number" ? ` · validation ${(100 * v[valid]).toFixed(1)}%` : ""}`;
   }
 }
 
@@ -193,8 +212,10 @@ async function refresh() {
   ]);
   job = j;
   renderJob(j);
+  chartsFor(j);
   lossChart.update(metrics.data);
   accChart.update(metrics.data);
+  if (!$("#margin-card").hidden) marginChart.update(metrics.data);
   renderProgress(metrics.data, j);
   renderEvents(events.data);
   renderCheckpoints(ckpts.data);

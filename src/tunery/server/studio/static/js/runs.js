@@ -25,7 +25,7 @@ async function load() {
   clear(host, table([
     { label: "", render: (r) => el("input", { type: "checkbox", "aria-label": `Select ${r.name}`, dataset: { run: r.name }, checked: selected.has(r.name),
       onchange: (e) => { if (e.target.checked) selected.add(r.name); else selected.delete(r.name); syncButton(); } }) },
-    { label: "Run", class: "id", render: (r) => el("div", {}, el("strong", {}, r.display_name || r.name), r.display_name && r.display_name !== r.name ? el("div", { class: "muted small" }, r.name) : null) },
+    { label: "Run", class: "id", render: (r) => el("div", {}, el("a", { href: `/runs/${encodeURIComponent(r.name)}`, dataset: { runLink: r.name } }, el("strong", {}, r.display_name || r.name)), r.display_name && r.display_name !== r.name ? el("div", { class: "muted small" }, r.name) : null) },
     { label: "Flow", render: (r) => el("div", {}, r.flow_name || "–", r.variant ? el("div", { class: "muted small" }, `variant ${r.variant}`) : null) },
     { label: "Evaluates", class: "id", render: (r) => r.run || "–" },
     { label: "Status", render: (r) => badge(r.status) },
