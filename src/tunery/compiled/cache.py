@@ -88,19 +88,17 @@ def unsupported(hf_dir: Path) -> str | None:
 
 @functools.lru_cache(maxsize=256)
 def _unsupported(hf_dir: str, config_mtime: int) -> str | None:
-    from tunery.compiled.onnx_build import SUPPORTED_TYPES
+    from tunery.compiled.onnx_build import builder_refuses
 
     try:
         import onnxruntime_genai  # noqa: F401
     except ImportError:
         return "onnxruntime-genai is not installed"
     try:
-        model_type = json.loads((Path(hf_dir) / "config.json").read_text()).get("model_type", "")
+        cfg = json.loads((Path(hf_dir) / "config.json").read_text())
     except (OSError, ValueError):
         return f"{hf_dir} has no readable config.json"
-    if model_type not in SUPPORTED_TYPES:
-        return f"the ONNX builder does not take {model_type or 'this'} models"
-    return None
+    return builder_refuses(cfg)
 
 
 def _weight_files(hf_dir: Path) -> list[Path]:

@@ -33,6 +33,10 @@ from tunery.errors import InvalidInput
 
 META_KEY = "tunery.lora"
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+FUSED = {"qkv_proj": ("q_proj", "k_proj", "v_proj"), "gate_up_proj": ("gate_proj", "up_proj")}
+"""PEFT modules of families that fuse projections (Phi-3), and the projections they stack, in row
+order: their ``B`` splits by rows into one LoRA per projection, sharing ``A``."""
+_ADAPTABLE = (*PROJECTIONS, *FUSED)
 # the builder's (and GPTQ's) projection nodes: /model/layers.3/attn/qkv_proj/MatMul_Q8,
 # /model/layers.3/mlp/gate_proj+up_proj/MatMul_Q4, /model/layers.3/mlp/down_proj/MatMul
 _NODE = re.compile(r"^/model/layers\.(\d+)/(?:attn|mlp)/([a-z_+]+)/MatMul(?:_Q\d+)?$")
@@ -135,6 +139,7 @@ def write_adapter(peft_dir: Path, folder: Path, out: Path) -> dict[str, Any]:
         raise InvalidInput(f"{folder}/model.onnx has no LoRA inputs", param="folder",
                            hint="run tunery.compiled.lora.add_lora_inputs on the folder first")
     targets = json.loads(meta[META_KEY])["targets"]
+    weights = _unfused(weights, targets)
     served = {(t["layer"], m) for t in targets for m, _ in t["modules"]}
     unknown = sorted(f"layers.{layer}.{m}" for layer, m in weights if (layer, m) not in served)
     if unknown:
@@ -185,6 +190,28 @@ def write_adapter(peft_dir: Path, folder: Path, out: Path) -> dict[str, Any]:
         raise
     return {"parameters": len(params), "rank": max(ranks), "layers": sorted(layers),
             "bytes": out.stat().st_size}
+
+
+def _unfused(weights: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]], targets: list[dict[str, Any]]
+             ) -> dict[tuple[int, str], tuple[np.ndarray, np.ndarray]]:
+    """``weights`` with each fused module (:data:`FUSED`) split into its projections, by the output
+    widths the graph gives them."""
+    widths = {(t["layer"], m): w for t in targets for m, w in t["modules"]}
+    out = {}
+    for (layer, module), (A, B) in weights.items():
+        if module not in FUSED:
+            out[layer, module] = (A, B)
+            continue
+        parts = [(p, widths.get((layer, p))) for p in FUSED[module]]
+        if any(w is None for _, w in parts) or sum(w for _, w in parts) != B.shape[0]:
+            raise InvalidInput(f"the adapter's layers.{layer}.{module} ({B.shape[0]} outputs) does not match the "
+                               f"graph's {', '.join(FUSED[module])}", param="adapter",
+                               hint="convert an adapter trained on the model this graph was exported from")
+        row = 0
+        for p, w in parts:
+            out[layer, p] = (A, B[row:row + w])
+            row += w
+    return out
 
 
 def _names(meta: dict[str, Any]) -> list[str]:
@@ -241,7 +268,7 @@ def convertible(peft_dir: Path) -> str | None:
         return e.message.split(": ", 1)[-1]
     except (OSError, ValueError) as e:
         return f"its weights cannot be read ({e})"
-    other = [k for k in names if (m := _PEFT_KEY.match(k)) is None or m.group(2) not in PROJECTIONS]
+    other = [k for k in names if (m := _PEFT_KEY.match(k)) is None or m.group(2) not in _ADAPTABLE]
     return f"it holds weights outside the LoRA projections, e.g. {other[0]}" if other else None
 
 
@@ -266,7 +293,7 @@ def _peft_config(peft_dir: Path) -> dict[str, Any]:
         problems.append("it scales modules differently (alpha_pattern)")
     targets = config.get("target_modules")
     if isinstance(targets, list):
-        outside = sorted(set(targets) - set(PROJECTIONS))
+        outside = sorted(set(targets) - set(_ADAPTABLE))
         if outside:
             problems.append(f"it adapts {', '.join(outside)}, outside the attention and MLP projections")
     if problems:
@@ -288,7 +315,7 @@ def _peft_weights(peft_dir: Path) -> dict[tuple[int, str], tuple[np.ndarray, np.
     other = []
     for key, tensor in load_file(str(path)).items():
         found = _PEFT_KEY.match(key)
-        if found is None or found.group(2) not in PROJECTIONS:
+        if found is None or found.group(2) not in _ADAPTABLE:
             other.append(key)
             continue
         halves.setdefault((int(found.group(1)), found.group(2)), {})[found.group(3)] = tensor.float().numpy()

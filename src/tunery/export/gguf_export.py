@@ -3,10 +3,12 @@ package's writer and block quantizers (``gguf.quants``), from the merged Hugging
 
 What llama.cpp expects, and we therefore do:
 
-* the ``llama`` architecture's tensor names (``gguf.get_tensor_name_map``);
-* the query and key projections permuted from Hugging Face's rotate-half layout into the
-  interleaved rotary layout (the inverse of transformers' ``reverse_permute``, as in llama.cpp's
-  ``convert_hf_to_gguf.py``);
+* the architecture's tensor names (``gguf.get_tensor_name_map``): ``llama`` for Llama and Mistral
+  models, ``qwen2`` and ``qwen3`` for those (:data:`ARCHS`; others get a clear error);
+* for ``llama``, the query and key projections permuted from Hugging Face's rotate-half layout into
+  the interleaved rotary layout (the inverse of transformers' ``reverse_permute``, as in llama.cpp's
+  ``convert_hf_to_gguf.py``); Qwen's rotary layout is llama.cpp's NEOX one, so its weights go as
+  they are (the query/key/value biases of Qwen2 and the query/key norms of Qwen3 included);
 * the tokenizer as ``gpt2`` BPE: every token by id, its type (special tokens are control tokens),
   the merges, the bos/eos/unk/pad ids, and the chat template in ``tokenizer.chat_template``;
 * 1-D tensors (norms) kept in float32, and for the 4-bit types the token embedding kept at 8 bits
@@ -36,6 +38,10 @@ GGUF_TYPES = {"f16": "F16", "q8_0": "Q8_0", "q4_0": "Q4_0", "q4_1": "Q4_1"}
 FILE_TYPES = {"f16": "MOSTLY_F16", "q8_0": "MOSTLY_Q8_0", "q4_0": "MOSTLY_Q4_0", "q4_1": "MOSTLY_Q4_1"}
 
 
+ARCHS = {"llama": "LLAMA", "mistral": "LLAMA", "qwen2": "QWEN2", "qwen3": "QWEN3"}
+"""Hugging Face ``model_type`` -> the llama.cpp architecture written (``gguf.MODEL_ARCH`` name)."""
+
+
 def gguf_filename(quantize: str) -> str:
     return f"model-{quantize}.gguf"
 
@@ -48,15 +54,18 @@ def permute_qk(w: np.ndarray, n_head: int) -> np.ndarray:
 
 
 def write_gguf(hf_dir: Path, out_path: Path, quantize: str, *, name: str = "") -> Path:
-    """Write ``hf_dir`` (a merged llama-architecture folder) as one GGUF file at ``out_path``."""
+    """Write ``hf_dir`` (a merged folder of an architecture in :data:`ARCHS`) as one GGUF file at
+    ``out_path``."""
     import gguf
     from safetensors.numpy import load_file
 
     hf_dir, out_path = Path(hf_dir), Path(out_path)
     cfg = json.loads((hf_dir / "config.json").read_text())
-    if cfg.get("model_type") not in ("llama", "mistral"):
-        raise InvalidInput(f"GGUF export supports llama-architecture models, not {cfg.get('model_type')!r}",
+    if cfg.get("model_type") not in ARCHS:
+        raise InvalidInput(f"GGUF export supports {', '.join(ARCHS)} models, not {cfg.get('model_type')!r}",
                            param="format", hint="export to --format onnx or hf instead")
+    arch = getattr(gguf.MODEL_ARCH, ARCHS[cfg["model_type"]])
+    permute = arch == gguf.MODEL_ARCH.LLAMA
     rope = cfg.get("rope_parameters") or cfg.get("rope_scaling") or {}
     if rope.get("rope_type", "default") not in ("default", None):
         raise InvalidInput(f"GGUF export does not handle {rope['rope_type']!r} rotary scaling yet", param="format")
@@ -69,7 +78,7 @@ def write_gguf(hf_dir: Path, out_path: Path, quantize: str, *, name: str = "") -
     for f in sorted(hf_dir.glob("*.safetensors")):
         tensors.update(load_file(f))
 
-    w = gguf.GGUFWriter(path=None, arch="llama")
+    w = gguf.GGUFWriter(path=None, arch=gguf.MODEL_ARCH_NAMES[arch])
     w.add_name(name or cfg.get("_name_or_path") or hf_dir.name)
     w.add_context_length(int(cfg.get("max_position_embeddings") or 2048))
     w.add_embedding_length(hidden)
@@ -78,6 +87,9 @@ def write_gguf(hf_dir: Path, out_path: Path, quantize: str, *, name: str = "") -
     w.add_head_count(n_head)
     w.add_head_count_kv(n_kv)
     w.add_rope_dimension_count(head_dim)
+    if cfg.get("head_dim"):  # Qwen3's heads need not be hidden / heads wide; readers default otherwise
+        w.add_key_length(head_dim)
+        w.add_value_length(head_dim)
     w.add_rope_freq_base(float(rope.get("rope_theta") or cfg.get("rope_theta") or 10000.0))
     w.add_layer_norm_rms_eps(float(cfg.get("rms_norm_eps") or 1e-5))
     w.add_vocab_size(int(cfg["vocab_size"]))
@@ -85,7 +97,7 @@ def write_gguf(hf_dir: Path, out_path: Path, quantize: str, *, name: str = "") -
     w.add_quantization_version(gguf.GGML_QUANT_VERSION)
     _add_tokenizer(w, hf_dir, int(cfg["vocab_size"]), cfg)
 
-    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, n_layer)
+    names = gguf.get_tensor_name_map(arch, n_layer)
     tied = bool(cfg.get("tie_word_embeddings"))
     prepared: dict[str, np.ndarray] = {}
     for hf_name, data in tensors.items():
@@ -95,9 +107,9 @@ def write_gguf(hf_dir: Path, out_path: Path, quantize: str, *, name: str = "") -
         if target is None:
             raise InvalidInput(f"no GGUF name for tensor {hf_name!r}", param="format")
         data = data.astype(np.float32)
-        if hf_name.endswith("q_proj.weight"):
+        if permute and hf_name.endswith("q_proj.weight"):
             data = permute_qk(data, n_head)
-        elif hf_name.endswith("k_proj.weight"):
+        elif permute and hf_name.endswith("k_proj.weight"):
             data = permute_qk(data, n_kv)
         prepared[target] = data
     for target, (qtype, raw) in choose_types(prepared, quantize).items():

