@@ -9,6 +9,7 @@ batch the optimizer step is unchanged by how it is cut."""
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -25,12 +26,18 @@ def epoch_batches(n_examples: int, batch_size: int, *, seed: int, epoch: int) ->
 
 
 def micro_batches(indices: list[int], examples: list[EncodedExample], max_tokens: int) -> list[list[int]]:
-    by_len = sorted(indices, key=lambda i: (len(examples[i]), i))
+    return cut_by_length(indices, lambda i: len(examples[i]), max_tokens)
+
+
+def cut_by_length(indices: list[int], length: Callable[[int], int], max_tokens: int, *, rows: int = 1
+                  ) -> list[list[int]]:
+    """``indices`` cut into micro-batches of about ``max_tokens`` padded tokens, similar lengths
+    together; each item takes ``rows`` rows of its micro-batch (a preference pair: two)."""
+    size = {i: length(i) for i in indices}
     out: list[list[int]] = []
     cur: list[int] = []
-    for i in by_len:
-        longest = max(len(examples[i]), *(len(examples[j]) for j in cur)) if cur else len(examples[i])
-        if cur and longest * (len(cur) + 1) > max_tokens:
+    for i in sorted(indices, key=lambda i: (size[i], i)):
+        if cur and rows * max(size[j] for j in (*cur, i)) * (len(cur) + 1) > max_tokens:
             out.append(cur)
             cur = []
         cur.append(i)

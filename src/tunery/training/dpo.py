@@ -25,7 +25,7 @@ from contextlib import nullcontext
 from typing import Any
 
 from tunery.chat_template import EncodedExample
-from tunery.training.batching import collate
+from tunery.training.batching import collate, cut_by_length
 from tunery.training.config import DEFAULT_BETA
 from tunery.training.trainer import Trainer, labelled_logits
 
@@ -65,17 +65,7 @@ def sequence_logps(model, examples: list[EncodedExample], pad_id: int, device: s
 def pair_micro_batches(indices: list[int], pairs: list[Pair], max_tokens: int) -> list[list[int]]:
     """Pairs cut into micro-batches of about ``max_tokens`` tokens, similar lengths together; a
     pair is never split, since its loss needs both answers."""
-    size = {i: max(len(pairs[i][0]), len(pairs[i][1])) for i in indices}
-    out: list[list[int]] = []
-    cur: list[int] = []
-    for i in sorted(indices, key=lambda i: (size[i], i)):
-        if cur and 2 * max(size[j] for j in (*cur, i)) * (len(cur) + 1) > max_tokens:
-            out.append(cur)
-            cur = []
-        cur.append(i)
-    if cur:
-        out.append(cur)
-    return out
+    return cut_by_length(indices, lambda i: max(len(pairs[i][0]), len(pairs[i][1])), max_tokens, rows=2)
 
 
 class DPOTrainer(Trainer):
