@@ -83,3 +83,10 @@ def test_a_job_trains_in_bf16_only_where_faster_and_the_loss_agrees(tiny_model, 
 def test_the_suite_default_and_an_explicit_setting_are_reported(tiny_model, tmp_path):
     _, said = _finetune(tiny_model, tmp_path / "pinned")  # conftest pins TUNERY_TRAIN_PRECISION=fp32
     assert said == ["Training in fp32 as requested"]
+
+
+def test_an_explicit_request_beats_the_machine_default(tiny_model, tmp_path, monkeypatch):
+    monkeypatch.setattr(prec, "_memo", {})
+    monkeypatch.setattr(prec, "measure", lambda threads, **kw: prec.Measurement("slow bf16", 1.0, 8.0))
+    _, said = _finetune(tiny_model, tmp_path / "asked", precision="bf16")  # TUNERY_TRAIN_PRECISION=fp32 is set
+    assert said == ["Training in bf16 as requested"]

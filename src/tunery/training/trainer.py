@@ -181,9 +181,11 @@ class Trainer:
         agree with fp32's, else fp32."""
         import torch
 
-        choice = precision.choose(os.environ.get("TUNERY_TRAIN_PRECISION") or self.config.precision, device,
-                                  distributed.threads(cpu_threads()))
-        if choice.precision != "bf16" or self.config.precision != "auto":
+        requested = self.config.precision
+        if requested == "auto":  # TUNERY_TRAIN_PRECISION: this machine's default instead of measuring
+            requested = os.environ.get("TUNERY_TRAIN_PRECISION") or "auto"
+        choice = precision.choose(requested, device, distributed.threads(cpu_threads()))
+        if choice.precision != "bf16" or requested != "auto":
             return choice
         probe = (self.valid or self.train)[:4]
         fp32, _ = self._evaluate(model, self._examples(probe), device, None)
