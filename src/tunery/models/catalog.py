@@ -3,7 +3,7 @@ and default training settings. Nothing here touches the network."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}"
@@ -61,9 +61,7 @@ _TINY_FAMILIES = [
         description=f"A 2-layer randomly initialised {label} with its family's chat template, built locally: "
                     "for tests and dry runs on that architecture; it speaks gibberish.",
         source={"kind": "builtin-tiny", "arch": arch}, context_length=1024, parameters="0.1M", license="Apache-2.0",
-        training=_TINY_DEFAULTS if arch != "phi3" else TrainingDefaults(
-            lora_learning_rate=5e-3, full_learning_rate=1e-3, lora_r=8, lora_alpha=16, max_seq_length=512,
-            lora_target_modules=_FUSED_TARGETS),
+        training=_TINY_DEFAULTS if arch != "phi3" else replace(_TINY_DEFAULTS, lora_target_modules=_FUSED_TARGETS),
     )
     for arch, label in [("qwen2", "Qwen2"), ("qwen3", "Qwen3"), ("phi3", "Phi-3"), ("gemma2", "Gemma 2"),
                         ("gemma3", "Gemma 3"), ("mistral", "Mistral")]

@@ -41,33 +41,29 @@ class Family:
     specials: tuple[str, ...]
     template: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    end_of_turn: str | None = None
+    """The token that ends an assistant turn where it is not eos (generation stops on both)."""
 
 
-_CHATML = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 FAMILIES: dict[str, Family] = {
     "llama": Family("LlamaConfig", "LlamaForCausalLM", ("<|im_start|>", "<|im_end|>", "<|im_end|>", "<|endoftext|>")),
     "qwen2": Family("Qwen2Config", "Qwen2ForCausalLM", ("<|endoftext|>", "<|im_end|>", "<|endoftext|>", "<|im_start|>"),
-                    "qwen2"),
+                    "qwen2", end_of_turn="<|im_end|>"),
     "qwen3": Family("Qwen3Config", "Qwen3ForCausalLM", ("<|endoftext|>", "<|im_end|>", "<|endoftext|>", "<|im_start|>"),
-                    "qwen3", {"head_dim": 128}),  # as every Qwen3 (transformers reads no other from a GGUF)
+                    "qwen3", {"head_dim": 128}, "<|im_end|>"),  # as every Qwen3 (transformers reads no other from a GGUF)
     "phi3": Family("Phi3Config", "Phi3ForCausalLM",
                    ("<s>", "<|endoftext|>", "<|endoftext|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>"),
-                   "phi3", {"original_max_position_embeddings": 1024}),  # as -4k: no long-context RoPE
+                   "phi3", {"original_max_position_embeddings": 1024}, "<|end|>"),  # as -4k: no long-context RoPE
     "gemma2": Family("Gemma2Config", "Gemma2ForCausalLM",
                      ("<bos>", "<eos>", "<pad>", "<start_of_turn>", "<end_of_turn>"), "gemma2",
-                     {"head_dim": 16, "query_pre_attn_scalar": 16, "sliding_window": 64}),
+                     {"head_dim": 16, "query_pre_attn_scalar": 16, "sliding_window": 64}, "<end_of_turn>"),
     "gemma3": Family("Gemma3TextConfig", "Gemma3ForCausalLM",
                      ("<bos>", "<eos>", "<pad>", "<start_of_turn>", "<end_of_turn>"), "gemma3",
-                     {"head_dim": 16, "query_pre_attn_scalar": 16, "sliding_window": 64}),
+                     {"head_dim": 16, "query_pre_attn_scalar": 16, "sliding_window": 64}, "<end_of_turn>"),
     "mistral": Family("MistralConfig", "MistralForCausalLM", ("<s>", "</s>", "</s>", "<unk>"), "mistral",
                       {"sliding_window": None}),  # as v0.2 and later
 }
 """The families a tiny model can be built for, by ``model_type``."""
-
-# the token that ends an assistant turn, where it is not the tokenizer's eos (generation stops on both)
-_END_OF_TURN = {"qwen2": "<|im_end|>", "qwen3": "<|im_end|>", "phi3": "<|end|>", "gemma2": "<end_of_turn>",
-                "gemma3": "<end_of_turn>"}
-
 
 def family_template(name: str) -> str:
     """The chat template written for family ``name``'s tiny model."""
@@ -105,8 +101,8 @@ def build_tiny_model(out_dir: Path, *, seed: int = 0, vocab_size: int = 512, arc
     fast.save_pretrained(out_dir)
 
     eos_ids = [fast.eos_token_id]
-    if arch in _END_OF_TURN:
-        eos_ids.append(fast.convert_tokens_to_ids(_END_OF_TURN[arch]))
+    if fam.end_of_turn:
+        eos_ids.append(fast.convert_tokens_to_ids(fam.end_of_turn))
     config = getattr(transformers, fam.config)(
         vocab_size=tok.get_vocab_size(), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024, rms_norm_eps=1e-5,
