@@ -28,6 +28,7 @@ and its optimizer state, so a full fine-tune that does not fit one process does 
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 from dataclasses import dataclass
@@ -108,7 +109,18 @@ def setup(device: str) -> str:
         device = f"cuda:{w.local_rank}"
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+        atexit.register(_close)
     return device
+
+
+def _close() -> None:
+    """Destroy the process group as the interpreter exits. Left alive, gloo's worker threads are
+    still joinable when the C++ runtime tears down, and the process aborts ("terminate called
+    without an active exception", SIGABRT) after a run that succeeded: seen in CI."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def finish() -> None:
