@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,30 @@ def training_file(tmp_path: Path) -> Path:
     path = tmp_path / "train.jsonl"
     path.write_text("".join(json.dumps(e) + "\n" for e in travel_examples()))
     return path
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch):
+    """Every llm node of a flow, whatever model it names, is answered by this scripted model; its
+    one reply (``fake.replies[0]``) is a web-classification answer."""
+    from tunery.serving import ScriptedChatModel
+
+    model = ScriptedChatModel(replies=['{"category": "Academic", "evidence": "Both"}'])
+    monkeypatch.setattr("tunery.serving.resolve.get_chat_model", lambda name: model)
+    return model
+
+
+@pytest.fixture
+def follow():
+    """``follow(client, job, want="succeeded")``: poll an SDK fine-tuning job until it ends; fail
+    the test if it ends otherwise, or is still running after ``timeout`` seconds."""
+    def _follow(client, job, want: str = "succeeded", timeout: float = 600):
+        deadline = time.monotonic() + timeout
+        while job.status not in ("succeeded", "failed", "cancelled"):
+            assert time.monotonic() < deadline, f"job stuck in {job.status}"
+            time.sleep(0.5)
+            job = client.fine_tuning.jobs.retrieve(job.id)
+        assert job.status == want, job.error
+        return job
+
+    return _follow

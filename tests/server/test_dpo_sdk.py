@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import time
 from pathlib import Path
 
 import openai
@@ -32,20 +31,12 @@ def _pairs(n: int) -> str:
     return "".join(json.dumps(r) + "\n" for r in rows)
 
 
-def _follow(client, job):
-    deadline = time.monotonic() + 600
-    while job.status not in ("succeeded", "failed", "cancelled"):
-        assert time.monotonic() < deadline, f"job stuck in {job.status}"
-        time.sleep(0.5)
-        job = client.fine_tuning.jobs.retrieve(job.id)
-    assert job.status == "succeeded", job.error
-    return job
 
 
-def test_supervised_then_dpo_with_the_openai_sdk(worker_server, tiny_model, training_file, tmp_path: Path):
+def test_supervised_then_dpo_with_the_openai_sdk(worker_server, tiny_model, training_file, tmp_path: Path, follow):
     client = openai.OpenAI(base_url=worker_server.base_url, api_key="local", max_retries=0, timeout=120)
     chat = client.files.create(file=training_file.open("rb"), purpose="fine-tune")
-    sft = _follow(client, client.fine_tuning.jobs.create(model="tiny-random", training_file=chat.id, seed=7,
+    sft = follow(client, client.fine_tuning.jobs.create(model="tiny-random", training_file=chat.id, seed=7,
                                                          hyperparameters={"n_epochs": 1}))
 
     (tmp_path / "pairs.jsonl").write_text(_pairs(11))
@@ -56,7 +47,7 @@ def test_supervised_then_dpo_with_the_openai_sdk(worker_server, tiny_model, trai
         model=sft.fine_tuned_model, training_file=pairs.id, validation_file=valid.id, seed=3, suffix="dpo",
         method={"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.2, "n_epochs": 2, "batch_size": 2}}})
     assert job.method.type == "dpo" and job.model == sft.fine_tuned_model
-    job = _follow(client, job)
+    job = follow(client, job)
     assert job.method.dpo.hyperparameters.beta == 0.2
     assert job.fine_tuned_model.startswith("ft:tiny-random:dpo:")  # named after its base, as OpenAI does
 
@@ -78,15 +69,7 @@ def test_supervised_then_dpo_with_the_openai_sdk(worker_server, tiny_model, trai
     assert reply.choices[0].message.content is not None and reply.usage.completion_tokens >= 1
 
     # a preference file given to supervised fine-tuning fails with the method to use
-    wrong = _follow_failed(client, client.fine_tuning.jobs.create(model="tiny-random", training_file=pairs.id))
+    wrong = follow(client, client.fine_tuning.jobs.create(model="tiny-random", training_file=pairs.id),
+                   want="failed", timeout=300)
     assert "preference pairs" in wrong.error.message and wrong.error.param == "training_file"
 
-
-def _follow_failed(client, job):
-    deadline = time.monotonic() + 300
-    while job.status not in ("succeeded", "failed", "cancelled"):
-        assert time.monotonic() < deadline
-        time.sleep(0.5)
-        job = client.fine_tuning.jobs.retrieve(job.id)
-    assert job.status == "failed"
-    return job

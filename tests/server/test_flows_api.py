@@ -18,17 +18,6 @@ import yaml
 from fastapi.testclient import TestClient
 
 from tunery.examples import FLOWS
-from tunery.serving import ScriptedChatModel
-
-ANSWER = '{"category": "Academic", "evidence": "Both"}'
-
-
-@pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> ScriptedChatModel:
-    """Every llm node, whatever model it names, is answered by this scripted model."""
-    model = ScriptedChatModel(replies=[ANSWER])
-    monkeypatch.setattr("tunery.serving.resolve.get_chat_model", lambda name: model)
-    return model
 
 
 @pytest.fixture
@@ -177,7 +166,7 @@ def test_edit_clone_variant_set_default_and_run_both(client, fake):
     for r in runs:
         assert r["status"] == "Completed" and r["outputs"] == {"category": "Academic", "evidence": "Both"}
         llm = r["nodes"]["classify_with_llm"]
-        assert llm["output"] == ANSWER and llm["usage"]["completion_tokens"] > 0 and llm["duration"] >= 0
+        assert llm["output"] == fake.replies[0] and llm["usage"]["completion_tokens"] > 0 and llm["duration"] >= 0
         assert r["usage"]["prompt_tokens"] == llm["usage"]["prompt_tokens"]
     prompts = [call[0][-1].content for call in fake.calls]
     assert prompts[0].startswith("https://arxiv.org/abs/1") and prompts[1] == "Only the URL: https://arxiv.org/abs/1"
@@ -257,7 +246,7 @@ def test_batch_run_with_evaluation_progress_detail_compare_and_export(client):
 
 def test_cancel_stops_a_running_batch(client, fake):
     gate = threading.Event()
-    fake.reply = lambda messages: (gate.wait(30), ANSWER)[1]
+    fake.reply = lambda messages: (gate.wait(30), fake.replies[0])[1]
     clone(client)
     ok(client.post("/v1/tunery/flow-data", json={"name": "many.jsonl", "content": "".join(
         json.dumps({"url": f"https://x/{i}", "text_content": "t"}) + "\n" for i in range(20))}))

@@ -18,17 +18,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tunery.examples import FLOWS
-from tunery.serving import ScriptedChatModel
 
-ANSWER = '{"category": "Academic", "evidence": "Both"}'
 WEB = "/v1/tunery/flows/web-classification"
 
 
-@pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> ScriptedChatModel:
-    model = ScriptedChatModel(replies=[ANSWER])
-    monkeypatch.setattr("tunery.serving.resolve.get_chat_model", lambda name: model)
-    return model
 
 
 def _clients(monkeypatch: pytest.MonkeyPatch, **kw) -> tuple[TestClient, TestClient]:
@@ -187,7 +180,7 @@ def test_stopping_the_server_cancels_its_runs(monkeypatch, fake):
     from tunery.flows.runs import get_run
 
     gate = threading.Event()
-    fake.reply = lambda messages: (gate.wait(0.2), ANSWER)[1]
+    fake.reply = lambda messages: (gate.wait(0.2), fake.replies[0])[1]
     local, _ = _clients(monkeypatch)
     with local:  # leaving it runs the app's shutdown
         ok(local.post("/v1/tunery/flows", json={"gallery": "web-classification"}))

@@ -4,8 +4,6 @@ streamed, and through a rate-limited deployment until a 429."""
 
 from __future__ import annotations
 
-import time
-
 import openai
 import pytest
 
@@ -18,7 +16,7 @@ def worker_server(tunery_home):
         yield s
 
 
-def test_fine_tune_then_chat_with_the_openai_sdk(worker_server, tiny_model, training_file):
+def test_fine_tune_then_chat_with_the_openai_sdk(worker_server, tiny_model, training_file, follow):
     client = openai.OpenAI(base_url=worker_server.base_url, api_key="local", max_retries=0, timeout=120)
 
     f = client.files.create(file=training_file.open("rb"), purpose="fine-tune")
@@ -26,12 +24,7 @@ def test_fine_tune_then_chat_with_the_openai_sdk(worker_server, tiny_model, trai
                                          hyperparameters={"n_epochs": 1})
     assert job.status in ("validating_files", "queued") and job.model == "tiny-random"
 
-    deadline = time.monotonic() + 600
-    while job.status not in ("succeeded", "failed", "cancelled"):
-        assert time.monotonic() < deadline, f"job stuck in {job.status}"
-        time.sleep(0.5)
-        job = client.fine_tuning.jobs.retrieve(job.id)
-    assert job.status == "succeeded", job.error
+    job = follow(client, job)
     assert job.fine_tuned_model and "travel" in job.fine_tuned_model
 
     events = client.fine_tuning.jobs.list_events(job.id, limit=100).data
