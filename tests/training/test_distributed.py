@@ -19,10 +19,11 @@ METHODS = ("lora", "full")
 EPOCHS, BATCH = 2, 3  # 10 examples: 4 steps an epoch, the last of one example, so one rank gets none
 
 
-def train(model_dir: Path, out: Path, method: str, *, resume: bool = False, stop_after: int = 0):
+def train(model_dir: Path, out: Path, method: str, *, resume: bool = False, stop_after: int = 0,
+          sharding: str = "auto"):
     """The run every test compares: LoRA on the upper layer only (the frozen-layer path) or full
     fine-tuning of the tiny model, a checkpoint every 3 steps, validation every 2; cancelled
-    after step ``stop_after`` when given."""
+    after step ``stop_after`` when given. Rank 0's messages are kept in ``messages.txt``."""
     from transformers import AutoTokenizer
 
     from support_chat import chat_lines
@@ -34,7 +35,7 @@ def train(model_dir: Path, out: Path, method: str, *, resume: bool = False, stop
     ex = encode_all([Conversation.from_dicts(x["messages"]) for x in chat_lines(10)], tok, max_length=256)
     cfg = TrainingConfig(method=method, n_epochs=EPOCHS, batch_size=BATCH, learning_rate=1e-2 if method == "lora" else 1e-3,
                          seed=5, max_seq_length=256, checkpoint_every=3, keep_checkpoints=10, eval_every=2,
-                         lora=LoraSettings(r=4, alpha=8, layers=(1,)))
+                         lora=LoraSettings(r=4, alpha=8, layers=(1,)), sharding=sharding)
     rank = os.environ.get("RANK", "0")
     out.mkdir(parents=True, exist_ok=True)
 
@@ -45,7 +46,12 @@ def train(model_dir: Path, out: Path, method: str, *, resume: bool = False, stop
         with open(out / f"metrics-rank{rank}.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
 
-    cb = Callbacks(on_metrics=log, should_stop=lambda: bool(stop_after) and len(done) >= stop_after)
+    def message(level, text):
+        with open(out / "messages.txt", "a") as f:
+            f.write(f"{level}: {text}\n")
+
+    cb = Callbacks(on_metrics=log, on_message=message,
+                   should_stop=lambda: bool(stop_after) and len(done) >= stop_after)
     return Trainer(base_path=model_dir, tokenizer=tok, config=cfg, train=ex, valid=ex[:3], output_dir=out,
                    callbacks=cb).run(resume=resume)
 
@@ -89,6 +95,8 @@ def two_ranks(tiny_model_dir, tmp_path_factory):
 def test_two_processes_give_the_one_process_run(two_ranks, tiny_model_dir, tmp_path, method):
     ref = train(tiny_model_dir, tmp_path / method, method)
     out = two_ranks[method]
+    why = "ddp (auto): " if method == "full" else "ddp: auto shards full supervised fine-tunes only"
+    assert f"info: Sharding: {why}" in (out / "messages.txt").read_text()  # the tiny model fits: no sharding
     rows = [json.loads(line) for line in (out / "metrics-rank0.jsonl").read_text().splitlines()]
     assert len(rows) == ref.steps == 8
     _assert_same_run(rows, ref.metrics, _weights(out / "final"), _weights(ref.output_dir))

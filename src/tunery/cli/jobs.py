@@ -91,6 +91,8 @@ def _names(ctx, param, text: str | None) -> list[str] | None:
 @_spec_option("--lora-layers", LoraSpec, "layers", callback=_layer_list,
               note=" Here: 'all', or indices like '20-29' or '0,5,10'.")
 @_spec_option("--nproc-per-node", FineTuneRequest, "nproc_per_node", type=int)
+@_spec_option("--sharding", FineTuneRequest, "sharding", type=click.Choice(["auto", "ddp", "fsdp"]), default="auto",
+              show_default=True)
 @_spec_option("--precision", FineTuneRequest, "precision", type=click.Choice(["auto", "fp32", "bf16"]),
               default="auto", show_default=True)
 @click.option("--wait/--no-wait", default=False, help="Train now and show progress until the job ends.")
@@ -100,7 +102,8 @@ def finetune(training_file: Path, validation_file: Path | None, model: str, suff
              batch_size: str, learning_rate_multiplier: str, seed: int | None, method: str,
              training_method: str | None, beta: str, lora_r: int | None,
              lora_alpha: int | None, lora_dropout: float | None, lora_target_modules: list[str] | None,
-             lora_layers: str | list[int] | None, nproc_per_node: int | None, precision: str, wait: bool) -> None:
+             lora_layers: str | list[int] | None, nproc_per_node: int | None, sharding: str, precision: str,
+             wait: bool) -> None:
     """Start a fine-tuning job on TRAINING_FILE (chat JSONL; preference pairs with --method dpo).
 
     The file is validated first; problems are listed by line and field. Without --wait the job
@@ -128,7 +131,7 @@ def finetune(training_file: Path, validation_file: Path | None, model: str, suff
             "validation_file": str(validation_file) if validation_file else None, "suffix": suffix, "seed": seed,
             "method": {"type": method, method: {"hyperparameters": hp}}, "training_method": training_method,
             "lora": {k: v for k, v in lora.items() if v is not None} or None, "nproc_per_node": nproc_per_node,
-            "precision": precision})
+            "sharding": sharding, "precision": precision})
     except ValidationError as e:
         err = e.errors(include_url=False)[0]
         flag = _flag(validation_param(tuple(err["loc"])))

@@ -43,7 +43,7 @@ from tunery.training.config import (
 MethodType = Literal["supervised", "dpo"]
 """The fine-tuning methods tunery runs; each has a settings model under the key of its name."""
 
-EXTENSIONS = ("training_method", "lora", "nproc_per_node", "precision")
+EXTENSIONS = ("training_method", "lora", "nproc_per_node", "sharding", "precision")
 """tunery's settings beside OpenAI's; they apply to every method, so they live at the top level
 of the request (a client may also put them in the method's settings, as the studio does)."""
 
@@ -160,6 +160,10 @@ class FineTuneRequest(BaseModel):
                                        "through torchrun (one per GPU; on CPU they share the cores). The same "
                                        "batches and result as one process. Default: the worker's --nproc-per-node, "
                                        "else 1.")
+    sharding: Literal["auto", "ddp", "fsdp"] = Field(
+        "auto", description="With several processes: ddp (each holds the whole model) or fsdp (FSDP2: each holds "
+                            "1/N of the weights, gradients and optimizer state; full supervised fine-tuning only). "
+                            "auto: fsdp only when the ddp copies would not fit in memory.")
 
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="Training precision: auto (bf16 autocast where this machine measurably runs it faster "
@@ -167,9 +171,12 @@ class FineTuneRequest(BaseModel):
                             "it used and why.")
 
     @model_validator(mode="after")
-    def _one_process_for_dpo(self) -> FineTuneRequest:
+    def _distribution_fits_the_method(self) -> FineTuneRequest:
         if (self.nproc_per_node or 1) > 1 and self.method.type == "dpo":
             raise problem("DPO trains in one process: leave nproc_per_node out (or 1)")
+        if self.sharding == "fsdp" and (self.training_method != "full" or self.method.type != "supervised"):
+            raise problem("sharding fsdp is for full supervised fine-tuning (training_method full): use sharding "
+                          "ddp or auto with " + ("DPO" if self.method.type == "dpo" else "LoRA"))
         return self
 
     @model_validator(mode="before")
@@ -250,7 +257,7 @@ class FineTuneRequest(BaseModel):
             learning_rate=base_lr * hp.learning_rate_multiplier, seed=self.seed,
             max_seq_length=defaults.max_seq_length, lora=LoraSettings.from_defaults(defaults, self.lora),
             checkpoint_every=every, eval_every=max(1, min(10, steps // 10)), objective=self.method.type,
-            precision=self.precision,
+            precision=self.precision, sharding=self.sharding,
             **({"beta": hp.beta} if hp.beta is not None else {}),
         )
         return cfg, hp

@@ -18,20 +18,21 @@ STATE_FILE = "trainer_state.pt"
 _STEP_RE = re.compile(r"^step-(\d+)$")
 
 
-def save_model(model: Any, out: Path, *, tokenizer: Any = None) -> None:
-    """Adapter weights for a PEFT model, the whole model otherwise (safetensors)."""
-    model.save_pretrained(out, safe_serialization=True)
+def save_model(model: Any, out: Path, *, tokenizer: Any = None, weights: dict[str, Any] | None = None) -> None:
+    """Adapter weights for a PEFT model, the whole model otherwise (safetensors); ``weights``: the
+    state to write instead of the model's own (a sharded model's, gathered whole)."""
+    model.save_pretrained(out, safe_serialization=True, **({"state_dict": weights} if weights is not None else {}))
     if tokenizer is not None:
         tokenizer.save_pretrained(out)
 
 
 def save(root: Path, step: int, *, model: Any, tokenizer: Any, state: dict[str, Any],
-         metrics: dict[str, Any], keep: int) -> Path:
+         metrics: dict[str, Any], keep: int, weights: dict[str, Any] | None = None) -> Path:
     import torch
 
     final = root / f"step-{step}"
     with atomic_dir(final) as tmp:
-        save_model(model, tmp, tokenizer=tokenizer)
+        save_model(model, tmp, tokenizer=tokenizer, weights=weights)
         state = {**state, "rng": {"torch": torch.get_rng_state(), "python": random.getstate()}}
         torch.save(state, tmp / STATE_FILE)
         atomic_write_json(tmp / "metrics.json", {"step": step, **metrics})

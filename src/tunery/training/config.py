@@ -277,6 +277,9 @@ class TrainingConfig:
     """Keep the output of frozen lower layers per example instead of recomputing it every step."""
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     """bf16 autocast or fp32; ``auto`` measures which is faster here (see ``training.precision``)."""
+    sharding: Literal["auto", "ddp", "fsdp"] = "auto"
+    """Under torchrun: every rank holds the whole model (ddp) or 1/N of it (fsdp, full fine-tunes);
+    ``auto`` shards only what would not fit (see ``training.distributed.choose_sharding``)."""
     objective: Literal["supervised", "dpo"] = "supervised"
     """What is learnt: the assistant turns (supervised), or to prefer one answer of a pair (DPO)."""
     beta: float = DEFAULT_BETA

@@ -22,8 +22,17 @@ same steps silently. A checkpoint holds the full, unsharded state, so a run resu
 written by any number of ranks. Outside ``torchrun`` (no ``WORLD_SIZE`` in the environment, or 1)
 everything here is a no-op and training is the plain single-process loop.
 
-Not here yet: sharding (FSDP2's ``fully_shard``). Every rank holds the whole model, its gradients
-and its optimizer state, so a full fine-tune that does not fit one process does not fit N.
+Sharding (``fsdp``, full fine-tunes only): with DDP-style training above, every rank holds the
+whole model, its gradients and its optimizer state, so a full fine-tune that does not fit one
+process does not fit N. With FSDP2 (:func:`shard_model`: ``fully_shard`` on each decoder layer and
+on the root) each rank keeps 1/N of the weights, gradients and AdamW moments, and gathers a
+layer's weights only while it runs. The data split, the loss scaling and the summed gradients are
+the same as above (FSDP's reduce-scatter is told to sum, not average), so the run is still the
+1-process run. Every rank must then make the same collective calls: each runs as many forward
+passes as the busiest rank (:func:`most`; the others run an empty one), and checkpoints are
+gathered by every rank (:func:`full_state`) into the full, unsharded form a 1-process run writes,
+so a checkpoint written by N sharded ranks resumes in one process and the other way round.
+``auto`` (:func:`choose_sharding`) shards only when the DDP copies would not fit in memory.
 """
 
 from __future__ import annotations
@@ -36,6 +45,14 @@ from typing import Any
 
 NPROC_ENV = "TUNERY_NPROC_PER_NODE"
 """Training processes when a job does not say (``--nproc-per-node`` on ``tunery worker``); 1 unset."""
+
+BYTES_PER_PARAM = 16
+"""What full fine-tuning keeps per trainable parameter: the fp32 weight, its gradient and AdamW's
+two moments."""
+MEMORY_SHARE = 0.8
+"""The part of the memory the ranks' copies share that ``auto`` lets them fill before it shards;
+the rest is for activations and the runtime."""
+_FORWARD = "tunery_forward"
 
 
 @dataclass(frozen=True)
@@ -144,14 +161,19 @@ def shard(indices: list[int]) -> list[int]:
 def any_rank(flag: bool) -> bool:
     """True on every rank when ``flag`` is true on any (a cancel seen by rank 0 stops them all
     at the same step, so none waits on the others forever)."""
+    return bool(most(int(flag)))
+
+
+def most(n: int) -> int:
+    """The largest of ``n`` across ranks."""
     if not active():
-        return flag
+        return n
     import torch
     import torch.distributed as dist
 
-    t = torch.tensor([int(flag)], device=_comm_device())
+    t = torch.tensor([n], device=_comm_device())
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
+    return int(t.item())
 
 
 def sum_all(*values: float) -> tuple[float, ...]:
@@ -197,6 +219,132 @@ def all_reduce_grads(params: list[Any]) -> None:
         dist.all_reduce(flat)
         for g, reduced in zip(grads, _unflatten_dense_tensors(flat, grads), strict=True):
             g.copy_(reduced)
+
+
+def clip_grad_norm(params: list[Any], max_norm: float) -> None:
+    """Scale the gradients down to a total norm of at most ``max_norm``, as
+    ``torch.nn.utils.clip_grad_norm_``; sharded gradients' norm is taken over the whole model."""
+    import torch
+    from torch.distributed.tensor import DTensor
+
+    total = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+    if isinstance(total, DTensor):  # each rank's part of the norm, reduced across ranks
+        total = total.full_tensor()
+    torch.nn.utils.clip_grads_with_norm_(params, max_norm, total)
+
+
+def choose_sharding(requested: str, *, method: str, objective: str, n_params: int, device: str) -> tuple[str, str]:
+    """``ddp`` or ``fsdp``, and why. ``fsdp`` shards full supervised fine-tunes only (LoRA's
+    trainable weights are a few MB, and its frozen-layer path runs layers outside any wrapper).
+    ``auto`` shards when the DDP copies of the weights, gradients and AdamW state
+    (:data:`BYTES_PER_PARAM` a trainable parameter) would fill more than :data:`MEMORY_SHARE` of
+    the memory they share: each GPU's own, or on CPU the machine's RAM, shared by all its ranks.
+    Gathering each layer's weights at every pass costs communication (gloo on CPU is slow at it),
+    so ``auto`` does not shard what fits. Every rank gets the same answer."""
+    from tunery.errors import InvalidInput
+
+    if requested == "fsdp" and (method != "full" or objective != "supervised"):
+        raise InvalidInput("sharding fsdp is for full supervised fine-tuning: use sharding ddp (or auto) with "
+                           f"{'LoRA' if method != 'full' else 'DPO'}", param="sharding")
+    if not active():
+        return "ddp", "one process: nothing to shard"
+    if requested != "auto":
+        return requested, f"{requested}: as asked"
+    if method != "full" or objective != "supervised":
+        return "ddp", "ddp: auto shards full supervised fine-tunes only"
+    memory, copies = _shared_memory(device)
+    need = copies * n_params * BYTES_PER_PARAM
+    gib = f"{need / 2**30:.1f} GiB for {copies} cop{'y' if copies == 1 else 'ies'} of the weights, gradients and " \
+          f"AdamW state, {memory / 2**30:.1f} GiB of {'GPU memory' if device.startswith('cuda') else 'RAM'}"
+    if any_rank(need > MEMORY_SHARE * memory):
+        return "fsdp", f"fsdp (auto): {gib}"
+    return "ddp", f"ddp (auto): {gib}"
+
+
+def _shared_memory(device: str) -> tuple[int, int]:
+    """Bytes of memory this rank's copy of the training state lives in, and how many ranks' copies
+    share it."""
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.get_device_properties(torch.device(device)).total_memory, 1
+    return (os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
+            int(os.environ.get("LOCAL_WORLD_SIZE", world().size)))
+
+
+def shard_model(model: Any, device: str) -> None:
+    """FSDP2 across every rank, in place: ``fully_shard`` on each decoder layer, then on the root,
+    whose group holds the rest (embeddings, final norm, output head: a tied head stays tied). Each
+    parameter becomes a DTensor of which this rank keeps 1/N."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import FSDPModule, fully_shard, register_fsdp_forward_method
+
+    from tunery.training.model import decoder_and_head
+
+    mesh = init_device_mesh(device.split(":")[0], (world().size,))
+    decoder, _ = decoder_and_head(model)
+    for layer in decoder.layers:
+        fully_shard(layer, mesh=mesh)
+    fully_shard(model, mesh=mesh)
+    for m in model.modules():
+        if isinstance(m, FSDPModule):
+            # sum the gradients, as all_reduce_grads does (the loss is already scaled by the whole
+            # batch's token count), with plain SUM: gloo has no PREMUL_SUM
+            m.set_gradient_divide_factor(1.0)
+            m.set_force_sum_reduction_for_comms(True)
+    setattr(model, _FORWARD, lambda fn, *args, **kwargs: fn(*args, **kwargs))
+    register_fsdp_forward_method(model, _FORWARD)
+
+
+def as_forward(model: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)`` run as ``model``'s forward. The trainer calls the decoder and the
+    output head itself, never ``model.forward`` (see ``trainer.labelled_logits``); on a sharded
+    model the root's hooks must still run around that call, to gather the root's weights and to
+    reduce their gradients after the backward pass. A plain call otherwise."""
+    run = getattr(model, _FORWARD, None)
+    return run(fn, *args, **kwargs) if run is not None else fn(*args, **kwargs)
+
+
+def full_state(tree: Any) -> Any:
+    """``tree`` (a model's ``state_dict(keep_vars=True)``, an optimizer's ``state_dict()``) with each
+    sharded tensor gathered whole onto the CPU, on rank 0; None on the other ranks. Every rank must
+    call it at the same point (it communicates). A tensor met twice (a tied head) stays one."""
+    import torch
+    from torch.distributed.tensor import DTensor
+
+    seen: dict[int, Any] = {}
+
+    def walk(x: Any) -> Any:
+        if isinstance(x, DTensor):
+            if id(x) not in seen:
+                with torch.no_grad():
+                    seen[id(x)] = x.full_tensor().cpu()
+            return seen[id(x)]
+        if isinstance(x, torch.Tensor):
+            return x.detach()
+        if isinstance(x, dict):
+            return {k: walk(v) for k, v in x.items()}
+        if isinstance(x, list | tuple):
+            return type(x)(walk(v) for v in x)
+        return x
+
+    out = walk(tree)
+    return out if is_main() else None
+
+
+def shard_state(optimizer_state: dict[str, Any], params: list[Any]) -> dict[str, Any]:
+    """A full optimizer state (as one process saves it: per parameter index) cut into this rank's
+    shards of the sharded ``params``, in the optimizer's order; unchanged for unsharded ones. Every
+    rank reads the same checkpoint, so each takes its own shard without communicating."""
+    from torch.distributed.tensor import DTensor, distribute_tensor
+
+    def cut(p: Any, v: Any) -> Any:
+        if isinstance(p, DTensor) and hasattr(v, "shape") and v.shape == p.shape:
+            return distribute_tensor(v.to(p.device), p.device_mesh, p.placements, src_data_rank=None)
+        return v
+
+    state = {i: {k: cut(params[int(i)], v) for k, v in s.items()} for i, s in optimizer_state["state"].items()}
+    return {**optimizer_state, "state": state}
 
 
 def _comm_device() -> str:

@@ -12,9 +12,16 @@ from tunery.training.config import TrainingConfig, check_layer_range
 
 
 def default_device() -> str:
+    """The GPU when there is one (under torchrun, this rank's own: ``LOCAL_RANK``), else the CPU.
+    The model is loaded before the process group is set up, so this must not be left to the
+    current CUDA device, which is GPU 0 for every rank until then."""
+    import os
+
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if not torch.cuda.is_available():
+        return "cpu"
+    return f"cuda:{os.environ['LOCAL_RANK']}" if "LOCAL_RANK" in os.environ else "cuda"
 
 
 def prepare_model(base_path: Path, config: TrainingConfig, device: str, *, start_adapter: Path | None = None):

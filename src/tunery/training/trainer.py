@@ -75,6 +75,10 @@ def labelled_logits(model, batch, *, autocast_dtype=None, frozen: FrozenLayers |
 
     With ``frozen`` (and the batch's ``examples``), the frozen lower layers are not run: their
     kept output for each example feeds the trained layers directly (see ``training.frozen``)."""
+    return distributed.as_forward(model, _labelled_logits, model, batch, autocast_dtype, frozen, examples)
+
+
+def _labelled_logits(model, batch, autocast_dtype, frozen, examples) -> tuple[Any, Any]:
     decoder, head = decoder_and_head(model)
     with autocast_context(batch.input_ids.device.type, autocast_dtype):
         if frozen is not None and examples is not None:
@@ -135,6 +139,8 @@ class Trainer:
         self.cb = callbacks or Callbacks()
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.frozen: FrozenLayers | None = None
+        self.sharded = False  # FSDP (``training.distributed``): every rank then runs in lockstep
+        self._padding = EncodedExample([self.pad_id] * 2, [IGNORE] * 2)  # a pass with nothing to learn
         if not self.train:
             from tunery.errors import InvalidInput
 
@@ -208,9 +214,8 @@ class Trainer:
         model.eval()
         with torch.no_grad():
             idx = distributed.shard(list(range(len(examples))))
-            for mb in micro_batches(idx, examples, self.config.micro_batch_tokens):
-                part = [examples[i] for i in mb]
-                loss, cnt, ok = batch_loss(model, collate(part, self.pad_id, device), autocast_dtype=autocast,
+            for part in self._passes(idx, examples):
+                loss, cnt, ok = batch_loss(model, self._collate(part, device), autocast_dtype=autocast,
                                            frozen=self.frozen, examples=part)
                 total += float(loss)
                 n += cnt
@@ -218,6 +223,20 @@ class Trainer:
         total, n, correct = distributed.sum_all(total, n, correct)
         model.train()
         return (total / n, correct / n) if n else (float("nan"), float("nan"))
+
+    def _passes(self, indices: list[int], examples: list[EncodedExample]) -> list[list[EncodedExample]]:
+        """The micro-batches of ``examples[indices]``. Sharded, every rank runs as many passes as
+        the busiest one (each pass gathers weights with every rank): the others' extra passes run
+        on a padding example that carries no label."""
+        parts = [[examples[i] for i in mb] for mb in micro_batches(indices, examples, self.config.micro_batch_tokens)]
+        if self.sharded:
+            parts += [[self._padding]] * (distributed.most(len(parts)) - len(parts))
+        return parts
+
+    def _collate(self, part: list[EncodedExample], device: str):
+        # sharded, no shared-prefix pass: it runs the decoder twice on some ranks and once on
+        # others, and every rank must gather each layer's weights as often as the rest
+        return collate(part, self.pad_id, device, share_prefix=not self.sharded)
 
     def run(self, *, resume: bool = True, model=None) -> TrainResult:
         """Train, resuming from the last checkpoint when ``resume``; saves checkpoints on the way,
@@ -232,7 +251,12 @@ class Trainer:
             self.cb = Callbacks()  # rank 0 alone reports (see ``training.distributed``)
         if model is None:
             model = prepare_model(self.base_path, cfg, device)
-        self.frozen = None
+        self.frozen, self.sharded = None, False
+        sharding, why = distributed.choose_sharding(
+            cfg.sharding, method=cfg.method, objective=cfg.objective, device=device,
+            n_params=sum(p.numel() for p in model.parameters() if p.requires_grad))
+        if distributed.active():
+            self.cb.on_message("info", f"Sharding: {why}")
         self.precision = self._precision(model, device)
         self.cb.on_message("info", f"Training in {self.precision.reason}")
         autocast = torch.bfloat16 if self.precision.precision == "bf16" else None
@@ -243,16 +267,20 @@ class Trainer:
             self.frozen.share_prefix(self._examples(self.valid))
         params = [p for p in model.parameters() if p.requires_grad]
         distributed.sync_params(params)
-        opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, foreach=True)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, self._lr_lambda)
-
         step, start_epoch, start_batch, rows, trained_tokens = 0, 0, 0, [], 0
         resumed_from, state = None, None
         ckpt = checkpoint.latest(self.checkpoint_dir) if resume else None
-        if ckpt is not None:
+        if ckpt is not None:  # the full weights, before they are cut into shards
             state = checkpoint.load_state(ckpt)
             self._load_weights(model, ckpt)
-            opt.load_state_dict(state["optimizer"])
+        if sharding == "fsdp":
+            distributed.shard_model(model, device)
+            self.sharded = True
+            params = [p for p in model.parameters() if p.requires_grad]  # now this rank's shards
+        opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, foreach=True)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, self._lr_lambda)
+        if ckpt is not None:
+            opt.load_state_dict(distributed.shard_state(state["optimizer"], params))
             sched.load_state_dict(state["scheduler"])
             checkpoint.restore_rng(state)
             step, start_epoch, start_batch = state["step"], state["epoch"], state["batch"]
@@ -293,24 +321,27 @@ class Trainer:
                                      "elapsed": elapsed, "train_loss": row["train_loss"]})
                 self.cb.on_metrics(dict(row))
                 every = cfg.checkpoint_every and step % cfg.checkpoint_every == 0
-                if ((epoch_end and cfg.epoch_checkpoints) or every) and distributed.is_main():
-                    nxt_epoch, nxt_batch = (epoch + 1, 0) if epoch_end else (epoch, b + 1)
-                    state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step,
-                             "epoch": nxt_epoch, "batch": nxt_batch, "metrics": rows,
-                             "trained_tokens": trained_tokens, "config": cfg.to_dict(), **kept}
-                    path = checkpoint.save(self.checkpoint_dir, step, model=model, tokenizer=self.tokenizer,
-                                           state=state, metrics=row, keep=cfg.keep_checkpoints)
-                    self.write_results(rows)
-                    self.cb.on_checkpoint(step, path, row)
+                if (epoch_end and cfg.epoch_checkpoints) or every:
+                    weights, opt_state = self._whole_state(model, opt)  # on every rank: sharded, they gather
+                    if distributed.is_main():
+                        nxt_epoch, nxt_batch = (epoch + 1, 0) if epoch_end else (epoch, b + 1)
+                        state = {"optimizer": opt_state, "scheduler": sched.state_dict(), "step": step,
+                                 "epoch": nxt_epoch, "batch": nxt_batch, "metrics": rows,
+                                 "trained_tokens": trained_tokens, "config": cfg.to_dict(), **kept}
+                        path = checkpoint.save(self.checkpoint_dir, step, model=model, tokenizer=self.tokenizer,
+                                               state=state, metrics=row, keep=cfg.keep_checkpoints, weights=weights)
+                        self.write_results(rows)
+                        self.cb.on_checkpoint(step, path, row)
 
         final = self.output_dir / "final"
         from tunery.home import atomic_dir
 
         model.eval()
         self.model = model
+        weights, _ = self._whole_state(model)
         if distributed.is_main():
             with atomic_dir(final) as tmp:
-                checkpoint.save_model(model, tmp, tokenizer=self.tokenizer)
+                checkpoint.save_model(model, tmp, tokenizer=self.tokenizer, weights=weights)
             self.write_results(rows)
         distributed.finish()
         seconds = time.perf_counter() - t0
@@ -319,28 +350,35 @@ class Trainer:
                            resumed_from=resumed_from)
 
     def _train_step(self, model, opt, sched, params, indices, device, autocast) -> dict[str, Any]:
-        import torch
-
         n_label = sum(self.train[i].n_trained for i in indices)  # the whole batch's, on every rank
         examples = [self.train[i] for i in distributed.shard(indices)]
         total_loss, correct, tokens = 0.0, 0, 0
-        for mb in micro_batches(list(range(len(examples))), examples, self.config.micro_batch_tokens):
-            part = [examples[i] for i in mb]
-            batch = collate(part, self.pad_id, device)
+        for part in self._passes(list(range(len(examples))), examples):
+            batch = self._collate(part, device)
             loss, _, ok = batch_loss(model, batch, autocast_dtype=autocast, frozen=self.frozen, examples=part)
             (loss / n_label).backward()
             total_loss += float(loss.detach())
             correct += ok
-            tokens += batch.n_tokens
-        distributed.all_reduce_grads(params)
+            tokens += batch.n_tokens if part[0] is not self._padding else 0
+        if not self.sharded:  # FSDP reduced them already, each rank its shard
+            distributed.all_reduce_grads(params)
         total_loss, correct, tokens = distributed.sum_all(total_loss, correct, tokens)
         if self.config.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
+            distributed.clip_grad_norm(params, self.config.max_grad_norm)
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
         return {"train_loss": total_loss / n_label, "train_mean_token_accuracy": correct / n_label,
                 "_trained": n_label, "_tokens": tokens}
+
+    def _whole_state(self, model, opt=None) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """The model's weights (None: the model saves its own) and the optimizer's state, whole as
+        one process holds them. Sharded, they are gathered from every rank (all must call this)
+        onto rank 0, so a checkpoint has the same form whatever wrote it."""
+        if not self.sharded:
+            return None, opt.state_dict() if opt is not None else None
+        return (distributed.full_state(model.state_dict(keep_vars=True)),
+                distributed.full_state(opt.state_dict()) if opt is not None else None)
 
     def _load_weights(self, model, ckpt: Path) -> None:
         from safetensors.torch import load_file
