@@ -18,6 +18,7 @@ from tunery.errors import InvalidInput
 pytest.importorskip("onnxruntime_genai")
 
 PROMPT = [1, 5, 9, 33, 100, 7, 8, 200, 42, 300]
+PROJECTIONS = ("q", "k", "v", "o", "gate", "up", "down")
 NEW = 16
 
 
@@ -108,14 +109,16 @@ def test_lora_inputs_are_named_per_projection_and_added_once(graphs: dict[str, P
     import onnx
 
     names = add_lora_inputs(graphs["lora"])  # the second call: nothing to do
-    assert names == [f"lora.layers.{n}.{p}.{ab}" for n in (0, 1) for p in ("qkv", "o", "gate", "up", "down")
-                     for ab in ("A", "B")]
+    # one pair per PEFT module, also for q/k/v, which the builder packs into one node
+    assert names == [f"lora.layers.{n}.{p}.{ab}" for n in (0, 1) for p in PROJECTIONS for ab in ("A", "B")]
     model = onnx.load(str(graphs["lora"] / "model.onnx"), load_external_data=False)
     inputs = {i.name for i in model.graph.input}
     inits = {t.name: tuple(t.dims) for t in model.graph.initializer}
     assert set(names) <= inputs
-    assert inits["lora.layers.0.qkv.A"] == (64, 0) and inits["lora.layers.0.qkv.B"] == (0, 128)
+    assert inits["lora.layers.0.q.A"] == (64, 0) and inits["lora.layers.0.q.B"] == (0, 64)
+    assert inits["lora.layers.0.k.B"] == inits["lora.layers.0.v.B"] == (0, 32)  # the tiny model's 2 KV heads
     assert sum(n.op_type == "Add" and n.name.endswith("/lora/Add") for n in model.graph.node) == 10
+    assert sum(n.op_type == "Concat" and n.name.endswith("/lora/Concat") for n in model.graph.node) == 2
     assert (graphs["lora"] / "model.onnx.data").read_bytes() == (graphs["base"] / "model.onnx.data").read_bytes()
 
 
@@ -151,7 +154,7 @@ def test_active_adapter_matches_peft(graphs: dict[str, Path], tiny_model_dir: Pa
 def test_lora_inputs_on_some_layers_only(graphs: dict[str, Path], tiny_model_dir: Path, tmp_path: Path) -> None:
     folder = shutil.copytree(graphs["base"], tmp_path / "layer1")
     names = add_lora_inputs(folder, layers=[1])
-    assert names == [f"lora.layers.1.{p}.{ab}" for p in ("qkv", "o", "gate", "up", "down") for ab in ("A", "B")]
+    assert names == [f"lora.layers.1.{p}.{ab}" for p in PROJECTIONS for ab in ("A", "B")]
     with pytest.raises(InvalidInput, match=r"not for \[0\]"):
         add_lora_inputs(folder, layers=[0, 1])
     write_adapter(graphs["peft_sub"], folder, tmp_path / "sub.onnx_adapter")
@@ -163,7 +166,7 @@ def test_lora_inputs_on_some_layers_only(graphs: dict[str, Path], tiny_model_dir
 
 def test_adapter_summary_covers_only_the_adapted_layers(graphs: dict[str, Path], tmp_path: Path) -> None:
     summary = write_adapter(graphs["peft_sub"], graphs["lora"], tmp_path / "sub.onnx_adapter")
-    assert summary == {"parameters": 10, "rank": 4, "layers": [1],
+    assert summary == {"parameters": 14, "rank": 4, "layers": [1],
                        "bytes": (tmp_path / "sub.onnx_adapter").stat().st_size}
     assert write_adapter(graphs["peft_x"], graphs["lora"], tmp_path / "x.onnx_adapter")["layers"] == [0, 1]
 
@@ -180,9 +183,9 @@ def test_rslora_scaling(graphs: dict[str, Path], tiny_model_dir: Path, tmp_path:
 
 def test_a_fused_projection_missing_a_module_gets_zeros_for_it(graphs: dict[str, Path], tiny_model_dir: Path,
                                                                tmp_path: Path) -> None:
-    """An adapter without k_proj (and up_proj): its qkv B has zero columns for k. PEFT, missing
-    those weights, keeps their B at its zero init, so its logits are the reference. The float32
-    graph has up_proj as a node of its own, which then gets no parameter at all."""
+    """An adapter without k_proj (and up_proj): k, inside the packed q/k/v node, and up get no
+    parameter, so the graph's empty defaults apply (an exact zero). PEFT, missing those weights,
+    keeps their B at its zero init, so its logits are the reference."""
     from safetensors.torch import load_file, save_file
 
     peft_dir = shutil.copytree(graphs["peft_x"], tmp_path / "no-k")
@@ -190,7 +193,7 @@ def test_a_fused_projection_missing_a_module_gets_zeros_for_it(graphs: dict[str,
     save_file({k: v for k, v in weights.items() if ".k_proj." not in k and ".up_proj." not in k},
               str(peft_dir / "adapter_model.safetensors"))
     summary = write_adapter(peft_dir, graphs["lora"], tmp_path / "no-k.onnx_adapter")
-    assert summary["parameters"] == 16  # qkv, o, gate, down of two layers: up (a node of its own) has none
+    assert summary["parameters"] == 20  # q, v, o, gate, down of two layers, each an A and a B
     ref = _torch_logits(_peft(tiny_model_dir, peft_dir), PROMPT)
     assert np.abs(ref - _torch_logits(_peft(tiny_model_dir, graphs["peft_x"]), PROMPT)).max() > 0.01
     np.testing.assert_allclose(_ort_logits(graphs["lora"], PROMPT, tmp_path / "no-k.onnx_adapter"), ref, atol=1e-3)
@@ -241,8 +244,8 @@ def test_quantized_graph_with_adapter(graphs: dict[str, Path], tiny_model_dir: P
     build_onnx(tiny_model_dir, folder, quantize, calibration=[PROMPT * 6] * 4 if quantize == "int4" else None)
     base = _ort_logits(folder, PROMPT)
     names = add_lora_inputs(folder)
-    if quantize == "int4":
-        assert "lora.layers.0.gate_up.A" in names
+    # int4 fuses gate and up into one node; each still has its own pair
+    assert "lora.layers.0.gate.A" in names and "lora.layers.0.up.B" in names
     assert np.array_equal(_ort_logits(folder, PROMPT), base)
     write_adapter(graphs["peft_x"], folder, tmp_path / "x.onnx_adapter")
     peft = _peft(tiny_model_dir, graphs["peft_x"])
@@ -290,3 +293,52 @@ def test_refuses_a_graph_without_lora_inputs(graphs: dict[str, Path], tmp_path: 
     with pytest.raises(InvalidInput, match="no LoRA inputs") as err:
         write_adapter(graphs["peft_x"], graphs["base"], tmp_path / "out.onnx_adapter")
     assert "add_lora_inputs" in err.value.hint
+
+
+def test_a_bfloat16_adapter_converts_like_its_float32_copy(graphs: dict[str, Path], tmp_path: Path) -> None:
+    """The conversion reads weights with numpy, which has no bfloat16: they are widened from their bits."""
+    from safetensors.torch import load_file, save_file
+
+    peft_dir = shutil.copytree(graphs["peft_x"], tmp_path / "bf16")
+    weights = load_file(str(peft_dir / "adapter_model.safetensors"))
+    save_file({k: v.bfloat16() for k, v in weights.items()}, str(peft_dir / "adapter_model.safetensors"))
+    wide = shutil.copytree(graphs["peft_x"], tmp_path / "wide")
+    save_file({k: v.bfloat16().float() for k, v in weights.items()}, str(wide / "adapter_model.safetensors"))
+    write_adapter(peft_dir, graphs["lora"], tmp_path / "bf16.onnx_adapter")
+    write_adapter(wide, graphs["lora"], tmp_path / "wide.onnx_adapter")
+    assert (tmp_path / "bf16.onnx_adapter").read_bytes() == (tmp_path / "wide.onnx_adapter").read_bytes()
+
+
+def test_a_graph_with_lora_inputs_of_another_layout_is_refused(graphs: dict[str, Path], tmp_path: Path) -> None:
+    """Version 1 gave q/k/v one block-diagonal B: an adapter converted for it would not fit."""
+    import onnx
+    from onnx import helper
+
+    from tunery.compiled.lora import META_KEY
+
+    folder = shutil.copytree(graphs["lora"], tmp_path / "v1")
+    model = onnx.load(str(folder / "model.onnx"), load_external_data=False)
+    meta = {p.key: p.value for p in model.metadata_props}
+    helper.set_model_props(model, {**meta, META_KEY: json.dumps({**json.loads(meta[META_KEY]), "version": 1})})
+    onnx.save(model, str(folder / "model.onnx"))
+    with pytest.raises(InvalidInput, match="layout 1") as err:
+        write_adapter(graphs["peft_x"], folder, tmp_path / "x.onnx_adapter")
+    assert "again" in err.value.hint and not (tmp_path / "x.onnx_adapter").exists()
+    with pytest.raises(InvalidInput, match="layout 1"):
+        add_lora_inputs(folder)
+
+
+def test_conversion_in_a_child_process_gives_the_same_file_and_the_same_refusals(graphs: dict[str, Path],
+                                                                                 tmp_path: Path) -> None:
+    """What a server does (``isolated``), so that the conversion's imports stay out of its memory."""
+    from tunery.compiled.cache import CompiledBase
+
+    copy = CompiledBase(shutil.copytree(graphs["lora"], tmp_path / "copy"), {})
+    made = copy.adapter_file(graphs["peft_x"], "k1", isolated=True)
+    assert made.read_bytes() == graphs["x"].read_bytes()
+    peft_dir = shutil.copytree(graphs["peft_x"], tmp_path / "dora")
+    config = json.loads((peft_dir / "adapter_config.json").read_text())
+    (peft_dir / "adapter_config.json").write_text(json.dumps({**config, "use_dora": True}))
+    with pytest.raises(InvalidInput, match="DoRA") as err:
+        copy.adapter_file(peft_dir, "k2", isolated=True)
+    assert err.value.param == "adapter" and err.value.hint

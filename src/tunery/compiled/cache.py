@@ -165,21 +165,46 @@ class CompiledBase:
     def precision(self) -> str:
         return str(self.manifest["precision"])
 
-    def adapter_file(self, peft_dir: Path, key: str) -> Path:
+    def adapter_file(self, peft_dir: Path, key: str, *, isolated: bool = False) -> Path:
         """The ``.onnx_adapter`` of the PEFT adapter in ``peft_dir`` for this copy, converted on first
-        use (milliseconds to a second) and kept beside the copy; ``key`` names the adapter's weights
-        (a rewritten adapter has a new key, and its older file is removed)."""
-        from tunery.compiled.lora import write_adapter
+        use (a fraction of a second; ``isolated``: in a child process, a second or two) and kept
+        beside the copy; ``key`` names the adapter's weights (a rewritten adapter has a new key, and
+        its older file is removed).
 
+        Why ``isolated``: a server converting in its own process keeps what the conversion imports
+        (``onnx``, onnxruntime's Python module: ~35 MiB measured on SmolLM2) resident for good."""
         stem = _digest(str(Path(peft_dir).resolve()))
         out = self.folder / "adapters" / f"{stem}-{_digest(key)}.onnx_adapter"
         if not out.exists():
             out.parent.mkdir(exist_ok=True)
-            write_adapter(Path(peft_dir), self.folder, out)
+            if isolated:
+                _convert_in_child(Path(peft_dir), self.folder, out)
+            else:
+                from tunery.compiled.lora import write_adapter
+
+                write_adapter(Path(peft_dir), self.folder, out)
             for older in out.parent.glob(f"{stem}-*.onnx_adapter"):
                 if older != out:
                     older.unlink(missing_ok=True)  # a loaded adapter lives in memory, not in the file
         return out
+
+
+def _convert_in_child(peft_dir: Path, folder: Path, out: Path) -> None:
+    """``lora.write_adapter`` in a child process (``python -m tunery.compiled.lora``); its refusal
+    comes back as the same :class:`InvalidInput`."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "tunery.compiled.lora", str(peft_dir), str(folder), str(out)],
+                          capture_output=True, text=True, check=False)
+    if done.returncode == 0:
+        return
+    try:
+        error = json.loads(done.stdout.strip().splitlines()[-1])["error"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        raise RuntimeError(f"converting the LoRA adapter in {peft_dir} failed: "
+                           f"{done.stderr.strip()[-2000:] or done.returncode}") from None
+    raise InvalidInput(error["message"], param=error.get("param"), hint=error.get("hint"))
 
 
 def _digest(text: str) -> str:
@@ -199,7 +224,7 @@ def find(hf_dir: Path, precision: str, *, hash_unknown: bool = True) -> Compiled
     key = weights_key(hf_dir, compute=hash_unknown)
     if key is None:
         return None
-    folder = compiled_root() / f"{key[:24]}-{precision}"
+    folder = compiled_root() / _folder_name(key, precision)
     manifest = _read_manifest(folder)
     return CompiledBase(folder, manifest) if manifest is not None else None
 
@@ -224,22 +249,35 @@ def ensure(hf_dir: Path, precision: str, *, name: str = "", progress: Progress |
     root.mkdir(parents=True, exist_ok=True)
     key = weights_key(hf_dir)
     assert key is not None
-    folder = root / f"{key[:24]}-{precision}"
+    folder = root / _folder_name(key, precision)
     with _locked(root / f".{folder.name}.lock"):
         found = find(hf_dir, precision)
         if found is not None:
             return found
-        _sweep(root, folder.name)
+        _sweep(root, folder.name, key, precision)
         return _build(hf_dir, folder, precision, key, name or hf_dir.name, progress)
 
 
-def _sweep(root: Path, name: str) -> None:
+def _folder_name(key: str, precision: str) -> str:
+    """A copy's folder: the weights' key, the precision and the layout of its LoRA inputs
+    (``lora.LAYOUT``), so a copy whose adapters convert differently is built anew, never reused."""
+    from tunery.compiled.lora import LAYOUT
+
+    return f"{key[:24]}-{precision}-lora{LAYOUT}"
+
+
+def _sweep(root: Path, name: str, key: str, precision: str) -> None:
     """Remove what a build of ``name`` killed midway left (we hold its lock, so no build of it
-    runs), and the model builder's scratch folders older than a day."""
+    runs), copies of the same weights and precision with LoRA inputs of an older layout (this
+    version cannot convert adapters for them), and the model builder's scratch folders older than
+    a day."""
     import shutil
 
     for tmp in root.glob(f".{name}.*.tmp"):
         shutil.rmtree(tmp, ignore_errors=True)
+    for older in [root / f"{key[:24]}-{precision}", *root.glob(f"{key[:24]}-{precision}-lora*")]:
+        if older.name != name and older.is_dir():
+            shutil.rmtree(older, ignore_errors=True)
     for scratch in root.glob("tunery-onnx-cache-*"):
         with contextlib.suppress(OSError):
             if time.time() - scratch.stat().st_mtime > 86400:
@@ -258,7 +296,7 @@ def _locked(path: Path):
 
 def _build(hf_dir: Path, folder: Path, precision: str, key: str, name: str,
            progress: Progress | None) -> CompiledBase:
-    from tunery.compiled.lora import add_lora_inputs
+    from tunery.compiled.lora import LAYOUT, add_lora_inputs
     from tunery.compiled.onnx_build import build_onnx
 
     started = time.monotonic()
@@ -273,7 +311,7 @@ def _build(hf_dir: Path, folder: Path, precision: str, key: str, name: str,
         quality = measure_quality(hf_dir, tmp, precision)
         manifest = {"precision": precision, "source": name, "source_path": str(hf_dir), "weights_sha256": key,
                     "built_at": int(time.time()), "build_seconds": round(time.monotonic() - started, 1),
-                    "lora_inputs": len(lora_inputs), "quantization": quantization, "quality": quality,
+                    "lora_inputs": len(lora_inputs), "lora_layout": LAYOUT, "quantization": quantization, "quality": quality,
                     "quality_guard": QUALITY_GUARD, "within_guard": abs(quality["loss_delta"]) <= QUALITY_GUARD}
         atomic_write_json(tmp / MANIFEST, manifest)  # last: a folder with it is complete
     return CompiledBase(folder, manifest)

@@ -10,10 +10,13 @@ ONNX Runtime and in onnxruntime-genai). :func:`write_adapter` turns a PEFT LoRA 
 files into one ``og.Adapters`` and each generator picks its own with ``set_active_adapter``, all
 over a single copy of the base weights.
 
-What the graph looks like to an adapter is written into ``model.onnx``'s metadata
-(``tunery.lora``): one *target* per projection node, with the PEFT modules it stands for and
-their output widths, because the model builder packs q/k/v into one node and GPTQ fuses gate and
-up; a fused target's ``A`` is the modules' ``A``s side by side and its ``B`` block-diagonal.
+Every PEFT module gets a side path and an ``A``/``B`` pair of its own (``lora.layers.3.q.A``),
+also where the model builder packs q/k/v into one node or GPTQ fuses gate and up: the side paths
+of a fused node are concatenated, in its output order, before they are added. (Version 1 gave a
+fused node one pair, its ``B`` block-diagonal: two thirds of a q/k/v ``B`` were stored zeros,
+resident in memory for every loaded adapter.) What the graph looks like to an adapter is written
+into ``model.onnx``'s metadata (``tunery.lora``, :data:`LAYOUT`): one *target* per projection
+node, with the LoRA inputs of the PEFT modules it stands for and their output widths.
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ import numpy as np
 from tunery.errors import InvalidInput
 
 META_KEY = "tunery.lora"
+LAYOUT = 2
+"""The version of the LoRA inputs :func:`add_lora_inputs` writes; :func:`write_adapter` converts for
+this one only (``tunery.compiled.cache`` keys its copies by it, so an older copy is rebuilt)."""
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 FUSED = {"qkv_proj": ("q_proj", "k_proj", "v_proj"), "gate_up_proj": ("gate_proj", "up_proj")}
 """PEFT modules of families that fuse projections (Phi-3), and the projections they stack, in row
@@ -47,11 +53,11 @@ _DTYPES = {1: np.float32, 10: np.float16}  # ONNX TensorProto element types the 
 def add_lora_inputs(folder: Path, layers: Iterable[int] | None = None) -> list[str]:
     """Add a LoRA side path to every decoder projection of ``folder/model.onnx`` (of the decoder
     ``layers`` only, when given) and return the names of its ``A`` and ``B`` inputs
-    (``lora.layers.N.qkv.A``, ...). A graph that has them already is left as it is (its names are
+    (``lora.layers.N.q.A``, ..., one pair per PEFT module). A graph that has them already is left as it is (its names are
     returned). Only ``model.onnx`` is rewritten: the new defaults are empty, so the weights in
     ``model.onnx.data`` stay where they are.
 
-    Why ``layers``: each side path is three more nodes run at every decode step, adapter or not;
+    Why ``layers``: each side path is two to three more nodes run at every decode step, adapter or not;
     when every adapter to be served touches only some layers, the others need none."""
     import onnx
     from onnx import helper, numpy_helper
@@ -65,7 +71,7 @@ def add_lora_inputs(folder: Path, layers: Iterable[int] | None = None) -> list[s
     meta = {p.key: p.value for p in model.metadata_props}
     wanted = None if layers is None else {int(n) for n in layers}
     if META_KEY in meta:
-        done = json.loads(meta[META_KEY])
+        done = _layout(meta, path)
         have = {t["layer"] for t in done["targets"]}
         if wanted is not None and not wanted <= have:
             raise InvalidInput(f"{path} already has LoRA inputs, for layers {sorted(have)}; not for "
@@ -90,28 +96,36 @@ def add_lora_inputs(folder: Path, layers: Iterable[int] | None = None) -> list[s
             continue
         K, N, elem = shape
         modules = _modules(kind, N, decoder, consumers.get(node.output[0], []), inits)
-        name = f"lora.layers.{layer}.{kind.replace('_proj', '').replace('+', '_')}"
-        targets.append({"name": name, "layer": layer, "node": node.name, "K": K, "N": N,
-                        "modules": [[m, w] for m, w in modules], "dtype": elem})
         out, base = node.output[0], f"{node.output[0]}/lora_base"
         node.output[0] = base
-        a, b, stem = f"{name}.A", f"{name}.B", node.name.rsplit("/", 1)[0] + "/lora"
+        stem = node.name.rsplit("/", 1)[0] + "/lora"
         dtype = _DTYPES[elem]
-        graph.initializer.extend([numpy_helper.from_array(np.zeros((K, 0), dtype), a),
-                                  numpy_helper.from_array(np.zeros((0, N), dtype), b)])
-        graph.input.extend([helper.make_tensor_value_info(a, elem, [K, f"{name}.rank"]),
-                            helper.make_tensor_value_info(b, elem, [f"{name}.rank", N])])
-        xa, xab = f"{stem}/MatMul_A/output_0", f"{stem}/MatMul_B/output_0"
-        inserts.append((at, [helper.make_node("MatMul", [node.input[0], a], [xa], name=f"{stem}/MatMul_A"),
-                             helper.make_node("MatMul", [xa, b], [xab], name=f"{stem}/MatMul_B"),
-                             helper.make_node("Add", [base, xab], [out], name=f"{stem}/Add")]))
+        new, parts, loras = [], [], []
+        for module, width in modules:
+            name = f"lora.layers.{layer}.{module.removesuffix('_proj')}"
+            a, b, at_m = f"{name}.A", f"{name}.B", f"{stem}/{module}"
+            graph.initializer.extend([numpy_helper.from_array(np.zeros((K, 0), dtype), a),
+                                      numpy_helper.from_array(np.zeros((0, width), dtype), b)])
+            graph.input.extend([helper.make_tensor_value_info(a, elem, [K, f"{name}.rank"]),
+                                helper.make_tensor_value_info(b, elem, [f"{name}.rank", width])])
+            xa, xab = f"{at_m}/MatMul_A/output_0", f"{at_m}/MatMul_B/output_0"
+            new += [helper.make_node("MatMul", [node.input[0], a], [xa], name=f"{at_m}/MatMul_A"),
+                    helper.make_node("MatMul", [xa, b], [xab], name=f"{at_m}/MatMul_B")]
+            parts.append(xab)
+            loras.append({"name": name, "module": module, "width": width})
+        if len(parts) > 1:  # a fused node: its modules' side paths side by side, in its output order
+            new.append(helper.make_node("Concat", parts, [f"{stem}/Concat/output_0"], name=f"{stem}/Concat", axis=-1))
+            parts = [f"{stem}/Concat/output_0"]
+        new.append(helper.make_node("Add", [base, parts[0]], [out], name=f"{stem}/Add"))
+        targets.append({"layer": layer, "node": node.name, "K": K, "N": N, "dtype": elem, "loras": loras})
+        inserts.append((at, new))
     if not targets:
         raise InvalidInput(f"{path} has no decoder projections to attach LoRA to", param="folder",
                            hint="export the model with `tunery export MODEL --format onnx`")
     for at, new in reversed(inserts):  # from the end, so earlier positions stay put
         for i, n in enumerate(new):
             graph.node.insert(at + 1 + i, n)
-    helper.set_model_props(model, {**meta, META_KEY: json.dumps({"version": 1, "targets": targets})})
+    helper.set_model_props(model, {**meta, META_KEY: json.dumps({"version": LAYOUT, "targets": targets})})
     # one file replaced, so a crash leaves the old graph or the new one, never a mix
     fd, tmp = tempfile.mkstemp(prefix=".lora-", suffix=".onnx", dir=folder)
     try:
@@ -127,7 +141,10 @@ def add_lora_inputs(folder: Path, layers: Iterable[int] | None = None) -> list[s
 def write_adapter(peft_dir: Path, folder: Path, out: Path) -> dict[str, Any]:
     """Convert the PEFT LoRA adapter in ``peft_dir`` into the ``.onnx_adapter`` file ``out`` for
     the graph in ``folder`` (prepared by :func:`add_lora_inputs`), scaling folded into ``B``.
-    Projections the adapter leaves alone get no parameter, so the graph's empty default applies."""
+    Projections the adapter leaves alone get no parameter, so the graph's empty default applies.
+
+    numpy only (no torch): a server converts on first use, and what a conversion allocates should
+    not stay in its memory beside the adapter it serves."""
     import onnx
     import onnxruntime as ort
 
@@ -138,10 +155,10 @@ def write_adapter(peft_dir: Path, folder: Path, out: Path) -> dict[str, Any]:
     if META_KEY not in meta:
         raise InvalidInput(f"{folder}/model.onnx has no LoRA inputs", param="folder",
                            hint="run tunery.compiled.lora.add_lora_inputs on the folder first")
-    targets = json.loads(meta[META_KEY])["targets"]
+    targets = _layout(meta, folder / "model.onnx")["targets"]
     weights = _unfused(weights, targets)
-    served = {(t["layer"], m) for t in targets for m, _ in t["modules"]}
-    unknown = sorted(f"layers.{layer}.{m}" for layer, m in weights if (layer, m) not in served)
+    loras = {(t["layer"], lo["module"]): (t, lo) for t in targets for lo in t["loras"]}
+    unknown = sorted(f"layers.{layer}.{m}" for layer, m in weights if (layer, m) not in loras)
     if unknown:
         raise InvalidInput(f"{folder} has no LoRA input for the adapter's {unknown[0]} "
                            f"({len(unknown)} such module(s))", param="adapter",
@@ -149,29 +166,18 @@ def write_adapter(peft_dir: Path, folder: Path, out: Path) -> dict[str, Any]:
                                 "LoRA inputs for every layer it adapts to a fresh copy of the export")
     params: dict[str, np.ndarray] = {}
     ranks, layers = set(), set()
-    for t in targets:
-        if not any((t["layer"], m) in weights for m, _ in t["modules"]):
-            continue
-        As, Bs = [], []
-        col = 0
-        for m, width in t["modules"]:
-            if (t["layer"], m) in weights:
-                A, B = weights[t["layer"], m]
-                r = A.shape[0]
-                if A.shape != (r, t["K"]) or B.shape != (width, r):
-                    raise InvalidInput(f"the adapter's layers.{t['layer']}.{m} has shapes {A.shape}, {B.shape}; "
-                                       f"the graph expects ({r}, {t['K']}), ({width}, {r})", param="adapter",
-                                       hint="convert an adapter trained on the model this graph was exported from")
-                block = np.zeros((r, t["N"]), np.float32)
-                block[:, col:col + width] = B.T * _scaling(config, r)
-                As.append(A.T)
-                Bs.append(block)
-                ranks.add(r)
-            col += width
+    for (layer, module), (A, B) in sorted(weights.items()):
+        t, lo = loras[layer, module]
+        r = A.shape[0]
+        if A.shape != (r, t["K"]) or B.shape != (lo["width"], r):
+            raise InvalidInput(f"the adapter's layers.{layer}.{module} has shapes {A.shape}, {B.shape}; "
+                               f"the graph expects ({r}, {t['K']}), ({lo['width']}, {r})", param="adapter",
+                               hint="convert an adapter trained on the model this graph was exported from")
         dtype = _DTYPES[t["dtype"]]
-        params[f"{t['name']}.A"] = np.ascontiguousarray(np.concatenate(As, axis=1), dtype=dtype)
-        params[f"{t['name']}.B"] = np.ascontiguousarray(np.concatenate(Bs, axis=0), dtype=dtype)
-        layers.add(t["layer"])
+        params[f"{lo['name']}.A"] = np.ascontiguousarray(A.T, dtype=dtype)
+        params[f"{lo['name']}.B"] = np.ascontiguousarray(B.T * _scaling(config, r), dtype=dtype)
+        ranks.add(r)
+        layers.add(layer)
     if not params:
         raise InvalidInput(f"{peft_dir} has no LoRA weights", param="adapter",
                            hint="point at the folder PEFT's save_pretrained wrote")
@@ -192,11 +198,21 @@ def write_adapter(peft_dir: Path, folder: Path, out: Path) -> dict[str, Any]:
             "bytes": out.stat().st_size}
 
 
+def _layout(meta: dict[str, str], path: Path) -> dict[str, Any]:
+    """The LoRA inputs ``path`` declares, refused when they are of another :data:`LAYOUT`."""
+    done = json.loads(meta[META_KEY])
+    if done.get("version") != LAYOUT:
+        raise InvalidInput(f"{path} has LoRA inputs of layout {done.get('version')}; this version of tunery "
+                           f"writes and converts for layout {LAYOUT}", param="folder",
+                           hint="build the copy again (`tunery.compiled.cache` does so for its own copies)")
+    return done
+
+
 def _unfused(weights: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]], targets: list[dict[str, Any]]
              ) -> dict[tuple[int, str], tuple[np.ndarray, np.ndarray]]:
     """``weights`` with each fused module (:data:`FUSED`) split into its projections, by the output
     widths the graph gives them."""
-    widths = {(t["layer"], m): w for t in targets for m, w in t["modules"]}
+    widths = {(t["layer"], lo["module"]): lo["width"] for t in targets for lo in t["loras"]}
     out = {}
     for (layer, module), (A, B) in weights.items():
         if module not in FUSED:
@@ -215,7 +231,7 @@ def _unfused(weights: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]], targ
 
 
 def _names(meta: dict[str, Any]) -> list[str]:
-    return [f"{t['name']}.{x}" for t in meta["targets"] for x in ("A", "B")]
+    return [f"{lo['name']}.{x}" for t in meta["targets"] for lo in t["loras"] for x in ("A", "B")]
 
 
 def _shape(node: Any, inits: dict[str, Any]) -> tuple[int, int, int] | None:
@@ -304,8 +320,9 @@ def _peft_config(peft_dir: Path) -> dict[str, Any]:
 
 
 def _peft_weights(peft_dir: Path) -> dict[tuple[int, str], tuple[np.ndarray, np.ndarray]]:
-    """``{(layer, module): (A [r, K], B [N, r])}`` in float32."""
-    from safetensors.torch import load_file
+    """``{(layer, module): (A [r, K], B [N, r])}`` in float32, read with numpy (bfloat16, which
+    numpy lacks, widened from its bits)."""
+    from safetensors import safe_open
 
     path = peft_dir / "adapter_model.safetensors"
     if not path.exists():
@@ -313,12 +330,15 @@ def _peft_weights(peft_dir: Path) -> dict[tuple[int, str], tuple[np.ndarray, np.
                            hint="save the adapter with PEFT's save_pretrained (safetensors is its default)")
     halves: dict[tuple[int, str], dict[str, np.ndarray]] = {}
     other = []
-    for key, tensor in load_file(str(path)).items():
-        found = _PEFT_KEY.match(key)
-        if found is None or found.group(2) not in _ADAPTABLE:
-            other.append(key)
-            continue
-        halves.setdefault((int(found.group(1)), found.group(2)), {})[found.group(3)] = tensor.float().numpy()
+    with safe_open(str(path), framework="np") as f:
+        for key in f.keys():  # noqa: SIM118 - a safetensors file is not a dict
+            found = _PEFT_KEY.match(key)
+            if found is None or found.group(2) not in _ADAPTABLE:
+                other.append(key)
+                continue
+            tensor = (_bfloat16(path, key) if f.get_slice(key).get_dtype() == "BF16"
+                      else f.get_tensor(key).astype(np.float32, copy=False))
+            halves.setdefault((int(found.group(1)), found.group(2)), {})[found.group(3)] = tensor
     if other:
         raise InvalidInput(f"{peft_dir} holds weights outside the LoRA projections, e.g. {other[0]} "
                            f"({len(other)} tensor(s))", param="adapter",
@@ -330,6 +350,33 @@ def _peft_weights(peft_dir: Path) -> dict[tuple[int, str], tuple[np.ndarray, np.
     return {k: (v["A"], v["B"]) for k, v in halves.items()}
 
 
+def _bfloat16(path: Path, key: str) -> np.ndarray:
+    """A bfloat16 tensor of a safetensors file as float32: its bits are a float32's upper half."""
+    with path.open("rb") as fh:
+        header = json.loads(fh.read(int.from_bytes(fh.read(8), "little")))
+        start, end = header[key]["data_offsets"]
+        fh.seek(fh.tell() + start)  # the data begin right after the header
+        raw = fh.read(end - start)
+    return (np.frombuffer(raw, np.uint16).astype(np.uint32) << 16).view(np.float32).reshape(header[key]["shape"])
+
+
 def _scaling(config: dict[str, Any], r: int) -> float:
     alpha = float(config.get("lora_alpha", r))
     return alpha / math.sqrt(r) if config.get("use_rslora") else alpha / r
+
+
+def _main(argv: list[str]) -> int:
+    """``python -m tunery.compiled.lora PEFT_DIR FOLDER OUT``: :func:`write_adapter` in a process of
+    its own (``tunery.compiled.cache`` runs it so for a server); a refusal is printed as JSON."""
+    try:
+        print(json.dumps(write_adapter(Path(argv[0]), Path(argv[1]), Path(argv[2]))))
+    except InvalidInput as e:
+        print(json.dumps({"error": {"message": e.message, "param": e.param, "hint": e.hint}}))
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    raise SystemExit(_main(sys.argv[1:]))

@@ -110,7 +110,8 @@ class OnnxAdapters(AdapterPool):
 
     def _load(self, adapter: Adapter, name: str) -> None:
         check_adapter_folder(adapter.path)
-        self.og.load(str(self.compiled.adapter_file(adapter.path, adapter.key)), name)
+        # converted in a child process: what conversion imports does not stay in the server
+        self.og.load(str(self.compiled.adapter_file(adapter.path, adapter.key, isolated=True)), name)
 
     def _unload(self, name: str) -> None:
         self.og.unload(name)
