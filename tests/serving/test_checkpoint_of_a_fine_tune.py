@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from support_adapters import FT_ID, make_adapter, register_ft
+from support_adapters import FT_ID, checkpoint_of_ft, second_adapter
 from tunery.chat import ChatMessage, Role
 from tunery.serving import GenerationParams
 from tunery.serving.local import LocalChatModel
@@ -15,44 +15,10 @@ from tunery.serving.local import LocalChatModel
 HI = [ChatMessage(Role.USER, "Hello! Where should I travel?")]
 
 
-def _second_adapter(tiny_model_dir, first, out):
-    """What a job from the fine-tune ``first`` checkpoints: a new LoRA over ``first`` merged in."""
-    from peft import LoraConfig, PeftModel, get_peft_model
-
-    from tunery.models.loading import load_base_model
-
-    torch.manual_seed(5)
-    merged = PeftModel.from_pretrained(load_base_model(tiny_model_dir), first).merge_and_unload()
-    second = get_peft_model(merged, LoraConfig(r=2, lora_alpha=6, target_modules=["q_proj", "v_proj"]))
-    for name, p in second.named_parameters():
-        if "lora_B" in name:
-            p.data = torch.randn(p.shape) * 2.0
-    second.save_pretrained(out)
-    return second
-
-
-def _checkpoint(tiny_model, chat_file, tmp_path):
-    """``ft:...:ckpt-step-3`` of a LoRA job whose model is the fine-tune ``FT_ID``, and the PyTorch
-    model it stands for."""
-    from tunery.data import files
-    from tunery.jobs import create_job, store
-    from tunery.models.loading import load_tokenizer
-
-    first = make_adapter(tiny_model.path, tmp_path / "first", seed=1, scale=1.0)
-    register_ft(first)
-    job = create_job(model=FT_ID, training_file=files.create_from_path(chat_file(12)).id, suffix="ck")
-    step = tmp_path / "job" / "checkpoints" / "step-3"
-    reference = _second_adapter(tiny_model.path, first, step).eval()
-    load_tokenizer(tiny_model).save_pretrained(step)  # a checkpoint holds the tokenizer too
-    name = f"{store.model_name('tiny-random', 'ck', job['id'])}:ckpt-step-3"
-    store.add_checkpoint(job["id"], 3, str(step), name, {"step": 3})
-    return name, reference
-
-
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_a_checkpoint_of_a_job_from_a_lora_fine_tune_is_served_as_trained(tiny_model, chat_file, tmp_path,
                                                                           precision):
-    name, reference = _checkpoint(tiny_model, chat_file, tmp_path)
+    name, reference, _ = checkpoint_of_ft(tiny_model, chat_file, tmp_path)
     model = LocalChatModel(name, precision=precision)
     params = GenerationParams(max_tokens=6, temperature=0)
     got = model.generate(HI, params)
@@ -79,14 +45,14 @@ def test_a_checkpoint_of_a_job_from_a_lora_fine_tune_is_served_as_trained(tiny_m
 def test_the_stacked_adapter_follows_the_checkpoint_it_was_made_from(tiny_model, chat_file, tmp_path):
     """Written once into the checkpoint's folder, and again when the checkpoint's weights change."""
     from tunery.models import registry
-    from tunery.serving.manager import STACKED, on_root
+    from tunery.models.stack import STACKED, on_root
 
-    name, _ = _checkpoint(tiny_model, chat_file, tmp_path)
+    name, _, _ = checkpoint_of_ft(tiny_model, chat_file, tmp_path)
     rec = registry.get(name)
     first = on_root(rec)
     assert (first.parent, first.path) == ("tiny-random", rec.path / STACKED)
     made = (first.path / "adapter_model.safetensors").stat().st_mtime_ns
     assert on_root(rec) == first and (first.path / "adapter_model.safetensors").stat().st_mtime_ns == made
-    _second_adapter(tiny_model.path, tmp_path / "first", rec.path)  # the job wrote this step again
+    second_adapter(tiny_model.path, tmp_path / "first", rec.path)  # the job wrote this step again
     again = on_root(rec)
     assert (again.path / "adapter_model.safetensors").stat().st_mtime_ns != made

@@ -25,9 +25,11 @@ def _check_model(model: str) -> int | None:
     if rec is None and model not in CATALOG:
         raise InvalidInput(f"unknown base model {model!r}", param="model", code="model_not_found",
                            hint="see `tunery models list --all`")
-    if rec is not None and rec.meta.get("checkpoint_step") is not None:
-        raise InvalidInput(f"{model!r} is a checkpoint of a running or finished job; continue from the job's "
-                           "fine-tuned model instead", param="model")
+    # a running job deletes its older checkpoints, and the new job reads its start again at the end
+    if rec is not None and rec.meta.get("checkpoint_step") is not None \
+            and store.row(rec.meta["job"])["status"] not in store.TERMINAL:
+        raise InvalidInput(f"{model!r} is a checkpoint of a job that has not ended, and may delete it",
+                           param="model", hint="start from it once that job has ended")
     from tunery.models.loading import base_path
 
     config = base_path(rec) / "config.json" if rec is not None else None

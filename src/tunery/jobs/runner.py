@@ -120,6 +120,7 @@ def run(job_id: str) -> int:
     from tunery.data import files
     from tunery.models import ensure
     from tunery.models.catalog import TrainingDefaults
+    from tunery.models.stack import on_root
     from tunery.training import Cancelled, distributed
     from tunery.training.recipe import finetune, finetune_dpo
 
@@ -135,7 +136,9 @@ def run(job_id: str) -> int:
     if job["status"] != "running":
         return 0
     request = store.request(job)
-    base = ensure(request.model)
+    # a checkpoint of a job from a LoRA fine-tune holds only its own adapter: start from the two
+    # stacked into one on the base, as it is served
+    base = on_root(ensure(request.model))
     reporter.model_name = store.model_name(_first_base(base).id, job["suffix"], job_id)
 
     dpo = request.method.type == "dpo"

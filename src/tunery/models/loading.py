@@ -23,9 +23,21 @@ def _quiet_transformers() -> None:
     logging.getLogger("transformers").setLevel(logging.ERROR)
 
 
+def root_of(rec: ModelRecord) -> ModelRecord:
+    """The model whose full weights ``rec`` runs on, through any chain of LoRA parents (a checkpoint
+    of a job from a LoRA fine-tune has that fine-tune as its parent)."""
+    seen = {rec.id}
+    while rec.is_adapter and rec.parent:
+        rec = registry.get(rec.parent)
+        if rec.id in seen:
+            raise InvalidInput(f"model {rec.id!r} is its own ancestor", param="model")
+        seen.add(rec.id)
+    return rec
+
+
 def base_path(rec: ModelRecord) -> Path:
     """The folder holding the full weights this model runs on."""
-    return registry.get(rec.parent).path if rec.is_adapter and rec.parent else rec.path
+    return root_of(rec).path
 
 
 def tokenizer_dir(rec: ModelRecord) -> Path:
@@ -88,14 +100,17 @@ def load_base_model(path: Path, *, dtype: torch.dtype | None = None) -> PreTrain
 def load_model(model: str | ModelRecord, *, dtype: torch.dtype | None = None, merge: bool = False
                ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, ModelRecord]:
     """Load any registered model ready for inference. A LoRA fine-tune loads its base and attaches
-    the adapter (merged into the weights when ``merge``)."""
+    the adapter (merged into the weights when ``merge``); a checkpoint of a job from a LoRA
+    fine-tune, its adapter stacked onto that fine-tune's (:func:`tunery.models.stack.on_root`)."""
+    from tunery.models.stack import on_root
+
     rec = registry.get(model) if isinstance(model, str) else model
     tok = load_tokenizer(rec)
     base = load_base_model(base_path(rec), dtype=dtype)
     if rec.is_adapter:
         from peft import PeftModel
 
-        peft_model = PeftModel.from_pretrained(base, rec.path)
+        peft_model = PeftModel.from_pretrained(base, on_root(rec).path)
         base = peft_model.merge_and_unload() if merge else peft_model
         base.eval()
     return base, tok, rec

@@ -22,7 +22,6 @@ by the factory given to :func:`register_engine`.
 from __future__ import annotations
 
 import atexit
-import json
 import logging
 import os
 import secrets
@@ -31,14 +30,15 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 from tunery.chat import ChatMessage, GenerationParams
 from tunery.compiled.cache import COMPILED_PRECISIONS
 from tunery.errors import InvalidInput
 from tunery.models import registry
+from tunery.models.loading import root_of
 from tunery.models.registry import ModelRecord
+from tunery.models.stack import on_root
 from tunery.progress import Progress
 from tunery.serving.engine import Adapter, Delta, Engine, EngineRequest
 
@@ -179,67 +179,6 @@ def _tokenizer_key(rec: ModelRecord) -> str:
             h.update(f.name.encode() + b"\0" + f.read_bytes())
         key = _tokenizer_keys[stamp] = h.hexdigest() if files else str(folder)
     return key
-
-
-STACKED = "stacked-on-parent"
-"""The folder, inside a LoRA model whose parent is itself a LoRA fine-tune, holding the two
-adapters stacked into one on the root base (:func:`on_root`)."""
-_stack_lock = threading.Lock()
-
-
-def root_of(rec: ModelRecord) -> ModelRecord:
-    """The base model whose weights ``rec`` runs on, through any chain of LoRA parents."""
-    seen = {rec.id}
-    while rec.is_adapter and rec.parent:
-        rec = registry.get(rec.parent)
-        if rec.id in seen:
-            raise InvalidInput(f"model {rec.id!r} is its own ancestor", param="model")
-        seen.add(rec.id)
-    return rec
-
-
-def on_root(rec: ModelRecord) -> ModelRecord:
-    """``rec`` as an adapter directly on its root base. A LoRA model whose parent is a LoRA
-    fine-tune, the checkpoint of a job that started from one, holds only the adapter it trained
-    over that fine-tune merged into the base; it runs as the two stacked into one adapter on the
-    base (exact, ``tunery.training.stack``), the way the job's final model is saved. The stacked
-    adapter is written once into the model's folder (:data:`STACKED`; removed with it) and again
-    when either adapter's weights change."""
-    if not rec.is_adapter or not rec.parent:
-        return rec
-    parent = registry.get(rec.parent)
-    if not parent.is_adapter:
-        return rec
-    parent = on_root(parent)
-    out = rec.path / STACKED
-    stamp = {"adapter": _weights_stamp(rec.path), "parent": [str(parent.path), _weights_stamp(parent.path)]}
-    with _stack_lock:
-        try:
-            current = json.loads((out / "stacked-from.json").read_text())
-        except (OSError, ValueError):
-            current = None
-        if current != stamp:
-            from tunery.home import atomic_dir, atomic_write_json
-            from tunery.training.stack import stack
-
-            try:
-                with atomic_dir(out) as tmp:
-                    stack(parent.path, rec.path, tmp)
-                    atomic_write_json(tmp / "stacked-from.json", stamp)  # last: says what it was made from
-            except (OSError, ValueError, KeyError) as e:
-                raise InvalidInput(f"model {rec.id!r} continues the LoRA fine-tune {parent.id!r}, and the two "
-                                   f"adapters cannot be combined: {e}", param="model",
-                                   hint="serve the job's final model, or check the files of both") from e
-    return replace(rec, path=out, parent=parent.parent)
-
-
-def _weights_stamp(folder: Path) -> list[int]:
-    weights = folder / "adapter_model.safetensors"
-    if not weights.exists():
-        raise InvalidInput(f"{folder} has no adapter_model.safetensors", param="model",
-                           hint="the fine-tune's files are missing; remove it with `tunery models remove`")
-    st = weights.stat()
-    return [st.st_size, st.st_mtime_ns]
 
 
 def _adapter_for(rec: ModelRecord) -> Adapter | None:
