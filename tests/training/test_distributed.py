@@ -69,7 +69,8 @@ def _assert_same_run(rows, ref_rows, weights, ref_weights):
     import torch
 
     assert [r["step"] for r in rows] == [r["step"] for r in ref_rows]
-    for key in ("train_loss", "train_mean_token_accuracy", "valid_loss", "full_valid_loss"):
+    # grad_norm: the summed gradients' norm, which AdamW would not notice if they were averaged instead
+    for key in ("train_loss", "train_mean_token_accuracy", "grad_norm", "valid_loss", "full_valid_loss"):
         got = [r[key] for r in rows if key in r]
         want = [r[key] for r in ref_rows if key in r]
         assert len(got) == len(want) > 0 and got == pytest.approx(want, rel=1e-4), key
@@ -95,7 +96,7 @@ def two_ranks(tiny_model_dir, tmp_path_factory):
 def test_two_processes_give_the_one_process_run(two_ranks, tiny_model_dir, tmp_path, method):
     ref = train(tiny_model_dir, tmp_path / method, method)
     out = two_ranks[method]
-    why = "ddp (auto): " if method == "full" else "ddp: auto shards full supervised fine-tunes only"
+    why = "ddp (auto, CPU): " if method == "full" else "ddp: auto shards full supervised fine-tunes only"
     assert f"info: Sharding: {why}" in (out / "messages.txt").read_text()  # the tiny model fits: no sharding
     rows = [json.loads(line) for line in (out / "metrics-rank0.jsonl").read_text().splitlines()]
     assert len(rows) == ref.steps == 8
@@ -120,6 +121,13 @@ def test_a_cancel_seen_by_rank_zero_stops_every_rank(two_ranks):
     assert len((out / "metrics-rank0.jsonl").read_text().splitlines()) == 2
 
 
+def test_rank_zero_chooses_the_precision_for_every_rank(two_ranks):
+    """``auto`` precision measured apart, rank 0 finding bf16 faster and rank 1 slower: both train
+    as rank 0 chose (and neither hangs, as ranks that went apart would in the held-out loss check)."""
+    out = two_ranks["lora"].parent / "precision"
+    assert [(out / f"precision-rank{r}.txt").read_text() for r in (0, 1)] == ["bf16", "bf16"]
+
+
 def test_resume_two_rank_checkpoint_in_one_process(two_ranks, tiny_model_dir, tmp_path):
     ref = train(tiny_model_dir, tmp_path / "ref", "lora")
     out = tmp_path / "resumed"
@@ -127,6 +135,38 @@ def test_resume_two_rank_checkpoint_in_one_process(two_ranks, tiny_model_dir, tm
     res = train(tiny_model_dir, out, "lora", resume=True)
     assert res.resumed_from == 3
     _assert_same_run(res.metrics, ref.metrics, _weights(res.output_dir), _weights(ref.output_dir))
+
+
+def test_exit_destroys_the_process_group_only_after_a_clean_finish(monkeypatch):
+    """After a failure the other ranks may sit in a collective, and destroying an NCCL group then
+    can stall the exit; after ``finish`` it must be destroyed (gloo aborts at exit otherwise)."""
+    import torch.distributed as dist
+
+    from tunery.training import distributed
+
+    destroyed = []
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "barrier", lambda: None)
+    monkeypatch.setattr(dist, "destroy_process_group", lambda: destroyed.append(True))
+    monkeypatch.setattr(distributed, "_clean", False)  # a run that died before finish()
+    distributed._close()
+    assert destroyed == []
+    distributed.finish()
+    distributed._close()
+    assert destroyed == [True]
+
+
+def test_a_rank_picks_its_own_gpu_only_among_several(monkeypatch):
+    import torch
+
+    from tunery.training.model import default_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "1")  # a launcher's lone process: the current GPU, as without one
+    assert default_device() == "cuda"
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert default_device() == "cuda:1"
 
 
 def test_launch_command_uses_torchrun_for_several_processes(monkeypatch):
@@ -160,6 +200,36 @@ def test_request_takes_nproc_per_node_and_refuses_it_for_dpo():
         FineTuneRequest.parse({**base, "nproc_per_node": 2, "method": {"type": "dpo"}})
 
 
+def precision_choice(model_dir: Path, out: Path) -> None:
+    """The ``auto`` precision of a LoRA run, with each rank's CPU measurement faked to disagree
+    (each rank its own home, so neither reads the other's cached figure); the choice is written
+    per rank to ``precision-rank<r>.txt``."""
+    from transformers import AutoTokenizer
+
+    from support_chat import chat_lines
+    from tunery.chat import Conversation
+    from tunery.training import Trainer, TrainingConfig, distributed, encode_all
+    from tunery.training import precision as prec
+    from tunery.training.model import prepare_model
+
+    rank = os.environ["RANK"]
+    out.mkdir(parents=True, exist_ok=True)
+    os.environ.pop("TUNERY_TRAIN_PRECISION", None)
+    os.environ["TUNERY_HOME"] = str(out / f"home-rank{rank}")
+    prec._memo.clear()
+    prec.measure = lambda threads, **kw: prec.Measurement("fake", 1.0, 0.5 if rank == "0" else 4.0)
+    prec.loss_agrees = lambda fp32, bf16: True
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    ex = encode_all([Conversation.from_dicts(x["messages"]) for x in chat_lines(4)], tok, max_length=256)
+    cfg = TrainingConfig(method="lora", n_epochs=1, batch_size=2, learning_rate=1e-2, seed=5, max_seq_length=256,
+                         precision="auto")
+    trainer = Trainer(base_path=model_dir, tokenizer=tok, config=cfg, train=ex, valid=ex, output_dir=out)
+    device = distributed.setup("cpu")
+    choice = trainer._precision(prepare_model(model_dir, cfg, device), device)
+    (out / f"precision-rank{rank}.txt").write_text(choice.precision)
+    distributed.finish()
+
+
 if __name__ == "__main__":  # one rank of the two_ranks fixture's run
     model_dir, root = Path(sys.argv[1]), Path(sys.argv[2])
     from tunery.training import checkpoint
@@ -180,3 +250,4 @@ if __name__ == "__main__":  # one rank of the two_ranks fixture's run
         train(model_dir, root / "cancel", "lora", stop_after=2)
     except Cancelled:
         (root / "cancel" / f"cancelled-rank{os.environ['RANK']}").touch()
+    precision_choice(model_dir, root / "precision")

@@ -163,7 +163,7 @@ class FineTuneRequest(BaseModel):
     sharding: Literal["auto", "ddp", "fsdp"] = Field(
         "auto", description="With several processes: ddp (each holds the whole model) or fsdp (FSDP2: each holds "
                             "1/N of the weights, gradients and optimizer state; full supervised fine-tuning only). "
-                            "auto: fsdp only when the ddp copies would not fit in memory.")
+                            "auto: fsdp only on GPUs whose memory the ddp copies would not fit.")
 
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="Training precision: auto (bf16 autocast where this machine measurably runs it faster "
@@ -174,9 +174,11 @@ class FineTuneRequest(BaseModel):
     def _distribution_fits_the_method(self) -> FineTuneRequest:
         if (self.nproc_per_node or 1) > 1 and self.method.type == "dpo":
             raise problem("DPO trains in one process: leave nproc_per_node out (or 1)")
-        if self.sharding == "fsdp" and (self.training_method != "full" or self.method.type != "supervised"):
-            raise problem("sharding fsdp is for full supervised fine-tuning (training_method full): use sharding "
-                          "ddp or auto with " + ("DPO" if self.method.type == "dpo" else "LoRA"))
+        from tunery.training.distributed import sharding_problem
+
+        why = sharding_problem(self.sharding, method=self.training_method, objective=self.method.type)
+        if why:
+            raise problem(why)
         return self
 
     @model_validator(mode="before")

@@ -56,9 +56,11 @@ def latest(root: Path) -> Path | None:
 
 
 def load_state(path: Path) -> dict[str, Any]:
+    """The resume state, memory-mapped: tensors (the optimizer's moments) are read from the file
+    only where they are used, so a sharded rank that keeps 1/N of each reads about 1/N of them."""
     import torch
 
-    return torch.load(path / STATE_FILE, weights_only=False)
+    return torch.load(path / STATE_FILE, weights_only=False, mmap=True)
 
 
 def restore_rng(state: dict[str, Any]) -> None:

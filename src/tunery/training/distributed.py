@@ -30,9 +30,13 @@ layer's weights only while it runs. The data split, the loss scaling and the sum
 the same as above (FSDP's reduce-scatter is told to sum, not average), so the run is still the
 1-process run. Every rank must then make the same collective calls: each runs as many forward
 passes as the busiest rank (:func:`most`; the others run an empty one), and checkpoints are
-gathered by every rank (:func:`full_state`) into the full, unsharded form a 1-process run writes,
-so a checkpoint written by N sharded ranks resumes in one process and the other way round.
-``auto`` (:func:`choose_sharding`) shards only when the DDP copies would not fit in memory.
+gathered tensor by tensor with every rank taking part (:func:`full_state`), rank 0 alone keeping
+them, into the full, unsharded form a 1-process run writes, so a checkpoint written by N sharded
+ranks resumes in one process and the other way round. ``auto`` (:func:`choose_sharding`) shards
+only on CUDA, when the DDP copies would not fit a GPU's memory.
+
+Choices every rank must share are made once: rank 0 decides (e.g. the training precision, which
+``auto`` measures) and :func:`from_main` gives its answer to the rest.
 """
 
 from __future__ import annotations
@@ -127,16 +131,24 @@ def setup(device: str) -> str:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
         atexit.register(_close)
+    global _clean
+    _clean = False  # until this run reaches :func:`finish`
     return device
 
 
+_clean = False
+"""Whether every rank reached :func:`finish` after the last run: only then may exit destroy the group."""
+
+
 def _close() -> None:
-    """Destroy the process group as the interpreter exits. Left alive, gloo's worker threads are
-    still joinable when the C++ runtime tears down, and the process aborts ("terminate called
-    without an active exception", SIGABRT) after a run that succeeded: seen in CI."""
+    """Destroy the process group as the interpreter exits, after a clean :func:`finish` only. Left
+    alive, gloo's worker threads are still joinable when the C++ runtime tears down, and the process
+    aborts ("terminate called without an active exception", SIGABRT) after a run that succeeded:
+    seen in CI. After a failure the other ranks may be stuck in a collective, and destroying an
+    NCCL group then can stall this process's exit: it is left to die with the process."""
     import torch.distributed as dist
 
-    if dist.is_available() and dist.is_initialized():
+    if _clean and dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
 
@@ -147,8 +159,10 @@ def finish() -> None:
     (gloo's "Connection refused", seen when a process trained three times in a row)."""
     import torch.distributed as dist
 
+    global _clean
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+    _clean = True
 
 
 def shard(indices: list[int]) -> list[int]:
@@ -162,6 +176,18 @@ def any_rank(flag: bool) -> bool:
     """True on every rank when ``flag`` is true on any (a cancel seen by rank 0 stops them all
     at the same step, so none waits on the others forever)."""
     return bool(most(int(flag)))
+
+
+def from_main(value: Any) -> Any:
+    """Rank 0's ``value`` on every rank (any picklable object): a choice rank 0 made alone, so that
+    every rank follows it and they all make the same collective calls."""
+    if not active():
+        return value
+    import torch.distributed as dist
+
+    box = [value]
+    dist.broadcast_object_list(box, src=0, device=_comm_device())
+    return box[0]
 
 
 def most(n: int) -> int:
@@ -221,33 +247,61 @@ def all_reduce_grads(params: list[Any]) -> None:
             g.copy_(reduced)
 
 
-def clip_grad_norm(params: list[Any], max_norm: float) -> None:
-    """Scale the gradients down to a total norm of at most ``max_norm``, as
-    ``torch.nn.utils.clip_grad_norm_``; sharded gradients' norm is taken over the whole model."""
+def clip_grad_norm(params: list[Any], max_norm: float) -> float:
+    """The gradients' total L2 norm before clipping (reported as ``grad_norm``), after scaling them
+    down to a norm of at most ``max_norm`` (0: no clipping), as ``torch.nn.utils.clip_grad_norm_``.
+    Sharded gradients' norm is taken over the whole model, so every rank gets the same figure."""
     import torch
-    from torch.distributed.tensor import DTensor
 
-    total = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
-    if isinstance(total, DTensor):  # each rank's part of the norm, reduced across ranks
-        total = total.full_tensor()
-    torch.nn.utils.clip_grads_with_norm_(params, max_norm, total)
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return 0.0
+    if not _is_dtensor(grads[0]):  # one process, or DDP: every rank holds whole, summed gradients
+        if max_norm:
+            return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+        return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.detach()) for g in grads])))
+    total = torch.nn.utils.get_total_norm(grads).full_tensor()  # each rank's part, reduced across ranks
+    if max_norm:
+        torch.nn.utils.clip_grads_with_norm_(params, max_norm, total)
+    return float(total)
+
+
+def _is_dtensor(t: Any) -> bool:
+    """Whether ``t`` is a sharded tensor; never on a torch without the public DTensor (before 2.5),
+    which cannot shard (:func:`shard_model`) but trains unsharded all the same."""
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:
+        return False
+    return isinstance(t, DTensor)
+
+
+def sharding_problem(sharding: str, *, method: str, objective: str) -> str | None:
+    """Why ``sharding`` cannot train this method and objective, or None: ``fsdp`` shards full
+    supervised fine-tunes only (LoRA's trainable weights are a few MB, and its frozen-layer path
+    runs layers outside any wrapper; DPO trains in one process). The request (``jobs.spec``) and
+    the trainer both ask here."""
+    if sharding == "fsdp" and (method != "full" or objective != "supervised"):
+        return ("sharding fsdp is for full supervised fine-tuning (training_method full): use sharding ddp or "
+                "auto with " + ("LoRA" if method != "full" else "DPO"))
+    return None
 
 
 def choose_sharding(requested: str, *, method: str, objective: str, n_params: int, device: str) -> tuple[str, str]:
-    """``ddp`` or ``fsdp``, and why. ``fsdp`` shards full supervised fine-tunes only (LoRA's
-    trainable weights are a few MB, and its frozen-layer path runs layers outside any wrapper).
-    ``auto`` shards when the DDP copies of the weights, gradients and AdamW state
-    (:data:`BYTES_PER_PARAM` a trainable parameter) would fill more than :data:`MEMORY_SHARE` of
-    the memory they share: each GPU's own, or on CPU the machine's RAM, shared by all its ranks.
-    Gathering each layer's weights at every pass costs communication (gloo on CPU is slow at it),
-    so ``auto`` does not shard what fits. Every rank gets the same answer."""
+    """``ddp`` or ``fsdp``, and why (:func:`sharding_problem` refuses ``fsdp`` where it does not
+    apply). ``auto`` shards on CUDA only, when the DDP copies of the weights, gradients and AdamW
+    state (:data:`BYTES_PER_PARAM` a trainable parameter) would fill more than
+    :data:`MEMORY_SHARE` of each GPU's memory. On CPU it never shards: there the measured resident
+    memory of sharded ranks did not drop (benchmarks/RESULTS.md), and gloo is slow at gathering
+    each layer's weights at every pass; the reason then says whether the copies fit the RAM (the
+    container's limit where lower). Every rank gets the same answer."""
     from tunery.errors import InvalidInput
 
-    if requested == "fsdp" and (method != "full" or objective != "supervised"):
-        raise InvalidInput("sharding fsdp is for full supervised fine-tuning: use sharding ddp (or auto) with "
-                           f"{'LoRA' if method != 'full' else 'DPO'}", param="sharding")
+    problem = sharding_problem(requested, method=method, objective=objective)
+    if problem:
+        raise InvalidInput(problem, param="sharding")
     if not active():
-        return "ddp", "one process: nothing to shard"
+        return "ddp", f"{requested} asked, one process: nothing to shard"
     if requested != "auto":
         return requested, f"{requested}: as asked"
     if method != "full" or objective != "supervised":
@@ -256,31 +310,62 @@ def choose_sharding(requested: str, *, method: str, objective: str, n_params: in
     need = copies * n_params * BYTES_PER_PARAM
     gib = f"{need / 2**30:.1f} GiB for {copies} cop{'y' if copies == 1 else 'ies'} of the weights, gradients and " \
           f"AdamW state, {memory / 2**30:.1f} GiB of {'GPU memory' if device.startswith('cuda') else 'RAM'}"
-    if any_rank(need > MEMORY_SHARE * memory):
-        return "fsdp", f"fsdp (auto): {gib}"
-    return "ddp", f"ddp (auto): {gib}"
+    too_big = any_rank(need > MEMORY_SHARE * memory)
+    if not device.startswith("cuda"):
+        return "ddp", (f"ddp (auto, CPU): {gib}" + ("; that may not fit, and sharding on CPU does not lower "
+                                                     "resident memory" if too_big else ""))
+    return ("fsdp", f"fsdp (auto): {gib}") if too_big else ("ddp", f"ddp (auto): {gib}")
 
 
 def _shared_memory(device: str) -> tuple[int, int]:
     """Bytes of memory this rank's copy of the training state lives in, and how many ranks' copies
-    share it."""
+    share it: a GPU's own, or the machine's RAM (the container's limit where lower) for all its ranks."""
     if device.startswith("cuda"):
         import torch
 
         return torch.cuda.get_device_properties(torch.device(device)).total_memory, 1
-    return (os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
-            int(os.environ.get("LOCAL_WORLD_SIZE", world().size)))
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    limit = container_memory_limit()
+    return (min(ram, limit) if limit else ram), int(os.environ.get("LOCAL_WORLD_SIZE", world().size))
+
+
+CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+"""The memory limit of this container: cgroup v2, then v1."""
+
+
+def container_memory_limit(paths: tuple[str, ...] = CGROUP_LIMITS) -> int | None:
+    """Bytes this process's container may use, or None without a limit ("max" in v2; v1 writes a
+    huge number for none, which the caller's ``min`` with the RAM then ignores)."""
+    for path in paths:
+        try:
+            with open(path) as f:
+                text = f.read().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            return int(text)
+        if text == "max":
+            return None
+    return None
 
 
 def shard_model(model: Any, device: str) -> None:
     """FSDP2 across every rank, in place: ``fully_shard`` on each decoder layer, then on the root,
     whose group holds the rest (embeddings, final norm, output head: a tied head stays tied). Each
     parameter becomes a DTensor of which this rank keeps 1/N."""
+    import torch
     from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import FSDPModule, fully_shard, register_fsdp_forward_method
 
+    from tunery.errors import TuneryError
     from tunery.training.model import decoder_and_head
 
+    try:  # the rest of training runs on older torch (pyproject's floor); sharding needs 2.8's FSDP2
+        from torch.distributed.fsdp import FSDPModule, fully_shard, register_fsdp_forward_method
+    except ImportError:
+        FSDPModule = None
+    if not hasattr(FSDPModule, "set_force_sum_reduction_for_comms"):
+        raise TuneryError(f"sharding fsdp needs torch 2.8 or later (this is {torch.__version__})",
+                          code="torch_too_old", hint="upgrade torch, or use sharding ddp")
     mesh = init_device_mesh(device.split(":")[0], (world().size,))
     decoder, _ = decoder_and_head(model)
     for layer in decoder.layers:
@@ -308,17 +393,22 @@ def as_forward(model: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
 def full_state(tree: Any) -> Any:
     """``tree`` (a model's ``state_dict(keep_vars=True)``, an optimizer's ``state_dict()``) with each
     sharded tensor gathered whole onto the CPU, on rank 0; None on the other ranks. Every rank must
-    call it at the same point (it communicates). A tensor met twice (a tied head) stays one."""
+    call it at the same point (each gather is a collective), but only rank 0 keeps what it gathers:
+    the others drop each whole tensor at once, so they never hold more than one. A tensor met twice
+    (a tied head) stays one."""
     import torch
     from torch.distributed.tensor import DTensor
 
+    main = is_main()
     seen: dict[int, Any] = {}
 
     def walk(x: Any) -> Any:
         if isinstance(x, DTensor):
             if id(x) not in seen:
                 with torch.no_grad():
-                    seen[id(x)] = x.full_tensor().cpu()
+                    whole = x.full_tensor()
+                    seen[id(x)] = whole.cpu() if main else None
+                    del whole
             return seen[id(x)]
         if isinstance(x, torch.Tensor):
             return x.detach()
@@ -329,19 +419,30 @@ def full_state(tree: Any) -> Any:
         return x
 
     out = walk(tree)
-    return out if is_main() else None
+    return out if main else None
 
 
 def shard_state(optimizer_state: dict[str, Any], params: list[Any]) -> dict[str, Any]:
     """A full optimizer state (as one process saves it: per parameter index) cut into this rank's
     shards of the sharded ``params``, in the optimizer's order; unchanged for unsharded ones. Every
-    rank reads the same checkpoint, so each takes its own shard without communicating."""
-    from torch.distributed.tensor import DTensor, distribute_tensor
+    rank reads the same checkpoint (memory-mapped: see ``checkpoint.load_state``), so each takes its
+    own shard without communicating, and copies only that part out of the file."""
+    if not any(_is_dtensor(p) for p in params):
+        return optimizer_state
+    from torch.distributed.tensor import DTensor, Shard, distribute_tensor
 
     def cut(p: Any, v: Any) -> Any:
-        if isinstance(p, DTensor) and hasattr(v, "shape") and v.shape == p.shape:
-            return distribute_tensor(v.to(p.device), p.device_mesh, p.placements, src_data_rank=None)
-        return v
+        if not (isinstance(p, DTensor) and hasattr(v, "shape") and v.shape == p.shape):
+            return v
+        local = p.to_local()
+        if len(p.placements) == 1 and isinstance(p.placements[0], Shard):  # FSDP2's: cut on the CPU, move the part
+            dim, rank, n = p.placements[0].dim, p.device_mesh.get_local_rank(), p.device_mesh.size()
+            chunks = v.chunk(n, dim=dim)
+            part = chunks[rank] if rank < len(chunks) else v.narrow(dim, 0, 0)
+            if part.shape == local.shape:
+                return DTensor.from_local(part.to(p.device, copy=True).contiguous(), p.device_mesh, p.placements,
+                                          run_check=False, shape=p.shape, stride=p.stride())
+        return distribute_tensor(v.to(p.device), p.device_mesh, p.placements, src_data_rank=None)
 
     state = {i: {k: cut(params[int(i)], v) for k, v in s.items()} for i, s in optimizer_state["state"].items()}
     return {**optimizer_state, "state": state}

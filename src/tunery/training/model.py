@@ -12,16 +12,18 @@ from tunery.training.config import TrainingConfig, check_layer_range
 
 
 def default_device() -> str:
-    """The GPU when there is one (under torchrun, this rank's own: ``LOCAL_RANK``), else the CPU.
-    The model is loaded before the process group is set up, so this must not be left to the
-    current CUDA device, which is GPU 0 for every rank until then."""
+    """The GPU when there is one (under torchrun with more than one rank, this rank's own:
+    ``LOCAL_RANK``), else the CPU. Named explicitly, not left to the current CUDA device, which is
+    GPU 0 for every rank until ``distributed.setup`` sets it."""
     import os
 
     import torch
 
     if not torch.cuda.is_available():
         return "cpu"
-    return f"cuda:{os.environ['LOCAL_RANK']}" if "LOCAL_RANK" in os.environ else "cuda"
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        return f"cuda:{os.environ.get('LOCAL_RANK', 0)}"
+    return "cuda"
 
 
 def prepare_model(base_path: Path, config: TrainingConfig, device: str, *, start_adapter: Path | None = None):

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tunery.chat_template import Messages, encode_all
+from tunery.training import distributed
 from tunery.training.config import TrainingConfig
 from tunery.training.model import default_device, prepare_model
 from tunery.training.trainer import Callbacks, Trainer, TrainResult
@@ -55,7 +56,8 @@ def finetune(base: ModelRecord, config: TrainingConfig, train: Sequence[Messages
 
     # 3. The model: the base weights (a LoRA fine-tune's merged in) with LoRA adapters on the
     #    chosen layers, or every weight trainable (full fine-tuning).
-    model = prepare_model(base_path(base), config, default_device(), start_adapter=_start_adapter(base))
+    model = prepare_model(base_path(base), config, distributed.setup(default_device()),
+                          start_adapter=_start_adapter(base))
 
     # 4. Train, from the last checkpoint when there is one, reporting through the callbacks;
     #    then save the final model (the adapter alone for LoRA) and the results CSV.
@@ -86,7 +88,8 @@ def finetune_dpo(base: ModelRecord, config: TrainingConfig, train: Sequence[Pref
     # 2. The trainer, 3. the model (where it starts is also the reference), 4. train and save.
     trainer = DPOTrainer(base_path=base_path(base), tokenizer=tokenizer, config=config, train=train_pairs,
                          valid=valid_pairs, output_dir=output_dir, callbacks=cb, beta=config.beta)
-    model = prepare_model(base_path(base), config, default_device(), start_adapter=_start_adapter(base))
+    model = prepare_model(base_path(base), config, distributed.setup(default_device()),
+                          start_adapter=_start_adapter(base))
     return _stacked(base, config, trainer.run(model=model, resume=resume), output_dir)
 
 
@@ -102,7 +105,6 @@ def _stacked(base: ModelRecord, config: TrainingConfig, result: TrainResult, out
     from dataclasses import replace
 
     from tunery.home import atomic_dir
-    from tunery.training import distributed
     from tunery.training.stack import ADAPTER_FILES, stack
 
     if not base.is_adapter or config.method != "lora" or not distributed.is_main():

@@ -184,13 +184,17 @@ class Trainer:
     def _precision(self, model, device: str) -> precision.Choice:
         """The precision to train in (``training.precision``): where ``auto`` picks bf16, the
         model's loss on a few held-out examples (training ones without a validation file) must
-        agree with fp32's, else fp32."""
+        agree with fp32's, else fp32. Under torchrun rank 0 measures and decides, every rank follows
+        (ranks that chose apart would train differently, or make different collective calls and
+        hang); the held-out loss is then taken by all ranks together, so they agree on it too."""
         import torch
 
         requested = self.config.precision
         if requested == "auto":  # TUNERY_TRAIN_PRECISION: this machine's default instead of measuring
             requested = os.environ.get("TUNERY_TRAIN_PRECISION") or "auto"
-        choice = precision.choose(requested, device, distributed.threads(cpu_threads()))
+        choice = (precision.choose(requested, device, distributed.threads(cpu_threads()))
+                  if distributed.is_main() else None)
+        choice, requested = distributed.from_main((choice, requested))
         if choice.precision != "bf16" or requested != "auto":
             return choice
         probe = (self.valid or self.train)[:4]
@@ -255,7 +259,7 @@ class Trainer:
         sharding, why = distributed.choose_sharding(
             cfg.sharding, method=cfg.method, objective=cfg.objective, device=device,
             n_params=sum(p.numel() for p in model.parameters() if p.requires_grad))
-        if distributed.active():
+        if distributed.active() or cfg.sharding == "fsdp":  # one process asked for fsdp: say it is moot
             self.cb.on_message("info", f"Sharding: {why}")
         self.precision = self._precision(model, device)
         self.cb.on_message("info", f"Training in {self.precision.reason}")
@@ -270,8 +274,8 @@ class Trainer:
         step, start_epoch, start_batch, rows, trained_tokens = 0, 0, 0, [], 0
         resumed_from, state = None, None
         ckpt = checkpoint.latest(self.checkpoint_dir) if resume else None
-        if ckpt is not None:  # the full weights, before they are cut into shards
-            state = checkpoint.load_state(ckpt)
+        if ckpt is not None:  # the full weights, before they are cut into shards (see ``_load_weights``)
+            state = checkpoint.load_state(ckpt)  # memory-mapped: a rank reads the parts it keeps
             self._load_weights(model, ckpt)
         if sharding == "fsdp":
             distributed.shard_model(model, device)
@@ -301,6 +305,7 @@ class Trainer:
                 self.cb.on_message("info", f"Epoch {epoch + 1}/{cfg.n_epochs} started")
             for b in range(first, len(batches)):
                 if distributed.any_rank(self.cb.should_stop()):
+                    distributed.finish()  # every rank stops here, together: a clean end
                     raise Cancelled()
                 row = self._train_step(model, opt, sched, params, batches[b], device, autocast)
                 step += 1
@@ -363,13 +368,12 @@ class Trainer:
         if not self.sharded:  # FSDP reduced them already, each rank its shard
             distributed.all_reduce_grads(params)
         total_loss, correct, tokens = distributed.sum_all(total_loss, correct, tokens)
-        if self.config.max_grad_norm:
-            distributed.clip_grad_norm(params, self.config.max_grad_norm)
+        grad_norm = distributed.clip_grad_norm(params, self.config.max_grad_norm)  # before clipping
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
         return {"train_loss": total_loss / n_label, "train_mean_token_accuracy": correct / n_label,
-                "_trained": n_label, "_tokens": tokens}
+                "grad_norm": grad_norm, "_trained": n_label, "_tokens": tokens}
 
     def _whole_state(self, model, opt=None) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         """The model's weights (None: the model saves its own) and the optimizer's state, whole as
@@ -381,18 +385,24 @@ class Trainer:
                 distributed.full_state(opt.state_dict()) if opt is not None else None)
 
     def _load_weights(self, model, ckpt: Path) -> None:
+        """The checkpoint's weights into ``model``. Full weights are read one tensor at a time into
+        the model's own, so a rank never holds a second whole copy of the model."""
+        import torch
+        from safetensors import safe_open
         from safetensors.torch import load_file
 
         if self.config.method == "lora":
             from peft import set_peft_model_state_dict
 
             set_peft_model_state_dict(model, load_file(ckpt / "adapter_model.safetensors"))
-        else:
-            state = {}
-            for f in sorted(ckpt.glob("*.safetensors")):
-                state.update(load_file(f))
-            _check_full_state(model, state, ckpt)
-            model.load_state_dict(state, strict=False)  # strict, bar the tied copies checked above
+            return
+        files = [safe_open(f, framework="pt") for f in sorted(ckpt.glob("*.safetensors"))]
+        where = {name: f for f in files for name in f.keys()}  # noqa: SIM118 (a safetensors file, not a dict)
+        _check_full_state(model, {n: tuple(f.get_slice(n).get_shape()) for n, f in where.items()}, ckpt)
+        own = model.state_dict(keep_vars=True)  # strict, bar the tied copies checked above
+        with torch.no_grad():
+            for name, f in where.items():
+                own[name].copy_(f.get_tensor(name))
 
     def write_results(self, rows: list[dict[str, Any]]) -> Path:
         """The results CSV, with the OpenAI column names."""
@@ -406,7 +416,7 @@ class Trainer:
         return path
 
 
-def _check_full_state(model, state: dict[str, Any], ckpt: Path) -> None:
+def _check_full_state(model, shapes: dict[str, tuple[int, ...]], ckpt: Path) -> None:
     """Refuse a checkpoint whose weights do not match the model, by name and shape: resuming must
     never go on silently with some weights left as they were. A weight the checkpoint leaves out is
     fine only when it is tied to one it holds (``save_pretrained`` writes a tied LM head once)."""
@@ -416,10 +426,10 @@ def _check_full_state(model, state: dict[str, Any], ckpt: Path) -> None:
     ptrs: dict[int, set[str]] = {}
     for name, t in own.items():
         ptrs.setdefault(t.data_ptr(), set()).add(name)
-    missing = [n for n in own if n not in state and not ptrs[own[n].data_ptr()] & state.keys()]
-    unexpected = [n for n in state if n not in own]
-    wrong = [f"{n} {tuple(state[n].shape)} vs {tuple(own[n].shape)}" for n in state
-             if n in own and state[n].shape != own[n].shape]
+    missing = [n for n in own if n not in shapes and not ptrs[own[n].data_ptr()] & shapes.keys()]
+    unexpected = [n for n in shapes if n not in own]
+    wrong = [f"{n} {tuple(shapes[n])} vs {tuple(own[n].shape)}" for n in shapes
+             if n in own and tuple(shapes[n]) != tuple(own[n].shape)]
     if missing or unexpected or wrong:
         parts = [f"{label}: {', '.join(names[:5])}" + (f" (and {len(names) - 5} more)" if len(names) > 5 else "")
                  for label, names in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong))
