@@ -145,7 +145,7 @@ def test_a_stacked_adapter_equals_the_two_applied_in_turn(tiny_model_dir, tmp_pa
     from peft import LoraConfig, PeftModel, get_peft_model
 
     from support_adapters import make_adapter
-    from tunery.training.stack import stack
+    from tunery.models.stack import stack
 
     first = make_adapter(tiny_model_dir, tmp_path / "first", seed=1)
     torch.manual_seed(2)

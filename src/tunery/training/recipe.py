@@ -6,7 +6,7 @@ trainable (LoRA or full), training with callbacks, and the saved result.
 Either may start from a fine-tuned model (``ft:...``, as OpenAI recommends supervised first, then
 DPO from it): a full fine-tune is simply other base weights; a LoRA fine-tune's adapter is merged
 into its base's weights before the new adapter goes on, and the result is saved as one adapter
-on the base that does both (``training.stack``).
+on the base that does both (``models.stack``).
 
 The job layer (``tunery.jobs.runner``) says what happens to the job around it: its status and
 events, cancelling, and registering the fine-tuned model. It talks to the recipe only through
@@ -100,12 +100,12 @@ def _start_adapter(base: ModelRecord) -> Path | None:
 
 def _stacked(base: ModelRecord, config: TrainingConfig, result: TrainResult, output_dir: Path) -> TrainResult:
     """The result as one adapter on the root base when LoRA training started from a LoRA
-    fine-tune: the starting adapter and the new one stacked (exact; see ``training.stack``)."""
+    fine-tune: the starting adapter and the new one stacked (exact; see ``models.stack``)."""
     import shutil
     from dataclasses import replace
 
     from tunery.home import atomic_dir
-    from tunery.training.stack import ADAPTER_FILES, stack
+    from tunery.models.stack import ADAPTER_FILES, stack
 
     if not base.is_adapter or config.method != "lora" or not distributed.is_main():
         return result  # ranks > 0 of a torchrun job leave the writing to rank 0
