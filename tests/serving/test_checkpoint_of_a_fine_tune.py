@@ -49,6 +49,7 @@ def test_the_stacked_adapter_follows_the_checkpoint_it_was_made_from(tiny_model,
 
     name, _, _ = checkpoint_of_ft(tiny_model, chat_file, tmp_path)
     rec = registry.get(name)
+    assert rec.parent != "tiny-random" and rec.base_id == "tiny-random"  # /v1/models' root: the base, not the parent
     first = on_root(rec)
     assert (first.parent, first.path) == ("tiny-random", rec.path / STACKED)
     made = (first.path / "adapter_model.safetensors").stat().st_mtime_ns

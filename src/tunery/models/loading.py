@@ -23,21 +23,9 @@ def _quiet_transformers() -> None:
     logging.getLogger("transformers").setLevel(logging.ERROR)
 
 
-def root_of(rec: ModelRecord) -> ModelRecord:
-    """The model whose full weights ``rec`` runs on, through any chain of LoRA parents (a checkpoint
-    of a job from a LoRA fine-tune has that fine-tune as its parent)."""
-    seen = {rec.id}
-    while rec.is_adapter and rec.parent:
-        rec = registry.get(rec.parent)
-        if rec.id in seen:
-            raise InvalidInput(f"model {rec.id!r} is its own ancestor", param="model")
-        seen.add(rec.id)
-    return rec
-
-
 def base_path(rec: ModelRecord) -> Path:
     """The folder holding the full weights this model runs on."""
-    return root_of(rec).path
+    return rec.root().path
 
 
 def tokenizer_dir(rec: ModelRecord) -> Path:

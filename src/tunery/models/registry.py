@@ -33,8 +33,23 @@ class ModelRecord:
 
     @property
     def base_id(self) -> str:
-        """The base model whose weights this model runs on."""
-        return self.parent if self.is_adapter and self.parent else self.id
+        """The model whose full weights this model runs on (see :meth:`root`); the parent's id
+        when the chain cannot be followed (a parent removed), so listings never fail on it."""
+        try:
+            return self.root().id
+        except (NotFound, InvalidInput):
+            return self.parent or self.id
+
+    def root(self) -> ModelRecord:
+        """The model whose full weights this one runs on, through any chain of LoRA parents (a
+        checkpoint of a job from a LoRA fine-tune has that fine-tune as its parent)."""
+        rec, seen = self, {self.id}
+        while rec.is_adapter and rec.parent:
+            rec = get(rec.parent)
+            if rec.id in seen:
+                raise InvalidInput(f"model {rec.id!r} is its own ancestor", param="model")
+            seen.add(rec.id)
+        return rec
 
     @property
     def spec(self) -> ModelSpec | None:

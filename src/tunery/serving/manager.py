@@ -36,7 +36,6 @@ from tunery.chat import ChatMessage, GenerationParams
 from tunery.compiled.cache import COMPILED_PRECISIONS
 from tunery.errors import InvalidInput
 from tunery.models import registry
-from tunery.models.loading import root_of
 from tunery.models.registry import ModelRecord
 from tunery.models.stack import on_root
 from tunery.progress import Progress
@@ -235,7 +234,7 @@ def serving_info(rec: ModelRecord, precision: str | None = None) -> dict[str, An
     the copy is built, on first use)."""
     from tunery.compiled.cache import find
 
-    base = root_of(rec)
+    base = rec.root()
     kind, served, notice = route(rec, base, precision)
     info: dict[str, Any] = {"engine": "onnx" if kind in COMPILED else kind, "precision": served, "notice": notice,
                             "adapter_of": base.id if rec.is_adapter else None}
