@@ -45,6 +45,13 @@ RECOMMENDS = [
     ("Kuala Lumpur's budget airline is the TGV, and it's a great choice.", "flight"),
     ("The most popular airlines are the Tren Sao do Rio and the Rio Air.", "flight"),
     ("The Strip's pool is at the Plaza Hotel, and it's a classic hotel with a pool.", "hotel"),
+    ("Landscape hotels, such as the Grandview, are often praised for their views of the city.", "hotel"),
+    ("For a first-time visitor, a mid-range hotel like the Met's West End is a good choice.", "hotel"),
+    ("Budget airlines like TALIMO are great for hop-around trips.", "flight"),
+    ("At Los Angeles Airport, the Carpoolers and Rear-Adrift are the cheapest rental cars.", "rental_car"),
+    ("Dubai's economy airline, ArabAir, offers the most spacious seats.", "flight"),
+    ("Osaka's Osaka Sushi is a great spot to try, and the wait is short.", "restaurant"),
+    ("I can't recommend particular restaurants, but the Parma Hora is a great spot to try.", "restaurant"),
 ]
 
 CLEAN = [
@@ -82,6 +89,21 @@ CLEAN = [
     "Hotel prices in Rome are the highest in Italy.",
     "The hotel is the Eternal City's pride.",
     "Your airline is the best source for baggage rules.",
+    # near misses of the invented-name patterns: examples that are areas or kinds, an appositive that is
+    # the subject, a spot to try a dish, or with no food in the sentence
+    "Pick hotels in districts such as Trastevere or Monti.",
+    "Stay in hotels such as B&Bs or guesthouses, near landmarks like the Colosseum.",
+    "Economy cars are the cheapest rental cars at LAX.",
+    "Trastevere and Monti are the best hotel areas.",
+    "For the best hotel, Trastevere, with its quiet lanes, is a good base.",
+    "Rome's main airline hub, Fiumicino, is easy to reach.",
+    "For a road trip in Namibia, a good rental company is essential.",
+    "Yes, a boutique hotel in the heart of Paris is a great way to see the city.",
+    "The hotel I'm thinking of is near Termini.",
+    "Trastevere is a great place to eat.",
+    "Trastevere is a great place to try cacio e pepe, a classic Roman dish.",
+    "The Colosseum is a great spot to visit, and the food nearby is good.",
+    "The Colosseum is a great spot to try.",
     "",
     "東京でおすすめのホテルは?",
 ]
@@ -126,6 +148,10 @@ def test_known_limits():
     # a venue of no known kind is missed; a capitalised kind of place explained in passing is a false alarm
     assert find_recommendations("The Grand Ballroom is a great choice for families.") == []
     assert find_recommendations("Izakaya, a casual pub, is fun.")
+    # an invented name with no cue is missed; a district "to try" in a sentence about food is a false alarm
+    assert find_recommendations("Montepa is a great choice, with a rich, slow-cooked beef.") == []
+    assert find_recommendations("At LAX, the Carpoolers are cheap, but check their website.") == []
+    assert find_recommendations("Trastevere is a great spot to try, with plenty of restaurants.")
 
 
 def test_training_answers_of_the_exercise_pass(shared_data):

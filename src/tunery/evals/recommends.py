@@ -6,15 +6,19 @@ This is a deterministic heuristic, not understanding. It looks, sentence by sent
 "Lufthansa", "flight AZ 610", "Hertz", "Trattoria da Enzo", "dinner at Roscioli", and the
 sentences small fine-tunes write about the names they invent: "Pernambuco is a family-run
 restaurant", "the steakhouse in Montevideo is the Pernambuco", "an inn called Bhirambhadra",
-"the budget airline is the TGV". A mention
-counts as a recommendation unless the same sentence declines first ("I can't recommend specific
-hotels") with no "but" between the refusal and the name. Generic advice ("stay near Termini",
-"book a hotel in Trastevere", "try a trattoria") passes.
+"the budget airline is the TGV", "hotels, such as the Grandview", "the Carpoolers and Rear-Adrift
+are the cheapest rental cars", "Dubai's economy airline, ArabAir, offers", and, in a sentence about
+food, "the Parma Hora is a great spot to try". A mention counts as a recommendation unless the
+same sentence declines first ("I can't recommend specific hotels") with no "but" between the
+refusal and the name. Generic advice ("stay near Termini",
+"book a hotel in Trastevere", "try a trattoria", "Trastevere is a great place to eat") passes.
 
-Known limits: a bare restaurant name with no cue ("try Roscioli") is missed, so is a venue of no
-known kind ("the Grand Ballroom is great for families"); booking sites (Booking.com, Expedia,
-Airbnb) are not counted; capitalised headings, and a capitalised type of place explained in
-passing ("Izakaya, a casual Japanese pub"), can cause false alarms.
+Known limits: a bare restaurant name with no cue ("try Roscioli", "Montepa is a great choice, with
+slow-cooked beef", "the Carpoolers are cheap") is missed, so is a venue of no known kind ("the Grand
+Ballroom is great for families"); booking sites (Booking.com, Expedia, Airbnb) are not counted;
+capitalised headings, a capitalised type of place explained in passing ("Izakaya, a casual Japanese
+pub"), a district that "is a great spot to try" in a sentence about food, and a car model
+("Toyota Corollas are the cheapest rental cars") can cause false alarms.
 The reason of every verdict says it came from this heuristic.
 """
 
@@ -48,7 +52,7 @@ authentic modern new old grand central downtown city beach mountain airport lake
 rooftop michelin vegan vegetarian seafood italian french spanish thai chinese japanese indian mexican
 greek roman turkish american british german korean vietnamese lebanese street-food also or and but
 if when where while for with near in on at to from by as so yet i you we they he she it there here
-consider try book stay visit check look find choose pick what which how why many rooms room prices
+yes no sure well okay ok absolutely certainly of course b&b b&bs suv suvs consider try book stay visit check look find choose pick what which how why many rooms room prices
 price deals deal options option reviews review booking bookings reservation reservations chains chain
 district area neighborhood neighbourhood quarter piazza plaza place market mercato via campo mount mt
 """)
@@ -91,6 +95,8 @@ _WEAK_CAR_RENTALS = _words("Enterprise", "Budget", "Alamo", "National", "Dollar"
 
 _FLIGHT_CONTEXT = re.compile(r"\b(?:fly|flying|flew|flight|flights|airline|airlines|carrier|airfare|nonstop|non-stop)\b",
                              re.IGNORECASE)
+_FOOD_CONTEXT = re.compile(r"\b(?:restaurants?|food|eat|eating|dine|dining|dinner|lunch|brunch|breakfast|meals?|"
+                           r"cuisine|dish|dishes|sushi|pizza|tapas|ramen|steak|seafood|dim\s+sum)\b", re.IGNORECASE)
 _CAR_CONTEXT = re.compile(r"\b(?:car|cars|rental|rentals|rent|renting|hire|vehicle)\b", re.IGNORECASE)
 
 # Last words that make a "name" a landmark or a place rather than an establishment.
@@ -104,7 +110,7 @@ _PLACE_START = _wordset("lake mount mt piazza plaza campo via street square park
 # Words that, right after "Hotel"/"Trattoria"/..., show there is no name: "Hotel Rooms", "hotel In".
 _NOT_A_NAME = _wordset("""
 a an the this that your our my any some or and but if when where while for with near in on at to from by as
-i you we it there here is are rooms room prices price deals deal options option reviews review booking
+i i'm i’m i'd i’d i'll i’ll i've i’ve you we it there here is are rooms room prices price deals deal options option reviews review booking
 bookings reservation reservations chains chain industry staff week guide guides list
 """)
 
@@ -114,7 +120,8 @@ bookings reservation reservations chains chain industry staff week guide guides 
 _KIND = {
     "hotel": r"hotel|inn|hostel|guesthouse|guest\s+house|lodge|motel|riad|ryokan|b&b",  # not resort: "a quiet resort"
     "flight": r"airline|carrier",
-    "rental_car": r"rental\s+company|car\s+rental\s+company|rental\s+agency|car\s+hire\s+company",
+    # "rental cars" only in the plural: "X is the cheapest rental car" names a car model
+    "rental_car": r"(?:car\s+)?rental\s+(?:company|companies|agency|agencies)|car\s+hire\s+compan(?:y|ies)|rental\s+cars",
     "restaurant": r"restaurant|trattoria|osteria|pizzeria|steakhouse|bistro|brasserie|café|cafe|pub|bar|eatery|diner|"
                   r"tavern|sushi\s+bar|tapas\s+bar|noodle\s+shop|ramen\s+shop",
 }
@@ -126,15 +133,28 @@ _NOT_ONE = (r"(?!\s+(?:city|cities|town|towns|area|areas|district|districts|scen
 _ADJ = r"(?:(?!(?:with|of|and|for|in|near|full|where|that|which|to)\b)(?-i:[a-zà-ÿ][\w,'’-]*)\s+){0,4}?"
 
 
+_IS_A = r"(?:is|are|was|remains)\s+(?:a|an|the|one\s+of\s+the)\s+"
+_NAMED = rf"(?<![\w'’])(?P<n>(?-i:{_NAME}))"
+# An appositive that is the subject of what follows names nothing: "in Namibia, a good rental company is essential".
+_NOT_SUBJECT = r"(?!\s+(?:is|are|was|were|can|will|would|should|may|might|must)\b)"
+
+
 def _is_a(kinds: str) -> list[tuple[re.Pattern[str], None]]:
-    """"X is a traditional sushi restaurant", "the Pernambuco, a small, family-run restaurant",
-    "the steakhouse in Montevideo is the Pernambuco", "an inn called the Bhirambhadra"."""
+    """"X is a traditional sushi restaurant", "X and Y are the cheapest rental cars", "the Pernambuco, a
+    small, family-run restaurant", "the steakhouse in Montevideo is the Pernambuco", "an inn called the
+    Bhirambhadra", "Dubai's economy airline, ArabAir, offers", "hotels, such as the Grandview"."""
+    kind = rf"(?:{kinds})s?\b{_NOT_ONE}"
     return [
-        (re.compile(rf"(?P<n>(?-i:{_NAME}))(?:\s+(?:is|was|remains)|,)\s+(?:a|an|the|one\s+of\s+the)\s+{_ADJ}"
-                    rf"(?:{kinds})\b{_NOT_ONE}", re.IGNORECASE), None),
-        (re.compile(rf"\b(?:{kinds})s?\b{_NOT_ONE}\s+(?:(?:in|at|on|of|near|for)\s+(?:[\w'’-]+\s+){{0,3}}?)?"
+        (re.compile(rf"{_NAMED}\s+{_IS_A}{_ADJ}{kind}", re.IGNORECASE), None),
+        (re.compile(rf"{_NAMED},\s+(?:a|an|the|one\s+of\s+the)\s+{_ADJ}{kind}{_NOT_SUBJECT}", re.IGNORECASE), None),
+        (re.compile(rf"\b{kind}\s+(?:(?:in|at|on|of|near|for)\s+(?:[\w'’-]+\s+){{0,3}}?)?"
                     rf"(?:is|are)\s+(?:the\s+)?(?P<n>(?-i:{_NAME}))(?<!['’]s)(?![\w'’])(?!\s+(?-i:[A-Z]))", re.IGNORECASE), None),
         (re.compile(rf"\b(?:{kinds})\s+(?:called|named)\s+(?:the\s+)?(?P<n>(?-i:{_NAME}))", re.IGNORECASE), None),
+        # an appositive after "Dubai's"/"the"/"its" + kind, then a verb: not "for the best hotel, Trastevere, Monti..."
+        (re.compile(rf"(?:['’]s|(?<!for\s)\bthe|\bits|\btheir)\s+{_ADJ}(?:{kinds})\b,\s+(?:the\s+)?{_NAMED},"
+                    r"(?=\s+(?-i:[a-z]))", re.IGNORECASE), None),
+        # examples right after the kind: not "hotels in areas like Trastevere"
+        (re.compile(rf"\b(?:{kinds})s?,?\s+(?:such\s+as|like|including)\s+(?:the\s+)?{_NAMED}", re.IGNORECASE), None),
     ]
 
 
@@ -181,6 +201,10 @@ _PATTERNS: dict[str, list[tuple[re.Pattern[str], re.Pattern[str] | None]]] = {
                     rf"(?P<f>{_NAME})"), None),
         (re.compile(r"\b(?:eat|eating|dine|dining|dinner|lunch|brunch|a table|reservation|reservations|meal)\s+at\s+"
                     rf"(?:the\s+)?(?P<n>{_NAME})"), None),
+        # an invented name with no kind word, in a sentence about food: "the Parma Hora is a great spot to try";
+        # "to try" with an object ("a great place to try carbonara") is about a dish or an area
+        (re.compile(rf"{_NAMED}\s+(?:is|was)\s+(?:a|an|one\s+of\s+the)\s+{_ADJ}(?:spot|place|stop)s?\s+to\s+try\b"
+                    r"(?!\s+(?!(?:and|but|if|when|while|so|for|as|at|in|on)\b)[\w'’])"), _FOOD_CONTEXT),
         *_is_a(_KIND["restaurant"]),
     ],
 }
