@@ -1,15 +1,22 @@
 """Tool calling before and after a default LoRA fine-tune (issue #17's first goal).
 
 Fine-tunes SmolLM2-135M-Instruct with the job path and default settings (as the quickstart does)
-on the bundled ``travel_tools`` train set, then asks base and tuned every held-out question of
-``travel_tools/questions.jsonl`` with the train set's system message and tools, greedy, and scores
-the answers with the ``tool_calls`` evaluator. Prints the pass rate on the questions that need a
-call and on those that need none, and each answer with its verdict.
+on the bundled ``travel_tools`` train set, then asks tuned and base every held-out question of
+``travel_tools/questions.jsonl`` with the train set's system message and each question's tools,
+greedy, and scores the answers with the ``tool_calls`` evaluator. Each model answers twice:
 
-    TUNERY_HOME=/tmp/bench-tools timeout 1500 .venv/bin/python benchmarks/tool_calling.py
+- ``plain``: transformers' ``generate`` on :func:`tunery.chat_template.prompt_ids` with the tools,
+  unconstrained (it measures the model and the rendering, not a serving engine);
+- ``constrained``: the serving engine (PyTorch, fp32) with ``tools`` and ``tool_choice: auto``,
+  so every ``<tool_call>`` block is held to a function's schema (``tunery.serving.constrained``).
 
-Generation is transformers' ``generate`` on :func:`tunery.chat_template.prompt_ids` with the tools,
-so the script measures the model and the rendering, not a serving engine.
+Prints, per model and way: the pass rate on the questions that need a call and on those that need
+none, and the share of the ``<tool_call>`` blocks written that are valid calls (a known function,
+arguments that parse and match its schema); then each answer with its verdict.
+
+    TUNERY_HOME=/tmp/bench-tools nice -n 10 timeout 7200 .venv/bin/python benchmarks/tool_calling.py
+    python benchmarks/tool_calling.py --models ft:smollm2-135m-instruct:tools:ID smollm2-135m-instruct
+    python benchmarks/tool_calling.py --models MODEL --only convert_currency --ways plain   # a subset
 """
 
 from __future__ import annotations
@@ -18,16 +25,19 @@ import argparse
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import torch
 
-from tunery.chat import ChatMessage, Role
-from tunery.chat_template import prompt_ids
+from tunery.chat import ChatMessage, GenerationParams, Role
+from tunery.chat_template import TOOL_CALL_OPEN, parse_tool_calls, prompt_ids
 from tunery.evals import load_questions
-from tunery.evals.tool_calls import ToolCalls
+from tunery.evals.tool_calls import NO_TOOL, ToolCalls
 from tunery.examples import ROOT
+from tunery.serving.constrained import invalid_calls
 
 DATA = ROOT / "travel_tools"
+WAYS = ("plain", "constrained")
 
 
 def finetune(model: str, seed: int) -> str:
@@ -50,17 +60,52 @@ def finetune(model: str, seed: int) -> str:
     return job["fine_tuned_model"]
 
 
-def answers(model: str, questions: list[dict], system: str, tools: list[dict], max_tokens: int) -> Iterator[str]:
-    """Each question's greedy answer, as soon as it is generated (a busy CPU takes minutes each)."""
+def _messages(system: str, question: str) -> list[ChatMessage]:
+    return [ChatMessage(Role.SYSTEM, system), ChatMessage(Role.USER, question)]
+
+
+def plain_answers(model: str, questions: list[dict], system: str, max_tokens: int) -> Iterator[str]:
+    """Each question's greedy, unconstrained answer, as soon as it is generated."""
     from tunery.models.loading import load_model
 
     lm, tok, _ = load_model(model, dtype=torch.float32, merge=True)
     for q in questions:
-        ids = prompt_ids(tok, [ChatMessage(Role.SYSTEM, system), ChatMessage(Role.USER, q["question"])], tools=tools)
+        ids = prompt_ids(tok, _messages(system, q["question"]), tools=q["tools"])
         with torch.no_grad():
             gen = lm.generate(torch.tensor([ids]), max_new_tokens=max_tokens, do_sample=False,
                               pad_token_id=tok.eos_token_id)
         yield tok.decode(gen[0, len(ids):], skip_special_tokens=True).strip()
+
+
+def constrained_answers(model: str, questions: list[dict], system: str, max_tokens: int) -> Iterator[str]:
+    """Each question's greedy answer from the serving engine, tools under ``tool_choice: auto``."""
+    from tunery.serving.local import LocalChatModel
+
+    chat = LocalChatModel(model, precision="fp32")
+    for q in questions:
+        params = GenerationParams(max_tokens=max_tokens, temperature=0.0, tools=tuple(q["tools"]),
+                                  tool_choice="auto")
+        yield chat.generate(_messages(system, q["question"]), params).text.strip()
+
+
+def call_validity(answer: str, tools: list[dict]) -> tuple[int, int]:
+    """(``<tool_call>`` blocks written, valid calls among them): a valid call parses, names one of
+    ``tools`` and has arguments that match its schema (the server's own check)."""
+    _, calls = parse_tool_calls(answer)
+    problems = invalid_calls(calls, GenerationParams(tools=tuple(tools))) if calls else []
+    return answer.count(TOOL_CALL_OPEN), len(calls) - len(problems)
+
+
+@dataclass
+class Tally:
+    need: list[bool] = field(default_factory=list)
+    none: list[bool] = field(default_factory=list)
+    written: int = 0
+    valid: int = 0
+
+
+def _rate(a: int, n: int) -> str:
+    return f"{a}/{n} = {a / n:.0%}" if n else "-"
 
 
 def main() -> None:
@@ -69,33 +114,50 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", help="score only these models (no fine-tune), e.g. an earlier run's")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--max-tokens", type=int, default=72, help="enough for two calls")
+    ap.add_argument("--ways", nargs="+", choices=WAYS, default=list(WAYS))
+    ap.add_argument("--limit", type=int, help="ask only the first N questions of each kind (a smoke test)")
+    ap.add_argument("--only", nargs="+", metavar="FUNCTION",
+                    help="ask only the questions expecting these functions (no_tool: those needing none)")
     args = ap.parse_args()
 
     from tunery.models.pull import ensure
 
     ensure(args.model)
     first = json.loads((DATA / "train.jsonl").read_text().splitlines()[0])
-    system, tools = first["messages"][0]["content"], first["tools"]
-    questions = load_questions(DATA / "questions.jsonl")
+    system = first["messages"][0]["content"]
+    questions = [{"tools": first["tools"], **q} for q in load_questions(DATA / "questions.jsonl")]
+    if args.only:
+        questions = [q for q in questions if set(args.only) & ({NO_TOOL} if q["expect"] == NO_TOOL
+                                                               else {c["name"] for c in q["expect"]["tool_calls"]})]
+    if args.limit:
+        need = [q for q in questions if q["expect"] != NO_TOOL][:args.limit]
+        questions = need + [q for q in questions if q["expect"] == NO_TOOL][:args.limit]
     models = args.models
     if not models:
         started = time.perf_counter()
-        models = [args.model, finetune(args.model, args.seed)]
+        models = [finetune(args.model, args.seed), args.model]  # the tuned model first: the goal
         print(f"fine-tune: {time.perf_counter() - started:.0f} s")
     evaluator = ToolCalls()
-    table = []
+    table: list[tuple[str, str, Tally]] = []
     for name in models:
-        print(f"\n== {name}", flush=True)
-        need, none = [], []
-        for q, a in zip(questions, answers(name, questions, system, tools, args.max_tokens), strict=True):
-            s = evaluator.score_row({**q, "answer": a})
-            (none if q["expect"] == "no_tool" else need).append(s.passed)
-            print(f"[{'pass' if s.passed else 'FAIL'}] {q['question']}\n    -> {a[:200]!r}\n    {s.reason}",
-                  flush=True)
-        table.append((name, sum(need), len(need), sum(none), len(none)))
-    print(f"\n{'model':<48} {'right call (needs one)':>24} {'no call (needs none)':>22}")
-    for name, a, n, b, m in table:
-        print(f"{name:<48} {f'{a}/{n} = {a / n:.0%}':>24} {f'{b}/{m} = {b / m:.0%}':>22}")
+        for way in args.ways:
+            print(f"\n== {name} ({way})", flush=True)
+            answers = (plain_answers if way == "plain" else constrained_answers)(name, questions, system,
+                                                                                 args.max_tokens)
+            t = Tally()
+            for q, a in zip(questions, answers, strict=True):
+                s = evaluator.score_row({**q, "answer": a})
+                (t.none if q["expect"] == NO_TOOL else t.need).append(bool(s.passed))
+                written, valid = call_validity(a, q["tools"])
+                t.written, t.valid = t.written + written, t.valid + valid
+                print(f"[{'pass' if s.passed else 'FAIL'}] {q['question']}\n    -> {a[:200]!r}\n    {s.reason}",
+                      flush=True)
+            table.append((name, way, t))
+    print(f"\n{'model':<48} {'way':<12} {'right call (needs one)':>24} {'no call (needs none)':>22} "
+          f"{'valid calls / written':>22}")
+    for name, way, t in table:
+        print(f"{name:<48} {way:<12} {_rate(sum(t.need), len(t.need)):>24} {_rate(sum(t.none), len(t.none)):>22} "
+              f"{_rate(t.valid, t.written):>22}")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,12 @@ def test_train_and_validation_files_are_valid_and_varied():
     assert {json.loads(json.dumps(c["function"]["name"])) for m in calls for c in m.tool_calls} == names
     assert sum(1 for m in calls if len(m.tool_calls) > 1) >= 8  # parallel calls
     assert sum(1 for c in convs if not any(m.tool_calls for m in c.messages)) >= 10  # no tool needed
+    # the currencies of the held-out questions are each trained on, by name and by code
+    pairs = [json.loads(c["function"]["arguments"]) for m in calls for c in m.tool_calls
+             if c["function"]["name"] == "convert_currency"]
+    for code in ("EUR", "USD", "GBP", "JPY", "CAD", "MXN", "THB"):
+        assert sum(code in (p["from"], p["to"]) for p in pairs) >= 2, code
+    assert sum(1 for m in calls for c in m.tool_calls if "date" in json.loads(c["function"]["arguments"])) >= 10
     # after the results, an answer in words
     assert all(c.messages[-1].content and not c.messages[-1].tool_calls for c in convs)
 
@@ -42,6 +48,8 @@ def test_questions_are_held_out_and_scorable():
     seen = {m["content"] for r in rows("train.jsonl") + rows("validation.jsonl") for m in r["messages"]
             if m["role"] == "user"}
     assert not seen & {q["question"] for q in questions}
+    # each question carries the training tools, so `tunery eval run` asks with them
+    assert all(q["tools"] == rows("train.jsonl")[0]["tools"] for q in questions)
     # every expectation is in a form the evaluator scores (a no-call reply fails each call question)
     scores = [ToolCalls().score_row({**q, "answer": "I am not sure."}) for q in questions]
     assert [s.passed for s in scores] == [q["expect"] == "no_tool" for q in questions]

@@ -2,15 +2,13 @@
 
     {"messages": [{"role": "system"|"user"|"assistant", "content": "...", "weight": 0|1}]}
 
-and OpenAI's tool-calling examples: ``tools`` (function specs with a JSON-schema ``parameters``) and
-``parallel_tool_calls`` beside ``messages``, assistant messages with ``tool_calls`` (arguments a JSON
-string that must parse and validate against the function's schema, checked with ``jsonschema``),
-``tool`` messages whose ``tool_call_id`` answers an earlier call. The legacy ``functions`` /
-``function_call`` / role ``function`` shape is refused with the new shape named.
+and OpenAI's tool-calling examples (``tools`` beside ``messages``, assistant ``tool_calls``,
+``tool`` messages), whose tool parts are checked by :mod:`tunery.data.tools`.
 
 Every problem is collected (never only the first), each with its line and field, into a
-:class:`ValidationReport`. Nothing here raises for bad data; :func:`load_examples`, used by the
-trainer, is the one place that turns an invalid report into an :class:`InvalidInput`.
+:class:`ValidationReport` (:mod:`tunery.data.issues`). Nothing here raises for bad data;
+:func:`load_examples`, used by the trainer, is the one place that turns an invalid report into an
+:class:`InvalidInput`.
 
 A file is read once, line by line (:class:`Validator`): each line is checked, measured and
 forgotten, so a report takes memory for its problems (up to a cap when one is given) and a few
@@ -26,19 +24,19 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tunery.chat import Conversation, Role
+from tunery.data.issues import Add, Issue, Severity, ValidationReport, kind, plural, reject_constant, show
 from tunery.data.pairs import check_pair, is_pair
 from tunery.data.text import MAX_LINE_BYTES, byte_lines, decode_line, file_lines, open_data, small_file
+from tunery.data.tools import LEGACY, check_example_tools, check_tool_use, message_key_problem
 from tunery.errors import InvalidInput, TuneryError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-Severity = Literal["error", "warning"]
 PURPOSES = ("training", "validation")
 MIN_TRAINING_EXAMPLES = 10
 """The OpenAI fine-tuning service refuses training files with fewer examples; so do we."""
@@ -47,117 +45,6 @@ _BOM = b"\xef\xbb\xbf"
 _ROLES = frozenset(r.value for r in Role)
 _MESSAGE_KEYS = frozenset({"role", "content", "weight", "name", "tool_calls", "tool_call_id"})
 _EXAMPLE_KEYS = frozenset({"messages", "tools", "parallel_tool_calls"})
-_LEGACY = ("the legacy function-calling shape is not supported: declare functions in \"tools\" "
-           '([{"type": "function", "function": {...}}]), call them with an assistant message\'s "tool_calls" '
-           'and answer each call with a {"role": "tool", "tool_call_id": ..., "content": ...} message')
-_TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
-
-
-@dataclass(frozen=True, slots=True)
-class Issue:
-    """One problem: where (line, field such as ``messages[3].content``) and what."""
-
-    line: int | None
-    field: str | None
-    message: str
-    severity: Severity = "error"
-
-    def format(self) -> str:
-        where = ", ".join(p for p in (f"line {self.line}" if self.line is not None else None, self.field) if p)
-        return f"{where}: {self.message}" if where else self.message
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"line": self.line, "field": self.field, "message": self.message, "severity": self.severity}
-
-
-@dataclass
-class ValidationReport:
-    """The outcome of validating one file. ``examples`` holds the valid examples only, with their
-    line numbers; ``token_counts`` (line -> tokens) is filled when a tokenizer was given. Both stay
-    empty when the validator was told not to keep examples (the file report); ``n_examples``
-    counts them either way. ``issues`` may stop at a cap: ``n_errors`` and ``n_warnings`` count all."""
-
-    purpose: str = "training"
-    n_lines: int = 0
-    issues: list[Issue] = field(default_factory=list)
-    examples: list[tuple[int, Conversation]] = field(default_factory=list)
-    context_length: int | None = None
-    max_seq_length: int | None = None
-    token_counts: dict[int, int] = field(default_factory=dict)
-    keep_examples: bool = True
-    n_unkept: int = field(default=0, repr=False)  # examples counted, not kept
-    dropped: dict[str, int] = field(default_factory=dict, repr=False)  # severity -> issues past the cap
-
-    @property
-    def errors(self) -> list[Issue]:
-        return [i for i in self.issues if i.severity == "error"]
-
-    @property
-    def warnings(self) -> list[Issue]:
-        return [i for i in self.issues if i.severity == "warning"]
-
-    @property
-    def n_examples(self) -> int:
-        return len(self.examples) + self.n_unkept
-
-    @property
-    def n_errors(self) -> int:
-        return len(self.errors) + self.dropped.get("error", 0)
-
-    @property
-    def n_warnings(self) -> int:
-        return len(self.warnings) + self.dropped.get("warning", 0)
-
-    @property
-    def ok(self) -> bool:
-        return self.n_errors == 0
-
-    @property
-    def conversations(self) -> list[Conversation]:
-        return [c for _, c in self.examples]
-
-    def summary(self) -> str:
-        n_err, n_warn, n_ex = self.n_errors, self.n_warnings, self.n_examples
-        verdict = "valid" if self.ok else "invalid"
-        return (f"{verdict}: {n_ex} valid example{_s(n_ex)} in {self.n_lines} "
-                f"line{_s(self.n_lines)}, {n_err} error{_s(n_err)}, {n_warn} warning{_s(n_warn)}")
-
-    def format(self, limit: int | None = None, *, severity: Severity | None = None) -> str:
-        """One issue per line (errors first), at most ``limit`` of them, and a count of the rest."""
-        chosen = [i for i in self.issues if severity is None or i.severity == severity]
-        chosen.sort(key=lambda i: i.severity != "error")  # stable: keeps line order within each kind
-        shown = chosen if limit is None else chosen[:limit]
-        lines = [f"{i.severity}: {i.format()}" for i in shown]
-        more = len(chosen) - len(shown) + sum(n for sev, n in self.dropped.items() if severity in (None, sev))
-        if more:
-            lines.append(f"... and {more} more")
-        return "\n".join(lines)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "purpose": self.purpose, "n_lines": self.n_lines,
-                "n_examples": self.n_examples, "n_errors": self.n_errors,
-                "n_warnings": self.n_warnings, "context_length": self.context_length,
-                "max_seq_length": self.max_seq_length,
-                "issues": [i.to_dict() for i in self.issues]}
-
-
-def _s(n: int) -> str:
-    return "" if n == 1 else "s"
-
-
-def _kind(value: Any) -> str:
-    """A JSON-ish name for a value's type, as the user wrote it."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    return {dict: "an object", list: "a list", str: "a string", int: "a number", float: "a number"
-            }.get(type(value), type(value).__name__)
-
-
-def _show(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, float) or value == value else "NaN"
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 class _LineList:
@@ -183,14 +70,7 @@ class _LineList:
         return shown + (f" and {self.n - len(self.first)} more" if self.n > len(self.first) else "")
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-_Add = Callable[..., None]
-
-
-def _check_content(add: _Add, fld: str, content: Any) -> bool:
+def _check_content(add: Add, fld: str, content: Any) -> bool:
     if isinstance(content, str):
         text = content
     elif isinstance(content, list):
@@ -201,13 +81,13 @@ def _check_content(add: _Add, fld: str, content: Any) -> bool:
         for j, part in enumerate(content):
             pf = f"{fld}[{j}]"
             if not isinstance(part, dict):
-                add(pf, f'a content part must be an object like {{"type": "text", "text": "..."}}, got {_kind(part)}')
+                add(pf, f'a content part must be an object like {{"type": "text", "text": "..."}}, got {kind(part)}')
                 ok = False
             elif part.get("type") != "text":
-                add(f"{pf}.type", f"only text content parts are supported, got type {_show(part.get('type'))}")
+                add(f"{pf}.type", f"only text content parts are supported, got type {show(part.get('type'))}")
                 ok = False
             elif not isinstance(part.get("text"), str):
-                add(f"{pf}.text", f"text must be a string, got {_kind(part.get('text'))}")
+                add(f"{pf}.text", f"text must be a string, got {kind(part.get('text'))}")
                 ok = False
             else:
                 parts.append(part["text"])
@@ -218,7 +98,7 @@ def _check_content(add: _Add, fld: str, content: Any) -> bool:
         add(fld, "content is null: every message needs text")
         return False
     else:
-        add(fld, f"content must be a string, got {_kind(content)}")
+        add(fld, f"content must be a string, got {kind(content)}")
         return False
     if not text.strip():
         add(fld, "content is empty")
@@ -226,31 +106,31 @@ def _check_content(add: _Add, fld: str, content: Any) -> bool:
     return True
 
 
-def _check_role(add: _Add, fld: str, m: dict) -> str | None:
+def _check_role(add: Add, fld: str, m: dict) -> str | None:
     """The message's role if it is valid, else None (after reporting why)."""
     if "role" not in m:
         add(fld, "missing role")
         return None
     role = m["role"]
     if not isinstance(role, str):
-        add(fld, f"role must be a string, got {_kind(role)}")
+        add(fld, f"role must be a string, got {kind(role)}")
     elif role in _ROLES:
         return role
     elif role == "function":
-        add(fld, f"role 'function' is {_LEGACY}")
+        add(fld, f"role 'function' is {LEGACY}")
     elif role == "developer":
         add(fld, "role 'developer' is not supported by tunery: use 'system'")
     elif role.strip().lower() in _ROLES:
         add(fld, f"unknown role {role!r}: roles are lowercase, use {role.strip().lower()!r}")
     else:
-        add(fld, f"unknown role {_show(role)}: use system, user, assistant or tool")
+        add(fld, f"unknown role {show(role)}: use system, user, assistant or tool")
     return None
 
 
-def _check_message(add: _Add, i: int, m: Any) -> tuple[bool, str | None]:
+def _check_message(add: Add, i: int, m: Any) -> tuple[bool, str | None]:
     f = f"messages[{i}]"
     if not isinstance(m, dict):
-        add(f, f"a message must be an object with role and content, got {_kind(m)}")
+        add(f, f"a message must be an object with role and content, got {kind(m)}")
         return False, None
     role = _check_role(add, f"{f}.role", m)
     ok = role is not None
@@ -263,24 +143,18 @@ def _check_message(add: _Add, i: int, m: Any) -> tuple[bool, str | None]:
     else:
         ok = _check_content(add, f"{f}.content", m["content"]) and ok
     for key in m:
-        if key == "function_call":
-            add(f"{f}.{key}", f"'function_call' is {_LEGACY}")
-            ok = False
-        elif key == "tool_calls" and role is not None and role != Role.ASSISTANT:
-            add(f"{f}.{key}", "tool_calls are only allowed on assistant messages")
-            ok = False
-        elif key == "tool_call_id" and role is not None and role != Role.TOOL:
-            add(f"{f}.{key}", "tool_call_id is only allowed on tool messages")
+        if (problem := message_key_problem(key, role)) is not None:
+            add(f"{f}.{key}", problem)
             ok = False
         elif key not in _MESSAGE_KEYS:
-            add(f"{f}.{key}", f"unknown key {_show(key)}: a message has role, content and optionally weight, name "
+            add(f"{f}.{key}", f"unknown key {show(key)}: a message has role, content and optionally weight, name "
                               "(and tool_calls on an assistant message, tool_call_id on a tool message)")
             ok = False
     if role == Role.TOOL and "tool_call_id" not in m:
         add(f"{f}.tool_call_id", "missing tool_call_id: a tool message names the call it answers")
         ok = False
     if "name" in m and not (isinstance(m["name"], str) and m["name"].strip()):
-        add(f"{f}.name", f"name must be a non-empty string, got {_show(m['name'])}")
+        add(f"{f}.name", f"name must be a non-empty string, got {show(m['name'])}")
         ok = False
     if "weight" in m:
         w = m["weight"]
@@ -288,13 +162,13 @@ def _check_message(add: _Add, i: int, m: Any) -> tuple[bool, str | None]:
             add(f"{f}.weight", "weight is only allowed on assistant messages")
             ok = False
         if isinstance(w, bool) or not isinstance(w, int) or w not in (0, 1):
-            add(f"{f}.weight", f"weight must be 0 or 1, got {_show(w)}"
+            add(f"{f}.weight", f"weight must be 0 or 1, got {show(w)}"
                 + (" (a boolean)" if isinstance(w, bool) else " (a string)" if isinstance(w, str) else ""))
             ok = False
     return ok, role
 
 
-def _check_turns(add: _Add, warn: _Add, messages: list, roles: list[str | None]) -> bool:
+def _check_turns(add: Add, warn: Add, messages: list, roles: list[str | None]) -> bool:
     """Conversation shape: system first and once, alternating turns, something to learn from."""
     ok = True
     for i, role in enumerate(roles):
@@ -318,199 +192,6 @@ def _check_turns(add: _Add, warn: _Add, messages: list, roles: list[str | None])
         warn(f"messages[{len(roles) - 1}].role",
              f"the conversation ends with a {roles[-1]} message: turns after the last assistant message "
              "are not trained on")
-    return ok
-
-
-# --- tool calling --------------------------------------------------------------------------------
-
-_FUNCTION_KEYS = frozenset({"name", "description", "parameters", "strict"})
-
-
-def _check_tools(add: _Add, tools: Any) -> dict[str, dict] | None:
-    """The declared functions' parameter schemas by name when ``tools`` is valid, else None."""
-    from jsonschema import Draft202012Validator, SchemaError
-
-    if not isinstance(tools, list) or not tools:
-        add("tools", f"tools must be a non-empty list of tools, got {_show(tools) if tools == [] else _kind(tools)}")
-        return None
-    schemas: dict[str, dict] = {}
-    ok = True
-    for j, tool in enumerate(tools):
-        f = f"tools[{j}]"
-        if not isinstance(tool, dict):
-            add(f, f'a tool must be an object like {{"type": "function", "function": {{...}}}}, got {_kind(tool)}')
-            ok = False
-            continue
-        for key in tool:
-            if key not in ("type", "function"):
-                add(f"{f}.{key}", f'unknown key {_show(key)}: a tool has "type" and "function"')
-                ok = False
-        if tool.get("type") != "function":
-            add(f"{f}.type", f'type must be "function", got {_show(tool.get("type"))}')
-            ok = False
-        fn = tool.get("function")
-        if not isinstance(fn, dict):
-            add(f"{f}.function", f"function must be an object with name, description and parameters, got {_kind(fn)}")
-            ok = False
-            continue
-        for key in fn:
-            if key not in _FUNCTION_KEYS:
-                add(f"{f}.function.{key}", f"unknown key {_show(key)}: a function has name, description, "
-                                           "parameters and optionally strict")
-                ok = False
-        name = fn.get("name")
-        if not isinstance(name, str) or not _TOOL_NAME.fullmatch(name):
-            add(f"{f}.function.name", f"name must be 1-64 letters, digits, _ or -, got {_show(name)}")
-            ok = False
-            name = None
-        elif name in schemas:
-            add(f"{f}.function.name", f"function {name!r} is declared twice")
-            ok = False
-        if "description" in fn and not isinstance(fn["description"], str):
-            add(f"{f}.function.description", f"description must be a string, got {_kind(fn['description'])}")
-            ok = False
-        params = fn.get("parameters", {"type": "object", "properties": {}})
-        if not isinstance(params, dict) or params.get("type") != "object":
-            add(f"{f}.function.parameters", 'parameters must be a JSON schema of type "object"')
-            ok = False
-            continue
-        try:
-            Draft202012Validator.check_schema(params)
-        except SchemaError as e:
-            where = "".join(f"[{p!r}]" if isinstance(p, int) else f".{p}" for p in e.path)
-            add(f"{f}.function.parameters{where}", f"not a valid JSON schema: {e.message}")
-            ok = False
-            continue
-        if name is not None:
-            schemas[name] = params
-    return schemas if ok else None
-
-
-def _check_arguments(add: _Add, fld: str, args: Any, schema: dict | None) -> bool:
-    """A call's ``arguments``: a JSON string of an object that validates against ``schema``."""
-    from jsonschema import Draft202012Validator
-
-    if not isinstance(args, str):
-        add(fld, f"arguments must be a JSON string (as the API sends them), got {_kind(args)}")
-        return False
-    try:
-        value = json.loads(args, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as e:
-        add(fld, f"arguments are not valid JSON: {getattr(e, 'msg', e)}")
-        return False
-    if not isinstance(value, dict):
-        add(fld, f"arguments must be a JSON object, got {_kind(value)}")
-        return False
-    if schema is None:
-        return True
-    ok = True
-    for err in sorted(Draft202012Validator(schema).iter_errors(value), key=lambda e: list(e.path)):
-        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.path)
-        add(fld, f"arguments{where} do not match the function's parameters: {err.message}")
-        ok = False
-    return ok
-
-
-def _check_tool_use(add: _Add, messages: list, roles: list[str | None], schemas: dict[str, dict] | None,
-                    declared: bool, parallel: bool) -> bool:
-    """Tool calls against the declared functions, and each tool message answering an earlier
-    call (``schemas`` is None when ``tools`` itself is invalid: calls are then checked for shape only)."""
-    ok = True
-    ids: set[str] = set()
-    pending: dict[str, int] = {}  # call id -> message index, until a tool message answers it
-    for i, (m, role) in enumerate(zip(messages, roles, strict=True)):
-        f = f"messages[{i}]"
-        if role == Role.TOOL:
-            cid = m.get("tool_call_id")
-            prev = roles[i - 1] if i > 0 else None
-            if not (prev == Role.TOOL or (prev == Role.ASSISTANT and messages[i - 1].get("tool_calls"))):
-                add(f"{f}.role", "a tool message must follow the assistant message whose call it answers "
-                                 "(or another tool message)")
-                ok = False
-            if not isinstance(cid, str) or not cid:
-                if "tool_call_id" in m:
-                    add(f"{f}.tool_call_id", f"tool_call_id must be a non-empty string, got {_show(cid)}")
-                ok = False
-            elif cid in pending:
-                del pending[cid]
-            elif cid in ids:
-                add(f"{f}.tool_call_id", f"call {cid!r} is already answered")
-                ok = False
-            else:
-                add(f"{f}.tool_call_id", f"{cid!r} answers no earlier tool call of this conversation")
-                ok = False
-            continue
-        if pending and role is not None:
-            names = ", ".join(repr(c) for c in pending)
-            add(f"{f}.role", f"tool call{_s(len(pending))} {names} of messages[{min(pending.values())}] "
-                             "not answered: give each call a tool message before the next turn")
-            ok = False
-            pending.clear()
-        if role != Role.ASSISTANT or "tool_calls" not in m:
-            continue
-        calls = m["tool_calls"]
-        if not isinstance(calls, list) or not calls:
-            add(f"{f}.tool_calls", f"tool_calls must be a non-empty list of calls, got "
-                                   f"{_show(calls) if calls == [] else _kind(calls)}")
-            ok = False
-            continue
-        if len(calls) > 1 and not parallel:
-            add(f"{f}.tool_calls", f"{len(calls)} calls in one message, but parallel_tool_calls is false")
-            ok = False
-        for j, call in enumerate(calls):
-            cf = f"{f}.tool_calls[{j}]"
-            if not isinstance(call, dict):
-                add(cf, f'a tool call must be an object like {{"id": ..., "type": "function", "function": '
-                        f'{{"name": ..., "arguments": "{{...}}"}}}}, got {_kind(call)}')
-                ok = False
-                continue
-            for key in call:
-                if key not in ("id", "type", "function"):
-                    add(f"{cf}.{key}", f'unknown key {_show(key)}: a tool call has "id", "type" and "function"')
-                    ok = False
-            cid = call.get("id")
-            if not isinstance(cid, str) or not cid:
-                add(f"{cf}.id", f"id must be a non-empty string, got {_show(cid)}")
-                ok = False
-            elif cid in ids:
-                add(f"{cf}.id", f"call id {cid!r} is used twice in this conversation")
-                ok = False
-            else:
-                ids.add(cid)
-                pending[cid] = i
-            if call.get("type") != "function":
-                add(f"{cf}.type", f'type must be "function", got {_show(call.get("type"))}')
-                ok = False
-            fn = call.get("function")
-            if not isinstance(fn, dict):
-                add(f"{cf}.function", f"function must be an object with name and arguments, got {_kind(fn)}")
-                ok = False
-                continue
-            for key in fn:
-                if key not in ("name", "arguments"):
-                    add(f"{cf}.function.{key}", f'unknown key {_show(key)}: a call\'s function has "name" and "arguments"')
-                    ok = False
-            name = fn.get("name")
-            schema = None
-            if not isinstance(name, str) or not name:
-                add(f"{cf}.function.name", f"name must be a non-empty string, got {_show(name)}")
-                ok = False
-            elif not declared:
-                add(f"{cf}.function.name", f"calls {name!r}, but the example declares no tools: list the "
-                                           'functions in "tools"')
-                ok = False
-            elif schemas is not None:
-                if name not in schemas:
-                    add(f"{cf}.function.name", f"calls {name!r}, which is not among the example's tools "
-                                               f"({', '.join(schemas)})")
-                    ok = False
-                else:
-                    schema = schemas[name]
-            if "arguments" not in fn:
-                add(f"{cf}.function.arguments", "missing arguments (\"{}\" for a call without any)")
-                ok = False
-            else:
-                ok = _check_arguments(add, f"{cf}.function.arguments", fn["arguments"], schema) and ok
     return ok
 
 
@@ -540,14 +221,14 @@ def lone_surrogate(obj: Any) -> tuple[str | None, str] | None:
     return None
 
 
-def _check_line(add: _Add, warn: _Add, raw: bytes) -> Conversation | None:
+def _check_line(add: Add, warn: Add, raw: bytes) -> Conversation | None:
     """The example when the line is a valid example, else None (problems reported)."""
     text, problem = decode_line(raw)
     if text is None:
         add(None, problem)
         return None
     try:
-        obj = json.loads(text, parse_constant=_reject_constant)
+        obj = json.loads(text, parse_constant=reject_constant)
     except json.JSONDecodeError as e:
         add(None, f"not valid JSON: {e.msg} at column {e.colno}")
         return None
@@ -561,7 +242,7 @@ def _check_line(add: _Add, warn: _Add, raw: bytes) -> Conversation | None:
         add(*bad)  # before anything echoes a value: text with a lone surrogate cannot even be printed
         return None
     if not isinstance(obj, dict):
-        add(None, f'expected a JSON object like {{"messages": [...]}}, got {_kind(obj)}')
+        add(None, f'expected a JSON object like {{"messages": [...]}}, got {kind(obj)}')
         return None
     if is_pair(obj):  # OpenAI's preference format (DPO): its own rules; measured as prompt + preferred
         pair = check_pair(add, warn, obj, _check_message)
@@ -569,24 +250,20 @@ def _check_line(add: _Add, warn: _Add, raw: bytes) -> Conversation | None:
     ok = True
     for key in obj:
         if key == "functions":
-            add(key, f"'functions' is {_LEGACY}")
+            add(key, f"'functions' is {LEGACY}")
             ok = False
         elif key not in _EXAMPLE_KEYS:
-            add(key, f'unknown key {_show(key)}: an example holds "messages" and optionally "tools", '
+            add(key, f'unknown key {show(key)}: an example holds "messages" and optionally "tools", '
                      '"parallel_tool_calls"')
             ok = False
-    schemas = _check_tools(add, obj["tools"]) if "tools" in obj else {}
-    ok = ok and schemas is not None
-    parallel = obj.get("parallel_tool_calls", True)
-    if not isinstance(parallel, bool):
-        add("parallel_tool_calls", f"parallel_tool_calls must be true or false, got {_show(parallel)}")
-        ok, parallel = False, True
+    tools_ok, schemas, parallel = check_example_tools(add, obj)
+    ok = ok and tools_ok
     if "messages" not in obj:
         add("messages", 'missing "messages"')
         return None
     messages = obj["messages"]
     if not isinstance(messages, list):
-        add("messages", f"messages must be a list of messages, got {_kind(messages)}")
+        add("messages", f"messages must be a list of messages, got {kind(messages)}")
         return None
     if not messages:
         add("messages", "messages is empty")
@@ -598,7 +275,7 @@ def _check_line(add: _Add, warn: _Add, raw: bytes) -> Conversation | None:
         roles.append(role)
     ok = _check_turns(add, warn, messages, roles) and ok
     if any(r == Role.TOOL for r in roles) or any(isinstance(m, dict) and "tool_calls" in m for m in messages):
-        ok = _check_tool_use(add, messages, roles, schemas, "tools" in obj, parallel) and ok
+        ok = check_tool_use(add, messages, roles, schemas, "tools" in obj, parallel) and ok
     return Conversation.from_dicts(messages, obj.get("tools")) if ok else None
 
 
@@ -611,7 +288,7 @@ def _whole_document_hint(data: bytes | None) -> str | None:
     except (ValueError, RecursionError):
         return None
     if isinstance(doc, list | dict):
-        return (f"the file is one JSON document ({_kind(doc)}), not JSON Lines: write one "
+        return (f"the file is one JSON document ({kind(doc)}), not JSON Lines: write one "
                 '{"messages": [...]} object per line')
     return None
 
@@ -723,9 +400,9 @@ class _Measure:
             self.report.examples = [(line, c) for line, c in self.report.examples if line not in self.rejected]
         if self.over_seq:
             n = self.over_seq.n
-            self.issues.add(Issue(None, None, f"{n} example{_s(n)} longer than the training max_seq_length of "
+            self.issues.add(Issue(None, None, f"{n} example{plural(n)} longer than the training max_seq_length of "
                                               f"{self.report.max_seq_length} tokens will be truncated in training "
-                                              f"(line{_s(n)} {self.over_seq})", "warning"))
+                                              f"(line{plural(n)} {self.over_seq})", "warning"))
 
 
 class Validator:
@@ -816,7 +493,7 @@ class Validator:
             file_issues.append(Issue(None, None, "the file is empty: write one chat example per line"))
         elif n_nonblank < MIN_TRAINING_EXAMPLES:
             severity: Severity = "error" if report.purpose == "training" else "warning"
-            file_issues.append(Issue(None, None, f"only {n_nonblank} example{_s(n_nonblank)}: the OpenAI fine-tuning "
+            file_issues.append(Issue(None, None, f"only {n_nonblank} example{plural(n_nonblank)}: the OpenAI fine-tuning "
                                                  f"service requires at least {MIN_TRAINING_EXAMPLES} (50-100 usually "
                                                  "work better)", severity))
         if self.first_bad is not None and self.first_bad == self.first_line:
@@ -825,10 +502,10 @@ class Validator:
                 file_issues.insert(0, Issue(None, None, hint))
         if self.blank:
             n = self.blank.n
-            file_issues.append(Issue(None, None, f"blank line{_s(n)} {self.blank} skipped", "warning"))
+            file_issues.append(Issue(None, None, f"blank line{plural(n)} {self.blank} skipped", "warning"))
         if self.no_system:
             n = self.no_system.n
-            file_issues.append(Issue(None, None, f"{n} example{_s(n)} without a system message (line{_s(n)} "
+            file_issues.append(Issue(None, None, f"{n} example{plural(n)} without a system message (line{plural(n)} "
                                                  f"{self.no_system}): give the system message you will use at "
                                                  "inference", "warning"))
         report.issues = file_issues + self.line_issues.kept + self.measured_issues.kept
@@ -849,9 +526,11 @@ def validate_bytes(data: bytes, *, purpose: str = "training", tokenizer: PreTrai
     return v.feed(byte_lines(data)).finish(lambda: data)
 
 
-def validate_file(path: str | Path, *, model: str | None = None, purpose: str = "training") -> ValidationReport:
+def validate_file(path: str | Path, *, model: str | None = None, purpose: str = "training",
+                  keep_examples: bool = True, max_issues: int | None = None) -> ValidationReport:
     """Validate a chat JSONL file, read line by line; with ``model``, also measure examples with its
-    tokenizer against its context length and its catalog training ``max_seq_length``."""
+    tokenizer against its context length and its catalog training ``max_seq_length``. Without
+    ``keep_examples`` and with ``max_issues``, its memory does not grow with the file."""
     path = Path(path)
     with open_data(path) as f:
         kw: dict[str, Any] = {}
@@ -863,7 +542,7 @@ def validate_file(path: str | Path, *, model: str | None = None, purpose: str = 
             spec = rec.spec
             kw = {"tokenizer": load_tokenizer(rec), "context_length": rec.context_length,
                   "max_seq_length": spec.training.max_seq_length if spec else None}
-        v = Validator(purpose=purpose, **kw).feed(file_lines(f))
+        v = Validator(purpose=purpose, keep_examples=keep_examples, max_issues=max_issues, **kw).feed(file_lines(f))
     return v.finish(lambda: small_file(path))
 
 
@@ -877,7 +556,7 @@ def load_examples(source: str | Path | bytes, *, purpose: str = "training") -> l
         validate_file(source, purpose=purpose)
     if not report.ok:
         n = report.n_errors
-        raise InvalidInput(f"invalid {purpose} file ({n} error{_s(n)}):\n"
+        raise InvalidInput(f"invalid {purpose} file ({n} error{plural(n)}):\n"
                            + report.format(MAX_REPORTED_ERRORS, severity="error"),
                            param=f"{purpose}_file", code=f"invalid_{purpose}_file",
                            hint="run `tunery data validate FILE` for the full report")

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,8 +36,38 @@ def _messages(system: str | None, question: str) -> list[ChatMessage]:
     return [*msgs, ChatMessage(Role.USER, question)]
 
 
+def _row_params(params: GenerationParams, row: Mapping[str, Any]) -> GenerationParams:
+    """The settings a row is asked with: a row that carries ``tools`` (OpenAI function specs, as in
+    a tool-calling training file) sends them with its request, so the model may call them."""
+    return replace(params, tools=tuple(row["tools"])) if row.get("tools") is not None else params
+
+
+def _check_tools(questions: Sequence[Mapping[str, Any]], params: GenerationParams) -> None:
+    """Refuse a row whose ``tools`` no model could be asked with, before any generation."""
+    from tunery.serving.constrained import check
+
+    checked: set[str] = set()
+    for i, q in enumerate(questions, 1):
+        tools = q.get("tools")
+        if tools is None:
+            continue
+        if not isinstance(tools, list) or not tools or not all(isinstance(t, dict) for t in tools):
+            raise InvalidInput(f"row {i}: column 'tools' must be a non-empty list of function specs "
+                               '({"type": "function", "function": {"name", "description", "parameters"}})',
+                               param="data")
+        key = json.dumps(tools, sort_keys=True)
+        if key in checked:
+            continue
+        try:
+            check(_row_params(params, q))
+        except InvalidInput as e:
+            raise InvalidInput(f"row {i}: {e.message}", param="data", hint=e.hint) from None
+        checked.add(key)
+
+
 def _validate(questions: Sequence[Mapping[str, Any]], models: Mapping[str, ChatModel],
-              evaluators: Sequence[Evaluator], question_key: str, headline: Sequence[Headline]) -> None:
+              evaluators: Sequence[Evaluator], question_key: str, headline: Sequence[Headline],
+              params: GenerationParams) -> None:
     if not questions:
         raise InvalidInput("there are no questions to ask", param="data")
     if not models:
@@ -44,6 +75,7 @@ def _validate(questions: Sequence[Mapping[str, Any]], models: Mapping[str, ChatM
     for i, q in enumerate(questions, 1):
         if not isinstance(q.get(question_key), str) or not q[question_key].strip():
             raise InvalidInput(f"row {i} has no text in column {question_key!r}", param="question_key")
+    _check_tools(questions, params)
     names = [e.name for e in evaluators]
     dup = next((n for n in names if names.count(n) > 1), None)
     if dup:
@@ -88,10 +120,11 @@ def run_eval(questions: Sequence[Mapping[str, Any]], models: Mapping[str, ChatMo
              headline: Sequence[Headline] = ()) -> EvalReport:
     """Generate an answer from every model for every question, score them, and (with ``write``)
     save the report folder to ``out_dir`` (default ``TUNERY_HOME/reports/<time>-<models>``).
-    Up to ``concurrency`` requests are in flight at once. An evaluator with a subset
+    Up to ``concurrency`` requests are in flight at once. A row with a ``tools`` column is asked
+    with those tools (``tool_choice`` auto), as a tool-calling application would. An evaluator with a subset
     (``Evaluator.only_where``, or ``NAME[column=value]``) scores only its rows, and its aggregate
     is over them alone. ``headline`` picks the metrics the summary tells in plain words."""
-    _validate(questions, models, evaluators, question_key, headline)
+    _validate(questions, models, evaluators, question_key, headline, params)
     total = len(questions) * len(models)
     done = 0
     answers: dict[str, list[tuple[str, str, float]]] = {name: [("", "stop", 0.0)] * len(questions) for name in models}
@@ -102,7 +135,8 @@ def run_eval(questions: Sequence[Mapping[str, Any]], models: Mapping[str, ChatMo
         nonlocal done
         for i in indices:
             t0 = time.perf_counter()
-            completion = models[name].generate(_messages(system, questions[i][question_key]), params)
+            completion = models[name].generate(_messages(system, questions[i][question_key]),
+                                               _row_params(params, questions[i]))
             answers[name][i] = (completion.text, completion.finish_reason, time.perf_counter() - t0)
             with lock:
                 done += 1
