@@ -346,13 +346,15 @@ def section2(server: Server, ft: str, args) -> None:
     print(f"  goal: {args.streams} streams >= 3x one stream          {met(total >= 3 * single)} ({total / single:.2f}x)")
 
 
-def section3(server: Server, ft: str, args) -> None:
-    print(f"\n[3] {args.clients} clients streaming {ft} for {args.duration:.0f} s, {args.tokens} tokens each")
+def many_clients(url: str, model: str, clients: int, duration: float, tokens: int) -> dict:
+    """``clients`` clients, each with its own connection, streaming ``model`` one request after
+    another for ``duration`` seconds (requests started before the deadline run to their end):
+    each request's latency and time to first token, the errors, and the wall time."""
     lat: list[float] = []
     first: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()
-    barrier = threading.Barrier(args.clients + 1)
+    barrier = threading.Barrier(clients + 1)
     stop_at = [0.0]
 
     def client(i: int) -> None:
@@ -361,7 +363,7 @@ def section3(server: Server, ft: str, args) -> None:
             k = i
             while time.monotonic() < stop_at[0]:
                 try:
-                    _, dt, ttft = stream_once(server.url, ft, PROMPTS[k % len(PROMPTS)], args.tokens, http)
+                    _, dt, ttft = stream_once(url, model, PROMPTS[k % len(PROMPTS)], tokens, http)
                     with lock:
                         lat.append(dt)
                         first.append(ttft)
@@ -370,15 +372,21 @@ def section3(server: Server, ft: str, args) -> None:
                         errors.append(f"{type(e).__name__}: {e}")
                 k += 1
 
-    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(args.clients)]
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
     for th in threads:
         th.start()
-    stop_at[0] = time.monotonic() + args.duration
+    stop_at[0] = time.monotonic() + duration
     t = time.perf_counter()
     barrier.wait()
     for th in threads:
         th.join()
-    wall = time.perf_counter() - t  # requests started before the deadline run to their end
+    return {"latency": lat, "first_token": first, "errors": errors, "wall": time.perf_counter() - t}
+
+
+def section3(server: Server, ft: str, args) -> None:
+    print(f"\n[3] {args.clients} clients streaming {ft} for {args.duration:.0f} s, {args.tokens} tokens each")
+    out = many_clients(server.url, ft, args.clients, args.duration, args.tokens)
+    lat, first, errors, wall = out["latency"], out["first_token"], out["errors"], out["wall"]
     print(f"  {len(lat)} requests in {wall:.1f} s: {len(lat) / wall:.2f} requests/s, "
           f"{len(lat) * args.tokens / wall:.1f} tokens/s")
     print(f"  latency      p50 {pct(lat, 50):6.2f} s   p99 {pct(lat, 99):6.2f} s")

@@ -148,7 +148,7 @@ def test_an_error_in_one_validation_fails_that_job_and_the_worker_goes_on(tiny_m
     from tunery.data import validate
 
     unreadable, crashing, good = _job(chat_file), _job(chat_file), _job(chat_file)
-    real_validate, real_request = validate.validate_bytes, store.request
+    real_validate, real_request = validate.validate_file, store.request
     calls = []
 
     def unreadable_first(*a, **kw):
@@ -162,7 +162,7 @@ def test_an_error_in_one_validation_fails_that_job_and_the_worker_goes_on(tiny_m
             raise RuntimeError("unforeseen")
         return real_request(job)
 
-    monkeypatch.setattr(validate, "validate_bytes", unreadable_first)
+    monkeypatch.setattr(validate, "validate_file", unreadable_first)
     monkeypatch.setattr(store, "request", crash_on)
     Worker()._validate_new()
     job = get_job(unreadable)

@@ -16,7 +16,6 @@ import glob
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -27,9 +26,15 @@ from pathlib import Path
 
 import pytest
 
+from support_workers import end_worker as _end
+from support_workers import locked as _locked
+from support_workers import messages as _messages
+from support_workers import stub_command as _stub_command
+from support_workers import until as _until
+from support_workers import worker_process as _worker_process
 from tunery import db
 from tunery.data import files
-from tunery.jobs import Worker, create_job, get_job, list_events, metrics, store
+from tunery.jobs import Worker, create_job, get_job, metrics, store
 
 PG_BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
 
@@ -233,28 +238,6 @@ def test_an_sqlite_without_returning_is_refused_with_a_clear_error(monkeypatch):
         db.connect()
 
 
-# A training process that does what the runner does to the job, with no training: holds the job's
-# lock, then ends it as succeeded (only while its worker holds it) or, with "sleep", waits for a signal.
-_STUB_CHILD = """
-import os, sys, time
-from tunery import db
-from tunery.jobs import runner, store
-job_id = sys.argv[-1]
-lock = runner.try_lock(store.job_dir(job_id) / "lock")
-if lock is not None and os.environ.get("STUB_SLEEP"):
-    time.sleep(600)
-if lock is not None and store.row(job_id)["status"] == "running":
-    with db.transaction() as tx:
-        if store.set_status(job_id, "succeeded", only_from=("running",), conn=tx, finished_at=db.now(),
-                            held_by=os.environ[runner.WORKER_ENV]):
-            store.add_event(job_id, "The job has successfully completed", conn=tx)
-"""
-
-
-def _stub_command(args: list[str], nproc: int | None = None) -> list[str]:
-    return [sys.executable, "-c", _STUB_CHILD, *args]  # args end with "tunery.jobs", the job id
-
-
 @pytest.fixture
 def stub_training(monkeypatch):
     """Workers of this process start a stub training process that holds the job until killed."""
@@ -262,16 +245,6 @@ def stub_training(monkeypatch):
 
     monkeypatch.setattr(worker, "launch_command", _stub_command)
     monkeypatch.setenv("STUB_SLEEP", "1")
-
-
-def _locked(job_id: str) -> bool:
-    from tunery.jobs.runner import try_lock
-
-    lock = try_lock(store.job_dir(job_id) / "lock")
-    if lock is None:
-        return True
-    lock.close()
-    return False
 
 
 def test_a_slow_round_keeps_the_lease_and_a_lost_lease_stops_the_training(stub_training):
@@ -384,24 +357,6 @@ def _job(chat_file, *, examples: int, epochs: int = 1, batch_size: int) -> str:
                       hyperparameters={"n_epochs": epochs, "batch_size": batch_size})["id"]
 
 
-def _messages(job_id: str) -> list[str]:
-    return [e["message"] for e in list_events(job_id, limit=1000)[0]]
-
-
-def _until(cond, timeout: float, what: str, step=None, job_id: str | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if step is not None:
-            step()
-        if cond():
-            return
-        if job_id and store.row(job_id)["status"] in ("failed", "cancelled"):
-            break
-        time.sleep(0.1)
-    raise AssertionError(f"no {what}" + (f": {store.row(job_id)}, {_messages(job_id)}"
-                                                           if job_id else ""))
-
-
 def test_an_expired_lease_is_taken_over_and_resumed_from_the_checkpoint(tiny_model, chat_file, monkeypatch):
     """In one process, on SQLite (the claim and lease SQL of both is tested above; the SIGKILL test
     below trains on both)."""
@@ -426,34 +381,6 @@ def test_an_expired_lease_is_taken_over_and_resumed_from_the_checkpoint(tiny_mod
     assert [m["step"] for m in metrics(job_id)] == list(range(1, 11))
     first.run_once()  # back, it finds its job finished by the other and leaves it so
     assert get_job(job_id)["status"] == "succeeded" and first.child is None
-
-
-# ``tunery worker`` whose training processes are the stub (argv[1] "stub")
-_STUBBED_WORKER = f"""
-import sys
-from tunery.jobs import worker
-if sys.argv.pop(1) == "stub":
-    worker.launch_command = lambda args, nproc=None: [sys.executable, "-c", {_STUB_CHILD!r}, *args]
-from tunery.cli.main import main
-main()
-"""
-
-
-def _worker_process(worker_id: str, *extra: str, stub: bool = False, **env: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", _STUBBED_WORKER, "stub" if stub else "real", "worker",
-                             "--id", worker_id, "--poll-interval", "0.2", "--threads", "1", *extra],
-                            env={**os.environ, "TUNERY_CLAIM_LEASE_S": "3", **env},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-
-
-def _end(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)  # Ctrl-C: the worker stops its training and exits
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def test_three_workers_run_thirty_jobs_each_exactly_once(backend, tiny_model, chat_file):

@@ -7,7 +7,13 @@ Any number of workers may share one state database, on one machine (SQLite) or s
 :func:`per_machine` of them (default 1) train at once. A worker claims a job atomically, with a
 lease that a thread of it renews while the training runs (its heartbeat); it acts only on
 jobs it holds or whose lease ran out, so that when a worker dies another one resumes its job once
-the lease is over, and no job is ever trained by two workers at once."""
+the lease is over, and no job is ever trained by two workers at once.
+
+New jobs' files are validated in a thread of their own (every worker runs one, training or
+standing by), so that a file's problems are reported while another job trains, whatever the
+round is waiting on, and no training waits while a large file is read. A validation reads its file
+line by line and keeps only a count and the first problems, so its memory does not grow with the
+file; any error in it fails that job, never the worker."""
 
 from __future__ import annotations
 
@@ -137,6 +143,7 @@ class Worker:
         self.worker_id = worker_id or default_worker_id()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._validator: threading.Thread | None = None  # while run_forever runs; else run_once validates
         self.child: _Child | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -162,8 +169,13 @@ class Worker:
         lock = _hold_shared(home().root / "worker.lock")
         slot = None
         listener = db.Listener(db.JOBS_CHANNEL)
+        ended = threading.Event()  # tells the validation thread that the worker stops
+        self._validator = self._start_validator(ended)
         try:
             while not self._stop.is_set():
+                if not self._validator.is_alive():  # it catches every error; should it end all the same
+                    print("tunery worker: the validation thread ended unexpectedly; restarting it", flush=True)
+                    self._validator = self._start_validator(ended)
                 try:
                     if slot is None:
                         slot = _take_slot()
@@ -178,16 +190,34 @@ class Worker:
                 idle = self.child is None and listener.notifies
                 listener.wait(max(self.poll_interval, IDLE_WAIT_S) if idle else self.poll_interval, self._stop)
         finally:
+            ended.set()
+            self._validator.join(self.poll_interval + 5)  # one mid-way through a large file is abandoned:
+            self._validator = None  # its job stays validating_files, for the next worker to validate
             listener.close()
             if slot is not None:
                 slot.close()
             lock.close()
 
+    def _start_validator(self, ended: threading.Event) -> threading.Thread:
+        t = threading.Thread(target=self._validate_forever, args=(ended,), name="tunery-validator", daemon=True)
+        t.start()
+        return t
+
+    def _validate_forever(self, ended: threading.Event) -> None:
+        """The validation thread: validates new jobs' files until the worker stops."""
+        while not ended.is_set():
+            try:
+                self._validate_new()
+            except Exception:  # the database is unreachable for a while, and the like: try again
+                traceback.print_exc()
+            ended.wait(self.poll_interval)
+
     # -- one round ---------------------------------------------------------------------------
     def run_once(self) -> bool:
         """Do whatever is due; returns True while this worker has work (a child or queued jobs)."""
         self._watch_child()
-        self._validate_new()
+        if self._validator is None:  # driven round by round (tests): validate here
+            self._validate_new()
         lost = self._resume_lost() if self.child is None else 0
         if self.child is None and not lost:
             self._remove_stale_copies()
@@ -253,14 +283,20 @@ class Worker:
 
     def _validate_new(self) -> None:
         for r in db.query("SELECT id FROM jobs WHERE status='validating_files' ORDER BY created_at"):
+            # one validator per job: another worker's may be reading this file now (on this
+            # machine, or on one sharing the folder where its file system passes locks on)
+            if (held := try_lock(store.job_dir(r["id"]) / "validate.lock")) is None:
+                continue
             try:
                 self._validate(r["id"])
             except Exception as e:  # any error in one job fails that job; the worker lives on
                 fail(r["id"], f"validation failed: {type(e).__name__}: {e}", code="validation_error")
+            finally:
+                held.close()
 
     def _validate(self, job_id: str) -> None:
         from tunery.data import files
-        from tunery.data.validate import validate_bytes
+        from tunery.data.validate import MAX_REPORTED_ERRORS, validate_file
 
         job = store.row(job_id)
         if job["status"] != "validating_files":  # another worker validated it meanwhile
@@ -271,17 +307,18 @@ class Worker:
             fid = job[param]
             if not fid:
                 continue
-            try:
-                rep = validate_bytes(files.content(fid), purpose=purpose)
+            try:  # read line by line, keeping a count and the first problems: bounded memory
+                rep = validate_file(files.get(fid).path, purpose=purpose, keep_examples=False,
+                                    max_issues=MAX_REPORTED_ERRORS)
             except Exception as e:  # missing file on disk and the like
                 problems.append((param, f"{param} {fid} cannot be read: {e}"))
                 continue
             if not rep.ok:
-                lines = [i.format() if hasattr(i, "format") else str(i) for i in rep.errors]
-                more = f" (and {len(lines) - 20} more)" if len(lines) > 20 else ""
-                problems.append((param, f"{param} {fid} is invalid: " + "; ".join(lines[:20]) + more))
+                lines = [i.format() for i in rep.errors[:MAX_REPORTED_ERRORS]]
+                more = f" (and {rep.n_errors - len(lines)} more)" if rep.n_errors > len(lines) else ""
+                problems.append((param, f"{param} {fid} is invalid: " + "; ".join(lines) + more))
             elif purpose == "training":
-                n_examples = len(rep.examples)
+                n_examples = rep.n_examples
         if problems:
             fail(job["id"], " | ".join(p for _, p in problems), code="invalid_training_file",
                  param=problems[0][0])
