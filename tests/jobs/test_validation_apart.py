@@ -96,3 +96,26 @@ def test_the_validation_thread_survives_a_failing_database_and_a_crashing_job(ti
     assert job["status"] == "failed" and job["error"]["code"] == "validation_error"
     assert "MemoryError: unforeseen" in job["error"]["message"]
     assert store.row(second)["status"] != "validating_files"
+
+
+def test_a_background_worker_stops_when_every_round_fails(monkeypatch, capsys):
+    """`--exit-when-idle` (the worker `tunery finetune` starts) gives up after rounds failing in a row
+    (its home deleted under it); a worker started on purpose would keep retrying."""
+    from tunery.jobs import worker
+
+    def broken(self):
+        raise RuntimeError("disk I/O error")
+
+    monkeypatch.setattr(worker, "GIVE_UP_ROUNDS", 3)
+    monkeypatch.setattr(Worker, "run_once", broken)
+    import threading
+
+    w = Worker(poll_interval=0.01)
+    t = threading.Thread(target=w.run_forever, kwargs={"exit_when_idle": True}, daemon=True)
+    t.start()
+    t.join(20)
+    stuck = t.is_alive()
+    if stuck:  # the old worker: retried forever
+        w.stop()
+        t.join(20)
+    assert not stuck and "3 rounds failed in a row" in capsys.readouterr().out

@@ -62,6 +62,12 @@ def _hold_shared(path: Path):
     return f
 
 
+GIVE_UP_ROUNDS = 30
+"""Rounds failing in a row after which a worker started with ``--exit-when-idle`` (the background
+worker ``tunery finetune`` starts) stops instead of retrying forever: seen when a test's home was
+deleted under it, which left it looping for hours. A worker started on purpose keeps retrying."""
+
+
 def worker_alive() -> bool:
     """True when some worker process of this home runs on this machine (it holds the worker
     lock); workers on other machines are not seen."""
@@ -171,6 +177,7 @@ class Worker:
         listener = db.Listener(db.JOBS_CHANNEL)
         ended = threading.Event()  # tells the validation thread that the worker stops
         self._validator = self._start_validator(ended)
+        failures = 0
         try:
             while not self._stop.is_set():
                 if not self._validator.is_alive():  # it catches every error; should it end all the same
@@ -180,9 +187,14 @@ class Worker:
                     if slot is None:
                         slot = _take_slot()
                     busy = self.run_once() if slot is not None else _pending() > 0
+                    failures = 0
                 except Exception:  # the database is unreachable for a while, and the like
                     traceback.print_exc()
-                    busy = True
+                    busy, failures = True, failures + 1
+                    if exit_when_idle and failures >= GIVE_UP_ROUNDS:  # its home was removed, say
+                        print(f"tunery worker: {failures} rounds failed in a row; a background worker stops",
+                              flush=True)
+                        return
                 if exit_when_idle and not busy:
                     return
                 # PostgreSQL wakes an idle worker when a job needs one (NOTIFY); it still looks now
