@@ -357,13 +357,16 @@ def connect() -> sqlite3.Connection | PgConnection:
     """A new connection to the state database (PostgreSQL at ``TUNERY_DATABASE_URL``, else SQLite
     in the home), migrated to the latest schema. Close it when done."""
     address = url()
-    conn = _pg_connect(address) if address else _connect(home().db_path)
-    _ensure_migrated(conn, address)
+    path = None if address else home().db_path
+    conn = _pg_connect(address) if address else _connect(path)
+    _ensure_migrated(conn, address or path)
     return conn
 
 
-def _ensure_migrated(conn, address: str | None) -> None:
-    key = address or home().db_path
+def _ensure_migrated(conn, key: str | Path) -> None:
+    """Migrate ``conn`` once per process for ``key``, the address it was opened with (not the
+    home read again: in tests another thread may switch ``TUNERY_HOME`` in between, which marked
+    a new home's database migrated while its tables did not exist)."""
     if key not in _migrated:
         migrate(conn)
         _migrated.add(key)

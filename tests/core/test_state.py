@@ -60,6 +60,24 @@ def test_migrations_run_once_in_order_and_wal():
     assert db.migrate(conn, extra) == []
 
 
+def test_a_home_switched_while_connecting_is_not_marked_migrated(tmp_path, monkeypatch):
+    """A thread that opened the old home's database while another switched TUNERY_HOME must not
+    mark the new home's database migrated (seen in CI: "no such table: models" in the next test)."""
+    monkeypatch.setenv("TUNERY_HOME", str(tmp_path / "old"))
+    db.query("SELECT 1 FROM jobs")  # the old home: migrated
+    opened = db._connect
+
+    def switch_after_opening(path):
+        conn = opened(path)
+        monkeypatch.setenv("TUNERY_HOME", str(tmp_path / "new"))  # another thread's test begins
+        return conn
+
+    monkeypatch.setattr(db, "_connect", switch_after_opening)
+    db.connect().close()
+    monkeypatch.setattr(db, "_connect", opened)
+    assert db.query("SELECT count(*) FROM models")[0][0] == 0  # the new home's tables exist
+
+
 def test_failed_migration_rolls_back(tmp_path):
     conn = sqlite3.connect(tmp_path / "x.db", isolation_level=None)
     bad = [("0001_ok", "CREATE TABLE a (x);"), ("0002_bad", "CREATE TABLE b (x); CREATE TABLE a (y);")]

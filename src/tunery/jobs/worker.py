@@ -216,8 +216,9 @@ class Worker:
         return t
 
     def _validate_forever(self, ended: threading.Event) -> None:
-        """The validation thread: validates new jobs' files until the worker stops."""
-        while not ended.is_set():
+        """The validation thread: validates new jobs' files until the worker stops (asked to, or
+        its loop ended)."""
+        while not ended.is_set() and not self._stop.is_set():
             try:
                 self._validate_new()
             except Exception:  # the database is unreachable for a while, and the like: try again
