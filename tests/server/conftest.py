@@ -92,3 +92,24 @@ def follow():
         return job
 
     return _follow
+
+
+@pytest.fixture
+def start_batch():
+    """``start_batch(client, name, lines)``: upload ``lines`` rows for the web-classification flow,
+    start a one-worker batch run called ``name`` and wait until it is Running."""
+    def _start(client, name: str, lines: int) -> None:
+        def ok(r):
+            assert r.status_code == 200, r.text
+            return r.json()
+
+        ok(client.post("/v1/tunery/flow-data", json={"name": "many.jsonl", "content": "".join(
+            json.dumps({"url": f"https://x/{i}", "text_content": "t"}) + "\n" for i in range(lines))}))
+        ok(client.post("/v1/tunery/runs", json={"flow": "web-classification", "data": "upload:many.jsonl",
+                                                "name": name, "workers": 1}))
+        deadline = time.monotonic() + 30
+        while ok(client.get(f"/v1/tunery/runs/{name}"))["status"] != "Running":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+
+    return _start

@@ -244,18 +244,11 @@ def test_batch_run_with_evaluation_progress_detail_compare_and_export(client):
     assert r.status_code == 400 and "category" in r.json()["error"]["message"]
 
 
-def test_cancel_stops_a_running_batch(client, fake):
+def test_cancel_stops_a_running_batch(client, fake, start_batch):
     gate = threading.Event()
     fake.reply = lambda messages: (gate.wait(30), fake.replies[0])[1]
     clone(client)
-    ok(client.post("/v1/tunery/flow-data", json={"name": "many.jsonl", "content": "".join(
-        json.dumps({"url": f"https://x/{i}", "text_content": "t"}) + "\n" for i in range(20))}))
-    ok(client.post("/v1/tunery/runs", json={"flow": "web-classification", "data": "upload:many.jsonl",
-                                            "name": "to_cancel", "workers": 1}))
-    deadline = time.monotonic() + 30
-    while ok(client.get("/v1/tunery/runs/to_cancel"))["status"] != "Running":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    start_batch(client, "to_cancel", 20)
     ok(client.post("/v1/tunery/runs/to_cancel/cancel"))
     gate.set()
     run = wait_run(client, "to_cancel")

@@ -5,7 +5,6 @@ listed as flows, runs left Running by a dead process, and bad input that used to
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -176,7 +175,7 @@ def test_a_run_whose_process_died_reads_failed(local):
     assert get_run("orphan").status == "Failed"
 
 
-def test_stopping_the_server_cancels_its_runs(monkeypatch, fake):
+def test_stopping_the_server_cancels_its_runs(monkeypatch, fake, start_batch):
     from tunery.flows.runs import get_run
 
     gate = threading.Event()
@@ -184,14 +183,7 @@ def test_stopping_the_server_cancels_its_runs(monkeypatch, fake):
     local, _ = _clients(monkeypatch)
     with local:  # leaving it runs the app's shutdown
         ok(local.post("/v1/tunery/flows", json={"gallery": "web-classification"}))
-        ok(local.post("/v1/tunery/flow-data", json={"name": "many.jsonl", "content": "".join(
-            json.dumps({"url": f"https://x/{i}", "text_content": "t"}) + "\n" for i in range(200))}))
-        ok(local.post("/v1/tunery/runs", json={"flow": "web-classification", "data": "upload:many.jsonl",
-                                               "name": "long", "workers": 1}))
-        deadline = time.monotonic() + 30
-        while ok(local.get("/v1/tunery/runs/long"))["status"] != "Running":
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        start_batch(local, "long", 200)
     assert get_run("long").status == "Canceled"
 
 
