@@ -142,6 +142,7 @@ def test_the_prompt_flow_exercise(page, studio, watch, shot):
     page.wait_for_selector("#run-lines[data-state=ready]")
     assert page.locator("#run-lines tr[data-line]").count() == lines
     assert "accuracy" in page.inner_text("#run-summary")
+    shot(page, "flows-run", full_page=True)
     with page.expect_download() as dl:
         page.click("#export-jsonl")
     rows = [json.loads(x) for x in Path(dl.value.path()).read_text(encoding="utf-8").splitlines()]

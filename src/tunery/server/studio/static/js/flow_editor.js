@@ -210,7 +210,7 @@ function sourceEditor(def, nodeProblems) {
   if (files[path] === undefined) return el("p", { class: "alert error" }, `${path} is not in the flow folder.`);
   const isPrompt = def.type === "llm" || def.type === "prompt";
   const preview = el("pre", { class: "prompt-preview", "aria-label": "Prompt with role markers highlighted" }, highlight(files[path]));
-  const area = el("textarea", { class: "code-edit", id: "source-edit", spellcheck: "false", rows: Math.min(24, Math.max(8, files[path].split("\n").length + 1)),
+  const area = el("textarea", { class: `code-edit${isPrompt ? " prompt" : ""}`, id: "source-edit", spellcheck: "false", rows: Math.min(24, Math.max(8, files[path].split("\n").length + 1)),
     dataset: { path } });
   area.value = files[path];
   area.addEventListener("input", () => {
@@ -251,7 +251,7 @@ function llmSettings(def, nodeProblems) {
   conn.addEventListener("input", () => { if (conn.value) def.connection = conn.value; else delete def.connection; markDirty(); });
   const apiSel = el("select", { id: "node-api" }, ["chat", "completion"].map((a) => el("option", { value: a, selected: (def.api || "chat") === a }, a)));
   apiSel.addEventListener("change", () => { def.api = apiSel.value; markDirty(); });
-  return el("div", { class: "row" },
+  return el("div", { class: "row align-end" },
     el("label", { class: "field", style: "flex:1" }, el("span", {}, "Connection (a name not configured means the local tunery models)"), conn, fieldErrors(nodeProblems, "connection")),
     el("label", { class: "field" }, el("span", {}, "API"), apiSel, fieldErrors(nodeProblems, "api")));
 }
@@ -430,11 +430,22 @@ function resultColumn(r) {
     el("div", { class: "muted small" }, `${fmtNumber(r.duration, 2)} s · ${r.usage.prompt_tokens} prompt + ${r.usage.completion_tokens} completion tokens`),
     r.error ? el("div", { class: "alert error" }, `${r.error.node ? `node ${r.error.node}: ` : ""}${r.error.message}`) : null,
     el("span", { class: "label" }, "Outputs"), el("pre", { class: "out", dataset: { outputs: "" } }, pretty(r.outputs)),
-    el("table", { class: "table small" }, el("thead", {}, el("tr", {}, ["node", "status", "time", "tokens", "output"].map((h) => el("th", {}, h)))),
-      el("tbody", {}, nodes.map((n) => el("tr", { dataset: { nodeRun: n.node } },
-        el("td", {}, n.node), el("td", {}, n.status), el("td", { class: "num" }, `${fmtNumber(n.duration, 2)}s`),
-        el("td", { class: "num" }, n.usage ? `${n.usage.prompt_tokens}+${n.usage.completion_tokens}` : "–"),
-        el("td", {}, el("pre", { class: "out" }, n.error ? n.error.message : pretty(n.output))))))));
+    nodeTable(nodes));
+}
+
+/** Each node's status, time and tokens on one row, its output on a full-width row under it: a
+ * variant column is narrow, and the output is the part worth the width. */
+function nodeTable(nodes) {
+  const head = [["node", "node"], ["status", "status"], ["time", "num"], ["tokens", "num"]];
+  return el("table", { class: "table small node-runs" },
+    el("colgroup", {}, head.map(([h]) => el("col", { class: `c-${h}` }))),
+    el("thead", {}, el("tr", {}, head.map(([h, cls]) => el("th", { class: cls }, h)))),
+    nodes.map((n) => el("tbody", {},
+      el("tr", { dataset: { nodeRun: n.node } },
+        el("td", { class: "node" }, n.node), el("td", {}, badge(n.status)), el("td", { class: "num" }, `${fmtNumber(n.duration, 2)}s`),
+        el("td", { class: "num" }, n.usage ? `${n.usage.prompt_tokens}+${n.usage.completion_tokens}` : "–")),
+      el("tr", { class: "node-out" }, el("td", { colspan: 4 },
+        el("pre", { class: `out${n.error ? " error" : ""}`, dataset: { nodeOutput: n.node } }, n.error ? n.error.message : pretty(n.output)))))));
 }
 
 // -- batch run & evaluate ----------------------------------------------------------------------

@@ -31,7 +31,7 @@ async function load() {
     { label: "Status", render: (r) => badge(r.status) },
     { label: "Lines", class: "num", render: (r) => (r.total_lines === undefined ? "–" : `${r.total_lines}${r.failed_lines ? ` (${r.failed_lines} failed)` : ""}`) },
     { label: "Metrics", render: metricsText },
-    { label: "Created", render: (r) => fmtTime(r.created_at) },
+    { label: "Created", class: "created", render: (r) => fmtTime(r.created_at) },
   ], data, {
     empty: el("span", {}, "No runs yet. Run a flow over a data file with ", el("code", {}, "tunery run create --flow FLOW --data DATA.jsonl"), "."),
     rowAttrs: (r) => ({ dataset: { runRow: r.name } }),
