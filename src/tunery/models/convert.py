@@ -6,8 +6,8 @@ state dict, once, and cache it as safetensors; later loads take seconds."""
 
 from __future__ import annotations
 
+import functools
 import logging
-import os
 from pathlib import Path
 
 from tunery.errors import InvalidInput
@@ -17,6 +17,7 @@ from tunery.home import atomic_dir, atomic_write_json
 def gguf_to_hf(gguf_path: Path, out_dir: Path, *, source: str = "") -> Path:
     import torch
     import transformers
+    import transformers.modeling_gguf_pytorch_utils as gguf_reader
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
     gguf_path = Path(gguf_path)
@@ -27,8 +28,10 @@ def gguf_to_hf(gguf_path: Path, out_dir: Path, *, source: str = "") -> Path:
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()  # the CLI shows its own spinner
     logging.getLogger("transformers").setLevel(logging.ERROR)
-    tqdm_was = os.environ.get("TQDM_DISABLE")
-    os.environ["TQDM_DISABLE"] = "1"  # the GGUF reader draws its own bar; the CLI shows a spinner
+    # the GGUF reader draws its own tqdm bar, which TQDM_DISABLE cannot silence once tqdm is
+    # imported, and which prints line after line into a log; the CLI shows a spinner instead
+    bar = gguf_reader.tqdm
+    gguf_reader.tqdm = functools.partial(bar, disable=True)
     try:
         try:
             tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
@@ -37,10 +40,7 @@ def gguf_to_hf(gguf_path: Path, out_dir: Path, *, source: str = "") -> Path:
             raise InvalidInput(f"cannot read {gguf_path} as a GGUF chat model: {e}", param="path") from e
     finally:
         transformers.logging.set_verbosity(quiet)
-        if tqdm_was is None:
-            os.environ.pop("TQDM_DISABLE", None)
-        else:
-            os.environ["TQDM_DISABLE"] = tqdm_was
+        gguf_reader.tqdm = bar
 
     config = AutoConfig.for_model(**{k: v for k, v in quantized.config.to_dict().items()
                                      if k not in ("quantization_config", "_name_or_path", "transformers_version")})
