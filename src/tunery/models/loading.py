@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import importlib
 import json
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tunery.errors import InvalidInput
+from tunery.home import Home, atomic_write_json
 from tunery.models import registry
 from tunery.models.registry import ModelRecord
 
@@ -33,13 +37,75 @@ def tokenizer_dir(rec: ModelRecord) -> Path:
     return rec.path if (rec.path / "tokenizer_config.json").exists() else base_path(rec)
 
 
-def load_tokenizer(model: str | ModelRecord) -> PreTrainedTokenizerBase:
-    from transformers import AutoTokenizer
+_tokenizer_keys: dict[tuple, str] = {}
+_NOT_TOKENIZER = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".onnx", ".onnx_adapter", ".data",
+                  ".gguf")
 
+
+def tokenizer_key(rec: ModelRecord) -> str:
+    """A digest of the files :func:`load_tokenizer` may read for ``rec`` (every file of its
+    tokenizer folder but weights), remembered per path, size and mtime."""
+    folder = tokenizer_dir(rec)
+    files = sorted(f for f in folder.iterdir() if f.is_file() and not f.name.endswith(_NOT_TOKENIZER)) \
+        if folder.is_dir() else []
+    stamp = (str(folder), *((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+    key = _tokenizer_keys.get(stamp)
+    if key is None:
+        h = hashlib.sha256()
+        for f in files:
+            h.update(f.name.encode() + b"\0" + f.read_bytes())
+        key = _tokenizer_keys[stamp] = h.hexdigest() if files else str(folder)
+    return key
+
+
+TOKENIZER_CLASSES = "tokenizer-classes.json"
+"""In the home's cache: the class ``AutoTokenizer`` chose, per tokenizer files and transformers version."""
+
+
+def _auto_tokenizer(path: Path, key: str) -> PreTrainedTokenizerBase:
+    """``AutoTokenizer.from_pretrained(path)``, without importing torch when these files were loaded before.
+
+    ``AutoTokenizer`` reads the model's config to choose a tokenizer class, and transformers'
+    config module imports torch: more than half of the time a cold ``tunery ask`` took to its
+    first token on the compiled fast path, which needs no torch. Every choice it makes ends with that class's own
+    ``from_pretrained(path, _from_auto=True)``, so the class is remembered under ``key`` (the
+    files' digest) and the transformers version, and the next process calls it directly: the same
+    tokenizer. A class from a model's own code (``trust_remote_code``) is never remembered."""
+    import transformers
+
+    memo, key = Home.from_env().cache / TOKENIZER_CLASSES, f"{key}@{transformers.__version__}"
+    known = _read_json(memo)
+    module, _, name = str(known.get(key, "")).partition(":")
+    if module.startswith("transformers.") and name:
+        try:
+            cls = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):  # not this installation's: choose again
+            cls = None
+        if cls is not None:
+            return cls.from_pretrained(path, _from_auto=True)
+    tok = transformers.AutoTokenizer.from_pretrained(path)
+    cls = type(tok)
+    if cls.__module__.startswith("transformers."):
+        known = {**_read_json(memo), key: f"{cls.__module__}:{cls.__qualname__}"}
+        with contextlib.suppress(OSError):  # a read-only home only loses the shortcut
+            memo.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(memo, dict(list(known.items())[-256:]))
+    return tok
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def load_tokenizer(model: str | ModelRecord) -> PreTrainedTokenizerBase:
     _quiet_transformers()
     rec = registry.get(model) if isinstance(model, str) else model
     path = tokenizer_dir(rec)
-    tok = AutoTokenizer.from_pretrained(path)
+    tok = _auto_tokenizer(path, tokenizer_key(rec))
     if tok.chat_template is None:
         raise InvalidInput(f"model {rec.id!r} has no chat template in {path}", param="model",
                            hint="add one to tokenizer_config.json (chat_template)")

@@ -156,30 +156,6 @@ class Target:
         return requests
 
 
-_tokenizer_keys: dict[tuple, str] = {}
-_NOT_TOKENIZER = (".safetensors", ".bin", ".pt", ".onnx", ".onnx_adapter", ".data", ".gguf")
-
-
-def _tokenizer_key(rec: ModelRecord) -> str:
-    """A digest of the files ``load_tokenizer`` may read for ``rec`` (every file of its tokenizer
-    folder but weights), remembered per path, size and mtime."""
-    import hashlib
-
-    from tunery.models.loading import tokenizer_dir
-
-    folder = tokenizer_dir(rec)
-    files = sorted(f for f in folder.iterdir() if f.is_file() and not f.name.endswith(_NOT_TOKENIZER)) \
-        if folder.is_dir() else []
-    stamp = (str(folder), *((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files))
-    key = _tokenizer_keys.get(stamp)
-    if key is None:
-        h = hashlib.sha256()
-        for f in files:
-            h.update(f.name.encode() + b"\0" + f.read_bytes())
-        key = _tokenizer_keys[stamp] = h.hexdigest() if files else str(folder)
-    return key
-
-
 def _adapter_for(rec: ModelRecord) -> Adapter | None:
     if not rec.is_adapter:
         return None
@@ -340,9 +316,9 @@ class EngineManager:
         """The model's tokenizer, one instance per distinct set of tokenizer files: the many LoRA
         fine-tunes of a base, each saved with a copy of its files, share one (a tokenizer holds
         ~10 MB)."""
-        from tunery.models.loading import load_tokenizer
+        from tunery.models.loading import load_tokenizer, tokenizer_key
 
-        tok = self._load_once(_tokenizer_key(rec), self._tokenizers, self._loading_tokenizers,
+        tok = self._load_once(tokenizer_key(rec), self._tokenizers, self._loading_tokenizers,
                               lambda: load_tokenizer(rec))
         with self._lock:
             while len(self._tokenizers) > 16:

@@ -1,0 +1,43 @@
+"""A cold `tunery ask` on the fast path imports no torch: the compiled copy runs in onnxruntime-genai
+and the tokenizer loads through the class ``AutoTokenizer`` chose before (``tunery.models.loading``),
+not through ``AutoTokenizer`` itself, whose config module imports torch. Timings are in
+benchmarks/, not here; this guards the imports that made a cold start slow."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+# The real command in a fresh interpreter; on the way out it names the heavy packages it imported.
+ASK = """
+import atexit, sys
+atexit.register(lambda: print("IMPORTED", sorted(m for m in ("torch", "peft") if m in sys.modules), file=sys.stderr))
+sys.argv = ["tunery", "ask", sys.argv[1], "Where to?", "--max-tokens", "5", "--temperature", "0"]
+from tunery.cli.main import main
+main()
+"""
+
+
+def _ask(model: str) -> tuple[str, str]:
+    r = subprocess.run([sys.executable, "-c", ASK, model], capture_output=True, text=True, timeout=600,
+                       env={**os.environ})
+    assert r.returncode == 0, r.stderr
+    imported = [line for line in r.stderr.splitlines() if line.startswith("IMPORTED")]
+    assert len(imported) == 1, r.stderr
+    return r.stdout, imported[0]
+
+
+@pytest.mark.parametrize("model", ["tiny-random", "tiny-ft-0"])
+def test_a_warm_ask_on_the_fast_path_imports_no_torch(tiny_loras, model):
+    from tunery.home import home
+    from tunery.models.loading import TOKENIZER_CLASSES
+
+    # the first run may build the compiled copy and convert the adapter, and learns the tokenizer's class
+    first, _ = _ask(model)
+    assert (home().cache / TOKENIZER_CLASSES).exists()
+    again, imported = _ask(model)
+    assert imported == "IMPORTED []"
+    assert again == first != ""  # the same greedy answer as the first run's, through AutoTokenizer
