@@ -13,7 +13,7 @@ def test_auto_epochs(n, epochs):
     assert auto_n_epochs(n) == epochs
 
 
-@pytest.mark.parametrize(("n", "bs"), [(10, 1), (19, 1), (20, 2), (40, 4), (72, 4), (82, 8), (200, 16), (100_000, 16)])
+@pytest.mark.parametrize(("n", "bs"), [(10, 1), (19, 1), (20, 2), (40, 4), (72, 4), (82, 8), (159, 8), (229, 8), (100_000, 8)])
 def test_auto_batch_size(n, bs):
     assert auto_batch_size(n) == bs
 

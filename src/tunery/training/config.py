@@ -11,7 +11,9 @@ What ``auto`` picks (documented in the README too):
 * ``n_epochs``: 2, raised or lowered so that examples x epochs lands in [100, 2500]
   (e.g. 20 examples -> 5 epochs, 40 -> 3, 82 -> 2, 5000 -> 1), capped to [1, 25].
 * ``batch_size``: about one tenth of the examples, rounded down to a power of two, within
-  [1, 16] (e.g. 15 -> 1, 40 -> 4, 82 -> 8, 1000 -> 16).
+  [1, 8] (e.g. 15 -> 1, 40 -> 4, 82 -> 8, 1000 -> 8). The cap was 16 until the bundled travel
+  data grew to 229 examples: batch 16 (30 steps) left 27% of its allowed answers running on to
+  the token limit and refused 12%, batch 8 (58 steps) 0% and 6% (benchmarks/RESULTS.md).
 * ``learning_rate_multiplier``: 1.0. The multiplier multiplies the base learning rate recorded per
   catalog model and method (``lora_learning_rate`` or ``full_learning_rate``, see
   ``tunery models show``).
@@ -76,9 +78,12 @@ def auto_n_epochs(n_examples: int) -> int:
     return max(1, min(25, epochs))
 
 
+AUTO_BATCH_CAP = 8
+
+
 def auto_batch_size(n_examples: int) -> int:
     target = max(1, n_examples // 10)
-    return max(1, min(16, 2 ** int(math.log2(target))))
+    return max(1, min(AUTO_BATCH_CAP, 2 ** int(math.log2(target))))
 
 
 def _auto_or(kind: type, low: float, high: float):
@@ -114,7 +119,7 @@ class Hyperparameters(BaseModel):
                             "epochs lands in [100, 2500], within [1, 25].")
     batch_size: Annotated[int | Auto, _auto_or(int, 1, 256)] = Field(
         "auto", description="Examples per optimizer step (1-256, at most the number of training examples), "
-                            "or auto: about examples / 10, rounded down to a power of two, within [1, 16].")
+                            "or auto: about examples / 10, rounded down to a power of two, within [1, 8].")
     learning_rate_multiplier: Annotated[float | Auto, _auto_or(float, 1e-4, 100.0)] = Field(
         "auto", description="Multiplies the model's base learning rate for the method (see `tunery models "
                             "show`), between 0.0001 and 100, or auto: 1.0.")
