@@ -41,3 +41,16 @@ def test_a_warm_ask_on_the_fast_path_imports_no_torch(tiny_loras, model):
     again, imported = _ask(model)
     assert imported == "IMPORTED []"
     assert again == first != ""  # the same greedy answer as the first run's, through AutoTokenizer
+
+
+def test_loading_a_lora_fine_tune_warns_nothing(tiny_loras):
+    """PEFT reads a property transformers deprecated whenever it wraps a model; the FutureWarning
+    reached every fp32 `ask` and eval of a fine-tune."""
+    import warnings
+
+    from tunery.models.loading import load_model
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        load_model("tiny-ft-0")
+    assert [str(w.message) for w in caught if issubclass(w.category, (FutureWarning, DeprecationWarning))] == []

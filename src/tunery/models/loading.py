@@ -7,6 +7,7 @@ import hashlib
 import importlib
 import json
 import logging
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,8 @@ def _quiet_transformers() -> None:
 
     transformers.logging.set_verbosity_error()
     logging.getLogger("transformers").setLevel(logging.ERROR)
+    # PEFT reads this deprecated property each time it wraps a model: not the user's concern
+    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 
 def base_path(rec: ModelRecord) -> Path:
