@@ -58,6 +58,13 @@ def test_changed_files_or_a_memo_outside_transformers_ask_autotokenizer_again(ti
     atomic_write_json(home().cache / TOKENIZER_CLASSES, {key: "subprocess:run"})
     tok = load_tokenizer(tiny_model)
     assert _memo()[key] == f"{type(tok).__module__}:{type(tok).__qualname__}"
+    # a transformers class that is not a tokenizer is never called; nor is a failing one trusted
+    atomic_write_json(home().cache / TOKENIZER_CLASSES, {key: "transformers:AutoModelForCausalLM"})
+    assert type(load_tokenizer(tiny_model)) is type(tok)
+    # a remembered tokenizer class that fails to load is a cache miss: AutoTokenizer chooses again
+    atomic_write_json(home().cache / TOKENIZER_CLASSES, {key: "transformers:PreTrainedTokenizerBase"})
+    assert type(load_tokenizer(tiny_model)) is type(tok)
+    assert _memo()[key] == f"{type(tok).__module__}:{type(tok).__qualname__}"
     # other tokenizer files are other tokenizers: a key of their own
     copy = shutil.copytree(tiny_model.path, tmp_path / "copy")
     cfg = json.loads((copy / "tokenizer_config.json").read_text())

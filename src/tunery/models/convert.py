@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 from pathlib import Path
 
 from tunery.errors import InvalidInput
 from tunery.home import atomic_dir, atomic_write_json
+
+_READER = threading.Lock()  # the GGUF reader's progress bar is swapped for one conversion at a time
 
 
 def gguf_to_hf(gguf_path: Path, out_dir: Path, *, source: str = "") -> Path:
@@ -30,17 +33,20 @@ def gguf_to_hf(gguf_path: Path, out_dir: Path, *, source: str = "") -> Path:
     logging.getLogger("transformers").setLevel(logging.ERROR)
     # the GGUF reader draws its own tqdm bar, which TQDM_DISABLE cannot silence once tqdm is
     # imported, and which prints line after line into a log; the CLI shows a spinner instead
-    bar = gguf_reader.tqdm
-    gguf_reader.tqdm = functools.partial(bar, disable=True)
-    try:
+    with _READER:
+        bar = getattr(gguf_reader, "tqdm", None)
+        if bar is not None:
+            gguf_reader.tqdm = functools.partial(bar, disable=True)
         try:
-            tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-            quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
-        except (ValueError, KeyError, OSError) as e:
-            raise InvalidInput(f"cannot read {gguf_path} as a GGUF chat model: {e}", param="path") from e
-    finally:
-        transformers.logging.set_verbosity(quiet)
-        gguf_reader.tqdm = bar
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+                quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+            except (ValueError, KeyError, OSError) as e:
+                raise InvalidInput(f"cannot read {gguf_path} as a GGUF chat model: {e}", param="path") from e
+        finally:
+            transformers.logging.set_verbosity(quiet)
+            if bar is not None:
+                gguf_reader.tqdm = bar
 
     config = AutoConfig.for_model(**{k: v for k, v in quantized.config.to_dict().items()
                                      if k not in ("quantization_config", "_name_or_path", "transformers_version")})

@@ -16,6 +16,8 @@ from tunery.home import Home, atomic_write_json
 from tunery.models import registry
 from tunery.models.registry import ModelRecord
 
+log = logging.getLogger(__name__)
+
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -80,12 +82,17 @@ def _auto_tokenizer(path: Path, key: str) -> PreTrainedTokenizerBase:
     known = _read_json(memo)
     module, _, name = str(known.get(key, "")).partition(":")
     if module.startswith("transformers.") and name:
+        from transformers.tokenization_utils_base import PreTrainedTokenizerBase  # imports no torch
+
         try:
             cls = getattr(importlib.import_module(module), name)
         except (ImportError, AttributeError):  # not this installation's: choose again
             cls = None
-        if cls is not None:
-            return cls.from_pretrained(path, _from_auto=True)
+        if isinstance(cls, type) and issubclass(cls, PreTrainedTokenizerBase):  # a hand-edited entry: no
+            try:
+                return cls.from_pretrained(path, _from_auto=True)
+            except Exception as e:  # noqa: BLE001 - a stale entry is a cache miss: AutoTokenizer decides
+                log.debug("remembered tokenizer class %s failed on %s (%s); asking AutoTokenizer", cls, path, e)
     tok = transformers.AutoTokenizer.from_pretrained(path)
     cls = type(tok)
     if cls.__module__.startswith("transformers."):
