@@ -4,6 +4,7 @@ score and that the training data does not contain."""
 
 from __future__ import annotations
 
+import difflib
 import json
 
 from tunery.data.validate import validate_file
@@ -28,13 +29,22 @@ def test_train_and_validation_files_are_valid_and_varied():
     calls = [m for c in convs for m in c.messages if m.tool_calls]
     assert {json.loads(json.dumps(c["function"]["name"])) for m in calls for c in m.tool_calls} == names
     assert sum(1 for m in calls if len(m.tool_calls) > 1) >= 8  # parallel calls
-    assert sum(1 for c in convs if not any(m.tool_calls for m in c.messages)) >= 10  # no tool needed
+    # no tool needed: about a third of the conversations, so the model learns when not to call
+    no_call = sum(1 for c in convs if not any(m.tool_calls for m in c.messages))
+    assert 0.3 <= no_call / len(convs) <= 0.45, no_call
     # the currencies of the held-out questions are each trained on, by name and by code
     pairs = [json.loads(c["function"]["arguments"]) for m in calls for c in m.tool_calls
              if c["function"]["name"] == "convert_currency"]
     for code in ("EUR", "USD", "GBP", "JPY", "CAD", "MXN", "THB"):
         assert sum(code in (p["from"], p["to"]) for p in pairs) >= 2, code
     assert sum(1 for m in calls for c in m.tool_calls if "date" in json.loads(c["function"]["arguments"])) >= 10
+    # a forecast asked without a date is called without one (not with an invented date)
+    forecasts = [json.loads(c["function"]["arguments"]) for m in calls for c in m.tool_calls
+                 if c["function"]["name"] == "get_weather_forecast"]
+    assert sum("date" not in a for a in forecasts) >= 25
+    # conversions both ways for the same pairs, so the direction is learned from the wording
+    directed = {(p["from"], p["to"]) for p in pairs}
+    assert sum((b, a) in directed for a, b in directed) >= 16
     # after the results, an answer in words
     assert all(c.messages[-1].content and not c.messages[-1].tool_calls for c in convs)
 
@@ -48,6 +58,10 @@ def test_questions_are_held_out_and_scorable():
     seen = {m["content"] for r in rows("train.jsonl") + rows("validation.jsonl") for m in r["messages"]
             if m["role"] == "user"}
     assert not seen & {q["question"] for q in questions}
+    # nor a near copy of one (the closest training prompts differ by a city or a currency)
+    close = [(s, q["question"]) for s in seen for q in questions
+             if difflib.SequenceMatcher(None, s.lower(), q["question"].lower()).ratio() >= 0.8]
+    assert not close, close
     # each question carries the training tools, so `tunery eval run` asks with them
     assert all(q["tools"] == rows("train.jsonl")[0]["tools"] for q in questions)
     # every expectation is in a form the evaluator scores (a no-call reply fails each call question)
