@@ -116,7 +116,7 @@ def part_kills(args) -> bool:
 def part_datasets(args) -> bool:
     from click.testing import CliRunner
     from fastapi.testclient import TestClient
-    from support_datasets import check_cli, check_job, check_upload, datasets
+    from support_datasets import check_cli, check_job, datasets, upload_all
 
     from tunery.cli.main import cli
     from tunery.jobs import Worker, get_job
@@ -139,15 +139,10 @@ def part_datasets(args) -> bool:
                 failures.append(bad)
         path.unlink()
     cli_s = time.perf_counter() - t0
-    jobs = []
     t0 = time.perf_counter()
     with TestClient(create_app(allowed_hosts=["testserver"]), raise_server_exceptions=False) as client:
-        for ds in sets:
-            bad, job_id = check_upload(ds, client)
-            if bad:
-                failures.append(bad)
-            if job_id:
-                jobs.append((ds, job_id))
+        bad, jobs = upload_all(sets, client)
+        failures += bad
         Worker().run_once()
         statuses: dict[str, int] = {}
         for ds, job_id in jobs:

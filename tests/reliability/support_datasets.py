@@ -187,6 +187,19 @@ def check_upload(ds: Dataset, client, *, model: str = "tiny-random") -> tuple[st
     return None, (r.json()["id"] if r.status_code == 200 else None)
 
 
+def upload_all(sets: list[Dataset], client) -> tuple[list[str], list[tuple[Dataset, str]]]:
+    """:func:`check_upload` for each of ``sets``: what went wrong, and (dataset, job id) for each
+    that got as far as a job."""
+    failures, jobs = [], []
+    for ds in sets:
+        bad, job_id = check_upload(ds, client)
+        if bad:
+            failures.append(bad)
+        if job_id:
+            jobs.append((ds, job_id))
+    return failures, jobs
+
+
 def check_job(ds: Dataset, job: dict) -> str | None:
     """A job on a broken file ends failed, its error naming every broken line (at most 20 are
     quoted) or the file's problem."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
-from support_datasets import check_cli, check_job, check_upload, datasets
+from support_datasets import check_cli, check_job, datasets, upload_all
 
 from tunery.cli.main import cli
 
@@ -41,14 +41,7 @@ def test_malformed_datasets_through_the_cli(tiny_model, tmp_path):
 def test_malformed_datasets_through_upload_report_and_job(app_client):
     from tunery.jobs import Worker, get_job
 
-    failures, jobs = [], []
-    sets = datasets(N, seed=22)
-    for ds in sets:
-        bad, job_id = check_upload(ds, app_client)
-        if bad:
-            failures.append(bad)
-        if job_id:
-            jobs.append((ds, job_id))
+    failures, jobs = upload_all(datasets(N, seed=22), app_client)
     Worker().run_once()  # validates every new job, in this round
     for ds, job_id in jobs:
         if (bad := check_job(ds, get_job(job_id))) is not None:
