@@ -1,6 +1,7 @@
-"""A cold `tunery ask` on the fast path imports no torch: the compiled copy runs in onnxruntime-genai
-and the tokenizer loads through the class ``AutoTokenizer`` chose before (``tunery.models.loading``),
-not through ``AutoTokenizer`` itself, whose config module imports torch. Timings are in
+"""A cold `tunery ask` on the fast path imports neither torch nor transformers: the compiled copy runs
+in onnxruntime-genai and the tokenizer is the light one (``tunery.models.light_tokenizer``), once
+its files agreed with transformers' tokenizer; without that verdict it loads through the class
+``AutoTokenizer`` chose before, not through ``AutoTokenizer`` itself, whose config module imports torch. Timings are in
 benchmarks/, not here; this guards the imports that made a cold start slow."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pytest
 # The real command in a fresh interpreter; on the way out it names the heavy packages it imported.
 ASK = """
 import atexit, sys
-atexit.register(lambda: print("IMPORTED", sorted(m for m in ("torch", "peft") if m in sys.modules), file=sys.stderr))
+atexit.register(lambda: print("IMPORTED", sorted(m for m in ("torch", "peft", "transformers") if m in sys.modules), file=sys.stderr))
 sys.argv = ["tunery", "ask", sys.argv[1], "Where to?", "--max-tokens", "5", "--temperature", "0"]
 from tunery.cli.main import main
 main()
@@ -31,16 +32,20 @@ def _ask(model: str) -> tuple[str, str]:
 
 
 @pytest.mark.parametrize("model", ["tiny-random", "tiny-ft-0"])
-def test_a_warm_ask_on_the_fast_path_imports_no_torch(tiny_loras, model):
-    from tunery.home import home
-    from tunery.models.loading import TOKENIZER_CLASSES
+def test_a_warm_ask_on_the_fast_path_imports_no_torch_nor_transformers(tiny_loras, model):
+    import json
 
-    # the first run may build the compiled copy and convert the adapter, and learns the tokenizer's class
+    from tunery.home import home
+    from tunery.models.loading import LIGHT_TOKENIZERS, TOKENIZER_CLASSES
+
+    # the first run may build the compiled copy and convert the adapter, learns the tokenizer's
+    # class and checks the light tokenizer against transformers'
     first, _ = _ask(model)
     assert (home().cache / TOKENIZER_CLASSES).exists()
+    assert set(json.loads((home().cache / LIGHT_TOKENIZERS).read_text()).values()) == {True}
     again, imported = _ask(model)
     assert imported == "IMPORTED []"
-    assert again == first != ""  # the same greedy answer as the first run's, through AutoTokenizer
+    assert again == first != ""  # the same greedy answer as the first run's, through transformers
 
 
 def test_loading_a_lora_fine_tune_warns_nothing(tiny_loras):

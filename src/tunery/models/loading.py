@@ -7,6 +7,7 @@ import hashlib
 import importlib
 import json
 import logging
+import threading
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -111,11 +112,80 @@ def _read_json(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def load_tokenizer(model: str | ModelRecord) -> PreTrainedTokenizerBase:
-    _quiet_transformers()
+LIGHT_TOKENIZERS = "light-tokenizers.json"
+"""In the home's cache: per tokenizer files and library versions, whether a
+:class:`~tunery.models.light_tokenizer.LightTokenizer` agreed with transformers' tokenizer (``true``)
+or the difference it showed."""
+
+
+def _light_key(key: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return "@".join([key, *(f"{p} {version(p)}" for p in ("transformers", "tokenizers", "jinja2"))])
+    except PackageNotFoundError:
+        return key
+
+
+_lights: dict[tuple[str, str], PreTrainedTokenizerBase] = {}
+_lights_lock = threading.Lock()
+
+
+def _light_tokenizer(path: Path, key: str) -> PreTrainedTokenizerBase | None:
+    """The light tokenizer of ``path`` when these files agreed with transformers' before; one per
+    process and set of files (reading ``tokenizer.json`` takes ~0.2 s, and the Rust tokenizer is
+    safe to share between threads: encoding and decoding never change it)."""
+    if _read_json(Home.from_env().cache / LIGHT_TOKENIZERS).get(_light_key(key)) is not True:
+        return None
+    from tunery.models.light_tokenizer import LightTokenizer
+
+    def full() -> PreTrainedTokenizerBase:
+        _quiet_transformers()
+        return _auto_tokenizer(path, key)
+
+    with _lights_lock:
+        tok = _lights.get((str(path), key))
+        if tok is None:
+            tok = LightTokenizer.load(path, full)  # type: ignore[assignment]
+            if tok is not None:
+                _lights[(str(path), key)] = tok
+        return tok
+
+
+def _judge_light(path: Path, key: str, tok: PreTrainedTokenizerBase) -> None:
+    """Compare the light tokenizer of ``path`` with ``tok`` (transformers' own) once, and remember
+    the verdict for :func:`_light_tokenizer`."""
+    memo, vkey = Home.from_env().cache / LIGHT_TOKENIZERS, _light_key(key)
+    if vkey in _read_json(memo):
+        return
+    from tunery.models.light_tokenizer import LightTokenizer, verify
+
+    light = LightTokenizer.load(path, lambda: tok)
+    try:
+        verdict = "no tokenizer.json or chat template" if light is None else (verify(light, tok) or True)
+    except Exception as e:  # noqa: BLE001 - a probe that breaks means "use transformers", never an error
+        verdict = f"the probe failed: {e}"
+    if verdict is not True:
+        log.debug("tokenizer of %s served by transformers: %s", path, verdict)
+    with contextlib.suppress(OSError):
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(memo, dict(list({**_read_json(memo), vkey: verdict}.items())[-256:]))
+
+
+def load_tokenizer(model: str | ModelRecord, *, light: bool = False) -> PreTrainedTokenizerBase:
+    """The model's tokenizer (transformers'). With ``light``, for serving: a
+    :class:`~tunery.models.light_tokenizer.LightTokenizer` when its files agreed with transformers'
+    tokenizer before, which spares a cold process the import of transformers; the first load of
+    new files checks them."""
     rec = registry.get(model) if isinstance(model, str) else model
     path = tokenizer_dir(rec)
-    tok = _auto_tokenizer(path, tokenizer_key(rec))
+    key = tokenizer_key(rec)
+    tok = _light_tokenizer(path, key) if light else None
+    if tok is None:
+        _quiet_transformers()
+        tok = _auto_tokenizer(path, key)
+        if light:
+            _judge_light(path, key, tok)
     if tok.chat_template is None:
         raise InvalidInput(f"model {rec.id!r} has no chat template in {path}", param="model",
                            hint="add one to tokenizer_config.json (chat_template)")

@@ -218,13 +218,22 @@ _tokenizers_lock = threading.Lock()
 
 
 def _ll_tokenizer(tokenizer: Any) -> Any:
-    """llguidance's view of a Hugging Face tokenizer, built once per tokenizer (~0.4 s)."""
-    import llguidance.hf
+    """llguidance's view of a fast tokenizer (transformers' or a ``LightTokenizer``), built once per
+    tokenizer (~0.4 s): what ``llguidance.hf.from_tokenizer`` does, without importing transformers."""
+    import copy
+
+    import llguidance
 
     with _tokenizers_lock:
         ll = _tokenizers.get(tokenizer)
         if ll is None:
-            ll = _tokenizers[tokenizer] = llguidance.hf.from_tokenizer(tokenizer)
+            backend = getattr(tokenizer, "backend_tokenizer", None)
+            if backend is None:
+                raise ValueError(f"constrained decoding needs a fast tokenizer, not {type(tokenizer).__name__}")
+            backend = copy.copy(backend)
+            backend.no_padding()
+            backend.no_truncation()
+            ll = _tokenizers[tokenizer] = llguidance.LLTokenizer(backend.to_str(), eos_token=tokenizer.eos_token_id)
         return ll
 
 

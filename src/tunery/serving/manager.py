@@ -319,7 +319,7 @@ class EngineManager:
         from tunery.models.loading import load_tokenizer, tokenizer_key
 
         tok = self._load_once(tokenizer_key(rec), self._tokenizers, self._loading_tokenizers,
-                              lambda: load_tokenizer(rec))
+                              lambda: load_tokenizer(rec, light=True))
         with self._lock:
             while len(self._tokenizers) > 16:
                 self._tokenizers.popitem(last=False)

@@ -320,7 +320,7 @@ def onnx_engine_factory(rec: ModelRecord, *, max_batch: int | None = None) -> On
 
     compiled = CompiledBase.at(rec.path) if rec.meta.get("compiled") else None
     # its own tokenizer: the engine thread decodes while request threads encode
-    tokenizer = load_tokenizer(rec)
+    tokenizer = load_tokenizer(rec, light=True)
     name = f"{rec.id}@{compiled.precision}" if compiled is not None else rec.id
     return OnnxEngine(rec.path, tokenizer, stop_token_ids(tokenizer, rec.path), name=name, compiled=compiled,
                       max_batch=max_batch or int(os.environ.get("TUNERY_MAX_BATCH", "8")))
@@ -345,7 +345,7 @@ class OnnxChatModel(EngineChatModel):
         # a record that is never registered: what the engine factory and the tokenizer loader take
         rec = ModelRecord(id=self.name, kind="base", path=folder, source="folder", meta={"engine": "onnx"})
         try:
-            tokenizer = load_tokenizer(rec)
+            tokenizer = load_tokenizer(rec, light=True)
         except (OSError, ValueError) as e:
             raise InvalidInput(f"cannot read the tokenizer in {folder}: {e}", param="model") from e
         self.engine = onnx_engine_factory(rec, max_batch=max_batch)

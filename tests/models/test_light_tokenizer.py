@@ -1,0 +1,130 @@
+"""The light tokenizer (``tunery.models.light_tokenizer``) against transformers' own tokenizer: the
+same rendered chats (with tools, without a system role, with a generation prompt), ids and decoded
+text, on SmolLM2's real tokenizer and every tiny family's template; a difference is caught; and
+``load_tokenizer(light=True)`` uses it only after it agreed, without importing transformers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tunery.chat import ChatMessage, Role
+from tunery.models.light_tokenizer import LightTokenizer, verify
+from tunery.models.tiny import FAMILIES, build_tiny_model
+
+CHAT = [ChatMessage(Role.SYSTEM, "Be brief."), ChatMessage(Role.USER, "Où aller à Rome ? 🚀"),
+        ChatMessage(Role.ASSISTANT, "Au Colisée."), ChatMessage(Role.USER, "Et après ?")]
+TOOLS = [{"type": "function", "function": {"name": "get_time", "description": "Local time",
+                                           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
+CALL = [*[m.to_dict() for m in CHAT[:2]],
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "get_time", "arguments": '{"city": "Rome"}'}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": '{"time": "10:00"}'}]
+
+
+def _pair(folder):
+    from transformers import AutoTokenizer
+
+    full = AutoTokenizer.from_pretrained(folder)
+    return LightTokenizer.load(folder, lambda: full), full
+
+
+def _same_everywhere(light, full):
+    from tunery.chat_template import prompt_ids, render
+
+    assert verify(light, full) is None
+    for messages, tools in ((CHAT, None), (CHAT, TOOLS), (CALL, TOOLS)):
+        for gen in (False, True):
+            text = render(full, messages, generation_prompt=gen, tools=tools)
+            assert render(light, messages, generation_prompt=gen, tools=tools) == text
+        ids = prompt_ids(full, messages, tools=tools)
+        assert prompt_ids(light, messages, tools=tools) == ids
+        assert light.decode(ids, skip_special_tokens=True) == full.decode(ids, skip_special_tokens=True)
+    assert (light.eos_token_id, light.pad_token_id, light.bos_token_id) == \
+        (full.eos_token_id, full.pad_token_id, full.bos_token_id)
+
+
+@pytest.mark.slow
+def test_smollm2s_real_tokenizer_is_rendered_encoded_and_decoded_the_same(smollm2_dir):
+    light, full = _pair(smollm2_dir)
+    _same_everywhere(light, full)
+    enc = light(["Hello world", " Ünïcödé"], add_special_tokens=False, return_offsets_mapping=True)
+    assert enc["offset_mapping"] == full(["Hello world", " Ünïcödé"], add_special_tokens=False,
+                                         return_offsets_mapping=True)["offset_mapping"]
+
+
+@pytest.mark.parametrize("family", ["llama", *sorted(f for f in FAMILIES if f != "llama")])
+def test_every_familys_template_renders_the_same_or_is_refused(family, tmp_path):
+    # qwen3 renders tools natively; gemma raises on a system role (tunery folds it first)
+    light, full = _pair(build_tiny_model(tmp_path / family, arch=family))
+    if family == "qwen2":  # transformers' Qwen2Tokenizer class adds an unk_token no file names
+        assert verify(light, full).startswith("special tokens differ")
+    else:
+        _same_everywhere(light, full)
+
+
+def test_a_difference_is_named_and_a_folder_it_cannot_take_is_refused(tiny_model_dir, tmp_path):
+    light, full = _pair(tiny_model_dir)
+    light.chat_template = light.chat_template + "{{ '!' }}"
+    assert "renders differently" in verify(light, full)
+    light, full = _pair(tiny_model_dir)
+    light._special["eos_token"] = full.bos_token  # noqa: SLF001 - a tokenizer_config the backend reads otherwise
+    assert "special tokens differ" in verify(light, full)
+    # a token the config adds that tokenizer.json lacks: transformers would add it, so no light one
+    copy = shutil.copytree(tiny_model_dir, tmp_path / "copy")
+    cfg = json.loads((copy / "tokenizer_config.json").read_text())
+    cfg.setdefault("added_tokens_decoder", {})["99999"] = {"content": "<|new|>", "special": True}
+    (copy / "tokenizer_config.json").write_text(json.dumps(cfg))
+    assert LightTokenizer.load(copy, lambda: None) is None
+    (copy / "tokenizer.json").unlink()
+    assert LightTokenizer.load(copy, lambda: None) is None
+
+
+def test_what_it_does_not_do_itself_is_delegated(tiny_model_dir):
+    light, full = _pair(tiny_model_dir)
+    batch = light(["a b", "a"], padding=True, add_special_tokens=False)  # padding: transformers'
+    assert batch["input_ids"] == full(["a b", "a"], padding=True, add_special_tokens=False)["input_ids"]
+    assert light.apply_chat_template([m.to_dict() for m in CHAT], tokenize=True) == \
+        full.apply_chat_template([m.to_dict() for m in CHAT], tokenize=True)
+    assert light.model_max_length == full.model_max_length  # an attribute it lacks
+    light.pad_token = light.eos_token
+    assert light.pad_token_id == light.eos_token_id
+
+
+def test_load_tokenizer_uses_it_only_after_it_agreed_and_then_imports_no_transformers(tiny_model):
+    from tunery.home import home
+    from tunery.models.loading import LIGHT_TOKENIZERS, load_tokenizer
+
+    first = load_tokenizer(tiny_model, light=True)  # transformers' own, and the check
+    assert not isinstance(first, LightTokenizer)
+    assert list(json.loads((home().cache / LIGHT_TOKENIZERS).read_text()).values()) == [True]
+    assert not isinstance(load_tokenizer(tiny_model), LightTokenizer)  # only where asked for
+    again = load_tokenizer(tiny_model, light=True)
+    assert isinstance(again, LightTokenizer) and load_tokenizer(tiny_model, light=True) is again
+    from tunery.chat_template import prompt_ids
+
+    assert prompt_ids(again, CHAT) == prompt_ids(first, CHAT)
+    # a fresh process: the light tokenizer, and no transformers
+    code = ("import sys\nfrom tunery.models.loading import load_tokenizer\nfrom tunery.chat_template import prompt_ids\n"
+            "from tunery.chat import ChatMessage, Role\n"
+            f"t = load_tokenizer({tiny_model.id!r}, light=True)\n"
+            "print(type(t).__name__, 'transformers' in sys.modules, prompt_ids(t, [ChatMessage(Role.USER, 'hi')]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True).stdout
+    assert out.split(" ", 2)[:2] == ["LightTokenizer", "False"]
+    assert out.split(" ", 2)[2].strip() == str(prompt_ids(first, [ChatMessage(Role.USER, "hi")]))
+
+
+def test_a_verdict_against_it_keeps_transformers(tiny_model):
+    from tunery.home import atomic_write_json, home
+    from tunery.models.loading import LIGHT_TOKENIZERS, load_tokenizer
+
+    load_tokenizer(tiny_model, light=True)
+    memo = home().cache / LIGHT_TOKENIZERS
+    key = next(iter(json.loads(memo.read_text())))
+    atomic_write_json(memo, {key: "the chat template renders differently"})
+    assert not isinstance(load_tokenizer(tiny_model, light=True), LightTokenizer)
+    assert json.loads(memo.read_text())[key] != True  # noqa: E712 - the verdict stays until the files change
