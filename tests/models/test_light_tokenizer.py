@@ -1,6 +1,8 @@
 """The light tokenizer (``tunery.models.light_tokenizer``) against transformers' own tokenizer: the
 same rendered chats (with tools, without a system role, with a generation prompt), ids and decoded
-text, on SmolLM2's real tokenizer and every tiny family's template; a difference is caught; and
+text, on SmolLM2's real tokenizer, every tiny family's template, extra templates in
+``additional_chat_templates`` and added tokens whose settings the config changes; the template
+sandbox refuses what transformers' refuses; a difference is caught; and
 ``load_tokenizer(light=True)`` uses it only after it agreed, without importing transformers."""
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import sys
 import pytest
 
 from tunery.chat import ChatMessage, Role
-from tunery.models.light_tokenizer import LightTokenizer, verify
+from tunery.models.light_tokenizer import LightTokenizer, snapshot, verify
 from tunery.models.tiny import FAMILIES, build_tiny_model
 
 CHAT = [ChatMessage(Role.SYSTEM, "Be brief."), ChatMessage(Role.USER, "Où aller à Rome ? 🚀"),
@@ -30,7 +32,7 @@ def _pair(folder):
     from transformers import AutoTokenizer
 
     full = AutoTokenizer.from_pretrained(folder)
-    return LightTokenizer.load(folder, lambda: full), full
+    return LightTokenizer.from_snapshot(snapshot(full), lambda: full), full
 
 
 def _same_everywhere(light, full):
@@ -58,30 +60,56 @@ def test_smollm2s_real_tokenizer_is_rendered_encoded_and_decoded_the_same(smollm
 
 
 @pytest.mark.parametrize("family", ["llama", *sorted(f for f in FAMILIES if f != "llama")])
-def test_every_familys_template_renders_the_same_or_is_refused(family, tmp_path):
-    # qwen3 renders tools natively; gemma raises on a system role (tunery folds it first)
-    light, full = _pair(build_tiny_model(tmp_path / family, arch=family))
-    if family == "qwen2":  # transformers' Qwen2Tokenizer class adds an unk_token no file names
-        assert verify(light, full).startswith("special tokens differ")
-    else:
-        _same_everywhere(light, full)
+def test_every_familys_template_renders_the_same(family, tmp_path):
+    # qwen3 renders tools natively; gemma raises on a system role (tunery folds it first); qwen2's
+    # class adds an unk_token no file names (the snapshot keeps transformers' special tokens)
+    _same_everywhere(*_pair(build_tiny_model(tmp_path / family, arch=family)))
 
 
-def test_a_difference_is_named_and_a_folder_it_cannot_take_is_refused(tiny_model_dir, tmp_path):
+def test_extra_templates_and_changed_added_tokens_are_taken_as_transformers_takes_them(tiny_model_dir, tmp_path):
+    copy = shutil.copytree(tiny_model_dir, tmp_path / "copy")
+    (copy / "additional_chat_templates").mkdir()
+    (copy / "additional_chat_templates" / "tool_use.jinja").write_text(
+        "{% for m in messages %}[{{ m.role }}]{{ m.content }}{% endfor %}{{ tools | tojson }}"
+        "{% if add_generation_prompt %}[assistant]{% endif %}")
+    # the config gives an added token other settings than tokenizer.json: transformers re-adds it
+    added = json.loads((copy / "tokenizer.json").read_text())["added_tokens"][-1]
+    cfg = json.loads((copy / "tokenizer_config.json").read_text())
+    cfg["added_tokens_decoder"] = {str(added["id"]): {**{k: v for k, v in added.items() if k != "id"},
+                                                      "lstrip": True, "rstrip": True}}
+    (copy / "tokenizer_config.json").write_text(json.dumps(cfg))
+    light, full = _pair(copy)
+    assert isinstance(full.chat_template, dict) and light.chat_template == full.chat_template
+    _same_everywhere(light, full)
+    text = f"a  {added['content']}  b"
+    assert light(text, add_special_tokens=False)["input_ids"] == full(text, add_special_tokens=False)["input_ids"]
+
+
+def test_the_sandbox_refuses_what_transformers_refuses(tiny_model_dir):
+    import jinja2
+
+    light, full = _pair(tiny_model_dir)
+    for template in ("{% set ns = namespace(_x=1) %}x", "{% set ns = namespace() %}{% set ns._y = 2 %}x"):
+        for tok in (light, full):
+            with pytest.raises(jinja2.exceptions.SecurityError):
+                tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, chat_template=template)
+    # an object that is not plain data reaches a template as an inert placeholder, in both
+    msg = [{"role": "user", "content": "hi", "extra": object()}]
+    template = "{{ messages[0].extra }}"
+    assert light.apply_chat_template(msg, tokenize=False, chat_template=template) == \
+        full.apply_chat_template(msg, tokenize=False, chat_template=template) == "<object>"
+
+
+def test_a_difference_is_named(tiny_model_dir):
     light, full = _pair(tiny_model_dir)
     light.chat_template = light.chat_template + "{{ '!' }}"
-    assert "renders differently" in verify(light, full)
+    assert verify(light, full) == "the chat templates differ"
     light, full = _pair(tiny_model_dir)
-    light._special["eos_token"] = full.bos_token  # noqa: SLF001 - a tokenizer_config the backend reads otherwise
+    light._special["eos_token"] = full.bos_token  # noqa: SLF001
     assert "special tokens differ" in verify(light, full)
-    # a token the config adds that tokenizer.json lacks: transformers would add it, so no light one
-    copy = shutil.copytree(tiny_model_dir, tmp_path / "copy")
-    cfg = json.loads((copy / "tokenizer_config.json").read_text())
-    cfg.setdefault("added_tokens_decoder", {})["99999"] = {"content": "<|new|>", "special": True}
-    (copy / "tokenizer_config.json").write_text(json.dumps(cfg))
-    assert LightTokenizer.load(copy, lambda: None) is None
-    (copy / "tokenizer.json").unlink()
-    assert LightTokenizer.load(copy, lambda: None) is None
+    state = snapshot(full)
+    assert LightTokenizer.from_snapshot({**state, "version": -1}, lambda: full) is None
+    assert LightTokenizer.from_snapshot({**state, "backend": "{"}, lambda: full) is None
 
 
 def test_what_it_does_not_do_itself_is_delegated(tiny_model_dir):
@@ -101,7 +129,8 @@ def test_load_tokenizer_uses_it_only_after_it_agreed_and_then_imports_no_transfo
 
     first = load_tokenizer(tiny_model, light=True)  # transformers' own, and the check
     assert not isinstance(first, LightTokenizer)
-    assert list(json.loads((home().cache / LIGHT_TOKENIZERS).read_text()).values()) == [True]
+    (name,) = json.loads((home().cache / LIGHT_TOKENIZERS).read_text()).values()  # its snapshot's file
+    assert (home().cache / "light-tokenizers" / name).is_file()
     assert not isinstance(load_tokenizer(tiny_model), LightTokenizer)  # only where asked for
     again = load_tokenizer(tiny_model, light=True)
     assert isinstance(again, LightTokenizer) and load_tokenizer(tiny_model, light=True) is again
@@ -124,7 +153,9 @@ def test_a_verdict_against_it_keeps_transformers(tiny_model):
 
     load_tokenizer(tiny_model, light=True)
     memo = home().cache / LIGHT_TOKENIZERS
-    key = next(iter(json.loads(memo.read_text())))
+    (key, name), = json.loads(memo.read_text()).items()
+    assert (home().cache / "light-tokenizers" / name).is_file()
+    assert "@snapshot " in key and "@transformers " in key  # another version checks again
     atomic_write_json(memo, {key: "the chat template renders differently"})
     assert not isinstance(load_tokenizer(tiny_model, light=True), LightTokenizer)
-    assert json.loads(memo.read_text())[key] != True  # noqa: E712 - the verdict stays until the files change
+    assert json.loads(memo.read_text())[key] == "the chat template renders differently"  # until the files change

@@ -10,13 +10,17 @@ fast tokenizer is itself a wrapper of the same ``tokenizers`` object, and its
 (``raise_exception``, ``strftime_now``, a ``tojson`` that does not escape HTML); this module
 builds the same environment.
 
-It is never trusted blindly. :func:`verify` compares a :class:`LightTokenizer` with transformers'
-tokenizer for the same files (rendered text with and without a generation prompt and tools, ids,
-decoded text of every added token and a spread of the vocabulary, the special tokens) and
-``tunery.models.loading`` uses the light one for a set of tokenizer files only after it agreed
-once, remembering the verdict in the home's cache. Anything else asked of it (padding, tensors,
-``encode`` with special tokens, an attribute it lacks) is delegated to transformers' tokenizer,
-loaded on first such use, so callers can treat it as a ``PreTrainedTokenizerFast``.
+It is never trusted blindly, nor rebuilt from the files by rules of its own. The first time a set of
+tokenizer files is loaded for serving, transformers loads them as usual and :func:`snapshot` keeps
+what that tokenizer ended up as: its Rust tokenizer serialised (with the added tokens and
+pre-tokenizer settings its class applied), its chat template or templates, its special tokens (some
+classes add one no file names). :func:`verify` then compares a :class:`LightTokenizer` made from
+the snapshot with transformers' tokenizer (rendered text with and without a generation prompt and
+tools, ids, decoded text of every added token and a spread of the vocabulary, the special tokens),
+and ``tunery.models.loading`` keeps the snapshot only when they agreed. Anything else asked of it
+(padding, tensors, ``encode`` with special tokens, an option of ``apply_chat_template`` it does not
+take, an attribute it lacks) is handed to transformers' tokenizer, loaded on first such use, so
+callers can treat it as a ``PreTrainedTokenizerFast``.
 """
 
 from __future__ import annotations
@@ -26,19 +30,12 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 SPECIAL_TOKENS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 """The named special tokens transformers passes to a chat template (``special_tokens_map``)."""
 
 _REASONING_FIELDS = ("reasoning_content", "thinking", "reasoning")
-
-
-def _token_text(value: Any) -> str | None:
-    if isinstance(value, Mapping):  # {"content": "<|im_end|>", "special": true, ...}
-        value = value.get("content")
-    return value if isinstance(value, str) else None
 
 
 @lru_cache(maxsize=32)
@@ -68,73 +65,132 @@ def _compiled(template: str) -> Any:
                sort_keys: bool = False) -> str:
         return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
 
+    class TemplateDict:  # ``dict(...)`` without the class itself (no attribute walks out of the sandbox)
+        def __call__(self, *args: Any, **kwargs: Any) -> dict:
+            return dict(*args, **kwargs)
+
+        def fromkeys(self, *args: Any, **kwargs: Any) -> dict:
+            return dict.fromkeys(*args, **kwargs)
+
+    class TemplateNamespace(jinja2.utils.Namespace):  # no underscore names stored on a namespace
+        def __init__(*args: Any, **kwargs: Any) -> None:
+            self, args = args[0], args[1:]
+            attrs = dict(*args, **kwargs)
+            for name in attrs:
+                TemplateNamespace._check(name)
+            jinja2.utils.Namespace.__init__(self, attrs)
+
+        def __setitem__(self, name: str, value: Any) -> None:
+            TemplateNamespace._check(name)
+            jinja2.utils.Namespace.__setitem__(self, name, value)
+
+        @staticmethod
+        def _check(name: Any) -> None:
+            if isinstance(name, str) and name.startswith("_"):
+                raise jinja2.exceptions.SecurityError(
+                    f"chat templates cannot store underscore-prefixed attributes on a namespace ({name!r})")
+
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
                                         extensions=[Generation, jinja2.ext.loopcontrols])
     env.filters["tojson"] = tojson
     env.globals["raise_exception"] = raise_exception
     env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+    env.globals["dict"] = TemplateDict()
+    env.globals["namespace"] = TemplateNamespace
     return env.from_string(template)
 
 
 def _plain(value: Any) -> Any:
-    """Messages and tools as plain JSON values, keys whose value is None dropped from each message
-    (as transformers does: templates handle a missing key better than ``None``)."""
+    """What a template may see, rebuilt of plain JSON types as transformers rebuilds it (a template
+    is code from a downloaded model): any other object becomes an inert ``<TypeName>``."""
+    if value is None or type(value) in (str, int, float, bool):
+        return value
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, int):
+        return int.__int__(value)
+    if isinstance(value, float):
+        return float.__float__(value)
     if callable(getattr(value, "model_dump", None)):
-        value = value.model_dump()
+        return _plain(value.model_dump())
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
         return [_plain(v) for v in value]
-    return value
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    return f"<{type(value).__name__}>"
 
 
 def _message(m: Any) -> dict[str, Any]:
-    d = {k: v for k, v in _plain(m).items() if v is not None}
+    """One message as transformers gives it to a template: keys whose value is None dropped
+    (templates handle a missing key better than ``None``), reasoning under all its names."""
+    d = _plain(m.to_dict() if callable(getattr(m, "to_dict", None)) else m)
+    if not isinstance(d, dict):
+        raise TypeError(f"Chat messages should be dicts, dataclasses or pydantic models, but got {m!r}.")
+    d = {k: v for k, v in d.items() if v is not None}
     reasoning = next((d[k] for k in _REASONING_FIELDS if d.get(k) is not None), None)
     if reasoning is not None:
         d = {"thinking": reasoning, **d, "reasoning_content": reasoning}
     return d
 
 
+SNAPSHOT_VERSION = 1
+"""Bumped whenever what :func:`snapshot` keeps, or how :class:`LightTokenizer` uses it, changes:
+part of the verdict's key in ``tunery.models.loading``, so an older verdict is never trusted."""
+
+
+def snapshot(full: Any) -> dict[str, Any] | None:
+    """What a :class:`LightTokenizer` needs of transformers' tokenizer ``full``, as JSON values;
+    ``None`` when it is not a fast tokenizer with a chat template."""
+    backend = getattr(full, "backend_tokenizer", None)
+    template = getattr(full, "chat_template", None)
+    if backend is None or not template:
+        return None
+    clean = getattr(full, "clean_up_tokenization_spaces", False)
+    return {"version": SNAPSHOT_VERSION, "name_or_path": str(getattr(full, "name_or_path", "")),
+            "backend": backend.to_str(), "chat_template": template,
+            "special": {k: str(v) for k, v in dict(full.special_tokens_map).items() if v is not None},
+            "encode_special_tokens": bool(getattr(backend, "encode_special_tokens", False)),
+            "clean_up_tokenization_spaces": bool(clean)}
+
+
 class LightTokenizer:
-    """The part of a fast tokenizer that serving uses, from a tokenizer folder, without transformers.
-    Build with :meth:`load` (``None`` when the folder is not of a kind it can take)."""
+    """The part of a fast tokenizer that serving uses, without transformers: made from a
+    :func:`snapshot` of transformers' tokenizer for the same files (:meth:`from_snapshot`)."""
 
     is_fast = True
 
-    def __init__(self, path: Path, backend: Any, config: Mapping[str, Any], chat_template: Any,
-                 full: Callable[[], Any]) -> None:
-        self.name_or_path = str(path)
+    def __init__(self, state: Mapping[str, Any], backend: Any, full: Callable[[], Any]) -> None:
+        self.name_or_path = state.get("name_or_path", "")
         self._backend = backend
-        self.chat_template = chat_template
-        self._special = {k: t for k in SPECIAL_TOKENS if (t := _token_text(config.get(k))) is not None}
+        self.chat_template = state["chat_template"]
+        self._special = dict(state["special"])
+        self._clean_up = bool(state.get("clean_up_tokenization_spaces"))
         self._full_loader = full
         self._full: Any = None
         self._full_lock = threading.Lock()
 
     @classmethod
-    def load(cls, path: Path, full: Callable[[], Any]) -> LightTokenizer | None:
-        """The tokenizer of the folder ``path``; ``full`` loads transformers' own tokenizer for what
-        this one delegates. ``None`` for a folder without ``tokenizer.json`` and a chat template, or
-        whose ``tokenizer_config.json`` adds tokens the ``tokenizer.json`` lacks."""
-        path = Path(path)
+    def from_snapshot(cls, state: Mapping[str, Any], full: Callable[[], Any]) -> LightTokenizer | None:
+        """The light tokenizer of a :func:`snapshot`; ``full`` loads transformers' own tokenizer for
+        what this one hands on. ``None`` for a snapshot of another version or one that does not load."""
+        if not isinstance(state, Mapping) or state.get("version") != SNAPSHOT_VERSION:
+            return None
         try:
-            config = json.loads((path / "tokenizer_config.json").read_text(encoding="utf-8"))
             from tokenizers import Tokenizer
 
-            backend = Tokenizer.from_file(str(path / "tokenizer.json"))
-        except Exception:  # noqa: BLE001 - unreadable files, bad JSON, or the tokenizers library's own error
-            return None
-        jinja = path / "chat_template.jinja"
-        template = jinja.read_text(encoding="utf-8") if jinja.is_file() else config.get("chat_template")
-        if not template:
-            return None
-        for i, added in (config.get("added_tokens_decoder") or {}).items():
-            if backend.token_to_id(_token_text(added) or "") != int(i):
+            backend = Tokenizer.from_str(state["backend"])
+            backend.encode_special_tokens = bool(state.get("encode_special_tokens"))
+            if not state["chat_template"] or not isinstance(state["special"], Mapping):
                 return None
+        except Exception:  # noqa: BLE001 - a damaged snapshot: transformers loads the files instead
+            return None
         backend.no_padding()
         backend.no_truncation()
-        return cls(path, backend, config, template, full)
+        return cls(state, backend, full)
 
     # --- special tokens ---------------------------------------------------------------------------
 
@@ -157,7 +213,10 @@ class LightTokenizer:
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name in SPECIAL_TOKENS:  # e.g. ``pad_token = eos_token``: on both tokenizers
-            self._special[name] = value
+            if value is None:
+                self._special.pop(name, None)
+            else:
+                self._special[name] = str(value)
             if self._full is not None:
                 setattr(self._full, name, value)
             return
@@ -234,12 +293,14 @@ class LightTokenizer:
             out["offset_mapping"] = [e.offsets for e in encs]
         return {k: v[0] for k, v in out.items()} if single else out
 
-    def decode(self, ids: Sequence[int], skip_special_tokens: bool = False,
-               clean_up_tokenization_spaces: bool | None = False, **kwargs: Any) -> str:
-        if clean_up_tokenization_spaces or kwargs:
+    def decode(self, ids: int | Sequence[int], skip_special_tokens: bool = False,
+               clean_up_tokenization_spaces: bool | None = None, **kwargs: Any) -> str:
+        clean = self._clean_up if clean_up_tokenization_spaces is None else clean_up_tokenization_spaces
+        if clean or kwargs:  # transformers' own clean-up rules
             return self.full().decode(ids, skip_special_tokens=skip_special_tokens,
-                                      clean_up_tokenization_spaces=clean_up_tokenization_spaces, **kwargs)
-        return self._backend.decode(list(ids), skip_special_tokens=skip_special_tokens)
+                                      clean_up_tokenization_spaces=clean, **kwargs)
+        return self._backend.decode([ids] if isinstance(ids, int) else list(ids),
+                                    skip_special_tokens=skip_special_tokens)
 
     def convert_ids_to_tokens(self, ids: int | Sequence[int]) -> Any:
         if isinstance(ids, int):
@@ -275,17 +336,17 @@ def _probe_chats(special: Sequence[str]) -> list[list[dict[str, Any]]]:
 def verify(light: LightTokenizer, full: Any) -> str | None:
     """``None`` when ``light`` renders, encodes and decodes as transformers' ``full`` tokenizer does
     on a probe (see the module's docstring); otherwise the first difference, in words."""
+    if light.chat_template != full.chat_template:
+        return "the chat templates differ"
     if light.special_tokens_map != dict(full.special_tokens_map):
         return f"special tokens differ: {light.special_tokens_map} vs {full.special_tokens_map}"
     for name in ("eos_token_id", "pad_token_id", "bos_token_id"):
         if getattr(light, name) != getattr(full, name):
             return f"{name} differs: {getattr(light, name)} vs {getattr(full, name)}"
     added = sorted(full.added_tokens_decoder)
-    chats = _probe_chats([full.added_tokens_decoder[i].content for i in added[:8]])
-    tool_sets: list[Any] = [None]
-    template = str(light.chat_template)
-    if "tools" in template:
-        tool_sets.append(_PROBE_TOOLS)
+    marked = [full.added_tokens_decoder[i].content for i in added]
+    chats = _probe_chats(marked[:8])
+    tool_sets: list[Any] = [None, _PROBE_TOOLS]
     texts: list[str] = []
     for tools in tool_sets:
         for gen in (False, True):
@@ -300,7 +361,7 @@ def verify(light: LightTokenizer, full: Any) -> str | None:
             if got != want:
                 return f"the chat template renders differently (tools={tools is not None}, generation prompt={gen})"
             texts += want or []
-    texts += [_PROBE_TEXT, " " + _PROBE_TEXT, ""]
+    texts += [_PROBE_TEXT, " " + _PROBE_TEXT, "", *(f"a {t} b  {t}\n{t}x " for t in marked)]
     ids = light(texts, add_special_tokens=False)
     if ids["input_ids"] != full(texts, add_special_tokens=False)["input_ids"]:
         return "token ids differ"

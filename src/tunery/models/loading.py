@@ -9,6 +9,7 @@ import json
 import logging
 import threading
 import warnings
+from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -50,16 +51,18 @@ _NOT_TOKENIZER = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpa
 
 def tokenizer_key(rec: ModelRecord) -> str:
     """A digest of the files :func:`load_tokenizer` may read for ``rec`` (every file of its
-    tokenizer folder but weights), remembered per path, size and mtime."""
+    tokenizer folder but weights, and its ``additional_chat_templates``), remembered per path,
+    size and mtime."""
     folder = tokenizer_dir(rec)
     files = sorted(f for f in folder.iterdir() if f.is_file() and not f.name.endswith(_NOT_TOKENIZER)) \
         if folder.is_dir() else []
-    stamp = (str(folder), *((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+    files += sorted((folder / "additional_chat_templates").glob("*.jinja"))  # transformers reads these too
+    stamp = (str(folder), *((str(f.relative_to(folder)), f.stat().st_size, f.stat().st_mtime_ns) for f in files))
     key = _tokenizer_keys.get(stamp)
     if key is None:
         h = hashlib.sha256()
         for f in files:
-            h.update(f.name.encode() + b"\0" + f.read_bytes())
+            h.update(str(f.relative_to(folder)).encode() + b"\0" + f.read_bytes())
         key = _tokenizer_keys[stamp] = h.hexdigest() if files else str(folder)
     return key
 
@@ -113,63 +116,89 @@ def _read_json(path: Path) -> dict:
 
 
 LIGHT_TOKENIZERS = "light-tokenizers.json"
-"""In the home's cache: per tokenizer files and library versions, whether a
-:class:`~tunery.models.light_tokenizer.LightTokenizer` agreed with transformers' tokenizer (``true``)
-or the difference it showed."""
+"""In the home's cache: per tokenizer files, library versions and snapshot version, whether a
+:class:`~tunery.models.light_tokenizer.LightTokenizer` agreed with transformers' tokenizer (the
+name of its snapshot in ``light-tokenizers/``) or the difference it showed."""
 
 
 def _light_key(key: str) -> str:
     from importlib.metadata import PackageNotFoundError, version
 
-    try:
-        return "@".join([key, *(f"{p} {version(p)}" for p in ("transformers", "tokenizers", "jinja2"))])
-    except PackageNotFoundError:
-        return key
+    from tunery.models.light_tokenizer import SNAPSHOT_VERSION
+
+    def v(package: str) -> str:
+        try:
+            return version(package)
+        except PackageNotFoundError:
+            return "?"
+
+    return "@".join([key, *(f"{p} {v(p)}" for p in ("transformers", "tokenizers", "jinja2")),
+                     f"snapshot {SNAPSHOT_VERSION}"])
 
 
-_lights: dict[tuple[str, str], PreTrainedTokenizerBase] = {}
+_lights: OrderedDict[str, PreTrainedTokenizerBase] = OrderedDict()
 _lights_lock = threading.Lock()
+_LIGHTS_KEPT = 16  # as many as the serving manager keeps
 
 
 def _light_tokenizer(path: Path, key: str) -> PreTrainedTokenizerBase | None:
     """The light tokenizer of ``path`` when these files agreed with transformers' before; one per
-    process and set of files (reading ``tokenizer.json`` takes ~0.2 s, and the Rust tokenizer is
-    safe to share between threads: encoding and decoding never change it)."""
-    if _read_json(Home.from_env().cache / LIGHT_TOKENIZERS).get(_light_key(key)) is not True:
+    process and set of files, the last few kept (reading a tokenizer takes ~0.2 s, and the Rust
+    tokenizer is safe to share between threads: encoding and decoding never change it)."""
+    cache, vkey = Home.from_env().cache, _light_key(key)
+    name = _read_json(cache / LIGHT_TOKENIZERS).get(vkey)
+    if not isinstance(name, str) or not name.endswith(".json") or "/" in name:  # a difference, or none yet
         return None
+    with _lights_lock:
+        if vkey in _lights:
+            _lights.move_to_end(vkey)
+            return _lights[vkey]
     from tunery.models.light_tokenizer import LightTokenizer
 
     def full() -> PreTrainedTokenizerBase:
         _quiet_transformers()
         return _auto_tokenizer(path, key)
 
+    tok = LightTokenizer.from_snapshot(_read_json(cache / "light-tokenizers" / name), full)
+    if tok is None:
+        return None
     with _lights_lock:
-        tok = _lights.get((str(path), key))
-        if tok is None:
-            tok = LightTokenizer.load(path, full)  # type: ignore[assignment]
-            if tok is not None:
-                _lights[(str(path), key)] = tok
-        return tok
+        tok = _lights.setdefault(vkey, tok)  # type: ignore[arg-type]
+        while len(_lights) > _LIGHTS_KEPT:
+            _lights.popitem(last=False)
+    return tok
 
 
 def _judge_light(path: Path, key: str, tok: PreTrainedTokenizerBase) -> None:
-    """Compare the light tokenizer of ``path`` with ``tok`` (transformers' own) once, and remember
-    the verdict for :func:`_light_tokenizer`."""
-    memo, vkey = Home.from_env().cache / LIGHT_TOKENIZERS, _light_key(key)
+    """Snapshot ``tok`` (transformers' tokenizer of ``path``), compare the light tokenizer made of
+    it with ``tok`` once, and remember the verdict (and the snapshot when they agree) for
+    :func:`_light_tokenizer`. A probe that breaks is not remembered: the next load tries again."""
+    cache, vkey = Home.from_env().cache, _light_key(key)
+    memo, folder = cache / LIGHT_TOKENIZERS, cache / "light-tokenizers"
     if vkey in _read_json(memo):
         return
-    from tunery.models.light_tokenizer import LightTokenizer, verify
+    from tunery.models.light_tokenizer import LightTokenizer, snapshot, verify
 
-    light = LightTokenizer.load(path, lambda: tok)
     try:
-        verdict = "no tokenizer.json or chat template" if light is None else (verify(light, tok) or True)
-    except Exception as e:  # noqa: BLE001 - a probe that breaks means "use transformers", never an error
-        verdict = f"the probe failed: {e}"
-    if verdict is not True:
-        log.debug("tokenizer of %s served by transformers: %s", path, verdict)
-    with contextlib.suppress(OSError):
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(memo, dict(list({**_read_json(memo), vkey: verdict}.items())[-256:]))
+        state = snapshot(tok)
+        light = None if state is None else LightTokenizer.from_snapshot(state, lambda: tok)
+        verdict = "not a fast tokenizer with a chat template" if light is None else verify(light, tok)
+    except Exception as e:  # noqa: BLE001 - never an error for the user: transformers serves this time
+        log.debug("could not check the light tokenizer of %s: %s", path, e)
+        return
+    name = hashlib.sha256(vkey.encode()).hexdigest()[:32] + ".json"
+    with contextlib.suppress(OSError):  # a read-only home only loses the shortcut
+        folder.mkdir(parents=True, exist_ok=True)
+        if verdict is None:
+            atomic_write_json(folder / name, state)
+        else:
+            log.debug("tokenizer of %s served by transformers: %s", path, verdict)
+        known = list({**_read_json(memo), vkey: name if verdict is None else verdict}.items())
+        atomic_write_json(memo, dict(known[-256:]))
+        kept = {v for _, v in known[-256:]}
+        for old in folder.glob("*.json"):  # snapshots whose verdict fell out of the memo
+            if old.name not in kept:
+                old.unlink(missing_ok=True)
 
 
 def load_tokenizer(model: str | ModelRecord, *, light: bool = False) -> PreTrainedTokenizerBase:

@@ -319,7 +319,8 @@ def onnx_engine_factory(rec: ModelRecord, *, max_batch: int | None = None) -> On
     from tunery.models.loading import load_tokenizer, stop_token_ids
 
     compiled = CompiledBase.at(rec.path) if rec.meta.get("compiled") else None
-    # its own tokenizer: the engine thread decodes while request threads encode
+    # the engine thread decodes while request threads encode: the light tokenizer is shared (its Rust
+    # tokenizer never changes after loading); transformers' own is loaded per engine
     tokenizer = load_tokenizer(rec, light=True)
     name = f"{rec.id}@{compiled.precision}" if compiled is not None else rec.id
     return OnnxEngine(rec.path, tokenizer, stop_token_ids(tokenizer, rec.path), name=name, compiled=compiled,
