@@ -17,6 +17,7 @@ arguments that parse and match its schema); then each answer with its verdict.
     TUNERY_HOME=/tmp/bench-tools nice -n 10 timeout 7200 .venv/bin/python benchmarks/tool_calling.py
     python benchmarks/tool_calling.py --models ft:smollm2-135m-instruct:tools:ID smollm2-135m-instruct
     python benchmarks/tool_calling.py --models MODEL --only convert_currency --ways plain   # a subset
+    python benchmarks/tool_calling.py --models MODEL --questions other.jsonl   # another held-out set
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -116,6 +118,8 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=72, help="enough for two calls")
     ap.add_argument("--ways", nargs="+", choices=WAYS, default=list(WAYS))
     ap.add_argument("--limit", type=int, help="ask only the first N questions of each kind (a smoke test)")
+    ap.add_argument("--questions", type=Path, default=DATA / "questions.jsonl",
+                    help="held-out questions to score (default: the bundled set)")
     ap.add_argument("--only", nargs="+", metavar="FUNCTION",
                     help="ask only the questions expecting these functions (no_tool: those needing none)")
     args = ap.parse_args()
@@ -125,7 +129,7 @@ def main() -> None:
     ensure(args.model)
     first = json.loads((DATA / "train.jsonl").read_text().splitlines()[0])
     system = first["messages"][0]["content"]
-    questions = [{"tools": first["tools"], **q} for q in load_questions(DATA / "questions.jsonl")]
+    questions = [{"tools": first["tools"], **q} for q in load_questions(args.questions)]
     if args.only:
         questions = [q for q in questions if set(args.only) & ({NO_TOOL} if q["expect"] == NO_TOOL
                                                                else {c["name"] for c in q["expect"]["tool_calls"]})]
