@@ -6,6 +6,15 @@ the same load through plain ``transformers`` from the packaged GGUF file for com
 dequantizes every time).
 
     python benchmarks/load_time.py [--model smollm2-135m-instruct] [--repeat 3]
+
+With ``--ask MODEL`` (a name or deployment in TUNERY_HOME, e.g. the quickstart's ``travel-tuned``)
+it times what a user waits for instead: ``tunery ask MODEL ... --max-tokens 16`` from a cold
+process, to the first byte of the answer and to the end, on the default fast path and with
+``--precision fp32`` (the PyTorch engine, which imports torch and transformers) beside it. The
+first fast run also checks the light tokenizer once, so the runs after it are the ones to read.
+Issue 16's goal: the first token within 2 s.
+
+    TUNERY_HOME=<quickstart home> python benchmarks/load_time.py --ask travel-tuned
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ import json
 import statistics
 import subprocess
 import sys
+import time
 
 CHILD = r"""
 import json, sys, time
@@ -44,11 +54,32 @@ def measure(mode: str, model: str) -> dict[str, float]:
     return json.loads(line[7:])
 
 
+def ask(model: str, precision: str | None) -> tuple[float, float]:
+    """Seconds to the first byte of ``tunery ask``'s answer and to its exit, in a fresh process."""
+    cmd = [sys.executable, "-m", "tunery.cli.main", "ask", model, "Do I need a visa for Japan?",
+           "--max-tokens", "16", "--temperature", "0", *(["--precision", precision] if precision else [])]
+    t = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    p.stdout.read(1)
+    first = time.perf_counter() - t
+    if p.wait() != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed")
+    return first, time.perf_counter() - t
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2-135m-instruct")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--ask", metavar="MODEL", help="time a cold `tunery ask MODEL` instead (see above)")
     args = ap.parse_args()
+    if args.ask:
+        print(f"{'cold tunery ask ' + args.ask:<40} {'first byte s':>12} {'all s':>7}")
+        for precision, label in ((None, "fast path (default)"), ("fp32", "--precision fp32 (PyTorch)")):
+            runs = [ask(args.ask, precision) for _ in range(args.repeat + 1)]
+            print(f"{label:<40} {'  '.join(f'{a:.2f}' for a, _ in runs):>12} "
+                  f"{'  '.join(f'{b:.2f}' for _, b in runs):>7}   (the first run is a warm-up)")
+        return
 
     from tunery.models import ensure
 

@@ -123,20 +123,31 @@ def test_what_it_does_not_do_itself_is_delegated(tiny_model_dir):
     assert light.pad_token_id == light.eos_token_id
 
 
-def test_load_tokenizer_uses_it_only_after_it_agreed_and_then_imports_no_transformers(tiny_model):
+def test_load_tokenizer_uses_it_only_after_it_agreed_and_then_imports_no_transformers(tiny_model, tmp_path):
     from tunery.home import home
     from tunery.models.loading import LIGHT_TOKENIZERS, load_tokenizer
 
     first = load_tokenizer(tiny_model, light=True)  # transformers' own, and the check
     assert not isinstance(first, LightTokenizer)
-    (name,) = json.loads((home().cache / LIGHT_TOKENIZERS).read_text()).values()  # its snapshot's file
-    assert (home().cache / "light-tokenizers" / name).is_file()
+    (name,) = json.loads((home().cache / LIGHT_TOKENIZERS).read_text()).values()  # its snapshot's name
+    assert (home().cache / "light-tokenizers" / f"{name}.json").is_file()
+    assert (home().cache / "light-tokenizers" / f"{name}.tokenizer.json").is_file()
     assert not isinstance(load_tokenizer(tiny_model), LightTokenizer)  # only where asked for
     again = load_tokenizer(tiny_model, light=True)
     assert isinstance(again, LightTokenizer) and load_tokenizer(tiny_model, light=True) is again
     from tunery.chat_template import prompt_ids
 
     assert prompt_ids(again, CHAT) == prompt_ids(first, CHAT)
+    # a fine-tune's folder: the same tokenizer files beside its own (another key), the same snapshot
+    from tunery.models import ModelRecord
+
+    copy = shutil.copytree(tiny_model.path, tmp_path / "ft", ignore=shutil.ignore_patterns("*.safetensors"))
+    (copy / "adapter_config.json").write_text("{}")
+    ft = ModelRecord(id="ft", kind="base", path=copy, source="test")
+    load_tokenizer(ft, light=True)
+    assert load_tokenizer(ft, light=True) is again
+    assert len(json.loads((home().cache / LIGHT_TOKENIZERS).read_text())) == 2
+    assert len(list((home().cache / "light-tokenizers").glob("*.tokenizer.json"))) == 1
     # a fresh process: the light tokenizer, and no transformers
     code = ("import sys\nfrom tunery.models.loading import load_tokenizer\nfrom tunery.chat_template import prompt_ids\n"
             "from tunery.chat import ChatMessage, Role\n"
@@ -154,7 +165,7 @@ def test_a_verdict_against_it_keeps_transformers(tiny_model):
     load_tokenizer(tiny_model, light=True)
     memo = home().cache / LIGHT_TOKENIZERS
     (key, name), = json.loads(memo.read_text()).items()
-    assert (home().cache / "light-tokenizers" / name).is_file()
+    assert (home().cache / "light-tokenizers" / f"{name}.json").is_file()
     assert "@snapshot " in key and "@transformers " in key  # another version checks again
     atomic_write_json(memo, {key: "the chat template renders differently"})
     assert not isinstance(load_tokenizer(tiny_model, light=True), LightTokenizer)

@@ -42,7 +42,7 @@ def test_a_warm_ask_on_the_fast_path_imports_no_torch_nor_transformers(tiny_lora
     # class and checks the light tokenizer against transformers'
     first, _ = _ask(model)
     assert (home().cache / TOKENIZER_CLASSES).exists()
-    assert all((home().cache / "light-tokenizers" / name).is_file()  # each agreed: its snapshot is kept
+    assert all((home().cache / "light-tokenizers" / f"{name}.json").is_file()  # each agreed: its snapshot is kept
                for name in json.loads((home().cache / LIGHT_TOKENIZERS).read_text()).values())
     again, imported = _ask(model)
     assert imported == "IMPORTED []"

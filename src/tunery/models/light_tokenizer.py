@@ -137,7 +137,7 @@ def _message(m: Any) -> dict[str, Any]:
     return d
 
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
 """Bumped whenever what :func:`snapshot` keeps, or how :class:`LightTokenizer` uses it, changes:
 part of the verdict's key in ``tunery.models.loading``, so an older verdict is never trusted."""
 
@@ -175,14 +175,17 @@ class LightTokenizer:
 
     @classmethod
     def from_snapshot(cls, state: Mapping[str, Any], full: Callable[[], Any]) -> LightTokenizer | None:
-        """The light tokenizer of a :func:`snapshot`; ``full`` loads transformers' own tokenizer for
-        what this one hands on. ``None`` for a snapshot of another version or one that does not load."""
+        """The light tokenizer of a :func:`snapshot` (its ``backend`` may instead be a file named by
+        ``backend_file``); ``full`` loads transformers' own tokenizer for what this one hands on.
+        ``None`` for a snapshot of another version or one that does not load."""
         if not isinstance(state, Mapping) or state.get("version") != SNAPSHOT_VERSION:
             return None
         try:
             from tokenizers import Tokenizer
 
-            backend = Tokenizer.from_str(state["backend"])
+            # the serialised tokenizer inline, or in a file of its own (read without Python's JSON parser)
+            backend = Tokenizer.from_str(state["backend"]) if "backend" in state \
+                else Tokenizer.from_file(str(state["backend_file"]))
             backend.encode_special_tokens = bool(state.get("encode_special_tokens"))
             if not state["chat_template"] or not isinstance(state["special"], Mapping):
                 return None

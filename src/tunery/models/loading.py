@@ -139,31 +139,36 @@ def _light_key(key: str) -> str:
 _lights: OrderedDict[str, PreTrainedTokenizerBase] = OrderedDict()
 _lights_lock = threading.Lock()
 _LIGHTS_KEPT = 16  # as many as the serving manager keeps
+_SNAPSHOTS = "light-tokenizers"
 
 
 def _light_tokenizer(path: Path, key: str) -> PreTrainedTokenizerBase | None:
-    """The light tokenizer of ``path`` when these files agreed with transformers' before; one per
-    process and set of files, the last few kept (reading a tokenizer takes ~0.2 s, and the Rust
-    tokenizer is safe to share between threads: encoding and decoding never change it)."""
-    cache, vkey = Home.from_env().cache, _light_key(key)
-    name = _read_json(cache / LIGHT_TOKENIZERS).get(vkey)
-    if not isinstance(name, str) or not name.endswith(".json") or "/" in name:  # a difference, or none yet
+    """The light tokenizer of ``path`` when these files agreed with transformers' before. One per
+    process and snapshot, the last few kept: a fine-tune's folder holds a copy of its base's
+    tokenizer files beside files of its own, so the two have different keys and one snapshot
+    (named by its content); reading a tokenizer takes ~0.2 s, and the Rust tokenizer is safe to
+    share between threads (encoding and decoding never change it)."""
+    cache = Home.from_env().cache
+    name = _read_json(cache / LIGHT_TOKENIZERS).get(_light_key(key))
+    if not isinstance(name, str) or not name.isalnum():  # a difference, or no verdict yet
         return None
     with _lights_lock:
-        if vkey in _lights:
-            _lights.move_to_end(vkey)
-            return _lights[vkey]
+        if name in _lights:
+            _lights.move_to_end(name)
+            return _lights[name]
     from tunery.models.light_tokenizer import LightTokenizer
 
     def full() -> PreTrainedTokenizerBase:
         _quiet_transformers()
         return _auto_tokenizer(path, key)
 
-    tok = LightTokenizer.from_snapshot(_read_json(cache / "light-tokenizers" / name), full)
+    folder = cache / _SNAPSHOTS
+    state = {**_read_json(folder / f"{name}.json"), "backend_file": folder / f"{name}.tokenizer.json"}
+    tok = LightTokenizer.from_snapshot(state, full)
     if tok is None:
         return None
     with _lights_lock:
-        tok = _lights.setdefault(vkey, tok)  # type: ignore[arg-type]
+        tok = _lights.setdefault(name, tok)  # type: ignore[arg-type]
         while len(_lights) > _LIGHTS_KEPT:
             _lights.popitem(last=False)
     return tok
@@ -171,12 +176,13 @@ def _light_tokenizer(path: Path, key: str) -> PreTrainedTokenizerBase | None:
 
 def _judge_light(path: Path, key: str, tok: PreTrainedTokenizerBase) -> None:
     """Snapshot ``tok`` (transformers' tokenizer of ``path``), compare the light tokenizer made of
-    it with ``tok`` once, and remember the verdict (and the snapshot when they agree) for
+    it with ``tok`` once, and remember the verdict (the snapshot's name when they agree) for
     :func:`_light_tokenizer`. A probe that breaks is not remembered: the next load tries again."""
     cache, vkey = Home.from_env().cache, _light_key(key)
-    memo, folder = cache / LIGHT_TOKENIZERS, cache / "light-tokenizers"
-    if vkey in _read_json(memo):
-        return
+    memo, folder = cache / LIGHT_TOKENIZERS, cache / _SNAPSHOTS
+    known = _read_json(memo).get(vkey)
+    if isinstance(known, str) and (not known.isalnum() or (folder / f"{known}.json").is_file()):
+        return  # a difference found before, or a snapshot still there; anything else is checked again
     from tunery.models.light_tokenizer import LightTokenizer, snapshot, verify
 
     try:
@@ -186,18 +192,22 @@ def _judge_light(path: Path, key: str, tok: PreTrainedTokenizerBase) -> None:
     except Exception as e:  # noqa: BLE001 - never an error for the user: transformers serves this time
         log.debug("could not check the light tokenizer of %s: %s", path, e)
         return
-    name = hashlib.sha256(vkey.encode()).hexdigest()[:32] + ".json"
+    same = {k: v for k, v in (state or {}).items() if k != "name_or_path"}  # the folder's name is no difference
+    name = hashlib.sha256(json.dumps(same, sort_keys=True).encode()).hexdigest()[:32] if verdict is None else ""
     with contextlib.suppress(OSError):  # a read-only home only loses the shortcut
         folder.mkdir(parents=True, exist_ok=True)
-        if verdict is None:
-            atomic_write_json(folder / name, state)
+        if name:
+            rest = {k: v for k, v in state.items() if k != "backend"}  # type: ignore[union-attr]
+            tmp = folder / f".{name}.tokenizer.json.tmp"
+            tmp.write_text(state["backend"], encoding="utf-8")  # type: ignore[index]
+            tmp.replace(folder / f"{name}.tokenizer.json")
+            atomic_write_json(folder / f"{name}.json", rest)  # last: its presence means the pair is whole
         else:
             log.debug("tokenizer of %s served by transformers: %s", path, verdict)
-        known = list({**_read_json(memo), vkey: name if verdict is None else verdict}.items())
-        atomic_write_json(memo, dict(known[-256:]))
-        kept = {v for _, v in known[-256:]}
-        for old in folder.glob("*.json"):  # snapshots whose verdict fell out of the memo
-            if old.name not in kept:
+        known = dict(list({**_read_json(memo), vkey: name or verdict}.items())[-256:])
+        atomic_write_json(memo, known)
+        for old in folder.glob("*.json"):  # snapshots no verdict names any more
+            if old.name.split(".")[0] not in known.values():
                 old.unlink(missing_ok=True)
 
 
