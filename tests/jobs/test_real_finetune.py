@@ -21,10 +21,10 @@ def test_cli_fine_tunes_the_default_model_on_the_bundled_data(smollm2):
     from tunery.serving.resolve import get_chat_model
 
     r = CliRunner().invoke(cli, ["finetune", str(TRAIN), "--validation-file", str(VALID), "--suffix", "travel",
-                                 "--n-epochs", "2", "--batch-size", "4", "--seed", "3", "--wait"])
+                                 "--n-epochs", "1", "--batch-size", "4", "--seed", "3", "--wait"])
     assert r.exit_code == 0, r.output
     job = list_jobs(limit=1)[0][0]
-    assert job["status"] == "succeeded" and job["hyperparameters"]["n_epochs"] == 2
+    assert job["status"] == "succeeded" and job["hyperparameters"]["n_epochs"] == 1
     curve = metrics(job["id"])
     n_train = len(TRAIN.read_text().splitlines())
     assert len(curve) == job["hyperparameters"]["n_epochs"] * -(-n_train // job["hyperparameters"]["batch_size"])
