@@ -59,11 +59,12 @@ def ask(model: str, precision: str | None) -> tuple[float, float]:
     cmd = [sys.executable, "-m", "tunery.cli.main", "ask", model, "Do I need a visa for Japan?",
            "--max-tokens", "16", "--temperature", "0", *(["--precision", precision] if precision else [])]
     t = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     p.stdout.read(1)
     first = time.perf_counter() - t
-    if p.wait() != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed")
+    _, err = p.communicate()
+    if p.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{err.decode(errors='replace')[-2000:]}")
     return first, time.perf_counter() - t
 
 

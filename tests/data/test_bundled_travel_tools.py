@@ -62,10 +62,12 @@ def test_questions_are_held_out_and_scorable(name):
             if m["role"] == "user"}
     assert not seen & {q["question"] for q in questions}
     # nor a near copy of one (the closest training prompts differ by a city or a currency)
-    if name != "questions.jsonl":  # nor near the first held-out set
+    limit = 0.8
+    if name != "questions.jsonl":  # written with fresh wordings: further from both, as RESULTS says
+        limit = 0.75
         seen |= {q["question"] for q in load_questions(DATA / "questions.jsonl")}
     close = [(s, q["question"]) for s in seen for q in questions
-             if difflib.SequenceMatcher(None, s.lower(), q["question"].lower()).ratio() >= 0.8]
+             if difflib.SequenceMatcher(None, s.lower(), q["question"].lower()).ratio() >= limit]
     assert not close, close
     # each question carries the training tools, so `tunery eval run` asks with them
     assert all(q["tools"] == rows("train.jsonl")[0]["tools"] for q in questions)

@@ -170,3 +170,16 @@ def test_a_verdict_against_it_keeps_transformers(tiny_model):
     atomic_write_json(memo, {key: "the chat template renders differently"})
     assert not isinstance(load_tokenizer(tiny_model, light=True), LightTokenizer)
     assert json.loads(memo.read_text())[key] == "the chat template renders differently"  # until the files change
+
+
+def test_constrained_decoding_gets_the_same_llguidance_tokenizer_from_it(tiny_model_dir):
+    import llguidance.hf
+
+    from tunery.serving.constrained import _ll_tokenizer
+
+    light, full = _pair(tiny_model_dir)
+    ours, theirs = _ll_tokenizer(light), llguidance.hf.from_tokenizer(full)
+    assert (ours.vocab_size, ours.eos_token) == (theirs.vocab_size, theirs.eos_token)
+    for text in ("Hello world", '{"city": "Oslo"}', " Ünïcödé 🚀"):
+        assert ours.tokenize_str(text) == theirs.tokenize_str(text)
+    assert ours.decode_str(ours.tokenize_str("a b")) == "a b"

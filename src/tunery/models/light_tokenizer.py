@@ -105,8 +105,6 @@ def _plain(value: Any) -> Any:
     is code from a downloaded model): any other object becomes an inert ``<TypeName>``."""
     if value is None or type(value) in (str, int, float, bool):
         return value
-    if isinstance(value, bool):
-        return bool(value)
     if isinstance(value, str):
         return str.__str__(value)
     if isinstance(value, int):

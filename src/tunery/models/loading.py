@@ -8,13 +8,14 @@ import importlib
 import json
 import logging
 import threading
+import time
 import warnings
 from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tunery.errors import InvalidInput
-from tunery.home import Home, atomic_write_json
+from tunery.home import Home, atomic_write_json, atomic_write_text
 from tunery.models import registry
 from tunery.models.registry import ModelRecord
 
@@ -194,20 +195,21 @@ def _judge_light(path: Path, key: str, tok: PreTrainedTokenizerBase) -> None:
         return
     same = {k: v for k, v in (state or {}).items() if k != "name_or_path"}  # the folder's name is no difference
     name = hashlib.sha256(json.dumps(same, sort_keys=True).encode()).hexdigest()[:32] if verdict is None else ""
-    with contextlib.suppress(OSError):  # a read-only home only loses the shortcut
+    with contextlib.suppress(OSError), _lights_lock:  # a read-only home only loses the shortcut
         folder.mkdir(parents=True, exist_ok=True)
         if name:
             rest = {k: v for k, v in state.items() if k != "backend"}  # type: ignore[union-attr]
-            tmp = folder / f".{name}.tokenizer.json.tmp"
-            tmp.write_text(state["backend"], encoding="utf-8")  # type: ignore[index]
-            tmp.replace(folder / f"{name}.tokenizer.json")
+            atomic_write_text(folder / f"{name}.tokenizer.json", state["backend"])  # type: ignore[index]
             atomic_write_json(folder / f"{name}.json", rest)  # last: its presence means the pair is whole
         else:
             log.debug("tokenizer of %s served by transformers: %s", path, verdict)
+        # another process may write the memo at the same moment: a verdict lost that way is only
+        # checked again on a later load
         known = dict(list({**_read_json(memo), vkey: name or verdict}.items())[-256:])
         atomic_write_json(memo, known)
+        stale = time.time() - 3600  # an hour: never another process's snapshot it has yet to name
         for old in folder.glob("*.json"):  # snapshots no verdict names any more
-            if old.name.split(".")[0] not in known.values():
+            if old.name.split(".")[0] not in known.values() and old.stat().st_mtime < stale:
                 old.unlink(missing_ok=True)
 
 
