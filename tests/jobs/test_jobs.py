@@ -60,6 +60,12 @@ def test_job_succeeds_and_registers_model(tiny_model, chat_file):
     ckpt = get(cps[-1]["fine_tuned_model_checkpoint"])  # checkpoints resolve as models too
     model, tok, _ = load_model(ckpt)
     assert model is not None and tok.chat_template
+    # the job checked the new model's tokenizer for serving: its first cold ask is not slowed by it
+    from tunery.home import home
+    from tunery.models.loading import LIGHT_TOKENIZERS, _light_key, tokenizer_key
+
+    memo = json.loads((home().cache / LIGHT_TOKENIZERS).read_text())
+    assert memo[_light_key(tokenizer_key(rec))].isalnum()
 
 
 @pytest.mark.parametrize(("kwargs", "param"), [

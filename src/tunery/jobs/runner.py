@@ -13,6 +13,7 @@ fine-tuned model when it succeeds."""
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import shutil
 import signal
@@ -24,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 from tunery import db
 from tunery.errors import TuneryError
 from tunery.jobs import store
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from tunery.training.config import TrainingConfig
@@ -165,7 +168,21 @@ def run(job_id: str) -> int:
                                    trained_tokens=result.trained_tokens, result_files=[results.id],
                                    estimated_finish=None)):
         files.delete(results.id)  # cancelled before the point of no return: nothing of it stays
+        return 0
+    _check_serving_tokenizer(reporter.model_name)
     return 0
+
+
+def _check_serving_tokenizer(name: str) -> None:
+    """Check the new model's tokenizer files for serving's light tokenizer now, while transformers
+    is loaded anyway, so the first cold ``tunery ask`` of the fine-tune does not pay ~2 s for the
+    check (``tunery.models.loading``). The job has succeeded: a failure here only logs."""
+    from tunery.models.loading import load_tokenizer
+
+    try:
+        load_tokenizer(name, light=True)
+    except Exception as e:  # noqa: BLE001 - the check is a shortcut; serving checks again on first use
+        log.debug("could not check the serving tokenizer of %s: %s", name, e)
 
 
 def _examples(data: bytes, purpose: str, *, dpo: bool) -> list:
