@@ -1,5 +1,6 @@
-"""A chat tokenizer that needs no ``transformers``: the model's ``tokenizer.json`` run by the Rust
-``tokenizers`` library, and its chat template rendered with jinja2 the way transformers renders it.
+"""A chat tokenizer that needs no ``transformers``: a snapshot of transformers' own tokenizer (its
+Rust ``tokenizers`` object serialised, its chat templates, its special tokens), the chat template
+rendered with jinja2 the way transformers renders it.
 
 Why this replaces a part of transformers: serving on the compiled fast path needs four things of a
 tokenizer (render the chat template, encode, decode, the special tokens), and importing
@@ -204,7 +205,7 @@ class LightTokenizer:
         return None if text is None else self._backend.token_to_id(text)
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name.startswith("_"):
+        if name.startswith("_"):  # private names and dunders (copy, pickle) are never delegated
             raise AttributeError(name)
         if name in SPECIAL_TOKENS:
             return self._special.get(name)
@@ -347,9 +348,8 @@ def verify(light: LightTokenizer, full: Any) -> str | None:
     added = sorted(full.added_tokens_decoder)
     marked = [full.added_tokens_decoder[i].content for i in added]
     chats = _probe_chats(marked[:8])
-    tool_sets: list[Any] = [None, _PROBE_TOOLS]
     texts: list[str] = []
-    for tools in tool_sets:
+    for tools in (None, _PROBE_TOOLS):
         for gen in (False, True):
             try:
                 want = full.apply_chat_template(chats, tools=tools, tokenize=False, add_generation_prompt=gen)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib
 import json
@@ -101,11 +102,25 @@ def _auto_tokenizer(path: Path, key: str) -> PreTrainedTokenizerBase:
     tok = transformers.AutoTokenizer.from_pretrained(path)
     cls = type(tok)
     if cls.__module__.startswith("transformers."):
-        known = {**_read_json(memo), key: f"{cls.__module__}:{cls.__qualname__}"}
-        with contextlib.suppress(OSError):  # a read-only home only loses the shortcut
-            memo.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(memo, dict(list(known.items())[-256:]))
+        _remember(memo, key, f"{cls.__module__}:{cls.__qualname__}")
     return tok
+
+
+_MEMO_KEPT = 256
+_memo_lock = threading.Lock()
+
+
+def _remember(memo: Path, key: str, value: object) -> dict:
+    """Set ``key`` in the JSON file ``memo`` (one of the cache's memos), keeping its last
+    :data:`_MEMO_KEPT` entries, and return what it now holds. Another process may write it at the
+    same moment: an entry lost that way is only worked out again on a later load. A read-only home
+    only loses the shortcut."""
+    with _memo_lock:
+        known = dict(list({**_read_json(memo), key: value}.items())[-_MEMO_KEPT:])
+        with contextlib.suppress(OSError):
+            memo.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(memo, known)
+        return known
 
 
 def _read_json(path: Path) -> dict:
@@ -122,7 +137,9 @@ LIGHT_TOKENIZERS = "light-tokenizers.json"
 name of its snapshot in ``light-tokenizers/``) or the difference it showed."""
 
 
-def _light_key(key: str) -> str:
+@functools.cache
+def _light_versions() -> str:
+    """The versions a light tokenizer's verdict depends on (they do not change in a process)."""
     from importlib.metadata import PackageNotFoundError, version
 
     from tunery.models.light_tokenizer import SNAPSHOT_VERSION
@@ -133,8 +150,12 @@ def _light_key(key: str) -> str:
         except PackageNotFoundError:
             return "?"
 
-    return "@".join([key, *(f"{p} {v(p)}" for p in ("transformers", "tokenizers", "jinja2")),
+    return "@".join([*(f"{p} {v(p)}" for p in ("transformers", "tokenizers", "jinja2")),
                      f"snapshot {SNAPSHOT_VERSION}"])
+
+
+def _light_key(key: str) -> str:
+    return f"{key}@{_light_versions()}"
 
 
 _lights: OrderedDict[str, PreTrainedTokenizerBase] = OrderedDict()
@@ -195,18 +216,15 @@ def _judge_light(path: Path, key: str, tok: PreTrainedTokenizerBase) -> None:
         return
     same = {k: v for k, v in (state or {}).items() if k != "name_or_path"}  # the folder's name is no difference
     name = hashlib.sha256(json.dumps(same, sort_keys=True).encode()).hexdigest()[:32] if verdict is None else ""
-    with contextlib.suppress(OSError), _lights_lock:  # a read-only home only loses the shortcut
-        folder.mkdir(parents=True, exist_ok=True)
+    if not name:
+        log.debug("tokenizer of %s served by transformers: %s", path, verdict)
+    with contextlib.suppress(OSError):  # a read-only home only loses the shortcut
         if name:
+            folder.mkdir(parents=True, exist_ok=True)
             rest = {k: v for k, v in state.items() if k != "backend"}  # type: ignore[union-attr]
             atomic_write_text(folder / f"{name}.tokenizer.json", state["backend"])  # type: ignore[index]
             atomic_write_json(folder / f"{name}.json", rest)  # last: its presence means the pair is whole
-        else:
-            log.debug("tokenizer of %s served by transformers: %s", path, verdict)
-        # another process may write the memo at the same moment: a verdict lost that way is only
-        # checked again on a later load
-        known = dict(list({**_read_json(memo), vkey: name or verdict}.items())[-256:])
-        atomic_write_json(memo, known)
+        known = _remember(memo, vkey, name or verdict)
         stale = time.time() - 3600  # an hour: never another process's snapshot it has yet to name
         for old in folder.glob("*.json"):  # snapshots no verdict names any more
             if old.name.split(".")[0] not in known.values() and old.stat().st_mtime < stale:
