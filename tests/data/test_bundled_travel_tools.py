@@ -51,7 +51,8 @@ def test_train_and_validation_files_are_valid_and_varied():
     assert all(c.messages[-1].content and not c.messages[-1].tool_calls for c in convs)
 
 
-@pytest.mark.parametrize("name", ["questions.jsonl", "fresh-questions.jsonl", "blind-questions.jsonl"])
+@pytest.mark.parametrize("name", ["questions.jsonl", "fresh-questions.jsonl", "blind-questions.jsonl",
+                                  "unseen-questions.jsonl"])
 def test_questions_are_held_out_and_scorable(name):
     questions = load_questions(DATA / name)
     assert len(questions) >= 20
@@ -66,8 +67,10 @@ def test_questions_are_held_out_and_scorable(name):
     if name != "questions.jsonl":  # written with fresh wordings: further from both, as RESULTS says
         limit = 0.75
         seen |= {q["question"] for q in load_questions(DATA / "questions.jsonl")}
-    if name == "blind-questions.jsonl":  # the third set is new against the second one too
+    if name in ("blind-questions.jsonl", "unseen-questions.jsonl"):  # later sets: new against the second too
         seen |= {q["question"] for q in load_questions(DATA / "fresh-questions.jsonl")}
+    if name == "unseen-questions.jsonl":  # the fourth set is new against the third one too
+        seen |= {q["question"] for q in load_questions(DATA / "blind-questions.jsonl")}
     close = [(s, q["question"]) for s in seen for q in questions
              if difflib.SequenceMatcher(None, s.lower(), q["question"].lower()).ratio() >= limit]
     assert not close, close
