@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 
 import pytest
 
@@ -74,6 +75,13 @@ def test_questions_are_held_out_and_scorable(name):
     close = [(s, q["question"]) for s in seen for q in questions
              if difflib.SequenceMatcher(None, s.lower(), q["question"].lower()).ratio() >= limit]
     assert not close, close
+    # the sets written blind name places the training data never does, so a right call is a copy
+    # of an unseen name, not a memorised one
+    if name != "questions.jsonl":
+        text = (DATA / "train.jsonl").read_text(encoding="utf-8") + (DATA / "validation.jsonl").read_text(encoding="utf-8")
+        names = {v for q in need for c in q["expect"]["tool_calls"] for k, v in c["arguments"].items()
+                 if k in ("city", "nationality", "destination")}
+        assert names and not [n for n in names if re.search(rf"\b{re.escape(n)}\b", text, re.IGNORECASE)]
     # each question carries the training tools, so `tunery eval run` asks with them
     assert all(q["tools"] == rows("train.jsonl")[0]["tools"] for q in questions)
     # every expectation is in a form the evaluator scores (a no-call reply fails each call question)
