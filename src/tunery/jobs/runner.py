@@ -29,6 +29,7 @@ from tunery.jobs import store
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
+    from tunery.models.registry import ModelRecord
     from tunery.training.config import TrainingConfig
 
 EXIT_INTERRUPTED = 75  # stopped by SIGTERM (worker shutdown): resume later
@@ -162,27 +163,30 @@ def run(job_id: str) -> int:
     events = [(f"New fine-tuned model created: {reporter.model_name}",
                {"seconds": round(time.time() - started, 2), "tokens_per_second": round(result.tokens_per_second, 1)}),
               ("The job has successfully completed", None)]
-    if not _register(job_id, _root(base, config.method), reporter.model_name, config.method, result.output_dir,
+    root = _root(base, config.method)
+    _check_serving_tokenizer(_model_record(job_id, root, reporter.model_name, config.method, result.output_dir))
+    if not _register(job_id, root, reporter.model_name, config.method, result.output_dir,
                      events=events,
                      finished=dict(finished_at=db.now(), fine_tuned_model=reporter.model_name,
                                    trained_tokens=result.trained_tokens, result_files=[results.id],
                                    estimated_finish=None)):
         files.delete(results.id)  # cancelled before the point of no return: nothing of it stays
-        return 0
-    _check_serving_tokenizer(reporter.model_name)
     return 0
 
 
-def _check_serving_tokenizer(name: str) -> None:
+def _check_serving_tokenizer(rec: ModelRecord) -> None:
     """Check the new model's tokenizer files for serving's light tokenizer now, while transformers
     is loaded anyway, so the first cold ``tunery ask`` of the fine-tune does not pay ~2 s for the
-    check (``tunery.models.loading``). The job has succeeded: a failure here only logs."""
+    check (``tunery.models.loading``). ``rec`` is the model in the job's output folder, which
+    :func:`_register` copies as it is: the verdict is keyed by the files' content, so it counts for
+    the registered model. Done before the job is marked succeeded, so that the training process
+    never outlives its job. A failure here only logs."""
     from tunery.models.loading import load_tokenizer
 
     try:
-        load_tokenizer(name, light=True)
+        load_tokenizer(rec, light=True)
     except Exception as e:  # noqa: BLE001 - the check is a shortcut; serving checks again on first use
-        log.debug("could not check the serving tokenizer of %s: %s", name, e)
+        log.debug("could not check the serving tokenizer of %s: %s", rec.id, e)
 
 
 def _examples(data: bytes, purpose: str, *, dpo: bool) -> list:
@@ -242,8 +246,6 @@ def _register(job_id: str, base, name: str, method: str, output: Path, *, finish
 
     from tunery.home import atomic_dir, home
     from tunery.models import registry
-    from tunery.models.loading import base_path
-    from tunery.models.registry import ModelRecord
 
     model_dir = home().models / name.replace(":", "_")
     model_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -257,18 +259,23 @@ def _register(job_id: str, base, name: str, method: str, output: Path, *, finish
                 return False
             for message, data in events:
                 store.add_event(job_id, message, data=data, conn=tx)
-            registry.register(ModelRecord(id=name, kind="fine-tuned", parent=base.id, path=model_dir,
-                                          source=f"job:{job_id}", method=method,
-                                          meta={"job": job_id, "catalog": (base.meta or {}).get("catalog", base.id),
-                                                "context_length": base.context_length,
-                                                "base_path": str(base_path(base))}),
-                              replace=True, conn=tx)
+            registry.register(_model_record(job_id, base, name, method, model_dir), replace=True, conn=tx)
             with atomic_dir(model_dir) as tmp:
                 tmp.rmdir()
                 staging.rename(tmp)
         return True
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _model_record(job_id: str, base, name: str, method: str, path: Path) -> ModelRecord:
+    """The registry's record of the model job ``job_id`` trains from ``base``, its files at ``path``."""
+    from tunery.models.loading import base_path
+    from tunery.models.registry import ModelRecord
+
+    return ModelRecord(id=name, kind="fine-tuned", parent=base.id, path=path, source=f"job:{job_id}", method=method,
+                       meta={"job": job_id, "catalog": (base.meta or {}).get("catalog", base.id),
+                             "context_length": base.context_length, "base_path": str(base_path(base))})
 
 
 def main(argv: list[str] | None = None) -> int:
