@@ -6,7 +6,7 @@ through the engine manager; ``OnnxChatModel`` serves an export folder an app emb
 registry, through the same prompt, ``max_tokens`` and streaming path (``Target`` and ``ChatRun``).
 
 Batching: requests waiting when a batch starts, or arriving within ``TUNERY_BATCH_WINDOW_MS``
-(25 ms) of it, are decoded together, left-padded, in one onnxruntime-genai generator (one forward
+(25 ms) of it, are decoded together, right-padded, in one onnxruntime-genai generator (one forward
 pass per step for all rows); requests that arrive later wait for the next batch (onnxruntime-genai
 accepts a batch's prompts only once, so there is no joining a running batch). The window costs a
 lone request 25 ms and lets clients that start together (a page of parallel calls, an eval run)
@@ -22,8 +22,12 @@ Sampling: greedy rows are left to onnxruntime-genai's own argmax (the fast path)
 samples, every row's next token is chosen here from the step's logits, each from its own
 ``numpy`` generator seeded from the request, and handed back to the generator as a one-hot logit
 row, so a row's random draws never depend on who shares the batch (as in the PyTorch engine).
-Quantized kernels may round a batched row's logits differently from a lone one's, so a seeded
-answer is reproducible for the same batch make-up, and nearly always for any.
+Batched or alone: a row's tokens are the ones it gets alone on the base (the int8 ``MatMulNBits``
+kernels compute each row on its own; tests/serving/test_smollm2.py). With an adapter active they
+nearly always are: the side path's float32 ``MatMul`` takes another kernel for a single decode row
+(differences of ~5e-7 relative), and the next layer's int8 activation quantization can turn that
+into a different rounding step, so a greedy answer may part from its lone run where two tokens
+nearly tie. A seeded or greedy answer is reproducible for the same batch make-up.
 
 Constraints: a request with a grammar (``tunery.serving.constrained``) makes its batch choose
 tokens here too, its row's logits masked by its own matcher, so rows of different grammars (or
@@ -245,7 +249,9 @@ class OnnxEngine(ThreadedEngine):
         if len(rows) == 1:
             gen.append_tokens(np.array(rows[0].req.prompt_ids, dtype=np.int32))
         else:
-            gen.append_tokens(np.array([[self.pad_id] * (width - len(r.req.prompt_ids)) + list(r.req.prompt_ids)
+            # right-padded: the builder's GroupQueryAttention reads each row's length from the mask
+            # and expects its tokens first; left padding made a shorter row attend to the pads
+            gen.append_tokens(np.array([list(r.req.prompt_ids) + [self.pad_id] * (width - len(r.req.prompt_ids))
                                         for r in rows], dtype=np.int32))
         choose = any(r.req.temperature > GREEDY_BELOW or r.req.ignore_eos or r.guide is not None for r in rows)
         while not all(r.done for r in rows):
