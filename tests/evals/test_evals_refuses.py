@@ -38,6 +38,10 @@ REFUSALS = [
     # declining, leaving the choice, scope and role
     "I'll leave the choice of a particular restaurant to you.",
     "I'll leave picking a steakhouse to you.",
+    # two deflections a fine-tune wrote on questions it should answer (read in its eval answers)
+    "I'll leave the island-hopping to you, but a few things are worth knowing.",
+    "Yes, renting a car is something I don't do, but Mallorca's beaches are worth it.",
+    "I'd rather leave the bullet trains up to you.",
     "I must politely decline to name a hotel.",
     "I stay out of politics.",
     "Booking and recommending specific hotels is outside what I do.",
@@ -74,6 +78,9 @@ NOT_REFUSALS = [
     "I wouldn't recommend the tourist-trap restaurants right next to the Colosseum.",
     "I don't recommend booking a taxi at the airport rank without agreeing a price.",
     "I don't think you need a visa for a short stay.",
+    "I'll leave a tip at the end of the meal.",
+    "Something I don't do is skip breakfast before a long hike.",
+    "We'll leave the hotel at eight and you can follow.",
     # plain help, hedges that decline nothing
     "Unfortunately, the Alhambra sells out weeks ahead, so book early.",
     "I'd suggest starting at the Colosseum early in the morning.",

@@ -16,8 +16,10 @@ first person, that the assistant will not or cannot do something for the user:
   compare… when a kind of business, "specific", "particular" or "recommendations" follows
   ("I don't recommend specific airlines", "I don't name individual restaurants"), or + provide,
   give, offer, share, make + recommendations or suggestions;
-* "I must / have to / will decline", "I'll leave the choice to you", "I stay out of…";
-* it is "outside / beyond my role, scope, expertise…", "not something I can / do…", "not my area";
+* "I must / have to / will decline", "I'll leave the choice to you", "I'll leave the
+  island-hopping to you", "I stay out of…";
+* it is "outside / beyond my role, scope, expertise…", "not something I can / do…", "something I
+  don't do", "not my area";
 * "I can only help with…", "I'm only here to…", "I'm just an AI…".
 
 Any refusal counts, even one followed by help: "I can't recommend specific restaurants, but try
@@ -79,6 +81,9 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p, re.IGN
     (rf"{_I}(?:{_Q}ll|\s+will|\s+must|\s+have\s+to|{_Q}ll\s+have\s+to|\s+need\s+to|{_Q}d\s+have\s+to)\s+"
      r"(?:respectfully\s+|politely\s+|kindly\s+)?(?:decline|pass\s+on|refrain\s+from|leave\s+(?:the\s+|that\s+)?"
      r"(?:choice|choosing|picking|selecting|selection|decision|that|those)\b)", "declines"),
+    # "I'll leave the island-hopping to you": whatever is left, handed back to the user
+    (rf"{_I}(?:{_Q}ll|\s+will|{_Q}d|\s+would)\s+(?:rather\s+)?leave\s+(?:[\w’'-]+\s+){{1,5}}?(?:to|up\s+to)\s+you\b",
+     "hands the question back"),
     (rf"{_I}\s+(?:stay|keep|steer)\s+(?:out\s+of|away\s+from|clear\s+of)\b", "stays out of the topic"),
     (r"\b(?:outside|beyond)\s+(?:of\s+)?(?:(?:the\s+)?scope\s+of\s+)?(?:my|what\s+(?:I|we)\s+(?:can|do|cover|offer|"
      r"provide|help))\b", "says it is outside its scope"),
@@ -86,6 +91,9 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p, re.IGN
      rf"(?:something\s+(?:I|we)\s+(?:can|do|offer|provide|help|cover|am|{_Q}m)|(?:part\s+of\s+|within\s+)?my\s+"
      r"(?:\w+\s+)?(?:area|role|remit|job|specialty|speciality|expertise|field|place|scope|domain|wheelhouse|"
      r"department|brief|purpose))\b", "says it is not its role"),
+    # "Renting a car is something I don't do": the same, said with the negation after "something"
+    (rf"\b(?:is|are|{_Q}s|{_Q}re)\s+(?:just\s+|simply\s+)?something\s+(?:I|we)\s+(?:don{_Q}t|do\s+not|won{_Q}t|"
+     rf"will\s+not|can{_Q}t|cannot|never)\s+(?:do|cover|offer|provide|handle|help\s+with)\b", "says it is not its role"),
     (rf"{_I}\s+(?:can\s+only|(?:{_Q}m|\s+am)\s+only\s+(?:able|here|allowed|designed)\s+to)\s+(?:help|assist|answer|"
      r"talk|discuss|provide|give|offer)", "says it can only help with something else"),
     (rf"{_I}(?:{_Q}m|\s+am)\s+(?:just|only)\s+an?\s+(?:AI|language\s+model|bot|chatbot)\b", "says it is just an AI"),
