@@ -85,11 +85,11 @@ def test_training_config_resolves_auto_with_the_catalog_defaults(monkeypatch):
     r = FineTuneRequest.parse({**BASE, "seed": 7, "hyperparameters": {"learning_rate_multiplier": 0.5},
                                "lora": {"r": 4, "layers": "all"}})
     cfg, hp = r.training_config(82, d)
-    assert (hp.n_epochs, hp.batch_size, hp.learning_rate_multiplier) == (2, 8, 0.5)
-    assert (cfg.n_epochs, cfg.batch_size, cfg.seed, cfg.method) == (2, 8, 7, "lora")
+    assert (hp.n_epochs, hp.batch_size, hp.learning_rate_multiplier) == (3, 8, 0.5)
+    assert (cfg.n_epochs, cfg.batch_size, cfg.seed, cfg.method) == (3, 8, 7, "lora")
     assert cfg.learning_rate == d.lora_learning_rate * 0.5
     assert cfg.lora.r == 4 and cfg.lora.alpha == d.lora_alpha and cfg.lora.layers is None  # "all"
-    assert cfg.checkpoint_every == 5 and cfg.eval_every == 2  # 22 steps
+    assert cfg.checkpoint_every == 5 and cfg.eval_every == 3  # 33 steps
     default = FineTuneRequest.parse({**BASE, "seed": 7}).training_config(82, d)[0]
     assert default.lora.layers == d.lora_layers and default.lora.target_modules == d.lora_target_modules
     full = FineTuneRequest.parse({**BASE, "seed": 7, "training_method": "full"}).training_config(82, TrainingDefaults())

@@ -8,9 +8,17 @@ from tunery.errors import InvalidInput
 from tunery.training.config import Hyperparameters, auto_batch_size, auto_n_epochs
 
 
-@pytest.mark.parametrize(("n", "epochs"), [(1, 25), (10, 10), (20, 5), (34, 3), (72, 2), (82, 2), (900, 2), (1300, 1), (5000, 1)])
+@pytest.mark.parametrize(("n", "epochs"), [(1, 25), (10, 10), (20, 5), (34, 3), (72, 3), (229, 3), (900, 2), (1300, 1),
+                                           (5000, 1)])
 def test_auto_epochs(n, epochs):
     assert auto_n_epochs(n) == epochs
+
+
+@pytest.mark.parametrize(("n", "epochs"), [(20, 5), (64, 2), (229, 2), (5000, 1)])
+def test_dpo_auto_epochs_keep_their_measured_target(n, epochs):
+    from tunery.training.config import DPOHyperparameters
+
+    assert DPOHyperparameters.parse({}).resolve(n).n_epochs == epochs
 
 
 @pytest.mark.parametrize(("n", "bs"), [(10, 1), (19, 1), (20, 2), (40, 4), (72, 4), (82, 8), (159, 8), (229, 8), (100_000, 8)])
