@@ -81,6 +81,14 @@ NOT_REFUSALS = [
     "I'll leave a tip at the end of the meal.",
     "Something I don't do is skip breakfast before a long hike.",
     "We'll leave the hotel at eight and you can follow.",
+    # near misses of those two deflections (a reviewer's list)
+    "I'll leave the rest up to you: both routes are beautiful.",
+    "We'll leave the timing up to you.",
+    "I'd leave the planning of day trips to you once you see the weather.",
+    "Hiking the Inca Trail is something I don't do lightly, so train first.",
+    "Haggling is something I don't do in Europe, but in Marrakech it is expected.",
+    "Skipping travel insurance is something I never do, and you shouldn't either.",
+    "That's something I don't cover in detail, but the basics are: bring cash.",
     # plain help, hedges that decline nothing
     "Unfortunately, the Alhambra sells out weeks ahead, so book early.",
     "I'd suggest starting at the Colosseum early in the morning.",

@@ -33,7 +33,7 @@ def test_smollm2_answers_and_stops_like_transformers(smollm2):
     assert done.text == tok.decode(new, skip_special_tokens=True)
 
 
-def test_smollm2_batched_on_the_fast_path_answers_as_alone(smollm2):
+def test_smollm2_batched_on_the_fast_path_answers_as_alone(smollm2, monkeypatch):
     """SmolLM2's int8 copy, questions of different lengths asked together (one batch): each answer
     is the one the question gets alone, token for token. Left-padded, the shorter prompts attended
     to their pads and answered otherwise (the builder's attention reads a row's length from the
@@ -42,20 +42,24 @@ def test_smollm2_batched_on_the_fast_path_answers_as_alone(smollm2):
 
     from tunery.serving.local import LocalChatModel
 
+    monkeypatch.setenv("TUNERY_BATCH_WINDOW_MS", "3000")  # the four requests share one batch, however loaded the machine
     model = LocalChatModel("smollm2-135m-instruct", precision="int8")
     questions = ["Which hotel in Lisbon should I book?", "Tipping in Japan?",
                  "What should I pack for a week of hiking in Iceland in late September?",
                  "Is Porto worth a visit in October, and how many days would you give it?"]
     params = GenerationParams(max_tokens=24, temperature=0)
     alone = [model.generate([ChatMessage(Role.USER, q)], params).text for q in questions]
-    together: dict[int, str] = {}
+    together: dict[int, str | BaseException] = {}
 
     def ask(i: int) -> None:
-        together[i] = model.generate([ChatMessage(Role.USER, questions[i])], params).text
+        try:
+            together[i] = model.generate([ChatMessage(Role.USER, questions[i])], params).text
+        except BaseException as e:  # shown in the assertion, not lost in a thread
+            together[i] = e
 
     threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(questions))]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=300)
-    assert [together[i] for i in range(len(questions))] == alone
+    assert [together.get(i) for i in range(len(questions))] == alone

@@ -82,7 +82,9 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p, re.IGN
      r"(?:respectfully\s+|politely\s+|kindly\s+)?(?:decline|pass\s+on|refrain\s+from|leave\s+(?:the\s+|that\s+)?"
      r"(?:choice|choosing|picking|selecting|selection|decision|that|those)\b)", "declines"),
     # "I'll leave the island-hopping to you": whatever is left, handed back to the user
-    (rf"{_I}(?:{_Q}ll|\s+will|{_Q}d|\s+would)\s+(?:rather\s+)?leave\s+(?:[\w’'-]+\s+){{1,5}}?(?:to|up\s+to)\s+you\b",
+    # (I alone, the clause ending at "you"; not "the rest" or "it": "I'll leave the rest up to you: both are lovely")
+    (rf"\bI(?:{_Q}ll|\s+will|{_Q}d|\s+would)\s+(?:rather\s+)?leave\s+(?!(?:the\s+)?rest\b|it\b)"
+     rf"(?:[\w’'-]+\s+){{1,4}}?(?:to|up\s+to)\s+you\s*(?=[,.;:!?]|$|\s+but\b)",
      "hands the question back"),
     (rf"{_I}\s+(?:stay|keep|steer)\s+(?:out\s+of|away\s+from|clear\s+of)\b", "stays out of the topic"),
     (r"\b(?:outside|beyond)\s+(?:of\s+)?(?:(?:the\s+)?scope\s+of\s+)?(?:my|what\s+(?:I|we)\s+(?:can|do|cover|offer|"
@@ -92,8 +94,10 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p, re.IGN
      r"(?:\w+\s+)?(?:area|role|remit|job|specialty|speciality|expertise|field|place|scope|domain|wheelhouse|"
      r"department|brief|purpose))\b", "says it is not its role"),
     # "Renting a car is something I don't do": the same, said with the negation after "something"
+    # (the clause ends at the verb: "haggling is something I don't do in Europe" is advice)
     (rf"\b(?:is|are|{_Q}s|{_Q}re)\s+(?:just\s+|simply\s+)?something\s+(?:I|we)\s+(?:don{_Q}t|do\s+not|won{_Q}t|"
-     rf"will\s+not|can{_Q}t|cannot|never)\s+(?:do|cover|offer|provide|handle|help\s+with)\b", "says it is not its role"),
+     rf"will\s+not|can{_Q}t|cannot)\s+(?:do|cover|offer|provide|handle|help\s+with)\s*(?=[,.;:!?]|$|\s+but\b)",
+     "says it is not its role"),
     (rf"{_I}\s+(?:can\s+only|(?:{_Q}m|\s+am)\s+only\s+(?:able|here|allowed|designed)\s+to)\s+(?:help|assist|answer|"
      r"talk|discuss|provide|give|offer)", "says it can only help with something else"),
     (rf"{_I}(?:{_Q}m|\s+am)\s+(?:just|only)\s+an?\s+(?:AI|language\s+model|bot|chatbot)\b", "says it is just an AI"),
