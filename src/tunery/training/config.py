@@ -11,13 +11,14 @@ What ``auto`` picks (documented in the README too):
 * ``n_epochs``: 3, as OpenAI's ``auto`` targets, raised or lowered so that examples x epochs lands
   in [100, 2500] (e.g. 20 examples -> 5 epochs, 40 -> 3, 229 -> 3, 900 -> 2, 5000 -> 1), capped to
   [1, 25]. The target was 2 until the bundled travel data's quickstart was scored with right-padded
-  batches: at 2 epochs its fine-tune named a business on 18% of the decline questions, at 3 on 3-6%,
-  at int8 and float32 alike (benchmarks/RESULTS.md, issue 15). DPO keeps 2
+  batches: at 2 epochs its fine-tune named a business on 18% (int8) and 12% (fp32) of the decline
+  questions, at 3 epochs on 3-6% (benchmarks/RESULTS.md, issue 15). DPO keeps 2
   (:data:`DPO_TARGET_EPOCHS`).
 * ``batch_size``: about one tenth of the examples, rounded down to a power of two, within
   [1, 8] (e.g. 15 -> 1, 40 -> 4, 82 -> 8, 1000 -> 8). The cap was 16 until the bundled travel
   data grew to 229 examples: batch 16 (30 steps) left 27% of its allowed answers running on to
-  the token limit and refused 12%, batch 8 (58 steps) 0% and 6% (benchmarks/RESULTS.md).
+  the token limit and refused 12%, batch 8 (58 steps) 0% and 6% (benchmarks/RESULTS.md; scored on
+  the left-padded batches of the fast path before its fix).
 * ``learning_rate_multiplier``: 1.0. The multiplier multiplies the base learning rate recorded per
   catalog model and method (``lora_learning_rate`` or ``full_learning_rate``, see
   ``tunery models show``).
