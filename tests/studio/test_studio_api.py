@@ -93,6 +93,20 @@ def test_report_with_a_model_has_token_stats_and_finds_personal_data(client, tin
     assert auto["n_epochs_auto"] is True and auto["n_epochs"] == 9  # 12 examples: auto picks ceil(100/12)
 
 
+def test_report_of_preference_pairs_estimates_with_dpo_auto_epochs(client, tiny_model):
+    """60 pairs: a DPO job's auto trains 2 epochs (supervised auto would take 3)."""
+    pairs = [json.dumps({"input": {"messages": [{"role": "user", "content": f"Is Lisbon nice in month {i}?"}]},
+                         "preferred_output": [{"role": "assistant", "content": "Yes, mild and sunny. When do you go?"}],
+                         "non_preferred_output": [{"role": "assistant", "content": "I can't help with that."}]})
+             for i in range(60)]
+    fid = upload(client, pairs, name="pairs.jsonl")
+    stats = client.get(f"/v1/tunery/files/{fid}/report", params={"model": "tiny-random"}).json()["token_stats"]
+    assert stats["n_examples"] == 60 and stats["n_epochs_auto"] is True and stats["n_epochs"] == 2
+    chat = upload(client, valid_lines(60))
+    assert client.get(f"/v1/tunery/files/{chat}/report",
+                      params={"model": "tiny-random"}).json()["token_stats"]["n_epochs"] == 3
+
+
 def test_report_errors_are_openai_error_objects(client, tiny_model):
     r = client.get("/v1/tunery/files/file-nope/report")
     assert r.status_code == 404 and "file-nope" in r.json()["error"]["message"]

@@ -54,9 +54,10 @@ def file_report(file_id: str, purpose: Literal["training", "validation"] = "trai
     and the personal-data scan of an uploaded file, made in one pass over the file: memory for a
     few numbers per example, whatever the file's size (:mod:`tunery.data.report`)."""
     from tunery.data import files
+    from tunery.data.preference import file_kind
     from tunery.data.report import report_file
     from tunery.models import registry
-    from tunery.training.config import auto_n_epochs
+    from tunery.training.config import DPOHyperparameters, Hyperparameters
 
     rec = files.get(file_id)
     model_rec = registry.get(model) if model else None
@@ -72,7 +73,9 @@ def file_report(file_id: str, purpose: Literal["training", "validation"] = "trai
     validation["issues"] = validation["issues"][:MAX_ISSUES]
     token_stats = None
     if model_rec is not None and report.n_examples:
-        epochs = n_epochs or auto_n_epochs(report.n_examples)
+        # what a job on this file would train: DPO's auto epochs for preference pairs
+        kind = DPOHyperparameters if file_kind(rec.path) == "preference" else Hyperparameters
+        epochs = n_epochs or kind.parse({}).resolve(report.n_examples).n_epochs
         token_stats = {**result.token_stats(context_length=model_rec.context_length, n_epochs=epochs).to_dict(),
                        "model": model_rec.id, "n_epochs_auto": n_epochs is None}
     pii = result.pii
