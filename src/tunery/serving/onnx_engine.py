@@ -28,9 +28,10 @@ often part after a few tokens: the side path's float32 ``MatMul`` takes another 
 decode row (differences of ~5e-7 relative), and the next layer's int8 activation quantization can
 turn that into a different rounding step, so a greedy answer leaves its lone run where two tokens
 nearly tie (1 to 5 of 8 answers matched over 32 tokens, measured on two fine-tunes of SmolLM2). A
-seeded or greedy answer is reproducible for the same batch make-up. onnxruntime-genai masks
-*trailing* pad tokens only (SmolLM2's pad id is its end-of-turn id), so a prompt must not end with
-the pad id; every chat prompt ends with the generation prompt.
+seeded or greedy answer is reproducible for the same batch make-up. SmolLM2's pad id is its
+end-of-turn id, which chat prompts hold inside them: onnxruntime-genai takes only trailing pad
+tokens for padding (such prompts answer batched as alone), so a prompt must not end with the pad
+id; every chat prompt ends with the generation prompt.
 
 Constraints: a request with a grammar (``tunery.serving.constrained``) makes its batch choose
 tokens here too, its row's logits masked by its own matcher, so rows of different grammars (or
