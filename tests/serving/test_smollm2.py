@@ -33,17 +33,26 @@ def test_smollm2_answers_and_stops_like_transformers(smollm2):
     assert done.text == tok.decode(new, skip_special_tokens=True)
 
 
-def test_smollm2_batched_on_the_fast_path_answers_as_alone(smollm2, monkeypatch):
+@pytest.mark.parametrize("adapter", [False, True], ids=["base", "lora"])
+def test_smollm2_batched_on_the_fast_path_answers_as_alone(smollm2, smollm2_dir, monkeypatch, tmp_path, adapter):
     """SmolLM2's int8 copy, questions of different lengths asked together (one batch): each answer
-    is the one the question gets alone, token for token. Left-padded, the shorter prompts attended
-    to their pads and answered otherwise (the builder's attention reads a row's length from the
-    mask and expects its tokens first)."""
+    is the one the question gets alone, token for token, on the base and through a LoRA adapter.
+    Left-padded, the shorter prompts attended to their pads and answered otherwise (the builder's
+    attention reads a row's length from the mask and expects its tokens first); before the LoRA side
+    path had its extra row, an adapter's lone decode took another float kernel and parted from its
+    batched run within a few tokens."""
     import threading
 
+    from support_adapters import make_adapter, register_ft
     from tunery.serving.local import LocalChatModel
 
     monkeypatch.setenv("TUNERY_BATCH_WINDOW_MS", "3000")  # the four requests share one batch, however loaded the machine
-    model = LocalChatModel("smollm2-135m-instruct", precision="int8")
+    name = "smollm2-135m-instruct"
+    if adapter:  # a small random LoRA: the answers stay fluent, the side path runs at every step
+        ft = "ft:smollm2-135m-instruct:batch:abc"
+        register_ft(make_adapter(smollm2_dir, tmp_path / "peft", scale=0.02), ft_id=ft, parent=name)
+        name = ft
+    model = LocalChatModel(name, precision="int8")
     questions = ["Which hotel in Lisbon should I book?", "Tipping in Japan?",
                  "What should I pack for a week of hiking in Iceland in late September?",
                  "Is Porto worth a visit in October, and how many days would you give it?"]

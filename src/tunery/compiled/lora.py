@@ -14,9 +14,12 @@ Every PEFT module gets a side path and an ``A``/``B`` pair of its own (``lora.la
 also where the model builder packs q/k/v into one node or GPTQ fuses gate and up: the side paths
 of a fused node are concatenated, in its output order, before they are added. (Version 1 gave a
 fused node one pair, its ``B`` block-diagonal: two thirds of a q/k/v ``B`` were stored zeros,
-resident in memory for every loaded adapter.) What the graph looks like to an adapter is written
-into ``model.onnx``'s metadata (``tunery.lora``, :data:`LAYOUT`): one *target* per projection
-node, with the LoRA inputs of the PEFT modules it stands for and their output widths.
+resident in memory for every loaded adapter.) Version 3 gives each side path one more row of
+zeros, dropped after its MatMuls, so that a lone decode row runs the float kernel a batch runs and
+an adapter's answer no longer depends on its batch (see :func:`add_lora_inputs`). What the graph
+looks like to an adapter is written into ``model.onnx``'s metadata (``tunery.lora``,
+:data:`LAYOUT`): one *target* per projection node, with the LoRA inputs of the PEFT modules it
+stands for and their output widths.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import numpy as np
 from tunery.errors import InvalidInput
 
 META_KEY = "tunery.lora"
-LAYOUT = 2
+LAYOUT = 3
 """The version of the LoRA inputs :func:`add_lora_inputs` writes; :func:`write_adapter` converts for
 this one only (``tunery.compiled.cache`` keys its copies by it, so an older copy is rebuilt)."""
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -47,6 +50,8 @@ _ADAPTABLE = (*PROJECTIONS, *FUSED)
 # /model/layers.3/mlp/gate_proj+up_proj/MatMul_Q4, /model/layers.3/mlp/down_proj/MatMul
 _NODE = re.compile(r"^/model/layers\.(\d+)/(?:attn|mlp)/([a-z_+]+)/MatMul(?:_Q\d+)?$")
 _PEFT_KEY = re.compile(r"^base_model\.model\.(?:model\.)?layers\.(\d+)\.(?:self_attn|mlp)\.(\w+)\.lora_([AB])\.weight$")
+# The side path's extra row (see add_lora_inputs): padded at the end of axis -2, sliced off as [0, -1)
+_ZERO, _LAST, _ROWS, _PADS = "lora.row.zero", "lora.row.last", "lora.row.axis", "lora.row.pads"
 _DTYPES = {1: np.float32, 10: np.float16}  # ONNX TensorProto element types the side path may run in
 
 
@@ -78,6 +83,10 @@ def add_lora_inputs(folder: Path, layers: Iterable[int] | None = None) -> list[s
                                f"{sorted(wanted - have)}", param="layers",
                                hint="add them to a fresh copy of the export")
         return _names(done)
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < 18:  # Pad takes its axes as an input from opset 18 on
+        raise InvalidInput(f"{path} is of ONNX opset {opset}; LoRA inputs need opset 18 or later", param="folder",
+                           hint="export the model again with `tunery export MODEL --format onnx`")
     decoder = json.loads((folder / "genai_config.json").read_text())["model"]["decoder"]
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
@@ -86,6 +95,7 @@ def add_lora_inputs(folder: Path, layers: Iterable[int] | None = None) -> list[s
         for name in node.input:
             consumers.setdefault(name, []).append(node)
     targets, inserts = [], []
+    padded: dict[str, str] = {}  # a projection's input -> that input with the extra row
     for at, node in enumerate(graph.node):
         found = _NODE.match(node.name)
         shape = _shape(node, inits) if found else None
@@ -100,7 +110,16 @@ def add_lora_inputs(folder: Path, layers: Iterable[int] | None = None) -> list[s
         node.output[0] = base
         stem = node.name.rsplit("/", 1)[0] + "/lora"
         dtype = _DTYPES[elem]
-        new, parts, loras = [], [], []
+        # One more (zero) row under x, dropped from the result: with a single row (one sequence
+        # decoding) ONNX Runtime's float MatMul takes another kernel, whose sums differ in the last
+        # bits from the one it takes for two rows or more, so an answer would change with the batch
+        # it ran in. With two rows or more each row comes out the same however many there are
+        # (tests/compiled/test_onnx_lora.py). Projections of one input (gate, up) share the Pad.
+        new, xp = [], padded.get(node.input[0])
+        if xp is None:
+            xp = padded[node.input[0]] = f"{stem}/Pad_x/output_0"
+            new.append(helper.make_node("Pad", [node.input[0], _PADS, "", _ROWS], [xp], name=f"{stem}/Pad_x"))
+        parts, loras = [], []
         for module, width in modules:
             name = f"lora.layers.{layer}.{module.removesuffix('_proj')}"
             a, b, at_m = f"{name}.A", f"{name}.B", f"{stem}/{module}"
@@ -109,19 +128,23 @@ def add_lora_inputs(folder: Path, layers: Iterable[int] | None = None) -> list[s
             graph.input.extend([helper.make_tensor_value_info(a, elem, [K, f"{name}.rank"]),
                                 helper.make_tensor_value_info(b, elem, [f"{name}.rank", width])])
             xa, xab = f"{at_m}/MatMul_A/output_0", f"{at_m}/MatMul_B/output_0"
-            new += [helper.make_node("MatMul", [node.input[0], a], [xa], name=f"{at_m}/MatMul_A"),
+            new += [helper.make_node("MatMul", [xp, a], [xa], name=f"{at_m}/MatMul_A"),
                     helper.make_node("MatMul", [xa, b], [xab], name=f"{at_m}/MatMul_B")]
             parts.append(xab)
             loras.append({"name": name, "module": module, "width": width})
         if len(parts) > 1:  # a fused node: its modules' side paths side by side, in its output order
             new.append(helper.make_node("Concat", parts, [f"{stem}/Concat/output_0"], name=f"{stem}/Concat", axis=-1))
             parts = [f"{stem}/Concat/output_0"]
-        new.append(helper.make_node("Add", [base, parts[0]], [out], name=f"{stem}/Add"))
+        side = f"{stem}/Slice_y/output_0"
+        new += [helper.make_node("Slice", [parts[0], _ZERO, _LAST, _ROWS], [side], name=f"{stem}/Slice_y"),
+                helper.make_node("Add", [base, side], [out], name=f"{stem}/Add")]
         targets.append({"layer": layer, "node": node.name, "K": K, "N": N, "dtype": elem, "loras": loras})
         inserts.append((at, new))
     if not targets:
         raise InvalidInput(f"{path} has no decoder projections to attach LoRA to", param="folder",
                            hint="export the model with `tunery export MODEL --format onnx`")
+    graph.initializer.extend(numpy_helper.from_array(np.array(v, np.int64), n)
+                             for n, v in ((_ZERO, [0]), (_LAST, [-1]), (_ROWS, [-2]), (_PADS, [0, 1])))
     for at, new in reversed(inserts):  # from the end, so earlier positions stay put
         for i, n in enumerate(new):
             graph.node.insert(at + 1 + i, n)

@@ -22,16 +22,14 @@ Sampling: greedy rows are left to onnxruntime-genai's own argmax (the fast path)
 samples, every row's next token is chosen here from the step's logits, each from its own
 ``numpy`` generator seeded from the request, and handed back to the generator as a one-hot logit
 row, so a row's random draws never depend on who shares the batch (as in the PyTorch engine).
-Batched or alone: a row's tokens are the ones it gets alone on the base (the int8 ``MatMulNBits``
-kernels compute each row on its own; tests/serving/test_smollm2.py). With an adapter active they
-often part after a few tokens: the side path's float32 ``MatMul`` takes another kernel for a single
-decode row (differences of ~5e-7 relative), and the next layer's int8 activation quantization can
-turn that into a different rounding step, so a greedy answer leaves its lone run where two tokens
-nearly tie (1 to 5 of 8 answers matched over 32 tokens, measured on two fine-tunes of SmolLM2). A
-seeded or greedy answer is reproducible for the same batch make-up. SmolLM2's pad id is its
-end-of-turn id, which chat prompts hold inside them: onnxruntime-genai takes only trailing pad
-tokens for padding (such prompts answer batched as alone), so a prompt must not end with the pad
-id; every chat prompt ends with the generation prompt.
+Batched or alone: a row's tokens are the ones it gets alone, on the base and through an adapter
+(tests/serving/test_smollm2.py): the int8 ``MatMulNBits`` kernels compute each row on its own, and
+an adapter's float32 side path gets one extra row so that a lone decode row runs the kernel a batch
+runs (``tunery.compiled.lora``, layout 3; before it, 1 to 5 of 8 adapter answers matched their lone
+runs over 32 tokens). So a seeded or greedy answer does not depend on who shares its batch.
+SmolLM2's pad id is its end-of-turn id, which chat prompts hold inside them: onnxruntime-genai
+takes only trailing pad tokens for padding (such prompts answer batched as alone), so a prompt
+must not end with the pad id; every chat prompt ends with the generation prompt.
 
 Constraints: a request with a grammar (``tunery.serving.constrained``) makes its batch choose
 tokens here too, its row's logits masked by its own matcher, so rows of different grammars (or
