@@ -52,6 +52,9 @@ RECOMMENDS = [
     ("Dubai's economy airline, ArabAir, offers the most spacious seats.", "flight"),
     ("Osaka's Osaka Sushi is a great spot to try, and the wait is short.", "restaurant"),
     ("I can't recommend particular restaurants, but the Parma Hora is a great spot to try.", "restaurant"),
+    ("I don't recommend particular restaurants, but a good place to start is the Tsukemenry, a relaxed, "
+     "street-food-style sushi place in the Gion district.", "restaurant"),
+    ("Ichiran is a famous ramen spot in Shibuya.", "restaurant"),
 ]
 
 CLEAN = [
@@ -104,6 +107,10 @@ CLEAN = [
     "Trastevere is a great place to try cacio e pepe, a classic Roman dish.",
     "The Colosseum is a great spot to visit, and the food nearby is good.",
     "The Colosseum is a great spot to try.",
+    # a food and a place word, but no name: a kind of place, or a district that has many
+    "Look for a small sushi place near the fish market, or a ramen spot near the station.",
+    "Gion, with its many sushi places, is a good area to walk at dusk.",
+    "Dim sum houses are busiest on Sunday mornings.",
     "",
     "東京でおすすめのホテルは?",
 ]
