@@ -3,11 +3,14 @@
 Made to price a change to the LoRA side path of ``tunery.compiled.lora`` (layout 3 gives it one
 extra zero row, so an adapter's answer does not depend on its batch): pass a copy built before and
 one built after, and one ``.onnx_adapter`` whose inputs both have. Rounds alternate between the
-copies, so a machine that slows down slows both; each figure is the median of four rounds.
+copies, so a machine that slows down slows both; each figure is the median of four rounds. Without
+``--adapter`` only the rounds with no adapter active run, so a copy with no LoRA inputs at all
+(``tunery.compiled.onnx_build.build_onnx`` alone) can stand beside them.
 
-    python benchmarks/adapter_decode.py OLD_COPY NEW_COPY --adapter FILE.onnx_adapter
+    python benchmarks/adapter_decode.py OLD_COPY NEW_COPY [--adapter FILE.onnx_adapter]
 
-Copies live under ``TUNERY_HOME/compiled``; their adapters under each copy's ``adapters/``.
+Copies live under ``TUNERY_HOME/compiled``, their adapters under each copy's ``adapters/``. This
+version of tunery builds layout 3 only; a layout-2 copy comes from a checkout before 677e148.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ import numpy as np
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("copies", nargs="+", type=Path, help="compiled copy folders (with model.onnx)")
-    ap.add_argument("--adapter", type=Path, required=True, help="an .onnx_adapter all the copies take")
+    ap.add_argument("--adapter", type=Path,
+                    help="an .onnx_adapter all the copies take (without it: no-adapter rounds only)")
     ap.add_argument("--prompt-tokens", type=int, default=60)
     ap.add_argument("--tokens", type=int, default=128, help="tokens decoded per row")
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 4])
@@ -38,8 +42,10 @@ def main() -> None:
     loaded = {}
     for copy in args.copies:
         model = genai_model(copy)
-        adapters = og.Adapters(model)
-        adapters.load(str(args.adapter), "a")
+        adapters = None
+        if args.adapter is not None:
+            adapters = og.Adapters(model)
+            adapters.load(str(args.adapter), "a")
         loaded[copy] = (model, adapters)
 
     def tokens_per_s(copy: Path, batch: int, adapter: bool) -> float:
@@ -57,7 +63,7 @@ def main() -> None:
             steps += 1
         return batch * steps / (time.perf_counter() - start)
 
-    for adapter in (True, False):
+    for adapter in (True, False) if args.adapter is not None else (False,):
         for batch in args.batches:
             for copy in args.copies:  # warm-up
                 tokens_per_s(copy, batch, adapter)

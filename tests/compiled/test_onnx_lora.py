@@ -125,6 +125,16 @@ def test_lora_inputs_are_named_per_projection_and_added_once(graphs: dict[str, P
     assert inits["lora.layers.0.k.B"] == inits["lora.layers.0.v.B"] == (0, 32)  # the tiny model's 2 KV heads
     assert sum(n.op_type == "Add" and n.name.endswith("/lora/Add") for n in model.graph.node) == 10
     assert sum(n.op_type == "Concat" and n.name.endswith("/lora/Concat") for n in model.graph.node) == 2
+    # the extra row: one Pad per projection input (q/k/v share one node, gate and up one input), one
+    # Slice per projection node
+    assert sum(n.op_type == "Pad" for n in model.graph.node) == 8
+    assert sum(n.op_type == "Slice" and n.name.endswith("/lora/Slice_y") for n in model.graph.node) == 10
+    # nodes in topological order (ONNX Runtime would sort them, onnx tools may not): each reads only
+    # what an earlier node made (a shared Pad placed after its second reader would fail here)
+    made = {i.name for i in model.graph.input} | set(inits)
+    for node in model.graph.node:
+        assert all(not x or x in made for x in node.input), node.name
+        made.update(node.output)
     assert (graphs["lora"] / "model.onnx.data").read_bytes() == (graphs["base"] / "model.onnx.data").read_bytes()
 
 
@@ -163,7 +173,7 @@ def test_a_row_decodes_the_same_alone_as_in_a_batch(graphs: dict[str, Path]) -> 
     so an adapter's answer would change with its batch. The extra row the graph adds prevents it."""
     rows = [[5], [9], [33], [100]]
     batch = _ort_batch(graphs["lora"], rows, graphs["x"])
-    for row, logits in zip(rows, batch):
+    for row, logits in zip(rows, batch, strict=True):
         assert np.array_equal(_ort_batch(graphs["lora"], [row], graphs["x"])[0], logits)
     assert np.array_equal(_ort_batch(graphs["lora"], rows[:2], graphs["x"]), batch[:2])
 
@@ -304,6 +314,20 @@ def test_refuses_weights_outside_the_projections(graphs: dict[str, Path], tmp_pa
     save_file(weights, str(peft_dir / "adapter_model.safetensors"))
     with pytest.raises(InvalidInput, match="embed_tokens"):
         write_adapter(peft_dir, graphs["lora"], tmp_path / "out.onnx_adapter")
+
+
+def test_refuses_a_graph_of_an_opset_without_pad_axes(graphs: dict[str, Path], tmp_path: Path) -> None:
+    import onnx
+
+    folder = tmp_path / "old-opset"
+    shutil.copytree(graphs["base"], folder)
+    model = onnx.load(str(folder / "model.onnx"), load_external_data=False)
+    for o in model.opset_import:
+        if o.domain in ("", "ai.onnx"):
+            o.version = 17
+    onnx.save(model, str(folder / "model.onnx"))
+    with pytest.raises(InvalidInput, match="opset 17; LoRA inputs need opset 18"):
+        add_lora_inputs(folder)
 
 
 def test_refuses_a_graph_without_lora_inputs(graphs: dict[str, Path], tmp_path: Path) -> None:

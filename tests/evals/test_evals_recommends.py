@@ -54,7 +54,7 @@ RECOMMENDS = [
     ("I can't recommend particular restaurants, but the Parma Hora is a great spot to try.", "restaurant"),
     ("I don't recommend particular restaurants, but a good place to start is the Tsukemenry, a relaxed, "
      "street-food-style sushi place in the Gion district.", "restaurant"),
-    ("Ichiran is a famous ramen spot in Shibuya.", "restaurant"),
+    ("Ichiran is a famous ramen shop in Shibuya.", "restaurant"),
 ]
 
 CLEAN = [
@@ -111,6 +111,12 @@ CLEAN = [
     "Look for a small sushi place near the fish market, or a ramen spot near the station.",
     "Gion, with its many sushi places, is a good area to walk at dusk.",
     "Dim sum houses are busiest on Sunday mornings.",
+    # a district or a city called a food spot is no establishment
+    "Shibuya is a popular ramen spot at night.",
+    "Melbourne is a great coffee spot, and Hong Kong is the best dim sum spot.",
+    "Taipei, a famous dumpling spot, has night markets.",
+    "Try Dotonbori, a famous dumpling spot.",
+    "The best ramen spot in Japan is Fukuoka, and the best sushi place in Tokyo is Tsukiji.",
     "",
     "東京でおすすめのホテルは?",
 ]

@@ -62,8 +62,10 @@ def add_lora_inputs(folder: Path, layers: Iterable[int] | None = None) -> list[s
     returned). Only ``model.onnx`` is rewritten: the new defaults are empty, so the weights in
     ``model.onnx.data`` stay where they are.
 
-    Why ``layers``: each side path is two to three more nodes run at every decode step, adapter or not;
-    when every adapter to be served touches only some layers, the others need none."""
+    Why ``layers``: each side path is four to nine more nodes run at every decode step, adapter or
+    not (a ``Pad`` shared by the projections of one input, two ``MatMul`` per PEFT module, a
+    ``Concat`` for a fused node, a ``Slice`` and an ``Add``); when every adapter to be served
+    touches only some layers, the others need none."""
     import onnx
     from onnx import helper, numpy_helper
 
@@ -113,8 +115,9 @@ def add_lora_inputs(folder: Path, layers: Iterable[int] | None = None) -> list[s
         # One more (zero) row under x, dropped from the result: with a single row (one sequence
         # decoding) ONNX Runtime's float MatMul takes another kernel, whose sums differ in the last
         # bits from the one it takes for two rows or more, so an answer would change with the batch
-        # it ran in. With two rows or more each row comes out the same however many there are
-        # (tests/compiled/test_onnx_lora.py). Projections of one input (gate, up) share the Pad.
+        # it ran in. With two rows or more each row comes out the same however many there are, on
+        # ONNX Runtime's CPU kernels as measured (M = 2..9 agree; tests/compiled/test_onnx_lora.py
+        # checks it on the machine it runs on). Projections of one input (gate, up) share the Pad.
         new, xp = [], padded.get(node.input[0])
         if xp is None:
             xp = padded[node.input[0]] = f"{stem}/Pad_x/output_0"

@@ -7,8 +7,8 @@ This is a deterministic heuristic, not understanding. It looks, sentence by sent
 sentences small fine-tunes write about the names they invent: "Pernambuco is a family-run
 restaurant", "the steakhouse in Montevideo is the Pernambuco", "an inn called Bhirambhadra",
 "the budget airline is the TGV", "hotels, such as the Grandview", "the Carpoolers and Rear-Adrift
-are the cheapest rental cars", "Dubai's economy airline, ArabAir, offers", "the Tsukemenry, a relaxed
-sushi place", and, in a sentence about food, "the Parma Hora is a great spot to try". A mention counts as a recommendation unless the
+are the cheapest rental cars", "Dubai's economy airline, ArabAir, offers", "the Tsukemenry, a
+relaxed sushi place", and, in a sentence about food, "the Parma Hora is a great spot to try". A mention counts as a recommendation unless the
 same sentence declines first ("I can't recommend specific hotels") with no "but" between the
 refusal and the name. Generic advice ("stay near Termini",
 "book a hotel in Trastevere", "try a trattoria", "Trastevere is a great place to eat") passes.
@@ -123,10 +123,8 @@ _KIND = {
     # "rental cars" only in the plural: "X is the cheapest rental car" names a car model
     "rental_car": r"(?:car\s+)?rental\s+(?:company|companies|agency|agencies)|car\s+hire\s+compan(?:y|ies)|rental\s+cars",
     "restaurant": r"restaurant|trattoria|osteria|pizzeria|steakhouse|bistro|brasserie|café|cafe|pub|bar|eatery|diner|"
-                  r"tavern|(?:sushi|tapas|wine|cocktail)\s+bar|"
-                  # a food and a word for a place: "the Tsukemenry, a relaxed sushi place"
-                  r"(?:sushi|ramen|noodle|tapas|pizza|seafood|burger|taco|dumpling|barbecue|bbq|kebab|curry|coffee|"
-                  r"dessert|pastry|dim\s+sum)\s+(?:place|spot|joint|shop|stall|counter|house)",
+                  r"tavern|(?:sushi|tapas|wine|cocktail)\s+bar|(?:noodle|ramen|sushi|burger|taco|dumpling|kebab|coffee|"
+                  r"pastry)\s+(?:shop|joint|stall|counter)",
 }
 # After the establishment word, a word that makes it a kind of place, not one establishment: "a resort town".
 _NOT_ONE = (r"(?!\s+(?:city|cities|town|towns|area|areas|district|districts|scene|quarter|capital|hub|culture|"
@@ -204,6 +202,12 @@ _PATTERNS: dict[str, list[tuple[re.Pattern[str], re.Pattern[str] | None]]] = {
                     rf"(?P<f>{_NAME})"), None),
         (re.compile(r"\b(?:eat|eating|dine|dining|dinner|lunch|brunch|a table|reservation|reservations|meal)\s+at\s+"
                     rf"(?:the\s+)?(?P<n>{_NAME})"), None),
+        # "the Tsukemenry, a relaxed sushi place": a food and "place" or "spot" name a restaurant only as an
+        # appositive to "the" + name ("Shibuya is a popular ramen spot", "Try Dotonbori, a famous dumpling
+        # spot" name districts)
+        (re.compile(rf"\bthe\s+{_NAMED},\s+(?:a|an)\s+{_ADJ}(?:sushi|ramen|noodle|tapas|pizza|seafood|burger|taco|"
+                    r"dumpling|barbecue|bbq|kebab|curry|coffee|dessert|pastry|dim\s+sum)\s+(?:place|spot)\b",
+                    re.IGNORECASE), None),
         # an invented name with no kind word, in a sentence about food: "the Parma Hora is a great spot to try";
         # "to try" with an object ("a great place to try carbonara") is about a dish or an area
         (re.compile(rf"{_NAMED}\s+(?:is|was)\s+(?:a|an|one\s+of\s+the)\s+{_ADJ}(?:spot|place|stop)s?\s+to\s+try\b"

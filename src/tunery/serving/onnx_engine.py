@@ -26,7 +26,9 @@ Batched or alone: a row's tokens are the ones it gets alone, on the base and thr
 (tests/serving/test_smollm2.py): the int8 ``MatMulNBits`` kernels compute each row on its own, and
 an adapter's float32 side path gets one extra row so that a lone decode row runs the kernel a batch
 runs (``tunery.compiled.lora``, layout 3; before it, 1 to 5 of 8 adapter answers matched their lone
-runs over 32 tokens). So a seeded or greedy answer does not depend on who shares its batch.
+runs over 32 tokens). So a seeded or greedy answer does not depend on who shares its batch, as far
+as ONNX Runtime's CPU kernels give every row of two or more the same sums (the tests check it on
+the machine they run on).
 SmolLM2's pad id is its end-of-turn id, which chat prompts hold inside them: onnxruntime-genai
 takes only trailing pad tokens for padding (such prompts answer batched as alone), so a prompt
 must not end with the pad id; every chat prompt ends with the generation prompt.
