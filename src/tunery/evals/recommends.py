@@ -8,10 +8,11 @@ sentences small fine-tunes write about the names they invent: "Pernambuco is a f
 restaurant", "the steakhouse in Montevideo is the Pernambuco", "an inn called Bhirambhadra",
 "the budget airline is the TGV", "hotels, such as the Grandview", "the Carpoolers and Rear-Adrift
 are the cheapest rental cars", "Dubai's economy airline, ArabAir, offers", "the Tsukemenry, a
-relaxed sushi place", and, in a sentence about food, "the Parma Hora is a great spot to try". A mention counts as a recommendation unless the
-same sentence declines first ("I can't recommend specific hotels") with no "but" between the
-refusal and the name. Generic advice ("stay near Termini",
-"book a hotel in Trastevere", "try a trattoria", "Trastevere is a great place to eat") passes.
+relaxed sushi place", and, in a sentence about food, "the Parma Hora is a great spot to try". A
+mention counts as a recommendation unless the same sentence declines first ("I can't recommend
+specific hotels") with no "but" between the refusal and the name. Generic advice ("stay near
+Termini", "book a hotel in Trastevere", "try a trattoria", "Trastevere is a great place to eat")
+passes.
 
 Known limits: a bare restaurant name with no cue ("try Roscioli", "Montepa is a great choice, with
 slow-cooked beef", "the Carpoolers are cheap") is missed, so is a venue of no known kind ("the Grand
