@@ -28,3 +28,31 @@ def test_an_older_layout_is_not_found_and_is_swept(tiny_model_dir: Path, tmp_pat
     cache._sweep(root, name, key, "int8")
     assert not any(f.exists() for f in older)
     assert other.exists()  # another precision's copy is not this build's to remove
+
+
+def test_copies_on_some_layers_are_named_apart_and_kept(tiny_model_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("TUNERY_COMPILED_DIR", str(tmp_path / "compiled"))
+    key = cache.weights_key(tiny_model_dir)
+    assert key is not None
+    root = cache.compiled_root()
+    every = cache._folder_name(key, "int8")
+    some = cache._folder_name(key, "int8", range(20, 30))
+    assert some == f"{every}-L20-29" and cache._folder_name(key, "int8", [8, 0, 1, 2, 3]) == f"{every}-L0-3_8"
+    for name in (every, some, f"{key[:24]}-int8-lora{LAYOUT - 1}-L20-29"):
+        (root / name).mkdir(parents=True)
+        (root / name / cache.MANIFEST).write_text('{"precision": "int8"}')
+    assert cache.find(tiny_model_dir, "int8", layers=range(20, 30)).folder.name == some
+    assert cache.find(tiny_model_dir, "int8").folder.name == every
+    assert cache.find(tiny_model_dir, "int8", layers=[1]) is None
+    cache._sweep(root, cache._folder_name(key, "int8", [1]), key, "int8")
+    # this layout's copies on other layers are still served; an older layout's are not
+    assert (root / every).exists() and (root / some).exists()
+    assert not (root / f"{key[:24]}-int8-lora{LAYOUT - 1}-L20-29").exists()
+
+
+def test_which_layers_a_copy_serving_an_adapter_needs() -> None:
+    default = range(20, 30)
+    assert cache.serving_layers(default, None) == tuple(range(20, 30))  # the base model itself
+    assert cache.serving_layers(default, {20, 25, 29}) == tuple(range(20, 30))
+    assert cache.serving_layers(default, {19, 20}) is None  # outside the default: every layer
+    assert cache.serving_layers(None, {3}) is None  # a base whose default LoRA covers every layer

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from support_adapters import make_adapter
-from tunery.compiled.lora import add_lora_inputs, write_adapter
+from tunery.compiled.lora import adapter_layers, add_lora_inputs, write_adapter
 from tunery.errors import InvalidInput
 
 pytest.importorskip("onnxruntime_genai")
@@ -189,6 +189,16 @@ def test_lora_inputs_on_some_layers_only(graphs: dict[str, Path], tiny_model_dir
     np.testing.assert_allclose(_ort_logits(folder, PROMPT, tmp_path / "sub.onnx_adapter"), ref, atol=1e-3)
     with pytest.raises(InvalidInput, match=r"no LoRA input for the adapter's layers\.0\.down_proj"):
         write_adapter(graphs["peft_x"], folder, tmp_path / "x.onnx_adapter")
+    # the same adapter over the copy with side paths everywhere: the idle ones add exact zeros
+    assert np.array_equal(_ort_logits(folder, PROMPT, tmp_path / "sub.onnx_adapter"),
+                          _ort_logits(graphs["lora"], PROMPT, graphs["sub"]))
+
+
+def test_the_layers_an_adapter_adapts_are_read_from_its_weights_names(graphs: dict[str, Path],
+                                                                      tmp_path: Path) -> None:
+    assert adapter_layers(graphs["peft_sub"]) == {1}
+    assert adapter_layers(graphs["peft_x"]) == {0, 1}
+    assert adapter_layers(tmp_path) is None  # no weights to read: the caller takes it as every layer
 
 
 def test_adapter_summary_covers_only_the_adapted_layers(graphs: dict[str, Path], tmp_path: Path) -> None:

@@ -240,3 +240,48 @@ def test_requests_held_for_another_adapter_are_answered_on_close(tiny_model, two
     got = [finals.get(timeout=60) for _ in range(6)]
     shutdown()  # the manager forgets the closed engine
     assert len(got) == 6  # every request ended, served or told the engine closed
+
+
+def test_fine_tunes_on_the_default_layers_share_a_copy_with_side_paths_there_only(tiny_model, lora_dirs, tmp_path,
+                                                                                  own_compiled_dir, monkeypatch):
+    """A base whose catalog LoRA adapts some layers is served from a copy with side paths on those
+    only, and so are its fine-tunes that stay inside them; a fine-tune on other layers gets a
+    second copy, with side paths on every layer."""
+    import dataclasses
+
+    from tunery.models.catalog import CATALOG
+    from tunery.serving.manager import shutdown
+
+    spec = CATALOG["tiny-random"]
+    monkeypatch.setitem(CATALOG, "tiny-random", dataclasses.replace(
+        spec, training=dataclasses.replace(spec.training, lora_layers=(1,))))
+    shutdown()
+    try:
+        _serve_on_the_default_layers(tiny_model, lora_dirs, tmp_path, own_compiled_dir)
+    finally:
+        shutdown()  # its engines serve copies made under the patched catalog: none may outlive it
+
+
+def _serve_on_the_default_layers(tiny_model, lora_dirs, tmp_path, own_compiled_dir):
+    import json
+
+    from support_adapters import make_adapter
+    from tunery.compiled.cache import MANIFEST
+    from tunery.compiled.lora import LAYOUT
+    from tunery.models import ModelRecord, register
+    from tunery.serving.local import LocalChatModel
+    from tunery.serving.manager import route
+
+    top = make_adapter(tiny_model.path, tmp_path / "top", seed=3, layers=[1])
+    base, inside, outside = (tiny_model, *(register(ModelRecord(
+        id=f"ft:tiny-random:{n}:x", kind="fine-tuned", parent="tiny-random", method="lora", path=p, source="test"))
+        for n, p in (("top", top), ("all", lora_dirs[0]))))
+    assert route(base, base, None)[0] == route(inside, base, None)[0] == "compiled-int8"
+    assert route(outside, base, None)[0] == "compiled-int8+all"
+    answers = {r.id: LocalChatModel(r.id).generate(HI, GREEDY).text for r in (base, inside, outside)}
+    assert len(set(answers.values())) == 3  # each its own model
+    copies = {p.name.rsplit("-lora", 1)[1]: p for p in own_compiled_dir.iterdir() if (p / MANIFEST).exists()}
+    assert sorted(copies) == [f"{LAYOUT}", f"{LAYOUT}-L1"]
+    assert json.loads((copies[f"{LAYOUT}-L1"] / MANIFEST).read_text())["lora_layers"] == [1]
+    assert [a.name for a in (copies[f"{LAYOUT}-L1"] / "adapters").iterdir()] != []
+    assert len(list((copies[f"{LAYOUT}"] / "adapters").iterdir())) == 1  # the all-layer fine-tune's only

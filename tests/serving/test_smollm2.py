@@ -48,9 +48,11 @@ def test_smollm2_batched_on_the_fast_path_answers_as_alone(smollm2, smollm2_dir,
 
     monkeypatch.setenv("TUNERY_BATCH_WINDOW_MS", "3000")  # the four requests share one batch, however loaded the machine
     name = "smollm2-135m-instruct"
-    if adapter:  # a small random LoRA: the answers stay fluent, the side path runs at every step
+    if adapter:  # a small random LoRA on the default layers (20-29): the answers stay fluent, the side
+        # paths run at every step, and it shares the base's copy, as a default fine-tune does
         ft = "ft:smollm2-135m-instruct:batch:abc"
-        register_ft(make_adapter(smollm2_dir, tmp_path / "peft", scale=0.02), ft_id=ft, parent=name)
+        register_ft(make_adapter(smollm2_dir, tmp_path / "peft", scale=0.02, layers=list(range(20, 30))),
+                    ft_id=ft, parent=name)
         name = ft
     model = LocalChatModel(name, precision="int8")
     questions = ["Which hotel in Lisbon should I book?", "Tipping in Japan?",

@@ -2,7 +2,9 @@
 precision, built on first use (progress lines; 33 s for SmolLM2-135M at int8) and cached under
 ``TUNERY_HOME/compiled/``, with LoRA inputs so that every LoRA fine-tune and checkpoint of that
 base is served as an adapter over the same copy (``tunery.compiled.lora``), never as a merged copy
-of its own.
+of its own. The copy's LoRA side paths sit on the layers of the base's default LoRA only (its
+catalog's ``lora_layers``), as idle side paths cost decode speed; a fine-tune that adapts other
+layers is served from a second copy with side paths on every layer (:func:`serving_layers`).
 
 The cache is keyed by the weights' content (SHA-256 of the safetensors files), not by a model's
 name: two names for the same weights share one copy, and weights rewritten in place get a new one.
@@ -28,7 +30,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -218,13 +220,15 @@ def compiled_root() -> Path:
     return Path(shared).expanduser() if shared else home().root / "compiled"
 
 
-def find(hf_dir: Path, precision: str, *, hash_unknown: bool = True) -> CompiledBase | None:
-    """The built copy of ``hf_dir`` at ``precision``, if there is one (``hash_unknown=False``: None
-    too when the weights' key was never computed, rather than hash them now)."""
+def find(hf_dir: Path, precision: str, *, layers: Sequence[int] | None = None,
+         hash_unknown: bool = True) -> CompiledBase | None:
+    """The built copy of ``hf_dir`` at ``precision`` with side paths on ``layers`` (None: all), if
+    there is one (``hash_unknown=False``: None too when the weights' key was never computed, rather
+    than hash them now)."""
     key = weights_key(hf_dir, compute=hash_unknown)
     if key is None:
         return None
-    folder = compiled_root() / _folder_name(key, precision)
+    folder = compiled_root() / _folder_name(key, precision, layers)
     manifest = _read_manifest(folder)
     return CompiledBase(folder, manifest) if manifest is not None else None
 
@@ -236,47 +240,82 @@ def _read_manifest(folder: Path) -> dict[str, Any] | None:
         return None
 
 
-def ensure(hf_dir: Path, precision: str, *, name: str = "", progress: Progress | None = None) -> CompiledBase:
-    """The copy of ``hf_dir`` at ``precision`` (``int8`` or ``int4``), built when missing. Two
-    processes asking at once build it once (a file lock); a copy appears whole or not at all."""
+def ensure(hf_dir: Path, precision: str, *, layers: Sequence[int] | None = None, name: str = "",
+           progress: Progress | None = None) -> CompiledBase:
+    """The copy of ``hf_dir`` at ``precision`` (``int8`` or ``int4``) with LoRA side paths on the
+    decoder ``layers`` (None: every layer), built when missing. Two processes asking at once build
+    it once (a file lock); a copy appears whole or not at all.
+
+    Why ``layers``: a side path runs at every decode step whether an adapter uses it or not, and on
+    SmolLM2 the idle ones cost a tenth to a quarter of decode speed (benchmarks/RESULTS.md). The
+    server asks for the layers of the base's default LoRA (:func:`serving_layers`) and for a copy
+    with every layer only when an adapter reaches outside them."""
     if precision not in COMPILED_PRECISIONS:
         raise InvalidInput(f"there is no compiled copy at precision {precision!r}", param="precision")
     hf_dir = Path(hf_dir)
-    found = find(hf_dir, precision)
+    found = find(hf_dir, precision, layers=layers)
     if found is not None:
         return found
     root = compiled_root()
     root.mkdir(parents=True, exist_ok=True)
     key = weights_key(hf_dir)
     assert key is not None
-    folder = root / _folder_name(key, precision)
+    folder = root / _folder_name(key, precision, layers)
     with _locked(root / f".{folder.name}.lock"):
-        found = find(hf_dir, precision)
+        found = find(hf_dir, precision, layers=layers)
         if found is not None:
             return found
         _sweep(root, folder.name, key, precision)
-        return _build(hf_dir, folder, precision, key, name or hf_dir.name, progress)
+        return _build(hf_dir, folder, precision, key, name or hf_dir.name, progress, layers)
 
 
-def _folder_name(key: str, precision: str) -> str:
-    """A copy's folder: the weights' key, the precision and the layout of its LoRA inputs
-    (``lora.LAYOUT``), so a copy whose adapters convert differently is built anew, never reused."""
+def serving_layers(default: Sequence[int] | None, adapter: Iterable[int] | None) -> tuple[int, ...] | None:
+    """The layers the copy serving an adapter over ``adapter`` layers needs side paths on, given the
+    base's ``default`` (its catalog's LoRA layers; None: all): the default when the adapter stays
+    inside it (or there is no adapter), else every layer (None). One copy per base serves all of its
+    fine-tunes made with default settings; a fine-tune on other layers gets the all-layer copy."""
+    if default is None:
+        return None
+    wanted = tuple(sorted({int(n) for n in default}))
+    if adapter is None:
+        return wanted
+    return wanted if set(adapter) <= set(wanted) else None
+
+
+def _folder_name(key: str, precision: str, layers: Sequence[int] | None = None) -> str:
+    """A copy's folder: the weights' key, the precision, the layout of its LoRA inputs
+    (``lora.LAYOUT``), so a copy whose adapters convert differently is built anew, never reused,
+    and the layers with side paths when not all (``-L20-29``)."""
     from tunery.compiled.lora import LAYOUT
 
-    return f"{key[:24]}-{precision}-lora{LAYOUT}"
+    return f"{key[:24]}-{precision}-lora{LAYOUT}" + ("" if layers is None else f"-L{_spans(layers)}")
+
+
+def _spans(layers: Iterable[int]) -> str:
+    """``20-29`` for 20..29, ``0-3_8`` for 0..3 and 8."""
+    runs: list[list[int]] = []
+    for n in sorted({int(n) for n in layers}):
+        if runs and n == runs[-1][1] + 1:
+            runs[-1][1] = n
+        else:
+            runs.append([n, n])
+    return "_".join(f"{a}-{b}" if a != b else str(a) for a, b in runs)
 
 
 def _sweep(root: Path, name: str, key: str, precision: str) -> None:
     """Remove what a build of ``name`` killed midway left (we hold its lock, so no build of it
     runs), copies of the same weights and precision with LoRA inputs of an older layout (this
-    version cannot convert adapters for them), and the model builder's scratch folders older than
-    a day."""
+    version cannot convert adapters for them; copies of this layout on other layers are kept), and
+    the model builder's scratch folders older than a day."""
     import shutil
+
+    from tunery.compiled.lora import LAYOUT
 
     for tmp in root.glob(f".{name}.*.tmp"):
         shutil.rmtree(tmp, ignore_errors=True)
+    current = f"{key[:24]}-{precision}-lora{LAYOUT}"
     for older in [root / f"{key[:24]}-{precision}", *root.glob(f"{key[:24]}-{precision}-lora*")]:
-        if older.name != name and older.is_dir():
+        if older.name != current and not older.name.startswith(f"{current}-L") and older.is_dir():
             shutil.rmtree(older, ignore_errors=True)
     for scratch in root.glob("tunery-onnx-cache-*"):
         with contextlib.suppress(OSError):
@@ -295,7 +334,7 @@ def _locked(path: Path):
 
 
 def _build(hf_dir: Path, folder: Path, precision: str, key: str, name: str,
-           progress: Progress | None) -> CompiledBase:
+           progress: Progress | None, layers: Sequence[int] | None) -> CompiledBase:
     from tunery.compiled.lora import LAYOUT, add_lora_inputs
     from tunery.compiled.onnx_build import build_onnx
 
@@ -305,13 +344,16 @@ def _build(hf_dir: Path, folder: Path, precision: str, key: str, name: str,
         calibration = calibration_ids(hf_dir, _bundled_chats()) if precision == "int4" else None
         quantization = build_onnx(hf_dir, tmp, precision, calibration=calibration,
                                   work_dir=folder.parent, progress=progress)
-        say(progress, "adding LoRA inputs, so fine-tunes of this base run as adapters over it")
-        lora_inputs = add_lora_inputs(tmp)
+        say(progress, "adding LoRA inputs, so fine-tunes of this base run as adapters over it"
+                      + ("" if layers is None else f" (layers {_spans(layers)})"))
+        lora_inputs = add_lora_inputs(tmp, layers)
         say(progress, f"checking the {precision} copy against the float32 model on held-out chats")
         quality = measure_quality(hf_dir, tmp, precision)
         manifest = {"precision": precision, "source": name, "source_path": str(hf_dir), "weights_sha256": key,
                     "built_at": int(time.time()), "build_seconds": round(time.monotonic() - started, 1),
-                    "lora_inputs": len(lora_inputs), "lora_layout": LAYOUT, "quantization": quantization, "quality": quality,
+                    "lora_inputs": len(lora_inputs), "lora_layout": LAYOUT,
+                    "lora_layers": None if layers is None else sorted({int(n) for n in layers}),
+                    "quantization": quantization, "quality": quality,
                     "quality_guard": QUALITY_GUARD, "within_guard": abs(quality["loss_delta"]) <= QUALITY_GUARD}
         atomic_write_json(tmp / MANIFEST, manifest)  # last: a folder with it is complete
     return CompiledBase(folder, manifest)

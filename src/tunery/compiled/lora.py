@@ -296,22 +296,37 @@ def convertible(peft_dir: Path) -> str | None:
     """Why the PEFT adapter in ``peft_dir`` cannot become an ONNX adapter (None when it can): the
     checks :func:`write_adapter` makes, on the config and the weights' names only (no tensor is
     read), so a server can route such a fine-tune to PyTorch before a request fails."""
-    from safetensors import safe_open
-
     peft_dir = Path(peft_dir)
     try:
         _peft_config(peft_dir)
         path = peft_dir / "adapter_model.safetensors"
         if not path.exists():
             return "its weights are not in adapter_model.safetensors"
-        with safe_open(str(path), framework="np") as f:
-            names = list(f.keys())
+        names = _weight_names(path)
     except InvalidInput as e:
         return e.message.split(": ", 1)[-1]
     except (OSError, ValueError) as e:
         return f"its weights cannot be read ({e})"
     other = [k for k in names if (m := _PEFT_KEY.match(k)) is None or m.group(2) not in _ADAPTABLE]
     return f"it holds weights outside the LoRA projections, e.g. {other[0]}" if other else None
+
+
+def adapter_layers(peft_dir: Path) -> frozenset[int] | None:
+    """The decoder layers the PEFT adapter in ``peft_dir`` has weights for, from the names in its
+    safetensors header (no tensor is read); None when they cannot be read (take it as every layer).
+    A compiled copy with side paths on these layers (:func:`add_lora_inputs`' ``layers``) serves it."""
+    try:
+        names = _weight_names(Path(peft_dir) / "adapter_model.safetensors")
+    except (OSError, ValueError):
+        return None
+    return frozenset(int(m.group(1)) for k in names if (m := _PEFT_KEY.match(k)))
+
+
+def _weight_names(path: Path) -> list[str]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="np") as f:
+        return list(f.keys())
 
 
 def _peft_config(peft_dir: Path) -> dict[str, Any]:

@@ -168,8 +168,21 @@ def _adapter_for(rec: ModelRecord) -> Adapter | None:
     return Adapter(key=f"{rec.path}@{weights.stat().st_mtime_ns}", path=rec.path)
 
 
-COMPILED = {f"compiled-{p}": p for p in COMPILED_PRECISIONS}
-"""Engine kinds that serve a base's compiled copy, and its precision."""
+ALL_LAYERS = "+all"
+COMPILED = {f"compiled-{p}{every}": p for p in COMPILED_PRECISIONS for every in ("", ALL_LAYERS)}
+"""Engine kinds that serve a base's compiled copy, and its precision: ``compiled-int8`` is the copy
+with LoRA side paths on the layers of the base's default LoRA (its catalog's ``lora_layers``; all
+when it has none), ``compiled-int8+all`` the copy with side paths on every layer, for a fine-tune
+that adapts layers outside those (``tunery.compiled.cache.serving_layers``)."""
+
+
+def copy_layers(kind: str, base: ModelRecord) -> tuple[int, ...] | None:
+    """The layers with side paths in the compiled copy an engine of ``kind`` serves (None: all)."""
+    from tunery.compiled.cache import serving_layers
+
+    if kind.endswith(ALL_LAYERS) or base.spec is None:
+        return None
+    return serving_layers(base.spec.training.lora_layers, None)
 
 
 def route(rec: ModelRecord, base: ModelRecord, precision: str | None) -> tuple[str, str, str | None]:
@@ -184,24 +197,32 @@ def route(rec: ModelRecord, base: ModelRecord, precision: str | None) -> tuple[s
     if rec.kind == "fine-tuned" and not rec.is_adapter:
         return "torch", "fp32", (f"{rec.id} is a full fine-tune: served in float32 by the PyTorch engine "
                                  f"(only LoRA fine-tunes run over a compiled {wanted} base)")
-    why = unsupported(base.path) or (_unconvertible(rec) if rec.is_adapter else None)
+    why = unsupported(base.path) or (_adapter_facts(rec)[0] if rec.is_adapter else None)
     if why is not None:
         return "torch", "fp32", f"{rec.id} is served in float32 by the PyTorch engine: {why}"
-    return f"compiled-{wanted}", wanted, None
+    kind = f"compiled-{wanted}"
+    if rec.is_adapter and copy_layers(kind, base) is not None:
+        from tunery.compiled.cache import serving_layers
+
+        adapted = _adapter_facts(rec)[1]  # None: unknown, so every layer
+        if adapted is None or serving_layers(copy_layers(kind, base), adapted) is None:
+            kind += ALL_LAYERS  # it adapts layers the default copy has no side paths on
+    return kind, wanted, None
 
 
-_convertible: dict[tuple, str | None] = {}
+_adapters: dict[tuple, tuple[str | None, frozenset[int] | None]] = {}
 
 
-def _unconvertible(rec: ModelRecord) -> str | None:
-    """Why a LoRA fine-tune cannot run as an ONNX adapter (remembered per folder and mtime)."""
-    from tunery.compiled.lora import convertible
+def _adapter_facts(rec: ModelRecord) -> tuple[str | None, frozenset[int] | None]:
+    """Why a LoRA fine-tune cannot run as an ONNX adapter (None when it can), and the layers it
+    adapts; remembered per folder and mtime."""
+    from tunery.compiled.lora import adapter_layers, convertible
 
     config = rec.path / "adapter_config.json"
     stamp = (str(rec.path), config.stat().st_mtime_ns if config.exists() else 0)
-    if stamp not in _convertible:
-        _convertible[stamp] = convertible(rec.path)
-    return _convertible[stamp]
+    if stamp not in _adapters:
+        _adapters[stamp] = (convertible(rec.path), adapter_layers(rec.path))
+    return _adapters[stamp]
 
 
 def serving_info(rec: ModelRecord, precision: str | None = None) -> dict[str, Any]:
@@ -215,10 +236,12 @@ def serving_info(rec: ModelRecord, precision: str | None = None) -> dict[str, An
     info: dict[str, Any] = {"engine": "onnx" if kind in COMPILED else kind, "precision": served, "notice": notice,
                             "adapter_of": base.id if rec.is_adapter else None}
     if kind in COMPILED:
-        built = find(base.path, served, hash_unknown=False) if base.path.exists() else None
+        built = (find(base.path, served, layers=copy_layers(kind, base), hash_unknown=False)
+                 if base.path.exists() else None)
         m = built.manifest if built is not None else None
         info["compiled"] = None if m is None else {
             "folder": str(built.folder), "built_at": m.get("built_at"), "build_seconds": m.get("build_seconds"),
+            "lora_layers": m.get("lora_layers"),
             "quality": m.get("quality"), "within_guard": m.get("within_guard"), "quality_guard": m.get("quality_guard")}
     return info
 
@@ -338,7 +361,7 @@ class EngineManager:
             from tunery.compiled.cache import ensure
 
             # the base's compiled copy, built first if missing, served as an ONNX model of its own
-            compiled = ensure(base.path, COMPILED[kind], name=base.id,
+            compiled = ensure(base.path, COMPILED[kind], layers=copy_layers(kind, base), name=base.id,
                               progress=progress or (lambda line: log.info("%s", line)))
             return factory(replace(base, path=compiled.folder,
                                    meta={**base.meta, "engine": "onnx", "compiled": compiled.precision}))
