@@ -270,7 +270,7 @@ def _serve_on_the_default_layers(tiny_model, lora_dirs, tmp_path, own_compiled_d
     from tunery.compiled.lora import LAYOUT
     from tunery.models import ModelRecord, register
     from tunery.serving.local import LocalChatModel
-    from tunery.serving.manager import route
+    from tunery.serving.manager import describe_serving, route, serving_info
 
     top = make_adapter(tiny_model.path, tmp_path / "top", seed=3, layers=[1])
     base, inside, outside = (tiny_model, *(register(ModelRecord(
@@ -285,3 +285,7 @@ def _serve_on_the_default_layers(tiny_model, lora_dirs, tmp_path, own_compiled_d
     assert json.loads((copies[f"{LAYOUT}-L1"] / MANIFEST).read_text())["lora_layers"] == [1]
     assert [a.name for a in (copies[f"{LAYOUT}-L1"] / "adapters").iterdir()] != []
     assert len(list((copies[f"{LAYOUT}"] / "adapters").iterdir())) == 1  # the all-layer fine-tune's only
+    # `tunery models show` and the studio say which copy serves it
+    assert "(adapter inputs on layers 1)" in describe_serving(serving_info(inside))
+    assert "(adapter inputs on every layer)" in describe_serving(serving_info(outside))
+    assert serving_info(inside)["compiled"]["folder"] == str(copies[f"{LAYOUT}-L1"])

@@ -288,10 +288,10 @@ def _folder_name(key: str, precision: str, layers: Sequence[int] | None = None) 
     and the layers with side paths when not all (``-L20-29``)."""
     from tunery.compiled.lora import LAYOUT
 
-    return f"{key[:24]}-{precision}-lora{LAYOUT}" + ("" if layers is None else f"-L{_spans(layers)}")
+    return f"{key[:24]}-{precision}-lora{LAYOUT}" + ("" if layers is None else f"-L{layer_spans(layers)}")
 
 
-def _spans(layers: Iterable[int]) -> str:
+def layer_spans(layers: Iterable[int]) -> str:
     """``20-29`` for 20..29, ``0-3_8`` for 0..3 and 8."""
     runs: list[list[int]] = []
     for n in sorted({int(n) for n in layers}):
@@ -345,7 +345,7 @@ def _build(hf_dir: Path, folder: Path, precision: str, key: str, name: str,
         quantization = build_onnx(hf_dir, tmp, precision, calibration=calibration,
                                   work_dir=folder.parent, progress=progress)
         say(progress, "adding LoRA inputs, so fine-tunes of this base run as adapters over it"
-                      + ("" if layers is None else f" (layers {_spans(layers)})"))
+                      + ("" if layers is None else f" (layers {layer_spans(layers)})"))
         lora_inputs = add_lora_inputs(tmp, layers)
         say(progress, f"checking the {precision} copy against the float32 model on held-out chats")
         quality = measure_quality(hf_dir, tmp, precision)

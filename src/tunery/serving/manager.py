@@ -259,8 +259,12 @@ def describe_serving(info: dict[str, Any]) -> str:
         return f"{info['precision']}: the compiled copy of its base is built on first use (seconds)"
     q = built.get("quality") or {}
     guard = "" if built.get("within_guard") else f" - MORE than the {built.get('quality_guard', 0):.0%} guard"
-    what = (f"an adapter over the {info['precision']} copy of {info['adapter_of']}, whose"
-            if info.get("adapter_of") else f"{info['precision']}, compiled copy:")
+    from tunery.compiled.cache import layer_spans
+
+    layers = built.get("lora_layers")
+    inputs = "adapter inputs on every layer" if layers is None else f"adapter inputs on layers {layer_spans(layers)}"
+    what = (f"an adapter over the {info['precision']} copy of {info['adapter_of']} ({inputs}), whose"
+            if info.get("adapter_of") else f"{info['precision']}, compiled copy ({inputs}):")
     return (f"{what} held-out loss {q.get('fp32_loss')} -> {q.get('loss')} "
             f"({q.get('loss_delta', 0):+.2%} vs float32{guard}), top-1 agreement {q.get('top1_agreement', 0):.0%}")
 
