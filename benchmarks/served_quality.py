@@ -30,7 +30,7 @@ def loss_table(ft: str, precisions: list[str]) -> None:
     from tunery.compiled.verify import DEFAULT_PROMPTS, Tolerance, verify
     from tunery.models import get
     from tunery.models.loading import load_model, stop_token_ids
-    from tunery.serving.manager import _adapter_for
+    from tunery.serving.manager import _adapter_for, copy_layers, route
 
     rec = get(ft)
     base = get(rec.parent)
@@ -44,7 +44,8 @@ def loss_table(ft: str, precisions: list[str]) -> None:
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for precision in precisions:
         t = time.perf_counter()
-        built = cache.ensure(base.path, precision, name=base.id)
+        kind = route(rec, base, precision)[0]  # the copy the server picks for this fine-tune
+        built = cache.ensure(base.path, precision, layers=copy_layers(kind, base), name=base.id)
         took = time.perf_counter() - t
         adapter = _adapter_for(rec)
         served = {base.id: OnnxScorer(built.folder),

@@ -37,8 +37,12 @@ def test_copies_on_some_layers_are_named_apart_and_kept(tiny_model_dir: Path, tm
     root = cache.compiled_root()
     every = cache._folder_name(key, "int8")
     some = cache._folder_name(key, "int8", range(20, 30))
-    assert some == f"{every}-L20-29" and cache._folder_name(key, "int8", [8, 0, 1, 2, 3]) == f"{every}-L0-3_8"
-    for name in (every, some, f"{key[:24]}-int8-lora{LAYOUT - 1}-L20-29"):
+    assert every == f"{key[:24]}-int8-lora{LAYOUT}" and some == f"{key[:24]}-int8-L20-29-lora{LAYOUT}"
+    assert cache._folder_name(key, "int8", [8, 0, 1, 2, 3]) == f"{key[:24]}-int8-L0-3_8-lora{LAYOUT}"
+    # a tunery before copies had layers swept the folders `KEY-int8-lora*` other than its own
+    assert not some.startswith(f"{key[:24]}-int8-lora")
+    older = f"{key[:24]}-int8-L20-29-lora{LAYOUT - 1}"
+    for name in (every, some, older):
         (root / name).mkdir(parents=True)
         (root / name / cache.MANIFEST).write_text('{"precision": "int8"}')
     assert cache.find(tiny_model_dir, "int8", layers=range(20, 30)).folder.name == some
@@ -47,7 +51,7 @@ def test_copies_on_some_layers_are_named_apart_and_kept(tiny_model_dir: Path, tm
     cache._sweep(root, cache._folder_name(key, "int8", [1]), key, "int8")
     # this layout's copies on other layers are still served; an older layout's are not
     assert (root / every).exists() and (root / some).exists()
-    assert not (root / f"{key[:24]}-int8-lora{LAYOUT - 1}-L20-29").exists()
+    assert not (root / older).exists()
 
 
 def test_which_layers_a_copy_serving_an_adapter_needs() -> None:

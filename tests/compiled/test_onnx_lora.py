@@ -199,6 +199,8 @@ def test_the_layers_an_adapter_adapts_are_read_from_its_weights_names(graphs: di
     assert adapter_layers(graphs["peft_sub"]) == {1}
     assert adapter_layers(graphs["peft_x"]) == {0, 1}
     assert adapter_layers(tmp_path) is None  # no weights to read: the caller takes it as every layer
+    (tmp_path / "adapter_model.safetensors").write_bytes(b"not a safetensors file")
+    assert adapter_layers(tmp_path) is None  # safetensors' own error, not a crash
 
 
 def test_adapter_summary_covers_only_the_adapted_layers(graphs: dict[str, Path], tmp_path: Path) -> None:

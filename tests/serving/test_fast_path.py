@@ -276,16 +276,23 @@ def _serve_on_the_default_layers(tiny_model, lora_dirs, tmp_path, own_compiled_d
     base, inside, outside = (tiny_model, *(register(ModelRecord(
         id=f"ft:tiny-random:{n}:x", kind="fine-tuned", parent="tiny-random", method="lora", path=p, source="test"))
         for n, p in (("top", top), ("all", lora_dirs[0]))))
+    # a checkpoint of a job from the all-layer fine-tune: its own adapter is on layer 1, but it runs
+    # stacked onto its parent's, so it needs the all-layer copy too (and says so in `models show`)
+    checkpoint = register(ModelRecord(id="ft:tiny-random:ck:x:ckpt-step-1", kind="fine-tuned", parent=outside.id,
+                                      method="lora", path=top, source="test"))
     assert route(base, base, None)[0] == route(inside, base, None)[0] == "compiled-int8"
-    assert route(outside, base, None)[0] == "compiled-int8+all"
-    answers = {r.id: LocalChatModel(r.id).generate(HI, GREEDY).text for r in (base, inside, outside)}
-    assert len(set(answers.values())) == 3  # each its own model
-    copies = {p.name.rsplit("-lora", 1)[1]: p for p in own_compiled_dir.iterdir() if (p / MANIFEST).exists()}
-    assert sorted(copies) == [f"{LAYOUT}", f"{LAYOUT}-L1"]
-    assert json.loads((copies[f"{LAYOUT}-L1"] / MANIFEST).read_text())["lora_layers"] == [1]
-    assert [a.name for a in (copies[f"{LAYOUT}-L1"] / "adapters").iterdir()] != []
-    assert len(list((copies[f"{LAYOUT}"] / "adapters").iterdir())) == 1  # the all-layer fine-tune's only
+    assert route(outside, base, None)[0] == route(checkpoint, base, None)[0] == "compiled-int8+all"
+    answers = {r.id: LocalChatModel(r.id).generate(HI, GREEDY).text for r in (base, inside, outside, checkpoint)}
+    assert len(set(answers.values())) == 4  # each its own model
+    copies = {p.name.split("-int8", 1)[1]: p for p in own_compiled_dir.iterdir() if (p / MANIFEST).exists()}
+    assert sorted(copies) == [f"-L1-lora{LAYOUT}", f"-lora{LAYOUT}"]
+    some, every = copies[f"-L1-lora{LAYOUT}"], copies[f"-lora{LAYOUT}"]
+    assert json.loads((some / MANIFEST).read_text())["lora_layers"] == [1]
+    assert json.loads((every / MANIFEST).read_text())["lora_layers"] is None
+    assert len(list((some / "adapters").iterdir())) == 1  # the layer-1 fine-tune's
+    assert len(list((every / "adapters").iterdir())) == 2  # the all-layer fine-tune's and the checkpoint's
     # `tunery models show` and the studio say which copy serves it
     assert "(adapter inputs on layers 1)" in describe_serving(serving_info(inside))
     assert "(adapter inputs on every layer)" in describe_serving(serving_info(outside))
-    assert serving_info(inside)["compiled"]["folder"] == str(copies[f"{LAYOUT}-L1"])
+    assert serving_info(checkpoint)["compiled"]["folder"] == str(every)
+    assert serving_info(inside)["compiled"]["folder"] == str(some)

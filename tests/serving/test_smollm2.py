@@ -33,7 +33,7 @@ def test_smollm2_answers_and_stops_like_transformers(smollm2):
     assert done.text == tok.decode(new, skip_special_tokens=True)
 
 
-@pytest.mark.parametrize("adapter", [False, True], ids=["base", "lora"])
+@pytest.mark.parametrize("adapter", ["none", "default-layers", "all-layers"])
 def test_smollm2_batched_on_the_fast_path_answers_as_alone(smollm2, smollm2_dir, monkeypatch, tmp_path, adapter):
     """SmolLM2's int8 copy, questions of different lengths asked together (one batch): each answer
     is the one the question gets alone, token for token, on the base and through a LoRA adapter.
@@ -48,11 +48,11 @@ def test_smollm2_batched_on_the_fast_path_answers_as_alone(smollm2, smollm2_dir,
 
     monkeypatch.setenv("TUNERY_BATCH_WINDOW_MS", "3000")  # the four requests share one batch, however loaded the machine
     name = "smollm2-135m-instruct"
-    if adapter:  # a small random LoRA on the default layers (20-29): the answers stay fluent, the side
-        # paths run at every step, and it shares the base's copy, as a default fine-tune does
+    if adapter != "none":  # a small random LoRA: the answers stay fluent, the side paths run at every
+        # step; on the default layers (20-29) it shares the base's copy, on all 30 it has its own
         ft = "ft:smollm2-135m-instruct:batch:abc"
-        register_ft(make_adapter(smollm2_dir, tmp_path / "peft", scale=0.02, layers=list(range(20, 30))),
-                    ft_id=ft, parent=name)
+        layers = list(range(20, 30)) if adapter == "default-layers" else None
+        register_ft(make_adapter(smollm2_dir, tmp_path / "peft", scale=0.02, layers=layers), ft_id=ft, parent=name)
         name = ft
     model = LocalChatModel(name, precision="int8")
     questions = ["Which hotel in Lisbon should I book?", "Tipping in Japan?",

@@ -246,8 +246,9 @@ def ensure(hf_dir: Path, precision: str, *, layers: Sequence[int] | None = None,
     decoder ``layers`` (None: every layer), built when missing. Two processes asking at once build
     it once (a file lock); a copy appears whole or not at all.
 
-    Why ``layers``: a side path runs at every decode step whether an adapter uses it or not, and on
-    SmolLM2 the idle ones cost a tenth to a quarter of decode speed (benchmarks/RESULTS.md). The
+    Why ``layers``: a side path runs at every decode step whether an adapter uses it or not; on
+    SmolLM2, those of the 20 layers its default LoRA leaves alone cost 5-16% of decode speed
+    (benchmarks/RESULTS.md, "Side paths on the default LoRA's layers only"). The
     server asks for the layers of the base's default LoRA (:func:`serving_layers`) and for a copy
     with every layer only when an adapter reaches outside them."""
     if precision not in COMPILED_PRECISIONS:
@@ -283,12 +284,14 @@ def serving_layers(default: Sequence[int] | None, adapter: Iterable[int] | None)
 
 
 def _folder_name(key: str, precision: str, layers: Sequence[int] | None = None) -> str:
-    """A copy's folder: the weights' key, the precision, the layout of its LoRA inputs
-    (``lora.LAYOUT``), so a copy whose adapters convert differently is built anew, never reused,
-    and the layers with side paths when not all (``-L20-29``)."""
+    """A copy's folder: the weights' key, the precision, the layers with side paths when not all
+    (``-L20-29``) and the layout of its LoRA inputs (``lora.LAYOUT``), so a copy whose adapters
+    convert differently is built anew, never reused. The layers come before the layout: a tunery
+    from before copies had layers (layout 3 on all of them) sweeps ``KEY-PRECISION-lora*`` folders
+    other than its own, and must not take these for its older copies."""
     from tunery.compiled.lora import LAYOUT
 
-    return f"{key[:24]}-{precision}-lora{LAYOUT}" + ("" if layers is None else f"-L{layer_spans(layers)}")
+    return f"{key[:24]}-{precision}" + ("" if layers is None else f"-L{layer_spans(layers)}") + f"-lora{LAYOUT}"
 
 
 def layer_spans(layers: Iterable[int]) -> str:
@@ -313,9 +316,9 @@ def _sweep(root: Path, name: str, key: str, precision: str) -> None:
 
     for tmp in root.glob(f".{name}.*.tmp"):
         shutil.rmtree(tmp, ignore_errors=True)
-    current = f"{key[:24]}-{precision}-lora{LAYOUT}"
-    for older in [root / f"{key[:24]}-{precision}", *root.glob(f"{key[:24]}-{precision}-lora*")]:
-        if older.name != current and not older.name.startswith(f"{current}-L") and older.is_dir():
+    stem = f"{key[:24]}-{precision}"
+    for older in [root / stem, *root.glob(f"{stem}-lora*"), *root.glob(f"{stem}-L*-lora*")]:
+        if not older.name.endswith(f"-lora{LAYOUT}") and older.is_dir():
             shutil.rmtree(older, ignore_errors=True)
     for scratch in root.glob("tunery-onnx-cache-*"):
         with contextlib.suppress(OSError):

@@ -1,7 +1,7 @@
 """LoRA fine-tunes served as ONNX Runtime adapters over one shared ONNX base graph.
 
 :func:`add_lora_inputs` gives every decoder projection of an exported graph (float32 ``MatMul``
-or quantized ``MatMulNBits``) a low-rank side path, ``out += (x @ A) @ B``, whose ``A`` and ``B``
+or quantized ``MatMulNBits``; of some layers only, when asked) a low-rank side path, ``out += (x @ A) @ B``, whose ``A`` and ``B``
 are *overridable initializers*: graph inputs that also have a default. The defaults are empty
 (``A`` ``[K, 0]``, ``B`` ``[0, N]``), so with no adapter active the side path adds an exact zero
 and the logits are bit-for-bit the base graph's (tests/compiled/test_onnx_lora.py checks it, in
@@ -323,10 +323,15 @@ def adapter_layers(peft_dir: Path) -> frozenset[int] | None:
 
 
 def _weight_names(path: Path) -> list[str]:
-    from safetensors import safe_open
+    """The tensor names in a safetensors file's header; ``ValueError`` when it is not one (the
+    library's own ``SafetensorError`` derives from neither ``OSError`` nor ``ValueError``)."""
+    from safetensors import SafetensorError, safe_open
 
-    with safe_open(str(path), framework="np") as f:
-        return list(f.keys())
+    try:
+        with safe_open(str(path), framework="np") as f:
+            return list(f.keys())
+    except SafetensorError as e:
+        raise ValueError(str(e)) from e
 
 
 def _peft_config(peft_dir: Path) -> dict[str, Any]:

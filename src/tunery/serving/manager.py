@@ -5,7 +5,8 @@ from an export folder an app embeds (``tunery.serving.onnx_engine.OnnxChatModel`
 
 One engine per set of base weights and way of serving them (``compiled-int8``, ``torch``...): a
 base model and all of its LoRA fine-tunes (and their checkpoints) share it, a full fine-tune gets
-its own. Engines load on first use and the least
+its own; so does, with a second compiled copy (``compiled-int8+all``), a LoRA fine-tune that adapts
+layers outside the base's default LoRA. Engines load on first use and the least
 recently used idle one is unloaded when more than ``TUNERY_MAX_ENGINES`` (default 2) are loaded.
 The server, ``tunery chat`` and in-process flows and evaluators all go through :func:`manager`,
 so they share the same weights in memory.
@@ -22,6 +23,7 @@ by the factory given to :func:`register_engine`.
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import os
 import secrets
@@ -177,12 +179,28 @@ that adapts layers outside those (``tunery.compiled.cache.serving_layers``)."""
 
 
 def copy_layers(kind: str, base: ModelRecord) -> tuple[int, ...] | None:
-    """The layers with side paths in the compiled copy an engine of ``kind`` serves (None: all)."""
-    from tunery.compiled.cache import serving_layers
-
-    if kind.endswith(ALL_LAYERS) or base.spec is None:
+    """The layers with side paths in the compiled copy an engine of ``kind`` serves (None: all):
+    the catalog's LoRA layers that the model has; all when there are none (an empty list means
+    every layer to training, too)."""
+    if kind.endswith(ALL_LAYERS) or base.spec is None or not base.spec.training.lora_layers:
         return None
-    return serving_layers(base.spec.training.lora_layers, None)
+    return _default_layers(str(base.path), tuple(base.spec.training.lora_layers))
+
+
+@functools.lru_cache(maxsize=64)
+def _default_layers(path: str, wanted: tuple[int, ...]) -> tuple[int, ...] | None:
+    import json
+    from pathlib import Path
+
+    try:
+        n = int(json.loads((Path(path) / "config.json").read_text())["num_hidden_layers"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    have = tuple(sorted({k for k in wanted if 0 <= k < n}))
+    if len(have) < len(set(wanted)):
+        log.warning("the catalog's LoRA layers %s are not all in %s (%d layers): serving from a copy with "
+                    "adapter inputs on %s", list(wanted), path, n, list(have) or "every layer")
+    return have or None
 
 
 def route(rec: ModelRecord, base: ModelRecord, precision: str | None) -> tuple[str, str, str | None]:
@@ -204,10 +222,28 @@ def route(rec: ModelRecord, base: ModelRecord, precision: str | None) -> tuple[s
     if rec.is_adapter and copy_layers(kind, base) is not None:
         from tunery.compiled.cache import serving_layers
 
-        adapted = _adapter_facts(rec)[1]  # None: unknown, so every layer
+        adapted = _adapted_layers(rec)  # None: unknown, so every layer
         if adapted is None or serving_layers(copy_layers(kind, base), adapted) is None:
             kind += ALL_LAYERS  # it adapts layers the default copy has no side paths on
     return kind, wanted, None
+
+
+def _adapted_layers(rec: ModelRecord) -> frozenset[int] | None:
+    """The layers ``rec``'s adapter and its LoRA ancestors adapt: a checkpoint of a job from a LoRA
+    fine-tune runs stacked onto that fine-tune (``tunery.models.stack.on_root``), so it needs side
+    paths wherever either has weights. None when one of them cannot be read."""
+    out: set[int] = set()
+    seen = set()
+    while rec.is_adapter and rec.id not in seen:
+        seen.add(rec.id)
+        layers = _adapter_facts(rec)[1]
+        if layers is None:
+            return None
+        out |= layers
+        if not rec.parent:
+            break
+        rec = registry.get(rec.parent)
+    return frozenset(out)
 
 
 _adapters: dict[tuple, tuple[str | None, frozenset[int] | None]] = {}
@@ -215,11 +251,11 @@ _adapters: dict[tuple, tuple[str | None, frozenset[int] | None]] = {}
 
 def _adapter_facts(rec: ModelRecord) -> tuple[str | None, frozenset[int] | None]:
     """Why a LoRA fine-tune cannot run as an ONNX adapter (None when it can), and the layers it
-    adapts; remembered per folder and mtime."""
+    adapts; remembered per folder and the mtimes of its config and weights."""
     from tunery.compiled.lora import adapter_layers, convertible
 
-    config = rec.path / "adapter_config.json"
-    stamp = (str(rec.path), config.stat().st_mtime_ns if config.exists() else 0)
+    stamp = (str(rec.path), *(f.stat().st_mtime_ns if f.exists() else 0
+                              for f in (rec.path / "adapter_config.json", rec.path / "adapter_model.safetensors")))
     if stamp not in _adapters:
         _adapters[stamp] = (convertible(rec.path), adapter_layers(rec.path))
     return _adapters[stamp]
