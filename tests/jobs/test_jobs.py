@@ -198,3 +198,37 @@ def test_cli_builds_the_same_request_and_names_the_flag_of_a_bad_value(tiny_mode
         assert r.exit_code == 2 and r.exception is not None and not isinstance(r.exception, InvalidInput), r.output
         assert flag in r.output and words in r.output, r.output
     assert len(list_jobs(limit=10)[0]) == 1  # no job for any of them
+
+
+def test_a_fine_tune_outside_the_default_layers_gets_its_copy_when_the_job_ends(tiny_model, chat_file, monkeypatch,
+                                                                                tmp_path):
+    """The base is served fast (its default copy, adapter inputs on layer 1, exists); a job that
+    trains LoRA on every layer builds the all-layer copy before it succeeds, so the new fine-tune's
+    first request does not wait for it. A job on the default layers builds nothing."""
+    import dataclasses
+
+    from tunery.compiled import cache
+    from tunery.jobs import runner
+    from tunery.models.catalog import CATALOG
+
+    monkeypatch.setenv("TUNERY_COMPILED_DIR", str(tmp_path / "compiled"))
+    spec = CATALOG["tiny-random"]
+    monkeypatch.setitem(CATALOG, "tiny-random", dataclasses.replace(
+        spec, training=dataclasses.replace(spec.training, lora_layers=(1,))))
+    assert cache.find(tiny_model.path, "int8") is None
+    cache.ensure(tiny_model.path, "int8", layers=(1,))
+    train = files.create_from_path(chat_file(10))
+    old = signal.getsignal(signal.SIGTERM)
+    try:
+        for layers, built in (([1], False), ("all", True)):
+            job_id = create_job(model="tiny-random", training_file=train.id, seed=3, lora={"layers": layers},
+                                hyperparameters={"n_epochs": 1, "batch_size": 2})["id"]
+            assert store.set_status(job_id, "running")
+            assert runner.run(job_id) == 0
+            job = get_job(job_id)
+            assert job["status"] == "succeeded"
+            assert (cache.find(tiny_model.path, "int8") is not None) == built
+            said = [e["message"] for e in store.events(job_id, limit=100)[0]]
+            assert any("adapter inputs on every layer" in m for m in said) == built
+    finally:
+        signal.signal(signal.SIGTERM, old)

@@ -27,17 +27,23 @@ import fcntl
 import functools
 import hashlib
 import json
+import logging
 import os
 import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tunery.errors import InvalidInput
 from tunery.home import atomic_dir, atomic_write_json, home
 from tunery.progress import Progress, say
+
+if TYPE_CHECKING:
+    from tunery.models.registry import ModelRecord
+
+log = logging.getLogger(__name__)
 
 PRECISIONS = ("int8", "int4", "fp32")
 DEFAULT_PRECISION = "int8"
@@ -268,6 +274,27 @@ def ensure(hf_dir: Path, precision: str, *, layers: Sequence[int] | None = None,
             return found
         _sweep(root, folder.name, key, precision)
         return _build(hf_dir, folder, precision, key, name or hf_dir.name, progress, layers)
+
+
+def default_copy_layers(base: ModelRecord) -> tuple[int, ...] | None:
+    """The layers with side paths in the copy a base model and its default fine-tunes are served
+    from: its catalog's LoRA layers that the model has; every layer (None) when it has no catalog
+    entry or no such layers (an empty list means every layer to training too)."""
+    wanted = base.spec.training.lora_layers if base.spec is not None else None
+    return _layers_in(str(base.path), tuple(wanted)) if wanted else None
+
+
+@functools.lru_cache(maxsize=64)
+def _layers_in(path: str, wanted: tuple[int, ...]) -> tuple[int, ...] | None:
+    try:
+        n = int(json.loads((Path(path) / "config.json").read_text())["num_hidden_layers"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    have = tuple(sorted({k for k in wanted if 0 <= k < n}))
+    if len(have) < len(set(wanted)):
+        log.warning("the catalog's LoRA layers %s are not all in %s (%d layers): its compiled copy gets "
+                    "adapter inputs on %s", list(wanted), path, n, list(have) or "every layer")
+    return have or None
 
 
 def serving_layers(default: Sequence[int] | None, adapter: Iterable[int] | None) -> tuple[int, ...] | None:

@@ -23,7 +23,6 @@ by the factory given to :func:`register_engine`.
 from __future__ import annotations
 
 import atexit
-import functools
 import logging
 import os
 import secrets
@@ -179,28 +178,10 @@ that adapts layers outside those (``tunery.compiled.cache.serving_layers``)."""
 
 
 def copy_layers(kind: str, base: ModelRecord) -> tuple[int, ...] | None:
-    """The layers with side paths in the compiled copy an engine of ``kind`` serves (None: all):
-    the catalog's LoRA layers that the model has; all when there are none (an empty list means
-    every layer to training, too)."""
-    if kind.endswith(ALL_LAYERS) or base.spec is None or not base.spec.training.lora_layers:
-        return None
-    return _default_layers(str(base.path), tuple(base.spec.training.lora_layers))
+    """The layers with side paths in the compiled copy an engine of ``kind`` serves (None: all)."""
+    from tunery.compiled.cache import default_copy_layers
 
-
-@functools.lru_cache(maxsize=64)
-def _default_layers(path: str, wanted: tuple[int, ...]) -> tuple[int, ...] | None:
-    import json
-    from pathlib import Path
-
-    try:
-        n = int(json.loads((Path(path) / "config.json").read_text())["num_hidden_layers"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    have = tuple(sorted({k for k in wanted if 0 <= k < n}))
-    if len(have) < len(set(wanted)):
-        log.warning("the catalog's LoRA layers %s are not all in %s (%d layers): serving from a copy with "
-                    "adapter inputs on %s", list(wanted), path, n, list(have) or "every layer")
-    return have or None
+    return None if kind.endswith(ALL_LAYERS) else default_copy_layers(base)
 
 
 def route(rec: ModelRecord, base: ModelRecord, precision: str | None) -> tuple[str, str, str | None]:
