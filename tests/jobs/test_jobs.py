@@ -202,9 +202,10 @@ def test_cli_builds_the_same_request_and_names_the_flag_of_a_bad_value(tiny_mode
 
 def test_a_fine_tune_outside_the_default_layers_gets_its_copy_when_the_job_ends(tiny_model, chat_file, monkeypatch,
                                                                                 tmp_path):
-    """The base is served fast (its default copy, adapter inputs on layer 1, exists); a job that
+    """When the base is served fast (its default copy, adapter inputs on layer 1, exists), a job that
     trains LoRA on every layer builds the all-layer copy before it succeeds, so the new fine-tune's
-    first request does not wait for it. A job on the default layers builds nothing."""
+    first request does not wait for it. A job on the default layers builds nothing, nor does any job
+    while the base has no copy; a build that fails or is stopped leaves the job to succeed."""
     import dataclasses
 
     from tunery.compiled import cache
@@ -215,20 +216,41 @@ def test_a_fine_tune_outside_the_default_layers_gets_its_copy_when_the_job_ends(
     spec = CATALOG["tiny-random"]
     monkeypatch.setitem(CATALOG, "tiny-random", dataclasses.replace(
         spec, training=dataclasses.replace(spec.training, lora_layers=(1,))))
-    assert cache.find(tiny_model.path, "int8") is None
-    cache.ensure(tiny_model.path, "int8", layers=(1,))
     train = files.create_from_path(chat_file(10))
-    old = signal.getsignal(signal.SIGTERM)
-    try:
-        for layers, built in (([1], False), ("all", True)):
-            job_id = create_job(model="tiny-random", training_file=train.id, seed=3, lora={"layers": layers},
-                                hyperparameters={"n_epochs": 1, "batch_size": 2})["id"]
-            assert store.set_status(job_id, "running")
+
+    def job(layers) -> list[str]:
+        job_id = create_job(model="tiny-random", training_file=train.id, seed=3, lora={"layers": layers},
+                            hyperparameters={"n_epochs": 1, "batch_size": 2})["id"]
+        assert store.set_status(job_id, "running")
+        old = signal.getsignal(signal.SIGTERM)
+        try:
             assert runner.run(job_id) == 0
-            job = get_job(job_id)
-            assert job["status"] == "succeeded"
-            assert (cache.find(tiny_model.path, "int8") is not None) == built
-            said = [e["message"] for e in store.events(job_id, limit=100)[0]]
-            assert any("adapter inputs on every layer" in m for m in said) == built
-    finally:
-        signal.signal(signal.SIGTERM, old)
+        finally:
+            signal.signal(signal.SIGTERM, old)
+        assert get_job(job_id)["status"] == "succeeded"
+        return [e["message"] for e in store.events(job_id, limit=100)[0]]
+
+    job("all")  # the base is not served fast yet: no copy of either kind
+    assert not (tmp_path / "compiled").exists() or not list((tmp_path / "compiled").iterdir())
+    cache.ensure(tiny_model.path, "int8", layers=(1,))
+    with monkeypatch.context() as m:  # the build fails: the job still succeeds, and says so
+        m.setattr(cache, "build_in_child", lambda *a, **kw: False)
+        said = job("all")
+        assert any("Could not build it" in s for s in said) and cache.find(tiny_model.path, "int8") is None
+    said = job([1])
+    assert not any("every layer" in s for s in said) and cache.find(tiny_model.path, "int8") is None
+    said = job("all")
+    assert any("adapter inputs on every layer" in s for s in said) and any(s.startswith("Built it in") for s in said)
+    assert cache.find(tiny_model.path, "int8") is not None
+
+
+def test_a_build_in_a_child_is_killed_when_told_to_stop(tiny_model, monkeypatch, tmp_path):
+    from tunery.compiled import cache
+
+    monkeypatch.setenv("TUNERY_COMPILED_DIR", str(tmp_path / "compiled"))
+    asked: list[float] = []
+    assert not cache.build_in_child(tiny_model.path, "int8", name="tiny", poll_s=0.05,
+                                    stop=lambda: asked.append(1) or len(asked) > 2)
+    assert cache.find(tiny_model.path, "int8") is None
+    assert cache.build_in_child(tiny_model.path, "int8", name="tiny")  # the lock died with the child
+    assert cache.find(tiny_model.path, "int8") is not None

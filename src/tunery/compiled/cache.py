@@ -31,7 +31,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -255,8 +255,9 @@ def ensure(hf_dir: Path, precision: str, *, layers: Sequence[int] | None = None,
     Why ``layers``: a side path runs at every decode step whether an adapter uses it or not; on
     SmolLM2, those of the 20 layers its default LoRA leaves alone cost 5-16% of decode speed
     (benchmarks/RESULTS.md, "Side paths on the default LoRA's layers only"). The
-    server asks for the layers of the base's default LoRA (:func:`serving_layers`) and for a copy
-    with every layer only when an adapter reaches outside them."""
+    server asks for the base's default copy (:func:`default_copy_layers`) and for a copy with
+    every layer only when an adapter reaches outside it (:func:`needs_every_layer`); so does a
+    fine-tuning job, to build that copy before the fine-tune is first served."""
     if precision not in COMPILED_PRECISIONS:
         raise InvalidInput(f"there is no compiled copy at precision {precision!r}", param="precision")
     hf_dir = Path(hf_dir)
@@ -284,8 +285,16 @@ def default_copy_layers(base: ModelRecord) -> tuple[int, ...] | None:
     return _layers_in(str(base.path), tuple(wanted)) if wanted else None
 
 
-@functools.lru_cache(maxsize=64)
 def _layers_in(path: str, wanted: tuple[int, ...]) -> tuple[int, ...] | None:
+    try:
+        stamp = (Path(path) / "config.json").stat().st_mtime_ns
+    except OSError:
+        return None  # not remembered: the folder may appear
+    return _layers_of(path, stamp, wanted)
+
+
+@functools.lru_cache(maxsize=64)
+def _layers_of(path: str, stamp: int, wanted: tuple[int, ...]) -> tuple[int, ...] | None:
     try:
         n = int(json.loads((Path(path) / "config.json").read_text())["num_hidden_layers"])
     except (OSError, ValueError, KeyError, TypeError):
@@ -297,11 +306,48 @@ def _layers_in(path: str, wanted: tuple[int, ...]) -> tuple[int, ...] | None:
     return have or None
 
 
+def needs_every_layer(base: ModelRecord, adapted: frozenset[int] | None) -> bool:
+    """Whether an adapter on the decoder layers ``adapted`` (None: unknown, so every layer) over
+    ``base`` is served from the copy with side paths on every layer rather than the base's default
+    copy (:func:`default_copy_layers`). The one rule serving routes by and a job prepares for."""
+    default = default_copy_layers(base)
+    return default is not None and (adapted is None or serving_layers(default, adapted) is None)
+
+
+def build_in_child(hf_dir: Path, precision: str, *, layers: Sequence[int] | None = None, name: str = "",
+                   stop: Callable[[], bool] = lambda: False, poll_s: float = 0.5) -> bool:
+    """:func:`ensure` in a child process of its own session, killed with whatever it started (the
+    model builder) as soon as ``stop()`` says so; True when the copy was built. A killed build
+    leaves a scratch folder that the next build of the copy sweeps, and its lock dies with it."""
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryFile() as err:
+        child = subprocess.Popen([sys.executable, "-m", "tunery.compiled.cache", str(hf_dir), precision, name,
+                                  json.dumps(None if layers is None else [int(n) for n in layers])],
+                                 stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+        while child.poll() is None:
+            if stop():
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(child.pid, signal.SIGKILL)
+                child.wait()
+                return False
+            time.sleep(poll_s)
+        if child.returncode != 0:
+            err.seek(0)
+            log.warning("building the %s copy of %s failed (exit %s): %s", precision, name or hf_dir,
+                        child.returncode, err.read().decode(errors="replace")[-2000:])
+        return child.returncode == 0
+
+
 def serving_layers(default: Sequence[int] | None, adapter: Iterable[int] | None) -> tuple[int, ...] | None:
     """The layers the copy serving an adapter over ``adapter`` layers needs side paths on, given the
-    base's ``default`` (its catalog's LoRA layers; None: all): the default when the adapter stays
-    inside it (or there is no adapter), else every layer (None). One copy per base serves all of its
-    fine-tunes made with default settings; a fine-tune on other layers gets the all-layer copy."""
+    layers of the base's ``default`` copy (:func:`default_copy_layers`; None: all): the default when
+    the adapter stays inside it (or there is no adapter), else every layer (None). One copy per base
+    serves all of its fine-tunes made with default settings; a fine-tune on other layers gets the
+    all-layer copy."""
     if default is None:
         return None
     wanted = tuple(sorted({int(n) for n in default}))
@@ -443,3 +489,17 @@ def _tokenizer(hf_dir: Path) -> Any:
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(hf_dir))
+
+
+def _main(argv: list[str]) -> int:
+    """``python -m tunery.compiled.cache HF_DIR PRECISION NAME LAYERS_JSON``: :func:`ensure` in a
+    process of its own (:func:`build_in_child`)."""
+    layers = json.loads(argv[3])
+    ensure(Path(argv[0]), argv[1], layers=layers, name=argv[2])
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(_main(sys.argv[1:]))

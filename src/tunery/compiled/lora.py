@@ -1,8 +1,9 @@
 """LoRA fine-tunes served as ONNX Runtime adapters over one shared ONNX base graph.
 
 :func:`add_lora_inputs` gives every decoder projection of an exported graph (float32 ``MatMul``
-or quantized ``MatMulNBits``; of some layers only, when asked) a low-rank side path, ``out += (x @ A) @ B``, whose ``A`` and ``B``
-are *overridable initializers*: graph inputs that also have a default. The defaults are empty
+or quantized ``MatMulNBits``; of some layers only, when asked) a low-rank side path,
+``out += (x @ A) @ B``, whose ``A`` and ``B`` are *overridable initializers*: graph inputs that
+also have a default. The defaults are empty
 (``A`` ``[K, 0]``, ``B`` ``[0, N]``), so with no adapter active the side path adds an exact zero
 and the logits are bit-for-bit the base graph's (tests/compiled/test_onnx_lora.py checks it, in
 ONNX Runtime and in onnxruntime-genai). :func:`write_adapter` turns a PEFT LoRA folder into an

@@ -8,7 +8,9 @@ training is gone and must be resumed from its last checkpoint.
 This module says what happens to the job: it reads the stored request back, resolves it, runs the
 recipe (``tunery.training.recipe.finetune``, what happens to the model) with callbacks that turn
 its progress into job events, metrics and checkpoints, stops it on cancel, and registers the
-fine-tuned model when it succeeds."""
+fine-tuned model when it succeeds; before that, it prepares what serving the new model needs (the
+light tokenizer's check, and the compiled copy a fine-tune outside the default LoRA layers is served
+from: :func:`_prepare_fast_copy`)."""
 
 from __future__ import annotations
 
@@ -193,25 +195,34 @@ def _check_serving_tokenizer(rec: ModelRecord) -> None:
 
 def _prepare_fast_copy(root: ModelRecord, adapter_dir: Path, reporter: _Reporter) -> None:
     """Build the compiled copy a new LoRA fine-tune will be served from when it is not its base's
-    default copy (the fine-tune adapts layers outside the catalog's LoRA, so it needs side paths on
-    every layer: ``tunery.compiled.cache.serving_layers``) and the base is already served fast (its
-    default copy exists): ~40 s here, instead of on the fine-tune's first request. Done before the
-    job is marked succeeded, like the tokenizer check. A failure only logs: serving builds the copy
-    on first use anyway."""
+    default copy (it adapts layers outside the catalog's LoRA: ``tunery.compiled.cache.needs_every_layer``,
+    the rule serving routes by) and the base is already served fast at the process's precision (its
+    default copy exists): 40-100 s here (int8 / int4 with GPTQ on SmolLM2) instead of on the
+    fine-tune's first request. Done before the job is marked succeeded, like the tokenizer check,
+    in a child process that a cancel or the worker's shutdown kills at once (the job then goes on to
+    register, or stops, as it would have); a failure is an event, not a failed job: serving builds
+    the copy on first use anyway."""
     from tunery.compiled import cache
-    from tunery.compiled.lora import adapter_layers
+    from tunery.compiled.lora import adapter_layers, convertible
 
     try:
         precision = cache.check_precision(None)
+        if (precision not in cache.COMPILED_PRECISIONS or convertible(adapter_dir) is not None
+                or not cache.needs_every_layer(root, adapter_layers(adapter_dir))):
+            return
         default = cache.default_copy_layers(root)
-        if (precision not in cache.COMPILED_PRECISIONS or default is None
-                or cache.serving_layers(default, adapter_layers(adapter_dir) or frozenset()) is not None
-                or cache.find(root.path, precision, layers=default, hash_unknown=False) is None
-                or cache.find(root.path, precision, hash_unknown=False) is not None):
+        if (cache.find(root.path, precision, layers=default, hash_unknown=False) is None  # not served fast yet
+                or cache.find(root.path, precision, hash_unknown=False) is not None  # built already
+                or reporter.should_stop()):
             return
         reporter.message("info", f"Building the {precision} copy of {root.id} with adapter inputs on every layer, "
                                  f"which this fine-tune needs (once per base model)")
-        cache.ensure(root.path, precision, name=root.id, progress=lambda line: log.info("%s", line))
+        started = time.monotonic()
+        if cache.build_in_child(root.path, precision, name=root.id, stop=reporter.should_stop):
+            reporter.message("info", f"Built it in {time.monotonic() - started:.0f} s")
+        elif not reporter.should_stop():
+            reporter.message("warn", "Could not build it (see the worker's log); it is built when the fine-tune "
+                                     "is first served")
     except Exception as e:  # noqa: BLE001 - a head start only; serving builds it on first use
         log.warning("could not build the compiled copy for %s: %s", root.id, e)
 

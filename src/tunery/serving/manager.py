@@ -172,9 +172,10 @@ def _adapter_for(rec: ModelRecord) -> Adapter | None:
 ALL_LAYERS = "+all"
 COMPILED = {f"compiled-{p}{every}": p for p in COMPILED_PRECISIONS for every in ("", ALL_LAYERS)}
 """Engine kinds that serve a base's compiled copy, and its precision: ``compiled-int8`` is the copy
-with LoRA side paths on the layers of the base's default LoRA (its catalog's ``lora_layers``; all
-when it has none), ``compiled-int8+all`` the copy with side paths on every layer, for a fine-tune
-that adapts layers outside those (``tunery.compiled.cache.serving_layers``)."""
+with LoRA side paths on the layers of the base's default LoRA (its catalog's ``lora_layers`` that
+the model has; all when there are none: ``tunery.compiled.cache.default_copy_layers``),
+``compiled-int8+all`` the copy with side paths on every layer, for a fine-tune that adapts layers
+outside those (``tunery.compiled.cache.needs_every_layer``)."""
 
 
 def copy_layers(kind: str, base: ModelRecord) -> tuple[int, ...] | None:
@@ -200,19 +201,18 @@ def route(rec: ModelRecord, base: ModelRecord, precision: str | None) -> tuple[s
     if why is not None:
         return "torch", "fp32", f"{rec.id} is served in float32 by the PyTorch engine: {why}"
     kind = f"compiled-{wanted}"
-    if rec.is_adapter and copy_layers(kind, base) is not None:
-        from tunery.compiled.cache import serving_layers
+    if rec.is_adapter:
+        from tunery.compiled.cache import needs_every_layer
 
-        adapted = _adapted_layers(rec)  # None: unknown, so every layer
-        if adapted is None or serving_layers(copy_layers(kind, base), adapted) is None:
+        if needs_every_layer(base, _adapted_layers(rec, base)):
             kind += ALL_LAYERS  # it adapts layers the default copy has no side paths on
     return kind, wanted, None
 
 
-def _adapted_layers(rec: ModelRecord) -> frozenset[int] | None:
-    """The layers ``rec``'s adapter and its LoRA ancestors adapt: a checkpoint of a job from a LoRA
-    fine-tune runs stacked onto that fine-tune (``tunery.models.stack.on_root``), so it needs side
-    paths wherever either has weights. None when one of them cannot be read."""
+def _adapted_layers(rec: ModelRecord, base: ModelRecord) -> frozenset[int] | None:
+    """The layers ``rec``'s adapter and its LoRA ancestors up to ``base`` adapt: a checkpoint of a
+    job from a LoRA fine-tune runs stacked onto that fine-tune (``tunery.models.stack.on_root``), so
+    it needs side paths wherever either has weights. None when one of them cannot be read."""
     out: set[int] = set()
     seen = set()
     while rec.is_adapter and rec.id not in seen:
@@ -221,7 +221,7 @@ def _adapted_layers(rec: ModelRecord) -> frozenset[int] | None:
         if layers is None:
             return None
         out |= layers
-        if not rec.parent:
+        if not rec.parent or rec.parent == base.id:
             break
         rec = registry.get(rec.parent)
     return frozenset(out)
