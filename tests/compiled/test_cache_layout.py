@@ -56,8 +56,8 @@ def test_copies_on_some_layers_are_named_apart_and_kept(tiny_model_dir: Path, tm
 
 
 def test_which_layers_a_copy_serving_an_adapter_needs() -> None:
-    default = range(20, 30)
-    assert cache.serving_layers(default, None) == tuple(range(20, 30))  # the base model itself
-    assert cache.serving_layers(default, {20, 25, 29}) == tuple(range(20, 30))
-    assert cache.serving_layers(default, {19, 20}) is None  # outside the default: every layer
-    assert cache.serving_layers(None, {3}) is None  # a base whose default LoRA covers every layer
+    default = tuple(range(20, 30))
+    assert cache.needs_every_layer(default, None)  # layers unknown: taken as every layer
+    assert not cache.needs_every_layer(default, {20, 25, 29})  # inside the default: the default copy
+    assert cache.needs_every_layer(default, {19, 20})  # outside the default: every layer
+    assert not cache.needs_every_layer(None, {3})  # a base whose default copy covers every layer

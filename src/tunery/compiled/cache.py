@@ -4,7 +4,7 @@ precision, built on first use (progress lines; 33 s for SmolLM2-135M at int8) an
 base is served as an adapter over the same copy (``tunery.compiled.lora``), never as a merged copy
 of its own. The copy's LoRA side paths sit on the layers of the base's default LoRA only (its
 catalog's ``lora_layers``), as idle side paths cost decode speed; a fine-tune that adapts other
-layers is served from a second copy with side paths on every layer (:func:`serving_layers`).
+layers is served from a second copy with side paths on every layer (:func:`needs_every_layer`).
 
 The cache is keyed by the weights' content (SHA-256 of the safetensors files), not by a model's
 name: two names for the same weights share one copy, and weights rewritten in place get a new one.
@@ -261,6 +261,7 @@ def ensure(hf_dir: Path, precision: str, *, layers: Sequence[int] | None = None,
     if precision not in COMPILED_PRECISIONS:
         raise InvalidInput(f"there is no compiled copy at precision {precision!r}", param="precision")
     hf_dir = Path(hf_dir)
+    layers = None if layers is None else tuple(sorted({int(n) for n in layers}))
     found = find(hf_dir, precision, layers=layers)
     if found is not None:
         return found
@@ -306,12 +307,12 @@ def _layers_of(path: str, stamp: int, wanted: tuple[int, ...]) -> tuple[int, ...
     return have or None
 
 
-def needs_every_layer(base: ModelRecord, adapted: frozenset[int] | None) -> bool:
-    """Whether an adapter on the decoder layers ``adapted`` (None: unknown, so every layer) over
-    ``base`` is served from the copy with side paths on every layer rather than the base's default
-    copy (:func:`default_copy_layers`). The one rule serving routes by and a job prepares for."""
-    default = default_copy_layers(base)
-    return default is not None and (adapted is None or serving_layers(default, adapted) is None)
+def needs_every_layer(default: Sequence[int] | None, adapted: Iterable[int] | None) -> bool:
+    """Whether an adapter on the decoder layers ``adapted`` (None: unknown, so every layer) is served
+    from the copy with side paths on every layer rather than the base's default copy, whose layers
+    are ``default`` (:func:`default_copy_layers`; None: every layer already). The one rule serving
+    routes by and a job prepares for."""
+    return default is not None and (adapted is None or not set(adapted) <= set(default))
 
 
 def build_in_child(hf_dir: Path, precision: str, *, layers: Sequence[int] | None = None, name: str = "",
@@ -340,20 +341,6 @@ def build_in_child(hf_dir: Path, precision: str, *, layers: Sequence[int] | None
             log.warning("building the %s copy of %s failed (exit %s): %s", precision, name or hf_dir,
                         child.returncode, err.read().decode(errors="replace")[-2000:])
         return child.returncode == 0
-
-
-def serving_layers(default: Sequence[int] | None, adapter: Iterable[int] | None) -> tuple[int, ...] | None:
-    """The layers the copy serving an adapter over ``adapter`` layers needs side paths on, given the
-    layers of the base's ``default`` copy (:func:`default_copy_layers`; None: all): the default when
-    the adapter stays inside it (or there is no adapter), else every layer (None). One copy per base
-    serves all of its fine-tunes made with default settings; a fine-tune on other layers gets the
-    all-layer copy."""
-    if default is None:
-        return None
-    wanted = tuple(sorted({int(n) for n in default}))
-    if adapter is None:
-        return wanted
-    return wanted if set(adapter) <= set(wanted) else None
 
 
 def _folder_name(key: str, precision: str, layers: Sequence[int] | None = None) -> str:
@@ -428,7 +415,7 @@ def _build(hf_dir: Path, folder: Path, precision: str, key: str, name: str,
         manifest = {"precision": precision, "source": name, "source_path": str(hf_dir), "weights_sha256": key,
                     "built_at": int(time.time()), "build_seconds": round(time.monotonic() - started, 1),
                     "lora_inputs": len(lora_inputs), "lora_layout": LAYOUT,
-                    "lora_layers": None if layers is None else sorted({int(n) for n in layers}),
+                    "lora_layers": None if layers is None else list(layers),
                     "quantization": quantization, "quality": quality,
                     "quality_guard": QUALITY_GUARD, "within_guard": abs(quality["loss_delta"]) <= QUALITY_GUARD}
         atomic_write_json(tmp / MANIFEST, manifest)  # last: a folder with it is complete

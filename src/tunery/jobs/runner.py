@@ -207,10 +207,10 @@ def _prepare_fast_copy(root: ModelRecord, adapter_dir: Path, reporter: _Reporter
 
     try:
         precision = cache.check_precision(None)
-        if (precision not in cache.COMPILED_PRECISIONS or convertible(adapter_dir) is not None
-                or not cache.needs_every_layer(root, adapter_layers(adapter_dir))):
-            return
         default = cache.default_copy_layers(root)
+        if (precision not in cache.COMPILED_PRECISIONS or convertible(adapter_dir) is not None
+                or not cache.needs_every_layer(default, adapter_layers(adapter_dir))):
+            return
         if (cache.find(root.path, precision, layers=default, hash_unknown=False) is None  # not served fast yet
                 or cache.find(root.path, precision, hash_unknown=False) is not None  # built already
                 or reporter.should_stop()):

@@ -202,9 +202,9 @@ def route(rec: ModelRecord, base: ModelRecord, precision: str | None) -> tuple[s
         return "torch", "fp32", f"{rec.id} is served in float32 by the PyTorch engine: {why}"
     kind = f"compiled-{wanted}"
     if rec.is_adapter:
-        from tunery.compiled.cache import needs_every_layer
+        from tunery.compiled.cache import default_copy_layers, needs_every_layer
 
-        if needs_every_layer(base, _adapted_layers(rec, base)):
+        if needs_every_layer(default_copy_layers(base), _adapted_layers(rec, base)):
             kind += ALL_LAYERS  # it adapts layers the default copy has no side paths on
     return kind, wanted, None
 
