@@ -72,6 +72,89 @@ def test_concurrent_requests_are_batched_and_all_answered(onnx_model):
     assert [results[i] for i in range(len(prompts))] == solo  # float32: batching changes nothing
 
 
+def _submit_all(engine, prompt_ids, specs, gaps_s=()):
+    """Submit one request per ``specs`` entry (``EngineRequest`` keywords) to ``engine``, waiting
+    ``gaps_s[i]`` seconds before the i+1-th; returns each request's token ids and finish reason,
+    and the batch sizes the engine formed."""
+    import queue
+    import time
+
+    from tunery.serving.engine import EngineRequest
+
+    batches: list[int] = []
+    generate = engine._generate
+
+    def spy(rows, adapter):
+        batches.append(len(rows))
+        return generate(rows, adapter)
+
+    engine._generate = spy
+    finals: list[queue.Queue] = []
+    try:
+        for i, kw in enumerate(specs):
+            if i and i - 1 < len(gaps_s):
+                time.sleep(gaps_s[i - 1])
+            q: queue.Queue = queue.Queue()
+            finals.append(q)
+            engine.submit(EngineRequest(prompt_ids=list(prompt_ids), emit=q.put, index=0, **kw))
+        out = []
+        for q in finals:
+            text, d = "", q.get(timeout=120)
+            while not d.final:
+                text, d = text + d.text, q.get(timeout=120)
+            assert d.error is None, d.error
+            out.append((text + d.text, d.completion_tokens, d.finish_reason))
+    finally:
+        del engine._generate
+    return out, batches
+
+
+def test_ignore_eos_greedy_rows_decode_the_budget_as_when_chosen_here(onnx_model):
+    """A batch of greedy rows that all ignore end-of-turn lets onnxruntime-genai hold it back
+    (``min_length``); one sampling row in the batch makes the engine choose every token itself. The
+    greedy row's text is the same either way, and it runs to its budget."""
+    engine = onnx_model.engine
+    ids = onnx_model.target().encode(HELLO)
+    greedy = dict(max_tokens=24, temperature=0.0, ignore_eos=True)
+    chosen = []
+    force = engine._force_choices
+    engine._force_choices = lambda gen, rows: (chosen.append(len(rows)), force(gen, rows))
+    try:
+        (alone, *_), batches = _submit_all(engine, ids, [greedy])
+        assert batches == [1] and alone[1:] == (24, "length") and chosen == []
+        (mixed, sampled), batches = _submit_all(engine, ids,
+                                                [greedy, dict(max_tokens=6, temperature=1.0, seed=3, ignore_eos=True)])
+    finally:
+        del engine._force_choices
+    assert batches == [2] and sampled[1] == 6 and chosen and set(chosen) == {2}
+    assert mixed == alone
+
+
+def test_a_burst_spread_over_more_than_one_window_shares_a_batch(exports, monkeypatch):
+    """Each request that joins restarts the batch window (up to ``WINDOW_CAP`` windows): requests
+    0.45 s apart share one batch under a 0.6 s window, the third of which a fixed window would
+    have missed (0.9 s after the first); the first one after the cap waits for the next batch."""
+    import math
+
+    from tunery.serving import onnx_engine
+    from tunery.serving.onnx_engine import OnnxChatModel
+
+    monkeypatch.setattr(onnx_engine, "WINDOW_CAP", 2)  # the default's 8 windows would need more requests
+    window, gap = 0.6, 0.45
+    monkeypatch.setenv("TUNERY_BATCH_WINDOW_MS", str(int(window * 1000)))
+    model = OnnxChatModel(exports[("onnx", "none")].path)
+    try:
+        ids = model.target().encode(HELLO)
+        req = dict(max_tokens=4, temperature=0.0)
+        _, batches = _submit_all(model.engine, ids, [req] * 3, gaps_s=(gap, gap))
+        assert batches == [3]
+        joining = math.floor(onnx_engine.WINDOW_CAP * window / gap) + 1  # within the cap: 3, 0.3 s to spare
+        _, batches = _submit_all(model.engine, ids, [req] * (joining + 1), gaps_s=(gap,) * joining)
+        assert batches == [joining, 1]
+    finally:
+        model.close()
+
+
 def test_too_long_prompt_is_refused(onnx_model):
     from tunery.errors import InvalidInput
 
