@@ -37,14 +37,12 @@ def main() -> None:
 
     from tunery.chat import Conversation
     from tunery.models.pull import ensure
-    from tunery.runtime import cpu_threads
     from tunery.training import TrainingConfig, finetune
     from tunery.training.config import LoraSettings
     from tunery.training.precision import describe, machine_signature, measure
 
-    threads = cpu_threads()
-    probe = measure(threads)
-    print(f"machine: {machine_signature(threads)}")
+    probe = measure()
+    print(f"machine: {machine_signature()}")
     print(f"probe block: fp32 {probe.fp32_s * 1e3:.1f} ms/step, bf16 {probe.bf16_s * 1e3:.1f} ms/step, "
           f"bf16 speed = {probe.speedup:.2f}x fp32")
 

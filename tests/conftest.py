@@ -19,6 +19,11 @@ TEST_CACHE = Path(os.environ.get("TUNERY_TEST_CACHE", Path.home() / ".cache" / "
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# training precision is measured per CPU by default (bf16 where faster): the suite pins fp32 so that
+# its expected numbers hold on every CPU, here for the session's and modules' fixtures (and the
+# processes they start) as well as, below, for each test; tests/training/test_precision_choice.py
+# covers auto. (Set per test only, a module's two-process run trained in bf16 on an AVX-512 CPU.)
+os.environ["TUNERY_TRAIN_PRECISION"] = "fp32"
 
 
 @pytest.fixture(scope="session")
@@ -32,9 +37,7 @@ def tunery_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compiled_dir: P
     monkeypatch.setenv("TUNERY_HOME", str(home))
     monkeypatch.setenv("TUNERY_COMPILED_DIR", str(compiled_dir))
     monkeypatch.delenv("TUNERY_PRECISION", raising=False)
-    # training precision is measured per CPU by default (bf16 where faster): the suite pins fp32 so
-    # that its expected numbers hold on every CPU; tests/training/test_precision_choice.py covers auto
-    monkeypatch.setenv("TUNERY_TRAIN_PRECISION", "fp32")
+    monkeypatch.setenv("TUNERY_TRAIN_PRECISION", "fp32")  # a test that changes it gets it back
     return home
 
 

@@ -217,7 +217,7 @@ def precision_choice(model_dir: Path, out: Path) -> None:
     os.environ.pop("TUNERY_TRAIN_PRECISION", None)
     os.environ["TUNERY_HOME"] = str(out / f"home-rank{rank}")
     prec._memo.clear()
-    prec.measure = lambda threads, **kw: prec.Measurement("fake", 1.0, 0.5 if rank == "0" else 4.0)
+    prec.measure = lambda **kw: prec.Measurement("fake", 1.0, 0.5 if rank == "0" else 4.0)
     prec.loss_agrees = lambda fp32, bf16: True
     tok = AutoTokenizer.from_pretrained(model_dir)
     ex = encode_all([Conversation.from_dicts(x["messages"]) for x in chat_lines(4)], tok, max_length=256)

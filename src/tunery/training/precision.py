@@ -3,8 +3,16 @@
 CPUs of the same kind differ: with AVX-512 BF16 or AMX, bfloat16 matrix products run about twice
 as fast as float32; on AVX2-only CPUs bfloat16 is emulated and slower. So ``auto`` (the default)
 times a few training steps of a transformer-shaped block both ways at first use, once per CPU
-model, torch version and thread count (the result is kept in ``TUNERY_HOME/cache``), and trains in
-bfloat16 autocast only where it is at least :data:`MIN_SPEEDUP` times faster. The trainer then
+model and torch version (the result is kept in ``TUNERY_HOME/cache``), and trains in bfloat16
+autocast only where it is at least :data:`MIN_SPEEDUP` times faster.
+
+The probe must hold on a busy machine, since its answer is kept: it runs on one thread, with
+float32 and bfloat16 steps taken in turns, and keeps the best of each. Measured on an AVX-512
+EPYC with two other processes spinning on both cores: four probes read 2.9-3.4x (quiet: 3.3-3.5x);
+the earlier probe (two threads, all float32 steps then all bfloat16 ones, 128 tokens) read 0.90x
+during a package build, and a job chose float32 where bfloat16 was three times faster. On two
+threads a busy machine stalls each step until both threads are scheduled, which is noise, not
+the kernels' speed. The trainer then
 checks the model's own held-out loss in both precisions before the first step and keeps float32
 when they differ by more than :data:`LOSS_TOLERANCE` (:func:`loss_agrees`). On CUDA, ``auto`` is
 bfloat16 where the device supports it. ``fp32`` and ``bf16`` force a precision.
@@ -18,6 +26,7 @@ from __future__ import annotations
 import json
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +41,7 @@ MIN_SPEEDUP = 1.15
 LOSS_TOLERANCE = 0.01
 """Largest relative difference of the held-out loss, bfloat16 against float32, that is accepted."""
 _CACHE_FILE = "train-precision.json"
+_PROBE = "v2"  # in the cache key: a probe that measures differently is measured again
 _memo: dict[str, Measurement] = {}
 
 
@@ -64,8 +74,8 @@ def check(value: str | None) -> str:
     return value
 
 
-def machine_signature(threads: int) -> str:
-    """What the measurement depends on: the CPU model and its bfloat16 instructions, torch, threads."""
+def machine_signature() -> str:
+    """What the measurement depends on: the CPU model and its bfloat16 instructions, torch, the probe."""
     import torch
 
     name, flags = platform.processor() or platform.machine(), set()
@@ -80,14 +90,15 @@ def machine_signature(threads: int) -> str:
     except OSError:
         pass
     bf16 = sorted(flags & {"avx512_bf16", "amx_bf16", "avx512f", "avx2"})
-    return f"{name} [{' '.join(bf16)}] torch {torch.__version__} x{threads}"
+    return f"{name} [{' '.join(bf16)}] torch {torch.__version__} probe {_PROBE}"
 
 
-def measure(threads: int, *, steps: int = 3, tokens: int = 128) -> Measurement:
+def measure(*, rounds: int = 7, tokens: int = 256) -> Measurement:
     """Time forward and backward of a transformer-shaped block (SmolLM2-135M's widths) in float32
-    and in bfloat16 autocast: the best of ``steps`` each, after one warm-up. Where bfloat16 is
-    emulated one step takes many times float32's (16x on an AVX2-only EPYC), so its timing stops
-    as soon as one step shows it cannot win: first use costs about a second either way."""
+    and in bfloat16 autocast, on one thread: ``rounds`` rounds of one step each, after one warm-up
+    each, the best step of each kept. Where bfloat16 is emulated one step takes many times
+    float32's (16x on an AVX2-only EPYC), so the rounds stop once three show it cannot win: first
+    use costs one or two seconds either way."""
     import torch
 
     torch.manual_seed(0)
@@ -104,24 +115,33 @@ def measure(threads: int, *, steps: int = 3, tokens: int = 128) -> Measurement:
         return time.perf_counter() - start
 
     previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
+    torch.set_num_threads(1)
     try:
-        step(None)
-        fp32 = min(step(None) for _ in range(steps))
-        step(torch.bfloat16)
-        bf16 = [step(torch.bfloat16)]
-        while len(bf16) < steps and min(bf16) < 2 * fp32:
-            bf16.append(step(torch.bfloat16))
-        return Measurement(machine_signature(threads), fp32, min(bf16))
+        return Measurement(machine_signature(), *_in_turns(lambda bf16: step(torch.bfloat16 if bf16 else None),
+                                                           rounds))
     finally:
         torch.set_num_threads(previous)
 
 
-def cpu_measurement(threads: int) -> Measurement:
+def _in_turns(step: Callable[[bool], float], rounds: int) -> tuple[float, float]:
+    """The best float32 and bfloat16 seconds of ``step(bf16)``, the two taken in turns after a
+    warm-up of each, for ``rounds`` rounds or until three show bfloat16 at over four times float32's
+    (emulated, it takes 16x; a busy spell over two rounds must not end the probe)."""
+    step(False)
+    step(True)
+    fp32: list[float] = []
+    bf16: list[float] = []
+    while len(fp32) < rounds and (len(fp32) < 3 or min(bf16) < 4 * min(fp32)):
+        fp32.append(step(False))
+        bf16.append(step(True))
+    return min(fp32), min(bf16)
+
+
+def cpu_measurement() -> Measurement:
     """The measurement for this machine: from this process, the home's cache, or taken now."""
     from tunery.home import atomic_write_json, home
 
-    key = machine_signature(threads)
+    key = machine_signature()
     if key in _memo:
         return _memo[key]
     path = home().cache / _CACHE_FILE
@@ -132,7 +152,7 @@ def cpu_measurement(threads: int) -> Measurement:
     if isinstance(cached.get(key), dict):
         m = Measurement(**cached[key])
     else:
-        m = measure(threads)
+        m = measure()
         cached[key] = asdict(m)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(path, cached)
@@ -140,7 +160,7 @@ def cpu_measurement(threads: int) -> Measurement:
     return m
 
 
-def choose(requested: str | None, device: str, threads: int) -> Choice:
+def choose(requested: str | None, device: str) -> Choice:
     """The precision to train in on ``device`` for ``requested`` (``auto``, ``fp32``, ``bf16``)."""
     requested = check(requested)
     if requested != "auto":
@@ -151,7 +171,7 @@ def choose(requested: str | None, device: str, threads: int) -> Choice:
         if torch.cuda.is_bf16_supported():
             return Choice("bf16", "bf16 autocast: this GPU supports it")
         return Choice("fp32", "fp32: this GPU has no bfloat16")
-    m = cpu_measurement(threads)
+    m = cpu_measurement()
     if m.speedup >= MIN_SPEEDUP:
         return Choice("bf16", f"bf16 autocast: {m.speedup:.2f}x faster than fp32 on this CPU (measured)")
     return Choice("fp32", f"fp32: bf16 is {m.speedup:.2f}x fp32's speed on this CPU (measured; "

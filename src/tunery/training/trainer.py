@@ -192,8 +192,7 @@ class Trainer:
         requested = self.config.precision
         if requested == "auto":  # TUNERY_TRAIN_PRECISION: this machine's default instead of measuring
             requested = os.environ.get("TUNERY_TRAIN_PRECISION") or "auto"
-        choice = (precision.choose(requested, device, distributed.threads(cpu_threads()))
-                  if distributed.is_main() else None)
+        choice = precision.choose(requested, device) if distributed.is_main() else None
         choice, requested = distributed.from_main((choice, requested))
         if choice.precision != "bf16" or requested != "auto":
             return choice
