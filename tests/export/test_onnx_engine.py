@@ -109,11 +109,14 @@ def _submit_all(engine, prompt_ids, specs, gaps_s=()):
     return out, batches
 
 
-def test_ignore_eos_greedy_rows_decode_the_budget_as_when_chosen_here(onnx_model):
+def test_ignore_eos_greedy_rows_decode_the_budget_as_when_chosen_here(onnx_model, monkeypatch):
     """A batch of greedy rows that all ignore end-of-turn lets onnxruntime-genai hold it back
     (``min_length``); one sampling row in the batch makes the engine choose every token itself. The
-    greedy row's text is the same either way, and it runs to its budget."""
+    greedy row's text is the same either way, and it runs to its budget. (The tiny random model
+    never ends a turn within it; that the end-of-turn is held back is checked on SmolLM2, in
+    tests/serving/test_smollm2.py.)"""
     engine = onnx_model.engine
+    monkeypatch.setattr(engine, "batch_window_s", 0.5)  # the two requests below surely share a batch
     ids = onnx_model.target().encode(HELLO)
     greedy = dict(max_tokens=24, temperature=0.0, ignore_eos=True)
     chosen = []
@@ -132,25 +135,24 @@ def test_ignore_eos_greedy_rows_decode_the_budget_as_when_chosen_here(onnx_model
 
 def test_a_burst_spread_over_more_than_one_window_shares_a_batch(exports, monkeypatch):
     """Each request that joins restarts the batch window (up to ``WINDOW_CAP`` windows): requests
-    0.45 s apart share one batch under a 0.6 s window, the third of which a fixed window would
-    have missed (0.9 s after the first); the first one after the cap waits for the next batch."""
-    import math
-
+    0.6 s apart share one batch under a 1.2 s window, the fourth of which a fixed window would have
+    missed (1.8 s after the first); the first one after the cap waits for the next batch. Every
+    arrival is at least 0.3 s from the deadline it is meant to meet or miss."""
     from tunery.serving import onnx_engine
     from tunery.serving.onnx_engine import OnnxChatModel
 
-    monkeypatch.setattr(onnx_engine, "WINDOW_CAP", 2)  # the default's 8 windows would need more requests
-    window, gap = 0.6, 0.45
-    monkeypatch.setenv("TUNERY_BATCH_WINDOW_MS", str(int(window * 1000)))
+    monkeypatch.setattr(onnx_engine, "WINDOW_CAP", 2.25)  # the cap (2.7 s) halfway between two arrivals
+    gap = 0.6
+    monkeypatch.setenv("TUNERY_BATCH_WINDOW_MS", "1200")
     model = OnnxChatModel(exports[("onnx", "none")].path)
     try:
         ids = model.target().encode(HELLO)
         req = dict(max_tokens=4, temperature=0.0)
-        _, batches = _submit_all(model.engine, ids, [req] * 3, gaps_s=(gap, gap))
-        assert batches == [3]
-        joining = math.floor(onnx_engine.WINDOW_CAP * window / gap) + 1  # within the cap: 3, 0.3 s to spare
-        _, batches = _submit_all(model.engine, ids, [req] * (joining + 1), gaps_s=(gap,) * joining)
-        assert batches == [joining, 1]
+        _, batches = _submit_all(model.engine, ids, [req] * 4, gaps_s=(gap,) * 3)
+        assert batches == [4]
+        # arrivals at 0, 0.6, ..., 2.4 s join (the cap is at 2.7 s); the sixth, at 3.0 s, does not
+        _, batches = _submit_all(model.engine, ids, [req] * 6, gaps_s=(gap,) * 5)
+        assert batches == [5, 1]
     finally:
         model.close()
 

@@ -74,3 +74,27 @@ def test_smollm2_batched_on_the_fast_path_answers_as_alone(smollm2, smollm2_dir,
     for t in threads:
         t.join(timeout=300)
     assert [together.get(i) for i in range(len(questions))] == alone
+
+
+def test_smollm2_ignore_eos_on_the_fast_path_runs_past_the_end_of_turn(smollm2):
+    """A greedy request with ``ignore_eos`` on SmolLM2's int8 copy: onnxruntime-genai's
+    ``min_length`` holds the end-of-turn back (no token is chosen in Python), so the answer runs to
+    its budget, and up to where it would have stopped it is the plain answer, token for token."""
+    from tunery.serving.local import LocalChatModel
+
+    model = LocalChatModel("smollm2-135m-instruct", precision="int8")
+    messages = [ChatMessage(Role.USER, "What is the capital of France? Answer in one short sentence.")]
+    params = GenerationParams(max_tokens=40, temperature=0)
+    plain = model.generate(messages, params)
+    assert plain.finish_reason == "stop" and plain.usage.completion_tokens < 40
+    engine = model.target().engine
+    forced = []
+    engine._force_choices = lambda gen, rows: forced.append(len(rows))
+    try:
+        run = model.start(messages, params, ignore_eos=True)
+        longer = run.collect()
+    finally:
+        del engine._force_choices
+    assert forced == []
+    assert longer.finish_reason == "length" and longer.usage.completion_tokens == 40
+    assert longer.text.startswith(plain.text) and len(longer.text) > len(plain.text)

@@ -23,14 +23,15 @@ def test_the_probe_times_both_precisions_on_this_machine():
 
 def test_the_probe_takes_the_two_precisions_in_turns():
     """A machine that gets busy part-way must not slow one precision's steps only: the probe
-    alternates them, so a busy spell (three steps 10x slower, two of them bfloat16's) leaves each
-    one's best step alone; it stops after three rounds where bfloat16 cannot win."""
+    alternates them, so a busy spell (three steps 20x slower, two of them bfloat16's, enough for
+    two rounds to show bfloat16 over 4x slower) leaves each one's best step alone; it stops after
+    three rounds where bfloat16 cannot win."""
     def probe(costs: dict[bool, float]) -> tuple[tuple[float, float], list[bool]]:
         order: list[bool] = []
 
         def step(bf16: bool) -> float:
             order.append(bf16)
-            return costs[bf16] * (10 if 4 <= len(order) <= 6 else 1)
+            return costs[bf16] * (20 if 4 <= len(order) <= 6 else 1)
 
         return prec._in_turns(step, rounds=5), order
 

@@ -10,12 +10,13 @@ Batching: requests waiting when a batch starts, or arriving within ``TUNERY_BATC
 together, right-padded, in one onnxruntime-genai generator (one forward pass per step for all
 rows); requests that arrive later wait for the next batch (onnxruntime-genai accepts a batch's
 prompts only once, so there is no joining a running batch). The window costs a lone request 25 ms
-and lets clients that start together (a page of parallel calls, an eval run) share one batch: a
-window that restarts with each arrival catches a burst that the server admits one request at a
-time (8 HTTP streams started together reached the engine over more than 25 ms, and those left
-out waited for the whole batch, then decoded in another: 8 streams gave 2.3-2.4x one stream's
-throughput; with the window restarting and a cap of 4 windows, 2.5-2.9x; with 8, 3.0-3.3x).
-Finished rows ride along until the batch ends, their tokens ignored.
+and lets clients that start together (a page of parallel calls, an eval run) share one batch. It
+restarts with each request that joins because the server admits a burst one request at a time
+(each resolved, rendered and tokenized first), often over more than 25 ms; a request that missed
+its batch waited for all of it (benchmarks/RESULTS.md, issue 16). So while requests keep coming
+less than a window apart, the first of them waits up to :data:`WINDOW_CAP` windows (200 ms) before
+its batch starts, and a request for another adapter that is held meanwhile waits that and the
+batch. Finished rows ride along until the batch ends, their tokens ignored.
 
 Adapters: a compiled base (``tunery.compiled.cache``) has LoRA inputs, and each LoRA fine-tune of
 it is an onnxruntime-genai adapter (:class:`OnnxAdapters`: converted on first use, loaded into

@@ -4,18 +4,15 @@ CPUs of the same kind differ: with AVX-512 BF16 or AMX, bfloat16 matrix products
 as fast as float32; on AVX2-only CPUs bfloat16 is emulated and slower. So ``auto`` (the default)
 times a few training steps of a transformer-shaped block both ways at first use, once per CPU
 model and torch version (the result is kept in ``TUNERY_HOME/cache``), and trains in bfloat16
-autocast only where it is at least :data:`MIN_SPEEDUP` times faster.
+autocast only where it is at least :data:`MIN_SPEEDUP` times faster. The trainer then checks the
+model's own held-out loss in both precisions before the first step and keeps float32 when they
+differ by more than :data:`LOSS_TOLERANCE` (:func:`loss_agrees`). On CUDA, ``auto`` is bfloat16
+where the device supports it. ``fp32`` and ``bf16`` force a precision.
 
-The probe must hold on a busy machine, since its answer is kept: it runs on one thread, with
-float32 and bfloat16 steps taken in turns, and keeps the best of each. Measured on an AVX-512
-EPYC with two other processes spinning on both cores: four probes read 2.9-3.4x (quiet: 3.3-3.5x);
-the earlier probe (two threads, all float32 steps then all bfloat16 ones, 128 tokens) read 0.90x
-during a package build, and a job chose float32 where bfloat16 was three times faster. On two
-threads a busy machine stalls each step until both threads are scheduled, which is noise, not
-the kernels' speed. The trainer then
-checks the model's own held-out loss in both precisions before the first step and keeps float32
-when they differ by more than :data:`LOSS_TOLERANCE` (:func:`loss_agrees`). On CUDA, ``auto`` is
-bfloat16 where the device supports it. ``fp32`` and ``bf16`` force a precision.
+The probe must hold on a busy machine, since its answer is kept: it runs on one thread (on two, a
+busy machine stalls each step until both threads are scheduled, which is noise, not the kernels'
+speed), with float32 and bfloat16 steps taken in turns so that a busy spell slows both, and keeps
+the best of each (the measurements behind it: benchmarks/RESULTS.md, training precision).
 
 The weights, the optimizer state and the saved model stay in float32 either way: autocast only
 runs the matrix products in bfloat16.
@@ -97,8 +94,9 @@ def measure(*, rounds: int = 7, tokens: int = 256) -> Measurement:
     """Time forward and backward of a transformer-shaped block (SmolLM2-135M's widths) in float32
     and in bfloat16 autocast, on one thread: ``rounds`` rounds of one step each, after one warm-up
     each, the best step of each kept. Where bfloat16 is emulated one step takes many times
-    float32's (16x on an AVX2-only EPYC), so the rounds stop once three show it cannot win: first
-    use costs one or two seconds either way."""
+    float32's (16x on an AVX2-only EPYC), so the rounds stop once three show it cannot win. First
+    use costs under a second where bfloat16 is native (0.8 s on an AVX-512 EPYC), a few seconds
+    where it is emulated (this probe was not timed on such a CPU)."""
     import torch
 
     torch.manual_seed(0)
