@@ -74,8 +74,8 @@ def test_concurrent_requests_are_batched_and_all_answered(onnx_model):
 
 def _submit_all(engine, prompt_ids, specs, gaps_s=()):
     """Submit one request per ``specs`` entry (``EngineRequest`` keywords) to ``engine``, waiting
-    ``gaps_s[i]`` seconds before the i+1-th; returns each request's token ids and finish reason,
-    and the batch sizes the engine formed."""
+    ``gaps_s[i]`` seconds before the i+1-th; returns each request's text, completion tokens and
+    finish reason, and the batch sizes the engine formed."""
     import queue
     import time
 
