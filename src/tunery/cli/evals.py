@@ -136,6 +136,83 @@ def list_cmd() -> None:
     console.print(t)
 
 
+@eval_group.command("pairs")
+@click.option("--data", "data", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="JSONL file, one question per line; other columns feed the evaluators and their "
+                   "[COLUMN=VALUE] subsets (e.g. expect: decline | answer).")
+@click.option("--model", "-m", "model", required=True,
+              help="The model whose answers make the pairs: the one a DPO job will start from.")
+@click.option("--evaluator", "-e", "evaluators", multiple=True, required=True, metavar="NAME[:OPTIONS]",
+              help="A pass/fail check, repeatable, with an optional [COLUMN=VALUE] subset, e.g. "
+                   "'recommends[expect=decline]', 'refuses[expect=answer]' (see `tunery eval list`).")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the pairs (preference JSONL, for `tunery finetune --method dpo`).")
+@click.option("--system", help="System message given with each question (and written into each pair).")
+@click.option("--system-from", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Take the system message from a chat JSONL file (e.g. the training data).")
+@click.option("--question-key", default="question", show_default=True,
+              help="Column of the data file that holds the question.")
+@click.option("--samples", type=click.IntRange(2, 64), default=4, show_default=True,
+              help="Answers sampled per question.")
+@click.option("--per-question", type=click.IntRange(1, 32), default=2, show_default=True,
+              help="At most this many pairs per question, each with a different failing answer.")
+@click.option("--temperature", type=click.FloatRange(0.0, 2.0, min_open=True), default=0.6, show_default=True,
+              help="Sampling temperature. Small models write nonsense at 1.0; 0.6 kept SmolLM2-135M readable.")
+@click.option("--max-tokens", type=click.IntRange(1), default=256, show_default=True,
+              help="Longest answer, in tokens; an answer that reaches it counts as failing.")
+@click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=0, show_default=True,
+              help="Seed of the sampling and of the pairing: the same seed, model and data give the same pairs.")
+@click.option("--limit", type=click.IntRange(1), help="Use only the first N questions.")
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+@precision_option("the model")
+def pairs_cmd(data: Path, model: str, evaluators: tuple[str, ...], output: Path, system: str | None,
+              system_from: Path | None, question_key: str, samples: int, per_question: int, temperature: float,
+              max_tokens: int, seed: int, limit: int | None, as_json: bool) -> None:
+    """Make DPO preference pairs from MODEL's own answers.
+
+    Each question is asked --samples times; every answer is scored with the evaluators that apply
+    to its row. An answer that passes all of them is paired, as the preferred one, with an answer
+    that fails one (or runs to --max-tokens). Both sides are the model's own words, so DPO moves
+    the behaviour the checks measure rather than the wording.
+
+    \b
+    Example (the travel task: no named businesses where one is asked for, no refusals elsewhere):
+      tunery eval pairs --data prompts.jsonl -m ft:smollm2-135m-instruct:travel:ID \\
+        --system-from train.jsonl -e 'recommends[expect=decline]' -e 'refuses[expect=answer]' \\
+        -e 'answers[expect=answer]' -e ends_with_question -o pairs.jsonl
+      tunery finetune pairs.jsonl --method dpo -m ft:smollm2-135m-instruct:travel:ID
+    """
+    from tunery.chat import GenerationParams
+    from tunery.evals import load_questions, parse_evaluators
+    from tunery.evals.pairs import RAN_ON, make_pairs, write_pairs
+
+    questions = load_questions(data, question_key)[:limit]
+    evals = parse_evaluators(evaluators)
+    sys_msg = _system(system, system_from)
+    chat_model = _load_models((model,))[model]
+    params = GenerationParams(temperature=temperature, max_tokens=max_tokens)
+    report = _run(lambda progress: make_pairs(chat_model, questions, evals, system=sys_msg,
+                                              question_key=question_key, samples=samples,
+                                              per_question=per_question, params=params, seed=seed,
+                                              progress=progress),
+                  len(questions) * samples)
+    write_pairs(report, output)
+    if as_json:
+        print_json(report.to_dict() | {"output": str(output)})
+        return
+    answers = report.questions * samples
+    console.print(f"{answers} answers to {report.questions} questions: {report.passed} passed every check")
+    for check, count in report.failures.most_common():
+        console.print(f"  failed {check}: {count}" if check != RAN_ON else f"  {check}: {count}", markup=False)
+    console.print(f"{report.all_passed} question(s) answered well every time, {report.no_passing} with no good "
+                  "answer to prefer (no pair from either)")
+    console.print(f"wrote {len(report.pairs)} pair(s) to {output}")
+    if report.pairs:
+        console.print(f"next: [bold]tunery finetune {output} --method dpo -m {model}[/]")
+    else:
+        console.print("[yellow]no pairs[/]: sample more answers (--samples), or the checks found nothing to fix")
+
+
 @click.command()
 @click.argument("base")
 @click.argument("fine_tuned")

@@ -38,8 +38,12 @@ def _messages(system: str | None, question: str) -> list[ChatMessage]:
 
 def _row_params(params: GenerationParams, row: Mapping[str, Any]) -> GenerationParams:
     """The settings a row is asked with: a row that carries ``tools`` (OpenAI function specs, as in
-    a tool-calling training file) sends them with its request, so the model may call them."""
-    return replace(params, tools=tuple(row["tools"])) if row.get("tools") is not None else params
+    a tool-calling training file) sends them with its request, so the model may call them; a row
+    with an integer ``seed`` samples with that seed (``evals.pairs`` asks one question several
+    times, each with its own)."""
+    if row.get("tools") is not None:
+        params = replace(params, tools=tuple(row["tools"]))
+    return replace(params, seed=row["seed"]) if isinstance(row.get("seed"), int) else params
 
 
 def _check_tools(questions: Sequence[Mapping[str, Any]], params: GenerationParams) -> None:
