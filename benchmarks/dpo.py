@@ -4,7 +4,9 @@ travel task, and how fast is tunery's DPO against TRL's DPOTrainer + PEFT?
 ``quality``: the quickstart's supervised fine-tune of SmolLM2-135M-Instruct (default settings,
 seed 42; reused when this home already holds it), then a DPO job from it on the bundled
 preference pairs (``examples/travel/preferences.jsonl``, held out: ``preferences-validation.jsonl``),
-both run as jobs through the job system. Then, supervised vs supervised+DPO on the held-out
+both run as jobs through the job system. With ``--onpolicy`` the DPO job trains instead on pairs of
+the supervised model's own answers to its training prompts, judged by the quickstart's checks
+(``tunery eval pairs``, see ``tunery.evals.pairs``). Then, supervised vs supervised+DPO on the held-out
 questions with the quickstart's checks (greedy, the travel system message): no specific
 recommendation on ``decline`` questions, over-refusal on ``answer`` questions, ends with a
 question, style similarity; the loss on the supervised validation file's answers (style loss);
@@ -18,6 +20,7 @@ with its defaults otherwise (its reference log-probs computed each step with the
 
     TUNERY_HOME=/tmp/bench-home python benchmarks/dpo.py quality [--precision fp32 --precision int8]
         [--supervised-adapter OTHER_HOME/models/ft_smollm2-135m-instruct_travel_ID]
+    TUNERY_HOME=/tmp/bench-home python benchmarks/dpo.py quality --onpolicy --precision int8
     python benchmarks/dpo.py throughput [--epochs 1] [--pairs 16]
 
 Needs ``pip install "trl>=0.20" datasets`` for ``throughput`` (the bench extra). Don't read
@@ -83,11 +86,36 @@ def supervised_model(adapter: Path | None) -> tuple[str, float | None]:
     return job["fine_tuned_model"], time.perf_counter() - t0
 
 
-def dpo_model(start: str, hp: dict) -> tuple[dict, float]:
+def training_prompts() -> list[dict]:
+    """The single-turn prompts of the supervised training file, each with its intent (``expect``)."""
+    intents = {r["prompt"]: r["expect"] for r in _rows(DATA / "intents.jsonl")}
+    return [{"question": m[1]["content"], "expect": intents[m[1]["content"]]}
+            for m in (r["messages"] for r in _rows(DATA / "train.jsonl")) if len(m) == 3]
+
+
+def onpolicy_pairs(sft: str, out: Path, console) -> Path:
+    """Pairs of the supervised model's own answers to its training prompts (``tunery eval pairs`` with the
+    quickstart's checks; 4 samples at temperature 0.6, 128 tokens, seed 0, served at int8)."""
+    from tunery import quickstart as qs
+    from tunery.chat import GenerationParams
+    from tunery.evals import parse_evaluators
+    from tunery.evals.pairs import make_pairs, write_pairs
+    from tunery.serving.resolve import get_chat_model
+
+    checks = parse_evaluators([spec for spec, _, _ in qs.CHECKS if not spec.startswith("style_similarity")])
+    t0 = time.perf_counter()
+    report = make_pairs(get_chat_model(sft, precision="int8"), training_prompts(), checks,
+                        system=qs.system_message(), samples=4, params=GenerationParams(temperature=0.6, max_tokens=128))
+    write_pairs(report, out)
+    console.print(f"on-policy pairs: {report.to_dict()} in {time.perf_counter() - t0:.0f} s -> {out}")
+    return out
+
+
+def dpo_model(start: str, hp: dict, pairs: Path = PREFS) -> tuple[dict, float]:
     from tunery.data import files
     from tunery.jobs import create_job
 
-    train, valid = files.create_from_path(PREFS, "fine-tune"), files.create_from_path(PREFS_VALID, "fine-tune")
+    train, valid = files.create_from_path(pairs, "fine-tune"), files.create_from_path(PREFS_VALID, "fine-tune")
     t0 = time.perf_counter()
     job = create_job(model=start, training_file=train.id, validation_file=valid.id, seed=42, suffix="travel-dpo",
                      method={"type": "dpo", "dpo": {"hyperparameters": hp}})
@@ -141,6 +169,7 @@ def quality(args) -> None:
 
     from tunery import quickstart as qs
     from tunery.evals.terminal import headline_table
+    from tunery.home import home
     from tunery.models import ensure
 
     console = Console(width=140)
@@ -149,7 +178,8 @@ def quality(args) -> None:
     console.print(f"supervised: {sft}" + (f" (trained in {sft_seconds:.0f} s)" if sft_seconds else " (reused)"))
     hp = {k: v for k, v in (("beta", args.beta), ("n_epochs", args.epochs),
                             ("learning_rate_multiplier", args.lr_multiplier)) if v != "auto"}
-    job, seconds = dpo_model(sft, hp)
+    pairs = onpolicy_pairs(sft, home().root / "onpolicy-pairs.jsonl", console) if args.onpolicy else PREFS
+    job, seconds = dpo_model(sft, hp, pairs)
     dpo = job["fine_tuned_model"]
     from tunery.jobs import metrics
 
@@ -325,6 +355,9 @@ def main() -> None:
     ap.add_argument("--questions", type=int, default=None, help="quality: the first N held-out questions only "
                                                                "(both kinds alternate; default all 66)")
     ap.add_argument("--pairs", type=int, default=None, help="throughput: the first N pairs only (default all 64)")
+    ap.add_argument("--onpolicy", action="store_true", help="quality: train DPO on pairs of the supervised "
+                                                            "model's own answers (`tunery eval pairs`) instead of "
+                                                            "the bundled pairs")
     ap.add_argument("--system", choices=["tunery", "trl"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     args.precision = args.precision or ["fp32"]
