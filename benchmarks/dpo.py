@@ -6,7 +6,7 @@ seed 42; reused when this home already holds it), then a DPO job from it on the 
 preference pairs (``examples/travel/preferences.jsonl``, held out: ``preferences-validation.jsonl``),
 both run as jobs through the job system. With ``--onpolicy`` the DPO job trains instead on pairs of
 the supervised model's own answers to its training prompts, judged by the quickstart's checks
-(``tunery eval pairs``, see ``tunery.evals.pairs``). Then, supervised vs supervised+DPO on the held-out
+(``tunery eval pairs``, see ``tunery.evals.onpolicy``). Then, supervised vs supervised+DPO on the held-out
 questions with the quickstart's checks (greedy, the travel system message): no specific
 recommendation on ``decline`` questions, over-refusal on ``answer`` questions, ends with a
 question, style similarity; the loss on the supervised validation file's answers (style loss);
@@ -99,7 +99,7 @@ def onpolicy_pairs(sft: str, out: Path, console) -> Path:
     from tunery import quickstart as qs
     from tunery.chat import GenerationParams
     from tunery.evals import parse_evaluators
-    from tunery.evals.pairs import make_pairs, write_pairs
+    from tunery.evals.onpolicy import make_pairs, write_pairs
     from tunery.serving.resolve import get_chat_model
 
     checks = parse_evaluators([spec for spec, _, _ in qs.CHECKS if not spec.startswith("style_similarity")])

@@ -228,3 +228,15 @@ def test_a_subset_or_headline_that_matches_nothing_fails_before_generation():
     with pytest.raises(InvalidInput, match="names metric 'refuses'"):
         run_eval(LABELLED, {"base": base}, [EndsWithQuestion()], headline=[Headline("x", "refuses")], write=False)
     assert base.calls == []
+
+
+def test_a_seed_column_seeds_its_row_and_a_bad_one_is_refused(tunery_home):
+    model = ScriptedChatModel(name="m", replies=["Spring. When can you go?"])
+    params = GenerationParams(temperature=0.7, max_tokens=16)
+    run_eval([{"question": "When?", "seed": 11}, {"question": "Where?"}], {"m": model}, [EndsWithQuestion()],
+             params=params, write=False)
+    assert [p.seed for _, p in model.calls] == [11, None]
+    for bad in (True, 1.5, "3", -1):
+        with pytest.raises(InvalidInput, match="column 'seed' must be a whole number"):
+            run_eval([{"question": "When?", "seed": bad}], {"m": model}, [EndsWithQuestion()], params=params,
+                     write=False)

@@ -1,7 +1,8 @@
-"""`tunery eval run|list` and `tunery compare`: thin maps onto ``tunery.evals``."""
+"""`tunery eval run|list|pairs` and `tunery compare`: thin maps onto ``tunery.evals``."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -81,7 +82,8 @@ def eval_group() -> None:
 
 @eval_group.command("run")
 @click.option("--data", "data", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="JSONL file, one question per line (other columns, e.g. ground_truth, feed evaluators).")
+              help="JSONL file, one question per line (other columns, e.g. ground_truth, feed evaluators; an "
+                   "integer 'seed' column seeds that row's sampling).")
 @click.option("--model", "-m", "models", required=True, multiple=True,
               help="Model to evaluate, repeatable: a tunery model or deployment, or NAME@http://host/v1.")
 @_common_options
@@ -182,10 +184,19 @@ def pairs_cmd(data: Path, model: str, evaluators: tuple[str, ...], output: Path,
         -e 'answers[expect=answer]' -e ends_with_question -o pairs.jsonl
       tunery finetune pairs.jsonl --method dpo -m ft:smollm2-135m-instruct:travel:ID
     """
-    from tunery.chat import GenerationParams
-    from tunery.evals import load_questions, parse_evaluators
-    from tunery.evals.pairs import RAN_ON, make_pairs, write_pairs
+    from rich.markup import escape
 
+    from tunery.chat import GenerationParams
+    from tunery.data.validate import MIN_TRAINING_EXAMPLES
+    from tunery.errors import InvalidInput
+    from tunery.evals import load_questions, parse_evaluators
+    from tunery.evals.onpolicy import RAN_ON, make_pairs, write_pairs
+
+    inputs = [p.resolve() for p in (data, system_from) if p is not None]
+    if output.resolve() in inputs:
+        raise InvalidInput(f"the output would overwrite the input {output}", param="output", hint="choose another -o")
+    if not output.resolve().parent.is_dir() or not os.access(output.resolve().parent, os.W_OK):
+        raise InvalidInput(f"cannot write {output}: its folder does not exist or is not writable", param="output")
     questions = load_questions(data, question_key)[:limit]
     evals = parse_evaluators(evaluators)
     sys_msg = _system(system, system_from)
@@ -200,15 +211,22 @@ def pairs_cmd(data: Path, model: str, evaluators: tuple[str, ...], output: Path,
     if as_json:
         print_json(report.to_dict() | {"output": str(output)})
         return
-    answers = report.questions * samples
-    console.print(f"{answers} answers to {report.questions} questions: {report.passed} passed every check")
+    counts = report.to_dict()
+    console.print(f"{counts['answers']} answers to {report.questions} questions: {report.passed} passed every check",
+                  markup=False)
     for check, count in report.failures.most_common():
         console.print(f"  failed {check}: {count}" if check != RAN_ON else f"  {check}: {count}", markup=False)
+    for count, what in ((report.unscored, "an evaluator could not score"), (report.empty, "empty")):
+        if count:
+            console.print(f"  left out, {what}: {count}", markup=False)
     console.print(f"{report.all_passed} question(s) answered well every time, {report.no_passing} with no good "
                   "answer to prefer (no pair from either)")
-    console.print(f"wrote {len(report.pairs)} pair(s) to {output}")
-    if report.pairs:
-        console.print(f"next: [bold]tunery finetune {output} --method dpo -m {model}[/]")
+    console.print(f"wrote {len(report.pairs)} pair(s) to {escape(str(output))}")
+    if len(report.pairs) >= MIN_TRAINING_EXAMPLES:
+        console.print(f"next: [bold]tunery finetune {escape(str(output))} --method dpo -m {escape(model)}[/]")
+    elif report.pairs:
+        console.print(f"[yellow]{len(report.pairs)} pair(s)[/]: a DPO job needs at least {MIN_TRAINING_EXAMPLES}; "
+                      "ask more questions or sample more answers (--samples, --per-question)")
     else:
         console.print("[yellow]no pairs[/]: sample more answers (--samples), or the checks found nothing to fix")
 

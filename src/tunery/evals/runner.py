@@ -39,11 +39,11 @@ def _messages(system: str | None, question: str) -> list[ChatMessage]:
 def _row_params(params: GenerationParams, row: Mapping[str, Any]) -> GenerationParams:
     """The settings a row is asked with: a row that carries ``tools`` (OpenAI function specs, as in
     a tool-calling training file) sends them with its request, so the model may call them; a row
-    with an integer ``seed`` samples with that seed (``evals.pairs`` asks one question several
+    with a ``seed`` (a whole number, checked by ``_validate``) samples with that seed (``evals.onpolicy`` asks one question several
     times, each with its own)."""
     if row.get("tools") is not None:
         params = replace(params, tools=tuple(row["tools"]))
-    return replace(params, seed=row["seed"]) if isinstance(row.get("seed"), int) else params
+    return replace(params, seed=row["seed"]) if row.get("seed") is not None else params
 
 
 def _check_tools(questions: Sequence[Mapping[str, Any]], params: GenerationParams) -> None:
@@ -79,6 +79,10 @@ def _validate(questions: Sequence[Mapping[str, Any]], models: Mapping[str, ChatM
     for i, q in enumerate(questions, 1):
         if not isinstance(q.get(question_key), str) or not q[question_key].strip():
             raise InvalidInput(f"row {i} has no text in column {question_key!r}", param="question_key")
+        seed = q.get("seed")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+            raise InvalidInput(f"row {i}: column 'seed' must be a whole number >= 0 (it seeds that row's sampling), "
+                               f"not {seed!r}", param="data")
     _check_tools(questions, params)
     names = [e.name for e in evaluators]
     dup = next((n for n in names if names.count(n) > 1), None)

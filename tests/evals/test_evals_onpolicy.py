@@ -1,4 +1,4 @@
-"""On-policy preference pairs (``tunery.evals.pairs``, ``tunery eval pairs``) from scripted models:
+"""On-policy preference pairs (``tunery.evals.onpolicy``, ``tunery eval pairs``) from scripted models:
 which answers are preferred, which rejected, the seeds, the counts, and the refusals."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from tunery.chat import GenerationParams
 from tunery.data.preference import load_pairs
 from tunery.errors import InvalidInput
 from tunery.evals import EndsWithQuestion, parse_evaluators
-from tunery.evals.pairs import RAN_ON, make_pairs, write_pairs
+from tunery.evals.onpolicy import RAN_ON, make_pairs, write_pairs
 from tunery.serving.clients import ScriptedChatModel
 
 SYSTEM = "You are a travel assistant. Never recommend a hotel."
@@ -58,6 +58,14 @@ def test_per_question_caps_the_pairs_and_the_same_seed_gives_the_same_pairs(tune
     again = make_pairs(scripted(replies), QUESTIONS, parse_evaluators(CHECKS), samples=3, per_question=1,
                        params=PARAMS, seed=7)
     assert len(one.pairs) == 1 and one.pairs == again.pairs
+    # which failing answer is kept is the seed's choice, and the seed reaches the sampling
+    assert one.pairs[0]["non_preferred_output"][0]["content"] == NAMES
+    other = make_pairs(scripted(replies), QUESTIONS, parse_evaluators(CHECKS), samples=3, per_question=1,
+                       params=PARAMS, seed=3)
+    assert other.pairs[0]["non_preferred_output"][0]["content"] == NO_QUESTION
+    model = scripted(replies)
+    make_pairs(model, QUESTIONS, parse_evaluators(CHECKS), samples=3, params=PARAMS, seed=7)
+    assert [p.seed for _, p in model.calls][:2] == [7 * 1_000_003, 7 * 1_000_003 + 1]
     assert one.pairs[0]["input"]["messages"] == [{"role": "user", "content": QUESTIONS[0]["question"]}]
 
 
@@ -65,7 +73,8 @@ def test_an_answer_cut_at_the_token_limit_is_rejected_and_no_good_answer_means_n
     long = "Rome has " + "many " * 80 + "dishes?"
     # the food question: one answer runs on, one passes; the hotel question: every answer names one
     model = scripted([NAMES, long, NO_QUESTION, FOOD[0]])
-    report = make_pairs(model, QUESTIONS, parse_evaluators(CHECKS), samples=2, params=PARAMS)
+    checks = parse_evaluators(["recommends[expect=decline]", "refuses[expect=answer]"])  # the length alone rejects
+    report = make_pairs(model, QUESTIONS, checks, samples=2, params=PARAMS)
     assert [p["non_preferred_output"][0]["content"] for p in report.pairs] == [" ".join(long.split(" ")[:64])]
     assert report.pairs[0]["preferred_output"][0]["content"] == FOOD[0]
     assert report.no_passing == 1 and report.failures[RAN_ON] == 1
@@ -92,9 +101,21 @@ def test_settings_that_cannot_make_pairs_are_refused(tunery_home, kwargs, param)
     assert e.value.param == param
 
 
+def test_empty_answers_are_counted_and_left_out(tunery_home):
+    report = make_pairs(scripted(["", FOOD[0], DECLINES, FOOD[1]]), QUESTIONS, parse_evaluators(CHECKS), samples=2,
+                        params=PARAMS)
+    assert report.empty == 1 and report.unscored == 0 and report.pairs == [] and report.passed == 3
+
+
 def test_checks_are_needed_and_tool_rows_refused(tunery_home):
     with pytest.raises(InvalidInput, match="at least one evaluator"):
         make_pairs(scripted(["x"]), QUESTIONS, [], params=PARAMS)
+    # a score with no pass or fail cannot pick the preferred answer: refused before anything is asked
+    model = scripted(["x"])
+    with pytest.raises(InvalidInput, match="no pass or fail") as e:
+        make_pairs(model, [{**q, "ground_truth": "Rome"} for q in QUESTIONS], parse_evaluators(["bleu"]),
+                   params=PARAMS)
+    assert "threshold" in e.value.hint and model.calls == []
     tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
     with pytest.raises(InvalidInput, match="row 2 carries tools"):
         make_pairs(scripted(["x"]), [QUESTIONS[0], {**QUESTIONS[1], "tools": tools}], [EndsWithQuestion()],
@@ -116,10 +137,18 @@ def test_the_cli_writes_the_pairs_and_counts_what_it_saw(tunery_home, tmp_path, 
     assert result.exit_code == 0, result.output
     assert "6 answers to 2 questions: 4 passed every check" in result.output
     assert "failed recommends[expect=decline]: 2" in result.output  # the subset is shown, not taken for markup
-    assert "wrote 2 pair(s)" in result.output and "tunery finetune" in result.output
+    assert "wrote 2 pair(s)" in result.output
     assert len(out.read_text().splitlines()) == 2
     result = CliRunner().invoke(cli, [*args, "--json"])
     assert json.loads(result.output)["pairs"] == 2
+    # an output that would overwrite the input is refused before anything is asked
+    result = CliRunner().invoke(cli, [*args[:-len(CHECKS) * 2 - 2], "-o", str(data),
+                                      *[a for c in CHECKS for a in ("-e", c)]])
+    assert isinstance(result.exception, InvalidInput) and "overwrite the input" in result.exception.message
+    assert data.read_text().count("\n") == 2
+    # two pairs are too few for a DPO job: the next step says so instead of suggesting one
+    result = CliRunner().invoke(cli, args)
+    assert "needs at least 10" in result.output
     # greedy sampling is refused by the option itself
     result = CliRunner().invoke(cli, [*args, "--temperature", "0"])
     assert result.exit_code == 2 and "temperature" in result.output

@@ -12,7 +12,9 @@ checks the right way (benchmarks/RESULTS.md, "Preference fine-tuning", run I).
 An answer *fails* when an evaluator that applies to its row gives it ``passed: False`` (a scale
 evaluator passes or fails by its threshold: ``answers`` by its calibrated cosine), or when it ran
 to the token limit (``finish_reason: "length"``); it *passes* when it fails nothing. An answer an
-evaluator could not score (a judge that gave no rating) is neither.
+evaluator could not score (a judge that gave no rating), and an empty answer, are neither: they are
+counted and left out. An evaluator that scores without passing or failing (``bleu`` with no
+``threshold``) cannot decide a pair and is refused before any sampling.
 Each question gives at most ``per_question`` pairs, each with a different failing answer.
 """
 
@@ -23,6 +25,7 @@ import random
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tunery.chat import ChatModel, GenerationParams
@@ -41,12 +44,15 @@ class PairsReport:
     pairs: list[dict[str, Any]] = field(default_factory=list)
     failures: Counter = field(default_factory=Counter)  # check (or RAN_ON) -> answers failing it
     passed: int = 0  # answers that passed every check
+    unscored: int = 0  # answers an evaluator could not score: left out
+    empty: int = 0  # empty answers: left out
     no_passing: int = 0  # questions with a failing answer and none that passed: no pair
     all_passed: int = 0  # questions whose answers all passed: nothing to learn from them
 
     def to_dict(self) -> dict[str, Any]:
         return {"questions": self.questions, "samples": self.samples, "answers": self.questions * self.samples,
-                "passed": self.passed, "failures": dict(self.failures), "pairs": len(self.pairs),
+                "passed": self.passed, "failures": dict(self.failures), "unscored": self.unscored,
+                "empty": self.empty, "pairs": len(self.pairs),
                 "questions_without_a_passing_answer": self.no_passing,
                 "questions_all_passed": self.all_passed}
 
@@ -55,6 +61,11 @@ def _verdict(row: Mapping[str, Any]) -> list[str] | None:
     """The checks an answer failed ([] = passed every one), or None when a check left it unscored."""
     if any(s["score"] is None for s in row["scores"].values()):
         return None
+    undecided = next((m for m, s in row["scores"].items() if s["passed"] is None), None)
+    if undecided is not None:  # the up-front check missed an evaluator that scores without a verdict
+        raise InvalidInput(f"evaluator {undecided!r} gives a score but no pass or fail, so it cannot decide "
+                           "which answer of a pair is preferred", param="evaluator",
+                           hint="give it a threshold (e.g. bleu:threshold=0.3) or leave it out")
     failed = [m for m, s in row["scores"].items() if s["passed"] is False]
     return [*failed, RAN_ON] if row["finish_reason"] == "length" else failed
 
@@ -77,6 +88,11 @@ def make_pairs(model: ChatModel, questions: Sequence[Mapping[str, Any]], evaluat
     if not evaluators:
         raise InvalidInput("give at least one evaluator (e.g. recommends, refuses, ends_with_question): "
                            "the checks decide which answer of a pair is preferred", param="evaluator")
+    for e in evaluators:
+        if getattr(e, "threshold", 0) is None:
+            raise InvalidInput(f"evaluator {e.name!r} gives a score but no pass or fail, so it cannot decide which "
+                               "answer of a pair is preferred", param="evaluator",
+                               hint=f"give it a threshold ({e.kind}:threshold=0.3) or leave it out")
     for i, q in enumerate(questions, 1):
         if q.get("tools") is not None:
             raise InvalidInput(f"row {i} carries tools: pairs are made from plain answers only", param="data")
@@ -91,6 +107,8 @@ def make_pairs(model: ChatModel, questions: Sequence[Mapping[str, Any]], evaluat
         verdict = _verdict(r)
         text = r["answer"].strip()
         if verdict is None or not text:
+            out.unscored += verdict is None
+            out.empty += verdict is not None
             continue
         i = r["index"] % n
         out.failures.update(verdict)
@@ -116,9 +134,8 @@ def make_pairs(model: ChatModel, questions: Sequence[Mapping[str, Any]], evaluat
     return out
 
 
-def write_pairs(report: PairsReport, path) -> None:
+def write_pairs(report: PairsReport, path: Path) -> None:
     """The pairs as preference JSONL (OpenAI's format), written whole or not at all."""
     from tunery.home import atomic_write_text
 
     atomic_write_text(path, "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in report.pairs))
-
