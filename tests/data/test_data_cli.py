@@ -108,6 +108,13 @@ def test_scrub_writes_a_copy_and_check_exits_1(tmp_path: Path):
 def test_scrub_needs_an_output(tmp_path: Path, good: Path):
     result = invoke("scrub", str(good))
     assert isinstance(result.exception, InvalidInput) and "-o OUT" in str(result.exception)
+
+
+def test_scrub_refuses_to_write_over_its_input(good: Path):
+    before = good.read_bytes()
+    result = invoke("scrub", str(good), "-o", str(good.parent / "." / good.name))
+    assert isinstance(result.exception, InvalidInput) and "overwrite the input" in str(result.exception)
+    assert good.read_bytes() == before
     same = invoke("scrub", str(good), "-o", str(good))
     assert isinstance(same.exception, InvalidInput)
 

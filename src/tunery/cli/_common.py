@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import click
@@ -58,6 +59,14 @@ def precision_option(what: str, *, process_default: bool = False) -> Callable[[C
 
     return click.option("--precision", type=click.Choice(PRECISIONS), default=None, expose_value=False,
                         callback=set_precision, help=f"How {what} are served: {PRECISION_HELP} (TUNERY_PRECISION).")
+
+
+def refuse_overwrite(output: Path, *inputs: Path | None) -> None:
+    """Refuse an output file that is one of the command's inputs: writing it would destroy what is read."""
+    from tunery.errors import InvalidInput
+
+    if any(p is not None and p.exists() and output.resolve() == p.resolve() for p in inputs):
+        raise InvalidInput(f"the output would overwrite the input {output}", param="output", hint="choose another -o")
 
 
 def fail(message: str, code: int = 1) -> None:

@@ -9,7 +9,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from tunery.cli._common import console, err_console, print_json, status
+from tunery.cli._common import console, err_console, print_json, refuse_overwrite, status
 
 _FILE = click.Path(path_type=Path, dir_okay=True)
 
@@ -165,8 +165,8 @@ def scrub(file: Path, output: Path | None, check: bool, as_json: bool) -> None:
 
     if not check and output is None:
         raise InvalidInput("give an output file with -o OUT, or --check to only report", param="output")
-    if output is not None and output.exists() and output.resolve() == file.resolve():
-        raise InvalidInput("the output would overwrite the input", param="output", hint="choose another -o")
+    if output is not None:
+        refuse_overwrite(output, file)
     report = check_file(file) if check else scrub_file(file, output)
     if as_json:
         print_json(report.to_dict())

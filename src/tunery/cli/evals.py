@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from tunery.cli._common import console, precision_option, print_json
+from tunery.cli._common import console, precision_option, print_json, refuse_overwrite
 
 DEFAULT_COMPARE_EVALUATORS = ("recommends", "ends_with_question")
 
@@ -192,9 +192,7 @@ def pairs_cmd(data: Path, model: str, evaluators: tuple[str, ...], output: Path,
     from tunery.evals import load_questions, parse_evaluators
     from tunery.evals.onpolicy import RAN_ON, make_pairs, write_pairs
 
-    inputs = [p.resolve() for p in (data, system_from) if p is not None]
-    if output.resolve() in inputs:
-        raise InvalidInput(f"the output would overwrite the input {output}", param="output", hint="choose another -o")
+    refuse_overwrite(output, data, system_from)
     if not output.resolve().parent.is_dir() or not os.access(output.resolve().parent, os.W_OK):
         raise InvalidInput(f"cannot write {output}: its folder does not exist or is not writable", param="output")
     questions = load_questions(data, question_key)[:limit]

@@ -57,15 +57,19 @@ class PairsReport:
                 "questions_all_passed": self.all_passed}
 
 
+def _no_verdict(name: str, kind: str) -> InvalidInput:
+    return InvalidInput(f"evaluator {name!r} gives a score but no pass or fail, so it cannot decide which answer "
+                        "of a pair is preferred", param="evaluator",
+                        hint=f"give it a threshold (e.g. {kind}:threshold=0.3) or leave it out")
+
+
 def _verdict(row: Mapping[str, Any]) -> list[str] | None:
     """The checks an answer failed ([] = passed every one), or None when a check left it unscored."""
     if any(s["score"] is None for s in row["scores"].values()):
         return None
     undecided = next((m for m, s in row["scores"].items() if s["passed"] is None), None)
     if undecided is not None:  # the up-front check missed an evaluator that scores without a verdict
-        raise InvalidInput(f"evaluator {undecided!r} gives a score but no pass or fail, so it cannot decide "
-                           "which answer of a pair is preferred", param="evaluator",
-                           hint="give it a threshold (e.g. bleu:threshold=0.3) or leave it out")
+        raise _no_verdict(undecided, "bleu")
     failed = [m for m, s in row["scores"].items() if s["passed"] is False]
     return [*failed, RAN_ON] if row["finish_reason"] == "length" else failed
 
@@ -90,9 +94,7 @@ def make_pairs(model: ChatModel, questions: Sequence[Mapping[str, Any]], evaluat
                            "the checks decide which answer of a pair is preferred", param="evaluator")
     for e in evaluators:
         if getattr(e, "threshold", 0) is None:
-            raise InvalidInput(f"evaluator {e.name!r} gives a score but no pass or fail, so it cannot decide which "
-                               "answer of a pair is preferred", param="evaluator",
-                               hint=f"give it a threshold ({e.kind}:threshold=0.3) or leave it out")
+            raise _no_verdict(e.name, e.kind)
     for i, q in enumerate(questions, 1):
         if q.get("tools") is not None:
             raise InvalidInput(f"row {i} carries tools: pairs are made from plain answers only", param="data")

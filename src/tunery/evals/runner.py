@@ -39,8 +39,8 @@ def _messages(system: str | None, question: str) -> list[ChatMessage]:
 def _row_params(params: GenerationParams, row: Mapping[str, Any]) -> GenerationParams:
     """The settings a row is asked with: a row that carries ``tools`` (OpenAI function specs, as in
     a tool-calling training file) sends them with its request, so the model may call them; a row
-    with a ``seed`` (a whole number, checked by ``_validate``) samples with that seed (``evals.onpolicy`` asks one question several
-    times, each with its own)."""
+    with a ``seed`` (a whole number, checked by ``_validate``) samples with that seed
+    (``evals.onpolicy`` asks one question several times, each with its own)."""
     if row.get("tools") is not None:
         params = replace(params, tools=tuple(row["tools"]))
     return replace(params, seed=row["seed"]) if row.get("seed") is not None else params
