@@ -10,6 +10,9 @@ tokens/s of a ``json_schema`` request against the same request unconstrained; th
 every returned call and document checked against its schema.
 
     .venv/bin/python benchmarks/constrained.py [--model PATH] [--steps 64] [--runs 2] [--skip-library]
+
+Needs the ``[bench]`` extra (the grammar libraries compared). Without ``--model`` it pulls the
+default model into ``TUNERY_HOME`` (a temporary home when unset) and uses that.
 """
 
 from __future__ import annotations
@@ -151,7 +154,7 @@ def _tokens_per_s(model, messages, params, runs=3):
     return (tokens - 1) / max(1e-9, best_full - best_one), tokens
 
 
-def engines_table(model_dir: Path, speed: bool = True) -> None:
+def engines_table(model_dir: Path, speed: bool = True, register_folder: bool = True) -> None:
     import jsonschema
 
     from tunery.chat import ChatMessage, GenerationParams, Role
@@ -159,8 +162,9 @@ def engines_table(model_dir: Path, speed: bool = True) -> None:
     from tunery.models import ModelRecord, register
     from tunery.serving.local import LocalChatModel
 
-    register(ModelRecord(id="smollm2-135m-instruct", kind="base", path=model_dir, source="folder",
-                         meta={"catalog": "smollm2-135m-instruct", "context_length": 8192}), replace=True)
+    if register_folder:
+        register(ModelRecord(id="smollm2-135m-instruct", kind="base", path=model_dir, source="folder",
+                             meta={"catalog": "smollm2-135m-instruct", "context_length": 8192}), replace=True)
     fmt = {"type": "json_schema", "json_schema": {"name": "trip", "schema": SCHEMA, "strict": True}}
     ask = [ChatMessage(Role.USER, PROMPT)]
     print("\n## Engines: decode tokens per CPU second, json_schema vs unconstrained (same prompt, greedy, "
@@ -215,7 +219,8 @@ def engines_table(model_dir: Path, speed: bool = True) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", type=Path, default=Path("/tmp/th1/models/smollm2-135m-instruct"))
+    ap.add_argument("--model", type=Path, default=None,
+                    help="a SmolLM2-135M-Instruct folder (default: pulled into TUNERY_HOME)")
     ap.add_argument("--steps", type=int, default=64)
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--skip-library", action="store_true")
@@ -223,10 +228,15 @@ def main() -> None:
     ap.add_argument("--skip-speed", action="store_true", help="of the engines, only check validity")
     args = ap.parse_args()
     os.environ.setdefault("TUNERY_HOME", tempfile.mkdtemp(prefix="tunery-bench-"))
+    pulled = args.model is None
+    if pulled:
+        from tunery.models.pull import pull
+
+        args.model = pull("smollm2-135m-instruct").path
     if not args.skip_library:
         library_table(args.model, args.steps, args.runs)
     if not args.skip_engines:
-        engines_table(args.model, speed=not args.skip_speed)
+        engines_table(args.model, speed=not args.skip_speed, register_folder=not pulled)
 
 
 if __name__ == "__main__":

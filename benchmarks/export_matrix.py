@@ -11,6 +11,7 @@ threads (PyTorch's intra-op pool, ONNX Runtime's, llama.cpp's n_threads).
     python benchmarks/export_matrix.py --model smollm2-135m-instruct --data held-out.jsonl
 
 Exports go to --work (reused on later runs). A timing, not a test: run it on a quiet machine.
+Needs the ``[bench]`` extra (llama-cpp-python, gguf).
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from pathlib import Path
 import numpy as np
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "travel-finetune.jsonl"
+BUNDLED = Path(__file__).resolve().parents[1] / "src" / "tunery" / "examples" / "travel" / "validation.jsonl"
+"""The held-out data: the workspace's reference file the RESULTS figures used, else the bundled one."""
+DEFAULT_DATA = SHARED if SHARED.is_file() else BUNDLED
 PROMPT = [{"role": "system", "content": "You are an AI travel assistant that helps people plan their trips."},
           {"role": "user", "content": "I am planning a trip to Rome in the spring. What are the top sights I "
                                       "should see, and how many days do I need?"}]
@@ -188,7 +192,9 @@ class LlamaCppRuntime(Runtime):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", help="model, fine-tune or checkpoint (default: newest fine-tune of the default model)")
-    ap.add_argument("--data", type=Path, default=SHARED, help="held-out chat JSONL for the validation loss")
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                    help="held-out chat JSONL for the validation loss (default: ../shared/data/travel-finetune.jsonl "
+                    "where present, else the bundled validation.jsonl)")
     ap.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "tunery-export-matrix")
     ap.add_argument("--tokens", type=int, default=60)
     ap.add_argument("--threads", type=int, default=2, help="CPU threads for every runtime")

