@@ -114,3 +114,29 @@ def test_cli_version_help_and_clean_errors(tunery_home):
     assert r.returncode == 1 and "Traceback" not in r.stderr and "unknown model 'nope'" in r.stderr
     r = _cli("models", "list", home_dir=tunery_home)
     assert r.returncode == 0 and "tunery models pull" in r.stdout
+
+
+def test_root_help_is_each_commands_own_first_sentence():
+    """``tunery --help`` lists HELP (so it need not import every command); it must say what the
+    commands' own docstrings say."""
+    import click
+
+    from tunery.cli.main import COMMANDS, HELP, cli
+
+    ctx = click.Context(cli)
+    assert set(HELP) == set(COMMANDS)
+    for name in COMMANDS:
+        assert HELP[name] == cli.get_command(ctx, name).get_short_help_str(limit=1000), name
+
+
+def test_group_help_wraps_command_summaries_instead_of_cutting_them():
+    from click.testing import CliRunner
+
+    from tunery.cli.main import cli
+
+    for group in ("models", "data", "jobs", "flow", "run", "eval"):
+        out = CliRunner().invoke(cli, [group, "--help"], terminal_width=80).output
+        commands = out.split("Commands:")[1]
+        assert "..." not in commands, (group, commands)
+    out = CliRunner().invoke(cli, ["jobs", "--help"], terminal_width=80).output
+    assert "until it ends." in " ".join(out.split())

@@ -24,9 +24,11 @@ def _pairs(path: Path, n: int = 10) -> Path:
 def test_dpo_request_from_the_cli_and_formats_checked(tiny_model, chat_file, tmp_path):
     pairs = str(_pairs(tmp_path / "pairs.jsonl"))
     r = CliRunner().invoke(cli, ["finetune", pairs, "--model", "tiny-random", "--method", "dpo", "--beta", "0.3",
-                                 "--n-epochs", "1", "--seed", "2"])
+                                 "--n-epochs", "1", "--seed", "2", "--suffix", "pref"])
     assert r.exit_code == 0, r.output
     job = list_jobs(limit=1)[0][0]
+    shown = CliRunner().invoke(cli, ["jobs", "show", job["id"]]).output
+    assert " suffix  pref" in shown and " method  dpo" in shown, shown
     stored = db.loads(db.query("SELECT config FROM jobs WHERE id=?", (job["id"],))[0]["config"])
     assert stored["method"] == {"type": "dpo", "dpo": {"hyperparameters": {
         "n_epochs": 1, "batch_size": "auto", "learning_rate_multiplier": "auto", "beta": 0.3}}}

@@ -17,6 +17,27 @@ console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 
+class Group(click.Group):
+    """A command group whose command list shows each command's whole first sentence, wrapped to the
+    terminal, where click cuts it at the column with "...". Its subgroups are of this class too."""
+
+    group_class = type
+
+    def command_summaries(self, ctx: click.Context) -> list[tuple[str, str]]:
+        rows = []
+        for name in self.list_commands(ctx):
+            cmd = self.get_command(ctx, name)
+            if cmd is not None and not cmd.hidden:
+                rows.append((name, cmd.get_short_help_str(limit=1000)))
+        return rows
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = self.command_summaries(ctx)
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
 def quiet_libraries() -> None:
     """Silence the download/loading progress bars and warnings that third-party libraries print."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")

@@ -9,14 +9,14 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from tunery.cli._common import console, err_console, print_json, refuse_overwrite, status
+from tunery.cli._common import Group, console, err_console, print_json, refuse_overwrite, status
 
 _FILE = click.Path(path_type=Path, dir_okay=True)
 
 
-@click.group()
+@click.group(cls=Group)
 def data() -> None:
-    """Validate, inspect, scrub and split chat JSONL training data.
+    """Validate, inspect, scrub, split and synthesize chat and preference JSONL training data.
 
     \b
     Each line of a file is one example in the OpenAI/Azure chat format:
@@ -212,7 +212,7 @@ def split(file: Path, validation_fraction: float, seed: int, prefix: str | None,
 @click.option("--teacher", required=True, metavar="MODEL_OR_ENDPOINT",
               help="The teacher: a tunery model or deployment, or MODEL@http(s)://host/v1 for any "
                    "OpenAI-compatible endpoint (key from OPENAI_API_KEY or TUNERY_ENDPOINT_API_KEY).")
-@click.option("--system", default=None, help="The system message the examples are written under.")
+@click.option("--system", default=None, help="The system message the examples are written under (this or --system-from is required).")
 @click.option("--system-from", type=_FILE, default=None, help="Take the system message from a chat JSONL file.")
 @click.option("--topics", type=_FILE, required=True, help="Topics, one per line (or JSONL with 'topic').")
 @click.option("--n", "n", type=click.IntRange(min=1), required=True, help="Examples to generate.")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from tunery.cli._common import console, precision_option, print_json, refuse_overwrite
+from tunery.cli._common import Group, console, precision_option, print_json, refuse_overwrite
 
 DEFAULT_COMPARE_EVALUATORS = ("recommends", "ends_with_question")
 
@@ -75,9 +75,9 @@ def _common_options(f):
     return f
 
 
-@click.group("eval")
+@click.group("eval", cls=Group)
 def eval_group() -> None:
-    """Evaluate models on a dataset and write a report."""
+    """Evaluate models on a dataset and write a report; make DPO pairs from a model's own answers."""
 
 
 @eval_group.command("run")
@@ -166,7 +166,7 @@ def list_cmd() -> None:
               help="Seed of the sampling and of the pairing: the same seed, model and data give the same pairs.")
 @click.option("--limit", type=click.IntRange(1), help="Use only the first N questions.")
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
-@precision_option("the model")
+@precision_option("local models")
 def pairs_cmd(data: Path, model: str, evaluators: tuple[str, ...], output: Path, system: str | None,
               system_from: Path | None, question_key: str, samples: int, per_question: int, temperature: float,
               max_tokens: int, seed: int, limit: int | None, as_json: bool) -> None:
@@ -244,12 +244,14 @@ def compare(base: str, fine_tuned: str, questions_file: Path, system: str | None
     Both models answer the same questions with the same system message; the terminal shows the
     answers side by side with a mark per check, and the metric deltas (fine-tuned minus base).
     The same report is written as HTML. Without -e, the checks are: recommends (no specific
-    hotel/flight/rental car/restaurant) and ends_with_question.
+    hotel/flight/rental car/restaurant) and ends_with_question; any -e replaces them (repeat -e
+    for each check wanted, the defaults included).
 
     \b
     Example:
       tunery compare smollm2-135m-instruct my-tuned --questions questions.jsonl \\
-        --system-from train.jsonl -e style_similarity:file=train.jsonl
+        --system-from train.jsonl -e recommends -e ends_with_question \\
+        -e style_similarity:file=train.jsonl
     """
     from tunery.chat import GenerationParams
     from tunery.evals import compare_models, load_questions, parse_evaluators, render_terminal_table

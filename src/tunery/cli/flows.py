@@ -14,7 +14,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from tunery.cli._common import console, err_console, print_json, print_list
+from tunery.cli._common import Group, console, err_console, print_json, print_list
 
 _GREEDY = ("--inputs", "--column-mapping", "--connections")
 
@@ -78,16 +78,16 @@ _flow_opt = click.option("--flow", "flow_path", required=True, type=click.Path(p
 _variant_opt = click.option("--variant", help="Use another variant of a node, e.g. '${summarize.variant_1}'.")
 _conn_opt = click.option("--connections", "connections", multiple=True, metavar="NODE.KEY=VALUE",
                          help="Override an llm node's connection, deployment_name or model, e.g. "
-                         "classify.deployment_name=smollm2-135m-instruct.")
+                         "classify.deployment_name=travel-tuned.")
 _default_model_opt = click.option("--default-model", help="Model answering deployment names tunery does not know "
                                   "(default: $TUNERY_FLOW_DEFAULT_MODEL or smollm2-135m-instruct).")
 
 
 # ---- tunery flow ---------------------------------------------------------------------------
 
-@click.group()
+@click.group(cls=Group)
 def flow() -> None:
-    """Test and validate prompt flows (Prompt flow's flow.dag.yaml)."""
+    """Test, validate and manage prompt flows (Prompt flow's flow.dag.yaml) and their connections."""
 
 
 @flow.command()
@@ -171,7 +171,9 @@ def set_default_variant_cmd(flow_path: Path, node: str, variant: str) -> None:
 @flow.command()
 @click.argument("dest", type=click.Path(path_type=Path), default=Path("flows"))
 def examples(dest: Path) -> None:
-    """Copy the bundled example flows (classification, summarization, evaluation) into DEST."""
+    """Copy the bundled example flows (classification, summarization, evaluation) into DEST.
+
+    DEST defaults to ./flows and must be empty or new."""
     import tunery
 
     src = Path(tunery.__file__).parent / "examples" / "flows"
@@ -223,13 +225,14 @@ def connection_remove(name: str) -> None:
 
 # ---- tunery run ----------------------------------------------------------------------------
 
-@click.group()
+@click.group(cls=Group)
 def run() -> None:
     """Batch-run flows over JSONL data; inspect, compare and visualize runs."""
 
 
 @run.command(cls=_PairsCommand)
-@click.option("--file", "-f", "run_file", type=click.Path(path_type=Path), help="A run.yml with these fields.")
+@click.option("--file", "-f", "run_file", type=click.Path(path_type=Path), help="A run.yml (Prompt flow's run file: flow, data, column_mapping, variant, connections, "
+              "name, ...); an option given here overrides the file's field.")
 @click.option("--flow", "flow_path", help="The flow folder.")
 @click.option("--data", help="The JSONL (or CSV) data file.")
 @click.option("--column-mapping", multiple=True, metavar="INPUT=${data.COL}",
@@ -386,7 +389,8 @@ def logs(name: str) -> None:
 
 @run.command()
 @click.option("--names", "--name", "-n", "names", required=True, help="Runs to compare, comma-separated: a,b,c.")
-@click.option("--html-path", type=click.Path(path_type=Path), help="Where to write the page.")
+@click.option("--html-path", type=click.Path(path_type=Path),
+              help="Where to write the page (default: TUNERY_HOME/reports/visualize-NAMES-TIME.html).")
 @click.option("--no-open", is_flag=True, help="Do not open the page in a browser.")
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison data as JSON instead.")
 def visualize(names: str, html_path: Path | None, no_open: bool, as_json: bool) -> None:

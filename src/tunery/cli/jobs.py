@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from tunery.cli._common import console, err_console, print_json, print_list, threads_option
+from tunery.cli._common import Group, console, err_console, print_json, print_list, threads_option
 from tunery.errors import InvalidInput, invalid_request, validation_param
 from tunery.jobs.spec import FineTuneRequest
 from tunery.models.catalog import DEFAULT_MODEL
@@ -31,10 +31,11 @@ _PATHS = {FineTuneRequest: "", Hyperparameters: "hyperparameters.", DPOHyperpara
           LoraSpec: "lora."}
 
 
-def _spec_option(flag: str, model: type, field: str, *decls: str, note: str = "", **kw):
-    """An option setting the request's ``field`` of ``model``: its help is that field's description."""
+def _spec_option(flag: str, model: type, field: str, *decls: str, note: str = "", usage: str = "", **kw):
+    """An option setting the request's ``field`` of ``model``: its help is that field's description,
+    after ``usage`` (how the option spells a value where the request's JSON spells it otherwise)."""
     _FLAGS[_PATHS[model] + field] = flag
-    return click.option(flag, *decls, help=model.model_fields[field].description + note, **kw)
+    return click.option(flag, *decls, help=usage + model.model_fields[field].description + note, **kw)
 
 
 def _flag(param: str | None) -> str | None:
@@ -81,21 +82,22 @@ def _names(ctx, param, text: str | None) -> list[str] | None:
 @click.option("--method", type=click.Choice(["supervised", "dpo", "lora", "full"]), default="supervised",
               show_default=True, help="supervised (chat examples) or dpo (preference pairs: input, preferred_output, "
                                       "non_preferred_output). lora or full: the older spelling of --training-method.")
-@_spec_option("--training-method", FineTuneRequest, "training_method", type=click.Choice(["lora", "full"]))
+@_spec_option("--training-method", FineTuneRequest, "training_method", type=click.Choice(["lora", "full"]),
+              note=" Default: lora.")
 @_spec_option("--beta", DPOHyperparameters, "beta", default="auto", show_default=True, note=" With --method dpo.")
 @_spec_option("--lora-r", LoraSpec, "r", type=int)
 @_spec_option("--lora-alpha", LoraSpec, "alpha", type=int)
 @_spec_option("--lora-dropout", LoraSpec, "dropout", type=float)
 @_spec_option("--lora-target-modules", LoraSpec, "target_modules", callback=_names,
-              note=" Comma-separated here: q_proj,v_proj.")
+              usage="Comma-separated here: q_proj,v_proj. ")
 @_spec_option("--lora-layers", LoraSpec, "layers", callback=_layer_list,
-              note=" Here: 'all', or indices like '20-29' or '0,5,10'.")
+              usage="Here indices may be ranges: '20-29' or '0,5,10'. ")
 @_spec_option("--nproc-per-node", FineTuneRequest, "nproc_per_node", type=int)
 @_spec_option("--sharding", FineTuneRequest, "sharding", type=click.Choice(["auto", "ddp", "fsdp"]), default="auto",
               show_default=True)
 @_spec_option("--precision", FineTuneRequest, "precision", type=click.Choice(["auto", "fp32", "bf16"]),
               default="auto", show_default=True)
-@click.option("--wait/--no-wait", default=False, help="Train now and show progress until the job ends.")
+@click.option("--wait/--no-wait", default=False, show_default=True, help="Train now and show progress until the job ends.")
 @threads_option("CPU threads for training, in the worker this command starts (default: every CPU this "
                 "process may use; TUNERY_NUM_THREADS).")
 def finetune(training_file: Path, validation_file: Path | None, model: str, suffix: str | None, n_epochs: str,
@@ -241,14 +243,14 @@ def _summary(job: dict) -> None:
         console.print(f"[red]{job['error'].get('message')}[/]")
 
 
-@click.group()
+@click.group(cls=Group)
 def jobs() -> None:
     """List, follow, inspect and cancel fine-tuning jobs."""
 
 
 @jobs.command("list")
-@click.option("--limit", default=20, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1), help="Show the newest N jobs.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, as the HTTP API returns it.")
 def list_cmd(limit: int, as_json: bool) -> None:
     """List jobs, newest first."""
     from tunery.jobs import list_jobs
@@ -264,7 +266,7 @@ def list_cmd(limit: int, as_json: bool) -> None:
 
 @jobs.command()
 @click.argument("job_id")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, as the HTTP API returns it.")
 def show(job_id: str, as_json: bool) -> None:
     """Show a job: status, hyperparameters, model, error."""
     from tunery.jobs import get_job
@@ -273,15 +275,21 @@ def show(job_id: str, as_json: bool) -> None:
     if as_json:
         print_json(job)
         return
-    for k in ("id", "status", "model", "training_method", "fine_tuned_model", "training_file", "validation_file",
-              "hyperparameters", "seed", "suffix", "trained_tokens", "result_files", "error"):
-        console.print(f"[bold]{k:>17}[/]  {job.get(k)}")
+    method = (job.get("method") or {}).get("type", "supervised")
+    rows = {"id": job["id"], "status": job["status"], "model": job["model"], "method": method,
+            "training_method": job.get("training_method"), "fine_tuned_model": job.get("fine_tuned_model"),
+            "training_file": job.get("training_file"), "validation_file": job.get("validation_file"),
+            "hyperparameters": job.get("hyperparameters"), "seed": job.get("seed"),
+            "suffix": job.get("user_provided_suffix"), "trained_tokens": job.get("trained_tokens"),
+            "result_files": job.get("result_files"), "error": job.get("error")}
+    for k, v in rows.items():
+        console.print(f"[bold]{k:>17}[/]  {v}")
 
 
 @jobs.command()
 @click.argument("job_id")
-@click.option("--limit", default=50, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1), help="Show the last N events.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, as the HTTP API returns it.")
 def events(job_id: str, limit: int, as_json: bool) -> None:
     """Show a job's events, oldest first."""
     from tunery.jobs import list_events
@@ -299,7 +307,7 @@ def events(job_id: str, limit: int, as_json: bool) -> None:
 
 @jobs.command()
 @click.argument("job_id")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, as the HTTP API returns it.")
 def checkpoints(job_id: str, as_json: bool) -> None:
     """List a job's checkpoints; each is usable as a model name."""
     from tunery.jobs import list_checkpoints

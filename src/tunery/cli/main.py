@@ -8,6 +8,8 @@ import importlib.util
 
 import click
 
+from tunery.cli._common import Group
+
 # command name -> "module:attribute"; each module is a thin map onto one library area
 COMMANDS: dict[str, str] = {
     "version": "tunery.cli.misc:version",
@@ -29,28 +31,32 @@ COMMANDS: dict[str, str] = {
     "quickstart": "tunery.cli.quickstart:quickstart",
 }
 
-HELP = {
-    "version": "Print tunery's version and its main libraries'.",
+HELP = {  # each command's own first sentence (tests/core/test_state.py keeps them equal)
+    "version": "Print tunery's version and the versions of the libraries it runs on.",
     "models": "List, pull, add and inspect base and fine-tuned models.",
-    "data": "Validate, inspect, scrub and split chat JSONL training data.",
-    "finetune": "Start a fine-tuning job on a chat JSONL file.",
+    "data": "Validate, inspect, scrub, split and synthesize chat and preference JSONL training data.",
+    "finetune": "Start a fine-tuning job on TRAINING_FILE (chat JSONL; preference pairs with --method dpo).",
     "jobs": "List, follow, inspect and cancel fine-tuning jobs.",
-    "worker": "Run a standalone job worker.",
-    "serve": "Serve the OpenAI-compatible API and the web studio.",
-    "deploy": "Deploy a model under a name, with an optional tokens-per-minute limit.",
-    "deployments": "List and delete deployments.",
-    "chat": "Chat with a model in the terminal (streaming).",
-    "ask": "Ask a model one question and print the answer.",
-    "flow": "Test and validate prompt flows (flow.dag.yaml).",
+    "worker": "Run a job worker in the foreground: validates, trains, resumes interrupted jobs.",
+    "serve": "Serve the OpenAI-compatible API, the job worker and the web studio.",
+    "deploy": "Deploy MODEL (a base model, fine-tune, checkpoint, or an ONNX export folder) under a name.",
+    "deployments": "List, show and delete deployments.",
+    "chat": "Chat with MODEL in the terminal; answers stream as they are generated.",
+    "ask": "Ask MODEL one QUESTION and print the answer ('-' reads the question from stdin).",
+    "flow": "Test, validate and manage prompt flows (Prompt flow's flow.dag.yaml) and their connections.",
     "run": "Batch-run flows over JSONL data; inspect, compare and visualize runs.",
-    "eval": "Evaluate models on a dataset and write a report.",
+    "eval": "Evaluate models on a dataset and write a report; make DPO pairs from a model's own answers.",
     "compare": "Compare a base and a fine-tuned model side by side.",
-    "export": "Export a model to Hugging Face, ONNX or GGUF format.",
-    "quickstart": "Run the whole story: pull, validate, fine-tune, compare, serve.",
+    "export": "Export MODEL (a base model, fine-tuned model or checkpoint) to --format in -o DIR.",
+    "quickstart": "Pull, validate, fine-tune, compare with the base model, and serve the studio.",
 }
 
 
-class LazyGroup(click.Group):
+class LazyGroup(Group):
+    """The root group: a command's module is imported only when that command runs, so its summary
+    for ``tunery --help`` comes from HELP (a test keeps HELP equal to each command's own first
+    sentence)."""
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return [name for name in COMMANDS if self._available(name)]
 
@@ -66,11 +72,8 @@ class LazyGroup(click.Group):
         module, attr = target.split(":")
         return getattr(importlib.import_module(module), attr)
 
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        rows = [(name, HELP.get(name, "")) for name in self.list_commands(ctx)]
-        if rows:
-            with formatter.section("Commands"):
-                formatter.write_dl(rows)
+    def command_summaries(self, ctx: click.Context) -> list[tuple[str, str]]:
+        return [(name, HELP.get(name, "")) for name in self.list_commands(ctx)]
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -79,10 +82,11 @@ def cli() -> None:
 
     \b
     State lives in TUNERY_HOME (default ~/.tunery). Start with:
+      tunery quickstart                  (the whole story on the bundled travel data)
       tunery models pull smollm2-135m-instruct
       tunery data validate my-data.jsonl
       tunery finetune my-data.jsonl --wait
-      tunery serve
+      tunery serve                       (API at /v1, studio at http://127.0.0.1:8000)
     """
 
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from tunery.cli._common import console, print_json, print_list, status
+from tunery.cli._common import Group, console, print_json, print_list, status
 
 
-@click.group()
+@click.group(cls=Group)
 def models() -> None:
     """List, pull, add and inspect base and fine-tuned models."""
 

@@ -6,7 +6,7 @@ import os
 
 import click
 
-from tunery.cli._common import console, precision_option, print_json, print_list, threads_option
+from tunery.cli._common import Group, console, precision_option, print_json, print_list, threads_option
 from tunery.compiled.cache import PRECISION_HELP, PRECISIONS
 
 
@@ -69,7 +69,7 @@ def serve(host: str, port: int, api_keys: tuple[str, ...], insecure_no_key: bool
 @click.option("--name", required=True, help="Deployment name, used as `model` in chat requests.")
 @click.option("--tpm", type=click.IntRange(min=1), default=None, help="Tokens-per-minute limit (none by default).")
 @click.option("--content-filter", type=click.Choice(["off", "default", "strict"]), default="default",
-              show_default=True, help="Content filter level for prompts and answers.")
+              show_default=True, help="Blocklist filter on prompts and answers: off; default (phrases asking for or giving serious harm); strict (default plus profanity and slurs). A blocked prompt gets a 400, a blocked answer is cut.")
 @click.option("--block", "blocklist", multiple=True, metavar="TERM", help="Extra blocked term (repeatable).")
 @click.option("--precision", type=click.Choice(PRECISIONS), default=None,
               help=f"Serve this deployment at this precision whatever the server's default: {PRECISION_HELP}.")
@@ -96,7 +96,7 @@ def deploy(model: str, name: str, tpm: int | None, content_filter: str, blocklis
                   f"{dep.content_filter}{served})")
 
 
-@click.group()
+@click.group(cls=Group)
 def deployments() -> None:
     """List, show and delete deployments."""
 
