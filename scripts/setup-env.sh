@@ -14,7 +14,6 @@ PIP=("$ROOT/.venv/bin/python" -m pip install -q --disable-pip-version-check)
 # wheel) plain pip, which on Linux with a GPU gives the CUDA build.
 TORCH_INDEX=()
 if [ "$(uname -s)" = Linux ] && ! command -v nvidia-smi >/dev/null 2>&1 \
-    && ! "$ROOT/.venv/bin/python" -c "import torch" 2>/dev/null \
     && curl -sf --max-time 5 -o /dev/null https://download.pytorch.org/whl/cpu/torch/ 2>/dev/null; then
   TORCH_INDEX=(--extra-index-url https://download.pytorch.org/whl/cpu)
 fi

@@ -134,8 +134,10 @@ def test_group_help_wraps_command_summaries_instead_of_cutting_them():
 
     from tunery.cli.main import cli
 
-    for group in ("models", "data", "jobs", "flow", "run", "eval"):
-        out = CliRunner().invoke(cli, [group, "--help"], terminal_width=80).output
+    for group in (["models"], ["data"], ["jobs"], ["flow"], ["flow", "connection"], ["run"], ["eval"],
+                  ["deployments"]):
+        out = CliRunner().invoke(cli, [*group, "--help"], terminal_width=80).output
+        assert "Commands:" in out, (group, out)
         commands = out.split("Commands:")[1]
         assert "..." not in commands, (group, commands)
     out = CliRunner().invoke(cli, ["jobs", "--help"], terminal_width=80).output

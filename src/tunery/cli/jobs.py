@@ -91,7 +91,7 @@ def _names(ctx, param, text: str | None) -> list[str] | None:
 @_spec_option("--lora-target-modules", LoraSpec, "target_modules", callback=_names,
               usage="Comma-separated here: q_proj,v_proj. ")
 @_spec_option("--lora-layers", LoraSpec, "layers", callback=_layer_list,
-              usage="Here indices may be ranges: '20-29' or '0,5,10'. ")
+              note=" Here comma-separated indices or ranges, e.g. 20-29 or 0,5,10, or 'all'.")
 @_spec_option("--nproc-per-node", FineTuneRequest, "nproc_per_node", type=int)
 @_spec_option("--sharding", FineTuneRequest, "sharding", type=click.Choice(["auto", "ddp", "fsdp"]), default="auto",
               show_default=True)
@@ -249,7 +249,7 @@ def jobs() -> None:
 
 
 @jobs.command("list")
-@click.option("--limit", default=20, show_default=True, type=click.IntRange(1), help="Show the newest N jobs.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 100), help="Show the newest N jobs.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON, as the HTTP API returns it.")
 def list_cmd(limit: int, as_json: bool) -> None:
     """List jobs, newest first."""
@@ -288,7 +288,7 @@ def show(job_id: str, as_json: bool) -> None:
 
 @jobs.command()
 @click.argument("job_id")
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(1), help="Show the last N events.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000), help="Show the last N events.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON, as the HTTP API returns it.")
 def events(job_id: str, limit: int, as_json: bool) -> None:
     """Show a job's events, oldest first."""

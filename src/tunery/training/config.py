@@ -228,7 +228,7 @@ class LoraSpec(BaseModel):
     dropout: float | None = Field(None, ge=0.0, lt=1.0, description=f"Dropout on the adapters' input, in [0, 1). "
                                                                     f"{_DEFAULT}")
     target_modules: Annotated[list[str] | None, BeforeValidator(_module_names)] = Field(
-        None, description=f"Names of the linear layers that get adapters (q_proj, v_proj, ...). {_DEFAULT}")
+        None, description=f"Names of the linear layers that get adapters, a list such as [\"q_proj\", \"v_proj\"]. {_DEFAULT}")
     layers: Annotated[Literal["all"] | list[int] | None, BeforeValidator(_layer_list)] = Field(
         None, description="Decoder layers that get adapters: 'all', or a list of layer indices. Adapting only "
                           "upper layers trains faster. Default from the model's catalog entry (SmolLM2: the top "
