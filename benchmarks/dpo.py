@@ -21,6 +21,8 @@ with its defaults otherwise (its reference log-probs computed each step with the
     TUNERY_HOME=/tmp/bench-home python benchmarks/dpo.py quality [--precision fp32 --precision int8]
         [--supervised-adapter OTHER_HOME/models/ft_smollm2-135m-instruct_travel_ID]
     TUNERY_HOME=/tmp/bench-home python benchmarks/dpo.py quality --onpolicy --precision int8
+    TUNERY_HOME=/tmp/bench-home python benchmarks/dpo.py quality --onpolicy --mix-bundled 3 --precision int8 \
+        [--questions-file benchmarks/data/dpo-check-questions.jsonl]
     python benchmarks/dpo.py throughput [--epochs 1] [--pairs 16]
 
 Needs ``pip install "trl>=0.20" datasets`` for ``throughput`` (the bench extra). Don't read
@@ -111,6 +113,16 @@ def onpolicy_pairs(sft: str, out: Path, console) -> Path:
     return out
 
 
+def mixed_pairs(onpolicy: Path, times: int, out: Path) -> Path:
+    """The on-policy pairs ``times`` over, then the bundled hand-written ones (RESULTS: "Mixing the
+    on-policy pairs with the bundled ones")."""
+    text = onpolicy.read_text(encoding="utf-8")
+    if text and not text.endswith("\n"):
+        text += "\n"
+    out.write_text(text * times + PREFS.read_text(encoding="utf-8"), encoding="utf-8")
+    return out
+
+
 def dpo_model(start: str, hp: dict, pairs: Path = PREFS) -> tuple[dict, float]:
     from tunery.data import files
     from tunery.jobs import create_job
@@ -179,6 +191,9 @@ def quality(args) -> None:
     hp = {k: v for k, v in (("beta", args.beta), ("n_epochs", args.epochs),
                             ("learning_rate_multiplier", args.lr_multiplier)) if v != "auto"}
     pairs = onpolicy_pairs(sft, home().root / "onpolicy-pairs.jsonl", console) if args.onpolicy else PREFS
+    if args.onpolicy and args.mix_bundled:
+        pairs = mixed_pairs(pairs, args.mix_bundled, home().root / f"mixed-pairs-{args.mix_bundled}to1.jsonl")
+        console.print(f"training pairs: the on-policy ones x{args.mix_bundled} plus the bundled ones -> {pairs}")
     job, seconds = dpo_model(sft, hp, pairs)
     dpo = job["fine_tuned_model"]
     from tunery.jobs import metrics
@@ -198,7 +213,7 @@ def quality(args) -> None:
         from tunery.evals import Headline, compare_models, load_questions, parse_evaluator
         from tunery.serving.resolve import get_chat_model
 
-        questions = load_questions(qs.QUESTIONS)[: args.questions]
+        questions = load_questions(args.questions_file or qs.QUESTIONS)[: args.questions]
         checks = [(parse_evaluator(spec), label, reads) for spec, label, reads in qs.CHECKS]
         t0 = time.perf_counter()
         report = compare_models(get_chat_model(sft, precision=precision), get_chat_model(dpo, precision=precision),
@@ -358,6 +373,12 @@ def main() -> None:
     ap.add_argument("--onpolicy", action="store_true", help="quality: train DPO on pairs of the supervised "
                                                             "model's own answers (`tunery eval pairs`) instead of "
                                                             "the bundled pairs")
+    ap.add_argument("--mix-bundled", type=int, default=0, metavar="N",
+                    help="quality, with --onpolicy: train on the on-policy pairs N times over plus the bundled "
+                         "pairs (RESULTS: 3, with --lr-multiplier 1 or 0.5)")
+    ap.add_argument("--questions-file", type=Path, help="quality: held-out questions with `expect` labels "
+                                                        "(default the quickstart's questions.jsonl; "
+                                                        "benchmarks/data/dpo-check-questions.jsonl: 40 more)")
     ap.add_argument("--system", choices=["tunery", "trl"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     args.precision = args.precision or ["fp32"]
