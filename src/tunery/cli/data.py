@@ -212,7 +212,8 @@ def split(file: Path, validation_fraction: float, seed: int, prefix: str | None,
 @click.option("--teacher", required=True, metavar="MODEL_OR_ENDPOINT",
               help="The teacher: a tunery model or deployment, or MODEL@http(s)://host/v1 for any "
                    "OpenAI-compatible endpoint (key from OPENAI_API_KEY or TUNERY_ENDPOINT_API_KEY).")
-@click.option("--system", default=None, help="The system message the examples are written under (this or --system-from is required).")
+@click.option("--system", default=None,
+              help="The system message the examples are written under (this or --system-from is required).")
 @click.option("--system-from", type=_FILE, default=None, help="Take the system message from a chat JSONL file.")
 @click.option("--topics", type=_FILE, required=True, help="Topics, one per line (or JSONL with 'topic').")
 @click.option("--n", "n", type=click.IntRange(min=1), required=True, help="Examples to generate.")

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from tunery.cli._common import Group, console, err_console, print_json, print_list, threads_option
 from tunery.errors import InvalidInput, invalid_request, validation_param
+from tunery.jobs.api import EVENTS_LIMIT, PAGE_LIMIT
 from tunery.jobs.spec import FineTuneRequest
 from tunery.models.catalog import DEFAULT_MODEL
 from tunery.training.config import DPOHyperparameters, Hyperparameters, LoraSpec
@@ -249,7 +250,8 @@ def jobs() -> None:
 
 
 @jobs.command("list")
-@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 100), help="Show the newest N jobs.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, PAGE_LIMIT),
+              help="Show the newest N jobs.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON, as the HTTP API returns it.")
 def list_cmd(limit: int, as_json: bool) -> None:
     """List jobs, newest first."""
@@ -288,7 +290,8 @@ def show(job_id: str, as_json: bool) -> None:
 
 @jobs.command()
 @click.argument("job_id")
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000), help="Show the last N events.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, EVENTS_LIMIT),
+              help="Show the last N events.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON, as the HTTP API returns it.")
 def events(job_id: str, limit: int, as_json: bool) -> None:
     """Show a job's events, oldest first."""

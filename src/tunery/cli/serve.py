@@ -69,7 +69,9 @@ def serve(host: str, port: int, api_keys: tuple[str, ...], insecure_no_key: bool
 @click.option("--name", required=True, help="Deployment name, used as `model` in chat requests.")
 @click.option("--tpm", type=click.IntRange(min=1), default=None, help="Tokens-per-minute limit (none by default).")
 @click.option("--content-filter", type=click.Choice(["off", "default", "strict"]), default="default",
-              show_default=True, help="Blocklist filter on prompts and answers: off; default (phrases asking for or giving serious harm); strict (default plus profanity and slurs). A blocked prompt gets a 400, a blocked answer is cut.")
+              show_default=True, help="Blocklist filter on prompts and answers: off; default (phrases asking for "
+              "or giving serious harm); strict (default plus profanity and slurs). A blocked prompt gets a 400, "
+              "a blocked answer is cut.")
 @click.option("--block", "blocklist", multiple=True, metavar="TERM", help="Extra blocked term (repeatable).")
 @click.option("--precision", type=click.Choice(PRECISIONS), default=None,
               help=f"Serve this deployment at this precision whatever the server's default: {PRECISION_HELP}.")

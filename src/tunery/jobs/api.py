@@ -16,6 +16,16 @@ from tunery.jobs.spec import MAX_SEED, FineTuneRequest
 from tunery.models import CATALOG, find
 from tunery.training.config import check_layer_range
 
+PAGE_LIMIT = 100
+"""The most jobs or checkpoints one list request returns."""
+EVENTS_LIMIT = 10000
+"""The most events one request returns."""
+
+
+def _check_limit(limit: int, most: int) -> None:
+    if not isinstance(limit, int) or not 1 <= limit <= most:
+        raise InvalidInput(f"limit must be between 1 and {most}", param="limit")
+
 
 def _check_model(model: str) -> int | None:
     """A model that exists (or is in the catalog): a base, or a fine-tune to continue from (as
@@ -85,8 +95,7 @@ def get_job(job_id: str) -> dict[str, Any]:
 
 def list_jobs(*, after: str | None = None, limit: int = 20, status: str | None = None
               ) -> tuple[list[dict[str, Any]], bool]:
-    if not isinstance(limit, int) or not 1 <= limit <= 100:
-        raise InvalidInput("limit must be between 1 and 100", param="limit")
+    _check_limit(limit, PAGE_LIMIT)
     sql, args = "SELECT id FROM jobs WHERE 1=1", []
     if status:
         sql += " AND status=?"
@@ -119,15 +128,13 @@ def cancel_job(job_id: str) -> dict[str, Any]:
 
 
 def list_events(job_id: str, *, after: str | None = None, limit: int = 20) -> tuple[list[dict[str, Any]], bool]:
-    if not isinstance(limit, int) or not 1 <= limit <= 10000:
-        raise InvalidInput("limit must be between 1 and 10000", param="limit")
+    _check_limit(limit, EVENTS_LIMIT)
     return store.events(job_id, after=after, limit=limit)
 
 
 def list_checkpoints(job_id: str, *, after: str | None = None, limit: int = 10
                      ) -> tuple[list[dict[str, Any]], bool]:
-    if not isinstance(limit, int) or not 1 <= limit <= 100:
-        raise InvalidInput("limit must be between 1 and 100", param="limit")
+    _check_limit(limit, PAGE_LIMIT)
     return store.checkpoints(job_id, after=after, limit=limit)
 
 
