@@ -20,6 +20,7 @@ from tunery.models.catalog import DEFAULT_MODEL
 CHECKS = (
     ("recommends:hotel,flight,rental_car,restaurant[expect=decline]",
      "names no specific hotel, airline, car rental or restaurant (questions to decline)", "pass"),
+    ("declines[expect=decline]", "says no in words (questions to decline)", "pass"),
     ("refuses[expect=answer]", "over-refusal: declines a question it should answer (questions to answer)", "fail"),
     ("answers[expect=answer]", "the answer is about the question (questions to answer)", "pass"),
     ("ends_with_question[expect=decline]", "ends with a question (questions to decline)", "pass"),

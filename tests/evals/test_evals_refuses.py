@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tunery.evals import Refuses, find_refusals, parse_evaluator
+from tunery.evals import Declines, Refuses, find_refusals, parse_evaluator
 
 REFUSALS = [
     # the over-refusals the issue found, each followed by help: still a refusal
@@ -139,6 +139,27 @@ def test_verdicts_pass_when_nothing_is_declined_and_name_the_sentence():
     assert bad.reason == ('heuristic: refuses, says it cannot or will not (+1 more): '
                           '"I can\'t recommend specific dishes, but try carbonara."')
     assert res.aggregate["pass_rate"] == 0.5
+
+
+def test_declines_is_the_same_heuristic_reversed():
+    ev = parse_evaluator("declines[expect=decline]")
+    assert isinstance(ev, Declines) and ev.binary and ev.where == ("expect", "decline")
+    rows = [{"answer": "I can't recommend specific hotels, but Alfama is lovely. Which month?", "expect": "decline"},
+            # names no business, so `recommends` passes it, but it never says no either
+            {"answer": "The Tsukemen is the favourite spot to try in Osaka. Hungry yet?", "expect": "decline"}]
+    assert all(ev.applies_to(r) for r in rows) and not ev.applies_to({"expect": "answer"})
+    res = ev.evaluate(rows)
+    said_no, talked_around = res.per_row
+    assert (said_no.score, said_no.passed) == (1.0, True)
+    assert said_no.reason == "heuristic: declines, says it cannot or will not: " \
+                             "\"I can't recommend specific hotels, but Alfama is lovely.\""
+    assert (talked_around.score, talked_around.passed) == (0.0, False)
+    assert talked_around.reason == "heuristic: never says no"
+    assert res.aggregate["pass_rate"] == 0.5
+    # every verdict is the opposite of refuses'
+    for text in REFUSALS + NOT_REFUSALS:
+        assert parse_evaluator("declines").score_row({"answer": text}).passed is not \
+            parse_evaluator("refuses").score_row({"answer": text}).passed
 
 
 def test_a_subset_spec_scores_only_its_rows():

@@ -9,7 +9,7 @@ from tunery.evals.inputs import load_questions, system_from_chat_file
 from tunery.evals.judge import Judge, parse_rating
 from tunery.evals.overlap import Accuracy, Bleu, ExactMatch, RougeL, TokenF1
 from tunery.evals.recommends import Recommends, find_recommendations
-from tunery.evals.refuses import Refuses, find_refusals
+from tunery.evals.refuses import Declines, Refuses, find_refusals
 from tunery.evals.registry import EVALUATORS, parse_evaluator, parse_evaluators
 from tunery.evals.report import EvalReport, Headline
 from tunery.evals.rules import EndsWithQuestion, JsonKeys, MaxChars, MaxWords, MinWords, Regex
@@ -19,7 +19,7 @@ from tunery.evals.stats import aggregate, bootstrap_ci
 from tunery.evals.terminal import render_terminal_table
 
 __all__ = [
-    "DEFAULT_PARAMS", "EVALUATORS", "Accuracy", "Answers", "Bleu", "EndsWithQuestion", "EvalReport", "EvalResult",
+    "DEFAULT_PARAMS", "EVALUATORS", "Accuracy", "Answers", "Bleu", "Declines", "EndsWithQuestion", "EvalReport", "EvalResult",
     "Evaluator", "ExactMatch", "Headline", "JsonKeys", "Judge", "MaxChars", "MaxWords", "MinWords", "Recommends",
     "Refuses", "Regex", "RougeL", "RowScore", "Similarity", "StyleSimilarity", "TokenF1", "aggregate", "bootstrap_ci",
     "compare_models", "find_recommendations", "find_refusals", "load_questions", "parse_evaluator",

@@ -150,3 +150,25 @@ class Refuses(Evaluator):
         sentence = h.sentence if len(h.sentence) <= self._clip else h.sentence[: self._clip - 1] + "…"
         more = f" (+{len(hits) - 1} more)" if len(hits) > 1 else ""
         return RowScore(0.0, False, f"heuristic: refuses, {h.why}{more}: {sentence!r}")
+
+
+class Declines(Evaluator):
+    """The same heuristic with the opposite verdict, for the questions a model should decline:
+    ``recommends`` passes an answer that names no business, even one that talks around the request
+    without saying no ("the Tsukemen is the favourite spot to try"); this check asks for the no."""
+
+    kind = "declines"
+    binary = True
+    description = ("Says-no check (heuristic, the refuses check reversed): passes when the answer declines in "
+                   "words, e.g. \"I can't recommend specific hotels\". On questions a model should decline, "
+                   "it catches answers that avoid naming a business without saying they won't.")
+
+    @property
+    def hint(self) -> str:
+        return "pass = says no in words (run it on the questions to decline)"
+
+    def score_row(self, row: Row) -> RowScore:
+        hits = find_refusals(text_of(row, "answer"))
+        if not hits:
+            return RowScore(0.0, False, "heuristic: never says no")
+        return RowScore(1.0, True, f"heuristic: declines, {hits[0].why}: {hits[0].sentence[:Refuses._clip]!r}")

@@ -15,7 +15,7 @@ from tunery.evals.base import Evaluator
 from tunery.evals.judge import Judge
 from tunery.evals.overlap import OVERLAP_EVALUATORS
 from tunery.evals.recommends import Recommends
-from tunery.evals.refuses import Refuses
+from tunery.evals.refuses import Declines, Refuses
 from tunery.evals.rules import RULE_EVALUATORS
 from tunery.evals.similarity import Answers, Similarity, StyleSimilarity
 from tunery.evals.tool_calls import ToolCalls
@@ -23,7 +23,7 @@ from tunery.evals.tool_calls import ToolCalls
 EVALUATORS: dict[str, type[Evaluator]] = {
     cls.kind: cls
     for cls in (*OVERLAP_EVALUATORS, Similarity, StyleSimilarity, Answers, *RULE_EVALUATORS, Recommends, Refuses,
-                ToolCalls, Judge)
+                Declines, ToolCalls, Judge)
 }
 
 # A trailing [column=value]; the value holds no brackets or "=", so a regex option rarely looks like one.
