@@ -6,7 +6,9 @@ seed 42; reused when this home already holds it), then a DPO job from it on the 
 preference pairs (``examples/travel/preferences.jsonl``, held out: ``preferences-validation.jsonl``),
 both run as jobs through the job system. With ``--onpolicy`` the DPO job trains instead on pairs of
 the supervised model's own answers to its training prompts, judged by the quickstart's checks
-(``tunery eval pairs``, see ``tunery.evals.onpolicy``). Then, supervised vs supervised+DPO on the held-out
+(``tunery eval pairs``, see ``tunery.evals.onpolicy``; since 2026-12-03 these include ``declines``
+on the questions to decline, so a preferred decline says no: the pairs of RESULTS' runs I, J and
+the 3:1 mixes were made without it). Then, supervised vs supervised+DPO on the held-out
 questions with the quickstart's checks (greedy, the travel system message): no specific
 recommendation on ``decline`` questions, over-refusal on ``answer`` questions, ends with a
 question, style similarity; the loss on the supervised validation file's answers (style loss);
@@ -21,7 +23,7 @@ with its defaults otherwise (its reference log-probs computed each step with the
     TUNERY_HOME=/tmp/bench-home python benchmarks/dpo.py quality [--precision fp32 --precision int8]
         [--supervised-adapter OTHER_HOME/models/ft_smollm2-135m-instruct_travel_ID]
     TUNERY_HOME=/tmp/bench-home python benchmarks/dpo.py quality --onpolicy --precision int8
-    TUNERY_HOME=/tmp/bench-home python benchmarks/dpo.py quality --onpolicy --mix-bundled 3 --precision int8 \
+    TUNERY_HOME=/tmp/bench-home python benchmarks/dpo.py quality --onpolicy --mix-bundled 1 --precision int8 \
         [--questions-file benchmarks/data/dpo-check-questions.jsonl]
     python benchmarks/dpo.py throughput [--epochs 1] [--pairs 16]
 
@@ -375,7 +377,7 @@ def main() -> None:
                                                             "the bundled pairs")
     ap.add_argument("--mix-bundled", type=int, default=0, metavar="N",
                     help="quality, with --onpolicy: train on the on-policy pairs N times over plus the bundled "
-                         "pairs (RESULTS: 3, with --lr-multiplier 1 or 0.5)")
+                         "pairs (RESULTS: 1, about 3 on-policy pairs to each bundled one)")
     ap.add_argument("--questions-file", type=Path, help="quality: held-out questions with `expect` labels "
                                                         "(default the quickstart's questions.jsonl; "
                                                         "benchmarks/data/dpo-check-questions.jsonl: 40 more)")

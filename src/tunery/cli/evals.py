@@ -177,11 +177,15 @@ def pairs_cmd(data: Path, model: str, evaluators: tuple[str, ...], output: Path,
     that fails one (or runs to --max-tokens). Both sides are the model's own words, so DPO moves
     the behaviour the checks measure rather than the wording.
 
+    Pick checks that say what a good answer does, not only what it avoids: with `recommends`
+    alone, an answer that talks around a request passes; `declines` makes a preferred decline say no.
+
     \b
-    Example (the travel task: no named businesses where one is asked for, no refusals elsewhere):
+    Example (the travel task: where a named business is asked for, name none and say no; elsewhere,
+    no refusals):
       tunery eval pairs --data prompts.jsonl -m ft:smollm2-135m-instruct:travel:ID \\
-        --system-from train.jsonl -e 'recommends[expect=decline]' -e 'refuses[expect=answer]' \\
-        -e 'answers[expect=answer]' -e ends_with_question -o pairs.jsonl
+        --system-from train.jsonl -e 'recommends[expect=decline]' -e 'declines[expect=decline]' \\
+        -e 'refuses[expect=answer]' -e 'answers[expect=answer]' -e ends_with_question -o pairs.jsonl
       tunery finetune pairs.jsonl --method dpo -m ft:smollm2-135m-instruct:travel:ID
     """
     from rich.markup import escape
