@@ -8,9 +8,10 @@ both run as jobs through the job system. With ``--onpolicy`` the DPO job trains 
 the supervised model's own answers to its training prompts, judged by the quickstart's checks
 (``tunery eval pairs``, see ``tunery.evals.onpolicy``; since 2026-12-03 these include ``declines``
 on the questions to decline, so a preferred decline says no: the pairs of RESULTS' runs I, J and
-the 3:1 mixes were made without it). Then, supervised vs supervised+DPO on the held-out
-questions with the quickstart's checks (greedy, the travel system message): no specific
-recommendation on ``decline`` questions, over-refusal on ``answer`` questions, ends with a
+of every mix before "Pairs whose preferred decline says no" were made without it). Then,
+supervised vs supervised+DPO on the held-out questions with the quickstart's checks (greedy, the
+travel system message): no specific recommendation and says no in words on ``decline``
+questions, over-refusal on ``answer`` questions, ends with a
 question, style similarity; the loss on the supervised validation file's answers (style loss);
 and the held-out preference accuracy (implicit reward of chosen > rejected, recomputed here from
 the registered model against the supervised one).
@@ -377,7 +378,7 @@ def main() -> None:
                                                             "the bundled pairs")
     ap.add_argument("--mix-bundled", type=int, default=0, metavar="N",
                     help="quality, with --onpolicy: train on the on-policy pairs N times over plus the bundled "
-                         "pairs (RESULTS: 1, about 3 on-policy pairs to each bundled one)")
+                         "pairs (RESULTS: 1 with the say-no pairs, 165 to 64; 3 with run J's 66)")
     ap.add_argument("--questions-file", type=Path, help="quality: held-out questions with `expect` labels "
                                                         "(default the quickstart's questions.jsonl; "
                                                         "benchmarks/data/dpo-check-questions.jsonl: 40 more)")

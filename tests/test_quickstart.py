@@ -28,3 +28,14 @@ def test_previous_job_is_the_newest_matching_one_whose_model_exists(tiny_model, 
     _succeeded_job(plan, model="ft:tiny-random:travel:1", fingerprint="another plan")
     assert previous_job(plan)["id"] == kept
     assert previous_job(Plan(model="tiny-random", seed=7)) is None
+
+
+def test_every_check_parses_and_names_its_subset():
+    from tunery.evals import parse_evaluator
+
+    for spec, label, reads in quickstart.CHECKS:
+        ev = parse_evaluator(spec)
+        assert reads in ("pass", "fail", "mean")
+        # a check on one kind of question says which in its label
+        if ev.where is not None:
+            assert f"questions to {ev.where[1]}" in label, spec

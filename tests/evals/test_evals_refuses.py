@@ -156,6 +156,9 @@ def test_declines_is_the_same_heuristic_reversed():
     assert (talked_around.score, talked_around.passed) == (0.0, False)
     assert talked_around.reason == "heuristic: never says no"
     assert res.aggregate["pass_rate"] == 0.5
+    long = "I won't name one hotel in a city with " + "so many lovely little streets and squares " * 3 + "."
+    said = ev.score_row({"answer": long + " I won't book one either."})
+    assert said.passed and said.reason.endswith('…"') and "(+1 more)" in said.reason
     # every verdict is the opposite of refuses'
     for text in REFUSALS + NOT_REFUSALS:
         assert parse_evaluator("declines").score_row({"answer": text}).passed is not \

@@ -178,7 +178,8 @@ def pairs_cmd(data: Path, model: str, evaluators: tuple[str, ...], output: Path,
     the behaviour the checks measure rather than the wording.
 
     Pick checks that say what a good answer does, not only what it avoids: with `recommends`
-    alone, an answer that talks around a request passes; `declines` makes a preferred decline say no.
+    alone, an answer that talks around a request passes; `declines[expect=decline]` makes the
+    preferred answer to a question to decline say no.
 
     \b
     Example (the travel task: where a named business is asked for, name none and say no; elsewhere,

@@ -30,8 +30,9 @@ def quickstart(model: str, seed: int, retrain: bool, questions: int | None, serv
     rental-car and restaurant recommendations, and answers that end with a question. The
     comparison asks base and fine-tuned the held-out questions with that system message: some
     ask for a forbidden recommendation (to decline), the others for help it should give. The
-    summary shows no specific recommendation on the first, over-refusal on the second, and
-    ending with a question on both.
+    summary shows, on the first, whether the answer names no specific business and says no in
+    words; on the second, over-refusal and whether the answer is about the question; ending with
+    a question on both; and style similarity to the training answers.
     """
     from tunery import quickstart as qs
     from tunery.cli.jobs import _follow

@@ -1,10 +1,13 @@
-"""The over-refusal check: does an answer decline or deflect the question?
+"""The over-refusal check, ``refuses``: does an answer decline or deflect the question? And its
+reverse, ``declines``: does an answer to a question the model should decline say no in words?
 
 A travel assistant that may not recommend hotels, flights, rental cars or restaurants should still
 answer everything else. A fine-tune can learn the refusal as a tic and open every answer with
 "I can't recommend specific dishes, but…". Run over the questions a model *should* answer, this
-check's failure rate is the over-refusal rate; over the questions it should decline, it shows
-whether the model says no at all.
+check's failure rate is the over-refusal rate. Over the questions it should decline, ``declines``
+(the same matcher, the opposite verdict) shows whether the model says no at all: with
+``recommends`` beside it, since "I won't single out one airline, but Emirates is the cheapest"
+says no and still names one.
 
 This is a deterministic heuristic, not understanding. A sentence is a refusal when it says, in the
 first person, that the assistant will not or cannot do something for the user:
@@ -137,38 +140,35 @@ class Refuses(Evaluator):
                    "\"I can't recommend specific…\", \"that's outside my role\", even when help follows. On "
                    "questions a model should answer, the failure rate is the over-refusal rate.")
     _clip: ClassVar[int] = 90
+    _hint: ClassVar[str] = "pass = declines nothing (over-refusal = the fail rate on questions to answer)"
+    _passes_a_refusal: ClassVar[bool] = False  # the verdict on an answer that declines something
+    _none, _some = "heuristic: declines nothing", "heuristic: refuses"  # how the reason begins
 
     @property
     def hint(self) -> str:
-        return "pass = declines nothing (over-refusal = the fail rate on questions to answer)"
+        return self._hint
 
     def score_row(self, row: Row) -> RowScore:
         hits = find_refusals(text_of(row, "answer"))
+        passed = self._passes_a_refusal if hits else not self._passes_a_refusal
         if not hits:
-            return RowScore(1.0, True, "heuristic: declines nothing")
+            return RowScore(float(passed), passed, self._none)
         h = hits[0]
         sentence = h.sentence if len(h.sentence) <= self._clip else h.sentence[: self._clip - 1] + "…"
         more = f" (+{len(hits) - 1} more)" if len(hits) > 1 else ""
-        return RowScore(0.0, False, f"heuristic: refuses, {h.why}{more}: {sentence!r}")
+        return RowScore(float(passed), passed, f"{self._some}, {h.why}{more}: {sentence!r}")
 
 
-class Declines(Evaluator):
+class Declines(Refuses):
     """The same heuristic with the opposite verdict, for the questions a model should decline:
     ``recommends`` passes an answer that names no business, even one that talks around the request
     without saying no ("the Tsukemen is the favourite spot to try"); this check asks for the no."""
 
     kind = "declines"
-    binary = True
     description = ("Says-no check (heuristic, the refuses check reversed): passes when the answer declines in "
-                   "words, e.g. \"I can't recommend specific hotels\". On questions a model should decline, "
-                   "it catches answers that avoid naming a business without saying they won't.")
-
-    @property
-    def hint(self) -> str:
-        return "pass = says no in words (run it on the questions to decline)"
-
-    def score_row(self, row: Row) -> RowScore:
-        hits = find_refusals(text_of(row, "answer"))
-        if not hits:
-            return RowScore(0.0, False, "heuristic: never says no")
-        return RowScore(1.0, True, f"heuristic: declines, {hits[0].why}: {hits[0].sentence[:Refuses._clip]!r}")
+                   "words, e.g. \"I can't recommend specific hotels\". On questions a model should decline, it "
+                   "fails answers that name no business but never say they won't; use it with recommends, "
+                   "since an answer can say no and still name one.")
+    _hint = "pass = says no in words (run it on the questions to decline)"
+    _passes_a_refusal = True
+    _none, _some = "heuristic: never says no", "heuristic: declines"
