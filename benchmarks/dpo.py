@@ -25,7 +25,7 @@ with its defaults otherwise (its reference log-probs computed each step with the
         [--supervised-adapter OTHER_HOME/models/ft_smollm2-135m-instruct_travel_ID]
     TUNERY_HOME=/tmp/bench-home python benchmarks/dpo.py quality --onpolicy --precision int8
     TUNERY_HOME=/tmp/bench-home python benchmarks/dpo.py quality --onpolicy --mix-bundled 1 --precision int8 \
-        [--questions-file benchmarks/data/dpo-check-questions.jsonl]
+        [--rounds 2] [--questions-file benchmarks/data/dpo-check-questions.jsonl]
     python benchmarks/dpo.py throughput [--epochs 1] [--pairs 16]
 
 Needs ``pip install "trl>=0.20" datasets`` for ``throughput`` (the bench extra). Don't read
@@ -193,17 +193,20 @@ def quality(args) -> None:
     console.print(f"supervised: {sft}" + (f" (trained in {sft_seconds:.0f} s)" if sft_seconds else " (reused)"))
     hp = {k: v for k, v in (("beta", args.beta), ("n_epochs", args.epochs),
                             ("learning_rate_multiplier", args.lr_multiplier)) if v != "auto"}
-    pairs = onpolicy_pairs(sft, home().root / "onpolicy-pairs.jsonl", console) if args.onpolicy else PREFS
-    if args.onpolicy and args.mix_bundled:
-        pairs = mixed_pairs(pairs, args.mix_bundled, home().root / f"mixed-pairs-{args.mix_bundled}to1.jsonl")
-        console.print(f"training pairs: the on-policy ones x{args.mix_bundled} plus the bundled ones -> {pairs}")
-    job, seconds = dpo_model(sft, hp, pairs)
-    dpo = job["fine_tuned_model"]
+    dpo = sft
+    for round_ in range(1, args.rounds + 1):  # each round samples the previous round's model
+        tag = "" if round_ == 1 else f"-r{round_}"
+        pairs = onpolicy_pairs(dpo, home().root / f"onpolicy-pairs{tag}.jsonl", console) if args.onpolicy else PREFS
+        if args.onpolicy and args.mix_bundled:
+            pairs = mixed_pairs(pairs, args.mix_bundled, home().root / f"mixed-pairs-{args.mix_bundled}to1{tag}.jsonl")
+            console.print(f"training pairs: the on-policy ones x{args.mix_bundled} plus the bundled ones -> {pairs}")
+        job, seconds = dpo_model(dpo, hp, pairs)
+        dpo = job["fine_tuned_model"]
     from tunery.jobs import metrics
 
     rows = metrics(job["id"])
     last = next(r for r in reversed(rows) if "full_valid_rewards/accuracies" in r)
-    console.print(f"DPO: {dpo} in {seconds:.0f} s, hyperparameters {job['hyperparameters']}; last step: "
+    console.print(f"DPO (round {args.rounds}): {dpo} in {seconds:.0f} s, hyperparameters {job['hyperparameters']}; last step: "
                   f"loss {rows[-1]['train_loss']:.4f}, reward accuracy {rows[-1]['rewards/accuracies']:.2f}, "
                   f"margin {rows[-1]['rewards/margins']:.3f}; held-out (job) reward accuracy "
                   f"{last['full_valid_rewards/accuracies']:.3f}, loss {last['full_valid_loss']:.4f}")
@@ -379,6 +382,9 @@ def main() -> None:
     ap.add_argument("--mix-bundled", type=int, default=0, metavar="N",
                     help="quality, with --onpolicy: train on the on-policy pairs N times over plus the bundled "
                          "pairs (RESULTS: 1 with the say-no pairs, 165 to 64; 3 with run J's 66)")
+    ap.add_argument("--rounds", type=int, default=1, metavar="N",
+                    help="quality, with --onpolicy: N rounds, each sampling pairs from the previous round's model "
+                         "and training DPO from it (RESULTS: 'A second on-policy round'; default 1)")
     ap.add_argument("--questions-file", type=Path, help="quality: held-out questions with `expect` labels "
                                                         "(default the quickstart's questions.jsonl; "
                                                         "benchmarks/data/dpo-check-questions.jsonl: 40 more)")
@@ -386,6 +392,8 @@ def main() -> None:
     args = ap.parse_args()
     args.precision = args.precision or ["fp32"]
     if args.part == "quality":
+        if args.rounds < 1 or (args.rounds > 1 and not args.onpolicy):
+            ap.error("--rounds takes 1 or more, and more than 1 only with --onpolicy (the bundled pairs do not change)")
         for key in ("beta", "epochs", "lr_multiplier"):
             value = getattr(args, key)
             setattr(args, key, value if value == "auto" else float(value) if key != "epochs" else int(value))
