@@ -58,6 +58,18 @@ def test_pretty_printed_json_document_gets_a_hint():
     assert "the file is one JSON document (a list), not JSON Lines" in report.errors[0].message
 
 
+def test_one_example_on_one_line_is_not_called_a_json_document():
+    report = validate_bytes(b'{"messages": [{"role": "user", "content": "hi"}]}\n')
+    messages = [i.message for i in report.errors]
+    assert not any("JSON document" in m for m in messages)
+    assert any("no assistant message" in m for m in messages) and any("only 1 example" in m for m in messages)
+
+
+def test_a_pretty_printed_object_still_gets_the_hint():
+    report = validate_bytes(json.dumps(example(0), indent=2).encode())
+    assert "the file is one JSON document (an object), not JSON Lines" in report.errors[0].message
+
+
 def test_ten_thousand_lines_with_one_bad_line():
     lines = good_lines(10_000)
     lines[6789] = lines[6789].replace('"assistant"', '"assistent"')

@@ -287,6 +287,8 @@ def _whole_document_hint(data: bytes | None) -> str | None:
         doc = json.loads(data.decode("utf-8"))
     except (ValueError, RecursionError):
         return None
+    if isinstance(doc, dict) and b"\n" not in data.strip():
+        return None  # one object on one line is one JSON Lines example, whatever is wrong inside it
     if isinstance(doc, list | dict):
         return (f"the file is one JSON document ({kind(doc)}), not JSON Lines: write one "
                 '{"messages": [...]} object per line')
