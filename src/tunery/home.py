@@ -63,20 +63,58 @@ def home() -> Home:
     return Home.from_env().ensure()
 
 
+class CannotWrite(OSError):
+    """A file or folder cannot be created where it was asked for: a parent is a file, the folder
+    cannot be written, or the path is a folder. Its message names the path and why; it stays an
+    OSError for callers that tolerate a read-only place (a cache), and the CLI shows it as is."""
+
+    def __init__(self, path: Path, cause: OSError) -> None:
+        super().__init__(cause.errno, cause.strerror)
+        self.path = path
+        if path.is_dir() and not path.is_symlink():
+            why = "it is a folder"
+        else:
+            nearest = next((p for p in path.parents if p.exists()), None)
+            if nearest is not None and not nearest.is_dir():
+                why = f"{nearest} is a file, not a folder"
+            else:
+                reason = cause.strerror or str(cause)
+                detail = f" ({reason})" if reason and cause.errno != errno.ENOENT else ""
+                why = f"the folder {nearest or path.parent} cannot be written{detail}"
+        self.message = f"cannot write {path}: {why}"
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@contextmanager
+def _creating(path: Path):
+    """Creating ``path`` (its folder, a temporary name beside it, the rename into place): an
+    OSError there is a :class:`CannotWrite` naming ``path`` rather than the temporary name."""
+    try:
+        yield
+    except CannotWrite:
+        raise
+    except OSError as e:
+        raise CannotWrite(path, e) from e
+
+
 @contextmanager
 def atomic_open(path: Path):
     """Yield a binary file open on a temporary name beside ``path``; on success it is fsynced and
     renamed into place, on failure removed: a crash never leaves half a file that looks whole.
     Written piece by piece, it takes a file of any size in constant memory."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with _creating(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        with _creating(path):
+            os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -143,9 +181,10 @@ def atomic_dir(final: Path):
     atomic step (Linux), else set aside, replaced and removed, and a crash between those two
     renames is undone by :func:`recover_dir` (the next call does it)."""
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    recover_dir(final)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    with _creating(final):
+        final.parent.mkdir(parents=True, exist_ok=True)
+        recover_dir(final)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     try:
         yield tmp
         if not final.exists():

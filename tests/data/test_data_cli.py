@@ -4,6 +4,7 @@ no traceback reaches the user."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -130,9 +131,24 @@ def test_split_writes_beside_the_input(tmp_path: Path):
     assert json.loads(prefixed.output)["n_valid"] == 10 and (tmp_path / "p.valid.jsonl").exists()
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
+def test_split_keeps_existing_outputs_unless_forced(tmp_path: Path):
+    src = tmp_path / "two.jsonl"
+    src.write_bytes(jsonl(good_lines(2)))
+    first = invoke("split", str(src))
+    said = " ".join(first.output.split())  # the terminal's width wraps the line
+    assert first.exit_code == 0 and said.endswith("two.train.jsonl (1 example) and " + str(tmp_path / "two.valid.jsonl")
+                                                  + " (1 example)"), said
+    (tmp_path / "two.train.jsonl").write_text("mine\n")
+    again = invoke("split", str(src))
+    assert again.exit_code == 1 and "--force" in str(again.exception)
+    assert (tmp_path / "two.train.jsonl").read_text() == "mine\n"
+    assert invoke("split", str(src), "--force").exit_code == 0
+    assert (tmp_path / "two.train.jsonl").read_bytes() != b"mine\n"
+
+
+def run_cli(*args: str, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", "from tunery.cli.main import main; main()", "data", *args],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, **kw)
 
 
 def test_real_process_exit_codes_and_no_traceback(tmp_path: Path, bad: Path, good: Path):
@@ -148,3 +164,19 @@ def test_real_process_exit_codes_and_no_traceback(tmp_path: Path, bad: Path, goo
         assert proc.returncode == 1, proc.stdout + proc.stderr
         assert needle in proc.stdout + proc.stderr
         assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_an_output_that_cannot_be_written_is_named(tmp_path: Path, good: Path):
+    """Once `unexpected FileExistsError` (a parent that is a file) and `unexpected FileNotFoundError`
+    naming a temporary file (a folder that cannot be written)."""
+    cases = [(("split", str(good), "-o", str(good / "x")), f"cannot write {good}/x.train.jsonl: {good} is a file, "
+                                                            "not a folder"),
+             (("scrub", str(good), "-o", str(good / "a" / "out.jsonl")), f"{good} is a file, not a folder")]
+    if Path("/proc/self").is_dir():  # Linux: no file can be made there, whoever runs the test
+        cases.append((("scrub", str(good), "-o", "/proc/out.jsonl"),
+                       "cannot write /proc/out.jsonl: the folder /proc cannot be written"))
+    for args, needle in cases:
+        proc = run_cli(*args, env={**os.environ, "COLUMNS": "1000"})  # long paths on one line
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 1 and needle in out, (args, out)
+        assert "unexpected" not in out and ".tmp" not in out and "Traceback" not in out

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from chatlines import good_lines, jsonl, line
 
-from tunery.data import load_examples, read_lines, scrub_file, split_file, validate_bytes
+from tunery.data import check_file, load_examples, read_lines, scrub_file, split_file, validate_bytes
 from tunery.errors import InvalidInput
 
 NOT_UTF8 = b'{"messages": "caf\xe9"}'  # Latin-1, as an old editor saves it
@@ -65,6 +65,26 @@ def test_scrub_never_fails_on_the_bytes(tmp_path):
     assert report.counts == {"EMAIL": 2} and out[2] == b""
     assert out[0] == b'{"messages": [{"role": "user", "content": "caf\xe9 [EMAIL]"}]}'
     assert json.loads(out[1])["messages"][0]["content"] == "caf\ud800 [EMAIL]"  # kept as the file had it
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le"])  # with and without a byte-order mark
+def test_a_utf16_file_is_refused_not_scanned(tmp_path, encoding):
+    """Read as UTF-8, UTF-16 text has a zero byte between its letters: no pattern would find the
+    personal data in it, and the "scrubbed" copy would still hold all of it."""
+    from click.testing import CliRunner
+
+    from tunery.cli.main import cli
+
+    src = tmp_path / "u16.jsonl"
+    pii = '{"messages": [{"role": "user", "content": "ana@example.com, +44 20 7946 0958"}]}\n'
+    src.write_bytes((pii * 4).encode(encoding))
+    for scan in (lambda: check_file(src), lambda: scrub_file(src, tmp_path / "out.jsonl"),
+                 lambda: split_file(src, validation_fraction=0.5, seed=1)):
+        with pytest.raises(InvalidInput, match="u16.jsonl: the file is UTF-16 encoded: save it as UTF-8"):
+            scan()
+    assert [p.name for p in tmp_path.iterdir()] == ["u16.jsonl"]
+    check = CliRunner().invoke(cli, ["data", "scrub", str(src), "--check"])
+    assert check.exit_code == 1 and "UTF-16" in str(check.exception)
 
 
 def test_the_trainer_and_the_calibration_name_the_line(tmp_path):

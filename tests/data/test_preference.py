@@ -29,6 +29,10 @@ def pair(i: int = 0, **over) -> dict:
     return d
 
 
+CALL = {"id": "c1", "type": "function", "function": {"name": "weather", "arguments": "{not json"}}
+TOOLS = [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object", "properties": {}}}}]
+
+
 def jsonl(rows: list) -> bytes:
     return b"".join((r if isinstance(r, bytes) else json.dumps(r).encode()) + b"\n" for r in rows)
 
@@ -64,6 +68,23 @@ def test_valid_pairs_validate_and_load():
     ({"input": {"messages": [{"role": "robot", "content": "a"}]}}, "line 1, input.messages[0].role: unknown role"),
     ({"input": {"messages": [{"role": "user", "content": "a"}], "tool": []}}, "line 1, input.tool: unknown key"),
     ({"score": 1}, 'line 1, score: unknown key "score"'),
+    # DPO trains on the answers' text: a call would be trained on as an empty answer
+    ({"preferred_output": [{"role": "assistant", "content": None, "tool_calls": [CALL]}]},
+     "line 1, preferred_output[0].tool_calls: tool calls in a preference output are not supported"),
+    ({"non_preferred_output": [{"role": "assistant", "content": "x", "tool_calls": [CALL]}]},
+     "line 1, non_preferred_output[0].tool_calls: tool calls in a preference output are not supported"),
+    # the prompt's tools and tool messages follow the chat examples' rules
+    ({"input": {"messages": [{"role": "user", "content": "a"}], "tools": [{}]}},
+     'line 1, input.tools[0].type: type must be "function"'),
+    ({"input": {"messages": [{"role": "user", "content": "a"}], "tools": [{"type": "function", "function": {"name": 5}}]}},
+     "line 1, input.tools[0].function.name: name must be 1-64 letters"),
+    ({"input": {"messages": [{"role": "user", "content": "a"}, {"role": "tool", "tool_call_id": "x", "content": "r"},
+                             {"role": "user", "content": "b"}]}},
+     "line 1, input.messages[1].tool_call_id: 'x' answers no earlier tool call"),
+    ({"input": {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": None,
+                                                                "tool_calls": [CALL]},
+                             {"role": "tool", "tool_call_id": "c1", "content": "r"}, {"role": "user", "content": "b"}]}},
+     "line 1, input.messages[1].tool_calls[0].function.name: calls 'weather', but the example declares no tools"),
 ])
 def test_each_problem_is_named_by_line_and_field(change, expect):
     found = problems([pair(**change)])
@@ -76,6 +97,46 @@ def test_every_problem_of_a_line_is_reported_and_a_missing_key_named():
     assert "line 2, input.messages[0].content: content is empty" in found
     assert any(p.startswith("line 2, preferred_output: preferred_output must be a list") for p in found)
     assert any(p.startswith('line 2, non_preferred_output: missing "non_preferred_output"') for p in found)
+
+
+def test_a_prompt_may_call_tools_as_a_chat_example_does():
+    calls = [{"id": cid, "type": "function", "function": {"name": "weather", "arguments": "{}"}} for cid in ("c1", "c2")]
+    prompt = {"messages": [{"role": "user", "content": "Weather?"}, {"role": "assistant", "content": None,
+                                                                      "tool_calls": calls},
+                           {"role": "tool", "tool_call_id": "c1", "content": "sun"},
+                           {"role": "tool", "tool_call_id": "c2", "content": "rain"},  # two answers in a row
+                           {"role": "user", "content": "So?"}], "tools": TOOLS}
+    rows = [pair(i) for i in range(9)] + [pair(9, input=prompt)]
+    assert validate_bytes(jsonl(rows)).ok
+    loaded = load_pairs(jsonl(rows))[-1]
+    assert loaded.prompt.tools == tuple(TOOLS) and len(loaded.prompt.messages[1].tool_calls) == 2
+
+
+def test_a_chat_line_in_a_file_of_pairs_is_named_by_validate():
+    """The first line makes the file a preference file (as stats and the DPO loader read it)."""
+    chat = {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}
+    report = validate_bytes(jsonl([pair(i) for i in range(9)] + [chat]))
+    assert [i.format() for i in report.errors] == [
+        "line 10: a chat example, not a preference pair: a DPO file holds only pairs"]
+    other = problems([pair(0), {"question": "?"}])  # neither format: named as a pair would be
+    assert 'line 2, question: unknown key "question": a preference pair holds input, preferred_output and ' \
+           "non_preferred_output" in other
+    assert validate_bytes(jsonl([chat] * 10 + [pair(0)])).ok  # a chat file: a pair is its prompt + preferred
+
+
+def test_a_line_too_long_is_named_by_stats_and_the_trainer(tmp_path: Path, tiny_model):
+    from tunery.data.text import MAX_LINE_BYTES
+
+    rows = [pair(i) for i in range(10)]
+    rows[4] = pair(4, preferred_output=[{"role": "assistant", "content": "x" * (MAX_LINE_BYTES + 1)}])
+    path = tmp_path / "pairs.jsonl"
+    path.write_bytes(jsonl(rows))
+    with pytest.raises(InvalidInput, match="line 5: the line is .* bytes, longer than"):
+        load_pairs(path)
+    stats = invoke("stats", str(path), "--model", "tiny-random", "--json")
+    assert stats.exit_code == 0, stats.output
+    assert json.loads(stats.stdout)["n_pairs"] == 9
+    assert "1 problem(s) on 1 line(s); only the 9 valid pairs are counted" in stats.stderr
 
 
 def test_the_trainer_refuses_a_chat_line_or_too_few_pairs():

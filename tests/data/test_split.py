@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 from chatlines import good_lines, jsonl
 
 from tunery.data import default_outputs, split_file, split_lines
-from tunery.errors import InvalidInput
+from tunery.errors import Conflict, InvalidInput
 
 
 def _src(tmp_path: Path, n: int = 20) -> Path:
@@ -22,7 +23,7 @@ def test_same_seed_same_split_and_nothing_lost(tmp_path: Path):
     src = _src(tmp_path)
     a = split_file(src, validation_fraction=0.25, seed=7)
     first = (a.train_path.read_bytes(), a.valid_path.read_bytes())
-    b = split_file(src, validation_fraction=0.25, seed=7)
+    b = split_file(src, validation_fraction=0.25, seed=7, force=True)
     assert (b.train_path.read_bytes(), b.valid_path.read_bytes()) == first
     assert (a.n_train, a.n_valid) == (15, 5)
     train, valid = (p.read_bytes().splitlines() for p in (a.train_path, a.valid_path))
@@ -70,3 +71,34 @@ def test_default_outputs_and_prefix(tmp_path: Path):
     assert default_outputs(tmp_path / "a.jsonl") == (tmp_path / "a.train.jsonl", tmp_path / "a.valid.jsonl")
     assert default_outputs(tmp_path / "a.txt", tmp_path / "out/x") == (tmp_path / "out/x.train.jsonl",
                                                                         tmp_path / "out/x.valid.jsonl")
+
+
+def test_existing_outputs_are_kept_unless_forced(tmp_path: Path):
+    src = _src(tmp_path)
+    (tmp_path / "trips.valid.jsonl").write_text("mine\n")
+    with pytest.raises(Conflict, match="trips.valid.jsonl already exists") as exc:
+        split_file(src, validation_fraction=0.5, seed=0)
+    assert "--force" in str(exc.value)
+    assert (tmp_path / "trips.valid.jsonl").read_text() == "mine\n" and not (tmp_path / "trips.train.jsonl").exists()
+    result = split_file(src, validation_fraction=0.5, seed=0, force=True)
+    assert result.n_valid == 10 and len(result.valid_path.read_bytes().splitlines()) == 10
+
+
+@pytest.mark.parametrize("prefix", ["", " ", "out/", ".", "..", "../d/"])
+def test_a_prefix_must_end_in_a_name(tmp_path: Path, prefix):
+    with pytest.raises(InvalidInput, match="the output prefix (is empty|.* ends in a folder, not a file name)"):
+        default_outputs(tmp_path / "a.jsonl", prefix)
+
+
+def test_lines_that_are_not_json_objects_are_refused(tmp_path: Path):
+    """A pretty-printed document split into lines would make two files of JSON fragments."""
+    doc = tmp_path / "array.jsonl"
+    doc.write_text(json.dumps([json.loads(x) for x in good_lines(20)], indent=1))
+    with pytest.raises(InvalidInput, match=r"array.jsonl, line 1: not valid JSON: Expecting value") as exc:
+        split_file(doc, validation_fraction=0.5, seed=0)
+    assert "the file is one JSON document (a list), not JSON Lines" in str(exc.value)
+    listed = tmp_path / "listed.jsonl"
+    listed.write_bytes(jsonl([*good_lines(3), "[1, 2]", *good_lines(3)]))
+    with pytest.raises(InvalidInput, match="listed.jsonl, line 4: expected a JSON object, got a list"):
+        split_file(listed, validation_fraction=0.5, seed=0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["array.jsonl", "listed.jsonl"]

@@ -32,8 +32,9 @@ def test_binary_junk_gives_clean_errors():
     json.dumps(report.to_dict())
 
 
-def test_utf16_file_is_named():
-    data = jsonl(good_lines(10)).decode().encode("utf-16")
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])  # with and without a byte-order mark
+def test_utf16_file_is_named(encoding):
+    data = jsonl(good_lines(10)).decode().encode(encoding)
     report = validate_bytes(data)
     assert [i.message for i in report.issues] == ["the file is UTF-16 encoded: save it as UTF-8"]
 

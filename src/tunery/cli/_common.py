@@ -97,6 +97,7 @@ def fail(message: str, code: int = 1) -> None:
 
 def run_cli(group: click.Group) -> None:
     from tunery.errors import TuneryError
+    from tunery.home import CannotWrite
 
     quiet_libraries()
     try:
@@ -109,7 +110,7 @@ def run_cli(group: click.Group) -> None:
         sys.exit(e.exit_code)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
-    except TuneryError as e:
+    except (TuneryError, CannotWrite) as e:  # CannotWrite: a path that cannot be written, and why
         fail(str(e), 1)
     except KeyboardInterrupt:
         err_console.print("interrupted")

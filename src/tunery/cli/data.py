@@ -93,10 +93,7 @@ def stats(file: Path, model: str, n_epochs: int, as_json: bool) -> None:
         update("counting tokens")
         result = token_stats(report.conversations, tokenizer, context_length=rec.context_length,
                              n_epochs=n_epochs)
-    if report.errors:
-        bad_lines = len({i.line for i in report.errors if i.line is not None})
-        err_console.print(f"[yellow]warning:[/] {len(report.errors)} problem(s) on {bad_lines} line(s); only the "
-                          f"{len(report.examples)} valid examples are counted (see `tunery data validate`)")
+    _warn_skipped(report.errors, len(report.examples), "examples")
     if as_json:
         print_json({"file": str(file), "model": rec.id, **result.to_dict()})
         return
@@ -118,6 +115,14 @@ def stats(file: Path, model: str, n_epochs: int, as_json: bool) -> None:
     console.print(f"[bold]{'over context':>22}[/]  {over} (context {result.context_length:,} tokens)")
 
 
+def _warn_skipped(errors: list, n_valid: int, what: str) -> None:
+    """Say that lines with problems (``errors``, issues) were left out of the counts."""
+    if errors:
+        bad_lines = len({i.line for i in errors if i.line is not None})
+        err_console.print(f"[yellow]warning:[/] {len(errors)} problem(s) on {bad_lines} line(s); only the "
+                          f"{n_valid} valid {what} are counted (see `tunery data validate`)")
+
+
 def _mask(text: str) -> str:
     """Enough of a finding to recognise it, without printing the personal data itself."""
     return text[:2] + "*" * max(len(text) - 4, 1) + text[-2:] if len(text) > 4 else "*" * len(text)
@@ -126,14 +131,19 @@ def _mask(text: str) -> str:
 
 def _preference_stats(file: Path, model: str, as_json: bool) -> None:
     """Tokens of a preference (DPO) file: prompt, chosen and rejected answers per pair."""
-    from tunery.data.preference import load_pairs, preference_stats
+    from tunery.data.preference import preference_stats, read_pairs
+    from tunery.errors import InvalidInput
     from tunery.models import ensure
     from tunery.models.loading import load_tokenizer
 
-    pairs = load_pairs(file, purpose="validation")
+    pairs, errors = read_pairs(file)
+    if not pairs:
+        raise InvalidInput(f"{file} has no valid preference pairs", param="file",
+                           hint=f"run `tunery data validate {file}`")
     with status(f"loading {model}") as update:
         rec = ensure(model, progress=update)
         result = preference_stats(pairs, load_tokenizer(rec))
+    _warn_skipped(errors, len(pairs), "pairs")
     if as_json:
         print_json({"file": str(file), "model": rec.id, "format": "preference", **result.to_dict()})
         return
@@ -193,19 +203,21 @@ def scrub(file: Path, output: Path | None, check: bool, as_json: bool) -> None:
 @click.option("--seed", type=int, default=42, show_default=True, help="The same seed gives the same split.")
 @click.option("--output-prefix", "-o", "prefix", default=None,
               help="Write PREFIX.train.jsonl and PREFIX.valid.jsonl (default: beside FILE, named after it).")
+@click.option("--force", is_flag=True, help="Replace the output files if they exist.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def split(file: Path, validation_fraction: float, seed: int, prefix: str | None, as_json: bool) -> None:
+def split(file: Path, validation_fraction: float, seed: int, prefix: str | None, force: bool, as_json: bool) -> None:
     """Split FILE into a training and a validation file, reproducibly."""
     from tunery.data import default_outputs, split_file
+    from tunery.data.issues import plural
 
     out_train, out_valid = default_outputs(file, prefix)
     result = split_file(file, validation_fraction=validation_fraction, seed=seed, out_train=out_train,
-                        out_valid=out_valid)
+                        out_valid=out_valid, force=force)
     if as_json:
         print_json(result.to_dict())
         return
-    console.print(f"[green]wrote[/] {escape(str(result.train_path))} ({result.n_train} examples) and "
-                  f"{escape(str(result.valid_path))} ({result.n_valid} examples)")
+    console.print(f"[green]wrote[/] {escape(str(result.train_path))} ({result.n_train} example{plural(result.n_train)}) "
+                  f"and {escape(str(result.valid_path))} ({result.n_valid} example{plural(result.n_valid)})")
 
 
 @data.command()

@@ -4,9 +4,12 @@
      "preferred_output": [{"role": "assistant", "content": "..."}],
      "non_preferred_output": [{"role": "assistant", "content": "..."}]}
 
-The prompt's messages follow the chat data's rules: the validator hands its own message check to
+The prompt follows the chat data's rules: the validator hands its own message and order checks to
 :func:`check_pair` (so the rules live once, in ``data.validate``, which imports this module, not the
-reverse). The prompt ends with a user message, and each output is exactly one assistant message.
+reverse), and its tools and tool calls are checked by :mod:`tunery.data.tools`, as a chat example's
+are. The prompt ends with a user message, and each output is exactly one assistant message with
+text: DPO trains on the answers' text (:class:`PreferencePair`), so an output that calls tools is
+refused rather than trained on as an empty answer.
 A line is taken for a pair by its keys (:func:`is_pair`): that is how ``tunery data validate``,
 ``scrub`` and the upload report tell the two formats apart; ``data.preference`` loads whole files.
 """
@@ -19,13 +22,19 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from tunery.chat import ChatMessage, Conversation, Role
+from tunery.data.tools import check_tool_use, check_tools
 
 PAIR_KEYS = ("input", "preferred_output", "non_preferred_output")
 OUTPUTS = ("preferred_output", "non_preferred_output")
 
+CHAT_IN_PAIRS = "a chat example, not a preference pair: a DPO file holds only pairs"
+_BOM = b"\xef\xbb\xbf"
+
 Add = Callable[[str | None, str], None]
 CheckMessage = Callable[[Add, int, Any], "tuple[bool, str | None]"]
 """The validator's check of one chat message: ``(add, index, message) -> (ok, role)``."""
+CheckOrder = Callable[[Add, "list[str | None]"], bool]
+"""The validator's check of the messages' order: ``(add, roles) -> ok``."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,14 @@ def is_pair(obj: Any) -> bool:
     return isinstance(obj, dict) and "messages" not in obj and any(k in obj for k in PAIR_KEYS)
 
 
+def line_kind(raw: bytes) -> str:
+    """``preference`` when a line (its bytes) is a preference pair (:func:`is_pair`), else ``chat``."""
+    try:
+        return "preference" if is_pair(json.loads(raw.removeprefix(_BOM))) else "chat"
+    except (ValueError, RecursionError):
+        return "chat"
+
+
 def _under(add, prefix: str, old: str = "messages"):
     """``add`` with the field renamed from the chat validator's ``messages[...]`` to where it sits
     in a pair (``input.messages[...]``, ``preferred_output[...]``)."""
@@ -60,16 +77,18 @@ def _kind(value: Any) -> str:
         type(value), f"a {type(value).__name__}")
 
 
-def check_pair(add: Add, warn: Add, obj: dict, check_message: CheckMessage) -> PreferencePair | None:
+def check_pair(add: Add, warn: Add, obj: dict, check_message: CheckMessage,
+               check_order: CheckOrder) -> PreferencePair | None:
     """Check one parsed line (see :func:`is_pair`), reporting every problem through ``add`` (errors)
-    and ``warn`` (field, message), the messages with ``check_message``; the pair when it is valid."""
+    and ``warn`` (field, message), the messages with ``check_message`` and the prompt's order with
+    ``check_order``; the pair when it is valid."""
     ok = True
     for key in obj:
         if key not in PAIR_KEYS:
             add(key, f"unknown key {json.dumps(key)}: a preference pair holds input, preferred_output and "
                      "non_preferred_output")
             ok = False
-    prompt = _check_input(add, obj.get("input"), check_message) if "input" in obj else None
+    prompt = _check_input(add, obj.get("input"), check_message, check_order) if "input" in obj else None
     if "input" not in obj:
         add("input", 'missing "input": {"messages": [...]} with the prompt')
     answers: list[str | None] = []
@@ -85,6 +104,10 @@ def check_pair(add: Add, warn: Add, obj: dict, check_message: CheckMessage) -> P
             if role is not None and role != Role.ASSISTANT:
                 add(f"{out}[0].role", f"the output must be an assistant message, not {role}")
                 msg_ok = False
+            elif role == Role.ASSISTANT and "tool_calls" in value[0]:
+                add(f"{out}[0].tool_calls", "tool calls in a preference output are not supported: DPO trains on "
+                                            "the answer's text; give each output as a text answer")
+                msg_ok = False
             if msg_ok and role == Role.ASSISTANT:
                 if value[0].get("weight") == 0:
                     add(f"{out}[0].weight", "an output cannot have weight 0: it is what the pair teaches")
@@ -99,7 +122,7 @@ def check_pair(add: Add, warn: Add, obj: dict, check_message: CheckMessage) -> P
     return PreferencePair(prompt, answers[0], answers[1])
 
 
-def _check_input(add: Add, value: Any, check_message: CheckMessage) -> Conversation | None:
+def _check_input(add: Add, value: Any, check_message: CheckMessage, check_order: CheckOrder) -> Conversation | None:
     if not isinstance(value, dict):
         add("input", f'input must be an object like {{"messages": [...]}}, got {_kind(value)}')
         return None
@@ -108,32 +131,27 @@ def _check_input(add: Add, value: Any, check_message: CheckMessage) -> Conversat
         if key not in ("messages", "tools"):
             add(f"input.{key}", f'unknown key {json.dumps(key)}: input holds "messages" and optionally "tools"')
             ok = False
-    tools = value.get("tools")
-    if tools is not None and not (isinstance(tools, list) and all(isinstance(t, dict) for t in tools)):
-        add("input.tools", f"tools must be a list of tool objects, got {_kind(tools)}")
-        ok = False
+    schemas = check_tools(_under(add, "input.tools", "tools"), value["tools"]) if "tools" in value else {}
+    ok = ok and schemas is not None
     messages = value.get("messages")
     if not isinstance(messages, list) or not messages:
         add("input.messages", "missing or empty: the prompt needs at least one user message"
             if not messages else f"messages must be a list of messages, got {_kind(messages)}")
         return None
+    in_messages = _under(add, "input.messages")
     roles = []
     for i, m in enumerate(messages):
-        msg_ok, role = check_message(_under(add, "input.messages"), i, m)
+        msg_ok, role = check_message(in_messages, i, m)
         ok = msg_ok and ok
         roles.append(role)
-    for i, role in enumerate(roles):
-        if role == Role.SYSTEM and i > 0:
-            add(f"input.messages[{i}].role", "a system message is only allowed once, as the first message")
-            ok = False
-        elif role is not None and i > 0 and roles[i - 1] == role:
-            add(f"input.messages[{i}].role", f"two consecutive {role} messages: alternate user and assistant turns")
-            ok = False
+    ok = check_order(in_messages, roles) and ok
+    if any(r == Role.TOOL for r in roles) or any(isinstance(m, dict) and "tool_calls" in m for m in messages):
+        ok = check_tool_use(in_messages, messages, roles, schemas, "tools" in value, True) and ok
     if roles[-1] is not None and roles[-1] != Role.USER:
         add(f"input.messages[{len(roles) - 1}].role", f"the prompt must end with a user message, not {roles[-1]}: "
                                                       "the outputs answer it")
         ok = False
-    return Conversation.from_dicts(messages, tools) if ok and None not in roles else None
+    return Conversation.from_dicts(messages, value.get("tools")) if ok and None not in roles else None
 
 
 def pair_messages(obj: dict) -> list[tuple[str, list]]:

@@ -19,7 +19,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tunery.data.pairs import PreferencePair, check_pair, is_pair
+from tunery.data.issues import Issue
+from tunery.data.pairs import PreferencePair, check_pair, is_pair, line_kind
 from tunery.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -28,7 +29,8 @@ if TYPE_CHECKING:
     from tunery.chat_template import EncodedExample
     from tunery.data.stats import Summary
 
-__all__ = ["PreferencePair", "PreferenceStats", "encode_pairs", "file_kind", "load_pairs", "preference_stats"]
+__all__ = ["PreferencePair", "PreferenceStats", "encode_pairs", "file_kind", "load_pairs", "preference_stats",
+           "read_pairs"]
 
 
 # --- whole files ---------------------------------------------------------------------------------
@@ -40,10 +42,7 @@ def file_kind(source: str | Path | bytes) -> str:
     def first(lines) -> str:
         for raw in lines:
             if isinstance(raw, bytes) and raw.strip():
-                try:
-                    return "preference" if is_pair(json.loads(raw.removeprefix(b"\xef\xbb\xbf"))) else "chat"
-                except (ValueError, RecursionError):
-                    return "chat"
+                return line_kind(raw)
         return "chat"
 
     if isinstance(source, bytes):
@@ -52,46 +51,56 @@ def file_kind(source: str | Path | bytes) -> str:
         return first(file_lines(f))
 
 
-def load_pairs(source: str | Path | bytes, *, purpose: str = "training") -> list[PreferencePair]:
-    """The pairs of a valid preference file (a path or its bytes), for the trainer. A file that is
-    invalid, or holds a chat example, raises :class:`InvalidInput` naming the first problems."""
-    from tunery.data.text import byte_lines, file_lines, open_data
-    from tunery.data.validate import (
-        MAX_REPORTED_ERRORS,
-        MIN_TRAINING_EXAMPLES,
-        Issue,
-        _check_line,
-        _check_message,
-    )
+def read_pairs(source: str | Path | bytes) -> tuple[list[PreferencePair], list[Issue]]:
+    """The valid pairs of a preference file (a path or its bytes) and the problems of the other
+    lines, each named as ``tunery data validate`` names it (a chat example among pairs, a line
+    too long to read, a UTF-16 file included)."""
+    from tunery.data.text import UTF16, byte_lines, file_lines, is_utf16, line_too_long, open_data
+    from tunery.data.validate import _check_line, _check_message, _check_order
 
     pairs: list[PreferencePair] = []
     issues: list[Issue] = []
 
     def run(lines) -> None:
         for lineno, raw in enumerate(lines, 1):
-            if isinstance(raw, int) or not raw.strip():
+            if lineno == 1 and isinstance(raw, bytes) and is_utf16(raw):
+                issues.append(Issue(None, None, UTF16))
+                return
+            if isinstance(raw, int):
+                issues.append(Issue(lineno, None, line_too_long(raw)))
                 continue
+            raw = raw.removeprefix(b"\xef\xbb\xbf").removesuffix(b"\r")
+            if not raw.strip():
+                continue
+
             def add(fld, message, _n=lineno):
                 issues.append(Issue(_n, fld, message))
 
             try:
-                obj = json.loads(raw.removeprefix(b"\xef\xbb\xbf"))
+                obj = json.loads(raw)
             except (ValueError, RecursionError):
                 obj = None
-            if not is_pair(obj):
-                _check_line(add, lambda *_: None, raw)  # names what is wrong with the line
-                if not any(i.line == lineno for i in issues):
-                    add(None, "a chat example, not a preference pair: a DPO file holds only pairs")
-                continue
-            pair = check_pair(add, lambda *_: None, obj, _check_message)
-            if pair is not None:
-                pairs.append(pair)
+            if is_pair(obj):
+                pair = check_pair(add, lambda *_: None, obj, _check_message, _check_order)
+                if pair is not None:
+                    pairs.append(pair)
+            else:
+                _check_line(add, lambda *_: None, raw, pairs_only=True)  # names what is wrong with the line
 
     if isinstance(source, bytes):
         run(byte_lines(source))
     else:
         with open_data(source) as f:
             run(file_lines(f))
+    return pairs, issues
+
+
+def load_pairs(source: str | Path | bytes, *, purpose: str = "training") -> list[PreferencePair]:
+    """The pairs of a valid preference file (a path or its bytes), for the trainer. A file that is
+    invalid, or holds a chat example, raises :class:`InvalidInput` naming the first problems."""
+    from tunery.data.validate import MAX_REPORTED_ERRORS, MIN_TRAINING_EXAMPLES
+
+    pairs, issues = read_pairs(source)
     if purpose == "training" and not issues and len(pairs) < MIN_TRAINING_EXAMPLES:
         issues.append(Issue(None, None, f"only {len(pairs)} pairs: at least {MIN_TRAINING_EXAMPLES} are needed"))
     if issues:

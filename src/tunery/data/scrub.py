@@ -401,12 +401,15 @@ def scrub_line(lineno: int, raw: bytes, report: ScrubReport, *, rewrite: bool = 
 
 
 def check_file(path: str | Path, *, max_findings: int | None = None) -> ScrubReport:
-    """Scan a chat JSONL file's message contents for personal data, line by line; writes nothing."""
-    from tunery.data.text import file_lines, open_data
+    """Scan a chat JSONL file's message contents for personal data, line by line; writes nothing. A
+    UTF-16 file, whose text no pattern would match, is an InvalidInput."""
+    from tunery.data.text import file_lines, open_data, refuse_utf16
 
     report = ScrubReport(Path(path), max_findings=max_findings)
     with open_data(path) as f:
         for lineno, raw in enumerate(file_lines(f, None), 1):
+            if lineno == 1:
+                refuse_utf16(path, raw)
             scrub_line(lineno, raw, report, rewrite=False)
             report.n_lines = lineno
     return report
@@ -415,12 +418,14 @@ def check_file(path: str | Path, *, max_findings: int | None = None) -> ScrubRep
 def scrub_file(src: str | Path, dst: str | Path) -> ScrubReport:
     """Write ``dst``: ``src`` with personal data in message contents replaced by placeholders. Lines
     without findings are copied byte for byte; the file is read and written line by line, and the
-    output appears whole or not at all."""
-    from tunery.data.text import open_data
+    output appears whole or not at all (and not at all for a UTF-16 file: see :func:`check_file`)."""
+    from tunery.data.text import open_data, refuse_utf16
 
     report = ScrubReport(Path(src), output=Path(dst))
     with open_data(src) as f, atomic_open(Path(dst)) as out:
         for lineno, raw in enumerate(f, 1):
+            if lineno == 1:
+                refuse_utf16(src, raw)
             ending = b"\n" if raw.endswith(b"\n") else b""
             out.write(scrub_line(lineno, raw.removesuffix(b"\n"), report) + ending)
             report.n_lines = lineno

@@ -1,14 +1,16 @@
 """Split a chat JSONL file into a training and a validation file, reproducibly: the same seed and
-fraction always put the same lines on the same side, whatever machine runs it."""
+fraction always put the same lines on the same side, whatever machine runs it. Outputs that exist
+are replaced only when asked (``force``): a split never overwrites a file by surprise."""
 
 from __future__ import annotations
 
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tunery.errors import InvalidInput
+from tunery.errors import Conflict, InvalidInput
 from tunery.home import atomic_write_bytes
 
 
@@ -25,9 +27,20 @@ class SplitResult:
 
 
 def default_outputs(src: str | Path, prefix: str | Path | None = None) -> tuple[Path, Path]:
-    """``<stem>.train.jsonl`` and ``<stem>.valid.jsonl``, beside ``src`` unless a prefix is given."""
+    """``<stem>.train.jsonl`` and ``<stem>.valid.jsonl``, beside ``src`` unless a prefix is given. A
+    prefix ends in a name: an empty one or a folder (``out/``) would make hidden files named only
+    ``.train.jsonl``, and is an InvalidInput."""
     src = Path(src)
-    base = str(prefix) if prefix is not None else str(src.with_suffix("") if src.suffix == ".jsonl" else src)
+    stem = src.with_suffix("") if src.suffix == ".jsonl" else src
+    if prefix is not None:
+        text = str(prefix)
+        if not text.strip() or text.endswith(("/", os.sep)) or Path(text).name in ("", ".", ".."):
+            example = Path(text if text.strip() else ".", stem.name)
+            what = "is empty" if not text.strip() else f"{text!r} ends in a folder, not a file name"
+            raise InvalidInput(f"the output prefix {what}", param="output",
+                               hint=f"end it in a name: -o {example} writes {example}.train.jsonl and "
+                                    f"{example}.valid.jsonl")
+    base = str(prefix) if prefix is not None else str(stem)
     return Path(base + ".train.jsonl"), Path(base + ".valid.jsonl")
 
 
@@ -49,10 +62,13 @@ def split_lines(lines: list[bytes], *, validation_fraction: float, seed: int) ->
 
 
 def split_file(src: str | Path, *, validation_fraction: float, seed: int, out_train: str | Path | None = None,
-               out_valid: str | Path | None = None) -> SplitResult:
+               out_valid: str | Path | None = None, force: bool = False) -> SplitResult:
     """Split ``src`` line by line (blank lines dropped, lines kept byte for byte) into two files. A line
-    that is not UTF-8 is an InvalidInput that names it."""
-    from tunery.data.text import read_lines
+    that is not UTF-8, or not a JSON object (a pretty-printed document), is an InvalidInput that
+    names it; an output that exists is a Conflict unless ``force``."""
+    from tunery.data.issues import kind, parse_json
+    from tunery.data.text import read_lines, small_file
+    from tunery.data.validate import _whole_document_hint
 
     src = Path(src)
     default_train, default_valid = default_outputs(src)
@@ -62,8 +78,24 @@ def split_file(src: str | Path, *, validation_fraction: float, seed: int, out_tr
             raise InvalidInput(f"output {out} is the input file", param="output", hint="choose another prefix")
     if train_path.resolve() == valid_path.resolve():
         raise InvalidInput("the training and validation outputs are the same file", param="output")
-    # every line must be UTF-8 text (a line that is not is named); each goes out as it came
-    lines = [raw for raw in (text.encode("utf-8") for _, text in read_lines(src)) if raw.strip()]
+    existing = [str(out) for out in (train_path, valid_path) if out.exists()]
+    if existing and not force:
+        raise Conflict(f"{' and '.join(existing)} already exist{'s' if len(existing) == 1 else ''}", param="output",
+                       hint="choose another -o prefix, or pass --force to replace "
+                            + ("it" if len(existing) == 1 else "them"))
+    # every line must be UTF-8 text holding a JSON object (the first that is not is named); each
+    # goes out as it came
+    lines: list[bytes] = []
+    for n, text in read_lines(src):
+        if not text.strip():
+            continue
+        obj, problem = parse_json(text)
+        if problem is not None or not isinstance(obj, dict):
+            what = f"not valid JSON: {problem}" if problem is not None else f"expected a JSON object, got {kind(obj)}"
+            hint = (_whole_document_hint(small_file(src)) if not lines else None) or \
+                "split takes JSON Lines, one example per line; `tunery data validate` lists every problem"
+            raise InvalidInput(f"{src}, line {n}: {what}", param="file", hint=hint)
+        lines.append(text.encode("utf-8"))
     train, valid = split_lines(lines, validation_fraction=validation_fraction, seed=seed)
     atomic_write_bytes(train_path, b"\n".join(train) + b"\n")
     atomic_write_bytes(valid_path, b"\n".join(valid) + b"\n")

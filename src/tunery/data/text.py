@@ -18,6 +18,31 @@ MAX_LINE_BYTES = 8 << 20
 """The longest line the validator reads (8 MiB): a longer one is an error, skipped unread, so one
 line never takes more memory than this. No model's context holds an example that long."""
 _HINT_MAX_BYTES = 16 << 20  # a file up to this size is parsed whole to recognise a pretty-printed document
+UTF16 = "the file is UTF-16 encoded: save it as UTF-8"
+
+
+def line_too_long(n: int) -> str:
+    """Why a line of ``n`` bytes (over :data:`MAX_LINE_BYTES`) is skipped unread."""
+    return (f"the line is {n:,} bytes, longer than the {MAX_LINE_BYTES:,} a line may hold: no model's context "
+            "holds an example that long")
+
+
+def is_utf16(first: bytes) -> bool:
+    """Whether a file whose first line is ``first`` is UTF-16 text: a UTF-16 byte-order mark, or
+    (without one) an ASCII character and a zero byte in either order, as ``{"`` is written in
+    UTF-16. Read as UTF-8, such a file is text with a zero byte between its letters, in which no
+    JSON parses and no pattern matches."""
+    if first.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return True
+    head = first[:4]
+    return len(head) == 4 and (all(head[i] and head[i] < 0x80 and not head[i + 1] for i in (0, 2))
+                               or all(not head[i] and head[i + 1] and head[i + 1] < 0x80 for i in (0, 2)))
+
+
+def refuse_utf16(path: str | Path, first: bytes, *, param: str = "file") -> None:
+    """Raise an InvalidInput naming ``path`` when its first line says it is UTF-16 (:func:`is_utf16`)."""
+    if is_utf16(first):
+        raise InvalidInput(f"{path}: {UTF16}", param=param)
 
 
 def decode_line(raw: bytes) -> tuple[str, None] | tuple[None, str]:
@@ -86,9 +111,12 @@ def byte_lines(data: bytes, limit: int | None = MAX_LINE_BYTES) -> Iterator[byte
 def read_lines(path: str | Path, *, param: str = "file") -> Iterator[tuple[int, str]]:
     """The lines of a user's UTF-8 text file (JSONL, CSV, a list of topics), numbered from 1 and
     read piece by piece, without their line endings and without a byte-order mark at the start.
-    A line that is not UTF-8 raises an InvalidInput naming the file, the line and the byte."""
+    A line that is not UTF-8 (or a UTF-16 file) raises an InvalidInput naming the file, the line and
+    the byte."""
     with open_data(path, param=param) as f:
         for n, raw in enumerate(file_lines(f, None), 1):
+            if n == 1:
+                refuse_utf16(path, raw, param=param)
             text, problem = decode_line((raw.removeprefix(_BOM) if n == 1 else raw).removesuffix(b"\r"))
             if problem is not None:
                 raise InvalidInput(f"{path}, line {n}: {problem}", param=param)

@@ -15,13 +15,12 @@ serves both. Like every check of :mod:`tunery.data.validate`, these report each 
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from tunery.chat import Role
-from tunery.data.issues import Add, kind, plural, reject_constant, show
+from tunery.data.issues import Add, kind, parse_json, plural, show
 
 LEGACY = ("the legacy function-calling shape is not supported: declare functions in \"tools\" "
           '([{"type": "function", "function": {...}}]), call them with an assistant message\'s "tool_calls" '
@@ -81,6 +80,12 @@ def _check_entry(add: Add, f: str, entry: Any, shape: _Entry) -> tuple[bool, dic
     return ok, fn
 
 
+def _schema_message(err: Any) -> str:
+    """jsonschema's message about ``err.instance`` with that value written as JSON, not as Python's repr."""
+    python = repr(err.instance)
+    return show(err.instance) + err.message[len(python):] if err.message.startswith(python) else err.message
+
+
 def check_tools(add: Add, tools: Any) -> dict[str, dict] | None:
     """The declared functions' parameter schemas by name when ``tools`` is valid, else None."""
     from jsonschema import Draft202012Validator, SchemaError
@@ -116,7 +121,7 @@ def check_tools(add: Add, tools: Any) -> dict[str, dict] | None:
             Draft202012Validator.check_schema(params)
         except SchemaError as e:
             where = "".join(f"[{p!r}]" if isinstance(p, int) else f".{p}" for p in e.path)
-            add(f"{f}.function.parameters{where}", f"not a valid JSON schema: {e.message}")
+            add(f"{f}.function.parameters{where}", f"not a valid JSON schema: {_schema_message(e)}")
             ok = False
             continue
         if name is not None:
@@ -155,10 +160,9 @@ def check_arguments(add: Add, fld: str, args: Any, schema: dict | None) -> bool:
     if not isinstance(args, str):
         add(fld, f"arguments must be a JSON string (as the API sends them), got {kind(args)}")
         return False
-    try:
-        value = json.loads(args, parse_constant=reject_constant)
-    except (ValueError, RecursionError) as e:
-        add(fld, f"arguments are not valid JSON: {getattr(e, 'msg', e)}")
+    value, problem = parse_json(args)
+    if problem is not None:
+        add(fld, f"arguments are not valid JSON: {problem}")
         return False
     if not isinstance(value, dict):
         add(fld, f"arguments must be a JSON object, got {kind(value)}")
@@ -168,7 +172,7 @@ def check_arguments(add: Add, fld: str, args: Any, schema: dict | None) -> bool:
     ok = True
     for err in sorted(Draft202012Validator(schema).iter_errors(value), key=lambda e: list(e.path)):
         where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.path)
-        add(fld, f"arguments{where} do not match the function's parameters: {err.message}")
+        add(fld, f"arguments{where} do not match the function's parameters: {_schema_message(err)}")
         ok = False
     return ok
 

@@ -28,9 +28,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tunery.chat import Conversation, Role
-from tunery.data.issues import Add, Issue, Severity, ValidationReport, kind, plural, reject_constant, show
-from tunery.data.pairs import check_pair, is_pair
-from tunery.data.text import MAX_LINE_BYTES, byte_lines, decode_line, file_lines, open_data, small_file
+from tunery.data.issues import Add, Issue, Severity, ValidationReport, kind, parse_json, plural, show
+from tunery.data.pairs import CHAT_IN_PAIRS, check_pair, is_pair, line_kind
+from tunery.data.text import (
+    UTF16,
+    byte_lines,
+    decode_line,
+    file_lines,
+    is_utf16,
+    line_too_long,
+    open_data,
+    small_file,
+)
 from tunery.data.tools import LEGACY, check_example_tools, check_tool_use, message_key_problem
 from tunery.errors import InvalidInput, TuneryError
 
@@ -168,8 +177,9 @@ def _check_message(add: Add, i: int, m: Any) -> tuple[bool, str | None]:
     return ok, role
 
 
-def _check_turns(add: Add, warn: Add, messages: list, roles: list[str | None]) -> bool:
-    """Conversation shape: system first and once, alternating turns, something to learn from."""
+def _check_order(add: Add, roles: list[str | None]) -> bool:
+    """The order of a conversation's messages (a chat example's, a preference pair's prompt): system
+    first and once, user and assistant turns alternating."""
     ok = True
     for i, role in enumerate(roles):
         if role == Role.SYSTEM and i > 0:
@@ -179,6 +189,12 @@ def _check_turns(add: Add, warn: Add, messages: list, roles: list[str | None]) -
             add(f"messages[{i}].role", f"two consecutive {role} messages: alternate user and assistant turns "
                                        "(merge the two into one message)")
             ok = False
+    return ok
+
+
+def _check_turns(add: Add, warn: Add, messages: list, roles: list[str | None]) -> bool:
+    """Conversation shape: :func:`_check_order`, and something to learn from."""
+    ok = _check_order(add, roles)
     if None in roles:
         return False  # the shape of a conversation with unknown roles says nothing more
     assistants = [i for i, r in enumerate(roles) if r == Role.ASSISTANT]
@@ -221,22 +237,16 @@ def lone_surrogate(obj: Any) -> tuple[str | None, str] | None:
     return None
 
 
-def _check_line(add: Add, warn: Add, raw: bytes) -> Conversation | None:
-    """The example when the line is a valid example, else None (problems reported)."""
+def _check_line(add: Add, warn: Add, raw: bytes, *, pairs_only: bool = False) -> Conversation | None:
+    """The example when the line is a valid example, else None (problems reported). In a file of
+    preference pairs (``pairs_only``), a chat example is a problem: DPO takes pairs only."""
     text, problem = decode_line(raw)
     if text is None:
         add(None, problem)
         return None
-    try:
-        obj = json.loads(text, parse_constant=reject_constant)
-    except json.JSONDecodeError as e:
-        add(None, f"not valid JSON: {e.msg} at column {e.colno}")
-        return None
-    except ValueError as e:
-        add(None, f"not valid JSON: {e}")
-        return None
-    except RecursionError:
-        add(None, "not valid JSON: nested too deeply")
+    obj, problem = parse_json(text)
+    if problem is not None:
+        add(None, f"not valid JSON: {problem}")
         return None
     if "\\u" in text and (bad := lone_surrogate(obj)) is not None:
         add(*bad)  # before anything echoes a value: text with a lone surrogate cannot even be printed
@@ -244,8 +254,11 @@ def _check_line(add: Add, warn: Add, raw: bytes) -> Conversation | None:
     if not isinstance(obj, dict):
         add(None, f'expected a JSON object like {{"messages": [...]}}, got {kind(obj)}')
         return None
-    if is_pair(obj):  # OpenAI's preference format (DPO): its own rules; measured as prompt + preferred
-        pair = check_pair(add, warn, obj, _check_message)
+    if pairs_only and not is_pair(obj) and "messages" in obj:
+        add(None, CHAT_IN_PAIRS)
+        return None
+    if pairs_only or is_pair(obj):  # OpenAI's preference format (DPO): its own rules; measured as prompt + preferred
+        pair = check_pair(add, warn, obj, _check_message, _check_order)
         return pair.conversation(pair.chosen) if pair else None
     ok = True
     for key in obj:
@@ -431,12 +444,13 @@ class Validator:
         self.first_line: int | None = None
         self.first_bad: int | None = None
         self.utf16 = False
+        self.kind: str | None = None  # chat or preference: the first line's, as ``file_kind`` finds it
 
     def line(self, lineno: int, raw: bytes | int) -> None:
         if self.utf16:
             return
         if lineno == 1 and isinstance(raw, bytes):
-            if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+            if is_utf16(raw):
                 self.utf16 = True
                 return
             raw = raw.removeprefix(_BOM)
@@ -445,6 +459,8 @@ class Validator:
             self.blank.add(lineno)
             return
         self.n_nonblank += 1
+        if self.kind is None and isinstance(raw, bytes):
+            self.kind = line_kind(raw)
         self.first_line = self.first_line or lineno
 
         def add(fld: str | None, message: str) -> None:
@@ -455,11 +471,10 @@ class Validator:
 
         n_before = sum(self.report.dropped.values()) + len(self.line_issues.kept)
         if isinstance(raw, int):
-            add(None, f"the line is {raw:,} bytes, longer than the {MAX_LINE_BYTES:,} a line may hold: no "
-                      "model's context holds an example that long")
+            add(None, line_too_long(raw))
             conv = None
         else:
-            conv = _check_line(add, warn, raw.removesuffix(b"\r"))
+            conv = _check_line(add, warn, raw.removesuffix(b"\r"), pairs_only=self.kind == "preference")
         if conv is None:
             if self.first_bad is None and sum(self.report.dropped.values()) + len(self.line_issues.kept) > n_before:
                 self.first_bad = lineno
@@ -485,7 +500,7 @@ class Validator:
         is already bad."""
         report = self.report
         if self.utf16:
-            report.issues = [Issue(None, None, "the file is UTF-16 encoded: save it as UTF-8")]
+            report.issues = [Issue(None, None, UTF16)]
             return report
         if self.measure is not None:
             self.measure.finish()
