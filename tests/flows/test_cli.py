@@ -142,6 +142,48 @@ node_variants:
     assert res.exit_code != 0 and "no variant 'variant_9'" in str(res.exception)
 
 
+@pytest.mark.parametrize("has_default", [True, False])
+def test_set_default_variant_keeps_crlf_line_endings(invoke, make_flow, has_default):
+    text = """\
+# written on Windows\r
+inputs: {q: {type: string}}\r
+outputs: {a: {reference: "${ask.output}"}}\r
+nodes:\r
+- {name: ask, use_variants: true}\r
+node_variants:\r
+  ask:\r
+    default_variant_id: variant_0\r
+    variants:\r
+      variant_0:\r
+        node: {type: prompt, source: {type: code, path: t.jinja2}, inputs: {q: "${inputs.q}"}}\r
+      variant_1:\r
+        node: {type: prompt, source: {type: code, path: t.jinja2}, inputs: {q: "${inputs.q}"}}\r
+"""
+    if not has_default:
+        text = text.replace("    default_variant_id: variant_0\r\n", "")
+    root = make_flow("", {"t.jinja2": "{{q}}"})
+    (root / "flow.dag.yaml").write_bytes(text.encode())
+    assert invoke("flow", "set-default-variant", "--flow", str(root), "ask", "variant_1").exit_code == 0
+    want = text.replace("default_variant_id: variant_0", "default_variant_id: variant_1") if has_default else \
+        text.replace("  ask:\r\n", "  ask:\r\n    default_variant_id: variant_1\r\n")
+    assert (root / "flow.dag.yaml").read_bytes() == want.encode()
+
+
+def test_validate_names_the_file_of_a_yaml_error(make_flow):
+    root = make_flow("inputs: [a, b\n")
+    res = CliRunner().invoke(cli, ["flow", "validate", "--flow", str(root)], env={"COLUMNS": "500"})
+    assert res.exit_code == 1
+    assert f"error: {root / 'flow.dag.yaml'}: line 2: not valid YAML" in res.output
+
+
+def test_examples_refuses_a_file_as_destination(tmp_path):
+    dest = tmp_path / "good.jsonl"
+    dest.write_text("{}\n")
+    res = CliRunner().invoke(cli, ["flow", "examples", str(dest)])
+    assert res.exit_code == 2 and "is a file, not a folder" in res.output
+    assert dest.read_text() == "{}\n"
+
+
 def test_set_default_variant_adds_a_missing_default(invoke, make_flow):
     root = make_flow("""\
 inputs: {q: {type: string}}

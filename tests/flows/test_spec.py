@@ -87,6 +87,32 @@ def test_all_problems_are_reported_at_once(make_flow):
     assert {("node 'a'", "inputs.x"), ("node 'b'", "inputs.x"), ("node 'c'", "source.path")} <= fields
 
 
+def test_a_malformed_reference_hides_no_other_problem_of_its_node(make_flow):
+    root = make_flow(dag(node("a", extra="    t: ${inputs.nope}\n    u: ${a.output}\n    w: ${}\n")), PY)
+    text = "\n".join(str(p) for p in validate_flow(root).errors)
+    for problem in ("inputs.w: malformed reference ${}", "inputs.t: ${inputs.nope} references unknown flow input",
+                    "inputs.u: ${a.output} references the node itself"):
+        assert problem in text, text
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ("# flow\ninputs: {}\n".encode("utf-16"), "UTF-8"),
+    (b"inputs: {}\n# caf\xe9\n", "line 2: not valid UTF-8 (byte 0xe9 at column 6): save the file as UTF-8"),
+])
+def test_a_flow_file_that_is_not_utf8_is_named(make_flow, data, message):
+    from tunery.flows import set_default_variant
+    from tunery.flows.library import FlowEntry, summary
+
+    root = make_flow("")
+    (root / "flow.dag.yaml").write_bytes(data)
+    for check in (validate_flow, load_flow, lambda r: set_default_variant(r, "a", "variant_1")):
+        with pytest.raises(InvalidInput) as e:
+            check(root)
+        assert str(root / "flow.dag.yaml") in str(e.value) and message in str(e.value)
+    error = summary(FlowEntry("x", root, "link"))["error"]  # the studio's list shows it, not a 500
+    assert str(root / "flow.dag.yaml") in error and message in error
+
+
 @pytest.mark.parametrize(("code", "where", "message"), [
     ("def a(:\n    pass\n", "node 'a', source.path", "SyntaxError at line 1"),
     ("import not_a_module_xyz\n", "node 'a', source.path", "ModuleNotFoundError"),

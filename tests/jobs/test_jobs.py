@@ -170,6 +170,17 @@ def test_cli_lora_layers_reach_the_job_and_bad_ones_are_named(tiny_model, chat_f
     assert r.exit_code == 2 and "--lora-layers" in r.output
 
 
+def test_follow_an_unknown_job_draws_no_progress_bar():
+    from click.testing import CliRunner
+
+    from tunery.cli.main import cli
+    from tunery.errors import NotFound
+
+    r = CliRunner().invoke(cli, ["jobs", "follow", "nope"])
+    assert isinstance(r.exception, NotFound) and "nope" in str(r.exception)
+    assert "steps" not in r.output  # no bar drawn before the error
+
+
 def test_cli_builds_the_same_request_and_names_the_flag_of_a_bad_value(tiny_model, chat_file):
     from click.testing import CliRunner
 

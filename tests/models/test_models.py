@@ -90,6 +90,49 @@ def test_add_local_folder_and_errors(tiny_model_dir, tmp_path):
         add_local("my-tiny", tiny_model_dir)
 
 
+@pytest.mark.parametrize(("config", "message"), [
+    ("{bad", "config.json, line 1: not valid JSON (Expecting property name"),
+    ('{"model_type": "llama"}\n]', "config.json, line 2: not valid JSON (Extra data)"),
+    ("[1]", "config.json must hold a JSON object, not an array"),
+])
+def test_add_local_refuses_a_folder_whose_json_does_not_parse(tmp_path, config, message):
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "config.json").write_text(config)
+    (folder / "model.safetensors").write_bytes(b"")
+    (folder / "tokenizer.json").write_text("{}")
+    with pytest.raises(InvalidInput) as e:
+        add_local("broken", folder)
+    assert str(folder / "config.json") in str(e.value) and message in str(e.value)
+    assert find("broken") is None
+
+
+def test_a_registered_model_with_a_broken_config_is_named_not_a_traceback(tmp_path):
+    from click.testing import CliRunner
+
+    from tunery.cli.main import cli
+    from tunery.models.loading import load_tokenizer
+
+    (tmp_path / "config.json").write_text("{bad")
+    (tmp_path / "tokenizer.json").write_text("{}")
+    register(ModelRecord(id="broken", kind="base", path=tmp_path, source="local"))  # as an older tunery added it
+    r = CliRunner().invoke(cli, ["models", "show", "broken"])
+    assert r.exit_code == 1 and isinstance(r.exception, InvalidInput)
+    assert f"{tmp_path / 'config.json'}, line 1: not valid JSON" in str(r.exception)
+    assert "tunery models remove broken" in str(r.exception)
+    with pytest.raises(InvalidInput, match="cannot load the tokenizer of model 'broken'"):
+        load_tokenizer("broken")
+
+
+def test_add_local_gguf_cut_short_is_not_a_readable_gguf_file(tmp_path):
+    fake = tmp_path / "fake.gguf"
+    fake.write_bytes(b"GGUFxxxx")
+    with pytest.raises(InvalidInput) as e:
+        add_local("fg", fake)
+    assert f"{fake} is not a readable GGUF file: the GGUF reader said unpack_from" in str(e.value)
+    assert find("fg") is None
+
+
 def test_hub_id_offline_fails_at_once(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     t0 = time.monotonic()

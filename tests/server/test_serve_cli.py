@@ -79,6 +79,20 @@ def test_deploy_list_show_delete(tiny_model):
     assert "No deployments" in runner.invoke(cli, ["deployments", "list"]).output
 
 
+@pytest.mark.parametrize("manifest,needle", [
+    ("{bad", "tunery-export.json, line 1: not valid JSON"),
+    ('{"format": "onnx"}', "tunery-export.json: field 'quantize' is missing; field 'source_model' is missing"),
+    ('{"format": "onnx", "quantize": "int4", "source_model": 7}', "field 'source_model' must be a non-empty string"),
+    ("[1]", "tunery-export.json must hold a JSON object, not an array"),
+])
+def test_deploy_names_the_field_of_a_damaged_export_manifest(tmp_path, manifest, needle):
+    from tunery.errors import InvalidInput
+
+    (tmp_path / "tunery-export.json").write_text(manifest)
+    r = CliRunner().invoke(cli, ["deploy", str(tmp_path), "--name", "e1"])
+    assert isinstance(r.exception, InvalidInput) and needle in str(r.exception) and str(tmp_path) in str(r.exception)
+
+
 @pytest.mark.parametrize("args,needle", [
     (["deploy", "no-such-model", "--name", "x"], "unknown model"),
     (["deploy", "tiny-random", "--name", "bad name"], "invalid deployment name"),

@@ -105,7 +105,7 @@ def validate(flow_path: Path, as_json: bool) -> None:
     else:
         for p in report.problems:
             color = "red" if p.severity == "error" else "yellow"
-            console.print(f"[{color}]{p.severity}:[/] {p}")
+            console.print(f"[{color}]{p.severity}:[/] {report.file}: {p}")  # as InvalidFlow names them
         if report.ok:
             nodes = len(report.flow.nodes) if report.flow else 0
             console.print(f"[green]valid:[/] {report.file} ({nodes} nodes)")
@@ -177,6 +177,8 @@ def examples(dest: Path) -> None:
     import tunery
 
     src = Path(tunery.__file__).parent / "examples" / "flows"
+    if dest.exists() and not dest.is_dir():
+        raise click.UsageError(f"{dest} is a file, not a folder; pick a new or empty folder")
     if dest.exists() and any(dest.iterdir()):
         raise click.UsageError(f"{dest} exists and is not empty; pick another folder")
     shutil.copytree(src, dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))

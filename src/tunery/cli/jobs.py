@@ -196,6 +196,7 @@ def _follow(job_id: str, *, run_worker: bool) -> None:
     from tunery.jobs import Worker, get_job, list_events
     from tunery.jobs.worker import worker_alive
 
+    get_job(job_id)  # an unknown id is an error before a worker starts or a bar is drawn
     worker = Worker(poll_interval=0.5).start() if run_worker and not worker_alive() else None
     seen: set[str] = set()
     cols = [TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),

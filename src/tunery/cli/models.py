@@ -72,9 +72,8 @@ def add(name: str, path: Path) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def show(name: str, as_json: bool) -> None:
     """Show a model's source, architecture, context length and training defaults."""
-    import json as _json
-
     from tunery.models import CATALOG, find
+    from tunery.models.loading import read_json_object
 
     rec = find(name)
     spec = rec.spec if rec else CATALOG.get(name)
@@ -88,7 +87,8 @@ def show(name: str, as_json: bool) -> None:
                     path=str(rec.path), context_length=rec.context_length, **{"meta": rec.meta})
         cfg_dir = rec.path if (rec.path / "config.json").exists() else None
         if cfg_dir:
-            cfg = _json.loads((cfg_dir / "config.json").read_text())
+            cfg = read_json_object(cfg_dir / "config.json", param="model",
+                                   hint=f"repair the file, or remove the model with `tunery models remove {name}`")
             info["architecture"] = {k: cfg.get(k) for k in ("model_type", "hidden_size", "num_hidden_layers",
                                                             "num_attention_heads", "vocab_size")}
         size = sum(p.stat().st_size for p in rec.path.rglob("*") if p.is_file()) if rec.path.exists() else 0

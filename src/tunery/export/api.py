@@ -23,6 +23,7 @@ from tunery.errors import Conflict, InvalidInput, NotFound, TuneryError
 from tunery.export.formats import MANIFEST, check_format, tolerance
 from tunery.home import atomic_dir, atomic_write_json, home
 from tunery.models import registry
+from tunery.models.loading import read_json_object
 from tunery.models.registry import ModelRecord
 from tunery.progress import Progress, say
 
@@ -219,13 +220,26 @@ def _tool_versions(fmt: str) -> dict[str, str]:
     return out
 
 
+_MANIFEST_FIELDS = ("format", "quantize", "source_model")  # what every export writes and a reader needs
+
+
 def read_manifest(path: Path) -> dict[str, Any]:
-    """The manifest of a finished export folder; NotFound when ``path`` is not one."""
+    """The manifest of a finished export folder; NotFound when ``path`` is not one, InvalidInput
+    naming the file and the field when the manifest is damaged."""
     p = Path(path).expanduser() / MANIFEST
     if not p.is_file():
         raise NotFound(f"{path} is not a tunery export folder (no {MANIFEST})", param="model",
                        hint="create one with `tunery export MODEL --format onnx -o DIR`")
-    return json.loads(p.read_text())
+    again = "export the model again with `tunery export`"
+    man = read_json_object(p, param="model", hint=again)
+    problems = [f"field {key!r} is missing" if key not in man else f"field {key!r} must be a non-empty string, "
+                f"not {man[key]!r}" for key in _MANIFEST_FIELDS if not isinstance(man.get(key), str) or not man[key]]
+    length = man.get("context_length")
+    if length is not None and (isinstance(length, bool) or not isinstance(length, int) or length < 1):
+        problems.append(f"field 'context_length' must be a positive integer, not {length!r}")
+    if problems:
+        raise InvalidInput(f"{p}: " + "; ".join(problems), param="model", hint=again)
+    return man
 
 
 def is_export_dir(path: str | Path) -> bool:

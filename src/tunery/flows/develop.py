@@ -14,7 +14,15 @@ import yaml
 from tunery.flows import context
 from tunery.flows.connections import ModelFactory
 from tunery.flows.executor import AggregationResult, FlowExecutor, LineResult
-from tunery.flows.spec import Flow, InvalidFlow, Problem, check_flow, find_flow_file, load_flow
+from tunery.flows.spec import (
+    Flow,
+    InvalidFlow,
+    Problem,
+    check_flow,
+    find_flow_file,
+    load_flow,
+    read_flow_text,
+)
 from tunery.home import atomic_write_text
 
 
@@ -97,17 +105,18 @@ def set_default_variant(path: str | Path, node: str, variant: str) -> Path:
     flow = load_flow(path)
     flow.variant_node(node, variant, node_param="node")
     file = flow.file
-    text = file.read_text(encoding="utf-8")
-    new = _edit_default(text, node, variant)
+    text = read_flow_text(file)
+    eol = "\r\n" if "\r\n" in text else "\n"  # the file's own line endings, kept
+    new = _edit_default(text, node, variant, eol)
     if new is None or (yaml.safe_load(new).get("node_variants") or {}).get(node, {}).get("default_variant_id") != variant:
         data = yaml.safe_load(text)
         data["node_variants"][node]["default_variant_id"] = variant
-        new = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+        new = yaml.safe_dump(data, sort_keys=False, allow_unicode=True).replace("\n", eol)
     atomic_write_text(file, new)
     return file
 
 
-def _edit_default(text: str, node: str, variant: str) -> str | None:
+def _edit_default(text: str, node: str, variant: str, eol: str = "\n") -> str | None:
     lines = text.splitlines(keepends=True)
     indent = lambda s: len(s) - len(s.lstrip(" "))  # noqa: E731
     try:
@@ -139,5 +148,5 @@ def _edit_default(text: str, node: str, variant: str) -> str | None:
             lines[i] = f"{m.group(1)}{variant}{m.group(3)}{ln[len(ln.rstrip(chr(13) + chr(10))):]}"
             return "".join(lines)
     # no default_variant_id yet: add one as the node's first key
-    lines.insert(node_line + 1, f"{' ' * child}default_variant_id: {variant}\n")
+    lines.insert(node_line + 1, f"{' ' * child}default_variant_id: {variant}{eol}")
     return "".join(lines)

@@ -34,7 +34,7 @@ from tunery.flows.dag import NO_DEFAULT, Flow, InvalidFlow
 from tunery.flows.develop import test_flow, validate_flow
 from tunery.flows.mapping import load_data
 from tunery.flows.runs import _SNAPSHOT_IGNORE
-from tunery.flows.spec import FLOW_FILES, find_flow_file, load_flow
+from tunery.flows.spec import FLOW_FILES, find_flow_file, load_flow, read_flow_text
 from tunery.home import atomic_write_json, atomic_write_text, home
 
 MARKER = ".tunery-flow.json"
@@ -91,9 +91,9 @@ def summary(entry: FlowEntry) -> dict[str, Any]:
                            "nodes": 0, "evaluation": False}
     try:
         file = find_flow_file(entry.dir)
-        text = file.read_text(encoding="utf-8")
+        text = read_flow_text(file)
         raw = yaml.safe_load(text) or {}
-    except (OSError, NotFound, yaml.YAMLError) as e:
+    except (OSError, TuneryError, yaml.YAMLError) as e:  # no flow file, or not UTF-8
         return {**out, "error": str(e)}
     if not isinstance(raw, dict):
         return {**out, "error": "flow.dag.yaml is not a mapping"}
@@ -341,7 +341,7 @@ def read_flow(entry: FlowEntry) -> dict[str, Any]:
     """What an editor needs: the parsed yaml, the text of every editable file, every problem
     ``tunery flow validate`` reports, and each node's resolved variants."""
     report = validate_flow(entry.dir)
-    text = report.file.read_text(encoding="utf-8")
+    text = read_flow_text(report.file)
     try:
         dag = yaml.safe_load(text)
     except yaml.YAMLError:
@@ -415,7 +415,7 @@ def save_flow(entry: FlowEntry, *, dag: dict[str, Any] | None = None, files: dic
     if dag is not None:
         if not isinstance(dag, dict):
             raise InvalidInput("dag must be a mapping with inputs, outputs and nodes", param="dag")
-        current = file.read_text(encoding="utf-8")
+        current = read_flow_text(file)
         try:
             same = yaml.safe_load(current) == dag
         except yaml.YAMLError:
@@ -460,7 +460,7 @@ def clone_variant(entry: FlowEntry, node: str, source: str | None = None, new_id
     node without variants gets them: its definition becomes ``variant_0``. Returns the new id."""
     file = find_flow_file(entry.dir)
     try:
-        dag = yaml.safe_load(file.read_text(encoding="utf-8"))
+        dag = yaml.safe_load(read_flow_text(file))
     except yaml.YAMLError as e:
         raise InvalidInput(f"{file.name} is not valid YAML: {e}", param="dag", hint="fix the file first") from e
     nodes = dag.get("nodes") if isinstance(dag, dict) else None

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from tunery.data.text import check_utf8
 from tunery.errors import InvalidInput, NotFound
 from tunery.flows.dag import (
     NO_DEFAULT,
@@ -47,6 +48,18 @@ def find_flow_file(path: str | Path) -> Path:
         raise NotFound(f"no flow.dag.yaml in {p}", param="flow",
                        hint="point --flow at a folder holding a Prompt flow flow.dag.yaml")
     raise NotFound(f"flow {p} does not exist", param="flow")
+
+
+def read_flow_text(file: Path) -> str:
+    """The text of a flow file as written, its line endings kept (``set_default_variant`` writes
+    it back). A file that is not UTF-8 (UTF-16, a Latin-1 byte in a comment) raises an
+    :class:`InvalidInput` naming the file, the line and the byte."""
+    data = file.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        check_utf8(file, param="flow")  # raises, naming the line and byte (or that the file is UTF-16)
+        raise
 
 
 def coerce_input(value: Any, type_: str, name: str) -> Any:
@@ -97,7 +110,7 @@ def check_flow(path: str | Path) -> tuple[Flow | None, list[Problem]]:
     """Parse a flow and collect every problem (errors and warnings) instead of raising."""
     file = find_flow_file(path)
     try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+        raw = yaml.safe_load(read_flow_text(file))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "yaml"
@@ -120,7 +133,9 @@ def check_flow(path: str | Path) -> tuple[Flow | None, list[Problem]]:
         if node.type in ("llm", "prompt") and (flow.dir / node.source).is_file():
             for prob in check_template(flow.dir / node.source, node, where):
                 p.problems.append(prob)
-    p.problems += check_graph(flow, p.declared)
+    # the nodes that failed to parse join the graph check, so one malformed reference does not
+    # hide the node's other reference problems
+    p.problems += check_graph(replace(flow, nodes=flow.nodes + tuple(p.broken)), p.declared)
     for nv in variants.values():  # every variant must fit the graph, not only the default
         for vid in nv.variants:
             if vid != nv.default_id:
@@ -135,6 +150,7 @@ class _Parser:
         self.dir = flow_dir
         self.problems: list[Problem] = []
         self.declared: set[str] = set()  # every node name written, parsed or not
+        self.broken: list[Node] = []  # nodes with problems, as far as they parsed: their references are checked too
 
     def err(self, where: str, field_: str, message: str) -> None:
         self.problems.append(Problem(where, field_, message))
@@ -278,12 +294,14 @@ class _Parser:
             self.err(where, "api", f"{api!r} is not supported; use chat or completion")
             ok = False
         connection = item.get("connection")
-        if not ok:
-            return None
-        return Node(name=name, type=type_, source=path or "", inputs=inputs,
+        node = Node(name=name, type=str(type_), source=path or "", inputs=inputs,
                     connection=str(connection) if connection else None, api=api,
                     aggregation=bool(item.get("aggregation", False)), activate=activate,
                     function=item.get("function"), variant_id=variant_id)
+        if not ok:
+            self.broken.append(node)
+            return None
+        return node
 
     def node_variants(self, raw: Any, placeholders: set[str]) -> dict[str, NodeVariants]:
         out: dict[str, NodeVariants] = {}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import struct
 import threading
 from pathlib import Path
 
@@ -41,6 +42,9 @@ def gguf_to_hf(gguf_path: Path, out_dir: Path, *, source: str = "") -> Path:
             try:
                 tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
                 quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+            except struct.error as e:  # the reader ran past the end of the file
+                raise InvalidInput(f"{gguf_path} is not a readable GGUF file: the GGUF reader said {e}",
+                                   param="path", hint="the file may be cut short; copy it again") from None
             except (ValueError, KeyError, OSError) as e:
                 raise InvalidInput(f"cannot read {gguf_path} as a GGUF chat model: {e}", param="path") from e
         finally:

@@ -123,6 +123,24 @@ def _remember(memo: Path, key: str, value: object) -> dict:
         return known
 
 
+def read_json_object(path: Path, *, param: str, hint: str | None = None) -> dict:
+    """A JSON file that must hold an object (a model's config.json, an export's manifest), or an
+    InvalidInput naming the file and, for a parse error, the line."""
+    try:
+        data = json.loads(Path(path).read_bytes())
+    except OSError as e:
+        raise InvalidInput(f"cannot read {path}: {e.strerror or e}", param=param, hint=hint) from None
+    except json.JSONDecodeError as e:
+        raise InvalidInput(f"{path}, line {e.lineno}: not valid JSON ({e.msg})", param=param, hint=hint) from None
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{path} is not UTF-8 text: save it as UTF-8", param=param, hint=hint) from None
+    if not isinstance(data, dict):
+        kind = {list: "an array", str: "a string", bool: "true or false"}.get(type(data), "a number")
+        raise InvalidInput(f"{path} must hold a JSON object, not {'null' if data is None else kind}",
+                           param=param, hint=hint)
+    return data
+
+
 def _read_json(path: Path) -> dict:
     try:
         data = json.loads(path.read_text())
@@ -242,7 +260,12 @@ def load_tokenizer(model: str | ModelRecord, *, light: bool = False) -> PreTrain
     tok = _light_tokenizer(path, key) if light else None
     if tok is None:
         _quiet_transformers()
-        tok = _auto_tokenizer(path, key)
+        try:
+            tok = _auto_tokenizer(path, key)
+        except (OSError, ValueError) as e:  # a broken file in the model folder (config.json, tokenizer.json)
+            raise InvalidInput(f"cannot load the tokenizer of model {rec.id!r} from {path}: {e}", param="model",
+                               hint=f"repair the folder, or remove the model with `tunery models remove {rec.id}`"
+                               ) from None
         if light:
             _judge_light(path, key, tok)
     if tok.chat_template is None:

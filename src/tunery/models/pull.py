@@ -18,6 +18,7 @@ from tunery.errors import InvalidInput, NotFound, OfflineError
 from tunery.home import atomic_dir, home
 from tunery.models import registry
 from tunery.models.catalog import CATALOG, DEFAULT_MODEL, ModelSpec
+from tunery.models.loading import read_json_object
 from tunery.models.registry import ModelRecord
 from tunery.progress import Progress, say
 
@@ -149,6 +150,9 @@ def add_local(name: str, path: Path, *, progress: Progress | None = None) -> Mod
         if missing:
             raise InvalidInput(f"{path} is not a Hugging Face model folder: missing {', '.join(missing)}",
                                param="path")
+        for json_file in ("config.json", "tokenizer_config.json", "tokenizer.json", "generation_config.json"):
+            if (path / json_file).exists():  # a broken one would fail every later load of the model
+                read_json_object(path / json_file, param="path", hint="repair the file, then add the model again")
         return registry.register(ModelRecord(id=name, kind="base", path=path, source=f"local:{path}"))
     raise InvalidInput(f"{path} is neither a model folder nor a .gguf file", param="path",
                        hint="pass a folder with config.json, weights and tokenizer, or a GGUF file")
