@@ -70,6 +70,20 @@ def test_caps_keep_the_counts(tmp_path):
     assert capped.pii.lines_with_pii == full.pii.lines_with_pii == list(range(31, 41))
 
 
+def test_a_utf16_upload_is_not_reported_clean(tmp_path):
+    """Read as UTF-8, a UTF-16 file has a zero byte between its letters and no pattern matches: the
+    report says the scan was not done, not that nothing was found."""
+    pii = [line({"messages": [{"role": "user", "content": f"a{i}@example.org"},
+                              {"role": "assistant", "content": "ok"}]}) for i in range(10)]
+    path = tmp_path / "u16.jsonl"
+    path.write_bytes(jsonl(pii).decode().encode("utf-16"))
+    result = report_file(path)
+    assert result.pii.not_scanned == "the file is UTF-16 encoded: save it as UTF-8"
+    assert [i.message for i in result.validation.errors] == [result.pii.not_scanned]
+    path.write_bytes(jsonl(pii))
+    assert report_file(path).pii.not_scanned is None and report_file(path).pii.n_findings == 10
+
+
 def test_a_conversation_longer_than_the_context_is_refused_before_templating(tok, tmp_path):
     """100,000 messages once took the server past 21 GB: every message takes a token at least, so
     such an example is named without being rendered; the others are still measured."""

@@ -5,7 +5,7 @@ Each line is read once, checked, measured, scanned and forgotten, so the report 
 size takes memory for a few numbers per example (its turns, its tokens, its line if it holds
 personal data) and for the problems and findings it keeps (up to the caps given), never for the
 file's text. A line longer than :data:`tunery.data.text.MAX_LINE_BYTES` is reported and
-skipped unread, by the scan too.
+skipped unread, by the scan too. A UTF-16 file is not scanned, and the report says why.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from tunery.data.scrub import ScrubReport, scrub_line
 from tunery.data.stats import DataStats, TokenTally
-from tunery.data.text import file_lines, open_data, small_file
+from tunery.data.text import UTF16, file_lines, is_utf16, open_data, small_file
 from tunery.data.validate import ValidationReport, Validator
 
 if TYPE_CHECKING:
@@ -48,7 +48,9 @@ def report_file(path: str | Path, *, purpose: str = "training", tokenizer: PreTr
     with open_data(path) as f:
         for lineno, raw in enumerate(file_lines(f), 1):
             validator.line(lineno, raw)
-            if isinstance(raw, bytes):
+            if lineno == 1 and isinstance(raw, bytes) and is_utf16(raw):
+                pii.not_scanned = UTF16  # read as UTF-8 no pattern matches: say so, never "nothing found"
+            if isinstance(raw, bytes) and pii.not_scanned is None:
                 scrub_line(lineno, raw, pii, rewrite=False)
             pii.n_lines = lineno
     return FileReport(validator.finish(lambda: small_file(path)), pii, tally)

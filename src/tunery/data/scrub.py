@@ -253,6 +253,8 @@ class ScrubReport:
     n_findings: int = 0
     kinds: Counter = field(default_factory=Counter, repr=False)
     pii_lines: list[int] = field(default_factory=list, repr=False)
+    not_scanned: str | None = None
+    """Why the file's text could not be scanned (a UTF-16 file), when it could not."""
 
     def add(self, line: int, fld: str, matches: list[PiiMatch]) -> None:
         if not matches:

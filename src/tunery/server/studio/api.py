@@ -83,7 +83,7 @@ def file_report(file_id: str, purpose: Literal["training", "validation"] = "trai
             "token_stats": token_stats,
             "pii": {"counts": pii.counts, "lines_with_pii": pii.lines_with_pii, "n_findings": pii.n_findings,
                     "findings": [f.to_dict() for f in pii.findings[:MAX_FINDINGS]],
-                    "plain_text_lines": pii.plain_text_lines}}
+                    "plain_text_lines": pii.plain_text_lines, "not_scanned": pii.not_scanned}}
 
 
 # -- jobs -------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ function statsBlock(s, purpose) {
 
 function piiBlock(p) {
   const kinds = Object.entries(p.counts);
+  if (p.not_scanned) return el("div", { class: "pii alert warn", dataset: { found: "unscanned" } }, `Personal-data scan: not done: ${p.not_scanned}.`);
   if (!kinds.length) return el("div", { class: "pii alert ok", dataset: { found: "0" } }, "Personal-data scan: nothing found (emails, phone numbers, cards, IBANs, IP addresses…).");
   return el("div", { class: "stack pii", dataset: { found: String(p.n_findings) } },
     el("div", { class: "alert warn" }, `Personal-data scan: ${kinds.map(([k, n]) => `${n} ${k}`).join(", ")} on ${plural(p.lines_with_pii.length, "line")}. `,
