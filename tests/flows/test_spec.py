@@ -113,6 +113,26 @@ def test_a_flow_file_that_is_not_utf8_is_named(make_flow, data, message):
     assert str(root / "flow.dag.yaml") in error and message in error
 
 
+def test_a_template_run_file_or_connections_file_that_is_not_utf8_is_named(make_flow, tmp_path, tunery_home):
+    from tunery.flows.batch import load_run_file
+    from tunery.flows.connections import connections_file, list_connections
+
+    latin1 = "# caf\xe9\n".encode("latin-1")
+    root = make_flow(dag(node("a") + "- name: t\n  type: llm\n  source: {type: code, path: t.jinja2}\n"
+                                    "  inputs: {x: '${inputs.x}'}\n"), PY)
+    (root / "t.jinja2").write_bytes(latin1 + b"# user:\n{{x}}\n")
+    with pytest.raises(InvalidInput, match=r"t\.jinja2, line 1: .*byte 0xe9"):
+        validate_flow(root)
+    run = tmp_path / "run.yml"
+    run.write_bytes(latin1 + b"flow: .\n")
+    connections_file().parent.mkdir(parents=True, exist_ok=True)
+    connections_file().write_bytes(latin1)
+    for read, path in ((lambda: load_run_file(run), run), (list_connections, connections_file())):
+        with pytest.raises(InvalidInput, match=r"line 1: .*byte 0xe9") as e:
+            read()
+        assert str(path) in str(e.value)
+
+
 @pytest.mark.parametrize(("code", "where", "message"), [
     ("def a(:\n    pass\n", "node 'a', source.path", "SyntaxError at line 1"),
     ("import not_a_module_xyz\n", "node 'a', source.path", "ModuleNotFoundError"),

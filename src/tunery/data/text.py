@@ -130,6 +130,19 @@ def check_utf8(path: str | Path, *, param: str = "file") -> None:
         pass
 
 
+def read_text(path: str | Path, *, param: str = "file") -> str:
+    """The whole text of a small UTF-8 file (a flow's YAML, a template, ``run.yml``,
+    ``connections.yaml``) as written, line endings kept. A file that is not UTF-8 (UTF-16, a
+    Latin-1 byte in a comment) raises :func:`read_lines`'s InvalidInput naming the file, the line
+    and the byte."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        check_utf8(path, param=param)  # raises, naming the line and byte (or that the file is UTF-16)
+        raise
+
+
 def small_file(path: Path) -> bytes | None:
     """The bytes of a file small enough to parse at once, else None."""
     try:

@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from tunery.data.text import read_text
 from tunery.errors import InvalidInput
 from tunery.flows import context
 from tunery.flows.connections import ModelFactory
@@ -71,7 +72,7 @@ def load_run_file(path: str | Path) -> RunSpec:
     """Read a Prompt flow ``run.yml``; relative ``flow`` and ``data`` paths are relative to it."""
     p = Path(path).expanduser()
     try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        raw = yaml.safe_load(read_text(p, param="file")) or {}
     except FileNotFoundError:
         raise InvalidInput(f"run file {p} not found", param="file") from None
     except yaml.YAMLError as e:

@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from tunery.chat import ChatModel
+from tunery.data.text import read_text
 from tunery.errors import InvalidInput, NotFound
 from tunery.home import atomic_write_text, home
 
@@ -51,7 +52,7 @@ def list_connections() -> dict[str, Connection]:
     if not path.exists():
         return {}
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = yaml.safe_load(read_text(path, param="connections")) or {}
     except yaml.YAMLError as e:
         raise InvalidInput(f"{path} is not valid YAML: {e}", param="connections") from None
     if not isinstance(raw, dict):

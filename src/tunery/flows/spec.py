@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from tunery.data.text import check_utf8
+from tunery.data.text import read_text
 from tunery.errors import InvalidInput, NotFound
 from tunery.flows.dag import (
     NO_DEFAULT,
@@ -52,14 +52,8 @@ def find_flow_file(path: str | Path) -> Path:
 
 def read_flow_text(file: Path) -> str:
     """The text of a flow file as written, its line endings kept (``set_default_variant`` writes
-    it back). A file that is not UTF-8 (UTF-16, a Latin-1 byte in a comment) raises an
-    :class:`InvalidInput` naming the file, the line and the byte."""
-    data = file.read_bytes()
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        check_utf8(file, param="flow")  # raises, naming the line and byte (or that the file is UTF-16)
-        raise
+    it back); a file that is not UTF-8 is named (:func:`tunery.data.text.read_text`)."""
+    return read_text(file, param="flow")
 
 
 def coerce_input(value: Any, type_: str, name: str) -> Any:

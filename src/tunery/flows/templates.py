@@ -18,6 +18,7 @@ import jinja2.meta
 import jinja2.sandbox
 
 from tunery.chat import ChatMessage, Role
+from tunery.data.text import read_text
 from tunery.flows.dag import Node, Problem
 
 _ROLES = ("system", "user", "assistant", "function", "tool")
@@ -42,14 +43,14 @@ def _load(path: Path) -> jinja2.Template:
     with _lock:
         tpl = _cache.get(key)
         if tpl is None:
-            tpl = _env.from_string(path.read_text(encoding="utf-8"))
+            tpl = _env.from_string(read_text(path, param="flow"))
             _cache[key] = tpl
     return tpl
 
 
 def check_template(path: Path, node: Node, where: str) -> list[Problem]:
     """Syntax errors (errors) and variables the node does not provide (warnings)."""
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path, param="flow")
     try:
         ast = _env.parse(text)
     except jinja2.TemplateSyntaxError as e:
