@@ -99,8 +99,9 @@ def training_prompts() -> list[dict]:
 
 
 def onpolicy_pairs(sft: str, out: Path, console) -> Path:
-    """Pairs of the supervised model's own answers to its training prompts (``tunery eval pairs`` with the
-    quickstart's checks; 4 samples at temperature 0.6, 128 tokens, seed 0, served at int8)."""
+    """Pairs of model ``sft``'s own answers (the supervised model, or the previous DPO round's) to the
+    training prompts (``tunery eval pairs`` with the quickstart's checks; 4 samples at temperature 0.6,
+    128 tokens, seed 0, served at int8)."""
     from tunery import quickstart as qs
     from tunery.chat import GenerationParams
     from tunery.evals import parse_evaluators
@@ -211,7 +212,8 @@ def quality(args) -> None:
                   f"margin {rows[-1]['rewards/margins']:.3f}; held-out (job) reward accuracy "
                   f"{last['full_valid_rewards/accuracies']:.3f}, loss {last['full_valid_loss']:.4f}")
     acc = preference_accuracy(dpo, sft)
-    console.print(f"held-out preference accuracy (registered model vs supervised, recomputed): {acc:.1%}")
+    console.print(f"held-out preference accuracy (registered model vs supervised, recomputed; after round 1 the "
+                  f"reference is still the supervised model, not the round's starting point): {acc:.1%}")
     console.print(f"style loss on validation.jsonl answers: supervised {style_loss(sft):.4f}, "
                   f"supervised+DPO {style_loss(dpo):.4f}")
     for precision in args.precision:

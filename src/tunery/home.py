@@ -71,11 +71,12 @@ class CannotWrite(OSError):
     def __init__(self, path: Path, cause: OSError) -> None:
         super().__init__(cause.errno, cause.strerror)
         self.path = path
-        if path.is_dir() and not path.is_symlink():
+        # os.path's checks, unlike Path's, do not raise for a path under a folder that cannot be entered
+        if cause.errno == errno.EISDIR:
             why = "it is a folder"
         else:
-            nearest = next((p for p in path.parents if p.exists()), None)
-            if nearest is not None and not nearest.is_dir():
+            nearest = next((p for p in path.parents if os.path.exists(p)), None)
+            if nearest is not None and not os.path.isdir(nearest):
                 why = f"{nearest} is a file, not a folder"
             else:
                 reason = cause.strerror or str(cause)

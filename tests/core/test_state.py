@@ -49,6 +49,29 @@ def test_atomic_dir_appears_whole_or_not_at_all(tmp_path):
     assert (final / "weights").read_text() == "v2" and len(list(tmp_path.iterdir())) == 1
 
 
+def test_a_path_that_cannot_be_written_says_why(tmp_path, monkeypatch):
+    import errno
+    import tempfile
+
+    from tunery.home import CannotWrite
+
+    (tmp_path / "model").mkdir()
+    with pytest.raises(CannotWrite, match="it is a folder"):  # the rename onto a folder
+        atomic_write_text(tmp_path / "model", "x")
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(CannotWrite, match=f"cannot write {tmp_path}/f/a/b: {tmp_path}/f is a file, not a folder"):
+        atomic_write_text(tmp_path / "f" / "a" / "b", "x")
+
+    def denied(*_a, **_k):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkdtemp", denied)  # replacing a folder that exists, in a folder we may not write
+    with pytest.raises(CannotWrite) as e, atomic_dir(tmp_path / "model"):
+        pass
+    assert str(e.value) == f"cannot write {tmp_path}/model: the folder {tmp_path} cannot be written (Permission denied)"
+    assert isinstance(e.value, OSError)  # caches that tolerate a read-only place still catch it
+
+
 def test_migrations_run_once_in_order_and_wal():
     conn = db.connect()
     names = [r[0] for r in conn.execute("SELECT name FROM schema_migrations ORDER BY rowid")]

@@ -84,7 +84,7 @@ def test_existing_outputs_are_kept_unless_forced(tmp_path: Path):
     assert result.n_valid == 10 and len(result.valid_path.read_bytes().splitlines()) == 10
 
 
-@pytest.mark.parametrize("prefix", ["", " ", "out/", ".", "..", "../d/"])
+@pytest.mark.parametrize("prefix", ["", " ", "out/", ".", "..", "../d/", "out/.", "out/.."])
 def test_a_prefix_must_end_in_a_name(tmp_path: Path, prefix):
     with pytest.raises(InvalidInput, match="the output prefix (is empty|.* ends in a folder, not a file name)"):
         default_outputs(tmp_path / "a.jsonl", prefix)

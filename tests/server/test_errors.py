@@ -150,3 +150,16 @@ def test_a_500_is_an_error_object_and_keeps_the_connection(server, monkeypatch, 
     assert [rec.getMessage() for rec in caplog.records if rec.name == "tunery.server"] == \
         ["unhandled error on GET /v1/files"]  # logged once, by tunery, not again by uvicorn
     assert not [rec for rec in caplog.records if rec.name.startswith("uvicorn.error")]
+
+
+def test_a_home_that_cannot_be_written_is_named_not_a_500(http, tunery_home, monkeypatch):
+    import errno
+    import tempfile
+
+    def denied(*_a, **_k):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", denied)
+    r = http.post("/v1/files", data={"purpose": "fine-tune"}, files={"file": ("t.jsonl", b'{"a": 1}\n')})
+    err = assert_error(r, 503, code="storage_unavailable")
+    assert err["message"].startswith("the server cannot save this: cannot write ") and "cannot be written" in err["message"]

@@ -22,13 +22,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from tunery.chat import ChatMessage, Conversation, Role
+from tunery.data.text import BOM
 from tunery.data.tools import check_tool_use, check_tools
 
 PAIR_KEYS = ("input", "preferred_output", "non_preferred_output")
 OUTPUTS = ("preferred_output", "non_preferred_output")
 
 CHAT_IN_PAIRS = "a chat example, not a preference pair: a DPO file holds only pairs"
-_BOM = b"\xef\xbb\xbf"
 
 Add = Callable[[str | None, str], None]
 CheckMessage = Callable[[Add, int, Any], "tuple[bool, str | None]"]
@@ -61,7 +61,7 @@ def is_pair(obj: Any) -> bool:
 def line_kind(raw: bytes) -> str:
     """``preference`` when a line (its bytes) is a preference pair (:func:`is_pair`), else ``chat``."""
     try:
-        return "preference" if is_pair(json.loads(raw.removeprefix(_BOM))) else "chat"
+        return "preference" if is_pair(json.loads(raw.removeprefix(BOM))) else "chat"
     except (ValueError, RecursionError):
         return "chat"
 
@@ -104,7 +104,7 @@ def check_pair(add: Add, warn: Add, obj: dict, check_message: CheckMessage,
             if role is not None and role != Role.ASSISTANT:
                 add(f"{out}[0].role", f"the output must be an assistant message, not {role}")
                 msg_ok = False
-            elif role == Role.ASSISTANT and "tool_calls" in value[0]:
+            elif role == Role.ASSISTANT and value[0].get("tool_calls"):
                 add(f"{out}[0].tool_calls", "tool calls in a preference output are not supported: DPO trains on "
                                             "the answer's text; give each output as a text answer")
                 msg_ok = False

@@ -55,7 +55,7 @@ def read_pairs(source: str | Path | bytes) -> tuple[list[PreferencePair], list[I
     """The valid pairs of a preference file (a path or its bytes) and the problems of the other
     lines, each named as ``tunery data validate`` names it (a chat example among pairs, a line
     too long to read, a UTF-16 file included)."""
-    from tunery.data.text import UTF16, byte_lines, file_lines, is_utf16, line_too_long, open_data
+    from tunery.data.text import BOM, UTF16, byte_lines, file_lines, is_utf16, line_too_long, open_data
     from tunery.data.validate import _check_line, _check_message, _check_order
 
     pairs: list[PreferencePair] = []
@@ -69,7 +69,7 @@ def read_pairs(source: str | Path | bytes) -> tuple[list[PreferencePair], list[I
             if isinstance(raw, int):
                 issues.append(Issue(lineno, None, line_too_long(raw)))
                 continue
-            raw = raw.removeprefix(b"\xef\xbb\xbf").removesuffix(b"\r")
+            raw = raw.removeprefix(BOM).removesuffix(b"\r")
             if not raw.strip():
                 continue
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from tunery.data.scrub import ScrubReport, scrub_line
 from tunery.data.stats import DataStats, TokenTally
-from tunery.data.text import UTF16, file_lines, is_utf16, open_data, small_file
+from tunery.data.text import UTF16, file_lines, open_data, small_file
 from tunery.data.validate import ValidationReport, Validator
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ def report_file(path: str | Path, *, purpose: str = "training", tokenizer: PreTr
     with open_data(path) as f:
         for lineno, raw in enumerate(file_lines(f), 1):
             validator.line(lineno, raw)
-            if lineno == 1 and isinstance(raw, bytes) and is_utf16(raw):
+            if validator.utf16:
                 pii.not_scanned = UTF16  # read as UTF-8 no pattern matches: say so, never "nothing found"
             if isinstance(raw, bytes) and pii.not_scanned is None:
                 scrub_line(lineno, raw, pii, rewrite=False)

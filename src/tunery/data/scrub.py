@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tunery.data.pairs import is_pair, pair_messages
+from tunery.data.text import BOM
 from tunery.home import atomic_open
 
 PLACEHOLDERS = {"EMAIL": "[EMAIL]", "PHONE": "[PHONE]", "CARD": "[CARD]", "IBAN": "[IBAN]", "IP": "[IP]",
@@ -379,7 +380,7 @@ def scrub_line(lineno: int, raw: bytes, report: ScrubReport, *, rewrite: bool = 
     """Scan one line (its bytes without the ``\\n``) and return it scrubbed (unchanged, byte for byte,
     without findings or when not ``rewrite``). Never fails on the bytes: a line that is not UTF-8 is
     still scanned, and what it holds besides the findings is kept."""
-    body = raw.removeprefix(b"\xef\xbb\xbf") if lineno == 1 else raw
+    body = raw.removeprefix(BOM) if lineno == 1 else raw
     text = body.decode("utf-8", errors="surrogateescape")
     try:
         obj = json.loads(text)

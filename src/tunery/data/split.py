@@ -34,7 +34,8 @@ def default_outputs(src: str | Path, prefix: str | Path | None = None) -> tuple[
     stem = src.with_suffix("") if src.suffix == ".jsonl" else src
     if prefix is not None:
         text = str(prefix)
-        if not text.strip() or text.endswith(("/", os.sep)) or Path(text).name in ("", ".", ".."):
+        last = text.replace(os.sep, "/").rsplit("/", 1)[-1]  # as written: Path("out/.").name is "out"
+        if not text.strip() or last in ("", ".", ".."):
             example = Path(text if text.strip() else ".", stem.name)
             what = "is empty" if not text.strip() else f"{text!r} ends in a folder, not a file name"
             raise InvalidInput(f"the output prefix {what}", param="output",

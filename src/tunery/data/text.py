@@ -12,7 +12,7 @@ from typing import BinaryIO
 
 from tunery.errors import InvalidInput
 
-_BOM = b"\xef\xbb\xbf"
+BOM = b"\xef\xbb\xbf"  # a UTF-8 byte-order mark, dropped from a file's first line
 
 MAX_LINE_BYTES = 8 << 20
 """The longest line the validator reads (8 MiB): a longer one is an error, skipped unread, so one
@@ -117,7 +117,7 @@ def read_lines(path: str | Path, *, param: str = "file") -> Iterator[tuple[int, 
         for n, raw in enumerate(file_lines(f, None), 1):
             if n == 1:
                 refuse_utf16(path, raw, param=param)
-            text, problem = decode_line((raw.removeprefix(_BOM) if n == 1 else raw).removesuffix(b"\r"))
+            text, problem = decode_line((raw.removeprefix(BOM) if n == 1 else raw).removesuffix(b"\r"))
             if problem is not None:
                 raise InvalidInput(f"{path}, line {n}: {problem}", param=param)
             yield n, text

@@ -31,6 +31,7 @@ from tunery.chat import Conversation, Role
 from tunery.data.issues import Add, Issue, Severity, ValidationReport, kind, parse_json, plural, show
 from tunery.data.pairs import CHAT_IN_PAIRS, check_pair, is_pair, line_kind
 from tunery.data.text import (
+    BOM,
     UTF16,
     byte_lines,
     decode_line,
@@ -50,7 +51,6 @@ PURPOSES = ("training", "validation")
 MIN_TRAINING_EXAMPLES = 10
 """The OpenAI fine-tuning service refuses training files with fewer examples; so do we."""
 
-_BOM = b"\xef\xbb\xbf"
 _ROLES = frozenset(r.value for r in Role)
 _MESSAGE_KEYS = frozenset({"role", "content", "weight", "name", "tool_calls", "tool_call_id"})
 _EXAMPLE_KEYS = frozenset({"messages", "tools", "parallel_tool_calls"})
@@ -453,7 +453,7 @@ class Validator:
             if is_utf16(raw):
                 self.utf16 = True
                 return
-            raw = raw.removeprefix(_BOM)
+            raw = raw.removeprefix(BOM)
         self.report.n_lines = lineno
         if isinstance(raw, bytes) and not raw.strip():
             self.blank.add(lineno)

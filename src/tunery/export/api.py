@@ -230,13 +230,15 @@ def read_manifest(path: Path) -> dict[str, Any]:
     if not p.is_file():
         raise NotFound(f"{path} is not a tunery export folder (no {MANIFEST})", param="model",
                        hint="create one with `tunery export MODEL --format onnx -o DIR`")
+    from tunery.data.issues import show  # a value as the user wrote it: JSON, not Python's repr
+
     again = "export the model again with `tunery export`"
     man = read_json_object(p, param="model", hint=again)
     problems = [f"field {key!r} is missing" if key not in man else f"field {key!r} must be a non-empty string, "
-                f"not {man[key]!r}" for key in _MANIFEST_FIELDS if not isinstance(man.get(key), str) or not man[key]]
+                f"not {show(man[key])}" for key in _MANIFEST_FIELDS if not isinstance(man.get(key), str) or not man[key]]
     length = man.get("context_length")
     if length is not None and (isinstance(length, bool) or not isinstance(length, int) or length < 1):
-        problems.append(f"field 'context_length' must be a positive integer, not {length!r}")
+        problems.append(f"field 'context_length' must be a positive integer, not {show(length)}")
     if problems:
         raise InvalidInput(f"{p}: " + "; ".join(problems), param="model", hint=again)
     return man

@@ -323,7 +323,7 @@ class FlowExecutor:
         if node.type == "prompt":
             try:
                 return render(path, kwargs), None
-            except jinja2.TemplateError as e:
+            except (jinja2.TemplateError, InvalidInput) as e:  # InvalidInput: a template that is not UTF-8
                 raise LineError(f"rendering {node.source} failed: {e}", node=node.name, field="source.path") from e
         return self._llm(node, kwargs, path)
 
@@ -334,7 +334,7 @@ class FlowExecutor:
                 messages = render_chat(path, variables)
             else:
                 messages = [ChatMessage(Role.USER, render(path, variables))]
-        except (jinja2.TemplateError, ValueError) as e:
+        except (jinja2.TemplateError, ValueError, InvalidInput) as e:
             raise LineError(f"{node.source}: {e}", node=node.name, field="source.path") from e
         params = _params(node, kwargs)
         over = self.overrides.get(node.name, {})

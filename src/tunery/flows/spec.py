@@ -128,8 +128,11 @@ def check_flow(path: str | Path) -> tuple[Flow | None, list[Problem]]:
             for prob in check_template(flow.dir / node.source, node, where):
                 p.problems.append(prob)
     # the nodes that failed to parse join the graph check, so one malformed reference does not
-    # hide the node's other reference problems
-    p.problems += check_graph(replace(flow, nodes=flow.nodes + tuple(p.broken)), p.declared)
+    # hide the node's other reference problems (a broken variant is left out: it would stand in
+    # for its node's default in the default graph)
+    parsed = {n.name for n in flow.nodes}
+    broken = tuple(n for n in p.broken if n.variant_id is None and n.name not in parsed)
+    p.problems += check_graph(replace(flow, nodes=flow.nodes + broken), p.declared)
     for nv in variants.values():  # every variant must fit the graph, not only the default
         for vid in nv.variants:
             if vid != nv.default_id:

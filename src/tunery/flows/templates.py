@@ -19,6 +19,7 @@ import jinja2.sandbox
 
 from tunery.chat import ChatMessage, Role
 from tunery.data.text import read_text
+from tunery.errors import InvalidInput
 from tunery.flows.dag import Node, Problem
 
 _ROLES = ("system", "user", "assistant", "function", "tool")
@@ -50,9 +51,10 @@ def _load(path: Path) -> jinja2.Template:
 
 def check_template(path: Path, node: Node, where: str) -> list[Problem]:
     """Syntax errors (errors) and variables the node does not provide (warnings)."""
-    text = read_text(path, param="flow")
     try:
-        ast = _env.parse(text)
+        ast = _env.parse(read_text(path, param="flow"))
+    except InvalidInput as e:  # not UTF-8: a problem of the node, so the flow still opens to be fixed
+        return [Problem(where, "source.path", str(e))]
     except jinja2.TemplateSyntaxError as e:
         return [Problem(where, "source.path", f"template {node.source} line {e.lineno}: {e.message}")]
     missing = sorted(jinja2.meta.find_undeclared_variables(ast) - set(node.inputs))

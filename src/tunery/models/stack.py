@@ -105,12 +105,14 @@ def on_root(rec: ModelRecord) -> ModelRecord:
         except (OSError, ValueError):
             current = None
         if current != stamp:
-            from tunery.home import atomic_dir, atomic_write_json
+            from tunery.home import CannotWrite, atomic_dir, atomic_write_json
 
             try:
                 with atomic_dir(out) as tmp:
                     stack(parent.path, rec.path, tmp)
                     atomic_write_json(tmp / "stacked-from.json", stamp)  # last: says what it was made from
+            except CannotWrite:
+                raise  # the home cannot be written: not the adapters' fault
             except (OSError, ValueError, KeyError) as e:
                 raise InvalidInput(f"model {rec.id!r} continues the LoRA fine-tune {parent.id!r}, and the two "
                                    f"adapters cannot be combined: {e}", param="model",

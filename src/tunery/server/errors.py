@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tunery.errors import RateLimited, TuneryError, invalid_request
+from tunery.home import CannotWrite
 
 log = logging.getLogger("tunery.server")
 
@@ -49,6 +50,12 @@ def install(app: FastAPI) -> None:
             headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after))),
                        "retry-after-ms": str(max(1, int(exc.retry_after * 1000)))}
         return JSONResponse(exc.to_openai(), status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(CannotWrite)
+    async def _cannot_write(request: Request, exc: CannotWrite) -> JSONResponse:
+        # the server's own state (TUNERY_HOME) cannot be written: not the client's fault, and not a bug
+        return JSONResponse(error_body(f"the server cannot save this: {exc}", type="server_error",
+                                       code="storage_unavailable"), status_code=503)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
