@@ -13,14 +13,13 @@ output is exactly one assistant message. A preference line is recognised by its 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunery.data.issues import Issue
-from tunery.data.pairs import PreferencePair, check_pair, is_pair, line_kind
+from tunery.data.pairs import PreferencePair, line_kind
 from tunery.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -56,7 +55,7 @@ def read_pairs(source: str | Path | bytes) -> tuple[list[PreferencePair], list[I
     lines, each named as ``tunery data validate`` names it (a chat example among pairs, a line
     too long to read, a UTF-16 file included)."""
     from tunery.data.text import BOM, UTF16, byte_lines, file_lines, is_utf16, line_too_long, open_data
-    from tunery.data.validate import _check_line, _check_message, _check_order
+    from tunery.data.validate import _check_pair_line
 
     pairs: list[PreferencePair] = []
     issues: list[Issue] = []
@@ -76,16 +75,8 @@ def read_pairs(source: str | Path | bytes) -> tuple[list[PreferencePair], list[I
             def add(fld, message, _n=lineno):
                 issues.append(Issue(_n, fld, message))
 
-            try:
-                obj = json.loads(raw)
-            except (ValueError, RecursionError):
-                obj = None
-            if is_pair(obj):
-                pair = check_pair(add, lambda *_: None, obj, _check_message, _check_order)
-                if pair is not None:
-                    pairs.append(pair)
-            else:
-                _check_line(add, lambda *_: None, raw, pairs_only=True)  # names what is wrong with the line
+            if (pair := _check_pair_line(add, lambda *_: None, raw)) is not None:
+                pairs.append(pair)
 
     if isinstance(source, bytes):
         run(byte_lines(source))

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from tunery.chat import Conversation, Role
 from tunery.data.issues import Add, Issue, Severity, ValidationReport, kind, parse_json, plural, show
-from tunery.data.pairs import CHAT_IN_PAIRS, check_pair, is_pair, line_kind
+from tunery.data.pairs import CHAT_IN_PAIRS, PreferencePair, check_pair, is_pair, line_kind
 from tunery.data.text import (
     BOM,
     UTF16,
@@ -237,9 +237,9 @@ def lone_surrogate(obj: Any) -> tuple[str | None, str] | None:
     return None
 
 
-def _check_line(add: Add, warn: Add, raw: bytes, *, pairs_only: bool = False) -> Conversation | None:
-    """The example when the line is a valid example, else None (problems reported). In a file of
-    preference pairs (``pairs_only``), a chat example is a problem: DPO takes pairs only."""
+def _parse_line(add: Add, raw: bytes) -> dict | None:
+    """The line's JSON object, else None (the problem reported): UTF-8, JSON without NaN, no lone
+    surrogate, an object."""
     text, problem = decode_line(raw)
     if text is None:
         add(None, problem)
@@ -254,10 +254,31 @@ def _check_line(add: Add, warn: Add, raw: bytes, *, pairs_only: bool = False) ->
     if not isinstance(obj, dict):
         add(None, f'expected a JSON object like {{"messages": [...]}}, got {kind(obj)}')
         return None
-    if pairs_only and not is_pair(obj) and "messages" in obj:
+    return obj
+
+
+def _check_pair_line(add: Add, warn: Add, raw: bytes) -> PreferencePair | None:
+    """A line of a file of preference pairs: the pair when it is valid, else None (problems
+    reported). A chat example there is a problem: DPO takes pairs only."""
+    obj = _parse_line(add, raw)
+    if obj is None:
+        return None
+    if not is_pair(obj) and "messages" in obj:
         add(None, CHAT_IN_PAIRS)
         return None
-    if pairs_only or is_pair(obj):  # OpenAI's preference format (DPO): its own rules; measured as prompt + preferred
+    return check_pair(add, warn, obj, _check_message, _check_order)
+
+
+def _check_line(add: Add, warn: Add, raw: bytes, *, pairs_only: bool = False) -> Conversation | None:
+    """The example when the line is a valid example, else None (problems reported). In a file of
+    preference pairs (``pairs_only``), see :func:`_check_pair_line`."""
+    if pairs_only:
+        pair = _check_pair_line(add, warn, raw)
+        return pair.conversation(pair.chosen) if pair else None
+    obj = _parse_line(add, raw)
+    if obj is None:
+        return None
+    if is_pair(obj):  # OpenAI's preference format (DPO): its own rules; measured as prompt + preferred
         pair = check_pair(add, warn, obj, _check_message, _check_order)
         return pair.conversation(pair.chosen) if pair else None
     ok = True
