@@ -115,7 +115,8 @@ def main() -> None:
     ap.add_argument("--model", default="smollm2-135m-instruct")
     ap.add_argument("--models", nargs="+", help="score only these models (no fine-tune), e.g. an earlier run's")
     ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--max-tokens", type=int, default=72, help="enough for two calls")
+    ap.add_argument("--max-tokens", type=int, default=128,
+                    help="room for two three-argument calls (72, the old default, cut some)")
     ap.add_argument("--ways", nargs="+", choices=WAYS, default=list(WAYS))
     ap.add_argument("--limit", type=int, help="ask only the first N questions of each kind (a smoke test)")
     ap.add_argument("--questions", type=Path, default=DATA / "questions.jsonl",

@@ -120,6 +120,18 @@ def test_scrub_refuses_to_write_over_its_input(good: Path):
     assert isinstance(same.exception, InvalidInput)
 
 
+def test_scrub_replaces_an_existing_output_only_with_force(tmp_path: Path, good: Path):
+    from tunery.errors import Conflict
+
+    out = tmp_path / "mine.jsonl"
+    out.write_text("the user's own file\n")
+    result = invoke("scrub", str(good), "-o", str(out))
+    assert isinstance(result.exception, Conflict) and "mine.jsonl already exists" in str(result.exception)
+    assert "--force" in result.exception.hint and out.read_text() == "the user's own file\n"
+    assert invoke("scrub", str(good), "-o", str(out), "--force").exit_code == 0
+    assert out.read_bytes() == good.read_bytes()  # nothing to scrub: copied as it was
+
+
 def test_split_writes_beside_the_input(tmp_path: Path):
     src = tmp_path / "trips.jsonl"
     src.write_bytes(jsonl(good_lines(20)))

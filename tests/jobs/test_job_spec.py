@@ -92,6 +92,8 @@ def test_training_config_resolves_auto_with_the_catalog_defaults(monkeypatch):
     assert cfg.checkpoint_every == 5 and cfg.eval_every == 3  # 33 steps
     default = FineTuneRequest.parse({**BASE, "seed": 7}).training_config(82, d)[0]
     assert default.lora.layers == d.lora_layers and default.lora.target_modules == d.lora_target_modules
+    tools = FineTuneRequest.parse({**BASE, "seed": 7}).training_config(82, d, tools=True)[0]
+    assert tools.lora.layers is None  # every layer: the examples define tools
     full = FineTuneRequest.parse({**BASE, "seed": 7, "training_method": "full"}).training_config(82, TrainingDefaults())
     assert full[0].learning_rate == TrainingDefaults().full_learning_rate
 

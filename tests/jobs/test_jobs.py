@@ -265,3 +265,49 @@ def test_a_build_in_a_child_is_killed_when_told_to_stop(tiny_model, monkeypatch,
     assert cache.find(tiny_model.path, "int8") is None
     assert cache.build_in_child(tiny_model.path, "int8", name="tiny")  # the lock died with the child
     assert cache.find(tiny_model.path, "int8") is not None
+
+
+def test_tool_data_trains_every_layer_unless_the_request_chooses(tiny_model, tmp_path, monkeypatch):
+    """A training file whose examples define tools gets LoRA on the catalog's ``tool_lora_layers``
+    (every layer), and the start event says why; chosen layers stay as chosen."""
+    import dataclasses
+
+    from tunery.jobs import runner
+    from tunery.models import registry
+    from tunery.models.catalog import CATALOG
+
+    spec = CATALOG["tiny-random"]
+    monkeypatch.setitem(CATALOG, "tiny-random", dataclasses.replace(
+        spec, training=dataclasses.replace(spec.training, lora_layers=(1,))))
+    tool = {"type": "function", "function": {"name": "get_time", "description": "Local time in a city",
+                                             "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                                                            "required": ["city"]}}}
+    rows = [{"tools": [tool], "messages": [
+        {"role": "user", "content": f"What time is it in city {i}?"},
+        {"role": "assistant", "tool_calls": [{"id": f"call_{i}", "type": "function", "function": {
+            "name": "get_time", "arguments": json.dumps({"city": f"city {i}"})}}]},
+        {"role": "tool", "tool_call_id": f"call_{i}", "content": "09:00"},
+        {"role": "assistant", "content": f"It is nine in city {i}."}]} for i in range(10)]
+    path = tmp_path / "tools.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    train = files.create_from_path(path)
+
+    def job(**kw) -> tuple[list[int], str]:
+        job_id = create_job(model="tiny-random", training_file=train.id, seed=3,
+                            hyperparameters={"n_epochs": 1, "batch_size": 2}, **kw)["id"]
+        assert store.set_status(job_id, "running")
+        old = signal.getsignal(signal.SIGTERM)
+        try:
+            assert runner.run(job_id) == 0
+        finally:
+            signal.signal(signal.SIGTERM, old)
+        job = get_job(job_id)
+        started = next(e["message"] for e in store.events(job_id, limit=100)[0]
+                       if e["message"].startswith("Fine-tuning started"))
+        rec = registry.get(job["fine_tuned_model"])
+        return json.loads((rec.path / "adapter_config.json").read_text()).get("layers_to_transform"), started
+
+    layers, said = job()
+    assert layers in (None, [0, 1]) and "LoRA on every layer, as the training examples define tools" in said
+    layers, said = job(lora={"layers": [1]})
+    assert layers == [1] and "define tools" not in said

@@ -58,6 +58,17 @@ def test_lora_settings_take_the_catalog_defaults_and_a_request_overrides():
     assert LoraSettings.from_defaults(d, LoraSpec(layers=[29, 20, 20])).layers == (20, 29)
 
 
+def test_tool_data_takes_the_catalogs_tool_layers_unless_the_request_chooses():
+    from tunery.models.catalog import CATALOG
+    from tunery.training.config import LoraSettings
+
+    d = CATALOG["smollm2-135m-instruct"].training
+    assert d.lora_layers == tuple(range(20, 30)) and d.tool_lora_layers is None  # measured: issue 17
+    assert LoraSettings.from_defaults(d, tools=True).layers is None  # every layer
+    assert LoraSettings.from_defaults(d, {"layers": [28, 29]}, tools=True).layers == (28, 29)
+    assert LoraSettings.from_defaults(d, tools=False).layers == d.lora_layers
+
+
 @pytest.mark.parametrize(("lora", "param"), [
     ({"target_modules": "q_proj"}, "lora.target_modules"),  # a bare string is not a list of letters
     ({"r": 1025}, "lora.r"),

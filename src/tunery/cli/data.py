@@ -163,8 +163,9 @@ def _preference_stats(file: Path, model: str, as_json: bool) -> None:
 @click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False),
               help="Where to write the scrubbed copy (required unless --check).")
 @click.option("--check", is_flag=True, help="Only report; exit 1 when personal data is found.")
+@click.option("--force", is_flag=True, help="Replace the output file if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
-def scrub(file: Path, output: Path | None, check: bool, as_json: bool) -> None:
+def scrub(file: Path, output: Path | None, check: bool, force: bool, as_json: bool) -> None:
     """Replace personal data in message contents with placeholders such as [EMAIL] and [PHONE].
 
     Finds e-mail addresses, phone numbers, card numbers (Luhn), IBANs, IP addresses, US SSNs and
@@ -177,7 +178,7 @@ def scrub(file: Path, output: Path | None, check: bool, as_json: bool) -> None:
         raise InvalidInput("give an output file with -o OUT, or --check to only report", param="output")
     if output is not None:
         refuse_overwrite(output, file)
-    report = check_file(file) if check else scrub_file(file, output)
+    report = check_file(file) if check else scrub_file(file, output, force=force)
     if as_json:
         print_json(report.to_dict())
     else:

@@ -418,12 +418,14 @@ def check_file(path: str | Path, *, max_findings: int | None = None) -> ScrubRep
     return report
 
 
-def scrub_file(src: str | Path, dst: str | Path) -> ScrubReport:
+def scrub_file(src: str | Path, dst: str | Path, *, force: bool = False) -> ScrubReport:
     """Write ``dst``: ``src`` with personal data in message contents replaced by placeholders. Lines
     without findings are copied byte for byte; the file is read and written line by line, and the
-    output appears whole or not at all (and not at all for a UTF-16 file: see :func:`check_file`)."""
-    from tunery.data.text import open_data, refuse_utf16
+    output appears whole or not at all (and not at all for a UTF-16 file: see :func:`check_file`).
+    A ``dst`` that exists is a Conflict unless ``force``."""
+    from tunery.data.text import open_data, refuse_existing, refuse_utf16
 
+    refuse_existing([Path(dst)], force=force, hint="choose another -o")
     report = ScrubReport(Path(src), output=Path(dst))
     with open_data(src) as f, atomic_open(Path(dst)) as out:
         for lineno, raw in enumerate(f, 1):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tunery.errors import Conflict, InvalidInput
+from tunery.errors import InvalidInput
 from tunery.home import atomic_write_bytes
 
 
@@ -68,7 +68,7 @@ def split_file(src: str | Path, *, validation_fraction: float, seed: int, out_tr
     that is not UTF-8, or not a JSON object (a pretty-printed document), is an InvalidInput that
     names it; an output that exists is a Conflict unless ``force``."""
     from tunery.data.issues import kind, parse_json
-    from tunery.data.text import read_lines, small_file
+    from tunery.data.text import read_lines, refuse_existing, small_file
     from tunery.data.validate import _whole_document_hint
 
     src = Path(src)
@@ -79,11 +79,7 @@ def split_file(src: str | Path, *, validation_fraction: float, seed: int, out_tr
             raise InvalidInput(f"output {out} is the input file", param="output", hint="choose another prefix")
     if train_path.resolve() == valid_path.resolve():
         raise InvalidInput("the training and validation outputs are the same file", param="output")
-    existing = [str(out) for out in (train_path, valid_path) if out.exists()]
-    if existing and not force:
-        raise Conflict(f"{' and '.join(existing)} already exist{'s' if len(existing) == 1 else ''}", param="output",
-                       hint="choose another -o prefix, or pass --force to replace "
-                            + ("it" if len(existing) == 1 else "them"))
+    refuse_existing([train_path, valid_path], force=force, hint="choose another -o prefix")
     # every line must be UTF-8 text holding a JSON object (the first that is not is named); each
     # goes out as it came
     lines: list[bytes] = []

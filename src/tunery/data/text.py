@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from tunery.errors import InvalidInput
+from tunery.errors import Conflict, InvalidInput
 
 BOM = b"\xef\xbb\xbf"  # a UTF-8 byte-order mark, dropped from a file's first line
 
@@ -19,6 +19,15 @@ MAX_LINE_BYTES = 8 << 20
 line never takes more memory than this. No model's context holds an example that long."""
 _HINT_MAX_BYTES = 16 << 20  # a file up to this size is parsed whole to recognise a pretty-printed document
 UTF16 = "the file is UTF-16 encoded: save it as UTF-8"
+
+
+def refuse_existing(outputs: list[Path], *, force: bool, hint: str) -> None:
+    """Outputs that exist are replaced only when asked (``force``): a Conflict names them, with
+    ``hint`` (how to choose another name); ``or pass --force to replace ...`` is added."""
+    existing = [str(out) for out in outputs if out.exists()]
+    if existing and not force:
+        raise Conflict(f"{' and '.join(existing)} already exist{'s' if len(existing) == 1 else ''}", param="output",
+                       hint=f"{hint}, or pass --force to replace " + ("it" if len(existing) == 1 else "them"))
 
 
 def line_too_long(n: int) -> str:

@@ -62,6 +62,7 @@ class _Reporter:
         self.total_steps = 0
         self.config: TrainingConfig | None = None  # set once resolved, before training starts
         self.hyperparameters: dict[str, Any] = {}
+        self.note = ""  # said after the settings when training starts: a default the data chose
         self._progress: dict[str, Any] = {}
         self._checked, self._stop = 0.0, False
         self.parent = os.getppid()  # the worker that started this process
@@ -86,7 +87,7 @@ class _Reporter:
         cfg = self.config
         store.add_event(self.job_id, f"Fine-tuning started: {info['examples']} examples, {cfg.n_epochs} epochs, "
                                      f"batch size {cfg.batch_size}, learning rate {cfg.learning_rate:g} "
-                                     f"({cfg.method}), {self.total_steps} steps",
+                                     f"({cfg.method}), {self.total_steps} steps" + (f". {self.note}" if self.note else ""),
                         data={"hyperparameters": self.hyperparameters})
 
     def metrics(self, row: dict[str, Any]) -> None:
@@ -150,8 +151,15 @@ def run(job_id: str) -> int:
     dpo = request.method.type == "dpo"
     train = _examples(files.content(request.training_file), "training", dpo=dpo)
     valid = _examples(files.content(request.validation_file), "validation", dpo=dpo) if request.validation_file else []
-    config, hp = request.training_config(len(train), base.spec.training if base.spec else TrainingDefaults())
+    defaults = base.spec.training if base.spec else TrainingDefaults()
+    tools = not dpo and any(c.tools for c in train)  # DPO trains on text answers: the usual layers
+    config, hp = request.training_config(len(train), defaults, tools=tools)
     reporter.config, reporter.hyperparameters = config, hp.to_dict()
+    if tools and config.method == "lora" and (request.lora is None or request.lora.layers is None) \
+            and defaults.tool_lora_layers != defaults.lora_layers:
+        reporter.note = ("LoRA on every layer, as the training examples define tools (docs/tools.md); "
+                         "set lora.layers (--lora-layers) to choose." if config.lora.layers is None else
+                         f"LoRA on layers {list(config.lora.layers)}, as the training examples define tools.")
     store.update(job_id, hyperparameters=hp.to_dict())
     started = time.time()
     try:

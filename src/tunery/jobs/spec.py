@@ -241,10 +241,11 @@ class FineTuneRequest(BaseModel):
         """The stored form: what was given, in the one canonical place for each setting."""
         return self.model_dump(mode="json", exclude_none=True)
 
-    def training_config(self, n_examples: int, defaults: TrainingDefaults
+    def training_config(self, n_examples: int, defaults: TrainingDefaults, *, tools: bool = False
                         ) -> tuple[TrainingConfig, ResolvedHyperparameters]:
         """The trainer's configuration for ``n_examples`` training examples (pairs, for DPO), with the model's
-        catalog ``defaults``: ``auto`` resolved, the learning rate from the method's base rate."""
+        catalog ``defaults``: ``auto`` resolved, the learning rate from the method's base rate; ``tools``:
+        the examples define tools (their LoRA layers default to the catalog's ``tool_lora_layers``)."""
         if self.seed is None:
             raise ValueError("the request's seed is chosen when its job is created")
         hp = self.method.hyperparameters.resolve(n_examples)
@@ -257,7 +258,7 @@ class FineTuneRequest(BaseModel):
         cfg = TrainingConfig(
             method=method, n_epochs=hp.n_epochs, batch_size=hp.batch_size,
             learning_rate=base_lr * hp.learning_rate_multiplier, seed=self.seed,
-            max_seq_length=defaults.max_seq_length, lora=LoraSettings.from_defaults(defaults, self.lora),
+            max_seq_length=defaults.max_seq_length, lora=LoraSettings.from_defaults(defaults, self.lora, tools=tools),
             checkpoint_every=every, eval_every=max(1, min(10, steps // 10)), objective=self.method.type,
             precision=self.precision, sharding=self.sharding,
             **({"beta": hp.beta} if hp.beta is not None else {}),

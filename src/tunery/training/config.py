@@ -232,7 +232,7 @@ class LoraSpec(BaseModel):
     layers: Annotated[Literal["all"] | list[int] | None, BeforeValidator(_layer_list)] = Field(
         None, description="Decoder layers that get adapters: 'all', or a list of layer indices. Adapting only "
                           "upper layers trains faster. Default from the model's catalog entry (SmolLM2: the top "
-                          "ten, 20-29).")
+                          "ten, 20-29; every layer when the training examples define tools).")
 
     @classmethod
     def parse(cls, d: Mapping[str, Any] | LoraSpec | None) -> LoraSpec:
@@ -258,11 +258,13 @@ class LoraSettings:
     frozen layers below run once per example, not once per step (see ``training.frozen``)."""
 
     @classmethod
-    def from_defaults(cls, d: TrainingDefaults, overrides: LoraSpec | Mapping[str, Any] | None = None
-                      ) -> LoraSettings:
-        """The catalog's settings ``d`` with a request's ``overrides`` (validated here when a mapping)."""
+    def from_defaults(cls, d: TrainingDefaults, overrides: LoraSpec | Mapping[str, Any] | None = None,
+                      *, tools: bool = False) -> LoraSettings:
+        """The catalog's settings ``d`` with a request's ``overrides`` (validated here when a mapping);
+        ``tools``: the training examples define tools, which takes the catalog's ``tool_lora_layers``."""
         o = LoraSpec.parse(overrides)
-        layers = d.lora_layers if o.layers is None else None if o.layers == "all" else o.layers
+        default = d.tool_lora_layers if tools else d.lora_layers
+        layers = default if o.layers is None else None if o.layers == "all" else o.layers
         return cls(r=d.lora_r if o.r is None else o.r, alpha=d.lora_alpha if o.alpha is None else o.alpha,
                    dropout=float(d.lora_dropout if o.dropout is None else o.dropout),
                    target_modules=tuple(d.lora_target_modules if o.target_modules is None else o.target_modules),
