@@ -107,6 +107,21 @@ def test_add_local_refuses_a_folder_whose_json_does_not_parse(tmp_path, config, 
     assert find("broken") is None
 
 
+@pytest.mark.parametrize(("cut", "reason"), [(300, "invalid header length"),
+                                              (-100, "incomplete metadata, file not fully covered")])
+def test_add_local_refuses_weights_cut_short(tiny_model_dir, tmp_path, cut, reason):
+    import shutil
+
+    folder = tmp_path / "cut"
+    shutil.copytree(tiny_model_dir, folder)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:cut])
+    with pytest.raises(InvalidInput) as e:
+        add_local("cut", folder)
+    assert f"model.safetensors in {folder} is not a readable safetensors file: {reason}" in str(e.value)
+    assert "copy the weights again" in e.value.hint and find("cut") is None
+
+
 def test_a_registered_model_with_a_broken_config_is_named_not_a_traceback(tmp_path):
     from click.testing import CliRunner
 

@@ -153,6 +153,24 @@ def add_local(name: str, path: Path, *, progress: Progress | None = None) -> Mod
         for json_file in ("config.json", "tokenizer_config.json", "tokenizer.json", "generation_config.json"):
             if (path / json_file).exists():  # a broken one would fail every later load of the model
                 read_json_object(path / json_file, param="path", hint="repair the file, then add the model again")
+        for weights in sorted(path.glob("*.safetensors")):
+            _check_safetensors(weights)
         return registry.register(ModelRecord(id=name, kind="base", path=path, source=f"local:{path}"))
     raise InvalidInput(f"{path} is neither a model folder nor a .gguf file", param="path",
                        hint="pass a folder with config.json, weights and tokenizer, or a GGUF file")
+
+
+def _check_safetensors(path: Path) -> None:
+    """A weights file whose header does not parse, or which is cut short, would fail every later
+    load of the model: say so when it is added. Reads only the header (safetensors checks it
+    against the file's size)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt"):
+            pass
+    except (SafetensorError, OSError) as e:
+        reason = str(e).removeprefix("Error while deserializing header: ")
+        raise InvalidInput(f"{path.name} in {path.parent} is not a readable safetensors file: {reason}",
+                           param="path", hint="copy the weights again (a download or copy may have been cut "
+                                              "short), then add the model again") from None
