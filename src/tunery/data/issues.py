@@ -68,6 +68,10 @@ class ValidationReport:
     n_lines: int = 0
     issues: list[Issue] = field(default_factory=list)
     examples: list[tuple[int, Conversation]] = field(default_factory=list)
+    pairs: list[tuple[int, Any]] = field(default_factory=list)
+    """The valid preference pairs (``PreferencePair``) with their line numbers, kept when the
+    validator reads a file of pairs (``pairs_only``); ``examples`` holds each one's prompt and
+    preferred answer."""
     context_length: int | None = None
     max_seq_length: int | None = None
     token_counts: dict[int, int] = field(default_factory=dict)

@@ -51,39 +51,20 @@ def file_kind(source: str | Path | bytes) -> str:
 
 
 def read_pairs(source: str | Path | bytes) -> tuple[list[PreferencePair], list[Issue]]:
-    """The valid pairs of a preference file (a path or its bytes) and the problems of the other
-    lines, each named as ``tunery data validate`` names it (a chat example among pairs, a line
-    too long to read, a UTF-16 file included)."""
-    from tunery.data.text import BOM, UTF16, byte_lines, file_lines, is_utf16, line_too_long, open_data
-    from tunery.data.validate import _check_pair_line
+    """The valid pairs of a preference file (a path or its bytes) and the errors of the other lines,
+    found by the one validator ``tunery data validate`` runs (a chat example among pairs, a line too
+    long to read, a UTF-16 file included). Too few pairs is for the caller to judge."""
+    from tunery.data.text import byte_lines, file_lines, open_data
+    from tunery.data.validate import Validator
 
-    pairs: list[PreferencePair] = []
-    issues: list[Issue] = []
-
-    def run(lines) -> None:
-        for lineno, raw in enumerate(lines, 1):
-            if lineno == 1 and isinstance(raw, bytes) and is_utf16(raw):
-                issues.append(Issue(None, None, UTF16))
-                return
-            if isinstance(raw, int):
-                issues.append(Issue(lineno, None, line_too_long(raw)))
-                continue
-            raw = raw.removeprefix(BOM).removesuffix(b"\r")
-            if not raw.strip():
-                continue
-
-            def add(fld, message, _n=lineno):
-                issues.append(Issue(_n, fld, message))
-
-            if (pair := _check_pair_line(add, lambda *_: None, raw)) is not None:
-                pairs.append(pair)
-
+    v = Validator(purpose="validation", pairs_only=True)  # "validation": any number of pairs passes
     if isinstance(source, bytes):
-        run(byte_lines(source))
+        v.feed(byte_lines(source))
     else:
         with open_data(source) as f:
-            run(file_lines(f))
-    return pairs, issues
+            v.feed(file_lines(f))
+    report = v.finish()
+    return [pair for _, pair in report.pairs], report.errors
 
 
 def load_pairs(source: str | Path | bytes, *, purpose: str = "training") -> list[PreferencePair]:

@@ -446,11 +446,13 @@ class Validator:
     ``\\n``, or the length of a line too long to read), then :meth:`finish`. Each line is checked,
     measured (with a tokenizer) and forgotten; ``keep_examples`` keeps the valid conversations,
     ``max_issues`` caps the problems kept per kind (all are counted), ``tally`` receives each
-    measured example's turns, tokens and trained tokens."""
+    measured example's turns, tokens and trained tokens. ``pairs_only`` reads every line as a
+    preference pair (the DPO loader: a chat example there is an error) and keeps the pairs too."""
 
     def __init__(self, *, purpose: str = "training", tokenizer: PreTrainedTokenizerBase | None = None,
                  context_length: int | None = None, max_seq_length: int | None = None,
-                 keep_examples: bool = True, max_issues: int | None = None, tally: Tally | None = None) -> None:
+                 keep_examples: bool = True, max_issues: int | None = None, tally: Tally | None = None,
+                 pairs_only: bool = False) -> None:
         if purpose not in PURPOSES:
             raise InvalidInput(f"purpose must be training or validation, not {purpose!r}", param="purpose")
         self.report = ValidationReport(purpose=purpose, context_length=context_length,
@@ -465,7 +467,9 @@ class Validator:
         self.first_line: int | None = None
         self.first_bad: int | None = None
         self.utf16 = False
-        self.kind: str | None = None  # chat or preference: the first line's, as ``file_kind`` finds it
+        self.kind: str | None = "preference" if pairs_only else None
+        """chat or preference: the first line's, as ``file_kind`` finds it, unless ``pairs_only``"""
+        self.pairs_only = pairs_only
 
     def line(self, lineno: int, raw: bytes | int) -> None:
         if self.utf16:
@@ -494,6 +498,11 @@ class Validator:
         if isinstance(raw, int):
             add(None, line_too_long(raw))
             conv = None
+        elif self.pairs_only:
+            pair = _check_pair_line(add, warn, raw.removesuffix(b"\r"))
+            conv = pair.conversation(pair.chosen) if pair else None
+            if pair and self.report.keep_examples:
+                self.report.pairs.append((lineno, pair))
         else:
             conv = _check_line(add, warn, raw.removesuffix(b"\r"), pairs_only=self.kind == "preference")
         if conv is None:
@@ -528,7 +537,8 @@ class Validator:
         file_issues: list[Issue] = []
         n_nonblank = self.n_nonblank
         if n_nonblank == 0:
-            file_issues.append(Issue(None, None, "the file is empty: write one chat example per line"))
+            what = "preference pair" if self.kind == "preference" else "chat example"
+            file_issues.append(Issue(None, None, f"the file is empty: write one {what} per line"))
         elif n_nonblank < MIN_TRAINING_EXAMPLES:
             severity: Severity = "error" if report.purpose == "training" else "warning"
             file_issues.append(Issue(None, None, f"only {n_nonblank} example{plural(n_nonblank)}: the OpenAI fine-tuning "
