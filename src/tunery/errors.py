@@ -3,6 +3,8 @@ OpenAI error object ``{"error": {"message", "type", "param", "code"}}``."""
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class TuneryError(Exception):
     """Base class: a problem the user can fix, with a message that names the next step."""
@@ -66,6 +68,17 @@ class RateLimited(TuneryError):
 
 _LOCATIONS = {"body", "query", "path", "header", "form"}
 _BRANCHES = {"str", "int", "float", "bool", "dict", "list", "none", "json-or-python"}
+
+
+def json_kind(value: Any) -> str:
+    """A JSON-ish name for a value's type, as the user wrote it, for messages: "an object", "a
+    list", "a string", "a number", "a boolean", "null"."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    return {dict: "an object", list: "a list", str: "a string", int: "a number", float: "a number"
+            }.get(type(value), type(value).__name__)
 
 
 def validation_param(loc: tuple) -> str | None:

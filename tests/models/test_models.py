@@ -93,7 +93,7 @@ def test_add_local_folder_and_errors(tiny_model_dir, tmp_path):
 @pytest.mark.parametrize(("config", "message"), [
     ("{bad", "config.json, line 1: not valid JSON (Expecting property name"),
     ('{"model_type": "llama"}\n]', "config.json, line 2: not valid JSON (Extra data)"),
-    ("[1]", "config.json must hold a JSON object, not an array"),
+    ("[1]", "config.json must hold a JSON object, not a list"),
 ])
 def test_add_local_refuses_a_folder_whose_json_does_not_parse(tmp_path, config, message):
     folder = tmp_path / "broken"

@@ -83,7 +83,7 @@ def test_deploy_list_show_delete(tiny_model):
     ("{bad", "tunery-export.json, line 1: not valid JSON"),
     ('{"format": "onnx"}', "tunery-export.json: field 'quantize' is missing; field 'source_model' is missing"),
     ('{"format": "onnx", "quantize": "int4", "source_model": 7}', "field 'source_model' must be a non-empty string"),
-    ("[1]", "tunery-export.json must hold a JSON object, not an array"),
+    ("[1]", "tunery-export.json must hold a JSON object, not a list"),
 ])
 def test_deploy_names_the_field_of_a_damaged_export_manifest(tmp_path, manifest, needle):
     from tunery.errors import InvalidInput

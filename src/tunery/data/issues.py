@@ -137,16 +137,6 @@ def plural(n: int) -> str:
     return "" if n == 1 else "s"
 
 
-def kind(value: Any) -> str:
-    """A JSON-ish name for a value's type, as the user wrote it."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    return {dict: "an object", list: "a list", str: "a string", int: "a number", float: "a number"
-            }.get(type(value), type(value).__name__)
-
-
 def show(value: Any) -> str:
     text = json.dumps(value, ensure_ascii=False) if not isinstance(value, float) or value == value else "NaN"
     return text if len(text) <= 40 else text[:37] + "..."

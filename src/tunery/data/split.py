@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tunery.errors import InvalidInput
+from tunery.errors import InvalidInput, json_kind
 from tunery.home import atomic_write_bytes
 
 
@@ -67,7 +67,7 @@ def split_file(src: str | Path, *, validation_fraction: float, seed: int, out_tr
     """Split ``src`` line by line (blank lines dropped, lines kept byte for byte) into two files. A line
     that is not UTF-8, or not a JSON object (a pretty-printed document), is an InvalidInput that
     names it; an output that exists is a Conflict unless ``force``."""
-    from tunery.data.issues import kind, parse_json
+    from tunery.data.issues import parse_json
     from tunery.data.text import read_lines, refuse_existing, small_file
     from tunery.data.validate import _whole_document_hint
 
@@ -88,7 +88,7 @@ def split_file(src: str | Path, *, validation_fraction: float, seed: int, out_tr
             continue
         obj, problem = parse_json(text)
         if problem is not None or not isinstance(obj, dict):
-            what = f"not valid JSON: {problem}" if problem is not None else f"expected a JSON object, got {kind(obj)}"
+            what = f"not valid JSON: {problem}" if problem is not None else f"expected a JSON object, got {json_kind(obj)}"
             hint = (_whole_document_hint(small_file(src)) if not lines else None) or \
                 "split takes JSON Lines, one example per line; `tunery data validate` lists every problem"
             raise InvalidInput(f"{src}, line {n}: {what}", param="file", hint=hint)

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from tunery.chat import Role
-from tunery.data.issues import Add, kind, parse_json, plural, show
+from tunery.data.issues import Add, parse_json, plural, show
+from tunery.errors import json_kind
 
 LEGACY = ("the legacy function-calling shape is not supported: declare functions in \"tools\" "
           '([{"type": "function", "function": {...}}]), call them with an assistant message\'s "tool_calls" '
@@ -59,7 +60,7 @@ def _check_entry(add: Add, f: str, entry: Any, shape: _Entry) -> tuple[bool, dic
     with only ``shape``'s keys, ``type`` "function" and a ``function`` object with only its keys.
     The function is None when there is none to check further."""
     if not isinstance(entry, dict):
-        add(f, f"{shape.what} must be an object like {shape.example}, got {kind(entry)}")
+        add(f, f"{shape.what} must be an object like {shape.example}, got {json_kind(entry)}")
         return False, None
     ok = True
     for key in entry:
@@ -71,7 +72,7 @@ def _check_entry(add: Add, f: str, entry: Any, shape: _Entry) -> tuple[bool, dic
         ok = False
     fn = entry.get("function")
     if not isinstance(fn, dict):
-        add(f"{f}.function", f"function must be an object with {shape.function}, got {kind(fn)}")
+        add(f"{f}.function", f"function must be an object with {shape.function}, got {json_kind(fn)}")
         return False, None
     for key in fn:
         if key not in shape.function_keys:
@@ -91,7 +92,7 @@ def check_tools(add: Add, tools: Any) -> dict[str, dict] | None:
     from jsonschema import Draft202012Validator, SchemaError
 
     if not isinstance(tools, list) or not tools:
-        add("tools", f"tools must be a non-empty list of tools, got {show(tools) if tools == [] else kind(tools)}")
+        add("tools", f"tools must be a non-empty list of tools, got {show(tools) if tools == [] else json_kind(tools)}")
         return None
     schemas: dict[str, dict] = {}
     ok = True
@@ -110,7 +111,7 @@ def check_tools(add: Add, tools: Any) -> dict[str, dict] | None:
             add(f"{f}.function.name", f"function {name!r} is declared twice")
             ok = False
         if "description" in fn and not isinstance(fn["description"], str):
-            add(f"{f}.function.description", f"description must be a string, got {kind(fn['description'])}")
+            add(f"{f}.function.description", f"description must be a string, got {json_kind(fn['description'])}")
             ok = False
         params = fn.get("parameters", {"type": "object", "properties": {}})
         if not isinstance(params, dict) or params.get("type") != "object":
@@ -158,14 +159,14 @@ def check_arguments(add: Add, fld: str, args: Any, schema: dict | None) -> bool:
     from jsonschema import Draft202012Validator
 
     if not isinstance(args, str):
-        add(fld, f"arguments must be a JSON string (as the API sends them), got {kind(args)}")
+        add(fld, f"arguments must be a JSON string (as the API sends them), got {json_kind(args)}")
         return False
     value, problem = parse_json(args)
     if problem is not None:
         add(fld, f"arguments are not valid JSON: {problem}")
         return False
     if not isinstance(value, dict):
-        add(fld, f"arguments must be a JSON object, got {kind(value)}")
+        add(fld, f"arguments must be a JSON object, got {json_kind(value)}")
         return False
     if schema is None:
         return True
@@ -266,7 +267,7 @@ def check_tool_use(add: Add, messages: list, roles: list[str | None], schemas: d
         calls = m["tool_calls"]
         if not isinstance(calls, list) or not calls:
             add(f"{f}.tool_calls", f"tool_calls must be a non-empty list of calls, got "
-                                   f"{show(calls) if calls == [] else kind(calls)}")
+                                   f"{show(calls) if calls == [] else json_kind(calls)}")
             ok = False
             continue
         if len(calls) > 1 and not parallel:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tunery.chat import Conversation, Role
-from tunery.data.issues import Add, Issue, Severity, ValidationReport, kind, parse_json, plural, show
+from tunery.data.issues import Add, Issue, Severity, ValidationReport, parse_json, plural, show
 from tunery.data.pairs import CHAT_IN_PAIRS, PreferencePair, check_pair, is_pair, line_kind
 from tunery.data.text import (
     BOM,
@@ -42,7 +42,7 @@ from tunery.data.text import (
     small_file,
 )
 from tunery.data.tools import LEGACY, check_example_tools, check_tool_use, message_key_problem
-from tunery.errors import InvalidInput, TuneryError
+from tunery.errors import InvalidInput, TuneryError, json_kind
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -90,13 +90,13 @@ def _check_content(add: Add, fld: str, content: Any) -> bool:
         for j, part in enumerate(content):
             pf = f"{fld}[{j}]"
             if not isinstance(part, dict):
-                add(pf, f'a content part must be an object like {{"type": "text", "text": "..."}}, got {kind(part)}')
+                add(pf, f'a content part must be an object like {{"type": "text", "text": "..."}}, got {json_kind(part)}')
                 ok = False
             elif part.get("type") != "text":
                 add(f"{pf}.type", f"only text content parts are supported, got type {show(part.get('type'))}")
                 ok = False
             elif not isinstance(part.get("text"), str):
-                add(f"{pf}.text", f"text must be a string, got {kind(part.get('text'))}")
+                add(f"{pf}.text", f"text must be a string, got {json_kind(part.get('text'))}")
                 ok = False
             else:
                 parts.append(part["text"])
@@ -107,7 +107,7 @@ def _check_content(add: Add, fld: str, content: Any) -> bool:
         add(fld, "content is null: every message needs text")
         return False
     else:
-        add(fld, f"content must be a string, got {kind(content)}")
+        add(fld, f"content must be a string, got {json_kind(content)}")
         return False
     if not text.strip():
         add(fld, "content is empty")
@@ -122,7 +122,7 @@ def _check_role(add: Add, fld: str, m: dict) -> str | None:
         return None
     role = m["role"]
     if not isinstance(role, str):
-        add(fld, f"role must be a string, got {kind(role)}")
+        add(fld, f"role must be a string, got {json_kind(role)}")
     elif role in _ROLES:
         return role
     elif role == "function":
@@ -139,7 +139,7 @@ def _check_role(add: Add, fld: str, m: dict) -> str | None:
 def _check_message(add: Add, i: int, m: Any) -> tuple[bool, str | None]:
     f = f"messages[{i}]"
     if not isinstance(m, dict):
-        add(f, f"a message must be an object with role and content, got {kind(m)}")
+        add(f, f"a message must be an object with role and content, got {json_kind(m)}")
         return False, None
     role = _check_role(add, f"{f}.role", m)
     ok = role is not None
@@ -252,7 +252,7 @@ def _parse_line(add: Add, raw: bytes) -> dict | None:
         add(*bad)  # before anything echoes a value: text with a lone surrogate cannot even be printed
         return None
     if not isinstance(obj, dict):
-        add(None, f'expected a JSON object like {{"messages": [...]}}, got {kind(obj)}')
+        add(None, f'expected a JSON object like {{"messages": [...]}}, got {json_kind(obj)}')
         return None
     return obj
 
@@ -297,7 +297,7 @@ def _check_line(add: Add, warn: Add, raw: bytes, *, pairs_only: bool = False) ->
         return None
     messages = obj["messages"]
     if not isinstance(messages, list):
-        add("messages", f"messages must be a list of messages, got {kind(messages)}")
+        add("messages", f"messages must be a list of messages, got {json_kind(messages)}")
         return None
     if not messages:
         add("messages", "messages is empty")
@@ -324,7 +324,7 @@ def _whole_document_hint(data: bytes | None) -> str | None:
     if isinstance(doc, dict) and b"\n" not in data.strip():
         return None  # one object on one line is one JSON Lines example, whatever is wrong inside it
     if isinstance(doc, list | dict):
-        return (f"the file is one JSON document ({kind(doc)}), not JSON Lines: write one "
+        return (f"the file is one JSON document ({json_kind(doc)}), not JSON Lines: write one "
                 '{"messages": [...]} object per line')
     return None
 

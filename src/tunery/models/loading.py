@@ -15,7 +15,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tunery.errors import InvalidInput
+from tunery.errors import InvalidInput, json_kind
 from tunery.home import Home, atomic_write_json, atomic_write_text
 from tunery.models import registry
 from tunery.models.registry import ModelRecord
@@ -135,9 +135,7 @@ def read_json_object(path: Path, *, param: str, hint: str | None = None) -> dict
     except UnicodeDecodeError:
         raise InvalidInput(f"{path} is not UTF-8 text: save it as UTF-8", param=param, hint=hint) from None
     if not isinstance(data, dict):
-        kind = {list: "an array", str: "a string", bool: "true or false"}.get(type(data), "a number")
-        raise InvalidInput(f"{path} must hold a JSON object, not {'null' if data is None else kind}",
-                           param=param, hint=hint)
+        raise InvalidInput(f"{path} must hold a JSON object, not {json_kind(data)}", param=param, hint=hint)
     return data
 
 
