@@ -35,6 +35,18 @@ def stub_command(args: list[str], nproc: int | None = None) -> list[str]:
     return [sys.executable, "-c", STUB_CHILD, *args]  # args end with "tunery.jobs", the job id
 
 
+def run_here(job_id: str) -> None:
+    """Train ``job_id`` (already ``running``) in this process, as its training process would; the
+    runner's SIGTERM handler is taken off again afterwards."""
+    from tunery.jobs import runner
+
+    old = signal.getsignal(signal.SIGTERM)
+    try:
+        assert runner.run(job_id) == 0
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
 def locked(job_id: str) -> bool:
     from tunery.jobs.runner import try_lock
 

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from support_workers import run_here
 from tunery import db
 from tunery.data import files
 from tunery.errors import Conflict
@@ -40,11 +41,7 @@ def test_cancel_while_the_model_is_copied_leaves_no_model(tiny_model, chat_file,
         return real_copy(*a, **kw)
 
     monkeypatch.setattr(shutil, "copy2", copy_then_cancel)
-    old = signal.getsignal(signal.SIGTERM)
-    try:
-        assert runner.run(job_id) == 0
-    finally:
-        signal.signal(signal.SIGTERM, old)
+    run_here(job_id)
     job = get_job(job_id)
     assert cancelled and job["status"] == "cancelled" and job["fine_tuned_model"] is None
     assert find(store.model_name("tiny-random", None, job_id)) is None

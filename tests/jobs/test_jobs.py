@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from support_workers import run_here
 from tunery.data import files
 from tunery.errors import InvalidInput
 from tunery.jobs import Worker, cancel_job, create_job, get_job, list_checkpoints, list_events, metrics, store
@@ -220,7 +221,6 @@ def test_a_fine_tune_outside_the_default_layers_gets_its_copy_when_the_job_ends(
     import dataclasses
 
     from tunery.compiled import cache
-    from tunery.jobs import runner
     from tunery.models.catalog import CATALOG
 
     monkeypatch.setenv("TUNERY_COMPILED_DIR", str(tmp_path / "compiled"))
@@ -233,11 +233,7 @@ def test_a_fine_tune_outside_the_default_layers_gets_its_copy_when_the_job_ends(
         job_id = create_job(model="tiny-random", training_file=train.id, seed=3, lora={"layers": layers},
                             hyperparameters={"n_epochs": 1, "batch_size": 2})["id"]
         assert store.set_status(job_id, "running")
-        old = signal.getsignal(signal.SIGTERM)
-        try:
-            assert runner.run(job_id) == 0
-        finally:
-            signal.signal(signal.SIGTERM, old)
+        run_here(job_id)
         assert get_job(job_id)["status"] == "succeeded"
         return [e["message"] for e in store.events(job_id, limit=100)[0]]
 
@@ -272,7 +268,6 @@ def test_tool_data_trains_every_layer_unless_the_request_chooses(tiny_model, tmp
     (every layer), and the start event says why; chosen layers stay as chosen."""
     import dataclasses
 
-    from tunery.jobs import runner
     from tunery.models import registry
     from tunery.models.catalog import CATALOG
 
@@ -296,11 +291,7 @@ def test_tool_data_trains_every_layer_unless_the_request_chooses(tiny_model, tmp
         job_id = create_job(model="tiny-random", training_file=train.id, seed=3,
                             hyperparameters={"n_epochs": 1, "batch_size": 2}, **kw)["id"]
         assert store.set_status(job_id, "running")
-        old = signal.getsignal(signal.SIGTERM)
-        try:
-            assert runner.run(job_id) == 0
-        finally:
-            signal.signal(signal.SIGTERM, old)
+        run_here(job_id)
         job = get_job(job_id)
         started = next(e["message"] for e in store.events(job_id, limit=100)[0]
                        if e["message"].startswith("Fine-tuning started"))
