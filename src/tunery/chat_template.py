@@ -100,7 +100,7 @@ def _call_parts(call: Mapping[str, Any]) -> tuple[str, Any]:
     fn = call.get("function", call)
     args = fn.get("arguments", {})
     if isinstance(args, str):
-        with contextlib.suppress(ValueError):
+        with contextlib.suppress(ValueError, RecursionError):
             args = json.loads(args)
     return fn.get("name", ""), args
 

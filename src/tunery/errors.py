@@ -3,6 +3,8 @@ OpenAI error object ``{"error": {"message", "type", "param", "code"}}``."""
 
 from __future__ import annotations
 
+import json
+import sys
 from typing import Any
 
 
@@ -79,6 +81,41 @@ def json_kind(value: Any) -> str:
         return "a boolean"
     return {dict: "an object", list: "a list", str: "a string", int: "a number", float: "a number"
             }.get(type(value), type(value).__name__)
+
+
+def json_problem(exc: Exception) -> str:
+    """Why a text is not JSON, in a user's words, from the exception ``json.loads`` raised: one
+    wording for a request body, a call's arguments and a line of a data file. A text nested past
+    Python's recursion limit, a number past its digit limit and bytes that are not UTF-8 are
+    named as such, not as a parser's internals."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg.removesuffix(' at')} at column {exc.colno}"  # "Invalid control character at"
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text (byte {exc.start + 1} cannot be decoded)"
+    if "integer string conversion" in str(exc):  # Python's own limit, named in its own terms
+        return f"a number is too long (more than {sys.get_int_max_str_digits()} digits)"
+    return str(exc)
+
+
+MAX_SCHEMA_DEPTH = 64
+"""How deeply a JSON schema (a function's ``parameters``, a ``response_format`` schema) may nest
+objects and lists: far past any real schema, and short of the depth at which the schema checkers
+(jsonschema, llguidance) run out of stack."""
+
+
+def nested_deeper_than(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests objects and lists more than ``limit`` levels deep (a walk without
+    recursion, so it cannot itself run out of stack)."""
+    stack = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, dict | list):
+            if depth > limit:
+                return True
+            stack.extend((c, depth + 1) for c in (v.values() if isinstance(v, dict) else v))
+    return False
 
 
 def validation_param(loc: tuple) -> str | None:

@@ -31,6 +31,14 @@ def call(cid: str, name: str, args: dict | str) -> dict:
             "function": {"name": name, "arguments": args if isinstance(args, str) else json.dumps(args)}}
 
 
+def deep_schema(depth: int) -> dict:
+    """An array of arrays ... ``depth`` deep: a schema past what jsonschema can walk."""
+    schema: dict = {"type": "string"}
+    for _ in range(depth):
+        schema = {"type": "array", "items": schema}
+    return schema
+
+
 def tool_example(**extra) -> dict:
     """A valid example: parallel calls, both answered, then the final answer."""
     return {"messages": [SYSTEM, USER,
@@ -101,6 +109,8 @@ CASES = [
      "tools[0].function.parameters", 'JSON schema of type "object"'),
     ("parameters-bad-schema", mutate("tools[0].function.parameters.properties.city.type", "text"),
      "tools[0].function.parameters.properties.city.type", "not a valid JSON schema"),
+    ("parameters-too-deep", mutate("tools[0].function.parameters.properties.city", deep_schema(150)),
+     "tools[0].function.parameters", "nested too deeply: a schema may nest at most 64 levels"),
     ("function-unknown-key", mutate("tools[0].function.params", {}), "tools[0].function.params", "unknown key"),
     # the calls
     ("call-unknown-function", mutate(f"{CALL}.function.name", "book_hotel"), f"{CALL}.function.name",

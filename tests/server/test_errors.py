@@ -51,6 +51,69 @@ def test_chat_bad_bodies_are_400(http, tiny_model, body, param):
     assert_error(r, 400, param=param)
 
 
+@pytest.mark.parametrize("extra,param,words", [
+    ({"presence_penalty": 5}, "presence_penalty", "less than or equal to 2"),
+    ({"frequency_penalty": -3}, "frequency_penalty", "greater than or equal to -2"),
+    ({"presence_penalty": 1.5}, "presence_penalty", "presence_penalty is not supported"),
+    ({"frequency_penalty": -0.5}, "frequency_penalty", "frequency_penalty is not supported"),
+    ({"logit_bias": {"5": 100}}, "logit_bias", "logit_bias is not supported"),
+    ({"top_logprobs": 2}, "top_logprobs", "top_logprobs is not supported"),
+    ({"modalities": ["audio"]}, "modalities", '["audio"] are not supported'),
+    ({"modalities": ["text", "audio"]}, "modalities", "text only"),
+])
+def test_sampling_parameters_that_would_change_the_answer_are_refused(http, tiny_model, extra, param, words):
+    err = assert_error(http.post(CHAT, json={"model": "tiny-random", "messages": OK_MSG, **extra}), 400, param=param)
+    assert words in err["message"]
+
+
+def test_the_defaults_sdks_send_for_refused_parameters_are_accepted(http, tiny_model):
+    defaults = {"presence_penalty": 0, "frequency_penalty": 0.0, "logit_bias": {}, "top_logprobs": None,
+                "logprobs": False, "modalities": ["text"]}
+    r = http.post(CHAT, json={"model": "tiny-random", "messages": OK_MSG, "max_tokens": 1, **defaults})
+    assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize("field", ["temperature", "top_p", "presence_penalty"])
+@pytest.mark.parametrize("value", ["NaN", "Infinity"])
+def test_a_sampling_number_must_be_finite(http, tiny_model, field, value):
+    body = f'{{"model": "tiny-random", "messages": [{{"role": "user", "content": "hi"}}], "{field}": {value}}}'
+    err = assert_error(http.post(CHAT, content=body, headers={"content-type": "application/json"}), 400, param=field)
+    assert "finite number" in err["message"]
+
+
+def test_a_text_part_without_text_says_text_is_required(http, tiny_model):
+    msg = [{"role": "user", "content": [{"type": "text"}]}]
+    err = assert_error(http.post(CHAT, json={"model": "tiny-random", "messages": msg}), 400,
+                       param="messages[0].content[0].text")
+    assert "needs its text" in err["message"] and "only text parts" not in err["message"]
+
+
+def test_a_tool_message_without_tool_call_id_says_it_is_required(http, tiny_model):
+    msgs = [*OK_MSG, {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "a", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+        {"role": "tool", "content": "sunny"}]
+    err = assert_error(http.post(CHAT, json={"model": "tiny-random", "messages": msgs}), 400,
+                       param="messages[2].tool_call_id")
+    assert "tool_call_id is required" in err["message"] and "None" not in err["message"]
+
+
+@pytest.mark.parametrize("content,content_type,words", [
+    (b'{"model": "tiny-random", "messages": []}', "text/plain", "must be JSON"),
+    (b'{"model": "tiny-random", "messages": []}', None, "must be JSON"),
+    (b'{"model": "tiny-random\xff"}', "application/json", "not UTF-8 text"),
+    (b"[" * 5000 + b"]" * 5000, "application/json", "nested too deeply"),
+    (b'{"model": "tiny-random", "seed": ' + b"9" * 5000 + b"}", "application/json", "a number is too long"),
+    (b"{not json", "application/json", "Expecting property name"),
+])
+def test_a_body_that_is_not_json_is_invalid_json(http, tiny_model, content, content_type, words):
+    headers = {"content-type": content_type} if content_type else {}
+    req = http.build_request("POST", CHAT, content=content, headers=headers)
+    if content_type is None:
+        req.headers.pop("content-type", None)
+    err = assert_error(http.send(req), 400, param=None, code="invalid_json")
+    assert words in err["message"], err["message"]
+
+
 def test_chat_unknown_model_is_404(http, tiny_model):
     assert_error(http.post(CHAT, json={"model": "nope", "messages": OK_MSG}), 404, param="model")
 

@@ -139,6 +139,41 @@ def test_bad_tool_requests_are_400_naming_the_param(http, tiny_model, extra, par
     assert "tools" in err["message"] or param != "functions"
 
 
+def deep_schema(depth: int) -> dict:
+    schema: dict = {"type": "string"}
+    for _ in range(depth):
+        schema = {"type": "array", "items": schema}
+    return schema
+
+
+@pytest.mark.parametrize("extra,param", [
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": deep_schema(150)}}},
+     "response_format.json_schema.schema"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": deep_schema(150)}}],
+      "tool_choice": "none"},  # "none": checked, but kept out of the tiny model's short prompt
+     "tools[0].function.parameters"),
+])
+def test_a_schema_nested_too_deeply_is_400_not_500(http, tiny_model, extra, param):
+    r = http.post(CHAT, json={"model": "tiny-random", "messages": ASK, "max_tokens": 1, **extra})
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["param"] == param and "nested too deeply" in err["message"] and "64 levels" in err["message"]
+    # a schema just under the limit is served
+    extra = json.loads(json.dumps(extra).replace(json.dumps(deep_schema(150)), json.dumps(deep_schema(62))))
+    assert http.post(CHAT, json={"model": "tiny-random", "messages": ASK, "max_tokens": 1, **extra}).status_code == 200
+
+
+def test_tool_call_arguments_nested_too_deeply_are_400_not_500(http, tiny_model):
+    deep = "[" * 2000 + "]" * 2000
+    msgs = [*ASK, {"role": "assistant", "tool_calls": [{"id": "a", "type": "function",
+                                                         "function": {"name": "f", "arguments": deep}}]}]
+    r = http.post(CHAT, json={"model": "tiny-random", "messages": msgs})
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["param"] == "messages[1].tool_calls[0].function.arguments"
+    assert "not valid JSON: nested too deeply" in err["message"]
+
+
 def test_text_that_is_not_a_valid_call_stays_content(tiny_model):
     from tunery.chat import GenerationParams
     from tunery.server.api.chat import _CallStream, _split_calls

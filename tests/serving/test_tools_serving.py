@@ -126,6 +126,24 @@ def test_bad_specs_name_the_param(kw, param):
     assert e.value.param == param
 
 
+@pytest.mark.parametrize("where", ["response_format", "tools"])
+@pytest.mark.parametrize("strict", [None, False, True])
+def test_a_schema_that_cannot_be_enforced_offers_strict_false_only_when_strict_was_sent(where, strict):
+    from tunery.serving.constrained import check
+
+    schema = {"type": "object", "properties": {"a": {"type": "string", "pattern": "(?=a)"}}}  # look-ahead
+    spec = {"name": "x", "schema": schema} | ({} if strict is None else {"strict": strict})
+    kw = ({"response_format": {"type": "json_schema", "json_schema": spec}} if where == "response_format" else
+          {"tools": ({"type": "function", "function": {"name": "x", "parameters": schema}
+                      | ({} if strict is None else {"strict": strict})},), "tool_choice": "required"})
+    with pytest.raises(InvalidInput) as e:
+        check(params(**kw))
+    assert e.value.param == ("response_format.json_schema.schema" if where == "response_format"
+                             else "tools[0].function.parameters")
+    assert "cannot be enforced" in str(e.value)
+    assert ("set strict to false" in str(e.value)) == (strict is True)
+
+
 def test_invalid_calls_names_each_problem():
     from tunery.serving.constrained import invalid_calls
 

@@ -7,12 +7,12 @@ tool-calling checks (:mod:`tunery.data.tools`).
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from tunery.chat import Conversation
+from tunery.errors import json_problem
 
 Severity = Literal["error", "warning"]
 
@@ -30,14 +30,8 @@ def parse_json(text: str) -> tuple[Any, None] | tuple[None, str]:
     one wording for a line, a call's arguments and a file being split."""
     try:
         return json.loads(text, parse_constant=reject_constant), None
-    except json.JSONDecodeError as e:
-        return None, f"{e.msg.removesuffix(' at')} at column {e.colno}"  # "Invalid control character at"
-    except RecursionError:
-        return None, "nested too deeply"
-    except ValueError as e:
-        if "integer string conversion" in str(e):  # Python's own limit, named in its own terms
-            return None, f"a number is too long (more than {sys.get_int_max_str_digits()} digits)"
-        return None, str(e)
+    except (ValueError, RecursionError) as e:
+        return None, json_problem(e)
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from typing import Any
 
 from tunery.chat import Role
 from tunery.data.issues import Add, parse_json, plural, show
-from tunery.errors import json_kind
+from tunery.errors import MAX_SCHEMA_DEPTH, json_kind, nested_deeper_than
 
 LEGACY = ("the legacy function-calling shape is not supported: declare functions in \"tools\" "
           '([{"type": "function", "function": {...}}]), call them with an assistant message\'s "tool_calls" '
@@ -116,6 +116,11 @@ def check_tools(add: Add, tools: Any) -> dict[str, dict] | None:
         params = fn.get("parameters", {"type": "object", "properties": {}})
         if not isinstance(params, dict) or params.get("type") != "object":
             add(f"{f}.function.parameters", 'parameters must be a JSON schema of type "object"')
+            ok = False
+            continue
+        if nested_deeper_than(params, MAX_SCHEMA_DEPTH):  # before jsonschema recurses into it
+            add(f"{f}.function.parameters", f"parameters are nested too deeply: a schema may nest at most "
+                                            f"{MAX_SCHEMA_DEPTH} levels of objects and lists")
             ok = False
             continue
         try:

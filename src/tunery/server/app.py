@@ -109,8 +109,7 @@ async def refuse_lone_surrogates(request: Request) -> None:
     its bytes) with a 400 naming the first such field: it parses as JSON but is not text, so the
     tokenizer and the database fail on it deep inside a route. The body is the one FastAPI has
     already parsed (the request caches it), so this costs a walk only when an escape is there."""
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if not (kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json"))):
+    if not errors.is_json(request):
         return  # not parsed as JSON (uploads stream their own body and check it themselves)
     body = await request.body()
     if b"\\u" not in body and b"\xed" not in body:  # a surrogate comes as an escape or as ED A0-BF ..

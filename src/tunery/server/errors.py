@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tunery.errors import RateLimited, TuneryError, invalid_request
+from tunery.errors import InvalidInput, RateLimited, TuneryError, invalid_request, json_problem
 from tunery.home import CannotWrite
 
 log = logging.getLogger("tunery.server")
@@ -59,10 +59,23 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse(invalid_request(list(exc.errors())).to_openai(), status_code=400)
+        errors = list(exc.errors())
+        first = errors[0] if errors else {}
+        if tuple(first.get("loc") or ()) == ("body",) and first.get("type") != "missing" and not is_json(request):
+            # FastAPI hands a body not sent as JSON to the model unparsed, as bytes
+            kind = request.headers.get("content-type")
+            err = InvalidInput("The request body must be JSON, sent with Content-Type: application/json, not "
+                               + (f"as {kind!r}." if kind else "without a Content-Type."), code="invalid_json")
+            return JSONResponse(err.to_openai(), status_code=400)
+        return JSONResponse(invalid_request(errors).to_openai(), status_code=400)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == _FASTAPI_PARSE_ERROR and isinstance(exc.__cause__, Exception):
+            # FastAPI's answer to a JSON body that fails to parse other than by its syntax: bytes
+            # that are not UTF-8, nesting past the recursion limit, an over-long integer
+            errors = [{"type": "json_invalid", "ctx": {"error": json_problem(exc.__cause__)}}]
+            return JSONResponse(invalid_request(errors).to_openai(), status_code=400)
         if exc.status_code == 404 and exc.detail in ("Not Found", None):
             message, code = (f"Unknown request URL: {request.method} {request.url.path}. "
                              "Please check the URL for typos, or see /docs for the routes."), "unknown_url"
@@ -74,6 +87,15 @@ def install(app: FastAPI) -> None:
                             headers=getattr(exc, "headers", None))
 
     app.add_middleware(CatchBugs)
+
+
+_FASTAPI_PARSE_ERROR = "There was an error parsing the body"
+
+
+def is_json(request: Request) -> bool:
+    """Whether the request says its body is JSON, as FastAPI decides whether to parse it as JSON."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json"))
 
 
 class CatchBugs:

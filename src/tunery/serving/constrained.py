@@ -37,7 +37,7 @@ import numpy as np
 
 from tunery.chat import GenerationParams
 from tunery.chat_template import TOOL_CALL_CLOSE, TOOL_CALL_OPEN
-from tunery.errors import InvalidInput
+from tunery.errors import MAX_SCHEMA_DEPTH, InvalidInput, nested_deeper_than
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _NO_PARAMETERS = {"type": "object", "properties": {}, "additionalProperties": False}
@@ -80,13 +80,34 @@ def check(params: GenerationParams) -> None:
             raise InvalidInput(f"tool_choice names the function {name!r}, which is not in tools", param="tool_choice")
     _response_schema(params.response_format)
     text = grammar(params)
-    if text is not None:
-        import llguidance
+    if text is not None and (whole := _grammar_error(text)):
+        # name the schema that fails, and offer strict false only where strict was sent
+        for param, schema, strict in _schemas(params):
+            if error := _grammar_error(f"start: doc\ndoc: {_json(schema, strict)}\n"):
+                raise InvalidInput(f"{param}: the schema cannot be enforced: {error}", param=param,
+                                   hint="use JSON-schema keywords llguidance supports"
+                                        + (", or set strict to false" if strict else ""))
+        raise InvalidInput(f"the tools and response_format cannot be enforced: {whole}")
 
-        error = llguidance.LLMatcher.validate_grammar(llguidance.LLMatcher.grammar_from_lark(text))
-        if error:
-            raise InvalidInput(f"the schema cannot be enforced: {error}", param=_schema_param(params),
-                               hint="use JSON-schema keywords llguidance supports, or set strict to false")
+
+def _grammar_error(text: str) -> str | None:
+    import llguidance
+
+    return llguidance.LLMatcher.validate_grammar(llguidance.LLMatcher.grammar_from_lark(text)) or None
+
+
+def _schemas(params: GenerationParams) -> list[tuple[str, dict[str, Any], bool]]:
+    """The request's JSON schemas as (parameter, schema, strict sent): the response format's, then
+    each tool's parameters. Assumes the specs passed :func:`check`'s shape checks."""
+    out = []
+    doc = _response_schema(params.response_format)
+    if doc is not None:  # json_object's schema, {"type": "object"}, always compiles
+        out.append(("response_format.json_schema.schema", *doc))
+    for i, tool in enumerate(params.tools):
+        fn = tool["function"]
+        out.append((f"tools[{i}].function.parameters", fn.get("parameters") or _NO_PARAMETERS,
+                    fn.get("strict") is True))
+    return out
 
 
 def _check_tool(i: int, tool: Any) -> str:
@@ -114,6 +135,9 @@ def _check_schema(schema: Any, param: str) -> None:
 
     if not isinstance(schema, dict):
         raise InvalidInput(f"{param} must be a JSON schema object", param=param)
+    if nested_deeper_than(schema, MAX_SCHEMA_DEPTH):  # before jsonschema and llguidance recurse into it
+        raise InvalidInput(f"{param} is nested too deeply: a schema may nest at most {MAX_SCHEMA_DEPTH} levels "
+                           "of objects and lists", param=param)
     try:
         validator_for(schema).check_schema(schema)
     except SchemaError as e:
@@ -139,10 +163,6 @@ def _response_schema(fmt: dict[str, Any] | None) -> tuple[dict[str, Any], bool] 
         return schema, bool(spec.get("strict"))
     raise InvalidInput("response_format.type must be 'text', 'json_object' or 'json_schema'",
                        param="response_format.type")
-
-
-def _schema_param(params: GenerationParams) -> str:
-    return "response_format" if _response_schema(params.response_format) is not None else "tools"
 
 
 def _json(schema: dict[str, Any], strict: bool) -> str:

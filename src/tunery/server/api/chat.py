@@ -28,6 +28,7 @@ from starlette.concurrency import run_in_threadpool
 
 from tunery.chat import ChatMessage, GenerationParams, Role
 from tunery.chat_template import TOOL_CALL_CLOSE, TOOL_CALL_OPEN, parse_tool_calls
+from tunery.data.issues import parse_json
 from tunery.errors import InvalidInput, TuneryError
 from tunery.serving.constrained import invalid_calls, prompt_tools
 from tunery.serving.local import ChatRun, LocalChatModel
@@ -65,8 +66,11 @@ class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
     model: str = Field(min_length=1)
     messages: list[Message] = Field(min_length=1)
-    temperature: float | None = Field(None, ge=0, le=2)
-    top_p: float | None = Field(None, ge=0, le=1)
+    temperature: float | None = Field(None, ge=0, le=2, allow_inf_nan=False)
+    top_p: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
+    presence_penalty: float | None = Field(None, ge=-2, le=2, allow_inf_nan=False)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2, allow_inf_nan=False)
+    logit_bias: dict[str, float] | None = None
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     stop: str | list[str] | None = None
@@ -81,6 +85,8 @@ class ChatRequest(BaseModel):
     functions: list[Any] | None = None
     function_call: str | dict[str, Any] | None = None
     logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+    modalities: list[str] | None = None
     response_format: dict[str, Any] | None = None
 
 
@@ -95,6 +101,9 @@ def _messages(body: ChatRequest) -> list[ChatMessage]:
             if not called:
                 raise InvalidInput(f"messages[{i}]: a tool message must answer a tool call of an earlier "
                                    "assistant message", param=f"messages[{i}].role")
+            if m.tool_call_id is None:
+                raise InvalidInput(f"messages[{i}]: tool_call_id is required on a tool message: the id of the "
+                                   "call it answers", param=f"messages[{i}].tool_call_id")
             if m.tool_call_id not in called:
                 raise InvalidInput(f"messages[{i}]: tool_call_id {m.tool_call_id!r} answers no earlier tool call",
                                    param=f"messages[{i}].tool_call_id")
@@ -110,9 +119,12 @@ def _messages(body: ChatRequest) -> list[ChatMessage]:
         else:
             parts = []
             for j, part in enumerate(m.content):
-                if part.type != "text" or part.text is None:
+                if part.type != "text":
                     raise InvalidInput(f"messages[{i}].content[{j}]: only text parts are supported, not "
                                        f"{part.type!r}", param=f"messages[{i}].content[{j}].type")
+                if part.text is None:
+                    raise InvalidInput(f"messages[{i}].content[{j}]: a text part needs its text: "
+                                       '{"type": "text", "text": "..."}', param=f"messages[{i}].content[{j}].text")
                 parts.append(part.text)
             text = "".join(parts)
         role = Role.SYSTEM if m.role == "developer" else Role(m.role)
@@ -133,11 +145,9 @@ def _tool_calls(i: int, m: Message) -> tuple[dict[str, Any], ...]:
                 and isinstance(fn, dict) and isinstance(fn.get("name"), str) and isinstance(fn.get("arguments"), str)):
             raise InvalidInput(f'{where} must be {{"id": ..., "type": "function", "function": {{"name": ..., '
                                '"arguments": "<a JSON string>"}}}}', param=where)
-        try:
-            json.loads(fn["arguments"])
-        except ValueError:
-            raise InvalidInput(f"{where}.function.arguments is not valid JSON",
-                               param=f"{where}.function.arguments") from None
+        if (problem := parse_json(fn["arguments"])[1]) is not None:
+            raise InvalidInput(f"{where}.function.arguments is not valid JSON: {problem}",
+                               param=f"{where}.function.arguments")
         out.append({"id": call["id"], "type": "function",
                     "function": {"name": fn["name"], "arguments": fn["arguments"]}})
     return tuple(out)
@@ -148,8 +158,20 @@ def _params(body: ChatRequest) -> GenerationParams:
         raise InvalidInput("functions and function_call are the legacy form of tools: send tools "
                            '([{"type": "function", "function": {...}}]) and tool_choice instead',
                            param="functions" if body.functions else "function_call")
+    # OpenAI's defaults (0, {}, null, ["text"]) are what SDKs and tools send unasked: those pass
     if body.logprobs:
         raise InvalidInput("logprobs are not supported by this server", param="logprobs")
+    if body.top_logprobs is not None:
+        raise InvalidInput("top_logprobs is not supported by this server (it needs logprobs, which are not "
+                           "supported either)", param="top_logprobs")
+    for name in ("presence_penalty", "frequency_penalty"):
+        if getattr(body, name):
+            raise InvalidInput(f"{name} is not supported by this server: send 0 or leave it out", param=name)
+    if body.logit_bias:
+        raise InvalidInput("logit_bias is not supported by this server: send {} or leave it out", param="logit_bias")
+    if body.modalities is not None and body.modalities != ["text"]:
+        raise InvalidInput(f"modalities {json.dumps(body.modalities)} are not supported: this server answers with text "
+                           'only (["text"])', param="modalities")
     stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
     if len(stop) > 4:
         raise InvalidInput("stop takes at most 4 sequences", param="stop")
