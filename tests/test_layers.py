@@ -42,7 +42,8 @@ NOT_CODE = ("examples/flows",)
 # Each table (or view) of the state database and the one package whose SQL may name it; tunery.db,
 # which creates them all, is the only other module that does.
 TABLES = {
-    "models": "tunery.models", "model_checkpoints": "tunery.models", "files": "tunery.data",
+    "models": "tunery.models", "model_checkpoints": "tunery.models", "model_uses": "tunery.models",
+    "files": "tunery.data", "file_uses": "tunery.data",
     "jobs": "tunery.jobs", "job_events": "tunery.jobs", "checkpoints": "tunery.jobs",
     "deployments": "tunery.serving", "runs": "tunery.flows", "schema_migrations": "tunery.db",
 }

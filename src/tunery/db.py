@@ -135,6 +135,23 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE jobs ADD COLUMN lease_expires_at REAL;
         CREATE INDEX jobs_queue ON jobs(status, created_at);
     """),
+    # What a model or a file is still needed by, so that the registry and the file store refuse to
+    # delete it without reading the tables of the layers above them: a job that has not ended
+    # (its status not in tunery.jobs.store.TERMINAL) starts from its model and reads its files; a
+    # deployment serves its model.
+    ("0009_model_and_file_uses", """
+        CREATE VIEW model_uses AS
+        SELECT model, 'fine-tuning job' AS user_kind, id AS user_name, status FROM jobs
+        WHERE status NOT IN ('succeeded', 'failed', 'cancelled')
+        UNION ALL
+        SELECT model, 'deployment' AS user_kind, name AS user_name, NULL AS status FROM deployments;
+        CREATE VIEW file_uses AS
+        SELECT training_file AS file_id, 'training_file' AS role, id AS job_id, status FROM jobs
+        WHERE status NOT IN ('succeeded', 'failed', 'cancelled')
+        UNION ALL
+        SELECT validation_file AS file_id, 'validation_file' AS role, id AS job_id, status FROM jobs
+        WHERE validation_file IS NOT NULL AND status NOT IN ('succeeded', 'failed', 'cancelled');
+    """),
 ]
 
 # What PostgreSQL adds to a migration: statements SQLite has no counterpart for, run after the

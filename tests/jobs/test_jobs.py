@@ -96,6 +96,100 @@ def test_bad_input_is_rejected_at_creation(tiny_model, chat_file, kwargs, param)
     assert e.value.param == param
 
 
+def test_unknown_lora_target_modules_are_named_at_creation_with_the_valid_ones(tiny_model, chat_file):
+    train = files.create_from_path(chat_file(12))
+    with pytest.raises(InvalidInput) as e:
+        create_job(model="tiny-random", training_file=train.id, lora={"target_modules": ["q_proj", "qq_proj", "mlp"]})
+    assert e.value.param == "lora.target_modules"
+    message = str(e.value)
+    assert "['qq_proj', 'mlp']" in message and "q_proj, up_proj, v_proj" in message  # the unknown, then the valid
+    assert list_jobs_ids() == []
+    # names as PEFT matches them: the last part, or a dotted tail of a linear layer's name
+    assert create_job(model="tiny-random", training_file=train.id,
+                      lora={"target_modules": ["q_proj", "self_attn.v_proj"]})["status"] == "validating_files"
+
+
+def list_jobs_ids() -> list[str]:
+    from tunery.jobs import list_jobs
+
+    return [j["id"] for j in list_jobs(limit=100)[0]]
+
+
+@pytest.mark.parametrize("param", ["training_file", "validation_file"])
+def test_a_file_of_another_purpose_is_refused_at_creation(tiny_model, chat_file, param):
+    ok = files.create_from_path(chat_file(12))
+    other = files.create_from_path(chat_file(12, name="other.jsonl"), purpose="assistants")
+    with pytest.raises(InvalidInput) as e:
+        create_job(model="tiny-random", **{"training_file": ok.id, param: other.id})
+    assert e.value.param == param
+    assert other.id in str(e.value) and "other.jsonl" in str(e.value) and "'assistants'" in str(e.value)
+    assert list_jobs_ids() == []
+
+
+def test_a_file_a_job_reads_is_kept_until_the_job_ends(tiny_model, chat_file):
+    from tunery.errors import Conflict
+
+    train = files.create_from_path(chat_file(12))
+    valid = files.create_from_path(chat_file(4, name="valid.jsonl"))
+    job = create_job(model="tiny-random", training_file=train.id, validation_file=valid.id)
+    for status in ("validating_files", "queued", "running"):  # queued again too: a job waiting to resume
+        store.update(job["id"], status=status)
+        for f, role in ((train, "training_file"), (valid, "validation_file")):
+            with pytest.raises(Conflict) as e:
+                files.delete(f.id)
+            assert e.value.param == "file_id" and job["id"] in str(e.value) and role in str(e.value)
+            assert files.get(f.id).path.exists()
+    cancel_job(job["id"])
+    files.delete(train.id)
+    files.delete(valid.id)
+    for status in ("succeeded", "failed"):  # every ended job lets its file go
+        ended = _job(chat_file)
+        store.update(ended["id"], status=status)
+        files.delete(ended["training_file"])
+    assert [f.id for f in files.list_files()] == []
+
+
+def test_a_model_an_unfinished_job_starts_from_is_kept_until_the_job_ends(tiny_model, chat_file, tmp_path):
+    from tunery.errors import Conflict
+    from tunery.models import ModelRecord, find, register, remove
+
+    register(ModelRecord(id="ft:tiny-random::aaaa", kind="fine-tuned", path=tiny_model.path, source="test",
+                         parent="tiny-random", method="full"))
+    job = create_job(model="ft:tiny-random::aaaa", training_file=files.create_from_path(chat_file(12)).id)
+    with pytest.raises(Conflict) as e:
+        remove("ft:tiny-random::aaaa", delete_files=False)
+    assert e.value.param == "model" and job["id"] in str(e.value)
+    cancel_job(job["id"])
+    remove("ft:tiny-random::aaaa", delete_files=False)
+    assert find("ft:tiny-random::aaaa") is None
+
+
+def test_a_checkpoint_is_never_removed_as_a_model(tiny_model, chat_file, tmp_path):
+    from tunery.models import find, remove
+
+    job = _job(chat_file, suffix="ck")
+    name = f"{store.model_name('tiny-random', 'ck', job['id'])}:ckpt-step-3"
+    (tmp_path / "step-3").mkdir()
+    store.add_checkpoint(job["id"], 3, str(tmp_path / "step-3"), name, {"step": 3})
+    with pytest.raises(InvalidInput) as e:
+        remove(name)
+    assert e.value.param == "model" and "checkpoint" in str(e.value) and job["id"] in str(e.value)
+    assert find(name) is not None and (tmp_path / "step-3").is_dir()
+    assert [c["fine_tuned_model_checkpoint"] for c in list_checkpoints(job["id"])[0]] == [name]
+
+
+def test_an_unknown_after_cursor_is_refused_not_read_as_the_first_page(tiny_model, chat_file):
+    from tunery.jobs import list_jobs
+
+    job = _job(chat_file)
+    for listing in (lambda after: list_jobs(after=after), lambda after: list_events(job["id"], after=after),
+                    lambda after: list_checkpoints(job["id"], after=after)):
+        with pytest.raises(InvalidInput) as e:
+            listing("ftjob-nope")
+        assert e.value.param == "after" and "'ftjob-nope'" in str(e.value)
+    assert list_jobs(after=job["id"])[0] == []  # a known cursor still pages
+
+
 def test_invalid_training_file_fails_in_validation_with_line_numbers(tiny_model, tmp_path):
     bad = tmp_path / "bad.jsonl"
     lines = [json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]})] * 11

@@ -77,6 +77,20 @@ def test_register_conflict_and_remove(tiny_model, tmp_path):
     assert tiny_model.path.exists() and find("tiny-random") is None
 
 
+def test_a_fine_tune_that_another_runs_on_is_not_removed(tiny_model, tmp_path):
+    """A LoRA fine-tune of a LoRA fine-tune needs its parent's adapter: removing the parent first
+    is refused as removing a base with fine-tunes is."""
+    register(ModelRecord(id="ft:tiny-random::one", kind="fine-tuned", parent="tiny-random", method="lora",
+                         path=tmp_path / "one", source="test"))
+    register(ModelRecord(id="ft:ft:tiny-random::one::two", kind="fine-tuned", parent="ft:tiny-random::one",
+                         method="lora", path=tmp_path / "two", source="test"))
+    with pytest.raises(Conflict, match="base of 1 fine-tuned"):
+        remove("ft:tiny-random::one")
+    remove("ft:ft:tiny-random::one::two")
+    remove("ft:tiny-random::one")
+    assert find("ft:tiny-random::one") is None
+
+
 def test_add_local_folder_and_errors(tiny_model_dir, tmp_path):
     rec = add_local("my-tiny", tiny_model_dir)
     assert rec.path == tiny_model_dir.resolve() and rec.source.startswith("local:")

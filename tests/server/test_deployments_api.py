@@ -47,13 +47,17 @@ def test_content_filter_refuses_a_prompt_with_400(client, http, tiny_model):
 
 
 def test_a_deployment_of_a_removed_model_is_404(client, tiny_model):
+    from tunery import db
+    from tunery.errors import Conflict
     from tunery.models import ModelRecord, register, remove
     from tunery.serving import deployments
 
     register(ModelRecord(id="tmp-ft", kind="fine-tuned", path=tiny_model.path, source="test", parent="tiny-random",
                          method="full"))
     deployments.create("gone", "tmp-ft")
-    remove("tmp-ft", delete_files=False)
+    with pytest.raises(Conflict, match="deployed as gone"):  # refused while deployed ...
+        remove("tmp-ft", delete_files=False)
+    db.execute("DELETE FROM models WHERE id=?", ("tmp-ft",))  # ... yet gone all the same (a home from before)
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="gone", messages=MSG, max_tokens=2)
 
@@ -68,3 +72,40 @@ def test_a_deployment_names_its_precision_and_models_say_how_they_are_served(htt
     assert served["exact"]["precision"] == "fp32" and served["exact"]["engine"] == "torch"
     base = http.get("/v1/models/tiny-random").json()["serving"]
     assert base["precision"] == "int8" and base["engine"] == "onnx" and "int8" in base["summary"]
+
+
+def test_a_deployment_cannot_take_a_catalog_or_fine_tune_name(http, tiny_model):
+    from tunery.models.catalog import CATALOG
+
+    unpulled = next(name for name in CATALOG if name != "tiny-random")
+    r = http.post("/v1/deployments", json={"name": unpulled, "model": "tiny-random"})
+    assert r.status_code == 409 and r.json()["error"]["param"] == "name", r.text
+    assert "catalog" in r.json()["error"]["message"]
+    r = http.post("/v1/deployments", json={"name": "ft:tiny-random:mine:1234", "model": "tiny-random"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "name", r.text
+    assert http.get("/v1/deployments").json()["data"] == []
+    ids = [m["id"] for m in http.get("/v1/models").json()["data"]]
+    assert len(ids) == len(set(ids))
+
+
+def test_a_deployed_model_is_not_deleted_over_the_api_nor_the_cli(http, tiny_model):
+    from click.testing import CliRunner
+
+    from tunery.cli.main import cli
+    from tunery.errors import Conflict
+    from tunery.models import ModelRecord, find, register
+
+    register(ModelRecord(id="ft:tiny-random::cccc", kind="fine-tuned", path=tiny_model.path, source="test",
+                         parent="tiny-random", method="full"))
+    assert http.post("/v1/deployments", json={"name": "mine", "model": "ft:tiny-random::cccc"}).status_code == 200
+    r = http.delete("/v1/models/ft:tiny-random::cccc")
+    assert r.status_code == 409 and "deployed as mine" in r.json()["error"]["message"], r.text
+    r = CliRunner().invoke(cli, ["models", "remove", "ft:tiny-random::cccc", "--yes"])
+    assert isinstance(r.exception, Conflict) and "deployed as mine" in str(r.exception)
+    assert find("ft:tiny-random::cccc") is not None
+
+
+def test_precision_auto_is_the_server_default(http, tiny_model):
+    r = http.post("/v1/deployments", json={"name": "auto-one", "model": "tiny-random", "precision": "auto"})
+    assert r.status_code == 200, r.text
+    assert r.json()["precision"] is None  # the server's, whatever it is when the deployment is used

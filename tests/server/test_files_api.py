@@ -46,3 +46,47 @@ def test_oversized_upload_through_the_sdk(client, monkeypatch):
     with pytest.raises(openai.APIStatusError) as e:
         client.files.create(file=("big.jsonl", io.BytesIO(b"x" * 1000)), purpose="fine-tune")
     assert e.value.status_code == 413 and e.value.body["code"] == "file_too_large"
+
+
+def test_a_file_an_unfinished_job_reads_is_not_deleted(http, tiny_model, training_file):
+    with training_file.open("rb") as f:
+        file_id = http.post("/v1/files", data={"purpose": "fine-tune"}, files={"file": ("t.jsonl", f)}).json()["id"]
+    job = http.post("/v1/fine_tuning/jobs", json={"model": "tiny-random", "training_file": file_id}).json()
+    r = http.delete(f"/v1/files/{file_id}")
+    assert r.status_code == 409, r.text
+    err = r.json()["error"]
+    assert err["param"] == "file_id" and err["code"] == "conflict" and job["id"] in err["message"]
+    assert http.get(f"/v1/files/{file_id}/content").content == training_file.read_bytes()
+    assert http.post(f"/v1/fine_tuning/jobs/{job['id']}/cancel").status_code == 200
+    assert http.delete(f"/v1/files/{file_id}").json()["deleted"] is True
+
+
+def test_listing_an_unknown_purpose_or_after_is_a_400_naming_it(client, http):
+    ids = [client.files.create(file=(f"f{i}.jsonl", io.BytesIO(b"{}\n")), purpose="fine-tune").id for i in range(2)]
+    r = http.get("/v1/files", params={"purpose": "bogus"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "purpose" and "'bogus'" in r.json()["error"]["message"]
+    for params in ({"after": "file-nope"}, {"after": ids[0], "purpose": "evals"}):
+        r = http.get("/v1/files", params=params)
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["param"] == "after" and params["after"] in r.json()["error"]["message"]
+
+
+def test_a_purpose_given_twice_is_refused(http, tunery_home):
+    body = (b'--b\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nfine-tune\r\n'
+            b'--b\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nassistants\r\n'
+            b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.jsonl"\r\n\r\n{}\n\r\n--b--\r\n')
+    r = http.post("/v1/files", content=body, headers={"Content-Type": "multipart/form-data; boundary=b"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "purpose", r.text
+    assert "more than once" in r.json()["error"]["message"]
+    assert http.get("/v1/files").json()["data"] == []
+    assert not list((tunery_home / "files").iterdir())
+
+
+@pytest.mark.parametrize("name", ["..", ".", "../..", "..\\..\\evil.jsonl"])
+def test_a_dot_or_backslash_filename_is_only_a_label(http, name):
+    r = http.post("/v1/files", data={"purpose": "fine-tune"}, files={"file": (name, b"{}\n")})
+    assert r.status_code == 200, r.text
+    label = "evil.jsonl" if name.endswith("evil.jsonl") else "upload.jsonl"
+    assert r.json()["filename"] == label
+    served = http.get(f"/v1/files/{r.json()['id']}/content").headers["content-disposition"]
+    assert ".." not in served and label in served

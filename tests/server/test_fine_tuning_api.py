@@ -59,3 +59,57 @@ def test_the_studio_form_of_the_request_is_stored_as_given(http, tiny_model, tra
     assert job["method"] == {"type": "supervised", "supervised": {"hyperparameters": {
         "n_epochs": 2, "batch_size": 1, "learning_rate_multiplier": "auto"}}}
     assert job["hyperparameters"] == job["method"]["supervised"]["hyperparameters"]
+
+
+def test_unknown_target_modules_are_a_400_listing_the_model_s_layers(http, tiny_model, training_file_id):
+    r = http.post(JOBS, json={"model": "tiny-random", "training_file": training_file_id,
+                              "lora": {"target_modules": ["q_proj", "attn_proj"]}})
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["param"] == "lora.target_modules" and "attn_proj" in err["message"] and "down_proj" in err["message"]
+    assert http.get(JOBS).json()["data"] == []
+
+
+def test_a_training_file_of_another_purpose_is_a_400_naming_it(http, tiny_model, chat_file):
+    with chat_file(12).open("rb") as f:
+        other = http.post("/v1/files", data={"purpose": "assistants"}, files={"file": ("notes.jsonl", f)}).json()
+    r = http.post(JOBS, json={"model": "tiny-random", "training_file": other["id"]})
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["param"] == "training_file" and other["id"] in err["message"] and "'assistants'" in err["message"]
+    assert http.get(JOBS).json()["data"] == []
+
+
+def test_an_unknown_after_cursor_is_a_400_not_the_first_page(http, tiny_model, training_file_id):
+    job = http.post(JOBS, json={"model": "tiny-random", "training_file": training_file_id}).json()
+    for path in (JOBS, f"{JOBS}/{job['id']}/events", f"{JOBS}/{job['id']}/checkpoints"):
+        r = http.get(path, params={"after": "ftjob-nope"})
+        assert r.status_code == 400, (path, r.text)
+        assert r.json()["error"]["param"] == "after" and "ftjob-nope" in r.json()["error"]["message"]
+    assert http.get(JOBS, params={"after": job["id"]}).json()["data"] == []
+
+
+def test_a_fine_tuned_model_or_checkpoint_a_job_needs_is_not_deleted(http, tiny_model, training_file_id, tmp_path):
+    from tunery.jobs import store
+    from tunery.models import ModelRecord, find, register
+
+    register(ModelRecord(id="ft:tiny-random::bbbb", kind="fine-tuned", path=tiny_model.path, source="test",
+                         parent="tiny-random", method="full"))
+    job = http.post(JOBS, json={"model": "ft:tiny-random::bbbb", "training_file": training_file_id}).json()
+    r = http.delete("/v1/models/ft:tiny-random::bbbb")
+    assert r.status_code == 409 and job["id"] in r.json()["error"]["message"], r.text
+
+    checkpoint = f"{store.model_name('ft:tiny-random::bbbb', None, job['id'])}:ckpt-step-2"
+    (tmp_path / "ckpt").mkdir()
+    store.add_checkpoint(job["id"], 2, str(tmp_path / "ckpt"), checkpoint, {"step": 2})
+    r = http.delete(f"/v1/models/{checkpoint}")
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["param"] == "model" and "checkpoint" in err["message"] and job["id"] in err["message"]
+    listed = http.get(f"{JOBS}/{job['id']}/checkpoints").json()["data"]
+    assert [c["fine_tuned_model_checkpoint"] for c in listed] == [checkpoint]
+    assert find(checkpoint) is not None and (tmp_path / "ckpt").is_dir()
+
+    assert http.post(f"{JOBS}/{job['id']}/cancel").status_code == 200
+    assert http.delete(f"/v1/models/{checkpoint}").status_code == 400  # a checkpoint, whatever its job's state
+    assert http.delete("/v1/models/ft:tiny-random::bbbb").json()["deleted"] is True

@@ -257,10 +257,17 @@ def test_cancel_stops_a_running_batch(client, fake, start_batch):
     assert client.post("/v1/tunery/runs/to_cancel/cancel").status_code == 400
 
 
-def test_upload_names_the_bad_line(client):
+def test_cancelling_a_run_that_does_not_exist_is_404(client):
+    r = client.post("/v1/tunery/runs/nope/cancel")
+    assert r.status_code == 404 and r.json()["error"]["param"] == "name" and "'nope'" in r.json()["error"]["message"]
+
+
+def test_upload_names_the_bad_line(client, tunery_home):
     r = client.post("/v1/tunery/flow-data", json={"name": "bad.jsonl", "content": '{"a": 1}\nnot json\n'})
-    assert r.status_code == 400 and "line 2" in r.json()["error"]["message"]
+    assert r.status_code == 400
+    assert r.json()["error"]["message"].startswith("bad.jsonl line 2: ")  # the file sent, not a temporary name
     assert "upload:bad.jsonl" not in [d["id"] for d in ok(client.get("/v1/tunery/flow-data"))["data"]]
+    assert not [p for p in tunery_home.rglob("*") if "check" in p.name]  # nothing left behind
 
 
 def test_a_flow_saved_through_the_api_runs_as_run_create_runs_it(client, fake):

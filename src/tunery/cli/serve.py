@@ -73,8 +73,9 @@ def serve(host: str, port: int, api_keys: tuple[str, ...], insecure_no_key: bool
               "or giving serious harm); strict (default plus profanity and slurs). A blocked prompt gets a 400, "
               "a blocked answer is cut.")
 @click.option("--block", "blocklist", multiple=True, metavar="TERM", help="Extra blocked term (repeatable).")
-@click.option("--precision", type=click.Choice(PRECISIONS), default=None,
-              help=f"Serve this deployment at this precision whatever the server's default: {PRECISION_HELP}.")
+@click.option("--precision", type=click.Choice(["auto", *PRECISIONS]), default=None,
+              help=f"Serve this deployment at this precision whatever the server's default: {PRECISION_HELP}; "
+                   "auto: the server's default.")
 @click.option("--json", "as_json", is_flag=True, help="Print the deployment as JSON.")
 def deploy(model: str, name: str, tpm: int | None, content_filter: str, blocklist: tuple[str, ...],
            precision: str | None, as_json: bool) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from tunery import db
-from tunery.errors import InvalidInput, NotFound
+from tunery.errors import Conflict, InvalidInput, NotFound
 from tunery.home import atomic_open, home
 
 MAX_FILE_BYTES = int(os.environ.get("TUNERY_MAX_FILE_BYTES", 512 * 1024 * 1024))
@@ -33,6 +33,13 @@ def too_large() -> FileTooLarge:
 def check_purpose(purpose: str) -> None:
     if purpose not in PURPOSES:
         raise InvalidInput(f"purpose must be one of {', '.join(PURPOSES)}, not {purpose!r}", param="purpose")
+
+
+def _label(filename: str | None) -> str:
+    """The client's filename as a label only: its last part, whichever slash separates the parts,
+    and never ``.`` or ``..`` (served back in Content-Disposition, a client might follow them)."""
+    name = Path((filename or "").replace("\\", "/")).name[:255]
+    return name if name not in ("", ".", "..") else "upload.jsonl"
 
 
 @dataclass(frozen=True)
@@ -84,7 +91,7 @@ class FileWriter:
             raise RuntimeError("commit after commit or discard")
         self._f = None
         self._target.__exit__(None, None, None)  # fsync, then rename into place
-        safe_name = Path(filename or "upload.jsonl").name[:255] or "upload.jsonl"
+        safe_name = _label(filename)
         try:
             db.execute("INSERT INTO files (id, filename, purpose, bytes, path, created_at, meta) "
                        "VALUES (?,?,?,?,?,?,?)",
@@ -136,6 +143,7 @@ def list_files(purpose: str | None = None, *, limit: int = 10000, after: str | N
                order: str = "desc") -> list[FileRecord]:
     sql, args = "SELECT * FROM files WHERE 1=1", []
     if purpose:
+        check_purpose(purpose)
         sql += " AND purpose=?"
         args.append(purpose)
     direction = "ASC" if order == "asc" else "DESC"
@@ -143,13 +151,28 @@ def list_files(purpose: str | None = None, *, limit: int = 10000, after: str | N
     recs = [_record(r) for r in db.query(sql, tuple(args))]
     if after:
         ids = [r.id for r in recs]
-        recs = recs[ids.index(after) + 1:] if after in ids else []
+        if after not in ids:  # refused rather than read as the first page, or as an empty last one
+            why = (f"file {after!r} is not one of purpose {purpose!r}" if db.query("SELECT 1 FROM files WHERE id=?", (after,))
+                   else f"there is no file with id {after!r}")
+            raise InvalidInput(f"after: {why}", param="after",
+                               hint="pass the last_id of the previous page, or leave after out for the first page")
+        recs = recs[ids.index(after) + 1:]
     return recs[:limit]
 
 
 def delete(file_id: str) -> FileRecord:
+    """Delete a file; refused while a fine-tuning job that has not ended reads it (the schema's
+    ``file_uses`` view names them), as the job would fail without it."""
     rec = get(file_id)
-    db.execute("DELETE FROM files WHERE id=?", (file_id,))
+    # the check and the delete in one transaction: a job created in between would lose its file
+    with db.transaction() as tx:
+        uses = tx.execute("SELECT role, job_id, status FROM file_uses WHERE file_id=? ORDER BY job_id",
+                          (file_id,)).fetchall()
+        if uses:
+            named = ", ".join(f"the {u['role']} of fine-tuning job {u['job_id']} ({u['status']})" for u in uses)
+            raise Conflict(f"file {file_id!r} is {named}, which has not ended", param="file_id",
+                           hint="delete it once the job has ended, or cancel the job first")
+        tx.execute("DELETE FROM files WHERE id=?", (file_id,))
     rec.path.unlink(missing_ok=True)
     return rec
 

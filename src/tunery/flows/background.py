@@ -151,6 +151,8 @@ def shutdown(timeout: float = 10.0) -> None:
 def cancel(name: str) -> Submission:
     """Stop the submission ``name`` belongs to (its run or one of its evaluations)."""
     sub = state(name)
+    if sub is None:
+        get_run(name)  # a run that does not exist at all is NotFound, naming it
     if sub is None or sub.status not in (STARTING, RUNNING):
         raise InvalidInput(f"run {name!r} is not running in this server", param="name")
     sub.cancel.set()

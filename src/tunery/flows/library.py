@@ -577,13 +577,16 @@ def save_data(name: str, content: str) -> dict[str, Any]:
                            hint="a name such as data.jsonl (or .csv, .tsv), letters, digits and _ . -")
     final = data_root() / name
     data_root().mkdir(parents=True, exist_ok=True)
-    tmp = data_root() / f".{name}.check{Path(name).suffix}"
+    # checked under its own name, in a folder of its own beside its final place, so that a problem
+    # names the file the user sent (not a temporary name) and the rename into place is atomic
+    scratch = Path(tempfile.mkdtemp(prefix=".check-", dir=data_root()))
+    tmp = scratch / name
     try:
         tmp.write_text(content, encoding="utf-8")
         load_data(tmp)  # raises naming the bad line
         tmp.replace(final)
     finally:
-        tmp.unlink(missing_ok=True)
+        shutil.rmtree(scratch, ignore_errors=True)
     return {"id": f"upload:{name}", "name": name, "kind": "upload"}
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from tunery import db
@@ -14,7 +15,7 @@ from tunery.errors import Conflict, InvalidInput
 from tunery.jobs import store
 from tunery.jobs.spec import MAX_SEED, FineTuneRequest
 from tunery.models import CATALOG, find
-from tunery.training.config import check_layer_range
+from tunery.training.config import check_layer_range, check_target_modules
 
 PAGE_LIMIT = 100
 """The most jobs or checkpoints one list request returns."""
@@ -27,32 +28,48 @@ def _check_limit(limit: int, most: int) -> None:
         raise InvalidInput(f"limit must be between 1 and {most}", param="limit")
 
 
-def _check_model(model: str) -> int | None:
+def _check_model(model: str) -> Path | None:
     """A model that exists (or is in the catalog): a base, or a fine-tune to continue from (as
-    OpenAI recommends supervised first, then DPO from it); returns its number of decoder layers
-    when known."""
+    OpenAI recommends supervised first, then DPO from it); returns the folder of the full weights
+    it runs on when it is registered (a catalog model not pulled yet has none)."""
     rec = find(model)
     if rec is None and model not in CATALOG:
         raise InvalidInput(f"unknown base model {model!r}", param="model", code="model_not_found",
                            hint="see `tunery models list --all`")
     # a running job deletes its older checkpoints, and the new job reads its start again at the end
-    if rec is not None and rec.meta.get("checkpoint_step") is not None \
-            and store.row(rec.meta["job"])["status"] not in store.TERMINAL:
+    if rec is not None and rec.is_checkpoint and store.row(rec.meta["job"])["status"] not in store.TERMINAL:
         raise InvalidInput(f"{model!r} is a checkpoint of a job that has not ended, and may delete it",
                            param="model", hint="start from it once that job has ended")
     from tunery.models.loading import base_path
 
-    config = base_path(rec) / "config.json" if rec is not None else None
-    n = json.loads(config.read_text()).get("num_hidden_layers") if config is not None and config.exists() else None
-    return n if isinstance(n, int) else None
+    folder = base_path(rec) if rec is not None else None
+    return folder if folder is not None and (folder / "config.json").exists() else None
+
+
+def _check_lora(spec: FineTuneRequest, base: Path | None) -> None:
+    """The LoRA layers and target modules must exist in the model (when it is there to look at)."""
+    if spec.lora is None or base is None:
+        return
+    if isinstance(spec.lora.layers, list):
+        n = json.loads((base / "config.json").read_text()).get("num_hidden_layers")
+        if isinstance(n, int):
+            check_layer_range(spec.lora.layers, n, spec.model)
+    if spec.lora.target_modules:
+        from tunery.models.loading import linear_module_names
+
+        check_target_modules(spec.lora.target_modules, linear_module_names(base), spec.model)
 
 
 def _check_file(file_id: str, param: str) -> None:
     try:
-        files.get(file_id)
+        rec = files.get(file_id)
     except Exception as e:  # NotFound: re-raise naming the right param
         raise InvalidInput(f"{param}: no file with id {file_id!r}", param=param, code="file_not_found",
                            hint="upload it with `POST /v1/files` or pass a path to `tunery finetune`") from e
+    if rec.purpose != "fine-tune":  # as OpenAI refuses it
+        raise InvalidInput(f"{param}: file {file_id!r} ({rec.filename}) has purpose {rec.purpose!r}, and fine-tuning "
+                           "reads only files uploaded with purpose 'fine-tune'", param=param,
+                           hint="upload it again with purpose 'fine-tune'")
 
 
 def create_job(request: FineTuneRequest | Mapping[str, Any] | None = None, /, **fields: Any) -> dict[str, Any]:
@@ -60,21 +77,26 @@ def create_job(request: FineTuneRequest | Mapping[str, Any] | None = None, /, **
     as keyword arguments); the worker validates the files, then trains.
 
     The request is checked in full here: its shape by the spec, then the base model, the files
-    and the LoRA layers against the model's depth. The stored request is what the training
-    process reads back."""
+    (purpose fine-tune) and the LoRA layers and target modules against the model. The stored
+    request is what the training process reads back."""
     if request is not None and fields:
         raise TypeError("create_job takes a request or its fields, not both")
     spec = FineTuneRequest.parse(fields if request is None else request)
-    n_layers = _check_model(spec.model)
+    base = _check_model(spec.model)
     _check_file(spec.training_file, "training_file")
     if spec.validation_file is not None:
         _check_file(spec.validation_file, "validation_file")
-    if spec.lora is not None and isinstance(spec.lora.layers, list) and n_layers is not None:
-        check_layer_range(spec.lora.layers, n_layers, spec.model)
+    _check_lora(spec, base)
     if spec.seed is None:
         spec = spec.model_copy(update={"seed": random.SystemRandom().randrange(0, MAX_SEED)})
     job_id = store.new_id("ftjob")
     with db.transaction() as tx:  # the job and its first events appear together or not at all
+        # checked again under the write lock: a model or file deleted since the checks above would
+        # leave the job without it, and once the job's row exists deleting them is refused
+        _check_model(spec.model)
+        for file_id, param in ((spec.training_file, "training_file"), (spec.validation_file, "validation_file")):
+            if file_id is not None:
+                _check_file(file_id, param)
         tx.execute(
             "INSERT INTO jobs (id, status, model, training_file, validation_file, hyperparameters, method, seed, "
             "suffix, metadata, created_at, training_method, config) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -102,9 +124,10 @@ def list_jobs(*, after: str | None = None, limit: int = 20, status: str | None =
         args.append(status)
     if after:
         ref = db.query("SELECT created_at, rowid FROM jobs WHERE id=?", (after,))
-        if ref:
-            sql += " AND (created_at < ? OR (created_at = ? AND rowid < ?))"
-            args += [ref[0][0], ref[0][0], ref[0][1]]
+        if not ref:
+            raise store.unknown_cursor("fine-tuning job", after)
+        sql += " AND (created_at < ? OR (created_at = ? AND rowid < ?))"
+        args += [ref[0][0], ref[0][0], ref[0][1]]
     sql += " ORDER BY created_at DESC, rowid DESC LIMIT ?"
     args.append(limit + 1)
     ids = [r["id"] for r in db.query(sql, tuple(args))]

@@ -12,7 +12,7 @@ import secrets
 from typing import Any
 
 from tunery import db
-from tunery.errors import NotFound
+from tunery.errors import InvalidInput, NotFound
 from tunery.jobs.spec import FineTuneRequest
 
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -33,6 +33,13 @@ def job_dir(job_id: str):
     from tunery.home import home
 
     return home().jobs / job_id
+
+
+def unknown_cursor(what: str, after: str) -> InvalidInput:
+    """The error for a page cursor that names nothing to list from: refused rather than read as
+    the first page, which a client paging on would see as the same items again."""
+    return InvalidInput(f"after: there is no {what} with id {after!r}", param="after",
+                        hint="pass the last_id of the previous page, or leave after out for the first page")
 
 
 def row(job_id: str) -> dict[str, Any]:
@@ -195,9 +202,10 @@ def events(job_id: str, *, after: str | None = None, limit: int = 20, order: str
     sql, args = "SELECT * FROM job_events WHERE job_id=?", [job_id]
     if after:
         ref = db.query("SELECT seq FROM job_events WHERE id=? AND job_id=?", (after, job_id))
-        if ref:
-            sql += " AND seq < ?" if direction == "DESC" else " AND seq > ?"
-            args.append(ref[0]["seq"])
+        if not ref:
+            raise unknown_cursor(f"event of job {job_id}", after)
+        sql += " AND seq < ?" if direction == "DESC" else " AND seq > ?"
+        args.append(ref[0]["seq"])
     sql += f" ORDER BY seq {direction} LIMIT ?"
     args.append(limit + 1)
     rows = db.query(sql, tuple(args))
@@ -223,10 +231,11 @@ def checkpoints(job_id: str, *, after: str | None = None, limit: int = 10) -> tu
     row(job_id)
     sql, args = "SELECT * FROM checkpoints WHERE job_id=?", [job_id]
     if after:
-        ref = db.query("SELECT step FROM checkpoints WHERE id=?", (after,))
-        if ref:
-            sql += " AND step < ?"
-            args.append(ref[0]["step"])
+        ref = db.query("SELECT step FROM checkpoints WHERE id=? AND job_id=?", (after, job_id))
+        if not ref:
+            raise unknown_cursor(f"checkpoint of job {job_id}", after)
+        sql += " AND step < ?"
+        args.append(ref[0]["step"])
     sql += " ORDER BY step DESC LIMIT ?"
     args.append(limit + 1)
     rows = db.query(sql, tuple(args))

@@ -311,6 +311,26 @@ def load_base_model(path: Path, *, dtype: torch.dtype | None = None) -> PreTrain
     return model
 
 
+def linear_module_names(path: Path) -> tuple[str, ...]:
+    """The dotted names of the linear layers of the model in folder ``path`` (what LoRA can adapt),
+    from its architecture alone: the model is built on the meta device from its config.json, so no
+    weight is read or allocated. Remembered per folder and config.json version."""
+    config = Path(path) / "config.json"
+    stat = config.stat()
+    return _linear_module_names(str(config.parent), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=32)
+def _linear_module_names(path: str, _mtime_ns: int, _size: int) -> tuple[str, ...]:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    _quiet_transformers()
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path))
+    return tuple(n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear))
+
+
 def load_model(model: str | ModelRecord, *, dtype: torch.dtype | None = None, merge: bool = False
                ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, ModelRecord]:
     """Load any registered model ready for inference. A LoRA fine-tune loads its base and attaches

@@ -14,6 +14,8 @@ from tunery.errors import Conflict, InvalidInput, NotFound
 from tunery.models.catalog import CATALOG, ModelSpec
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
+FINE_TUNED_PREFIX = "ft:"
+"""Fine-tuned models and their checkpoints are named ``ft:<base>:<suffix>:<id>[:ckpt-step-N]``."""
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,11 @@ class ModelRecord:
     @property
     def is_adapter(self) -> bool:
         return self.kind == "fine-tuned" and self.method == "lora"
+
+    @property
+    def is_checkpoint(self) -> bool:
+        """A checkpoint of a fine-tuning job (``ft:...:ckpt-step-N``): the job's, not a model of its own."""
+        return self.meta.get("checkpoint_step") is not None
 
     @property
     def base_id(self) -> str:
@@ -129,18 +136,39 @@ def get(name: str) -> ModelRecord:
                    hint="see `tunery models list`; add a local one with `tunery models add NAME PATH`")
 
 
+def _check_unused(name: str, tx: db.sqlite3.Connection) -> None:
+    """Refuse to remove a model that a fine-tune runs on, a job that has not ended starts from, or
+    a deployment serves (the ``model_uses`` view of the schema names the last two)."""
+    children = tx.execute("SELECT id FROM models WHERE parent=?", (name,)).fetchall()
+    if children:
+        raise Conflict(f"model {name!r} is the base of {len(children)} fine-tuned model(s), e.g. "
+                       f"{children[0]['id']!r}", param="model", hint="remove those first")
+    uses = tx.execute("SELECT user_kind, user_name, status FROM model_uses WHERE model=? ORDER BY user_kind, "
+                      "user_name", (name,)).fetchall()
+    jobs = [f"{u['user_name']} ({u['status']})" for u in uses if u["user_kind"] == "fine-tuning job"]
+    if jobs:
+        raise Conflict(f"model {name!r} is the model of fine-tuning job(s) that have not ended: {', '.join(jobs)}",
+                       param="model", hint="wait until they end, or cancel them first")
+    deployed = [u["user_name"] for u in uses if u["user_kind"] == "deployment"]
+    if deployed:
+        raise Conflict(f"model {name!r} is deployed as {', '.join(deployed)}", param="model",
+                       hint="delete those deployments first")
+
+
 def remove(name: str, *, delete_files: bool = True) -> ModelRecord:
+    """Remove a registered model (and its folder, when it lives in TUNERY_HOME). Refused for a
+    checkpoint (it belongs to its job) and for a model something still needs."""
     from tunery.home import home
 
     rec = get(name)
-    # the check and the delete in one transaction: a fine-tune registered in between would be left
-    # with no base
+    if rec.is_checkpoint:
+        raise InvalidInput(f"{name!r} is a checkpoint of fine-tuning job {rec.meta.get('job')}, not a model of "
+                           "its own, and cannot be deleted", param="model",
+                           hint="a job's checkpoints stay with the job; delete its fine-tuned model instead")
+    # the checks and the delete in one transaction: a fine-tune, job or deployment added in between
+    # would be left without its model
     with db.transaction() as tx:
-        if rec.kind == "base":
-            children = tx.execute("SELECT id FROM models WHERE parent=?", (name,)).fetchall()
-            if children:
-                raise Conflict(f"model {name!r} is the base of {len(children)} fine-tuned model(s), e.g. "
-                               f"{children[0]['id']!r}", param="model", hint="remove those first")
+        _check_unused(name, tx)
         tx.execute("DELETE FROM models WHERE id=?", (name,))
     if delete_files and rec.path.is_relative_to(home().root) and rec.path.exists():
         shutil.rmtree(rec.path, ignore_errors=True)

@@ -2,7 +2,8 @@
 checkpoint is served, with a tokens-per-minute limit and a content-filter level.
 
 A deployment name is usable wherever a model name is (``model`` in chat completions, ``tunery
-chat``, flows). It cannot shadow a registered model's name."""
+chat``, flows). It cannot shadow a registered or catalog model's name, nor take one of the
+fine-tuned models' (``ft:...``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 from tunery import db
 from tunery.errors import Conflict, InvalidInput, NotFound
 from tunery.models import registry
+from tunery.models.catalog import CATALOG
 from tunery.models.registry import NAME_RE
 from tunery.serving.content_filter import LEVELS, ContentFilter
 
@@ -58,6 +60,10 @@ def create(name: str, model: str, *, tpm: int | None = None, content_filter: str
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise InvalidInput(f"invalid deployment name {name!r}: use letters, digits and . _ - : (up to 128)",
                            param="name")
+    if name.startswith(registry.FINE_TUNED_PREFIX):
+        raise InvalidInput(f"invalid deployment name {name!r}: names starting with "
+                           f"{registry.FINE_TUNED_PREFIX!r} are kept for fine-tuned models and their checkpoints",
+                           param="name", hint="pick a name without that prefix")
     registry.get(model)  # NotFound names the model
     if tpm is not None and (isinstance(tpm, bool) or not isinstance(tpm, int) or tpm < 1):
         raise InvalidInput(f"tpm must be a positive whole number of tokens per minute, not {tpm!r}", param="tpm")
@@ -73,8 +79,10 @@ def create(name: str, model: str, *, tpm: int | None = None, content_filter: str
         precision = check_precision(precision)
     else:
         precision = None  # the server's default, whatever it is when the deployment is used
-    if registry.find(name) is not None:
-        raise Conflict(f"{name!r} is already the name of a model", param="name",
+    # a catalog model not pulled yet counts: once pulled, a deployment of its name would hide it
+    if registry.find(name) is not None or name in CATALOG:
+        which = "a model" if registry.find(name) is not None else "a catalog model (not pulled yet)"
+        raise Conflict(f"{name!r} is already the name of {which}", param="name",
                        hint="pick a deployment name that is not a model name")
     meta: dict[str, Any] = {"blocklist": terms} if terms else {}
     if precision is not None:

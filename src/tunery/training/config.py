@@ -29,7 +29,7 @@ What ``auto`` picks (documented in the README too):
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -245,6 +245,29 @@ def check_layer_range(layers: tuple[int, ...] | list[int] | None, n_layers: int,
     if layers and max(layers) >= n_layers:
         raise InvalidInput(f"LoRA layers must be between 0 and {n_layers - 1} for {model}, not {list(layers)}",
                            param="lora.layers")
+
+
+FUSED_PROJECTIONS = {"q_proj": "qkv_proj", "k_proj": "qkv_proj", "v_proj": "qkv_proj", "gate_proj": "gate_up_proj",
+                     "up_proj": "gate_up_proj"}
+"""Projections that some families fuse into one matrix (Phi-3: qkv_proj, gate_up_proj): a target
+named for the separate one adapts the fused one (``training.model.lora_targets``)."""
+
+
+def check_target_modules(targets: Iterable[str], linear_names: Iterable[str], model: str) -> None:
+    """Adapter targets must name linear layers of the model: the last part of a layer's dotted name
+    (``q_proj``), a dotted tail of it (``self_attn.q_proj``, as PEFT matches), or a projection the
+    model fuses into one it has."""
+    full = list(linear_names)
+    short = {n.rsplit(".", 1)[-1] for n in full}
+
+    def known(t: str) -> bool:
+        return t in short or FUSED_PROJECTIONS.get(t) in short or any(n == t or n.endswith("." + t) for n in full)
+
+    unknown = [t for t in targets if not known(t)]
+    if unknown:
+        raise InvalidInput(f"LoRA target_modules {unknown} are not linear layers of {model}; its linear layers are "
+                           f"named {', '.join(sorted(short))}", param="lora.target_modules",
+                           hint="pick from those names, or leave target_modules out for the model's default")
 
 
 @dataclass(frozen=True)

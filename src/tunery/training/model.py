@@ -8,7 +8,7 @@ from __future__ import annotations
 from contextlib import nullcontext
 from pathlib import Path
 
-from tunery.training.config import TrainingConfig, check_layer_range
+from tunery.training.config import FUSED_PROJECTIONS, TrainingConfig, check_layer_range, check_target_modules
 
 
 def default_device() -> str:
@@ -46,6 +46,8 @@ def prepare_model(base_path: Path, config: TrainingConfig, device: str, *, start
 
         layers = config.lora.layers
         check_layer_range(layers, model.config.num_hidden_layers, "this model")
+        check_target_modules(config.lora.target_modules,
+                             [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)], "this model")
         lcfg = LoraConfig(r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
                           target_modules=lora_targets(model, config.lora.target_modules), bias="none", task_type="CAUSAL_LM",
                           layers_to_transform=list(layers) if layers else None)
@@ -58,16 +60,11 @@ def prepare_model(base_path: Path, config: TrainingConfig, device: str, *, start
     return model
 
 
-_FUSED = {"q_proj": "qkv_proj", "k_proj": "qkv_proj", "v_proj": "qkv_proj", "gate_proj": "gate_up_proj",
-          "up_proj": "gate_up_proj"}
-"""Projections that some families fuse into one matrix (Phi-3: qkv_proj, gate_up_proj)."""
-
-
 def lora_targets(model, targets) -> list[str]:
     """``targets`` as this model names its projections: a name the model lacks is replaced by the
     fused matrix that holds it, so the default targets fit Phi-3 as they fit Llama."""
     names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
-    out = [t if t in names or _FUSED.get(t) not in names else _FUSED[t] for t in targets]
+    out = [t if t in names or FUSED_PROJECTIONS.get(t) not in names else FUSED_PROJECTIONS[t] for t in targets]
     return list(dict.fromkeys(out))
 
 

@@ -22,7 +22,7 @@ class DeploymentCreate(BaseModel):
     tpm: int | None = Field(None, ge=1, le=2**63 - 1)  # the largest integer the database stores
     content_filter: Literal["off", "default", "strict"] = "default"
     blocklist: list[str] | None = None
-    precision: Literal[*PRECISIONS] | None = None  # type: ignore[valid-type]
+    precision: Literal["auto", *PRECISIONS] | None = None  # type: ignore[valid-type]  # auto: the server's
 
 
 def _out(dep: deployments.Deployment) -> dict[str, Any]:

@@ -89,6 +89,9 @@ class _Form:
         self._name = _decode(options[b"name"])
         if b"filename" not in options:
             self._kind = "field"
+            if self._name in self.fields:  # which one was meant is not ours to guess
+                raise InvalidInput(f"the field {self._name!r} is given more than once in the multipart body; give "
+                                   "it once", param=self._name)
             if len(self.fields) >= _MAX_FIELDS:
                 raise InvalidInput(f"too many fields in the multipart body (at most {_MAX_FIELDS})", param="file")
         elif self._name != "file":

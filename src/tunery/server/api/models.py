@@ -56,15 +56,9 @@ def delete_model(model_id: str) -> dict[str, Any]:
     rec = registry.find(model_id)
     if rec is None:
         raise NotFound(f"The model '{model_id}' does not exist", param="model", code="model_not_found")
-    if rec.kind != "fine-tuned" or rec.meta.get("checkpoint_of"):
-        raise InvalidInput(f"only fine-tuned models can be deleted over the API, and {model_id!r} is "
-                           f"{'a checkpoint' if rec.meta.get('checkpoint_of') else 'a base model'}",
+    if rec.kind != "fine-tuned":
+        raise InvalidInput(f"only fine-tuned models can be deleted over the API, and {model_id!r} is a base model",
                            param="model", hint="remove base models with `tunery models remove`")
-    used = [d.name for d in deployments.list_deployments() if d.model == model_id]
-    if used:
-        from tunery.errors import Conflict
-
-        raise Conflict(f"model {model_id!r} is deployed as {', '.join(used)}", param="model",
-                       hint="delete those deployments first")
+    # a checkpoint, and a model that a deployment or an unfinished job needs, are refused by the registry
     registry.remove(model_id)
     return {"id": model_id, "object": "model", "deleted": True}
