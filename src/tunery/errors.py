@@ -1,4 +1,5 @@
-"""Domain exceptions. The CLI turns them into one line and a non-zero exit; the server into an
+"""Domain exceptions, and the words they use for the user's JSON (its kinds, its parse errors, its
+nesting). The CLI turns the exceptions into one line and a non-zero exit; the server into an
 OpenAI error object ``{"error": {"message", "type", "param", "code"}}``."""
 
 from __future__ import annotations

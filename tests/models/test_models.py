@@ -222,3 +222,21 @@ def test_models_list_prints_whole_ids_in_a_narrow_terminal(tiny_model, monkeypat
     out = CliRunner().invoke(cli, ["models", "list", "--all"]).output
     assert "smollm2-135m-instruct" in out and "tiny-random" in out, out
     assert "…" not in out.splitlines()[-1].split()[0]
+
+
+def test_lora_module_names_are_what_peft_adapts_and_an_unbuildable_config_is_left_to_training(tmp_path):
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from tunery.models.loading import folder_lora_module_names, lora_module_names
+    from tunery.training.config import check_target_modules
+
+    with torch.device("meta"):
+        gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=16))
+    names = lora_module_names(gpt2)  # GPT-2's projections are transformers' Conv1D, not nn.Linear
+    assert "transformer.h.0.attn.c_attn" in names and "transformer.wte" in names
+    check_target_modules(["c_attn", "mlp.c_fc"], names, "gpt2")
+    with pytest.raises(InvalidInput, match="not modules of gpt2 that LoRA can adapt"):
+        check_target_modules(["q_proj"], names, "gpt2")
+    (tmp_path / "config.json").write_text('{"model_type": "no-such-architecture"}')
+    assert folder_lora_module_names(tmp_path) is None

@@ -67,7 +67,7 @@ def test_sampling_parameters_that_would_change_the_answer_are_refused(http, tiny
 
 
 def test_the_defaults_sdks_send_for_refused_parameters_are_accepted(http, tiny_model):
-    defaults = {"presence_penalty": 0, "frequency_penalty": 0.0, "logit_bias": {}, "top_logprobs": None,
+    defaults = {"presence_penalty": 0, "frequency_penalty": 0.0, "logit_bias": {}, "top_logprobs": 0,
                 "logprobs": False, "modalities": ["text"]}
     r = http.post(CHAT, json={"model": "tiny-random", "messages": OK_MSG, "max_tokens": 1, **defaults})
     assert r.status_code == 200, r.text

@@ -65,6 +65,7 @@ def test_listing_an_unknown_purpose_or_after_is_a_400_naming_it(client, http):
     ids = [client.files.create(file=(f"f{i}.jsonl", io.BytesIO(b"{}\n")), purpose="fine-tune").id for i in range(2)]
     r = http.get("/v1/files", params={"purpose": "bogus"})
     assert r.status_code == 400 and r.json()["error"]["param"] == "purpose" and "'bogus'" in r.json()["error"]["message"]
+    assert client.files.list(purpose="vision").data == []  # OpenAI's, written only by its own services
     for params in ({"after": "file-nope"}, {"after": ids[0], "purpose": "evals"}):
         r = http.get("/v1/files", params=params)
         assert r.status_code == 400, r.text

@@ -101,7 +101,9 @@ def show(name: str, as_json: bool) -> None:
     if spec:
         info["description"] = spec.description
         info["context_length"] = info.get("context_length") or spec.context_length
-        info["training_defaults"] = {k: (list(v) if isinstance(v, tuple) else v)
+        # layers None means every layer: say so, rather than a null that reads as none
+        info["training_defaults"] = {k: (list(v) if isinstance(v, tuple) else
+                                         "all" if v is None and k.endswith("lora_layers") else v)
                                      for k, v in spec.training.__dict__.items()}
     if as_json:
         print_json(info)

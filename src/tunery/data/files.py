@@ -17,6 +17,9 @@ from tunery.home import atomic_open, home
 MAX_FILE_BYTES = int(os.environ.get("TUNERY_MAX_FILE_BYTES", 512 * 1024 * 1024))
 """Read at each write (not bound at import), so a test or an embedding app can lower it."""
 PURPOSES = ("fine-tune", "fine-tune-results", "evals", "batch", "assistants", "user_data")
+LISTED_PURPOSES = (*PURPOSES, "vision", "batch_output", "assistants_output")
+"""What a file list may filter on: OpenAI's purposes, including those only its own services write
+(SDK tools enumerate them; here they list nothing)."""
 _CHUNK = 1 << 20
 
 
@@ -132,18 +135,29 @@ def create_from_path(path: Path, purpose: str = "fine-tune") -> FileRecord:
         return w.commit(path.name, purpose, meta={"source_path": str(path.resolve())})
 
 
-def get(file_id: str) -> FileRecord:
-    rows = db.query("SELECT * FROM files WHERE id=?", (file_id,))
+def _not_found(file_id: str) -> NotFound:
+    return NotFound(f"no file with id {file_id!r}", param="file_id", hint="see `GET /v1/files`")
+
+
+def get(file_id: str, *, conn: db.sqlite3.Connection | None = None, lock: bool = False) -> FileRecord:
+    """A file by id. With ``conn``, a connection in :func:`tunery.db.transaction`, it is read there,
+    and ``lock`` keeps its row until that transaction ends (a job about to read it):
+    :func:`delete` waits for the transaction, then sees the use it wrote."""
+    if lock and conn is None:
+        raise TypeError("get(lock=True) needs the transaction's connection (conn)")
+    sql, args = "SELECT * FROM files WHERE id=?" + (db.row_lock("share") if lock else ""), (file_id,)
+    rows = db.query(sql, args) if conn is None else conn.execute(sql, args).fetchall()
     if not rows:
-        raise NotFound(f"no file with id {file_id!r}", param="file_id", hint="see `GET /v1/files`")
+        raise _not_found(file_id)
     return _record(rows[0])
 
 
 def list_files(purpose: str | None = None, *, limit: int = 10000, after: str | None = None,
                order: str = "desc") -> list[FileRecord]:
     sql, args = "SELECT * FROM files WHERE 1=1", []
+    if purpose and purpose not in LISTED_PURPOSES:
+        raise InvalidInput(f"purpose must be one of {', '.join(LISTED_PURPOSES)}, not {purpose!r}", param="purpose")
     if purpose:
-        check_purpose(purpose)
         sql += " AND purpose=?"
         args.append(purpose)
     direction = "ASC" if order == "asc" else "DESC"
@@ -166,6 +180,10 @@ def delete(file_id: str) -> FileRecord:
     rec = get(file_id)
     # the check and the delete in one transaction: a job created in between would lose its file
     with db.transaction() as tx:
+        # locked before the check: a job being created holds the row (get(lock=True)) until it
+        # commits, so this waits for it and then sees it; one created after waits for this
+        if not tx.execute("SELECT id FROM files WHERE id=?" + db.row_lock(), (file_id,)).fetchone():
+            raise _not_found(file_id)
         uses = tx.execute("SELECT role, job_id, status FROM file_uses WHERE file_id=? ORDER BY job_id",
                           (file_id,)).fetchall()
         if uses:

@@ -65,7 +65,7 @@ class ValidationReport:
     pairs: list[tuple[int, Any]] = field(default_factory=list)
     """The valid preference pairs (``PreferencePair``) with their line numbers, kept when the
     validator reads a file of pairs (``pairs_only``); ``examples`` holds each one's prompt and
-    preferred answer."""
+    preferred answer when examples are kept."""
     context_length: int | None = None
     max_seq_length: int | None = None
     token_counts: dict[int, int] = field(default_factory=dict)

@@ -57,7 +57,8 @@ def read_pairs(source: str | Path | bytes) -> tuple[list[PreferencePair], list[I
     from tunery.data.text import byte_lines, file_lines, open_data
     from tunery.data.validate import Validator
 
-    v = Validator(purpose="validation", pairs_only=True)  # "validation": any number of pairs passes
+    # "validation": any number of pairs passes; the pairs are kept, their chat forms need not be
+    v = Validator(purpose="validation", pairs_only=True, keep_examples=False)
     if isinstance(source, bytes):
         v.feed(byte_lines(source))
     else:

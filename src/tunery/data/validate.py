@@ -447,7 +447,8 @@ class Validator:
     measured (with a tokenizer) and forgotten; ``keep_examples`` keeps the valid conversations,
     ``max_issues`` caps the problems kept per kind (all are counted), ``tally`` receives each
     measured example's turns, tokens and trained tokens. ``pairs_only`` reads every line as a
-    preference pair (the DPO loader: a chat example there is an error) and keeps the pairs too."""
+    preference pair (the DPO loader: a chat example there is an error) and keeps the pairs, with
+    or without ``keep_examples``."""
 
     def __init__(self, *, purpose: str = "training", tokenizer: PreTrainedTokenizerBase | None = None,
                  context_length: int | None = None, max_seq_length: int | None = None,
@@ -501,7 +502,7 @@ class Validator:
         elif self.pairs_only:
             pair = _check_pair_line(add, warn, raw.removesuffix(b"\r"))
             conv = pair.conversation(pair.chosen) if pair else None
-            if pair and self.report.keep_examples:
+            if pair:
                 self.report.pairs.append((lineno, pair))
         else:
             conv = _check_line(add, warn, raw.removesuffix(b"\r"), pairs_only=self.kind == "preference")

@@ -55,9 +55,11 @@ def _check_lora(spec: FineTuneRequest, base: Path | None) -> None:
         if isinstance(n, int):
             check_layer_range(spec.lora.layers, n, spec.model)
     if spec.lora.target_modules:
-        from tunery.models.loading import linear_module_names
+        from tunery.models.loading import folder_lora_module_names
 
-        check_target_modules(spec.lora.target_modules, linear_module_names(base), spec.model)
+        names = folder_lora_module_names(base)
+        if names is not None:  # else transformers cannot build it, and training will say why
+            check_target_modules(spec.lora.target_modules, names, spec.model)
 
 
 def _check_file(file_id: str, param: str) -> None:

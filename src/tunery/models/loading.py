@@ -311,24 +311,39 @@ def load_base_model(path: Path, *, dtype: torch.dtype | None = None) -> PreTrain
     return model
 
 
-def linear_module_names(path: Path) -> tuple[str, ...]:
-    """The dotted names of the linear layers of the model in folder ``path`` (what LoRA can adapt),
-    from its architecture alone: the model is built on the meta device from its config.json, so no
-    weight is read or allocated. Remembered per folder and config.json version."""
+def lora_module_names(model: torch.nn.Module) -> tuple[str, ...]:
+    """The dotted names of the modules of ``model`` that LoRA (PEFT) can adapt: linear layers,
+    transformers' ``Conv1D`` (GPT-2's projections), embeddings and convolutions."""
+    import torch
+    from transformers.pytorch_utils import Conv1D
+
+    kinds = (torch.nn.Linear, Conv1D, torch.nn.Embedding, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
+    return tuple(n for n, m in model.named_modules() if isinstance(m, kinds))
+
+
+def folder_lora_module_names(path: Path) -> tuple[str, ...] | None:
+    """:func:`lora_module_names` of the model in folder ``path``, from its architecture alone: the
+    model is built on the meta device from its config.json, so no weight is read or allocated.
+    None when transformers cannot build it from the config (an unknown or too new architecture,
+    remote code): training then names the problem. Remembered per folder and config.json version."""
     config = Path(path) / "config.json"
     stat = config.stat()
-    return _linear_module_names(str(config.parent), stat.st_mtime_ns, stat.st_size)
+    return _folder_lora_module_names(str(config.parent), stat.st_mtime_ns, stat.st_size)
 
 
 @functools.lru_cache(maxsize=32)
-def _linear_module_names(path: str, _mtime_ns: int, _size: int) -> tuple[str, ...]:
+def _folder_lora_module_names(path: str, _mtime_ns: int, _size: int) -> tuple[str, ...] | None:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
     _quiet_transformers()
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path))
-    return tuple(n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear))
+    try:
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path))
+    except Exception as e:  # noqa: BLE001 - any failure to build it leaves the check to training
+        log.debug("cannot build %s on the meta device: %s", path, e)
+        return None
+    return lora_module_names(model)
 
 
 def load_model(model: str | ModelRecord, *, dtype: torch.dtype | None = None, merge: bool = False

@@ -253,11 +253,12 @@ FUSED_PROJECTIONS = {"q_proj": "qkv_proj", "k_proj": "qkv_proj", "v_proj": "qkv_
 named for the separate one adapts the fused one (``training.model.lora_targets``)."""
 
 
-def check_target_modules(targets: Iterable[str], linear_names: Iterable[str], model: str) -> None:
-    """Adapter targets must name linear layers of the model: the last part of a layer's dotted name
-    (``q_proj``), a dotted tail of it (``self_attn.q_proj``, as PEFT matches), or a projection the
-    model fuses into one it has."""
-    full = list(linear_names)
+def check_target_modules(targets: Iterable[str], module_names: Iterable[str], model: str) -> None:
+    """Adapter targets must name modules of the model that LoRA can adapt (``module_names``, see
+    ``models.loading.lora_module_names``): the last part of a module's dotted name (``q_proj``), a
+    dotted tail of it (``self_attn.q_proj``, as PEFT matches), or a projection the model fuses into
+    one it has."""
+    full = list(module_names)
     short = {n.rsplit(".", 1)[-1] for n in full}
 
     def known(t: str) -> bool:
@@ -265,8 +266,8 @@ def check_target_modules(targets: Iterable[str], linear_names: Iterable[str], mo
 
     unknown = [t for t in targets if not known(t)]
     if unknown:
-        raise InvalidInput(f"LoRA target_modules {unknown} are not linear layers of {model}; its linear layers are "
-                           f"named {', '.join(sorted(short))}", param="lora.target_modules",
+        raise InvalidInput(f"LoRA target_modules {unknown} are not modules of {model} that LoRA can adapt; those "
+                           f"are named {', '.join(sorted(short))}", param="lora.target_modules",
                            hint="pick from those names, or leave target_modules out for the model's default")
 
 

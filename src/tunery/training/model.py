@@ -32,7 +32,7 @@ def prepare_model(base_path: Path, config: TrainingConfig, device: str, *, start
     weights first: they are where training starts from, and DPO's reference."""
     import torch
 
-    from tunery.models.loading import load_base_model
+    from tunery.models.loading import load_base_model, lora_module_names
 
     model = load_base_model(base_path, dtype=torch.float32)
     if start_adapter is not None:
@@ -46,8 +46,7 @@ def prepare_model(base_path: Path, config: TrainingConfig, device: str, *, start
 
         layers = config.lora.layers
         check_layer_range(layers, model.config.num_hidden_layers, "this model")
-        check_target_modules(config.lora.target_modules,
-                             [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)], "this model")
+        check_target_modules(config.lora.target_modules, lora_module_names(model), "this model")
         lcfg = LoraConfig(r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
                           target_modules=lora_targets(model, config.lora.target_modules), bias="none", task_type="CAUSAL_LM",
                           layers_to_transform=list(layers) if layers else None)

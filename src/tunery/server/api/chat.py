@@ -161,7 +161,7 @@ def _params(body: ChatRequest) -> GenerationParams:
     # OpenAI's defaults (0, {}, null, ["text"]) are what SDKs and tools send unasked: those pass
     if body.logprobs:
         raise InvalidInput("logprobs are not supported by this server", param="logprobs")
-    if body.top_logprobs is not None:
+    if body.top_logprobs:
         raise InvalidInput("top_logprobs is not supported by this server (it needs logprobs, which are not "
                            "supported either)", param="top_logprobs")
     for name in ("presence_penalty", "frequency_penalty"):
