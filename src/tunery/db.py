@@ -422,8 +422,8 @@ def transaction() -> Iterator[sqlite3.Connection | PgConnection]:
     """A connection in one write transaction, for a change made of several statements: they are
     all committed when the block ends, or none is (an exception rolls them all back), and no other
     writer interleaves (the write lock is taken at the start on SQLite; PostgreSQL locks the rows
-    written). Reads on other connections do not see the change until the commit; read back
-    through this connection."""
+    written, and those read with :func:`row_lock`). Reads on other connections do not see the
+    change until the commit; read back through this connection."""
     with _connection() as conn:
         conn.execute("BEGIN" if isinstance(conn, PgConnection) else "BEGIN IMMEDIATE")
         try:
@@ -448,6 +448,18 @@ def skip_locked() -> str:
     other claims hold are skipped, so that concurrent claims take different rows without waiting;
     SQLite needs nothing (its write transaction already runs alone)."""
     return " FOR UPDATE SKIP LOCKED" if url() else ""
+
+
+def row_lock(mode: str = "update") -> str:
+    """What ends a ``SELECT`` inside :func:`transaction` that reads a row the transaction goes on
+    to rely on, so that no other transaction changes it before this one ends: on PostgreSQL the rows
+    read are locked until the commit, ``"update"`` (``FOR UPDATE``) to change or delete them, others
+    wait; ``"share"`` (``FOR SHARE``) to keep them as they are, other sharers go on. A row deleted
+    meanwhile is not read at all. SQLite needs nothing: :func:`transaction` already holds its
+    write lock, so no other writer runs until it ends."""
+    if mode not in ("update", "share"):
+        raise ValueError(f"row_lock mode must be 'update' or 'share', not {mode!r}")
+    return f" FOR {mode.upper()}" if url() else ""
 
 
 def json_int(column: str, key: str) -> str:

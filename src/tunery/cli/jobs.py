@@ -18,10 +18,10 @@ from tunery.cli._common import Group, console, err_console, print_json, print_li
 from tunery.errors import InvalidInput, invalid_request, validation_param
 from tunery.jobs.api import EVENTS_LIMIT, PAGE_LIMIT
 from tunery.jobs.spec import FineTuneRequest
+from tunery.jobs.store import TERMINAL
 from tunery.models.catalog import DEFAULT_MODEL
 from tunery.training.config import DPOHyperparameters, Hyperparameters, LoraSpec
 
-TERMINAL = ("succeeded", "failed", "cancelled")
 STATUS_STYLE = {"succeeded": "green", "failed": "red", "cancelled": "yellow", "running": "cyan",
                 "queued": "blue", "validating_files": "blue"}
 

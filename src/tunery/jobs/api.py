@@ -11,10 +11,10 @@ from typing import Any
 
 from tunery import db
 from tunery.data import files
-from tunery.errors import Conflict, InvalidInput
+from tunery.errors import Conflict, InvalidInput, NotFound
 from tunery.jobs import store
 from tunery.jobs.spec import MAX_SEED, FineTuneRequest
-from tunery.models import CATALOG, find
+from tunery.models import CATALOG, ModelRecord, find
 from tunery.training.config import check_layer_range, check_target_modules
 
 PAGE_LIMIT = 100
@@ -28,18 +28,26 @@ def _check_limit(limit: int, most: int) -> None:
         raise InvalidInput(f"limit must be between 1 and {most}", param="limit")
 
 
-def _check_model(model: str) -> Path | None:
+def _model_record(model: str, *, conn: db.sqlite3.Connection | None = None, lock: bool = False
+                  ) -> ModelRecord | None:
     """A model that exists (or is in the catalog): a base, or a fine-tune to continue from (as
-    OpenAI recommends supervised first, then DPO from it); returns the folder of the full weights
-    it runs on when it is registered (a catalog model not pulled yet has none)."""
-    rec = find(model)
+    OpenAI recommends supervised first, then DPO from it); its record when it is registered (a
+    catalog model not pulled yet has none). ``conn`` and ``lock``: as for :func:`tunery.models.find`."""
+    rec = find(model, conn=conn, lock=lock)
     if rec is None and model not in CATALOG:
         raise InvalidInput(f"unknown base model {model!r}", param="model", code="model_not_found",
                            hint="see `tunery models list --all`")
     # a running job deletes its older checkpoints, and the new job reads its start again at the end
-    if rec is not None and rec.is_checkpoint and store.row(rec.meta["job"])["status"] not in store.TERMINAL:
+    if rec is not None and rec.is_checkpoint and store.row(rec.meta["job"], conn=conn)["status"] not in store.TERMINAL:
         raise InvalidInput(f"{model!r} is a checkpoint of a job that has not ended, and may delete it",
                            param="model", hint="start from it once that job has ended")
+    return rec
+
+
+def _check_model(model: str) -> Path | None:
+    """:func:`_model_record`'s checks; returns the folder of the full weights the model runs on
+    when it is registered and there."""
+    rec = _model_record(model)
     from tunery.models.loading import base_path
 
     folder = base_path(rec) if rec is not None else None
@@ -62,10 +70,11 @@ def _check_lora(spec: FineTuneRequest, base: Path | None) -> None:
             check_target_modules(spec.lora.target_modules, names, spec.model)
 
 
-def _check_file(file_id: str, param: str) -> None:
+def _check_file(file_id: str, param: str, *, conn: db.sqlite3.Connection | None = None, lock: bool = False) -> None:
+    """``conn`` and ``lock``: as for :func:`tunery.data.files.get`."""
     try:
-        rec = files.get(file_id)
-    except Exception as e:  # NotFound: re-raise naming the right param
+        rec = files.get(file_id, conn=conn, lock=lock)
+    except NotFound as e:  # re-raised naming the right param
         raise InvalidInput(f"{param}: no file with id {file_id!r}", param=param, code="file_not_found",
                            hint="upload it with `POST /v1/files` or pass a path to `tunery finetune`") from e
     if rec.purpose != "fine-tune":  # as OpenAI refuses it
@@ -93,12 +102,14 @@ def create_job(request: FineTuneRequest | Mapping[str, Any] | None = None, /, **
         spec = spec.model_copy(update={"seed": random.SystemRandom().randrange(0, MAX_SEED)})
     job_id = store.new_id("ftjob")
     with db.transaction() as tx:  # the job and its first events appear together or not at all
-        # checked again under the write lock: a model or file deleted since the checks above would
-        # leave the job without it, and once the job's row exists deleting them is refused
-        _check_model(spec.model)
+        # checked again in this transaction, their rows locked until it commits (SQLite's write lock
+        # already keeps every other writer out): a model or file deleted since the checks above
+        # would leave the job without it; a delete that comes now waits for this commit and then
+        # sees the job, which it refuses; one that came first left no row to lock, the same error
+        _model_record(spec.model, conn=tx, lock=True)
         for file_id, param in ((spec.training_file, "training_file"), (spec.validation_file, "validation_file")):
             if file_id is not None:
-                _check_file(file_id, param)
+                _check_file(file_id, param, conn=tx, lock=True)
         tx.execute(
             "INSERT INTO jobs (id, status, model, training_file, validation_file, hyperparameters, method, seed, "
             "suffix, metadata, created_at, training_method, config) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",

@@ -14,6 +14,7 @@ from typing import Any
 from tunery import db
 from tunery.errors import InvalidInput, NotFound
 from tunery.jobs.spec import FineTuneRequest
+from tunery.models.registry import FINE_TUNED_PREFIX
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 ACTIVE = ("validating_files", "queued", "running")
@@ -26,7 +27,7 @@ def new_id(prefix: str) -> str:
 
 def model_name(base: str, suffix: str | None, job_id: str) -> str:
     """``ft:<base>:<suffix>:<short id>``, as OpenAI names fine-tuned models."""
-    return f"ft:{base}:{suffix or ''}:{job_id[-8:]}"
+    return f"{FINE_TUNED_PREFIX}{base}:{suffix or ''}:{job_id[-8:]}"
 
 
 def job_dir(job_id: str):
@@ -42,8 +43,10 @@ def unknown_cursor(what: str, after: str) -> InvalidInput:
                         hint="pass the last_id of the previous page, or leave after out for the first page")
 
 
-def row(job_id: str) -> dict[str, Any]:
-    rows = db.query("SELECT * FROM jobs WHERE id=?", (job_id,))
+def row(job_id: str, *, conn: db.sqlite3.Connection | None = None) -> dict[str, Any]:
+    """A job's row (``conn``: read through that connection, one in :func:`tunery.db.transaction`)."""
+    sql = "SELECT * FROM jobs WHERE id=?"
+    rows = db.query(sql, (job_id,)) if conn is None else conn.execute(sql, (job_id,)).fetchall()
     if not rows:
         raise NotFound(f"no fine-tuning job with id {job_id!r}", param="fine_tuning_job_id",
                        hint="see `tunery jobs list`")

@@ -106,53 +106,84 @@ def list_models(kind: str | None = None) -> list[ModelRecord]:
     return [_record(r) for r in db.query(sql, (kind,) if kind else ())]
 
 
-def find(name: str) -> ModelRecord | None:
-    """A registered model or fine-tuned checkpoint by name, or None."""
-    rows = db.query("SELECT * FROM models WHERE id=?", (name,))
+def _rows(conn: db.sqlite3.Connection | None, sql: str, params: tuple) -> list:
+    return db.query(sql, params) if conn is None else conn.execute(sql, params).fetchall()
+
+
+def find(name: str, *, conn: db.sqlite3.Connection | None = None, lock: bool = False) -> ModelRecord | None:
+    """A registered model or fine-tuned checkpoint by name, or None. With ``conn``, a connection in
+    :func:`tunery.db.transaction`, it is read there, and ``lock`` keeps it until that transaction
+    ends (a job or deployment about to use it): :func:`remove` waits for the transaction, then sees
+    the use it wrote. For a checkpoint the lock is on the model its job started from, which
+    :func:`remove` keeps while the checkpoint is used."""
+    if lock and conn is None:
+        raise TypeError("find(lock=True) needs the transaction's connection (conn)")
+    rows = _rows(conn, "SELECT * FROM models WHERE id=?" + (db.row_lock("share") if lock else ""), (name,))
     if rows:
         return _record(rows[0])
     # A checkpoint of a fine-tuning job, named ``ft:...:ckpt-step-N``: the job system publishes them
     # in this view of the schema (tunery.db), so the registry never reads the jobs' tables.
-    rows = db.query("SELECT path, step, created_at, parent, method, job_id FROM model_checkpoints WHERE id=?",
-                    (name,))
+    rows = _rows(conn, "SELECT path, step, created_at, parent, method, job_id FROM model_checkpoints WHERE id=?",
+                 (name,))
     if rows:
         path, step, created, base, method, job_id = tuple(rows[0])
-        base_rec = find(base)
+        base_rec = find(base, conn=conn, lock=lock)
         return ModelRecord(id=name, kind="fine-tuned", path=Path(path), source=f"checkpoint of {job_id}",
                            parent=base, method=method, created_at=created,
                            meta={**(base_rec.meta if base_rec else {}), "checkpoint_step": step, "job": job_id})
     return None
 
 
-def get(name: str) -> ModelRecord:
-    """Resolve a model name; a catalog model that was not pulled yet is named in the error."""
-    rec = find(name)
-    if rec is not None:
-        return rec
+def _unknown(name: str) -> NotFound:
     if name in CATALOG:
-        raise NotFound(f"model {name!r} is in the catalog but not pulled yet", param="model",
-                       hint=f"run `tunery models pull {name}`")
-    raise NotFound(f"unknown model {name!r}", param="model",
-                   hint="see `tunery models list`; add a local one with `tunery models add NAME PATH`")
+        return NotFound(f"model {name!r} is in the catalog but not pulled yet", param="model",
+                        hint=f"run `tunery models pull {name}`")
+    return NotFound(f"unknown model {name!r}", param="model",
+                    hint="see `tunery models list`; add a local one with `tunery models add NAME PATH`")
+
+
+def get(name: str, *, conn: db.sqlite3.Connection | None = None, lock: bool = False) -> ModelRecord:
+    """Resolve a model name (``conn`` and ``lock`` as for :func:`find`); a catalog model that was
+    not pulled yet is named in the error."""
+    rec = find(name, conn=conn, lock=lock)
+    if rec is None:
+        raise _unknown(name)
+    return rec
 
 
 def _check_unused(name: str, tx: db.sqlite3.Connection) -> None:
-    """Refuse to remove a model that a fine-tune runs on, a job that has not ended starts from, or
-    a deployment serves (the ``model_uses`` view of the schema names the last two)."""
+    """Refuse to remove a model that a job that has not ended starts from, a deployment serves (the
+    ``model_uses`` view of the schema names them; a checkpoint they use counts for the model its
+    job started from, which it runs on), or a fine-tune runs on."""
+    # a checkpoint runs on its job's model, and a checkpoint of a job that started from a
+    # checkpoint on that one's, and so on: the names under which this model may be used
+    names, frontier = [name], [name]
+    while frontier:
+        frontier = [r["id"] for n in frontier
+                    for r in tx.execute("SELECT id FROM model_checkpoints WHERE parent=?", (n,)).fetchall()
+                    if r["id"] not in names]
+        names += frontier
+    uses = tx.execute(f"SELECT model, user_kind, user_name, status FROM model_uses WHERE model IN "
+                      f"({', '.join('?' * len(names))}) ORDER BY user_kind, user_name", tuple(names)).fetchall()
+
+    def via(u) -> str:
+        return "" if u["model"] == name else f", through its checkpoint {u['model']}"
+
+    jobs = [f"{u['user_name']} ({u['status']}{via(u)})" for u in uses if u["user_kind"] == "fine-tuning job"]
+    if jobs:
+        raise Conflict(f"model {name!r} is the model of fine-tuning job(s) that have not ended: {', '.join(jobs)}",
+                       param="model", hint="wait until they end, or cancel them first")
+    deployed = [u["user_name"] + (f" ({via(u)[2:]})" if via(u) else "") for u in uses
+                if u["user_kind"] == "deployment"]
+    if deployed:
+        raise Conflict(f"model {name!r} is deployed as {', '.join(deployed)}", param="model",
+                       hint="delete those deployments first")
+    # read after the uses: a job that ends registers its fine-tune in the transaction that ends it,
+    # so a job not seen running above has its fine-tune seen here
     children = tx.execute("SELECT id FROM models WHERE parent=?", (name,)).fetchall()
     if children:
         raise Conflict(f"model {name!r} is the base of {len(children)} fine-tuned model(s), e.g. "
                        f"{children[0]['id']!r}", param="model", hint="remove those first")
-    uses = tx.execute("SELECT user_kind, user_name, status FROM model_uses WHERE model=? ORDER BY user_kind, "
-                      "user_name", (name,)).fetchall()
-    jobs = [f"{u['user_name']} ({u['status']})" for u in uses if u["user_kind"] == "fine-tuning job"]
-    if jobs:
-        raise Conflict(f"model {name!r} is the model of fine-tuning job(s) that have not ended: {', '.join(jobs)}",
-                       param="model", hint="wait until they end, or cancel them first")
-    deployed = [u["user_name"] for u in uses if u["user_kind"] == "deployment"]
-    if deployed:
-        raise Conflict(f"model {name!r} is deployed as {', '.join(deployed)}", param="model",
-                       hint="delete those deployments first")
 
 
 def remove(name: str, *, delete_files: bool = True) -> ModelRecord:
@@ -168,6 +199,10 @@ def remove(name: str, *, delete_files: bool = True) -> ModelRecord:
     # the checks and the delete in one transaction: a fine-tune, job or deployment added in between
     # would be left without its model
     with db.transaction() as tx:
+        # locked before the checks: a job or deployment being created holds the row (find(lock=True))
+        # until it commits, so this waits for it and then sees its use; one created after waits for this
+        if not tx.execute("SELECT id FROM models WHERE id=?" + db.row_lock(), (name,)).fetchone():
+            raise _unknown(name)  # removed meanwhile
         _check_unused(name, tx)
         tx.execute("DELETE FROM models WHERE id=?", (name,))
     if delete_files and rec.path.is_relative_to(home().root) and rec.path.exists():

@@ -64,7 +64,7 @@ def create(name: str, model: str, *, tpm: int | None = None, content_filter: str
         raise InvalidInput(f"invalid deployment name {name!r}: names starting with "
                            f"{registry.FINE_TUNED_PREFIX!r} are kept for fine-tuned models and their checkpoints",
                            param="name", hint="pick a name without that prefix")
-    registry.get(model)  # NotFound names the model
+    registry.get(model)  # NotFound names the model, before the other fields are checked
     if tpm is not None and (isinstance(tpm, bool) or not isinstance(tpm, int) or tpm < 1):
         raise InvalidInput(f"tpm must be a positive whole number of tokens per minute, not {tpm!r}", param="tpm")
     if content_filter not in LEVELS:
@@ -79,24 +79,26 @@ def create(name: str, model: str, *, tpm: int | None = None, content_filter: str
         precision = check_precision(precision)
     else:
         precision = None  # the server's default, whatever it is when the deployment is used
-    # a catalog model not pulled yet counts: once pulled, a deployment of its name would hide it
-    if registry.find(name) is not None or name in CATALOG:
-        which = "a model" if registry.find(name) is not None else "a catalog model (not pulled yet)"
-        raise Conflict(f"{name!r} is already the name of {which}", param="name",
-                       hint="pick a deployment name that is not a model name")
     meta: dict[str, Any] = {"blocklist": terms} if terms else {}
     if precision is not None:
         meta["precision"] = precision
-    conn = db.connect()
     try:
-        conn.execute("INSERT INTO deployments (name, model, tpm, content_filter, created_at, meta) "
-                     "VALUES (?, ?, ?, ?, ?, ?)",
-                     (name, model, tpm, content_filter, db.now(), db.dumps(meta)))
-    except db.sqlite3.IntegrityError as e:
+        # checked again and inserted in one transaction, the model's row locked until it commits
+        # (registry.find(lock=True)): a removal that comes now waits and then sees the deployment,
+        # one that came first left no model, which is NotFound as above
+        with db.transaction() as tx:
+            registry.get(model, conn=tx, lock=True)
+            # a catalog model not pulled yet counts: once pulled, a deployment of its name would hide it
+            if (taken := registry.find(name, conn=tx)) is not None or name in CATALOG:
+                which = "a model" if taken is not None else "a catalog model (not pulled yet)"
+                raise Conflict(f"{name!r} is already the name of {which}", param="name",
+                               hint="pick a deployment name that is not a model name")
+            tx.execute("INSERT INTO deployments (name, model, tpm, content_filter, created_at, meta) "
+                       "VALUES (?, ?, ?, ?, ?, ?)",
+                       (name, model, tpm, content_filter, db.now(), db.dumps(meta)))
+    except db.sqlite3.IntegrityError as e:  # the insert: rolled back as the transaction left
         raise Conflict(f"a deployment named {name!r} already exists", param="name",
                        hint=f"delete it first (`tunery deployments delete {name}`) or pick another name") from e
-    finally:
-        conn.close()
     return get(name)
 
 
