@@ -187,8 +187,9 @@ def delete(file_id: str) -> FileRecord:
         uses = tx.execute("SELECT role, job_id, status FROM file_uses WHERE file_id=? ORDER BY job_id",
                           (file_id,)).fetchall()
         if uses:
-            named = ", ".join(f"the {u['role']} of fine-tuning job {u['job_id']} ({u['status']})" for u in uses)
-            raise Conflict(f"file {file_id!r} is {named}, which has not ended", param="file_id",
+            named = " and ".join(f"the {u['role']} of fine-tuning job {u['job_id']}, which is {u['status']}"
+                                 for u in uses)
+            raise Conflict(f"file {file_id!r} is {named}", param="file_id",
                            hint="delete it once the job has ended, or cancel the job first")
         tx.execute("DELETE FROM files WHERE id=?", (file_id,))
     rec.path.unlink(missing_ok=True)
