@@ -41,13 +41,19 @@ def test_the_uses_views_list_exactly_the_jobs_that_have_not_ended():
         for s in open_ for kind in ("train", "valid")}
 
 
+def _checkpoint(job_id: str, model: str, step: int, folder, status: str) -> str:
+    """A checkpoint of job ``job_id`` (on ``model``) at ``step``, then the job ended as ``status``."""
+    name = f"{store.model_name(model, None, job_id)}:ckpt-step-{step}"
+    folder.mkdir()
+    store.add_checkpoint(job_id, step, str(folder), name, {"step": step})
+    store.update(job_id, status=status)
+    return name
+
+
 def test_a_model_used_only_through_a_checkpoint_is_kept(tiny_model, chat_file, tmp_path):
     train = files.create_from_path(chat_file(12))
     job = create_job(model="tiny-random", training_file=train.id)
-    ckpt = f"{store.model_name('tiny-random', None, job['id'])}:ckpt-step-2"
-    (tmp_path / "one").mkdir()
-    store.add_checkpoint(job["id"], 2, str(tmp_path / "one"), ckpt, {"step": 2})
-    store.update(job["id"], status="succeeded")
+    ckpt = _checkpoint(job["id"], "tiny-random", 2, tmp_path / "one", "succeeded")
     deployments.create("from-ckpt", ckpt)
     with pytest.raises(Conflict) as e:
         remove("tiny-random", delete_files=False)
@@ -59,10 +65,7 @@ def test_a_model_used_only_through_a_checkpoint_is_kept(tiny_model, chat_file, t
     with pytest.raises(Conflict) as e:
         remove("tiny-random", delete_files=False)
     assert second["id"] in str(e.value) and ckpt in str(e.value)
-    ckpt2 = f"{store.model_name(ckpt, None, second['id'])}:ckpt-step-1"
-    (tmp_path / "two").mkdir()
-    store.add_checkpoint(second["id"], 1, str(tmp_path / "two"), ckpt2, {"step": 1})
-    store.update(second["id"], status="cancelled")
+    ckpt2 = _checkpoint(second["id"], ckpt, 1, tmp_path / "two", "cancelled")
     deployments.create("from-ckpt2", ckpt2)
     with pytest.raises(Conflict) as e:
         remove("tiny-random", delete_files=False)
@@ -162,6 +165,20 @@ def _local_model(tiny_model) -> str:
                                          meta=tiny_model.meta)).id
 
 
+def _second_waits(held: _Hold, first, second, backend: str, why: str) -> dict:
+    """With ``first`` (a thread) held inside its transaction by ``held``, run ``second`` in a thread:
+    it must wait for that transaction (``why`` if not); then let both end. Returns ``second``'s outcome."""
+    held.wait()
+    thread, out = _in_thread(second)
+    try:
+        assert _blocked(thread, backend), f"{why}: {out}"
+    finally:
+        held.release()
+        first.join(30)
+        thread.join(30)
+    return out
+
+
 @pytest.mark.parametrize("what", ["model", "training_file", "validation_file"])
 def test_a_delete_while_a_job_is_created_waits_and_then_refuses(backend, tiny_model, chat_file, monkeypatch, what):
     model = _local_model(tiny_model)
@@ -170,16 +187,9 @@ def test_a_delete_while_a_job_is_created_waits_and_then_refuses(backend, tiny_mo
     # the job's row is written, its transaction not committed
     held = _hold_call(monkeypatch, api.store, "add_event", lambda *a, **kw: kw.get("conn") is not None)
     creating, created = _in_thread(lambda: create_job(model=model, training_file=train.id, validation_file=valid.id))
-    held.wait()
     delete = {"model": lambda: remove(model, delete_files=False),
               "training_file": lambda: files.delete(train.id), "validation_file": lambda: files.delete(valid.id)}[what]
-    deleting, deleted = _in_thread(delete)
-    try:
-        assert _blocked(deleting, backend), f"the delete did not wait for the job's transaction: {deleted}"
-    finally:
-        held.release()
-        creating.join(30)
-        deleting.join(30)
+    deleted = _second_waits(held, creating, delete, backend, "the delete did not wait for the job's transaction")
     job = created["value"]
     assert isinstance(deleted.get("error"), Conflict), deleted
     assert job["id"] in str(deleted["error"])
@@ -195,14 +205,8 @@ def test_a_job_created_while_its_model_or_file_is_deleted_is_refused(backend, ti
     held = _hold_after_sql(monkeypatch, "model_uses" if what == "model" else "file_uses")
     deleting, deleted = _in_thread(lambda: remove(model, delete_files=False) if what == "model"
                                    else files.delete(train.id))
-    held.wait()
-    creating, created = _in_thread(lambda: create_job(model=model, training_file=train.id))
-    try:
-        assert _blocked(creating, backend), f"the job was created past the delete's lock: {created}"
-    finally:
-        held.release()
-        deleting.join(30)
-        creating.join(30)
+    created = _second_waits(held, deleting, lambda: create_job(model=model, training_file=train.id), backend,
+                            "the job was created past the delete's lock")
     assert "error" not in deleted, deleted
     assert isinstance(created.get("error"), InvalidInput), created
     assert created["error"].param == what
@@ -213,14 +217,8 @@ def test_a_model_removed_while_it_is_deployed_is_refused(backend, tiny_model, mo
     # the deployment's model is checked, the deployment not yet inserted
     held = _hold_call(monkeypatch, registry, "find", lambda name, **kw: name == "dep")
     creating, created = _in_thread(lambda: deployments.create("dep", "tiny-random"))
-    held.wait()
-    deleting, deleted = _in_thread(lambda: remove("tiny-random", delete_files=False))
-    try:
-        assert _blocked(deleting, backend), f"the removal did not wait for the deployment: {deleted}"
-    finally:
-        held.release()
-        creating.join(30)
-        deleting.join(30)
+    deleted = _second_waits(held, creating, lambda: remove("tiny-random", delete_files=False), backend,
+                            "the removal did not wait for the deployment")
     assert created["value"].model == "tiny-random"
     assert isinstance(deleted.get("error"), Conflict) and "dep" in str(deleted["error"])
     assert find("tiny-random") is not None
