@@ -77,6 +77,17 @@ def test_register_conflict_and_remove(tiny_model, tmp_path):
     assert tiny_model.path.exists() and find("tiny-random") is None
 
 
+def test_a_model_cannot_take_a_deployments_name(tiny_model, tiny_model_dir):
+    from tunery.serving import deployments
+
+    deployments.create("travel-bot", "tiny-random")
+    with pytest.raises(Conflict, match="'travel-bot' is already the name of a deployment") as e:
+        add_local("travel-bot", tiny_model_dir)
+    assert "tunery deployments delete travel-bot" in e.value.hint and find("travel-bot") is None
+    deployments.delete("travel-bot")
+    assert add_local("travel-bot", tiny_model_dir).id == "travel-bot"
+
+
 def test_a_fine_tune_that_another_runs_on_is_not_removed(tiny_model, tmp_path):
     """A LoRA fine-tune of a LoRA fine-tune needs its parent's adapter: removing the parent first
     is refused as removing a base with fine-tunes is."""

@@ -89,6 +89,11 @@ def register(record: ModelRecord, *, replace: bool = False, conn: db.sqlite3.Con
     if conn is None:
         with db.transaction() as tx:
             return register(record, replace=replace, conn=tx)
+    # a deployment's name is usable wherever a model's is, and is looked up first: the schema's
+    # model_uses view publishes deployments' names, so the registry never reads their table
+    if conn.execute("SELECT 1 FROM model_uses WHERE user_kind='deployment' AND user_name=?", (record.id,)).fetchone():
+        raise Conflict(f"{record.id!r} is already the name of a deployment", param="name",
+                       hint=f"pick another name, or delete the deployment (`tunery deployments delete {record.id}`)")
     verb = "INSERT OR REPLACE" if replace else "INSERT"
     try:
         conn.execute(f"{verb} INTO models (id, kind, parent, path, source, method, created_at, meta) "
