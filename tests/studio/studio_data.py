@@ -21,6 +21,13 @@ def valid_lines(n: int = 12, start: int = 0) -> list[str]:
     return out
 
 
+def pair_lines(n: int = 12) -> list[str]:
+    """Preference pairs for DPO: a prompt, the preferred answer and the other one."""
+    return [json.dumps({"input": {"messages": [{"role": "user", "content": f"What should I see in {CITIES[i % len(CITIES)]}?"}]},
+                        "preferred_output": [{"role": "assistant", "content": "The old town, on foot."}],
+                        "non_preferred_output": [{"role": "assistant", "content": "Nothing."}]}) for i in range(n)]
+
+
 BAD_JSON = '{"messages": [{"role": "user", "content": "hi"}'
 BAD_ROLE = json.dumps({"messages": [{"role": "robot", "content": "beep"}, {"role": "assistant", "content": "x"}]})
 

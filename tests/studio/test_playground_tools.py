@@ -48,3 +48,20 @@ def test_playground_calls_a_function_and_takes_its_result(page, studio, watch):
     assert page.locator(".msg.assistant").nth(1).locator(".bubble").inner_text().strip()
     assert call.locator("textarea").is_disabled()
     watch.check()
+
+
+def test_view_code_sends_the_tools_too(page, studio, watch):
+    page.goto(f"{studio.url}/playground")
+    page.wait_for_selector("#model[data-ready=true]", state="attached")
+    page.click("#tools-box summary")
+    page.fill("#tools", json.dumps(TOOLS))
+    page.select_option("#tool-choice", "required")
+    page.fill("#prompt", "Weather in Rome?")
+    page.click("#view-code")
+    code = page.locator("#code-dialog code")
+    python = code.inner_text()
+    assert "tools=[" in python and '"name": "get_weather"' in python and 'tool_choice="required"' in python
+    page.click("#code-dialog [data-tab=curl]")
+    body = json.loads(code.inner_text().split("-d '", 1)[1].rsplit("'", 1)[0])
+    assert body["tools"] == TOOLS and body["tool_choice"] == "required"
+    watch.check()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from studio_data import invalid_lines, valid_lines, write
+from studio_data import invalid_lines, pair_lines, valid_lines, write
 
 pytestmark = pytest.mark.browser
 
@@ -114,4 +114,88 @@ def test_fine_tune_watch_the_job_then_deploy_and_chat(page, studio, watch, shot,
     page.wait_for_selector("#jobs[data-state=ready]", state="attached")
     assert page.locator("#jobs tr[data-status=succeeded]").count() == 1
     shot(page, "jobs")
+    watch.check()
+
+
+def upload_training(page, path) -> None:
+    page.set_input_files("#training-file", str(path))
+    page.wait_for_selector("#training-report .report[data-ok=true]")
+
+
+def test_the_method_follows_the_kind_of_training_file(page, studio, watch, tmp_path):
+    open_wizard(page, studio)
+    assert page.input_value("#method") == "lora"
+    upload_training(page, write(tmp_path / "pairs.jsonl", pair_lines(12)))
+    # a file of preference pairs trains with DPO: the wizard switches, and says so beside the method
+    assert page.input_value("#method") == "dpo"
+    assert "preference pairs" in page.inner_text("#method-note")
+    assert "DPO" in page.inner_text("#summary")
+    page.wait_for_function("!document.querySelector('#submit').disabled")
+    # choosing a supervised method for pairs again is flagged in the review, and Start stays off
+    page.select_option("#method", "lora")
+    assert page.locator("#method-mismatch").count() == 1
+    assert page.is_disabled("#submit") and "DPO" in page.inner_text("#submit-hint")
+    page.select_option("#method", "dpo")
+    assert page.locator("#method-mismatch").count() == 0 and page.is_enabled("#submit")
+
+    # and back: a chat file with DPO chosen switches to supervised
+    upload_training(page, write(tmp_path / "chats.jsonl", valid_lines(12)))
+    assert page.input_value("#method") == "lora"
+    assert "chats" in page.inner_text("#method-note")
+    page.select_option("#method", "dpo")
+    assert page.is_disabled("#submit") and page.locator("#method-mismatch").count() == 1
+    watch.check()
+
+
+def test_bad_epochs_are_shown_at_the_field_not_blamed_on_the_file(page, studio, watch, tmp_path):
+    open_wizard(page, studio)
+    upload_training(page, write(tmp_path / "train.jsonl", valid_lines(12)))
+    page.click("#advanced summary")
+    page.fill("#n_epochs", "500")
+    error = page.locator("#n_epochs").locator("xpath=..").locator(".field-error")
+    error.wait_for()
+    assert "n_epochs" in error.inner_text()
+    # the file keeps its report and its verdict
+    assert page.locator("#training-report .report[data-ok=true]").count() == 1
+    assert "Could not check" not in page.inner_text("#training-report")
+    assert "is valid" in page.inner_text("#training-status")
+    assert "invalid" not in page.inner_text("#summary")
+    assert page.is_disabled("#submit")
+    page.fill("#n_epochs", "2")
+    error.wait_for(state="detached")
+    page.wait_for_function("!document.querySelector('#submit').disabled")
+    watch.check()
+
+
+def test_one_click_starts_the_job_right_after_typing_the_epochs(page, studio, watch, tmp_path):
+    posted = []
+
+    def fake_create(route):
+        if route.request.method != "POST":
+            return route.continue_()
+        posted.append(route.request.post_data_json)
+        return route.fulfill(json={"id": "ftjob-clicked", "object": "fine_tuning.job", "status": "queued"})
+
+    page.route("**/v1/fine_tuning/jobs", fake_create)
+    open_wizard(page, studio)
+    upload_training(page, write(tmp_path / "train.jsonl", valid_lines(12)))
+    page.click("#advanced summary")
+    page.wait_for_function("!document.querySelector('#submit').disabled")
+    page.click("#n_epochs")
+    page.keyboard.type("2")
+    watch.check()
+    page.click("#submit")  # the field's blur comes with this click: the click must still count
+    page.wait_for_url(f"{studio.url}/jobs/ftjob-clicked", timeout=10_000)
+    assert len(posted) == 1 and posted[0]["method"]["supervised"]["hyperparameters"]["n_epochs"] == 2
+
+
+def test_a_very_long_file_name_wraps(page, studio, watch, tmp_path):
+    name = "x" * 190 + ".jsonl"
+    open_wizard(page, studio)
+    upload_training(page, write(tmp_path / name, valid_lines(12)))
+    assert name in page.inner_text("#training-status")
+    assert page.evaluate("document.documentElement.scrollWidth <= innerWidth")
+    page.goto(f"{studio.url}/data")
+    page.wait_for_selector("#files [data-open]")
+    assert page.evaluate("document.documentElement.scrollWidth <= innerWidth")
     watch.check()

@@ -246,3 +246,32 @@ def test_a_401_asks_for_the_api_key_and_then_sends_it(page, studio, watch):
     page.click("#view-code")
     assert 'api_key=os.environ["TUNERY_API_KEY"]' in page.inner_text("#code-dialog code")
     watch.check()
+
+
+NARROW = {"width": 390, "height": 844}
+
+
+def test_pages_fit_a_narrow_screen(page, studio, watch, shot):
+    """At phone width no page is wider than the window: panels stack, tables scroll in their card."""
+    import httpx
+
+    httpx.post(f"{studio.url}/v1/tunery/flows", json={"gallery": "web-classification"}, timeout=60)
+    # a job, for its page with the charts (cancelled at the end: only the layout matters)
+    upload = httpx.post(f"{studio.url}/v1/files", data={"purpose": "fine-tune"},
+                        files={"file": ("narrow.jsonl", "".join(f"{line}\n" for line in valid_lines(10)).encode())}, timeout=60)
+    job = httpx.post(f"{studio.url}/v1/fine_tuning/jobs", json={"model": "tiny-random", "training_file": upload.json()["id"],
+                                                               "hyperparameters": {"n_epochs": 1}}, timeout=60).json()
+    page.set_viewport_size(NARROW)
+    pages = {"/playground": "#model[data-ready=true]", "/compare": "body", "/fine-tune": "#base-model[data-ready=true]",
+             "/jobs": "#jobs[data-state]", f"/jobs/{job['id']}": "#job[data-status]", "/data": "#files[data-state=ready]",
+             "/models": "body", "/runs": "body", "/flows/web-classification": "body[data-ready=true]"}
+    wide = {}
+    for path, ready in pages.items():
+        open_page(page, studio, path, ready)
+        page.wait_for_timeout(1000)  # the panels fill in (some pages keep polling, so never "network idle")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        if width > NARROW["width"]:
+            wide[path] = width
+        shot(page, f"narrow{path.replace('/', '-')}", full_page=True)
+    httpx.post(f"{studio.url}/v1/fine_tuning/jobs/{job['id']}/cancel", timeout=60)
+    assert wide == {}, f"wider than the {NARROW['width']} px window: {wide}"

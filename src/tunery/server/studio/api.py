@@ -72,14 +72,15 @@ def file_report(file_id: str, purpose: Literal["training", "validation"] = "trai
     validation["n_issues"] = report.n_errors + report.n_warnings
     validation["issues"] = validation["issues"][:MAX_ISSUES]
     token_stats = None
+    data_kind = file_kind(rec.path)  # "preference" or "chat": the wizard matches the method to it
     if model_rec is not None and report.n_examples:
         # what a job on this file would train: DPO's auto epochs for preference pairs
-        kind = DPOHyperparameters if file_kind(rec.path) == "preference" else Hyperparameters
+        kind = DPOHyperparameters if data_kind == "preference" else Hyperparameters
         epochs = n_epochs or kind.parse({}).resolve(report.n_examples).n_epochs
         token_stats = {**result.token_stats(context_length=model_rec.context_length, n_epochs=epochs).to_dict(),
                        "model": model_rec.id, "n_epochs_auto": n_epochs is None}
     pii = result.pii
-    return {"object": "tunery.file_report", "file": rec.to_openai(), "validation": validation,
+    return {"object": "tunery.file_report", "file": rec.to_openai(), "kind": data_kind, "validation": validation,
             "token_stats": token_stats,
             "pii": {"counts": pii.counts, "lines_with_pii": pii.lines_with_pii, "n_findings": pii.n_findings,
                     "findings": [f.to_dict() for f in pii.findings[:MAX_FINDINGS]],

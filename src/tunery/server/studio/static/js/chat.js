@@ -204,8 +204,9 @@ function py(value, indent = 0) {
   return JSON.stringify(value); // JSON strings and numbers are valid Python literals
 }
 
-export function pythonSnippet(model, messages, params) {
-  const kw = requestParams(params);
+/** `extra` is what else the page sends with the request (the playground's tools and tool_choice). */
+export function pythonSnippet(model, messages, params, extra = {}) {
+  const kw = { ...requestParams(params), ...extra };
   const lines = [`    model=${py(model)},`, `    messages=${py(messages, 4)},`,
     ...Object.entries(kw).map(([k, v]) => `    ${k}=${py(v, 4)},`), "    stream=True,"];
   const key = getApiKey() ? 'os.environ["TUNERY_API_KEY"]' : '"unused"';
@@ -225,8 +226,8 @@ export function pythonSnippet(model, messages, params) {
   ].join("\n");
 }
 
-export function curlSnippet(model, messages, params) {
-  const body = JSON.stringify({ model, messages, ...requestParams(params) }, null, 2);
+export function curlSnippet(model, messages, params, extra = {}) {
+  const body = JSON.stringify({ model, messages, ...requestParams(params), ...extra }, null, 2);
   return [
     `curl ${apiBase()}/chat/completions \\`,
     '  -H "Content-Type: application/json" \\',
@@ -236,8 +237,8 @@ export function curlSnippet(model, messages, params) {
 }
 
 /** Fill and open the view-code dialog (tabs Python / curl, copy button). */
-export function showCode(dialog, model, messages, params) {
-  const snippets = { python: pythonSnippet(model, messages, params), curl: curlSnippet(model, messages, params) };
+export function showCode(dialog, model, messages, params, extra = {}) {
+  const snippets = { python: pythonSnippet(model, messages, params, extra), curl: curlSnippet(model, messages, params, extra) };
   const code = $("code", dialog);
   const tabs = dialog.querySelectorAll("[data-tab]");
   const pick = (name) => {

@@ -16,7 +16,7 @@ async function loadFiles() {
   const host = $("#files");
   host.dataset.state = "ready";
   clear(host, table([
-    { label: "File", render: (f) => el("div", {}, el("button", { type: "button", class: "btn link", onclick: () => show(f.id), dataset: { open: f.id } }, f.filename),
+    { label: "File", render: (f) => el("div", {}, el("button", { type: "button", class: "btn link filename", title: f.filename, onclick: () => show(f.id), dataset: { open: f.id } }, f.filename),
       el("div", { class: "muted small mono" }, f.id)) },
     { label: "Details", render: (f) => el("div", {}, `${f.purpose} · ${fmtBytes(f.bytes)}`, el("div", { class: "muted small" }, fmtTime(f.created_at, { seconds: false }))) },
     { label: "", class: "actions", render: (f) => el("div", { class: "row end nowrap" },

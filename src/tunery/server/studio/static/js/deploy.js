@@ -2,7 +2,7 @@
 // tokens-per-minute limit and a content-filter level.
 
 import { api } from "./api.js";
-import { $, clear, clearError, el, showError } from "./ui.js";
+import { $, clear, el, pageError, showError } from "./ui.js";
 
 /** A deployment name from a model name: ft:base:suffix:abcd1234 -> suffix-abcd1234. */
 export function suggestName(model) {
@@ -23,7 +23,10 @@ export function openDeployDialog({ models, selected }) {
   $("#deploy-tpm").value = "";
   $("#deploy-filter").value = "default";
   $("#deploy-precision").value = "";
-  clearError($("#deploy-error"));
+  // a new dialog starts clean: no error left from an earlier attempt, here or under the title
+  clear($("#deploy-error"));
+  $("#deploy-tpm").removeAttribute("aria-invalid");
+  pageError(null);
   select.onchange = () => { name.value = suggestName(select.value); };
   return new Promise((resolve) => {
     let done = false;
@@ -37,7 +40,23 @@ export function openDeployDialog({ models, selected }) {
     dlg.onclose = () => finish(null);
     $("#deploy-form").onsubmit = async (e) => {
       e.preventDefault();
-      const tpm = $("#deploy-tpm").value.trim();
+      clear($("#deploy-error"));
+      pageError(null);
+      const tpmInput = $("#deploy-tpm");
+      tpmInput.removeAttribute("aria-invalid");
+      // the form is novalidate: the browser's own bubble is easy to miss, so say it here
+      const tpm = tpmInput.value.trim();
+      if (tpmInput.validity.badInput || (tpm && !(Number.isInteger(Number(tpm)) && Number(tpm) >= 1))) {
+        tpmInput.setAttribute("aria-invalid", "true");
+        showError($("#deploy-error"), new Error("Tokens per minute must be a whole number of at least 1; leave it empty for no limit."));
+        tpmInput.focus();
+        return;
+      }
+      if (!name.value.trim()) {
+        showError($("#deploy-error"), new Error("Give the deployment a name."));
+        name.focus();
+        return;
+      }
       const body = { name: name.value.trim(), model: select.value, content_filter: $("#deploy-filter").value };
       if (tpm) body.tpm = Number(tpm);
       if ($("#deploy-precision").value) body.precision = $("#deploy-precision").value;

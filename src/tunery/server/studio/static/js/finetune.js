@@ -16,20 +16,64 @@ function setStatus(kind, text) {
   $(`#${kind}-status`).textContent = text;
 }
 
-async function check(kind) {
+/** A hyperparameter's own error, under its field: the server's error names it in `param`. */
+const FIELDS = ["n_epochs", "batch_size", "learning_rate_multiplier", "seed", "beta", "suffix"];
+function fieldOf(err) {
+  if (err && FIELDS.includes(err.param)) return err.param;
+  const m = /'(\w+)'/.exec(err?.message || "");
+  return m && FIELDS.includes(m[1]) ? m[1] : null;
+}
+
+function setFieldError(id, err) {
+  const input = $(`#${id}`);
+  const label = input.closest(".field");
+  let note = label.querySelector(".field-error");
+  if (!err) {
+    if (note) note.remove();
+    input.removeAttribute("aria-invalid");
+    update();
+    return;
+  }
+  if (!note) note = label.appendChild(el("span", { class: "field-error", role: "alert" }));
+  note.textContent = err.message || String(err);
+  input.setAttribute("aria-invalid", "true");
+  update();
+}
+
+/** Check a file. `quiet` is for a re-check after a hyperparameter changed: the file's verdict
+ * stays and Start stays enabled meanwhile, so a click right after typing is not swallowed. */
+async function check(kind, { quiet = false } = {}) {
   const s = state[kind];
   if (!s.id) return;
-  s.checking = true;
-  s.ok = null;
-  update();
-  setStatus(kind, `Checking ${s.name}…`);
+  if (!quiet) {
+    s.checking = true;
+    s.ok = null;
+    update();
+    setStatus(kind, `Checking ${s.name}…`);
+  }
   const box = $(`#${kind}-report`);
+  const model = baseSelect.value || undefined;
+  let nEpochs = numberOrNull("n_epochs") ?? undefined;
   try {
-    const report = await fetchReport(s.id, { purpose: kind, model: baseSelect.value || undefined, nEpochs: numberOrNull("n_epochs") ?? undefined });
+    let report;
+    try {
+      report = await fetchReport(s.id, { purpose: kind, model, nEpochs });
+      setFieldError("n_epochs", null);
+    } catch (e) {
+      const field = fieldOf(e);
+      if (!field) throw e;
+      // the epochs are wrong, not the file: say so under the field and report the file anyway
+      setFieldError(field, e);
+      nEpochs = undefined;
+      report = await fetchReport(s.id, { purpose: kind, model });
+    }
     if (state[kind] !== s) return; // another file was chosen meanwhile
     s.ok = renderReport(box, report);
-    setStatus(kind, s.ok ? `${s.name} (${s.id}) is valid.` : `${s.name} (${s.id}) has errors: fix them and choose the file again.`);
+    s.kind = report.kind || "chat";
+    setStatus(kind, s.ok ? `${s.name} (${s.id}) is valid${s.kind === "preference" ? " (preference pairs)" : ""}.` : `${s.name} (${s.id}) has errors: fix them and choose the file again.`);
+    if (kind === "training" && s.ok) matchMethod(s.kind);
   } catch (e) {
+    if (state[kind] !== s) return;
     s.ok = false;
     clear(box);
     showError(box, e, { title: "Could not check the file" });
@@ -40,12 +84,41 @@ async function check(kind) {
   }
 }
 
+/** A file of preference pairs trains with DPO, a chat file with supervised fine-tuning: switch
+ * the method to fit the training file, and say so beside it. */
+function matchMethod(fileKind) {
+  const method = $("#method");
+  const dpo = method.value === "dpo";
+  let note = "";
+  if (fileKind === "preference" && !dpo) {
+    method.value = "dpo";
+    note = "Switched to DPO: the training file holds preference pairs.";
+  } else if (fileKind === "chat" && dpo) {
+    method.value = "lora";
+    note = "Switched to supervised (LoRA): the training file holds chats, not preference pairs.";
+  }
+  $("#method-note").textContent = note;
+  if (note) $("#advanced").open = true;
+}
+
+/** Why the method does not fit the files, or "" when it does. */
+function methodMismatch() {
+  const dpo = $("#method").value === "dpo";
+  for (const kind of KINDS) {
+    const s = state[kind];
+    if (!s.id || !s.kind || s.checking) continue;
+    if (dpo && s.kind !== "preference") return `DPO needs preference pairs, but the ${kind} file holds chats.`;
+    if (!dpo && s.kind === "preference") return `The ${kind} file holds preference pairs: choose the DPO method.`;
+  }
+  return "";
+}
+
 async function upload(kind, file) {
   if (!file) return;
   const box = $(`#${kind}-report`);
   clear(box);
   setStatus(kind, `Uploading ${file.name} (${fmtBytes(file.size)})…`);
-  state[kind] = { id: null, name: file.name, ok: null, checking: true };
+  state[kind] = { id: null, name: file.name, ok: null, checking: true, kind: null };
   update();
   const form = new FormData();
   form.append("purpose", "fine-tune");
@@ -126,6 +199,8 @@ function update() {
   const b = body();
   const settings = b.method[b.method.type];
   const hp = settings.hyperparameters;
+  const mismatch = methodMismatch();
+  const fieldError = $("#wizard .field-error");
   const fileRow = (kind) => {
     const s = state[kind];
     if (!s.id && !s.checking) return kind === "validation" ? "none" : "–";
@@ -137,18 +212,22 @@ function update() {
     el("dt", {}, "Training"), el("dd", {}, fileRow("training")),
     el("dt", {}, "Validation"), el("dd", {}, fileRow("validation")),
     el("dt", {}, "Suffix"), el("dd", {}, b.suffix || "–"),
-    el("dt", {}, "Method"), el("dd", {}, `${b.method.type === "dpo" ? `DPO, beta ${hp.beta ?? "auto"}` : "supervised"}, ${settings.training_method === "full" ? "full weights" : "LoRA"}`),
+    el("dt", {}, "Method"), el("dd", {}, `${b.method.type === "dpo" ? `DPO, beta ${hp.beta ?? "auto"}` : "supervised"}, ${settings.training_method === "full" ? "full weights" : "LoRA"}`,
+      mismatch ? el("span", { class: "badge status-invalid", id: "method-mismatch" }, "does not fit the file") : null),
     el("dt", {}, "Epochs"), el("dd", {}, String(hp.n_epochs ?? "auto")),
     el("dt", {}, "Batch size"), el("dd", {}, String(hp.batch_size ?? "auto")),
     el("dt", {}, "LR multiplier"), el("dd", {}, String(hp.learning_rate_multiplier ?? "auto")),
     el("dt", {}, "Seed"), el("dd", {}, String(b.seed ?? "random")));
   const validationOk = !state.validation.id || state.validation.ok === true;
-  const ready = !!b.model && state.training.ok === true && validationOk && !state.training.checking && !state.validation.checking;
+  const ready = !!b.model && state.training.ok === true && validationOk && !state.training.checking
+    && !state.validation.checking && !mismatch && !fieldError;
   $("#submit").disabled = !ready;
   $("#submit-hint").textContent = ready ? "The job is queued at once; its page shows live progress."
     : !b.model ? "Choose a base model."
       : state.training.ok === false ? "The training file has errors: fix them first."
         : state.validation.ok === false ? "The validation file has errors: fix or remove it."
+          : mismatch ? mismatch
+            : fieldError ? `${fieldError.closest(".field").querySelector("span").textContent}: ${fieldError.textContent}`
           : "Upload a valid training file.";
 }
 
@@ -161,6 +240,8 @@ async function submit(e) {
     const job = await api("/v1/fine_tuning/jobs", { method: "POST", json: body() });
     location.href = `/jobs/${encodeURIComponent(job.id)}`;
   } catch (err) {
+    const field = fieldOf(err);
+    if (field) setFieldError(field, err);
     showError(box, err, { title: "The job was not created" });
     update();
   }
@@ -202,7 +283,14 @@ for (const kind of KINDS) {
   });
 }
 baseSelect.addEventListener("change", () => { update(); KINDS.forEach((k) => check(k)); });
-$("#n_epochs").addEventListener("change", () => check("training"));
+// billed tokens depend on the epochs: re-count them as the user types, a moment after the last key
+let epochsTimer = null;
+$("#n_epochs").addEventListener("input", () => {
+  clearTimeout(epochsTimer);
+  if (!state.training.id) { setFieldError("n_epochs", null); return; }
+  epochsTimer = setTimeout(() => check("training", { quiet: true }), 400);
+});
+$("#method").addEventListener("change", () => { $("#method-note").textContent = ""; update(); });
 $$("#wizard input, #wizard select").forEach((i) => i.addEventListener("input", update));
 $("#wizard").addEventListener("submit", submit);
 init();

@@ -466,9 +466,12 @@ async function loadData(pick) {
 async function preview() {
   const id = $("#batch-data").value;
   const host = $("#data-preview");
-  if (!id) { clear(host, el("p", { class: "muted" }, "No data yet: upload a JSONL or CSV file.")); return; }
+  $("#batch-submit").disabled = true; // until the data's preview shows it can be read
+  if (!id) { dataColumns = []; clear(host, el("p", { class: "muted" }, "No data yet: upload a JSONL or CSV file.")); renderMapping(); renderEvals(); return; }
   try {
     const p = await api("/v1/tunery/flow-data/preview", { query: { id, rows: 5 } });
+    if ($("#batch-data").value !== id) return; // other data was picked meanwhile
+    $("#batch-submit").disabled = false;
     dataColumns = p.columns;
     host.dataset.rows = p.total;
     clear(host, el("p", { class: "muted small" }, `${p.total} lines; the first ${p.rows.length}:`),
@@ -544,6 +547,7 @@ function collectMapping(prefix, names) {
 }
 
 async function submitBatch() {
+  if (!$("#batch-data").value) { toast("Pick or upload data first", "error"); return; }
   if (!(await saveFirst())) { toast("Fix the flow before running it", "error"); return; }
   const evaluations = evalFlows.filter((f) => ($(`[data-eval="${CSS.escape(f.ref)}"]`) || {}).checked).map((f) => ({
     flow: f.ref, column_mapping: collectMapping(`eval-${f.ref}-`, f.inputs.map((i) => i.name)) }));
@@ -614,7 +618,20 @@ async function upload(file) {
     const d = await api("/v1/tunery/flow-data", { method: "POST", json: { name: file.name, content } });
     toast(`Uploaded ${d.name}`, "ok");
     await loadData(d.id);
-  } catch (err) { showError($("#data-preview"), err, { title: "Upload refused" }); }
+  } catch (err) {
+    // nothing is picked now: the previous data's preview must not stand in for the refused file
+    const sel = $("#batch-data");
+    if (!sel.querySelector('option[value=""]')) sel.prepend(el("option", { value: "" }, "Pick data…"));
+    sel.value = "";
+    dataColumns = [];
+    const host = $("#data-preview");
+    delete host.dataset.rows;
+    clear(host);
+    showError(host, err, { title: `Upload refused (${file.name})` });
+    $("#batch-submit").disabled = true;
+    renderMapping();
+    renderEvals();
+  }
 }
 
 // -- wiring ---------------------------------------------------------------------------------------

@@ -184,7 +184,7 @@ $("#clear-chat").addEventListener("click", () => {
 $("#view-code").addEventListener("click", () => {
   const pending = prompt.value.trim();
   const turns = [...history, { role: "user", content: pending || (history.length ? "Your next message" : "Hello!") }];
-  showCode($("#code-dialog"), modelSelect.value || "MODEL", buildMessages(applied, turns), params.get());
+  showCode($("#code-dialog"), modelSelect.value || "MODEL", buildMessages(applied, turns), params.get(), toolFields());
 });
 
 loadModels();
