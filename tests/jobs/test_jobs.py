@@ -126,6 +126,36 @@ def test_a_file_of_another_purpose_is_refused_at_creation(tiny_model, chat_file,
     assert list_jobs_ids() == []
 
 
+PAIR = {"input": {"messages": [{"role": "user", "content": "Where should I stay?"}]},
+        "preferred_output": [{"role": "assistant", "content": "The old town. When do you go?"}],
+        "non_preferred_output": [{"role": "assistant", "content": "Book the Grand Hotel."}]}
+
+
+@pytest.mark.parametrize("param", ["training_file", "validation_file"])
+@pytest.mark.parametrize(("method", "data", "fix"), [
+    ("supervised", "pairs", '{"type": "dpo"}'),
+    ("dpo", "chat", '{"type": "supervised"}'),
+])
+def test_a_file_the_method_cannot_train_on_is_refused_at_creation(tiny_model, chat_file, tmp_path, param, method,
+                                                                   data, fix):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps(PAIR) + "\n" for _ in range(12)))
+    chat = chat_file(12)
+    good, bad = (chat, pairs) if data == "pairs" else (pairs, chat)
+    ids = {"training_file": files.create_from_path(good).id, param: files.create_from_path(bad).id}
+    with pytest.raises(InvalidInput) as e:
+        create_job(model="tiny-random", method={"type": method}, **ids)
+    assert e.value.param == param
+    assert f"the {param.removesuffix('_file')} file holds {'preference pairs' if data == 'pairs' else 'chat examples'}" \
+        in str(e.value)
+    assert fix in e.value.hint
+    assert list_jobs_ids() == []
+    # the right method takes the same files
+    other = "dpo" if method == "supervised" else "supervised"
+    if param == "training_file":
+        assert create_job(model="tiny-random", method={"type": other}, **ids)["status"] == "validating_files"
+
+
 def test_a_file_a_job_reads_is_kept_until_the_job_ends(tiny_model, chat_file):
     from tunery.errors import Conflict
 

@@ -80,6 +80,28 @@ def test_a_training_file_of_another_purpose_is_a_400_naming_it(http, tiny_model,
     assert http.get(JOBS).json()["data"] == []
 
 
+PAIR = {"input": {"messages": [{"role": "user", "content": "Hi"}]},
+        "preferred_output": [{"role": "assistant", "content": "Hello!"}],
+        "non_preferred_output": [{"role": "assistant", "content": "What?"}]}
+
+
+@pytest.mark.parametrize("param", ["training_file", "validation_file"])
+@pytest.mark.parametrize(("method", "fix"), [("supervised", '{"type": "dpo"}'), ("dpo", '{"type": "supervised"}')])
+def test_a_file_the_method_cannot_train_on_is_a_400_naming_the_fix(http, tiny_model, training_file_id, param, method,
+                                                                    fix):
+    """Told from the file's first line when the job is created, not 30 lines of errors in the queue."""
+    pairs = http.post("/v1/files", data={"purpose": "fine-tune"},
+                      files={"file": ("pairs.jsonl", (json.dumps(PAIR) + "\n") * 12)}).json()["id"]
+    good, bad = (training_file_id, pairs) if method == "supervised" else (pairs, training_file_id)
+    r = http.post(JOBS, json={"model": "tiny-random", "method": {"type": method},
+                              **{"training_file": good, param: bad}})
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["param"] == param and err["type"] == "invalid_request_error", err
+    assert "cannot train on" in err["message"] and fix in err["message"], err
+    assert http.get(JOBS).json()["data"] == []
+
+
 def test_an_unknown_after_cursor_is_a_400_not_the_first_page(http, tiny_model, training_file_id):
     job = http.post(JOBS, json={"model": "tiny-random", "training_file": training_file_id}).json()
     for path in (JOBS, f"{JOBS}/{job['id']}/events", f"{JOBS}/{job['id']}/checkpoints"):

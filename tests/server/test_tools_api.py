@@ -185,3 +185,39 @@ def test_text_that_is_not_a_valid_call_stays_content(tiny_model):
     stream = _CallStream(p)
     sent = [d for piece in (bad[:9], bad[9:30], bad[30:]) for d in stream.push(piece)] + stream.flush()
     assert "".join(d["content"] for d in sent) == bad and stream.calls == 0
+
+
+@pytest.mark.parametrize("tool_choice", ["required", {"type": "function", "function": {"name": "get_weather"}}])
+def test_a_call_cut_by_max_tokens_shows_no_markup_streamed_or_not(client, tiny_model, tool_choice):
+    """The grammar makes the model open a block at once; 8 tokens cut it inside the arguments."""
+    kw = dict(model="tiny-random", messages=ASK, tools=[WEATHER], tool_choice=tool_choice, max_tokens=8, seed=1)
+    plain = client.chat.completions.create(**kw).choices[0]
+    assert plain.finish_reason == "length"
+    assert plain.message.content is None and plain.message.tool_calls is None
+    chunks = list(client.chat.completions.create(**kw, stream=True))
+    deltas = [c.choices[0].delta for c in chunks if c.choices]
+    assert "".join(d.content or "" for d in deltas) == "" and not any(d.tool_calls for d in deltas)
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["length"]
+
+
+@pytest.mark.parametrize(("text", "content", "n_calls"), [
+    ('<tool_call>\n{"name": "get_weather", "arguments": {"city": "Ro', "", 0),
+    ('Let me look.\n<tool_call>\n{"name": "get_weather", "arg', "Let me look.\n", 0),
+    ("Let me look.\n<tool_", "Let me look.\n", 0),
+    ('<tool_call>\n{"name": "get_weather", "arguments": {"city": "Rome", "days": 2}}\n</tool_call>\n'
+     '<tool_call>\n{"name": "get_weather", "arguments": {"ci', "", 1),  # the whole call is kept
+    ('Hmm <tool_call>\n{"name": "get_weather", "arguments": {"city": "Rome", "days": 40}}\n</tool_call> and <tool',
+     'Hmm <tool_call>\n{"name": "get_weather", "arguments": {"city": "Rome", "days": 40}}\n</tool_call> and ', 0),
+])
+def test_a_block_cut_by_max_tokens_is_left_out_streamed_as_plain(tiny_model, text, content, n_calls):
+    from tunery.chat import GenerationParams
+    from tunery.server.api.chat import _CallStream, _split_calls
+
+    p = GenerationParams(tools=(WEATHER,))
+    got, calls = _split_calls(text, p, cut=True)
+    assert (got, len(calls)) == (content, n_calls)
+    assert _split_calls(text, p)[0] != content or n_calls  # without the cut, the markup would stay
+    for step in (1, 7, len(text)):
+        stream = _CallStream(p)
+        sent = [d for i in range(0, len(text), step) for d in stream.push(text[i:i + step])] + stream.flush(cut=True)
+        assert "".join(d.get("content", "") for d in sent) == content and stream.calls == n_calls

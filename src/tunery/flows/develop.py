@@ -20,6 +20,7 @@ from tunery.flows.spec import (
     Problem,
     check_flow,
     find_flow_file,
+    flow_text,
     load_flow,
     read_flow_text,
 )
@@ -101,7 +102,8 @@ test_flow.__test__ = False  # type: ignore[attr-defined]  # not a pytest test, d
 
 def set_default_variant(path: str | Path, node: str, variant: str) -> Path:
     """Make ``variant`` the default of ``node`` in flow.dag.yaml, editing only that line so the
-    file's comments and layout survive."""
+    file's comments and layout survive (a layout that line edit cannot read goes through
+    :func:`~tunery.flows.spec.flow_text`, which keeps them too)."""
     flow = load_flow(path)
     flow.variant_node(node, variant, node_param="node")
     file = flow.file
@@ -111,7 +113,7 @@ def set_default_variant(path: str | Path, node: str, variant: str) -> Path:
     if new is None or (yaml.safe_load(new).get("node_variants") or {}).get(node, {}).get("default_variant_id") != variant:
         data = yaml.safe_load(text)
         data["node_variants"][node]["default_variant_id"] = variant
-        new = yaml.safe_dump(data, sort_keys=False, allow_unicode=True).replace("\n", eol)
+        new = flow_text(text, data)
     atomic_write_text(file, new)
     return file
 

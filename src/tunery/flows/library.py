@@ -34,7 +34,7 @@ from tunery.flows.dag import NO_DEFAULT, Flow, InvalidFlow
 from tunery.flows.develop import test_flow, validate_flow
 from tunery.flows.mapping import load_data
 from tunery.flows.runs import _SNAPSHOT_IGNORE
-from tunery.flows.spec import FLOW_FILES, find_flow_file, load_flow, read_flow_text
+from tunery.flows.spec import FLOW_FILES, find_flow_file, flow_text, load_flow, read_flow_text
 from tunery.home import atomic_write_json, atomic_write_text, home
 
 MARKER = ".tunery-flow.json"
@@ -404,7 +404,7 @@ def save_flow(entry: FlowEntry, *, dag: dict[str, Any] | None = None, files: dic
     """Write the yaml (``dag``, a parsed mapping) and ``files`` (relative path -> text) into the
     flow, after validating the result in a scratch copy: a flow with errors raises
     :class:`InvalidFlow` and nothing is written. A yaml equal to the file's (parsed) keeps the
-    file's text, comments and all; a changed one is written as plain yaml. Without
+    file's text; a changed one is written over it, its comments and layout kept (:func:`flow_text`). Without
     ``allow_code``, a save that changes the flow's Python raises :class:`CodeRefused`."""
     if entry.source == "gallery":
         raise InvalidInput("gallery flows are read-only", param="name", hint="clone it into your flows first")
@@ -421,7 +421,7 @@ def save_flow(entry: FlowEntry, *, dag: dict[str, Any] | None = None, files: dic
         except yaml.YAMLError:
             same = False
         if not same:
-            writes[file.name] = yaml.safe_dump(dag, sort_keys=False, allow_unicode=True, width=100)
+            writes[file.name] = flow_text(current, dag)
     scratch = Path(tempfile.mkdtemp(prefix="tunery-flow-check-"))  # outside flows/: never listed as a flow
     try:
         _copy_flow(entry.dir, scratch, shutil.ignore_patterns("*.jsonl", "*.csv", "*.tsv"))

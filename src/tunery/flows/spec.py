@@ -9,6 +9,7 @@ a node's ``provider``/``module``...) are accepted and ignored."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,64 @@ def read_flow_text(file: Path) -> str:
     """The text of a flow file as written, its line endings kept (``set_default_variant`` writes
     it back); a file that is not UTF-8 is named (:func:`tunery.data.text.read_text`)."""
     return read_text(file, param="flow")
+
+
+def flow_text(text: str, dag: dict[str, Any]) -> str:
+    """``dag`` written over a flow file's ``text`` (as :func:`read_flow_text` read it): the values
+    that changed are replaced in place by a round-trip YAML library (ruamel.yaml), so the file's
+    comments (the leading one is the flow's description), key order, quoting, indentation and line
+    endings stay. Lists are matched item by item. A ``text`` that is not YAML is replaced by plain yaml."""
+    from io import StringIO
+
+    from ruamel.yaml import YAML, YAMLError
+    from ruamel.yaml.util import load_yaml_guess_indent
+
+    crlf = "\r\n" in text
+    text = text.replace("\r\n", "\n")  # else a comment keeps its "\r" and gets a second one
+    rt = YAML()  # round-trip
+    rt.preserve_quotes = True
+    rt.width = 100  # as the gallery folds long values (ruamel folds them anew)
+    try:
+        old, seq_indent, dash_offset = load_yaml_guess_indent(text, yaml=rt)
+    except YAMLError:
+        old = None
+    if not isinstance(old, dict):
+        return yaml.safe_dump(dag, sort_keys=False, allow_unicode=True, width=100)
+    mapping = _mapping_indent(text)
+    rt.indent(mapping=mapping, sequence=seq_indent if dash_offset is not None else mapping,
+              offset=dash_offset or 0)
+    out = StringIO()
+    rt.dump(_merged(old, dag), out)
+    return out.getvalue().replace("\n", "\r\n") if crlf else out.getvalue()
+
+
+def _mapping_indent(text: str) -> int:
+    """How far the file indents a mapping in a mapping (what ruamel cannot guess): 2 unless seen."""
+    lines = text.splitlines()
+    for key, line in zip(lines, lines[1:], strict=False):
+        if re.match(r"^[^\s#-][^#]*:\s*(#.*)?$", key) and line.strip() and line.lstrip()[0] not in "-#":
+            return len(line) - len(line.lstrip(" ")) or 2
+    return 2
+
+
+def _merged(old: Any, new: Any) -> Any:
+    """``old`` (round-trip parsed, comments attached) made equal to ``new``, keeping what is equal."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in [k for k in old if k not in new]:
+            del old[key]
+        for key, value in new.items():
+            old[key] = _merged(old[key], value) if key in old else value
+        return old
+    if isinstance(old, list) and isinstance(new, list):
+        del old[len(new):]
+        for i, value in enumerate(new):
+            if i < len(old):
+                old[i] = _merged(old[i], value)
+            else:
+                old.append(value)
+        return old
+    # the old scalar keeps its quoting; 1 == True in Python, but a number is not a boolean here
+    return old if old == new and isinstance(old, bool) == isinstance(new, bool) else new
 
 
 def coerce_input(value: Any, type_: str, name: str) -> Any:

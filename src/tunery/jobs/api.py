@@ -70,8 +70,25 @@ def _check_lora(spec: FineTuneRequest, base: Path | None) -> None:
             check_target_modules(spec.lora.target_modules, names, spec.model)
 
 
-def _check_file(file_id: str, param: str, *, conn: db.sqlite3.Connection | None = None, lock: bool = False) -> None:
-    """``conn`` and ``lock``: as for :func:`tunery.data.files.get`."""
+def check_data_kind(kind: str, purpose: str, method: str) -> None:
+    """A file of ``kind`` (``chat`` or ``preference``, as :func:`tunery.data.preference.file_kind`
+    finds it from the first JSON line) must be what ``method`` trains on: checked when the job is
+    created, and again by the training process (a job stored before the check)."""
+    param = f"{purpose}_file"
+    if kind == "preference" and method != "dpo":
+        raise InvalidInput(f"the {purpose} file holds preference pairs, which supervised fine-tuning cannot train on",
+                           param=param, hint='use method {"type": "dpo"} (tunery finetune --method dpo)')
+    if kind != "preference" and method == "dpo":
+        raise InvalidInput(f"the {purpose} file holds chat examples (its first line is not a preference pair), "
+                           "which DPO cannot train on", param=param,
+                           hint='use method {"type": "supervised"} (tunery finetune --method supervised), '
+                                "or a file of preference pairs")
+
+
+def _check_file(file_id: str, param: str, *, method: str | None = None,
+                conn: db.sqlite3.Connection | None = None, lock: bool = False) -> None:
+    """The file exists with purpose fine-tune and, given the ``method``, holds what it trains on
+    (:func:`check_data_kind`). ``conn`` and ``lock``: as for :func:`tunery.data.files.get`."""
     try:
         rec = files.get(file_id, conn=conn, lock=lock)
     except NotFound as e:  # re-raised naming the right param
@@ -81,6 +98,10 @@ def _check_file(file_id: str, param: str, *, conn: db.sqlite3.Connection | None 
         raise InvalidInput(f"{param}: file {file_id!r} ({rec.filename}) has purpose {rec.purpose!r}, and fine-tuning "
                            "reads only files uploaded with purpose 'fine-tune'", param=param,
                            hint="upload it again with purpose 'fine-tune'")
+    if method is not None:
+        from tunery.data.preference import file_kind
+
+        check_data_kind(file_kind(rec.path), param.removesuffix("_file"), method)
 
 
 def create_job(request: FineTuneRequest | Mapping[str, Any] | None = None, /, **fields: Any) -> dict[str, Any]:
@@ -88,15 +109,16 @@ def create_job(request: FineTuneRequest | Mapping[str, Any] | None = None, /, **
     as keyword arguments); the worker validates the files, then trains.
 
     The request is checked in full here: its shape by the spec, then the base model, the files
-    (purpose fine-tune) and the LoRA layers and target modules against the model. The stored
+    (purpose fine-tune, and the kind of data the method trains on: chat examples or preference
+    pairs, told from the first line) and the LoRA layers and target modules against the model. The stored
     request is what the training process reads back."""
     if request is not None and fields:
         raise TypeError("create_job takes a request or its fields, not both")
     spec = FineTuneRequest.parse(fields if request is None else request)
     base = _check_model(spec.model)
-    _check_file(spec.training_file, "training_file")
+    _check_file(spec.training_file, "training_file", method=spec.method.type)
     if spec.validation_file is not None:
-        _check_file(spec.validation_file, "validation_file")
+        _check_file(spec.validation_file, "validation_file", method=spec.method.type)
     _check_lora(spec, base)
     if spec.seed is None:
         spec = spec.model_copy(update={"seed": random.SystemRandom().randrange(0, MAX_SEED)})

@@ -240,14 +240,10 @@ def _examples(data: bytes, purpose: str, *, dpo: bool) -> list:
     error that says which method takes it."""
     from tunery.data.preference import file_kind, load_pairs
     from tunery.data.validate import load_examples
-    from tunery.errors import InvalidInput
+    from tunery.jobs.api import check_data_kind
 
-    if dpo:
-        return load_pairs(data, purpose=purpose)
-    if file_kind(data) == "preference":
-        raise InvalidInput(f"the {purpose} file holds preference pairs, which supervised fine-tuning cannot train on",
-                           param=f"{purpose}_file", hint='use method {"type": "dpo"} (tunery finetune --method dpo)')
-    return load_examples(data, purpose=purpose)
+    check_data_kind(file_kind(data), purpose, "dpo" if dpo else "supervised")
+    return load_pairs(data, purpose=purpose) if dpo else load_examples(data, purpose=purpose)
 
 
 def _first_base(rec):

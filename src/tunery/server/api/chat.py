@@ -9,6 +9,11 @@ content. Streamed, content is sent as it comes until a block opens; each call is
 block closes, as OpenAI's deltas: ``index``, ``id``, ``type`` and ``function.name`` first, then the
 ``arguments``.
 
+An answer cut by ``max_tokens`` (``finish_reason`` "length") in the middle of a block never shows
+the template's markup: the cut block is left out (the content is the text before it, null when there
+is none), as are the calls it was writing; calls whose blocks closed before the cut are kept. Streamed,
+the same: the held block is dropped at the end.
+
 Every check happens before the response starts, so a bad request always gets its own status
 code; an error in the middle of a stream is sent as a final ``data: {"error": ...}`` event."""
 
@@ -205,8 +210,9 @@ async def chat_completions(body: ChatRequest) -> dict[str, Any] | StreamingRespo
         run.close()
     choices = []
     for i, text in enumerate(completion.choices):
-        content, calls = _split_calls(text, tools)
-        message: dict[str, Any] = {"role": "assistant", "content": content if content or not calls else None,
+        content, calls = _split_calls(text, tools, cut=run.finish_reasons[i] == "length")
+        # null when the answer was calls, or a call max_tokens cut off: there is no text to show
+        message: dict[str, Any] = {"role": "assistant", "content": content if content or not text else None,
                                    "refusal": None}
         if calls:
             message["tool_calls"] = calls
@@ -216,15 +222,32 @@ async def chat_completions(body: ChatRequest) -> dict[str, Any] | StreamingRespo
             "system_fingerprint": FINGERPRINT, "choices": choices, "usage": completion.usage.to_openai()}
 
 
-def _split_calls(text: str, tools: GenerationParams | None) -> tuple[str, list[dict[str, Any]]]:
+def _split_calls(text: str, tools: GenerationParams | None, *, cut: bool = False
+                 ) -> tuple[str, list[dict[str, Any]]]:
     """An answer's content and tool calls: no calls unless tools were offered, and none at all when
-    one of them is not a valid call of an offered function (then the whole answer is content)."""
+    one of them is not a valid call of an offered function (then the whole answer is content).
+    ``cut``: the answer ended at ``max_tokens``, and a block it was writing is left out."""
     if tools is None:
         return text, []
     content, calls = parse_tool_calls(text)
     if calls and invalid_calls(calls, tools):
-        return text, []
-    return content, calls
+        content, calls = text, []
+    return (_before_cut_block(content) if cut else content), calls
+
+
+def _opening_tail(text: str) -> int:
+    """How many of the last characters of ``text`` may be the start of a ``<tool_call>`` tag."""
+    return next((k for k in range(min(len(text), len(TOOL_CALL_OPEN) - 1), 0, -1)
+                 if TOOL_CALL_OPEN.startswith(text[-k:])), 0)
+
+
+def _before_cut_block(text: str) -> str:
+    """``text`` without the block it ends in, cut before its closing tag (or the start of its
+    opening tag): what a streamed choice holds back, and drops, at a "length" finish."""
+    start = text.rfind(TOOL_CALL_OPEN)
+    if start >= 0 and TOOL_CALL_CLOSE not in text[start:]:
+        return text[:start]
+    return text[:len(text) - _opening_tail(text)]
 
 
 def _finish(reason: str, called: bool) -> str:
@@ -247,8 +270,9 @@ class _CallStream:
         while True:
             start = self.held.find(TOOL_CALL_OPEN)
             if start < 0:
-                keep = next((k for k in range(min(len(self.held), len(TOOL_CALL_OPEN) - 1), 0, -1)
-                             if TOOL_CALL_OPEN.startswith(self.held[-k:])), 0)
+                keep = _opening_tail(self.held)
+                if self.calls and not self.held[:len(self.held) - keep].strip("\n"):
+                    keep = len(self.held)  # after a call, newlines are held: they may come before the next
                 out += self._content(self.held[:len(self.held) - keep])
                 self.held = self.held[len(self.held) - keep:]
                 return out
@@ -261,9 +285,13 @@ class _CallStream:
             out += self._block(self.held[:end])
             self.held = self.held[end:]
 
-    def flush(self) -> list[dict[str, Any]]:
+    def flush(self, *, cut: bool = False) -> list[dict[str, Any]]:
+        """What is held at the end: a block (or the start of its tag), sent as a call if it is one;
+        else as content, unless the answer was ``cut`` (by ``max_tokens``), as :func:`_split_calls`."""
         held, self.held = self.held, ""
-        return self._block(held) if held.startswith(TOOL_CALL_OPEN) else self._content(held)
+        out = (self._block(held) if held.startswith(TOOL_CALL_OPEN)
+               else self._content(held.strip("\n") if self.calls else held))
+        return [] if cut and not any("tool_calls" in d for d in out) else out
 
     def _content(self, text: str) -> list[dict[str, Any]]:
         return [{"content": text}] if text else []
@@ -303,7 +331,7 @@ async def _events(run: ChatRun, cid: str, include_usage: bool, tools: Generation
                 if include_usage:
                     yield _sse({**head, "choices": [], "usage": c.usage.to_openai()})
             elif c.finish_reason is not None:
-                for delta in calls.flush() if calls is not None else ():
+                for delta in calls.flush(cut=c.finish_reason == "length") if calls is not None else ():
                     yield chunk(c.index, delta, None)
                 yield chunk(c.index, {}, _finish(c.finish_reason, calls is not None and calls.calls > 0))
             elif c.text:
