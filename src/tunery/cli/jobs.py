@@ -16,7 +16,7 @@ from rich.table import Table
 
 from tunery.cli._common import Group, console, err_console, print_json, print_list, threads_option
 from tunery.errors import InvalidInput, invalid_request, validation_param
-from tunery.jobs.api import EVENTS_LIMIT, PAGE_LIMIT
+from tunery.jobs.api import EVENTS_LIMIT, PAGE_LIMIT, check_data_kind
 from tunery.jobs.spec import FineTuneRequest
 from tunery.jobs.store import TERMINAL
 from tunery.models.catalog import DEFAULT_MODEL
@@ -146,10 +146,11 @@ def finetune(training_file: Path, validation_file: Path | None, model: str, suff
         if path is None:
             continue
         report = validate_file(path, purpose=purpose)
-        if report.ok and (file_kind(path) == "preference") != (method == "dpo"):
-            raise click.BadParameter(f"{path} holds {'preference pairs' if method != 'dpo' else 'chat examples'}: "
-                                     f"{'add --method dpo' if method != 'dpo' else 'DPO needs preference pairs'}",
-                                     param_hint="--method")
+        if report.ok:
+            try:
+                check_data_kind(file_kind(path), purpose, method)
+            except InvalidInput as e:
+                raise click.BadParameter(f"{path}: {e}", param_hint="--method") from None
         if not report.ok:
             err_console.print(report.format(limit=30, severity="error"))
             err_console.print(f"[bold red]error:[/] {path} is not valid {purpose} data "
