@@ -68,8 +68,9 @@ def test_supervised_then_dpo_with_the_openai_sdk(worker_server, tiny_model, trai
                                            messages=[{"role": "user", "content": "Where should I stay in Rome?"}])
     assert reply.choices[0].message.content is not None and reply.usage.completion_tokens >= 1
 
-    # a preference file given to supervised fine-tuning fails with the method to use
-    wrong = follow(client, client.fine_tuning.jobs.create(model="tiny-random", training_file=pairs.id),
-                   want="failed", timeout=300)
-    assert "preference pairs" in wrong.error.message and wrong.error.param == "training_file"
+    # a preference file given to supervised fine-tuning is refused at once, with the method to use
+    with pytest.raises(openai.BadRequestError) as e:
+        client.fine_tuning.jobs.create(model="tiny-random", training_file=pairs.id)
+    assert "preference pairs" in e.value.message and e.value.body["param"] == "training_file"
+    assert '"dpo"' in e.value.message
 
