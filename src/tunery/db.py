@@ -406,15 +406,24 @@ def _connection() -> Iterator[sqlite3.Connection | PgConnection]:
     yield conn
 
 
-def query(sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
-    with _connection() as conn:
+def query(sql: str, params: tuple | dict = (), *, conn: sqlite3.Connection | PgConnection | None = None
+          ) -> list[sqlite3.Row]:
+    """The rows one statement reads. ``conn``: read through that connection, one in
+    :func:`transaction` (it sees the transaction's own writes, and its row locks hold), instead of
+    a connection of its own."""
+    if conn is not None:
         return conn.execute(sql, params).fetchall()
+    with _connection() as own:
+        return own.execute(sql, params).fetchall()
 
 
-def execute(sql: str, params: tuple | dict = ()) -> int:
-    """Run one write statement; returns the number of rows changed."""
-    with _connection() as conn:
+def execute(sql: str, params: tuple | dict = (), *, conn: sqlite3.Connection | PgConnection | None = None) -> int:
+    """Run one write statement; returns the number of rows changed. ``conn``: as for :func:`query`,
+    the write then commits or rolls back with that transaction."""
+    if conn is not None:
         return conn.execute(sql, params).rowcount
+    with _connection() as own:
+        return own.execute(sql, params).rowcount
 
 
 @contextmanager

@@ -14,7 +14,7 @@ import pytest
 
 from tunery import db
 from tunery.data import files
-from tunery.errors import Conflict, InvalidInput
+from tunery.errors import Conflict, InvalidInput, NotFound
 from tunery.jobs import api, create_job, store
 from tunery.models import ModelRecord, find, registry, remove
 from tunery.serving import deployments
@@ -222,3 +222,32 @@ def test_a_model_removed_while_it_is_deployed_is_refused(backend, tiny_model, mo
     assert created["value"].model == "tiny-random"
     assert isinstance(deleted.get("error"), Conflict) and "dep" in str(deleted["error"])
     assert find("tiny-random") is not None
+
+
+def _child(model: str, tmp_path) -> ModelRecord:
+    return ModelRecord(id=f"ft:{model}::child", kind="fine-tuned", parent=model, method="lora",
+                       path=tmp_path, source="test")
+
+
+def test_a_model_registered_on_a_base_being_removed_is_refused(backend, tiny_model, monkeypatch, tmp_path):
+    model = _local_model(tiny_model)
+    # the removal has checked the uses and children (none) and not yet deleted the row
+    held = _hold_after_sql(monkeypatch, "FROM models WHERE parent=")
+    removing, removed = _in_thread(lambda: remove(model, delete_files=False))
+    created = _second_waits(held, removing, lambda: registry.register(_child(model, tmp_path)), backend,
+                            "the fine-tune was registered past the removal's lock")
+    assert "error" not in removed, removed
+    assert isinstance(created.get("error"), NotFound) and model in str(created["error"]), created
+    assert db.query("SELECT id FROM models WHERE parent=?", (model,)) == []
+
+
+def test_a_base_removed_while_a_model_is_registered_on_it_is_refused(backend, tiny_model, monkeypatch, tmp_path):
+    model = _local_model(tiny_model)
+    # the fine-tune's row is written, its transaction not committed
+    held = _hold_after_sql(monkeypatch, "INTO models (")
+    registering, registered = _in_thread(lambda: registry.register(_child(model, tmp_path)))
+    removed = _second_waits(held, registering, lambda: remove(model, delete_files=False), backend,
+                            "the removal did not wait for the fine-tune's registration")
+    assert registered["value"].parent == model
+    assert isinstance(removed.get("error"), Conflict) and "child" in str(removed["error"]), removed
+    assert find(model) is not None

@@ -146,7 +146,7 @@ def get(file_id: str, *, conn: db.sqlite3.Connection | None = None, lock: bool =
     if lock and conn is None:
         raise TypeError("get(lock=True) needs the transaction's connection (conn)")
     sql, args = "SELECT * FROM files WHERE id=?" + (db.row_lock("share") if lock else ""), (file_id,)
-    rows = db.query(sql, args) if conn is None else conn.execute(sql, args).fetchall()
+    rows = db.query(sql, args, conn=conn)
     if not rows:
         raise _not_found(file_id)
     return _record(rows[0])

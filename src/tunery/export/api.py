@@ -278,5 +278,6 @@ def register_export(path: str | Path, name: str | None = None) -> ModelRecord:
         meta["catalog"] = spec.name
     return registry.register(ModelRecord(
         id=model_id, kind="fine-tuned" if man.get("source_kind") == "fine-tuned" else "base", path=folder,
-        source="onnx-export", parent=man["source_model"], method="onnx-export", meta=meta))
+        source="onnx-export", parent=man["source_model"] if source is not None else None, method="onnx-export",
+        meta=meta))
 

@@ -46,7 +46,7 @@ def unknown_cursor(what: str, after: str) -> InvalidInput:
 def row(job_id: str, *, conn: db.sqlite3.Connection | None = None) -> dict[str, Any]:
     """A job's row (``conn``: read through that connection, one in :func:`tunery.db.transaction`)."""
     sql = "SELECT * FROM jobs WHERE id=?"
-    rows = db.query(sql, (job_id,)) if conn is None else conn.execute(sql, (job_id,)).fetchall()
+    rows = db.query(sql, (job_id,), conn=conn)
     if not rows:
         raise NotFound(f"no fine-tuning job with id {job_id!r}", param="fine_tuning_job_id",
                        hint="see `tunery jobs list`")
@@ -100,9 +100,7 @@ def set_status(job_id: str, status: str, *, only_from: tuple[str, ...] | None = 
     if held_by is not None:
         sql += " AND worker_id=?"
         args.append(held_by)
-    if conn is not None:
-        return conn.execute(sql, tuple(args)).rowcount > 0
-    return db.execute(sql, tuple(args)) > 0
+    return db.execute(sql, tuple(args), conn=conn) > 0
 
 
 def claim_next(worker_id: str, lease_s: float) -> dict[str, Any] | None:
@@ -185,8 +183,8 @@ def add_event(job_id: str, message: str, *, level: str = "info", type: str = "me
     """Record an event (``conn``: in that transaction)."""
     eid = new_id("ftevent")
     created = db.now()
-    (conn.execute if conn is not None else db.execute)("INSERT INTO job_events (id, job_id, created_at, level, type, message, data) VALUES (?,?,?,?,?,?,?)",
-               (eid, job_id, created, level, type, message, db.dumps(data) if data is not None else None))
+    db.execute("INSERT INTO job_events (id, job_id, created_at, level, type, message, data) VALUES (?,?,?,?,?,?,?)",
+               (eid, job_id, created, level, type, message, db.dumps(data) if data is not None else None), conn=conn)
     return {"object": "fine_tuning.job.event", "id": eid, "created_at": created, "level": level,
             "message": message, "data": data or {}, "type": type}
 

@@ -83,7 +83,9 @@ def register(record: ModelRecord, *, replace: bool = False, conn: db.sqlite3.Con
              ) -> ModelRecord:
     """Add ``record`` (``replace``: over a model of the same name). With ``conn``, a connection in
     :func:`tunery.db.transaction`, the row is written in that transaction, so a caller that also
-    records something else (a job that produced the model) commits both or neither."""
+    records something else (a job that produced the model) commits both or neither. Its
+    ``parent``, when set, must be registered (or a checkpoint), and stays so: it is locked until
+    the transaction ends."""
     if not NAME_RE.match(record.id):
         raise InvalidInput(f"invalid model name {record.id!r}: use letters, digits and . _ - :", param="name")
     if conn is None:
@@ -94,6 +96,11 @@ def register(record: ModelRecord, *, replace: bool = False, conn: db.sqlite3.Con
     if conn.execute("SELECT 1 FROM model_uses WHERE user_kind='deployment' AND user_name=?", (record.id,)).fetchone():
         raise Conflict(f"{record.id!r} is already the name of a deployment", param="name",
                        hint=f"pick another name, or delete the deployment (`tunery deployments delete {record.id}`)")
+    # the model it is made from is kept until this commits: remove() waits for the lock, then sees
+    # this model among its children; one removed before is not there to build on
+    if record.parent is not None and find(record.parent, conn=conn, lock=True) is None:
+        raise NotFound(f"model {record.parent!r}, which {record.id!r} is made from, is not registered",
+                       param="model", hint="see `tunery models list`; it may have been removed meanwhile")
     verb = "INSERT OR REPLACE" if replace else "INSERT"
     try:
         conn.execute(f"{verb} INTO models (id, kind, parent, path, source, method, created_at, meta) "
@@ -111,10 +118,6 @@ def list_models(kind: str | None = None) -> list[ModelRecord]:
     return [_record(r) for r in db.query(sql, (kind,) if kind else ())]
 
 
-def _rows(conn: db.sqlite3.Connection | None, sql: str, params: tuple) -> list:
-    return db.query(sql, params) if conn is None else conn.execute(sql, params).fetchall()
-
-
 def find(name: str, *, conn: db.sqlite3.Connection | None = None, lock: bool = False) -> ModelRecord | None:
     """A registered model or fine-tuned checkpoint by name, or None. With ``conn``, a connection in
     :func:`tunery.db.transaction`, it is read there, and ``lock`` keeps it until that transaction
@@ -123,13 +126,13 @@ def find(name: str, *, conn: db.sqlite3.Connection | None = None, lock: bool = F
     :func:`remove` keeps while the checkpoint is used."""
     if lock and conn is None:
         raise TypeError("find(lock=True) needs the transaction's connection (conn)")
-    rows = _rows(conn, "SELECT * FROM models WHERE id=?" + (db.row_lock("share") if lock else ""), (name,))
+    rows = db.query("SELECT * FROM models WHERE id=?" + (db.row_lock("share") if lock else ""), (name,), conn=conn)
     if rows:
         return _record(rows[0])
     # A checkpoint of a fine-tuning job, named ``ft:...:ckpt-step-N``: the job system publishes them
     # in this view of the schema (tunery.db), so the registry never reads the jobs' tables.
-    rows = _rows(conn, "SELECT path, step, created_at, parent, method, job_id FROM model_checkpoints WHERE id=?",
-                 (name,))
+    rows = db.query("SELECT path, step, created_at, parent, method, job_id FROM model_checkpoints WHERE id=?",
+                    (name,), conn=conn)
     if rows:
         path, step, created, base, method, job_id = tuple(rows[0])
         base_rec = find(base, conn=conn, lock=lock)
