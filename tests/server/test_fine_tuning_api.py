@@ -135,3 +135,26 @@ def test_a_fine_tuned_model_or_checkpoint_a_job_needs_is_not_deleted(http, tiny_
     assert http.post(f"{JOBS}/{job['id']}/cancel").status_code == 200
     assert http.delete(f"/v1/models/{checkpoint}").status_code == 400  # a checkpoint, whatever its job's state
     assert http.delete("/v1/models/ft:tiny-random::bbbb").json()["deleted"] is True
+
+
+def test_the_sdk_pauses_and_resumes_a_job(client, tiny_model, training_file_id):
+    import openai
+
+    from tunery.jobs import store
+
+    job = client.fine_tuning.jobs.create(model="tiny-random", training_file=training_file_id)
+    with pytest.raises(openai.ConflictError) as e:  # still validating its files
+        client.fine_tuning.jobs.pause(job.id)
+    assert e.value.code == "job_not_pausable"
+    assert store.set_status(job.id, "queued", only_from=("validating_files",))  # as its validation does
+    assert client.fine_tuning.jobs.pause(job.id).status == "paused"
+    assert client.fine_tuning.jobs.retrieve(job.id).status == "paused"
+    assert client.fine_tuning.jobs.resume(job.id).status == "queued"
+    with pytest.raises(openai.ConflictError) as e:
+        client.fine_tuning.jobs.resume(job.id)
+    assert e.value.code == "job_not_resumable" and "queued, not paused" in e.value.message
+    messages = [ev.message for ev in client.fine_tuning.jobs.list_events(job.id).data]
+    assert messages[:2] == ["Fine-tuning job resumed", "Fine-tuning job paused before it started training"]
+    client.fine_tuning.jobs.cancel(job.id)
+    with pytest.raises(openai.NotFoundError):
+        client.fine_tuning.jobs.pause("ftjob-nope")

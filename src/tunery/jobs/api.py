@@ -35,7 +35,7 @@ def _model_record(model: str, *, conn: db.sqlite3.Connection | None = None, lock
     catalog model not pulled yet has none). ``conn`` and ``lock``: as for :func:`tunery.models.find`."""
     rec = find(model, conn=conn, lock=lock)
     if rec is None and model not in CATALOG:
-        raise InvalidInput(f"unknown base model {model!r}", param="model", code="model_not_found",
+        raise InvalidInput(f"unknown model {model!r}", param="model", code="model_not_found",
                            hint="see `tunery models list --all`")
     # a running job deletes its older checkpoints, and the new job reads its start again at the end
     if rec is not None and rec.is_checkpoint and store.row(rec.meta["job"], conn=conn)["status"] not in store.TERMINAL:
@@ -183,6 +183,42 @@ def cancel_job(job_id: str) -> dict[str, Any]:
     r = store.row(job_id)
     raise Conflict(f"job {job_id} has already {r['status']}; only active jobs can be cancelled",
                    param="fine_tuning_job_id", code="job_not_cancellable")
+
+
+def pause_job(job_id: str) -> dict[str, Any]:
+    """Pause a queued or running job, as OpenAI's ``POST /fine_tuning/jobs/{id}/pause``: a queued
+    one is paused at once; a running one is ``pausing`` until its training has written a checkpoint
+    at the step it reached and stopped (within a step), then ``paused``. Its model and files stay
+    in use. Pausing a paused or pausing job changes nothing."""
+    store.row(job_id)  # an unknown id is NotFound
+    with db.transaction() as tx:
+        if store.set_status(job_id, "pausing", only_from=("running",), conn=tx):
+            store.add_event(job_id, "Fine-tuning job pausing: saving a checkpoint at the current step", conn=tx)
+        elif store.set_status(job_id, "paused", only_from=("queued",), conn=tx):
+            store.add_event(job_id, "Fine-tuning job paused before it started training", conn=tx)
+        elif (status := store.row(job_id, conn=tx)["status"]) not in ("pausing", "paused"):
+            why = ("its files are being validated; pause it once it is queued" if status == "validating_files"
+                   else f"it has already {status}")
+            raise Conflict(f"job {job_id} cannot be paused: {why}", param="fine_tuning_job_id",
+                           code="job_not_pausable")
+    return get_job(job_id)
+
+
+def resume_job(job_id: str) -> dict[str, Any]:
+    """Resume a paused job, as OpenAI's ``POST /fine_tuning/jobs/{id}/resume``: it is queued
+    again, and its training goes on from the checkpoint written when it paused (bit-identical, on
+    CPU, to a run never paused)."""
+    store.row(job_id)
+    with db.transaction() as tx:
+        resumed = store.set_status(job_id, "queued", only_from=("paused",), conn=tx)
+        if resumed:
+            store.add_event(job_id, "Fine-tuning job resumed", conn=tx)
+        status = store.row(job_id, conn=tx)["status"]
+    if resumed:
+        return get_job(job_id)
+    why = ("it is still pausing (writing its checkpoint); resume it once it is paused" if status == "pausing"
+           else f"it is {status}, not paused")
+    raise Conflict(f"job {job_id} cannot be resumed: {why}", param="fine_tuning_job_id", code="job_not_resumable")
 
 
 def list_events(job_id: str, *, after: str | None = None, limit: int = 20) -> tuple[list[dict[str, Any]], bool]:

@@ -72,7 +72,8 @@ class _Reporter:
         from tunery.training import Callbacks
 
         return Callbacks(on_message=self.message, on_metrics=self.metrics, on_checkpoint=self.checkpoint,
-                         on_progress=self.progress, should_stop=self.should_stop, on_start=self.start)
+                         on_progress=self.progress, should_stop=self.should_stop, keep_on_stop=self.keep_on_stop,
+                         on_start=self.start)
 
     def message(self, level: str, message: str) -> None:
         store.add_event(self.job_id, message, level=level)
@@ -120,6 +121,14 @@ class _Reporter:
             self._stop = not (store.holds(self.job_id, self.worker_id) if self.worker_id
                               else store.row(self.job_id)["status"] == "running")
         return self._stop
+
+    def keep_on_stop(self) -> bool:
+        """A job being paused keeps the step it reached (a checkpoint there); one cancelled, taken
+        over by another worker or interrupted goes on from its last checkpoint, if at all."""
+        if self.interrupted:
+            return False
+        r = store.row(self.job_id)
+        return r["status"] == "pausing" and r["worker_id"] == self.worker_id
 
 
 def run(job_id: str) -> int:

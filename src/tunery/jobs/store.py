@@ -17,7 +17,8 @@ from tunery.jobs.spec import FineTuneRequest
 from tunery.models.registry import FINE_TUNED_PREFIX
 
 TERMINAL = ("succeeded", "failed", "cancelled")
-ACTIVE = ("validating_files", "queued", "running")
+ACTIVE = ("validating_files", "queued", "running", "pausing", "paused")
+TRAINING = ("running", "pausing")  # a training process may be at work: a pausing one is writing its checkpoint
 _JSON = ("hyperparameters", "method", "metadata", "result_files", "error", "config")
 
 
@@ -122,7 +123,7 @@ def renew_lease(job_id: str, worker_id: str, lease_s: float) -> bool:
     """Extend ``worker_id``'s hold on its running job (its heartbeat); False if it holds it no more
     (the job ended, or its lease ran out and another worker took it)."""
     return db.execute(f"UPDATE jobs SET lease_expires_at={db.clock()} + ? WHERE id=? AND worker_id=? "
-                      "AND status='running'", (lease_s, job_id, worker_id)) > 0
+                      "AND status IN ('running', 'pausing')", (lease_s, job_id, worker_id)) > 0
 
 
 def holds(job_id: str, worker_id: str) -> bool:
@@ -143,31 +144,41 @@ def lost_jobs(worker_id: str, gone: frozenset[str] = frozenset()) -> list[dict[s
     under the same id, so their training is gone), those whose lease ran out, and those held by
     the workers in ``gone`` (known to have ended before their lease did)."""
     held_by_gone = f" OR worker_id IN ({','.join('?' * len(gone))})" if gone else ""
-    return [dict(r) for r in db.query(f"SELECT id, pid, worker_id FROM jobs WHERE status='running' AND ({_may_take()}"
+    return [dict(r) for r in db.query(f"SELECT id, pid, worker_id FROM jobs WHERE status IN ('running', 'pausing') "
+                                      f"AND ({_may_take()}"
                                       f"{held_by_gone}) ORDER BY created_at", (worker_id, *sorted(gone)))]
 
 
 def holders() -> set[str]:
     """The workers that hold running jobs."""
-    return {r["worker_id"] for r in db.query("SELECT DISTINCT worker_id FROM jobs WHERE status='running' "
-                                             "AND worker_id IS NOT NULL")}
+    return {r["worker_id"] for r in db.query("SELECT DISTINCT worker_id FROM jobs WHERE status IN ('running', "
+                                             "'pausing') AND worker_id IS NOT NULL")}
 
 
 def running_ids() -> list[str]:
-    return [r["id"] for r in db.query("SELECT id FROM jobs WHERE status='running'")]
+    """Jobs whose training process may be at work (running, or pausing)."""
+    return [r["id"] for r in db.query("SELECT id FROM jobs WHERE status IN ('running', 'pausing')")]
 
 
 def release(job_id: str, worker_id: str, *, max_attempts: int, message: str) -> str | None:
-    """Put a running job back in the queue to resume from its last checkpoint, if ``worker_id``
-    may (it holds the job, or the lease ran out; checked in the same statement, so that two
-    workers never both do it), or fail it when it has used ``max_attempts``. Returns the new
-    status, or None."""
+    """Put a running job whose training process ended back in the queue to resume from its last
+    checkpoint, if ``worker_id`` may (it holds the job, or the lease ran out; checked in the same
+    statement, so that two workers never both do it), or fail it when it has used
+    ``max_attempts``. A pausing job becomes paused instead, its claim not counted as an attempt.
+    Returns the new status, or None."""
     with db.transaction() as tx:
-        moved = tx.execute(f"UPDATE jobs SET status='queued', worker_id=NULL, lease_expires_at=NULL "
-                           f"WHERE id=? AND status='running' AND {_may_take()} RETURNING attempts",
-                           (job_id, worker_id)).fetchall()
+        moved = tx.execute(
+            "UPDATE jobs SET status=CASE WHEN status='pausing' THEN 'paused' ELSE 'queued' END, "
+            "attempts=CASE WHEN status='pausing' THEN attempts - 1 ELSE attempts END, worker_id=NULL, "
+            f"lease_expires_at=NULL WHERE id=? AND status IN ('running', 'pausing') AND {_may_take()} "
+            "RETURNING status, attempts", (job_id, worker_id)).fetchall()
         if not moved:
             return None
+        if moved[0]["status"] == "paused":
+            last = tx.execute("SELECT MAX(step) FROM checkpoints WHERE job_id=?", (job_id,)).fetchone()[0]
+            add_event(job_id, "Fine-tuning job paused" + (f" at step {last}; resuming goes on from there" if last
+                                                           else "; resuming starts it from the beginning"), conn=tx)
+            return "paused"
         if moved[0]["attempts"] < max_attempts:
             add_event(job_id, message, level="warn", conn=tx)
             return "queued"

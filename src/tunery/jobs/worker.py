@@ -246,7 +246,7 @@ class Worker:
         if code is None:
             if status == "cancelled":
                 self._interrupt_child(10.0, sig=signal.SIGTERM)
-            elif status == "running" and (quiet := self._silent_for(c)) > self.lease_s:
+            elif status in store.TRAINING and (quiet := self._silent_for(c)) > self.lease_s:
                 # hung (a step that never ends, a deadlock): its lease is over; kill it and resume
                 self._interrupt_child(10.0, sig=signal.SIGTERM)
                 self._drop_child()
@@ -254,7 +254,7 @@ class Worker:
                                         "TUNERY_JOB_LEASE_S); stopped it, resuming from the last checkpoint")
             return
         self._drop_child()
-        if status == "running":  # it ended without ending the job
+        if status in store.TRAINING:  # it ended without ending the job (pausing: it stopped as asked)
             self._requeue(c.job_id, "Training interrupted; resuming from the last checkpoint" if code == EXIT_INTERRUPTED
                           else f"Training process ended unexpectedly (exit code {code}); resuming from the last "
                                "checkpoint")
@@ -387,7 +387,7 @@ class Worker:
         if job is None:
             return
         job_id = job["id"]
-        if job["attempts"] == 1:
+        if job["attempts"] == 1 and not store.checkpoints(job_id, limit=1)[0]:  # not a resumed pause
             store.add_event(job_id, "Fine-tuning job started")
         jdir = store.job_dir(job_id)
         jdir.mkdir(parents=True, exist_ok=True)

@@ -51,6 +51,10 @@ class Callbacks:
     on_checkpoint: Callable[[int, Path, dict[str, Any]], None] = lambda step, path, metrics: None
     on_progress: Callable[[dict[str, Any]], None] = lambda info: None
     should_stop: Callable[[], bool] = lambda: False
+    keep_on_stop: Callable[[], bool] = lambda: False
+    """Asked once ``should_stop`` said stop: whether to write a checkpoint at the step reached
+    first, so that the run goes on from exactly there (a paused job); else it goes on from the
+    last checkpoint written on the way, or from the start."""
     on_start: Callable[[dict[str, Any]], None] = lambda info: None
     """Once, before the first step: ``examples``, ``total_steps`` and ``resumed_from`` (the step of
     the checkpoint the run goes on from, or None for a fresh start)."""
@@ -297,6 +301,7 @@ class Trainer:
 
         self.output_dir.mkdir(parents=True, exist_ok=True)
         t0, tokens_seen = time.perf_counter(), 0
+        saved = resumed_from  # the step of the last checkpoint, which a stop need not write again
         for epoch in range(start_epoch, cfg.n_epochs):
             batches = epoch_batches(len(self.train), cfg.batch_size, seed=cfg.seed, epoch=epoch)
             first = start_batch if epoch == start_epoch else 0
@@ -304,6 +309,8 @@ class Trainer:
                 self.cb.on_message("info", f"Epoch {epoch + 1}/{cfg.n_epochs} started")
             for b in range(first, len(batches)):
                 if distributed.any_rank(self.cb.should_stop()):
+                    if step not in (0, saved) and distributed.any_rank(self.cb.keep_on_stop()):
+                        self._checkpoint(model, opt, sched, rows, kept, step, trained_tokens, epoch, b)
                     distributed.finish()  # every rank stops here, together: a clean end
                     raise Cancelled()
                 row = self._train_step(model, opt, sched, params, batches[b], device, autocast)
@@ -326,16 +333,9 @@ class Trainer:
                 self.cb.on_metrics(dict(row))
                 every = cfg.checkpoint_every and step % cfg.checkpoint_every == 0
                 if (epoch_end and cfg.epoch_checkpoints) or every:
-                    weights, opt_state = self._whole_state(model, opt)  # on every rank: sharded, they gather
-                    if distributed.is_main():
-                        nxt_epoch, nxt_batch = (epoch + 1, 0) if epoch_end else (epoch, b + 1)
-                        state = {"optimizer": opt_state, "scheduler": sched.state_dict(), "step": step,
-                                 "epoch": nxt_epoch, "batch": nxt_batch, "metrics": rows,
-                                 "trained_tokens": trained_tokens, "config": cfg.to_dict(), **kept}
-                        path = checkpoint.save(self.checkpoint_dir, step, model=model, tokenizer=self.tokenizer,
-                                               state=state, metrics=row, keep=cfg.keep_checkpoints, weights=weights)
-                        self.write_results(rows)
-                        self.cb.on_checkpoint(step, path, row)
+                    self._checkpoint(model, opt, sched, rows, kept, step, trained_tokens,
+                                     *((epoch + 1, 0) if epoch_end else (epoch, b + 1)))
+                    saved = step
 
         final = self.output_dir / "final"
         from tunery.home import atomic_dir
@@ -373,6 +373,22 @@ class Trainer:
         opt.zero_grad(set_to_none=True)
         return {"train_loss": total_loss / n_label, "train_mean_token_accuracy": correct / n_label,
                 "grad_norm": grad_norm, "_trained": n_label, "_tokens": tokens}
+
+    def _checkpoint(self, model, opt, sched, rows: list[dict[str, Any]], kept: dict[str, Any], step: int,
+                    trained_tokens: int, epoch: int, batch: int) -> None:
+        """Write the checkpoint of ``step``, from which a resumed run starts at batch ``batch`` of
+        epoch ``epoch``, and report it. Called on every rank: sharded weights are gathered first."""
+        weights, opt_state = self._whole_state(model, opt)
+        if not distributed.is_main():
+            return
+        cfg = self.config
+        state = {"optimizer": opt_state, "scheduler": sched.state_dict(), "step": step, "epoch": epoch,
+                 "batch": batch, "metrics": rows, "trained_tokens": trained_tokens, "config": cfg.to_dict(), **kept}
+        row = rows[-1] if rows else {"step": step}
+        path = checkpoint.save(self.checkpoint_dir, step, model=model, tokenizer=self.tokenizer, state=state,
+                               metrics=row, keep=cfg.keep_checkpoints, weights=weights)
+        self.write_results(rows)
+        self.cb.on_checkpoint(step, path, row)
 
     def _whole_state(self, model, opt=None) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         """The model's weights (None: the model saves its own) and the optimizer's state, whole as

@@ -1,4 +1,4 @@
-"""``/v1/fine_tuning/jobs``: create, list, retrieve, cancel, events and checkpoints, as in the
+"""``/v1/fine_tuning/jobs``: create, list, retrieve, cancel, pause, resume, events and checkpoints, as in the
 OpenAI API, over ``tunery.jobs`` (the embedded worker runs the jobs)."""
 
 from __future__ import annotations
@@ -37,6 +37,16 @@ def get_job(job_id: str) -> dict[str, Any]:
 @router.post("/fine_tuning/jobs/{job_id}/cancel")
 def cancel_job(job_id: str) -> dict[str, Any]:
     return jobs.cancel_job(job_id)
+
+
+@router.post("/fine_tuning/jobs/{job_id}/pause")
+def pause_job(job_id: str) -> dict[str, Any]:
+    return jobs.pause_job(job_id)
+
+
+@router.post("/fine_tuning/jobs/{job_id}/resume")
+def resume_job(job_id: str) -> dict[str, Any]:
+    return jobs.resume_job(job_id)
 
 
 @router.get("/fine_tuning/jobs/{job_id}/events")

@@ -1,0 +1,109 @@
+"""Pausing and resuming a job, as OpenAI's ``pause`` and ``resume``: a running job writes a
+checkpoint at the step it reached and stops, and once resumed goes on from exactly there."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tunery.data import files
+from tunery.errors import Conflict, NotFound
+from tunery.jobs import (
+    Worker,
+    cancel_job,
+    create_job,
+    get_job,
+    list_checkpoints,
+    list_events,
+    metrics,
+    pause_job,
+    resume_job,
+    store,
+)
+
+
+def _drive(worker: Worker, job_id: str, until, timeout: float = 240.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        worker.run_once()
+        job = get_job(job_id)
+        if until(job):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} never got there: {get_job(job_id)}")
+
+
+def _job(chat_file, epochs: int) -> dict:
+    train = files.create_from_path(chat_file(16))
+    return create_job(model="tiny-random", training_file=train.id, seed=7,
+                      hyperparameters={"n_epochs": epochs, "batch_size": 1})
+
+
+def _messages(job_id: str) -> list[str]:
+    return [e["message"] for e in reversed(list_events(job_id, limit=1000)[0])]
+
+
+def _ended(job: dict) -> bool:
+    return job["status"] in store.TERMINAL
+
+
+def test_a_paused_job_keeps_the_step_it_reached_and_resumes_as_if_never_paused(tiny_model, chat_file, monkeypatch):
+    monkeypatch.setenv("TUNERY_CHECKPOINT_EVERY", "100000")  # no checkpoint on the way but at epoch ends
+    epochs = 4
+    ref = _drive(Worker(), _job(chat_file, epochs)["id"], _ended)
+    ref_curve = [(m["step"], m["train_loss"]) for m in metrics(ref["id"])]
+
+    job = _job(chat_file, epochs)
+    worker = Worker()
+    _drive(worker, job["id"], lambda j: len(metrics(j["id"])) >= 3)
+    assert pause_job(job["id"])["status"] == "pausing"
+    paused = _drive(worker, job["id"], lambda j: j["status"] != "pausing")
+    assert paused["status"] == "paused", paused
+    assert worker.child is None and store.row(job["id"])["worker_id"] is None
+    reached = len(metrics(job["id"]))
+    assert 3 <= reached < len(ref_curve), "the pause came too late to test anything"
+    assert list_checkpoints(job["id"])[0][0]["step_number"] == reached  # written at the pause, not an epoch end
+    assert pause_job(job["id"])["status"] == "paused"  # again: nothing changes
+    for _ in range(3):  # a paused job is not trained
+        worker.run_once()
+    assert get_job(job["id"])["status"] == "paused"
+
+    assert resume_job(job["id"])["status"] == "queued"
+    done = _drive(worker, job["id"], _ended)
+    assert done["status"] == "succeeded", done["error"]
+    assert [(m["step"], m["train_loss"]) for m in metrics(job["id"])] == ref_curve
+    messages = _messages(job["id"])
+    assert messages.count("Fine-tuning job started") == 1
+    assert f"Fine-tuning job paused at step {reached}; resuming goes on from there" in messages
+    assert f"Resumed from checkpoint at step {reached}" in messages
+    assert messages.index("Fine-tuning job resumed") < messages.index(f"Resumed from checkpoint at step {reached}")
+    assert store.row(job["id"])["attempts"] == 1  # the pause is not counted as a failed attempt
+
+
+def test_a_queued_job_pauses_at_once_and_is_not_claimed(tiny_model, chat_file):
+    job = _job(chat_file, 1)
+    assert store.set_status(job["id"], "queued", only_from=("validating_files",))  # as its validation does
+    assert pause_job(job["id"])["status"] == "paused"
+    worker = Worker()
+    worker.run_once()
+    assert get_job(job["id"])["status"] == "paused"
+    assert "Fine-tuning job paused before it started training" in _messages(job["id"])
+    assert cancel_job(job["id"])["status"] == "cancelled"  # a paused job can still be cancelled
+
+
+def test_pause_and_resume_refuse_what_they_cannot_do(tiny_model, chat_file):
+    job = _job(chat_file, 1)
+    with pytest.raises(Conflict) as e:
+        pause_job(job["id"])  # its files are being validated
+    assert e.value.code == "job_not_pausable" and "validated" in str(e.value)
+    with pytest.raises(Conflict) as e:
+        resume_job(job["id"])
+    assert e.value.code == "job_not_resumable" and "validating_files, not paused" in str(e.value)
+    cancel_job(job["id"])
+    with pytest.raises(Conflict, match="already cancelled"):
+        pause_job(job["id"])
+    with pytest.raises(NotFound):
+        pause_job("ftjob-nope")
+    with pytest.raises(NotFound):
+        resume_job("ftjob-nope")
