@@ -471,6 +471,14 @@ def row_lock(mode: str = "update") -> str:
     return f" FOR {mode.upper()}" if url() else ""
 
 
+def json_has(column: str) -> str:
+    """An SQL condition: the JSON object in ``column`` holds, at the key given as the condition's
+    first parameter, the string given as its second (keys and values are parameters, never SQL)."""
+    if url():
+        return f"(CAST({column} AS jsonb) ->> ?) = ?"
+    return f"EXISTS (SELECT 1 FROM json_each({column}) WHERE key = ? AND value = ? AND type = 'text')"
+
+
 def json_int(column: str, key: str) -> str:
     """An SQL expression: the integer at ``key`` of the JSON text in ``column``."""
     if url():

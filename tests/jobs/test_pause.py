@@ -107,3 +107,12 @@ def test_pause_and_resume_refuse_what_they_cannot_do(tiny_model, chat_file):
         pause_job("ftjob-nope")
     with pytest.raises(NotFound):
         resume_job("ftjob-nope")
+
+
+def test_a_job_whose_worker_died_while_pausing_is_paused_not_queued(tiny_model, chat_file):
+    job = _job(chat_file, 1)
+    store.update(job["id"], status="pausing", worker_id="gone-worker", lease_expires_at=0, attempts=1)
+    Worker().run_once()
+    row = store.row(job["id"])
+    assert (row["status"], row["worker_id"], row["attempts"]) == ("paused", None, 0)
+    assert "Fine-tuning job paused; resuming starts it from the beginning" in _messages(job["id"])

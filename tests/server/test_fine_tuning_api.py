@@ -158,3 +158,13 @@ def test_the_sdk_pauses_and_resumes_a_job(client, tiny_model, training_file_id):
     client.fine_tuning.jobs.cancel(job.id)
     with pytest.raises(openai.NotFoundError):
         client.fine_tuning.jobs.pause("ftjob-nope")
+
+
+def test_the_sdk_lists_jobs_by_metadata(client, http, tiny_model, training_file_id):
+    tagged = client.fine_tuning.jobs.create(model="tiny-random", training_file=training_file_id,
+                                            metadata={"team": "search"})
+    plain = client.fine_tuning.jobs.create(model="tiny-random", training_file=training_file_id)
+    assert [j.id for j in client.fine_tuning.jobs.list(metadata={"team": "search"})] == [tagged.id]
+    assert [j["id"] for j in http.get(JOBS, params={"metadata": "null"}).json()["data"]] == [plain.id]
+    r = http.get(JOBS, params={"metadata": "team"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "metadata"

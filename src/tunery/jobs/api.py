@@ -150,13 +150,20 @@ def get_job(job_id: str) -> dict[str, Any]:
     return store.to_openai(store.row(job_id))
 
 
-def list_jobs(*, after: str | None = None, limit: int = 20, status: str | None = None
-              ) -> tuple[list[dict[str, Any]], bool]:
+def list_jobs(*, after: str | None = None, limit: int = 20, status: str | None = None,
+              metadata: dict[str, str] | None = None) -> tuple[list[dict[str, Any]], bool]:
+    """Jobs, newest first. ``metadata``, as OpenAI's ``metadata[k]=v`` filter: only jobs whose
+    metadata holds every pair given; an empty dict (OpenAI's ``metadata=null``): only jobs with none."""
     _check_limit(limit, PAGE_LIMIT)
     sql, args = "SELECT id FROM jobs WHERE 1=1", []
     if status:
         sql += " AND status=?"
         args.append(status)
+    if metadata == {}:
+        sql += " AND (metadata IS NULL OR metadata IN ('null', '{}'))"
+    for key, value in (metadata or {}).items():
+        sql += f" AND metadata IS NOT NULL AND {db.json_has('metadata')}"
+        args += [key, value]
     if after:
         ref = db.query("SELECT created_at, rowid FROM jobs WHERE id=?", (after,))
         if not ref:

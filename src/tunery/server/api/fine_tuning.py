@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from tunery import jobs
+from tunery.errors import InvalidInput
 from tunery.jobs.spec import FineTuneRequest
 
 router = APIRouter()
@@ -25,8 +26,19 @@ def create_job(body: FineTuneRequest) -> dict[str, Any]:
 
 
 @router.get("/fine_tuning/jobs")
-def list_jobs(after: str | None = None, limit: int = Query(20, ge=1, le=100)) -> dict[str, Any]:
-    return _page(*jobs.list_jobs(after=after, limit=limit))
+def list_jobs(request: Request, after: str | None = None, limit: int = Query(20, ge=1, le=100)) -> dict[str, Any]:
+    """``metadata[k]=v`` (any number) keeps the jobs with those metadata pairs; ``metadata=null``
+    those with none, as OpenAI's list does."""
+    metadata: dict[str, str] | None = None
+    for name, value in request.query_params.multi_items():
+        if name == "metadata":
+            if value != "null":
+                raise InvalidInput(f"metadata={value!r}: filter with metadata[KEY]=VALUE, or metadata=null "
+                                   "for jobs without metadata", param="metadata")
+            metadata = {}
+        elif name.startswith("metadata[") and name.endswith("]"):
+            metadata = {**(metadata or {}), name[len("metadata["):-1]: value}
+    return _page(*jobs.list_jobs(after=after, limit=limit, metadata=metadata))
 
 
 @router.get("/fine_tuning/jobs/{job_id}")

@@ -1,0 +1,28 @@
+"""Listing jobs as OpenAI lists them: newest first, paged, and filtered by metadata (every pair
+given must match; ``{}``, OpenAI's ``metadata=null``, keeps the jobs without), on both state
+databases."""
+
+from __future__ import annotations
+
+from tunery.data import files
+from tunery.jobs import create_job, list_jobs
+
+
+def test_jobs_are_filtered_by_metadata(backend, tiny_model, chat_file):
+    train = files.create_from_path(chat_file(12)).id
+    a = create_job(model="tiny-random", training_file=train, metadata={"team": "a"})["id"]
+    b = create_job(model="tiny-random", training_file=train, metadata={"team": "b", "run": "1"})["id"]
+    quote = create_job(model="tiny-random", training_file=train, metadata={'it"s': "b'; --"})["id"]
+    plain = create_job(model="tiny-random", training_file=train)["id"]
+
+    def ids(metadata) -> list[str]:
+        return [j["id"] for j in list_jobs(metadata=metadata)[0]]
+
+    assert ids(None) == [plain, quote, b, a]
+    assert ids({"team": "a"}) == [a]
+    assert ids({"team": "b", "run": "1"}) == [b]
+    assert ids({"team": "b", "run": "2"}) == []
+    assert ids({'it"s': "b'; --"}) == [quote]  # keys and values are parameters, never SQL
+    assert ids({}) == [plain]
+    page, more = list_jobs(metadata={"team": "b"}, limit=1)
+    assert [j["id"] for j in page] == [b] and not more
