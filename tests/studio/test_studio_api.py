@@ -56,6 +56,31 @@ def test_static_files_have_their_types_and_stay_inside_the_folder(client):
         assert r.status_code == 404 and r.json()["error"]["message"], bad
 
 
+BROWSER = {"accept": "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,*/*;q=0.8"}
+
+
+def test_a_browser_asking_for_an_unknown_page_gets_the_studios_not_found_page(client):
+    for path in ("/nope", "/studio/nope", "/jobs/ftjob-1/nope", "/studio/static/nope.js"):
+        r = client.get(path, headers=BROWSER)
+        assert r.status_code == 404 and r.headers["content-type"].startswith("text/html"), path
+        assert "<title>Page not found · tunery studio</title>" in r.text and 'href="/"' in r.text, path
+        assert f'<code class="path">{path}</code>' in r.text
+    assert "&lt;b&gt;" in client.get("/%3Cb%3E", headers=BROWSER).text  # the path is shown escaped
+
+
+def test_api_clients_and_api_paths_keep_the_json_404(client):
+    cases = [("GET", "/nope", {}), ("GET", "/nope", {"accept": "application/json"}), ("GET", "/v1/nope", BROWSER),
+             ("GET", "/v1", BROWSER), ("POST", "/nope", BROWSER), ("GET", "/studio/static/nope.js", {"accept": "*/*"})]
+    for method, path, headers in cases:
+        r = client.request(method, path, headers=headers)
+        assert r.status_code == 404 and r.headers["content-type"] == "application/json", (method, path)
+        assert r.json()["error"]["message"], (method, path)
+    assert client.get("/v1/nope", headers=BROWSER).json()["error"]["code"] == "unknown_url"
+    # routing is otherwise untouched: a wrong method is still a 405, a trailing slash a redirect
+    assert client.delete("/v1/models", headers=BROWSER).status_code == 405
+    assert client.get("/playground/", headers=BROWSER, follow_redirects=False).status_code == 307
+
+
 def test_no_script_or_style_names_another_host():
     static = Path(__file__).resolve().parents[2] / "src/tunery/server/studio/static"
     for path in [*static.glob("js/*.js"), static / "studio.css", *static.parent.glob("templates/*.html")]:

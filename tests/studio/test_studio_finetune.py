@@ -1,7 +1,7 @@
 """The fine-tuning journey in headless Chromium against `tunery serve` (with its worker) and the
-tiny model: the wizard refuses an invalid file with line-numbered errors and submits a valid one;
-the job page's charts grow while the job trains until it succeeds; the result is deployed and
-answers in the playground."""
+tiny model: the wizard refuses an invalid file with line-numbered errors (and takes back its own
+failed uploads) and submits a valid one; the job page's charts grow while the job trains until it
+succeeds; the result is deployed and answers in the playground."""
 
 from __future__ import annotations
 
@@ -198,4 +198,92 @@ def test_a_very_long_file_name_wraps(page, studio, watch, tmp_path):
     page.goto(f"{studio.url}/data")
     page.wait_for_selector("#files [data-open]")
     assert page.evaluate("document.documentElement.scrollWidth <= innerWidth")
+    watch.check()
+
+
+def server_files(studio) -> dict[str, str]:
+    """The server's fine-tune files, id -> file name."""
+    import httpx
+
+    data = httpx.get(f"{studio.url}/v1/files", params={"purpose": "fine-tune"}, timeout=30).json()["data"]
+    return {f["id"]: f["filename"] for f in data}
+
+
+def upload_direct(studio, name: str, lines: list[str]) -> str:
+    """A file uploaded before, not by the wizard: one to pick from its list of uploaded files."""
+    import httpx
+
+    body = "".join(f"{line}\n" for line in lines).encode()
+    r = httpx.post(f"{studio.url}/v1/files", data={"purpose": "fine-tune"}, files={"file": (name, body)}, timeout=60)
+    assert r.status_code == 200, r.text
+    return r.json()["id"]
+
+
+def test_a_refused_upload_is_removed_but_a_refused_pick_is_not(page, studio, watch, tmp_path):
+    picked = upload_direct(studio, "picked-broken.jsonl", invalid_lines())
+    deleted = []
+    page.on("request", lambda r: r.method == "DELETE" and deleted.append(r.url))
+    open_wizard(page, studio)
+    page.set_input_files("#training-file", str(write(tmp_path / "refused-upload.jsonl", invalid_lines())))
+    page.wait_for_selector("#training-report .report[data-ok=false]")
+    page.wait_for_function("document.querySelector('#training-status').textContent.includes('removed from the server')")
+    status = page.inner_text("#training-status")
+    assert "refused-upload.jsonl has errors: fix them and choose the file again" in status
+    assert "refused-upload.jsonl" not in server_files(studio).values() and len(deleted) == 1
+    # the report and the verdict stay; the list of uploaded files no longer offers it
+    assert page.locator("#training-report tr.issue[data-severity=error]").count() == 2
+    assert "bad" in page.get_attribute("#step-training", "class").split() and page.is_disabled("#submit")
+    assert "refused-upload.jsonl invalid" in page.inner_text("#summary").lower()
+    offered = page.evaluate("[...document.querySelector('#training-existing').options].map((o) => o.textContent)")
+    assert not any("refused-upload.jsonl" in o for o in offered) and any(picked in o for o in offered)
+
+    # a refused file the user picked from that list was not uploaded here: it stays
+    page.select_option("#training-existing", picked)
+    page.wait_for_function(f"document.querySelector('#training-status').textContent.includes('{picked}')")
+    assert page.locator("#training-report .report[data-ok=false]").count() == 1
+    assert server_files(studio).get(picked) == "picked-broken.jsonl" and len(deleted) == 1
+    watch.check()
+
+
+def test_a_job_that_is_not_created_takes_back_the_files_uploaded_for_it(page, studio, watch, tmp_path):
+    picked = upload_direct(studio, "picked-valid.jsonl", valid_lines(4, start=N_TRAIN))
+    answers = [(400, {"message": "Invalid 'n_epochs': too many for this file.", "param": "n_epochs"}),
+               (503, {"message": "The job queue is full; try again later.", "param": None})]
+
+    def refuse(route):
+        if route.request.method != "POST":
+            return route.continue_()
+        status, error = answers.pop(0)
+        return route.fulfill(status=status, json={"error": {**error, "type": "invalid_request_error", "code": None}})
+
+    page.route("**/v1/fine_tuning/jobs", refuse)
+    open_wizard(page, studio)
+    page.click("#advanced summary")
+    upload_training(page, write(tmp_path / "uploaded-train.jsonl", valid_lines(N_TRAIN)))
+    uploaded = page.input_value("#training-existing")
+    assert server_files(studio).get(uploaded) == "uploaded-train.jsonl"
+    page.select_option("#validation-existing", picked)
+    page.wait_for_selector("#validation-report .report[data-ok=true]")
+    page.wait_for_function("!document.querySelector('#submit').disabled")
+
+    # refused for a field: that is fixed in place, and the files stay for the next try
+    page.fill("#n_epochs", "40")
+    page.wait_for_function("!document.querySelector('#submit').disabled")
+    page.click("#submit")
+    page.locator("#n_epochs").locator("xpath=..").locator(".field-error").wait_for()
+    assert server_files(studio).get(uploaded) == "uploaded-train.jsonl"
+    assert page.input_value("#training-existing") == uploaded
+
+    # refused otherwise: the training file uploaded for this job goes, the validation file picked from the list stays
+    page.fill("#n_epochs", "2")
+    page.locator("#n_epochs").locator("xpath=..").locator(".field-error").wait_for(state="detached")
+    page.wait_for_function("!document.querySelector('#submit').disabled")
+    page.click("#submit")
+    page.wait_for_function("document.querySelector('#training-status').textContent.includes('removed from the server')")
+    assert "The job queue is full" in page.inner_text("#submit-error")
+    files = server_files(studio)
+    assert uploaded not in files and files.get(picked) == "picked-valid.jsonl"
+    assert page.locator("#training-report .report").count() == 0 and page.is_disabled("#submit")
+    assert page.locator("#validation-report .report[data-ok=true]").count() == 1
+    assert answers == []
     watch.check()

@@ -1,12 +1,15 @@
 """The studio in headless Chromium against `tunery serve` with the tiny model: the playground
-streams, the view-code snippet runs, compare answers in parallel columns, API errors read as
-messages, and the data, models and runs pages show what the API holds."""
+streams (and says why a model's first answer is slow to start), the view-code snippet runs,
+compare answers in parallel columns, API errors read as messages, an unknown address is a page of
+its own, and the data, models, flows and runs pages show what the API holds."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 from studio_data import BAD_ROLE, valid_lines, write
@@ -58,6 +61,94 @@ def test_playground_streams_an_answer_and_shows_its_numbers(page, studio, watch,
     watch.check()
 
 
+WAITS = """() => {
+  // every note a bubble shows while it waits for its answer, however briefly
+  window.waits = [];
+  new MutationObserver((changes) => changes.forEach((c) => c.target.dataset.waiting && window.waits.push(c.target.dataset.waiting)))
+    .observe(document.querySelector('#chat'), { subtree: true, attributes: true, attributeFilter: ['data-waiting'] });
+}"""
+
+
+def test_a_first_answer_says_the_fast_copy_is_being_prepared(page, studio, studio_home, watch, shot, tmp_path,
+                                                               tiny_model_dir):
+    import httpx
+    from safetensors.torch import load_file, save_file
+
+    from tunery.models import ModelRecord, register
+    from tunery.models.catalog import CATALOG
+
+    # the tiny model with one weight changed: weights whose compiled copy the server has never built
+    fresh = shutil.copytree(tiny_model_dir, tmp_path / "tiny-fresh")
+    weights = load_file(fresh / "model.safetensors")
+    first = next(iter(weights))
+    weights[first].view(-1)[0] += 0.5
+    save_file(weights, fresh / "model.safetensors", metadata={"format": "pt"})
+    register(ModelRecord(id="tiny-fresh", kind="base", path=fresh, source="builtin-tiny",
+                         meta={"catalog": "tiny-random", "context_length": CATALOG["tiny-random"].context_length}))
+    serving = httpx.get(f"{studio.url}/v1/models/tiny-fresh", timeout=30).json()["serving"]
+    assert serving["engine"] == "onnx" and serving["compiled"] is None  # what the studio goes by
+
+    open_page(page, studio, "/playground?model=tiny-fresh", "#model[data-ready=true]")
+    assert page.input_value("#model") == "tiny-fresh"
+    set_number(page, "#pg-max_tokens", "8")
+    page.evaluate(WAITS)
+    page.fill("#prompt", "Hello")
+    page.press("#prompt", "Enter")
+    # from the start, while the server builds the copy: what it is doing, and that it happens once
+    note = page.locator(".msg.assistant[data-waiting=first-use] .meta")
+    note.wait_for()
+    assert "Preparing the fast int8 copy of tiny-fresh" in note.inner_text() and "first use only" in note.inner_text()
+    assert note.locator(".spinner").count() == 1
+    shot(page, "playground-first-use")
+    page.wait_for_selector(DONE, timeout=240_000)
+    answer = page.locator(".msg.assistant").first
+    assert answer.get_attribute("data-waiting") is None and answer.locator(".spinner").count() == 0
+    assert "out tokens" in answer.locator(".meta").inner_text()
+    assert httpx.get(f"{studio.url}/v1/models/tiny-fresh", timeout=30).json()["serving"]["compiled"] is not None
+
+    # the studio asked the server again: the next answer starts without the note
+    page.evaluate("window.waits = []")
+    page.fill("#prompt", "Again")
+    page.press("#prompt", "Enter")
+    page.wait_for_function(f"document.querySelectorAll('{DONE}').length === 2", timeout=60_000)
+    assert page.evaluate("window.waits") == []
+    watch.check()
+
+
+def test_a_slow_start_gets_a_note_that_goes_when_the_answer_starts_or_fails(page, studio, watch):
+    import httpx
+
+    # the copy built and the engine loaded (by this or an earlier test): only the held request is slow
+    httpx.post(f"{studio.url}/v1/chat/completions", json={"model": "tiny-random", "max_tokens": 1,
+                                                           "messages": [{"role": "user", "content": "hi"}]}, timeout=240)
+    held = []
+    page.route("**/v1/chat/completions", lambda route: held.append(route))
+    open_page(page, studio, "/playground", "#model[data-ready=true]")
+    set_number(page, "#pg-max_tokens", "8")
+    page.fill("#prompt", "Hello")
+    page.press("#prompt", "Enter")
+    bubble = page.locator(".msg.assistant").first
+    assert "Waiting for the first token" in bubble.locator(".meta").inner_text()  # no note for a model known ready
+    page.wait_for_selector(".msg.assistant[data-waiting=slow]", timeout=15_000)
+    assert "Still working" in bubble.locator(".meta").inner_text() and bubble.locator(".spinner").count() == 1
+    held.pop().continue_()
+    page.wait_for_selector(DONE, timeout=60_000)
+    assert bubble.get_attribute("data-waiting") is None and bubble.locator(".spinner").count() == 0
+    assert "out tokens" in bubble.locator(".meta").inner_text()
+
+    # and when the request fails instead
+    page.fill("#prompt", "Once more")
+    page.press("#prompt", "Enter")
+    failing = page.locator(".msg.assistant").nth(1)
+    page.wait_for_selector(".msg.assistant[data-waiting=slow]", timeout=15_000)  # the first has none now
+    held.pop().fulfill(status=503, json={"error": {"message": "The server is busy.", "type": "server_error",
+                                                   "param": None, "code": None}})
+    page.wait_for_selector(".msg.assistant[data-state=error]")
+    assert failing.get_attribute("data-waiting") is None and failing.locator(".spinner").count() == 0
+    assert "The server is busy." in failing.inner_text()
+    watch.check()
+
+
 def test_view_code_is_the_same_request_and_the_python_runs(page, studio, watch, shot, tmp_path):
     open_page(page, studio, "/playground", "#model[data-ready=true]")
     page.fill("#system", "You answer in one short sentence.")
@@ -101,6 +192,22 @@ def test_an_api_error_is_a_readable_message_not_a_blank_page(page, studio, watch
     page.goto(f"{studio.url}/jobs/ftjob-nope")
     page.wait_for_selector("#job-error .alert.error")
     assert "no fine-tuning job with id 'ftjob-nope'" in page.locator("#job-error").inner_text()
+    watch.check()
+
+
+def test_an_unknown_address_is_a_page_that_leads_home(page, studio, watch, shot):
+    reply = page.goto(f"{studio.url}/nope")
+    assert reply.status == 404 and reply.headers["content-type"].startswith("text/html")
+    assert page.inner_text("h1") == "Page not found"
+    assert "There is no studio page at /nope." in page.inner_text(".page-head")
+    assert page.locator("nav [data-nav]").count() >= 8  # the studio's own page, with its navigation
+    shot(page, "not-found")
+    page.click("#home-link")
+    page.wait_for_selector("#model[data-ready=true]", state="attached")
+    assert page.url == f"{studio.url}/"
+    # the API keeps its JSON error, asked from the address bar too
+    reply = page.goto(f"{studio.url}/v1/nope")
+    assert reply.status == 404 and json.loads(page.inner_text("body"))["error"]["code"] == "unknown_url"
     watch.check()
 
 
@@ -193,6 +300,83 @@ def test_models_page_creates_and_deletes_a_deployment(page, studio, watch, shot)
     watch.check()
 
 
+def test_the_deploy_dialog_starts_clean_and_drops_an_old_error_when_sent_again(page, studio, watch):
+    import httpx
+
+    page.on("dialog", lambda d: d.accept())
+    created = httpx.post(f"{studio.url}/v1/deployments", json={"name": "clean-test", "model": "tiny-random"}, timeout=60)
+    assert created.status_code == 200, created.text
+    refusal = {"error": {"message": "The deployment is in use.", "type": "invalid_request_error", "param": None,
+                         "code": None}}
+    page.route("**/v1/deployments/clean-test",
+               lambda route: route.fulfill(status=409, json=refusal) if route.request.method == "DELETE" else route.continue_())
+    hold, held = [], []  # while `hold` holds True, a new deployment is held here until the test lets it go
+    page.route("**/v1/deployments",
+               lambda route: held.append(route) if route.request.method == "POST" and hold else route.continue_())
+    try:
+        open_page(page, studio, "/models", "#deployments tr[data-deployment=clean-test]")
+        # an error under the title, from something else on the page...
+        page.click("[data-delete-deployment=clean-test]")
+        page.wait_for_selector("#page-alert:not([hidden])")
+        assert "The deployment is in use." in page.inner_text("#page-alert")
+        # ...is gone when the dialog opens
+        page.click("#new-deployment")
+        assert not page.is_visible("#page-alert") and page.locator("#deploy-error .alert").count() == 0
+
+        page.fill("#deploy-name", "clean-test")  # the name taken: the server refuses it
+        page.click("#deploy-submit")
+        page.wait_for_selector("#deploy-error .alert.error")
+        assert "already exists" in page.inner_text("#deploy-error")
+        # sent again with a free name, the old error goes at once, before the server has answered
+        hold.append(True)
+        page.fill("#deploy-name", "clean-test-2")
+        page.click("#deploy-submit")
+        deadline = time.monotonic() + 30
+        while not held and time.monotonic() < deadline:
+            page.wait_for_timeout(50)
+        assert held, "the dialog sent nothing"
+        assert page.locator("#deploy-error .alert").count() == 0 and page.is_visible("#deploy-dialog")
+        hold.clear()
+        held[0].continue_()
+        page.wait_for_selector("#deployments tr[data-deployment=clean-test-2]")
+
+        # a dialog opened again starts clean too
+        page.click("#new-deployment")
+        page.fill("#deploy-name", "clean-test")
+        page.click("#deploy-submit")
+        page.wait_for_selector("#deploy-error .alert.error")
+        page.click("#deploy-cancel")
+        page.click("#new-deployment")
+        assert page.locator("#deploy-error .alert").count() == 0
+        page.click("#deploy-cancel")
+        watch.check()
+    finally:
+        for name in ("clean-test", "clean-test-2"):
+            httpx.delete(f"{studio.url}/v1/deployments/{name}", timeout=60)
+
+
+def test_a_refused_flow_upload_clears_the_preview_it_would_replace(page, studio, watch, tmp_path):
+    import httpx
+
+    httpx.post(f"{studio.url}/v1/tunery/flows", json={"gallery": "web-classification"}, timeout=60)  # or it exists
+    open_page(page, studio, "/flows/web-classification", "body[data-ready=true]")
+    page.click(".flow-tabs [data-tab=batch]")
+    page.wait_for_selector("#data-preview table")
+    assert page.input_value("#batch-data") and page.is_enabled("#batch-submit")
+
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"url": "https://example.com"}\n{not json\n', encoding="utf-8")
+    page.set_input_files("#batch-upload", str(broken))
+    error = page.locator("#data-preview .alert.error")
+    error.wait_for()
+    # nothing of the data picked before stands in for the refused file: no preview, no pick, no Submit
+    assert page.locator("#data-preview table").count() == 0
+    assert page.get_attribute("#data-preview", "data-rows") is None
+    assert page.input_value("#batch-data") == "" and page.is_disabled("#batch-submit")
+    assert "Upload refused (broken.jsonl)" in error.inner_text() and "line 2: not valid JSON" in error.inner_text()
+    watch.check()
+
+
 def test_runs_page_compares_selected_runs(page, studio, studio_home, watch, shot, tmp_path):
     from tunery.flows import RunSpec, create_run
 
@@ -262,13 +446,16 @@ def test_pages_fit_a_narrow_screen(page, studio, watch, shot):
     job = httpx.post(f"{studio.url}/v1/fine_tuning/jobs", json={"model": "tiny-random", "training_file": upload.json()["id"],
                                                                "hyperparameters": {"n_epochs": 1}}, timeout=60).json()
     page.set_viewport_size(NARROW)
-    pages = {"/playground": "#model[data-ready=true]", "/compare": "body", "/fine-tune": "#base-model[data-ready=true]",
-             "/jobs": "#jobs[data-state]", f"/jobs/{job['id']}": "#job[data-status]", "/data": "#files[data-state=ready]",
-             "/models": "body", "/runs": "body", "/flows/web-classification": "body[data-ready=true]"}
+    # each page's content is in before it is measured: an empty page would fit any window
+    pages = {"/playground": "#model[data-ready=true]", "/compare": "#questions button",
+             "/fine-tune": "#base-model[data-ready=true]", "/jobs": "#jobs[data-state=ready]",
+             f"/jobs/{job['id']}": "#job[data-status]", "/data": "#files[data-state=ready]", "/models": "#base table",
+             "/runs": "#runs[data-state=ready]", "/flows/web-classification": "body[data-ready=true]",
+             "/nope": "#not-found"}
     wide = {}
     for path, ready in pages.items():
         open_page(page, studio, path, ready)
-        page.wait_for_timeout(1000)  # the panels fill in (some pages keep polling, so never "network idle")
+        page.wait_for_timeout(1000)  # the rest fills in (some pages keep polling, so never "network idle")
         width = page.evaluate("document.documentElement.scrollWidth")
         if width > NARROW["width"]:
             wide[path] = width

@@ -185,6 +185,8 @@ def create_app(*, api_keys: Iterable[str] = (), worker: bool = False, bind: tupl
     studio = _studio_router()
     if studio is not None:
         app.include_router(studio)
+        # a browser asking for a page that no route serves gets the studio's "page not found"
+        importlib.import_module("tunery.server.studio").install_not_found(app)
     # after the studio's /v1/tunery/runs/compare, which /runs/{name} would otherwise swallow
     app.include_router(flows_api.router, dependencies=[Depends(require_key), Depends(refuse_lone_surrogates)])
     if studio is None or not any(getattr(r, "path", None) == "/" for r in studio.routes):

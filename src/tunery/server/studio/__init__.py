@@ -5,9 +5,10 @@ extensions (file reports, job metrics, example questions, flow runs) that the Op
 from fastapi import APIRouter
 
 from tunery.server.studio import api, pages
+from tunery.server.studio.pages import install_not_found
 
 router = APIRouter()
 router.include_router(pages.router)
 router.include_router(api.router)
 
-__all__ = ["router"]
+__all__ = ["install_not_found", "router"]

@@ -1,7 +1,8 @@
 """The studio's pages and static files. A page is a server-rendered shell (layout, navigation,
 empty panels) and nothing more: every piece of data on it is fetched by its script over HTTP,
 from ``/v1`` and the ``/v1/tunery`` extensions, so the studio can never know more than an API
-client does."""
+client does. A browser that asks for a page no route serves gets the studio's "page not found"
+(:func:`install_not_found`); an API client still gets the API's JSON 404."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from fastapi import APIRouter
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tunery.errors import NotFound
 
@@ -44,14 +46,44 @@ def _env() -> jinja2.Environment:
                               trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
 
 
-def render(template: str, page: str, **context: Any) -> HTMLResponse:
+def render(template: str, page: str, *, title: str | None = None, status_code: int = 200,
+           **context: Any) -> HTMLResponse:
     from tunery import __version__
 
     html = _env().get_template(template).render(
-        page=page, title=PAGES[page][1], pages=PAGES, version=__version__,
+        page=page, title=title or PAGES[page][1], pages=PAGES, version=__version__,
         static=lambda path: f"{STATIC_URL}/{path}", **context)
     # no-cache: browsers revalidate (ETag), so an upgraded studio never runs with stale scripts
-    return HTMLResponse(html, headers={"Cache-Control": "no-cache"})
+    return HTMLResponse(html, status_code=status_code, headers={"Cache-Control": "no-cache"})
+
+
+def wants_page(request: Request) -> bool:
+    """Whether ``request`` is a browser asking for a page: a GET outside the API (``/v1``) that
+    accepts HTML. A script's fetch accepts ``*/*``, an API client JSON: those are not."""
+    path = request.url.path
+    if request.method not in ("GET", "HEAD") or path == "/v1" or path.startswith("/v1/"):
+        return False
+    kinds = (part.split(";")[0].strip().lower() for part in request.headers.get("accept", "").split(","))
+    return any(kind in ("text/html", "application/xhtml+xml") for kind in kinds)
+
+
+def not_found_page(path: str) -> HTMLResponse:
+    return render("not_found.html", "not-found", title="Page not found", status_code=404, path=path)
+
+
+def install_not_found(app: FastAPI) -> None:
+    """Answer a browser's request for a page that no route serves with the studio's "page not
+    found" page, which links back home, instead of the API's JSON 404; every other request (an
+    API client's, a script's, any under ``/v1``) gets the app's own answer, unchanged. It wraps
+    the app's handler of HTTP errors, so it goes after :func:`tunery.server.errors.install`."""
+    api_answer = app.exception_handlers[StarletteHTTPException]
+
+    async def not_found(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404 and wants_page(request):
+            return not_found_page(request.url.path)
+        return await api_answer(request, exc)
+
+    app.add_exception_handler(StarletteHTTPException, not_found)
 
 
 @router.get("/")
@@ -114,18 +146,20 @@ def flow_editor(flow_name: str) -> HTMLResponse:
 
 
 @router.get("/favicon.ico")
-def favicon() -> Response:
-    return static_file("favicon.svg")
+def favicon(request: Request) -> Response:
+    return static_file("favicon.svg", request)
 
 
 @router.get(STATIC_URL + "/{path:path}")
-def static_file(path: str) -> Response:
+def static_file(path: str, request: Request) -> Response:
     try:  # a NUL or an over-long name names no file: the OS lookup raises on them
         target = (STATIC / path).resolve()
         found = target.is_relative_to(STATIC) and target.is_file()
     except (OSError, ValueError):
         found = False
     if not found:
+        if wants_page(request):  # someone followed a link or typed the address
+            return not_found_page(request.url.path)
         raise NotFound(f"no studio file {path!r}", param="path")
     media = _TYPES.get(target.suffix) or mimetypes.guess_type(target.name)[0] or "application/octet-stream"
     return FileResponse(target, media_type=media, headers={"Cache-Control": "no-cache"})

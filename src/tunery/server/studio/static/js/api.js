@@ -97,16 +97,18 @@ export async function listAll(path, { limit = 100, query = {}, max = 1000 } = {}
 }
 
 /**
- * Stream a chat completion. Calls onDelta(text) per content chunk and resolves to
- * {text, usage, finishReason, chunks}. An error event inside the stream rejects with ApiError.
+ * Stream a chat completion. Calls onStart() once the server answers (the model is loaded and
+ * generating), onDelta(text) per content chunk, and resolves to {text, usage, finishReason,
+ * chunks}. An error event inside the stream rejects with ApiError.
  */
-export async function streamChat(body, { signal, onDelta } = {}) {
+export async function streamChat(body, { signal, onStart, onDelta } = {}) {
   const init = {
     method: "POST", signal,
     headers: headers({ "Content-Type": "application/json", Accept: "text/event-stream" }),
     body: JSON.stringify({ ...body, stream: true, stream_options: { include_usage: true } }),
   };
   const resp = await send(url("/v1/chat/completions"), init);
+  if (onStart) onStart();
   const reader = resp.body.getReader();
   const decoder = new TextDecoder();
   const result = { text: "", usage: null, finishReason: null, chunks: 0, toolCalls: [] };

@@ -1,8 +1,9 @@
 // Chat pieces shared by the playground and the compare page: the parameters form, a transcript
-// view with streaming answers, one streamed turn with its token counts and latency, and the
-// "view code" snippets (openai SDK Python and curl) for the same request.
+// view with streaming answers, one streamed turn with its token counts and latency (and, while a
+// model's first answer waits for the server to load it, why), and the "view code" snippets
+// (openai SDK Python and curl) for the same request.
 
-import { apiBase, getApiKey, streamChat } from "./api.js";
+import { api, apiBase, getApiKey, streamChat } from "./api.js";
 import { $, clear, el, errorMessage } from "./ui.js";
 
 export const DEFAULT_PARAMS = { temperature: 0.7, top_p: 1, max_tokens: 256, stop: [], seed: null };
@@ -124,6 +125,16 @@ export class ChatView {
     };
     return {
       node,
+      /** Say why the first token is slow in coming (`kind` is for tests and styles). */
+      waiting(text, kind) {
+        node.dataset.waiting = kind;
+        clear(meta, el("span", { class: "spinner", "aria-hidden": "true" }), el("span", { class: "waiting-note", role: "status" }, text));
+      },
+      started() {
+        if (!node.dataset.waiting) return;
+        delete node.dataset.waiting;
+        clear(meta, "Waiting for the first token…");
+      },
       update(text, chunks) {
         body.textContent = text;
         body.append(el("span", { class: "cursor" }));
@@ -135,6 +146,7 @@ export class ChatView {
         body.textContent = text || "";
         if (!text) body.append(el("em", { class: "muted" }, "(empty answer)"));
         node.dataset.state = "done";
+        delete node.dataset.waiting;
         node.dataset.chunks = String(info.chunks);
         clear(meta, ...describe(info));
         stick();
@@ -145,6 +157,7 @@ export class ChatView {
         clear(body, partial ? el("div", {}, partial) : null,
           el("div", { class: "alert error inline", role: "alert" }, errorMessage(err)));
         node.dataset.state = "error";
+        delete node.dataset.waiting;
         clear(meta, err && err.name === "AbortError" ? "Stopped" : "Failed");
       },
     };
@@ -162,16 +175,45 @@ function describe(info) {
   return parts.flatMap((p, i) => (i ? [el("span", { class: "dot" }, "·"), p] : [p]));
 }
 
+// -- a model's first answer ------------------------------------------------------------------
+// The server loads a model on its first request, and first builds its base's fast (compiled)
+// copy when there is none: seconds for a small model, a minute for a larger one, all before the
+// answer starts. GET /v1/models says which copies are built (`serving.compiled` is null until
+// then), so the bubble can say so from the start; any other long wait gets a note after a while.
+
+const models = new Map();
+const SLOW_MS = 4000;
+
+/** Keep what GET /v1/models says of each model (the pages pass the list they load). */
+export function rememberModels(list) {
+  for (const m of list) models.set(m.id, m);
+}
+
+/** The note for a model whose fast copy the server will build before its answer, or null. */
+export function firstUseNote(model) {
+  const m = models.get(model);
+  const s = m && m.serving;
+  if (!s || s.engine !== "onnx" || s.compiled !== null) return null;
+  const base = s.adapter_of || (m.kind === "deployment" ? m.parent : m.id);
+  return `Preparing the fast ${s.precision} copy of ${base}… first use only: it is built once, then kept.`;
+}
+
 /** One streamed answer into `view`; resolves to the answer text, or null when it failed. `extra`
- * joins the request body (the playground's tools); `onDone(result, node)` sees the whole result
- * (its `toolCalls`) and the answer's transcript node. */
-export async function runTurn({ view, model, system, history, params, signal, label, extra = {}, onDone = null }) {
+ * joins the request body (the playground's tools and response format); `onDone(result, node)`
+ * sees the whole result (its `toolCalls`) and the answer's transcript node; `onError(err)` sees
+ * why it failed. */
+export async function runTurn({ view, model, system, history, params, signal, label, extra = {}, onDone = null, onError = null }) {
   const bubble = view.addAssistant(label);
   const started = performance.now();
   let firstToken = null;
+  const note = firstUseNote(model);
+  if (note) bubble.waiting(note, "first-use");
+  const slow = note ? null : setTimeout(() => bubble.waiting(
+    "Still working… a model's first answer waits while the server loads it (the very first also builds its fast copy).", "slow"), SLOW_MS);
   try {
     const result = await streamChat({ model, messages: buildMessages(system, history), ...requestParams(params), ...extra }, {
       signal,
+      onStart: () => { clearTimeout(slow); bubble.started(); },
       onDelta: (_piece, partial) => {
         if (firstToken === null) firstToken = performance.now() - started;
         bubble.update(partial.text, partial.chunks);
@@ -182,7 +224,13 @@ export async function runTurn({ view, model, system, history, params, signal, la
     return result.text;
   } catch (err) {
     bubble.fail(err);
+    if (onError) onError(err);
     return null;
+  } finally {
+    clearTimeout(slow);
+    // the copy is built now (or its build failed, and the next answer says so again): ask once more,
+    // before the next turn can start
+    if (note) await api("/v1/models").then(({ data }) => rememberModels(data)).catch(() => {});
   }
 }
 
@@ -204,7 +252,8 @@ function py(value, indent = 0) {
   return JSON.stringify(value); // JSON strings and numbers are valid Python literals
 }
 
-/** `extra` is what else the page sends with the request (the playground's tools and tool_choice). */
+/** `extra` is what else the page sends with the request (the playground's tools, tool_choice and
+ * response_format). */
 export function pythonSnippet(model, messages, params, extra = {}) {
   const kw = { ...requestParams(params), ...extra };
   const lines = [`    model=${py(model)},`, `    messages=${py(messages, 4)},`,

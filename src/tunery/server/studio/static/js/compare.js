@@ -3,7 +3,7 @@
 // has its own settings and prompt box. The travel example's test questions are one click away.
 
 import { api } from "./api.js";
-import { ChatView, DEFAULT_PARAMS, enterSends, paramsForm, runTurn } from "./chat.js";
+import { ChatView, DEFAULT_PARAMS, enterSends, paramsForm, rememberModels, runTurn } from "./chat.js";
 import { $, $$, clear, el, fillModelSelect, pageError, toast } from "./ui.js";
 
 const STORE = "tunery.compare";
@@ -208,6 +208,7 @@ async function init() {
   syncBox.checked = saved.sync !== false;
   try {
     models = (await api("/v1/models")).data;
+    rememberModels(models);
     if (!models.length) pageError(new Error("No models are registered. Pull one with `tunery models pull smollm2-135m-instruct`."));
   } catch (e) {
     pageError(e);

@@ -1,5 +1,8 @@
 // The fine-tune wizard: base model, training and validation files (uploaded over /v1/files and
 // checked by the validator before anything is submitted), suffix and advanced options, submit.
+// A file the wizard uploads is removed again when that attempt fails (the file is refused, or
+// the job is not created), so failed tries leave no files behind; files picked from the list of
+// uploaded files are never removed.
 
 import { api, listAll } from "./api.js";
 import { fetchReport, renderReport } from "./report.js";
@@ -75,6 +78,7 @@ async function check(kind, { quiet = false } = {}) {
   } catch (e) {
     if (state[kind] !== s) return;
     s.ok = false;
+    s.unchecked = true;
     clear(box);
     showError(box, e, { title: "Could not check the file" });
     setStatus(kind, "");
@@ -125,16 +129,40 @@ async function upload(kind, file) {
   form.append("file", file, file.name);
   try {
     const rec = await api("/v1/files", { method: "POST", form });
-    state[kind] = { id: rec.id, name: rec.filename, ok: null, checking: false };
+    const s = state[kind] = { id: rec.id, name: rec.filename, ok: null, checking: false, uploaded: true };
     await loadExisting();
     $(`#${kind}-existing`).value = rec.id;
     await check(kind);
+    if (state[kind] === s && s.ok === false) {
+      const removed = await discard(kind, s);
+      setStatus(kind, `${s.name} ${s.unchecked ? "could not be checked" : "has errors: fix them and choose the file again"}. `
+        + (removed ? "The upload was removed from the server." : "The upload is still on the server: delete it on the Data page."));
+    }
   } catch (e) {
     state[kind] = { id: null, name: null, ok: null, checking: false };
     showError(box, e, { title: "Upload failed" });
     setStatus(kind, "");
     update();
   }
+}
+
+/** Delete the file the wizard uploaded for `s` (never one picked from the list); true when it is gone. */
+async function discard(kind, s) {
+  if (!s.uploaded || !s.id) return false;
+  const id = s.id;
+  s.id = null; // it names no file now: nothing re-checks or submits it
+  s.uploaded = false;
+  $(`#${kind}-existing`).value = "";
+  let removed = true;
+  try {
+    await api(`/v1/files/${encodeURIComponent(id)}`, { method: "DELETE" });
+  } catch (e) {
+    removed = false;
+    pageError(e);
+  }
+  try { await loadExisting(); } catch (e) { pageError(e); }
+  update();
+  return removed;
 }
 
 function forget(kind) {
@@ -193,7 +221,7 @@ function update() {
     step.classList.toggle("done", s.ok === true);
     step.classList.toggle("bad", s.ok === false);
     const remove = $(`#${kind}-remove`);
-    if (remove) remove.hidden = !s.id;
+    if (remove) remove.hidden = !s.id && s.ok !== false;
   }
   $("#step-model").classList.toggle("done", !!baseSelect.value);
   const b = body();
@@ -203,7 +231,7 @@ function update() {
   const fieldError = $("#wizard .field-error");
   const fileRow = (kind) => {
     const s = state[kind];
-    if (!s.id && !s.checking) return kind === "validation" ? "none" : "–";
+    if (!s.id && !s.checking && s.ok !== false) return kind === "validation" ? "none" : "–";
     const verdict = s.checking ? "checking…" : s.ok ? "valid" : s.ok === false ? "invalid" : "";
     return el("span", {}, s.name || s.id, " ", el("span", { class: `badge status-${s.ok ? "ok" : s.ok === false ? "invalid" : "queued"}` }, verdict));
   };
@@ -218,7 +246,8 @@ function update() {
     el("dt", {}, "Batch size"), el("dd", {}, String(hp.batch_size ?? "auto")),
     el("dt", {}, "LR multiplier"), el("dd", {}, String(hp.learning_rate_multiplier ?? "auto")),
     el("dt", {}, "Seed"), el("dd", {}, String(b.seed ?? "random")));
-  const validationOk = !state.validation.id || state.validation.ok === true;
+  // a refused validation file blocks the job until it is replaced or removed, also once deleted
+  const validationOk = state.validation.ok !== false && (!state.validation.id || state.validation.ok === true);
   const ready = !!b.model && state.training.ok === true && validationOk && !state.training.checking
     && !state.validation.checking && !mismatch && !fieldError;
   $("#submit").disabled = !ready;
@@ -243,6 +272,17 @@ async function submit(e) {
     const field = fieldOf(err);
     if (field) setFieldError(field, err);
     showError(box, err, { title: "The job was not created" });
+    // a field to fix keeps the files for the next try; any other failure takes back this attempt's uploads
+    for (const kind of field ? [] : KINDS) {
+      const s = state[kind];
+      if (!s.uploaded || !s.id) continue;
+      const name = s.name;
+      state[kind] = { id: null, name: null, ok: null, checking: false };
+      clear($(`#${kind}-report`));
+      const removed = await discard(kind, s);
+      setStatus(kind, removed ? `${name} was removed from the server, as the job was not created: choose it again.`
+        : `${name} is still on the server: pick it from the uploaded files to try again.`);
+    }
     update();
   }
 }
@@ -264,7 +304,10 @@ async function init() {
 }
 
 for (const kind of KINDS) {
-  $(`#${kind}-file`).addEventListener("change", (e) => upload(kind, e.target.files[0]));
+  $(`#${kind}-file`).addEventListener("change", (e) => {
+    upload(kind, e.target.files[0]);
+    e.target.value = ""; // choosing the same file again, once fixed, is a change too
+  });
   $(`#${kind}-existing`).addEventListener("change", (e) => {
     const id = e.target.value;
     if (!id) { if (kind === "validation") forget(kind); return; }

@@ -8,7 +8,7 @@ import { deployedNote, openDeployDialog } from "./deploy.js";
 import { $, badge, clear, el, fmtDuration, fmtNumber, fmtTime, showError, table, toast } from "./ui.js";
 
 const jobId = $("#job").dataset.jobId;
-const ACTIVE = new Set(["validating_files", "queued", "running"]);
+const ACTIVE = new Set(["validating_files", "queued", "running", "pausing", "paused"]);
 const path = `/v1/fine_tuning/jobs/${encodeURIComponent(jobId)}`;
 let job = null;
 let checkpoints = [];
@@ -127,6 +127,8 @@ function renderJob(j) {
   document.title = `${j.status} · ${j.id} · tunery studio`;
   $("#job").dataset.status = j.status;
   $("#cancel").hidden = !ACTIVE.has(j.status);
+  $("#pause").hidden = !["queued", "running"].includes(j.status);
+  $("#resume").hidden = j.status !== "paused";
   $("#deploy-result").hidden = j.status !== "succeeded";
   const fileLink = (id) => (id ? el("a", { href: `/data?file=${encodeURIComponent(id)}`, class: "mono" }, id) : "none");
   const end = j.finished_at || (ACTIVE.has(j.status) ? Date.now() / 1000 : null);
@@ -163,6 +165,7 @@ function renderProgress(rows, j) {
   $("#progress-text").textContent = last
     ? `step ${last.step} of ${total}${last.epoch ? ` · epoch ${last.epoch}` : ""}${last.tokens_per_second ? ` · ${fmtNumber(last.tokens_per_second, 0)} tokens/s` : ""}`
     : ACTIVE.has(j.status) ? (j.status === "running" ? "starting…" : j.status.replaceAll("_", " ")) : "";
+  if (last && (j.status === "pausing" || j.status === "paused")) $("#progress-text").textContent += ` · ${j.status}`;
   if (last) {
     const v = [...rows].reverse().find((r) => typeof r.valid_loss === "number");
     $("#loss-last").textContent = `training ${last.train_loss.toFixed(4)}${v ? ` · validation ${v.valid_loss.toFixed(4)}` : ""}`;
@@ -225,8 +228,10 @@ async function refresh() {
 async function loop() {
   try {
     const j = await refresh();
-    // twice a second while training, so the charts move with it; slower while it waits its turn
-    if (ACTIVE.has(j.status)) timer = setTimeout(loop, j.status === "running" ? 500 : 1000);
+    // twice a second while training, so the charts move with it; slower while it waits its turn,
+    // and slower still while it is paused
+    const every = { running: 500, pausing: 500, paused: 5000 }[j.status] || 1000;
+    if (ACTIVE.has(j.status)) timer = setTimeout(loop, every);
   } catch (err) {
     showError($("#job-error"), err, { title: "Could not load the job" });
     if (err.status !== 404) timer = setTimeout(loop, 3000); // a passing failure: keep trying
@@ -244,5 +249,17 @@ $("#cancel").addEventListener("click", async () => {
     showError($("#job-error"), err, { title: "Could not cancel" });
   }
 });
+for (const [action, done] of [["pause", "Pausing: a checkpoint is saved at the current step"], ["resume", "Job resumed"]]) {
+  $(`#${action}`).addEventListener("click", async () => {
+    try {
+      await api(`${path}/${action}`, { method: "POST" });
+      toast(done);
+      clearTimeout(timer);
+      loop();
+    } catch (err) {
+      showError($("#job-error"), err, { title: `Could not ${action}` });
+    }
+  });
+}
 $("#deploy-result").addEventListener("click", () => deploy(job && job.fine_tuned_model));
 loop();

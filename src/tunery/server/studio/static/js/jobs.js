@@ -3,7 +3,7 @@
 import { api, listAll } from "./api.js";
 import { $, badge, clear, el, fmtDuration, fmtTime, poll, table } from "./ui.js";
 
-const ACTIVE = new Set(["validating_files", "queued", "running"]);
+const ACTIVE = new Set(["validating_files", "queued", "running", "pausing", "paused"]);
 let anyActive = true;
 let lastRefresh = 0;
 

@@ -1,10 +1,11 @@
 // The playground: one model, an editable system message that takes effect when applied,
-// parameters, functions the model may call (answered here by the user), a streaming chat, and
-// the same request shown as code.
+// parameters, functions the model may call (answered here by the user), the answer's format
+// (text, a JSON object, or JSON that fits a schema), a streaming chat, and the same request
+// shown as code.
 
 import { api } from "./api.js";
-import { ChatView, DEFAULT_PARAMS, buildMessages, enterSends, paramsForm, runTurn, showCode } from "./chat.js";
-import { $, el, fillModelSelect, pageError, toast } from "./ui.js";
+import { ChatView, DEFAULT_PARAMS, buildMessages, enterSends, paramsForm, rememberModels, runTurn, showCode } from "./chat.js";
+import { $, el, errorMessage, fillModelSelect, pageError, toast } from "./ui.js";
 
 const STORE = "tunery.playground";
 const saved = (() => { try { return JSON.parse(localStorage.getItem(STORE)) || {}; } catch { return {}; } })();
@@ -86,6 +87,77 @@ function toolFields() {
   return tools && tools.length ? { tools, tool_choice: toolChoice.value } : {};
 }
 
+// -- response format: text, one JSON object, or JSON held to a schema ----------------------------
+
+const formatSelect = $("#response-format");
+const schemaName = $("#schema-name");
+const schemaBox = $("#schema");
+const schemaStrict = $("#schema-strict");
+const formatState = $("#format-state");
+const formatError = $("#format-error");
+const EXAMPLE_SCHEMA = { type: "object",
+  properties: { city: { type: "string", maxLength: 40 }, days: { type: "integer", minimum: 1, maximum: 14 },
+    sights: { type: "array", items: { type: "string", maxLength: 60 }, maxItems: 3 } },
+  required: ["city", "days", "sights"], additionalProperties: false };
+
+/** The request's `response_format` field as chosen: {} for text, or null (the reason shown
+ * under the control) when the schema's name or JSON is not valid. */
+function readFormat() {
+  const kind = formatSelect.value;
+  $("#schema-fields").hidden = kind !== "json_schema";
+  $("#format-summary").textContent = kind === "text" ? "" : kind;
+  if (kind === "text") { formatState.textContent = "The model answers in text."; return {}; }
+  if (kind === "json_object") { formatState.textContent = "The answer is one JSON object."; return { response_format: { type: "json_object" } }; }
+  try {
+    const name = schemaName.value.trim();
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(name)) throw new Error("name the schema: 1-64 letters, digits, _ or -");
+    const text = schemaBox.value.trim();
+    if (!text) throw new Error("write the schema the answer must fit, or insert the example");
+    const schema = JSON.parse(text);
+    if (!schema || typeof schema !== "object" || Array.isArray(schema)) throw new Error("the schema must be a JSON object");
+    formatState.textContent = `The answer is JSON that fits ${name}${schemaStrict.checked ? " (strict)" : ""}.`;
+    return { response_format: { type: "json_schema", json_schema: { name, schema, ...(schemaStrict.checked ? { strict: true } : {}) } } };
+  } catch (e) {
+    formatState.textContent = `Not valid: ${e.message}`;
+    return null;
+  }
+}
+
+/** The server's refusal of the response format, shown at the control (null: clear it). */
+function formatProblem(err) {
+  formatError.hidden = !err;
+  formatError.textContent = err ? errorMessage(err) : "";
+  for (const input of [formatSelect, schemaName, schemaBox]) input.removeAttribute("aria-invalid");
+  if (!err) return;
+  const param = err.param || "";
+  const input = param.includes(".schema") ? schemaBox : param.endsWith(".json_schema") ? schemaName : formatSelect;
+  input.setAttribute("aria-invalid", "true");
+  $("#format-box").open = true;
+}
+
+const onFormatEdit = () => {
+  formatProblem(null);
+  readFormat();
+  save({ format: formatSelect.value, schemaName: schemaName.value, schema: schemaBox.value, schemaStrict: schemaStrict.checked });
+};
+formatSelect.value = saved.format || "text";
+schemaName.value = saved.schemaName ?? "trip_plan";
+schemaBox.value = saved.schema || "";
+schemaStrict.checked = !!saved.schemaStrict;
+for (const input of [formatSelect, schemaName, schemaBox, schemaStrict]) input.addEventListener("input", onFormatEdit);
+$("#schema-example").addEventListener("click", () => {
+  schemaBox.value = JSON.stringify(EXAMPLE_SCHEMA, null, 2);
+  if (!schemaName.value.trim()) schemaName.value = "trip_plan";
+  onFormatEdit();
+});
+if (formatSelect.value !== "text") $("#format-box").open = true;
+readFormat();
+
+/** What the request carries beside the messages and parameters: the functions and the format. */
+function extraFields() {
+  return { ...toolFields(), ...(readFormat() || {}) };
+}
+
 /** Under an answer with tool calls: each call, and a box for the user to answer it as the tool.
  * Once every call is answered, the results go back to the model for its next answer. */
 function showCalls(calls, node) {
@@ -124,6 +196,7 @@ async function loadModels() {
   try {
     const { data } = await api("/v1/models");
     const wanted = new URLSearchParams(location.search).get("model") || saved.model;
+    rememberModels(data);
     fillModelSelect(modelSelect, data, { selected: wanted });
     if (!data.length) {
       modelSelect.append(new Option("No models yet: run `tunery models pull`", ""));
@@ -147,7 +220,13 @@ async function send() {
   if (!text || controller) return;
   if (!modelSelect.value) { pageError(new Error("Pick a deployment or model first.")); return; }
   if (readTools() === null) { pageError(new Error("The functions are not valid JSON: fix them or clear the box.")); return; }
+  if (readFormat() === null) {
+    $("#format-box").open = true;
+    pageError(new Error("The response format is not valid: fix its schema (see under the control) or choose text."));
+    return;
+  }
   pageError(null);
+  formatProblem(null);
   prompt.value = "";
   history.push({ role: "user", content: text });
   view.addUser(text);
@@ -161,7 +240,8 @@ async function answerTurn() {
   let calls = [];
   let node = null;
   const answer = await runTurn({ view, model: modelSelect.value, system: applied, history, params: params.get(), signal: controller.signal,
-    label: modelSelect.value, extra: toolFields(), onDone: (result, n) => { calls = result.toolCalls.filter(Boolean); node = n; } });
+    label: modelSelect.value, extra: extraFields(), onDone: (result, n) => { calls = result.toolCalls.filter(Boolean); node = n; },
+    onError: (err) => { if (String(err.param || "").startsWith("response_format")) formatProblem(err); } });
   if (answer !== null) {
     history.push(calls.length ? { role: "assistant", content: answer || null, tool_calls: calls } : { role: "assistant", content: answer });
   }
@@ -184,7 +264,7 @@ $("#clear-chat").addEventListener("click", () => {
 $("#view-code").addEventListener("click", () => {
   const pending = prompt.value.trim();
   const turns = [...history, { role: "user", content: pending || (history.length ? "Your next message" : "Hello!") }];
-  showCode($("#code-dialog"), modelSelect.value || "MODEL", buildMessages(applied, turns), params.get(), toolFields());
+  showCode($("#code-dialog"), modelSelect.value || "MODEL", buildMessages(applied, turns), params.get(), extraFields());
 });
 
 loadModels();
