@@ -244,3 +244,107 @@ def test_run_file(tmp_path, qa_flow, data, write):
     (path.parent / "bad.yml").write_text("flow: .\nworkerz: 3\n")
     with pytest.raises(InvalidInput, match="unknown setting"):
         load_run_file(path.parent / "bad.yml")
+
+
+@pytest.mark.parametrize(("name", "content", "message"), [
+    ("header.csv", "question,n\n", "header.csv has no lines under its header"),
+    ("empty.csv", "", "empty.csv has no lines"),
+    ("wide.csv", "question,n\na,1\nb,2,3\n", "wide.csv line 3: 3 fields, but the header names 2"),
+    ("long.jsonl", '{"question": 1' + "0" * 5000 + "}\n", "long.jsonl line 1: not valid JSON (a number is too long"),
+    ("deep.jsonl", '{"question": ' + "[" * 100_000 + "]" * 100_000 + "}\n", "deep.jsonl line 1: not valid JSON "
+                                                                           "(nested too deeply)"),
+    ("cut.jsonl", '{"question": "a"}\n{"question": \n', "cut.jsonl line 2: not valid JSON (Expecting value at column"),
+])
+def test_data_a_run_cannot_read_is_refused_naming_the_file_and_line(qa_flow, tmp_path, name, content, message):
+    """Once a CSV row wider than its header crashed on its unnamed column (a 500 in the studio's
+    upload), a header-only CSV ran as a run of 0 lines, and a JSON number or nesting past Python's
+    limits crashed (500)."""
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(InvalidInput) as e:
+        create_run(RunSpec(flow=str(qa_flow), data=str(path)))
+    assert str(e.value).startswith(message), str(e.value)
+    with pytest.raises(InvalidInput, match=f"{tmp_path} is a folder"):
+        create_run(RunSpec(flow=str(qa_flow), data=str(tmp_path)))
+    assert list_runs() == []
+
+
+@pytest.mark.parametrize(("spec", "env", "message"), [
+    ({"workers": 0}, {}, "workers (--workers, or workers: in the run file) must be a whole number above 0, not 0"),
+    ({"workers": "many"}, {}, "must be a whole number above 0, not 'many'"),
+    ({"workers": 2.5}, {}, "must be a whole number above 0, not 2.5"),
+    ({"line_timeout": 0}, {}, "line_timeout (--line-timeout, or line_timeout: in the run file) must be a number"),
+    ({}, {"TUNERY_FLOW_WORKERS": "abc"}, "$TUNERY_FLOW_WORKERS must be a whole number above 0, not 'abc'"),
+    ({}, {"TUNERY_FLOW_LINE_TIMEOUT": "-1"}, "$TUNERY_FLOW_LINE_TIMEOUT must be a number above 0, not '-1'"),
+])
+def test_workers_and_line_timeout_are_checked_not_ignored(qa_flow, data, monkeypatch, spec, env, message):
+    """0 once fell back to the default in silence, and a word in a run file or the environment
+    crashed (`unexpected ValueError`)."""
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(InvalidInput) as e:
+        create_run(RunSpec(flow=str(qa_flow), data=str(data), column_mapping={"question": "${data.q}"}, **spec))
+    assert message in str(e.value), str(e.value)
+
+
+def test_a_parent_run_output_no_line_has_fails_the_evaluation_up_front(qa_flow, data, make_flow):
+    """As a data column no line has does; it once ran, every line failing on its own."""
+    create_run(RunSpec(flow=str(qa_flow), data=str(data), column_mapping={"question": "${data.q}"}, name="base"),
+               model_factory=lambda c, m: echo_model())
+    with pytest.raises(InvalidInput) as e:
+        create_run(RunSpec(flow=str(make_flow(EVAL_FLOW, EVAL_FILES)), data=str(data), run="base",
+                           column_mapping={"groundtruth": "${data.answer}", "prediction": "${run.outputs.answr}"}))
+    assert str(e.value) == ("column mapping prediction=${run.outputs.answr}: no line of the parent run has outputs "
+                            "'answr' (its outputs: answer, shout)")
+    assert [r.name for r in list_runs()] == ["base"]
+
+
+def test_what_flow_code_returns_is_stored_as_json_can_carry_it(make_flow, tmp_path):
+    """An integer too long for Python to write in decimal once left the run Running for ever (its
+    line could not be written), and an object or bytes made the studio's test call a 500."""
+    root = make_flow("""
+        inputs: {kind: {type: string}}
+        outputs: {out: {reference: "${t.output}"}}
+        nodes:
+        - name: t
+          type: python
+          source: {type: code, path: t.py}
+          inputs: {kind: "${inputs.kind}"}
+    """, {"t.py": """
+        from promptflow.core import tool
+
+        class Thing:
+            def __str__(self):
+                return "a thing"
+
+        @tool
+        def t(kind: str):
+            return {"big": 10 ** 5000, "thing": Thing(), "bytes": b"\\xff", "set": {1}, "nested": {2: (3,)}}[kind]
+    """})
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps({"kind": k}) + "\n" for k in ("big", "thing", "bytes", "set", "nested")))
+    run = create_run(RunSpec(flow=str(root), data=str(path), name="odd"))
+    assert run.status == "Completed"
+    assert [d["outputs"]["out"] for d in load_details(get_run("odd"))] == [
+        "<an integer of 16610 bits>", "a thing", "b'\\xff'", [1], {"2": [3]}]
+    from tunery.flows import test_flow
+
+    result = test_flow(root, {"kind": "thing"}).to_dict()
+    assert json.loads(json.dumps(result))["outputs"] == {"out": "a thing"}
+
+
+def test_a_run_file_that_is_not_yaml_or_maps_a_node_to_a_word_is_named(tmp_path, qa_flow):
+    """PyYAML's own message spans lines and quotes "<unicode string>"; a node mapped to a word
+    once crashed (`unexpected TypeError`)."""
+    from tunery.flows import test_flow
+
+    path = tmp_path / "run.yml"
+    path.write_text("flow: [a\n")
+    with pytest.raises(InvalidInput) as e:
+        load_run_file(path)
+    assert str(e.value) == f"{path}: line 2: not valid YAML: expected ',' or ']', but got '<stream end>'"
+    path.write_text("flow: .\nconnections: {answer: gpt-4}\n")
+    with pytest.raises(InvalidInput, match=r"run.yml: connections.answer must be a mapping"):
+        load_run_file(path)
+    with pytest.raises(InvalidInput, match=r"--connections answer: give settings by name"):
+        test_flow(qa_flow, {"question": "q"}, connections={"answer": "gpt-4"})  # type: ignore[dict-item]

@@ -9,6 +9,7 @@ import yaml
 from click.testing import CliRunner
 
 from tunery.cli.main import cli
+from tunery.flows import list_runs
 from tunery.serving import ScriptedChatModel
 
 
@@ -210,3 +211,64 @@ def test_connections_commands(invoke):
         {"name": "remote", "type": "openai", "base_url": "http://127.0.0.1:9/v1", "api_key_env": "K"}]
     assert invoke("flow", "connection", "remove", "remote").exit_code == 0
     assert "No connections configured" in invoke("flow", "connection", "list").output
+
+
+def test_flow_test_refuses_an_unknown_node_and_warns_of_an_unknown_input(invoke, qa_flow, local_fake):
+    """An unknown --node once printed an empty table before its error; a misspelt --inputs name
+    left the input's default in silence."""
+    res = CliRunner().invoke(cli, ["flow", "test", "--flow", str(qa_flow), "--node", "answr"])
+    assert res.exit_code != 0 and "┃" not in res.output
+    assert str(res.exception) == "flow qa has no node 'answr' (nodes: prep, answer, post)"
+    res = invoke("flow", "test", "--flow", str(qa_flow), "--inputs", "question=hi", "qestion=typo")
+    assert res.exit_code == 0 and "warning: the flow has no input 'qestion'; ignored (its inputs: question, n)" \
+        in res.output
+
+
+def test_a_python_node_error_names_its_line_and_shows_only_the_users_traceback(invoke, qa_flow, local_fake):
+    res = invoke("flow", "test", "--flow", str(qa_flow), "--inputs", "question=boom")
+    assert res.exit_code == 1
+    assert "error: node 'prep': ValueError: cannot prepare boom (prep.py, line 9)" in res.output
+    assert 'prep.py", line 9, in prep' in res.output and "executor.py" not in res.output
+
+
+def test_bad_values_of_list_options_are_refused(tmp_path):
+    for args in (["run", "list", "-r", "0"], ["run", "show-details", "-n", "x", "-r", "-1"]):
+        res = CliRunner().invoke(cli, args)
+        assert res.exit_code == 2 and "x>=1" in res.output, res.output
+    res = CliRunner().invoke(cli, ["flow", "connection", "add", "c", "--base-url", "localhost:8000/v1"])
+    assert "is not an http:// or https:// URL" in str(res.exception)
+
+
+def test_examples_into_a_folder_that_cannot_be_made_names_it(tmp_path):
+    from tunery.home import CannotWrite
+
+    (tmp_path / "a-file").write_text("x")
+    res = CliRunner().invoke(cli, ["flow", "examples", str(tmp_path / "a-file" / "flows")])
+    assert isinstance(res.exception, CannotWrite)
+    assert str(res.exception) == f"cannot write {tmp_path / 'a-file' / 'flows'}: {tmp_path / 'a-file'} is a file, " \
+                                 "not a folder"
+
+
+def test_command_line_text_that_is_not_utf8_is_refused_naming_its_option(qa_flow, tmp_path, local_fake):
+    """Python hands a byte that is not UTF-8 on as a lone surrogate: a run crashed writing it to
+    its run.json and the database (`unexpected UnicodeEncodeError`). A flow folder so named still
+    runs in `flow test`, which stores nothing."""
+    import shutil
+
+    from tunery.flows import test_flow
+
+    bad = "caf\udce9"  # an argument whose bytes are "caf\xe9" (Latin-1)
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"question": "q"}\n')
+    for args, flag, fix in ((["flow", "test", "--flow", str(qa_flow), "--inputs", f"question={bad}"], "--inputs",
+                             "give it as UTF-8 text"),
+                            (["run", "create", "--flow", str(qa_flow), "--data", str(data), "--description", bad],
+                             "--description", "give it as UTF-8 text"),
+                            (["run", "create", "--flow", str(tmp_path / bad), "--data", str(data)], "--flow",
+                             "rename it to a UTF-8 name")):
+        res = CliRunner().invoke(cli, args, env={"COLUMNS": "300"})
+        assert res.exit_code == 2, res.output
+        assert f"Invalid value for {flag}: not UTF-8 text (byte " in res.output and fix in res.output, res.output
+    assert list_runs() == []
+    folder = shutil.copytree(qa_flow, tmp_path / bad)
+    assert test_flow(folder, {"question": "hi"}).line.status == "Completed"

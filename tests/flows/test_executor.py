@@ -33,8 +33,11 @@ def test_qa_flow_line(qa_flow, factory, fake):
 def test_failing_python_node_fails_the_line_naming_the_node(qa_flow, factory):
     line = test_flow(qa_flow, {"question": "boom"}, model_factory=factory).line
     assert line.status == "Failed"
-    assert line.error["node"] == "prep" and line.error["message"] == "ValueError: cannot prepare boom"
-    assert "Traceback" in line.logs and "answer" not in line.nodes
+    assert line.error["node"] == "prep" and line.error["message"] == "ValueError: cannot prepare boom (prep.py, line 9)"
+    assert "answer" not in line.nodes
+    # the traceback goes through the flow's own files only, not tunery's
+    assert "Traceback" in line.logs and 'prep.py", line 9, in prep' in line.logs
+    assert "tunery" not in line.logs.replace(str(qa_flow), "")
 
 
 def test_missing_required_input_fails_the_line(qa_flow, factory):
@@ -272,3 +275,19 @@ def test_promptflow_shim_imports():
     assert trace(len) is len and trace()(len) is len
     assert CustomConnection(secrets={"k": "v"}).k == "v"
     assert sys.modules["promptflow"].__spec__ is not None
+
+
+def test_a_python_node_calling_exit_fails_its_line(make_flow, factory):
+    """SystemExit is no Exception: it once ended `tunery flow test` with no word, and in a batch
+    ended the line's thread, the line failing only at its timeout (600 s)."""
+    root = make_flow("""
+        inputs: {x: {type: string}}
+        outputs: {o: {reference: "${a.output}"}}
+        nodes:
+        - name: a
+          type: python
+          source: {type: code, path: a.py}
+          inputs: {x: "${inputs.x}"}
+    """, {"a.py": "import sys\nfrom promptflow.core import tool\n\n@tool\ndef a(x):\n    sys.exit(3)\n"})
+    line = test_flow(root, {"x": "1"}, model_factory=factory).line
+    assert line.status == "Failed" and line.error["message"] == "SystemExit: 3 (a.py, line 6)"

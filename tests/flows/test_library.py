@@ -105,3 +105,98 @@ def test_flow_text_changes_only_what_changed():
     dag["outputs"]["answer"]["type"] = "object"
     assert flow_text(DAG, dag) == DAG.replace("  answer:\n    type: string", "  answer:\n    type: object")
     assert yaml.safe_load(flow_text("not: [yaml", dag)) == dag  # a broken file is replaced by plain yaml
+
+
+def test_a_value_the_edit_did_not_touch_comes_back_byte_identical():
+    """ruamel would fold a long value at its own width, and fold anew one the file folded: a value
+    that was not edited keeps its lines, the one beside it edited or not."""
+    long = "a long default " * 9
+    text = (f'inputs:\n  q:\n    type: string\n    default: "{long}"\n  p:\n    type: string\n'
+            f"    default: '{long}'\n  r:\n    type: string\n    default: {long.strip()}\n"
+            "  folded:\n    type: string\n    default: \"The city council voted on Tuesday to extend the night bus\n"
+            "      service to the airport, a change travellers had asked for since the new terminal opened.\"\n"
+            "outputs:\n  answer:\n    type: string\n    reference: ${inputs.q}\nnodes: []\n")
+    dag = yaml.safe_load(text)
+    dag["inputs"]["folded"]["description"] = "a new key beside the folded value"
+    dag["inputs"]["r"]["type"] = "string"
+    dag["outputs"]["answer"]["type"] = "object"
+    out = flow_text(text, dag)
+    assert yaml.safe_load(out) == dag
+    assert out == text.replace("  answer:\n    type: string", "  answer:\n    type: object").replace(
+        "opened.\"\n", "opened.\"\n    description: a new key beside the folded value\n")
+
+
+@pytest.mark.parametrize("name", ["web-classification", "summarization", "classification-accuracy-eval"])
+def test_an_edit_of_a_gallery_flow_changes_only_its_own_line(name):
+    from tunery.examples import FLOWS
+
+    text = (FLOWS / name / "flow.dag.yaml").read_text(encoding="utf-8")
+    assert flow_text(text, yaml.safe_load(text)) == text
+    dag = yaml.safe_load(text)
+    first = next(iter(dag["inputs"]))
+    dag["inputs"][first]["type"] = "object"  # beside a long folded default in two of them
+    out = flow_text(text, dag)
+    changed = [(a, b) for a, b in zip(text.splitlines(), out.splitlines(), strict=True) if a != b]
+    assert changed == [("    type: string", "    type: object")], changed
+
+
+NODES = """\
+nodes:
+  # a reads the question
+  - name: a
+    type: python
+    inputs:
+      x: |
+        # system: not a comment of the file
+        text
+      # a's last words
+
+  # b calls the model
+  - name: b  # b's own
+    type: llm
+    inputs:
+      y: ${a.output}
+  # c cleans up
+  - name: c
+    type: python
+# the variants follow
+node_variants: {}
+"""
+A = ("  # a reads the question\n  - name: a\n    type: python\n    inputs:\n      x: |\n"
+     "        # system: not a comment of the file\n        text\n      # a's last words\n")
+B = "  # b calls the model\n  - name: b  # b's own\n    type: llm\n    inputs:\n      y: ${a.output}\n"
+C = "  # c cleans up\n  - name: c\n    type: python\n"
+END = "# the variants follow\nnode_variants: {}\n"
+
+
+@pytest.mark.parametrize(("edit", "expected"), [
+    (lambda nodes: nodes.pop(1), "nodes:\n" + A + "\n" + C + END),
+    (lambda nodes: nodes.pop(0), "nodes:\n" + B + C + END),
+    (lambda nodes: nodes.pop(2), "nodes:\n" + A + "\n" + B + END),
+    (lambda nodes: nodes.insert(2, {"name": "new", "type": "python"}),
+     "nodes:\n" + A + "\n" + B + "  - name: new\n    type: python\n" + C + END),
+    (lambda nodes: nodes.append(nodes.pop(0)), "nodes:\n" + B + C + A + END),
+    (lambda nodes: nodes[0].pop("inputs"), "nodes:\n" + A[:A.index("    inputs")] + "\n" + B + C + END),
+], ids=["middle", "first", "last", "added", "moved", "a-key"])
+def test_a_node_deleted_added_or_moved_takes_its_own_comments_only(edit, expected):
+    """ruamel keeps the comment above a node in the node before it: deleting that one would drop
+    the comment, and deleting a node by position would leave its comment on its neighbour."""
+    dag = yaml.safe_load(NODES)
+    edit(dag["nodes"])
+    out = flow_text(NODES, dag)
+    assert yaml.safe_load(out) == dag
+    assert out == expected, out
+
+
+@pytest.mark.parametrize(("key", "lines"), [("$schema", 1), ("environment", 2)])
+def test_deleting_a_key_by_the_description_leaves_the_description(key, lines):
+    """The comment that leads the file is the flow's description: ruamel keeps it in ``$schema``
+    and would drop it with that key; a key's own lines go, the description never does."""
+    from tunery.examples import FLOWS
+
+    text = (FLOWS / "web-classification" / "flow.dag.yaml").read_text(encoding="utf-8")
+    dag = yaml.safe_load(text)
+    del dag[key]
+    start = text.index(key)
+    end = start + len("".join(text[start:].splitlines(keepends=True)[:lines]))
+    assert flow_text(text, dag) == text[:start] + text[end:]

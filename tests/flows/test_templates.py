@@ -43,3 +43,39 @@ def test_a_prompt_cannot_reach_python(tmp_path):
     path.write_text("user:\n{{ cycler.__init__.__globals__.os.getpid() }}")
     with pytest.raises(jinja2.exceptions.SecurityError):
         render(path, {})
+
+
+PROMPT_FLOW = """
+inputs: {q: {type: string, default: hi}}
+outputs: {o: {reference: "${p.output}"}}
+nodes:
+- name: p
+  type: KIND
+  source: {type: code, path: p.jinja2}
+  inputs: {q: "${inputs.q}"}
+"""
+
+
+@pytest.mark.parametrize("kind", ["prompt", "llm"])
+@pytest.mark.parametrize(("template", "message"), [
+    ("# user:\n{{ q }}\n{{ 1 / 0 }}\n", "template p.jinja2 line 3: ZeroDivisionError: division by zero"),
+    ("# user:\n{{ q + 1 }}\n", "template p.jinja2 line 2: TypeError: can only concatenate str"),
+    ("# user:\n{{ range(10**9) | list }}\n", "template p.jinja2 line 2: OverflowError: Range too big"),
+    ("# user:\n{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}\n", "template p.jinja2 line 2: RecursionError: it calls itself"),
+    ("# user:\n\n{{ q.x.y }}\n", "template p.jinja2 line 3: 'str object' has no attribute 'x'"),
+])
+def test_an_error_in_a_template_fails_its_node_at_its_line(make_flow, factory, kind, template, message):
+    """Any error a template raises while it renders is the user's, like a Python node's: the line
+    fails naming the node and the template's line, and tunery does not crash."""
+    from tunery.flows import test_flow
+
+    line = test_flow(make_flow(PROMPT_FLOW.replace("KIND", kind), {"p.jinja2": template}), model_factory=factory).line
+    assert line.status == "Failed" and (line.error["node"], line.error["field"]) == ("p", "source.path")
+    assert line.error["message"].startswith(message), line.error["message"]
+
+
+def test_an_unknown_filter_is_a_problem_of_the_node_not_a_crash(make_flow):
+    from tunery.flows import validate_flow
+
+    report = validate_flow(make_flow(PROMPT_FLOW.replace("KIND", "prompt"), {"p.jinja2": "a\n{{ q | shout }}\n"}))
+    assert [str(p) for p in report.errors] == ["node 'p', source.path: template p.jinja2 line 2: No filter named 'shout'."]

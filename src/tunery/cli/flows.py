@@ -42,12 +42,27 @@ class _PairsCommand(click.Command):
         return super().parse_args(ctx, out)
 
 
+def _utf8(value: Any, flag: str, *, path: bool = False) -> None:
+    """Refuse a value given on the command line whose bytes are not UTF-8 (a path included): Python
+    hands them on as lone surrogates, which no run file, database or model takes."""
+    from tunery.errors import json_problem
+
+    if value is None:
+        return
+    try:
+        str(value).encode("utf-8", "surrogateescape").decode("utf-8")
+    except (UnicodeDecodeError, UnicodeEncodeError) as e:
+        fix = "rename it to a UTF-8 name" if path else "give it as UTF-8 text"
+        raise click.BadParameter(f"{json_problem(e)}; {fix}", param_hint=flag) from None
+
+
 def _pairs(values: tuple[str, ...], flag: str) -> dict[str, str]:
     out = {}
     for v in values:
         key, sep, value = v.partition("=")
         if not sep or not key.strip():
             raise click.BadParameter(f"{v!r} is not KEY=VALUE", param_hint=flag)
+        _utf8(v, flag)
         out[key.strip()] = value
     return out
 
@@ -64,7 +79,9 @@ def _connections(values: tuple[str, ...]) -> dict[str, dict[str, str]]:
 
 
 def _short(value: Any, limit: int = 160) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    from tunery.flows.executor import jsonable
+
+    text = value if isinstance(value, str) else json.dumps(jsonable(value), ensure_ascii=False, default=str)
     text = text.replace("\n", "⏎ ")
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -181,7 +198,12 @@ def examples(dest: Path) -> None:
         raise click.UsageError(f"{dest} is a file, not a folder; pick a new or empty folder")
     if dest.exists() and any(dest.iterdir()):
         raise click.UsageError(f"{dest} exists and is not empty; pick another folder")
-    shutil.copytree(src, dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+    from tunery.home import CannotWrite
+
+    try:
+        shutil.copytree(src, dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+    except OSError as e:  # a folder that cannot be made or written: one line naming it, not a traceback
+        raise CannotWrite(dest, e) from e
     console.print(f"copied the example flows to {dest}; walk through {dest / 'README.md'}")
 
 
@@ -260,6 +282,12 @@ def create(run_file: Path | None, flow_path: str | None, data: str | None, colum
 
     from tunery.flows import RunSpec, create_run, load_run_file
 
+    for flag, value in (("--file", run_file), ("--flow", flow_path), ("--data", data)):
+        _utf8(value, flag, path=True)
+    for flag, value in (("--variant", variant), ("--run", parent), ("--name", name), ("--display-name", display_name),
+                        ("--description", description), ("--default-model", default_model),
+                        ("--resume-from", resume_from)):
+        _utf8(value, flag)
     spec = load_run_file(run_file) if run_file else RunSpec()
     spec = spec.merged(flow=flow_path, data=data, column_mapping=_pairs(column_mapping, "--column-mapping"),
                        variant=variant, connections=_connections(connections), run=parent, name=name,
@@ -312,7 +340,8 @@ def create(run_file: Path | None, flow_path: str | None, data: str | None, colum
 
 
 @run.command("list")
-@click.option("--max-results", "-r", type=int, default=50, show_default=True, help="How many runs to list.")
+@click.option("--max-results", "-r", type=click.IntRange(min=1), default=50, show_default=True,
+              help="How many runs to list.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def list_cmd(max_results: int, as_json: bool) -> None:
     """List runs, newest first."""
@@ -349,7 +378,8 @@ def show(name: str) -> None:
 
 @run.command("show-details")
 @_name_opt
-@click.option("--max-results", "-r", type=int, default=100, show_default=True, help="How many lines to show.")
+@click.option("--max-results", "-r", type=click.IntRange(min=1), default=100, show_default=True,
+              help="How many lines to show.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (with node outputs and logs).")
 def show_details(name: str, max_results: int, as_json: bool) -> None:
     """Print a run's lines: inputs, outputs, status and errors."""

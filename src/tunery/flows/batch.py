@@ -28,7 +28,7 @@ from tunery.flows.connections import ModelFactory
 from tunery.flows.executor import COMPLETED, FAILED, FlowExecutor, LineResult
 from tunery.flows.mapping import PreparedLine, load_data, map_lines
 from tunery.flows.runs import CANCELED, RunRecord, RunStore, default_run_name, get_run, load_details
-from tunery.flows.spec import find_flow_file, load_flow
+from tunery.flows.spec import find_flow_file, load_flow, yaml_error
 
 DEFAULT_WORKERS = 4
 DEFAULT_LINE_TIMEOUT = 600.0  # seconds, Prompt flow's default
@@ -76,7 +76,7 @@ def load_run_file(path: str | Path) -> RunSpec:
     except FileNotFoundError:
         raise InvalidInput(f"run file {p} not found", param="file") from None
     except yaml.YAMLError as e:
-        raise InvalidInput(f"{p} is not valid YAML: {e}", param="file") from None
+        raise InvalidInput(yaml_error(p, e), param="file") from None
     if not isinstance(raw, dict):
         raise InvalidInput(f"{p} must be a mapping of run settings", param="file")
     raw.pop("$schema", None)
@@ -93,6 +93,10 @@ def load_run_file(path: str | Path) -> RunSpec:
             raw.pop(key, None)
         elif not isinstance(raw[key], dict):
             raise InvalidInput(f"{p.name}: {key} must be a mapping", param=key)
+    for node, settings in (raw.get("connections") or {}).items():
+        if not isinstance(settings, dict):
+            raise InvalidInput(f"{p.name}: connections.{node} must be a mapping such as "
+                               "{deployment_name: NAME}", param="connections")
     return RunSpec(**raw)
 
 
@@ -134,10 +138,8 @@ def create_run(spec: RunSpec, *, model_factory: ModelFactory | None = None,
         flow = load_flow(flow_dir).with_variant(spec.variant)
         source = str(flow_dir.resolve())
         prepared, mapping_warnings = _prepare(flow, spec)
-    workers = int(spec.workers or os.environ.get("TUNERY_FLOW_WORKERS") or DEFAULT_WORKERS)
-    timeout = float(spec.line_timeout or os.environ.get("TUNERY_FLOW_LINE_TIMEOUT") or DEFAULT_LINE_TIMEOUT)
-    if workers < 1 or timeout <= 0:
-        raise InvalidInput("workers must be >= 1 and the line timeout > 0", param="workers")
+    workers = int(_positive(spec.workers, "workers", "TUNERY_FLOW_WORKERS", DEFAULT_WORKERS, whole=True))
+    timeout = _positive(spec.line_timeout, "line_timeout", "TUNERY_FLOW_LINE_TIMEOUT", DEFAULT_LINE_TIMEOUT)
     name = spec.name or default_run_name(flow.name, flow.variant_label)
     warnings: list[str] = []
     store: RunStore | None = None
@@ -211,6 +213,26 @@ def create_run(spec: RunSpec, *, model_factory: ModelFactory | None = None,
         error = "every line failed; see `tunery run show-details`"
     return store.finish(status, results, aggregation, warnings=warnings, error=error,
                         aggregation_nodes={k: v.to_dict() for k, v in aggregation.nodes.items()})
+
+
+def _positive(value: Any, name: str, env: str, default: float, *, whole: bool = False) -> float:
+    """A run's ``workers`` or ``line_timeout``: as given (option or run file), else from ``$env``, else
+    the default. Anything but a number above 0 (a whole one for workers) is refused, naming where
+    it came from: 0 is not taken for "unset"."""
+    if value is not None:
+        where = f"{name} (--{name.replace('_', '-')}, or {name}: in the run file)"
+    elif os.environ.get(env, "").strip():
+        value, where = os.environ[env], f"${env}"
+    else:
+        return default
+    try:
+        number = float(value)
+        if isinstance(value, bool) or not number > 0 or (whole and not number.is_integer()):
+            raise ValueError
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidInput(f"{where} must be a {'whole ' if whole else ''}number above 0, not {value!r}",
+                           param=name) from None
+    return number
 
 
 def _prepare(flow, spec: RunSpec) -> tuple[list[PreparedLine], list[str]]:

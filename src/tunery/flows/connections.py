@@ -23,6 +23,7 @@ import yaml
 from tunery.chat import ChatModel
 from tunery.data.text import read_text
 from tunery.errors import InvalidInput, NotFound
+from tunery.flows.spec import yaml_error
 from tunery.home import atomic_write_text, home
 
 CONNECTION_TYPES = ("tunery", "openai")
@@ -54,7 +55,7 @@ def list_connections() -> dict[str, Connection]:
     try:
         raw = yaml.safe_load(read_text(path, param="connections")) or {}
     except yaml.YAMLError as e:
-        raise InvalidInput(f"{path} is not valid YAML: {e}", param="connections") from None
+        raise InvalidInput(yaml_error(path, e), param="connections") from None
     if not isinstance(raw, dict):
         raise InvalidInput(f"{path} must map connection names to settings", param="connections")
     out = {}
@@ -81,6 +82,9 @@ def add_connection(name: str, type_: str = "openai", base_url: str | None = None
         raise InvalidInput(f"connection type must be one of {', '.join(CONNECTION_TYPES)}", param="type")
     if type_ == "openai" and not base_url:
         raise InvalidInput("an openai connection needs --base-url, e.g. http://localhost:8000/v1", param="base_url")
+    if base_url and not re.match(r"^https?://[^\s/]+", base_url):
+        raise InvalidInput(f"--base-url {base_url!r} is not an http:// or https:// URL", param="base_url",
+                           hint="e.g. http://localhost:8000/v1")
     if api_key_env and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", api_key_env):
         raise InvalidInput(f"{api_key_env!r} is not an environment variable name", param="api_key_env")
     conns = list_connections()

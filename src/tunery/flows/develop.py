@@ -23,8 +23,8 @@ from tunery.flows.spec import (
     flow_text,
     load_flow,
     read_flow_text,
+    write_flow_text,
 )
-from tunery.home import atomic_write_text
 
 
 @dataclass
@@ -71,10 +71,10 @@ class FlowTestResult:
     warnings: list[str]
 
     def to_dict(self) -> dict[str, Any]:
+        line = self.line.to_dict()  # its values as JSON can carry them
         d = {"flow": str(self.flow.dir), "variants": self.flow.selected, "status": self.line.status,
-             "inputs": self.line.inputs, "nodes": {k: v.to_dict() for k, v in self.line.nodes.items()},
-             "outputs": self.line.outputs, "error": self.line.error, "logs": self.line.logs,
-             "warnings": self.warnings}
+             "inputs": line["inputs"], "nodes": line["nodes"], "outputs": line["outputs"], "error": self.line.error,
+             "logs": self.line.logs, "warnings": self.warnings}
         if self.aggregation is not None:
             d["aggregation"] = {k: v.to_dict() for k, v in self.aggregation.nodes.items()}
             d["metrics"] = self.aggregation.metrics
@@ -91,6 +91,10 @@ def test_flow(path: str | Path, inputs: dict[str, Any] | None = None, *, variant
     flow = load_flow(path).with_variant(variant)
     ex = FlowExecutor(flow, model_factory=model_factory, connections=connections, default_model=default_model,
                       on_warning=on_warning)
+    unknown = [k for k in inputs or {} if k not in flow.inputs]
+    if unknown and node is None:  # a misspelt input would leave its default in silence
+        ex.warn(f"the flow has no input{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+                f"ignored (its inputs: {', '.join(flow.inputs) or 'none'})")
     with context.capture_prints():
         line = ex.run_line(dict(inputs or {}), target=node, given=dict(inputs or {}) if node else None)
         aggregation = ex.run_aggregation([line]) if node is None and ex.agg_nodes else None
@@ -114,7 +118,7 @@ def set_default_variant(path: str | Path, node: str, variant: str) -> Path:
         data = yaml.safe_load(text)
         data["node_variants"][node]["default_variant_id"] = variant
         new = flow_text(text, data)
-    atomic_write_text(file, new)
+    write_flow_text(file, new)
     return file
 
 

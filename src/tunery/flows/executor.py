@@ -10,22 +10,19 @@ from __future__ import annotations
 
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-
-import jinja2
 
 from tunery.chat import ChatMessage, GenerationParams, Role
 from tunery.errors import InvalidInput, TuneryError
 from tunery.flows import context
 from tunery.flows.connections import Connection, ModelFactory, ModelResolver, get_connection
 from tunery.flows.graph import execution_order
-from tunery.flows.pytools import ToolLoader, call_tool
+from tunery.flows.pytools import ToolLoader, call_tool, tool_error
 from tunery.flows.refs import MISSING, Reference, lookup
 from tunery.flows.spec import Flow, InvalidFlow, Node, Problem, coerce_input
-from tunery.flows.templates import MODEL_PARAMS, render, render_chat
+from tunery.flows.templates import MODEL_PARAMS, render, render_chat, template_error
 
 COMPLETED, FAILED, BYPASSED = "Completed", "Failed", "Bypassed"
 OVERRIDE_KEYS = ("connection", "deployment_name", "model")
@@ -48,6 +45,24 @@ class LineError(Exception):
         return f"{where}: {self.message}" if where else self.message
 
 
+def jsonable(value: Any, depth: int = 0) -> Any:
+    """A value flow code made (a node's output) as JSON can carry it, for the run store, the API and
+    ``--json``: containers as objects and lists, an object JSON has no word for as its ``str()``. An
+    integer too long for Python to write in decimal and nesting past 100 levels (a list holding
+    itself) are named, where ``json.dumps`` would raise."""
+    if value is None or isinstance(value, str | float | bool):
+        return value
+    if isinstance(value, int):
+        return value if value.bit_length() < 14_000 else f"<an integer of {value.bit_length()} bits>"
+    if depth >= 100:
+        return "<nested too deeply>"
+    if isinstance(value, dict):
+        return {k if isinstance(k, str) else str(k): jsonable(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [jsonable(v, depth + 1) for v in value]
+    return str(value)
+
+
 @dataclass
 class NodeRun:
     node: str
@@ -59,7 +74,7 @@ class NodeRun:
     usage: dict[str, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        d = {"node": self.node, "status": self.status, "output": self.output, "start": self.start,
+        d = {"node": self.node, "status": self.status, "output": jsonable(self.output), "start": self.start,
              "end": self.end, "duration": round(self.end - self.start, 4)}
         if self.error:
             d["error"] = self.error
@@ -90,8 +105,8 @@ class LineResult:
         return round(self.end - self.start, 4)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"line_number": self.line_number, "status": self.status, "inputs": self.inputs,
-                "outputs": self.outputs, "error": self.error, "start": self.start, "end": self.end,
+        return {"line_number": self.line_number, "status": self.status, "inputs": jsonable(self.inputs),
+                "outputs": jsonable(self.outputs), "error": self.error, "start": self.start, "end": self.end,
                 "duration": self.duration, "nodes": {k: v.to_dict() for k, v in self.nodes.items()},
                 "logs": self.logs}
 
@@ -176,6 +191,7 @@ class FlowExecutor:
         """Run one line. With ``target``, run only that node and what it needs; ``given`` supplies
         the target's inputs by name, or another node's output as ``NODE.output``."""
         self.prepare()
+        plan = self._plan(target, given or {})  # an unknown target is the caller's error, not the line's
         start = time.time()
         logs: list[str] = []
         result = LineResult(line_number, COMPLETED, dict(inputs), start=start)
@@ -184,7 +200,7 @@ class FlowExecutor:
                 flow_inputs = self.convert_inputs(inputs, strict=target is None)
                 result.inputs = flow_inputs if target is None else {**inputs, **flow_inputs}
                 runs = result.nodes
-                for node in self._plan(target, given or {}):
+                for node in plan:
                     if cancel is not None and cancel.is_set():
                         raise LineError("canceled: the line ran past its timeout", kind="Timeout")
                     if given and f"{node.name}.output" in given:
@@ -316,15 +332,16 @@ class FlowExecutor:
                 return output, None
             except TuneryError:
                 raise
-            except Exception as e:  # user code: the line fails, the batch goes on
-                context.log_text(f"[{node.name}] {traceback.format_exc()}")
-                raise LineError(f"{type(e).__name__}: {e}", node=node.name) from e
+            except (Exception, SystemExit) as e:  # user code (exit() too): the line fails, the batch goes on
+                message, trace = tool_error(e, self.flow.dir)
+                context.log_text(f"[{node.name}] {trace}")
+                raise LineError(message, node=node.name) from e
         path = self.flow.dir / node.source
         if node.type == "prompt":
             try:
                 return render(path, kwargs), None
-            except (jinja2.TemplateError, InvalidInput) as e:  # InvalidInput: a template that is not UTF-8
-                raise LineError(f"rendering {node.source} failed: {e}", node=node.name, field="source.path") from e
+            except Exception as e:  # the template is the user's: any error of it fails the node, at its line
+                raise LineError(template_error(e, node.source), node=node.name, field="source.path") from e
         return self._llm(node, kwargs, path)
 
     def _llm(self, node: Node, kwargs: dict[str, Any], path) -> tuple[str, dict[str, int]]:
@@ -334,8 +351,8 @@ class FlowExecutor:
                 messages = render_chat(path, variables)
             else:
                 messages = [ChatMessage(Role.USER, render(path, variables))]
-        except (jinja2.TemplateError, ValueError, InvalidInput) as e:
-            raise LineError(f"{node.source}: {e}", node=node.name, field="source.path") from e
+        except Exception as e:  # as for a prompt node; ValueError: no role line (parse_chat)
+            raise LineError(template_error(e, node.source), node=node.name, field="source.path") from e
         params = _params(node, kwargs)
         over = self.overrides.get(node.name, {})
         conn = self._connection(over.get("connection") or node.connection)
@@ -443,6 +460,9 @@ def _check_overrides(flow: Flow, connections: dict[str, dict[str, str]]) -> dict
                                hint="nodes: " + ", ".join(n.name for n in flow.nodes))
         if target.type != "llm":
             raise InvalidInput(f"--connections: node {node!r} is a {target.type} node, not an llm node",
+                               param="connections")
+        if not isinstance(settings, dict):
+            raise InvalidInput(f"--connections {node}: give settings by name, e.g. {node}.deployment_name=NAME",
                                param="connections")
         for key in settings:
             if key not in OVERRIDE_KEYS:

@@ -28,14 +28,23 @@ from typing import Any
 import yaml
 
 from tunery import examples
+from tunery.data.text import read_text
 from tunery.errors import Conflict, InvalidInput, NotFound, TuneryError
 from tunery.flows.connections import ModelFactory
 from tunery.flows.dag import NO_DEFAULT, Flow, InvalidFlow
 from tunery.flows.develop import test_flow, validate_flow
 from tunery.flows.mapping import load_data
 from tunery.flows.runs import _SNAPSHOT_IGNORE
-from tunery.flows.spec import FLOW_FILES, find_flow_file, flow_text, load_flow, read_flow_text
-from tunery.home import atomic_write_json, atomic_write_text, home
+from tunery.flows.spec import (
+    FLOW_FILES,
+    find_flow_file,
+    flow_text,
+    load_flow,
+    read_flow_text,
+    write_flow_text,
+    yaml_error,
+)
+from tunery.home import atomic_write_json, home
 
 MARKER = ".tunery-flow.json"
 EDITABLE = (".jinja2", ".jinja", ".j2", ".py", ".txt", ".md", ".yaml", ".yml", ".json")
@@ -93,16 +102,19 @@ def summary(entry: FlowEntry) -> dict[str, Any]:
         file = find_flow_file(entry.dir)
         text = read_flow_text(file)
         raw = yaml.safe_load(text) or {}
-    except (OSError, TuneryError, yaml.YAMLError) as e:  # no flow file, or not UTF-8
+    except yaml.YAMLError as e:
+        return {**out, "error": yaml_error(file, e)}
+    except (OSError, TuneryError) as e:  # no flow file, or not UTF-8
         return {**out, "error": str(e)}
     if not isinstance(raw, dict):
         return {**out, "error": "flow.dag.yaml is not a mapping"}
     out["description"] = " ".join(ln.lstrip("#").strip() for ln in _leading_comment(text))
-    for name, spec in (raw.get("inputs") or {}).items():
+    # a file that validation would refuse (inputs: 5) is still listed, as far as it reads
+    for name, spec in (raw.get("inputs") if isinstance(raw.get("inputs"), dict) else {}).items():
         spec = spec if isinstance(spec, dict) else {}
         out["inputs"].append({"name": name, "type": spec.get("type", "string"), "default": spec.get("default"),
                               "description": spec.get("description") or ""})
-    for name, spec in (raw.get("outputs") or {}).items():
+    for name, spec in (raw.get("outputs") if isinstance(raw.get("outputs"), dict) else {}).items():
         spec = spec if isinstance(spec, dict) else {}
         out["outputs"].append({"name": name, "reference": spec.get("reference")})
     nodes = raw.get("nodes") if isinstance(raw.get("nodes"), list) else []
@@ -187,6 +199,7 @@ def clone_gallery(gallery_name: str, name: str | None = None) -> FlowEntry:
 def clone_flow(name: str, new_name: str | None = None) -> FlowEntry:
     """Copy one of the user's flows (a linked folder's files too) into a new tunery flow."""
     src = get_flow(name)
+    find_flow_file(src.dir)  # a linked folder that is gone, or holds no flow any more, is named
     return _copy_in(src.dir, new_name or f"{name}-copy", origin=name, trusted=not user_code(src))
 
 
@@ -412,6 +425,12 @@ def save_flow(entry: FlowEntry, *, dag: dict[str, Any] | None = None, files: dic
     writes = {_safe_rel(k): v for k, v in (files or {}).items()}
     if file.name in writes or any(k in FLOW_FILES for k in writes):
         raise InvalidInput("send flow.dag.yaml as dag, not among files", param="files")
+    for rel in writes:  # each file needs a place: not a folder, under no file (of the flow's or of this save)
+        if (entry.dir / rel).is_dir():
+            raise InvalidInput(f"{rel!r} is a folder in the flow, not a file", param="files")
+        for parent in list(PurePosixPath(rel).parents)[:-1]:
+            if parent.as_posix() in writes or (entry.dir / parent).is_file():
+                raise InvalidInput(f"{rel!r}: {parent.as_posix()!r} is a file, not a folder", param="files")
     if dag is not None:
         if not isinstance(dag, dict):
             raise InvalidInput("dag must be a mapping with inputs, outputs and nodes", param="dag")
@@ -439,9 +458,9 @@ def save_flow(entry: FlowEntry, *, dag: dict[str, Any] | None = None, files: dic
         shutil.rmtree(scratch, ignore_errors=True)
     if not report.ok:
         raise InvalidFlow(entry.dir / file.name, report.problems)
-    if not dry_run:
+    if not dry_run:  # each file atomically, the flow file last (added last): it never names a file not yet there
         for rel, text in writes.items():
-            atomic_write_text(entry.dir / rel, text)
+            write_flow_text(entry.dir / rel, text)
     return {"written": sorted(writes) if not dry_run else [], "problems": [p.to_dict() for p in report.problems]}
 
 
@@ -462,7 +481,7 @@ def clone_variant(entry: FlowEntry, node: str, source: str | None = None, new_id
     try:
         dag = yaml.safe_load(read_flow_text(file))
     except yaml.YAMLError as e:
-        raise InvalidInput(f"{file.name} is not valid YAML: {e}", param="dag", hint="fix the file first") from e
+        raise InvalidInput(yaml_error(file.name, e), param="dag", hint="fix the file first") from e
     nodes = dag.get("nodes") if isinstance(dag, dict) else None
     if not isinstance(nodes, list) or not isinstance(dag.get("node_variants") or {}, dict):
         raise InvalidInput(f"{file.name} is not a flow (a mapping with a list of nodes)", param="dag",
@@ -502,7 +521,7 @@ def clone_variant(entry: FlowEntry, node: str, source: str | None = None, new_id
     if isinstance(path, str) and (entry.dir / path).is_file():
         stem = re.sub(r"__variant_\w+$", "", PurePosixPath(path).stem)
         new_path = str(PurePosixPath(path).with_name(f"{stem}__{new_id}{PurePosixPath(path).suffix}"))
-        files[new_path] = (entry.dir / path).read_text(encoding="utf-8")
+        files[new_path] = read_text(entry.dir / path, param="variant")  # one not UTF-8 is named, at its line
         body["source"]["path"] = new_path
     spec["variants"][new_id] = {"node": body}
     save_flow(entry, dag=dag, files=files)

@@ -2,8 +2,8 @@
 line, when grading a previous run) mapped to flow inputs through the column mapping.
 
 Without a mapping entry, an input takes the data column of the same name, else its default, as
-in Prompt flow. A mapping that names a column no row has fails the whole run up front; a value
-missing from one row fails only that line."""
+in Prompt flow. A mapping that names a column (or a parent run's output) no line has fails the
+whole run up front; a value missing from one line fails only that line."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tunery.data.text import check_utf8, read_lines
-from tunery.errors import InvalidInput, NotFound
+from tunery.errors import InvalidInput, NotFound, json_problem
 from tunery.flows.refs import MISSING, Reference, lookup, parse_mapping_reference
 from tunery.flows.spec import Flow
 
@@ -29,28 +29,48 @@ class PreparedLine:
 def load_data(path: str | Path) -> list[dict[str, Any]]:
     """Rows of a JSONL (or CSV/TSV) file; every problem names the file and line."""
     p = Path(path).expanduser()
+    if p.is_dir():
+        raise InvalidInput(f"data {p} is a folder", param="data", hint="give a .jsonl, .csv or .tsv file")
     if not p.is_file():
         raise NotFound(f"data file {p} not found", param="data")
     if p.suffix.lower() in (".csv", ".tsv"):
-        try:
-            with p.open(newline="", encoding="utf-8-sig") as f:
-                return [dict(r) for r in csv.DictReader(f, delimiter="\t" if p.suffix.lower() == ".tsv" else ",")]
-        except UnicodeDecodeError:
-            check_utf8(p, param="data")  # names the line and byte
-            raise
+        return _table(p)
     rows = []
     for i, line in read_lines(p, param="data"):  # a line that is not UTF-8 is named
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InvalidInput(f"{p.name} line {i}: not valid JSON ({e.msg})", param="data") from None
+        except (ValueError, RecursionError) as e:  # a number past Python's digit limit is a ValueError
+            raise InvalidInput(f"{p.name} line {i}: not valid JSON ({json_problem(e)})", param="data") from None
         if not isinstance(row, dict):
             raise InvalidInput(f"{p.name} line {i}: each line must be a JSON object", param="data")
         rows.append(row)
     if not rows:
         raise InvalidInput(f"{p.name} has no lines", param="data")
+    return rows
+
+
+def _table(p: Path) -> list[dict[str, Any]]:
+    """Rows of a CSV or TSV file with a header line; a row with more fields than the header is named."""
+    rows = []
+    try:
+        with p.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f, delimiter="\t" if p.suffix.lower() == ".tsv" else ",")
+            header = reader.fieldnames or []  # read here: the reader reads it lazily, from the open file
+            for row in reader:
+                if None in row:  # the fields past the header's, which would have no column name
+                    raise InvalidInput(f"{p.name} line {reader.line_num}: {len(header) + len(row[None])} fields, "
+                                       f"but the header names {len(header)}", param="data",
+                                       hint="quote a value that holds the delimiter")
+                rows.append(dict(row))
+    except UnicodeDecodeError:
+        check_utf8(p, param="data")  # names the line and byte
+        raise
+    except csv.Error as e:
+        raise InvalidInput(f"{p.name}: not valid CSV ({e})", param="data") from None
+    if not rows:
+        raise InvalidInput(f"{p.name} has no lines" + (" under its header" if header else ""), param="data")
     return rows
 
 
@@ -81,7 +101,7 @@ def map_lines(flow: Flow, data: list[dict[str, Any]] | None, mapping: dict[str, 
             if data is None:
                 raise InvalidInput(f"column mapping {key}={ref} needs --data", param="column_mapping")
             if all(lookup(row, ref.path) is MISSING for row in data):
-                columns = sorted({c for row in data for c in row})
+                columns = sorted({str(c) for row in data for c in row})
                 raise InvalidInput(f"column mapping {key}={ref}: no line of {data_name} has "
                                    f"{'.'.join(ref.path)!r}", param="column_mapping",
                                    hint="its columns: " + ", ".join(columns[:20]))
@@ -90,6 +110,13 @@ def map_lines(flow: Flow, data: list[dict[str, Any]] | None, mapping: dict[str, 
                  if p.get("status") == "Completed"]
         if not pairs:
             raise InvalidInput("the parent run has no successful line to grade", param="run")
+        for key, ref in refs.items():  # as for a data column: a name no line has fails the run up front
+            if isinstance(ref, Reference) and ref.source == "run" and all(
+                    lookup(p.get(ref.section) or {}, ref.path) is MISSING for _, p in pairs):
+                names = sorted({str(k) for _, p in pairs for k in p.get(ref.section) or {}})
+                raise InvalidInput(f"column mapping {key}={ref}: no line of the parent run has {ref.section} "
+                                   f"{'.'.join(ref.path)!r}", param="column_mapping",
+                                   hint=f"its {ref.section}: " + (", ".join(names[:20]) or "none"))
     else:
         pairs = [(i, None) for i in range(len(data or []))]
     lines = []

@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import importlib.util
 import inspect
+import os
 import sys
 import threading
 import traceback
@@ -45,7 +46,7 @@ class ToolLoader:
             if source in self._modules:
                 return self._modules[source], None
             path = (self.dir / source).resolve()
-            digest = hashlib.sha1(str(path).encode()).hexdigest()[:10]
+            digest = hashlib.sha1(os.fsencode(path)).hexdigest()[:10]  # a path's bytes may not be UTF-8
             name = f"tunery_flow_{digest}_{path.stem}"
             shim.install()
             with _import_lock:
@@ -73,6 +74,25 @@ def _describe(e: BaseException, path: Path) -> str:
     frames = [f for f in traceback.extract_tb(e.__traceback__) if Path(f.filename).resolve() == path]
     line = f" (line {frames[-1].lineno})" if frames else ""
     return f"{type(e).__name__}: {e}{line}"
+
+
+def _own_frames(e: BaseException, flow_dir: Path) -> list[traceback.FrameSummary]:
+    """The frames of ``e``'s traceback in the flow folder's own files: the user's code, not tunery's."""
+    return [f for f in traceback.extract_tb(e.__traceback__)
+            if Path(f.filename).is_absolute() and Path(f.filename).resolve().is_relative_to(flow_dir)]
+
+
+def tool_error(e: BaseException, flow_dir: Path) -> tuple[str, str]:
+    """What a Python node's exception says, with where in the flow's files it was raised
+    (``ValueError: bad input (prep.py, line 9)``), and its traceback through those files only."""
+    flow_dir = Path(flow_dir).resolve()
+    frames = _own_frames(e, flow_dir)
+    where = ""
+    if frames:
+        where = f" ({Path(frames[-1].filename).resolve().relative_to(flow_dir).as_posix()}, line {frames[-1].lineno})"
+    text = "".join(["Traceback (most recent call last):\n", *traceback.format_list(frames),
+                    *traceback.format_exception_only(type(e), e)])
+    return f"{type(e).__name__}: {e}{where}", text
 
 
 def _pick(module: Any, node: Node, where: str) -> tuple[Callable | None, Problem | None]:

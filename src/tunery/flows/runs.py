@@ -210,10 +210,12 @@ class RunStore:
         lines = sorted(lines, key=lambda ln: ln.line_number)
         path = self.record.path
         dump = lambda rows: "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows)  # noqa: E731
-        atomic_write_text(path / "details.jsonl", dump([ln.to_dict() for ln in lines]))
-        atomic_write_text(path / "inputs.jsonl", dump([{"line_number": ln.line_number, **ln.inputs} for ln in lines]))
-        atomic_write_text(path / "outputs.jsonl", dump([{"line_number": ln.line_number, **ln.outputs}
-                                                        for ln in lines if ln.status == COMPLETED]))
+        records = [ln.to_dict() for ln in lines]  # values as JSON can carry them (executor.jsonable)
+        atomic_write_text(path / "details.jsonl", dump(records))
+        atomic_write_text(path / "inputs.jsonl", dump([{"line_number": r["line_number"], **r["inputs"]}
+                                                       for r in records]))
+        atomic_write_text(path / "outputs.jsonl", dump([{"line_number": r["line_number"], **r["outputs"]}
+                                                        for r in records if r["status"] == COMPLETED]))
         nodes: dict[str, list[dict[str, Any]]] = {}
         for ln in lines:
             for name, nr in ln.nodes.items():

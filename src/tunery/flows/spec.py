@@ -8,8 +8,12 @@ a node's ``provider``/``module``...) are accepted and ignored."""
 
 from __future__ import annotations
 
+import difflib
 import json
+import os
 import re
+import stat
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -32,6 +36,7 @@ from tunery.flows.dag import (
 from tunery.flows.graph import check_graph
 from tunery.flows.refs import parse_flow_reference
 from tunery.flows.templates import check_template
+from tunery.home import atomic_write_text
 
 FLOW_FILES = ("flow.dag.yaml", "flow.dag.yml")
 NODE_TYPES = ("llm", "python", "prompt")
@@ -57,33 +62,81 @@ def read_flow_text(file: Path) -> str:
     return read_text(file, param="flow")
 
 
+def write_flow_text(file: Path, text: str) -> None:
+    """Write a file of a flow folder (the flow file, a template) atomically, keeping the permissions
+    the user gave it (a private 0600 one stays private, a group-writable one stays so): the file
+    renamed into place is a new one, with a new file's mode."""
+    try:
+        mode = stat.S_IMODE(file.stat().st_mode)
+    except OSError:
+        mode = None
+    atomic_write_text(file, text)
+    if mode is not None:
+        os.chmod(file, mode)
+
+
 def flow_text(text: str, dag: dict[str, Any]) -> str:
     """``dag`` written over a flow file's ``text`` (as :func:`read_flow_text` read it): the values
     that changed are replaced in place by a round-trip YAML library (ruamel.yaml), so the file's
     comments (the leading one is the flow's description), key order, quoting, indentation and line
-    endings stay. Lists are matched item by item. A ``text`` that is not YAML is replaced by plain yaml."""
-    from io import StringIO
+    endings stay. A list of named mappings (``nodes``) is matched by name, so a node deleted or
+    added takes its own comments out or comes in between its neighbours' (:func:`_text_edits`);
+    other lists item by item. What ruamel would write differently from the file (a long value
+    folded elsewhere, spacing) is kept as the file has it unless that part was edited
+    (:func:`_merge3`). A ``text`` that is not YAML is replaced by plain yaml."""
+    crlf = "\r\n" in text
+    text = text.replace("\r\n", "\n")  # else a comment keeps its "\r" and gets a second one
+    old = _round_trip(text)
+    if old is None:
+        return yaml.safe_dump(dag, sort_keys=False, allow_unicode=True, width=100)
+    edits: list[tuple[int, int, str]] = []
+    _text_edits(old[1], dag, text.split("\n"), edits, old[0])
+    if edits:
+        lines = text.split("\n")
+        for start, end, new in sorted(edits, reverse=True):  # from the end: earlier line numbers hold
+            lines[start:end] = new.split("\n")[:-1]
+        edited = "\n".join(lines)
+        if (again := _round_trip(edited)) is not None:
+            text, old = edited, again
+    rt, tree = old
+    base = _dump(rt, _round_trip(text)[1])  # type: ignore[index]  # a fresh parse: dumping marks comments done
+    new = _dump(rt, _merged(tree, dag))
+    out = _merge3(text, base, new)
+    try:
+        if yaml.safe_load(out) != yaml.safe_load(new):
+            out = new
+    except yaml.YAMLError:
+        out = new
+    return out.replace("\n", "\r\n") if crlf else out
 
+
+def _round_trip(text: str) -> tuple[Any, Any] | None:
+    """A ruamel round-trip loader set to write as ``text`` is laid out, and ``text`` parsed by it
+    (None when it is not a YAML mapping)."""
     from ruamel.yaml import YAML, YAMLError
     from ruamel.yaml.util import load_yaml_guess_indent
 
-    crlf = "\r\n" in text
-    text = text.replace("\r\n", "\n")  # else a comment keeps its "\r" and gets a second one
     rt = YAML()  # round-trip
     rt.preserve_quotes = True
-    rt.width = 100  # as the gallery folds long values (ruamel folds them anew)
+    rt.width = sys.maxsize  # a long value stays on its line: ruamel would fold it at its own width
     try:
-        old, seq_indent, dash_offset = load_yaml_guess_indent(text, yaml=rt)
+        tree, seq_indent, dash_offset = load_yaml_guess_indent(text, yaml=rt)
     except YAMLError:
-        old = None
-    if not isinstance(old, dict):
-        return yaml.safe_dump(dag, sort_keys=False, allow_unicode=True, width=100)
+        return None
+    if not isinstance(tree, dict):
+        return None
     mapping = _mapping_indent(text)
     rt.indent(mapping=mapping, sequence=seq_indent if dash_offset is not None else mapping,
               offset=dash_offset or 0)
+    return rt, tree
+
+
+def _dump(rt: Any, tree: Any) -> str:
+    from io import StringIO
+
     out = StringIO()
-    rt.dump(_merged(old, dag), out)
-    return out.getvalue().replace("\n", "\r\n") if crlf else out.getvalue()
+    rt.dump(tree, out)
+    return out.getvalue()
 
 
 def _mapping_indent(text: str) -> int:
@@ -95,6 +148,122 @@ def _mapping_indent(text: str) -> int:
     return 2
 
 
+def _names(items: list) -> list[str] | None:
+    """The names of a list of named mappings (``nodes``), or None for any other list."""
+    names = [x.get("name") if isinstance(x, dict) else None for x in items]
+    if all(isinstance(n, str) for n in names) and len(set(names)) == len(names):
+        return names  # type: ignore[return-value]
+    return None
+
+
+def _aligned(old: list, new: list) -> list[tuple[str, int, int, int, int]] | None:
+    """How ``old`` becomes ``new`` when both are lists of named mappings: difflib's opcodes on the
+    names (a renamed item is a ``replace``, paired with the item it replaces); None otherwise."""
+    old_names, new_names = _names(old), _names(new)
+    if old_names is None or new_names is None:
+        return None
+    return difflib.SequenceMatcher(None, old_names, new_names, autojunk=False).get_opcodes()
+
+
+def _text_edits(old: Any, new: Any, lines: list[str], edits: list[tuple[int, int, str]], rt: Any) -> None:
+    """The line edits that take out of the file's ``lines`` each key and named-list item (a node)
+    that ``new`` lacks, with its own comments (those on the lines just above it and inside it), move
+    an item ``new`` moves, with them, and write in an item ``new`` adds before the comment of the
+    item that will follow it. Done on the text, because ruamel keeps the comment above an entry in
+    the entry before it, and would drop it with that one; the merge then edits the values."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        starts = [old.lc.key(k) for k in old] if hasattr(old, "lc") else []
+        spans = _block_spans(old, lines, starts)
+        head = next((i for i, ln in enumerate(lines) if ln.strip() and not ln.startswith(("#", "$schema"))), 0)
+        for i, key in enumerate(old):
+            if key in new:
+                _text_edits(old[key], new[key], lines, edits, rt)
+            elif spans is not None and not lines[starts[i][0]][:spans[0]].strip():  # not the "- key:" of an item
+                start, end, _ = _taken_out(spans[1], i, lines)
+                # the comment that leads the file is its description: it is never a key's to take
+                edits.append((max(start, min(head, starts[i][0])), end, ""))
+        return
+    if not (isinstance(old, list) and isinstance(new, list)):
+        return
+    ops = _aligned(old, new)
+    if ops is None:
+        for o, n in zip(old, new, strict=False):
+            _text_edits(o, n, lines, edits, rt)
+        return
+    spans = _block_spans(old, lines, [_dash(old, i, lines) for i in range(len(old))])
+    where = {item["name"]: i for i, item in enumerate(old)}
+    for _, i1, i2, j1, j2 in ops:
+        paired = min(i2 - i1, j2 - j1)
+        for k in range(paired):
+            _text_edits(old[i1 + k], new[j1 + k], lines, edits, rt)
+        if spans is None:
+            continue  # a flow-style list: the merge deletes and inserts
+        col, items = spans
+        edits += [_taken_out(items, i, lines) for i in range(i1 + paired, i2)]
+        if j1 + paired < j2:
+            at = items[i2][0] if i2 < len(items) else items[-1][1]
+            text = ""
+            for item in new[j1 + paired:j2]:
+                moved = where.get(item["name"])
+                text += ("".join(ln + "\n" for ln in lines[slice(*items[moved])]) if moved is not None
+                         else _item_text(rt, item, col))
+            edits.append((at, at, text))
+
+
+def _dash(seq: Any, i: int, lines: list[str]) -> tuple[int, int] | None:
+    """Where item ``i`` of a block list has its ``-`` (None when it is not on the item's line)."""
+    line, col = seq.lc.item(i)
+    m = re.match(r"( *)-( +)", lines[line]) if line < len(lines) else None
+    return (line, len(m.group(1))) if m is not None and m.end() == col else None
+
+
+def _block_spans(node: Any, lines: list[str], starts: list) -> tuple[int, list[tuple[int, int]]] | None:
+    """The column of a block mapping's keys (a block list's ``-``) and each entry's lines ``[start,
+    end)``, given where each begins: from the comment lines just above it (no deeper than it) to its
+    last line, less the blank and comment lines at its end that are no deeper than it (they lead
+    what follows). None for a flow-style one, or one whose entries do not start at one column."""
+    if not starts or not hasattr(node, "fa") or node.fa.flow_style() or None in starts:
+        return None
+    col = starts[0][1]
+    if any(c != col for _, c in starts):
+        return None
+    indent = lambda s: len(s) - len(s.lstrip(" "))  # noqa: E731
+    shallow_comment = lambda s: s.lstrip(" ").startswith("#") and indent(s) <= col  # noqa: E731
+    spans = []
+    for line, _ in starts:
+        start = line
+        while start > 0 and shallow_comment(lines[start - 1]):
+            start -= 1
+        end = line + 1
+        while end < len(lines) and not (lines[end].strip() and not lines[end].lstrip().startswith("#")
+                                        and indent(lines[end]) <= col):
+            end += 1
+        while end > line + 1 and (not lines[end - 1].strip() or shallow_comment(lines[end - 1])):
+            end -= 1
+        spans.append((start, end))
+    return col, spans
+
+
+def _taken_out(spans: list[tuple[int, int]], i: int, lines: list[str]) -> tuple[int, int, str]:
+    """The edit that deletes entry ``i`` with the blank lines that part it from the next entry (the
+    last entry: from the one before)."""
+    start, end = spans[i]
+    if i + 1 < len(spans):
+        while end < spans[i + 1][0] and not lines[end].strip():
+            end += 1
+    else:
+        while start > 0 and not lines[start - 1].strip():
+            start -= 1
+    return start, end, ""
+
+
+def _item_text(rt: Any, item: Any, dash: int) -> str:
+    """A new list item as ruamel writes it, its ``-`` at column ``dash``."""
+    lines = _dump(rt, {"k": [item]}).split("\n")[1:-1]
+    shift = dash - (len(lines[0]) - len(lines[0].lstrip(" ")))
+    return "".join((" " * shift + ln if shift >= 0 else ln[-shift:]) + "\n" if ln else "\n" for ln in lines)
+
+
 def _merged(old: Any, new: Any) -> Any:
     """``old`` (round-trip parsed, comments attached) made equal to ``new``, keeping what is equal."""
     if isinstance(old, dict) and isinstance(new, dict):
@@ -104,15 +273,39 @@ def _merged(old: Any, new: Any) -> Any:
             old[key] = _merged(old[key], value) if key in old else value
         return old
     if isinstance(old, list) and isinstance(new, list):
-        del old[len(new):]
-        for i, value in enumerate(new):
-            if i < len(old):
-                old[i] = _merged(old[i], value)
-            else:
-                old.append(value)
+        ops = _aligned(old, new) or [("replace", 0, len(old), 0, len(new))]
+        for _, i1, i2, j1, j2 in reversed(ops):  # from the end: earlier indices hold
+            paired = min(i2 - i1, j2 - j1)
+            for k in range(paired):
+                old[i1 + k] = _merged(old[i1 + k], new[j1 + k])
+            del old[i1 + paired:i2]
+            for k, value in enumerate(new[j1 + paired:j2]):
+                old.insert(i1 + paired + k, value)
         return old
     # the old scalar keeps its quoting; 1 == True in Python, but a number is not a boolean here
     return old if old == new and isinstance(old, bool) == isinstance(new, bool) else new
+
+
+def _merge3(ours: str, base: str, theirs: str) -> str:
+    """``theirs``' changes from ``base`` made to ``ours`` too, line by line: ``base`` is how ruamel
+    writes the file unedited, ``ours`` the file as it is, ``theirs`` ruamel's edited one. Lines
+    ruamel writes differently from the file (a value it folds elsewhere) stay as the file has
+    them, unless the edit changed those very lines; then the edit's lines win."""
+    o, b, t = ours.splitlines(keepends=True), base.splitlines(keepends=True), theirs.splitlines(keepends=True)
+
+    def hunks(x: list[str]) -> list[tuple[int, int, list[str]]]:
+        ops = difflib.SequenceMatcher(None, b, x, autojunk=False).get_opcodes()
+        return [(i1, i2, x[j1:j2]) for tag, i1, i2, j1, j2 in ops if tag != "equal"]
+
+    edited = hunks(t)
+    kept = [(i1, i2, x) for i1, i2, x in hunks(o)
+            if not any(i1 < k2 and k1 < i2 or i1 == i2 == k1 == k2 for k1, k2, _ in edited)]
+    out: list[str] = []
+    at = 0
+    for i1, i2, x in sorted(kept + edited, key=lambda h: (h[0], h[1])):
+        out += b[at:i1] + x
+        at = i2
+    return "".join(out + b[at:])
 
 
 def coerce_input(value: Any, type_: str, name: str) -> Any:
@@ -151,6 +344,19 @@ def coerce_input(value: Any, type_: str, name: str) -> Any:
     raise InvalidInput(f"input {name!r} must be of type {type_}, got {value!r}", param=f"inputs.{name}")
 
 
+def yaml_problem(e: yaml.YAMLError) -> tuple[str, str, str]:
+    """Where a text is not YAML (``line 3``; ``yaml`` when the parser does not say), no field, and
+    why, in one line (PyYAML's own message spans several, quoting "<unicode string>")."""
+    mark = getattr(e, "problem_mark", None)
+    return f"line {mark.line + 1}" if mark else "yaml", "", f"not valid YAML: {getattr(e, 'problem', None) or e}"
+
+
+def yaml_error(file: Path | str, e: yaml.YAMLError) -> str:
+    """``file: line 3: not valid YAML: ...``, for a YAML file other than a flow's (a run file)."""
+    where, _, why = yaml_problem(e)
+    return f"{file}: {where}: {why}"
+
+
 def load_flow(path: str | Path) -> Flow:
     """Parse and validate a flow folder (or its yaml file); raises :class:`InvalidFlow`."""
     flow, problems = check_flow(path)
@@ -165,9 +371,7 @@ def check_flow(path: str | Path) -> tuple[Flow | None, list[Problem]]:
     try:
         raw = yaml.safe_load(read_flow_text(file))
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else "yaml"
-        return None, [Problem(where, "", f"not valid YAML: {getattr(e, 'problem', None) or e}")]
+        return None, [Problem(*yaml_problem(e))]
     if not isinstance(raw, dict):
         return None, [Problem("flow", "", "the file must be a mapping with inputs, outputs and nodes")]
     p = _Parser(file.parent)

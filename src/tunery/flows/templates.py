@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import threading
+import traceback
 import uuid
 from pathlib import Path
 from typing import Any
@@ -52,14 +53,31 @@ def _load(path: Path) -> jinja2.Template:
 def check_template(path: Path, node: Node, where: str) -> list[Problem]:
     """Syntax errors (errors) and variables the node does not provide (warnings)."""
     try:
-        ast = _env.parse(read_text(path, param="flow"))
+        # compiled to find its variables, which also finds an unknown filter or test
+        variables = jinja2.meta.find_undeclared_variables(_env.parse(read_text(path, param="flow")))
     except InvalidInput as e:  # not UTF-8: a problem of the node, so the flow still opens to be fixed
         return [Problem(where, "source.path", str(e))]
-    except jinja2.TemplateSyntaxError as e:
-        return [Problem(where, "source.path", f"template {node.source} line {e.lineno}: {e.message}")]
-    missing = sorted(jinja2.meta.find_undeclared_variables(ast) - set(node.inputs))
+    except jinja2.TemplateSyntaxError as e:  # and TemplateAssertionError: {{ x | nosuchfilter }}
+        return [Problem(where, "source.path", template_error(e, node.source))]
+    missing = sorted(variables - set(node.inputs))
     return [Problem(where, f"inputs.{name}", f"template {node.source} uses {{{{ {name} }}}} but the node has "
                     "no such input; it renders empty", severity="warning") for name in missing]
+
+
+def template_error(e: Exception, source: str) -> str:
+    """Why template ``source`` failed to compile or render, at its line: ``template t.jinja2 line 3:
+    ZeroDivisionError: division by zero``."""
+    if isinstance(e, jinja2.TemplateSyntaxError):
+        line, message = e.lineno, e.message
+    else:
+        frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename == "<template>"]
+        if not frames:  # not raised by the template: not UTF-8 (its line named), or no role line (parse_chat)
+            return f"template {source}: {e}"
+        line = frames[-1].lineno
+        message = "it calls itself without end" if isinstance(e, RecursionError) else str(e)
+        if not isinstance(e, jinja2.TemplateError):
+            message = f"{type(e).__name__}: {message}"
+    return f"template {source}{f' line {line}' if line else ''}: {message}"
 
 
 def render(path: Path, variables: dict[str, Any]) -> str:
