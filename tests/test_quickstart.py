@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tunery import quickstart
 from tunery.quickstart import Plan, previous_job
 
@@ -39,3 +41,15 @@ def test_every_check_parses_and_names_its_subset():
         # a check on one kind of question says which in its label
         if ev.where is not None:
             assert f"questions to {ev.where[1]}" in label, spec
+
+
+@pytest.mark.parametrize(("args", "flag"), [(["--port", "70000"], "--port"), (["--port", "0"], "--port"),
+                                            (["--seed", "-1"], "--seed")])
+def test_options_are_checked_before_the_minutes_of_work(args, flag):
+    """A port or seed no server or job takes was found only at the end (serving) or at the job."""
+    from click.testing import CliRunner
+
+    from tunery.cli.main import cli
+
+    r = CliRunner().invoke(cli, ["quickstart", *args])
+    assert r.exit_code == 2 and flag in r.output and "Base model" not in r.output, r.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import json
@@ -100,6 +101,17 @@ def _creating(path: Path):
         raise CannotWrite(path, e) from e
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where the system says it (Linux 4.7+)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)  # elsewhere: set and put back
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_open(path: Path):
     """Yield a binary file open on a temporary name beside ``path``; on success it is fsynced and
@@ -110,6 +122,8 @@ def atomic_open(path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp's file is private (0600); the file put in place gets the mode any new file gets
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
@@ -187,6 +201,7 @@ def atomic_dir(final: Path):
         recover_dir(final)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's folder is private (0700), as mkstemp's file
         yield tmp
         if not final.exists():
             os.replace(tmp, final)

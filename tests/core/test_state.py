@@ -49,6 +49,26 @@ def test_atomic_dir_appears_whole_or_not_at_all(tmp_path):
     assert (final / "weights").read_text() == "v2" and len(list(tmp_path.iterdir())) == 1
 
 
+def test_atomic_writes_get_the_mode_of_any_new_file(tmp_path):
+    """Not mkstemp's private 0600 (or mkdtemp's 0700): a scrubbed file, a report or an export is
+    as readable as what ``cp`` would write under the same umask."""
+    import os
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+        with atomic_dir(tmp_path / "report") as tmp:
+            atomic_write_text(tmp / "summary.json", "{}")
+        os.umask(0o077)
+        atomic_write_text(tmp_path / "private.txt", "x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "report").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "report" / "summary.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "private.txt").stat().st_mode & 0o777 == 0o600
+
+
 def test_a_path_that_cannot_be_written_says_why(tmp_path, monkeypatch):
     import errno
     import tempfile
@@ -137,6 +157,17 @@ def test_cli_version_help_and_clean_errors(tunery_home):
     assert r.returncode == 1 and "Traceback" not in r.stderr and "unknown model 'nope'" in r.stderr
     r = _cli("models", "list", home_dir=tunery_home)
     assert r.returncode == 0 and "tunery models pull" in r.stdout
+
+
+def test_cli_error_is_one_line_with_its_brackets(tunery_home, tmp_path):
+    """An error is one line even in a log file (not cut at 80 columns), and square brackets in it
+    (a file name, an evaluator's [COLUMN=VALUE]) are text, not rich markup that eats them or, for
+    a '[/]', fails with a traceback."""
+    for name in ("nope[/].jsonl", "nope[red].jsonl"):
+        missing = tmp_path / ("a-rather-long-folder-name-for-the-data" * 2) / name
+        r = _cli("data", "validate", str(missing), home_dir=tunery_home)
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+        assert r.stderr == f"error: file not found: {missing}\n"
 
 
 def test_root_help_is_each_commands_own_first_sentence():

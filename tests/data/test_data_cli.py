@@ -60,6 +60,8 @@ def test_validate_json_and_limit(bad: Path):
     assert report["ok"] is False and report["n_errors"] == 2
     limited = invoke("validate", str(bad), "--limit", "1")
     assert "... and 2 more (see them all with --limit 0)" in limited.output
+    negative = invoke("validate", str(bad), "--limit", "-1")  # was taken as 0 (all) without a word
+    assert negative.exit_code == 2 and "--limit" in negative.output
 
 
 def test_validate_purpose_validation_allows_few_examples(tmp_path: Path):

@@ -75,3 +75,40 @@ def test_cli_writes_a_valid_file(tmp_path, monkeypatch):
     r = CliRunner().invoke(cli, ["data", "synth", "--teacher", "x", "--topics", str(tmp_path / "topics.txt"),
                                  "--n", "2", "-o", str(out)])
     assert r.exit_code != 0 and "--system" in r.output
+
+
+def _synth(tmp_path, monkeypatch, *args, reply=teacher_reply):
+    from tunery.cli.main import cli
+    from tunery.serving import resolve
+
+    monkeypatch.setattr(resolve, "get_chat_model", lambda ref: ScriptedChatModel(name=ref, reply=reply))
+    (tmp_path / "topics.txt").write_text("museums\ntrains\n")
+    r = CliRunner().invoke(cli, ["data", "synth", "--teacher", "big-model", "--system", SYSTEM, "--topics",
+                                 str(tmp_path / "topics.txt"), "--n", "2", *args])
+    return r, r.output + str(r.exception)  # a domain error is shown by the CLI's edge (run_cli)
+
+
+def test_cli_refuses_an_existing_output_before_asking_the_teacher(tmp_path, monkeypatch):
+    out = tmp_path / "train.jsonl"
+    out.write_text("my own examples\n")
+    asked = []
+    r, said = _synth(tmp_path, monkeypatch, "-o", str(out), reply=lambda m: asked.append(m) or "x")
+    assert r.exit_code == 1 and "already exists" in said and "--force" in said, said
+    assert out.read_text() == "my own examples\n" and not asked
+    r, said = _synth(tmp_path, monkeypatch, "-o", str(tmp_path / "topics.txt"), "--force")
+    assert r.exit_code == 1 and "would overwrite the input" in said, said
+    r, said = _synth(tmp_path, monkeypatch, "-o", str(out), "--force")
+    assert r.exit_code == 0, said
+    assert validate_file(out, purpose="validation").ok
+
+
+def test_cli_checks_sampling_options_and_writes_nothing_when_nothing_is_kept(tmp_path, monkeypatch):
+    out = tmp_path / "synth.jsonl"
+    for bad in (["--max-tokens", "0"], ["--temperature", "-1"]):
+        r, said = _synth(tmp_path, monkeypatch, "-o", str(out), *bad)
+        assert r.exit_code == 2 and bad[0] in said, said
+    r, said = _synth(tmp_path, monkeypatch, "-o", str(out), reply=lambda m: "   ")
+    assert r.exit_code == 1 and "dropped 2" in said and "no usable example" in said, said
+    assert not out.exists()
+    r, said = _synth(tmp_path, monkeypatch, "-o", str(out), "--topics", str(tmp_path))
+    assert r.exit_code == 1 and "is a folder" in said, said

@@ -121,3 +121,46 @@ def test_eval_run_with_the_real_local_engine(tiny_model, tiny_model_dir, questio
     # the same weights, greedy decoding: both models give the same answers
     assert rows[0]["answer"] == rows[1]["answer"] and rows[2]["answer"] == rows[3]["answer"]
     assert all(r["scores"]["max_words:50"]["passed"] for r in rows)  # 8 tokens cannot make 50 words
+
+
+def test_an_out_folder_holding_other_files_is_refused_before_any_answer(scripted, questions, tmp_path):
+    """The report replaces its folder whole: a folder of the user's own is refused, not emptied;
+    an earlier report in it is replaced."""
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("the user's own notes\n")
+    args = ["eval", "run", "--data", str(questions), "-m", "base", "-e", "recommends", "--out", str(out)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1 and "is not an eval report folder (it holds notes.txt)" in str(result.exception)
+    assert (out / "notes.txt").read_text() == "the user's own notes\n" and not scripted["base"].calls
+    result = CliRunner().invoke(cli, ["compare", "base", "tuned", "--questions", str(questions), "--out", str(out)])
+    assert result.exit_code == 1 and "--out" in result.exception.hint
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    (out / "notes.txt").unlink()
+    assert CliRunner().invoke(cli, args).exit_code == 0  # an empty folder
+    assert CliRunner().invoke(cli, args).exit_code == 0  # an earlier report, replaced
+    assert sorted(p.name for p in out.iterdir()) == ["report.html", "results.jsonl", "summary.json"]
+
+
+def test_question_files_that_are_not_json_are_named_not_crashed_on(scripted, tmp_path):
+    """A line nested past Python's recursion limit or holding an over-long number was an
+    'unexpected' RecursionError/AttributeError; every bad line says why, as `tunery data validate`
+    words it."""
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "ok"}\n' + "[" * 100_000 + "]" * 100_000 + "\n" + '{"question": 1' + "1" * 5000
+                   + "}\n{oops\n[1]\n")
+    result = CliRunner().invoke(cli, ["eval", "run", "--data", str(bad), "-m", "base"])
+    message = result.exception.message
+    assert result.exit_code == 1 and "line 2: not valid JSON: nested too deeply" in message, result.output
+    assert "line 3: not valid JSON: a number is too long (more than 4300 digits)" in message
+    assert "line 4: not valid JSON: Expecting property name enclosed in double quotes at column 2" in message
+    assert "line 5: expected a JSON object, got a list" in message
+    # the same lines as the system message's file and a style reference
+    questions = tmp_path / "q.jsonl"
+    questions.write_text('{"question": "ok"}\n')
+    result = CliRunner().invoke(cli, ["eval", "run", "--data", str(questions), "-m", "base", "--system-from",
+                                      str(bad)])
+    assert result.exit_code == 1 and "has no system message" in result.exception.message
+    result = CliRunner().invoke(cli, ["eval", "run", "--data", str(questions), "-m", "base", "-e",
+                                      f"style_similarity:file={bad}"])
+    assert result.exit_code == 1 and "line 2: not valid JSON: nested too deeply" in result.exception.message

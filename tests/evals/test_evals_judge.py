@@ -71,6 +71,19 @@ def test_judge_spec_resolves_the_model(monkeypatch):
             parse_evaluator(bad)
 
 
+def test_an_unknown_local_judge_is_named_when_parsed(tiny_model):
+    """Not after every answer is generated (nor never, when every answer is empty and rated 1
+    without asking it): a deployment's name or a model's is known, nothing is loaded."""
+    from tunery.errors import NotFound
+    from tunery.serving import deployments
+
+    with pytest.raises(NotFound, match="unknown model 'no-such-judge'"):
+        parse_evaluator("judge:coherence@no-such-judge")
+    assert parse_evaluator("judge:coherence@tiny-random").model.name == "tiny-random"
+    deployments.create("the-judge", "tiny-random")
+    assert parse_evaluator("judge:coherence@the-judge,threshold=2").threshold == 2
+
+
 def test_judge_needs_its_columns():
     ev = Judge("groundedness", ScriptedChatModel(replies=["5"]))
     with pytest.raises(InvalidInput, match="no 'context' column"):

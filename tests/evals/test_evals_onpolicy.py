@@ -139,7 +139,12 @@ def test_the_cli_writes_the_pairs_and_counts_what_it_saw(tunery_home, tmp_path, 
     assert "failed recommends[expect=decline]: 2" in result.output  # the subset is shown, not taken for markup
     assert "wrote 2 pair(s)" in result.output
     assert len(out.read_text().splitlines()) == 2
+    # the pairs written are not replaced without --force, and nothing is asked
+    out.write_text("the user's own pairs\n")
     result = CliRunner().invoke(cli, [*args, "--json"])
+    assert result.exit_code == 1 and "already exists" in str(result.exception), result.output
+    assert "--force" in result.exception.hint and out.read_text() == "the user's own pairs\n"
+    result = CliRunner().invoke(cli, [*args, "--json", "--force"])
     assert json.loads(result.output)["pairs"] == 2
     # an output that would overwrite the input is refused before anything is asked
     result = CliRunner().invoke(cli, [*args[:-len(CHECKS) * 2 - 2], "-o", str(data),
@@ -147,8 +152,8 @@ def test_the_cli_writes_the_pairs_and_counts_what_it_saw(tunery_home, tmp_path, 
     assert isinstance(result.exception, InvalidInput) and "overwrite the input" in result.exception.message
     assert data.read_text().count("\n") == 2
     # two pairs are too few for a DPO job: the next step says so instead of suggesting one
-    result = CliRunner().invoke(cli, args)
+    result = CliRunner().invoke(cli, [*args, "--force"])
     assert "needs at least 10" in result.output
     # greedy sampling is refused by the option itself
-    result = CliRunner().invoke(cli, [*args, "--temperature", "0"])
+    result = CliRunner().invoke(cli, [*args, "--force", "--temperature", "0"])
     assert result.exit_code == 2 and "temperature" in result.output

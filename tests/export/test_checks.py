@@ -84,6 +84,15 @@ def test_output_folder_is_not_overwritten_without_force(tiny_ft, tmp_path):
     with pytest.raises(Conflict, match="--force"):
         export_model(tiny_ft.id, "hf", out)
     assert (out / "keep.txt").read_text() == "mine"
+    # --force replaces an earlier export, never a folder of the user's own
+    with pytest.raises(Conflict, match="not a tunery export folder"):
+        export_model(tiny_ft.id, "hf", out, force=True)
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+    (out / "keep.txt").unlink()
+    first = export_model(tiny_ft.id, "hf", out, greedy_tokens=2)
+    (out / "config.json").write_text("{}")  # the earlier export, changed: replaced whole
+    assert export_model(tiny_ft.id, "hf", out, force=True, greedy_tokens=2).files == first.files
+    assert (out / "config.json").read_text() != "{}"
 
 
 def test_unknown_model_names_the_next_step(tiny_model, tmp_path):

@@ -36,8 +36,9 @@ def test_dpo_request_from_the_cli_and_formats_checked(tiny_model, chat_file, tmp
 
     chat = str(chat_file(12))
     for args, flag, words in [
-        ([pairs], "--method", "holds preference pairs, which supervised fine-tuning cannot train on"),
-        ([chat, "--method", "dpo"], "--method", "which DPO cannot train on"),
+        # the fix in the CLI's words, not the request's (method {"type": "dpo"})
+        ([pairs], "--method", "holds preference pairs, which supervised fine-tuning cannot train on (use --method dpo)"),
+        ([chat, "--method", "dpo"], "--method", "which DPO cannot train on (use --method supervised, or a file"),
         ([chat, "--beta", "0.2"], "--beta", "add --method dpo"),
         ([pairs, "--method", "dpo", "--beta", "9"], "--beta", "between 0.001 and 2"),
         ([chat, "--method", "full", "--training-method", "lora"], "--training-method", "disagree"),

@@ -13,6 +13,7 @@ import pytest
 from support_workers import run_here
 from tunery.data import files
 from tunery.errors import InvalidInput
+from tunery.home import home
 from tunery.jobs import Worker, cancel_job, create_job, get_job, list_checkpoints, list_events, metrics, store
 
 
@@ -293,6 +294,53 @@ def test_cli_lora_layers_reach_the_job_and_bad_ones_are_named(tiny_model, chat_f
     assert r.exception.param == "lora.layers"
     r = CliRunner().invoke(cli, ["finetune", path, "--model", "tiny-random", "--lora-layers", "top"])
     assert r.exit_code == 2 and "--lora-layers" in r.output
+
+
+def test_cli_a_refused_job_leaves_no_copy_of_its_files(tiny_model, chat_file):
+    """The files are stored before the job is created: a refused job deletes them again (each
+    refusal used to leave a copy of the training data in TUNERY_HOME/files)."""
+    from click.testing import CliRunner
+
+    from tunery.cli.main import cli
+
+    path = str(chat_file(12))
+    for args in (["--model", "nope"], ["--model", "ft:tiny-random:x:nope"], ["--model", "tiny-random",
+                 "--lora-layers", "7"], ["--model", "tiny-random", "--lora-target-modules", "nope"]):
+        r = CliRunner().invoke(cli, ["finetune", path, "--validation-file", path, *args])
+        assert isinstance(r.exception, InvalidInput), r.output
+    assert "unknown model 'nope'" in CliRunner().invoke(cli, ["finetune", path, "--model", "nope"]).exception.message
+    assert files.list_files() == [] and not any(home().files.iterdir())
+    r = CliRunner().invoke(cli, ["finetune", path, "--model", "tiny-random", "--lora-layers", "1-0"])
+    assert r.exit_code == 2 and "'1-0': a range goes from the lower index to the higher, e.g. 0-1" in r.output
+
+
+def test_cli_ctrl_c_while_training_here_says_the_job_waits_in_the_queue(tiny_model, chat_file, monkeypatch):
+    """With --wait the job trains in this process, so Ctrl-C stops it too: the message must not say
+    it goes on."""
+    from click.testing import CliRunner
+
+    from tunery.cli import jobs as jobs_cli
+    from tunery.cli.main import cli
+
+    def interrupt(seconds):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(jobs_cli.time, "sleep", interrupt)
+    monkeypatch.setattr(Worker, "start", lambda self: self)  # no training thread: the job stays queued
+    r = CliRunner().invoke(cli, ["finetune", str(chat_file(12)), "--model", "tiny-random", "--wait"])
+    assert r.exit_code == 130
+    assert "stopped training here; the job waits in the queue" in r.output and "goes on" not in r.output
+
+
+@pytest.mark.parametrize("interval", ["0", "-1"])
+def test_worker_poll_interval_must_be_positive(interval):
+    """A negative interval made the worker look for jobs in a busy loop."""
+    from click.testing import CliRunner
+
+    from tunery.cli.main import cli
+
+    r = CliRunner().invoke(cli, ["worker", "--exit-when-idle", "--poll-interval", interval])
+    assert r.exit_code == 2 and "--poll-interval" in r.output and "worker started" not in r.output
 
 
 def test_follow_an_unknown_job_draws_no_progress_bar():

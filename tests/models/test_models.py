@@ -115,6 +115,59 @@ def test_add_local_folder_and_errors(tiny_model_dir, tmp_path):
         add_local("my-tiny", tiny_model_dir)
 
 
+def test_add_local_refuses_a_fine_tunes_name_and_a_tokenizer_that_does_not_load(tiny_model_dir, tmp_path):
+    """Both were added and then failed (or passed for a fine-tune) at every use."""
+    import json
+    import shutil
+
+    with pytest.raises(InvalidInput, match="names starting with 'ft:' are fine-tuned models'"):
+        add_local("ft:tiny-random:mine:abc", tiny_model_dir)
+    no_tokenizer = tmp_path / "no-tokenizer"
+    shutil.copytree(tiny_model_dir, no_tokenizer)
+    (no_tokenizer / "tokenizer.json").unlink()  # tokenizer_config.json alone: nothing to build it from
+    with pytest.raises(InvalidInput, match=f"cannot load the tokenizer from {no_tokenizer}") as e:
+        add_local("no-tokenizer", no_tokenizer)
+    assert "then add the model again" in e.value.hint and "models remove" not in str(e.value)
+    no_template = tmp_path / "no-template"
+    shutil.copytree(tiny_model_dir, no_template)
+    (no_template / "chat_template.jinja").unlink(missing_ok=True)
+    config = json.loads((no_template / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (no_template / "tokenizer_config.json").write_text(json.dumps(config))
+    with pytest.raises(InvalidInput, match=f"the model has no chat template in {no_template}"):
+        add_local("no-template", no_template)
+    assert find("ft:tiny-random:mine:abc") is None and find("no-tokenizer") is None and find("no-template") is None
+
+
+def test_cli_show_writes_values_as_json_not_python(tiny_model, monkeypatch):
+    from click.testing import CliRunner
+
+    from tunery.cli.main import cli
+
+    monkeypatch.setenv("COLUMNS", "400")
+    out = CliRunner().invoke(cli, ["models", "show", "tiny-random"]).output
+    assert ' parent  -\n' in out and '"lora_target_modules": ["q_proj", ' in out, out
+    assert "None" not in out and "{'" not in out and "['" not in out
+
+
+def test_cli_remove_asks_only_about_a_model_that_exists_and_no_is_an_answer(tiny_model_dir):
+    from click.testing import CliRunner
+
+    from tunery.cli.main import cli
+    from tunery.errors import NotFound
+
+    add_local("mine", tiny_model_dir)
+    r = CliRunner().invoke(cli, ["models", "remove", "nope"])
+    assert isinstance(r.exception, NotFound) and "?" not in r.output  # no question first
+    for answer in ("n\n", ""):  # no, and no answer at all (input ended): kept, exit 1, not Ctrl-C's 130
+        r = CliRunner().invoke(cli, ["models", "remove", "mine"], input=answer)
+        assert r.exit_code == 1 and "kept mine (pass --yes" in r.output, r.output
+    assert find("mine") is not None
+    r = CliRunner().invoke(cli, ["models", "remove", "mine"], input="y\n")
+    assert r.exit_code == 0 and "removed mine" in r.output and find("mine") is None
+    assert (tiny_model_dir / "config.json").exists()  # added in place: its folder is the user's
+
+
 @pytest.mark.parametrize(("config", "message"), [
     ("{bad", "config.json, line 1: not valid JSON (Expecting property name"),
     ('{"model_type": "llama"}\n]', "config.json, line 2: not valid JSON (Extra data)"),

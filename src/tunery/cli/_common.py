@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -90,8 +91,26 @@ def refuse_overwrite(output: Path, *inputs: Path | None) -> None:
         raise InvalidInput(f"the output would overwrite the input {output}", param="output", hint="choose another -o")
 
 
+def utf8_text(text: str | None, what: str, *, param: str | None = None) -> str | None:
+    """``text`` from the command line or stdin, refused (naming ``what``) when its bytes are not
+    UTF-8: Python hands such bytes on as lone surrogates, which no tokenizer takes."""
+    from tunery.errors import InvalidInput, json_problem
+
+    if text is None:
+        return None
+    try:
+        text.encode("utf-8", "surrogateescape").decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InvalidInput(f"{what} is {json_problem(e)}", param=param, hint="give it as UTF-8 text") from None
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{what} is not valid Unicode (a lone surrogate)", param=param,
+                           hint="give it as UTF-8 text") from None
+    return text
+
+
 def fail(message: str, code: int = 1) -> None:
-    err_console.print(f"[bold red]error:[/] {message}")
+    # one line, not cut at 80 columns where stderr is a log file or a pipe (a terminal wraps it)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     sys.exit(code)
 
 
@@ -129,6 +148,17 @@ def status(message: str) -> Iterator[Callable[[str], None]]:
     """A spinner while work runs; yields a function that updates its text."""
     with console.status(message) as s:
         yield lambda text: s.update(text)
+
+
+def print_fields(fields: dict[str, Any]) -> None:
+    """A record as "name  value" lines: values as JSON writes them (lists, objects, null as "-"), not
+    Python's repr, and as text, not markup."""
+    import json
+
+    width = max((len(k) for k in fields), default=0)
+    for k, v in fields.items():
+        shown = "-" if v is None else json.dumps(v, ensure_ascii=False, default=str) if isinstance(v, dict | list | tuple) else str(v)
+        console.print(f"[bold]{k:>{width}}[/]  {escape(shown)}", soft_wrap=True)
 
 
 def print_json(obj: Any) -> None:

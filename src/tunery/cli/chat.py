@@ -5,11 +5,13 @@ for any OpenAI-compatible server."""
 
 from __future__ import annotations
 
+import contextlib
+import re
 import sys
 
 import click
 
-from tunery.cli._common import console, err_console, precision_option, print_json, status
+from tunery.cli._common import console, err_console, precision_option, print_json, status, utf8_text
 
 _sampling = [
     click.option("--system", default=None, help="System message."),
@@ -57,12 +59,18 @@ def chat(model: str, system: str | None, temperature: float, top_p: float, max_t
 
     Type /reset to start over, /exit (or Ctrl-D) to leave.
     """
-    from tunery.chat import ChatMessage, Role
+    from rich.markup import escape
 
+    from tunery.chat import ChatMessage, Role
+    from tunery.errors import InvalidInput
+
+    system = utf8_text(system, "--system", param="system")
     llm = _model(model)
     params = _params(temperature, top_p, max_tokens, seed)
     history: list[ChatMessage] = [ChatMessage(Role.SYSTEM, system)] if system else []
     console.print(f"[dim]chatting with {model} - /reset to start over, /exit to leave[/]")
+    with contextlib.suppress(AttributeError, ValueError):  # a line that is not UTF-8 is named below, not fatal
+        sys.stdin.reconfigure(errors="surrogateescape")
     while True:
         try:
             text = console.input("[bold cyan]you>[/] ")
@@ -76,6 +84,14 @@ def chat(model: str, system: str | None, temperature: float, top_p: float, max_t
             console.print("[dim](conversation cleared)[/]")
             continue
         if not text.strip():
+            continue
+        if re.fullmatch(r"/[a-z]+", text.strip()):  # a mistyped command is not a message to the model
+            console.print(f"[dim](unknown command {text.strip()}: /reset starts over, /exit leaves)[/]")
+            continue
+        try:
+            utf8_text(text, "that line")
+        except InvalidInput as e:  # said, and the chat goes on
+            err_console.print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True)
             continue
         history.append(ChatMessage(Role.USER, text))
         console.print("[bold green]bot>[/] ", end="")
@@ -107,9 +123,14 @@ def ask(model: str, question: str, system: str | None, temperature: float, top_p
     from tunery.errors import InvalidInput
 
     if question == "-":
-        question = sys.stdin.read()
+        stdin = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode()
+        question = utf8_text(stdin.decode("utf-8", "surrogateescape"), "the question read from stdin",
+                             param="question")
+    utf8_text(question, "the question", param="question")
+    system = utf8_text(system, "--system", param="system")
     if not question.strip():
-        raise InvalidInput("the question is empty", param="question")
+        raise InvalidInput("the question is empty", param="question", hint="ask something, e.g. "
+                           "tunery ask MODEL \"Where should I go in spring?\"")
     messages = ([ChatMessage(Role.SYSTEM, system)] if system else []) + [ChatMessage(Role.USER, question)]
     llm = _model(model)
     params = _params(temperature, top_p, max_tokens, seed)

@@ -9,7 +9,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from tunery.cli._common import Group, console, err_console, print_json, refuse_overwrite, status
+from tunery.cli._common import Group, console, err_console, print_json, refuse_overwrite, status, utf8_text
 
 _FILE = click.Path(path_type=Path, dir_okay=True)
 
@@ -32,7 +32,8 @@ def data() -> None:
               help="Also count tokens with this model's tokenizer and check examples against its context.")
 @click.option("--purpose", type=click.Choice(["training", "validation"]), default="training", show_default=True,
               help="What the file is for: a training file needs at least 10 examples.")
-@click.option("--limit", default=100, show_default=True, help="Show at most this many problems (0: all).")
+@click.option("--limit", type=click.IntRange(min=0), default=100, show_default=True,
+              help="Show at most this many problems (0: all).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def validate(file: Path, model: str | None, purpose: str, limit: int, as_json: bool) -> None:
     """Check FILE and list every problem with its line and field.
@@ -233,25 +234,34 @@ def split(file: Path, validation_fraction: float, seed: int, prefix: str | None,
 @click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False), required=True,
               help="Where to write the examples (chat JSONL).")
 @click.option("--seed", default=0, show_default=True, help="Seed for topic order and sampling.")
-@click.option("--temperature", default=0.9, show_default=True, help="Teacher's sampling temperature.")
-@click.option("--max-tokens", default=256, show_default=True, help="Longest answer, in tokens.")
+@click.option("--temperature", type=click.FloatRange(0, 2), default=0.9, show_default=True,
+              help="Teacher's sampling temperature.")
+@click.option("--max-tokens", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Longest answer, in tokens.")
+@click.option("--force", is_flag=True, help="Replace the output file if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def synth(teacher: str, system: str | None, system_from: Path | None, topics: Path, n: int, output: Path,
-          seed: int, temperature: float, max_tokens: int, as_json: bool) -> None:
+          seed: int, temperature: float, max_tokens: int, force: bool, as_json: bool) -> None:
     """Generate training examples from a teacher model: a question per topic, answered under the
     system message; duplicates and invalid examples are dropped and reported."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from tunery.chat import GenerationParams
     from tunery.data.synth import load_topics, synthesize, write_examples
+    from tunery.data.text import refuse_existing
+    from tunery.errors import InvalidInput
     from tunery.serving.resolve import get_chat_model
 
     if (system is None) == (system_from is None):
         raise click.UsageError("give exactly one of --system or --system-from")
+    # before the teacher is asked anything: its answers must not be lost, nor a file overwritten
+    refuse_overwrite(output, topics, system_from)
+    refuse_existing([output], force=force, hint="choose another -o")
     if system_from is not None:
         from tunery.evals import system_from_chat_file
 
         system = system_from_chat_file(system_from)
+    system = utf8_text(system, "--system", param="system")
     topic_list = load_topics(topics)
     model = get_chat_model(teacher)
     with Progress(TextColumn("asking the teacher"), BarColumn(), MofNCompleteColumn(), console=console,
@@ -260,12 +270,18 @@ def synth(teacher: str, system: str | None, system_from: Path | None, topics: Pa
         report = synthesize(model, system=system, topics=topic_list, n=n, seed=seed,
                             params=GenerationParams(temperature=temperature, max_tokens=max_tokens),
                             progress=lambda: bar.advance(task))
-    write_examples(report, output)
+    if report.kept:  # no empty file that looks like a result
+        write_examples(report, output)
     if as_json:
-        print_json({**report.to_dict(), "output": str(output)})
-        return
-    console.print(f"wrote {report.kept} of {n} example(s) to {output}")
-    for reason, count in report.dropped.most_common():
-        console.print(f"  [yellow]dropped {count}[/]: {reason} (e.g. {report.drop_examples[reason]!r})")
-    if report.kept:
-        console.print(f"next: [bold]tunery data validate {output}[/]")
+        print_json({**report.to_dict(), "output": str(output) if report.kept else None})
+    else:
+        console.print(f"wrote {report.kept} of {n} example(s) to {escape(str(output))}" if report.kept
+                      else f"kept none of {n} example(s); {escape(str(output))} was not written")
+        for reason, count in report.dropped.most_common():
+            console.print(f"  [yellow]dropped {count}[/]: {escape(reason)} "
+                          f"(e.g. {escape(repr(report.drop_examples[reason]))})")
+        if report.kept:
+            console.print(f"next: [bold]tunery data validate {escape(str(output))}[/]")
+    if not report.kept:
+        raise InvalidInput(f"the teacher {teacher} gave no usable example", param="teacher",
+                           hint="see the reasons above; try another --teacher, --temperature or --max-tokens")

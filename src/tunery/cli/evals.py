@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from tunery.cli._common import Group, console, precision_option, print_json, refuse_overwrite
+from tunery.cli._common import Group, console, precision_option, print_json, refuse_overwrite, utf8_text
 
 DEFAULT_COMPARE_EVALUATORS = ("recommends", "ends_with_question")
 
@@ -19,7 +19,7 @@ def _system(system: str | None, system_from: Path | None) -> str | None:
         from tunery.evals import system_from_chat_file
 
         return system_from_chat_file(system_from)
-    return system
+    return utf8_text(system, "--system", param="system")
 
 
 def _load_models(refs: tuple[str, ...]) -> dict:
@@ -165,11 +165,12 @@ def list_cmd() -> None:
 @click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=0, show_default=True,
               help="Seed of the sampling and of the pairing: the same seed, model and data give the same pairs.")
 @click.option("--limit", type=click.IntRange(1), help="Use only the first N questions.")
+@click.option("--force", is_flag=True, help="Replace the output file if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
 @precision_option("local models")
 def pairs_cmd(data: Path, model: str, evaluators: tuple[str, ...], output: Path, system: str | None,
               system_from: Path | None, question_key: str, samples: int, per_question: int, temperature: float,
-              max_tokens: int, seed: int, limit: int | None, as_json: bool) -> None:
+              max_tokens: int, seed: int, limit: int | None, force: bool, as_json: bool) -> None:
     """Make DPO preference pairs from MODEL's own answers.
 
     Each question is asked --samples times; every answer is scored with the evaluators that apply
@@ -192,12 +193,14 @@ def pairs_cmd(data: Path, model: str, evaluators: tuple[str, ...], output: Path,
     from rich.markup import escape
 
     from tunery.chat import GenerationParams
+    from tunery.data.text import refuse_existing
     from tunery.data.validate import MIN_TRAINING_EXAMPLES
     from tunery.errors import InvalidInput
     from tunery.evals import load_questions, parse_evaluators
     from tunery.evals.onpolicy import RAN_ON, make_pairs, write_pairs
 
     refuse_overwrite(output, data, system_from)
+    refuse_existing([output], force=force, hint="choose another -o")
     if not output.resolve().parent.is_dir() or not os.access(output.resolve().parent, os.W_OK):
         raise InvalidInput(f"cannot write {output}: its folder does not exist or is not writable", param="output")
     questions = load_questions(data, question_key)[:limit]

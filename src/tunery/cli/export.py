@@ -16,11 +16,11 @@ from tunery.cli._common import console, human_bytes, print_json, status
 @click.option("--quantize", "-q", default=None, metavar="TYPE",
               help="onnx: none (default), int8 or int4; gguf: f16 (default), q8_0, q4_0 or q4_1; hf: none.")
 @click.option("--output", "-o", "output", required=True, type=click.Path(path_type=Path),
-              help="Folder to write the export into (created; must be empty unless --force).")
+              help="Folder to write the export into (created; must be empty, or an earlier export with --force).")
 @click.option("--calibration", type=click.Path(path_type=Path), default=None, metavar="FILE",
               help="onnx int4: chat JSONL that GPTQ calibrates on (default: the fine-tune's own training file, "
                    "else the bundled travel chats).")
-@click.option("--force", is_flag=True, help="Replace the output folder if it exists.")
+@click.option("--force", is_flag=True, help="Replace the output folder if it holds an earlier export.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest (with the verification report) as JSON.")
 def export(model: str, fmt: str, quantize: str | None, output: Path, calibration: Path | None, force: bool,
            as_json: bool) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -14,8 +15,16 @@ from pydantic import ValidationError
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from tunery.cli._common import Group, console, err_console, print_json, print_list, threads_option
-from tunery.errors import InvalidInput, invalid_request, validation_param
+from tunery.cli._common import (
+    Group,
+    console,
+    err_console,
+    print_fields,
+    print_json,
+    print_list,
+    threads_option,
+)
+from tunery.errors import InvalidInput, TuneryError, invalid_request, validation_param
 from tunery.jobs.api import EVENTS_LIMIT, PAGE_LIMIT, check_data_kind
 from tunery.jobs.spec import FineTuneRequest
 from tunery.jobs.store import TERMINAL
@@ -60,6 +69,9 @@ def _layer_list(ctx, param, text: str | None) -> str | list[int] | None:
     try:
         for part in text.split(","):
             lo, _, hi = part.strip().partition("-")
+            if hi and int(hi) < int(lo):
+                raise click.BadParameter(f"{part.strip()!r}: a range goes from the lower index to the higher, "
+                                         f"e.g. {hi.strip()}-{lo.strip()}")
             out += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
     except ValueError:
         raise click.BadParameter(f"{text!r}: use 'all' or indices like '20-29' or '0,5,10'") from None
@@ -149,8 +161,9 @@ def finetune(training_file: Path, validation_file: Path | None, model: str, suff
         if report.ok:
             try:
                 check_data_kind(file_kind(path), purpose, method)
-            except InvalidInput as e:
-                raise click.BadParameter(f"{path}: {e}", param_hint="--method") from None
+            except InvalidInput as e:  # the request's wording of the fix (method {"type": ...}) is the API's
+                fix = "--method dpo" if method != "dpo" else "--method supervised, or a file of preference pairs"
+                raise click.BadParameter(f"{path}: {e.message} (use {fix})", param_hint="--method") from None
         if not report.ok:
             err_console.print(report.format(limit=30, severity="error"))
             err_console.print(f"[bold red]error:[/] {path} is not valid {purpose} data "
@@ -163,13 +176,19 @@ def finetune(training_file: Path, validation_file: Path | None, model: str, suff
         request.method.hyperparameters.check_examples(n_examples)
     except InvalidInput as e:
         raise click.BadParameter(str(e), param_hint=_flag(e.param)) from None
-    train_rec = files.create_from_path(training_file, "fine-tune")
-    valid_rec = files.create_from_path(validation_file, "fine-tune") if validation_file else None
+    uploaded = [files.create_from_path(training_file, "fine-tune")]
+    if validation_file:
+        uploaded.append(files.create_from_path(validation_file, "fine-tune"))
     try:
-        job = create_job(request.model_copy(update={"training_file": train_rec.id,
-                                                    "validation_file": valid_rec.id if valid_rec else None}))
-    except InvalidInput as e:
-        raise _named(e) from None
+        job = create_job(request.model_copy(update={"training_file": uploaded[0].id,
+                                                    "validation_file": uploaded[1].id if validation_file else None}))
+    except BaseException as e:
+        for rec in uploaded:  # no job reads them: a refused request leaves no copy of the data behind
+            with contextlib.suppress(TuneryError, OSError):  # a job that does read one keeps it
+                files.delete(rec.id)
+        if isinstance(e, InvalidInput):
+            raise _named(e) from None
+        raise
     console.print(f"Created job [bold]{job['id']}[/] ({method}, {request.training_method} on {model})")
     if wait:
         _follow(job["id"], run_worker=True)
@@ -225,9 +244,14 @@ def _follow(job_id: str, *, run_worker: bool) -> None:
                     break
                 time.sleep(0.5)
     except KeyboardInterrupt:
-        err_console.print(f"stopped following; the job goes on (cancel with `tunery jobs cancel {job_id}`)")
-        if worker:
+        if worker:  # the job trained in this process: it stops with it, and waits in the queue
             worker.stop()
+            err_console.print(f"stopped training here; the job waits in the queue until a worker takes it up "
+                              f"(`tunery jobs follow {job_id}` trains it here again, `tunery jobs cancel {job_id}` "
+                              "drops it)", soft_wrap=True)
+        else:
+            err_console.print(f"stopped following; the job goes on in the worker training it (cancel with "
+                              f"`tunery jobs cancel {job_id}`)", soft_wrap=True)
         sys.exit(130)
     if worker:
         worker.stop()
@@ -286,8 +310,7 @@ def show(job_id: str, as_json: bool) -> None:
             "hyperparameters": job.get("hyperparameters"), "seed": job.get("seed"),
             "suffix": job.get("user_provided_suffix"), "trained_tokens": job.get("trained_tokens"),
             "result_files": job.get("result_files"), "error": job.get("error")}
-    for k, v in rows.items():
-        console.print(f"[bold]{k:>17}[/]  {v}")
+    print_fields(rows)
 
 
 @jobs.command()
@@ -360,7 +383,8 @@ def _set_nproc(n: int | None) -> None:
 
 @click.command()
 @click.option("--exit-when-idle", is_flag=True, help="Exit once no job is waiting.")
-@click.option("--poll-interval", default=1.0, show_default=True, help="Seconds between looks for new jobs.")
+@click.option("--poll-interval", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True,
+              help="Seconds between looks for new jobs.")
 @click.option("--id", "worker_id", default=None,
               help="This worker's name in the jobs it claims, unique among running workers (default: host:pid).")
 @threads_option("CPU threads for training (default: every CPU this process may use; TUNERY_NUM_THREADS).")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
+from rich.markup import escape
 
-from tunery.cli._common import Group, console, print_json, print_list, status
+from tunery.cli._common import Group, console, err_console, print_fields, print_json, print_list, status
 
 
 @click.group(cls=Group)
@@ -110,8 +112,7 @@ def show(name: str, as_json: bool) -> None:
         return
     if "serving" in info:
         info["serving"] = describe_serving(info["serving"])
-    for k, v in info.items():
-        console.print(f"[bold]{k:>18}[/]  {v}")
+    print_fields(info)
 
 
 @models.command()
@@ -119,9 +120,17 @@ def show(name: str, as_json: bool) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def remove(name: str, yes: bool) -> None:
     """Remove a model from the registry (and its files, when they live in TUNERY_HOME)."""
+    from tunery.models import get
     from tunery.models import remove as do_remove
 
     if not yes:
-        click.confirm(f"Remove model {name}?", abort=True)
+        get(name)  # an unknown name is an error before the question
+        try:
+            sure = click.confirm(f"Remove model {name}?")
+        except click.Abort:  # no answer: input ended (a script), or Ctrl-C
+            sure = False
+        if not sure:
+            err_console.print(f"kept {escape(name)} (pass --yes to remove without the question)", soft_wrap=True)
+            sys.exit(1)
     rec = do_remove(name)
     console.print(f"removed {rec.id}")

@@ -16,12 +16,13 @@ def _step(n: int, text: str) -> None:
 
 @click.command()
 @click.option("--model", "-m", default="smollm2-135m-instruct", show_default=True, help="Base model.")
-@click.option("--seed", default=42, show_default=True, help="Fine-tuning seed.")
+@click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=42, show_default=True, help="Fine-tuning seed.")
 @click.option("--retrain", is_flag=True, help="Fine-tune again even if an identical fine-tune exists.")
 @click.option("--questions", type=click.IntRange(1), default=None, metavar="N", help="Ask only the first N held-out questions.")
 @click.option("--serve/--no-serve", default=True, show_default=True,
               help="Start the studio with both models deployed (--no-serve ends after the report).")
-@click.option("--port", default=8000, show_default=True, help="Port for the studio and API.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True,
+              help="Port for the studio and API.")
 @precision_option("the base and fine-tuned models", process_default=True)
 def quickstart(model: str, seed: int, retrain: bool, questions: int | None, serve: bool, port: int) -> None:
     """Pull, validate, fine-tune, compare with the base model, and serve the studio.

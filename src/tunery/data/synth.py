@@ -41,6 +41,8 @@ class SynthReport:
 def load_topics(path: Path) -> list[str]:
     """One topic per line (plain text), or JSONL objects with a ``topic`` field."""
     path = Path(path)
+    if path.is_dir():
+        raise InvalidInput(f"{path} is a folder, not a topics file", param="topics")
     if not path.is_file():
         raise InvalidInput(f"topics file not found: {path}", param="topics")
     topics = []
@@ -53,7 +55,7 @@ def load_topics(path: Path) -> list[str]:
         if line.startswith("{"):
             try:
                 topic = json.loads(line).get("topic")
-            except (ValueError, AttributeError):
+            except (ValueError, AttributeError, RecursionError):
                 topic = None
             if not isinstance(topic, str) or not topic.strip():
                 raise InvalidInput(f"{path}, line {n}: expected a JSON object with a 'topic' string", param="topics")

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tunery.data.text import read_lines
-from tunery.errors import InvalidInput, NotFound
+from tunery.errors import InvalidInput, NotFound, json_kind, json_problem
 
 MAX_LISTED = 5
 
@@ -26,11 +26,11 @@ def load_questions(path: Path, question_key: str = "question") -> list[dict[str,
             continue
         try:
             row = json.loads(line)
-        except ValueError as e:
-            problems.append(f"line {n}: not JSON ({e.msg})")
+        except (ValueError, RecursionError) as e:  # RecursionError: nested past Python's limit
+            problems.append(f"line {n}: not valid JSON: {json_problem(e)}")
             continue
         if not isinstance(row, dict):
-            problems.append(f"line {n}: expected a JSON object, got {type(row).__name__}")
+            problems.append(f"line {n}: expected a JSON object, got {json_kind(row)}")
         elif not isinstance(row.get(question_key), str) or not row[question_key].strip():
             found = ", ".join(sorted(row)) or "none"
             problems.append(f"line {n}: no text in column {question_key!r} (columns: {found})")
@@ -54,7 +54,7 @@ def system_from_chat_file(path: Path) -> str:
     for _, line in read_lines(path, param="system-from"):
         try:
             row = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         for m in row.get("messages", []) if isinstance(row, dict) else []:
             if isinstance(m, dict) and m.get("role") == "system" and isinstance(m.get("content"), str):

@@ -108,7 +108,10 @@ class Judge(Evaluator):
         if metric not in METRICS:
             raise InvalidInput(f"evaluator 'judge': unknown metric {metric!r}", param="evaluator",
                                hint=f"choose from {', '.join(METRICS)}")
-        return cls(metric, resolve.get_chat_model(ref.strip()), name=f"judge:{options}", **kw)
+        model = resolve.get_chat_model(ref.strip())
+        if hasattr(model, "check_known"):  # a local name: known now, not after every answer is generated
+            model.check_known()
+        return cls(metric, model, name=f"judge:{options}", **kw)
 
     @property
     def required_columns(self) -> tuple[str, ...]:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tunery.chat import ChatMessage, ChatModel, GenerationParams, Role
-from tunery.errors import InvalidInput
+from tunery.errors import Conflict, InvalidInput
 from tunery.evals.base import Evaluator, RowScore
 from tunery.evals.report import EvalReport, Headline
 from tunery.evals.report_html import render_html
@@ -120,6 +120,24 @@ def default_out_dir(models: Sequence[str]) -> Path:
     return out
 
 
+REPORT_FILES = {"results": "results.jsonl", "summary": "summary.json", "html": "report.html"}
+
+
+def check_report_dir(out_dir: Path) -> None:
+    """A report folder replaces ``out_dir`` whole, so ``out_dir`` must be new, empty or an earlier
+    report: a folder holding anything else (the user's own files) is refused, before any answer is
+    generated, rather than deleted."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InvalidInput(f"the report folder {out_dir} is a file", param="out", hint="choose another --out")
+    others = sorted(p.name for p in out_dir.iterdir() if p.name not in REPORT_FILES.values()) \
+        if out_dir.is_dir() else []
+    if others:
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise Conflict(f"{out_dir} is not an eval report folder (it holds {shown}), and writing the report "
+                       "would replace it", param="out", hint="choose a new or empty folder with --out")
+
+
 def run_eval(questions: Sequence[Mapping[str, Any]], models: Mapping[str, ChatModel],
              evaluators: Sequence[Evaluator], *, system: str | None = None, question_key: str = "question",
              params: GenerationParams = DEFAULT_PARAMS, out_dir: Path | None = None, write: bool = True,
@@ -133,6 +151,8 @@ def run_eval(questions: Sequence[Mapping[str, Any]], models: Mapping[str, ChatMo
     (``Evaluator.only_where``, or ``NAME[column=value]``) scores only its rows, and its aggregate
     is over them alone. ``headline`` picks the metrics the summary tells in plain words."""
     _validate(questions, models, evaluators, question_key, headline, params)
+    if write and out_dir is not None:
+        check_report_dir(out_dir)
     total = len(questions) * len(models)
     done = 0
     answers: dict[str, list[tuple[str, str, float]]] = {name: [("", "stop", 0.0)] * len(questions) for name in models}
@@ -204,7 +224,8 @@ def run_eval(questions: Sequence[Mapping[str, Any]], models: Mapping[str, ChatMo
 def write_report(report: EvalReport, out_dir: Path) -> dict[str, Path]:
     """Write ``results.jsonl``, ``summary.json`` and ``report.html``; the folder appears whole."""
     out_dir = Path(out_dir)
-    names = {"results": "results.jsonl", "summary": "summary.json", "html": "report.html"}
+    check_report_dir(out_dir)
+    names = REPORT_FILES
     report.paths = {k: out_dir / v for k, v in names.items()}
     with atomic_dir(out_dir) as tmp:
         lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in report.rows)

@@ -28,7 +28,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from tunery.errors import InvalidInput, NotFound
+from tunery.errors import InvalidInput, NotFound, json_kind, json_problem
 from tunery.evals.base import (
     EvalResult,
     Evaluator,
@@ -116,10 +116,10 @@ def load_reference_texts(path: Path) -> list[str]:
             continue
         try:
             row = json.loads(line)
-        except ValueError as e:
-            raise InvalidInput(f"{path}, line {n}: not JSON ({e})", param="evaluator") from None
+        except (ValueError, RecursionError) as e:  # RecursionError: nested past Python's limit
+            raise InvalidInput(f"{path}, line {n}: not valid JSON: {json_problem(e)}", param="evaluator") from None
         if not isinstance(row, dict):
-            raise InvalidInput(f"{path}, line {n}: expected a JSON object", param="evaluator")
+            raise InvalidInput(f"{path}, line {n}: expected a JSON object, got {json_kind(row)}", param="evaluator")
         if isinstance(row.get("messages"), list):
             texts += [m["content"] for m in row["messages"] if isinstance(m, dict) and m.get("role") == "assistant"
                       and isinstance(m.get("content"), str) and m["content"].strip()]

@@ -132,6 +132,10 @@ def _pull_hub(repo: str, progress: Progress | None, name: str | None = None) -> 
 def add_local(name: str, path: Path, *, progress: Progress | None = None) -> ModelRecord:
     """Register a local Hugging Face folder (used in place) or a GGUF file (converted into the home)."""
     path = Path(path).expanduser().resolve()
+    if name.startswith(registry.FINE_TUNED_PREFIX):  # ft:<model>:<suffix>:<id>: a base there would pass for one
+        raise InvalidInput(f"invalid model name {name!r}: names starting with {registry.FINE_TUNED_PREFIX!r} are "
+                           "fine-tuned models'", param="name",
+                           hint=f"pick a name without the {registry.FINE_TUNED_PREFIX!r} prefix")
     if registry.find(name) is not None:
         registry.register(ModelRecord(id=name, kind="base", path=path, source="local"))  # raises Conflict
     if path.is_file() and path.suffix.lower() == ".gguf":
@@ -155,9 +159,25 @@ def add_local(name: str, path: Path, *, progress: Progress | None = None) -> Mod
                 read_json_object(path / json_file, param="path", hint="repair the file, then add the model again")
         for weights in sorted(path.glob("*.safetensors")):
             _check_safetensors(weights)
-        return registry.register(ModelRecord(id=name, kind="base", path=path, source=f"local:{path}"))
+        rec = ModelRecord(id=name, kind="base", path=path, source=f"local:{path}")
+        _check_tokenizer(rec)
+        return registry.register(rec)
     raise InvalidInput(f"{path} is neither a model folder nor a .gguf file", param="path",
                        hint="pass a folder with config.json, weights and tokenizer, or a GGUF file")
+
+
+def _check_tokenizer(rec: ModelRecord) -> None:
+    """A folder whose tokenizer does not load, or has no chat template, would be added and then
+    fail every chat, job and eval: say so now, as adding it."""
+    from tunery.models.loading import load_tokenizer
+
+    try:
+        load_tokenizer(rec)
+    except InvalidInput as e:  # worded for a registered model: "of model 'x'", "remove the model"
+        no_template = "chat template" in e.message
+        raise InvalidInput(e.message.replace(f" of model {rec.id!r}", "").replace(f"model {rec.id!r}", "the model"),
+                           param="path", hint=(e.hint + ", then add the model again") if no_template
+                           else "fix the folder's tokenizer files, then add the model again") from None
 
 
 def _check_safetensors(path: Path) -> None:

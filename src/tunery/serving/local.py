@@ -216,6 +216,14 @@ class LocalChatModel(EngineChatModel):
         return dep, manager().target(dep.model if dep is not None else self.name, precision=precision,
                                      progress=progress)
 
+    def check_known(self) -> None:
+        """Raise the NotFound of a name that is no deployment and no model, without loading anything."""
+        from tunery.models import registry
+        from tunery.serving import deployments
+
+        if deployments.find(self.name) is None:
+            registry.get(self.name)
+
     def load(self, progress: Progress | None = None) -> Target:
         """Resolve and load now (building the compiled copy if needed), not during the first answer."""
         return self._resolve(progress)[1]
