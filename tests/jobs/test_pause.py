@@ -116,3 +116,22 @@ def test_a_job_whose_worker_died_while_pausing_is_paused_not_queued(tiny_model, 
     row = store.row(job["id"])
     assert (row["status"], row["worker_id"], row["attempts"]) == ("paused", None, 0)
     assert "Fine-tuning job paused; resuming starts it from the beginning" in _messages(job["id"])
+
+
+def test_the_cli_pauses_and_resumes_and_follow_stops_at_a_pause(tiny_model, chat_file, monkeypatch):
+    from click.testing import CliRunner
+
+    from tunery.cli import jobs as jobs_cli
+    from tunery.cli.main import cli
+
+    job = _job(chat_file, 1)
+    assert store.set_status(job["id"], "queued", only_from=("validating_files",))
+    r = CliRunner().invoke(cli, ["jobs", "pause", job["id"]])
+    assert r.exit_code == 0 and f"Job {job['id']}: paused" in r.output
+    r = CliRunner().invoke(cli, ["jobs", "follow", job["id"], "--no-run-worker"])  # returns: it is paused
+    assert r.exit_code == 1 and f"tunery jobs resume {job['id']}" in r.output
+    monkeypatch.setattr(jobs_cli, "_ensure_background_worker", lambda: False)
+    r = CliRunner().invoke(cli, ["jobs", "resume", job["id"]])
+    assert r.exit_code == 0 and f"Job {job['id']}: queued" in r.output
+    r = CliRunner().invoke(cli, ["jobs", "resume", job["id"]])
+    assert isinstance(r.exception, Conflict) and "queued, not paused" in r.exception.message

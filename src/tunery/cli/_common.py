@@ -91,20 +91,28 @@ def refuse_overwrite(output: Path, *inputs: Path | None) -> None:
         raise InvalidInput(f"the output would overwrite the input {output}", param="output", hint="choose another -o")
 
 
-def utf8_text(text: str | None, what: str, *, param: str | None = None) -> str | None:
-    """``text`` from the command line or stdin, refused (naming ``what``) when its bytes are not
-    UTF-8: Python hands such bytes on as lone surrogates, which no tokenizer takes."""
-    from tunery.errors import InvalidInput, json_problem
+def utf8_problem(text: str) -> str | None:
+    """Why ``text``, from the command line or stdin, is not UTF-8 ("not UTF-8 text (byte 3 ...)"),
+    or None: Python hands such bytes on as lone surrogates, which no tokenizer, file or database
+    takes."""
+    from tunery.errors import json_problem
 
-    if text is None:
-        return None
     try:
         text.encode("utf-8", "surrogateescape").decode("utf-8")
     except UnicodeDecodeError as e:
-        raise InvalidInput(f"{what} is {json_problem(e)}", param=param, hint="give it as UTF-8 text") from None
+        return json_problem(e)
     except UnicodeEncodeError:
-        raise InvalidInput(f"{what} is not valid Unicode (a lone surrogate)", param=param,
-                           hint="give it as UTF-8 text") from None
+        return "not valid Unicode (a lone surrogate)"
+    return None
+
+
+def utf8_text(text: str | None, what: str, *, param: str | None = None) -> str | None:
+    """``text`` from the command line or stdin, refused (naming ``what``) when its bytes are not
+    UTF-8 (:func:`utf8_problem`)."""
+    from tunery.errors import InvalidInput
+
+    if text is not None and (why := utf8_problem(text)):
+        raise InvalidInput(f"{what} is {why}", param=param, hint="give it as UTF-8 text")
     return text
 
 

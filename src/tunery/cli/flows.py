@@ -14,7 +14,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from tunery.cli._common import Group, console, err_console, print_json, print_list
+from tunery.cli._common import Group, console, err_console, print_json, print_list, utf8_problem
 
 _GREEDY = ("--inputs", "--column-mapping", "--connections")
 
@@ -45,15 +45,9 @@ class _PairsCommand(click.Command):
 def _utf8(value: Any, flag: str, *, path: bool = False) -> None:
     """Refuse a value given on the command line whose bytes are not UTF-8 (a path included): Python
     hands them on as lone surrogates, which no run file, database or model takes."""
-    from tunery.errors import json_problem
-
-    if value is None:
-        return
-    try:
-        str(value).encode("utf-8", "surrogateescape").decode("utf-8")
-    except (UnicodeDecodeError, UnicodeEncodeError) as e:
+    if value is not None and (why := utf8_problem(str(value))):
         fix = "rename it to a UTF-8 name" if path else "give it as UTF-8 text"
-        raise click.BadParameter(f"{json_problem(e)}; {fix}", param_hint=flag) from None
+        raise click.BadParameter(f"{why}; {fix}", param_hint=flag)
 
 
 def _pairs(values: tuple[str, ...], flag: str) -> dict[str, str]:

@@ -240,7 +240,7 @@ def _follow(job_id: str, *, run_worker: bool) -> None:
                         color = {"warn": "yellow", "error": "red"}.get(ev["level"], "dim")
                         progress.console.print(f"[{color}]{ev['message']}[/]")
                 progress.update(task, description=job["status"])
-                if job["status"] in TERMINAL:
+                if job["status"] in (*TERMINAL, "paused"):
                     break
                 time.sleep(0.5)
     except KeyboardInterrupt:
@@ -268,11 +268,13 @@ def _summary(job: dict) -> None:
         console.print(f"  try it: tunery ask {job['fine_tuned_model']} \"Where should I go in spring?\"")
     if job["error"]:
         console.print(f"[red]{job['error'].get('message')}[/]")
+    if job["status"] == "paused":
+        console.print(f"  go on with: tunery jobs resume {job['id']}", soft_wrap=True)
 
 
 @click.group(cls=Group)
 def jobs() -> None:
-    """List, follow, inspect and cancel fine-tuning jobs."""
+    """List, follow, inspect, pause, resume and cancel fine-tuning jobs."""
 
 
 @jobs.command("list")
@@ -366,10 +368,40 @@ def cancel(job_id: str) -> None:
 
 @jobs.command()
 @click.argument("job_id")
+def pause(job_id: str) -> None:
+    """Pause a queued or running job: a running one writes a checkpoint at the step it reached
+    and stops within a step ("pausing", then "paused"), freeing the machine. `tunery jobs resume`
+    goes on from that step, with the losses of a run never paused."""
+    from tunery.jobs import pause_job
+
+    job = pause_job(job_id)
+    console.print(f"Job {job['id']}: {job['status']}")
+
+
+@jobs.command()
+@click.argument("job_id")
+@click.option("--follow/--no-follow", "follow_", default=False, show_default=True,
+              help="Then follow it with a progress bar, training here if no worker is running.")
+def resume(job_id: str, follow_: bool) -> None:
+    """Resume a paused job: it is queued again and goes on from the step it paused at."""
+    from tunery.jobs import resume_job
+
+    job = resume_job(job_id)
+    console.print(f"Job {job['id']}: {job['status']}")
+    if follow_:
+        _follow(job_id, run_worker=True)
+        return
+    if _ensure_background_worker():
+        console.print("Started a background worker.")
+    console.print(f"Follow it with [bold]tunery jobs follow {job['id']}[/]")
+
+
+@jobs.command()
+@click.argument("job_id")
 @click.option("--run-worker/--no-run-worker", default=True, show_default=True,
               help="Train here if no worker is running.")
 def follow(job_id: str, run_worker: bool) -> None:
-    """Follow a job with a progress bar (loss, tokens/s, ETA) until it ends."""
+    """Follow a job with a progress bar (loss, tokens/s, ETA) until it ends or is paused."""
     _follow(job_id, run_worker=run_worker)
 
 

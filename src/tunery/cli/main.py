@@ -36,7 +36,7 @@ HELP = {  # each command's own first sentence (tests/core/test_state.py keeps th
     "models": "List, pull, add and inspect base and fine-tuned models.",
     "data": "Validate, inspect, scrub, split and synthesize chat and preference JSONL training data.",
     "finetune": "Start a fine-tuning job on TRAINING_FILE (chat JSONL; preference pairs with --method dpo).",
-    "jobs": "List, follow, inspect and cancel fine-tuning jobs.",
+    "jobs": "List, follow, inspect, pause, resume and cancel fine-tuning jobs.",
     "worker": "Run a job worker in the foreground: validates, trains, resumes interrupted jobs.",
     "serve": "Serve the OpenAI-compatible API, the job worker and the web studio.",
     "deploy": "Deploy MODEL (a base model, fine-tune, checkpoint, or an ONNX export folder) under a name.",
