@@ -159,6 +159,15 @@ def test_cli_version_help_and_clean_errors(tunery_home):
     assert r.returncode == 0 and "tunery models pull" in r.stdout
 
 
+def test_cli_a_mistyped_command_is_named_with_the_close_ones(tunery_home):
+    r = _cli("flows", "--help", home_dir=tunery_home)  # the root group loads its commands lazily
+    assert r.returncode == 2 and "No such command 'flows'. Did you mean 'flow'?" in r.stderr
+    r = _cli("jobs", "pase", "x", home_dir=tunery_home)
+    assert r.returncode == 2 and r.stderr.count("Did you mean 'pause'?") == 1
+    r = _cli("zzz", home_dir=tunery_home)
+    assert r.returncode == 2 and "No such command 'zzz'." in r.stderr and "Did you mean" not in r.stderr
+
+
 def test_cli_error_is_one_line_with_its_brackets(tunery_home, tmp_path):
     """An error is one line even in a log file (not cut at 80 columns), and square brackets in it
     (a file name, an evaluator's [COLUMN=VALUE]) are text, not rich markup that eats them or, for

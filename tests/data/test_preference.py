@@ -218,3 +218,7 @@ def test_the_bundled_pairs_teach_what_the_system_message_asks():
         assert "rome" not in _words((TRAVEL / name).read_text(encoding="utf-8"))
     # about half the rejected answers name an establishment, the rest refuse a fair question
     assert 0.35 < naming / len(train + valid) < 0.8
+
+
+def test_too_few_pairs_are_counted_as_pairs():
+    assert any("only 3 preference pairs: the OpenAI" in m for m in problems([pair(i) for i in range(3)], "training"))

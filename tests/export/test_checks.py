@@ -114,3 +114,15 @@ def test_register_export_only_takes_onnx_exports(exports, tunery_home):
     assert register_export(exports[("onnx", "int4")].path, "travel-int4") == rec  # idempotent
     with pytest.raises(Conflict):
         register_export(exports[("onnx", "none")].path, "travel-int4")
+
+
+def test_deploying_a_folder_that_is_not_an_export_names_what_it_lacks(tunery_home, tmp_path):
+    from click.testing import CliRunner
+
+    from tunery.cli.main import cli
+
+    folder = tmp_path / "adir"
+    folder.mkdir()
+    r = CliRunner().invoke(cli, ["deploy", str(folder), "--name", "x"])
+    assert isinstance(r.exception, InvalidInput) and r.exception.param == "model"
+    assert "is a folder but not a tunery export (it has no tunery-export.json)" in r.exception.message

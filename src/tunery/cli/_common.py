@@ -38,6 +38,17 @@ class Group(click.Group):
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
 
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        """A mistyped command is named with the ones it is close to ("flows": did you mean 'flow'?),
+        also in a group whose commands are loaded lazily (click looks only at ``self.commands``)."""
+        try:
+            return super().resolve_command(ctx, args)
+        except click.exceptions.NoSuchCommand as e:
+            if e.possibilities:
+                raise
+            raise click.exceptions.NoSuchCommand(e.command_name, possibilities=self.list_commands(ctx),
+                                                 ctx=ctx) from None
+
 
 def quiet_libraries() -> None:
     """Silence the download/loading progress bars and warnings that third-party libraries print."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import click
 
@@ -83,11 +84,17 @@ def deploy(model: str, name: str, tpm: int | None, content_filter: str, blocklis
 
     A running server picks the deployment up at once.
     """
-    from tunery.export import is_export_dir, register_export
+    from tunery.errors import InvalidInput
+    from tunery.export import MANIFEST, is_export_dir, register_export
+    from tunery.models import registry
     from tunery.serving import deployments
 
     if is_export_dir(model):  # an ONNX export folder: served by the ONNX Runtime engine
         model = register_export(model).id
+    elif Path(model).expanduser().is_dir() and registry.find(model) is None:
+        raise InvalidInput(f"{model} is a folder but not a tunery export (it has no {MANIFEST})", param="model",
+                           hint=f"export a model into it with `tunery export MODEL -f onnx -o {model}`, or add "
+                                "a Hugging Face folder first with `tunery models add NAME FOLDER`")
     dep = deployments.create(name, model, tpm=tpm, content_filter=content_filter, blocklist=list(blocklist),
                              precision=precision)
     if as_json:

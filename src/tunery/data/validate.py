@@ -542,7 +542,8 @@ class Validator:
             file_issues.append(Issue(None, None, f"the file is empty: write one {what} per line"))
         elif n_nonblank < MIN_TRAINING_EXAMPLES:
             severity: Severity = "error" if report.purpose == "training" else "warning"
-            file_issues.append(Issue(None, None, f"only {n_nonblank} example{plural(n_nonblank)}: the OpenAI fine-tuning "
+            what = "preference pair" if self.kind == "preference" else "example"
+            file_issues.append(Issue(None, None, f"only {n_nonblank} {what}{plural(n_nonblank)}: the OpenAI fine-tuning "
                                                  f"service requires at least {MIN_TRAINING_EXAMPLES} (50-100 usually "
                                                  "work better)", severity))
         if self.first_bad is not None and self.first_bad == self.first_line:
