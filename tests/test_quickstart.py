@@ -53,3 +53,20 @@ def test_options_are_checked_before_the_minutes_of_work(args, flag):
 
     r = CliRunner().invoke(cli, ["quickstart", *args])
     assert r.exit_code == 2 and flag in r.output and "Base model" not in r.output, r.output
+
+
+def test_a_port_in_use_is_named_before_the_minutes_of_work():
+    import socket
+
+    from click.testing import CliRunner
+
+    from tunery.cli.main import cli
+    from tunery.errors import InvalidInput
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = CliRunner().invoke(cli, ["quickstart", "--port", str(port)])
+    assert isinstance(r.exception, InvalidInput) and r.exception.param == "port", r.output
+    assert f"cannot listen on 127.0.0.1:{port}" in r.exception.message and "Base model" not in r.output

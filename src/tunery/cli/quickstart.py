@@ -42,6 +42,10 @@ def quickstart(model: str, seed: int, retrain: bool, questions: int | None, serv
     from tunery.models import ensure
     from tunery.models.loading import load_tokenizer
 
+    if serve:  # a port in use is named now, not after the minutes of work that end in serving
+        from tunery.server.run import check_can_listen
+
+        check_can_listen("127.0.0.1", port)
     started = time.perf_counter()
     plan = qs.Plan(model=model, seed=seed, questions=questions)
 

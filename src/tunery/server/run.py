@@ -41,6 +41,14 @@ def serve(host: str = "127.0.0.1", port: int = 8000, *, api_keys: Iterable[str] 
 
     config = _config(host, port, api_keys=api_keys, worker=worker, log_level=log_level,
                      allowed_hosts=allowed_hosts, cors_origins=cors_origins, insecure_no_key=insecure_no_key)
+    check_can_listen(host, port)
+    uvicorn.Server(config).run()
+
+
+def check_can_listen(host: str, port: int) -> None:
+    """Refuse, naming the fix, an address the server could not listen on (the port is taken, or
+    the host is not this machine's): before the server starts, or before minutes of work that end
+    in serving (the quickstart)."""
     try:
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -48,7 +56,6 @@ def serve(host: str = "127.0.0.1", port: int = 8000, *, api_keys: Iterable[str] 
     except OSError as e:
         raise InvalidInput(f"cannot listen on {host}:{port}: {e.strerror}", param="port",
                            hint="pick another port with --port") from e
-    uvicorn.Server(config).run()
 
 
 class ServerThread:
