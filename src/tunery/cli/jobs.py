@@ -27,7 +27,7 @@ from tunery.cli._common import (
 from tunery.errors import InvalidInput, TuneryError, invalid_request, validation_param
 from tunery.jobs.api import EVENTS_LIMIT, PAGE_LIMIT, check_data_kind
 from tunery.jobs.spec import FineTuneRequest
-from tunery.jobs.store import TERMINAL
+from tunery.jobs.store import ACTIVE, TERMINAL
 from tunery.models.catalog import DEFAULT_MODEL
 from tunery.training.config import DPOHyperparameters, Hyperparameters, LoraSpec
 
@@ -280,12 +280,21 @@ def jobs() -> None:
 @jobs.command("list")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, PAGE_LIMIT),
               help="Show the newest N jobs.")
+@click.option("--status", type=click.Choice(ACTIVE + TERMINAL), default=None, help="Only jobs in this status.")
+@click.option("--metadata", "metadata", multiple=True, metavar="KEY=VALUE",
+              help="Only jobs whose metadata holds this pair (repeat for several; all must match).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON, as the HTTP API returns it.")
-def list_cmd(limit: int, as_json: bool) -> None:
+def list_cmd(limit: int, status: str | None, metadata: tuple[str, ...], as_json: bool) -> None:
     """List jobs, newest first."""
     from tunery.jobs import list_jobs
 
-    items, _ = list_jobs(limit=limit)
+    pairs = {}
+    for item in metadata:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--metadata")
+        pairs[key] = value
+    items, _ = list_jobs(limit=limit, status=status, metadata=pairs or None)
     print_list(items, as_json=as_json, to_json=lambda j: j,
                empty="No jobs yet. Start one with [bold]tunery finetune FILE.jsonl[/].",
                columns=("id", "status", "model", "fine-tuned model", "created"),
