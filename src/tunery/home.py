@@ -8,6 +8,7 @@ import errno
 import json
 import os
 import shutil
+import stat
 import sys
 import tempfile
 from contextlib import contextmanager
@@ -54,7 +55,11 @@ class Home:
         return self.root / "reports"
 
     def ensure(self) -> Home:
-        for p in (self.root, self.files, self.models, self.jobs, self.runs, self.cache, self.reports):
+        # a new home is the user's alone (uploaded data may be personal): its files get the umask's
+        # mode, as any file does, and this folder keeps others out of them all
+        if not self.root.exists():
+            self.root.mkdir(parents=True, mode=0o700, exist_ok=True)
+        for p in (self.files, self.models, self.jobs, self.runs, self.cache, self.reports):
             p.mkdir(parents=True, exist_ok=True)
         return self
 
@@ -116,14 +121,18 @@ def _umask() -> int:
 def atomic_open(path: Path):
     """Yield a binary file open on a temporary name beside ``path``; on success it is fsynced and
     renamed into place, on failure removed: a crash never leaves half a file that looks whole.
-    Written piece by piece, it takes a file of any size in constant memory."""
+    Written piece by piece, it takes a file of any size in constant memory. A file it replaces
+    keeps its permissions (a private one stays private); a new one gets those any new file gets."""
     path = Path(path)
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        mode = 0o666 & ~_umask()
     with _creating(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        # mkstemp's file is private (0600); the file put in place gets the mode any new file gets
-        os.fchmod(fd, 0o666 & ~_umask())
+        os.fchmod(fd, mode)  # mkstemp's file is private (0600), whatever it replaces
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()

@@ -67,6 +67,29 @@ def test_atomic_writes_get_the_mode_of_any_new_file(tmp_path):
     assert (tmp_path / "report").stat().st_mode & 0o777 == 0o755
     assert (tmp_path / "report" / "summary.json").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "private.txt").stat().st_mode & 0o777 == 0o600
+    # a file replaced keeps the mode its owner gave it
+    (tmp_path / "a.txt").chmod(0o640)
+    atomic_write_text(tmp_path / "a.txt", "y")
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o640 and (tmp_path / "a.txt").read_text() == "y"
+
+
+def test_a_new_home_is_the_users_alone(tmp_path, monkeypatch):
+    """Its files get the umask's mode (an upload may be personal data): the home folder keeps
+    others out; one that exists keeps the mode its owner gave it."""
+    import os
+
+    from tunery.home import home
+
+    monkeypatch.setenv("TUNERY_HOME", str(tmp_path / "new" / "home"))
+    old = os.umask(0o022)
+    try:
+        root = home().root
+    finally:
+        os.umask(old)
+    assert root.stat().st_mode & 0o777 == 0o700
+    (tmp_path / "shared").mkdir(mode=0o750)
+    monkeypatch.setenv("TUNERY_HOME", str(tmp_path / "shared"))
+    assert home().root.stat().st_mode & 0o777 == 0o750
 
 
 def test_a_path_that_cannot_be_written_says_why(tmp_path, monkeypatch):
@@ -204,4 +227,4 @@ def test_group_help_wraps_command_summaries_instead_of_cutting_them():
         commands = out.split("Commands:")[1]
         assert "..." not in commands, (group, commands)
     out = CliRunner().invoke(cli, ["jobs", "--help"], terminal_width=80).output
-    assert "until it ends." in " ".join(out.split())
+    assert "until it ends or is paused." in " ".join(out.split())

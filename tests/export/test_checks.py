@@ -90,6 +90,11 @@ def test_output_folder_is_not_overwritten_without_force(tiny_ft, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
     (out / "keep.txt").unlink()
     first = export_model(tiny_ft.id, "hf", out, greedy_tokens=2)
+    (out / "notes.md").write_text("mine")  # a file the user put in the export: not replaced
+    with pytest.raises(Conflict, match=r"holds files it did not write \(notes.md\)"):
+        export_model(tiny_ft.id, "hf", out, force=True)
+    assert (out / "notes.md").read_text() == "mine"
+    (out / "notes.md").unlink()
     (out / "config.json").write_text("{}")  # the earlier export, changed: replaced whole
     assert export_model(tiny_ft.id, "hf", out, force=True, greedy_tokens=2).files == first.files
     assert (out / "config.json").read_text() != "{}"

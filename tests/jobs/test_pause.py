@@ -88,7 +88,7 @@ def test_a_queued_job_pauses_at_once_and_is_not_claimed(tiny_model, chat_file):
     worker = Worker()
     worker.run_once()
     assert get_job(job["id"])["status"] == "paused"
-    assert "Fine-tuning job paused before it started training" in _messages(job["id"])
+    assert "Fine-tuning job paused while queued" in _messages(job["id"])
     assert cancel_job(job["id"])["status"] == "cancelled"  # a paused job can still be cancelled
 
 
@@ -135,3 +135,35 @@ def test_the_cli_pauses_and_resumes_and_follow_stops_at_a_pause(tiny_model, chat
     assert r.exit_code == 0 and f"Job {job['id']}: queued" in r.output
     r = CliRunner().invoke(cli, ["jobs", "resume", job["id"]])
     assert isinstance(r.exception, Conflict) and "queued, not paused" in r.exception.message
+
+
+def test_a_pause_after_the_last_step_lets_the_job_complete(tiny_model, chat_file, monkeypatch):
+    """Once the last step is trained there is nothing left to save: a pause then (while the model
+    is checked, copied or registered) must not throw the finished training away."""
+    from tunery.jobs import runner
+
+    job = _job(chat_file, 1)
+    assert store.set_status(job["id"], "queued", only_from=("validating_files",))
+    assert store.claim_next("here", 600)["id"] == job["id"]
+    monkeypatch.delenv(runner.WORKER_ENV, raising=False)
+    check = runner._check_serving_tokenizer
+
+    def paused_meanwhile(rec):
+        assert pause_job(job["id"])["status"] == "pausing"
+        check(rec)
+
+    monkeypatch.setattr(runner, "_check_serving_tokenizer", paused_meanwhile)
+    assert runner.run(job["id"]) == 0
+    done = get_job(job["id"])
+    assert done["status"] == "succeeded" and done["fine_tuned_model"], done
+    assert "Training had ended when the pause came: the job completes instead" in _messages(job["id"])
+
+
+def test_a_crash_while_pausing_fails_the_job_with_its_error(tiny_model, chat_file):
+    from tunery.jobs import runner
+
+    job = _job(chat_file, 1)
+    store.update(job["id"], status="pausing")
+    runner.fail(job["id"], "No space left on device", code="training_error")
+    row = store.row(job["id"])
+    assert row["status"] == "failed" and row["error"]["message"] == "No space left on device"

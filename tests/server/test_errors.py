@@ -202,8 +202,10 @@ def test_a_500_is_an_error_object_and_keeps_the_connection(server, monkeypatch, 
     with httpx.Client(base_url=server.url, timeout=30) as c:
         r = c.get("/v1/files")
         err = assert_error(r, 500, param=None, code=None)
+        request_id = r.headers["x-request-id"]  # the log line of the bug names it too
         assert err == {"message": "The server had an error while processing your request (RuntimeError); "
-                                  "it is logged.", "type": "server_error", "param": None, "code": None}
+                                  f"it is logged as {request_id}.", "type": "server_error", "param": None,
+                       "code": None}
         # a connection the server closed has no socket left: this raises OSError then
         first = r.extensions["network_stream"].get_extra_info("client_addr")
         for _ in range(2):
@@ -211,7 +213,7 @@ def test_a_500_is_an_error_object_and_keeps_the_connection(server, monkeypatch, 
             assert r.status_code == 200
             assert r.extensions["network_stream"].get_extra_info("client_addr") == first  # the same connection
     assert [rec.getMessage() for rec in caplog.records if rec.name == "tunery.server"] == \
-        ["unhandled error on GET /v1/files"]  # logged once, by tunery, not again by uvicorn
+        [f"unhandled error on GET /v1/files ({request_id})"]  # logged once, by tunery, not again by uvicorn
     assert not [rec for rec in caplog.records if rec.name.startswith("uvicorn.error")]
 
 

@@ -154,7 +154,7 @@ def test_the_sdk_pauses_and_resumes_a_job(client, tiny_model, training_file_id):
         client.fine_tuning.jobs.resume(job.id)
     assert e.value.code == "job_not_resumable" and "queued, not paused" in e.value.message
     messages = [ev.message for ev in client.fine_tuning.jobs.list_events(job.id).data]
-    assert messages[:2] == ["Fine-tuning job resumed", "Fine-tuning job paused before it started training"]
+    assert messages[:2] == ["Fine-tuning job resumed", "Fine-tuning job paused while queued"]
     client.fine_tuning.jobs.cancel(job.id)
     with pytest.raises(openai.NotFoundError):
         client.fine_tuning.jobs.pause("ftjob-nope")

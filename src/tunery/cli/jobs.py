@@ -32,7 +32,7 @@ from tunery.models.catalog import DEFAULT_MODEL
 from tunery.training.config import DPOHyperparameters, Hyperparameters, LoraSpec
 
 STATUS_STYLE = {"succeeded": "green", "failed": "red", "cancelled": "yellow", "running": "cyan",
-                "queued": "blue", "validating_files": "blue"}
+                "queued": "blue", "validating_files": "blue", "pausing": "magenta", "paused": "magenta"}
 
 
 _FLAGS: dict[str, str] = {}
@@ -246,9 +246,13 @@ def _follow(job_id: str, *, run_worker: bool) -> None:
     except KeyboardInterrupt:
         if worker:  # the job trained in this process: it stops with it, and waits in the queue
             worker.stop()
-            err_console.print(f"stopped training here; the job waits in the queue until a worker takes it up "
-                              f"(`tunery jobs follow {job_id}` trains it here again, `tunery jobs cancel {job_id}` "
-                              "drops it)", soft_wrap=True)
+            if get_job(job_id)["status"] == "paused":  # it was being paused: it stays so
+                err_console.print(f"stopped training here; the job is paused (`tunery jobs resume {job_id}` "
+                                  "goes on)", soft_wrap=True)
+            else:
+                err_console.print(f"stopped training here; the job waits in the queue until a worker takes it "
+                                  f"up (`tunery jobs follow {job_id}` trains it here again, `tunery jobs cancel "
+                                  f"{job_id}` drops it)", soft_wrap=True)
         else:
             err_console.print(f"stopped following; the job goes on in the worker training it (cancel with "
                               f"`tunery jobs cancel {job_id}`)", soft_wrap=True)

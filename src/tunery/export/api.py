@@ -75,9 +75,15 @@ def export_model(model: str | ModelRecord, fmt: str, out: Path, *, quantize: str
     if out.exists() and any(out.iterdir()) and not force:
         raise Conflict(f"{out} already exists and is not empty", param="output",
                        hint="pick another -o folder, or pass --force to replace it")
-    if out.exists() and any(out.iterdir()) and not is_export_dir(out):  # --force replaces only what tunery made
-        raise Conflict(f"{out} is not empty and is not a tunery export folder (no {MANIFEST}), so --force does "
-                       "not replace it", param="output", hint="pick another -o folder, or an empty one")
+    if out.exists() and any(out.iterdir()):  # --force replaces only what tunery made
+        if not is_export_dir(out):
+            raise Conflict(f"{out} is not empty and is not a tunery export folder (no {MANIFEST}), so --force "
+                           "does not replace it", param="output", hint="pick another -o folder, or an empty one")
+        added = sorted({p.name for p in out.iterdir()} - {MANIFEST, *read_manifest(out).get("files", [])})
+        if added:
+            raise Conflict(f"{out} is an earlier export, but holds files it did not write ({', '.join(added[:5])}"
+                           f"{', ...' if len(added) > 5 else ''}), so --force does not replace it", param="output",
+                           hint="move those files out, or pick another -o folder")
     started = time.monotonic()
     home().cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="export-", dir=home().cache) as work, atomic_dir(out) as tmp:

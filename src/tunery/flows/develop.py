@@ -23,8 +23,8 @@ from tunery.flows.spec import (
     flow_text,
     load_flow,
     read_flow_text,
-    write_flow_text,
 )
+from tunery.home import atomic_write_text
 
 
 @dataclass
@@ -118,7 +118,7 @@ def set_default_variant(path: str | Path, node: str, variant: str) -> Path:
         data = yaml.safe_load(text)
         data["node_variants"][node]["default_variant_id"] = variant
         new = flow_text(text, data)
-    write_flow_text(file, new)
+    atomic_write_text(file, new)
     return file
 
 

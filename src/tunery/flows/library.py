@@ -41,10 +41,9 @@ from tunery.flows.spec import (
     flow_text,
     load_flow,
     read_flow_text,
-    write_flow_text,
     yaml_error,
 )
-from tunery.home import atomic_write_json, home
+from tunery.home import atomic_write_json, atomic_write_text, home
 
 MARKER = ".tunery-flow.json"
 EDITABLE = (".jinja2", ".jinja", ".j2", ".py", ".txt", ".md", ".yaml", ".yml", ".json")
@@ -460,7 +459,7 @@ def save_flow(entry: FlowEntry, *, dag: dict[str, Any] | None = None, files: dic
         raise InvalidFlow(entry.dir / file.name, report.problems)
     if not dry_run:  # each file atomically, the flow file last (added last): it never names a file not yet there
         for rel, text in writes.items():
-            write_flow_text(entry.dir / rel, text)
+            atomic_write_text(entry.dir / rel, text)
     return {"written": sorted(writes) if not dry_run else [], "problems": [p.to_dict() for p in report.problems]}
 
 

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
 import re
-import stat
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -36,7 +34,6 @@ from tunery.flows.dag import (
 from tunery.flows.graph import check_graph
 from tunery.flows.refs import parse_flow_reference
 from tunery.flows.templates import check_template
-from tunery.home import atomic_write_text
 
 FLOW_FILES = ("flow.dag.yaml", "flow.dag.yml")
 NODE_TYPES = ("llm", "python", "prompt")
@@ -62,17 +59,6 @@ def read_flow_text(file: Path) -> str:
     return read_text(file, param="flow")
 
 
-def write_flow_text(file: Path, text: str) -> None:
-    """Write a file of a flow folder (the flow file, a template) atomically, keeping the permissions
-    the user gave it (a private 0600 one stays private, a group-writable one stays so): the file
-    renamed into place is a new one, with a new file's mode."""
-    try:
-        mode = stat.S_IMODE(file.stat().st_mode)
-    except OSError:
-        mode = None
-    atomic_write_text(file, text)
-    if mode is not None:
-        os.chmod(file, mode)
 
 
 def flow_text(text: str, dag: dict[str, Any]) -> str:

@@ -202,7 +202,7 @@ def pause_job(job_id: str) -> dict[str, Any]:
         if store.set_status(job_id, "pausing", only_from=("running",), conn=tx):
             store.add_event(job_id, "Fine-tuning job pausing: saving a checkpoint at the current step", conn=tx)
         elif store.set_status(job_id, "paused", only_from=("queued",), conn=tx):
-            store.add_event(job_id, "Fine-tuning job paused before it started training", conn=tx)
+            store.add_event(job_id, "Fine-tuning job paused while queued", conn=tx)
         elif (status := store.row(job_id, conn=tx)["status"]) not in ("pausing", "paused"):
             why = ("its files are being validated; pause it once it is queued" if status == "validating_files"
                    else f"it has already {status}")

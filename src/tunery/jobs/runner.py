@@ -122,6 +122,15 @@ class _Reporter:
                               else store.row(self.job_id)["status"] == "running")
         return self._stop
 
+    def finishing_stop(self) -> bool:
+        """What stops the work after the last step (the fast copy): a cancel, a takeover or the
+        worker's end, but not a pause, which comes too late to save anything: the job finishes."""
+        if self.interrupted or os.getppid() != self.parent:
+            return True
+        if self.worker_id:
+            return not store.holds(self.job_id, self.worker_id, store.TRAINING)
+        return store.row(self.job_id)["status"] not in store.TRAINING
+
     def keep_on_stop(self) -> bool:
         """A job being paused keeps the step it reached (a checkpoint there); one cancelled, taken
         over by another worker or interrupted goes on from its last checkpoint, if at all."""
@@ -149,7 +158,7 @@ def run(job_id: str) -> int:
     signal.signal(signal.SIGTERM, lambda *_: setattr(reporter, "interrupted", True))
 
     job = store.row(job_id)
-    if job["status"] != "running":
+    if job["status"] not in store.TRAINING:  # pausing: under torchrun every rank starts, and all stop together
         return 0
     request = store.request(job)
     # a checkpoint of a job from a LoRA fine-tune holds only its own adapter: start from the two
@@ -230,14 +239,14 @@ def _prepare_fast_copy(root: ModelRecord, adapter_dir: Path, reporter: _Reporter
             return
         if (cache.find(root.path, precision, layers=default, hash_unknown=False) is None  # not served fast yet
                 or cache.find(root.path, precision, hash_unknown=False) is not None  # built already
-                or reporter.should_stop()):
+                or reporter.finishing_stop()):
             return
         reporter.message("info", f"Building the {precision} copy of {root.id} with adapter inputs on every layer, "
                                  f"which this fine-tune needs (once per base model)")
         started = time.monotonic()
-        if cache.build_in_child(root.path, precision, name=root.id, stop=reporter.should_stop):
+        if cache.build_in_child(root.path, precision, name=root.id, stop=reporter.finishing_stop):
             reporter.message("info", f"Built it in {time.monotonic() - started:.0f} s")
-        elif not reporter.should_stop():
+        elif not reporter.finishing_stop():
             reporter.message("warn", "Could not build it (see the worker's log); it is built when the fine-tune "
                                      "is first served")
     except Exception as e:  # noqa: BLE001 - a head start only; serving builds it on first use
@@ -305,9 +314,14 @@ def _register(job_id: str, base, name: str, method: str, output: Path, *, finish
         for item in output.iterdir():
             (shutil.copytree if item.is_dir() else shutil.copy2)(item, staging / item.name)
         with db.transaction() as tx:
-            if not store.set_status(job_id, "succeeded", only_from=("running",), conn=tx,
+            was = store.row(job_id, conn=tx)["status"]
+            # a pause that came after the last step has nothing left to save: the job completes
+            if not store.set_status(job_id, "succeeded", only_from=store.TRAINING, conn=tx,
                                     held_by=os.environ.get(WORKER_ENV) or None, **finished):
                 return False
+            if was == "pausing":
+                store.add_event(job_id, "Training had ended when the pause came: the job completes instead",
+                                conn=tx)
             for message, data in events:
                 store.add_event(job_id, message, data=data, conn=tx)
             registry.register(_model_record(job_id, base, name, method, model_dir), replace=True, conn=tx)
@@ -348,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
 def fail(job_id: str, message: str, *, code: str, param: str | None = None) -> None:
     # the message may quote the user's data: lone surrogates ("\udfff") cannot be stored as UTF-8
     message = message.encode("utf-8", "backslashreplace").decode("utf-8")
-    if store.set_status(job_id, "failed", only_from=("validating_files", "queued", "running"),
+    if store.set_status(job_id, "failed", only_from=("validating_files", "queued", *store.TRAINING),
                         finished_at=db.now(), error={"code": code, "message": message, "param": param}):
         store.add_event(job_id, f"Fine-tuning job failed: {message}", level="error")
 

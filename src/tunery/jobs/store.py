@@ -126,11 +126,12 @@ def renew_lease(job_id: str, worker_id: str, lease_s: float) -> bool:
                       "AND status IN ('running', 'pausing')", (lease_s, job_id, worker_id)) > 0
 
 
-def holds(job_id: str, worker_id: str) -> bool:
-    """Whether ``worker_id`` still holds its running job, its lease not run out: what a training
-    process checks to stop once another worker may have taken its job over."""
-    return bool(db.query(f"SELECT 1 FROM jobs WHERE id=? AND status='running' AND worker_id=? "
-                         f"AND lease_expires_at >= {db.clock()}", (job_id, worker_id)))
+def holds(job_id: str, worker_id: str, statuses: tuple[str, ...] = ("running",)) -> bool:
+    """Whether ``worker_id`` still holds its job, in one of ``statuses``, its lease not run out:
+    what a training process checks to stop once another worker may have taken its job over (or
+    it was cancelled, or is being paused)."""
+    return bool(db.query(f"SELECT 1 FROM jobs WHERE id=? AND status IN ({','.join('?' * len(statuses))}) "
+                         f"AND worker_id=? AND lease_expires_at >= {db.clock()}", (job_id, *statuses, worker_id)))
 
 
 def _may_take() -> str:

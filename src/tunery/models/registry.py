@@ -145,9 +145,10 @@ def find(name: str, *, conn: db.sqlite3.Connection | None = None, lock: bool = F
 def _unknown(name: str) -> NotFound:
     if name in CATALOG:
         return NotFound(f"model {name!r} is in the catalog but not pulled yet", param="model",
-                        hint=f"run `tunery models pull {name}`")
-    return NotFound(f"unknown model {name!r}", param="model",
-                    hint="see `tunery models list`; add a local one with `tunery models add NAME PATH`")
+                        code="model_not_found", hint=f"run `tunery models pull {name}`")
+    return NotFound(f"unknown model {name!r}", param="model", code="model_not_found",
+                    hint="see `tunery models list` (GET /v1/models); add a local one with "
+                         "`tunery models add NAME PATH`")
 
 
 def get(name: str, *, conn: db.sqlite3.Connection | None = None, lock: bool = False) -> ModelRecord:

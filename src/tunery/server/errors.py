@@ -1,12 +1,14 @@
 """Every error the server sends is an OpenAI error object ``{"error": {"message", "type",
-"param", "code"}}`` with the matching status: domain errors keep their own status, request
-validation becomes a 400 naming the parameter, unknown routes a 404, and only a bug is a 500
-(answered by :class:`CatchBugs`, which keeps the connection open for the client's next request)."""
+"param", "code"}}`` with the matching status: domain errors keep their own status (a 409 or 501
+with ``x-should-retry: false``, so the openai SDK does not send it again), request validation
+becomes a 400 naming the parameter, unknown routes a 404, and only a bug is a 500 (answered by
+:class:`CatchBugs`, which keeps the connection open for the client's next request)."""
 
 from __future__ import annotations
 
 import logging
 import math
+import secrets
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -49,6 +51,8 @@ def install(app: FastAPI) -> None:
         if isinstance(exc, RateLimited):
             headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after))),
                        "retry-after-ms": str(max(1, int(exc.retry_after * 1000)))}
+        elif exc.status_code in _FINAL:
+            headers = {"x-should-retry": "false"}
         return JSONResponse(exc.to_openai(), status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(CannotWrite)
@@ -90,6 +94,10 @@ def install(app: FastAPI) -> None:
 
 
 _FASTAPI_PARSE_ERROR = "There was an error parsing the body"
+_FINAL = frozenset({409, 501})
+"""Statuses the openai SDK retries (twice, by default) that asking again does not change here: a
+409 is a state conflict (a job that already ended, a name taken, a file in use), not OpenAI's
+lock timeout, and a 501 a missing feature. ``x-should-retry: false`` tells the SDK so."""
 
 
 def is_json(request: Request) -> bool:
@@ -103,7 +111,9 @@ class CatchBugs:
     Starlette calls that one from its outermost middleware and then re-raises, and uvicorn closes
     the keep-alive connection on any exception that reaches it, so the client's next request on
     that connection failed. Pure ASGI (not ``BaseHTTPMiddleware``), so streams pass untouched; a
-    bug after a response has started still reaches uvicorn, which must close that connection."""
+    bug after a response has started still reaches uvicorn, which must close that connection.
+    Every response carries an ``x-request-id`` (the SDK's ``request_id``), which the log line of a
+    bug names too."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -113,10 +123,13 @@ class CatchBugs:
             await self.app(scope, receive, send)
             return
         started = False
+        request_id = f"req_{secrets.token_hex(12)}"  # x-request-id, as OpenAI's: the SDK shows it as request_id
 
         async def send_watched(message: Message) -> None:
             nonlocal started
-            started = started or message["type"] == "http.response.start"
+            if message["type"] == "http.response.start":
+                started = True
+                message = {**message, "headers": [*message.get("headers", ()), (b"x-request-id", request_id.encode())]}
             await send(message)
 
         try:
@@ -124,8 +137,8 @@ class CatchBugs:
         except Exception as exc:
             if started:
                 raise
-            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            log.exception("unhandled error on %s %s (%s)", scope.get("method"), scope.get("path"), request_id)
             response = JSONResponse(error_body(f"The server had an error while processing your request "
-                                               f"({type(exc).__name__}); it is logged.", type="server_error"),
-                                    status_code=500)
-            await response(scope, receive, send)
+                                               f"({type(exc).__name__}); it is logged as {request_id}.",
+                                               type="server_error"), status_code=500)
+            await response(scope, receive, send_watched)

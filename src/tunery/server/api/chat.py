@@ -7,7 +7,8 @@ Tool calls: an answer's ``<tool_call>`` blocks become ``message.tool_calls`` (id
 ``finish_reason`` "tool_calls"); a block that is not a valid call of a given function stays plain
 content. Streamed, content is sent as it comes until a block opens; each call is then sent once its
 block closes, as OpenAI's deltas: ``index``, ``id``, ``type`` and ``function.name`` first, then the
-``arguments``.
+``arguments``. A choice's role comes with its first delta, with content null when that is a call, so
+the SDK's streamed message is the plain one (content ``None``, not ``""``).
 
 An answer cut by ``max_tokens`` (``finish_reason`` "length") in the middle of a block never shows
 the template's markup: the cut block is left out (the content is the text before it, null when there
@@ -322,21 +323,37 @@ async def _events(run: ChatRun, cid: str, include_usage: bool, tools: Generation
                                           "finish_reason": finish}], **extra})
 
     streams = {r.index: _CallStream(tools) for r in run.requests} if tools is not None else {}
+    opened: set[int] = set()  # the choices whose first delta, which names the role, is sent
+    wrote: set[int] = set()  # the choices the model wrote any text for
+
+    def delta(index: int, d: dict[str, Any]) -> str:
+        if index not in opened:
+            # as OpenAI's: content "" opens a text answer, null one that starts with a call (and
+            # one whose only text, a call cut by max_tokens, is left out), as in the plain answer
+            opened.add(index)
+            empty = None if "tool_calls" in d or index in wrote else ""
+            d = {"role": "assistant", "content": empty, **d}
+        return chunk(index, d, None)
+
     try:
-        for r in run.requests:
-            yield chunk(r.index, {"role": "assistant", "content": ""}, None)
+        if tools is None:  # without tools, every answer is text: its role goes at once
+            for r in run.requests:
+                yield delta(r.index, {})
         async for c in run:
             calls = streams.get(c.index)
             if c.usage is not None:
                 if include_usage:
                     yield _sse({**head, "choices": [], "usage": c.usage.to_openai()})
             elif c.finish_reason is not None:
-                for delta in calls.flush(cut=c.finish_reason == "length") if calls is not None else ():
-                    yield chunk(c.index, delta, None)
+                for d in calls.flush(cut=c.finish_reason == "length") if calls is not None else ():
+                    yield delta(c.index, d)
+                if c.index not in opened:
+                    yield delta(c.index, {})
                 yield chunk(c.index, {}, _finish(c.finish_reason, calls is not None and calls.calls > 0))
             elif c.text:
-                for delta in calls.push(c.text) if calls is not None else [{"content": c.text}]:
-                    yield chunk(c.index, delta, None)
+                wrote.add(c.index)
+                for d in calls.push(c.text) if calls is not None else [{"content": c.text}]:
+                    yield delta(c.index, d)
         yield "data: [DONE]\n\n"
     except TuneryError as e:
         yield _sse(e.to_openai())

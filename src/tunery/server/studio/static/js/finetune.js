@@ -133,9 +133,11 @@ async function upload(kind, file) {
     await loadExisting();
     $(`#${kind}-existing`).value = rec.id;
     await check(kind);
-    if (state[kind] === s && s.ok === false) {
+    // a file the check refused is taken back; one that could not be checked (the server was
+    // busy, the base model's tokenizer failed) may be fine: it stays, to be checked again
+    if (state[kind] === s && s.ok === false && !s.unchecked) {
       const removed = await discard(kind, s);
-      setStatus(kind, `${s.name} ${s.unchecked ? "could not be checked" : "has errors: fix them and choose the file again"}. `
+      setStatus(kind, `${s.name} has errors: fix them and choose the file again. `
         + (removed ? "The upload was removed from the server." : "The upload is still on the server: delete it on the Data page."));
     }
   } catch (e) {

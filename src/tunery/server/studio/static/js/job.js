@@ -225,16 +225,20 @@ async function refresh() {
   return j;
 }
 
-async function loop() {
+let generation = 0; // a new loop() supersedes the one whose refresh may still be in flight
+
+async function loop(mine = ++generation) {
   try {
     const j = await refresh();
+    if (mine !== generation) return;
     // twice a second while training, so the charts move with it; slower while it waits its turn,
     // and slower still while it is paused
     const every = { running: 500, pausing: 500, paused: 5000 }[j.status] || 1000;
-    if (ACTIVE.has(j.status)) timer = setTimeout(loop, every);
+    if (ACTIVE.has(j.status)) timer = setTimeout(() => loop(mine), every);
   } catch (err) {
+    if (mine !== generation) return;
     showError($("#job-error"), err, { title: "Could not load the job" });
-    if (err.status !== 404) timer = setTimeout(loop, 3000); // a passing failure: keep trying
+    if (err.status !== 404) timer = setTimeout(() => loop(mine), 3000); // a passing failure: keep trying
   }
 }
 
@@ -249,11 +253,11 @@ $("#cancel").addEventListener("click", async () => {
     showError($("#job-error"), err, { title: "Could not cancel" });
   }
 });
-for (const [action, done] of [["pause", "Pausing: a checkpoint is saved at the current step"], ["resume", "Job resumed"]]) {
+for (const action of ["pause", "resume"]) {
   $(`#${action}`).addEventListener("click", async () => {
     try {
-      await api(`${path}/${action}`, { method: "POST" });
-      toast(done);
+      const j = await api(`${path}/${action}`, { method: "POST" });
+      toast({ pausing: "Pausing: a checkpoint is saved at the step reached", paused: "Job paused" }[j.status] || "Job resumed");
       clearTimeout(timer);
       loop();
     } catch (err) {
