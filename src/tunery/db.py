@@ -198,7 +198,19 @@ def _connect(path: Path) -> sqlite3.Connection:
                                "or set TUNERY_DATABASE_URL to a PostgreSQL database")
     conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA journal_mode=WAL")
+    # switching a new database to WAL needs it alone for a moment; when two connections open it at
+    # once (a server and its worker on a new home) SQLite may answer "locked" at once, without
+    # waiting, to avoid a deadlock: try again, within the same 30 s a busy database is given
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                conn.close()
+                raise
+            time.sleep(0.05)
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA busy_timeout=30000")
