@@ -109,27 +109,33 @@ class _Reporter:
         store.add_checkpoint(self.job_id, step, str(path), f"{self.model_name}:ckpt-step-{step}", metrics)
         store.prune_checkpoints(self.job_id, {str(p) for p in checkpoint.list_checkpoints(path.parent)})
 
-    def should_stop(self) -> bool:
-        if os.getppid() != self.parent:  # the worker died (SIGKILL): stop rather than train beside its successor
+    def _gone(self) -> bool:
+        """The worker that started this process is shutting down (SIGTERM) or died (SIGKILL): stop
+        rather than train beside its successor."""
+        if os.getppid() != self.parent:
             self.interrupted = True
-        if self.interrupted:
+        return self.interrupted
+
+    def _held(self, statuses: tuple[str, ...]) -> bool:
+        """The job is still in one of ``statuses`` and, under a worker, still that worker's (its
+        lease not run out: once it has, another worker may train it)."""
+        if self.worker_id:
+            return store.holds(self.job_id, self.worker_id, statuses)
+        return store.row(self.job_id)["status"] in statuses
+
+    def should_stop(self) -> bool:
+        if self._gone():
             return True
         now = time.monotonic()
-        if now - self._checked > 0.5:  # a cancel is seen within half a second, without a query per step
+        if now - self._checked > 0.5:  # a cancel or pause is seen within half a second, without a query per step
             self._checked = now
-            # stop too once the job is no longer its worker's (its lease ran out: another may train it)
-            self._stop = not (store.holds(self.job_id, self.worker_id) if self.worker_id
-                              else store.row(self.job_id)["status"] == "running")
+            self._stop = not self._held(("running",))
         return self._stop
 
     def finishing_stop(self) -> bool:
         """What stops the work after the last step (the fast copy): a cancel, a takeover or the
         worker's end, but not a pause, which comes too late to save anything: the job finishes."""
-        if self.interrupted or os.getppid() != self.parent:
-            return True
-        if self.worker_id:
-            return not store.holds(self.job_id, self.worker_id, store.TRAINING)
-        return store.row(self.job_id)["status"] not in store.TRAINING
+        return self._gone() or not self._held(store.TRAINING)
 
     def keep_on_stop(self) -> bool:
         """A job being paused keeps the step it reached (a checkpoint there); one cancelled, taken
