@@ -112,6 +112,23 @@ def test_a_prompt_may_call_tools_as_a_chat_example_does():
     assert loaded.prompt.tools == tuple(TOOLS) and len(loaded.prompt.messages[1].tool_calls) == 2
 
 
+def test_openai_s_own_example_with_empty_tools_and_parallel_tool_calls_is_valid():
+    """OpenAI's DPO guide writes the prompt as {"messages": [...], "tools": [], "parallel_tool_calls": true}."""
+    rows = [pair(i, input={**pair(i)["input"], "tools": [], "parallel_tool_calls": True}) for i in range(10)]
+    report = validate_bytes(jsonl(rows))
+    assert report.ok, report.format()
+    assert load_pairs(jsonl(rows))[0].prompt.tools is None  # no tools declared: trained as a plain prompt
+    calls = [{"id": c, "type": "function", "function": {"name": "weather", "arguments": "{}"}} for c in ("c1", "c2")]
+    prompt = {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": None, "tool_calls": calls},
+                           {"role": "tool", "tool_call_id": "c1", "content": "r"},
+                           {"role": "tool", "tool_call_id": "c2", "content": "r"}, {"role": "user", "content": "b"}],
+              "tools": TOOLS, "parallel_tool_calls": False}
+    assert problems([pair(input=prompt)]) == [
+        "line 1, input.messages[1].tool_calls: 2 calls in one message, but parallel_tool_calls is false"]
+    assert problems([pair(input={**prompt, "parallel_tool_calls": "no"})])[0].startswith(
+        'line 1, input.parallel_tool_calls: parallel_tool_calls must be true or false, got "no"')
+
+
 def test_a_chat_line_in_a_file_of_pairs_is_named_by_validate():
     """The first line makes the file a preference file (as stats and the DPO loader read it)."""
     chat = {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}
@@ -122,6 +139,19 @@ def test_a_chat_line_in_a_file_of_pairs_is_named_by_validate():
     assert 'line 2, question: unknown key "question": a preference pair holds input, preferred_output and ' \
            "non_preferred_output" in other
     assert validate_bytes(jsonl([chat] * 10 + [pair(0)])).ok  # a chat file: a pair is its prompt + preferred
+
+
+def test_a_broken_first_line_does_not_make_a_file_of_pairs_a_chat_file():
+    """The format is the first JSON object line's: a DPO job would otherwise call the pairs chat examples."""
+    data = b"\n" + b'{"input": {"messages": [{"role": "user", "content": "a"}]}, "preferred_o\n' + jsonl(
+        [pair(i) for i in range(10)])
+    assert file_kind(data) == "preference" and file_kind(b"[1]\n" + jsonl([pair(0)])) == "preference"
+    assert file_kind(b"not json\n") == "chat"
+    report = validate_bytes(data)
+    assert [i.line for i in report.errors] == [2] and report.n_examples == 10
+    chat = {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}
+    assert problems([b"oops", pair(0), chat])[-1] == ("line 3: a chat example, not a preference pair: a DPO file "
+                                                       "holds only pairs")
 
 
 def test_a_line_too_long_is_named_by_stats_and_the_trainer(tmp_path: Path, tiny_model):

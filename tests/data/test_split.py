@@ -51,6 +51,10 @@ def test_fraction_outside_zero_one_is_refused(tmp_path: Path, fraction):
     with pytest.raises(InvalidInput, match="between 0 and 1") as exc:
         split_file(_src(tmp_path), validation_fraction=fraction, seed=0)
     assert exc.value.param == "validation_fraction"
+    # named first, even where the outputs exist: "already exists" would send the user to --force in vain
+    split_file(_src(tmp_path), validation_fraction=0.5, seed=0)
+    with pytest.raises(InvalidInput, match="between 0 and 1"):
+        split_file(_src(tmp_path), validation_fraction=fraction, seed=0)
 
 
 def test_too_few_examples_and_blank_lines(tmp_path: Path):

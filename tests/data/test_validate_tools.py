@@ -80,6 +80,16 @@ def test_a_call_may_end_the_example_and_carry_a_weight():
     assert report_of(ex).ok
 
 
+def test_an_empty_tools_list_declares_none():
+    """As OpenAI's examples write it: valid, the same as no tools, and a call then names nothing."""
+    plain = {"messages": [SYSTEM, USER, {"role": "assistant", "content": "Snow."}], "tools": []}
+    report = report_of(plain)
+    assert report.ok and report.examples[-1][1].tools is None, report.format()
+    calling = mutate("tools", [])
+    assert ("messages[2].tool_calls[0].function.name", "calls 'get_weather_forecast', but the example declares no "
+            'tools: list the functions in "tools"') in errors_on_11(calling)
+
+
 def mutate(path: str, value, *, delete: bool = False) -> dict:
     """tool_example() with the field at ``path`` (dots and [i]) set to ``value`` or deleted."""
     ex = copy.deepcopy(tool_example())
@@ -97,7 +107,7 @@ def mutate(path: str, value, *, delete: bool = False) -> dict:
 CALL = "messages[2].tool_calls[0]"
 CASES = [
     # the tools
-    ("tools-not-list", mutate("tools", {"a": 1}), "tools", "tools must be a non-empty list"),
+    ("tools-not-list", mutate("tools", {"a": 1}), "tools", "tools must be a list of tools, got an object"),
     ("tool-type", mutate("tools[0].type", "retrieval"), "tools[0].type", 'type must be "function"'),
     ("tool-name-pattern", mutate("tools[0].function.name", "get weather"), "tools[0].function.name",
      "name must be 1-64 letters, digits, _ or -"),
@@ -166,6 +176,16 @@ def test_each_tool_rule_names_line_field_and_problem(obj, field, message):
     assert any(f == field and message in m for f, m in errors), errors
 
 
+def test_a_legacy_example_gets_one_readable_error_per_legacy_part():
+    legacy = {"functions": [{"name": "f", "parameters": {"type": "object"}}],
+              "messages": [USER, {"role": "assistant", "function_call": {"name": "f", "arguments": "{}"}},
+                           {"role": "function", "name": "f", "content": "r"}, {"role": "assistant", "content": "ok"}]}
+    errors = errors_on_11(legacy)
+    assert [f for f, _ in errors] == ["functions", "messages[1].function_call", "messages[2].role"], errors
+    assert errors[0][1].startswith("'functions' is the legacy function-calling shape, which tunery does not take: "
+                                   'declare functions in "tools"')
+
+
 def test_content_is_still_required_without_calls():
     ex = tool_example()
     ex["messages"][5]["content"] = None
@@ -187,6 +207,26 @@ def test_scrub_keeps_arguments_and_results_valid_json(tmp_path):
     assert json.loads(out["messages"][2]["tool_calls"][0]["function"]["arguments"]) == {"city": "Oslo, [EMAIL]"}
     assert json.loads(out["messages"][3]["content"]) == {"summary": "snow", "contact": "[PHONE]"}
     assert {f.field for f in report.findings} == {"messages[2].tool_calls[0].function.arguments", "messages[3].content"}
+    assert validate_bytes((tmp_path / "out.jsonl").read_bytes()).ok
+
+
+def test_scrub_changes_nothing_in_arguments_and_results_but_the_personal_data(tmp_path):
+    """Numbers, keys, escapes and layout of the JSON text stay as written: re-serialised, 19.90 became
+    19.9 in the text the model learns from, and a valid 1e400 became the invalid Infinity."""
+    from tunery.data.scrub import scrub_file
+
+    args = '{"amount": 19.90, "from": "EUR", "to": "NOK", "note": "for ana.silva@example.com", "x": 1e400}'
+    result = '{\n  "rate": 11.570,\n  "ana@example.com": "caf\\u00e9",\n  "by": "+44 20 7946 0958"\n}'
+    ex = tool_example()
+    ex["messages"][2]["tool_calls"][1]["function"]["arguments"] = args
+    ex["messages"][4]["content"] = result
+    src = tmp_path / "d.jsonl"
+    src.write_bytes(jsonl([*good_lines(10), line(ex)]))
+    scrub_file(src, tmp_path / "out.jsonl")
+    out = json.loads((tmp_path / "out.jsonl").read_text().splitlines()[-1])
+    assert out["messages"][2]["tool_calls"][1]["function"]["arguments"] == args.replace("ana.silva@example.com",
+                                                                                          "[EMAIL]")
+    assert out["messages"][4]["content"] == result.replace("+44 20 7946 0958", "[PHONE]")  # a key is shape, kept
     assert validate_bytes((tmp_path / "out.jsonl").read_bytes()).ok
 
 

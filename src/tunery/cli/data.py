@@ -22,7 +22,12 @@ def data() -> None:
     Each line of a file is one example in the OpenAI/Azure chat format:
       {"messages": [{"role": "system", "content": "..."},
                     {"role": "user", "content": "..."},
-                    {"role": "assistant", "content": "..."}]}
+                    {"role": "assistant", "content": "...", "weight": 1}]}
+    optionally with "tools" beside "messages" (docs/tools.md), or one
+    preference pair for DPO (docs/dpo.md):
+      {"input": {"messages": [...]},
+       "preferred_output": [{"role": "assistant", "content": "..."}],
+       "non_preferred_output": [{"role": "assistant", "content": "..."}]}
     """
 
 
@@ -167,10 +172,11 @@ def _preference_stats(file: Path, model: str, as_json: bool) -> None:
 @click.option("--force", is_flag=True, help="Replace the output file if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
 def scrub(file: Path, output: Path | None, check: bool, force: bool, as_json: bool) -> None:
-    """Replace personal data in message contents with placeholders such as [EMAIL] and [PHONE].
+    """Replace personal data in messages and tool calls with placeholders such as [EMAIL] and [PHONE].
 
     Finds e-mail addresses, phone numbers, card numbers (Luhn), IBANs, IP addresses, US SSNs and
-    UK National Insurance numbers. Lines without findings are copied unchanged.
+    UK National Insurance numbers, in message contents, tool-call arguments and tool results (whose
+    JSON stays valid). Lines without findings are copied unchanged.
     """
     from tunery.data import check_file, scrub_file
     from tunery.errors import InvalidInput

@@ -1,6 +1,6 @@
 """One preference pair (DPO) in OpenAI's format, checked line by line:
 
-    {"input": {"messages": [...], "tools": [...]?},
+    {"input": {"messages": [...], "tools": [...]?, "parallel_tool_calls": true?},
      "preferred_output": [{"role": "assistant", "content": "..."}],
      "non_preferred_output": [{"role": "assistant", "content": "..."}]}
 
@@ -23,9 +23,10 @@ from typing import Any
 
 from tunery.chat import ChatMessage, Conversation, Role
 from tunery.data.text import BOM
-from tunery.data.tools import check_tool_use, check_tools
+from tunery.data.tools import check_example_tools, check_tool_use
 
 PAIR_KEYS = ("input", "preferred_output", "non_preferred_output")
+INPUT_KEYS = ("messages", "tools", "parallel_tool_calls")
 OUTPUTS = ("preferred_output", "non_preferred_output")
 
 CHAT_IN_PAIRS = "a chat example, not a preference pair: a DPO file holds only pairs"
@@ -58,12 +59,15 @@ def is_pair(obj: Any) -> bool:
     return isinstance(obj, dict) and "messages" not in obj and any(k in obj for k in PAIR_KEYS)
 
 
-def line_kind(raw: bytes) -> str:
-    """``preference`` when a line (its bytes) is a preference pair (:func:`is_pair`), else ``chat``."""
+def line_kind(raw: bytes) -> str | None:
+    """``preference`` when a line (its bytes) is a preference pair (:func:`is_pair`), ``chat`` when it
+    is another JSON object, and None when it is no JSON object at all (blank, broken, a list): such
+    a line says nothing of the file's format."""
     try:
-        return "preference" if is_pair(json.loads(raw.removeprefix(BOM))) else "chat"
+        obj = json.loads(raw.removeprefix(BOM))
     except (ValueError, RecursionError):
-        return "chat"
+        return None
+    return ("preference" if is_pair(obj) else "chat") if isinstance(obj, dict) else None
 
 
 def _under(add, prefix: str, old: str = "messages"):
@@ -128,11 +132,12 @@ def _check_input(add: Add, value: Any, check_message: CheckMessage, check_order:
         return None
     ok = True
     for key in value:
-        if key not in ("messages", "tools"):
-            add(f"input.{key}", f'unknown key {json.dumps(key)}: input holds "messages" and optionally "tools"')
+        if key not in INPUT_KEYS:
+            add(f"input.{key}", f'unknown key {json.dumps(key)}: input holds "messages" and optionally "tools", '
+                                '"parallel_tool_calls"')
             ok = False
-    schemas = check_tools(_under(add, "input.tools", "tools"), value["tools"]) if "tools" in value else {}
-    ok = ok and schemas is not None
+    tools_ok, schemas, parallel = check_example_tools(_under(add, "input.", ""), value)
+    ok = tools_ok and ok
     messages = value.get("messages")
     if not isinstance(messages, list) or not messages:
         add("input.messages", "missing or empty: the prompt needs at least one user message"
@@ -146,12 +151,12 @@ def _check_input(add: Add, value: Any, check_message: CheckMessage, check_order:
         roles.append(role)
     ok = check_order(in_messages, roles) and ok
     if any(r == Role.TOOL for r in roles) or any(isinstance(m, dict) and "tool_calls" in m for m in messages):
-        ok = check_tool_use(in_messages, messages, roles, schemas, "tools" in value, True) and ok
+        ok = check_tool_use(in_messages, messages, roles, schemas, parallel) and ok
     if roles[-1] is not None and roles[-1] != Role.USER:
         add(f"input.messages[{len(roles) - 1}].role", f"the prompt must end with a user message, not {roles[-1]}: "
                                                       "the outputs answer it")
         ok = False
-    return Conversation.from_dicts(messages, value.get("tools")) if ok and None not in roles else None
+    return Conversation.from_dicts(messages, value.get("tools") or None) if ok and None not in roles else None
 
 
 def pair_messages(obj: dict) -> list[tuple[str, list]]:

@@ -1,6 +1,6 @@
 """Preference data for DPO in OpenAI's JSONL format, one pair per line:
 
-    {"input": {"messages": [...], "tools": [...]?},
+    {"input": {"messages": [...], "tools": [...]?, "parallel_tool_calls": true?},
      "preferred_output": [{"role": "assistant", "content": "..."}],
      "non_preferred_output": [{"role": "assistant", "content": "..."}]}
 
@@ -35,13 +35,14 @@ __all__ = ["PreferencePair", "PreferenceStats", "encode_pairs", "file_kind", "lo
 # --- whole files ---------------------------------------------------------------------------------
 
 def file_kind(source: str | Path | bytes) -> str:
-    """``preference`` when the file's first JSON line is a preference pair, else ``chat``."""
+    """``preference`` when the file's first JSON object line is a preference pair, else ``chat``
+    (a broken first line does not make a file of pairs a chat file)."""
     from tunery.data.text import byte_lines, file_lines, open_data
 
     def first(lines) -> str:
         for raw in lines:
-            if isinstance(raw, bytes) and raw.strip():
-                return line_kind(raw)
+            if isinstance(raw, bytes) and (kind := line_kind(raw)) is not None:
+                return kind
         return "chat"
 
     if isinstance(source, bytes):

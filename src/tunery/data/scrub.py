@@ -285,40 +285,39 @@ class ScrubReport:
                 "plain_text_lines": self.plain_text_lines, "findings": [f.to_dict() for f in self.findings]}
 
 
-def _scrub_json(value: Any) -> tuple[Any, list[PiiMatch]]:
-    """A parsed JSON value with every string in it scrubbed (keys kept), and the matches."""
-    if isinstance(value, str):
-        return scrub_text(value)
+# a JSON string literal, and what follows a key's literal: scanned left to right over a valid JSON
+# text, a quote outside a string can only open the next string
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_KEY_AFTER = re.compile(r"\s*:")
+
+
+def _scrub_json_strings(doc: str) -> tuple[str, list[PiiMatch]]:
+    """``doc``, a valid JSON text, with each string value scrubbed where it stands: keys, numbers,
+    escapes and layout stay as written (re-serialising would turn 19.90 into 19.9 and 1e400 into
+    the invalid Infinity in text the model is trained on)."""
+    parts: list[str] = []
     found: list[PiiMatch] = []
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for k, v in value.items():
-            out[k], ms = _scrub_json(v)
-            found += ms
-        return out, found
-    if isinstance(value, list):
-        items = []
-        for v in value:
-            item, ms = _scrub_json(v)
-            items.append(item)
-            found += ms
-        return items, found
-    return value, found
+    pos = 0
+    for m in _JSON_STRING.finditer(doc):
+        if _KEY_AFTER.match(doc, m.end()):
+            continue  # a key: part of the document's shape, kept
+        new, matches = scrub_text(json.loads(m.group()))
+        if matches:
+            parts += [doc[pos:m.start()], json.dumps(new, ensure_ascii=False)]
+            pos = m.end()
+            found += matches
+    return "".join(parts) + doc[pos:], found
 
 
 def _scrub_json_text(holder: dict, key: str, fld: str, line: int, report: ScrubReport) -> bool:
     """Scrub ``holder[key]``, a string that may hold a JSON document (tool-call arguments, a tool's
     result): the document's string values one by one, so it stays valid JSON; other text as text."""
+    text = holder[key]
     try:
-        doc = json.loads(holder[key])
+        doc = json.loads(text)
     except (ValueError, RecursionError):
         doc = None
-    if isinstance(doc, dict | list):
-        new, matches = _scrub_json(doc)
-        if matches:
-            new = json.dumps(new, ensure_ascii=False)
-    else:
-        new, matches = scrub_text(holder[key])
+    new, matches = _scrub_json_strings(text) if isinstance(doc, dict | list) else scrub_text(text)
     report.add(line, fld, matches)
     if matches:
         holder[key] = new

@@ -45,11 +45,15 @@ def default_outputs(src: str | Path, prefix: str | Path | None = None) -> tuple[
     return Path(base + ".train.jsonl"), Path(base + ".valid.jsonl")
 
 
-def split_lines(lines: list[bytes], *, validation_fraction: float, seed: int) -> tuple[list[bytes], list[bytes]]:
-    """The (train, valid) lines, each side in the input's order. Each side gets at least one line."""
+def _check_fraction(validation_fraction: float) -> None:
     if not 0 < validation_fraction < 1:
         raise InvalidInput(f"validation fraction must be between 0 and 1 (exclusive), not {validation_fraction}",
                            param="validation_fraction", hint="e.g. 0.1 keeps one example in ten for validation")
+
+
+def split_lines(lines: list[bytes], *, validation_fraction: float, seed: int) -> tuple[list[bytes], list[bytes]]:
+    """The (train, valid) lines, each side in the input's order. Each side gets at least one line."""
+    _check_fraction(validation_fraction)
     n = len(lines)
     if n < 2:
         raise InvalidInput(f"cannot split {n} example{'' if n == 1 else 's'}: each side needs at least one",
@@ -71,6 +75,7 @@ def split_file(src: str | Path, *, validation_fraction: float, seed: int, out_tr
     from tunery.data.text import read_lines, refuse_existing, small_file
     from tunery.data.validate import _whole_document_hint
 
+    _check_fraction(validation_fraction)  # before "already exists": --force would not have helped
     src = Path(src)
     default_train, default_valid = default_outputs(src)
     train_path, valid_path = Path(out_train or default_train), Path(out_valid or default_valid)

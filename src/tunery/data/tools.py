@@ -23,7 +23,7 @@ from tunery.chat import Role
 from tunery.data.issues import Add, parse_json, plural, show
 from tunery.errors import MAX_SCHEMA_DEPTH, json_kind, nested_deeper_than
 
-LEGACY = ("the legacy function-calling shape is not supported: declare functions in \"tools\" "
+LEGACY = ("the legacy function-calling shape, which tunery does not take: declare functions in \"tools\" "
           '([{"type": "function", "function": {...}}]), call them with an assistant message\'s "tool_calls" '
           'and answer each call with a {"role": "tool", "tool_call_id": ..., "content": ...} message')
 """The end of every message that refuses the legacy shape ("'functions' is " + LEGACY)."""
@@ -88,11 +88,12 @@ def _schema_message(err: Any) -> str:
 
 
 def check_tools(add: Add, tools: Any) -> dict[str, dict] | None:
-    """The declared functions' parameter schemas by name when ``tools`` is valid, else None."""
+    """The declared functions' parameter schemas by name when ``tools`` is valid, else None. An
+    empty list declares none, as no ``tools`` does (OpenAI's own DPO example writes ``"tools": []``)."""
     from jsonschema import Draft202012Validator, SchemaError
 
-    if not isinstance(tools, list) or not tools:
-        add("tools", f"tools must be a non-empty list of tools, got {show(tools) if tools == [] else json_kind(tools)}")
+    if not isinstance(tools, list):
+        add("tools", f"tools must be a list of tools, got {json_kind(tools)}")
         return None
     schemas: dict[str, dict] = {}
     ok = True
@@ -136,8 +137,9 @@ def check_tools(add: Add, tools: Any) -> dict[str, dict] | None:
 
 
 def check_example_tools(add: Add, obj: dict) -> tuple[bool, dict[str, dict] | None, bool]:
-    """An example's ``tools`` and ``parallel_tool_calls``: (ok, the schemas by name as
-    :func:`check_tools` gives them, whether parallel calls are allowed)."""
+    """The ``tools`` and ``parallel_tool_calls`` beside a chat example's messages (or a preference
+    pair's prompt's): (ok, the schemas by name as :func:`check_tools` gives them, whether parallel
+    calls are allowed)."""
     schemas = check_tools(add, obj["tools"]) if "tools" in obj else {}
     ok = schemas is not None
     parallel = obj.get("parallel_tool_calls", True)
@@ -184,7 +186,7 @@ def check_arguments(add: Add, fld: str, args: Any, schema: dict | None) -> bool:
 
 
 def _check_call(add: Add, cf: str, call: Any, ids: set[str], pending: dict[str, int], i: int,
-                schemas: dict[str, dict] | None, declared: bool) -> bool:
+                schemas: dict[str, dict] | None) -> bool:
     """One entry of messages[i].tool_calls; its id joins ``ids`` and ``pending``."""
     ok, fn = _check_entry(add, cf, call, _CALL)
     if not isinstance(call, dict):
@@ -206,7 +208,7 @@ def _check_call(add: Add, cf: str, call: Any, ids: set[str], pending: dict[str, 
     if not isinstance(name, str) or not name:
         add(f"{cf}.function.name", f"name must be a non-empty string, got {show(name)}")
         ok = False
-    elif not declared:
+    elif schemas == {}:
         add(f"{cf}.function.name", f"calls {name!r}, but the example declares no tools: list the "
                                    'functions in "tools"')
         ok = False
@@ -248,9 +250,10 @@ def _check_answer(add: Add, f: str, m: dict, prev: str | None, prev_calls: bool,
 
 
 def check_tool_use(add: Add, messages: list, roles: list[str | None], schemas: dict[str, dict] | None,
-                   declared: bool, parallel: bool) -> bool:
+                   parallel: bool) -> bool:
     """Tool calls against the declared functions, and each tool message answering an earlier
-    call (``schemas`` is None when ``tools`` itself is invalid: calls are then checked for shape only)."""
+    call (``schemas`` is empty when no tools are declared, and None when ``tools`` itself is
+    invalid: calls are then checked for shape only)."""
     ok = True
     ids: set[str] = set()
     pending: dict[str, int] = {}  # call id -> message index, until a tool message answers it
@@ -279,5 +282,5 @@ def check_tool_use(add: Add, messages: list, roles: list[str | None], schemas: d
             add(f"{f}.tool_calls", f"{len(calls)} calls in one message, but parallel_tool_calls is false")
             ok = False
         for j, call in enumerate(calls):
-            ok = _check_call(add, f"{f}.tool_calls[{j}]", call, ids, pending, i, schemas, declared) and ok
+            ok = _check_call(add, f"{f}.tool_calls[{j}]", call, ids, pending, i, schemas) and ok
     return ok

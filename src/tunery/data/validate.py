@@ -143,9 +143,11 @@ def _check_message(add: Add, i: int, m: Any) -> tuple[bool, str | None]:
         return False, None
     role = _check_role(add, f"{f}.role", m)
     ok = role is not None
-    calls = role == Role.ASSISTANT and "tool_calls" in m
+    # a message that only calls tools has no text (OpenAI's null); nor has a legacy function_call,
+    # refused below for what it is rather than for its content
+    calls = role == Role.ASSISTANT and ("tool_calls" in m or "function_call" in m)
     if calls and m.get("content") in (None, ""):
-        pass  # a message that only calls tools has no text (OpenAI's null)
+        pass
     elif "content" not in m:
         add(f"{f}.content", "missing content")
         ok = False
@@ -281,6 +283,10 @@ def _check_line(add: Add, warn: Add, raw: bytes, *, pairs_only: bool = False) ->
     if is_pair(obj):  # OpenAI's preference format (DPO): its own rules; measured as prompt + preferred
         pair = check_pair(add, warn, obj, _check_message, _check_order)
         return pair.conversation(pair.chosen) if pair else None
+    if "messages" not in obj and {"prompt", "completion"} <= obj.keys():
+        add(None, 'OpenAI\'s legacy prompt/completion format, which chat models do not train on: write '
+                  '{"messages": [{"role": "user", "content": PROMPT}, {"role": "assistant", "content": COMPLETION}]}')
+        return None
     ok = True
     for key in obj:
         if key == "functions":
@@ -309,8 +315,8 @@ def _check_line(add: Add, warn: Add, raw: bytes, *, pairs_only: bool = False) ->
         roles.append(role)
     ok = _check_turns(add, warn, messages, roles) and ok
     if any(r == Role.TOOL for r in roles) or any(isinstance(m, dict) and "tool_calls" in m for m in messages):
-        ok = check_tool_use(add, messages, roles, schemas, "tools" in obj, parallel) and ok
-    return Conversation.from_dicts(messages, obj.get("tools")) if ok else None
+        ok = check_tool_use(add, messages, roles, schemas, parallel) and ok
+    return Conversation.from_dicts(messages, obj.get("tools") or None) if ok else None
 
 
 def _whole_document_hint(data: bytes | None) -> str | None:
@@ -469,7 +475,7 @@ class Validator:
         self.first_bad: int | None = None
         self.utf16 = False
         self.kind: str | None = "preference" if pairs_only else None
-        """chat or preference: the first line's, as ``file_kind`` finds it, unless ``pairs_only``"""
+        """chat or preference: the first JSON object line's, as ``file_kind`` finds it, unless ``pairs_only``"""
         self.pairs_only = pairs_only
 
     def line(self, lineno: int, raw: bytes | int) -> None:
