@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from tunery.errors import InvalidInput
+
+MAX_TOP_LOGPROBS = 20
 
 class Role(StrEnum):
     SYSTEM = "system"
@@ -129,7 +132,10 @@ class GenerationParams:
     """Sampling settings, named as in the OpenAI API. ``max_tokens=None`` means up to the
     context length; ``temperature=0`` means greedy. ``tools`` (OpenAI function specs),
     ``tool_choice`` (None: OpenAI's default, ``auto`` with tools), ``parallel_tool_calls`` and
-    ``response_format`` are honoured by constrained decoding (``tunery.serving.constrained``)."""
+    ``response_format`` are honoured by constrained decoding (``tunery.serving.constrained``).
+    ``logprobs`` asks for each answer token's log-probability (:class:`TokenLogprob`) and
+    ``top_logprobs`` (0-20, with ``logprobs`` only) for that many of the most likely tokens at
+    each position."""
 
     max_tokens: int | None = None
     temperature: float = 1.0
@@ -141,6 +147,36 @@ class GenerationParams:
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool = True
     response_format: dict[str, Any] | None = None
+    logprobs: bool = False
+    top_logprobs: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.top_logprobs <= MAX_TOP_LOGPROBS:
+            raise InvalidInput(f"top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}, not {self.top_logprobs}",
+                               param="top_logprobs")
+        if self.top_logprobs and not self.logprobs:
+            raise InvalidInput("top_logprobs requires logprobs to be true", param="top_logprobs",
+                               hint="send logprobs: true with it, or leave top_logprobs out")
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    """One answer token and its log-probability under the model's raw distribution (the logits'
+    log-softmax, before temperature, top-p or a grammar's mask): OpenAI's ``logprobs.content``
+    entry. ``utf8`` is the token's exact bytes (a token may hold part of a multi-byte character;
+    ``token`` is then its best-effort text, ``bytes:\\xe2\\x80`` as OpenAI writes it); ``top``
+    the most likely tokens at its position, most likely first, each without a ``top`` of its own."""
+
+    token: str
+    logprob: float
+    utf8: bytes
+    top: tuple[TokenLogprob, ...] = ()
+
+    def to_openai(self, *, with_top: bool = True) -> dict[str, Any]:
+        d: dict[str, Any] = {"token": self.token, "logprob": self.logprob, "bytes": list(self.utf8)}
+        if with_top:
+            d["top_logprobs"] = [t.to_openai(with_top=False) for t in self.top]
+        return d
 
 
 @dataclass(frozen=True)
@@ -166,17 +202,22 @@ class Completion:
     usage: Usage
     model: str
     choices: tuple[str, ...] = field(default=())  # all choices when n > 1; ``text`` is the first
+    logprobs: tuple[tuple[TokenLogprob, ...], ...] | None = None
+    """Each choice's tokens (:class:`TokenLogprob`) when ``GenerationParams.logprobs`` asked for them."""
 
 
 @dataclass(frozen=True)
 class CompletionChunk:
     """A streamed piece of an answer. The last chunk of a choice carries ``finish_reason``; the
-    very last chunk of a stream carries ``usage``."""
+    very last chunk of a stream carries ``usage``. ``logprobs``: the tokens whose text is now
+    sent (when asked for), which may lag the text (a token whose text is held back goes with the
+    chunk that completes it)."""
 
     text: str = ""
     finish_reason: FinishReason | None = None
     index: int = 0
     usage: Usage | None = None
+    logprobs: tuple[TokenLogprob, ...] = ()
 
 
 @runtime_checkable

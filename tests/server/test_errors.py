@@ -44,7 +44,8 @@ def assert_error(r, status: int, param: str | None = "any", code: str | None = "
     ('{"model": "tiny-random", "messages": [{"role": "user", "content": "hi"}], "stop": ["a","b","c","d","e"]}', "stop"),
     ('{"model": "tiny-random", "messages": [{"role": "user", "content": "hi"}], "seed": 1.5}', "seed"),
     ('{"model": "tiny-random", "messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function"}]}', "tools"),
-    ('{"model": "tiny-random", "messages": [{"role": "user", "content": "hi"}], "logprobs": true}', "logprobs"),
+    ('{"model": "tiny-random", "messages": [{"role": "user", "content": "hi"}], "logprobs": "yes"}', "logprobs"),
+    ('{"model": "tiny-random", "messages": [{"role": "user", "content": "hi"}], "top_logprobs": 21}', "top_logprobs"),
 ])
 def test_chat_bad_bodies_are_400(http, tiny_model, body, param):
     r = http.post(CHAT, content=body, headers={"content-type": "application/json"})
@@ -57,7 +58,7 @@ def test_chat_bad_bodies_are_400(http, tiny_model, body, param):
     ({"presence_penalty": 1.5}, "presence_penalty", "presence_penalty is not supported"),
     ({"frequency_penalty": -0.5}, "frequency_penalty", "frequency_penalty is not supported"),
     ({"logit_bias": {"5": 100}}, "logit_bias", "logit_bias is not supported"),
-    ({"top_logprobs": 2}, "top_logprobs", "top_logprobs is not supported"),
+    ({"top_logprobs": 2}, "top_logprobs", "top_logprobs requires logprobs to be true"),
     ({"modalities": ["audio"]}, "modalities", '["audio"] are not supported'),
     ({"modalities": ["text", "audio"]}, "modalities", "text only"),
 ])

@@ -80,6 +80,10 @@ class Sink:
     def text(self) -> str:
         return "".join(d.text for d in self.deltas)
 
+    @property
+    def logprobs(self) -> list[float]:
+        return [e.logprob for d in self.deltas for e in d.logprobs]
+
 
 def submit(engine, ids, **kw) -> Sink:
     sink = Sink()
@@ -120,11 +124,10 @@ def test_requests_joining_a_running_batch_generate_what_each_would_alone(engine,
              "Tell me about trains, buses, walking tours and the weather in the region, in detail please."]
     ids = [prompt(tokenizer, t) for t in texts]
     lengths = [14, 4, 9, 7]
-    got: list[list[float]] = [[] for _ in ids]
     sinks: list[Sink] = []
 
     def start(k: int) -> None:
-        sinks.append(submit(engine, ids[k], max_tokens=lengths[k], seed=100 + k, ignore_eos=True, logprobs=got[k]))
+        sinks.append(submit(engine, ids[k], max_tokens=lengths[k], seed=100 + k, ignore_eos=True, logprobs=0))
         # wait until it is decoding; the first delta is kept in order (put back, it could land after later ones)
         sinks[k].deltas.append(sinks[k].q.get(timeout=60))
 
@@ -138,7 +141,7 @@ def test_requests_joining_a_running_batch_generate_what_each_would_alone(engine,
         want_lp: list[float] = []
         want = reference(hf_model, ids[k], lengths[k], seed=100 + k, logprobs=want_lp)
         assert sink.text == tokenizer.decode(want, skip_special_tokens=True)
-        assert same_logprobs(got[k], want_lp)
+        assert same_logprobs(sink.logprobs, want_lp)
 
 
 def test_requests_arriving_together_are_prefilled_together(engine, tokenizer, hf_model):
@@ -149,13 +152,12 @@ def test_requests_arriving_together_are_prefilled_together(engine, tokenizer, hf
     ids = [prompt(tokenizer, t) for t in texts]
     assert len({len(i) for i in ids}) > 1  # really different lengths: padding is exercised
     sinks = [Sink() for _ in ids]
-    got = [[] for _ in ids]
     before = engine.prefill_passes
     inbox = engine._inbox
     with inbox.mutex:
         for k, (i, sink) in enumerate(zip(ids, sinks, strict=True)):
             inbox._put(EngineRequest(prompt_ids=i, max_tokens=6, emit=sink.q.put, seed=40 + k, ignore_eos=True,
-                                     logprobs=got[k]))
+                                     logprobs=0))
             inbox.unfinished_tasks += 1
         inbox.not_empty.notify()
     for k, sink in enumerate(sinks):
@@ -163,7 +165,7 @@ def test_requests_arriving_together_are_prefilled_together(engine, tokenizer, hf
         want_lp: list[float] = []
         want = reference(hf_model, ids[k], 6, seed=40 + k, logprobs=want_lp)
         assert sink.text == tokenizer.decode(want, skip_special_tokens=True)
-        assert same_logprobs(got[k], want_lp)
+        assert same_logprobs(sink.logprobs, want_lp)
     assert engine.prefill_passes - before == 1
 
 

@@ -79,6 +79,11 @@ class AnswerFilter:
         self._sent = 0
         self.blocked = False
 
+    @property
+    def sent(self) -> int:
+        """How many characters of the answer have passed."""
+        return self._sent
+
     def push(self, delta: str, *, final: bool = False) -> str:
         if self.blocked:
             return ""

@@ -7,8 +7,9 @@ deliberately narrow (``submit`` a request whose ``emit`` callback receives ``Del
 vLLM engine can sit behind the same routes: chat templates, context checks, ``n`` choices,
 deployments and rate limits all live above it, in ``tunery.serving.manager`` and ``local``.
 
-The text helpers here (incremental detokenization and stop-string hold-back) are shared by any
-engine that decodes token by token.
+The text helpers here (incremental detokenization and stop-string hold-back, with the scored
+tokens of a request that asked for log-probabilities, ``tunery.serving.logprobs``) are shared by
+any engine that decodes token by token.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
+
+from tunery.chat import TokenLogprob
+from tunery.serving.logprobs import AnswerLogprobs, Scored
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +41,17 @@ class Adapter:
 class Delta:
     """One event of one choice: new text, and on the last event a ``finish_reason`` ("stop" or
     "length") or an ``error``. ``completion_tokens`` counts every token generated so far,
-    including the end-of-turn token when the model emitted one."""
+    including the end-of-turn token when the model emitted one. ``logprobs`` (for a request that
+    asked) are the tokens whose text is sent by now and was not listed before: they may lag the
+    text a little (a token whose text is held back goes with the event that sends its end), and
+    never list the end-of-turn token."""
 
     index: int
     text: str = ""
     completion_tokens: int = 0
     finish_reason: str | None = None
     error: BaseException | None = None
+    logprobs: tuple[TokenLogprob, ...] = ()
 
     @property
     def final(self) -> bool:
@@ -67,9 +75,10 @@ class EngineRequest:
     index: int = 0
     ignore_eos: bool = False
     cancelled: threading.Event = field(default_factory=threading.Event)
-    logprobs: list[float] | None = None
-    """When a list, the engine appends each sampled token's log-probability under the model's
-    raw distribution (before temperature and top-p)."""
+    logprobs: int | None = None
+    """When set, each ``Delta`` lists its tokens' log-probabilities under the model's raw
+    distribution (before temperature, top-p or the grammar), each with this many (0-20) of the
+    most likely tokens at its position (``tunery.serving.logprobs``)."""
     grammar: str | None = None
     """When set, every token is sampled among those this Lark grammar allows
     (``tunery.serving.constrained``), each request with its own matcher."""
@@ -180,6 +189,11 @@ class IncrementalDecoder:
     def _decode(self, ids: Sequence[int]) -> str:
         return self._tok.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
 
+    @property
+    def holding(self) -> bool:
+        """Some tokens' text is held back (part of a character, or no text yet)."""
+        return self._read < len(self.ids)
+
     def push(self, token_id: int) -> str:
         self.ids.append(token_id)
         prefix_text = self._decode(self.ids[self._prefix:self._read])
@@ -206,6 +220,11 @@ class StopText:
         self.text = ""
         self._sent = 0
         self.stopped = False
+
+    @property
+    def sent(self) -> int:
+        """How many characters of :attr:`text` are sent."""
+        return self._sent
 
     def push(self, delta: str) -> str:
         """Add text; return the part that is safe to send now."""
@@ -244,22 +263,30 @@ class StopText:
         return out
 
 
-def drain(decoder: IncrementalDecoder, stop: StopText) -> str:
+def drain(decoder: IncrementalDecoder, stop: StopText, scores: AnswerLogprobs | None = None) -> str:
     """All text still held back by the decoder and the stop-string scan, at the end of an answer."""
-    return stop.push(decoder.flush()) + stop.flush()
+    held = decoder.flush()
+    if scores is not None:
+        scores.flush(held)
+    return stop.push(held) + stop.flush()
 
 
 def token_text(decoder: IncrementalDecoder, stop: StopText, token: int, *, end_of_turn: bool,
-               at_limit: bool) -> tuple[str, str | None]:
+               at_limit: bool, scores: AnswerLogprobs | None = None, scored: Scored | None = None
+               ) -> tuple[str, str | None]:
     """The text one sampled token adds to a streamed answer, and ``"stop"`` or ``"length"`` when
     it ends the answer: an end-of-turn token, a completed stop string, or the token or context
-    limit reached (``at_limit``)."""
+    limit reached (``at_limit``). With ``scores``, the token and its ``scored`` log-probs join the
+    answer's (the end-of-turn token is not listed); ``scores.take(stop)`` then says which to send."""
     if end_of_turn:
-        return drain(decoder, stop), "stop"
-    text = stop.push(decoder.push(token))
+        return drain(decoder, stop, scores), "stop"
+    piece = decoder.push(token)
+    if scores is not None and scored is not None:
+        scores.push(token, scored, piece, holding=decoder.holding)
+    text = stop.push(piece)
     if stop.stopped:
         return text, "stop"
     if at_limit:
-        return text + drain(decoder, stop), "length"
+        return text + drain(decoder, stop, scores), "length"
     return text, None
 

@@ -21,12 +21,13 @@ import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from tunery.chat import ChatMessage, Completion, CompletionChunk, GenerationParams, Usage
+from tunery.chat import ChatMessage, Completion, CompletionChunk, GenerationParams, TokenLogprob, Usage
 from tunery.errors import TuneryError
 from tunery.progress import Progress
 from tunery.serving.constrained import check, prompt_tools
 from tunery.serving.content_filter import AnswerFilter, ContentFilter
 from tunery.serving.engine import Delta, EngineRequest
+from tunery.serving.logprobs import Spans
 from tunery.serving.manager import Target, manager
 
 if TYPE_CHECKING:
@@ -45,7 +46,8 @@ class ChatRun:
     """A started generation: iterate it (``for`` or, when started with an event loop, ``async
     for``) for ``CompletionChunk``s: choices interleaved, each ending with a ``finish_reason``,
     the last chunk carrying ``usage``. Closing it early, or :meth:`cancel`, stops the work on the
-    engine."""
+    engine. Chunks carry the log-probabilities of their tokens when the params asked for them;
+    the content filter holds those back with the text they belong to."""
 
     def __init__(self, prompt_tokens: int, model: str, answer_filter: ContentFilter | None,
                  deployment: str | None, loop: asyncio.AbstractEventLoop | None = None) -> None:
@@ -55,6 +57,7 @@ class ChatRun:
         self.created = int(time.time())
         self._filter = answer_filter if answer_filter is not None and answer_filter.active else None
         self._filters: dict[int, AnswerFilter] = {}
+        self._filtered: dict[int, Spans] = {}  # per choice: the logprobs the filter holds, along its text
         self._deployment = deployment
         self._completion: dict[int, int] = {}
         self._open: set[int] = set()
@@ -82,7 +85,13 @@ class ChatRun:
         self.finish_reasons = ["stop" for _ in requests]
         if self._filter is not None:
             self._filters = {r.index: self._filter.answer() for r in requests}
+            self._filtered = {r.index: Spans() for r in requests}
         return self
+
+    @property
+    def logprobs(self) -> bool:
+        """Whether the choices list their tokens' log-probabilities."""
+        return any(r.logprobs is not None for r in self.requests)
 
     @property
     def completion_tokens(self) -> int:
@@ -95,14 +104,17 @@ class ChatRun:
             return []  # a choice cut by the content filter still reports its end
         if d.error is not None:
             raise GenerationFailed(f"generation failed: {d.error}") from d.error
-        text, finish = d.text, d.finish_reason
+        text, finish, logprobs = d.text, d.finish_reason, d.logprobs
         flt = self._filters.get(d.index)
         if flt is not None:
             text = flt.push(text, final=finish is not None)
+            held = self._filtered[d.index]
+            held.add(logprobs, len(d.text))
+            logprobs = held.cut(flt.sent) if flt.blocked else held.release(flt.sent)
             if flt.blocked:
                 self.requests[d.index].cancelled.set()
                 finish = "content_filter"
-        out = [CompletionChunk(text=text, index=d.index)] if text else []
+        out = [CompletionChunk(text=text, index=d.index, logprobs=logprobs)] if text or logprobs else []
         if finish is not None:
             self._open.discard(d.index)
             self.finish_reasons[d.index] = finish
@@ -146,22 +158,25 @@ class ChatRun:
             limiter.add(self._deployment, self.completion_tokens)
             self._deployment = None
 
-    def _completion_of(self, texts: list[str]) -> Completion:
+    def _completion_of(self, texts: list[str], logprobs: list[list[TokenLogprob]]) -> Completion:
         return Completion(text=texts[0], finish_reason=self.finish_reasons[0],  # type: ignore[arg-type]
-                          usage=self.usage, model=self.model, choices=tuple(texts))
+                          usage=self.usage, model=self.model, choices=tuple(texts),
+                          logprobs=tuple(tuple(lp) for lp in logprobs) if self.logprobs else None)
 
     def collect(self) -> Completion:
         """Run to the end; ``finish_reasons`` then holds every choice's reason."""
-        texts = ["" for _ in self.requests]
+        texts, logprobs = ["" for _ in self.requests], [[] for _ in self.requests]
         for chunk in self:
             texts[chunk.index] += chunk.text
-        return self._completion_of(texts)
+            logprobs[chunk.index] += chunk.logprobs
+        return self._completion_of(texts, logprobs)
 
     async def acollect(self) -> Completion:
-        texts = ["" for _ in self.requests]
+        texts, logprobs = ["" for _ in self.requests], [[] for _ in self.requests]
         async for chunk in self:
             texts[chunk.index] += chunk.text
-        return self._completion_of(texts)
+            logprobs[chunk.index] += chunk.logprobs
+        return self._completion_of(texts, logprobs)
 
 
 class EngineChatModel:

@@ -150,7 +150,7 @@ class Target:
         requests = [EngineRequest(prompt_ids=prompt_ids, max_tokens=max_tokens, emit=emit,
                                   temperature=params.temperature, top_p=params.top_p, seed=seed + i,
                                   stop=params.stop, adapter=self.adapter, index=i, ignore_eos=ignore_eos,
-                                  grammar=rules)
+                                  grammar=rules, logprobs=params.top_logprobs if params.logprobs else None)
                     for i in range(max(1, params.n))]
         for r in requests:
             self.engine.submit(r)

@@ -42,6 +42,10 @@ must not end with the pad id; every chat prompt ends with the generation prompt.
 Constraints: a request with a grammar (``tunery.serving.constrained``) makes its batch choose
 tokens here too, its row's logits masked by its own matcher, so rows of different grammars (or
 none) share a batch. (onnxruntime-genai's own guidance takes one grammar per generator.)
+
+Log-probabilities: a batch with a request that asked for them reads each step's logits (as a
+sampling batch does; its greedy rows still take onnxruntime-genai's own argmax) and scores that
+request's rows of them, unmasked (``tunery.serving.logprobs``).
 """
 
 from __future__ import annotations
@@ -76,6 +80,7 @@ from tunery.serving.engine import (
     token_text,
 )
 from tunery.serving.local import EngineChatModel
+from tunery.serving.logprobs import AnswerLogprobs, Scored, score, vocab
 from tunery.serving.manager import Target
 
 if TYPE_CHECKING:
@@ -110,6 +115,7 @@ class _Row:
     stop: StopText
     rng: np.random.Generator
     guide: Guide | None = None
+    scores: AnswerLogprobs | None = None  # for a request that asked for log-probabilities
     generated: int = 0
     done: bool = False
 
@@ -239,8 +245,10 @@ class OnnxEngine(ThreadedEngine):
             except Exception as e:
                 req.emit(Delta(req.index, error=e))
                 continue
+            scores = AnswerLogprobs(vocab(self.tokenizer), req.logprobs) if req.logprobs is not None else None
             rows.append(_Row(req=req, decoder=IncrementalDecoder(self.tokenizer), stop=StopText(req.stop),
-                             rng=np.random.default_rng(int(req.seed) & 0xFFFF_FFFF_FFFF_FFFF), guide=guide))
+                             rng=np.random.default_rng(int(req.seed) & 0xFFFF_FFFF_FFFF_FFFF), guide=guide,
+                             scores=scores))
         if not rows:
             return
         adapter = rows[0].req.adapter
@@ -281,14 +289,18 @@ class OnnxEngine(ThreadedEngine):
                                         for r in rows], dtype=np.int32))
         choose = not hold_eos and any(r.req.temperature > GREEDY_BELOW or r.req.ignore_eos or r.guide is not None
                                       for r in rows)
+        scoring = any(r.scores is not None for r in rows)
         while not all(r.done for r in rows):
             if gen.is_done():
                 for r in rows:
                     if not r.done:
                         self._finish(r, "length")
                 break
+            # the logits the next token is chosen from, read only when a row needs them
+            logits = (np.asarray(gen.get_logits(), dtype=np.float32).reshape(len(rows), -1)
+                      if choose or scoring else None)
             if choose:
-                self._force_choices(gen, rows)
+                self._force_choices(gen, rows, logits)
             gen.generate_next_token()
             tokens = gen.get_next_tokens()
             for i, r in enumerate(rows):
@@ -298,10 +310,11 @@ class OnnxEngine(ThreadedEngine):
                     r.done = True
                     r.req.emit(Delta(r.req.index, completion_tokens=r.generated, error=RuntimeError("cancelled")))
                     continue
-                self._advance(r, int(tokens[i]), width)
+                token = int(tokens[i])
+                scored = score(logits[i], token, r.req.logprobs) if r.scores is not None else None
+                self._advance(r, token, width, scored)
 
-    def _force_choices(self, gen: Any, rows: list[_Row]) -> None:
-        logits = np.asarray(gen.get_logits(), dtype=np.float32).reshape(len(rows), -1)
+    def _force_choices(self, gen: Any, rows: list[_Row], logits: np.ndarray) -> None:
         forced = np.full_like(logits, -1e9)
         for i, r in enumerate(rows):
             row = logits[i]
@@ -318,7 +331,7 @@ class OnnxEngine(ThreadedEngine):
             forced[i, token] = 0.0
         gen.set_logits(forced)
 
-    def _advance(self, r: _Row, token: int, width: int) -> None:
+    def _advance(self, r: _Row, token: int, width: int, scored: Scored | None = None) -> None:
         req = r.req
         r.generated += 1
         self.tokens_generated += 1
@@ -332,16 +345,20 @@ class OnnxEngine(ThreadedEngine):
         # a constrained answer ends where its grammar allows the end-of-turn token, ignore_eos or not
         text, finish = token_text(r.decoder, r.stop, token,
                                   end_of_turn=token in self.stop_ids and (not req.ignore_eos or r.guide is not None),
-                                  at_limit=r.generated >= req.max_tokens or width + r.generated >= self.context_length)
+                                  at_limit=r.generated >= req.max_tokens or width + r.generated >= self.context_length,
+                                  scores=r.scores, scored=scored)
+        logprobs = r.scores.take(r.stop) if r.scores is not None else ()
         if finish is not None:
             r.done = True
-            req.emit(Delta(req.index, text, r.generated, finish))
-        elif text:
-            req.emit(Delta(req.index, text, r.generated))
+            req.emit(Delta(req.index, text, r.generated, finish, logprobs=logprobs))
+        elif text or logprobs:
+            req.emit(Delta(req.index, text, r.generated, logprobs=logprobs))
 
     def _finish(self, r: _Row, reason: str) -> None:
         r.done = True
-        r.req.emit(Delta(r.req.index, drain(r.decoder, r.stop), r.generated, reason))
+        text = drain(r.decoder, r.stop, r.scores)
+        r.req.emit(Delta(r.req.index, text, r.generated, reason,
+                         logprobs=r.scores.take(r.stop) if r.scores is not None else ()))
 
 
 def onnx_engine_factory(rec: ModelRecord, *, max_batch: int | None = None) -> OnnxEngine:

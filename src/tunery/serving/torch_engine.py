@@ -12,7 +12,8 @@ layers) decode one request at a time.
 Each request samples from its own ``torch.Generator`` seeded from the request, so the same seed
 gives the same answer whoever it shares a batch with. A request with a grammar has its own
 matcher (``tunery.serving.constrained.Guide``), which masks its row of each step's logits, so rows
-of different constraints (or none) share a batch.
+of different constraints (or none) share a batch. A request that asked for log-probabilities has
+its row of the raw logits scored at each step (``tunery.serving.logprobs``); other rows are not.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from tunery.serving.engine import (
     ThreadedEngine,
     token_text,
 )
+from tunery.serving.logprobs import AnswerLogprobs, Scored, score, vocab
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,7 @@ class _Row:
     stop: StopText
     gen: Any  # torch.Generator
     guide: Any = None  # tunery.serving.constrained.Guide, for a request with a grammar
+    scores: AnswerLogprobs | None = None  # for a request that asked for log-probabilities
     pos: int = 0  # position of the next input token
     next_token: int = 0
     generated: int = 0
@@ -155,8 +158,10 @@ class TorchEngine(ThreadedEngine):
                 req.emit(Delta(req.index, error=e))
                 continue
             gen = torch.Generator().manual_seed(int(req.seed) & 0xFFFF_FFFF_FFFF_FFFF)
+            scores = AnswerLogprobs(vocab(self.tokenizer), req.logprobs) if req.logprobs is not None else None
             rows.append(_Row(req=req, adapter=name, decoder=IncrementalDecoder(self.tokenizer),
-                             stop=StopText(req.stop), gen=gen, pos=len(req.prompt_ids), guide=guide))
+                             stop=StopText(req.stop), gen=gen, pos=len(req.prompt_ids), guide=guide,
+                             scores=scores))
         for group in self._prefill_groups(rows):
             try:
                 with torch.inference_mode():
@@ -215,11 +220,11 @@ class TorchEngine(ThreadedEngine):
         self.prefill_passes += 1
         out = self.adapters.model(input_ids=input_ids, cache=cache, use_cache=True, logits_to_keep=1,
                                   **kwargs, **self.adapters.forward_kwargs([r.adapter for r in group]))
-        tokens = self._sample(group, out.logits[:, -1, :])
+        tokens, scored = self._sample(group, out.logits[:, -1, :])
         self._merge(out.cache, mask)
         self._rows.extend(group)
-        for row, token in zip(group, tokens, strict=True):
-            self._advance(row, token)
+        for row, token, s in zip(group, tokens, scored, strict=True):
+            self._advance(row, token, s)
         self._compact()
 
     def _merge(self, cache: Any, mask: Any) -> None:
@@ -258,15 +263,14 @@ class TorchEngine(ThreadedEngine):
         out = self.adapters.model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids,
                                   cache=self._cache, use_cache=True,
                                   **self.adapters.forward_kwargs([r.adapter for r in rows]))
-        tokens = self._sample(rows, out.logits[:, -1, :])
-        for row, token in zip(rows, tokens, strict=True):
+        tokens, scored = self._sample(rows, out.logits[:, -1, :])
+        for row, token, s in zip(rows, tokens, scored, strict=True):
             row.pos += 1
-            self._advance(row, token)
+            self._advance(row, token, s)
         self._compact()
 
-    def _sample(self, rows: list[_Row], logits: Any) -> list[int]:
-        import torch
-
+    def _sample(self, rows: list[_Row], logits: Any) -> tuple[list[int], list[Scored | None]]:
+        """Each row's next token, and its scores for the rows that asked (None for the others)."""
         raw = logits
         guided = [i for i, row in enumerate(rows) if row.guide is not None]
         if guided:
@@ -277,12 +281,11 @@ class TorchEngine(ThreadedEngine):
         tokens = [greedy[i] if row.req.temperature <= GREEDY_BELOW
                   else sample_token(logits[i], row.req.temperature, row.req.top_p, row.gen)
                   for i, row in enumerate(rows)]
-        for i, row in enumerate(rows):
-            if row.req.logprobs is not None:
-                row.req.logprobs.append(float(torch.log_softmax(raw[i].float(), dim=-1)[tokens[i]]))
-        return tokens
+        scored = [score(raw[i].float().cpu().numpy(), tokens[i], row.req.logprobs)
+                  if row.req.logprobs is not None else None for i, row in enumerate(rows)]
+        return tokens, scored
 
-    def _advance(self, row: _Row, token: int) -> None:
+    def _advance(self, row: _Row, token: int, scored: Scored | None = None) -> None:
         """Account for one sampled token: send its text, or finish the row."""
         req = row.req
         row.generated += 1
@@ -299,13 +302,15 @@ class TorchEngine(ThreadedEngine):
         # a constrained answer ends where its grammar allows the end-of-turn token, ignore_eos or not
         text, finish = token_text(row.decoder, row.stop, token,
                                   end_of_turn=token in self.stop_ids and (not req.ignore_eos or row.guide is not None),
-                                  at_limit=row.generated >= req.max_tokens or row.pos + 1 >= self.context_length)
+                                  at_limit=row.generated >= req.max_tokens or row.pos + 1 >= self.context_length,
+                                  scores=row.scores, scored=scored)
+        logprobs = row.scores.take(row.stop) if row.scores is not None else ()
         if finish is not None:
             row.done = True
             self.adapters.release(row.adapter)
-            req.emit(Delta(req.index, text, row.generated, finish))
-        elif text:
-            req.emit(Delta(req.index, text, row.generated))
+            req.emit(Delta(req.index, text, row.generated, finish, logprobs=logprobs))
+        elif text or logprobs:
+            req.emit(Delta(req.index, text, row.generated, logprobs=logprobs))
 
     def _drop_cancelled(self) -> None:
         for row in self._rows:

@@ -15,6 +15,16 @@ the template's markup: the cut block is left out (the content is the text before
 is none), as are the calls it was writing; calls whose blocks closed before the cut are kept. Streamed,
 the same: the held block is dropped at the end.
 
+Log-probabilities (``logprobs``, ``top_logprobs``): each choice's ``logprobs.content`` lists its
+answer's tokens as OpenAI does (``token``, ``logprob``, ``bytes``, ``top_logprobs``; values from the
+model's raw logits, before temperature, top-p or a grammar: ``tunery.serving.logprobs``), without
+the end-of-turn token; streamed, each content chunk lists the tokens its text completes (the role
+and finish chunks have ``logprobs`` null). The ``bytes`` of the listed tokens join to the UTF-8 of
+the content. Where a stop string cuts the text, the token it starts in is listed whole (its bytes run
+past the content by the part of the stop string it holds); tokens after it are not. Under tools, the
+tokens of the content written before a choice's first call are listed; a call's own tokens never
+are, and a choice whose answer is only calls (content null) has ``logprobs.content`` null.
+
 Every check happens before the response starts, so a bad request always gets its own status
 code; an error in the middle of a stream is sent as a final ``data: {"error": ...}`` event."""
 
@@ -32,12 +42,13 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from tunery.chat import ChatMessage, GenerationParams, Role
+from tunery.chat import ChatMessage, GenerationParams, Role, TokenLogprob
 from tunery.chat_template import TOOL_CALL_CLOSE, TOOL_CALL_OPEN, parse_tool_calls
 from tunery.data.issues import parse_json
 from tunery.errors import InvalidInput, TuneryError
 from tunery.serving.constrained import invalid_calls, prompt_tools
 from tunery.serving.local import ChatRun, LocalChatModel
+from tunery.serving.logprobs import Spans
 
 log = logging.getLogger("tunery.server")
 router = APIRouter()
@@ -165,11 +176,6 @@ def _params(body: ChatRequest) -> GenerationParams:
                            '([{"type": "function", "function": {...}}]) and tool_choice instead',
                            param="functions" if body.functions else "function_call")
     # OpenAI's defaults (0, {}, null, ["text"]) are what SDKs and tools send unasked: those pass
-    if body.logprobs:
-        raise InvalidInput("logprobs are not supported by this server", param="logprobs")
-    if body.top_logprobs:
-        raise InvalidInput("top_logprobs is not supported by this server (it needs logprobs, which are not "
-                           "supported either)", param="top_logprobs")
     for name in ("presence_penalty", "frequency_penalty"):
         if getattr(body, name):
             raise InvalidInput(f"{name} is not supported by this server: send 0 or leave it out", param=name)
@@ -189,7 +195,8 @@ def _params(body: ChatRequest) -> GenerationParams:
                             stop=tuple(s for s in stop if s), seed=body.seed, n=body.n,
                             tools=tuple(body.tools or ()), tool_choice=body.tool_choice,
                             parallel_tool_calls=body.parallel_tool_calls is not False,
-                            response_format=body.response_format)
+                            response_format=body.response_format, logprobs=bool(body.logprobs),
+                            top_logprobs=body.top_logprobs or 0)
 
 
 @router.post("/chat/completions", response_model=None)
@@ -217,10 +224,38 @@ async def chat_completions(body: ChatRequest) -> dict[str, Any] | StreamingRespo
                                    "refusal": None}
         if calls:
             message["tool_calls"] = calls
-        choices.append({"index": i, "message": message, "logprobs": None,
+        logprobs = None if completion.logprobs is None else _listed(completion.logprobs[i], text, message["content"],
+                                                                     bool(calls))
+        choices.append({"index": i, "message": message, "logprobs": logprobs,
                         "finish_reason": _finish(run.finish_reasons[i], bool(calls))})
     return {"id": cid, "object": "chat.completion", "created": run.created, "model": run.model,
             "system_fingerprint": FINGERPRINT, "choices": choices, "usage": completion.usage.to_openai()}
+
+
+def _logprobs(entries: tuple[TokenLogprob, ...] | None) -> dict[str, Any]:
+    """OpenAI's ``logprobs`` object of a choice, or of a chunk's choice."""
+    return {"content": None if entries is None else [e.to_openai() for e in entries], "refusal": None}
+
+
+def _by_bytes(entries: tuple[TokenLogprob, ...]) -> Spans:
+    """Entries laid along the answer by their bytes (which join to its text as written)."""
+    spans = Spans()
+    for e in entries:
+        spans.add((e,), len(e.utf8))
+    return spans
+
+
+def _listed(entries: tuple[TokenLogprob, ...], text: str, content: str | None, called: bool) -> dict[str, Any]:
+    """A plain answer's ``logprobs``: every token of an answer shown as written; under tools, those of
+    the text before the first call (or before the block ``max_tokens`` cut); null content when
+    there is no text to show."""
+    if content is None:
+        return _logprobs(None)
+    if called:
+        return _logprobs(_by_bytes(entries).release(len(text[:text.find(TOOL_CALL_OPEN)].encode())))
+    if content != text:
+        return _logprobs(_by_bytes(entries).release(len(content.encode())))
+    return _logprobs(entries)
 
 
 def _split_calls(text: str, tools: GenerationParams | None, *, cut: bool = False
@@ -308,6 +343,33 @@ class _CallStream:
                 {"tool_calls": [{"index": index, "function": {"arguments": call["function"]["arguments"]}}]}]
 
 
+class _CallLogprobs:
+    """One streamed choice's logprobs under tools: its tokens go with the content it sends before
+    its first call (that content is the answer as written, so the tokens' bytes measure it)."""
+
+    def __init__(self) -> None:
+        self.spans = Spans()
+        self.shown = 0  # bytes of content sent
+        self.called = False
+
+    def add(self, entries: tuple[TokenLogprob, ...]) -> None:
+        for e in entries:
+            self.spans.add((e,), len(e.utf8))
+
+    def of(self, delta: dict[str, Any]) -> tuple[TokenLogprob, ...] | None:
+        """The tokens to send with ``delta`` (None: it lists none, a call or what follows one)."""
+        if "tool_calls" in delta:
+            self.called = True
+        if self.called:
+            return None
+        self.shown += len(delta.get("content", "").encode())
+        return self.spans.release(self.shown)
+
+    def rest(self) -> tuple[TokenLogprob, ...]:
+        """At the end of an answer that made no call: the tokens that added no text of their own."""
+        return () if self.called else self.spans.release(self.spans.end)
+
+
 def _sse(obj: dict[str, Any]) -> str:
     return f"data: {json.dumps(obj, ensure_ascii=False, separators=(',', ':'))}\n\n"
 
@@ -318,22 +380,30 @@ async def _events(run: ChatRun, cid: str, include_usage: bool, tools: Generation
             "system_fingerprint": FINGERPRINT}
     extra = {"usage": None} if include_usage else {}
 
-    def chunk(index: int, delta: dict[str, Any], finish: str | None) -> str:
-        return _sse({**head, "choices": [{"index": index, "delta": delta, "logprobs": None,
+    def chunk(index: int, delta: dict[str, Any], finish: str | None,
+              logprobs: tuple[TokenLogprob, ...] | None = None) -> str:
+        return _sse({**head, "choices": [{"index": index, "delta": delta,
+                                          "logprobs": None if logprobs is None else _logprobs(logprobs),
                                           "finish_reason": finish}], **extra})
 
     streams = {r.index: _CallStream(tools) for r in run.requests} if tools is not None else {}
+    scored = {r.index: _CallLogprobs() for r in run.requests} if tools is not None and run.logprobs else {}
     opened: set[int] = set()  # the choices whose first delta, which names the role, is sent
     wrote: set[int] = set()  # the choices the model wrote any text for
 
-    def delta(index: int, d: dict[str, Any]) -> str:
+    def delta(index: int, d: dict[str, Any], logprobs: tuple[TokenLogprob, ...] | None = None) -> str:
         if index not in opened:
             # as OpenAI's: content "" opens a text answer, null one that starts with a call (and
             # one whose only text, a call cut by max_tokens, is left out), as in the plain answer
             opened.add(index)
             empty = None if "tool_calls" in d or index in wrote else ""
             d = {"role": "assistant", "content": empty, **d}
-        return chunk(index, d, None)
+        return chunk(index, d, None, logprobs)
+
+    def sent(index: int, deltas: list[dict[str, Any]]) -> list[str]:
+        """Under tools, each delta with the logprobs of the content it sends."""
+        lp = scored.get(index)
+        return [delta(index, d, lp.of(d) if lp is not None else None) for d in deltas]
 
     try:
         if tools is None:  # without tools, every answer is text: its role goes at once
@@ -345,15 +415,26 @@ async def _events(run: ChatRun, cid: str, include_usage: bool, tools: Generation
                 if include_usage:
                     yield _sse({**head, "choices": [], "usage": c.usage.to_openai()})
             elif c.finish_reason is not None:
-                for d in calls.flush(cut=c.finish_reason == "length") if calls is not None else ():
-                    yield delta(c.index, d)
+                if calls is not None:
+                    cut = c.finish_reason == "length"
+                    for line in sent(c.index, calls.flush(cut=cut)):
+                        yield line
+                    rest = scored[c.index].rest() if c.index in scored and not cut else ()
+                    if rest:
+                        yield delta(c.index, {"content": ""}, rest)
                 if c.index not in opened:
                     yield delta(c.index, {})
                 yield chunk(c.index, {}, _finish(c.finish_reason, calls is not None and calls.calls > 0))
-            elif c.text:
-                wrote.add(c.index)
-                for d in calls.push(c.text) if calls is not None else [{"content": c.text}]:
-                    yield delta(c.index, d)
+            elif c.text or c.logprobs:
+                if c.text:
+                    wrote.add(c.index)
+                if calls is None:
+                    yield delta(c.index, {"content": c.text}, c.logprobs if run.logprobs else None)
+                    continue
+                if c.index in scored:
+                    scored[c.index].add(c.logprobs)
+                for line in sent(c.index, calls.push(c.text)):
+                    yield line
         yield "data: [DONE]\n\n"
     except TuneryError as e:
         yield _sse(e.to_openai())
