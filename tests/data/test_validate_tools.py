@@ -90,6 +90,30 @@ def test_an_empty_tools_list_declares_none():
             'tools: list the functions in "tools"') in errors_on_11(calling)
 
 
+def test_messages_dumped_from_api_responses_are_taken_as_written_without_their_empty_fields():
+    """The openai SDK's ``message.model_dump()`` writes refusal, audio, function_call and
+    tool_calls as null and annotations as []: those are absent, whatever else is checked (an empty
+    tool_calls list is still an error: a dump never writes one)."""
+    unset = {"refusal": None, "audio": None, "function_call": None, "annotations": []}
+    ex = tool_example()
+    ex["messages"][2].update(unset)
+    ex["messages"][5].update(unset, tool_calls=None)
+    report = report_of(ex)
+    assert report.ok and not report.issues, report.format()
+    assert report.examples[-1][1].messages[5].tool_calls is None
+    pair = {"input": {"messages": [USER]},
+            "preferred_output": [{"role": "assistant", "content": "Yes.", **unset, "tool_calls": None}],
+            "non_preferred_output": [{"role": "assistant", "content": "No.", **unset}]}
+    assert report_of(pair).ok, report_of(pair).format()
+    # only empty ones: a refusal's text or a call of null content is still a problem
+    said = copy.deepcopy(ex)
+    said["messages"][5]["refusal"] = "I can't help with that."
+    assert [f for f, _ in errors_on_11(said)] == ["messages[5].refusal"]
+    nothing = copy.deepcopy(ex)
+    nothing["messages"][5]["content"] = None  # with tool_calls null: neither text nor calls
+    assert errors_on_11(nothing) == [("messages[5].content", "content is null: every message needs text")]
+
+
 def mutate(path: str, value, *, delete: bool = False) -> dict:
     """tool_example() with the field at ``path`` (dots and [i]) set to ``value`` or deleted."""
     ex = copy.deepcopy(tool_example())

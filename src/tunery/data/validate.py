@@ -256,7 +256,19 @@ def _parse_line(add: Add, raw: bytes) -> dict | None:
     if not isinstance(obj, dict):
         add(None, f'expected a JSON object like {{"messages": [...]}}, got {json_kind(obj)}')
         return None
+    for messages in (obj.get("messages"), (obj.get("input") or {}).get("messages") if isinstance(obj.get("input"), dict)
+                     else None, obj.get("preferred_output"), obj.get("non_preferred_output")):
+        for m in messages if isinstance(messages, list) else ():
+            if isinstance(m, dict):
+                for key in [k for k, v in m.items() if k in _UNSET_IN_RESPONSES and (v is None or v == [] and k == "annotations")]:
+                    del m[key]
     return obj
+
+
+_UNSET_IN_RESPONSES = frozenset({"refusal", "audio", "function_call", "tool_calls", "annotations"})
+"""Fields of an API response's message (the ``openai`` SDK's ``message.model_dump()``) that an
+example built from responses carries empty: null (and annotations []) is taken as absent, any
+other value is checked as written."""
 
 
 def _check_pair_line(add: Add, warn: Add, raw: bytes) -> PreferencePair | None:
