@@ -15,6 +15,9 @@ from typing import Any
 from tunery.home import atomic_dir, atomic_write_json
 
 STATE_FILE = "trainer_state.pt"
+RESUME_ONLY = "resume-only"
+"""A file in a checkpoint written only to go on from (a pause, mid-epoch): the next checkpoint
+replaces it, so it never pushes an epoch's checkpoint out of the ``keep`` newest."""
 _STEP_RE = re.compile(r"^step-(\d+)$")
 
 
@@ -27,7 +30,10 @@ def save_model(model: Any, out: Path, *, tokenizer: Any = None, weights: dict[st
 
 
 def save(root: Path, step: int, *, model: Any, tokenizer: Any, state: dict[str, Any],
-         metrics: dict[str, Any], keep: int, weights: dict[str, Any] | None = None) -> Path:
+         metrics: dict[str, Any], keep: int, weights: dict[str, Any] | None = None,
+         resume_only: bool = False) -> Path:
+    """Write the checkpoint of ``step`` whole, then keep the ``keep`` newest (0: all); ``resume_only``
+    marks one written only to go on from (see :data:`RESUME_ONLY`), which this one replaces."""
     import torch
 
     final = root / f"step-{step}"
@@ -36,6 +42,10 @@ def save(root: Path, step: int, *, model: Any, tokenizer: Any, state: dict[str, 
         state = {**state, "rng": {"torch": torch.get_rng_state(), "python": random.getstate()}}
         torch.save(state, tmp / STATE_FILE)
         atomic_write_json(tmp / "metrics.json", {"step": step, **metrics})
+        if resume_only:
+            (tmp / RESUME_ONLY).touch()
+    for old in [p for p in list_checkpoints(root) if p != final and (p / RESUME_ONLY).exists()]:
+        shutil.rmtree(old, ignore_errors=True)
     for old in list_checkpoints(root)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final

@@ -310,7 +310,8 @@ class Trainer:
             for b in range(first, len(batches)):
                 if distributed.any_rank(self.cb.should_stop()):
                     if step not in (0, saved) and distributed.any_rank(self.cb.keep_on_stop()):
-                        self._checkpoint(model, opt, sched, rows, kept, step, trained_tokens, epoch, b)
+                        self._checkpoint(model, opt, sched, rows, kept, step, trained_tokens, epoch, b,
+                                         resume_only=True)
                     distributed.finish()  # every rank stops here, together: a clean end
                     raise Cancelled()
                 row = self._train_step(model, opt, sched, params, batches[b], device, autocast)
@@ -375,9 +376,10 @@ class Trainer:
                 "grad_norm": grad_norm, "_trained": n_label, "_tokens": tokens}
 
     def _checkpoint(self, model, opt, sched, rows: list[dict[str, Any]], kept: dict[str, Any], step: int,
-                    trained_tokens: int, epoch: int, batch: int) -> None:
+                    trained_tokens: int, epoch: int, batch: int, resume_only: bool = False) -> None:
         """Write the checkpoint of ``step``, from which a resumed run starts at batch ``batch`` of
-        epoch ``epoch``, and report it. Called on every rank: sharded weights are gathered first."""
+        epoch ``epoch``, and report it (``resume_only``: a pause's, replaced by the next one, see
+        ``checkpoint.save``). Called on every rank: sharded weights are gathered first."""
         weights, opt_state = self._whole_state(model, opt)
         if not distributed.is_main():
             return
@@ -386,7 +388,7 @@ class Trainer:
                  "batch": batch, "metrics": rows, "trained_tokens": trained_tokens, "config": cfg.to_dict(), **kept}
         row = rows[-1] if rows else {"step": step}
         path = checkpoint.save(self.checkpoint_dir, step, model=model, tokenizer=self.tokenizer, state=state,
-                               metrics=row, keep=cfg.keep_checkpoints, weights=weights)
+                               metrics=row, keep=cfg.keep_checkpoints, weights=weights, resume_only=resume_only)
         self.write_results(rows)
         self.cb.on_checkpoint(step, path, row)
 
