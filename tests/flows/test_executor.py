@@ -291,3 +291,35 @@ def test_a_python_node_calling_exit_fails_its_line(make_flow, factory):
     """, {"a.py": "import sys\nfrom promptflow.core import tool\n\n@tool\ndef a(x):\n    sys.exit(3)\n"})
     line = test_flow(root, {"x": "1"}, model_factory=factory).line
     assert line.status == "Failed" and line.error["message"] == "SystemExit: 3 (a.py, line 6)"
+
+
+RESPONSE_FORMAT_FLOW = """
+inputs: {q: {type: string}}
+outputs: {a: {type: string, reference: "${ask.output}"}}
+nodes:
+- name: ask
+  type: llm
+  source: {type: code, path: ask.jinja2}
+  inputs: {deployment_name: gpt-35-turbo, q: "${inputs.q}", response_format: %s}
+  connection: open_ai_connection
+  api: chat
+"""
+
+
+@pytest.mark.parametrize("written, sent", [
+    ('{type: json_object}', {"type": "json_object"}),
+    ("'{\"type\": \"json_object\"}'", {"type": "json_object"}),  # JSON text, as the studio's form writes it
+    ("json_object", {"type": "json_object"}),
+    ("{type: text}", None),
+])
+def test_an_llm_nodes_response_format_reaches_the_model(make_flow, factory, fake, written, sent):
+    root = make_flow(RESPONSE_FORMAT_FLOW % written, {"ask.jinja2": "# user:\n{{q}}\n"})
+    assert test_flow(root, {"q": "hi"}, model_factory=factory).line.status == "Completed"
+    assert fake.calls[0][1].response_format == sent
+
+
+def test_a_response_format_that_is_no_object_fails_the_line_naming_the_input(make_flow, factory):
+    root = make_flow(RESPONSE_FORMAT_FLOW % "[1, 2]", {"ask.jinja2": "# user:\n{{q}}\n"})
+    line = test_flow(root, {"q": "hi"}, model_factory=factory).line
+    assert line.status == "Failed" and line.error["node"] == "ask"
+    assert "response_format must be an object" in line.error["message"]

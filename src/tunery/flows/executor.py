@@ -8,6 +8,7 @@ line) and may call ``log_metric``; the metrics belong to the run."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -449,7 +450,24 @@ def _params(node: Node, kw: dict[str, Any]) -> GenerationParams:
         raise LineError("stop must be a string or a list of strings", node=node.name, field="inputs.stop")
     return GenerationParams(max_tokens=num("max_tokens", int, None), temperature=num("temperature", float, 1.0),
                             top_p=num("top_p", float, 1.0), stop=tuple(str(s) for s in stop),
-                            seed=num("seed", int, None))
+                            seed=num("seed", int, None), response_format=_response_format(node, kw.get("response_format")))
+
+
+def _response_format(node: Node, value: Any) -> dict[str, Any] | None:
+    """An llm node's ``response_format`` as Prompt flow's LLM tool takes it: an object such as
+    ``{"type": "json_object"}``, the same as JSON text, or the bare type; ``text`` (or nothing) asks
+    for plain text. The engine checks the rest (``tunery.serving.constrained``)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            value = {"type": value.strip()}
+    if not isinstance(value, dict) or not isinstance(value.get("type"), str):
+        raise LineError('response_format must be an object such as {"type": "json_object"}', node=node.name,
+                        field="inputs.response_format")
+    return None if value["type"] == "text" else value
 
 
 def _check_overrides(flow: Flow, connections: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:

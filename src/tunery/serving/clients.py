@@ -13,6 +13,10 @@ from tunery.errors import InvalidInput, OfflineError, TuneryError
 
 
 def _payload(model: str, messages: Sequence[ChatMessage], params: GenerationParams, stream: bool) -> dict:
+    if params.tools or params.logprobs:  # a Completion would have nowhere to put the calls or the scores
+        asked = "tools" if params.tools else "logprobs"
+        raise InvalidInput(f"{asked} are not sent to a remote endpoint by tunery's client", param=asked,
+                           hint="ask the endpoint directly with the openai SDK, or use a local model")
     body: dict = {"model": model, "messages": [{"role": m.role.value, "content": m.content} for m in messages],
                   "temperature": params.temperature, "top_p": params.top_p, "n": params.n, "stream": stream}
     if params.max_tokens is not None:
@@ -21,6 +25,8 @@ def _payload(model: str, messages: Sequence[ChatMessage], params: GenerationPara
         body["stop"] = list(params.stop)
     if params.seed is not None:
         body["seed"] = params.seed
+    if params.response_format is not None:
+        body["response_format"] = params.response_format
     if stream:
         body["stream_options"] = {"include_usage": True}
     return body
