@@ -323,3 +323,12 @@ def test_a_response_format_that_is_no_object_fails_the_line_naming_the_input(mak
     line = test_flow(root, {"q": "hi"}, model_factory=factory).line
     assert line.status == "Failed" and line.error["node"] == "ask"
     assert "response_format must be an object" in line.error["message"]
+
+
+def test_tools_in_an_llm_node_fail_the_line_rather_than_being_dropped(make_flow, factory, fake):
+    tools = '[{type: function, function: {name: f, parameters: {type: object}}}]'
+    root = make_flow((RESPONSE_FORMAT_FLOW % "text").replace("response_format: text", f"tools: {tools}"),
+                     {"ask.jinja2": "# user:\n{{q}}\n"})
+    line = test_flow(root, {"q": "hi"}, model_factory=factory).line
+    assert line.status == "Failed" and line.error["node"] == "ask" and not fake.calls
+    assert "tools in an llm node are not run" in line.error["message"]

@@ -443,6 +443,10 @@ def _params(node: Node, kw: dict[str, Any]) -> GenerationParams:
         except (TypeError, ValueError):
             raise LineError(f"{value!r} is not a valid {key}", node=node.name, field=f"inputs.{key}") from None
 
+    for key in ("tools", "functions"):  # the node's output would have to be a message with calls
+        if kw.get(key):
+            raise LineError(f"{key} in an llm node are not run by tunery's flows", node=node.name,
+                            field=f"inputs.{key}")
     stop = kw.get("stop") or ()
     if isinstance(stop, str):
         stop = (stop,)
