@@ -81,23 +81,99 @@ def test_output_folder_is_not_overwritten_without_force(tiny_ft, tmp_path):
     out = tmp_path / "taken"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    with pytest.raises(Conflict, match="--force"):
-        export_model(tiny_ft.id, "hf", out)
+    # --force replaces an earlier export, never a folder of the user's own: so the refusal
+    # without it does not send the user to --force
+    for force in (False, True):
+        with pytest.raises(Conflict, match="not a tunery export folder") as e:
+            export_model(tiny_ft.id, "hf", out, force=force)
+        assert "pass --force" not in e.value.hint
     assert (out / "keep.txt").read_text() == "mine"
-    # --force replaces an earlier export, never a folder of the user's own
-    with pytest.raises(Conflict, match="not a tunery export folder"):
-        export_model(tiny_ft.id, "hf", out, force=True)
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
     (out / "keep.txt").unlink()
     first = export_model(tiny_ft.id, "hf", out, greedy_tokens=2)
+    with pytest.raises(Conflict, match="already holds an export") as e:
+        export_model(tiny_ft.id, "hf", out)
+    assert "--force" in e.value.hint
     (out / "notes.md").write_text("mine")  # a file the user put in the export: not replaced
-    with pytest.raises(Conflict, match=r"holds files it did not write \(notes.md\)"):
-        export_model(tiny_ft.id, "hf", out, force=True)
+    for force in (False, True):
+        with pytest.raises(Conflict, match=r"holds files it did not write \(notes.md\)") as e:
+            export_model(tiny_ft.id, "hf", out, force=force)
+        assert "pass --force" not in e.value.hint
     assert (out / "notes.md").read_text() == "mine"
     (out / "notes.md").unlink()
     (out / "config.json").write_text("{}")  # the earlier export, changed: replaced whole
     assert export_model(tiny_ft.id, "hf", out, force=True, greedy_tokens=2).files == first.files
     assert (out / "config.json").read_text() != "{}"
+
+
+def test_outputs_an_export_cannot_take_are_refused_before_any_work(tiny_ft, tmp_path, monkeypatch):
+    """A file, and a mount point (a Docker volume, `-o /out`): the finished folder is renamed into
+    place, which a mount point refuses (EBUSY) after all the work; both are refused up front, with
+    the fix."""
+    import os
+    from pathlib import Path
+
+    from tunery.export import export_model, hf_folder
+
+    monkeypatch.setattr(hf_folder, "write_merged", lambda *a: pytest.fail("the export started"))
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(InvalidInput, match="exists and is not a folder") as e:
+        export_model(tiny_ft.id, "hf", tmp_path / "a-file")
+    assert "-o" in e.value.hint
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    real = os.path.ismount
+    monkeypatch.setattr(os.path, "ismount", lambda p: Path(p) == volume or real(p))
+    with pytest.raises(InvalidInput, match="is a mount point") as e:
+        export_model(tiny_ft.id, "hf", volume)
+    assert e.value.param == "output" and str(volume / "export") in e.value.hint
+
+
+def test_every_file_of_an_export_is_readable_as_the_umask_allows(exports):
+    """safetensors, and GPTQ's ONNX data, were written 0600 beside 0644 files: an export copied to
+    a server, or served by another user, could read its tokenizer but not its weights."""
+    import os
+    import stat
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    for res in exports.values():
+        modes = {f: oct(stat.S_IMODE((res.path / f).stat().st_mode)) for f in res.files}
+        assert modes == dict.fromkeys(res.files, oct(0o666 & ~mask)), res.path
+
+
+def test_a_registered_export_is_not_exported_again(exports, tiny_ft, tmp_path):
+    """`tunery deploy DIR` registers the folder as a model; exporting that model crashed in
+    transformers (no config.json) instead of naming the model to export."""
+    from tunery.export import export_model, register_export
+
+    rec = register_export(exports[("onnx", "int4")].path)
+    with pytest.raises(InvalidInput, match="is itself an export") as e:
+        export_model(rec.id, "gguf", tmp_path / "again")
+    assert f"tunery export {tiny_ft.id} " in e.value.hint
+    assert not (tmp_path / "again").exists()
+
+
+def test_a_second_folder_of_the_same_export_deploys_under_a_numbered_name(exports, tiny_ft, tmp_path):
+    """A copy (or a second export) of the same source and quantization: the default model name was
+    taken, and the refusal sent the user to --name, which names the deployment, not the model."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from tunery.cli.main import cli
+    from tunery.export import register_export
+    from tunery.serving import deployments
+
+    first = exports[("onnx", "int8")].path
+    copy = tmp_path / "copy"
+    shutil.copytree(first, copy)
+    for folder, name in ((first, "a"), (copy, "b"), (copy, "c")):
+        r = CliRunner().invoke(cli, ["deploy", str(folder), "--name", name])
+        assert r.exit_code == 0, r.output
+    models = [deployments.get(n).model for n in "abc"]
+    assert models == [f"{tiny_ft.id}-onnx-int8", f"{tiny_ft.id}-onnx-int8-2", f"{tiny_ft.id}-onnx-int8-2"]
+    assert register_export(first).id == models[0]  # each folder keeps its name
 
 
 def test_unknown_model_names_the_next_step(tiny_model, tmp_path):

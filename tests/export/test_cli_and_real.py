@@ -20,6 +20,20 @@ def test_cli_exports_and_reports_the_check(tiny_ft, tmp_path):
     assert (out / "model-q8_0.gguf").exists() and (out / "Modelfile").exists()
 
 
+def test_cli_prints_paths_whole_and_commands_ready_to_paste(tiny_ft, tmp_path):
+    """A path with spaces, brackets and an emoji code: printed as it is (not as markup or an emoji),
+    on one line in an 80-column pipe, and quoted in the command to run next."""
+    import shlex
+
+    out = (tmp_path / "my exports" / "[v1] :new: café").resolve()
+    res = CliRunner().invoke(cli, ["export", tiny_ft.id, "-f", "gguf", "-q", "q8_0", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    assert lines[0].startswith(f"exported {tiny_ft.id} as gguf (q8_0) to {out} ("), lines
+    assert f"ollama create NAME -f {shlex.quote(str(out / 'Modelfile'))} or llama.cpp with " \
+           f"{out / 'model-q8_0.gguf'}" in lines[-1]
+
+
 def test_cli_bad_quantize_is_one_line_and_non_zero(tiny_ft, tmp_path):
     import subprocess
     import sys

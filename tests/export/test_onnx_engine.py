@@ -121,7 +121,7 @@ def test_ignore_eos_greedy_rows_decode_the_budget_as_when_chosen_here(onnx_model
     greedy = dict(max_tokens=24, temperature=0.0, ignore_eos=True)
     chosen = []
     force = engine._force_choices
-    engine._force_choices = lambda gen, rows: (chosen.append(len(rows)), force(gen, rows))
+    engine._force_choices = lambda gen, rows, *rest: (chosen.append(len(rows)), force(gen, rows, *rest))
     try:
         (alone, *_), batches = _submit_all(engine, ids, [greedy])
         assert batches == [1] and alone[1:] == (24, "length") and chosen == []

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import shlex
+from functools import partial
 from pathlib import Path
 
 import click
+from rich.markup import escape
 
 from tunery.cli._common import console, human_bytes, print_json, status
 
@@ -49,12 +52,17 @@ def export(model: str, fmt: str, quantize: str | None, output: Path, calibration
         print_json({"path": str(result.path), **result.manifest})
         return
     r = result.report
-    console.print(f"[green]exported[/] {result.source_model} as {fmt} ({result.quantize}) to [bold]{result.path}[/] "
-                  f"({human_bytes(result.size_bytes)}, {result.seconds:.0f}s)")
-    console.print(f"  verified: {r.summary()}")
-    console.print(f"  perplexity {r.source_ppl:.2f} -> {r.export_ppl:.2f}")
+    # soft_wrap: a path or a command is never broken across lines (a pipe or a log is 80 columns);
+    # the commands quote the path, so that one with spaces can be pasted into a shell as it is; names
+    # and paths are text: neither markup ("[b]") nor emoji codes (the ":new:" of ft:base:new:id)
+    line = partial(console.print, soft_wrap=True, emoji=False)
+    line(f"[green]exported[/] {escape(result.source_model)} as {fmt} ({result.quantize}) to "
+         f"[bold]{escape(str(result.path))}[/] ({human_bytes(result.size_bytes)}, {result.seconds:.0f}s)")
+    line(f"  verified: {escape(r.summary())}")
+    line(f"  perplexity {r.source_ppl:.2f} -> {r.export_ppl:.2f}")
     if fmt == "onnx":
-        console.print(f"  serve it: [bold]tunery deploy {result.path} --name NAME[/]")
+        line(f"  serve it: [bold]{escape(f'tunery deploy {shlex.quote(str(result.path))} --name NAME')}[/]")
     elif fmt == "gguf":
-        console.print(f"  run it: [bold]ollama create NAME -f {result.path / 'Modelfile'}[/] or "
-                      f"llama.cpp with {result.main_file.name}")
+        modelfile = shlex.quote(str(result.path / "Modelfile"))
+        line(f"  run it: [bold]{escape(f'ollama create NAME -f {modelfile}')}[/] or llama.cpp with "
+             f"{escape(str(result.main_file))}")

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
+import stat
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -67,23 +69,15 @@ def export_model(model: str | ModelRecord, fmt: str, out: Path, *, quantize: str
     if calibration is not None and (fmt, quantize) != ("onnx", "int4"):
         raise InvalidInput("--calibration only applies to --format onnx --quantize int4", param="calibration")
     rec = registry.get(model) if isinstance(model, str) else model
+    if rec.meta.get("engine"):  # a registered export (`tunery deploy DIR`): its folder holds no torch weights
+        source = rec.meta.get("source_model") or rec.parent
+        raise InvalidInput(f"{rec.id} is itself an export ({rec.path}), which cannot be exported again",
+                           param="model", hint=f"export its source model instead: `tunery export {source} ...`"
+                           if source else "export the model it was made from instead")
     calib_source, calib_chats = _calibration_chats(rec, calibration) if (fmt, quantize) == ("onnx", "int4") \
         else (None, [])
     out = Path(out).expanduser().resolve()
-    if out.exists() and not out.is_dir():
-        raise InvalidInput(f"{out} exists and is not a folder", param="output")
-    if out.exists() and any(out.iterdir()) and not force:
-        raise Conflict(f"{out} already exists and is not empty", param="output",
-                       hint="pick another -o folder, or pass --force to replace it")
-    if out.exists() and any(out.iterdir()):  # --force replaces only what tunery made
-        if not is_export_dir(out):
-            raise Conflict(f"{out} is not empty and is not a tunery export folder (no {MANIFEST}), so --force "
-                           "does not replace it", param="output", hint="pick another -o folder, or an empty one")
-        added = sorted({p.name for p in out.iterdir()} - {MANIFEST, *read_manifest(out).get("files", [])})
-        if added:
-            raise Conflict(f"{out} is an earlier export, but holds files it did not write ({', '.join(added[:5])}"
-                           f"{', ...' if len(added) > 5 else ''}), so --force does not replace it", param="output",
-                           hint="move those files out, or pick another -o folder")
+    _check_output(out, force)
     started = time.monotonic()
     home().cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="export-", dir=home().cache) as work, atomic_dir(out) as tmp:
@@ -121,6 +115,12 @@ def export_model(model: str | ModelRecord, fmt: str, out: Path, *, quantize: str
                 + "; ".join(report.failures), report, param="quantize",
                 hint="nothing was written; try a milder --quantize")
         files = sorted(p.name for p in tmp.iterdir() if p.is_file())
+        # safetensors and ONNX's external data are written private (0600) beside files readable by
+        # all; an export is made to be copied and served by others, so each file gets the mode any
+        # new file gets: the one atomic_dir gave the folder, less execute
+        mode = stat.S_IMODE(tmp.stat().st_mode) & 0o666
+        for f in files:
+            os.chmod(tmp / f, mode)
         size = sum((tmp / f).stat().st_size for f in files)
         manifest = {
             "format": fmt, "quantize": quantize, "source_model": rec.id, "source_kind": rec.kind,
@@ -136,6 +136,33 @@ def export_model(model: str | ModelRecord, fmt: str, out: Path, *, quantize: str
                         size_bytes=size, report=report, seconds=time.monotonic() - started, manifest=manifest)
 
 
+def _check_output(out: Path, force: bool) -> None:
+    """Refuse, before any work, an output the finished export could not replace: a file, a folder of
+    the user's own, an earlier export the user added files to (even with --force: only what tunery
+    wrote is ever replaced), an earlier export without --force, or a mount point (the finished
+    folder is renamed into place, and a mount point cannot be renamed over)."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise InvalidInput(f"{out} exists and is not a folder", param="output",
+                           hint="pick a folder for -o (it is created if missing)")
+    if any(out.iterdir()):
+        if not is_export_dir(out):
+            raise Conflict(f"{out} is not empty and is not a tunery export folder (no {MANIFEST}); tunery does "
+                           "not write into a folder of other files, with or without --force", param="output",
+                           hint="pick another -o folder, or an empty one")
+        added = sorted({p.name for p in out.iterdir()} - {MANIFEST, *read_manifest(out).get("files", [])})
+        if added:
+            raise Conflict(f"{out} is an earlier export, but holds files it did not write ({', '.join(added[:5])}"
+                           f"{', ...' if len(added) > 5 else ''}), so it is not replaced, with or without --force",
+                           param="output", hint="move those files out, or pick another -o folder")
+        if not force:
+            raise Conflict(f"{out} already holds an export", param="output",
+                           hint="pass --force to replace it, or pick another -o folder")
+    if os.path.ismount(out):
+        raise InvalidInput(f"{out} is a mount point: the finished export is renamed into place, which a mount "
+                           "point does not allow", param="output", hint=f"export into a folder inside it, e.g. "
+                           f"-o {out / 'export'}")
 
 
 def _calibration_chats(rec: ModelRecord, path: str | Path | None) -> tuple[str, list[Messages]]:
@@ -265,20 +292,24 @@ def _slug(text: str) -> str:
 def register_export(path: str | Path, name: str | None = None) -> ModelRecord:
     """Register an ONNX export folder as a model served by the ONNX Runtime engine
     (``meta["engine"] == "onnx"``). Idempotent: the same folder under the same name returns the
-    existing record. The default name is ``<source>-onnx-<quantize>``."""
+    existing record. The default name is ``<source>-onnx-<quantize>``, numbered (``-2``, ``-3``, ...)
+    when another folder has it."""
     folder = Path(path).expanduser().resolve()
     man = read_manifest(folder)
     if man.get("format") != "onnx":
         raise InvalidInput(f"{folder} is a {man.get('format')} export; only ONNX exports can be served by "
                            "tunery's ONNX engine", param="model",
                            hint="export with --format onnx, or deploy the source model itself")
-    model_id = name or _slug(f"{man['source_model']}-onnx-{man['quantize']}")
-    existing = registry.find(model_id)
-    if existing is not None:
+    default = _slug(f"{man['source_model']}-onnx-{man['quantize']}")
+    model_id, n = name or default, 1
+    while (existing := registry.find(model_id)) is not None:
         if existing.path.resolve() == folder and existing.meta.get("engine") == "onnx":
             return existing
-        raise Conflict(f"a model named {model_id!r} already exists", param="name",
-                       hint="pick another name with --name")
+        if name is not None:
+            raise Conflict(f"a model named {model_id!r} already exists", param="name",
+                           hint="pick another name with --name")
+        n += 1  # another folder of the same source and quantization (a copy, an export made again)
+        model_id = f"{default}-{n}"
     source = registry.find(man["source_model"])
     spec = source.spec if source is not None else None
     meta = {"engine": "onnx", "export": man.get("quantize"), "source_model": man["source_model"],
