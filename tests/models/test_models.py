@@ -304,3 +304,13 @@ def test_lora_module_names_are_what_peft_adapts_and_an_unbuildable_config_is_lef
         check_target_modules(["q_proj"], names, "gpt2")
     (tmp_path / "config.json").write_text('{"model_type": "no-such-architecture"}')
     assert folder_lora_module_names(tmp_path) is None
+
+
+def test_the_cli_prints_model_ids_as_written_not_as_emoji_codes(capsys):
+    """rich reads ``:abc:`` as an emoji code: a checkpoint id ``...:abc:ckpt-step-9`` would print 🔤."""
+    from tunery.cli._common import console, err_console
+
+    for c in (console, err_console):
+        c.print("ft:tiny-random:x:abc:ckpt-step-9 and a :new: suffix")
+    out = capsys.readouterr()
+    assert out.out.strip() == out.err.strip() == "ft:tiny-random:x:abc:ckpt-step-9 and a :new: suffix"

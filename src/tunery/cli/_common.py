@@ -14,8 +14,8 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+console = Console(highlight=False, emoji=False)  # ":new" in a model id is not an emoji code
+err_console = Console(stderr=True, highlight=False, emoji=False)
 
 
 class Group(click.Group):
