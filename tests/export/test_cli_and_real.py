@@ -91,3 +91,8 @@ def test_deploy_an_onnx_export_folder_from_the_cli(tiny_model, exports):
     assert r.exit_code == 0, r.output
     dep = deployments.get("travel-int4")
     assert dep.tpm == 1000 and get(dep.model).meta.get("engine") == "onnx"
+    # an export runs as it was exported: a precision asked for would be printed and not honoured
+    r = CliRunner().invoke(cli, ["deploy", str(folder), "--name", "other", "--precision", "fp32"])
+    assert r.exit_code == 1 and "is an export, served at the precision it was exported with (float32)" \
+        in str(r.exception), r.output
+    assert deployments.find("other") is None

@@ -64,7 +64,7 @@ def create(name: str, model: str, *, tpm: int | None = None, content_filter: str
         raise InvalidInput(f"invalid deployment name {name!r}: names starting with "
                            f"{registry.FINE_TUNED_PREFIX!r} are kept for fine-tuned models and their checkpoints",
                            param="name", hint="pick a name without that prefix")
-    registry.get(model)  # NotFound names the model, before the other fields are checked
+    rec = registry.get(model)  # NotFound names the model, before the other fields are checked
     if tpm is not None and (isinstance(tpm, bool) or not isinstance(tpm, int) or tpm < 1):
         raise InvalidInput(f"tpm must be a positive whole number of tokens per minute, not {tpm!r}", param="tpm")
     if content_filter not in LEVELS:
@@ -77,6 +77,11 @@ def create(name: str, model: str, *, tpm: int | None = None, content_filter: str
         from tunery.compiled.cache import check_precision
 
         precision = check_precision(precision)
+        if rec.meta.get("engine"):  # a registered export runs as it was exported (serving.manager.route)
+            exported = {"none": "float32"}.get(rec.meta.get("export"), rec.meta.get("export") or "its own")
+            raise InvalidInput(f"{model} is an export, served at the precision it was exported with ({exported}): "
+                               "precision does not apply", param="precision",
+                               hint="leave precision out, or export again with another --quantize")
     else:
         precision = None  # the server's default, whatever it is when the deployment is used
     meta: dict[str, Any] = {"blocklist": terms} if terms else {}
