@@ -142,6 +142,17 @@ def test_every_file_of_an_export_is_readable_as_the_umask_allows(exports):
         assert modes == dict.fromkeys(res.files, oct(0o666 & ~mask)), res.path
 
 
+def test_reading_a_gguf_export_back_draws_no_progress_bar(exports, capfd):
+    """The check loads a GGUF export with transformers, whose GGUF reader draws its own tqdm bar
+    ("Converting and de-quantizing GGUF tensors...") on stderr, under the CLI's spinner."""
+    from tunery.compiled.scorers import load_torch
+
+    res = exports[("gguf", "q8_0")]
+    load_torch(res.path, next(f for f in res.files if f.endswith(".gguf")))
+    err = capfd.readouterr().err
+    assert "GGUF" not in err and "%|" not in err, err
+
+
 def test_a_registered_export_is_not_exported_again(exports, tiny_ft, tmp_path):
     """`tunery deploy DIR` registers the folder as a model; exporting that model crashed in
     transformers (no config.json) instead of naming the model to export."""

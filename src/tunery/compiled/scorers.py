@@ -11,7 +11,6 @@ Runtime, greedy decoding through onnxruntime-genai, the same runtime the ONNX en
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -59,13 +58,13 @@ class TorchScorer:
 def load_torch(folder: Path, gguf_file: str | None = None) -> TorchScorer:
     """A plain HF folder, or a GGUF file in ``folder`` (dequantized to float32 by transformers)."""
     import torch
-    import transformers
     from transformers import AutoModelForCausalLM
 
-    transformers.logging.set_verbosity_error()
-    logging.getLogger("transformers").setLevel(logging.ERROR)
+    from tunery.models.convert import quiet_gguf_reader
+
     kw = {"gguf_file": gguf_file} if gguf_file else {}
-    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32, **kw)
+    with quiet_gguf_reader():
+        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32, **kw)
     model.eval()
     return TorchScorer(model)
 

@@ -6,51 +6,61 @@ state dict, once, and cache it as safetensors; later loads take seconds."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import struct
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from tunery.errors import InvalidInput
 from tunery.home import atomic_dir, atomic_write_json
 
-_READER = threading.Lock()  # the GGUF reader's progress bar is swapped for one conversion at a time
+_READER = threading.Lock()  # the GGUF reader's progress bar is swapped for one read at a time
+
+
+@contextlib.contextmanager
+def quiet_gguf_reader() -> Iterator[None]:
+    """transformers read quietly: errors only in its log, and no progress bar of the GGUF reader,
+    which draws its own tqdm bar (TQDM_DISABLE cannot silence it once tqdm is imported) line after
+    line into a log; the CLI shows a spinner instead."""
+    import transformers
+    import transformers.modeling_gguf_pytorch_utils as gguf_reader
+
+    quiet = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    with _READER:
+        bar = getattr(gguf_reader, "tqdm", None)
+        if bar is not None:
+            gguf_reader.tqdm = functools.partial(bar, disable=True)
+        try:
+            yield
+        finally:
+            transformers.logging.set_verbosity(quiet)
+            if bar is not None:
+                gguf_reader.tqdm = bar
 
 
 def gguf_to_hf(gguf_path: Path, out_dir: Path, *, source: str = "") -> Path:
     import torch
-    import transformers
-    import transformers.modeling_gguf_pytorch_utils as gguf_reader
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
     gguf_path = Path(gguf_path)
     if not gguf_path.is_file():
         raise InvalidInput(f"GGUF file not found: {gguf_path}", param="path")
     folder, name = str(gguf_path.parent), gguf_path.name
-    quiet = transformers.logging.get_verbosity()
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()  # the CLI shows its own spinner
-    logging.getLogger("transformers").setLevel(logging.ERROR)
-    # the GGUF reader draws its own tqdm bar, which TQDM_DISABLE cannot silence once tqdm is
-    # imported, and which prints line after line into a log; the CLI shows a spinner instead
-    with _READER:
-        bar = getattr(gguf_reader, "tqdm", None)
-        if bar is not None:
-            gguf_reader.tqdm = functools.partial(bar, disable=True)
+    with quiet_gguf_reader():
         try:
-            try:
-                tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-                quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
-            except struct.error as e:  # the reader ran past the end of the file
-                raise InvalidInput(f"{gguf_path} is not a readable GGUF file: the GGUF reader said {e}",
-                                   param="path", hint="the file may be cut short; copy it again") from None
-            except (ValueError, KeyError, OSError) as e:
-                raise InvalidInput(f"cannot read {gguf_path} as a GGUF chat model: {e}", param="path") from e
-        finally:
-            transformers.logging.set_verbosity(quiet)
-            if bar is not None:
-                gguf_reader.tqdm = bar
+            tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+            quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+        except struct.error as e:  # the reader ran past the end of the file
+            raise InvalidInput(f"{gguf_path} is not a readable GGUF file: the GGUF reader said {e}",
+                               param="path", hint="the file may be cut short; copy it again") from None
+        except (ValueError, KeyError, OSError) as e:
+            raise InvalidInput(f"cannot read {gguf_path} as a GGUF chat model: {e}", param="path") from e
 
     config = AutoConfig.for_model(**{k: v for k, v in quantized.config.to_dict().items()
                                      if k not in ("quantization_config", "_name_or_path", "transformers_version")})
