@@ -135,7 +135,10 @@ class GenerationParams:
     ``response_format`` are honoured by constrained decoding (``tunery.serving.constrained``).
     ``logprobs`` asks for each answer token's log-probability (:class:`TokenLogprob`) and
     ``top_logprobs`` (0-20, with ``logprobs`` only) for that many of the most likely tokens at
-    each position."""
+    each position. ``logit_bias`` (token ids, as strings in OpenAI's JSON, to -100..100) is added to
+    those tokens' logits before each choice; ``presence_penalty`` and ``frequency_penalty`` (-2..2)
+    are subtracted from the logit of each token the answer already holds, once and per time it
+    appears (``tunery.serving.penalties``)."""
 
     max_tokens: int | None = None
     temperature: float = 1.0
@@ -149,14 +152,32 @@ class GenerationParams:
     response_format: dict[str, Any] | None = None
     logprobs: bool = False
     top_logprobs: int = 0
+    logit_bias: dict[str, float] | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
 
     def __post_init__(self) -> None:
+        for name in ("presence_penalty", "frequency_penalty"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not -2 <= value <= 2:
+                raise InvalidInput(f"{name} must be a number between -2 and 2, not {value!r}", param=name)
+        for key, value in (self.logit_bias or {}).items():
+            if not (isinstance(key, str) and key.isascii() and key.isdigit()):
+                raise InvalidInput(f"logit_bias keys are token ids written as strings (\"1234\"), not {key!r}",
+                                   param="logit_bias")
+            if isinstance(value, bool) or not isinstance(value, int | float) or not -100 <= value <= 100:
+                raise InvalidInput(f"logit_bias values must be numbers between -100 and 100, not {value!r} "
+                                   f"(token {key})", param="logit_bias")
         if not 0 <= self.top_logprobs <= MAX_TOP_LOGPROBS:
             raise InvalidInput(f"top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}, not {self.top_logprobs}",
                                param="top_logprobs")
         if self.top_logprobs and not self.logprobs:
             raise InvalidInput("top_logprobs requires logprobs to be true", param="top_logprobs",
                                hint="send logprobs: true with it, or leave top_logprobs out")
+
+    def token_bias(self) -> dict[int, float]:
+        """``logit_bias`` with its keys as token ids."""
+        return {int(k): float(v) for k, v in (self.logit_bias or {}).items()}
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,15 @@ def test_response_format_is_sent(monkeypatch):
     assert sent[0]["response_format"] == fmt and "response_format" not in sent[1]
 
 
+def test_logit_bias_and_penalties_are_sent(monkeypatch):
+    sent = _answering(monkeypatch)
+    params = GenerationParams(logit_bias={"5": -100}, presence_penalty=0.5, frequency_penalty=-1)
+    OpenAIChatModel("m", "http://127.0.0.1:9/v1").generate(ASK, params)
+    OpenAIChatModel("m", "http://127.0.0.1:9/v1").generate(ASK, GenerationParams())
+    assert (sent[0]["logit_bias"], sent[0]["presence_penalty"], sent[0]["frequency_penalty"]) == ({"5": -100}, 0.5, -1)
+    assert not {"logit_bias", "presence_penalty", "frequency_penalty"} & set(sent[1])
+
+
 @pytest.mark.parametrize("params, param", [
     (GenerationParams(tools=({"type": "function", "function": {"name": "f", "parameters": {}}},)), "tools"),
     (GenerationParams(logprobs=True), "logprobs"),

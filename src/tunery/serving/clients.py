@@ -27,6 +27,11 @@ def _payload(model: str, messages: Sequence[ChatMessage], params: GenerationPara
         body["seed"] = params.seed
     if params.response_format is not None:
         body["response_format"] = params.response_format
+    if params.logit_bias:
+        body["logit_bias"] = dict(params.logit_bias)
+    for name in ("presence_penalty", "frequency_penalty"):
+        if getattr(params, name):
+            body[name] = getattr(params, name)
     if stream:
         body["stream_options"] = {"include_usage": True}
     return body

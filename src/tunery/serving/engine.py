@@ -82,6 +82,11 @@ class EngineRequest:
     grammar: str | None = None
     """When set, every token is sampled among those this Lark grammar allows
     (``tunery.serving.constrained``), each request with its own matcher."""
+    logit_bias: dict[int, float] | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    """OpenAI's bias and penalties, applied to this request's logits before the token is chosen
+    and before the grammar (``tunery.serving.penalties``); log-probabilities stay the raw ones."""
 
 
 CLOSE = object()

@@ -141,6 +141,10 @@ class Target:
         more than the context has room for after the prompt (all that room when ``max_tokens`` is
         None), and at least 1 (the engines always generate one token; :meth:`encode` guarantees
         the room)."""
+        bias = params.token_bias()
+        if bias and (past := max(bias)) >= len(self.tokenizer):
+            raise InvalidInput(f"logit_bias names token {past}, past this model's vocabulary of "
+                               f"{len(self.tokenizer)} tokens (ids 0-{len(self.tokenizer) - 1})", param="logit_bias")
         room = self.context_length - len(prompt_ids)
         max_tokens = max(1, room if params.max_tokens is None else min(params.max_tokens, room))
         from tunery.serving.constrained import grammar
@@ -150,7 +154,9 @@ class Target:
         requests = [EngineRequest(prompt_ids=prompt_ids, max_tokens=max_tokens, emit=emit,
                                   temperature=params.temperature, top_p=params.top_p, seed=seed + i,
                                   stop=params.stop, adapter=self.adapter, index=i, ignore_eos=ignore_eos,
-                                  grammar=rules, logprobs=params.top_logprobs if params.logprobs else None)
+                                  grammar=rules, logprobs=params.top_logprobs if params.logprobs else None,
+                                  logit_bias=bias or None, presence_penalty=params.presence_penalty,
+                                  frequency_penalty=params.frequency_penalty)
                     for i in range(max(1, params.n))]
         for r in requests:
             self.engine.submit(r)

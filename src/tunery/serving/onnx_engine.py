@@ -41,7 +41,8 @@ must not end with the pad id; every chat prompt ends with the generation prompt.
 
 Constraints: a request with a grammar (``tunery.serving.constrained``) makes its batch choose
 tokens here too, its row's logits masked by its own matcher, so rows of different grammars (or
-none) share a batch. (onnxruntime-genai's own guidance takes one grammar per generator.)
+none) share a batch. So does a request with a ``logit_bias`` or penalties, its row adjusted before
+any mask (``tunery.serving.penalties``). (onnxruntime-genai's own guidance takes one grammar per generator.)
 
 Log-probabilities: a batch with a request that asked for them reads each step's logits (as a
 sampling batch does; its greedy rows still take onnxruntime-genai's own argmax) and scores that
@@ -82,6 +83,7 @@ from tunery.serving.engine import (
 from tunery.serving.local import EngineChatModel
 from tunery.serving.logprobs import AnswerLogprobs, Scored, score, vocab
 from tunery.serving.manager import Target
+from tunery.serving.penalties import Penalties, penalties
 
 if TYPE_CHECKING:
     from tunery.compiled.cache import CompiledBase
@@ -116,6 +118,7 @@ class _Row:
     rng: np.random.Generator
     guide: Guide | None = None
     scores: AnswerLogprobs | None = None  # for a request that asked for log-probabilities
+    penalties: Penalties | None = None  # for a request with a logit_bias or penalties
     generated: int = 0
     done: bool = False
 
@@ -248,7 +251,7 @@ class OnnxEngine(ThreadedEngine):
             scores = AnswerLogprobs(vocab(self.tokenizer), req.logprobs) if req.logprobs is not None else None
             rows.append(_Row(req=req, decoder=IncrementalDecoder(self.tokenizer), stop=StopText(req.stop),
                              rng=np.random.default_rng(int(req.seed) & 0xFFFF_FFFF_FFFF_FFFF), guide=guide,
-                             scores=scores))
+                             scores=scores, penalties=penalties(req)))
         if not rows:
             return
         adapter = rows[0].req.adapter
@@ -272,7 +275,8 @@ class OnnxEngine(ThreadedEngine):
         max_length = min(self.context_length, width + budget)
         # greedy rows that all ignore end-of-turn: onnxruntime-genai's min_length holds it back, which
         # spares choosing every token here (~15% of a batch of 8's decode speed)
-        hold_eos = (all(r.req.ignore_eos and r.req.temperature <= GREEDY_BELOW and r.guide is None for r in rows)
+        hold_eos = (all(r.req.ignore_eos and r.req.temperature <= GREEDY_BELOW and r.guide is None
+                        and r.penalties is None for r in rows)
                     and self.stop_ids <= self._generator_eos)
         params = og.GeneratorParams(self.model)
         params.set_search_options(max_length=max_length, min_length=max_length if hold_eos else 0,
@@ -288,7 +292,7 @@ class OnnxEngine(ThreadedEngine):
             gen.append_tokens(np.array([list(r.req.prompt_ids) + [self.pad_id] * (width - len(r.req.prompt_ids))
                                         for r in rows], dtype=np.int32))
         choose = not hold_eos and any(r.req.temperature > GREEDY_BELOW or r.req.ignore_eos or r.guide is not None
-                                      for r in rows)
+                                      or r.penalties is not None for r in rows)
         scoring = any(r.scores is not None for r in rows)
         while not all(r.done for r in rows):
             if gen.is_done():
@@ -318,9 +322,12 @@ class OnnxEngine(ThreadedEngine):
         forced = np.full_like(logits, -1e9)
         for i, r in enumerate(rows):
             row = logits[i]
-            if r.guide is not None and not r.done:
+            if (r.penalties is not None or r.guide is not None) and not r.done:
                 row = row.copy()
-                r.guide.apply(row)
+                if r.penalties is not None:  # before the grammar: its mask has the last word
+                    r.penalties.apply(row)
+                if r.guide is not None:
+                    r.guide.apply(row)
             elif r.req.ignore_eos and self.stop_ids:
                 row = row.copy()
                 row[[t for t in self.stop_ids if t < row.shape[0]]] = -np.inf
@@ -335,6 +342,8 @@ class OnnxEngine(ThreadedEngine):
         req = r.req
         r.generated += 1
         self.tokens_generated += 1
+        if r.penalties is not None:
+            r.penalties.add(token)
         if r.guide is not None:
             try:
                 r.guide.consume(token)

@@ -12,7 +12,8 @@ layers) decode one request at a time.
 Each request samples from its own ``torch.Generator`` seeded from the request, so the same seed
 gives the same answer whoever it shares a batch with. A request with a grammar has its own
 matcher (``tunery.serving.constrained.Guide``), which masks its row of each step's logits, so rows
-of different constraints (or none) share a batch. A request that asked for log-probabilities has
+of different constraints (or none) share a batch; a request's ``logit_bias`` and penalties adjust
+its row before that (``tunery.serving.penalties``). A request that asked for log-probabilities has
 its row of the raw logits scored at each step (``tunery.serving.logprobs``); other rows are not.
 """
 
@@ -36,6 +37,7 @@ from tunery.serving.engine import (
     token_text,
 )
 from tunery.serving.logprobs import AnswerLogprobs, Scored, score, vocab
+from tunery.serving.penalties import Penalties, penalties
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,7 @@ class _Row:
     gen: Any  # torch.Generator
     guide: Any = None  # tunery.serving.constrained.Guide, for a request with a grammar
     scores: AnswerLogprobs | None = None  # for a request that asked for log-probabilities
+    penalties: Penalties | None = None  # for a request with a logit_bias or penalties
     pos: int = 0  # position of the next input token
     next_token: int = 0
     generated: int = 0
@@ -161,7 +164,7 @@ class TorchEngine(ThreadedEngine):
             scores = AnswerLogprobs(vocab(self.tokenizer), req.logprobs) if req.logprobs is not None else None
             rows.append(_Row(req=req, adapter=name, decoder=IncrementalDecoder(self.tokenizer),
                              stop=StopText(req.stop), gen=gen, pos=len(req.prompt_ids), guide=guide,
-                             scores=scores))
+                             scores=scores, penalties=penalties(req)))
         for group in self._prefill_groups(rows):
             try:
                 with torch.inference_mode():
@@ -272,11 +275,15 @@ class TorchEngine(ThreadedEngine):
     def _sample(self, rows: list[_Row], logits: Any) -> tuple[list[int], list[Scored | None]]:
         """Each row's next token, and its scores for the rows that asked (None for the others)."""
         raw = logits
-        guided = [i for i, row in enumerate(rows) if row.guide is not None]
-        if guided:
-            logits = logits.float().clone()
-            for i in guided:
-                rows[i].guide.apply(logits[i].numpy())  # a view: masks the tensor in place
+        steered = [i for i, row in enumerate(rows) if row.guide is not None or row.penalties is not None]
+        if steered:
+            logits = logits.float().cpu().clone()
+            for i in steered:
+                view = logits[i].numpy()  # a view: adjusts and masks the tensor in place
+                if rows[i].penalties is not None:
+                    rows[i].penalties.apply(view)
+                if rows[i].guide is not None:
+                    rows[i].guide.apply(view)
         greedy = logits.argmax(dim=-1).tolist()
         tokens = [greedy[i] if row.req.temperature <= GREEDY_BELOW
                   else sample_token(logits[i], row.req.temperature, row.req.top_p, row.gen)
@@ -291,6 +298,8 @@ class TorchEngine(ThreadedEngine):
         row.generated += 1
         self.tokens_generated += 1
         row.next_token = token
+        if row.penalties is not None:
+            row.penalties.add(token)
         if row.guide is not None:
             try:
                 row.guide.consume(token)

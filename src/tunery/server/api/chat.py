@@ -25,6 +25,9 @@ past the content by the part of the stop string it holds); tokens after it are n
 tokens of the content written before a choice's first call are listed; a call's own tokens never
 are, and a choice whose answer is only calls (content null) has ``logprobs.content`` null.
 
+``logit_bias``, ``presence_penalty`` and ``frequency_penalty`` act as OpenAI defines them, on both
+engines, before a grammar's mask (``tunery.serving.penalties``); log-probabilities stay the raw ones.
+
 Every check happens before the response starts, so a bad request always gets its own status
 code; an error in the middle of a stream is sent as a final ``data: {"error": ...}`` event."""
 
@@ -175,12 +178,7 @@ def _params(body: ChatRequest) -> GenerationParams:
         raise InvalidInput("functions and function_call are the legacy form of tools: send tools "
                            '([{"type": "function", "function": {...}}]) and tool_choice instead',
                            param="functions" if body.functions else "function_call")
-    # OpenAI's defaults (0, {}, null, ["text"]) are what SDKs and tools send unasked: those pass
-    for name in ("presence_penalty", "frequency_penalty"):
-        if getattr(body, name):
-            raise InvalidInput(f"{name} is not supported by this server: send 0 or leave it out", param=name)
-    if body.logit_bias:
-        raise InvalidInput("logit_bias is not supported by this server: send {} or leave it out", param="logit_bias")
+    # OpenAI's default (null, ["text"]) is what SDKs and tools send unasked: that passes
     if body.modalities is not None and body.modalities != ["text"]:
         raise InvalidInput(f"modalities {json.dumps(body.modalities)} are not supported: this server answers with text "
                            'only (["text"])', param="modalities")
@@ -196,7 +194,9 @@ def _params(body: ChatRequest) -> GenerationParams:
                             tools=tuple(body.tools or ()), tool_choice=body.tool_choice,
                             parallel_tool_calls=body.parallel_tool_calls is not False,
                             response_format=body.response_format, logprobs=bool(body.logprobs),
-                            top_logprobs=body.top_logprobs or 0)
+                            top_logprobs=body.top_logprobs or 0, logit_bias=body.logit_bias or None,
+                            presence_penalty=body.presence_penalty or 0.0,
+                            frequency_penalty=body.frequency_penalty or 0.0)
 
 
 @router.post("/chat/completions", response_model=None)
