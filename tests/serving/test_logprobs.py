@@ -108,3 +108,42 @@ def test_a_decoder_that_drops_the_leading_space_keeps_the_bytes_joined_to_the_te
     assert text == "Hello café!" == fast.decode(ids)
     assert [(e.token, e.utf8) for e in entries] == [("Hello", b"Hello"), (" caf", b" caf"), ("bytes:\\xc3", b"\xc3"),
                                                     ("bytes:\\xa9", b"\xa9"), ("!", b"!")]
+
+
+def test_a_tokenizer_is_not_kept_alive_by_its_vocab():
+    """The per-tokenizer cache is weak: a model unloaded takes its tokenizer (and pieces) with it."""
+    import gc
+    import weakref
+
+    from tunery.serving.logprobs import vocab
+
+    class Tok:  # only what Vocab reads of a tokenizer without a fast backend
+        def decode(self, ids, **kw):
+            return "x"
+
+    tok = Tok()
+    assert vocab(tok).piece(3) == ("x", b"x")
+    alive = weakref.ref(tok)
+    del tok
+    gc.collect()
+    assert alive() is None
+
+
+def test_a_blocked_answer_lists_no_token_of_the_blocked_word():
+    """The content filter cuts the text before a blocked word; the token holding it is not listed."""
+    from tunery.chat import TokenLogprob
+    from tunery.serving.content_filter import ContentFilter
+    from tunery.serving.engine import Delta, EngineRequest
+    from tunery.serving.local import ChatRun
+
+    run_ = ChatRun(3, "m", ContentFilter("strict"), None)
+    run_.started([EngineRequest(prompt_ids=[1], max_tokens=10, emit=lambda d: None, logprobs=0)])
+    listed, text = [], ""
+    for k, t in enumerate(["Oh", " shit", " no", " more", " text", " here", " to", " fill", " it"]):
+        for c in run_._chunks(Delta(0, t, k + 1, logprobs=(TokenLogprob(t, -1.0, t.encode()),))):
+            text += c.text or ""
+            listed += [e.token for e in c.logprobs or ()]
+        if run_.finish_reasons[0] == "content_filter":
+            break
+    assert run_.finish_reasons[0] == "content_filter"
+    assert "shit" not in text and " shit" not in listed, (text, listed)

@@ -91,15 +91,16 @@ def test_a_pause_checkpoint_is_replaced_by_the_next_and_keeps_no_epoch_checkpoin
     replaces it, so the three kept are still the three epochs' ends."""
     reached = {"n": 0}
     cb = Callbacks(on_metrics=lambda row: reached.__setitem__("n", row["step"]),
-                   should_stop=lambda: reached["n"] >= 5, keep_on_stop=lambda: True)
+                   should_stop=lambda: reached["n"] >= 14, keep_on_stop=lambda: True)
     with pytest.raises(Cancelled):
-        _trainer(tiny_model, tmp_path / "p", epochs=3, cb=cb).run()
+        _trainer(tiny_model, tmp_path / "p", epochs=5, cb=cb).run()
     root = tmp_path / "p" / "checkpoints"
-    assert [p.name for p in ck.list_checkpoints(root)] == ["step-4", "step-5"]  # epoch 1's end, the pause
-    assert (root / "step-5" / ck.RESUME_ONLY).exists() and not (root / "step-4" / ck.RESUME_ONLY).exists()
-    resumed = _trainer(tiny_model, tmp_path / "p", epochs=3).run()
-    assert resumed.resumed_from == 5
-    assert [p.name for p in ck.list_checkpoints(root)] == ["step-4", "step-8", "step-12"]
+    # three epochs' ends, and the pause beside them: it pushed none of them out
+    assert [p.name for p in ck.list_checkpoints(root)] == ["step-4", "step-8", "step-12", "step-14"]
+    assert (root / "step-14" / ck.RESUME_ONLY).exists() and not (root / "step-12" / ck.RESUME_ONLY).exists()
+    resumed = _trainer(tiny_model, tmp_path / "p", epochs=5).run()
+    assert resumed.resumed_from == 14
+    assert [p.name for p in ck.list_checkpoints(root)] == ["step-12", "step-16", "step-20"]
 
 
 def test_keeps_last_three_checkpoints_and_each_loads(tiny_model, tmp_path):

@@ -110,7 +110,8 @@ class ChatRun:
             text = flt.push(text, final=finish is not None)
             held = self._filtered[d.index]
             held.add(logprobs, len(d.text))
-            logprobs = held.cut(flt.sent) if flt.blocked else held.release(flt.sent)
+            # blocked: only the tokens wholly before the cut, or one that holds the blocked word would list it
+            logprobs = held.release(flt.sent)
             if flt.blocked:
                 self.requests[d.index].cancelled.set()
                 finish = "content_filter"

@@ -101,7 +101,7 @@ class Vocab:
     plain), worked out on first use."""
 
     def __init__(self, tokenizer: Any) -> None:
-        self._tok = tokenizer
+        self._tok = weakref.ref(tokenizer)  # the cache below is keyed by the tokenizer: no strong ref back
         self._backend = getattr(tokenizer, "backend_tokenizer", None)
         decoder = getattr(self._backend, "decoder", None)
         self._kinds = _kinds(json.loads(decoder.__getstate__())) if decoder is not None else set()
@@ -131,7 +131,7 @@ class Vocab:
             raw = name.replace("\u2581", " ").encode()
         if raw is not None:
             return bytes_text(raw), raw
-        text = self._tok.decode([token], skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        text = self._tok().decode([token], skip_special_tokens=True, clean_up_tokenization_spaces=False)
         return text, None if "\ufffd" in text else text.encode()
 
     def entry(self, token: int, logprob: float, top: tuple[TokenLogprob, ...] = ()) -> TokenLogprob:

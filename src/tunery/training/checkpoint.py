@@ -46,7 +46,8 @@ def save(root: Path, step: int, *, model: Any, tokenizer: Any, state: dict[str, 
             (tmp / RESUME_ONLY).touch()
     for old in [p for p in list_checkpoints(root) if p != final and (p / RESUME_ONLY).exists()]:
         shutil.rmtree(old, ignore_errors=True)
-    for old in list_checkpoints(root)[:-keep] if keep > 0 else []:
+    # the keep newest of the checkpoints kept for good: a pause's is not counted, the next one replaces it
+    for old in [p for p in list_checkpoints(root) if not (p / RESUME_ONLY).exists()][:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
 
