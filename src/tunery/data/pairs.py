@@ -160,7 +160,7 @@ def _check_input(add: Add, value: Any, check_message: CheckMessage, check_order:
 
 
 def pair_messages(obj: dict) -> list[tuple[str, list]]:
-    """The message lists of a parsed pair, each with the field it sits in (for the scrubber)."""
+    """The message lists of a parsed pair, each with the field it sits in."""
     prompt = obj.get("input")
     found = [("input.messages", prompt.get("messages") if isinstance(prompt, dict) else None),
              *((out, obj.get(out)) for out in OUTPUTS)]

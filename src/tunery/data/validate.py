@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from tunery.chat import Conversation, Role
 from tunery.data.issues import Add, Issue, Severity, ValidationReport, parse_json, plural, show
-from tunery.data.pairs import CHAT_IN_PAIRS, PreferencePair, check_pair, is_pair, line_kind
+from tunery.data.pairs import CHAT_IN_PAIRS, PreferencePair, check_pair, is_pair, line_kind, pair_messages
 from tunery.data.text import (
     BOM,
     UTF16,
@@ -256,11 +256,11 @@ def _parse_line(add: Add, raw: bytes) -> dict | None:
     if not isinstance(obj, dict):
         add(None, f'expected a JSON object like {{"messages": [...]}}, got {json_kind(obj)}')
         return None
-    for messages in (obj.get("messages"), (obj.get("input") or {}).get("messages") if isinstance(obj.get("input"), dict)
-                     else None, obj.get("preferred_output"), obj.get("non_preferred_output")):
+    for _, messages in pair_messages(obj) if is_pair(obj) else [("messages", obj.get("messages"))]:
         for m in messages if isinstance(messages, list) else ():
             if isinstance(m, dict):
-                for key in [k for k, v in m.items() if k in _UNSET_IN_RESPONSES and (v is None or v == [] and k == "annotations")]:
+                for key in [k for k, v in m.items()
+                            if k in _UNSET_IN_RESPONSES and (v is None or v == [] and k == "annotations")]:
                     del m[key]
     return obj
 
