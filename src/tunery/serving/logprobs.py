@@ -166,6 +166,12 @@ class Spans:
         if entries:
             self._groups.append((start, self.end, tuple(entries)))
 
+    def add_tokens(self, entries: Sequence[TokenLogprob]) -> Spans:
+        """Each entry over its own bytes (``TokenLogprob.utf8``, which join to the answer as written)."""
+        for e in entries:
+            self.add((e,), len(e.utf8))
+        return self
+
     def release(self, upto: int) -> tuple[Any, ...]:
         """The entries whose text is all within the first ``upto`` units."""
         out: list[Any] = []

@@ -237,14 +237,6 @@ def _logprobs(entries: tuple[TokenLogprob, ...] | None) -> dict[str, Any]:
     return {"content": None if entries is None else [e.to_openai() for e in entries], "refusal": None}
 
 
-def _by_bytes(entries: tuple[TokenLogprob, ...]) -> Spans:
-    """Entries laid along the answer by their bytes (which join to its text as written)."""
-    spans = Spans()
-    for e in entries:
-        spans.add((e,), len(e.utf8))
-    return spans
-
-
 def _listed(entries: tuple[TokenLogprob, ...], text: str, content: str | None, called: bool) -> dict[str, Any]:
     """A plain answer's ``logprobs``: every token of an answer shown as written; under tools, those of
     the text before the first call (or before the block ``max_tokens`` cut); null content when
@@ -252,9 +244,9 @@ def _listed(entries: tuple[TokenLogprob, ...], text: str, content: str | None, c
     if content is None:
         return _logprobs(None)
     if called:
-        return _logprobs(_by_bytes(entries).release(len(text[:text.find(TOOL_CALL_OPEN)].encode())))
+        return _logprobs(Spans().add_tokens(entries).release(len(text[:text.find(TOOL_CALL_OPEN)].encode())))
     if content != text:
-        return _logprobs(_by_bytes(entries).release(len(content.encode())))
+        return _logprobs(Spans().add_tokens(entries).release(len(content.encode())))
     return _logprobs(entries)
 
 
@@ -352,10 +344,6 @@ class _CallLogprobs:
         self.shown = 0  # bytes of content sent
         self.called = False
 
-    def add(self, entries: tuple[TokenLogprob, ...]) -> None:
-        for e in entries:
-            self.spans.add((e,), len(e.utf8))
-
     def of(self, delta: dict[str, Any]) -> tuple[TokenLogprob, ...] | None:
         """The tokens to send with ``delta`` (None: it lists none, a call or what follows one)."""
         if "tool_calls" in delta:
@@ -432,7 +420,7 @@ async def _events(run: ChatRun, cid: str, include_usage: bool, tools: Generation
                     yield delta(c.index, {"content": c.text}, c.logprobs if run.logprobs else None)
                     continue
                 if c.index in scored:
-                    scored[c.index].add(c.logprobs)
+                    scored[c.index].spans.add_tokens(c.logprobs)
                 for line in sent(c.index, calls.push(c.text)):
                     yield line
         yield "data: [DONE]\n\n"
