@@ -218,3 +218,32 @@ def test_deploying_a_folder_that_is_not_an_export_names_what_it_lacks(tunery_hom
     r = CliRunner().invoke(cli, ["deploy", str(folder), "--name", "x"])
     assert isinstance(r.exception, InvalidInput) and r.exception.param == "model"
     assert "is a folder but not a tunery export (it has no tunery-export.json)" in r.exception.message
+
+
+def test_a_served_export_folder_is_not_replaced_even_with_force(exports, tiny_ft, monkeypatch):
+    """`tunery deploy DIR` serves the folder itself: `export --force -o DIR` replaced it under the
+    deployment, which then served another export under the old name (or failed to load)."""
+    from click.testing import CliRunner
+
+    from tunery.cli.main import cli
+    from tunery.export import export_model, hf_folder
+    from tunery.models import registry
+
+    folder = exports[("onnx", "int8")].path
+    r = CliRunner().invoke(cli, ["deploy", str(folder), "--name", "served"])
+    assert r.exit_code == 0, r.output
+    model = f"{tiny_ft.id}-onnx-int8"
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in folder.iterdir())
+    monkeypatch.setattr(hf_folder, "write_merged", lambda *a: pytest.fail("the export started"))
+    with pytest.raises(Conflict, match=f"served as model {model}, deployed as served") as e:
+        export_model(tiny_ft.id, "gguf", folder, quantize="q8_0", force=True)
+    assert e.value.hint.startswith("`tunery deployments delete served`, then `tunery models delete")
+    r = CliRunner().invoke(cli, ["deployments", "delete", "served"])
+    assert r.exit_code == 0, r.output
+    with pytest.raises(Conflict, match=f"served as model {model}, so it is not replaced") as e:
+        export_model(tiny_ft.id, "gguf", folder, quantize="q8_0", force=True)
+    assert e.value.hint.startswith(f"`tunery models delete {model}` (the folder stays)")
+    registry.remove(model)
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in folder.iterdir()) == before  # the folder stayed
+    with pytest.raises(pytest.fail.Exception, match="the export started"):  # and now it may be replaced
+        export_model(tiny_ft.id, "gguf", folder, quantize="q8_0", force=True)

@@ -159,10 +159,29 @@ def _check_output(out: Path, force: bool) -> None:
         if not force:
             raise Conflict(f"{out} already holds an export", param="output",
                            hint="pass --force to replace it, or pick another -o folder")
+        _check_unregistered(out)
     if os.path.ismount(out):
         raise InvalidInput(f"{out} is a mount point: the finished export is renamed into place, which a mount "
                            "point does not allow", param="output", hint=f"export into a folder inside it, e.g. "
                            f"-o {out / 'export'}")
+
+
+def _check_unregistered(out: Path) -> None:
+    """Refuse to replace an export folder that ``tunery deploy DIR`` registered as a model: the
+    model (and any deployment of it) would go on serving whatever the new export holds, another
+    format or quantization under the old name, or fail on its next load."""
+    from tunery.serving import deployments
+
+    users = [r for r in registry.list_models() if r.meta.get("engine") and r.path.resolve() == out]
+    if not users:
+        return
+    deployed = [d.name for d in deployments.list_deployments() if d.model in {r.id for r in users}]
+    ids = ", ".join(r.id for r in users)
+    first = f"`tunery deployments delete {deployed[0]}`, then " if deployed else ""
+    raise Conflict(f"{out} is served as model {ids}" + (f", deployed as {', '.join(deployed)}" if deployed else "")
+                   + ", so it is not replaced, with or without --force", param="output",
+                   hint=f"{first}`tunery models delete {users[0].id}` (the folder stays), then export again; "
+                        "or pick another -o folder")
 
 
 def _calibration_chats(rec: ModelRecord, path: str | Path | None) -> tuple[str, list[Messages]]:
