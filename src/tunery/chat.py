@@ -16,6 +16,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from tunery.errors import InvalidInput
 
 MAX_TOP_LOGPROBS = 20
+"""OpenAI's bound on ``top_logprobs``: alternatives listed per token."""
+
 
 class Role(StrEnum):
     SYSTEM = "system"
