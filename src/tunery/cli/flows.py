@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from tunery.cli._common import Group, console, err_console, print_json, print_list, utf8_problem
@@ -81,7 +82,7 @@ def _short(value: Any, limit: int = 160) -> str:
 
 
 def _warn(message: str) -> None:
-    err_console.print(f"[yellow]warning:[/] {message}")
+    err_console.print(f"[yellow]warning:[/] {escape(message)}")
 
 
 _flow_opt = click.option("--flow", "flow_path", required=True, type=click.Path(path_type=Path),
@@ -116,10 +117,10 @@ def validate(flow_path: Path, as_json: bool) -> None:
     else:
         for p in report.problems:
             color = "red" if p.severity == "error" else "yellow"
-            console.print(f"[{color}]{p.severity}:[/] {report.file}: {p}")  # as InvalidFlow names them
+            console.print(f"[{color}]{p.severity}:[/] {escape(f'{report.file}: {p}')}")  # as InvalidFlow names them
         if report.ok:
             nodes = len(report.flow.nodes) if report.flow else 0
-            console.print(f"[green]valid:[/] {report.file} ({nodes} nodes)")
+            console.print(f"[green]valid:[/] {escape(str(report.file))} ({nodes} nodes)")
     if not report.ok:
         raise SystemExit(1)
 
@@ -151,19 +152,19 @@ def test_cmd(flow_path: Path, inputs: tuple[str, ...], variant: str | None, node
         for run in [*result.line.nodes.values(), *(result.aggregation.nodes.values() if result.aggregation else [])]:
             out = run.error["message"] if run.error else _short(run.output, 400)
             style = {"Failed": "red", "Bypassed": "dim"}.get(run.status, "")
-            t.add_row(run.node, kinds.get(run.node, ""), f"[{style}]{run.status}[/]" if style else run.status,
-                      f"{run.end - run.start:.2f}s", out)
+            t.add_row(escape(run.node), kinds.get(run.node, ""), f"[{style}]{run.status}[/]" if style else run.status,
+                      f"{run.end - run.start:.2f}s", escape(out))
         console.print(t)
         if result.line.logs:
-            console.print("[bold]printed:[/]\n" + result.line.logs.rstrip())
+            console.print("[bold]printed:[/]\n" + escape(result.line.logs.rstrip()))
         if result.line.status == "Completed" and node is None:
-            console.print("[bold]outputs:[/] " + json.dumps(result.line.outputs, ensure_ascii=False, default=str))
+            console.print("[bold]outputs:[/] " + escape(json.dumps(result.line.outputs, ensure_ascii=False, default=str)))
         if result.aggregation is not None and result.aggregation.metrics:
-            console.print("[bold]metrics:[/] " + json.dumps(result.aggregation.metrics))
+            console.print("[bold]metrics:[/] " + escape(json.dumps(result.aggregation.metrics)))
     if result.line.status != "Completed":
         err = result.line.error or {}
         where = ", ".join(x for x in (f"node '{err['node']}'" if err.get("node") else "", err.get("field") or "") if x)
-        err_console.print(f"[bold red]error:[/] {where + ': ' if where else ''}{err.get('message')}")
+        err_console.print(f"[bold red]error:[/] {escape(f'{where}: ' if where else '')}{escape(str(err.get('message')))}")
         raise SystemExit(1)
 
 
@@ -291,9 +292,10 @@ def create(run_file: Path | None, flow_path: str | None, data: str | None, colum
     def show_line(line) -> None:
         if line.status == "Completed":
             err_console.print(f"line {line.line_number}: [green]Completed[/] in {line.duration:.2f}s "
-                              + _short(line.outputs))
+                              + escape(_short(line.outputs)))
         else:
-            err_console.print(f"line {line.line_number}: [red]{line.status}[/] {(line.error or {}).get('message')}")
+            err_console.print(f"line {line.line_number}: [red]{line.status}[/] "
+                              + escape(str((line.error or {}).get("message"))))
 
     if stream:
         record = create_run(spec, on_line=show_line, on_warning=_warn)
@@ -312,7 +314,7 @@ def create(run_file: Path | None, flow_path: str | None, data: str | None, colum
 
         try:
             record = create_run(spec, on_progress=progress, on_warning=lambda m: bar.console.print(
-                f"[yellow]warning:[/] {m}"))
+                f"[yellow]warning:[/] {escape(m)}"))
         finally:
             bar.stop()
     if as_json:
@@ -320,15 +322,15 @@ def create(run_file: Path | None, flow_path: str | None, data: str | None, colum
     else:
         m = record.meta
         color = "green" if record.status == "Completed" else "red"
-        console.print(f"run [bold]{record.name}[/]: [{color}]{record.status}[/], {m.get('total_lines', 0)} lines, "
+        console.print(f"run [bold]{escape(record.name)}[/]: [{color}]{record.status}[/], {m.get('total_lines', 0)} lines, "
                       f"{m.get('failed_lines', 0)} failed, {m.get('duration', 0):.1f}s")
         if record.metrics:
-            console.print("metrics: " + json.dumps(record.metrics))
+            console.print("metrics: " + escape(json.dumps(record.metrics)))
         if m.get("error"):
-            err_console.print(f"[red]error:[/] {m['error']}")
+            err_console.print(f"[red]error:[/] {escape(str(m['error']))}")
         if m.get("failed_lines"):
-            console.print(f"rerun the failed lines with: tunery run create --resume-from {record.name}")
-        console.print(f"details: tunery run show-details -n {record.name}")
+            console.print(f"rerun the failed lines with: tunery run create --resume-from {escape(record.name)}")
+        console.print(f"details: tunery run show-details -n {escape(record.name)}")
     if record.status != "Completed":
         raise SystemExit(1)
 
@@ -352,9 +354,9 @@ def list_cmd(max_results: int, as_json: bool) -> None:
     for col in ("name", "status", "flow", "variant", "lines", "failed", "graded run", "metrics"):
         t.add_column(col, overflow="fold")
     for r in runs:
-        t.add_row(r.name, r.status, r.meta.get("flow_name") or r.flow, r.variant or "",
-                  str(r.meta.get("total_lines", "")), str(r.meta.get("failed_lines", "")), r.parent or "",
-                  ", ".join(f"{k}={v:.4g}" for k, v in r.metrics.items()))
+        t.add_row(*(escape(str(x)) for x in (
+            r.name, r.status, r.meta.get("flow_name") or r.flow, r.variant or "", r.meta.get("total_lines", ""),
+            r.meta.get("failed_lines", ""), r.parent or "", ", ".join(f"{k}={v:.4g}" for k, v in r.metrics.items()))))
     console.print(t)
 
 
@@ -387,11 +389,12 @@ def show_details(name: str, max_results: int, as_json: bool) -> None:
     outs = list(dict.fromkeys(k for ln in lines for k in ln.get("outputs") or {}))
     t = Table(show_edge=False, header_style="bold", show_lines=True)
     for col in ("#", "status", *(f"inputs.{k}" for k in ins), *(f"outputs.{k}" for k in outs), "error"):
-        t.add_column(col, overflow="fold")
+        t.add_column(escape(col), overflow="fold")
     for ln in lines:
-        t.add_row(str(ln["line_number"]), ln["status"], *(_short((ln.get("inputs") or {}).get(k, ""), 80) for k in ins),
-                  *(_short((ln.get("outputs") or {}).get(k, ""), 80) for k in outs),
-                  (ln.get("error") or {}).get("message") or "")
+        t.add_row(str(ln["line_number"]), ln["status"],
+                  *(escape(_short((ln.get("inputs") or {}).get(k, ""), 80)) for k in ins),
+                  *(escape(_short((ln.get("outputs") or {}).get(k, ""), 80)) for k in outs),
+                  escape((ln.get("error") or {}).get("message") or ""))
     console.print(t)
 
 

@@ -2,12 +2,14 @@
 aggregation nodes over all successful lines.
 
 Semantics follow Prompt flow: a node whose ``activate.when`` does not equal ``activate.is`` is
-bypassed (output None), and so is a node whose node references all point at bypassed nodes; the
-first node that fails fails its line. Aggregation nodes receive lists (one value per successful
-line) and may call ``log_metric``; the metrics belong to the run."""
+bypassed (output None), and so is a node without ``activate`` whose node references all point at
+bypassed nodes; an input from a bypassed node is None, or the parameter's default where the Python
+function has one. The first node that fails fails its line. Aggregation nodes receive lists (one
+value per successful line) and may call ``log_metric``; the metrics belong to the run."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import threading
 import time
@@ -20,7 +22,7 @@ from tunery.errors import InvalidInput, TuneryError
 from tunery.flows import context
 from tunery.flows.connections import Connection, ModelFactory, ModelResolver, get_connection
 from tunery.flows.graph import execution_order
-from tunery.flows.pytools import ToolLoader, call_tool, tool_error
+from tunery.flows.pytools import ToolLoader, call_tool, literal_inputs, tool_error
 from tunery.flows.refs import MISSING, Reference, lookup
 from tunery.flows.spec import Flow, InvalidFlow, Node, Problem, coerce_input
 from tunery.flows.templates import MODEL_PARAMS, render, render_chat, template_error
@@ -144,6 +146,7 @@ class FlowExecutor:
         self.sink = context.MetricSink()
         self._loader = ToolLoader(flow.dir)
         self._tools: dict[str, Callable] = {}
+        self._literals: dict[str, dict[str, Any]] = {}  # per node, its literal inputs as its code takes them
         self._connections: dict[str, Connection] = {}
         self._lock = threading.Lock()
         self._prepared = False
@@ -163,11 +166,15 @@ class FlowExecutor:
             return
         problems: list[Problem] = []
         for node in self.flow.nodes:
+            literals = {k: v for k, v in node.inputs.items() if not isinstance(v, Reference)}
             if node.type == "python":
                 func, probs = self._loader.load(node)
                 problems += probs
                 if func is not None:
                     self._tools[node.name] = func
+                    literals, probs = literal_inputs(func, node, node.where)
+                    problems += probs
+            self._literals[node.name] = literals
         if problems:
             raise InvalidFlow(self.flow.file, problems)
         self._prepared = True
@@ -275,20 +282,32 @@ class FlowExecutor:
             if self._bypassed(node, flow_inputs, runs):
                 return NodeRun(node.name, BYPASSED, None, None, start, time.time())
             kwargs = {}
+            defaults = self._defaults(node)
             for key, value in node.inputs.items():
                 if key in given:
                     kwargs[key] = given[key]
                 elif isinstance(value, Reference):
-                    kwargs[key] = self._value(node, f"inputs.{key}", value, flow_inputs, runs)[0]
-                else:
-                    kwargs[key] = value
+                    kwargs[key], skipped = self._value(node, f"inputs.{key}", value, flow_inputs, runs)
+                    if skipped and key in defaults:  # as Prompt flow: the parameter's default, not None
+                        del kwargs[key]
+                elif key in self._literals[node.name]:
+                    kwargs[key] = self._literals[node.name][key]
             output, usage = self._invoke(node, kwargs)
             return NodeRun(node.name, COMPLETED, output, None, start, time.time(), usage)
         except LineError as e:
             return NodeRun(node.name, FAILED, None, e.to_dict(), start, time.time())
 
+    def _defaults(self, node: Node) -> set[str]:
+        """The parameters of a Python node's function that have a default value."""
+        func = self._tools.get(node.name) if node.type == "python" else None
+        try:
+            params = inspect.signature(func).parameters.values() if func is not None else ()
+        except (TypeError, ValueError):
+            return set()
+        return {p.name for p in params if p.default is not p.empty}
+
     def _bypassed(self, node: Node, flow_inputs: dict[str, Any], runs: dict[str, NodeRun]) -> bool:
-        if node.activate is not None:
+        if node.activate is not None:  # as in Prompt flow, the condition alone decides
             ref = node.activate.reference
             if ref is not None:
                 value, dep_bypassed = self._value(node, "activate.when", ref, flow_inputs, runs)
@@ -296,8 +315,7 @@ class FlowExecutor:
                     return True
             else:
                 value = node.activate.when
-            if value != node.activate.is_value:
-                return True
+            return value != node.activate.is_value
         deps = [ref for field_, ref in node.references if ref.node and field_.startswith("inputs.")]
         return bool(deps) and all(runs.get(r.node or "") is not None and runs[r.node or ""].status == BYPASSED
                                   for r in deps)
@@ -393,7 +411,9 @@ class FlowExecutor:
                 start = time.time()
                 try:
                     kwargs = {k: self._agg_value(node, f"inputs.{k}", v, ok, result.nodes)
-                              if isinstance(v, Reference) else v for k, v in node.inputs.items()}
+                              if isinstance(v, Reference) else self._literals[node.name][k]
+                              for k, v in node.inputs.items() if isinstance(v, Reference)
+                              or k in self._literals[node.name]}
                     if node.activate is not None:
                         ref = node.activate.reference
                         when = (self._agg_value(node, "activate.when", ref, ok, result.nodes) if ref

@@ -1,25 +1,52 @@
 """Python nodes: import the node's file from the flow folder (with the folder on ``sys.path``, so
-sibling imports work as in Prompt flow), pick its ``@tool`` function, check the node's inputs
-against the function's parameters, and call it (plain, async or generator functions)."""
+sibling imports work as in Prompt flow, each flow finding its own), pick its ``@tool`` function,
+check the node's inputs against the function's parameters, convert its literal inputs to their
+types as Prompt flow does, and call it (plain, async or generator functions)."""
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import hashlib
 import importlib.util
 import inspect
+import json
 import os
 import sys
 import threading
 import traceback
+import types
+import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tunery.flows import shim
+from tunery.flows.refs import Reference
 from tunery.flows.spec import Node, Problem
 
 _import_lock = threading.Lock()
+_flow_modules: set[str] = set()  # modules a flow's code imported from its folder (a sibling utils.py)
+
+
+def _forget_flow_modules() -> None:
+    """Take the modules flow code imported from its folder out of ``sys.modules``, so a flow's
+    ``import utils`` finds its own file as it is now, not another flow's ``utils`` or an old copy:
+    Prompt flow runs each flow in a fresh process, tunery's server runs many in one."""
+    for name in _flow_modules:
+        sys.modules.pop(name, None)
+    _flow_modules.clear()
+    importlib.invalidate_caches()
+
+
+def _note_flow_modules(before: set[str], flow_dir: str) -> None:
+    """Remember the modules imported since ``before`` from files in ``flow_dir`` (not from packages
+    installed there, a ``.venv``)."""
+    for name in set(sys.modules) - before:
+        file = getattr(sys.modules[name], "__file__", None)
+        if (isinstance(file, str) and file.startswith(flow_dir + os.sep)
+                and not {"site-packages", "dist-packages"} & set(Path(file).parts)):
+            _flow_modules.add(name)
 
 
 class ToolLoader:
@@ -28,6 +55,7 @@ class ToolLoader:
     def __init__(self, flow_dir: Path) -> None:
         self.dir = Path(flow_dir).resolve()
         self._modules: dict[str, Any] = {}
+        self._fresh = False  # whether the flow's helper modules were taken out of sys.modules yet
         self._lock = threading.Lock()
 
     def load(self, node: Node) -> tuple[Callable | None, list[Problem]]:
@@ -50,13 +78,18 @@ class ToolLoader:
             name = f"tunery_flow_{digest}_{path.stem}"
             shim.install()
             with _import_lock:
-                if str(self.dir) not in sys.path:
-                    sys.path.insert(0, str(self.dir))
+                if not self._fresh:  # once per loader: its nodes share one copy of each helper
+                    self._fresh = True
+                    _forget_flow_modules()
+                if str(self.dir) in sys.path:
+                    sys.path.remove(str(self.dir))
+                sys.path.insert(0, str(self.dir))  # first, before another flow's folder
                 spec = importlib.util.spec_from_file_location(name, path)
                 if spec is None or spec.loader is None:
                     return None, Problem(where, "source.path", f"cannot import {source}")
                 module = importlib.util.module_from_spec(spec)
                 sys.modules[name] = module
+                before = set(sys.modules)
                 try:
                     spec.loader.exec_module(module)
                 except BaseException as e:  # user code: report any failure, never crash the run
@@ -64,6 +97,8 @@ class ToolLoader:
                     if isinstance(e, KeyboardInterrupt):
                         raise
                     return None, Problem(where, "source.path", f"importing {source} failed: {_describe(e, path)}")
+                finally:
+                    _note_flow_modules(before, str(self.dir))
             self._modules[source] = module
             return module, None
 
@@ -134,6 +169,78 @@ def check_signature(func: Callable, node: Node, where: str) -> list[Problem]:
             problems.append(Problem(where, f"inputs.{p.name}", f"missing: {func.__name__}() in {node.source} "
                                     f"requires {p.name!r}"))
     return problems
+
+
+def literal_inputs(func: Callable, node: Node, where: str) -> tuple[dict[str, Any], list[Problem]]:
+    """The node's literal inputs as Prompt flow passes them to ``func``: converted to the type its
+    parameter declares (``n: "5"`` to ``int``, ``flag: "false"`` to ``False``, JSON text to a
+    ``list``; JSON text parsed, or else kept, for a ``dict``, another or no annotation), and an empty
+    one (``""``, null) left out where the parameter has a default, so the default applies. A value
+    that does not convert is a problem naming the node's input."""
+    try:
+        params = inspect.signature(func, eval_str=True).parameters
+    except Exception:  # an annotation that does not evaluate: the types are unknown, not wrong
+        try:
+            params = inspect.signature(func).parameters
+        except (TypeError, ValueError):
+            params = {}  # type: ignore[assignment]
+    out: dict[str, Any] = {}
+    problems: list[Problem] = []
+    for key, value in node.inputs.items():
+        if isinstance(value, Reference):
+            continue
+        p = params.get(key)
+        if p is None or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            out[key] = value
+            continue
+        if value is None or value == "":
+            if p.default is p.empty:
+                out[key] = value
+            continue
+        type_ = _param_type(p)
+        try:
+            out[key] = _parse(type_, value)
+        except (TypeError, ValueError):
+            name = type_.__name__ if isinstance(type_, type) else "value"
+            problems.append(Problem(where, f"inputs.{key}", f"{value!r} is not a valid {name} for parameter "
+                                    f"{key!r} of {func.__name__}() in {node.source}"))
+    return out, problems
+
+
+def _param_type(p: inspect.Parameter) -> Any:
+    """The type Prompt flow converts a literal to: the annotation (the first of a Union, None
+    left out; an Enum is a str), else the default's type, else None (any value)."""
+    anno = p.annotation
+    if typing.get_origin(anno) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(anno) if a is not type(None)]
+        anno = args[0] if args else p.empty
+    if anno is p.empty and p.default is not p.empty and p.default is not None:
+        anno = type(p.default)
+    if isinstance(anno, type) and issubclass(anno, enum.Enum):
+        return str
+    return None if anno is p.empty else anno
+
+
+def _parse(type_: Any, value: Any) -> Any:
+    if type_ is bool:
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+        if not isinstance(value, bool):
+            raise ValueError
+        return value
+    if type_ in (int, float, str):
+        return type_(value)
+    if type_ is list:
+        value = json.loads(value) if isinstance(value, str) else value
+        if not isinstance(value, list):
+            raise ValueError
+        return value
+    if isinstance(value, str):  # a dict, another type or none: JSON text is read, other text kept
+        try:
+            return json.loads(value)
+        except ValueError:
+            pass
+    return value
 
 
 def call_tool(func: Callable, kwargs: dict[str, Any]) -> Any:

@@ -3,13 +3,15 @@
 
 Validation collects every problem, each naming where (a node, an output, a variant) and the field,
 and raises one :class:`InvalidFlow` at the end, so a user fixes a file in one pass. Keys that
-Prompt flow writes but tunery does not need (``$schema``, ``environment``, ``additional_includes``,
-a node's ``provider``/``module``...) are accepted and ignored."""
+Prompt flow writes but tunery does not need (``$schema``, ``environment``, a node's
+``provider``/``module``...) are accepted and ignored; ``additional_includes`` lend nodes their
+source files, as Prompt flow copies them into the flow folder."""
 
 from __future__ import annotations
 
 import difflib
 import json
+import os
 import re
 import sys
 from dataclasses import replace
@@ -361,6 +363,7 @@ def check_flow(path: str | Path) -> tuple[Flow | None, list[Problem]]:
     if not isinstance(raw, dict):
         return None, [Problem("flow", "", "the file must be a mapping with inputs, outputs and nodes")]
     p = _Parser(file.parent)
+    p.additional_includes(raw.get("additional_includes"))
     inputs = p.inputs(raw.get("inputs"))
     outputs = p.outputs(raw.get("outputs"))
     nodes, placeholders = p.nodes(raw.get("nodes"))
@@ -397,6 +400,37 @@ class _Parser:
         self.problems: list[Problem] = []
         self.declared: set[str] = set()  # every node name written, parsed or not
         self.broken: list[Node] = []  # nodes with problems, as far as they parsed: their references are checked too
+        self.includes: list[Path] = []  # additional_includes, resolved
+
+    def additional_includes(self, raw: Any) -> None:
+        """The files and folders outside the flow folder that Prompt flow copies into it for a run
+        (``additional_includes: [../shared/utils.py, ../prompts]``): a node's ``source.path`` may
+        name one by its name (``utils.py``, ``prompts/classify.jinja2``)."""
+        if raw is None:
+            return
+        if not isinstance(raw, list):
+            self.err("additional_includes", "", "must be a list of file or folder paths relative to the flow folder")
+            return
+        for i, item in enumerate(raw):
+            target = (self.dir / str(item)).resolve() if isinstance(item, str) else None
+            if target is None or not target.exists():  # a node that needs it is the error
+                self.problems.append(Problem(f"additional_includes[{i}]", "", f"{item!r} not found (paths are "
+                                             f"relative to {self.dir})", severity="warning"))
+            else:
+                self.includes.append(target)
+
+    def source_file(self, path: str) -> str | None:
+        """``path`` as a path from the flow folder to the file: the flow's own file, else the one an
+        additional include brings in under that name; None when there is none."""
+        if (self.dir / path).is_file():
+            return path
+        parts = Path(path).parts
+        for inc in self.includes:
+            found = (inc if inc.is_file() and path == inc.name
+                     else inc.parent / path if inc.is_dir() and parts and parts[0] == inc.name else None)
+            if found is not None and found.is_file():
+                return Path(os.path.relpath(found, self.dir.resolve())).as_posix()
+        return None
 
     def err(self, where: str, field_: str, message: str) -> None:
         self.problems.append(Problem(where, field_, message))
@@ -500,9 +534,11 @@ class _Parser:
             self.err(where, "source.path", "missing")
             ok = False
         else:
-            path = source["path"]
-            if not (self.dir / path).is_file():
-                self.err(where, "source.path", f"file {path!r} not found in {self.dir}")
+            path = self.source_file(source["path"])
+            if path is None:
+                path = source["path"]
+                self.err(where, "source.path", f"file {path!r} not found in {self.dir}"
+                         + (" or its additional_includes" if self.includes else ""))
                 ok = False
             elif type_ == "python" and not path.endswith(".py"):
                 self.err(where, "source.path", f"{path!r} is not a .py file")

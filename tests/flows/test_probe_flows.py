@@ -1,0 +1,188 @@
+"""Prompt flow projects as users bring them: behaviours of Prompt flow's executor and schema that
+tunery must match (bypassed dependencies, ...)."""
+
+from __future__ import annotations
+
+from click.testing import CliRunner
+
+from tunery.cli.main import cli
+from tunery.flows import test_flow
+
+BYPASS_FLOW = """
+inputs:
+  flag: {type: bool, default: false}
+outputs:
+  a: {reference: "${a.output}"}
+  b: {reference: "${b.output}"}
+  c: {reference: "${c.output}"}
+  d: {reference: "${d.output}"}
+nodes:
+- name: a
+  type: python
+  source: {type: code, path: a.py}
+  inputs: {x: "${inputs.flag}"}
+  activate: {when: "${inputs.flag}", is: true}
+- name: b
+  type: python
+  source: {type: code, path: upper.py}
+  inputs: {text: "${a.output}"}
+- name: c
+  type: python
+  source: {type: code, path: upper.py}
+  inputs: {text: "${a.output}"}
+  activate: {when: "${inputs.flag}", is: false}
+- name: d
+  type: python
+  source: {type: code, path: pair.py}
+  inputs: {first: "${a.output}", second: "${a.output}", third: "${c.output}"}
+"""
+BYPASS_FILES = {
+    "a.py": "from promptflow import tool\n@tool\ndef a(x: bool) -> str:\n    return 'from a'\n",
+    "upper.py": "from promptflow import tool\n@tool\ndef upper(text: str = 'fallback') -> str:\n"
+                "    return text.upper()\n",
+    "pair.py": "from promptflow import tool\n@tool\ndef pair(first, third, second='dflt'):\n"
+               "    return [first, second, third]\n",
+}
+
+
+def test_a_bypassed_dependency_gives_the_parameter_default_and_activate_alone_decides(make_flow, factory):
+    # Prompt flow: a node with `activate` runs when its condition holds, even if every node it reads
+    # was bypassed; an input from a bypassed node is left out when the function has a default for it
+    root = make_flow(BYPASS_FLOW, BYPASS_FILES)
+    line = test_flow(root, {}, model_factory=factory).line
+    assert line.status == "Completed", line.error
+    assert {n: r.status for n, r in line.nodes.items()} == {
+        "a": "Bypassed", "b": "Bypassed", "c": "Completed", "d": "Completed"}
+    assert line.outputs == {"a": None, "b": None, "c": "FALLBACK", "d": [None, "dflt", "FALLBACK"]}
+
+
+def test_cli_prints_square_brackets_in_flow_data_as_text(make_flow, monkeypatch):
+    # "[/b]" or "[red]" in an output, a print() or an error is the flow's text, not rich markup:
+    # rich would drop it or fail the command with a MarkupError
+    monkeypatch.setenv("COLUMNS", "250")
+    root = make_flow("""
+        inputs: {text: {type: string, default: "[/b] and [red]x"}}
+        outputs: {out: {reference: "${echo.output}"}}
+        nodes:
+        - name: echo
+          type: python
+          source: {type: code, path: echo.py}
+          inputs: {text: "${inputs.text}"}
+    """, {"echo.py": "from promptflow import tool\n@tool\ndef echo(text):\n    print('[/x] printed')\n"
+                     "    if text == 'fail':\n        raise ValueError('[/y] bad')\n    return text\n"})
+    res = CliRunner().invoke(cli, ["flow", "test", "--flow", str(root)], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert "│ [/b] and [red]x" in res.output and "[/x] printed" in res.output
+    assert 'outputs: {"out": "[/b] and [red]x"}' in res.output
+    res = CliRunner().invoke(cli, ["flow", "test", "--flow", str(root), "--inputs", "text=fail"],
+                             catch_exceptions=False)
+    assert res.exit_code == 1 and "ValueError: [/y] bad" in res.output
+
+
+LITERAL_FLOW = """
+inputs: {q: {type: string, default: hi}}
+outputs: {o: {reference: "${t.output}"}}
+nodes:
+- name: t
+  type: python
+  source: {type: code, path: t.py}
+  inputs:
+    q: ${inputs.q}
+    n: "5"
+    ratio: "0.5"
+    flag: "false"
+    items: "[1, 2]"
+    opts: '{"a": 1}'
+    loose: "7"
+    top_k: ""
+    extra:
+"""
+LITERAL_CODE = """
+from typing import Optional
+
+from promptflow.core import tool
+
+
+@tool
+def t(q: str, n: int, ratio: float, flag: bool, items: list, opts: dict, loose, top_k: Optional[int] = 3,
+      extra: str = "dflt"):
+    return [q, n, ratio, flag, items, opts, loose, top_k, extra]
+"""
+
+
+def test_python_node_literals_take_the_type_of_their_parameter(make_flow, factory):
+    # Prompt flow converts a python node's literal inputs to the tool's parameter types, and leaves
+    # an empty one out so the parameter's default applies: "false" must not arrive as a true string
+    root = make_flow(LITERAL_FLOW, {"t.py": LITERAL_CODE})
+    line = test_flow(root, {}, model_factory=factory).line
+    assert line.status == "Completed", line.error
+    assert line.outputs["o"] == ["hi", 5, 0.5, False, [1, 2], {"a": 1}, 7, 3, "dflt"]
+
+
+def test_a_python_literal_that_does_not_convert_names_the_node_input(make_flow):
+    from tunery.flows import validate_flow
+
+    root = make_flow(LITERAL_FLOW.replace('n: "5"', 'n: "five"').replace('flag: "false"', "flag: maybe"),
+                     {"t.py": LITERAL_CODE})
+    problems = {(p.where, p.field): p.message for p in validate_flow(root).problems}
+    assert problems == {
+        ("node 't'", "inputs.n"): "'five' is not a valid int for parameter 'n' of t() in t.py",
+        ("node 't'", "inputs.flag"): "'maybe' is not a valid bool for parameter 'flag' of t() in t.py",
+    }
+
+
+HELPER_FLOW = """
+inputs: {x: {type: string, default: a}}
+outputs: {o: {reference: "${t.output}"}}
+nodes:
+- name: t
+  type: python
+  source: {type: code, path: t.py}
+  inputs: {x: "${inputs.x}"}
+"""
+HELPER_TOOL = "from promptflow import tool\nfrom flowhelp import helper\n@tool\ndef t(x):\n    return helper(x)\n"
+
+
+def test_each_flow_in_one_process_imports_its_own_helper_module(make_flow, factory):
+    # the server runs many flows in one process: two flows' sibling `flowhelp.py` must not mix,
+    # and an edited helper is read again on the next run
+    one = make_flow(HELPER_FLOW, {"t.py": HELPER_TOOL, "flowhelp.py": "def helper(x):\n    return 'one:' + x\n"})
+    two = make_flow(HELPER_FLOW, {"t.py": HELPER_TOOL, "flowhelp.py": "def helper(x):\n    return 'two:' + x\n"})
+    outputs = [test_flow(root, {}, model_factory=factory).line.outputs["o"] for root in (one, two, one)]
+    assert outputs == ["one:a", "two:a", "one:a"]
+    (two / "flowhelp.py").write_text("def helper(x):\n    return 'edited:' + x\n")
+    assert test_flow(two, {}, model_factory=factory).line.outputs["o"] == "edited:a"
+
+
+def test_additional_includes_lend_nodes_their_source_files(tmp_path, write, factory):
+    # Prompt flow copies additional_includes into the flow folder: a node names an included file by
+    # its name, a file in an included folder by the folder's name and its path there
+    write(tmp_path / "shared", {"tool.py": "from promptflow import tool\n@tool\ndef t(x):\n    return 'T:' + x\n",
+                                "prompts/p.jinja2": "{{x}}!"})
+    root = write(tmp_path / "flow", {"flow.dag.yaml": """
+        inputs: {x: {type: string, default: a}}
+        outputs: {o: {reference: "${p.output}"}}
+        additional_includes:
+        - ../shared/tool.py
+        - ../shared/prompts/
+        nodes:
+        - name: t
+          type: python
+          source: {type: code, path: tool.py}
+          inputs: {x: "${inputs.x}"}
+        - name: p
+          type: prompt
+          source: {type: code, path: prompts/p.jinja2}
+          inputs: {x: "${t.output}"}
+    """})
+    line = test_flow(root, {}, model_factory=factory).line
+    assert line.status == "Completed", line.error
+    assert line.outputs == {"o": "T:a!"}
+    text = (root / "flow.dag.yaml").read_text().replace("- ../shared/prompts/", "- ../shared/nope")
+    (root / "flow.dag.yaml").write_text(text)
+    from tunery.flows import validate_flow
+
+    problems = {(p.where, p.field): (p.severity, p.message) for p in validate_flow(root).problems}
+    severity, message = problems[("additional_includes[1]", "")]
+    assert severity == "warning" and message.startswith("'../shared/nope' not found")
+    assert problems[("node 'p'", "source.path")][0] == "error"
