@@ -164,9 +164,10 @@ def run_cli(group: click.Group) -> None:
 
 @contextmanager
 def status(message: str) -> Iterator[Callable[[str], None]]:
-    """A spinner while work runs; yields a function that updates its text."""
-    with console.status(message) as s:
-        yield lambda text: s.update(text)
+    """A spinner while work runs; yields a function that updates its text. Both are plain text (a
+    name or path in brackets is not markup)."""
+    with console.status(escape(message)) as s:
+        yield lambda text: s.update(escape(text))
 
 
 def print_fields(fields: dict[str, Any]) -> None:

@@ -7,7 +7,15 @@ from pathlib import Path
 
 import click
 
-from tunery.cli._common import Group, console, precision_option, print_json, refuse_overwrite, utf8_text
+from tunery.cli._common import (
+    Group,
+    console,
+    err_console,
+    precision_option,
+    print_json,
+    refuse_overwrite,
+    utf8_text,
+)
 
 DEFAULT_COMPARE_EVALUATORS = ("recommends", "ends_with_question")
 
@@ -34,11 +42,12 @@ def _load_models(refs: tuple[str, ...]) -> dict:
 
 
 def _run(build_report, total_hint: int):
-    """Run with a progress bar over the answers being generated."""
+    """Run with a progress bar over the answers being generated, on stderr: stdout holds the result
+    alone (the --json output too)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as bar:
+                  console=err_console, transient=True) as bar:
         task = bar.add_task("generating", total=total_hint)
 
         def progress(model: str, done: int, total: int) -> None:

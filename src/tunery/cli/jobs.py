@@ -12,7 +12,15 @@ from pathlib import Path
 
 import click
 from pydantic import ValidationError
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from tunery.cli._common import (
@@ -138,6 +146,10 @@ def finetune(training_file: Path, validation_file: Path | None, model: str, suff
         method, training_method = "supervised", method
     if beta != "auto" and method != "dpo":
         raise click.BadParameter("beta is a DPO setting: add --method dpo", param_hint="--beta")
+    given = [f"--lora-{k.replace('_', '-')}" for k, v in lora.items() if v is not None]
+    if given and training_method == "full":  # a full fine-tune has no adapter: they would be ignored
+        raise click.BadParameter("LoRA settings do nothing in full fine-tuning: drop them, or use --training-method "
+                                 "lora", param_hint=", ".join(given))
     hp = {"n_epochs": n_epochs, "batch_size": batch_size, "learning_rate_multiplier": learning_rate_multiplier,
           **({"beta": beta} if method == "dpo" else {})}
     try:  # the files are paths until they are uploaded, once the request and the data are known good
@@ -219,7 +231,7 @@ def _follow(job_id: str, *, run_worker: bool) -> None:
     get_job(job_id)  # an unknown id is an error before a worker starts or a bar is drawn
     worker = Worker(poll_interval=0.5).start() if run_worker and not worker_alive() else None
     seen: set[str] = set()
-    cols = [TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
+    cols = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"),
             TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[tps]} tok/s"), TimeElapsedColumn(),
             TimeRemainingColumn()]
     try:
@@ -238,7 +250,7 @@ def _follow(job_id: str, *, run_worker: bool) -> None:
                                         loss=f"{d.get('train_loss', 0):.3f}", tps=f"{d.get('tokens_per_second', 0):.0f}")
                     else:
                         color = {"warn": "yellow", "error": "red"}.get(ev["level"], "dim")
-                        progress.console.print(f"[{color}]{ev['message']}[/]")
+                        progress.console.print(f"[{color}]{escape(ev['message'])}[/]")
                 progress.update(task, description=job["status"])
                 if job["status"] in (*TERMINAL, "paused"):
                     break
@@ -271,7 +283,7 @@ def _summary(job: dict) -> None:
         console.print(f"Fine-tuned model: [bold]{job['fine_tuned_model']}[/]")
         console.print(f"  try it: tunery ask {job['fine_tuned_model']} \"Where should I go in spring?\"")
     if job["error"]:
-        console.print(f"[red]{job['error'].get('message')}[/]")
+        console.print(f"[red]{escape(str(job['error'].get('message')))}[/]")
     if job["status"] == "paused":
         console.print(f"  go on with: tunery jobs resume {job['id']}", soft_wrap=True)
 
@@ -345,7 +357,7 @@ def events(job_id: str, limit: int, as_json: bool) -> None:
     for e in items:
         ts = time.strftime("%H:%M:%S", time.localtime(e["created_at"]))
         color = {"warn": "yellow", "error": "red"}.get(e["level"], "white")
-        console.print(f"[dim]{ts}[/] [{color}]{e['message']}[/]")
+        console.print(f"[dim]{ts}[/] [{color}]{escape(e['message'])}[/]")
 
 
 @jobs.command()
@@ -358,6 +370,9 @@ def checkpoints(job_id: str, as_json: bool) -> None:
     items, _ = list_checkpoints(job_id)
     if as_json:
         print_json(items)
+        return
+    if not items:
+        console.print(f"No checkpoints yet: job {job_id} writes them as it trains.")
         return
     t = Table(show_edge=False, header_style="bold")
     for c in ("step", "checkpoint model", "train loss", "valid loss"):

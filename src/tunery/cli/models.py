@@ -50,7 +50,7 @@ def pull(name: str, force: bool) -> None:
 
     with status(f"pulling {name}") as update:
         rec = do_pull(name, force=force, progress=update)
-    console.print(f"[green]ready:[/] {rec.id} at {rec.path}")
+    console.print(f"[green]ready:[/] {escape(rec.id)} at {escape(str(rec.path))}")
 
 
 @models.command()
@@ -66,7 +66,7 @@ def add(name: str, path: Path) -> None:
 
     with status(f"adding {name}") as update:
         rec = add_local(name, path, progress=update)
-    console.print(f"[green]added:[/] {rec.id} ({rec.source})")
+    console.print(f"[green]added:[/] {escape(rec.id)} ({escape(rec.source)})")
 
 
 @models.command()

@@ -39,6 +39,9 @@ def parse_evaluator(spec: str) -> Evaluator:
         spec = spec[: subset.start()].rstrip()
     kind, _, options = spec.partition(":")
     cls = EVALUATORS.get(kind.strip())
+    if cls is None and re.search(r"[\[\]]", kind):  # a subset half written, or not at the end
+        raise InvalidInput(f"evaluator {spec!r}: a subset is written [COLUMN=VALUE] at the end of the spec",
+                           param="evaluator", hint="e.g. 'recommends[expect=decline]' (quote it in the shell)")
     if cls is None:
         raise InvalidInput(f"unknown evaluator {kind!r}", param="evaluator",
                            hint=f"choose from {', '.join(EVALUATORS)} (see `tunery eval list`)")

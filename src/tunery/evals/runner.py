@@ -8,7 +8,9 @@ references with ``tunery.serving.resolve.get_chat_model``.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
 import threading
 import time
@@ -24,7 +26,7 @@ from tunery.errors import Conflict, InvalidInput
 from tunery.evals.base import Evaluator, RowScore
 from tunery.evals.report import EvalReport, Headline
 from tunery.evals.report_html import render_html
-from tunery.home import atomic_dir, atomic_write_json, atomic_write_text, home
+from tunery.home import CannotWrite, atomic_dir, atomic_write_json, atomic_write_text, home
 
 DEFAULT_PARAMS = GenerationParams(temperature=0.0, max_tokens=256)
 
@@ -130,6 +132,11 @@ def check_report_dir(out_dir: Path) -> None:
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InvalidInput(f"the report folder {out_dir} is a file", param="out", hint="choose another --out")
+    # the folder is made (with its parents) beside the place it goes: one that cannot be is said now,
+    # not once every answer has been generated
+    where = next(p for p in (out_dir.absolute().parent, *out_dir.absolute().parents) if p.exists())
+    if not where.is_dir() or not os.access(where, os.W_OK | os.X_OK):
+        raise CannotWrite(out_dir, PermissionError(errno.EACCES, os.strerror(errno.EACCES)))
     others = sorted(p.name for p in out_dir.iterdir() if p.name not in REPORT_FILES.values()) \
         if out_dir.is_dir() else []
     if others:
@@ -158,10 +165,13 @@ def run_eval(questions: Sequence[Mapping[str, Any]], models: Mapping[str, ChatMo
     answers: dict[str, list[tuple[str, str, float]]] = {name: [("", "stop", 0.0)] * len(questions) for name in models}
 
     lock = threading.Lock()
+    stopped = threading.Event()
 
     def ask(name: str, indices: Sequence[int]) -> None:
         nonlocal done
         for i in indices:
+            if stopped.is_set():
+                return
             t0 = time.perf_counter()
             completion = models[name].generate(_messages(system, questions[i][question_key]),
                                                _row_params(params, questions[i]))
@@ -181,8 +191,16 @@ def run_eval(questions: Sequence[Mapping[str, Any]], models: Mapping[str, ChatMo
                 futures += [pool.submit(ask, name, [i]) for i in order]
             else:
                 futures.append(pool.submit(ask, name, order))
-        for fut in futures:
-            fut.result()
+        try:
+            for fut in futures:
+                fut.result()
+        except BaseException:
+            # Ctrl-C, or a model that failed: the questions not yet asked are dropped, rather than
+            # asked while the caller waits for an answer it will never see
+            stopped.set()
+            for fut in futures:
+                fut.cancel()
+            raise
 
     metrics = [e.name for e in evaluators]
     subsets = {e.name: [i for i, q in enumerate(questions) if e.applies_to(q)] for e in evaluators}

@@ -132,4 +132,4 @@ def render_terminal_table(report: EvalReport, console: Console) -> None:
     if report.headline:
         console.print(headline_table(report))
     if report.paths.get("html"):
-        console.print(f"report: [bold]{report.paths['html']}[/]")
+        console.print(f"report: [bold]{escape(str(report.paths['html']))}[/]")
