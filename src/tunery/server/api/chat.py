@@ -37,15 +37,15 @@ import asyncio
 import json
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any, Literal
 
-from fastapi import APIRouter
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Request
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from tunery.chat import ChatMessage, GenerationParams, Role, TokenLogprob
+from tunery.chat import ChatMessage, Completion, GenerationParams, Role, TokenLogprob
 from tunery.chat_template import TOOL_CALL_CLOSE, TOOL_CALL_OPEN, parse_tool_calls
 from tunery.data.issues import parse_json
 from tunery.errors import InvalidInput, TuneryError
@@ -95,8 +95,8 @@ class ChatRequest(BaseModel):
     max_completion_tokens: int | None = Field(None, ge=1)
     stop: str | list[str] | None = None
     seed: int | None = None
-    n: int = Field(1, ge=1, le=16)
-    stream: bool = False
+    n: int | None = Field(None, ge=1, le=16)  # null (the SDK sends n=None so) means 1, as at OpenAI
+    stream: bool | None = None
     stream_options: StreamOptions | None = None
     ignore_eos: bool = False  # vLLM's extension: keep going past end-of-turn (benchmarks)
     tools: list[Any] | None = None
@@ -190,7 +190,7 @@ def _params(body: ChatRequest) -> GenerationParams:
     return GenerationParams(max_tokens=body.max_completion_tokens or body.max_tokens,
                             temperature=1.0 if body.temperature is None else body.temperature,
                             top_p=1.0 if body.top_p is None else body.top_p,
-                            stop=tuple(s for s in stop if s), seed=body.seed, n=body.n,
+                            stop=tuple(s for s in stop if s), seed=body.seed, n=body.n or 1,
                             tools=tuple(body.tools or ()), tool_choice=body.tool_choice,
                             parallel_tool_calls=body.parallel_tool_calls is not False,
                             response_format=body.response_format, logprobs=bool(body.logprobs),
@@ -199,8 +199,27 @@ def _params(body: ChatRequest) -> GenerationParams:
                             frequency_penalty=body.frequency_penalty or 0.0)
 
 
+async def _unless_hung_up(request: Request, work: Awaitable[Completion]) -> Completion | None:
+    """``work``'s completion, or None as soon as the client hangs up first. A streamed answer stops
+    then (its response watches for it); a plain one must too, or each SDK timeout, which the SDK
+    retries twice by default, would leave a whole generation running behind it."""
+    async def hung_up() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    task, watch = asyncio.ensure_future(work), asyncio.ensure_future(hung_up())
+    try:
+        done, _ = await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task})  # the run's own clean-up, before the caller closes it
+    return task.result() if task in done else None
+
+
 @router.post("/chat/completions", response_model=None)
-async def chat_completions(body: ChatRequest) -> dict[str, Any] | StreamingResponse:
+async def chat_completions(body: ChatRequest, request: Request) -> dict[str, Any] | Response:
     messages, params = _messages(body), _params(body)
     # the checks (and a first load of the model) block: they run on a worker thread; the tokens
     # then come straight from the engine thread to this event loop
@@ -213,9 +232,11 @@ async def chat_completions(body: ChatRequest) -> dict[str, Any] | StreamingRespo
         return StreamingResponse(_events(run, cid, include_usage, tools), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     try:
-        completion = await run.acollect()
+        completion = await _unless_hung_up(request, run.acollect())
     finally:
-        run.close()
+        run.close()  # stops the generation when the client left before it ended
+    if completion is None:  # no one reads this; the access log shows nginx's "client closed request"
+        return Response(status_code=499)
     choices = []
     for i, text in enumerate(completion.choices):
         content, calls = _split_calls(text, tools, cut=run.finish_reasons[i] == "length")

@@ -54,6 +54,11 @@ def get_model(model_id: str) -> dict[str, Any]:
 @router.delete("/models/{model_id:path}")
 def delete_model(model_id: str) -> dict[str, Any]:
     rec = registry.find(model_id)
+    # a deployment is listed and retrieved as a model: deleting it is not "does not exist"
+    if rec is None and deployments.find(model_id) is not None:
+        raise InvalidInput(f"{model_id!r} is a deployment, not a fine-tuned model: delete it as a deployment",
+                           param="model",
+                           hint=f"DELETE /v1/deployments/{model_id}, or `tunery deployments delete {model_id}`")
     if rec is None:
         raise NotFound(f"The model '{model_id}' does not exist", param="model", code="model_not_found")
     if rec.kind != "fine-tuned":
