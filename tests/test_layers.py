@@ -43,7 +43,7 @@ NOT_CODE = ("examples/flows",)
 # which creates them all, is the only other module that does.
 TABLES = {
     "models": "tunery.models", "model_checkpoints": "tunery.models", "model_uses": "tunery.models",
-    "files": "tunery.data", "file_uses": "tunery.data",
+    "files": "tunery.data", "file_uses": "tunery.data", "deleted_files": "tunery.data",
     "jobs": "tunery.jobs", "job_events": "tunery.jobs", "checkpoints": "tunery.jobs",
     "deployments": "tunery.serving", "runs": "tunery.flows", "schema_migrations": "tunery.db",
 }

@@ -152,6 +152,17 @@ MIGRATIONS: list[tuple[str, str]] = [
         SELECT validation_file AS file_id, 'validation_file' AS role, id AS job_id, status FROM jobs
         WHERE validation_file IS NOT NULL AND status NOT IN ('succeeded', 'failed', 'cancelled');
     """),
+    # Where a deleted file stood in the list, so that a page cursor (``after``) naming it still
+    # says where the next page starts: the SDK's `for f in client.files.list(): delete(f.id)`
+    # asks for the next page after a file it has just deleted.
+    ("0010_deleted_files", """
+        CREATE TABLE deleted_files (
+            id TEXT PRIMARY KEY,
+            purpose TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            seq BIGINT NOT NULL
+        );
+    """),
 ]
 
 # What PostgreSQL adds to a migration: statements SQLite has no counterpart for, run after the

@@ -251,3 +251,17 @@ def test_a_base_removed_while_a_model_is_registered_on_it_is_refused(backend, ti
     assert registered["value"].parent == model
     assert isinstance(removed.get("error"), Conflict) and "child" in str(removed["error"]), removed
     assert find(model) is not None
+
+
+def test_a_deleted_file_still_marks_where_the_next_page_starts(backend, tmp_path):
+    """`after` naming a file deleted since the previous page (the SDK's cleanup loop), on both
+    databases: the page goes on after where it stood, in either order."""
+    paths = []
+    for i in range(4):
+        paths.append(tmp_path / f"f{i}.jsonl")
+        paths[-1].write_text("{}\n")
+    ids = [files.create_from_path(p).id for p in paths]
+    files.delete(ids[1])
+    assert [f.id for f in files.list_files(order="asc", after=ids[1])] == ids[2:]
+    assert [f.id for f in files.list_files(order="desc", after=ids[1])] == ids[:1]
+    assert [f.id for f in files.list_files(order="asc", after=ids[1], limit=1)] == ids[2:3]

@@ -39,6 +39,21 @@ def test_listing_pages_with_after(client):
     assert [f.id for f in client.files.list(order="asc")] == ids  # the SDK follows the pages itself
 
 
+def test_deleting_files_while_paging_through_them(client):
+    """The SDK's cleanup loop asks for each next page after a file it has just deleted: that file
+    still marks where the page starts, in either order and under a purpose filter."""
+    for order in ("asc", "desc"):
+        ids = [client.files.create(file=(f"f{i}.jsonl", io.BytesIO(b"{}\n")), purpose="fine-tune").id for i in range(5)]
+        seen = []
+        for f in client.files.list(limit=2, order=order, purpose="fine-tune"):
+            seen.append(f.id)
+            client.files.delete(f.id)
+        assert seen == (ids if order == "asc" else ids[::-1])
+        assert client.files.list().data == []
+    with pytest.raises(openai.BadRequestError, match="not one of purpose 'evals'"):
+        client.files.list(after=seen[0], purpose="evals")
+
+
 def test_oversized_upload_through_the_sdk(client, monkeypatch):
     from tunery.data import files
 

@@ -161,15 +161,24 @@ def list_files(purpose: str | None = None, *, limit: int = 10000, after: str | N
         sql += " AND purpose=?"
         args.append(purpose)
     direction = "ASC" if order == "asc" else "DESC"
+    if after and not db.query("SELECT 1 FROM files WHERE id=?" + (" AND purpose=?" if purpose else ""),
+                              (after, *args)):
+        # a file deleted since the previous page still marks where the next one starts
+        gone = db.query("SELECT created_at, seq FROM deleted_files WHERE id=?" + (" AND purpose=?" if purpose else ""),
+                        (after, *args))
+        if not gone:  # refused rather than read as the first page, or as an empty last one
+            why = (f"file {after!r} is not one of purpose {purpose!r}" if db.query("SELECT 1 FROM files WHERE id=?", (after,))
+                   or db.query("SELECT 1 FROM deleted_files WHERE id=?", (after,)) else f"there is no file with id {after!r}")
+            raise InvalidInput(f"after: {why}", param="after",
+                               hint="pass the last_id of the previous page, or leave after out for the first page")
+        beyond = ">" if direction == "ASC" else "<"
+        sql += f" AND (created_at {beyond} ? OR (created_at = ? AND rowid {beyond} ?))"
+        args += [gone[0]["created_at"], gone[0]["created_at"], gone[0]["seq"]]
+        after = None
     sql += f" ORDER BY created_at {direction}, rowid {direction}"
     recs = [_record(r) for r in db.query(sql, tuple(args))]
     if after:
         ids = [r.id for r in recs]
-        if after not in ids:  # refused rather than read as the first page, or as an empty last one
-            why = (f"file {after!r} is not one of purpose {purpose!r}" if db.query("SELECT 1 FROM files WHERE id=?", (after,))
-                   else f"there is no file with id {after!r}")
-            raise InvalidInput(f"after: {why}", param="after",
-                               hint="pass the last_id of the previous page, or leave after out for the first page")
         recs = recs[ids.index(after) + 1:]
     return recs[:limit]
 
@@ -191,6 +200,8 @@ def delete(file_id: str) -> FileRecord:
                                  for u in uses)
             raise Conflict(f"file {file_id!r} is {named}", param="file_id",
                            hint="delete it once the job has ended, or cancel the job first")
+        tx.execute("INSERT INTO deleted_files (id, purpose, created_at, seq) SELECT id, purpose, created_at, rowid "
+                   "FROM files WHERE id=?", (file_id,))
         tx.execute("DELETE FROM files WHERE id=?", (file_id,))
     rec.path.unlink(missing_ok=True)
     return rec
