@@ -106,3 +106,13 @@ def test_a_dot_or_backslash_filename_is_only_a_label(http, name):
     assert r.json()["filename"] == label
     served = http.get(f"/v1/files/{r.json()['id']}/content").headers["content-disposition"]
     assert ".." not in served and label in served
+
+
+def test_an_expiry_is_refused_not_ignored(client, tunery_home):
+    """OpenAI deletes a file whose `expires_after` has passed; tunery keeps files until deleted, so
+    asking for an expiry is a 400 naming it, and nothing is stored."""
+    with pytest.raises(openai.BadRequestError, match="do not expire") as e:
+        client.files.create(file=("f.jsonl", io.BytesIO(b"{}\n")), purpose="fine-tune",
+                            expires_after={"anchor": "created_at", "seconds": 3600})
+    assert e.value.body["param"] == "expires_after"
+    assert client.files.list().data == []

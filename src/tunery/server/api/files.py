@@ -156,6 +156,13 @@ async def upload(request: Request) -> dict[str, Any]:
             raise InvalidInput("Missing required parameter: 'purpose'", param="purpose")
         if not form.file_bytes:
             raise InvalidInput("the uploaded file is empty", param="file")
+        if any(name.startswith("expires_after") for name in form.fields):
+            # refused rather than ignored: a client that asked for its file to be deleted must not
+            # find it kept
+            raise InvalidInput("files here do not expire: tunery keeps a file until it is deleted",
+                               param="expires_after",
+                               hint="leave expires_after out, and delete the file (DELETE /v1/files/{id}, "
+                                    "client.files.delete) when it is no longer needed")
         rec = await run_in_threadpool(writer.commit, form.filename or "upload.jsonl", purpose)
     finally:
         writer.discard()  # removes the temporary file unless committed; no await, so a cancel cannot skip it
