@@ -329,9 +329,48 @@ def render_all(tokenizer: PreTrainedTokenizerBase, conversations: Sequence[Messa
 def prompt_ids(tokenizer: PreTrainedTokenizerBase, messages: Messages, *,
                tools: Sequence[Mapping[str, Any]] | None = None) -> list[int]:
     """The token ids of the prompt for the model's next answer: ``messages`` rendered with the
-    generation prompt (and ``tools``). The template writes the special tokens itself, so none are added."""
-    text = render(tokenizer, messages, generation_prompt=True, tools=tools)
-    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    generation prompt (and ``tools``). The template writes the special tokens itself, so none are added.
+
+    A message whose text holds a control token's spelling (``<|im_start|>``, ``<|im_end|>``...)
+    gets it as the plain text it is, as OpenAI reads it: read as the control token, it would let a
+    user end their turn and write a system turn of their own. Such text (rare) is held out of the
+    rendering by a placeholder and encoded on its own with the special tokens split; everything
+    else is encoded as before."""
+    turns, kw = _turns(tokenizer, messages, tools)
+    dicts = [d for d, _ in turns]
+    controls = _control_tokens(tokenizer)
+    held: dict[str, str] = {}
+    for i, d in enumerate(dicts):
+        text = d.get("content")
+        if isinstance(text, str) and any(c in text for c in controls):
+            key = f"\ue000{len(held)}\ue001"  # private-use characters (a message that writes them is refused below)
+            held[key] = text
+            dicts[i] = {**d, "content": key}
+    rendered = _apply(tokenizer, [(dicts, kw)], True)[0]
+    if not held:
+        return list(tokenizer(rendered, add_special_tokens=False)["input_ids"])
+    pieces = re.split("(\ue000\\d+\ue001)", rendered)
+    if sorted(p for p in pieces if p in held) != sorted(held):  # the template changed or repeated a text
+        token = next(c for c in controls if any(c in t for t in held.values()))
+        raise InvalidInput(f"a message holds the model's control token {token!r}, which this model's chat "
+                           "template cannot take as plain text", param="messages",
+                           hint="leave the control token out of the message")
+    ids: list[int] = []
+    for piece in pieces:
+        if piece in held:
+            ids += tokenizer(held[piece], add_special_tokens=False, split_special_tokens=True)["input_ids"]
+        elif piece:
+            ids += tokenizer(piece, add_special_tokens=False)["input_ids"]
+    return ids
+
+
+def _control_tokens(tokenizer: PreTrainedTokenizerBase) -> list[str]:
+    """The spellings of the tokenizer's special added tokens (none for a tokenizer without a Rust
+    backend)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return []
+    return [t.content for t in backend.get_added_tokens_decoder().values() if t.special and t.content]
 
 
 # --- what is trained ---------------------------------------------------------------------------
