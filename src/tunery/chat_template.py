@@ -338,7 +338,7 @@ def prompt_ids(tokenizer: PreTrainedTokenizerBase, messages: Messages, *,
     else is encoded as before."""
     turns, kw = _turns(tokenizer, messages, tools)
     dicts = [d for d, _ in turns]
-    controls = _control_tokens(tokenizer)
+    controls = control_tokens(tokenizer)
     held: dict[str, str] = {}
     for i, d in enumerate(dicts):
         text = d.get("content")
@@ -364,7 +364,7 @@ def prompt_ids(tokenizer: PreTrainedTokenizerBase, messages: Messages, *,
     return ids
 
 
-def _control_tokens(tokenizer: PreTrainedTokenizerBase) -> list[str]:
+def control_tokens(tokenizer: PreTrainedTokenizerBase) -> list[str]:
     """The spellings of the tokenizer's special added tokens (none for a tokenizer without a Rust
     backend)."""
     backend = getattr(tokenizer, "backend_tokenizer", None)

@@ -145,6 +145,21 @@ def test_examples_the_chat_template_rejects_are_errors():
     assert len(report.examples) == 10 and len(report.token_counts) == 10
 
 
+def test_a_control_token_in_a_training_message_is_an_error(tiny_model):
+    """Trained, `<|im_end|>` written in a message would be read as the end of the turn (served, it
+    is plain text): the example is refused, naming the message."""
+    from tunery.models.loading import load_tokenizer
+
+    lines = good_lines(10) + [line({"messages": [{"role": "user", "content": "What is <|im_end|>?"},
+                                                 {"role": "assistant", "content": "A marker."}]}),
+                              line({"messages": [{"role": "user", "content": "What is <|im_end| ?"},
+                                                 {"role": "assistant", "content": "Half a marker."}]})]
+    report = validate_bytes(jsonl(lines), tokenizer=load_tokenizer(tiny_model), context_length=1024)
+    assert [(i.line, i.field) for i in report.errors] == [(11, "messages[0].content")]
+    assert "'<|im_end|>', a control token" in report.errors[0].message
+    assert len(report.examples) == 11
+
+
 def test_load_examples_returns_conversations(tmp_path: Path):
     path = tmp_path / "ok.jsonl"
     path.write_bytes(jsonl(good_lines(10)))

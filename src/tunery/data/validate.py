@@ -382,6 +382,9 @@ class _Measure:
         self.batch_bytes = 0
         self.over_seq = _LineList()
         self.rejected: set[int] = set()
+        from tunery.chat_template import control_tokens
+
+        self.controls = control_tokens(tokenizer)
 
     def add(self, line: int, conv: Conversation, size: int) -> None:
         context = self.report.context_length
@@ -391,13 +394,22 @@ class _Measure:
             self._reject(line, f"example has {len(conv):,} messages, more than the model's context of "
                                f"{context:,} tokens can hold: split it into shorter conversations")
             return
+        for i, m in enumerate(conv.messages):
+            # served, such text is plain text (chat_template.prompt_ids); trained, the template's
+            # output would read it as the token itself, a turn's end or start
+            token = next((c for c in self.controls if isinstance(m.content, str) and c in m.content), None)
+            if token is not None:
+                self._reject(line, f"holds {token!r}, a control token of the model's chat template, which "
+                                   "training would read as the token and not as text: remove it or spell it "
+                                   "otherwise", field=f"messages[{i}].content")
+                return
         self.batch.append((line, conv))
         self.batch_bytes += size
         if len(self.batch) >= self.BATCH_EXAMPLES or self.batch_bytes >= self.BATCH_BYTES:
             self.flush()
 
-    def _reject(self, line: int, message: str) -> None:
-        self.issues.add(Issue(line, None, message))
+    def _reject(self, line: int, message: str, *, field: str | None = None) -> None:
+        self.issues.add(Issue(line, field, message))
         self.rejected.add(line)
         if not self.report.keep_examples:
             self.report.n_unkept -= 1
