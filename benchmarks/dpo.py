@@ -25,7 +25,7 @@ with its defaults otherwise (its reference log-probs computed each step with the
         [--supervised-adapter OTHER_HOME/models/ft_smollm2-135m-instruct_travel_ID]
     TUNERY_HOME=/tmp/bench-home python benchmarks/dpo.py quality --onpolicy --precision int8
     TUNERY_HOME=/tmp/bench-home python benchmarks/dpo.py quality --onpolicy --mix-bundled 1 --precision int8 \
-        [--rounds 2] [--questions-file benchmarks/data/dpo-check-questions.jsonl]
+        [--rounds 2] [--answer-pairs 2] [--epochs 1] [--questions-file benchmarks/data/dpo-check-questions.jsonl]
     python benchmarks/dpo.py throughput [--epochs 1] [--pairs 16]
 
 Needs ``pip install "trl>=0.20" datasets`` for ``throughput`` (the bench extra). Don't read
@@ -117,13 +117,16 @@ def onpolicy_pairs(sft: str, out: Path, console) -> Path:
     return out
 
 
-def mixed_pairs(onpolicy: Path, times: int, out: Path) -> Path:
-    """The on-policy pairs ``times`` over, then the bundled hand-written ones (RESULTS: "Mixing the
-    on-policy pairs with the bundled ones")."""
-    text = onpolicy.read_text(encoding="utf-8")
-    if text and not text.endswith("\n"):
-        text += "\n"
-    out.write_text(text * times + PREFS.read_text(encoding="utf-8"), encoding="utf-8")
+def mixed_pairs(onpolicy: Path, times: int, out: Path, answer_times: int = 1) -> Path:
+    """The on-policy pairs ``times`` over, then those from questions to answer ``answer_times - 1``
+    more times (run C of "Pairs whose preferred decline says no": 2, so that the two behaviours weigh
+    about the same), then the bundled hand-written ones (RESULTS: "Mixing the on-policy pairs with
+    the bundled ones")."""
+    lines = [line for line in onpolicy.read_text(encoding="utf-8").splitlines() if line.strip()]
+    expect = {p["question"]: p["expect"] for p in training_prompts()}
+    answer = [line for line in lines if expect[json.loads(line)["input"]["messages"][-1]["content"]] == "answer"]
+    mix = lines * times + answer * (answer_times - 1)
+    out.write_text("".join(f"{line}\n" for line in mix) + PREFS.read_text(encoding="utf-8"), encoding="utf-8")
     return out
 
 
@@ -199,8 +202,10 @@ def quality(args) -> None:
         tag = "" if round_ == 1 else f"-r{round_}"
         pairs = onpolicy_pairs(dpo, home().root / f"onpolicy-pairs{tag}.jsonl", console) if args.onpolicy else PREFS
         if args.onpolicy and args.mix_bundled:
-            pairs = mixed_pairs(pairs, args.mix_bundled, home().root / f"mixed-pairs-{args.mix_bundled}to1{tag}.jsonl")
-            console.print(f"training pairs: the on-policy ones x{args.mix_bundled} plus the bundled ones -> {pairs}")
+            pairs = mixed_pairs(pairs, args.mix_bundled, home().root / f"mixed-pairs-{args.mix_bundled}to1{tag}.jsonl",
+                                answer_times=args.answer_pairs)
+            console.print(f"training pairs: the on-policy ones x{args.mix_bundled} (those from questions to answer "
+                          f"x{args.mix_bundled + args.answer_pairs - 1}) plus the bundled ones -> {pairs}")
         job, seconds = dpo_model(dpo, hp, pairs)
         dpo = job["fine_tuned_model"]
     from tunery.jobs import metrics
@@ -384,6 +389,9 @@ def main() -> None:
     ap.add_argument("--mix-bundled", type=int, default=0, metavar="N",
                     help="quality, with --onpolicy: train on the on-policy pairs N times over plus the bundled "
                          "pairs (RESULTS: 1 with the say-no pairs, 165 to 64; 3 with run J's 66)")
+    ap.add_argument("--answer-pairs", type=int, default=1, metavar="N",
+                    help="quality, with --mix-bundled: the on-policy pairs from questions to answer N times in all "
+                         "(RESULTS: run C, 2; default 1)")
     ap.add_argument("--rounds", type=int, default=1, metavar="N",
                     help="quality, with --onpolicy: N rounds, each sampling pairs from the previous round's model "
                          "and training DPO from it (RESULTS: 'A second on-policy round'; default 1)")
@@ -396,6 +404,8 @@ def main() -> None:
     if args.part == "quality":
         if args.rounds < 1 or (args.rounds > 1 and not args.onpolicy):
             ap.error("--rounds takes 1 or more, and more than 1 only with --onpolicy (the bundled pairs do not change)")
+        if args.answer_pairs < 1 or (args.answer_pairs > 1 and not args.mix_bundled):
+            ap.error("--answer-pairs takes 1 or more, and more than 1 only with --onpolicy --mix-bundled N")
         for key in ("beta", "epochs", "lr_multiplier"):
             value = getattr(args, key)
             setattr(args, key, value if value == "auto" else float(value) if key != "epochs" else int(value))
