@@ -71,8 +71,9 @@ def test_the_method_forms_agree_and_store_in_one_place():
 def test_tunery_settings_in_the_method_move_to_the_top():
     """The studio sends ``method.supervised.training_method``; it is stored at the top level."""
     r = FineTuneRequest.parse({**BASE, "method": {"type": "supervised", "supervised": {
-        "training_method": "full", "lora": {"r": 4}, "hyperparameters": {"n_epochs": 1}}}})
-    assert r.training_method == "full" and r.lora.r == 4
+        "training_method": "full", "nproc_per_node": 2, "hyperparameters": {"n_epochs": 1}}}})
+    assert r.training_method == "full" and r.nproc_per_node == 2
+    assert FineTuneRequest.parse({**BASE, "method": {"supervised": {"lora": {"r": 4}}}}).lora.r == 4
     assert r.to_json()["method"] == {"type": "supervised", "supervised": {"hyperparameters": {
         "n_epochs": 1, "batch_size": "auto", "learning_rate_multiplier": "auto"}}}
     e = _error(training_method="lora", method={"supervised": {"training_method": "full"}})

@@ -99,9 +99,9 @@ def test_pause_and_resume_refuse_what_they_cannot_do(tiny_model, chat_file):
     assert e.value.code == "job_not_pausable" and "validated" in str(e.value)
     with pytest.raises(Conflict) as e:
         resume_job(job["id"])
-    assert e.value.code == "job_not_resumable" and "validating_files, not paused" in str(e.value)
+    assert e.value.code == "job_not_resumable" and "its files are being validated; only a paused job" in str(e.value)
     cancel_job(job["id"])
-    with pytest.raises(Conflict, match="already cancelled"):
+    with pytest.raises(Conflict, match="it has already been cancelled"):
         pause_job(job["id"])
     with pytest.raises(NotFound):
         pause_job("ftjob-nope")
@@ -134,7 +134,7 @@ def test_the_cli_pauses_and_resumes_and_follow_stops_at_a_pause(tiny_model, chat
     r = CliRunner().invoke(cli, ["jobs", "resume", job["id"]])
     assert r.exit_code == 0 and f"Job {job['id']}: queued" in r.output
     r = CliRunner().invoke(cli, ["jobs", "resume", job["id"]])
-    assert isinstance(r.exception, Conflict) and "queued, not paused" in r.exception.message
+    assert isinstance(r.exception, Conflict) and "it is queued; only a paused job can be resumed" in r.exception.message
 
 
 def test_a_pause_after_the_last_step_lets_the_job_complete(tiny_model, chat_file, monkeypatch):

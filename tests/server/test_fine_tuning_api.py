@@ -152,7 +152,7 @@ def test_the_sdk_pauses_and_resumes_a_job(client, tiny_model, training_file_id):
     assert client.fine_tuning.jobs.resume(job.id).status == "queued"
     with pytest.raises(openai.ConflictError) as e:
         client.fine_tuning.jobs.resume(job.id)
-    assert e.value.code == "job_not_resumable" and "queued, not paused" in e.value.message
+    assert e.value.code == "job_not_resumable" and "it is queued; only a paused job can be resumed" in e.value.message
     messages = [ev.message for ev in client.fine_tuning.jobs.list_events(job.id).data]
     assert messages[:2] == ["Fine-tuning job resumed", "Fine-tuning job paused while queued"]
     client.fine_tuning.jobs.cancel(job.id)

@@ -270,7 +270,8 @@ def synth(teacher: str, system: str | None, system_from: Path | None, topics: Pa
     system = utf8_text(system, "--system", param="system")
     topic_list = load_topics(topics)
     model = get_chat_model(teacher)
-    with Progress(TextColumn("asking the teacher"), BarColumn(), MofNCompleteColumn(), console=console,
+    # the bar goes to stderr: stdout holds the result alone (the --json output too)
+    with Progress(TextColumn("asking the teacher"), BarColumn(), MofNCompleteColumn(), console=err_console,
                   transient=True) as bar:
         task = bar.add_task("synth", total=n)
         report = synthesize(model, system=system, topics=topic_list, n=n, seed=seed,

@@ -61,6 +61,16 @@ def _flag(param: str | None) -> str | None:
     return _FLAGS.get(re.sub(r"^method\.[a-z_]+\.", "", param or ""))
 
 
+def _in_option_terms(text: str, param: str | None) -> str:
+    """A request error's text in the options' terms: the request's names of the settings the options
+    set (``training_method full``, ``nproc_per_node``) become the options (``--training-method full``).
+    Only names no sentence uses as a word are renamed, and the setting the error is about."""
+    names = {path.rsplit(".", 1)[-1]: flag for path, flag in _FLAGS.items()}
+    own = (param or "").rsplit(".", 1)[-1]
+    renamed = [n for n in names if "_" in n or n == own]
+    return re.sub(r"(?<![\w.-])(" + "|".join(map(re.escape, renamed)) + r")\b", lambda m: names[m[1]], text)
+
+
 def _named(e: InvalidInput) -> InvalidInput:
     """A domain error about an option's value, with the option named."""
     flag = _flag(e.param)
@@ -134,7 +144,7 @@ def finetune(training_file: Path, validation_file: Path | None, model: str, suff
     """
     from tunery.data import files
     from tunery.data.preference import file_kind
-    from tunery.data.validate import validate_file
+    from tunery.data.validate import MAX_REPORTED_ERRORS, validate_file
     from tunery.jobs import create_job
 
     lora = {"r": lora_r, "alpha": lora_alpha, "dropout": lora_dropout, "target_modules": lora_target_modules,
@@ -161,10 +171,11 @@ def finetune(training_file: Path, validation_file: Path | None, model: str, suff
             "sharding": sharding, "precision": precision})
     except ValidationError as e:
         err = e.errors(include_url=False)[0]
-        flag = _flag(validation_param(tuple(err["loc"])))
+        param = validation_param(tuple(err["loc"]))
+        flag = _flag(param)
         if flag is None:
             raise invalid_request(e.errors(include_url=False)) from None
-        raise click.BadParameter(str(err["msg"]), param_hint=flag) from None
+        raise click.BadParameter(_in_option_terms(str(err["msg"]), param), param_hint=flag) from None
     n_examples = 0
     for path, purpose in ((training_file, "training"), (validation_file, "validation")):
         if path is None:
@@ -177,7 +188,7 @@ def finetune(training_file: Path, validation_file: Path | None, model: str, suff
                 fix = "--method dpo" if method != "dpo" else "--method supervised, or a file of preference pairs"
                 raise click.BadParameter(f"{path}: {e.message} (use {fix})", param_hint="--method") from None
         if not report.ok:
-            err_console.print(report.format(limit=30, severity="error"))
+            err_console.print(report.format(limit=MAX_REPORTED_ERRORS, severity="error"))
             err_console.print(f"[bold red]error:[/] {path} is not valid {purpose} data "
                               f"({len(report.errors)} problem(s)); fix them and run again "
                               f"(`tunery data validate {path}` lists them all)")
@@ -187,7 +198,7 @@ def finetune(training_file: Path, validation_file: Path | None, model: str, suff
     try:
         request.method.hyperparameters.check_examples(n_examples)
     except InvalidInput as e:
-        raise click.BadParameter(str(e), param_hint=_flag(e.param)) from None
+        raise click.BadParameter(_in_option_terms(str(e), e.param), param_hint=_flag(e.param)) from None
     uploaded = [files.create_from_path(training_file, "fine-tune")]
     if validation_file:
         uploaded.append(files.create_from_path(validation_file, "fine-tune"))

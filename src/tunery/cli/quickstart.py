@@ -86,18 +86,14 @@ def quickstart(model: str, seed: int, retrain: bool, questions: int | None, serv
     tuned = job["fine_tuned_model"]
 
     _step(4, "Compare base and fine-tuned on held-out questions")
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
+    from tunery.cli.evals import _run
     from tunery.evals import load_questions, render_terminal_table
 
     with status("preparing the fast serving path") as update:
         for line in qs.prepare_serving(plan, tuned, progress=update):
             console.print(line)
     n_q = len(load_questions(qs.QUESTIONS)[:questions])
-    with Progress(TextColumn("generating answers"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as bar:
-        task = bar.add_task("answers", total=2 * n_q)
-        report = qs.compare(plan, tuned, progress=lambda name, done, total: bar.update(task, completed=done))
+    report = _run(lambda progress: qs.compare(plan, tuned, progress=progress), 2 * n_q)  # bar on stderr, as eval's
     render_terminal_table(report, console)
 
     _step(5, "Deploy")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -90,12 +91,16 @@ def synthesize(teacher: ChatModel, *, system: str, topics: list[str], n: int, se
     plan = [topics[i % len(topics)] for i in range(n)]
     rng.shuffle(plan)
 
+    stopped = threading.Event()
+
     def one(i: int) -> tuple[str, str]:
+        if stopped.is_set():
+            return "", ""
         qp = GenerationParams(temperature=params.temperature, top_p=params.top_p, max_tokens=80,
                               seed=seed * 100_003 + i)
         q = _clean_question(teacher.generate([ChatMessage(Role.USER, QUESTION_PROMPT.format(topic=plan[i]))],
                                              qp).text)
-        if not q:
+        if not q or stopped.is_set():
             return "", ""
         ap = GenerationParams(temperature=params.temperature, top_p=params.top_p, max_tokens=params.max_tokens,
                               seed=seed * 100_003 + i)
@@ -106,7 +111,16 @@ def synthesize(teacher: ChatModel, *, system: str, topics: list[str], n: int, se
 
     workers = max(1, min(8, getattr(teacher, "parallel_requests", 1)))
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        pairs = list(pool.map(one, range(n)))
+        futures = [pool.submit(one, i) for i in range(n)]
+        try:
+            pairs = [fut.result() for fut in futures]
+        except BaseException:
+            # Ctrl-C, or a teacher that failed: the requests not yet sent are dropped (as in
+            # ``evals.run_eval``), and those in flight send no answer request after their question
+            stopped.set()
+            for fut in futures:
+                fut.cancel()
+            raise
 
     report = SynthReport(requested=n)
     seen: set[str] = set()

@@ -187,9 +187,18 @@ def cancel_job(job_id: str) -> dict[str, Any]:
             store.add_event(job_id, "Fine-tuning job cancelled", conn=tx)
     if cancelled:
         return get_job(job_id)
-    r = store.row(job_id)
-    raise Conflict(f"job {job_id} has already {r['status']}; only active jobs can be cancelled",
+    raise Conflict(f"job {job_id} cannot be cancelled: {_where(store.row(job_id)['status'])}",
                    param="fine_tuning_job_id", code="job_not_cancellable")
+
+
+def _where(status: str) -> str:
+    """Where a job is, as a pause, resume or cancel that does not apply to it says so: "it has
+    already been cancelled", "it is queued"."""
+    if status == "validating_files":
+        return "its files are being validated"
+    if status in store.TERMINAL:
+        return f"it has already {'been ' if status == 'cancelled' else ''}{status}"
+    return f"it is {status}"
 
 
 def pause_job(job_id: str) -> dict[str, Any]:
@@ -204,8 +213,7 @@ def pause_job(job_id: str) -> dict[str, Any]:
         elif store.set_status(job_id, "paused", only_from=("queued",), conn=tx):
             store.add_event(job_id, "Fine-tuning job paused while queued", conn=tx)
         elif (status := store.row(job_id, conn=tx)["status"]) not in ("pausing", "paused"):
-            why = ("its files are being validated; pause it once it is queued" if status == "validating_files"
-                   else f"it has already {status}")
+            why = _where(status) + ("; pause it once it is queued" if status == "validating_files" else "")
             raise Conflict(f"job {job_id} cannot be paused: {why}", param="fine_tuning_job_id",
                            code="job_not_pausable")
     return get_job(job_id)
@@ -224,7 +232,7 @@ def resume_job(job_id: str) -> dict[str, Any]:
     if resumed:
         return get_job(job_id)
     why = ("it is still pausing (writing its checkpoint); resume it once it is paused" if status == "pausing"
-           else f"it is {status}, not paused")
+           else f"{_where(status)}; only a paused job can be resumed")
     raise Conflict(f"job {job_id} cannot be resumed: {why}", param="fine_tuning_job_id", code="job_not_resumable")
 
 

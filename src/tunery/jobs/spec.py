@@ -170,16 +170,36 @@ class FineTuneRequest(BaseModel):
                             "and the held-out loss agrees, else fp32), fp32 or bf16. The job's events say which "
                             "it used and why.")
 
-    @model_validator(mode="after")
-    def _distribution_fits_the_method(self) -> FineTuneRequest:
-        if (self.nproc_per_node or 1) > 1 and self.method.type == "dpo":
+    # Settings that depend on the method are checked as fields, after the method's (their order
+    # above), so that a refusal names the setting it refuses, as ``param``.
+    @field_validator("lora")
+    @classmethod
+    def _lora_for_lora(cls, lora: LoraSpec | None, info: ValidationInfo) -> LoraSpec | None:
+        """A full fine-tune has no adapters: LoRA settings given with it would be silently ignored."""
+        if lora is not None and lora != LoraSpec() and info.data.get("training_method") == "full":
+            raise problem("LoRA settings do nothing in full fine-tuning: drop them, or use training_method lora")
+        return lora
+
+    @field_validator("nproc_per_node")
+    @classmethod
+    def _one_process_for_dpo(cls, nproc: int | None, info: ValidationInfo) -> int | None:
+        method = info.data.get("method")
+        if (nproc or 1) > 1 and method is not None and method.type == "dpo":
             raise problem("DPO trains in one process: leave nproc_per_node out (or 1)")
+        return nproc
+
+    @field_validator("sharding")
+    @classmethod
+    def _sharding_fits_the_method(cls, sharding: str, info: ValidationInfo) -> str:
         from tunery.training.distributed import sharding_problem
 
-        why = sharding_problem(self.sharding, method=self.training_method, objective=self.method.type)
+        method, training_method = info.data.get("method"), info.data.get("training_method")
+        if method is None or training_method is None:  # refused already, for itself
+            return sharding
+        why = sharding_problem(sharding, method=training_method, objective=method.type)
         if why:
             raise problem(why)
-        return self
+        return sharding
 
     @model_validator(mode="before")
     @classmethod

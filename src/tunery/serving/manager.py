@@ -292,6 +292,21 @@ def describe_serving(info: dict[str, Any]) -> str:
             f"({q.get('loss_delta', 0):+.2%} vs float32{guard}), top-1 agreement {q.get('top1_agreement', 0):.0%}")
 
 
+def _bring_back(base: ModelRecord) -> str:
+    """How to get back the weights of ``base``, found missing: pulled again from where they came
+    from, or, for a model added from a folder or GGUF file (``source`` ``local:PATH``, ``gguf:PATH``),
+    that file put back, or the model removed and added again (``models add`` refuses a name in use)."""
+    kind, _, origin = base.source.partition(":")
+    if kind == "local":
+        return (f"put the folder back, or remove the model (`tunery models remove {base.id}`) and add it again "
+                f"from where it is now (`tunery models add {base.id} FOLDER`)")
+    if kind == "gguf":
+        return (f"remove the model (`tunery models remove {base.id}`) and add it again "
+                f"(`tunery models add {base.id} {origin}`)")
+    # a catalog model is pulled by its name; another one from the Hub, by its repository
+    return f"pull it again (`tunery models pull {origin if kind == 'hf-hub' and base.spec is None else base.id}`)"
+
+
 class EngineManager:
     """Engines and tokenizers by key, loaded on first use. The lock guards the tables only: a load
     (engine creation can take a minute) and the close of an unloaded engine (which may wait for
@@ -319,7 +334,7 @@ class EngineManager:
         base = registry.get(rec.parent) if rec.is_adapter and rec.parent else rec
         if not base.path.exists():
             raise InvalidInput(f"the weights of model {base.id!r} are missing at {base.path}", param="model",
-                               hint=f"pull or add it again (`tunery models pull {base.id}`)")
+                               hint=_bring_back(base))
         adapter = _adapter_for(rec)
         kind, served, notice = route(rec, base, precision)
         if notice and notice not in self._noticed:
