@@ -54,6 +54,7 @@ def test_job_succeeds_and_registers_model(tiny_model, chat_file):
     assert any(e["type"] == "metrics" and "full_valid_loss" in e["data"] for e in events)
     cps, _ = list_checkpoints(job["id"])
     assert 1 <= len(cps) <= 3 and cps[0]["step_number"] == 12
+    assert all(c["metrics"]["step"] == c["step_number"] for c in cps)  # OpenAI's metrics name their step
     from tunery.models import get
     from tunery.models.loading import load_model
 
@@ -247,7 +248,7 @@ def test_cancel_stops_training_promptly(tiny_model, chat_file):
         os.kill(pid, 0)
     job = get_job(job["id"])
     assert job["status"] == "cancelled" and job["fine_tuned_model"] is None
-    with pytest.raises(Exception, match="already cancelled"):
+    with pytest.raises(Exception, match="already been cancelled"):
         cancel_job(job["id"])
 
 

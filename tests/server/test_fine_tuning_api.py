@@ -168,3 +168,18 @@ def test_the_sdk_lists_jobs_by_metadata(client, http, tiny_model, training_file_
     assert [j["id"] for j in http.get(JOBS, params={"metadata": "null"}).json()["data"]] == [plain.id]
     r = http.get(JOBS, params={"metadata": "team"})
     assert r.status_code == 400 and r.json()["error"]["param"] == "metadata"
+
+
+def test_integrations_null_or_empty_are_taken_and_any_other_refused(client, tiny_model, training_file_id):
+    """SDKs and wrappers send `integrations=None` (or []) unasked: taken; a real integration is a 400
+    naming it, not silently dropped."""
+    import openai
+
+    for value in (None, []):
+        job = client.fine_tuning.jobs.create(model="tiny-random", training_file=training_file_id, integrations=value)
+        assert job.integrations == [] or job.integrations is None
+        client.fine_tuning.jobs.cancel(job.id)
+    with pytest.raises(openai.BadRequestError, match="integrations") as e:
+        client.fine_tuning.jobs.create(model="tiny-random", training_file=training_file_id,
+                                       integrations=[{"type": "wandb", "wandb": {"project": "p"}}])
+    assert e.value.body["param"] == "integrations"

@@ -170,6 +170,17 @@ class FineTuneRequest(BaseModel):
                             "and the held-out loss agrees, else fp32), fp32 or bf16. The job's events say which "
                             "it used and why.")
 
+    integrations: list[Any] | None = Field(None, description="OpenAI's hosted integrations (Weights & Biases): "
+                                                            "none here; null or [] is taken, as SDKs send it.")
+
+    @field_validator("integrations")
+    @classmethod
+    def _no_integrations(cls, integrations: list[Any] | None) -> None:
+        if integrations:
+            raise problem("integrations (Weights & Biases) are not available here: follow the job through its "
+                          "events, its checkpoints' metrics and the studio's job page; leave integrations out")
+        return None
+
     # Settings that depend on the method are checked as fields, after the method's (their order
     # above), so that a refusal names the setting it refuses, as ``param``.
     @field_validator("lora")

@@ -257,5 +257,5 @@ def checkpoints(job_id: str, *, after: str | None = None, limit: int = 10) -> tu
         m = db.loads(r["metrics"], {})
         out.append({"object": "fine_tuning.job.checkpoint", "id": r["id"], "created_at": r["created_at"],
                     "fine_tuned_model_checkpoint": r["fine_tuned_model_checkpoint"], "step_number": r["step"],
-                    "metrics": {k: v for k, v in m.items() if k != "step"}, "fine_tuning_job_id": job_id})
+                    "metrics": {**m, "step": r["step"]}, "fine_tuning_job_id": job_id})  # step too, as OpenAI's
     return out, len(rows) > limit
