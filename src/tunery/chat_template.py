@@ -331,11 +331,13 @@ def prompt_ids(tokenizer: PreTrainedTokenizerBase, messages: Messages, *,
     """The token ids of the prompt for the model's next answer: ``messages`` rendered with the
     generation prompt (and ``tools``). The template writes the special tokens itself, so none are added.
 
-    A message whose text holds a control token's spelling (``<|im_start|>``, ``<|im_end|>``...)
-    gets it as the plain text it is, as OpenAI reads it: read as the control token, it would let a
-    user end their turn and write a system turn of their own. Such text (rare) is held out of the
-    rendering by a placeholder and encoded on its own with the special tokens split; everything
-    else is encoded as before."""
+    A message whose text (``content``) holds a control token's spelling (``<|im_start|>``,
+    ``<|im_end|>``...) gets it as the plain text it is, as OpenAI reads it: read as the control
+    token, it would let a user end their turn and write a system turn of their own. Such text (rare)
+    is held out of the rendering by a placeholder and encoded on its own with the special tokens
+    split; everything else is encoded as before. This needs a tokenizer whose pieces join to the
+    text (byte-level BPE: SmolLM2's, Qwen's, Llama 3's); one that marks the start of each text it
+    encodes (SentencePiece's) encodes the whole text as before, control tokens included."""
     turns, kw = _turns(tokenizer, messages, tools)
     dicts = [d for d, _ in turns]
     controls = control_tokens(tokenizer)
@@ -361,6 +363,11 @@ def prompt_ids(tokenizer: PreTrainedTokenizerBase, messages: Messages, *,
             ids += tokenizer(held[piece], add_special_tokens=False, split_special_tokens=True)["input_ids"]
         elif piece:
             ids += tokenizer(piece, add_special_tokens=False)["input_ids"]
+    whole = "".join(held.get(piece, piece) for piece in pieces)
+    if tokenizer.decode(ids) != whole:
+        # a tokenizer that marks the start of each call's text (SentencePiece's "▁", Mistral's) cannot
+        # be encoded piece by piece: such a model reads the text as before, control tokens included
+        return list(tokenizer(whole, add_special_tokens=False)["input_ids"])
     return ids
 
 

@@ -130,6 +130,26 @@ def test_a_control_token_written_in_a_message_is_plain_text(tok, smol_tok):
         assert prompt_ids(t, plain) == list(t(render(t, plain, generation_prompt=True), add_special_tokens=False)["input_ids"])
 
 
+def test_a_tokenizer_that_marks_each_texts_start_encodes_the_whole_prompt_as_before():
+    """SentencePiece-style tokenizers (Metaspace, "▁" before each text encoded) cannot be encoded
+    piece by piece without a "▁" at every seam: such a prompt keeps the old encoding whole."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
+    for c in [*"abcdefghijklmnopqrstuvwxyz[]/ INST", "▁"]:
+        vocab.setdefault(c, len(vocab))
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
+    backend.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first")
+    t = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    t.chat_template = "{% for m in messages %}[INST] {{ m.content }} [/INST]{% endfor %}"
+    msgs = [{"role": "user", "content": "hello </s> world"}]
+    text = render(t, msgs, generation_prompt=True)
+    assert prompt_ids(t, msgs) == list(t(text, add_special_tokens=False)["input_ids"])
+    assert t.decode(prompt_ids(t, msgs)) == text
+
+
 def test_tools_reach_the_template(tok):
     t = with_template(tok, "{% for tool in tools or [] %}[{{ tool.function.name }}]{% endfor %}"
                            "{% for m in messages %}{{ m.content }}{% endfor %}")

@@ -237,12 +237,12 @@ def test_a_served_export_folder_is_not_replaced_even_with_force(exports, tiny_ft
     monkeypatch.setattr(hf_folder, "write_merged", lambda *a: pytest.fail("the export started"))
     with pytest.raises(Conflict, match=f"served as model {model}, deployed as served") as e:
         export_model(tiny_ft.id, "gguf", folder, quantize="q8_0", force=True)
-    assert e.value.hint.startswith("`tunery deployments delete served`, then `tunery models delete")
+    assert e.value.hint.startswith(f"`tunery deployments delete served`, then `tunery models remove {model}` (")
     r = CliRunner().invoke(cli, ["deployments", "delete", "served"])
     assert r.exit_code == 0, r.output
     with pytest.raises(Conflict, match=f"served as model {model}, so it is not replaced") as e:
         export_model(tiny_ft.id, "gguf", folder, quantize="q8_0", force=True)
-    assert e.value.hint.startswith(f"`tunery models delete {model}` (the folder stays)")
+    assert e.value.hint.startswith(f"`tunery models remove {model}` (")
     registry.remove(model)
     assert sorted((p.name, p.stat().st_mtime_ns) for p in folder.iterdir()) == before  # the folder stayed
     with pytest.raises(pytest.fail.Exception, match="the export started"):  # and now it may be replaced

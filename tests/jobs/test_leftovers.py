@@ -73,3 +73,13 @@ def test_the_validation_failure_of_a_job_lists_the_bad_lines_up_to_the_same_cap(
     Worker().run_once()
     message = get_job(job["id"])["error"]["message"]
     assert message.count("not valid JSON") <= MAX_REPORTED_ERRORS and "more)" in message, message
+
+
+def test_a_full_job_stored_with_lora_settings_before_they_were_refused_still_runs():
+    """The refusal is for new requests: a job the previous release stored with LoRA settings on a
+    full fine-tune (taken and ignored then) is read back without them, not failed on every claim."""
+    from tunery.jobs import store
+
+    req = store.request({"config": {"model": "tiny-random", "training_file": "file-x", "training_method": "full",
+                                    "lora": {"r": 4}}})
+    assert req.training_method == "full" and req.lora is None

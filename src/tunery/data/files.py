@@ -171,8 +171,9 @@ def list_files(purpose: str | None = None, *, limit: int = 10000, after: str | N
                    or db.query("SELECT 1 FROM deleted_files WHERE id=?", (after,)) else f"there is no file with id {after!r}")
             raise InvalidInput(f"after: {why}", param="after",
                                hint="pass the last_id of the previous page, or leave after out for the first page")
-        beyond = ">" if direction == "ASC" else "<"
-        sql += f" AND (created_at {beyond} ? OR (created_at = ? AND rowid {beyond} ?))"
+        # a live file in the deleted one's exact place (SQLite reuses the highest rowid) came after it
+        beyond, tie = (">", ">=") if direction == "ASC" else ("<", "<")
+        sql += f" AND (created_at {beyond} ? OR (created_at = ? AND rowid {tie} ?))"
         args += [gone[0]["created_at"], gone[0]["created_at"], gone[0]["seq"]]
         after = None
     sql += f" ORDER BY created_at {direction}, rowid {direction}"

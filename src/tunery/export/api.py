@@ -177,11 +177,14 @@ def _check_unregistered(out: Path) -> None:
         return
     deployed = [d.name for d in deployments.list_deployments() if d.model in {r.id for r in users}]
     ids = ", ".join(r.id for r in users)
-    first = f"`tunery deployments delete {deployed[0]}`, then " if deployed else ""
+    steps = [f"`tunery deployments delete {name}`" for name in deployed]
+    steps += [f"`tunery models remove {r.id}`" for r in users]
+    # removing a model deletes its folder when it lies in TUNERY_HOME (models.registry.remove)
+    kept = "the folder is deleted with it, being inside TUNERY_HOME" if out.is_relative_to(home().root.resolve()) \
+        else "the folder stays"
     raise Conflict(f"{out} is served as model {ids}" + (f", deployed as {', '.join(deployed)}" if deployed else "")
                    + ", so it is not replaced, with or without --force", param="output",
-                   hint=f"{first}`tunery models delete {users[0].id}` (the folder stays), then export again; "
-                        "or pick another -o folder")
+                   hint=f"{', then '.join(steps)} ({kept}), then export again; or pick another -o folder")
 
 
 def _calibration_chats(rec: ModelRecord, path: str | Path | None) -> tuple[str, list[Messages]]:

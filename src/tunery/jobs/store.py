@@ -61,6 +61,10 @@ def request(r: dict[str, Any]) -> FineTuneRequest:
         config = {"model": r["model"], "training_file": r["training_file"], "validation_file": r["validation_file"],
                   "hyperparameters": r["hyperparameters"], "suffix": r["suffix"], "seed": r["seed"],
                   "metadata": r["metadata"], "training_method": r["training_method"], "lora": config.get("lora")}
+    if config.get("training_method") == "full" and config.get("lora"):
+        # LoRA settings on a full fine-tune were taken (and ignored) before they were refused: a job
+        # stored then still runs, as it was meant to
+        config = {k: v for k, v in config.items() if k != "lora"}
     return FineTuneRequest.parse(config)
 
 

@@ -297,6 +297,12 @@ def _bring_back(base: ModelRecord) -> str:
     from, or, for a model added from a folder or GGUF file (``source`` ``local:PATH``, ``gguf:PATH``),
     that file put back, or the model removed and added again (``models add`` refuses a name in use)."""
     kind, _, origin = base.source.partition(":")
+    if kind == "job" or base.source.startswith("checkpoint"):  # a full fine-tune's weights: only its job made them
+        return (f"they were written by a fine-tuning job and cannot be fetched again: remove the model "
+                f"(`tunery models remove {base.id}`) and fine-tune again")
+    if base.source == "onnx-export":
+        return (f"put the export folder back, or remove the model (`tunery models remove {base.id}`) and deploy "
+                "the export's folder again (`tunery deploy DIR`)")
     if kind == "local":
         return (f"put the folder back, or remove the model (`tunery models remove {base.id}`) and add it again "
                 f"from where it is now (`tunery models add {base.id} FOLDER`)")
