@@ -178,6 +178,16 @@ def test_additional_includes_lend_nodes_their_source_files(tmp_path, write, fact
     line = test_flow(root, {}, model_factory=factory).line
     assert line.status == "Completed", line.error
     assert line.outputs == {"o": "T:a!"}
+    # a run's snapshot holds the included files, as Prompt flow's does: a resumed run loads it alone
+    from tunery.flows.batch import RunSpec, create_run
+
+    data = tmp_path / "data.jsonl"
+    data.write_text('{"x": "b"}\n')
+    first = create_run(RunSpec(flow=str(root), data=str(data), name="with-includes"), model_factory=factory)
+    assert first.status == "Completed"
+    assert (first.path / "flow" / "tool.py").is_file() and (first.path / "flow" / "prompts" / "p.jinja2").is_file()
+    again = create_run(RunSpec(resume_from="with-includes", name="resumed"), model_factory=factory)
+    assert again.status == "Completed"
     text = (root / "flow.dag.yaml").read_text().replace("- ../shared/prompts/", "- ../shared/nope")
     (root / "flow.dag.yaml").write_text(text)
     from tunery.flows import validate_flow

@@ -161,7 +161,7 @@ def create_run(spec: RunSpec, *, model_factory: ModelFactory | None = None,
             "resume_from": spec.resume_from, "workers": workers, "line_timeout": timeout,
             "default_model": spec.default_model, "environment_variables": sorted(spec.environment_variables),
             "start_time": time.time(), "total_lines": len(prepared) + len(resumed)}
-    store = RunStore.create(name, flow.dir, meta, flow=source)
+    store = RunStore.create(name, flow.dir, meta, flow=source, includes=flow.includes)
     for w in mapping_warnings:
         warn(w)
     results: list[LineResult] = []

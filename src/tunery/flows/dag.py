@@ -146,6 +146,8 @@ class Flow:
     node_variants: dict[str, NodeVariants]
     selected: dict[str, str] = field(default_factory=dict)
     warnings: tuple[Problem, ...] = ()
+    includes: tuple[Path, ...] = ()
+    """``additional_includes`` that exist, resolved: files and folders a run copies in beside the flow."""
 
     @property
     def name(self) -> str:

@@ -159,9 +159,12 @@ class RunStore:
         self._lock = threading.Lock()
 
     @classmethod
-    def create(cls, name: str, flow_dir: Path, meta: dict[str, Any], *, flow: str | None = None) -> RunStore:
-        """Create the run's folder (with a snapshot of ``flow_dir``) and its database row;
-        ``flow`` is where the flow came from, as shown to users."""
+    def create(cls, name: str, flow_dir: Path, meta: dict[str, Any], *, flow: str | None = None,
+               includes: tuple[Path, ...] = ()) -> RunStore:
+        """Create the run's folder (with a snapshot of ``flow_dir``, and the flow's ``includes``
+        copied into it as Prompt flow copies ``additional_includes``, so that the snapshot runs on
+        its own: a resumed run loads it) and its database row; ``flow`` is where the flow came
+        from, as shown to users."""
         if not _NAME.match(name):
             raise InvalidInput(f"invalid run name {name!r}", param="name", hint="use letters, digits and _ . -")
         if db.query("SELECT 1 FROM runs WHERE name=?", (name,)):
@@ -171,6 +174,12 @@ class RunStore:
             shutil.rmtree(path)  # left by a run whose database row was never written
         path.mkdir(parents=True)
         shutil.copytree(flow_dir, path / "flow", ignore=_SNAPSHOT_IGNORE)
+        for inc in includes:  # the flow's own file of the same name comes first, as it does when loading
+            target = path / "flow" / inc.name
+            if inc.is_dir():
+                shutil.copytree(inc, target, ignore=_SNAPSHOT_IGNORE, dirs_exist_ok=True)
+            elif not target.exists():
+                shutil.copy2(inc, target)
         meta = {**meta, "pid": os.getpid()}  # who runs it: see _orphaned
         record = RunRecord(f"run_{uuid.uuid4().hex[:16]}", name, flow or str(flow_dir), RUNNING,
                            db.now(), None, path, dict(meta))

@@ -371,7 +371,8 @@ def check_flow(path: str | Path) -> tuple[Flow | None, list[Problem]]:
     concrete = tuple(variants[n.name].variants[variants[n.name].default_id] if n.name in variants
                      else n for n in nodes if n.name in variants or n.name not in placeholders)
     flow = Flow(dir=file.parent.resolve(), file=file.resolve(), inputs=inputs, outputs=outputs, nodes=concrete,
-                node_variants=variants, selected={k: v.default_id for k, v in variants.items()})
+                node_variants=variants, selected={k: v.default_id for k, v in variants.items()},
+                includes=tuple(p.includes))
     all_nodes = list(concrete) + [v for nv in variants.values() for vid, v in nv.variants.items()
                                   if vid != nv.default_id]
     for node in all_nodes:
