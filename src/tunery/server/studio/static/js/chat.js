@@ -115,6 +115,12 @@ export class ChatView {
       el("div", { class: "who" }, "You"), el("div", { class: "bubble" }, text)));
   }
 
+  /** Mark a user message whose turn failed: it stays on screen, but the model never saw it. */
+  notSent(node, note = "Not sent: the model did not see this message.") {
+    node.dataset.sent = "false";
+    node.append(el("div", { class: "meta not-sent" }, note));
+  }
+
   addAssistant(label = "Assistant") {
     const body = el("div", { class: "bubble streaming" }, el("span", { class: "cursor" }));
     const meta = el("div", { class: "meta" }, "Waiting for the first token…");
@@ -154,11 +160,14 @@ export class ChatView {
       fail(err) {
         body.classList.remove("streaming");
         const partial = body.textContent;
+        const stopped = err && err.name === "AbortError";
+        // a stopped answer is no error: what came stays, as the conversation's answer
         clear(body, partial ? el("div", {}, partial) : null,
-          el("div", { class: "alert error inline", role: "alert" }, errorMessage(err)));
-        node.dataset.state = "error";
+          stopped ? (partial ? null : el("em", { class: "muted" }, "(stopped before the first token)"))
+            : el("div", { class: "alert error inline", role: "alert" }, errorMessage(err)));
+        node.dataset.state = stopped ? "stopped" : "error";
         delete node.dataset.waiting;
-        clear(meta, err && err.name === "AbortError" ? "Stopped" : "Failed");
+        clear(meta, stopped ? "Stopped" : "Failed");
       },
     };
   }
@@ -198,7 +207,9 @@ export function firstUseNote(model) {
   return `Preparing the fast ${s.precision} copy of ${base}… first use only: it is built once, then kept.`;
 }
 
-/** One streamed answer into `view`; resolves to the answer text, or null when it failed. `extra`
+/** One streamed answer into `view`; resolves to the answer text, or null when it failed. An
+ * answer stopped part-way resolves to the part shown, which stays in the conversation (as in
+ * other playgrounds); one stopped before its first token is a failed turn. `extra`
  * joins the request body (the playground's tools and response format); `onDone(result, node)`
  * sees the whole result (its `toolCalls`) and the answer's transcript node; `onError(err)` sees
  * why it failed. */
@@ -206,6 +217,7 @@ export async function runTurn({ view, model, system, history, params, signal, la
   const bubble = view.addAssistant(label);
   const started = performance.now();
   let firstToken = null;
+  let shown = "";
   const note = firstUseNote(model);
   if (note) bubble.waiting(note, "first-use");
   const slow = note ? null : setTimeout(() => bubble.waiting(
@@ -216,6 +228,7 @@ export async function runTurn({ view, model, system, history, params, signal, la
       onStart: () => { clearTimeout(slow); bubble.started(); },
       onDelta: (_piece, partial) => {
         if (firstToken === null) firstToken = performance.now() - started;
+        shown = partial.text;
         bubble.update(partial.text, partial.chunks);
       },
     });
@@ -224,6 +237,7 @@ export async function runTurn({ view, model, system, history, params, signal, la
     return result.text;
   } catch (err) {
     bubble.fail(err);
+    if (err && err.name === "AbortError" && shown) return shown;
     if (onError) onError(err);
     return null;
   } finally {

@@ -23,6 +23,7 @@ let columns = [];
 let exerciseCount = 0;
 let questions = [];
 let busy = 0;
+let stopped = false; // Stop was pressed: the exercise asks no further question
 
 const shared = { system: "", params: { ...DEFAULT_PARAMS, ...(saved.params || {}) } };
 const sharedParams = paramsForm($("#params"), shared.params, (p) => { shared.params = p; save({ params: p }); }, { idPrefix: "cmp" });
@@ -32,6 +33,7 @@ class Column {
   constructor(index) {
     this.index = index;
     this.history = [];
+    this.conversation = 0; // clear() starts a new one: a turn still in flight must not write into it
     this.controller = null;
     this.own = { system: shared.system, params: { ...shared.params } };
     this.select = el("select", { "aria-label": `Model ${TAGS[index]}`, class: "column-model" });
@@ -78,14 +80,16 @@ class Column {
       this.view.addAssistant().fail(new Error("Pick a model for this column first."));
       return;
     }
+    const mine = this.conversation;
     this.history.push({ role: "user", content: text });
-    this.view.addUser(text);
+    const sent = this.view.addUser(text);
     this.controller = new AbortController();
     setBusy(+1);
     const { system, params } = this.effective();
     const answer = await runTurn({ view: this.view, model: this.select.value, system, history: this.history,
       params, signal: this.controller.signal, label: this.select.value });
-    if (answer === null) this.history.pop();
+    if (mine !== this.conversation) { /* cleared meanwhile */ }
+    else if (answer === null) { this.history.pop(); this.view.notSent(sent); }
     else this.history.push({ role: "assistant", content: answer });
     this.controller = null;
     setBusy(-1);
@@ -102,6 +106,7 @@ class Column {
 
   clear() {
     this.stop();
+    this.conversation += 1;
     this.history = [];
     this.view.reset();
   }
@@ -170,9 +175,11 @@ async function askExercise() {
   if (busy) return;
   if (!syncBox.checked) { syncBox.checked = true; applySync(); }
   columns.forEach((c) => c.clear());
+  stopped = false;
   // the exercise asks its questions in order, as one conversation
   for (const q of questions.slice(0, exerciseCount)) {
     await askAll(q.question);
+    if (stopped) return;
     if (columns.some((c) => c.history.length === 0 || c.history[c.history.length - 1].role !== "assistant")) {
       toast("Stopped: a column did not answer", "error");
       return;
@@ -221,7 +228,7 @@ async function init() {
 
 $("#composer").addEventListener("submit", (e) => { e.preventDefault(); sendShared(); });
 enterSends(prompt, sendShared);
-$("#stop").addEventListener("click", () => columns.forEach((c) => c.stop()));
+$("#stop").addEventListener("click", () => { stopped = true; columns.forEach((c) => c.stop()); });
 $("#clear-all").addEventListener("click", () => columns.forEach((c) => c.clear()));
 $("#ask-exercise").addEventListener("click", askExercise);
 syncBox.addEventListener("change", applySync);

@@ -70,7 +70,10 @@ async function check(kind, { quiet = false } = {}) {
       nEpochs = undefined;
       report = await fetchReport(s.id, { purpose: kind, model });
     }
-    if (state[kind] !== s) return; // another file was chosen meanwhile
+    if (state[kind] !== s) { // another file was chosen meanwhile: keep the verdict, show nothing
+      s.ok = report.validation.ok;
+      return;
+    }
     s.ok = renderReport(box, report);
     s.kind = report.kind || "chat";
     setStatus(kind, s.ok ? `${s.name} (${s.id}) is valid${s.kind === "preference" ? " (preference pairs)" : ""}.` : `${s.name} (${s.id}) has errors: fix them and choose the file again.`);
@@ -121,6 +124,8 @@ async function upload(kind, file) {
   if (!file) return;
   const box = $(`#${kind}-report`);
   clear(box);
+  // the list must not go on naming the file this one replaces, also when this upload fails
+  $(`#${kind}-existing`).value = "";
   setStatus(kind, `Uploading ${file.name} (${fmtBytes(file.size)})…`);
   state[kind] = { id: null, name: file.name, ok: null, checking: true, kind: null };
   update();
@@ -133,12 +138,16 @@ async function upload(kind, file) {
     await loadExisting();
     $(`#${kind}-existing`).value = rec.id;
     await check(kind);
-    // a file the check refused is taken back; one that could not be checked (the server was
-    // busy, the base model's tokenizer failed) may be fine: it stays, to be checked again
-    if (state[kind] === s && s.ok === false && !s.unchecked) {
+    // a file the check refused is taken back, also when another file was chosen meanwhile; one
+    // that could not be checked (the server was busy, the base model's tokenizer failed) may be
+    // fine: it stays, to be checked again
+    if (s.ok === false && !s.unchecked) {
+      const current = state[kind] === s;
       const removed = await discard(kind, s);
-      setStatus(kind, `${s.name} has errors: fix them and choose the file again. `
-        + (removed ? "The upload was removed from the server." : "The upload is still on the server: delete it on the Data page."));
+      if (current) {
+        setStatus(kind, `${s.name} has errors: fix them and choose the file again. `
+          + (removed ? "The upload was removed from the server." : "The upload is still on the server: delete it on the Data page."));
+      }
     }
   } catch (e) {
     state[kind] = { id: null, name: null, ok: null, checking: false };
@@ -152,9 +161,10 @@ async function upload(kind, file) {
 async function discard(kind, s) {
   if (!s.uploaded || !s.id) return false;
   const id = s.id;
+  const current = state[kind] === s;
   s.id = null; // it names no file now: nothing re-checks or submits it
   s.uploaded = false;
-  $(`#${kind}-existing`).value = "";
+  if (current) $(`#${kind}-existing`).value = "";
   let removed = true;
   try {
     await api(`/v1/files/${encodeURIComponent(id)}`, { method: "DELETE" });

@@ -5,7 +5,7 @@
 
 import { api } from "./api.js";
 import { deployedNote, openDeployDialog } from "./deploy.js";
-import { $, badge, clear, el, fmtDuration, fmtNumber, fmtTime, showError, table, toast } from "./ui.js";
+import { $, $$, badge, clear, el, fmtDuration, fmtNumber, fmtTime, showError, table, toast } from "./ui.js";
 
 const jobId = $("#job").dataset.jobId;
 const ACTIVE = new Set(["validating_files", "queued", "running", "pausing", "paused"]);
@@ -52,6 +52,12 @@ class LiveChart {
       legend: { live: false },
       cursor: { drag: { x: false, y: false } },
     };
+  }
+
+  /** Say why there is no curve (only while none is drawn). */
+  empty(text) {
+    const note = this.plot ? null : this.host.querySelector(".chart-empty");
+    if (note) note.textContent = text;
   }
 
   update(rows) {
@@ -165,7 +171,7 @@ function renderProgress(rows, j) {
   $("#progress-text").textContent = last
     ? `step ${last.step} of ${total}${last.epoch ? ` · epoch ${last.epoch}` : ""}${last.tokens_per_second ? ` · ${fmtNumber(last.tokens_per_second, 0)} tokens/s` : ""}`
     : ACTIVE.has(j.status) ? (j.status === "running" ? "starting…" : j.status.replaceAll("_", " ")) : "";
-  if (last && (j.status === "pausing" || j.status === "paused")) $("#progress-text").textContent += ` · ${j.status}`;
+  if (last && ["pausing", "paused", "failed", "cancelled"].includes(j.status)) $("#progress-text").textContent += ` · ${j.status}`;
   if (last) {
     const v = [...rows].reverse().find((r) => typeof r.valid_loss === "number");
     $("#loss-last").textContent = `training ${last.train_loss.toFixed(4)}${v ? ` · validation ${v.valid_loss.toFixed(4)}` : ""}`;
@@ -222,6 +228,12 @@ async function refresh() {
   renderProgress(metrics.data, j);
   renderEvents(events.data);
   renderCheckpoints(ckpts.data);
+  if (!ACTIVE.has(j.status)) {
+    // an ended job waits for nothing: say what there is not, instead of "waiting for the first step"
+    const how = { failed: "failed", cancelled: "was cancelled", succeeded: "ended" }[j.status] || "ended";
+    for (const chart of [lossChart, accChart, marginChart]) chart.empty(`No training step was recorded: the job ${how} before its first step.`);
+    if (!ckpts.data.length) clear($("#checkpoints"), el("p", { class: "muted" }, `None: the job ${how} without saving a checkpoint.`));
+  }
   return j;
 }
 
@@ -239,6 +251,12 @@ async function loop(mine = ++generation) {
     if (mine !== generation) return;
     showError($("#job-error"), err, { title: "Could not load the job" });
     if (err.status !== 404) timer = setTimeout(() => loop(mine), 3000); // a passing failure: keep trying
+    else if (!job) {
+      // no such job: nothing is coming, so the empty panels must not say they wait for it
+      for (const note of $$(".chart-empty")) note.textContent = "No such job.";
+      clear($("#checkpoints"), el("p", { class: "muted" }, "No such job."));
+      $("#job").dataset.status = "missing";
+    }
   }
 }
 

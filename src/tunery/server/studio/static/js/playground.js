@@ -25,6 +25,7 @@ const view = new ChatView($("#chat"), { emptyText: "Pick a model and send a mess
 
 let applied = saved.system ?? "You are a helpful assistant.";
 let history = [];
+let conversation = 0; // Clear chat starts a new one: a turn still in flight must not write into it
 let controller = null;
 const params = paramsForm($("#params"), saved.params || DEFAULT_PARAMS, (p) => save({ params: p }), { idPrefix: "pg" });
 
@@ -195,9 +196,14 @@ function showCalls(calls, node) {
 async function loadModels() {
   try {
     const { data } = await api("/v1/models");
-    const wanted = new URLSearchParams(location.search).get("model") || saved.model;
+    const asked = new URLSearchParams(location.search).get("model");
+    const wanted = asked || saved.model;
     rememberModels(data);
     fillModelSelect(modelSelect, data, { selected: wanted });
+    if (asked && data.length && modelSelect.value !== asked) {
+      // a link to a deployment or model that is gone: say so, rather than chat with another one unnoticed
+      pageError(new Error(`There is no deployment or model named ${asked} (any more): pick one from the list. Chatting with ${modelSelect.value} meanwhile.`));
+    }
     if (!data.length) {
       modelSelect.append(new Option("No models yet: run `tunery models pull`", ""));
       pageError(new Error("No models are registered. Pull one with `tunery models pull smollm2-135m-instruct`."));
@@ -207,7 +213,7 @@ async function loadModels() {
     pageError(e);
   }
 }
-modelSelect.addEventListener("change", () => save({ model: modelSelect.value }));
+modelSelect.addEventListener("change", () => { pageError(null); save({ model: modelSelect.value }); });
 
 function setBusy(busy) {
   sendButton.disabled = busy;
@@ -228,9 +234,15 @@ async function send() {
   pageError(null);
   formatProblem(null);
   prompt.value = "";
+  const mine = conversation;
   history.push({ role: "user", content: text });
-  view.addUser(text);
-  if (!(await answerTurn())) history.pop(); // a failed turn leaves the conversation as it was, so it can be retried
+  const sent = view.addUser(text);
+  if (await answerTurn() || mine !== conversation) return;
+  // a failed turn leaves the conversation as it was: the message is marked as unseen by the
+  // model, and goes back in the box, to be sent again with one Enter
+  history.pop();
+  view.notSent(sent, "Not sent: the model did not see this message. It is back in the message box.");
+  if (!prompt.value.trim()) prompt.value = text;
 }
 
 /** The model's next answer to `history`; true when it came. */
@@ -239,15 +251,16 @@ async function answerTurn() {
   setBusy(true);
   let calls = [];
   let node = null;
+  const mine = conversation;
   const answer = await runTurn({ view, model: modelSelect.value, system: applied, history, params: params.get(), signal: controller.signal,
     label: modelSelect.value, extra: extraFields(), onDone: (result, n) => { calls = result.toolCalls.filter(Boolean); node = n; },
     onError: (err) => { if (String(err.param || "").startsWith("response_format")) formatProblem(err); } });
-  if (answer !== null) {
+  if (answer !== null && mine === conversation) {
     history.push(calls.length ? { role: "assistant", content: answer || null, tool_calls: calls } : { role: "assistant", content: answer });
   }
   controller = null;
   setBusy(false);
-  if (answer !== null && calls.length) showCalls(calls, node);
+  if (answer !== null && calls.length && mine === conversation) showCalls(calls, node);
   else prompt.focus();
   return answer !== null;
 }
@@ -257,6 +270,7 @@ enterSends(prompt, send);
 stopButton.addEventListener("click", () => controller && controller.abort());
 $("#clear-chat").addEventListener("click", () => {
   if (controller) controller.abort();
+  conversation += 1;
   history = [];
   view.reset();
   prompt.focus();
