@@ -42,3 +42,9 @@ def invalid_lines() -> list[str]:
 def write(path: Path, lines: list[str]) -> Path:
     path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     return path
+
+
+def set_number(page, selector: str, value: str) -> None:
+    """Type a number into a field and leave it, as a user does (the page reads it on change)."""
+    page.fill(selector, value)
+    page.press(selector, "Tab")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from studio_data import invalid_lines, valid_lines, write
+from studio_data import invalid_lines, set_number, valid_lines, write
 
 pytestmark = pytest.mark.browser
 
@@ -18,11 +18,6 @@ def chat_requests(page) -> list[list[dict]]:
     sent: list[list[dict]] = []
     page.on("request", lambda r: r.url.endswith("/v1/chat/completions") and sent.append(json.loads(r.post_data)["messages"]))
     return sent
-
-
-def set_number(page, selector: str, value: str) -> None:
-    page.fill(selector, value)
-    page.press(selector, "Tab")
 
 
 def test_a_stopped_answer_stays_in_the_conversation_the_model_is_sent(page, studio, watch):

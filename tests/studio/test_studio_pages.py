@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from studio_data import BAD_ROLE, valid_lines, write
+from studio_data import BAD_ROLE, set_number, valid_lines, write
 
 pytestmark = pytest.mark.browser
 
@@ -22,11 +22,6 @@ DONE = ".msg.assistant[data-state=done]"
 def open_page(page, studio, path: str, ready: str) -> None:
     page.goto(f"{studio.url}{path}")
     page.wait_for_selector(ready, state="attached")
-
-
-def set_number(page, selector: str, value: str) -> None:
-    page.fill(selector, value)
-    page.press(selector, "Tab")  # the parameters form takes a value on change
 
 
 def test_playground_streams_an_answer_and_shows_its_numbers(page, studio, watch, shot):
