@@ -134,6 +134,17 @@ def test_a_refused_upload_is_removed_also_when_another_file_was_chosen_meanwhile
     def names() -> list[str]:
         return [f["filename"] for f in httpx.get(f"{studio.url}/v1/files", timeout=60).json()["data"]]
 
+    import re
+
+    held = []  # the first file's check is held until the second file is chosen and checked
+
+    def hold_first(route) -> None:
+        if held:
+            route.continue_()
+        else:
+            held.append(route)
+
+    page.route(re.compile(r"/v1/tunery/files/[^/]+/report"), hold_first)
     page.goto(f"{studio.url}/fine-tune")
     page.wait_for_selector("#base-model[data-ready=true]", state="attached")
     page.set_input_files("#training-file", str(write(tmp_path / "hasty.jsonl", invalid_lines())))
@@ -141,6 +152,8 @@ def test_a_refused_upload_is_removed_also_when_another_file_was_chosen_meanwhile
     page.set_input_files("#training-file", str(write(tmp_path / "second.jsonl", valid_lines(12))))
     page.wait_for_selector("#training-report .report[data-ok=true]")
     page.wait_for_function("!document.querySelector('#submit').disabled")
+    assert len(held) == 1
+    held[0].continue_()  # now the first check ends, refusing its file
     # the first upload was refused: the wizard takes it back, as it does when nothing else was chosen
     for _ in range(50):
         if "hasty.jsonl" not in names():
