@@ -335,25 +335,46 @@ def prompt_ids(tokenizer: PreTrainedTokenizerBase, messages: Messages, *,
     ``<|im_end|>``...) gets it as the plain text it is, as OpenAI reads it: read as the control
     token, it would let a user end their turn and write a system turn of their own. Such text (rare)
     is held out of the rendering by a placeholder and encoded on its own with the special tokens
-    split; everything else is encoded as before. This needs a tokenizer whose pieces join to the
-    text (byte-level BPE: SmolLM2's, Qwen's, Llama 3's); one that marks the start of each text it
-    encodes (SentencePiece's) encodes the whole text as before, control tokens included."""
+    split; everything else is encoded as before. Tool definitions and call arguments are covered
+    too: the fallback writes them into the messages' text; a template that renders tools itself
+    gets each control token in their strings as a placeholder (the text around it is encoded
+    apart from it, so its tokens may split at the seam; the text is the same). This needs a
+    tokenizer whose pieces join to the text (byte-level BPE: SmolLM2's, Qwen's, Llama 3's); one
+    that marks the start of each text it encodes (SentencePiece's) encodes the whole text as
+    before, control tokens included."""
     turns, kw = _turns(tokenizer, messages, tools)
     dicts = [d for d, _ in turns]
     controls = control_tokens(tokenizer)
     held: dict[str, str] = {}
+
+    def hold(text: str) -> str:
+        key = f"\ue000{len(held)}\ue001"  # private-use characters (a text that writes a key is refused below)
+        held[key] = text
+        return key
+
+    def hold_each(value: Any) -> Any:  # each control token in the strings of a structure, on its own
+        if isinstance(value, str):
+            return re.sub("|".join(map(re.escape, controls)), lambda m: hold(m.group()), value) if controls else value
+        if isinstance(value, Mapping):
+            return {hold_each(k): hold_each(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [hold_each(v) for v in value]
+        return value
+
     for i, d in enumerate(dicts):
         text = d.get("content")
         if isinstance(text, str) and any(c in text for c in controls):
-            key = f"\ue000{len(held)}\ue001"  # private-use characters (a message that writes them is refused below)
-            held[key] = text
-            dicts[i] = {**d, "content": key}
+            d = dicts[i] = {**d, "content": hold(text)}
+        if d.get("tool_calls"):  # as objects only for a template that renders calls itself
+            dicts[i] = {**d, "tool_calls": hold_each(d["tool_calls"])}
+    if kw:
+        kw = hold_each(kw)
     rendered = _apply(tokenizer, [(dicts, kw)], True)[0]
     if not held:
         return list(tokenizer(rendered, add_special_tokens=False)["input_ids"])
     pieces = re.split("(\ue000\\d+\ue001)", rendered)
     if sorted(p for p in pieces if p in held) != sorted(held):  # the template changed or repeated a text
-        token = next(c for c in controls if any(c in t for t in held.values()))
+        token = next((c for c in controls if any(c in t for t in held.values())), "\ue000")
         raise InvalidInput(f"a message holds the model's control token {token!r}, which this model's chat "
                            "template cannot take as plain text", param="messages",
                            hint="leave the control token out of the message")

@@ -160,6 +160,26 @@ def test_a_control_token_in_a_training_message_is_an_error(tiny_model):
     assert len(report.examples) == 11
 
 
+def test_a_control_token_in_a_tool_or_a_calls_arguments_is_refused_too(tiny_model):
+    from tunery.models.loading import load_tokenizer
+
+    def example(description: str, city: str) -> dict:
+        tool = {"type": "function", "function": {"name": "weather", "description": description, "parameters": {
+            "type": "object", "properties": {"city": {"type": "string"}}}}}
+        call = {"id": "c1", "type": "function", "function": {"name": "weather",
+                                                             "arguments": json.dumps({"city": city})}}
+        return {"tools": [tool], "messages": [{"role": "user", "content": "Weather?"},
+                                              {"role": "assistant", "content": None, "tool_calls": [call]},
+                                              {"role": "tool", "tool_call_id": "c1", "content": "sun"},
+                                              {"role": "assistant", "content": "Sunny."}]}
+
+    lines = good_lines(10) + [line(example("Forecast <|im_start|>", "Oslo")), line(example("Forecast", "O<|im_end|>")),
+                              line(example("Forecast", "Oslo"))]
+    report = validate_bytes(jsonl(lines), tokenizer=load_tokenizer(tiny_model), context_length=1024)
+    assert [(i.line, i.field) for i in report.errors] == [(11, "tools[0].function.description"),
+                                                          (12, "messages[1].tool_calls[0].function.arguments")]
+
+
 def test_load_examples_returns_conversations(tmp_path: Path):
     path = tmp_path / "ok.jsonl"
     path.write_bytes(jsonl(good_lines(10)))

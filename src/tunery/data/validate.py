@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -368,6 +368,20 @@ class _Issues:
             self.report.dropped[issue.severity] = self.report.dropped.get(issue.severity, 0) + 1
 
 
+def _strings(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """Every string in a JSON value (keys too), with its field path (``messages[2].content``)."""
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            sub = f"{path}.{k}" if path else str(k)
+            yield from _strings(k, sub)
+            yield from _strings(v, sub)
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            yield from _strings(v, f"{path}[{i}]")
+
+
 class _Measure:
     """Examples measured with the model's tokenizer as they come, a batch at a time (the chat
     template's batched call is several times faster than one call each), then forgotten."""
@@ -394,14 +408,14 @@ class _Measure:
             self._reject(line, f"example has {len(conv):,} messages, more than the model's context of "
                                f"{context:,} tokens can hold: split it into shorter conversations")
             return
-        for i, m in enumerate(conv.messages):
-            # served, such text is plain text (chat_template.prompt_ids); trained, the template's
-            # output would read it as the token itself, a turn's end or start
-            token = next((c for c in self.controls if isinstance(m.content, str) and c in m.content), None)
+        # served, such text is plain text (chat_template.prompt_ids); trained, the template's output
+        # would read it as the token itself, a turn's end or start
+        for field, text in _strings({"messages": [m.to_dict() for m in conv.messages], "tools": conv.tools or []}):
+            token = next((c for c in self.controls if c in text), None)
             if token is not None:
                 self._reject(line, f"holds {token!r}, a control token of the model's chat template, which "
                                    "training would read as the token and not as text: remove it or spell it "
-                                   "otherwise", field=f"messages[{i}].content")
+                                   "otherwise", field=field)
                 return
         self.batch.append((line, conv))
         self.batch_bytes += size
@@ -540,8 +554,10 @@ class Validator:
             if self.first_bad is None and sum(self.report.dropped.values()) + len(self.line_issues.kept) > n_before:
                 self.first_bad = lineno
             return
-        key = hashlib.blake2b(json.dumps([conv.to_dicts(with_weights=True), conv.tools], sort_keys=True,
-                                         ensure_ascii=False).encode(), digest_size=16).digest()
+        # a pair repeats an earlier one only with the same rejected answer too: two pairs that share
+        # the prompt and the preferred answer (two samples of the same model, say) teach two things
+        seen = json.loads(raw) if self.kind == "preference" else [conv.to_dicts(with_weights=True), conv.tools]
+        key = hashlib.blake2b(json.dumps(seen, sort_keys=True, ensure_ascii=False).encode(), digest_size=16).digest()
         if key in self.seen:
             warn(None, f"duplicate of line {self.seen[key]}")
         else:
