@@ -164,3 +164,24 @@ def test_question_files_that_are_not_json_are_named_not_crashed_on(scripted, tmp
     result = CliRunner().invoke(cli, ["eval", "run", "--data", str(questions), "-m", "base", "-e",
                                       f"style_similarity:file={bad}"])
     assert result.exit_code == 1 and "line 2: not valid JSON: nested too deeply" in result.exception.message
+
+
+def test_limit_reads_only_the_first_n_questions(scripted, tmp_path):
+    """--limit N asks the first N questions: a bad line after them does not stop the run (it was
+    read and refused before), a bad one among them gives the error it gives without --limit."""
+    data = tmp_path / "q.jsonl"
+    data.write_text('{"question": "Where should I stay?"}\n\n{"question": "What should I eat?"}\n'
+                    '{"prompt": "no question here"}\n{oops\n')
+    for cmd in (["eval", "run", "--data", str(data), "-m", "base"],
+                ["compare", "base", "tuned", "--questions", str(data)]):
+        result = CliRunner().invoke(cli, [*cmd, "-e", "max_words:80", "--limit", "2", "--json",
+                                          "--out", str(tmp_path / cmd[0])])
+        assert result.exit_code == 0, result.output
+        asked = [messages[-1].content for messages, _ in scripted["base"].calls]
+        assert asked == ["Where should I stay?", "What should I eat?"]
+        result = CliRunner().invoke(cli, [*cmd, "--limit", "3"])
+        assert result.exit_code == 1 and "line 4: no text in column 'question' (columns: prompt)" in \
+            result.exception.message, result.output
+        assert "line 5" not in result.exception.message  # past the third question: not read
+        result = CliRunner().invoke(cli, cmd)
+        assert "line 4: no text" in result.exception.message and "line 5: not valid JSON" in result.exception.message

@@ -31,6 +31,16 @@ def test_lora_settings_on_a_full_fine_tune_are_refused_not_ignored(request_):
     assert FineTuneRequest.parse({**BASE, "training_method": "full"}).lora is None
 
 
+def test_the_requests_lora_refusal_names_the_lora_options_given():
+    """One check, the request's: the CLI names its error on ``lora`` as the --lora-* options typed."""
+    from tunery.cli.jobs import _flag
+
+    given = {"lora.layers", "lora.r"}
+    assert _flag("lora", given) == _flag("method.supervised.lora", given) == "--lora-r, --lora-layers"
+    assert _flag("lora.dropout", given) == "--lora-dropout"  # a field's own error names its option
+    assert _flag("lora") is None
+
+
 @pytest.mark.parametrize("args, flag, said", [
     (["--sharding", "fsdp"], "--sharding", "--training-method full"),
     (["--method", "dpo", "--nproc-per-node", "2"], "--nproc-per-node", "leave --nproc-per-node out"),

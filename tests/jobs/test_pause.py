@@ -129,12 +129,41 @@ def test_the_cli_pauses_and_resumes_and_follow_stops_at_a_pause(tiny_model, chat
     r = CliRunner().invoke(cli, ["jobs", "pause", job["id"]])
     assert r.exit_code == 0 and f"Job {job['id']}: paused" in r.output
     r = CliRunner().invoke(cli, ["jobs", "follow", job["id"], "--no-run-worker"])  # returns: it is paused
-    assert r.exit_code == 1 and f"tunery jobs resume {job['id']}" in r.output
+    assert r.exit_code == 0 and f"tunery jobs resume {job['id']}" in r.output
     monkeypatch.setattr(jobs_cli, "_ensure_background_worker", lambda: False)
     r = CliRunner().invoke(cli, ["jobs", "resume", job["id"]])
     assert r.exit_code == 0 and f"Job {job['id']}: queued" in r.output
     r = CliRunner().invoke(cli, ["jobs", "resume", job["id"]])
     assert isinstance(r.exception, Conflict) and "it is queued; only a paused job can be resumed" in r.exception.message
+
+
+@pytest.mark.parametrize(("status", "code"), [("succeeded", 0), ("paused", 0), ("failed", 1), ("cancelled", 1)])
+def test_follow_exits_0_on_a_pause_as_on_success_and_1_on_a_failure_or_cancel(tiny_model, chat_file, status, code):
+    """A paused job is parked, not failed (OpenAI's pause and resume): following it ends well and
+    says how to go on; a failed or cancelled one ends with exit 1."""
+    from click.testing import CliRunner
+
+    from tunery.cli.main import cli
+
+    job = _job(chat_file, 1)
+    store.update(job["id"], status=status)
+    r = CliRunner().invoke(cli, ["jobs", "follow", job["id"], "--no-run-worker"])
+    assert r.exit_code == code and f"Job {job['id']}: {status}" in r.output, r.output
+    assert (f"go on with: tunery jobs resume {job['id']}" in r.output) == (status == "paused"), r.output
+
+
+def test_quickstart_takes_no_model_from_a_paused_job(tiny_model, chat_file, monkeypatch):
+    """`tunery quickstart` follows its job to a fine-tuned model: a paused one has none, so it stops
+    there with exit 1 (the job's summary says how to resume), not with a model of None."""
+    from tunery.cli.quickstart import _job as quickstart_job
+    from tunery.jobs import worker
+
+    job = _job(chat_file, 1)
+    store.update(job["id"], status="paused")
+    monkeypatch.setattr(worker, "worker_alive", lambda: True)  # no worker started here
+    with pytest.raises(SystemExit) as e:
+        quickstart_job(None, lambda: job)
+    assert e.value.code == 1
 
 
 def test_a_pause_after_the_last_step_lets_the_job_complete(tiny_model, chat_file, monkeypatch):

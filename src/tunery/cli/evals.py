@@ -114,7 +114,7 @@ def run_cmd(data: Path, models: tuple[str, ...], system: str | None, system_from
     from tunery.chat import GenerationParams
     from tunery.evals import load_questions, parse_evaluators, render_terminal_table, run_eval
 
-    questions = load_questions(data, question_key)[:limit]
+    questions = load_questions(data, question_key, limit=limit)
     evals = parse_evaluators(evaluators)
     sys_msg = _system(system, system_from)
     chat_models = _load_models(models)
@@ -212,7 +212,7 @@ def pairs_cmd(data: Path, model: str, evaluators: tuple[str, ...], output: Path,
     refuse_existing([output], force=force, hint="choose another -o")
     if not output.resolve().parent.is_dir() or not os.access(output.resolve().parent, os.W_OK):
         raise InvalidInput(f"cannot write {output}: its folder does not exist or is not writable", param="output")
-    questions = load_questions(data, question_key)[:limit]
+    questions = load_questions(data, question_key, limit=limit)
     evals = parse_evaluators(evaluators)
     sys_msg = _system(system, system_from)
     chat_model = _load_models((model,))[model]
@@ -273,7 +273,7 @@ def compare(base: str, fine_tuned: str, questions_file: Path, system: str | None
     from tunery.chat import GenerationParams
     from tunery.evals import compare_models, load_questions, parse_evaluators, render_terminal_table
 
-    questions = load_questions(questions_file, question_key)[:limit]
+    questions = load_questions(questions_file, question_key, limit=limit)
     evals = parse_evaluators(evaluators or DEFAULT_COMPARE_EVALUATORS)
     sys_msg = _system(system, system_from)
     chat_models = _load_models((base, fine_tuned))

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 import click
@@ -56,9 +57,14 @@ def _spec_option(flag: str, model: type, field: str, *decls: str, note: str = ""
     return click.option(flag, *decls, help=usage + model.model_fields[field].description + note, **kw)
 
 
-def _flag(param: str | None) -> str | None:
-    """The option behind a request path; the method's hyperparameters are set by the plain options."""
-    return _FLAGS.get(re.sub(r"^method\.[a-z_]+\.", "", param or ""))
+def _flag(param: str | None, given: Collection[str] = ()) -> str | None:
+    """The option behind a request path; the method's hyperparameters are set by the plain options.
+    ``lora`` as a whole (refused on a full fine-tune) is the ``--lora-*`` options among the request
+    paths ``given`` (``lora.r``), as the user typed them."""
+    path = re.sub(r"^method\.[a-z_]+\.", "", param or "")
+    if path == "lora":
+        return ", ".join(flag for p, flag in _FLAGS.items() if p.startswith("lora.") and p in given) or None
+    return _FLAGS.get(path)
 
 
 def _in_option_terms(text: str, param: str | None) -> str:
@@ -71,9 +77,9 @@ def _in_option_terms(text: str, param: str | None) -> str:
     return re.sub(r"(?<![\w.-])(" + "|".join(map(re.escape, renamed)) + r")\b", lambda m: names[m[1]], text)
 
 
-def _named(e: InvalidInput) -> InvalidInput:
-    """A domain error about an option's value, with the option named."""
-    flag = _flag(e.param)
+def _named(e: InvalidInput, given: Collection[str] = ()) -> InvalidInput:
+    """A domain error about an option's value, with the option named (``given``: as for :func:`_flag`)."""
+    flag = _flag(e.param, given)
     if flag is None or e.hint:
         return e
     return InvalidInput(e.message, param=e.param, code=e.code, hint=f"set with {flag}")
@@ -156,10 +162,7 @@ def finetune(training_file: Path, validation_file: Path | None, model: str, suff
         method, training_method = "supervised", method
     if beta != "auto" and method != "dpo":
         raise click.BadParameter("beta is a DPO setting: add --method dpo", param_hint="--beta")
-    given = [f"--lora-{k.replace('_', '-')}" for k, v in lora.items() if v is not None]
-    if given and training_method == "full":  # a full fine-tune has no adapter: they would be ignored
-        raise click.BadParameter("LoRA settings do nothing in full fine-tuning: drop them, or use --training-method "
-                                 "lora", param_hint=", ".join(given))
+    given = {f"lora.{k}" for k, v in lora.items() if v is not None}  # the request refuses them on a full fine-tune
     hp = {"n_epochs": n_epochs, "batch_size": batch_size, "learning_rate_multiplier": learning_rate_multiplier,
           **({"beta": beta} if method == "dpo" else {})}
     try:  # the files are paths until they are uploaded, once the request and the data are known good
@@ -172,7 +175,7 @@ def finetune(training_file: Path, validation_file: Path | None, model: str, suff
     except ValidationError as e:
         err = e.errors(include_url=False)[0]
         param = validation_param(tuple(err["loc"]))
-        flag = _flag(param)
+        flag = _flag(param, given)
         if flag is None:
             raise invalid_request(e.errors(include_url=False)) from None
         raise click.BadParameter(_in_option_terms(str(err["msg"]), param), param_hint=flag) from None
@@ -210,11 +213,11 @@ def finetune(training_file: Path, validation_file: Path | None, model: str, suff
             with contextlib.suppress(TuneryError, OSError):  # a job that does read one keeps it
                 files.delete(rec.id)
         if isinstance(e, InvalidInput):
-            raise _named(e) from None
+            raise _named(e, given) from None
         raise
     console.print(f"Created job [bold]{job['id']}[/] ({method}, {request.training_method} on {model})")
     if wait:
-        _follow(job["id"], run_worker=True)
+        _follow(job["id"], run_worker=True, paused_ok=True)
     else:
         if _ensure_background_worker():
             console.print("Started a background worker.")
@@ -234,8 +237,11 @@ def _ensure_background_worker() -> bool:
     return True
 
 
-def _follow(job_id: str, *, run_worker: bool) -> None:
-    """A progress bar with loss, tokens/s and ETA until the job ends; optionally runs a worker here."""
+def _follow(job_id: str, *, run_worker: bool, paused_ok: bool = False) -> None:
+    """A progress bar with loss, tokens/s and ETA until the job ends or is paused; optionally runs a
+    worker here. A job that fails or is cancelled exits 1. A paused one is parked, not failed: with
+    ``paused_ok`` (the `jobs` commands) it returns, saying how to resume; without (a caller that
+    needs the fine-tuned model, as `tunery quickstart`) it exits 1 too, as there is no model yet."""
     from tunery.jobs import Worker, get_job, list_events
     from tunery.jobs.worker import worker_alive
 
@@ -283,7 +289,7 @@ def _follow(job_id: str, *, run_worker: bool) -> None:
     if worker:
         worker.stop()
     _summary(job)
-    if job["status"] != "succeeded":
+    if job["status"] != "succeeded" and not (paused_ok and job["status"] == "paused"):
         sys.exit(1)
 
 
@@ -428,7 +434,7 @@ def resume(job_id: str, follow_: bool) -> None:
     job = resume_job(job_id)
     console.print(f"Job {job['id']}: {job['status']}")
     if follow_:
-        _follow(job_id, run_worker=True)
+        _follow(job_id, run_worker=True, paused_ok=True)
         return
     if _ensure_background_worker():
         console.print("Started a background worker.")
@@ -440,8 +446,11 @@ def resume(job_id: str, follow_: bool) -> None:
 @click.option("--run-worker/--no-run-worker", default=True, show_default=True,
               help="Train here if no worker is running.")
 def follow(job_id: str, run_worker: bool) -> None:
-    """Follow a job with a progress bar (loss, tokens/s, ETA) until it ends or is paused."""
-    _follow(job_id, run_worker=run_worker)
+    """Follow a job with a progress bar (loss, tokens/s, ETA) until it ends or is paused.
+
+    Exits 0 when the job succeeds or is paused (`tunery jobs resume ID` goes on), 1 when it fails
+    or is cancelled."""
+    _follow(job_id, run_worker=run_worker, paused_ok=True)
 
 
 def _set_nproc(n: int | None) -> None:

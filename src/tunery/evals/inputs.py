@@ -13,9 +13,11 @@ from tunery.errors import InvalidInput, NotFound, json_kind, json_problem
 MAX_LISTED = 5
 
 
-def load_questions(path: Path, question_key: str = "question") -> list[dict[str, Any]]:
+def load_questions(path: Path, question_key: str = "question", *, limit: int | None = None) -> list[dict[str, Any]]:
     """Rows of a JSONL file, each an object with a non-empty string under ``question_key``. Every
-    bad line is collected; the error lists the first few with their line numbers."""
+    bad line is collected; the error lists the first few with their line numbers. With ``limit``,
+    only the first ``limit`` rows (blank lines aside) are read: the lines after them are not asked,
+    so they are not checked either."""
     path = Path(path)
     if not path.is_file():
         raise NotFound(f"data file {path} does not exist", param="data")
@@ -36,6 +38,8 @@ def load_questions(path: Path, question_key: str = "question") -> list[dict[str,
             problems.append(f"line {n}: no text in column {question_key!r} (columns: {found})")
         else:
             rows.append(row)
+        if limit is not None and len(rows) + len(problems) >= limit:
+            break
     if problems:
         more = f" (and {len(problems) - MAX_LISTED} more)" if len(problems) > MAX_LISTED else ""
         raise InvalidInput(f"{path}: " + "; ".join(problems[:MAX_LISTED]) + more, param="data",
