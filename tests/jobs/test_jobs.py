@@ -473,5 +473,6 @@ def test_tool_data_trains_every_layer_unless_the_request_chooses(tiny_model, tmp
 
     layers, said = job()
     assert layers in (None, [0, 1]) and "LoRA on every layer, as the training examples define tools" in said
+    assert ", 1 epoch, batch size 2," in said
     layers, said = job(lora={"layers": [1]})
     assert layers == [1] and "define tools" not in said

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunery import db
+from tunery.data.issues import plural
 from tunery.errors import TuneryError
 from tunery.jobs import store
 
@@ -86,7 +87,7 @@ class _Reporter:
         if info["resumed_from"] is not None:
             return
         cfg = self.config
-        store.add_event(self.job_id, f"Fine-tuning started: {info['examples']} examples, {cfg.n_epochs} epochs, "
+        store.add_event(self.job_id, f"Fine-tuning started: {info['examples']} examples, {cfg.n_epochs} epoch{plural(cfg.n_epochs)}, "
                                      f"batch size {cfg.batch_size}, learning rate {cfg.learning_rate:g} "
                                      f"({cfg.method}), {self.total_steps} steps" + (f". {self.note}" if self.note else ""),
                         data={"hyperparameters": self.hyperparameters})
