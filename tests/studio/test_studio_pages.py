@@ -400,6 +400,72 @@ def test_runs_page_compares_selected_runs(page, studio, studio_home, watch, shot
     watch.check()
 
 
+def test_a_run_page_keeps_polling_through_a_lost_connection(page, studio, studio_home, watch, tmp_path):
+    """A failed poll (the server out of reach, then a 502) is retried with a back-off under a small
+    note, which goes once the run answers; the polling stops when the run has ended."""
+    from tunery.flows import RunSpec, create_run
+
+    flow = tmp_path / "upper"
+    flow.mkdir()
+    (flow / "flow.dag.yaml").write_text(
+        "inputs:\n  text:\n    type: string\noutputs:\n  answer:\n    type: string\n    reference: ${up.output}\n"
+        "nodes:\n- name: up\n  type: python\n  source: {type: code, path: up.py}\n  inputs:\n    text: ${inputs.text}\n")
+    (flow / "up.py").write_text("from promptflow.core import tool\n\n\n@tool\ndef up(text: str) -> str:\n"
+                                "    return text.upper()\n")
+    data = tmp_path / "data.jsonl"
+    data.write_text('{"text": "lisbon"}\n')
+    create_run(RunSpec(flow=str(flow), data=str(data), name="polled"))
+
+    polls = []
+
+    def flaky(route):
+        polls.append(route.request.url)
+        if len(polls) == 1:
+            return route.abort("connectionrefused")
+        if len(polls) == 2:
+            return route.fulfill(status=502, content_type="text/html", body="<h1>Bad gateway</h1>")
+        return route.continue_()
+
+    page.route("**/v1/tunery/runs/polled", flaky)
+    page.goto(f"{studio.url}/runs/polled")
+    page.wait_for_selector("#connection-note", state="visible", timeout=5000)
+    assert "retrying" in page.inner_text("#connection-note")
+    page.wait_for_selector("#run-status[data-status=Completed]", timeout=15_000)
+    assert page.is_hidden("#connection-note") and page.is_hidden("#page-alert")
+    assert len(polls) == 3
+    page.wait_for_timeout(2500)
+    assert len(polls) == 3  # the run has ended: nothing more to wait for
+    watch.check()
+
+
+def test_the_models_page_fits_a_laptop_screen(page, studio, studio_home, tiny_model_dir, watch, shot):
+    """At 1366 px, with fine-tuned models listed (one tuned from another), no table runs out of its
+    card: the fine-tuned models' once ran under the base models' card, its buttons hidden there."""
+    from tunery.models import ModelRecord, register, remove
+
+    ids = ["ft:tiny-random:travel:0a1b2c3d", "ft:tiny-random:support-bot:4e5f6a7b"]
+    for model_id, parent in zip(ids, ["tiny-random", ids[0]], strict=True):
+        register(ModelRecord(id=model_id, kind="fine-tuned", path=tiny_model_dir, source="job", parent=parent,
+                             method="full"))
+    try:
+        page.set_viewport_size({"width": 1366, "height": 768})
+        open_page(page, studio, "/models", f"#finetuned tr:has-text('{ids[1]}')")
+        page.wait_for_selector("#base table")
+        spilled = page.evaluate("""() => [...new Set([...document.querySelectorAll('.card')].flatMap((card) => {
+            const edge = card.getBoundingClientRect().right;
+            return [...card.querySelectorAll('*')].filter((e) => e.getBoundingClientRect().right > edge + 0.5)
+              .map((e) => `${card.querySelector('h2').textContent}: ${e.tagName.toLowerCase()} ${e.className}`);
+        }))]""")
+        scroll, client = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+        shot(page, "models-1366", full_page=True)
+        assert spilled == [], f"wider than their card: {spilled}"
+        assert scroll <= client, f"the page is {scroll} px wide in a {client} px window"
+    finally:
+        for model_id in reversed(ids):
+            remove(model_id, delete_files=False)
+    watch.check()
+
+
 def test_a_401_asks_for_the_api_key_and_then_sends_it(page, studio, watch):
     sent: list[str | None] = []
 

@@ -5,7 +5,7 @@
 // against several variants side by side, and the batch run & evaluate wizard with live progress.
 
 import { api } from "./api.js";
-import { $, $$, badge, clear, el, errorMessage, fillModelSelect, fmtNumber, pageError, showError, toast } from "./ui.js";
+import { $, $$, badge, clear, el, errorMessage, fillModelSelect, fmtNumber, pageError, poll, showError, toast } from "./ui.js";
 
 const NAME = $("#flow-title").dataset.flow;
 const FLOW_URL = `/v1/tunery/flows/${encodeURIComponent(NAME)}`;
@@ -452,7 +452,7 @@ function nodeTable(nodes) {
 
 let dataColumns = [];
 let evalFlows = [];
-let poller = null;
+let poller = null; // the batch run's progress, watched
 
 async function loadData(pick) {
   const { data } = await api("/v1/tunery/flow-data");
@@ -580,36 +580,31 @@ function watch(sub) {
   const links = el("div", { class: "row" }, el("a", { class: "btn small", href: `/runs/${encodeURIComponent(sub.name)}` }, "Open the run"),
     el("a", { class: "btn small", href: "/runs", id: "view-run-list" }, "View run list"));
   clear(host, el("div", { class: "row between" }, el("h3", {}, `Run ${sub.name}`), cancel), status, lines, evals, links);
-  if (poller) clearTimeout(poller);
-  const tick = async () => {
-    try {
-      const run = await api(`/v1/tunery/runs/${encodeURIComponent(sub.name)}`);
-      const s = run.submission || sub;
-      const total = run.total_lines || (s.progress[sub.name] || {}).total || 0;
-      const done = run.lines.length;
-      const failed = run.lines.filter((l) => l.status !== "Completed").length;
-      clear(status, badge(run.status), ` ${done}/${total} lines done, ${failed} failed`);
-      status.dataset.status = run.status;
-      clear(lines, run.lines.map((l) => el("span", { class: `line-chip ${l.status === "Completed" ? "ok" : "fail"}`, title: l.error ? l.error.message : `line ${l.line_number}`,
-        dataset: { line: l.line_number, status: l.status } }, String(l.line_number))));
-      clear(evals, s.evaluations.map((name) => {
-        const p = s.progress[name];
-        const ev = (run.evaluations || []).find((e) => e.name === name);
-        const metrics = ev && Object.entries(ev.metrics || {}).map(([k, v]) => `${k} ${fmtNumber(v, 3)}`).join(" · ");
-        return el("div", { class: "small", dataset: { evalRun: name, status: ev ? ev.status : "Waiting" } },
-          `evaluation ${name}: `, ev ? badge(ev.status) : "waiting", p ? ` ${p.done}/${p.total}` : "", metrics ? ` · ${metrics}` : "");
-      }));
-      const active = ["Starting", "Running"].includes(s.status);
-      cancel.hidden = !active;
-      if (s.error) showError(host, new Error(s.error), { title: "The run stopped" });
-      if (active) { poller = setTimeout(tick, 600); return; }
-      host.dataset.state = s.status;
-    } catch (err) {
-      showError(host, err);
-      poller = setTimeout(tick, 1500);
-    }
-  };
-  tick();
+  if (poller) poller.stop();
+  poller = poll(async () => {
+    const run = await api(`/v1/tunery/runs/${encodeURIComponent(sub.name)}`);
+    const s = run.submission || sub;
+    const total = run.total_lines || (s.progress[sub.name] || {}).total || 0;
+    const done = run.lines.length;
+    const failed = run.lines.filter((l) => l.status !== "Completed").length;
+    clear(status, badge(run.status), ` ${done}/${total} lines done, ${failed} failed`);
+    status.dataset.status = run.status;
+    clear(lines, run.lines.map((l) => el("span", { class: `line-chip ${l.status === "Completed" ? "ok" : "fail"}`, title: l.error ? l.error.message : `line ${l.line_number}`,
+      dataset: { line: l.line_number, status: l.status } }, String(l.line_number))));
+    clear(evals, s.evaluations.map((name) => {
+      const p = s.progress[name];
+      const ev = (run.evaluations || []).find((e) => e.name === name);
+      const metrics = ev && Object.entries(ev.metrics || {}).map(([k, v]) => `${k} ${fmtNumber(v, 3)}`).join(" · ");
+      return el("div", { class: "small", dataset: { evalRun: name, status: ev ? ev.status : "Waiting" } },
+        `evaluation ${name}: `, ev ? badge(ev.status) : "waiting", p ? ` ${p.done}/${p.total}` : "", metrics ? ` · ${metrics}` : "");
+    }));
+    const active = ["Starting", "Running"].includes(s.status);
+    cancel.hidden = !active;
+    if (s.error) showError(host, new Error(s.error), { title: "The run stopped" });
+    if (active) return 600;
+    host.dataset.state = s.status;
+    return null;
+  }, { onError: (err) => showError(host, err) });
 }
 
 async function upload(file) {

@@ -1,8 +1,9 @@
 // One prompt-flow run: its properties, metrics and evaluations, every line's inputs, outputs and
-// error (GET /v1/tunery/runs/{name}, polled while it runs), cancel, and export as JSONL or CSV.
+// error (GET /v1/tunery/runs/{name}, polled while it runs, through passing failures), cancel, and
+// export as JSONL or CSV.
 
 import { api } from "./api.js";
-import { $, badge, clear, el, fmtDuration, fmtNumber, fmtTime, pageError, showError, table, toast } from "./ui.js";
+import { $, badge, clear, el, fmtDuration, fmtNumber, fmtTime, pageError, poll, showError, table, toast } from "./ui.js";
 
 const NAME = $("#run-title").dataset.run;
 const RUN_URL = `/v1/tunery/runs/${encodeURIComponent(NAME)}`;
@@ -46,12 +47,6 @@ function render(run) {
   return active;
 }
 
-async function load() {
-  let active = false;
-  try { active = render(await api(RUN_URL)); pageError(null); } catch (err) { pageError(err); }
-  if (active) setTimeout(load, 1000);
-}
-
 async function download(format) {
   try {
     const blob = await api(`${RUN_URL}/export`, { query: { format }, as: "blob" });
@@ -68,4 +63,9 @@ $("#export-csv").addEventListener("click", () => download("csv"));
 $("#cancel-run").addEventListener("click", async () => {
   try { await api(`${RUN_URL}/cancel`, { method: "POST" }); toast("Canceling…"); } catch (err) { pageError(err); }
 });
-load();
+// every second until the run ends; a passing failure (the server out of reach) is retried under a note
+poll(async () => {
+  const active = render(await api(RUN_URL));
+  pageError(null);
+  return active ? 1000 : null;
+});

@@ -5,14 +5,13 @@
 
 import { api } from "./api.js";
 import { deployedNote, openDeployDialog } from "./deploy.js";
-import { $, $$, badge, clear, el, fmtDuration, fmtNumber, fmtTime, showError, table, toast } from "./ui.js";
+import { $, $$, badge, clear, el, fmtDuration, fmtNumber, fmtTime, poll, showError, table, toast } from "./ui.js";
 
 const jobId = $("#job").dataset.jobId;
 const ACTIVE = new Set(["validating_files", "queued", "running", "pausing", "paused"]);
 const path = `/v1/fine_tuning/jobs/${encodeURIComponent(jobId)}`;
 let job = null;
 let checkpoints = [];
-let timer = null;
 
 // -- charts --------------------------------------------------------------------------------
 
@@ -211,7 +210,7 @@ async function deploy(selected) {
 
 // -- polling -------------------------------------------------------------------------------
 
-async function refresh() {
+async function refresh(current = () => true) {
   // the job first: when it reads as ended, the metrics fetched after it hold every step
   const j = await api(path);
   const [metrics, events, ckpts] = await Promise.all([
@@ -219,6 +218,7 @@ async function refresh() {
     api(`${path}/events`, { query: { limit: 200 } }),
     api(`${path}/checkpoints`, { query: { limit: 100 } }),
   ]);
+  if (!current()) return null; // a newer refresh (after cancel, pause or resume) draws instead
   job = j;
   renderJob(j);
   chartsFor(j);
@@ -237,36 +237,31 @@ async function refresh() {
   return j;
 }
 
-let generation = 0; // a new loop() supersedes the one whose refresh may still be in flight
-
-async function loop(mine = ++generation) {
-  try {
-    const j = await refresh();
-    if (mine !== generation) return;
-    // twice a second while training, so the charts move with it; slower while it waits its turn,
-    // and slower still while it is paused
-    const every = { running: 500, pausing: 500, paused: 5000 }[j.status] || 1000;
-    if (ACTIVE.has(j.status)) timer = setTimeout(() => loop(mine), every);
-  } catch (err) {
-    if (mine !== generation) return;
+// a passing failure (the server out of reach) is retried under a note; any other ends the polling
+const poller = poll(async (current) => {
+  const j = await refresh(current);
+  if (!j) return null; // superseded
+  // twice a second while training, so the charts move with it; slower while it waits its turn,
+  // and slower still while it is paused
+  return ACTIVE.has(j.status) ? { running: 500, pausing: 500, paused: 5000 }[j.status] || 1000 : null;
+}, {
+  onError(err) {
     showError($("#job-error"), err, { title: "Could not load the job" });
-    if (err.status !== 404) timer = setTimeout(() => loop(mine), 3000); // a passing failure: keep trying
-    else if (!job) {
+    if (err.status === 404 && !job) {
       // no such job: nothing is coming, so the empty panels must not say they wait for it
       for (const note of $$(".chart-empty")) note.textContent = "No such job.";
       clear($("#checkpoints"), el("p", { class: "muted" }, "No such job."));
       $("#job").dataset.status = "missing";
     }
-  }
-}
+  },
+});
 
 $("#cancel").addEventListener("click", async () => {
   if (!window.confirm("Cancel this job? Its checkpoints so far stay usable.")) return;
   try {
     await api(`${path}/cancel`, { method: "POST" });
     toast("Job cancelled");
-    clearTimeout(timer);
-    loop();
+    poller.now();
   } catch (err) {
     showError($("#job-error"), err, { title: "Could not cancel" });
   }
@@ -276,12 +271,10 @@ for (const action of ["pause", "resume"]) {
     try {
       const j = await api(`${path}/${action}`, { method: "POST" });
       toast({ pausing: "Pausing: a checkpoint is saved at the step reached", paused: "Job paused" }[j.status] || "Job resumed");
-      clearTimeout(timer);
-      loop();
+      poller.now();
     } catch (err) {
       showError($("#job-error"), err, { title: `Could not ${action}` });
     }
   });
 }
 $("#deploy-result").addEventListener("click", () => deploy(job && job.fine_tuned_model));
-loop();

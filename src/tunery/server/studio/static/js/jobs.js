@@ -46,5 +46,6 @@ async function workerNote() {
 // quick refreshes while something runs, slow ones otherwise (a job may be started elsewhere)
 poll(async () => {
   if (anyActive || Date.now() - lastRefresh > 15000) await refresh();
-}, 2000);
+  return 2000;
+});
 workerNote();

@@ -72,7 +72,7 @@ async function refresh() {
   const tuned = models.filter((x) => x.kind === "fine-tuned");
   clear($("#finetuned"), table([
     { label: "Model", class: "id", render: (x) => x.id },
-    { label: "Base", render: (x) => x.parent || "–" },
+    { label: "Base", class: "id", render: (x) => x.parent || "–" }, // a fine-tuned model's long id, too
     { label: "Served as", render: (x) => servedAs(x.serving) },
     { label: "Created", render: (x) => fmtTime(x.created) },
     { label: "", class: "actions", render: (x) => el("div", { class: "row end nowrap" }, chatLink(x.id),

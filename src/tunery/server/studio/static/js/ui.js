@@ -114,17 +114,73 @@ export function table(columns, rows, { empty = "Nothing here yet.", rowAttrs } =
       columns.map((c) => el("td", { class: c.class }, c.render(r)))))));
 }
 
-/** Re-run `fn` every `ms` while `keepGoing()` is true; errors are shown, polling continues. */
-export function poll(fn, ms, keepGoing = () => true) {
+// -- polling -------------------------------------------------------------------------------
+
+const RETRY_MS = [1000, 2000, 4000, 8000, 15000]; // the wait after 1, 2, 3, ... failures in a row
+const failing = new Set(); // this page's polls failing now: the note shows while any is
+
+/** A failure that may mend by itself: the server out of reach, a 5xx, a timeout or a rate limit. */
+export function transient(err) {
+  const s = err instanceof ApiError ? err.status : -1;
+  return s >= 0 && (err.code === "offline" || s >= 500 || s === 408 || s === 429);
+}
+
+function connectionNote(poller, err) {
+  if (err) failing.add(poller); else failing.delete(poller);
+  let note = $("#connection-note");
+  if (!failing.size) {
+    if (note) note.hidden = true;
+    return;
+  }
+  if (!note) {
+    note = el("div", { id: "connection-note", class: "connection-note", role: "status" },
+      el("span", { class: "spinner", "aria-hidden": "true" }), "Connection lost, retrying…");
+    document.body.append(note);
+  }
+  note.title = errorMessage(err);
+  note.hidden = false;
+}
+
+/**
+ * Call `fn` now, and again for as long as it asks: it resolves to the milliseconds to wait before
+ * the next call, or to nothing once there is nothing more to wait for (the job or run ended). `fn`
+ * gets `current()`, false once a newer call (`now()`) or `stop()` has superseded this one: check
+ * it before drawing what a slow answer brought, so an old state never covers a newer one. A
+ * failure that may mend by itself (`transient`) is retried after 1, 2, 4, 8 and then every 15 s,
+ * under a small "Connection lost, retrying…" note that goes at the next success; any other failure
+ * goes to `onError` and the polling stops (a 404 will not mend). `now()` calls `fn` at once (after
+ * an action), superseding a call in flight; `stop()` ends the polling.
+ */
+export function poll(fn, { onError = pageError } = {}) {
+  const poller = {};
   let timer = null;
-  let stopped = false;
-  const tick = async () => {
-    if (stopped) return;
-    try { await fn(); pageError(null); } catch (e) { pageError(e); }
-    if (!stopped && keepGoing()) timer = setTimeout(tick, ms);
+  let generation = 0;
+  let failures = 0;
+  const tick = async (mine) => {
+    let next;
+    try {
+      next = await fn(() => mine === generation);
+    } catch (err) {
+      if (mine !== generation) return;
+      if (!transient(err)) {
+        connectionNote(poller, null);
+        onError(err);
+        return;
+      }
+      failures += 1;
+      connectionNote(poller, err);
+      timer = setTimeout(() => tick(mine), RETRY_MS[Math.min(failures, RETRY_MS.length) - 1]);
+      return;
+    }
+    if (mine !== generation) return;
+    failures = 0;
+    connectionNote(poller, null);
+    if (next) timer = setTimeout(() => tick(mine), next);
   };
-  tick();
-  return { stop() { stopped = true; clearTimeout(timer); } };
+  poller.now = () => { clearTimeout(timer); tick(++generation); };
+  poller.stop = () => { generation += 1; clearTimeout(timer); connectionNote(poller, null); };
+  poller.now();
+  return poller;
 }
 
 /** Fill a <select> with the models and deployments of GET /v1/models, grouped. */
