@@ -196,3 +196,69 @@ def test_additional_includes_lend_nodes_their_source_files(tmp_path, write, fact
     severity, message = problems[("additional_includes[1]", "")]
     assert severity == "warning" and message.startswith("'../shared/nope' not found")
     assert problems[("node 'p'", "source.path")][0] == "error"
+
+
+INCLUDING_FLOW = """
+inputs: {x: {type: string, default: a}}
+outputs: {o: {reference: "${t.output}"}}
+additional_includes: [../%s/shared_helper.py, ../lib/]
+nodes:
+- name: t
+  type: python
+  source: {type: code, path: t.py}
+  inputs: {x: "${inputs.x}"}
+"""
+INCLUDING_TOOL = ("from promptflow import tool\nfrom shared_helper import f\nfrom lib.fmt import bang\n"
+                  "@tool\ndef t(x):\n    return bang(f(x))\n")
+
+
+def test_a_python_node_imports_modules_lent_by_additional_includes(tmp_path, write, factory):
+    # Prompt flow copies additional_includes into the flow folder, so the flow's code imports them
+    # as its own modules: an included file by its name, a file in an included folder by the folder's
+    write(tmp_path / "lib", {"fmt.py": "def bang(x):\n    return x + '!'\n"})
+    for who in ("one", "two"):
+        write(tmp_path / who, {"shared_helper.py": f"def f(x):\n    return '{who}:' + x\n"})
+    one = write(tmp_path / "flow_one", {"flow.dag.yaml": INCLUDING_FLOW % "one", "t.py": INCLUDING_TOOL})
+    two = write(tmp_path / "flow_two", {"flow.dag.yaml": INCLUDING_FLOW % "two", "t.py": INCLUDING_TOOL})
+    lines = [test_flow(root, {}, model_factory=factory).line for root in (one, two, one)]
+    assert [line.error for line in lines] == [None] * 3
+    # the server runs many flows in one process: each imports its own include, not the one before
+    assert [line.outputs["o"] for line in lines] == ["one:a!", "two:a!", "one:a!"]
+    # a flow that includes nothing does not find another flow's includes
+    alone = write(tmp_path / "flow_alone", {"flow.dag.yaml": HELPER_FLOW,
+                                            "t.py": INCLUDING_TOOL.replace("from lib.fmt import bang\n", "")})
+    from tunery.flows import validate_flow
+
+    assert "No module named 'shared_helper'" in str([p.message for p in validate_flow(alone).problems])
+
+    # a run's snapshot holds the includes: resumed once they are gone, it imports its own copies
+    from tunery.flows.batch import RunSpec, create_run
+
+    data = tmp_path / "data.jsonl"
+    data.write_text('{"x": "b"}\n')
+    first = create_run(RunSpec(flow=str(one), data=str(data), name="lent"), model_factory=factory)
+    assert first.status == "Completed"
+    test_flow(two, {}, model_factory=factory)  # another flow's helper imported last
+    (tmp_path / "one" / "shared_helper.py").unlink()
+    (tmp_path / "lib" / "fmt.py").unlink()
+    again = create_run(RunSpec(resume_from="lent", name="lent-again"), model_factory=factory)
+    assert again.status == "Completed"
+
+
+def test_python_lent_by_additional_includes_counts_in_the_code_fingerprint(tmp_path, write):
+    # the server runs a clone's Python for any client only while it is the Python it was cloned
+    # with: included modules are imported like the flow's own, so an edit of one is a code change
+    from tunery.flows.library import code_fingerprint
+
+    write(tmp_path / "lib", {"fmt.py": "def bang(x):\n    return x + '!'\n", "note.jinja2": "{{x}}"})
+    write(tmp_path / "one", {"shared_helper.py": "def f(x):\n    return x\n"})
+    root = write(tmp_path / "flow", {"flow.dag.yaml": INCLUDING_FLOW % "one", "t.py": INCLUDING_TOOL})
+    before = code_fingerprint(root)
+    (tmp_path / "lib" / "note.jinja2").write_text("{{x}}?")
+    assert code_fingerprint(root) == before  # not Python
+    for path in (tmp_path / "one" / "shared_helper.py", tmp_path / "lib" / "fmt.py"):
+        text = path.read_text()
+        path.write_text(text + "import os\n")
+        assert code_fingerprint(root) != before, path
+        path.write_text(text)
+    assert code_fingerprint(root) == before

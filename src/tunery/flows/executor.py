@@ -144,7 +144,7 @@ class FlowExecutor:
         self.line_nodes = execution_order([n for n in flow.nodes if not n.aggregation])
         self.agg_nodes = execution_order([n for n in flow.nodes if n.aggregation])
         self.sink = context.MetricSink()
-        self._loader = ToolLoader(flow.dir)
+        self._loader = ToolLoader(flow.dir, flow.includes)
         self._tools: dict[str, Callable] = {}
         self._literals: dict[str, dict[str, Any]] = {}  # per node, its literal inputs as its code takes them
         self._connections: dict[str, Connection] = {}

@@ -14,6 +14,7 @@ write or run such code (``allow_code``); the others may still edit prompts and r
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -52,6 +53,7 @@ _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$")
 _VARIANT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 MAX_COPY_BYTES = 50_000_000  # a flow is prompts and code; a linked folder may also hold weights or data
 MAX_FILES = 500  # text files an editor is sent
+MAX_INCLUDED_FILES = 5000  # files of one included folder that the code fingerprint reads
 _SKIP_DIRS = ("__pycache__", "node_modules", "venv", "site-packages")
 
 
@@ -268,7 +270,8 @@ def _copy_flow(src: Path, dst: Path, ignore: Any = None) -> None:
 def code_fingerprint(folder: Path) -> str:
     """A hash of the Python a flow would run: each python node's type, source and function, and
     the text of its source file and of every ``.py`` file in the folder (which is on ``sys.path``
-    while the flow runs, so a node may import any of them)."""
+    while the flow runs, so a node may import any of them) or lent to it by its
+    ``additional_includes`` (importable as if in the folder; one not found is hashed as missing)."""
     h = hashlib.sha256()
     paths = {p.relative_to(folder).as_posix() for p in _walk(folder) if p.suffix == ".py"}
     try:
@@ -280,6 +283,16 @@ def code_fingerprint(folder: Path) -> str:
     for spec in (variants.values() if isinstance(variants, dict) else ()):
         bodies = spec.get("variants") if isinstance(spec, dict) else None
         nodes += [v.get("node") for v in (bodies.values() if isinstance(bodies, dict) else ()) if isinstance(v, dict)]
+    includes = raw.get("additional_includes") if isinstance(raw, dict) else None
+    for item in includes if isinstance(includes, list) else ():
+        target = folder / item if isinstance(item, str) else None
+        if target is not None and target.is_dir():
+            files = list(itertools.islice(_walk(target), MAX_INCLUDED_FILES + 1))
+            if len(files) > MAX_INCLUDED_FILES:  # too many to check: never the same hash, so user code
+                h.update(os.urandom(16))
+            paths.update(Path(os.path.relpath(p, folder)).as_posix() for p in files if p.suffix == ".py")
+        elif target is not None and (item.endswith(".py") or not target.exists()):
+            paths.add(item)
     for node in nodes:
         if isinstance(node, dict) and node.get("type") not in ("llm", "prompt") and not node.get("use_variants"):
             code = {k: node.get(k) for k in ("name", "type", "source", "function", "module", "tool")}

@@ -1,5 +1,6 @@
 """Python nodes: import the node's file from the flow folder (with the folder on ``sys.path``, so
-sibling imports work as in Prompt flow, each flow finding its own), pick its ``@tool`` function,
+sibling imports work as in Prompt flow, each flow finding its own, and the Python files its
+``additional_includes`` lend it importable as if they were in the folder), pick its ``@tool`` function,
 check the node's inputs against the function's parameters, convert its literal inputs to their
 types as Prompt flow does, and call it (plain, async or generator functions)."""
 
@@ -8,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import enum
 import hashlib
+import importlib.abc
+import importlib.machinery
 import importlib.util
 import inspect
 import json
@@ -26,34 +29,83 @@ from tunery.flows.refs import Reference
 from tunery.flows.spec import Node, Problem
 
 _import_lock = threading.Lock()
-_flow_modules: set[str] = set()  # modules a flow's code imported from its folder (a sibling utils.py)
+_flow_modules: set[str] = set()  # modules a flow's code imported from its folder or includes (a utils.py)
 
 
 def _forget_flow_modules() -> None:
-    """Take the modules flow code imported from its folder out of ``sys.modules``, so a flow's
-    ``import utils`` finds its own file as it is now, not another flow's ``utils`` or an old copy:
-    Prompt flow runs each flow in a fresh process, tunery's server runs many in one."""
+    """Take the modules flow code imported from its folder (or its includes) out of ``sys.modules``,
+    so a flow's ``import utils`` finds its own file as it is now, not another flow's ``utils`` or an
+    old copy: Prompt flow runs each flow in a fresh process, tunery's server runs many in one."""
     for name in _flow_modules:
         sys.modules.pop(name, None)
     _flow_modules.clear()
     importlib.invalidate_caches()
 
 
-def _note_flow_modules(before: set[str], flow_dir: str) -> None:
-    """Remember the modules imported since ``before`` from files in ``flow_dir`` (not from packages
-    installed there, a ``.venv``)."""
+def _note_flow_modules(before: set[str], roots: tuple[Path, ...]) -> None:
+    """Remember the modules imported since ``before`` from ``roots``: files in the flow folder or
+    in a folder it includes, or an included file (not from packages installed there, a ``.venv``)."""
+    prefixes = tuple(str(r) + os.sep for r in roots)
     for name in set(sys.modules) - before:
-        file = getattr(sys.modules[name], "__file__", None)
-        if (isinstance(file, str) and file.startswith(flow_dir + os.sep)
+        module = sys.modules[name]
+        file = getattr(module, "__file__", None)
+        if not isinstance(file, str):  # a namespace package: an included folder without __init__.py
+            spec = getattr(module, "__spec__", None)
+            places = list(getattr(spec, "submodule_search_locations", None) or ())
+            file = places[0] + os.sep if places else None
+        if (isinstance(file, str) and (file in map(str, roots) or file.startswith(prefixes))
                 and not {"site-packages", "dist-packages"} & set(Path(file).parts)):
             _flow_modules.add(name)
+
+
+class _LentModules(importlib.abc.MetaPathFinder):
+    """Finds the modules a flow's ``additional_includes`` lend it, as if they were in its folder
+    (Prompt flow copies them there): ``import helper`` for an included ``../shared/helper.py``,
+    ``import lib.x`` for an included ``../lib/`` folder. The flow's own file of that name comes
+    first. It serves the flow that last loaded its code, as that flow's folder is first on
+    ``sys.path``; it sits just before the path finder, where the flow folder would be searched."""
+
+    def __init__(self) -> None:
+        # one value, set at once: a lookup in another thread sees one flow's folder and includes
+        self.lent: tuple[Path | None, tuple[Path, ...]] = (None, ())
+
+    def lend(self, flow_dir: Path, includes: tuple[Path, ...]) -> None:
+        self.lent = (flow_dir, includes)
+        finders = sys.meta_path
+        if self not in finders:
+            path_finder = importlib.machinery.PathFinder
+            finders.insert(finders.index(path_finder) if path_finder in finders else len(finders), self)
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        flow_dir, includes = self.lent
+        if path is not None or "." in name or flow_dir is None:  # a submodule: its package's __path__ finds it
+            return None
+        own = flow_dir / name
+        if (flow_dir / f"{name}.py").is_file() or (own / "__init__.py").is_file():
+            return None
+        for inc in includes:
+            if inc.is_file() and inc.name == f"{name}.py":
+                return importlib.util.spec_from_file_location(name, inc)
+            if inc.is_dir() and inc.name == name:
+                if (inc / "__init__.py").is_file():
+                    return importlib.util.spec_from_file_location(name, inc / "__init__.py",
+                                                                  submodule_search_locations=[str(inc)])
+                # a namespace package, merged with the flow's own folder of that name as a copy would be
+                spec = importlib.machinery.ModuleSpec(name, None, is_package=True)
+                spec.submodule_search_locations = [str(p) for p in (own, inc) if p.is_dir()]
+                return spec
+        return None
+
+
+_lent = _LentModules()
 
 
 class ToolLoader:
     """Loads each Python file of one flow once and hands out its tool functions."""
 
-    def __init__(self, flow_dir: Path) -> None:
+    def __init__(self, flow_dir: Path, includes: tuple[Path, ...] = ()) -> None:
         self.dir = Path(flow_dir).resolve()
+        self.includes = tuple(Path(p).resolve() for p in includes)  # additional_includes: importable too
         self._modules: dict[str, Any] = {}
         self._fresh = False  # whether the flow's helper modules were taken out of sys.modules yet
         self._lock = threading.Lock()
@@ -84,6 +136,7 @@ class ToolLoader:
                 if str(self.dir) in sys.path:
                     sys.path.remove(str(self.dir))
                 sys.path.insert(0, str(self.dir))  # first, before another flow's folder
+                _lent.lend(self.dir, self.includes)
                 spec = importlib.util.spec_from_file_location(name, path)
                 if spec is None or spec.loader is None:
                     return None, Problem(where, "source.path", f"cannot import {source}")
@@ -98,7 +151,7 @@ class ToolLoader:
                         raise
                     return None, Problem(where, "source.path", f"importing {source} failed: {_describe(e, path)}")
                 finally:
-                    _note_flow_modules(before, str(self.dir))
+                    _note_flow_modules(before, (self.dir, *self.includes))
             self._modules[source] = module
             return module, None
 
