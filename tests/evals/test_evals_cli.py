@@ -185,3 +185,16 @@ def test_limit_reads_only_the_first_n_questions(scripted, tmp_path):
         assert "line 5" not in result.exception.message  # past the third question: not read
         result = CliRunner().invoke(cli, cmd)
         assert "line 4: no text" in result.exception.message and "line 5: not valid JSON" in result.exception.message
+
+
+def test_limit_stops_at_bad_json_too(tmp_path):
+    """Lines that are not JSON count towards the limit like any other bad line."""
+    from tunery.errors import InvalidInput
+    from tunery.evals import load_questions
+
+    data = tmp_path / "q.jsonl"
+    data.write_text('{"question": "Where should I stay?"}\n{bad\n{bad\n{bad\n')
+    with pytest.raises(InvalidInput) as e:
+        load_questions(data, limit=2)
+    assert "line 2: not valid JSON" in e.value.message and "line 3" not in e.value.message
+    assert [q["question"] for q in load_questions(data, limit=1)] == ["Where should I stay?"]

@@ -134,7 +134,7 @@ def _names(ctx, param, text: str | None) -> list[str] | None:
               show_default=True)
 @_spec_option("--precision", FineTuneRequest, "precision", type=click.Choice(["auto", "fp32", "bf16"]),
               default="auto", show_default=True)
-@click.option("--wait/--no-wait", default=False, show_default=True, help="Train now and show progress until the job ends.")
+@click.option("--wait/--no-wait", default=False, show_default=True, help="Train now and show progress until the job ends; exits 1 if it fails, is cancelled or is paused (no model yet).")
 @threads_option("CPU threads for training, in the worker this command starts (default: every CPU this "
                 "process may use; TUNERY_NUM_THREADS).")
 def finetune(training_file: Path, validation_file: Path | None, model: str, suffix: str | None, n_epochs: str,
@@ -216,8 +216,8 @@ def finetune(training_file: Path, validation_file: Path | None, model: str, suff
             raise _named(e, given) from None
         raise
     console.print(f"Created job [bold]{job['id']}[/] ({method}, {request.training_method} on {model})")
-    if wait:
-        _follow(job["id"], run_worker=True, paused_ok=True)
+    if wait:  # a paused job has no model yet: a script's `--wait && deploy` must not go on
+        _follow(job["id"], run_worker=True)
     else:
         if _ensure_background_worker():
             console.print("Started a background worker.")
@@ -240,8 +240,9 @@ def _ensure_background_worker() -> bool:
 def _follow(job_id: str, *, run_worker: bool, paused_ok: bool = False) -> None:
     """A progress bar with loss, tokens/s and ETA until the job ends or is paused; optionally runs a
     worker here. A job that fails or is cancelled exits 1. A paused one is parked, not failed: with
-    ``paused_ok`` (the `jobs` commands) it returns, saying how to resume; without (a caller that
-    needs the fine-tuned model, as `tunery quickstart`) it exits 1 too, as there is no model yet."""
+    ``paused_ok`` (`jobs follow`, `jobs resume --follow`) it returns, saying how to resume; without
+    (a caller that needs the fine-tuned model: `finetune --wait`, `tunery quickstart`) it exits 1
+    too, as there is no model yet."""
     from tunery.jobs import Worker, get_job, list_events
     from tunery.jobs.worker import worker_alive
 

@@ -24,6 +24,8 @@ def load_questions(path: Path, question_key: str = "question", *, limit: int | N
     rows: list[dict[str, Any]] = []
     problems: list[str] = []
     for n, line in read_lines(path, param="data"):  # a line that is not UTF-8 is named
+        if limit is not None and len(rows) + len(problems) >= limit:
+            break
         if not line.strip():
             continue
         try:
@@ -38,8 +40,6 @@ def load_questions(path: Path, question_key: str = "question", *, limit: int | N
             problems.append(f"line {n}: no text in column {question_key!r} (columns: {found})")
         else:
             rows.append(row)
-        if limit is not None and len(rows) + len(problems) >= limit:
-            break
     if problems:
         more = f" (and {len(problems) - MAX_LISTED} more)" if len(problems) > MAX_LISTED else ""
         raise InvalidInput(f"{path}: " + "; ".join(problems[:MAX_LISTED]) + more, param="data",
