@@ -91,13 +91,6 @@ def supervised_model(adapter: Path | None) -> tuple[str, float | None]:
     return job["fine_tuned_model"], time.perf_counter() - t0
 
 
-def training_prompts() -> list[dict]:
-    """The single-turn prompts of the supervised training file, each with its intent (``expect``)."""
-    intents = {r["prompt"]: r["expect"] for r in _rows(DATA / "intents.jsonl")}
-    return [{"question": m[1]["content"], "expect": intents[m[1]["content"]]}
-            for m in (r["messages"] for r in _rows(DATA / "train.jsonl")) if len(m) == 3]
-
-
 def onpolicy_pairs(sft: str, out: Path, console) -> Path:
     """Pairs of model ``sft``'s own answers (the supervised model, or the previous DPO round's) to the
     training prompts (``tunery eval pairs`` with the quickstart's checks; 4 samples at temperature 0.6,
@@ -110,7 +103,7 @@ def onpolicy_pairs(sft: str, out: Path, console) -> Path:
 
     checks = parse_evaluators([spec for spec, _, _ in qs.CHECKS if not spec.startswith("style_similarity")])
     t0 = time.perf_counter()
-    report = make_pairs(get_chat_model(sft, precision="int8"), training_prompts(), checks,
+    report = make_pairs(get_chat_model(sft, precision="int8"), qs.training_prompts(), checks,
                         system=qs.system_message(), samples=4, params=GenerationParams(temperature=0.6, max_tokens=128))
     write_pairs(report, out)
     console.print(f"on-policy pairs: {report.to_dict()} in {time.perf_counter() - t0:.0f} s -> {out}")
@@ -118,15 +111,13 @@ def onpolicy_pairs(sft: str, out: Path, console) -> Path:
 
 
 def mixed_pairs(onpolicy: Path, times: int, out: Path, answer_times: int = 1) -> Path:
-    """The on-policy pairs ``times`` over, then those from questions to answer ``answer_times - 1``
-    more times (run C of "Pairs whose preferred decline says no": 2, so that the two behaviours weigh
-    about the same), then the bundled hand-written ones (RESULTS: "Mixing the on-policy pairs with
-    the bundled ones")."""
-    lines = [line for line in onpolicy.read_text(encoding="utf-8").splitlines() if line.strip()]
-    expect = {p["question"]: p["expect"] for p in training_prompts()}
-    answer = [line for line in lines if expect[json.loads(line)["input"]["messages"][-1]["content"]] == "answer"]
-    mix = lines * times + answer * (answer_times - 1)
-    out.write_text("".join(f"{line}\n" for line in mix) + PREFS.read_text(encoding="utf-8"), encoding="utf-8")
+    """The on-policy pairs ``times`` over, those from questions to answer ``answer_times - 1`` more
+    times, then the bundled hand-written ones (``tunery.quickstart.preference_mix``, whose recipe,
+    run C, is ``times`` 1 and ``answer_times`` 2)."""
+    from tunery import quickstart as qs
+
+    out.write_text(qs.preference_mix(onpolicy.read_text(encoding="utf-8"), times=times, answer_times=answer_times),
+                   encoding="utf-8")
     return out
 
 

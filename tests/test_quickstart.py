@@ -70,3 +70,34 @@ def test_a_port_in_use_is_named_before_the_minutes_of_work():
         r = CliRunner().invoke(cli, ["quickstart", "--port", str(port)])
     assert isinstance(r.exception, InvalidInput) and r.exception.param == "port", r.output
     assert f"cannot listen on 127.0.0.1:{port}" in r.exception.message and "Base model" not in r.output
+
+
+def test_the_preference_job_starts_from_the_supervised_model_on_the_mix(tiny_model, tmp_path):
+    """DPO for one epoch from the supervised fine-tune, on the recipe's mix, found again by its own
+    fingerprint (another supervised model or seed is another key)."""
+    import json
+
+    from tunery.data import files
+    from tunery.jobs import get_job, store
+    from tunery.models import ModelRecord, register
+
+    plan = Plan(model="tiny-random")
+    sft = register(ModelRecord(id="ft:tiny-random:travel:1", kind="fine-tuned", path=tmp_path, source="test",
+                               parent="tiny-random", method="lora")).id
+    job = quickstart.create_preference_job(plan, sft)
+    assert (job["model"], job["method"]["type"], job["user_provided_suffix"]) == (sft, "dpo", quickstart.DPO_SUFFIX)
+    assert job["method"]["dpo"]["hyperparameters"]["n_epochs"] == quickstart.DPO_EPOCHS == 1
+    mix = files.content(job["training_file"]).decode()
+    assert mix == quickstart.preference_mix(quickstart.ONPOLICY.read_text(encoding="utf-8"))
+    assert files.content(job["validation_file"]) == quickstart.PREFERENCES_VALID.read_bytes()
+    onpolicy = quickstart.ONPOLICY.read_text(encoding="utf-8").splitlines()
+    assert mix.splitlines()[: len(onpolicy)] == onpolicy and len(mix.splitlines()) == 283
+    assert {json.loads(line)["input"]["messages"][0]["role"] for line in mix.splitlines()} == {"system"}
+
+    key = plan.preference_fingerprint(sft)
+    assert previous_job(plan, key) is None  # not succeeded yet
+    store.set_status(job["id"], "succeeded", fine_tuned_model=sft)
+    assert previous_job(plan, key)["id"] == job["id"] == get_job(job["id"])["id"]
+    assert previous_job(plan) is None  # the supervised stage's key is another
+    assert plan.preference_fingerprint("ft:tiny-random:travel:2") != key
+    assert Plan(model="tiny-random", seed=7).preference_fingerprint(sft) != key

@@ -252,3 +252,46 @@ def test_the_bundled_pairs_teach_what_the_system_message_asks():
 
 def test_too_few_pairs_are_counted_as_pairs():
     assert any("only 3 preference pairs: the OpenAI" in m for m in problems([pair(i) for i in range(3)], "training"))
+
+
+def test_a_pair_repeats_another_only_with_the_same_rejected_answer():
+    """Two samples of one model can share the prompt and the preferred answer against two rejected
+    ones: two pairs, not a duplicate (the bundled on-policy pairs hold 17 such)."""
+    other = pair(0, non_preferred_output=[{"role": "assistant", "content": "Try the Ritz."}])
+    report = validate_bytes(jsonl([pair(i) for i in range(9)] + [other, pair(3)]))
+    assert report.ok and [i.format() for i in report.warnings] == ["line 11: duplicate of line 4"]
+
+
+def test_the_bundled_onpolicy_pairs_prefer_the_behaviour_the_checks_ask_for():
+    """Model-written pairs (the supervised fine-tune's own samples): every preferred answer passes
+    the quickstart's checks for its question's intent, every pair is sampled on a training prompt
+    (none on a held-out question), and each prompt's intent is known."""
+    from tunery import quickstart
+    from tunery.evals import find_recommendations
+
+    pairs = load_pairs(TRAVEL / "preferences-onpolicy.jsonl")
+    report = validate_bytes((TRAVEL / "preferences-onpolicy.jsonl").read_bytes())
+    assert len(pairs) >= 150 and report.ok and not report.warnings
+    expect = {p["question"]: p["expect"] for p in quickstart.training_prompts()}
+    system = quickstart.system_message()
+    kinds = {"answer": 0, "decline": 0}
+    for p in pairs:
+        question = p.prompt.messages[-1].content
+        kinds[expect[question]] += 1
+        assert p.prompt.system == system and p.chosen != p.rejected
+        assert p.chosen.rstrip().endswith("?") and find_recommendations(p.chosen) == [], p.chosen
+    assert kinds["answer"] >= 40 and kinds["decline"] >= 100, kinds
+
+
+def test_the_quickstart_mix_weighs_answer_pairs_twice_then_adds_the_hand_written_ones():
+    from tunery import quickstart
+
+    lines = [json.dumps(pair(0, input={"messages": [{"role": "user", "content": q}]})) for q in
+             (p["question"] for p in quickstart.training_prompts()[:40])]
+    expect = [p["expect"] for p in quickstart.training_prompts()[:40]]
+    assert "answer" in expect and "decline" in expect
+    mix = quickstart.preference_mix("\n".join(lines) + "\n").splitlines()
+    bundled = (TRAVEL / "preferences.jsonl").read_text(encoding="utf-8").splitlines()
+    answered = [line for line, e in zip(lines, expect, strict=True) if e == "answer"]
+    assert mix == lines + answered + bundled
+    assert quickstart.preference_mix("\n".join(lines), answer_times=1).splitlines() == lines + bundled

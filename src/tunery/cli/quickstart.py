@@ -7,11 +7,31 @@ import time
 import click
 from rich.panel import Panel
 
-from tunery.cli._common import console, precision_option, status
+from tunery.cli._common import console, err_console, precision_option, status
 
 
 def _step(n: int, text: str) -> None:
     console.rule(f"[bold]{n}. {text}")
+
+
+def _job(earlier: dict | None, create) -> str:
+    """The fine-tuned model of an earlier identical job, else of a new one (``create()``), followed
+    to its end here; a job that fails, is cancelled or is paused ends the quickstart with exit status 1."""
+    from tunery.cli.jobs import _follow
+    from tunery.jobs import get_job
+
+    if earlier:
+        console.print(f"reusing {earlier['fine_tuned_model']} from job {earlier['id']} (same data and settings; "
+                      "--retrain to train again)")
+        return earlier["fine_tuned_model"]
+    job = create()
+    console.print(f"job {job['id']}")
+    try:
+        _follow(job["id"], run_worker=True)
+    except SystemExit as e:
+        if e.code:
+            raise
+    return get_job(job["id"])["fine_tuned_model"]
 
 
 @click.command()
@@ -19,24 +39,31 @@ def _step(n: int, text: str) -> None:
 @click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=42, show_default=True, help="Fine-tuning seed.")
 @click.option("--retrain", is_flag=True, help="Fine-tune again even if an identical fine-tune exists.")
 @click.option("--questions", type=click.IntRange(1), default=None, metavar="N", help="Ask only the first N held-out questions.")
+@click.option("--preference/--no-preference", default=True, show_default=True,
+              help="After the supervised fine-tune, preference-tune it (DPO, one epoch) on the bundled pairs of its "
+                   "own answers; --no-preference compares the supervised fine-tune alone (minutes sooner).")
 @click.option("--serve/--no-serve", default=True, show_default=True,
               help="Start the studio with both models deployed (--no-serve ends after the report).")
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True,
               help="Port for the studio and API.")
 @precision_option("the base and fine-tuned models", process_default=True)
-def quickstart(model: str, seed: int, retrain: bool, questions: int | None, serve: bool, port: int) -> None:
-    """Pull, validate, fine-tune, compare with the base model, and serve the studio.
+def quickstart(model: str, seed: int, retrain: bool, questions: int | None, preference: bool, serve: bool,
+               port: int) -> None:
+    """Pull, validate, fine-tune, preference-tune, compare with the base model, and serve the studio.
 
     Uses the bundled travel-assistant dataset: a system message that forbids hotel, flight,
     rental-car and restaurant recommendations, and answers that end with a question. The
-    comparison asks base and fine-tuned the held-out questions with that system message: some
+    supervised fine-tune learns from its 229 conversations; the preference stage (DPO) then
+    trains that fine-tune on pairs of its own sampled answers (one that declines a forbidden
+    recommendation in words, or answers an allowed question, preferred over one that does not;
+    sampled once from SmolLM2's fine-tune at seed 42 and bundled) and on 64 hand-written pairs.
+    The comparison asks base and fine-tuned the held-out questions with that system message: some
     ask for a forbidden recommendation (to decline), the others for help it should give. The
     summary shows, on the first, whether the answer names no specific business and says no in
     words; on the second, over-refusal and whether the answer is about the question; ending with
     a question on both; and style similarity to the training answers.
     """
     from tunery import quickstart as qs
-    from tunery.cli.jobs import _follow
     from tunery.data.stats import token_stats
     from tunery.data.validate import validate_file
     from tunery.models import ensure
@@ -47,7 +74,7 @@ def quickstart(model: str, seed: int, retrain: bool, questions: int | None, serv
 
         check_can_listen("127.0.0.1", port)
     started = time.perf_counter()
-    plan = qs.Plan(model=model, seed=seed, questions=questions)
+    plan = qs.Plan(model=model, seed=seed, questions=questions, preference=preference)
 
     _step(1, f"Base model: {model}")
     with status(f"pulling {model}") as update:
@@ -66,37 +93,41 @@ def quickstart(model: str, seed: int, retrain: bool, questions: int | None, serv
         if not report.ok:
             console.print(report.format(limit=20))
             raise SystemExit(1)
+    for path in (qs.ONPOLICY, qs.PREFERENCES, qs.PREFERENCES_VALID) if preference else ():
+        report = validate_file(path, purpose="validation" if path == qs.PREFERENCES_VALID else "training")
+        if not report.ok:
+            console.print(report.format(limit=20))
+            raise SystemExit(1)
+        console.print(f"{path.name}: [green]valid[/], {len(report.examples)} preference pairs, "
+                      f"{len(report.warnings)} warning(s)")
 
     _step(3, "Fine-tune (LoRA, default settings)")
-    job = None if retrain else qs.previous_job(plan)
-    if job:
-        console.print(f"reusing {job['fine_tuned_model']} from job {job['id']} (same data and settings; "
-                      "--retrain to train again)")
-    else:
-        job = qs.create_job(plan)
-        console.print(f"job {job['id']}")
-        try:
-            _follow(job["id"], run_worker=True)
-        except SystemExit as e:
-            if e.code:
-                raise
-        from tunery.jobs import get_job
+    supervised = tuned = _job(None if retrain else qs.previous_job(plan), lambda: qs.create_job(plan))
+    if plan.preference:
+        _step(4, f"Preference-tune (DPO, {qs.DPO_EPOCHS} epoch) on pairs of the fine-tune's own answers")
+        if (plan.model, plan.seed) != qs.ONPOLICY_FROM:
+            err_console.print(f"[yellow]note:[/] the bundled pairs are the answers of {qs.ONPOLICY_FROM[0]}'s fine-tune "
+                              f"at seed {qs.ONPOLICY_FROM[1]}, not this one's: here they teach another model's answers "
+                              "(off-policy). Make this fine-tune's own with `tunery eval pairs` (see "
+                              "src/tunery/examples/travel/README.md), or skip the stage with --no-preference.",
+                              soft_wrap=True)
+        key = plan.preference_fingerprint(supervised)
+        tuned = _job(None if retrain else qs.previous_job(plan, key),
+                     lambda: qs.create_preference_job(plan, supervised))
 
-        job = get_job(job["id"])
-    tuned = job["fine_tuned_model"]
-
-    _step(4, "Compare base and fine-tuned on held-out questions")
+    step = 4 + plan.preference
+    _step(step, "Compare base and fine-tuned on held-out questions")
     from tunery.cli.evals import _run
     from tunery.evals import load_questions, render_terminal_table
 
     with status("preparing the fast serving path") as update:
         for line in qs.prepare_serving(plan, tuned, progress=update):
             console.print(line)
-    n_q = len(load_questions(qs.QUESTIONS)[:questions])
+    n_q = len(load_questions(qs.QUESTIONS, limit=questions))
     report = _run(lambda progress: qs.compare(plan, tuned, progress=progress), 2 * n_q)  # bar on stderr, as eval's
     render_terminal_table(report, console)
 
-    _step(5, "Deploy")
+    _step(step + 1, "Deploy")
     names = qs.deploy_both(plan, tuned)
     console.print(f"deployed {names[0]} -> {model} and {names[1]} -> {tuned}")
     console.print(f"quickstart took {time.perf_counter() - started:.0f} s")

@@ -556,7 +556,9 @@ class Validator:
             return
         # a pair repeats an earlier one only with the same rejected answer too: two pairs that share
         # the prompt and the preferred answer (two samples of the same model, say) teach two things
-        seen = json.loads(raw) if self.kind == "preference" else [conv.to_dicts(with_weights=True), conv.tools]
+        seen = [conv.to_dicts(with_weights=True), conv.tools]
+        if self.kind == "preference":
+            seen.append(json.loads(raw).get("non_preferred_output"))
         key = hashlib.blake2b(json.dumps(seen, sort_keys=True, ensure_ascii=False).encode(), digest_size=16).digest()
         if key in self.seen:
             warn(None, f"duplicate of line {self.seen[key]}")
