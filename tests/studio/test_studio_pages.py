@@ -372,8 +372,9 @@ def test_a_refused_flow_upload_clears_the_preview_it_would_replace(page, studio,
     watch.check()
 
 
-def test_runs_page_compares_selected_runs(page, studio, studio_home, watch, shot, tmp_path):
-    from tunery.flows import RunSpec, create_run
+def _upper_flow(tmp_path, *texts: str):
+    """A one-node python flow that upper-cases its text, and a data file of ``texts``."""
+    import json
 
     flow = tmp_path / "upper"
     flow.mkdir()
@@ -383,7 +384,14 @@ def test_runs_page_compares_selected_runs(page, studio, studio_home, watch, shot
     (flow / "up.py").write_text("from promptflow.core import tool\n\n\n@tool\ndef up(text: str) -> str:\n"
                                 "    return text.upper()\n")
     data = tmp_path / "data.jsonl"
-    data.write_text('{"text": "lisbon"}\n{"text": "hanoi"}\n')
+    data.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    return flow, data
+
+
+def test_runs_page_compares_selected_runs(page, studio, studio_home, watch, shot, tmp_path):
+    from tunery.flows import RunSpec, create_run
+
+    flow, data = _upper_flow(tmp_path, "lisbon", "hanoi")
     for name in ("upper_one", "upper_two"):
         create_run(RunSpec(flow=str(flow), data=str(data), name=name))
 
@@ -405,15 +413,7 @@ def test_a_run_page_keeps_polling_through_a_lost_connection(page, studio, studio
     note, which goes once the run answers; the polling stops when the run has ended."""
     from tunery.flows import RunSpec, create_run
 
-    flow = tmp_path / "upper"
-    flow.mkdir()
-    (flow / "flow.dag.yaml").write_text(
-        "inputs:\n  text:\n    type: string\noutputs:\n  answer:\n    type: string\n    reference: ${up.output}\n"
-        "nodes:\n- name: up\n  type: python\n  source: {type: code, path: up.py}\n  inputs:\n    text: ${inputs.text}\n")
-    (flow / "up.py").write_text("from promptflow.core import tool\n\n\n@tool\ndef up(text: str) -> str:\n"
-                                "    return text.upper()\n")
-    data = tmp_path / "data.jsonl"
-    data.write_text('{"text": "lisbon"}\n')
+    flow, data = _upper_flow(tmp_path, "lisbon")
     create_run(RunSpec(flow=str(flow), data=str(data), name="polled"))
 
     polls = []
