@@ -221,3 +221,25 @@ def test_a_block_cut_by_max_tokens_is_left_out_streamed_as_plain(tiny_model, tex
         stream = _CallStream(p)
         sent = [d for i in range(0, len(text), step) for d in stream.push(text[i:i + step])] + stream.flush(cut=True)
         assert "".join(d.get("content", "") for d in sent) == content and stream.calls == n_calls
+
+
+def test_tunerys_client_of_a_remote_endpoint_runs_a_tool_loop(server, tiny_model):
+    """`MODEL@URL` (tunery's client of any OpenAI-compatible endpoint, here a tunery server) sends
+    the tools and the loop's messages, and gets the calls back as `<tool_call>` blocks, streamed
+    and not, which parse to schema-valid calls."""
+    from tunery.chat import ChatMessage, GenerationParams, Role
+    from tunery.chat_template import parse_tool_calls
+    from tunery.serving import OpenAIChatModel
+
+    remote = OpenAIChatModel("tiny-random", server.base_url)
+    ask = [ChatMessage(Role.USER, ASK[0]["content"])]
+    params = GenerationParams(tools=(WEATHER,), tool_choice="required", parallel_tool_calls=False, max_tokens=80,
+                              seed=1, temperature=1.2)
+    for answer in (remote.generate(ask, params).text, "".join(c.text for c in remote.stream(ask, params))):
+        _, (call,) = parse_tool_calls(answer)
+        assert call["function"]["name"] == "get_weather"
+        jsonschema.validate(json.loads(call["function"]["arguments"]), ARGS)
+    loop = [*ask, ChatMessage(Role.ASSISTANT, "", tool_calls=(call,)),
+            ChatMessage(Role.TOOL, '{"forecast": "sunny"}', tool_call_id=call["id"])]
+    final = remote.generate(loop, GenerationParams(tools=(WEATHER,), tool_choice="none", max_tokens=10, seed=4))
+    assert parse_tool_calls(final.text)[1] == [] and final.finish_reason in ("stop", "length")

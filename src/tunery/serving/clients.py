@@ -7,18 +7,35 @@ import json
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from tunery.chat import ChatMessage, Completion, CompletionChunk, GenerationParams, Usage
+from tunery.chat_template import tool_call_text
 from tunery.errors import InvalidInput, OfflineError, TuneryError
 
 
+def _message(m: ChatMessage) -> dict[str, Any]:
+    """A message as OpenAI's API takes it: no ``weight`` (tunery's, for training), and ``content``
+    null on an assistant turn that only calls tools."""
+    d = m.to_dict()
+    d.pop("weight", None)
+    if m.tool_calls and not m.content:
+        d["content"] = None
+    return d
+
+
 def _payload(model: str, messages: Sequence[ChatMessage], params: GenerationParams, stream: bool) -> dict:
-    if params.tools or params.logprobs:  # a Completion would have nowhere to put the calls or the scores
-        asked = "tools" if params.tools else "logprobs"
-        raise InvalidInput(f"{asked} are not sent to a remote endpoint by tunery's client", param=asked,
+    if params.logprobs:  # a Completion from here would have nowhere to put the scores
+        raise InvalidInput("logprobs are not sent to a remote endpoint by tunery's client", param="logprobs",
                            hint="ask the endpoint directly with the openai SDK, or use a local model")
-    body: dict = {"model": model, "messages": [{"role": m.role.value, "content": m.content} for m in messages],
+    body: dict = {"model": model, "messages": [_message(m) for m in messages],
                   "temperature": params.temperature, "top_p": params.top_p, "n": params.n, "stream": stream}
+    if params.tools:
+        body["tools"] = list(params.tools)
+        if params.tool_choice is not None:
+            body["tool_choice"] = params.tool_choice
+        if not params.parallel_tool_calls:
+            body["parallel_tool_calls"] = False
     if params.max_tokens is not None:
         body["max_tokens"] = params.max_tokens
     if params.stop:
@@ -37,9 +54,27 @@ def _payload(model: str, messages: Sequence[ChatMessage], params: GenerationPara
     return body
 
 
+def _with_calls(content: str, calls: Sequence[dict[str, Any]]) -> str:
+    """An answer's text with its tool calls written as tunery's models write them (``<tool_call>``
+    blocks, :func:`tunery.chat_template.tool_call_text`), the one form every reader of a
+    :class:`Completion` parses (the server's ``tool_calls``, the ``tool_calls`` evaluator)."""
+    if not calls:
+        return content
+    blocks = tool_call_text(calls)
+    return f"{content}\n{blocks}" if content else blocks
+
+
+def _finish(reason: str | None) -> str | None:
+    """OpenAI's ``tool_calls`` (and legacy ``function_call``) finish is the calls in the text here:
+    a reader that finds them says ``tool_calls`` again."""
+    return "stop" if reason in ("tool_calls", "function_call") else reason
+
+
 @dataclass
 class OpenAIChatModel:
-    """Any OpenAI-compatible ``/v1/chat/completions`` endpoint (tunery serve, OpenAI, Azure, vLLM...)."""
+    """Any OpenAI-compatible ``/v1/chat/completions`` endpoint (tunery serve, OpenAI, Azure, vLLM...).
+    Tools are sent as given; the calls that come back are written into the answer's text as
+    ``<tool_call>`` blocks (see :func:`_with_calls`)."""
 
     model: str
     base_url: str
@@ -74,9 +109,10 @@ class OpenAIChatModel:
         if r.status_code != 200:
             raise self._error(r.status_code, r.text)
         data = r.json()
-        choices = tuple(c["message"]["content"] or "" for c in data["choices"])
+        choices = tuple(_with_calls(c["message"].get("content") or "", c["message"].get("tool_calls") or [])
+                        for c in data["choices"])
         u = data.get("usage") or {}
-        return Completion(text=choices[0], finish_reason=data["choices"][0].get("finish_reason") or "stop",
+        return Completion(text=choices[0], finish_reason=_finish(data["choices"][0].get("finish_reason")) or "stop",
                           usage=Usage(u.get("prompt_tokens", 0), u.get("completion_tokens", 0)),
                           model=data.get("model", self.model), choices=choices)
 
@@ -88,6 +124,8 @@ class OpenAIChatModel:
                               json=_payload(self.model, messages, params, True), timeout=self.timeout) as r:
                 if r.status_code != 200:
                     raise self._error(r.status_code, r.read().decode(errors="replace"))
+                wrote: dict[int, bool] = {}  # per choice, whether any text came yet
+                calls: dict[int, dict[int, dict[str, Any]]] = {}  # per choice, its calls by their index
                 for line in r.iter_lines():
                     if not line.startswith("data:"):
                         continue
@@ -97,8 +135,19 @@ class OpenAIChatModel:
                     obj = json.loads(data)
                     usage = obj.get("usage")
                     for c in obj.get("choices") or []:
-                        yield CompletionChunk(text=(c.get("delta") or {}).get("content") or "",
-                                              finish_reason=c.get("finish_reason"), index=c.get("index", 0))
+                        i, delta = c.get("index", 0), c.get("delta") or {}
+                        for piece in delta.get("tool_calls") or []:  # a call comes in pieces: name, then arguments
+                            call = calls.setdefault(i, {}).setdefault(piece.get("index", 0), {"name": "", "arguments": ""})
+                            fn = piece.get("function") or {}
+                            call["name"] += fn.get("name") or ""
+                            call["arguments"] += fn.get("arguments") or ""
+                        text = delta.get("content") or ""
+                        finish = c.get("finish_reason")
+                        if finish and calls.get(i):  # the calls whole, as the text's last piece (_with_calls)
+                            blocks = tool_call_text([{"function": v} for _, v in sorted(calls.pop(i).items())])
+                            text = f"{text}\n{blocks}" if wrote.get(i) or text else blocks
+                        wrote[i] = wrote.get(i, False) or bool(text)
+                        yield CompletionChunk(text=text, finish_reason=_finish(finish), index=i)
                     if usage:
                         yield CompletionChunk(usage=Usage(usage.get("prompt_tokens", 0),
                                                           usage.get("completion_tokens", 0)))
