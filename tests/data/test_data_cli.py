@@ -91,6 +91,22 @@ def test_stats_of_a_file_without_examples(tiny_model, tmp_path: Path):
     path.write_bytes(b"not json\n")
     result = invoke("stats", str(path), "--model", "tiny-random")
     assert isinstance(result.exception, InvalidInput) and "has no valid examples" in str(result.exception)
+    # the first problem is named, not only "run validate": once a UTF-16 file said no more than that
+    path.write_bytes("\n".join(good_lines(2)).encode("utf-16"))
+    utf16 = invoke("stats", str(path), "--model", "tiny-random")
+    assert utf16.exception.message == f"{path} has no valid examples: the file is UTF-16 encoded: save it as UTF-8"
+
+
+def test_stats_reads_a_pipe_once(tiny_model, tmp_path: Path):
+    """Once the format was read from the file, then the examples from the file again: a pipe
+    (/dev/stdin) was empty by then, and stats said it had no valid examples."""
+    pairs = [{"input": {"messages": [{"role": "user", "content": f"Where in Rome, day {i}?"}]},
+              "preferred_output": [{"role": "assistant", "content": "The Forum."}],
+              "non_preferred_output": [{"role": "assistant", "content": "Nowhere."}]} for i in range(3)]
+    for data, key, n in ((jsonl(good_lines(12)), "n_examples", 12), (jsonl(pairs), "n_pairs", 3)):
+        proc = run_cli("stats", "/dev/stdin", "--model", "tiny-random", "--json", input=data.decode())
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)[key] == n
 
 
 def test_scrub_writes_a_copy_and_check_exits_1(tmp_path: Path):
@@ -111,6 +127,13 @@ def test_scrub_writes_a_copy_and_check_exits_1(tmp_path: Path):
 def test_scrub_needs_an_output(tmp_path: Path, good: Path):
     result = invoke("scrub", str(good))
     assert isinstance(result.exception, InvalidInput) and "-o OUT" in str(result.exception)
+
+
+def test_scrub_check_with_an_output_is_refused(tmp_path: Path, good: Path):
+    """Once -o was ignored under --check: no copy, and not a word about it."""
+    result = invoke("scrub", str(good), "--check", "-o", str(tmp_path / "clean.jsonl"))
+    assert result.exit_code == 2 and "--check only reports and writes nothing" in result.output
+    assert not (tmp_path / "clean.jsonl").exists()
 
 
 def test_scrub_refuses_to_write_over_its_input(good: Path):

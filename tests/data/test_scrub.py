@@ -139,3 +139,13 @@ def test_check_file_writes_nothing(tmp_path: Path):
     assert report.found and report.counts == {"SSN": 1} and report.output is None
     assert sorted(tmp_path.iterdir()) == before
     assert not check_file(_write(tmp_path / "clean.jsonl", [{"messages": []}])).found
+
+
+def test_a_scrubbed_line_keeps_its_crlf_ending(tmp_path: Path):
+    """A rewritten line once ended in a bare LF among CRLF lines, which made a file of mixed endings."""
+    clean = b'{"messages": [{"role": "user", "content": "Hi"}]}'
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(clean + b"\r\n" + b'{"messages": [{"role": "user", "content": "ana@example.com"}]}\r\n' + clean)
+    scrub_file(src, tmp_path / "out.jsonl")
+    assert (tmp_path / "out.jsonl").read_bytes() == (
+        clean + b"\r\n" + b'{"messages": [{"role": "user", "content": "[EMAIL]"}]}\r\n' + clean)

@@ -106,3 +106,17 @@ def test_lines_that_are_not_json_objects_are_refused(tmp_path: Path):
     with pytest.raises(InvalidInput, match="listed.jsonl, line 4: expected a JSON object, got a list"):
         split_file(listed, validation_fraction=0.5, seed=0)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["array.jsonl", "listed.jsonl"]
+
+
+def test_an_output_that_cannot_be_written_leaves_the_other_as_it_was(tmp_path: Path):
+    """Once the training file was replaced before the validation file failed: a new training side
+    beside an old validation side, which may hold the same examples."""
+    from tunery.home import CannotWrite
+
+    src = _src(tmp_path)
+    (tmp_path / "trips.train.jsonl").write_text("mine\n")
+    (tmp_path / "trips.valid.jsonl").mkdir()
+    with pytest.raises(CannotWrite, match="trips.valid.jsonl: it is a folder"):
+        split_file(src, validation_fraction=0.5, seed=0, force=True)
+    assert (tmp_path / "trips.train.jsonl").read_text() == "mine\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["trips.jsonl", "trips.train.jsonl", "trips.valid.jsonl"]

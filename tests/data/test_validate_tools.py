@@ -200,6 +200,19 @@ def test_each_tool_rule_names_line_field_and_problem(obj, field, message):
     assert any(f == field and message in m for f, m in errors), errors
 
 
+def test_a_call_answered_after_the_next_turn_is_named_late_not_already_answered():
+    """Once a call left unanswered at the next turn, then answered, was said to be "already answered"."""
+    ex = tool_example()
+    m = ex["messages"]
+    ex["messages"] = [*m[:4], {"role": "user", "content": "And the money?"}, m[4], m[5]]
+    errors = errors_on_11(ex)
+    assert ("messages[4].role", "tool call 'c2' of messages[2] not answered: give each call a tool message before "
+                                "the next turn") in errors
+    assert ("messages[5].tool_call_id", "call 'c2' is answered too late: answer each call right after the assistant "
+                                        "message that makes it, before the next turn") in errors
+    assert not any("already answered" in message for _, message in errors), errors
+
+
 def test_a_legacy_example_gets_one_readable_error_per_legacy_part():
     legacy = {"functions": [{"name": "f", "parameters": {"type": "object"}}],
               "messages": [USER, {"role": "assistant", "function_call": {"name": "f", "arguments": "{}"}},
@@ -252,6 +265,21 @@ def test_scrub_changes_nothing_in_arguments_and_results_but_the_personal_data(tm
                                                                                           "[EMAIL]")
     assert out["messages"][4]["content"] == result.replace("+44 20 7946 0958", "[PHONE]")  # a key is shape, kept
     assert validate_bytes((tmp_path / "out.jsonl").read_bytes()).ok
+
+
+def test_scrub_finds_a_card_number_written_as_a_json_number(tmp_path):
+    """A tool's result (and a call's arguments) may hold a card number as a JSON number: once it was
+    left in, as only the document's strings were scanned."""
+    from tunery.data.scrub import scrub_file
+
+    ex = tool_example()
+    ex["messages"][4]["content"] = '{"result": 231.4, "card": 4111111111111111, "year": 2024}'
+    src = tmp_path / "d.jsonl"
+    src.write_bytes(jsonl([*good_lines(10), line(ex)]))
+    report = scrub_file(src, tmp_path / "out.jsonl")
+    out = json.loads((tmp_path / "out.jsonl").read_text().splitlines()[-1])
+    assert out["messages"][4]["content"] == '{"result": 231.4, "card": "[CARD]", "year": 2024}'
+    assert [(f.field, f.match.kind) for f in report.findings] == [("messages[4].content", "CARD")]
 
 
 def test_split_keeps_tool_examples_whole(tmp_path):

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.markup import escape
 from rich.table import Table
 
 from tunery.cli._common import Group, console, err_console, print_json, refuse_overwrite, status, utf8_text
+
+if TYPE_CHECKING:
+    from tunery.data import Issue
+    from tunery.errors import InvalidInput
 
 _FILE = click.Path(path_type=Path, dir_okay=True)
 
@@ -38,7 +43,7 @@ def data() -> None:
 @click.option("--purpose", type=click.Choice(["training", "validation"]), default="training", show_default=True,
               help="What the file is for: a training file needs at least 10 examples.")
 @click.option("--limit", type=click.IntRange(min=0), default=100, show_default=True,
-              help="Show at most this many problems (0: all).")
+              help="Show at most this many problems (0: all; --json always has all).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def validate(file: Path, model: str | None, purpose: str, limit: int, as_json: bool) -> None:
     """Check FILE and list every problem with its line and field.
@@ -78,21 +83,22 @@ def stats(file: Path, model: str, n_epochs: int, as_json: bool) -> None:
     """Count examples, turns and tokens in FILE as MODEL sees them.
 
     Billed tokens follow the OpenAI rule for fine-tuning: every token of every example, once per
-    epoch. Trained tokens are those of assistant messages with weight 1, end-of-turn marker included.
+    epoch. Trained tokens are those of assistant messages with weight 1 (or no weight), end-of-turn
+    marker included. For a file of preference pairs (DPO): the tokens of each pair's prompt and of
+    its chosen and rejected answers.
     """
     from tunery.data import read_data, token_stats, validate_bytes
     from tunery.data.preference import file_kind
-    from tunery.errors import InvalidInput
     from tunery.models import ensure
     from tunery.models.loading import load_tokenizer
 
-    if file_kind(file) == "preference":
-        _preference_stats(file, model, as_json)
+    data = read_data(file)  # read once: FILE may be a pipe (/dev/stdin), which a second read finds empty
+    if file_kind(data) == "preference":
+        _preference_stats(file, data, model, as_json)
         return
-    report = validate_bytes(read_data(file), purpose="validation")
+    report = validate_bytes(data, purpose="validation")
     if not report.examples:
-        raise InvalidInput(f"{file} has no valid examples", param="file",
-                           hint=f"run `tunery data validate {file}`")
+        raise _nothing_to_count(file, "examples", report.errors)
     with status(f"loading {model}") as update:
         rec = ensure(model, progress=update)
         tokenizer = load_tokenizer(rec)
@@ -121,6 +127,17 @@ def stats(file: Path, model: str, n_epochs: int, as_json: bool) -> None:
     console.print(f"[bold]{'over context':>22}[/]  {over} (context {result.context_length:,} tokens)")
 
 
+def _nothing_to_count(file: Path, what: str, errors: list[Issue]) -> InvalidInput:
+    """The InvalidInput for a file without one valid example (or pair), naming its first problem."""
+    import shlex
+
+    from tunery.errors import InvalidInput
+
+    first = f": {errors[0].format()}" if errors else ""
+    return InvalidInput(f"{file} has no valid {what}{first}", param="file",
+                        hint=f"run `tunery data validate {shlex.quote(str(file))}` for every problem")
+
+
 def _warn_skipped(errors: list, n_valid: int, what: str) -> None:
     """Say that lines with problems (``errors``, issues) were left out of the counts."""
     if errors:
@@ -135,17 +152,15 @@ def _mask(text: str) -> str:
 
 
 
-def _preference_stats(file: Path, model: str, as_json: bool) -> None:
-    """Tokens of a preference (DPO) file: prompt, chosen and rejected answers per pair."""
+def _preference_stats(file: Path, data: bytes, model: str, as_json: bool) -> None:
+    """Tokens of a preference (DPO) file (``data``, its bytes): prompt, chosen and rejected answers per pair."""
     from tunery.data.preference import preference_stats, read_pairs
-    from tunery.errors import InvalidInput
     from tunery.models import ensure
     from tunery.models.loading import load_tokenizer
 
-    pairs, errors = read_pairs(file)
+    pairs, errors = read_pairs(data)
     if not pairs:
-        raise InvalidInput(f"{file} has no valid preference pairs", param="file",
-                           hint=f"run `tunery data validate {file}`")
+        raise _nothing_to_count(file, "preference pairs", errors)
     with status(f"loading {model}") as update:
         rec = ensure(model, progress=update)
         result = preference_stats(pairs, load_tokenizer(rec))
@@ -183,6 +198,9 @@ def scrub(file: Path, output: Path | None, check: bool, force: bool, as_json: bo
 
     if not check and output is None:
         raise InvalidInput("give an output file with -o OUT, or --check to only report", param="output")
+    if check and output is not None:  # else -o is ignored without a word, and no copy is written
+        raise click.UsageError("--check only reports and writes nothing: leave out -o OUT, or --check to write "
+                               "the scrubbed copy")
     if output is not None:
         refuse_overwrite(output, file)
     report = check_file(file) if check else scrub_file(file, output, force=force)

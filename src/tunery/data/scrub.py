@@ -285,23 +285,26 @@ class ScrubReport:
                 "plain_text_lines": self.plain_text_lines, "findings": [f.to_dict() for f in self.findings]}
 
 
-# a JSON string literal, and what follows a key's literal: scanned left to right over a valid JSON
-# text, a quote outside a string can only open the next string
-_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+# a JSON string literal or number, and what follows a key's literal: scanned left to right over a
+# valid JSON text, a quote outside a string can only open the next string, and digits outside one
+# can only be a number
+_JSON_SCALAR = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?')
 _KEY_AFTER = re.compile(r"\s*:")
 
 
-def _scrub_json_strings(doc: str) -> tuple[str, list[PiiMatch]]:
-    """``doc``, a valid JSON text, with each string value scrubbed where it stands: keys, numbers,
-    escapes and layout stay as written (re-serialising would turn 19.90 into 19.9 and 1e400 into
-    the invalid Infinity in text the model is trained on)."""
+def _scrub_json_values(doc: str) -> tuple[str, list[PiiMatch]]:
+    """``doc``, a valid JSON text, with each string value and number scrubbed where it stands (a card
+    number is as often a number as a string: one found becomes its placeholder, a string): keys,
+    other numbers, escapes and layout stay as written (re-serialising would turn 19.90 into 19.9
+    and 1e400 into the invalid Infinity in text the model is trained on)."""
     parts: list[str] = []
     found: list[PiiMatch] = []
     pos = 0
-    for m in _JSON_STRING.finditer(doc):
-        if _KEY_AFTER.match(doc, m.end()):
+    for m in _JSON_SCALAR.finditer(doc):
+        literal = m.group()
+        if literal[0] == '"' and _KEY_AFTER.match(doc, m.end()):
             continue  # a key: part of the document's shape, kept
-        new, matches = scrub_text(json.loads(m.group()))
+        new, matches = scrub_text(json.loads(literal) if literal[0] == '"' else literal)
         if matches:
             parts += [doc[pos:m.start()], json.dumps(new, ensure_ascii=False)]
             pos = m.end()
@@ -311,13 +314,14 @@ def _scrub_json_strings(doc: str) -> tuple[str, list[PiiMatch]]:
 
 def _scrub_json_text(holder: dict, key: str, fld: str, line: int, report: ScrubReport) -> bool:
     """Scrub ``holder[key]``, a string that may hold a JSON document (tool-call arguments, a tool's
-    result): the document's string values one by one, so it stays valid JSON; other text as text."""
+    result): the document's string values and numbers one by one, so it stays valid JSON; other
+    text as text."""
     text = holder[key]
     try:
         doc = json.loads(text)
     except (ValueError, RecursionError):
         doc = None
-    new, matches = _scrub_json_strings(text) if isinstance(doc, dict | list) else scrub_text(text)
+    new, matches = _scrub_json_values(text) if isinstance(doc, dict | list) else scrub_text(text)
     report.add(line, fld, matches)
     if matches:
         holder[key] = new
@@ -430,7 +434,8 @@ def scrub_file(src: str | Path, dst: str | Path, *, force: bool = False) -> Scru
         for lineno, raw in enumerate(f, 1):
             if lineno == 1:
                 refuse_utf16(src, raw)
-            ending = b"\n" if raw.endswith(b"\n") else b""
-            out.write(scrub_line(lineno, raw.removesuffix(b"\n"), report) + ending)
+            body = raw.removesuffix(b"\n").removesuffix(b"\r")
+            # the line's own ending (CRLF too), so a rewritten line ends as the lines copied around it do
+            out.write(scrub_line(lineno, body, report) + raw[len(body):])
             report.n_lines = lineno
     return report

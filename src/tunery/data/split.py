@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tunery.errors import InvalidInput, json_kind
-from tunery.home import atomic_write_bytes
+from tunery.home import atomic_open
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +99,9 @@ def split_file(src: str | Path, *, validation_fraction: float, seed: int, out_tr
             raise InvalidInput(f"{src}, line {n}: {what}", param="file", hint=hint)
         lines.append(text.encode("utf-8"))
     train, valid = split_lines(lines, validation_fraction=validation_fraction, seed=seed)
-    atomic_write_bytes(train_path, b"\n".join(train) + b"\n")
-    atomic_write_bytes(valid_path, b"\n".join(valid) + b"\n")
+    # both written before either is renamed into place: an output that cannot be written leaves the
+    # other as it was, not half of a new split beside half of an old one
+    with atomic_open(train_path) as t, atomic_open(valid_path) as v:
+        t.write(b"\n".join(train) + b"\n")
+        v.write(b"\n".join(valid) + b"\n")
     return SplitResult(train_path, valid_path, len(train), len(valid))

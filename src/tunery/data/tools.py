@@ -226,8 +226,9 @@ def _check_call(add: Add, cf: str, call: Any, ids: set[str], pending: dict[str, 
 
 
 def _check_answer(add: Add, f: str, m: dict, prev: str | None, prev_calls: bool, ids: set[str],
-                  pending: dict[str, int]) -> bool:
-    """A tool message: it follows the call it answers, and its ``tool_call_id`` names a pending call."""
+                  pending: dict[str, int], answered: set[str]) -> bool:
+    """A tool message: it follows the call it answers, and its ``tool_call_id`` names a pending call
+    (which then joins ``answered``)."""
     ok = True
     if not (prev == Role.TOOL or (prev == Role.ASSISTANT and prev_calls)):
         add(f"{f}.role", "a tool message must follow the assistant message whose call it answers "
@@ -240,8 +241,13 @@ def _check_answer(add: Add, f: str, m: dict, prev: str | None, prev_calls: bool,
         return False
     if cid in pending:
         del pending[cid]
-    elif cid in ids:
+        answered.add(cid)
+    elif cid in answered:
         add(f"{f}.tool_call_id", f"call {cid!r} is already answered")
+        ok = False
+    elif cid in ids:  # a call left unanswered when the next turn began (named there)
+        add(f"{f}.tool_call_id", f"call {cid!r} is answered too late: answer each call right after the "
+                                 "assistant message that makes it, before the next turn")
         ok = False
     else:
         add(f"{f}.tool_call_id", f"{cid!r} answers no earlier tool call of this conversation")
@@ -257,12 +263,13 @@ def check_tool_use(add: Add, messages: list, roles: list[str | None], schemas: d
     ok = True
     ids: set[str] = set()
     pending: dict[str, int] = {}  # call id -> message index, until a tool message answers it
+    answered: set[str] = set()
     for i, (m, role) in enumerate(zip(messages, roles, strict=True)):
         f = f"messages[{i}]"
         if role == Role.TOOL:
             prev = roles[i - 1] if i > 0 else None
             prev_calls = prev == Role.ASSISTANT and bool(messages[i - 1].get("tool_calls"))
-            ok = _check_answer(add, f, m, prev, prev_calls, ids, pending) and ok
+            ok = _check_answer(add, f, m, prev, prev_calls, ids, pending, answered) and ok
             continue
         if pending and role is not None:
             names = ", ".join(repr(c) for c in pending)
