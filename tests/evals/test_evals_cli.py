@@ -198,3 +198,13 @@ def test_limit_stops_at_bad_json_too(tmp_path):
         load_questions(data, limit=2)
     assert "line 2: not valid JSON" in e.value.message and "line 3" not in e.value.message
     assert [q["question"] for q in load_questions(data, limit=1)] == ["Where should I stay?"]
+
+
+def test_the_system_message_is_found_in_a_file_of_preference_pairs_too(tmp_path):
+    from tunery.evals import system_from_chat_file
+    from tunery.examples import TRAVEL_PREFERENCES, TRAVEL_TRAIN
+
+    assert system_from_chat_file(TRAVEL_PREFERENCES) == system_from_chat_file(TRAVEL_TRAIN)
+    odd = tmp_path / "odd.jsonl"
+    odd.write_text('{"messages": "not a list"}\n[1]\n{"input": {"messages": [{"role": "system", "content": "S"}]}}\n')
+    assert system_from_chat_file(odd) == "S"

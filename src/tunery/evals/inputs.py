@@ -51,7 +51,8 @@ def load_questions(path: Path, question_key: str = "question", *, limit: int | N
 
 
 def system_from_chat_file(path: Path) -> str:
-    """The first system message found in a chat JSONL file (``{"messages": [...]}`` rows)."""
+    """The first system message found in a chat JSONL file (``{"messages": [...]}`` rows) or a file
+    of preference pairs (``{"input": {"messages": [...]}, ...}``)."""
     path = Path(path)
     if not path.is_file():
         raise NotFound(f"file {path} does not exist", param="system-from")
@@ -60,7 +61,10 @@ def system_from_chat_file(path: Path) -> str:
             row = json.loads(line)
         except (ValueError, RecursionError):
             continue
-        for m in row.get("messages", []) if isinstance(row, dict) else []:
+        if isinstance(row, dict) and isinstance(row.get("input"), dict):  # a preference pair's prompt
+            row = row["input"]
+        messages = row.get("messages") if isinstance(row, dict) else None
+        for m in messages if isinstance(messages, list) else []:
             if isinstance(m, dict) and m.get("role") == "system" and isinstance(m.get("content"), str):
                 return m["content"]
     raise InvalidInput(f"{path} has no system message", param="system-from",
