@@ -48,7 +48,7 @@ HELP = {  # each command's own first sentence (tests/core/test_state.py keeps th
     "eval": "Evaluate models on a dataset and write a report; make DPO pairs from a model's own answers.",
     "compare": "Compare a base and a fine-tuned model side by side.",
     "export": "Export MODEL (a base model, fine-tuned model or checkpoint) to --format in -o DIR.",
-    "quickstart": "Pull, validate, fine-tune, compare with the base model, and serve the studio.",
+    "quickstart": "Pull, validate, fine-tune, preference-tune, compare with the base model, and serve the studio.",
 }
 
 
