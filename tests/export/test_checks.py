@@ -187,6 +187,58 @@ def test_a_second_folder_of_the_same_export_deploys_under_a_numbered_name(export
     assert register_export(first).id == models[0]  # each folder keeps its name
 
 
+def test_an_export_is_not_named_after_a_deployment(tiny_model, tmp_path):
+    """The default model name of a deployed export folder was a deployment's: the refusal said to
+    pick another name, and `tunery deploy --name` names the deployment, not the model."""
+    from click.testing import CliRunner
+
+    from tunery.cli.main import cli
+    from tunery.serving import deployments
+
+    deployments.create("tiny-random-onnx-int8", "tiny-random")
+    (tmp_path / "tunery-export.json").write_text('{"format": "onnx", "quantize": "int8", "source_model": "tiny-random"}')
+    r = CliRunner().invoke(cli, ["deploy", str(tmp_path), "--name", "mine"])
+    assert r.exit_code == 0, r.output
+    assert deployments.get("mine").model == "tiny-random-onnx-int8-2"
+
+
+def test_a_folder_deployed_while_it_is_exported_again_is_not_replaced(tiny_model, tmp_path, monkeypatch):
+    """`_check_output` ran only before the minutes of work: a `tunery deploy DIR` meanwhile had the
+    export --force replace the folder under the deployment, which then served another model."""
+    from tunery.export import MANIFEST, export_model, hf_folder, register_export
+
+    out = tmp_path / "old"
+    out.mkdir()
+    old = '{"format": "onnx", "quantize": "int8", "source_model": "tiny-random", "files": []}'
+    (out / MANIFEST).write_text(old)
+    write_merged = hf_folder.write_merged
+
+    def deployed_meanwhile(*args):
+        register_export(out)
+        write_merged(*args)
+
+    monkeypatch.setattr(hf_folder, "write_merged", deployed_meanwhile)
+    with pytest.raises(Conflict, match="served as model tiny-random-onnx-int8"):
+        export_model("tiny-random", "hf", out, force=True)
+    assert [p.name for p in out.iterdir()] == [MANIFEST] and (out / MANIFEST).read_text() == old
+
+
+def test_an_export_never_takes_a_folder_tunery_keeps_its_state_in(tiny_model, monkeypatch):
+    """A new home's folders are empty, so `-o $TUNERY_HOME/models` was taken: deployed, then removed,
+    the export deleted the folder, and every fine-tune stored in it."""
+    from tunery.compiled.cache import compiled_root
+    from tunery.export import export_model, hf_folder
+    from tunery.home import home
+
+    monkeypatch.setattr(hf_folder, "write_merged", lambda *a: pytest.fail("the export started"))
+    h = home().ensure()
+    for folder in (h.models, h.files, h.jobs, h.root / "flows", compiled_root()):
+        with pytest.raises(InvalidInput, match="a folder tunery keeps its own state in") as e:
+            export_model("tiny-random", "hf", folder)
+        assert e.value.param == "output" and str(h.root / "exports") in e.value.hint
+    assert not any(h.models.iterdir())
+
+
 def test_unknown_model_names_the_next_step(tiny_model, tmp_path):
     from tunery.export import export_model
 

@@ -93,9 +93,28 @@ def test_deploy_names_the_field_of_a_damaged_export_manifest(tmp_path, manifest,
     assert isinstance(r.exception, InvalidInput) and needle in str(r.exception) and str(tmp_path) in str(r.exception)
 
 
+@pytest.mark.parametrize("args", [["--name", "tiny-random"], ["--name", "ft:mine"],
+                                  ["--name", "e1", "--precision", "fp32"]])
+def test_a_refused_deploy_of_an_export_folder_registers_no_model(tiny_model, tmp_path, args):
+    """The folder was registered as a model before the deployment was refused: the model stayed,
+    named by tunery, and `tunery export --force` then refused the folder as served."""
+    from tunery.errors import TuneryError
+    from tunery.export import register_export
+    from tunery.models import list_models
+
+    (tmp_path / "tunery-export.json").write_text('{"format": "onnx", "quantize": "int8", "source_model": "tiny-random"}')
+    r = CliRunner().invoke(cli, ["deploy", str(tmp_path), *args])
+    assert isinstance(r.exception, TuneryError), r.output
+    assert [m.id for m in list_models()] == ["tiny-random"] and tmp_path.is_dir()
+    register_export(tmp_path)  # registered already, by a deploy that worked: a refused one keeps it
+    assert CliRunner().invoke(cli, ["deploy", str(tmp_path), *args]).exception is not None
+    assert [m.id for m in list_models()] == ["tiny-random", "tiny-random-onnx-int8"]
+
+
 @pytest.mark.parametrize("args,needle", [
     (["deploy", "no-such-model", "--name", "x"], "unknown model"),
     (["deploy", "tiny-random", "--name", "bad name"], "invalid deployment name"),
+    (["deploy", "tiny-random", "--name", "x", "--tpm", str(2**64)], "tpm must be a whole number"),  # not OverflowError
     (["deployments", "delete", "nope"], "no deployment named"),
 ])
 def test_deploy_errors_are_one_line(tiny_model, args, needle):

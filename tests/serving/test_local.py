@@ -76,6 +76,24 @@ def test_deployment_applies_its_rate_limit(tiny_model):
     assert 1 <= e.value.retry_after <= 60
 
 
+def test_a_deployment_reserves_max_tokens_so_a_burst_cannot_pass_its_limit(tiny_model):
+    """Admitted on their prompts alone, a burst of concurrent requests each fit a 400-token limit
+    while writing many times it between them: the most a request may write (max_tokens for each
+    choice) is booked with its prompt, and what it did not write is given back when it ends."""
+    from tunery.serving import deployments
+    from tunery.serving.ratelimit import limiter
+
+    deployments.create("burst", "tiny-random", tpm=400, content_filter="off")  # the prompt takes 64
+    model = LocalChatModel("burst")
+    first = model.start(HI, GenerationParams(max_tokens=100, n=2))  # an empty window admits it
+    with pytest.raises(RateLimited) as e:
+        model.start(HI, GenerationParams(max_tokens=100, n=2))  # in flight, the first may take 200 more
+    assert "max_tokens" in str(e.value)
+    done = first.collect()
+    assert limiter.used("burst") == done.usage.total_tokens <= done.usage.prompt_tokens + 200
+    assert model.generate(HI, GenerationParams(max_tokens=5)).choices  # the unwritten rest was given back
+
+
 def test_deployment_content_filter_blocks_prompts_and_answers(tiny_model):
     from tunery.serving import deployments
     from tunery.serving.content_filter import ContentFilter, ContentFiltered

@@ -82,7 +82,8 @@ def test_deployment_crud_and_validation(tiny_model):
         deployments.create("tiny-random", "tiny-random")  # would shadow the model
     with pytest.raises(NotFound):
         deployments.create("other", "no-such-model")
-    for kwargs, param in [({"tpm": 0}, "tpm"), ({"tpm": "9"}, "tpm"), ({"content_filter": "max"}, "content_filter"),
+    for kwargs, param in [({"tpm": 0}, "tpm"), ({"tpm": "9"}, "tpm"), ({"tpm": 2**63}, "tpm"),
+                          ({"content_filter": "max"}, "content_filter"),
                           ({"blocklist": [""]}, "blocklist")]:
         with pytest.raises(InvalidInput) as e:
             deployments.create("other", "tiny-random", **kwargs)

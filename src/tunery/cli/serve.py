@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -84,19 +85,30 @@ def deploy(model: str, name: str, tpm: int | None, content_filter: str, blocklis
 
     A running server picks the deployment up at once.
     """
-    from tunery.errors import InvalidInput
+    from tunery.errors import InvalidInput, TuneryError
     from tunery.export import MANIFEST, is_export_dir, register_export
     from tunery.models import registry
     from tunery.serving import deployments
 
+    registered = None  # the model this command registers for an export folder
     if is_export_dir(model):  # an ONNX export folder: served by the ONNX Runtime engine
+        known = {r.id for r in registry.list_models()}
         model = register_export(model).id
+        registered = model if model not in known else None
     elif Path(model).expanduser().is_dir() and registry.find(model) is None:
         raise InvalidInput(f"{model} is a folder but not a tunery export (it has no {MANIFEST})", param="model",
                            hint=f"export a model into it with `tunery export MODEL -f onnx -o {model}`, or add "
                                 "a Hugging Face folder first with `tunery models add NAME FOLDER`")
-    dep = deployments.create(name, model, tpm=tpm, content_filter=content_filter, blocklist=list(blocklist),
-                             precision=precision)
+    try:
+        dep = deployments.create(name, model, tpm=tpm, content_filter=content_filter, blocklist=list(blocklist),
+                                 precision=precision)
+    except TuneryError:
+        # a refused deployment leaves no model behind: it would hold the folder (`tunery export
+        # --force` refuses a registered one) under a name the user never chose
+        if registered is not None:
+            with contextlib.suppress(TuneryError):  # deployed meanwhile by another command: it stays
+                registry.remove(registered, delete_files=False)
+        raise
     if as_json:
         print_json(dep.to_openai())
         return

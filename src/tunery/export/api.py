@@ -132,6 +132,9 @@ def export_model(model: str | ModelRecord, fmt: str, out: Path, *, quantize: str
         if quantization is not None:
             manifest["quantization"] = quantization
         atomic_write_json(tmp / MANIFEST, manifest)
+        # again, just before the rename: in the minutes the export took, the folder may have been
+        # deployed (`tunery deploy DIR`), filled with other files, or taken by another export
+        _check_output(out, force)
     return ExportResult(path=out, format=fmt, quantize=quantize, source_model=rec.id, files=files + [MANIFEST],
                         size_bytes=size, report=report, seconds=time.monotonic() - started, manifest=manifest)
 
@@ -141,6 +144,7 @@ def _check_output(out: Path, force: bool) -> None:
     the user's own, an earlier export the user added files to (even with --force: only what tunery
     wrote is ever replaced), an earlier export without --force, or a mount point (the finished
     folder is renamed into place, and a mount point cannot be renamed over)."""
+    _check_not_state(out)
     if not out.exists():
         return
     if not out.is_dir():
@@ -164,6 +168,20 @@ def _check_output(out: Path, force: bool) -> None:
         raise InvalidInput(f"{out} is a mount point: the finished export is renamed into place, which a mount "
                            "point does not allow", param="output", hint=f"export into a folder inside it, e.g. "
                            f"-o {out / 'export'}")
+
+
+def _check_not_state(out: Path) -> None:
+    """Refuse one of the folders tunery keeps its state in (a new home's are empty): later state
+    would land in the export, and `tunery models remove` of the export, once deployed, deletes its
+    folder when it lies in TUNERY_HOME, with all the models, files or jobs in it."""
+    from tunery.compiled.cache import compiled_root
+    from tunery.flows.library import data_root, flows_root
+
+    h = home()
+    if out in {p.expanduser().resolve() for p in (h.root, h.files, h.models, h.jobs, h.runs, h.cache, h.reports,
+                                                   flows_root(), data_root(), compiled_root())}:
+        raise InvalidInput(f"{out} is a folder tunery keeps its own state in (TUNERY_HOME is {h.root})",
+                           param="output", hint=f"pick a folder of its own for -o, e.g. {h.root / 'exports' / out.name}")
 
 
 def _check_unregistered(out: Path) -> None:
@@ -315,17 +333,21 @@ def register_export(path: str | Path, name: str | None = None) -> ModelRecord:
     """Register an ONNX export folder as a model served by the ONNX Runtime engine
     (``meta["engine"] == "onnx"``). Idempotent: the same folder under the same name returns the
     existing record. The default name is ``<source>-onnx-<quantize>``, numbered (``-2``, ``-3``, ...)
-    when another folder has it."""
+    when another folder or a deployment has it."""
     folder = Path(path).expanduser().resolve()
     man = read_manifest(folder)
     if man.get("format") != "onnx":
         raise InvalidInput(f"{folder} is a {man.get('format')} export; only ONNX exports can be served by "
                            "tunery's ONNX engine", param="model",
                            hint="export with --format onnx, or deploy the source model itself")
+    from tunery.serving import deployments
+
     default = _slug(f"{man['source_model']}-onnx-{man['quantize']}")
     model_id, n = name or default, 1
-    while (existing := registry.find(model_id)) is not None:
-        if existing.path.resolve() == folder and existing.meta.get("engine") == "onnx":
+    # a default name a deployment has is taken too: the refusal would send the user to
+    # `tunery deploy --name`, which names the deployment, not this model
+    while (existing := registry.find(model_id)) is not None or (name is None and deployments.find(model_id)):
+        if existing is not None and existing.path.resolve() == folder and existing.meta.get("engine") == "onnx":
             return existing
         if name is not None:
             raise Conflict(f"a model named {model_id!r} already exists", param="name",

@@ -8,15 +8,17 @@ It is a blocklist, not a classifier. Each deployment picks a level:
 - ``strict``: the default list plus common profanity and slurs.
 
 A deployment may add its own terms (``blocklist``), as Azure's custom blocklists do. Matching is
-case-insensitive on whole words. A prompt that matches is refused with a 400 whose code is
-``content_filter``; an answer that matches is cut before the match and finishes with
+case-insensitive on whole words. A prompt that matches (a message, a call an assistant message
+made, or a tool offered) is refused with a 400 whose code is ``content_filter``; an answer that matches is cut before the match and finishes with
 ``finish_reason: "content_filter"``.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from tunery.chat import ChatMessage
 from tunery.errors import InvalidInput
@@ -58,13 +60,22 @@ class ContentFilter:
     def find(self, text: str, pos: int = 0) -> re.Match[str] | None:
         return self._re.search(text, pos) if self._re is not None else None
 
-    def check_prompt(self, messages: Sequence[ChatMessage]) -> None:
+    def check_prompt(self, messages: Sequence[ChatMessage], tools: Sequence[dict[str, Any]] | None = None) -> None:
+        """Refuse a prompt with a blocked term: in a message's content, in the calls an assistant
+        message made, or in the tools offered (all of them are in the prompt the model reads)."""
+        texts = []
         for i, m in enumerate(messages):
-            if self.find(m.content):
+            texts.append((f"messages[{i}]", m.content))
+            texts += [(f"messages[{i}].tool_calls[{j}]", f"{fn.get('name')}\n{fn.get('arguments')}")
+                      for j, call in enumerate(m.tool_calls or ()) if isinstance(fn := call.get("function"), dict)]
+        texts += [(f"tools[{k}]", json.dumps(tool, ensure_ascii=False)) for k, tool in enumerate(tools or ())]
+        for where, text in texts:
+            if self.find(text):
                 raise ContentFiltered(
                     "The prompt was filtered by the deployment's content filter "
-                    f"({self.level}): messages[{i}] contains a blocked term.",
-                    param="messages", hint="rephrase the request, or deploy with a different content_filter")
+                    f"({self.level}): {where} contains a blocked term.",
+                    param=where.partition("[")[0],
+                    hint="rephrase the request, or deploy with a different content_filter")
 
     def answer(self) -> AnswerFilter:
         return AnswerFilter(self)

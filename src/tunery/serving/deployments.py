@@ -17,6 +17,9 @@ from tunery.models.catalog import CATALOG
 from tunery.models.registry import NAME_RE
 from tunery.serving.content_filter import LEVELS, ContentFilter
 
+MAX_TPM = 2**63 - 1
+"""The largest tokens-per-minute limit: the largest integer the database stores."""
+
 
 @dataclass(frozen=True)
 class Deployment:
@@ -65,8 +68,9 @@ def create(name: str, model: str, *, tpm: int | None = None, content_filter: str
                            f"{registry.FINE_TUNED_PREFIX!r} are kept for fine-tuned models and their checkpoints",
                            param="name", hint="pick a name without that prefix")
     rec = registry.get(model)  # NotFound names the model, before the other fields are checked
-    if tpm is not None and (isinstance(tpm, bool) or not isinstance(tpm, int) or tpm < 1):
-        raise InvalidInput(f"tpm must be a positive whole number of tokens per minute, not {tpm!r}", param="tpm")
+    if tpm is not None and (isinstance(tpm, bool) or not isinstance(tpm, int) or not 1 <= tpm <= MAX_TPM):
+        raise InvalidInput(f"tpm must be a whole number of tokens per minute from 1 to {MAX_TPM}, not {tpm!r}",
+                           param="tpm", hint="leave it out for no limit")
     if content_filter not in LEVELS:
         raise InvalidInput(f"content_filter must be one of {', '.join(LEVELS)}, not {content_filter!r}",
                            param="content_filter")

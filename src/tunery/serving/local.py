@@ -32,6 +32,7 @@ from tunery.serving.manager import Target, manager
 
 if TYPE_CHECKING:
     from tunery.serving.deployments import Deployment
+    from tunery.serving.ratelimit import Booking
 
 
 class GenerationFailed(TuneryError):
@@ -50,7 +51,7 @@ class ChatRun:
     the content filter holds those back with the text they belong to."""
 
     def __init__(self, prompt_tokens: int, model: str, answer_filter: ContentFilter | None,
-                 deployment: str | None, loop: asyncio.AbstractEventLoop | None = None) -> None:
+                 booking: Booking | None, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.requests: list[EngineRequest] = []
         self.prompt_tokens = prompt_tokens
         self.model = model
@@ -58,7 +59,7 @@ class ChatRun:
         self._filter = answer_filter if answer_filter is not None and answer_filter.active else None
         self._filters: dict[int, AnswerFilter] = {}
         self._filtered: dict[int, Spans] = {}  # per choice: the logprobs the filter holds, along its text
-        self._deployment = deployment
+        self._booking = booking  # the deployment's rate limit: settled when the run closes
         self._completion: dict[int, int] = {}
         self._open: set[int] = set()
         self._finished = False
@@ -73,11 +74,15 @@ class ChatRun:
 
     @classmethod
     def submit(cls, target: Target, prompt_ids: list[int], params: GenerationParams, *, model: str,
-               answer_filter: ContentFilter | None = None, deployment: str | None = None,
+               answer_filter: ContentFilter | None = None, booking: Booking | None = None,
                loop: asyncio.AbstractEventLoop | None = None, ignore_eos: bool = False) -> ChatRun:
         """Start ``params.n`` choices of an encoded prompt on ``target`` and return their run."""
-        run = cls(len(prompt_ids), model, answer_filter, deployment, loop)
-        return run.started(target.submit(prompt_ids, params, run.emit, ignore_eos=ignore_eos))
+        run = cls(len(prompt_ids), model, answer_filter, booking, loop)
+        try:
+            return run.started(target.submit(prompt_ids, params, run.emit, ignore_eos=ignore_eos))
+        except BaseException:
+            run.close()  # nothing started: the booking's reservation goes back
+            raise
 
     def started(self, requests: list[EngineRequest]) -> ChatRun:
         self.requests = requests
@@ -153,11 +158,11 @@ class ChatRun:
         """Stop unfinished work and book the completion tokens against the deployment's limit."""
         if not self._finished:
             self.cancel()
-        if self._deployment is not None:
+        if self._booking is not None:
             from tunery.serving.ratelimit import limiter
 
-            limiter.add(self._deployment, self.completion_tokens)
-            self._deployment = None
+            limiter.settle(self._booking, self.completion_tokens)
+            self._booking = None
 
     def _completion_of(self, texts: list[str], logprobs: list[list[TokenLogprob]]) -> Completion:
         return Completion(text=texts[0], finish_reason=self.finish_reasons[0],  # type: ignore[arg-type]
@@ -255,14 +260,18 @@ class LocalChatModel(EngineChatModel):
         check(params)
         dep, target = self._resolve()
         flt = dep.filter() if dep is not None else None
+        tools = prompt_tools(params)
         if flt is not None:
-            flt.check_prompt(messages)
-        prompt_ids = target.encode(messages, prompt_tools(params))
+            flt.check_prompt(messages, tools)
+        prompt_ids = target.encode(messages, tools)
+        booking = None
         if dep is not None and dep.tpm:
-            limiter.acquire(dep.name, dep.tpm, len(prompt_ids))
-        return ChatRun.submit(target, prompt_ids, params, model=self.name, answer_filter=flt,
-                              deployment=dep.name if dep is not None and dep.tpm else None, loop=loop,
-                              ignore_eos=ignore_eos)
+            # the most the answer may take is reserved too (given back as the run ends): admitted on
+            # their prompts alone, concurrent requests could write many times the limit between them
+            booking = limiter.acquire(dep.name, dep.tpm, len(prompt_ids),
+                                      reserve=target.max_new_tokens(prompt_ids, params) * max(1, params.n))
+        return ChatRun.submit(target, prompt_ids, params, model=self.name, answer_filter=flt, booking=booking,
+                              loop=loop, ignore_eos=ignore_eos)
 
     def __repr__(self) -> str:
         return f"LocalChatModel({self.name!r})"

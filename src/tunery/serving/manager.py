@@ -132,21 +132,23 @@ class Target:
                                hint="shorten the messages")
         return ids
 
-    def submit(self, prompt_ids: list[int], params: GenerationParams, emit: Callable[[Delta], None], *,
-               ignore_eos: bool = False) -> list[EngineRequest]:
-        """Start ``params.n`` choices (choice ``i`` samples with seed + i); every ``Delta`` goes to
-        ``emit`` tagged with its choice index.
-
-        The ``max_tokens`` rule: an answer gets at most ``params.max_tokens`` new tokens and never
+    def max_new_tokens(self, prompt_ids: list[int], params: GenerationParams) -> int:
+        """The ``max_tokens`` rule: an answer gets at most ``params.max_tokens`` new tokens and never
         more than the context has room for after the prompt (all that room when ``max_tokens`` is
         None), and at least 1 (the engines always generate one token; :meth:`encode` guarantees
         the room)."""
+        room = self.context_length - len(prompt_ids)
+        return max(1, room if params.max_tokens is None else min(params.max_tokens, room))
+
+    def submit(self, prompt_ids: list[int], params: GenerationParams, emit: Callable[[Delta], None], *,
+               ignore_eos: bool = False) -> list[EngineRequest]:
+        """Start ``params.n`` choices (choice ``i`` samples with seed + i), each of at most
+        :meth:`max_new_tokens`; every ``Delta`` goes to ``emit`` tagged with its choice index."""
         bias = params.token_bias()
         if bias and (past := max(bias)) >= len(self.tokenizer):
             raise InvalidInput(f"logit_bias names token {past}, past this model's vocabulary of "
                                f"{len(self.tokenizer)} tokens (ids 0-{len(self.tokenizer) - 1})", param="logit_bias")
-        room = self.context_length - len(prompt_ids)
-        max_tokens = max(1, room if params.max_tokens is None else min(params.max_tokens, room))
+        max_tokens = self.max_new_tokens(prompt_ids, params)
         from tunery.serving.constrained import grammar
 
         seed = params.seed if params.seed is not None else secrets.randbits(63)

@@ -1,10 +1,12 @@
 """Tokens-per-minute limits for deployments, as Azure OpenAI applies them.
 
 A sliding window of the last 60 seconds per deployment counts prompt plus completion tokens. A
-request is admitted when its prompt fits what the window has left (its prompt tokens are booked
-at once, so a burst of concurrent requests cannot all slip through), and its completion tokens
-are booked when it ends. Over the limit, :class:`RateLimited` carries the seconds after which
-enough tokens will have left the window: the server sends them as ``Retry-After`` with a 429.
+request is admitted when its prompt and the most its completion may take (``max_tokens`` for each
+of its ``n`` choices, as Azure estimates it) fit what the window has left. Both are booked at
+once, so a burst of concurrent requests cannot all slip through; when the request ends, the
+reservation is given back and the completion tokens it wrote are booked instead
+(:meth:`TokenRateLimiter.settle`). Over the limit, :class:`RateLimited` carries the seconds after
+which enough tokens will have left the window: the server sends them as ``Retry-After`` with a 429.
 
 An empty window admits any request, even one larger than the whole limit, so that a single big
 prompt is slowed down rather than refused forever.
@@ -17,58 +19,83 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from tunery.errors import RateLimited
 
 WINDOW_S = 60.0
 
 
+@dataclass
+class Booking:
+    """Tokens in a window: a request's prompt and, until :meth:`TokenRateLimiter.settle`, the
+    completion it may still write (``reserved``)."""
+
+    key: str
+    at: float
+    tokens: int
+    reserved: int = 0
+
+
 class TokenRateLimiter:
     def __init__(self, clock: Callable[[], float] = time.monotonic, window: float = WINDOW_S) -> None:
         self._clock = clock
         self.window = window
-        self._events: dict[str, deque[tuple[float, int]]] = {}
+        self._events: dict[str, deque[Booking]] = {}
         self._lock = threading.Lock()
 
-    def _prune(self, key: str, now: float) -> deque[tuple[float, int]]:
+    def _prune(self, key: str, now: float) -> deque[Booking]:
         events = self._events.setdefault(key, deque())
-        while events and events[0][0] <= now - self.window:
+        while events and events[0].at <= now - self.window:
             events.popleft()
         return events
 
     def used(self, key: str) -> int:
-        """Tokens booked for ``key`` in the current window."""
+        """Tokens booked for ``key`` in the current window (with what requests in flight may still write)."""
         with self._lock:
-            return sum(n for _, n in self._prune(key, self._clock()))
+            return sum(b.tokens for b in self._prune(key, self._clock()))
 
-    def acquire(self, key: str, limit: int, tokens: int) -> None:
-        """Book ``tokens`` for ``key`` or raise :class:`RateLimited`."""
+    def acquire(self, key: str, limit: int, tokens: int, *, reserve: int = 0) -> Booking:
+        """Book ``tokens`` (a prompt) and ``reserve`` (the most its completion may take) for ``key``,
+        or raise :class:`RateLimited`."""
         with self._lock:
             now = self._clock()
             events = self._prune(key, now)
-            used = sum(n for _, n in events)
-            if used and used + tokens > limit:
+            used = sum(b.tokens for b in events)
+            need = tokens + reserve
+            if used and used + need > limit:
+                retry_after = self._retry_after(events, used, need, limit, now)
                 raise RateLimited(
                     f"Requests to deployment {key!r} have exceeded its rate limit of {limit} tokens per "
-                    f"minute ({used} used in the last minute, this request needs {tokens}). "
-                    f"Please retry after {self._retry_after(events, used, tokens, limit, now)} seconds.",
-                    retry_after=self._retry_after(events, used, tokens, limit, now))
-            events.append((now, tokens))
+                    f"minute ({used} used in the last minute, this request may take {need}: its {tokens}-token "
+                    f"prompt and max_tokens for each choice). Please retry after {retry_after} seconds.",
+                    retry_after=retry_after,
+                    hint="a lower max_tokens reserves less" if used + tokens <= limit else None)
+            booking = Booking(key, now, need, reserve)
+            events.append(booking)
+            return booking
+
+    def settle(self, booking: Booking, completion: int) -> None:
+        """The request ended: give back its reservation and book the ``completion`` tokens it wrote."""
+        with self._lock:
+            booking.tokens -= booking.reserved
+            booking.reserved = 0
+        self.add(booking.key, completion)
 
     def add(self, key: str, tokens: int) -> None:
         """Book tokens spent after admission (the completion)."""
         if tokens <= 0:
             return
         with self._lock:
-            self._prune(key, self._clock()).append((self._clock(), tokens))
+            now = self._clock()
+            self._prune(key, now).append(Booking(key, now, tokens))
 
-    def _retry_after(self, events: deque[tuple[float, int]], used: int, tokens: int, limit: int,
-                     now: float) -> int:
+    def _retry_after(self, events: deque[Booking], used: int, tokens: int, limit: int, now: float) -> int:
         freed = 0
-        for t, n in events:
-            freed += n
+        for b in events:
+            freed += b.tokens
             if used - freed + tokens <= limit or freed == used:
-                return max(1, math.ceil(t + self.window - now))
+                return max(1, math.ceil(b.at + self.window - now))
         return max(1, math.ceil(self.window))
 
     def reset(self, key: str | None = None) -> None:

@@ -19,7 +19,7 @@ class DeploymentCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     name: str = Field(min_length=1)
     model: str = Field(min_length=1)
-    tpm: int | None = Field(None, ge=1, le=2**63 - 1)  # the largest integer the database stores
+    tpm: int | None = Field(None, ge=1, le=deployments.MAX_TPM)
     content_filter: Literal["off", "default", "strict"] = "default"
     blocklist: list[str] | None = None
     precision: Literal["auto", *PRECISIONS] | None = None  # type: ignore[valid-type]  # auto: the server's
