@@ -77,6 +77,25 @@ def test_register_conflict_and_remove(tiny_model, tmp_path):
     assert tiny_model.path.exists() and find("tiny-random") is None
 
 
+def test_remove_deletes_only_a_folder_tunery_made(tiny_model_dir, tunery_home):
+    """`tunery models add NAME DIR` uses DIR in place: removing the model leaves it, even inside
+    TUNERY_HOME; a folder tunery made there (a fine-tune's) goes with its model."""
+    import shutil
+
+    from tunery.home import home
+
+    mine = home().root / "my-hf"
+    shutil.copytree(tiny_model_dir, mine)
+    add_local("mine", mine)
+    made = home().models / "ft_mine_x"
+    made.mkdir(parents=True)
+    register(ModelRecord(id="ft:mine::x", kind="fine-tuned", parent="mine", method="lora", path=made,
+                         source="job:ftjob-x"))
+    remove("ft:mine::x")
+    remove("mine")
+    assert mine.is_dir() and (mine / "config.json").is_file() and not made.exists()
+
+
 def test_a_model_cannot_take_a_deployments_name(tiny_model, tiny_model_dir):
     from tunery.serving import deployments
 

@@ -197,8 +197,7 @@ def _check_unregistered(out: Path) -> None:
     ids = ", ".join(r.id for r in users)
     steps = [f"`tunery deployments delete {name}`" for name in deployed]
     steps += [f"`tunery models remove {r.id}`" for r in users]
-    # removing a model deletes its folder when it lies in TUNERY_HOME (models.registry.remove)
-    kept = "the folder is deleted with it, being inside TUNERY_HOME" if out.is_relative_to(home().root.resolve()) \
+    kept = "the folder is deleted with it, being inside TUNERY_HOME" if registry.deletes_folder(users[0]) \
         else "the folder stays"
     raise Conflict(f"{out} is served as model {ids}" + (f", deployed as {', '.join(deployed)}" if deployed else "")
                    + ", so it is not replaced, with or without --force", param="output",

@@ -195,11 +195,23 @@ def _check_unused(name: str, tx: db.sqlite3.Connection) -> None:
                        f"{children[0]['id']!r}", param="model", hint="remove those first")
 
 
-def remove(name: str, *, delete_files: bool = True) -> ModelRecord:
-    """Remove a registered model (and its folder, when it lives in TUNERY_HOME). Refused for a
-    checkpoint (it belongs to its job) and for a model something still needs."""
+IN_PLACE_SOURCES = ("local", "folder")
+"""Sources of models registered on a folder the user gave (``tunery models add NAME DIR``, an ONNX
+folder served by path): the folder is theirs, wherever it lies."""
+
+
+def deletes_folder(rec: ModelRecord) -> bool:
+    """Whether removing ``rec`` deletes its folder: only one tunery made (a pull, a fine-tune, an
+    export) that lies in TUNERY_HOME, never a folder registered in place."""
     from tunery.home import home
 
+    in_place = rec.source.split(":", 1)[0] in IN_PLACE_SOURCES
+    return not in_place and rec.path.resolve().is_relative_to(home().root.resolve())
+
+
+def remove(name: str, *, delete_files: bool = True) -> ModelRecord:
+    """Remove a registered model (and its folder, when :func:`deletes_folder`). Refused for a
+    checkpoint (it belongs to its job) and for a model something still needs."""
     rec = get(name)
     if rec.is_checkpoint:
         raise InvalidInput(f"{name!r} is a checkpoint of fine-tuning job {rec.meta.get('job')}, not a model of "
@@ -214,6 +226,6 @@ def remove(name: str, *, delete_files: bool = True) -> ModelRecord:
             raise _unknown(name)  # removed meanwhile
         _check_unused(name, tx)
         tx.execute("DELETE FROM models WHERE id=?", (name,))
-    if delete_files and rec.path.is_relative_to(home().root) and rec.path.exists():
+    if delete_files and deletes_folder(rec) and rec.path.exists():
         shutil.rmtree(rec.path, ignore_errors=True)
     return rec
