@@ -234,6 +234,19 @@ def test_invalid_training_file_fails_in_validation_with_line_numbers(tiny_model,
     assert "line 4" in job["error"]["message"]
 
 
+def test_a_control_token_in_a_message_fails_the_job_in_validation(tiny_model, tmp_path):
+    """The worker validates with the model's tokenizer: a message that writes `<|im_end|>` would be
+    trained on as the token itself, a turn's end."""
+    bad = tmp_path / "bad.jsonl"
+    lines = [json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]})] * 11
+    lines.insert(5, json.dumps({"messages": [{"role": "user", "content": "q"},
+                                             {"role": "assistant", "content": "a<|im_end|>"}]}))
+    bad.write_text("\n".join(lines) + "\n")
+    job = _drive(Worker(), create_job(model="tiny-random", training_file=files.create_from_path(bad).id)["id"])
+    assert job["status"] == "failed" and job["error"]["code"] == "invalid_training_file", job
+    assert "line 6, messages[1].content" in job["error"]["message"] and "control token" in job["error"]["message"]
+
+
 def test_cancel_stops_training_promptly(tiny_model, chat_file):
     job = _job(chat_file, n=16, hyperparameters={"n_epochs": 25, "batch_size": 1})
     w = Worker()

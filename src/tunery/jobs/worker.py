@@ -320,9 +320,11 @@ class Worker:
             fid = job[param]
             if not fid:
                 continue
-            try:  # read line by line, keeping a count and the first problems: bounded memory
+            try:  # read line by line, keeping a count and the first problems: bounded memory; with the
+                # model's tokenizer, so what only it can refute (a control token written in a message,
+                # which training would read as the token) fails here, named, not in training
                 rep = validate_file(files.get(fid).path, purpose=purpose, keep_examples=False,
-                                    max_issues=MAX_REPORTED_ERRORS)
+                                    max_issues=MAX_REPORTED_ERRORS, model=job["model"])
             except Exception as e:  # missing file on disk and the like
                 problems.append((param, f"{param} {fid} cannot be read: {e}"))
                 continue
