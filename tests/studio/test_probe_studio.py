@@ -20,15 +20,24 @@ def chat_requests(page) -> list[list[dict]]:
     return sent
 
 
-def test_a_stopped_answer_stays_in_the_conversation_the_model_is_sent(page, studio, watch):
-    sent = chat_requests(page)
+def open_playground(page, studio, *, max_tokens: str, temperature: str) -> None:
+    """The playground with an empty chat and these settings."""
     page.goto(f"{studio.url}/playground")
     page.wait_for_selector("#model[data-ready=true]")
     page.click("#clear-chat")
-    set_number(page, "#pg-max_tokens", "4096")
-    set_number(page, "#pg-temperature", "0")  # greedy: the same long answer every time
-    page.fill("#prompt", "first question")
+    set_number(page, "#pg-max_tokens", max_tokens)
+    set_number(page, "#pg-temperature", temperature)
+
+
+def ask(page, text: str) -> None:
+    page.fill("#prompt", text)
     page.press("#prompt", "Enter")
+
+
+def test_a_stopped_answer_stays_in_the_conversation_the_model_is_sent(page, studio, watch):
+    sent = chat_requests(page)
+    open_playground(page, studio, max_tokens="4096", temperature="0")  # greedy: the same long answer every time
+    ask(page, "first question")
     # Stop is pressed from inside the page, while the answer is still streaming
     page.wait_for_function("""() => {
         const answer = document.querySelector('.msg.assistant');
@@ -41,8 +50,7 @@ def test_a_stopped_answer_stays_in_the_conversation_the_model_is_sent(page, stud
     assert shown and page.locator(".msg.assistant .alert.error").count() == 0
 
     set_number(page, "#pg-max_tokens", "4")
-    page.fill("#prompt", "second question")
-    page.press("#prompt", "Enter")
+    ask(page, "second question")
     page.wait_for_selector(".msg.assistant >> nth=1", state="attached")
     page.wait_for_function("document.querySelectorAll('.msg.assistant')[1].dataset.state !== 'streaming'")
     # what the page shows is what the model was sent: the first question and the part of its answer
@@ -53,13 +61,8 @@ def test_a_stopped_answer_stays_in_the_conversation_the_model_is_sent(page, stud
 
 def test_a_failed_turn_is_marked_unsent_and_its_text_comes_back(page, studio, watch):
     sent = chat_requests(page)
-    page.goto(f"{studio.url}/playground")
-    page.wait_for_selector("#model[data-ready=true]")
-    page.click("#clear-chat")
-    set_number(page, "#pg-max_tokens", "4")
-    set_number(page, "#pg-temperature", "9")  # the API refuses it
-    page.fill("#prompt", "a long question I would hate to type again")
-    page.press("#prompt", "Enter")
+    open_playground(page, studio, max_tokens="4", temperature="9")  # the API refuses the temperature
+    ask(page, "a long question I would hate to type again")
     page.wait_for_selector(".msg.assistant[data-state=error]")
     assert "temperature" in page.inner_text(".msg.assistant .alert.error")
     # the model never saw the message: the page says so, and gives the text back to send again
