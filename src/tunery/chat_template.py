@@ -115,6 +115,15 @@ def tool_call_text(calls: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(blocks)
 
 
+def answer_text(content: str, calls: Sequence[Mapping[str, Any]]) -> str:
+    """An assistant answer as the fallback writes it: its content, then its tool calls
+    (:func:`tool_call_text`) on the next line; the one form every reader of an answer parses."""
+    if not calls:
+        return content
+    blocks = tool_call_text(calls)
+    return f"{content}\n{blocks}" if content else blocks
+
+
 def parse_tool_calls(text: str) -> tuple[str, list[dict[str, Any]]]:
     """A model's answer split into its plain content and its tool calls, as OpenAI's
     ``tool_calls`` (each with a fresh ``call_...`` id and ``arguments`` a JSON string). A block
@@ -163,8 +172,7 @@ def _fallback(turns: list[tuple[dict[str, Any], bool]], tools: Sequence[Mapping[
         role, content = d.get("role"), d.get("content")
         content = "" if content is None else content
         if d.get("tool_calls"):
-            calls, content = tool_call_text(d["tool_calls"]), content_text(content)
-            d = {"role": role, "content": f"{content}\n{calls}" if content else calls}
+            d = {"role": role, "content": answer_text(content_text(content), d["tool_calls"])}
         elif role == Role.TOOL.value:
             text = f"{TOOL_RESPONSE_OPEN}\n{content_text(content)}\n{TOOL_RESPONSE_CLOSE}"
             if after_result:

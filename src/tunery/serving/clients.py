@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tunery.chat import ChatMessage, Completion, CompletionChunk, GenerationParams, Usage
-from tunery.chat_template import tool_call_text
+from tunery.chat_template import answer_text, tool_call_text
 from tunery.errors import InvalidInput, OfflineError, TuneryError
 
 
@@ -54,16 +54,6 @@ def _payload(model: str, messages: Sequence[ChatMessage], params: GenerationPara
     return body
 
 
-def _with_calls(content: str, calls: Sequence[dict[str, Any]]) -> str:
-    """An answer's text with its tool calls written as tunery's models write them (``<tool_call>``
-    blocks, :func:`tunery.chat_template.tool_call_text`), the one form every reader of a
-    :class:`Completion` parses (the server's ``tool_calls``, the ``tool_calls`` evaluator)."""
-    if not calls:
-        return content
-    blocks = tool_call_text(calls)
-    return f"{content}\n{blocks}" if content else blocks
-
-
 def _finish(reason: str | None) -> str | None:
     """OpenAI's ``tool_calls`` (and legacy ``function_call``) finish is the calls in the text here:
     a reader that finds them says ``tool_calls`` again."""
@@ -74,7 +64,9 @@ def _finish(reason: str | None) -> str | None:
 class OpenAIChatModel:
     """Any OpenAI-compatible ``/v1/chat/completions`` endpoint (tunery serve, OpenAI, Azure, vLLM...).
     Tools are sent as given; the calls that come back are written into the answer's text as
-    ``<tool_call>`` blocks (see :func:`_with_calls`)."""
+    ``<tool_call>`` blocks, as tunery's own models write them (:func:`tunery.chat_template.answer_text`),
+    the one form every reader of a :class:`Completion` parses (the server's ``tool_calls``, the
+    ``tool_calls`` evaluator)."""
 
     model: str
     base_url: str
@@ -109,7 +101,7 @@ class OpenAIChatModel:
         if r.status_code != 200:
             raise self._error(r.status_code, r.text)
         data = r.json()
-        choices = tuple(_with_calls(c["message"].get("content") or "", c["message"].get("tool_calls") or [])
+        choices = tuple(answer_text(c["message"].get("content") or "", c["message"].get("tool_calls") or [])
                         for c in data["choices"])
         u = data.get("usage") or {}
         return Completion(text=choices[0], finish_reason=_finish(data["choices"][0].get("finish_reason")) or "stop",
@@ -143,7 +135,7 @@ class OpenAIChatModel:
                             call["arguments"] += fn.get("arguments") or ""
                         text = delta.get("content") or ""
                         finish = c.get("finish_reason")
-                        if finish and calls.get(i):  # the calls whole, as the text's last piece (_with_calls)
+                        if finish and calls.get(i):  # the calls whole, as the text's last piece (answer_text)
                             blocks = tool_call_text([{"function": v} for _, v in sorted(calls.pop(i).items())])
                             text = f"{text}\n{blocks}" if wrote.get(i) or text else blocks
                         wrote[i] = wrote.get(i, False) or bool(text)
