@@ -333,3 +333,22 @@ def test_the_cli_prints_model_ids_as_written_not_as_emoji_codes(capsys):
         c.print("ft:tiny-random:x:abc:ckpt-step-9 and a :new: suffix")
     out = capsys.readouterr()
     assert out.out.strip() == out.err.strip() == "ft:tiny-random:x:abc:ckpt-step-9 and a :new: suffix"
+
+
+def test_no_layer_is_swapped_for_a_kernel_fetched_from_the_hub(tiny_model_dir):
+    """transformers would replace layers with kernels downloaded from the Hub at run time (and
+    fail offline, as every GPU training did on a machine that reaches no hub); tunery turns that
+    off unless the user's environment asks for it."""
+    import os
+    import subprocess
+    import sys
+
+    from tunery.models.loading import load_base_model
+
+    assert load_base_model(tiny_model_dir).use_kernels is False
+    code = "import os, tunery; print(os.environ['USE_HUB_KERNELS'])"
+    env = {k: v for k, v in os.environ.items() if k != "USE_HUB_KERNELS"}
+    run = lambda **e: subprocess.run([sys.executable, "-c", code], env={**env, **e}, capture_output=True,  # noqa: E731
+                                     text=True, check=True).stdout.strip()
+    assert run() == "NO"
+    assert run(USE_HUB_KERNELS="YES") == "YES"
