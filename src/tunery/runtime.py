@@ -58,6 +58,20 @@ def use_threads(threads: int | None) -> None:
         os.environ[THREADS_ENV] = str(threads)
 
 
+def default_device() -> str:
+    """Where training and the PyTorch serving engine run: the GPU when there is one (under
+    torchrun with more than one rank, this rank's own: ``LOCAL_RANK``), else the CPU. Named
+    explicitly, not left to the current CUDA device, which is GPU 0 for every rank until
+    ``training.distributed.setup`` sets it."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return "cpu"
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        return f"cuda:{os.environ.get('LOCAL_RANK', 0)}"
+    return "cuda"
+
+
 def _usable_cpus() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))

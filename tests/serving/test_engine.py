@@ -350,3 +350,23 @@ def test_adapters_are_evicted_when_memory_is_short(tiny_model_dir, lora_dirs, mo
     pool.acquire(_adapter(lora_dirs[0]))
     assert pool.loaded == [str(lora_dirs[1]), str(lora_dirs[0])]  # in use: kept despite the shortage
     pool.release(busy)
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_gpu_engine_answers_as_the_cpu_one(sharp_model_dir, tokenizer):
+    """On a GPU the engine runs there (``runtime.default_device``): prompts of different lengths
+    batched together, greedy and seeded sampling, give the CPU engine's answers token for token."""
+    from tunery.serving.torch_engine import TorchEngine
+
+    engines = {d: TorchEngine(sharp_model_dir, tokenizer, [tokenizer.eos_token_id], device=d) for d in ("cpu", "cuda")}
+    try:
+        assert str(next(engines["cuda"].adapters.base.parameters()).device).startswith("cuda")
+        answers = {}
+        for d, eng in engines.items():
+            sinks = [submit(eng, prompt(tokenizer, q), seed=3, temperature=t, ignore_eos=True)
+                     for q in ("Hi", "Where would you like to go next summer?") for t in (0.0, 0.8)]
+            answers[d] = [(s.wait(), s.text)[1] for s in sinks]
+        assert answers["cuda"] == answers["cpu"]
+    finally:
+        for eng in engines.values():
+            eng.close()

@@ -276,7 +276,9 @@ def describe_serving(info: dict[str, Any]) -> str:
     if info.get("notice"):
         return info["notice"]
     if info["precision"] == "fp32":
-        return "fp32 (PyTorch engine)"
+        from tunery.runtime import default_device
+
+        return "fp32 (PyTorch engine" + (", on the GPU)" if default_device() != "cpu" else ")")
     if info["precision"] == "export":
         return "an ONNX export, as exported"
     built = info.get("compiled")

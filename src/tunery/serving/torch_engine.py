@@ -77,14 +77,16 @@ class TorchEngine(ThreadedEngine):
     """Serves one base model (and its LoRA adapters) from a background thread."""
 
     def __init__(self, model_path: Path, tokenizer: Any, stop_ids: list[int], *, max_batch: int = 16,
-                 max_adapters: int | None = None, name: str = "") -> None:
+                 max_adapters: int | None = None, name: str = "", device: str | None = None) -> None:
         from tunery.models.loading import load_base_model
+        from tunery.runtime import default_device
 
         self.name = name or str(model_path)
+        self.device = device or default_device()
         self.tokenizer = tokenizer
         self.stop_ids = frozenset(stop_ids)
         self.max_batch = max(1, max_batch)
-        base = load_base_model(Path(model_path))
+        base = load_base_model(Path(model_path)).to(self.device)
         self.context_length = int(getattr(base.config, "max_position_embeddings", 0) or 2048)
         self.adapters = PeftAdapters(base, max_adapters=max_adapters)
         self._mergeable = _mergeable(base.config)
@@ -205,15 +207,16 @@ class TorchEngine(ThreadedEngine):
         lengths = [len(r.req.prompt_ids) for r in group]
         width = max(lengths)
         pad = self.tokenizer.pad_token_id or 0
-        input_ids = torch.tensor([[pad] * (width - n) + r.req.prompt_ids for r, n in zip(group, lengths, strict=True)])
-        mask = torch.tensor([[0] * (width - n) + [1] * n for n in lengths])
+        input_ids = torch.tensor([[pad] * (width - n) + r.req.prompt_ids for r, n in zip(group, lengths, strict=True)],
+                                 device=self.device)
+        mask = torch.tensor([[0] * (width - n) + [1] * n for n in lengths], device=self.device)
         kwargs: dict[str, Any] = {}
         if min(lengths) < width:
             # left padding with an explicit mask: causal, padding hidden, and every position sees at
             # least itself, so a padding row never attends to nothing (which would be NaN)
-            idx = torch.arange(width)
+            idx = torch.arange(width, device=self.device)
             allowed = (idx[None, :] <= idx[:, None])[None] & mask.bool()[:, None, :]
-            allowed |= torch.eye(width, dtype=torch.bool)[None]
+            allowed |= torch.eye(width, dtype=torch.bool, device=self.device)[None]
             kwargs = {"attention_mask": attention_mask(allowed[:, None], self.adapters.base.config,
                                                        self.adapters.base.dtype),
                       "position_ids": (mask.cumsum(-1) - 1).clamp(min=0)}
@@ -258,9 +261,9 @@ class TorchEngine(ThreadedEngine):
         import torch
 
         rows = self._rows
-        input_ids = torch.tensor([[r.next_token] for r in rows])
-        position_ids = torch.tensor([[r.pos] for r in rows])
-        self._mask = torch.cat([self._mask, torch.ones(len(rows), 1, dtype=torch.long)], dim=1)
+        input_ids = torch.tensor([[r.next_token] for r in rows], device=self.device)
+        position_ids = torch.tensor([[r.pos] for r in rows], device=self.device)
+        self._mask = torch.cat([self._mask, torch.ones(len(rows), 1, dtype=torch.long, device=self.device)], dim=1)
         # a lone row has no padding: no mask lets attention take its plain causal path
         mask = self._mask if len(rows) > 1 else None
         out = self.adapters.model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids,
@@ -273,11 +276,13 @@ class TorchEngine(ThreadedEngine):
         self._compact()
 
     def _sample(self, rows: list[_Row], logits: Any) -> tuple[list[int], list[Scored | None]]:
-        """Each row's next token, and its scores for the rows that asked (None for the others)."""
-        raw = logits
+        """Each row's next token, and its scores for the rows that asked (None for the others).
+        Picked on the CPU: the grammar, penalties and each row's generator live there, and one
+        row of logits a step is little to copy from a GPU."""
+        raw = logits = logits.float().cpu()
         steered = [i for i, row in enumerate(rows) if row.guide is not None or row.penalties is not None]
         if steered:
-            logits = logits.float().cpu().clone()
+            logits = logits.clone()
             for i in steered:
                 view = logits[i].numpy()  # a view: adjusts and masks the tensor in place
                 if rows[i].penalties is not None:
@@ -288,7 +293,7 @@ class TorchEngine(ThreadedEngine):
         tokens = [greedy[i] if row.req.temperature <= GREEDY_BELOW
                   else sample_token(logits[i], row.req.temperature, row.req.top_p, row.gen)
                   for i, row in enumerate(rows)]
-        scored = [score(raw[i].float().cpu().numpy(), tokens[i], row.req.logprobs)
+        scored = [score(raw[i].numpy(), tokens[i], row.req.logprobs)
                   if row.req.logprobs is not None else None for i, row in enumerate(rows)]
         return tokens, scored
 
@@ -341,7 +346,7 @@ class TorchEngine(ThreadedEngine):
         if not keep:
             self._cache, self._mask = None, None
             return
-        index = torch.tensor(keep)
+        index = torch.tensor(keep, device=self.device)
         self._cache.batch_select_indices(index)
         self._mask = self._mask[index]
         first = int(self._mask.any(dim=0).nonzero()[0])

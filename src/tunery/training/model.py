@@ -11,21 +11,6 @@ from pathlib import Path
 from tunery.training.config import FUSED_PROJECTIONS, TrainingConfig, check_layer_range, check_target_modules
 
 
-def default_device() -> str:
-    """The GPU when there is one (under torchrun with more than one rank, this rank's own:
-    ``LOCAL_RANK``), else the CPU. Named explicitly, not left to the current CUDA device, which is
-    GPU 0 for every rank until ``distributed.setup`` sets it."""
-    import os
-
-    import torch
-
-    if not torch.cuda.is_available():
-        return "cpu"
-    if int(os.environ.get("WORLD_SIZE", 1)) > 1:
-        return f"cuda:{os.environ.get('LOCAL_RANK', 0)}"
-    return "cuda"
-
-
 def prepare_model(base_path: Path, config: TrainingConfig, device: str, *, start_adapter: Path | None = None):
     """Load the base weights and make them trainable (LoRA adapters or all weights). With
     ``start_adapter`` (continuing from a LoRA fine-tune), that adapter is merged into the base

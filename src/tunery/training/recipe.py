@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tunery.chat_template import Messages, encode_all
+from tunery.runtime import default_device
 from tunery.training import distributed
 from tunery.training.config import TrainingConfig
-from tunery.training.model import default_device, prepare_model
+from tunery.training.model import prepare_model
 from tunery.training.trainer import Callbacks, Trainer, TrainResult
 
 if TYPE_CHECKING:

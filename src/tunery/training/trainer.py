@@ -27,12 +27,12 @@ from typing import Any
 
 from tunery.chat_template import IGNORE, EncodedExample
 from tunery.home import atomic_write_text
-from tunery.runtime import cpu_threads
+from tunery.runtime import cpu_threads, default_device
 from tunery.training import checkpoint, distributed, precision
 from tunery.training.batching import collate, epoch_batches, micro_batches
 from tunery.training.config import TrainingConfig
 from tunery.training.frozen import FrozenLayers, packed_forward
-from tunery.training.model import autocast_context, decoder_and_head, default_device, prepare_model
+from tunery.training.model import autocast_context, decoder_and_head, prepare_model
 
 METRIC_COLUMNS = ["step", "train_loss", "train_mean_token_accuracy", "valid_loss", "valid_mean_token_accuracy",
                   "full_valid_loss", "full_valid_mean_token_accuracy"]
