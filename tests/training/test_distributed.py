@@ -159,7 +159,7 @@ def test_exit_destroys_the_process_group_only_after_a_clean_finish(monkeypatch):
 def test_a_rank_picks_its_own_gpu_only_among_several(monkeypatch):
     import torch
 
-    from tunery.training.model import default_device
+    from tunery.runtime import default_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setenv("LOCAL_RANK", "1")
@@ -251,3 +251,34 @@ if __name__ == "__main__":  # one rank of the two_ranks fixture's run
     except Cancelled:
         (root / "cancel" / f"cancelled-rank{os.environ['RANK']}").touch()
     precision_choice(model_dir, root / "precision")
+
+
+def test_more_ranks_than_gpus_are_refused_before_any_starts(monkeypatch, tiny_model, chat_file):
+    """Each rank trains on its own GPU: on a GPU machine, two ranks with one GPU died in CUDA
+    ("invalid device ordinal", seen on a lent H200). The job now fails in validation, naming
+    the fix; without CUDA, ranks share the CPU and any number may run."""
+    import torch
+
+    from tunery.data import files
+    from tunery.errors import InvalidInput
+    from tunery.jobs import Worker, create_job, get_job
+    from tunery.training.distributed import check_devices
+
+    check_devices(4)  # no GPU here: ranks on the CPU
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    check_devices(1)
+    with pytest.raises(InvalidInput, match="2 training processes need 2 GPUs, one each, and this machine has 1") as e:
+        check_devices(2)
+    assert "CUDA_VISIBLE_DEVICES=" in e.value.hint and e.value.param == "nproc_per_node"
+    monkeypatch.setenv("TUNERY_NPROC_PER_NODE", "3")
+    with pytest.raises(InvalidInput, match="3 training processes"):
+        check_devices()
+
+    train = files.create_from_path(chat_file(12), "fine-tune")
+    job = create_job(model="tiny-random", training_file=train.id, nproc_per_node=2, training_method="full",
+                     hyperparameters={"n_epochs": 1})
+    worker = Worker(poll_interval=0.1)
+    worker._validate(job["id"])
+    job = get_job(job["id"])
+    assert job["status"] == "failed" and "need 2 GPUs" in job["error"]["message"], job

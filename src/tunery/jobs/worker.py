@@ -35,7 +35,7 @@ from tunery.errors import TuneryError
 from tunery.home import home
 from tunery.jobs import store
 from tunery.jobs.runner import EXIT_INTERRUPTED, WORKER_ENV, fail, staging_dirs, try_lock
-from tunery.training.distributed import launch_command
+from tunery.training.distributed import check_devices, launch_command
 
 MAX_ATTEMPTS = 3
 LEASE_S = 3600.0  # how long a training may go without progress (TUNERY_JOB_LEASE_S)
@@ -338,8 +338,10 @@ class Worker:
             fail(job["id"], " | ".join(p for _, p in problems), code="invalid_training_file",
                  param=problems[0][0])
             return
-        try:  # settings that only the data can refute: a batch larger than the file
+        try:  # settings that only the data or the machine can refute: a batch larger than the file,
+            # more training processes than GPUs
             store.request(job).method.hyperparameters.check_examples(n_examples or 0)
+            check_devices(store.request(job).nproc_per_node)
         except TuneryError as e:
             fail(job["id"], str(e), code="invalid_hyperparameters", param=e.param)
             return

@@ -116,6 +116,26 @@ def launch_command(args: list[str], nproc: int | None = None) -> list[str]:
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(n), *args]
 
 
+def check_devices(nproc: int | None = None) -> None:
+    """Refuse more ranks than GPUs where there are GPUs: each rank trains on its own (``setup``),
+    and a rank without one died in CUDA ("invalid device ordinal"). ``nproc`` None:
+    :func:`default_nproc`. Ranks on a machine without CUDA share its CPUs (gloo) and are not
+    limited here."""
+    from tunery.errors import InvalidInput
+
+    n = nproc or default_nproc()
+    if n <= 1:
+        return
+    import torch
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if gpus and n > gpus:
+        raise InvalidInput(f"{n} training processes need {n} GPUs, one each, and this machine has {gpus}",
+                           param="nproc_per_node",
+                           hint=f"ask for at most {gpus} (the job's nproc_per_node, --nproc-per-node or "
+                                f"{NPROC_ENV}), or hide the GPUs (CUDA_VISIBLE_DEVICES=) to run {n} on the CPU")
+
+
 def setup(device: str) -> str:
     """Join the process group when launched with more than one rank (gloo on CPU, nccl on CUDA);
     returns the device this rank trains on (its own GPU under CUDA)."""
@@ -126,6 +146,7 @@ def setup(device: str) -> str:
     if w.size <= 1:
         return device
     if device.startswith("cuda"):
+        check_devices(int(os.environ.get("LOCAL_WORLD_SIZE") or w.size))  # torchrun's ranks on this machine
         torch.cuda.set_device(w.local_rank)
         device = f"cuda:{w.local_rank}"
     if not dist.is_initialized():
