@@ -21,7 +21,7 @@ def test_ask_prints_the_answer_and_json(tiny_model):
     r = runner.invoke(cli, ["ask", "tiny-random", "Where to?", "--seed", "3", "--max-tokens", "6", "--json",
                             "--system", "Be brief."])
     assert r.exit_code == 0, r.output
-    out = json.loads(r.output)
+    out = json.loads(r.stdout)  # notices (say, a model served off the fast path) go to stderr
     want = LocalChatModel("tiny-random").generate(
         [ChatMessage(Role.SYSTEM, "Be brief."), ChatMessage(Role.USER, "Where to?")],
         GenerationParams(max_tokens=6, temperature=0.7, seed=3))
