@@ -174,11 +174,13 @@ def stub_training(monkeypatch):
 
 def test_a_slow_round_keeps_the_lease_and_a_lost_lease_stops_the_training(stub_training):
     (job_id,) = _queued(1)
-    w = Worker(claim_lease_s=1, worker_id="slow")
+    # a 3-s lease renewed every second: with 1 s, one late renewal on a loaded 2-core CI machine
+    # let the lease run out (a flaky failure, not the product's: production leases are 30 s)
+    w = Worker(claim_lease_s=3, worker_id="slow")
     w._start_next()
     try:
         _until(lambda: _locked(job_id), 30, "stub training")
-        time.sleep(2.5)  # a round that takes longer than the claim lease: the heartbeat goes on
+        time.sleep(7)  # a round that takes longer than the claim lease: the heartbeat goes on
         assert store.lost_jobs("other") == [] and store.holds(job_id, "slow")
         db.execute("UPDATE jobs SET worker_id='other' WHERE id=?", (job_id,))  # taken over meanwhile
         _until(lambda: w.child.proc.poll() is not None, 10, "training stopped by its worker")
