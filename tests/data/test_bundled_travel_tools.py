@@ -7,6 +7,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from collections import Counter
 
 import pytest
 
@@ -53,7 +54,7 @@ def test_train_and_validation_files_are_valid_and_varied():
 
 
 @pytest.mark.parametrize("name", ["questions.jsonl", "fresh-questions.jsonl", "blind-questions.jsonl",
-                                  "unseen-questions.jsonl"])
+                                  "unseen-questions.jsonl", "large-questions.jsonl"])
 def test_questions_are_held_out_and_scorable(name):
     questions = load_questions(DATA / name)
     assert len(questions) >= 20
@@ -68,20 +69,46 @@ def test_questions_are_held_out_and_scorable(name):
     if name != "questions.jsonl":  # written with fresh wordings: further from both, as RESULTS says
         limit = 0.75
         seen |= {q["question"] for q in load_questions(DATA / "questions.jsonl")}
-    if name in ("blind-questions.jsonl", "unseen-questions.jsonl"):  # later sets: new against the second too
+    later = ("blind-questions.jsonl", "unseen-questions.jsonl", "large-questions.jsonl")
+    if name in later:  # later sets: new against the second too
         seen |= {q["question"] for q in load_questions(DATA / "fresh-questions.jsonl")}
-    if name == "unseen-questions.jsonl":  # the fourth set is new against the third one too
+    if name in later[1:]:  # the fourth set is new against the third one too
         seen |= {q["question"] for q in load_questions(DATA / "blind-questions.jsonl")}
+    if name == "large-questions.jsonl":  # and the fifth against the fourth
+        seen |= {q["question"] for q in load_questions(DATA / "unseen-questions.jsonl")}
     close = [(s, q["question"]) for s in seen for q in questions
              if difflib.SequenceMatcher(None, s.lower(), q["question"].lower()).ratio() >= limit]
     assert not close, close
     # the sets written blind name places the training data never does, so a right call is a copy
     # of an unseen name, not a memorised one
     if name != "questions.jsonl":
-        text = (DATA / "train.jsonl").read_text(encoding="utf-8") + (DATA / "validation.jsonl").read_text(encoding="utf-8")
+        others = ["train.jsonl", "validation.jsonl"]
+        if name == "large-questions.jsonl":  # the fifth names no place of any other file, held-out sets too
+            others += ["questions.jsonl", "fresh-questions.jsonl", "blind-questions.jsonl",
+                       "unseen-questions.jsonl"]
+        text = "".join((DATA / f).read_text(encoding="utf-8") for f in others)
         names = {v for q in need for c in q["expect"]["tool_calls"] for k, v in c["arguments"].items()
                  if k in ("city", "nationality", "destination")}
         assert names and not [n for n in names if re.search(rf"\b{re.escape(n)}\b", text, re.IGNORECASE)]
+    if name == "large-questions.jsonl":
+        # larger so that one question weighs less, in the mix of the earlier sets: 40 calls, 10 per function
+        # (2 parallel forecasts, 2 parallel conversions, 1 two-city time; 3 forecasts with a date), 20 with none
+        assert len(questions) == 60 and len(need) == 40
+        kinds = Counter((q["expect"]["tool_calls"][0]["name"], len(q["expect"]["tool_calls"])) for q in need)
+        assert kinds == {("get_weather_forecast", 1): 8, ("get_weather_forecast", 2): 2,
+                         ("convert_currency", 1): 8, ("convert_currency", 2): 2,
+                         ("get_visa_requirements", 1): 10, ("get_local_time", 1): 9, ("get_local_time", 2): 1}, kinds
+        calls = [(q["question"], c) for q in need for c in q["expect"]["tool_calls"]]
+        dates = [c["arguments"]["date"] for _, c in calls if "date" in c["arguments"]]
+        assert len(dates) == 3 and all(re.fullmatch(r"202[67]-\d\d-\d\d", d) for d in dates)
+        # a city, a date or a destination is written in the question as the call writes it
+        assert all(c["arguments"][k] in asked for asked, c in calls
+                   for k in ("city", "date", "destination") if k in c["arguments"])
+        codes = {code for t in rows("train.jsonl")[0]["tools"] if t["function"]["name"] == "convert_currency"
+                 for code in t["function"]["parameters"]["properties"]["from"]["enum"]}
+        assert all({c["arguments"]["from"], c["arguments"]["to"]} <= codes
+                   and isinstance(c["arguments"]["amount"], int | float)
+                   for _, c in calls if c["name"] == "convert_currency")
     # each question carries the training tools, so `tunery eval run` asks with them
     assert all(q["tools"] == rows("train.jsonl")[0]["tools"] for q in questions)
     # every expectation is in a form the evaluator scores (a no-call reply fails each call question)
