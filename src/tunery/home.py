@@ -181,7 +181,9 @@ def _exchange(a: Path, b: Path) -> bool:
 
 
 def _aside(final: Path) -> Path:
-    return final.with_name(f".{final.name}.old")
+    """Where :func:`atomic_dir` sets the old ``final`` aside: a name of tunery's own, so that a
+    user's ``.NAME.old`` beside the folder is never taken for one and removed or moved in."""
+    return final.with_name(f".{final.name}.tunery-aside")
 
 
 def recover_dir(final: Path) -> None:

@@ -112,3 +112,23 @@ def test_a_base_with_fine_tunes_is_not_removed(tunery_home):
         registry.remove("base", delete_files=False)
     registry.remove("ft", delete_files=False)
     assert registry.remove("base", delete_files=False).id == "base" and registry.list_models() == []
+
+
+@pytest.mark.parametrize("window", [False, True])
+def test_a_users_dot_old_folder_beside_is_never_touched(tmp_path, monkeypatch, window):
+    """Replacing ``model`` (with or without the atomic exchange, and recovering from a crash
+    between the two renames) leaves alone a ``.model.old`` of the user's: it was taken for the
+    folder set aside, removed before a replacement and moved in place of a missing ``model``."""
+    final = tmp_path / "model"
+    mine = tmp_path / ".model.old"
+    mine.mkdir()
+    (mine / "notes").write_text("the user's")
+    if window:  # no model, as after a crash between renames: the user's folder is no copy of it
+        make(final, "v1")
+        crash(final, "between renames")
+    else:
+        make(final, "v1")
+        monkeypatch.setattr(home, "_exchange", lambda a, b: False, raising=False)
+    make(final, "v2")
+    assert (final / "weights").read_text() == "v2"
+    assert (mine / "notes").read_text() == "the user's"
