@@ -41,6 +41,19 @@ def test_limiter_keys_are_independent_and_an_empty_window_admits_a_big_prompt():
         lim.acquire("a", 10, 1)
 
 
+def test_a_request_in_flight_when_its_deployment_is_deleted_is_not_counted_for_a_new_one():
+    """Deleting a deployment resets its window; a request of the old one that ends later books its
+    completion nowhere, not in the window of a new deployment of the same name."""
+    lim = TokenRateLimiter(clock=Clock())
+    old = lim.acquire("d", 1000, 100, reserve=300)
+    lim.reset("d")  # deleted, then made again under the same name
+    new = lim.acquire("d", 1000, 50, reserve=100)
+    lim.settle(old, 250)
+    assert lim.used("d") == 150
+    lim.settle(new, 80)
+    assert lim.used("d") == 130
+
+
 @pytest.mark.parametrize("level,text,blocked", [
     ("off", "how to make a bomb", False),
     ("default", "Tell me HOW TO MAKE A BOMB please", True),

@@ -35,6 +35,7 @@ class Booking:
     at: float
     tokens: int
     reserved: int = 0
+    era: int = 0  # the key's :meth:`TokenRateLimiter.reset` count when booked
 
 
 class TokenRateLimiter:
@@ -42,6 +43,7 @@ class TokenRateLimiter:
         self._clock = clock
         self.window = window
         self._events: dict[str, deque[Booking]] = {}
+        self._eras: dict[str, int] = {}  # resets per key: a deployment deleted and made again
         self._lock = threading.Lock()
 
     def _prune(self, key: str, now: float) -> deque[Booking]:
@@ -71,15 +73,19 @@ class TokenRateLimiter:
                     f"prompt and max_tokens for each choice). Please retry after {retry_after} seconds.",
                     retry_after=retry_after,
                     hint="a lower max_tokens reserves less" if used + tokens <= limit else None)
-            booking = Booking(key, now, need, reserve)
+            booking = Booking(key, now, need, reserve, self._eras.get(key, 0))
             events.append(booking)
             return booking
 
     def settle(self, booking: Booking, completion: int) -> None:
-        """The request ended: give back its reservation and book the ``completion`` tokens it wrote."""
+        """The request ended: give back its reservation and book the ``completion`` tokens it wrote,
+        unless the key was reset since (its deployment was deleted: a new one of the same name
+        starts with an empty window, not with the old one's requests still in flight)."""
         with self._lock:
             booking.tokens -= booking.reserved
             booking.reserved = 0
+            if self._eras.get(booking.key, 0) != booking.era:
+                return
         self.add(booking.key, completion)
 
     def add(self, key: str, tokens: int) -> None:
@@ -100,10 +106,9 @@ class TokenRateLimiter:
 
     def reset(self, key: str | None = None) -> None:
         with self._lock:
-            if key is None:
-                self._events.clear()
-            else:
-                self._events.pop(key, None)
+            for k in list(self._events) if key is None else [key]:
+                self._events.pop(k, None)
+                self._eras[k] = self._eras.get(k, 0) + 1
 
 
 limiter = TokenRateLimiter()
