@@ -75,3 +75,26 @@ def test_models_add_shows_names_and_paths_as_text(tiny_model_dir, tmp_path):
     r = CliRunner().invoke(cli, ["models", "add", "mine", str(path)])
     assert r.exit_code == 0, r.output
     assert f"added:mine(local:{path})" in "".join(r.output.split())  # the console may wrap the long path
+
+
+def test_finetune_reads_a_pipe_once_and_trains_on_all_of_it(tiny_model, chat_file, tmp_path):
+    """``tunery finetune /dev/stdin`` (or ``<(...)``): validation emptied the pipe, and the upload
+    then said "file not found". The pipe is read once into a file that every step reads."""
+    import os
+    import threading
+
+    from tunery.jobs import list_jobs
+
+    data = chat_file(12).read_bytes()
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+
+    def feed():
+        with open(fifo, "wb") as f:
+            f.write(data)
+
+    threading.Thread(target=feed, daemon=True).start()
+    r = CliRunner().invoke(cli, ["finetune", str(fifo), "--model", "tiny-random", "--n-epochs", "1"])
+    assert r.exit_code == 0, r.output
+    job = list_jobs()[0][0]
+    assert files.content(job["training_file"]) == data

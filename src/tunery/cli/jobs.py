@@ -106,6 +106,29 @@ def _names(ctx, param, text: str | None) -> list[str] | None:
     return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
 
 
+def _read_once(path: Path, shown: dict[Path, Path]) -> Path:
+    """``path`` itself, or for a pipe (``/dev/stdin``, a shell's ``<(...)``), which a second read
+    finds empty, a file holding what it gave: validation, the data-kind check and the upload each
+    read the file. The copy is removed when the command ends; ``shown`` maps what is read to
+    what the user gave."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from tunery.data.text import open_data
+
+    if not path.exists() or path.is_file() or path.is_dir():
+        shown[path] = path
+        return path
+    folder = tempfile.mkdtemp(prefix="tunery-pipe-")
+    atexit.register(shutil.rmtree, folder, True)
+    copy = Path(folder) / (path.name if path.suffix else f"{path.name}.jsonl")
+    with open_data(path, param="training_file") as f, copy.open("wb") as out:
+        shutil.copyfileobj(f, out)
+    shown[copy] = path
+    return copy
+
+
 @click.command()
 @click.argument("training_file", type=click.Path(path_type=Path))
 @_spec_option("--validation-file", FineTuneRequest, "validation_file", type=click.Path(path_type=Path))
@@ -180,21 +203,25 @@ def finetune(training_file: Path, validation_file: Path | None, model: str, suff
             raise invalid_request(e.errors(include_url=False)) from None
         raise click.BadParameter(_in_option_terms(str(err["msg"]), param), param_hint=flag) from None
     n_examples = 0
+    shown = {}  # each file read as the paths below, named as the user gave it (a pipe is copied once)
+    training_file, validation_file = (None if p is None else _read_once(p, shown)
+                                      for p in (training_file, validation_file))
     for path, purpose in ((training_file, "training"), (validation_file, "validation")):
         if path is None:
             continue
+        name = shown.get(path, path)
         report = validate_file(path, purpose=purpose)
         if report.ok:
             try:
                 check_data_kind(file_kind(path), purpose, method)
             except InvalidInput as e:  # the request's wording of the fix (method {"type": ...}) is the API's
                 fix = "--method dpo" if method != "dpo" else "--method supervised, or a file of preference pairs"
-                raise click.BadParameter(f"{path}: {e.message} (use {fix})", param_hint="--method") from None
+                raise click.BadParameter(f"{name}: {e.message} (use {fix})", param_hint="--method") from None
         if not report.ok:
             err_console.print(report.format(limit=MAX_REPORTED_ERRORS, severity="error"))
-            err_console.print(f"[bold red]error:[/] {path} is not valid {purpose} data "
+            err_console.print(f"[bold red]error:[/] {name} is not valid {purpose} data "
                               f"({len(report.errors)} problem(s)); fix them and run again "
-                              f"(`tunery data validate {path}` lists them all)")
+                              f"(`tunery data validate {name}` lists them all)")
             sys.exit(1)
         if purpose == "training":
             n_examples = len(report.examples)
