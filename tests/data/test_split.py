@@ -120,3 +120,15 @@ def test_an_output_that_cannot_be_written_leaves_the_other_as_it_was(tmp_path: P
         split_file(src, validation_fraction=0.5, seed=0, force=True)
     assert (tmp_path / "trips.train.jsonl").read_text() == "mine\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["trips.jsonl", "trips.train.jsonl", "trips.valid.jsonl"]
+
+
+def test_a_windows_file_keeps_its_line_endings_and_byte_order_mark(tmp_path: Path):
+    """A CRLF file with a BOM came out as LF without it; each output is now written as the input."""
+    src = tmp_path / "win.jsonl"
+    lines = jsonl(good_lines(20)).decode().splitlines()
+    src.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(lines).encode() + b"\r\n")
+    r = split_file(src, validation_fraction=0.25, seed=3)
+    for out in (r.train_path, r.valid_path):
+        data = out.read_bytes()
+        assert data.startswith(b"\xef\xbb\xbf") and data.endswith(b"\r\n") and data.count(b"\n") == data.count(b"\r\n")
+        assert set(data.removeprefix(b"\xef\xbb\xbf").decode().splitlines()) <= set(lines)

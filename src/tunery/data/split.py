@@ -68,11 +68,12 @@ def split_lines(lines: list[bytes], *, validation_fraction: float, seed: int) ->
 
 def split_file(src: str | Path, *, validation_fraction: float, seed: int, out_train: str | Path | None = None,
                out_valid: str | Path | None = None, force: bool = False) -> SplitResult:
-    """Split ``src`` line by line (blank lines dropped, lines kept byte for byte) into two files. A line
-    that is not UTF-8, or not a JSON object (a pretty-printed document), is an InvalidInput that
-    names it; an output that exists is a Conflict unless ``force``."""
+    """Split ``src`` line by line (blank lines dropped, lines kept byte for byte, and the file's
+    line ending and byte-order mark with them) into two files. A line that is not UTF-8, or not a
+    JSON object (a pretty-printed document), is an InvalidInput that names it; an output that
+    exists is a Conflict unless ``force``."""
     from tunery.data.issues import parse_json
-    from tunery.data.text import read_lines, refuse_existing, small_file
+    from tunery.data.text import BOM, open_data, read_lines, refuse_existing, small_file
     from tunery.data.validate import _whole_document_hint
 
     _check_fraction(validation_fraction)  # before "already exists": --force would not have helped
@@ -99,9 +100,12 @@ def split_file(src: str | Path, *, validation_fraction: float, seed: int, out_tr
             raise InvalidInput(f"{src}, line {n}: {what}", param="file", hint=hint)
         lines.append(text.encode("utf-8"))
     train, valid = split_lines(lines, validation_fraction=validation_fraction, seed=seed)
+    with open_data(src) as f:  # written as the file was: a Windows file stays CRLF, a BOM stays
+        first = f.readline()
+    start, end = (BOM if first.startswith(BOM) else b""), (b"\r\n" if first.endswith(b"\r\n") else b"\n")
     # both written before either is renamed into place: an output that cannot be written leaves the
     # other as it was, not half of a new split beside half of an old one
     with atomic_open(train_path) as t, atomic_open(valid_path) as v:
-        t.write(b"\n".join(train) + b"\n")
-        v.write(b"\n".join(valid) + b"\n")
+        t.write(start + end.join(train) + end)
+        v.write(start + end.join(valid) + end)
     return SplitResult(train_path, valid_path, len(train), len(valid))
