@@ -23,6 +23,37 @@ def test_deployment_crud(http, tiny_model):
     assert http.get("/v1/deployments").json()["data"] == []
 
 
+def test_a_deployment_is_updated_in_place_and_a_running_server_applies_it(client, http, tiny_model):
+    """PATCH changes what it names and keeps the rest; the next request obeys it; bad values are
+    400s naming the field; the CLI does the same."""
+    from click.testing import CliRunner
+
+    from tunery.cli.main import cli
+
+    assert http.post("/v1/deployments", json={"name": "travel", "model": "tiny-random", "tpm": 5000,
+                                              "blocklist": ["red door"]}).status_code == 200
+    r = http.patch("/v1/deployments/travel", json={"tpm": 200, "content_filter": "strict"})
+    assert r.status_code == 200, r.text
+    dep = r.json()
+    assert (dep["model"], dep["tpm"], dep["content_filter"], dep["blocklist"]) == ("tiny-random", 200, "strict",
+                                                                                  ["red door"])
+    with pytest.raises(openai.RateLimitError):  # the new limit holds at once
+        for _ in range(20):
+            client.chat.completions.create(model="travel", messages=MSG, max_tokens=5)
+    assert http.patch("/v1/deployments/travel", json={"tpm": None}).json()["tpm"] is None  # lifted
+    assert client.chat.completions.create(model="travel", messages=MSG, max_tokens=2).choices
+    bad = http.patch("/v1/deployments/travel", json={"model": "other"})
+    assert bad.status_code == 400 and "model" in bad.text
+    assert http.patch("/v1/deployments/travel", json={"tpm": 0}).status_code == 400
+    assert http.patch("/v1/deployments/nope", json={"tpm": 10}).status_code == 404
+    r = CliRunner().invoke(cli, ["deployments", "update", "travel", "--tpm", "300", "--no-blocklist"])
+    assert r.exit_code == 0 and "300 tokens/minute" in r.output, r.output
+    dep = http.get("/v1/deployments/travel").json()
+    assert (dep["tpm"], dep["content_filter"], dep["blocklist"]) == (300, "strict", [])
+    r = CliRunner().invoke(cli, ["deployments", "update", "travel"])
+    assert r.exit_code == 2 and "nothing to change" in r.output
+
+
 def test_chat_through_a_deployment_until_429(client, http, tiny_model):
     assert http.post("/v1/deployments", json={"name": "small", "model": "tiny-random", "tpm": 200}).status_code == 200
     first = client.chat.completions.create(model="small", messages=MSG, max_tokens=5)

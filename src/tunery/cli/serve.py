@@ -112,15 +112,18 @@ def deploy(model: str, name: str, tpm: int | None, content_filter: str, blocklis
     if as_json:
         print_json(dep.to_openai())
         return
+    console.print(f"[green]deployed[/] {dep.model} as [bold]{dep.name}[/] ({_settings(dep)})")
+
+
+def _settings(dep) -> str:
+    """A deployment's limit, filter and precision, in words."""
     limit = f"{dep.tpm} tokens/minute" if dep.tpm else "no rate limit"
-    served = f", {dep.precision}" if dep.precision else ""
-    console.print(f"[green]deployed[/] {dep.model} as [bold]{dep.name}[/] ({limit}, content filter "
-                  f"{dep.content_filter}{served})")
+    return f"{limit}, content filter {dep.content_filter}" + (f", {dep.precision}" if dep.precision else "")
 
 
 @click.group(cls=Group)
 def deployments() -> None:
-    """List, show and delete deployments."""
+    """List, show, update and delete deployments."""
 
 
 @deployments.command("list")
@@ -142,6 +145,42 @@ def show(name: str) -> None:
     from tunery.serving import deployments as store
 
     print_json(store.get(name).to_openai())
+
+
+@deployments.command()
+@click.argument("name")
+@click.option("--tpm", type=click.IntRange(min=1), default=None, help="A new tokens-per-minute limit.")
+@click.option("--no-tpm", is_flag=True, help="Lift the tokens-per-minute limit.")
+@click.option("--content-filter", type=click.Choice(["off", "default", "strict"]), default=None,
+              help="A new content-filter level (see `tunery deploy --help`).")
+@click.option("--block", "blocklist", multiple=True, metavar="TERM",
+              help="Blocked term (repeatable): the list replaces the deployment's.")
+@click.option("--no-blocklist", is_flag=True, help="Clear the deployment's own blocked terms.")
+@click.option("--precision", type=click.Choice(["auto", *PRECISIONS]), default=None,
+              help="Serve it at this precision from now on; auto: the server's default.")
+@click.option("--json", "as_json", is_flag=True, help="Print the deployment as JSON.")
+def update(name: str, tpm: int | None, no_tpm: bool, content_filter: str | None, blocklist: tuple[str, ...],
+           no_blocklist: bool, precision: str | None, as_json: bool) -> None:
+    """Change a deployment's limit, content filter, blocked terms or precision; what is not given
+    stays. A running server applies it from the next request. The model stays: deploy it under
+    another name to serve another."""
+    from tunery.serving import deployments as store
+
+    if tpm is not None and no_tpm:
+        raise click.BadParameter("give --tpm N or --no-tpm, not both", param_hint="--tpm")
+    if blocklist and no_blocklist:
+        raise click.BadParameter("give --block TERM or --no-blocklist, not both", param_hint="--block")
+    changes = {"tpm": None if no_tpm else tpm, "content_filter": content_filter, "precision": precision,
+               "blocklist": [] if no_blocklist else list(blocklist) or None}
+    given = {k: v for k, v in changes.items() if v is not None or (k == "tpm" and no_tpm)}
+    if not given:
+        raise click.UsageError("nothing to change: give --tpm, --no-tpm, --content-filter, --block, "
+                               "--no-blocklist or --precision")
+    dep = store.update(name, **given)
+    if as_json:
+        print_json(dep.to_openai())
+        return
+    console.print(f"[green]updated[/] [bold]{dep.name}[/] ({dep.model}: {_settings(dep)})")
 
 
 @deployments.command()

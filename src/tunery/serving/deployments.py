@@ -58,16 +58,14 @@ def _record(row) -> Deployment:
                       created_at=row["created_at"], meta=db.loads(row["meta"], {}))
 
 
-def create(name: str, model: str, *, tpm: int | None = None, content_filter: str = "default",
-           blocklist: list[str] | None = None, precision: str | None = None) -> Deployment:
-    if not isinstance(name, str) or not NAME_RE.match(name):
-        raise InvalidInput(f"invalid deployment name {name!r}: use letters, digits and . _ - : (up to 128)",
-                           param="name")
-    if name.startswith(registry.FINE_TUNED_PREFIX):
-        raise InvalidInput(f"invalid deployment name {name!r}: names starting with "
-                           f"{registry.FINE_TUNED_PREFIX!r} are kept for fine-tuned models and their checkpoints",
-                           param="name", hint="pick a name without that prefix")
-    rec = registry.get(model)  # NotFound names the model, before the other fields are checked
+UNCHANGED: Any = object()
+"""An :func:`update` argument left out: the deployment keeps what it has."""
+
+
+def _settings(rec: registry.ModelRecord, tpm: int | None, content_filter: str, blocklist: list[str] | None,
+              precision: str | None) -> tuple[int | None, str, dict[str, Any]]:
+    """A deployment's settings, checked: (tpm, content filter, meta holding the blocklist and the
+    precision) for one of model ``rec``."""
     if tpm is not None and (isinstance(tpm, bool) or not isinstance(tpm, int) or not 1 <= tpm <= MAX_TPM):
         raise InvalidInput(f"tpm must be a whole number of tokens per minute from 1 to {MAX_TPM}, not {tpm!r}",
                            param="tpm", hint="leave it out for no limit")
@@ -83,7 +81,7 @@ def create(name: str, model: str, *, tpm: int | None = None, content_filter: str
         precision = check_precision(precision)
         if rec.meta.get("engine"):  # a registered export runs as it was exported (serving.manager.route)
             exported = {"none": "float32"}.get(rec.meta.get("export"), rec.meta.get("export") or "its own")
-            raise InvalidInput(f"{model} is an export, served at the precision it was exported with ({exported}): "
+            raise InvalidInput(f"{rec.id} is an export, served at the precision it was exported with ({exported}): "
                                "precision does not apply", param="precision",
                                hint="leave precision out, or export again with another --quantize")
     else:
@@ -91,6 +89,20 @@ def create(name: str, model: str, *, tpm: int | None = None, content_filter: str
     meta: dict[str, Any] = {"blocklist": terms} if terms else {}
     if precision is not None:
         meta["precision"] = precision
+    return tpm, content_filter, meta
+
+
+def create(name: str, model: str, *, tpm: int | None = None, content_filter: str = "default",
+           blocklist: list[str] | None = None, precision: str | None = None) -> Deployment:
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise InvalidInput(f"invalid deployment name {name!r}: use letters, digits and . _ - : (up to 128)",
+                           param="name")
+    if name.startswith(registry.FINE_TUNED_PREFIX):
+        raise InvalidInput(f"invalid deployment name {name!r}: names starting with "
+                           f"{registry.FINE_TUNED_PREFIX!r} are kept for fine-tuned models and their checkpoints",
+                           param="name", hint="pick a name without that prefix")
+    rec = registry.get(model)  # NotFound names the model, before the other fields are checked
+    tpm, content_filter, meta = _settings(rec, tpm, content_filter, blocklist, precision)
     try:
         # checked again and inserted in one transaction, the model's row locked until it commits
         # (registry.find(lock=True)): a removal that comes now waits and then sees the deployment,
@@ -125,6 +137,24 @@ def get(name: str) -> Deployment:
 
 def list_deployments() -> list[Deployment]:
     return [_record(r) for r in db.query("SELECT * FROM deployments ORDER BY created_at, name")]
+
+
+def update(name: str, *, tpm: int | None = UNCHANGED, content_filter: str = UNCHANGED,
+           blocklist: list[str] | None = UNCHANGED, precision: str | None = UNCHANGED) -> Deployment:
+    """Change a deployment's limit, content filter, blocklist or precision (Azure's deployment
+    update); what is left out stays, ``tpm=None`` lifts the limit. The model stays: deploy it under
+    another name to serve another. A running server applies it from the next request, which reads
+    the deployment; tokens already counted in the last minute still count against a new limit."""
+    dep = get(name)
+    rec = registry.get(dep.model)
+    wanted = {"tpm": dep.tpm, "content_filter": dep.content_filter, "blocklist": dep.blocklist,
+              "precision": dep.precision}
+    wanted.update({k: v for k, v in {"tpm": tpm, "content_filter": content_filter, "blocklist": blocklist,
+                                     "precision": precision}.items() if v is not UNCHANGED})
+    tpm, content_filter, meta = _settings(rec, **wanted)
+    db.execute("UPDATE deployments SET tpm=?, content_filter=?, meta=? WHERE name=?",
+               (tpm, content_filter, db.dumps(meta), name))
+    return get(name)  # NotFound if it was deleted meanwhile
 
 
 def delete(name: str) -> Deployment:

@@ -1,5 +1,5 @@
-"""``/v1/deployments``: create, list, get and delete named deployments (Azure AI Foundry style)
-with a tokens-per-minute limit and a content-filter level."""
+"""``/v1/deployments``: create, list, get, update and delete named deployments (Azure AI Foundry
+style) with a tokens-per-minute limit and a content-filter level."""
 
 from __future__ import annotations
 
@@ -25,6 +25,16 @@ class DeploymentCreate(BaseModel):
     precision: Literal["auto", *PRECISIONS] | None = None  # type: ignore[valid-type]  # auto: the server's
 
 
+class DeploymentUpdate(BaseModel):
+    """The settings to change; a field left out stays as it is, ``"tpm": null`` lifts the limit."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    tpm: int | None = Field(None, ge=1, le=deployments.MAX_TPM)
+    content_filter: Literal["off", "default", "strict"] = "default"
+    blocklist: list[str] | None = None
+    precision: Literal["auto", *PRECISIONS] | None = None  # type: ignore[valid-type]
+
+
 def _out(dep: deployments.Deployment) -> dict[str, Any]:
     return {**dep.to_openai(), "tokens_used_last_minute": limiter.used(dep.name) if dep.tpm else None}
 
@@ -43,6 +53,11 @@ def list_all() -> dict[str, Any]:
 @router.get("/deployments/{name}")
 def get(name: str) -> dict[str, Any]:
     return _out(deployments.get(name))
+
+
+@router.patch("/deployments/{name}")
+def update(name: str, body: DeploymentUpdate) -> dict[str, Any]:
+    return _out(deployments.update(name, **{k: getattr(body, k) for k in body.model_fields_set}))
 
 
 @router.delete("/deployments/{name}")
