@@ -147,3 +147,23 @@ def test_a_blocked_answer_lists_no_token_of_the_blocked_word():
             break
     assert run_.finish_reasons[0] == "content_filter"
     assert "shit" not in text and " shit" not in listed, (text, listed)
+
+
+def test_a_blocked_word_is_not_listed_among_another_token_s_alternatives():
+    """The answer never wrote the blocked word, but its ``top_logprobs`` would have listed it as
+    an alternative; it is left out there, the other alternatives kept."""
+    from tunery.chat import TokenLogprob
+    from tunery.serving.content_filter import ContentFilter
+    from tunery.serving.engine import Delta, EngineRequest
+    from tunery.serving.local import ChatRun
+
+    run_ = ChatRun(3, "m", ContentFilter("strict"), None)
+    run_.started([EngineRequest(prompt_ids=[1], max_tokens=10, emit=lambda d: None, logprobs=3)])
+    alts = tuple(TokenLogprob(t, -1.5, t.encode()) for t in (" oh", " shit", " well"))
+    listed = []
+    for k, t in enumerate([" oh", " dear", " me", " what", " a", " day", "."]):
+        final = "stop" if t == "." else None
+        for c in run_._chunks(Delta(0, t, k + 1, final, logprobs=(TokenLogprob(t, -1.0, t.encode(), alts),))):
+            listed += [a.token for e in c.logprobs or () for a in e.top]
+    assert run_.finish_reasons[0] == "stop"
+    assert " shit" not in listed and listed.count(" oh") == listed.count(" well") == 7, listed

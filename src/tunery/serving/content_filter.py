@@ -10,7 +10,8 @@ It is a blocklist, not a classifier. Each deployment picks a level:
 A deployment may add its own terms (``blocklist``), as Azure's custom blocklists do. Matching is
 case-insensitive on whole words. A prompt that matches (a message, a call an assistant message
 made, or a tool offered) is refused with a 400 whose code is ``content_filter``; an answer that matches is cut before the match and finishes with
-``finish_reason: "content_filter"``.
+``finish_reason: "content_filter"``. With ``logprobs``, no ``top_logprobs`` alternative that writes a
+blocked term is listed either.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
-from tunery.chat import ChatMessage
+from tunery.chat import ChatMessage, TokenLogprob
 from tunery.errors import InvalidInput
 
 LEVELS = ("off", "default", "strict")
@@ -79,6 +81,15 @@ class ContentFilter:
 
     def answer(self) -> AnswerFilter:
         return AnswerFilter(self)
+
+    def screen_alternatives(self, logprobs: Sequence[TokenLogprob]) -> list[TokenLogprob]:
+        """``logprobs`` with no ``top_logprobs`` alternative that writes a blocked term: the answer
+        never said it, and listing it would. A term split over several tokens cannot be seen in
+        one alternative and is not caught here."""
+        if not self.active:
+            return list(logprobs)
+        return [replace(lp, top=tuple(t for t in lp.top if not self.find(t.token))) if lp.top else lp
+                for lp in logprobs]
 
 
 class AnswerFilter:

@@ -116,7 +116,7 @@ class ChatRun:
             held = self._filtered[d.index]
             held.add(logprobs, len(d.text))
             # blocked: only the tokens wholly before the cut, or one that holds the blocked word would list it
-            logprobs = held.release(flt.sent)
+            logprobs = self._filter.screen_alternatives(held.release(flt.sent))
             if flt.blocked:
                 self.requests[d.index].cancelled.set()
                 finish = "content_filter"
