@@ -73,7 +73,7 @@ def split_file(src: str | Path, *, validation_fraction: float, seed: int, out_tr
     JSON object (a pretty-printed document), is an InvalidInput that names it; an output that
     exists is a Conflict unless ``force``."""
     from tunery.data.issues import parse_json
-    from tunery.data.text import BOM, open_data, read_lines, refuse_existing, small_file
+    from tunery.data.text import BOM, raw_lines, refuse_existing, small_file
     from tunery.data.validate import _whole_document_hint
 
     _check_fraction(validation_fraction)  # before "already exists": --force would not have helped
@@ -89,7 +89,9 @@ def split_file(src: str | Path, *, validation_fraction: float, seed: int, out_tr
     # every line must be UTF-8 text holding a JSON object (the first that is not is named); each
     # goes out as it came
     lines: list[bytes] = []
-    for n, text in read_lines(src):
+    first = b""  # the file's first line as read: its byte-order mark and line ending are the outputs'
+    for n, text, raw in raw_lines(src):
+        first = first or raw
         if not text.strip():
             continue
         obj, problem = parse_json(text)
@@ -100,9 +102,7 @@ def split_file(src: str | Path, *, validation_fraction: float, seed: int, out_tr
             raise InvalidInput(f"{src}, line {n}: {what}", param="file", hint=hint)
         lines.append(text.encode("utf-8"))
     train, valid = split_lines(lines, validation_fraction=validation_fraction, seed=seed)
-    with open_data(src) as f:  # written as the file was: a Windows file stays CRLF, a BOM stays
-        first = f.readline()
-    start, end = (BOM if first.startswith(BOM) else b""), (b"\r\n" if first.endswith(b"\r\n") else b"\n")
+    start, end = (BOM if first.startswith(BOM) else b""), (b"\r\n" if first.endswith(b"\r") else b"\n")
     # both written before either is renamed into place: an output that cannot be written leaves the
     # other as it was, not half of a new split beside half of an old one
     with atomic_open(train_path) as t, atomic_open(valid_path) as v:

@@ -122,6 +122,13 @@ def read_lines(path: str | Path, *, param: str = "file") -> Iterator[tuple[int, 
     read piece by piece, without their line endings and without a byte-order mark at the start.
     A line that is not UTF-8 (or a UTF-16 file) raises an InvalidInput naming the file, the line and
     the byte."""
+    for n, text, _ in raw_lines(path, param=param):
+        yield n, text
+
+
+def raw_lines(path: str | Path, *, param: str = "file") -> Iterator[tuple[int, str, bytes]]:
+    """:func:`read_lines` with each line's bytes as read (a ``\\r`` before its ``\\n`` and, on the
+    first, a byte-order mark kept), for a writer that keeps the file's own form."""
     with open_data(path, param=param) as f:
         for n, raw in enumerate(file_lines(f, None), 1):
             if n == 1:
@@ -129,7 +136,7 @@ def read_lines(path: str | Path, *, param: str = "file") -> Iterator[tuple[int, 
             text, problem = decode_line((raw.removeprefix(BOM) if n == 1 else raw).removesuffix(b"\r"))
             if problem is not None:
                 raise InvalidInput(f"{path}, line {n}: {problem}", param=param)
-            yield n, text
+            yield n, text, raw
 
 
 def check_utf8(path: str | Path, *, param: str = "file") -> None:
