@@ -217,3 +217,17 @@ def test_an_output_that_cannot_be_written_is_named(tmp_path: Path, good: Path):
         out = proc.stdout + proc.stderr
         assert proc.returncode == 1 and needle in out, (args, out)
         assert "unexpected" not in out and ".tmp" not in out and "Traceback" not in out
+
+
+def test_a_dash_is_standard_input_and_split_then_asks_for_a_prefix(good: Path, tmp_path: Path):
+    """``-`` reads standard input (a pipe here); split cannot name its outputs after it, and wrote
+    /dev/stdin.train.jsonl as root before it asked for -o."""
+    data = good.read_text()
+    r = run_cli("validate", "-", input=data)
+    assert r.returncode == 0 and "valid" in r.stdout, r.stdout + r.stderr
+    r = run_cli("split", "-", input=data)
+    assert r.returncode == 2 and "give -o PREFIX" in r.stderr, r.stderr
+    r = run_cli("split", "-", "-o", str(tmp_path / "piped"), input=data)
+    assert r.returncode == 0, r.stderr
+    out = (tmp_path / "piped.train.jsonl").read_text() + (tmp_path / "piped.valid.jsonl").read_text()
+    assert sorted(out.splitlines()) == sorted(data.splitlines())

@@ -16,7 +16,16 @@ if TYPE_CHECKING:
     from tunery.data import Issue
     from tunery.errors import InvalidInput
 
-_FILE = click.Path(path_type=Path, dir_okay=True)
+class _DataPath(click.Path):
+    """A data file's path; ``-`` is standard input (read once, as from ``/dev/stdin``)."""
+
+    def convert(self, value, param, ctx):
+        if value == "-":
+            return Path("/dev/stdin")
+        return super().convert(value, param, ctx)
+
+
+_FILE = _DataPath(path_type=Path, dir_okay=True)
 
 
 @click.group(cls=Group)
@@ -33,6 +42,8 @@ def data() -> None:
       {"input": {"messages": [...]},
        "preferred_output": [{"role": "assistant", "content": "..."}],
        "non_preferred_output": [{"role": "assistant", "content": "..."}]}
+
+    A FILE of - is read from standard input.
     """
 
 
@@ -236,6 +247,9 @@ def split(file: Path, validation_fraction: float, seed: int, prefix: str | None,
     from tunery.data import default_outputs, split_file
     from tunery.data.issues import plural
 
+    if prefix is None and (str(file).startswith("/dev/") or file.exists() and not file.is_file()):
+        # standard input or a pipe: outputs named after it would go to /dev
+        raise click.UsageError(f"{file} is not a file to name the outputs after: give -o PREFIX")
     out_train, out_valid = default_outputs(file, prefix)
     result = split_file(file, validation_fraction=validation_fraction, seed=seed, out_train=out_train,
                         out_valid=out_valid, force=force)
