@@ -4,6 +4,7 @@ overrides and the default-model fallback."""
 
 from __future__ import annotations
 
+import json
 import sys
 
 import pytest
@@ -325,10 +326,70 @@ def test_a_response_format_that_is_no_object_fails_the_line_naming_the_input(mak
     assert "response_format must be an object" in line.error["message"]
 
 
-def test_tools_in_an_llm_node_fail_the_line_rather_than_being_dropped(make_flow, factory, fake):
-    tools = '[{type: function, function: {name: f, parameters: {type: object}}}]'
-    root = make_flow((RESPONSE_FORMAT_FLOW % "text").replace("response_format: text", f"tools: {tools}"),
+# the city an enum: under tool_choice required the random tiny model can only write a whole call
+TOOLS_YAML = ('[{type: function, function: {name: get_time, parameters: {type: object, '
+              'properties: {city: {type: string, enum: [Oslo, Lima]}}, required: [city], additionalProperties: false}}}]')
+
+
+@pytest.mark.parametrize("reply, content, calls", [
+    ('<tool_call>\n{"name": "get_time", "arguments": {"city": "Oslo"}}\n</tool_call>', None,
+     [("get_time", {"city": "Oslo"})]),
+    ("It is late.", "It is late.", None),
+    # not a valid call of an offered function: the answer is content, as the server does
+    ('<tool_call>\n{"name": "get_weather", "arguments": {}}\n</tool_call>',
+     '<tool_call>\n{"name": "get_weather", "arguments": {}}\n</tool_call>', None),
+])
+def test_an_llm_node_with_tools_outputs_the_assistant_message(make_flow, factory, fake, reply, content, calls):
+    """As Prompt flow's LLM tool: with tools the node's output is the assistant message, whose
+    tool_calls a later node (python, say) can act on; tools and tool_choice reach the model."""
+    fake.replies = [reply]
+    root = make_flow((RESPONSE_FORMAT_FLOW % "text").replace("response_format: text",
+                                                           f"tools: {TOOLS_YAML}, tool_choice: auto"),
+                     {"ask.jinja2": "# user:\n{{q}}\n"})
+    line = test_flow(root, {"q": "time in Oslo?"}, model_factory=factory).line
+    assert line.status == "Completed", line.error
+    params = fake.calls[0][1]
+    assert params.tools[0]["function"]["name"] == "get_time" and params.tool_choice == "auto"
+    out = line.outputs["a"]
+    assert out["role"] == "assistant" and out["content"] == content
+    got = None if out["tool_calls"] is None else [(c["function"]["name"], json.loads(c["function"]["arguments"]))
+                                                  for c in out["tool_calls"]]
+    assert got == calls
+
+
+def test_tools_given_as_json_text_and_the_older_functions_form(make_flow, factory, fake):
+    as_text = json.dumps([{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}])
+    root = make_flow((RESPONSE_FORMAT_FLOW % "text").replace("response_format: text", f"tools: '{as_text}'"),
+                     {"ask.jinja2": "# user:\n{{q}}\n"})
+    assert test_flow(root, {"q": "hi"}, model_factory=factory).line.status == "Completed"
+    assert fake.calls[-1][1].tools[0]["function"]["name"] == "f"
+    root = make_flow((RESPONSE_FORMAT_FLOW % "text").replace("response_format: text", "functions: [{name: f}]"),
                      {"ask.jinja2": "# user:\n{{q}}\n"})
     line = test_flow(root, {"q": "hi"}, model_factory=factory).line
-    assert line.status == "Failed" and line.error["node"] == "ask" and not fake.calls
-    assert "tools in an llm node are not run" in line.error["message"]
+    assert line.status == "Failed" and line.error["node"] == "ask" and "take tools and tool_choice" in line.error["message"]
+
+
+def test_a_flow_acts_on_a_real_models_tool_call(make_flow, tiny_model):
+    """End to end on tunery's engine: tool_choice required makes even the random tiny model write a
+    valid call (constrained decoding), which the next node, plain Python, answers."""
+    root = make_flow(f"""
+inputs: {{q: {{type: string}}}}
+outputs: {{a: {{type: string, reference: "${{act.output}}"}}}}
+nodes:
+- name: ask
+  type: llm
+  source: {{type: code, path: ask.jinja2}}
+  inputs: {{deployment_name: tiny-random, q: "${{inputs.q}}", max_tokens: 200, tools: {TOOLS_YAML}, tool_choice: required}}
+  connection: open_ai_connection
+  api: chat
+- name: act
+  type: python
+  source: {{type: code, path: act.py}}
+  inputs: {{message: "${{ask.output}}"}}
+""", {"ask.jinja2": "# user:\n{{q}}\n",
+      "act.py": "import json\nfrom promptflow.core import tool\n\n@tool\ndef act(message):\n"
+                "    call = message['tool_calls'][0]['function']\n"
+                "    return call['name'] + ':' + str(sorted(json.loads(call['arguments'])))\n"})
+    line = test_flow(root, {"q": "What time is it in Oslo?"}, default_model="tiny-random").line
+    assert line.status == "Completed", (line.error, line.nodes["ask"].output)
+    assert line.outputs["a"] == "get_time:['city']"

@@ -363,7 +363,9 @@ class FlowExecutor:
                 raise LineError(template_error(e, node.source), node=node.name, field="source.path") from e
         return self._llm(node, kwargs, path)
 
-    def _llm(self, node: Node, kwargs: dict[str, Any], path) -> tuple[str, dict[str, int]]:
+    def _llm(self, node: Node, kwargs: dict[str, Any], path) -> tuple[Any, dict[str, int]]:
+        """Run an llm node: its answer's text; with ``tools``, as Prompt flow's LLM tool, the
+        assistant message (``role``, ``content``, ``tool_calls``) for a later node to act on."""
         variables = {k: v for k, v in kwargs.items() if k not in MODEL_PARAMS}
         try:
             if node.api == "chat":
@@ -380,10 +382,17 @@ class FlowExecutor:
         try:
             model = self.factory(conn, str(name) if name else None)
             done = model.generate(messages, params)
-        except TuneryError as e:
-            raise LineError(str(e), node=node.name, field="connection", kind=type(e).__name__) from e
-        return done.text, {"prompt_tokens": done.usage.prompt_tokens,
-                           "completion_tokens": done.usage.completion_tokens}
+        except TuneryError as e:  # a model setting the engine refused is named as the node's input
+            where = f"inputs.{e.param}" if getattr(e, "param", None) in MODEL_PARAMS else "connection"
+            raise LineError(str(e), node=node.name, field=where, kind=type(e).__name__) from e
+        usage = {"prompt_tokens": done.usage.prompt_tokens, "completion_tokens": done.usage.completion_tokens}
+        if not params.tools:
+            return done.text, usage
+        from tunery.serving.constrained import split_answer
+
+        content, calls = split_answer(done.text, params)
+        return {"role": "assistant", "content": content if content or not calls else None,
+                "tool_calls": calls or None}, usage
 
     def _connection(self, name: str | None) -> Connection:
         key = name or ""
@@ -463,10 +472,13 @@ def _params(node: Node, kw: dict[str, Any]) -> GenerationParams:
         except (TypeError, ValueError):
             raise LineError(f"{value!r} is not a valid {key}", node=node.name, field=f"inputs.{key}") from None
 
-    for key in ("tools", "functions"):  # the node's output would have to be a message with calls
-        if kw.get(key):
-            raise LineError(f"{key} in an llm node are not run by tunery's flows", node=node.name,
-                            field=f"inputs.{key}")
+    if kw.get("functions") or kw.get("function_call"):
+        raise LineError("functions and function_call are OpenAI's older form: tunery's flows take tools and "
+                        "tool_choice", node=node.name, field="inputs.functions")
+    tools, tool_choice = _json_input(node, kw, "tools"), _json_input(node, kw, "tool_choice")
+    if tools is not None and (not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools)):
+        raise LineError("tools must be a list of tool objects such as {\"type\": \"function\", \"function\": "
+                        "{\"name\": ...}}", node=node.name, field="inputs.tools")
     stop = kw.get("stop") or ()
     if isinstance(stop, str):
         stop = (stop,)
@@ -474,7 +486,24 @@ def _params(node: Node, kw: dict[str, Any]) -> GenerationParams:
         raise LineError("stop must be a string or a list of strings", node=node.name, field="inputs.stop")
     return GenerationParams(max_tokens=num("max_tokens", int, None), temperature=num("temperature", float, 1.0),
                             top_p=num("top_p", float, 1.0), stop=tuple(str(s) for s in stop),
-                            seed=num("seed", int, None), response_format=_response_format(node, kw.get("response_format")))
+                            seed=num("seed", int, None), response_format=_response_format(node, kw.get("response_format")),
+                            tools=tuple(tools or ()), tool_choice=tool_choice or None)
+
+
+def _json_input(node: Node, kw: dict[str, Any], key: str) -> Any:
+    """An llm node input that holds JSON: as YAML wrote it, or JSON text (as the studio's form and
+    an input of the flow pass it); a bare word (``auto``, ``none``, ``required``) is itself."""
+    value = kw.get(key)
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            if key == "tool_choice":
+                return value.strip()
+            raise LineError(f"{key} is not valid JSON", node=node.name, field=f"inputs.{key}") from None
+    return value
 
 
 def _response_format(node: Node, value: Any) -> dict[str, Any] | None:

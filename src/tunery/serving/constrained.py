@@ -210,6 +210,20 @@ def grammar(params: GenerationParams) -> str | None:
     return "\n".join(rules) + "\n"
 
 
+def split_answer(text: str, params: GenerationParams) -> tuple[str, list[dict[str, Any]]]:
+    """An answer's content and its tool calls (OpenAI's ``tool_calls``): none unless ``params``
+    offered tools, and none at all when one of them is not a valid call of an offered function
+    (then the whole answer is content): a model's malformed call is text, never an error."""
+    from tunery.chat_template import parse_tool_calls
+
+    if not params.tools:
+        return text, []
+    content, calls = parse_tool_calls(text)
+    if calls and invalid_calls(calls, params):
+        return text, []
+    return content, calls
+
+
 def invalid_calls(calls: Sequence[dict[str, Any]], params: GenerationParams) -> list[str]:
     """What is wrong with each parsed call (its function unknown, its arguments off its schema):
     a belt to the grammar's braces, and the check for answers decoded without a constraint."""

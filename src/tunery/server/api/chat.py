@@ -46,10 +46,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from tunery.chat import ChatMessage, Completion, GenerationParams, Role, TokenLogprob
-from tunery.chat_template import TOOL_CALL_CLOSE, TOOL_CALL_OPEN, parse_tool_calls
+from tunery.chat_template import TOOL_CALL_CLOSE, TOOL_CALL_OPEN
 from tunery.data.issues import parse_json
 from tunery.errors import InvalidInput, TuneryError
-from tunery.serving.constrained import invalid_calls, prompt_tools
+from tunery.serving.constrained import prompt_tools, split_answer
 from tunery.serving.local import ChatRun, LocalChatModel
 from tunery.serving.logprobs import Spans
 
@@ -278,9 +278,7 @@ def _split_calls(text: str, tools: GenerationParams | None, *, cut: bool = False
     ``cut``: the answer ended at ``max_tokens``, and a block it was writing is left out."""
     if tools is None:
         return text, []
-    content, calls = parse_tool_calls(text)
-    if calls and invalid_calls(calls, tools):
-        content, calls = text, []
+    content, calls = split_answer(text, tools)
     return (_before_cut_block(content) if cut else content), calls
 
 
