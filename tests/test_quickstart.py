@@ -101,3 +101,19 @@ def test_the_preference_job_starts_from_the_supervised_model_on_the_mix(tiny_mod
     assert previous_job(plan) is None  # the supervised stage's key is another
     assert plan.preference_fingerprint("ft:tiny-random:travel:2") != key
     assert Plan(model="tiny-random", seed=7).preference_fingerprint(sft) != key
+
+
+@pytest.mark.parametrize("which", ["TRAIN", "PREFERENCES"])
+def test_a_bundled_file_that_does_not_validate_stops_before_any_job(tiny_model, tmp_path, monkeypatch, which):
+    """An edited install's data is named invalid, its problems listed, and nothing is trained."""
+    from click.testing import CliRunner
+
+    from tunery.cli.main import cli
+    from tunery.jobs import list_jobs
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n' * 12)
+    monkeypatch.setattr(quickstart, which, bad)
+    r = CliRunner().invoke(cli, ["quickstart", "--model", "tiny-random", "--no-serve"])
+    assert r.exit_code == 1 and "bad.jsonl: invalid" in r.output and "line 1" in r.output, r.output
+    assert "Fine-tune" not in r.output and list_jobs()[0] == []

@@ -83,21 +83,23 @@ def quickstart(model: str, seed: int, retrain: bool, questions: int | None, pref
 
     _step(2, "Data: the bundled travel dataset")
     tok = load_tokenizer(base)
-    for path, purpose in ((qs.TRAIN, "training"), (qs.VALID, "validation")):
+    def checked(path, purpose):
+        """The file's report; a bundled file that does not validate (an edited install) stops here."""
         report = validate_file(path, purpose=purpose)
+        if not report.ok:
+            console.print(f"{path.name}: [red]invalid[/]")
+            console.print(report.format(limit=20))
+            raise SystemExit(1)
+        return report
+
+    for path, purpose in ((qs.TRAIN, "training"), (qs.VALID, "validation")):
+        report = checked(path, purpose)
         stats = token_stats(report.conversations, tok, context_length=base.context_length)
-        verdict = "[green]valid[/]" if report.ok else "[red]invalid[/]"
-        console.print(f"{path.name}: {verdict}, {len(report.examples)} examples, {len(report.warnings)} warning(s), "
+        console.print(f"{path.name}: [green]valid[/], {len(report.examples)} examples, {len(report.warnings)} warning(s), "
                       f"{stats.total_tokens} tokens ({stats.trained_tokens} trained), "
                       f"median {stats.tokens.median:.0f} tokens per example")
-        if not report.ok:
-            console.print(report.format(limit=20))
-            raise SystemExit(1)
     for path in (qs.ONPOLICY, qs.PREFERENCES, qs.PREFERENCES_VALID) if preference else ():
-        report = validate_file(path, purpose="validation" if path == qs.PREFERENCES_VALID else "training")
-        if not report.ok:
-            console.print(report.format(limit=20))
-            raise SystemExit(1)
+        report = checked(path, "validation" if path == qs.PREFERENCES_VALID else "training")
         console.print(f"{path.name}: [green]valid[/], {len(report.examples)} preference pairs, "
                       f"{len(report.warnings)} warning(s)")
 
