@@ -29,6 +29,7 @@ def test_same_seed_same_split_and_nothing_lost(tmp_path: Path):
     train, valid = (p.read_bytes().splitlines() for p in (a.train_path, a.valid_path))
     original = src.read_bytes().splitlines()
     assert sorted(train + valid) == sorted(original)
+    assert b"\r" not in first[0] + first[1] and not first[0].startswith(b"\xef\xbb\xbf")  # LF stays LF
     assert train == [x for x in original if x in train]  # each side keeps the input's order
     assert a.train_path == tmp_path / "trips.train.jsonl" and a.valid_path == tmp_path / "trips.valid.jsonl"
 

@@ -98,3 +98,10 @@ def test_finetune_reads_a_pipe_once_and_trains_on_all_of_it(tiny_model, chat_fil
     assert r.exit_code == 0, r.output
     job = list_jobs()[0][0]
     assert files.content(job["training_file"]) == data
+    # the same pipe as both files: read once, not found empty the second time
+    threading.Thread(target=feed, daemon=True).start()
+    r = CliRunner().invoke(cli, ["finetune", str(fifo), "--validation-file", str(fifo), "--model", "tiny-random",
+                                 "--n-epochs", "1"])
+    assert r.exit_code == 0, r.output
+    job = list_jobs()[0][0]
+    assert files.content(job["training_file"]) == files.content(job["validation_file"]) == data

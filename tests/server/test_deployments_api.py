@@ -40,16 +40,21 @@ def test_a_deployment_is_updated_in_place_and_a_running_server_applies_it(client
     with pytest.raises(openai.RateLimitError):  # the new limit holds at once
         for _ in range(20):
             client.chat.completions.create(model="travel", messages=MSG, max_tokens=5)
-    assert http.patch("/v1/deployments/travel", json={"tpm": None}).json()["tpm"] is None  # lifted
+    lifted = http.patch("/v1/deployments/travel", json={"tpm": None}).json()
+    assert lifted["tpm"] is None and lifted["content_filter"] == "strict"  # what is left out stays
     assert client.chat.completions.create(model="travel", messages=MSG, max_tokens=2).choices
     bad = http.patch("/v1/deployments/travel", json={"model": "other"})
-    assert bad.status_code == 400 and "model" in bad.text
+    assert bad.status_code == 400 and "model cannot change: deploy the model under another name" in bad.text
+    nothing = http.patch("/v1/deployments/travel", json={})
+    assert nothing.status_code == 400 and "nothing to change" in nothing.text
     assert http.patch("/v1/deployments/travel", json={"tpm": 0}).status_code == 400
+    assert http.patch("/v1/deployments/travel", json={"precision": "int4"}).json()["precision"] == "int4"
     assert http.patch("/v1/deployments/nope", json={"tpm": 10}).status_code == 404
-    r = CliRunner().invoke(cli, ["deployments", "update", "travel", "--tpm", "300", "--no-blocklist"])
+    r = CliRunner().invoke(cli, ["deployments", "update", "travel", "--tpm", "300", "--no-blocklist",
+                                 "--precision", "auto"])
     assert r.exit_code == 0 and "300 tokens/minute" in r.output, r.output
     dep = http.get("/v1/deployments/travel").json()
-    assert (dep["tpm"], dep["content_filter"], dep["blocklist"]) == (300, "strict", [])
+    assert (dep["tpm"], dep["content_filter"], dep["blocklist"], dep["precision"]) == (300, "strict", [], None)
     r = CliRunner().invoke(cli, ["deployments", "update", "travel"])
     assert r.exit_code == 2 and "nothing to change" in r.output
 

@@ -52,6 +52,10 @@ def test_a_request_in_flight_when_its_deployment_is_deleted_is_not_counted_for_a
     assert lim.used("d") == 150
     lim.settle(new, 80)
     assert lim.used("d") == 130
+    late = lim.acquire("d", 1000, 10, reserve=50)
+    lim.reset()  # every key: a request booked before books nothing after
+    lim.settle(late, 500)
+    assert lim.used("d") == 0
 
 
 @pytest.mark.parametrize("level,text,blocked", [

@@ -264,7 +264,8 @@ def test_more_ranks_than_gpus_are_refused_before_any_starts(monkeypatch, tiny_mo
     from tunery.jobs import Worker, create_job, get_job
     from tunery.training.distributed import check_devices
 
-    check_devices(4)  # no GPU here: ranks on the CPU
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    check_devices(4)  # no GPU: ranks on the CPU
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     check_devices(1)

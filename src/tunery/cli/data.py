@@ -247,7 +247,8 @@ def split(file: Path, validation_fraction: float, seed: int, prefix: str | None,
     from tunery.data import default_outputs, split_file
     from tunery.data.issues import plural
 
-    if prefix is None and (str(file).startswith("/dev/") or file.exists() and not file.is_file()):
+    if prefix is None and (file.parent in (Path("/dev"), Path("/dev/fd"), Path("/proc/self/fd"))
+                           or file.exists() and not file.is_file()):
         # standard input or a pipe: outputs named after it would go to /dev
         raise click.UsageError(f"{file} is not a file to name the outputs after: give -o PREFIX")
     out_train, out_valid = default_outputs(file, prefix)

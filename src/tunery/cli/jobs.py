@@ -106,7 +106,7 @@ def _names(ctx, param, text: str | None) -> list[str] | None:
     return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
 
 
-def _read_once(path: Path, shown: dict[Path, Path]) -> Path:
+def _read_once(path: Path, shown: dict[Path, Path], param: str) -> Path:
     """``path`` itself, or for a pipe (``/dev/stdin``, a shell's ``<(...)``), which a second read
     finds empty, a file holding what it gave: validation, the data-kind check and the upload each
     read the file. The copy is removed when the command ends; ``shown`` maps what is read to
@@ -120,10 +120,12 @@ def _read_once(path: Path, shown: dict[Path, Path]) -> Path:
     if not path.exists() or path.is_file() or path.is_dir():
         shown[path] = path
         return path
+    if (copy := next((c for c, given in shown.items() if given == path), None)) is not None:
+        return copy  # the same pipe named twice (training and validation): it was read once
     folder = tempfile.mkdtemp(prefix="tunery-pipe-")
     atexit.register(shutil.rmtree, folder, True)
     copy = Path(folder) / (path.name if path.suffix else f"{path.name}.jsonl")
-    with open_data(path, param="training_file") as f, copy.open("wb") as out:
+    with open_data(path, param=param) as f, copy.open("wb") as out:
         shutil.copyfileobj(f, out)
     shown[copy] = path
     return copy
@@ -204,8 +206,9 @@ def finetune(training_file: Path, validation_file: Path | None, model: str, suff
         raise click.BadParameter(_in_option_terms(str(err["msg"]), param), param_hint=flag) from None
     n_examples = 0
     shown = {}  # each file read as the paths below, named as the user gave it (a pipe is copied once)
-    training_file, validation_file = (None if p is None else _read_once(p, shown)
-                                      for p in (training_file, validation_file))
+    training_file, validation_file = (None if p is None else _read_once(p, shown, param)
+                                      for p, param in ((training_file, "training_file"),
+                                                       (validation_file, "validation_file")))
     for path, purpose in ((training_file, "training"), (validation_file, "validation")):
         if path is None:
             continue

@@ -112,10 +112,10 @@ def deploy(model: str, name: str, tpm: int | None, content_filter: str, blocklis
     if as_json:
         print_json(dep.to_openai())
         return
-    console.print(f"[green]deployed[/] {dep.model} as [bold]{dep.name}[/] ({_settings(dep)})")
+    console.print(f"[green]deployed[/] {dep.model} as [bold]{dep.name}[/] ({_describe(dep)})")
 
 
-def _settings(dep) -> str:
+def _describe(dep) -> str:
     """A deployment's limit, filter and precision, in words."""
     limit = f"{dep.tpm} tokens/minute" if dep.tpm else "no rate limit"
     return f"{limit}, content filter {dep.content_filter}" + (f", {dep.precision}" if dep.precision else "")
@@ -180,7 +180,7 @@ def update(name: str, tpm: int | None, no_tpm: bool, content_filter: str | None,
     if as_json:
         print_json(dep.to_openai())
         return
-    console.print(f"[green]updated[/] [bold]{dep.name}[/] ({dep.model}: {_settings(dep)})")
+    console.print(f"[green]updated[/] [bold]{dep.name}[/] ({dep.model}: {_describe(dep)})")
 
 
 @deployments.command()

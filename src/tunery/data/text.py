@@ -160,8 +160,9 @@ def read_text(path: str | Path, *, param: str = "file") -> str:
 
 
 def small_file(path: Path) -> bytes | None:
-    """The bytes of a file small enough to parse at once, else None."""
+    """The bytes of a file small enough to parse at once, else None. A pipe (standard input) is
+    None: it could not be read again, and its size is not known."""
     try:
-        return path.read_bytes() if path.stat().st_size <= _HINT_MAX_BYTES else None
+        return path.read_bytes() if path.is_file() and path.stat().st_size <= _HINT_MAX_BYTES else None
     except OSError:
         return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -383,7 +384,8 @@ class FlowExecutor:
             model = self.factory(conn, str(name) if name else None)
             done = model.generate(messages, params)
         except TuneryError as e:  # a model setting the engine refused is named as the node's input
-            where = f"inputs.{e.param}" if getattr(e, "param", None) in MODEL_PARAMS else "connection"
+            param = getattr(e, "param", None) or ""
+            where = f"inputs.{param}" if re.split(r"[.\[]", param)[0] in MODEL_PARAMS else "connection"
             raise LineError(str(e), node=node.name, field=where, kind=type(e).__name__) from e
         usage = {"prompt_tokens": done.usage.prompt_tokens, "completion_tokens": done.usage.completion_tokens}
         if not params.tools:
@@ -472,9 +474,9 @@ def _params(node: Node, kw: dict[str, Any]) -> GenerationParams:
         except (TypeError, ValueError):
             raise LineError(f"{value!r} is not a valid {key}", node=node.name, field=f"inputs.{key}") from None
 
-    if kw.get("functions") or kw.get("function_call"):
+    if older := next((k for k in ("functions", "function_call") if kw.get(k)), None):
         raise LineError("functions and function_call are OpenAI's older form: tunery's flows take tools and "
-                        "tool_choice", node=node.name, field="inputs.functions")
+                        "tool_choice", node=node.name, field=f"inputs.{older}")
     tools, tool_choice = _json_input(node, kw, "tools"), _json_input(node, kw, "tool_choice")
     if tools is not None and (not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools)):
         raise LineError("tools must be a list of tool objects such as {\"type\": \"function\", \"function\": "

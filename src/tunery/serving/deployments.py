@@ -131,8 +131,12 @@ def find(name: str) -> Deployment | None:
 def get(name: str) -> Deployment:
     dep = find(name)
     if dep is None:
-        raise NotFound(f"no deployment named {name!r}", param="name", hint="see `tunery deployments list`")
+        raise _unknown(name)
     return dep
+
+
+def _unknown(name: str) -> NotFound:
+    return NotFound(f"no deployment named {name!r}", param="name", hint="see `tunery deployments list`")
 
 
 def list_deployments() -> list[Deployment]:
@@ -145,16 +149,20 @@ def update(name: str, *, tpm: int | None = UNCHANGED, content_filter: str = UNCH
     update); what is left out stays, ``tpm=None`` lifts the limit. The model stays: deploy it under
     another name to serve another. A running server applies it from the next request, which reads
     the deployment; tokens already counted in the last minute still count against a new limit."""
-    dep = get(name)
-    rec = registry.get(dep.model)
-    wanted = {"tpm": dep.tpm, "content_filter": dep.content_filter, "blocklist": dep.blocklist,
-              "precision": dep.precision}
-    wanted.update({k: v for k, v in {"tpm": tpm, "content_filter": content_filter, "blocklist": blocklist,
-                                     "precision": precision}.items() if v is not UNCHANGED})
-    tpm, content_filter, meta = _settings(rec, **wanted)
-    db.execute("UPDATE deployments SET tpm=?, content_filter=?, meta=? WHERE name=?",
-               (tpm, content_filter, db.dumps(meta), name))
-    return get(name)  # NotFound if it was deleted meanwhile
+    changes = {k: v for k, v in {"tpm": tpm, "content_filter": content_filter, "blocklist": blocklist,
+                                 "precision": precision}.items() if v is not UNCHANGED}
+    with db.transaction() as tx:  # read, checked and written as one: two updates at once lose neither
+        rows = db.query("SELECT * FROM deployments WHERE name=?" + db.row_lock(), (name,), conn=tx)
+        if not rows:
+            raise _unknown(name)
+        dep = _record(rows[0])
+        rec = registry.get(dep.model)
+        wanted = {"tpm": dep.tpm, "content_filter": dep.content_filter, "blocklist": dep.blocklist,
+                  "precision": dep.precision, **changes}
+        tpm, content_filter, meta = _settings(rec, **wanted)
+        tx.execute("UPDATE deployments SET tpm=?, content_filter=?, meta=? WHERE name=?",
+                   (tpm, content_filter, db.dumps(meta), name))
+    return get(name)
 
 
 def delete(name: str) -> Deployment:

@@ -80,13 +80,15 @@ class TokenRateLimiter:
     def settle(self, booking: Booking, completion: int) -> None:
         """The request ended: give back its reservation and book the ``completion`` tokens it wrote,
         unless the key was reset since (its deployment was deleted: a new one of the same name
-        starts with an empty window, not with the old one's requests still in flight)."""
-        with self._lock:
+        starts with an empty window, not with the old one's requests still in flight). The
+        limiter is this process's: a deployment deleted by another process (the CLI beside a
+        running server) resets nothing here."""
+        with self._lock:  # one locked step: a reset between the check and the booking would slip by
             booking.tokens -= booking.reserved
             booking.reserved = 0
-            if self._eras.get(booking.key, 0) != booking.era:
-                return
-        self.add(booking.key, completion)
+            if completion > 0 and self._eras.get(booking.key, 0) == booking.era:
+                now = self._clock()
+                self._prune(booking.key, now).append(Booking(booking.key, now, completion, era=booking.era))
 
     def add(self, key: str, tokens: int) -> None:
         """Book tokens spent after admission (the completion)."""

@@ -277,8 +277,8 @@ class TorchEngine(ThreadedEngine):
 
     def _sample(self, rows: list[_Row], logits: Any) -> tuple[list[int], list[Scored | None]]:
         """Each row's next token, and its scores for the rows that asked (None for the others).
-        Picked on the CPU: the grammar, penalties and each row's generator live there, and one
-        row of logits a step is little to copy from a GPU."""
+        Picked on the CPU: the grammar, penalties and each row's generator live there, and a step's
+        logits (rows x vocabulary) are little to copy from a GPU; on the CPU nothing is copied."""
         raw = logits = logits.float().cpu()
         steered = [i for i, row in enumerate(rows) if row.guide is not None or row.penalties is not None]
         if steered:

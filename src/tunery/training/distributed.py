@@ -133,7 +133,8 @@ def check_devices(nproc: int | None = None) -> None:
         raise InvalidInput(f"{n} training processes need {n} GPUs, one each, and this machine has {gpus}",
                            param="nproc_per_node",
                            hint=f"ask for at most {gpus} (the job's nproc_per_node, --nproc-per-node or "
-                                f"{NPROC_ENV}), or hide the GPUs (CUDA_VISIBLE_DEVICES=) to run {n} on the CPU")
+                                f"{NPROC_ENV}), or hide the GPUs from the worker that trains (CUDA_VISIBLE_DEVICES= tunery "
+                                f"worker) to run {n} on the CPU")
 
 
 def setup(device: str) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tunery.compiled.cache import PRECISIONS
 from tunery.serving import deployments
@@ -15,24 +15,33 @@ from tunery.serving.ratelimit import limiter
 router = APIRouter()
 
 
-class DeploymentCreate(BaseModel):
+class DeploymentSettings(BaseModel):
+    """What a deployment sets beside its model; in an update, a field left out stays as it is,
+    ``"tpm": null`` lifts the limit, ``"blocklist": null`` clears the deployment's own terms and
+    ``"precision": null`` (or ``"auto"``) serves at the server's default."""
+
     model_config = ConfigDict(extra="forbid", strict=True)
-    name: str = Field(min_length=1)
-    model: str = Field(min_length=1)
     tpm: int | None = Field(None, ge=1, le=deployments.MAX_TPM)
-    content_filter: Literal["off", "default", "strict"] = "default"
+    content_filter: Literal["off", "default", "strict"] | None = None
     blocklist: list[str] | None = None
     precision: Literal["auto", *PRECISIONS] | None = None  # type: ignore[valid-type]  # auto: the server's
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_new_model(cls, data: Any) -> Any:
+        if cls is DeploymentSettings and isinstance(data, dict):
+            if moved := [k for k in ("model", "name") if k in data]:
+                raise ValueError(f"a deployment's {moved[0]} cannot change: deploy the model under another "
+                                 "name (POST /v1/deployments) and delete this one")
+            if not data:
+                raise ValueError("nothing to change: give tpm, content_filter, blocklist or precision")
+        return data
 
-class DeploymentUpdate(BaseModel):
-    """The settings to change; a field left out stays as it is, ``"tpm": null`` lifts the limit."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
-    tpm: int | None = Field(None, ge=1, le=deployments.MAX_TPM)
+class DeploymentCreate(DeploymentSettings):
+    name: str = Field(min_length=1)
+    model: str = Field(min_length=1)
     content_filter: Literal["off", "default", "strict"] = "default"
-    blocklist: list[str] | None = None
-    precision: Literal["auto", *PRECISIONS] | None = None  # type: ignore[valid-type]
 
 
 def _out(dep: deployments.Deployment) -> dict[str, Any]:
@@ -56,7 +65,7 @@ def get(name: str) -> dict[str, Any]:
 
 
 @router.patch("/deployments/{name}")
-def update(name: str, body: DeploymentUpdate) -> dict[str, Any]:
+def update(name: str, body: DeploymentSettings) -> dict[str, Any]:
     return _out(deployments.update(name, **{k: getattr(body, k) for k in body.model_fields_set}))
 
 
