@@ -352,6 +352,25 @@ def test_adapters_are_evicted_when_memory_is_short(tiny_model_dir, lora_dirs, mo
     pool.release(busy)
 
 
+def test_on_a_gpu_its_free_memory_decides_eviction_not_the_hosts(monkeypatch):
+    """Adapters on a GPU take the GPU's memory: plenty of host memory must not hide a full GPU."""
+    import torch
+
+    from tunery.serving import adapters
+    from tunery.serving.adapters import PeftAdapters
+
+    class OnGpu(torch.nn.Module):
+        def parameters(self, recurse=True):
+            yield torch.nn.Parameter(torch.empty(0, device="meta")).requires_grad_(False)
+
+    pool = PeftAdapters(OnGpu())
+    monkeypatch.setattr(adapters, "available_memory", lambda: 1 << 40)  # the host: plenty
+    assert not pool._memory_short()  # a meta tensor is not on a GPU: the host decides
+    monkeypatch.setattr(torch.Tensor, "device", property(lambda t: torch.device("cuda", 0)))
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (1024, 1 << 34))
+    assert pool._memory_short()
+
+
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
 def test_a_gpu_engine_answers_as_the_cpu_one(sharp_model_dir, tokenizer):
     """On a GPU the engine runs there (``runtime.default_device``): prompts of different lengths

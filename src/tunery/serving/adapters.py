@@ -143,6 +143,15 @@ class PeftAdapters(AdapterPool):
     def forward_kwargs(self, names: list[str]) -> dict[str, Any]:
         return {"adapter_names": names} if self.peft is not None else {}
 
+    def _memory_short(self) -> bool:
+        """On a GPU, adapters take the GPU's memory: its free bytes decide, not the host's."""
+        device = next(self.base.parameters()).device
+        if device.type != "cuda":
+            return super()._memory_short()
+        import torch
+
+        return torch.cuda.mem_get_info(device)[0] < self.min_free_bytes
+
     def _load(self, adapter: Adapter, name: str) -> None:
         import torch
         from peft import PeftModel
