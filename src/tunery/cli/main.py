@@ -40,7 +40,7 @@ HELP = {  # each command's own first sentence (tests/core/test_state.py keeps th
     "worker": "Run a job worker in the foreground: validates, trains, resumes interrupted jobs.",
     "serve": "Serve the OpenAI-compatible API, the job worker and the web studio.",
     "deploy": "Deploy MODEL (a base model, fine-tune, checkpoint, or an ONNX export folder) under a name.",
-    "deployments": "List, show and delete deployments.",
+    "deployments": "List, show, update and delete deployments.",
     "chat": "Chat with MODEL in the terminal; answers stream as they are generated.",
     "ask": "Ask MODEL one QUESTION and print the answer ('-' reads the question from stdin).",
     "flow": "Test, validate and manage prompt flows (Prompt flow's flow.dag.yaml) and their connections.",
