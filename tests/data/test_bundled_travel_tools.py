@@ -54,7 +54,7 @@ def test_train_and_validation_files_are_valid_and_varied():
 
 
 @pytest.mark.parametrize("name", ["questions.jsonl", "fresh-questions.jsonl", "blind-questions.jsonl",
-                                  "unseen-questions.jsonl", "large-questions.jsonl"])
+                                  "unseen-questions.jsonl", "large-questions.jsonl", "sixth-questions.jsonl"])
 def test_questions_are_held_out_and_scorable(name):
     questions = load_questions(DATA / name)
     assert len(questions) >= 20
@@ -69,13 +69,15 @@ def test_questions_are_held_out_and_scorable(name):
     if name != "questions.jsonl":  # written with fresh wordings: further from both, as RESULTS says
         limit = 0.75
         seen |= {q["question"] for q in load_questions(DATA / "questions.jsonl")}
-    later = ("blind-questions.jsonl", "unseen-questions.jsonl", "large-questions.jsonl")
+    later = ("blind-questions.jsonl", "unseen-questions.jsonl", "large-questions.jsonl", "sixth-questions.jsonl")
     if name in later:  # later sets: new against the second too
         seen |= {q["question"] for q in load_questions(DATA / "fresh-questions.jsonl")}
     if name in later[1:]:  # the fourth set is new against the third one too
         seen |= {q["question"] for q in load_questions(DATA / "blind-questions.jsonl")}
-    if name == "large-questions.jsonl":  # and the fifth against the fourth
+    if name in later[2:]:  # and the fifth (and the sixth) against the fourth
         seen |= {q["question"] for q in load_questions(DATA / "unseen-questions.jsonl")}
+    if name == "sixth-questions.jsonl":  # the sixth against all five, the fifth too
+        seen |= {q["question"] for q in load_questions(DATA / "large-questions.jsonl")}
     close = [(s, q["question"]) for s in seen for q in questions
              if difflib.SequenceMatcher(None, s.lower(), q["question"].lower()).ratio() >= limit]
     assert not close, close
@@ -83,24 +85,36 @@ def test_questions_are_held_out_and_scorable(name):
     # of an unseen name, not a memorised one
     if name != "questions.jsonl":
         others = ["train.jsonl", "validation.jsonl"]
-        if name == "large-questions.jsonl":  # the fifth names no place of any other file, held-out sets too
-            others += ["questions.jsonl", "fresh-questions.jsonl", "blind-questions.jsonl",
+        if name in ("large-questions.jsonl", "sixth-questions.jsonl"):  # these name no place of any other file,
+            others += ["questions.jsonl", "fresh-questions.jsonl", "blind-questions.jsonl",  # held-out sets too
                        "unseen-questions.jsonl"]
+        if name == "sixth-questions.jsonl":
+            others += ["large-questions.jsonl"]
         text = "".join((DATA / f).read_text(encoding="utf-8") for f in others)
         names = {v for q in need for c in q["expect"]["tool_calls"] for k, v in c["arguments"].items()
                  if k in ("city", "nationality", "destination")}
         assert names and not [n for n in names if re.search(rf"\b{re.escape(n)}\b", text, re.IGNORECASE)]
-    if name == "large-questions.jsonl":
-        # larger so that one question weighs less, in the mix of the earlier sets: 40 calls, 10 per function
-        # (2 parallel forecasts, 2 parallel conversions, 1 two-city time; 3 forecasts with a date), 20 with none
-        assert len(questions) == 60 and len(need) == 40
+    mixes = {  # the larger sets, in the mix of the earlier ones: (questions, calls, kinds, dated forecasts)
+        # 40 calls, 10 per function (2 parallel forecasts, 2 parallel conversions, 1 two-city time), 20 with none
+        "large-questions.jsonl": (60, 40, {("get_weather_forecast", 1): 8, ("get_weather_forecast", 2): 2,
+                                           ("convert_currency", 1): 8, ("convert_currency", 2): 2,
+                                           ("get_visa_requirements", 1): 10, ("get_local_time", 1): 9,
+                                           ("get_local_time", 2): 1}, 3),
+        # written blind and larger again: 52 calls, 13 per function (2 two-city forecasts, 3 conversions with
+        # two calls, 2 two-city times), 28 with none
+        "sixth-questions.jsonl": (80, 52, {("get_weather_forecast", 1): 11, ("get_weather_forecast", 2): 2,
+                                           ("convert_currency", 1): 10, ("convert_currency", 2): 3,
+                                           ("get_visa_requirements", 1): 13, ("get_local_time", 1): 11,
+                                           ("get_local_time", 2): 2}, 4),
+    }
+    if name in mixes:
+        total, calling, mix, dated = mixes[name]
+        assert len(questions) == total and len(need) == calling
         kinds = Counter((q["expect"]["tool_calls"][0]["name"], len(q["expect"]["tool_calls"])) for q in need)
-        assert kinds == {("get_weather_forecast", 1): 8, ("get_weather_forecast", 2): 2,
-                         ("convert_currency", 1): 8, ("convert_currency", 2): 2,
-                         ("get_visa_requirements", 1): 10, ("get_local_time", 1): 9, ("get_local_time", 2): 1}, kinds
+        assert kinds == mix, kinds
         calls = [(q["question"], c) for q in need for c in q["expect"]["tool_calls"]]
         dates = [c["arguments"]["date"] for _, c in calls if "date" in c["arguments"]]
-        assert len(dates) == 3 and all(re.fullmatch(r"202[67]-\d\d-\d\d", d) for d in dates)
+        assert len(dates) == dated and all(re.fullmatch(r"202[67]-\d\d-\d\d", d) for d in dates)
         # a city, a date or a destination is written in the question as the call writes it
         assert all(c["arguments"][k] in asked for asked, c in calls
                    for k in ("city", "date", "destination") if k in c["arguments"])
