@@ -15,8 +15,9 @@ at once, on the engine on the GPU and on the CPU, and ``generate`` on the GPU fo
 A machine whose SmolLM2 cannot be pulled (a lent GPU machine that reaches no package registry)
 takes ``--random-weights FOLDER``: a folder with SmolLM2's config and tokenizer files (the pulled
 model's, without ``model.safetensors``). The model is then built with random weights of the same
-shapes and registered as ``smollm2-135m-instruct``: the speeds are the real model's, the losses
-and answers are noise. Don't read timings from a busy machine.
+shapes and registered as ``smollm2-135m-random`` (with SmolLM2's catalog defaults), which the jobs
+and engines then use: the speeds are the real model's, the losses and answers are noise. A pulled
+SmolLM2 in the same home is left alone. Don't read timings from a busy machine.
 """
 
 from __future__ import annotations
@@ -34,23 +35,33 @@ import torch
 from tunery.examples import ROOT
 
 MODEL = "smollm2-135m-instruct"
+RANDOM = "smollm2-135m-random"
 TRAVEL, TOOLS = ROOT / "travel", ROOT / "travel_tools"
 
 
-def random_weights(folder: Path) -> None:
-    """Register SmolLM2-shaped random weights as the default model (see the module's docstring)."""
+def random_weights(folder: Path) -> str:
+    """Register SmolLM2-shaped random weights as their own model (see the module's docstring) and
+    return its id. Its folder is this script's: one it did not make is never replaced."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from tunery.home import home
     from tunery.models import ModelRecord, register
 
-    out = home().root / "models" / MODEL
+    out = home().root / "models" / RANDOM
+    mark = out / ".tunery-random-weights"
+    if out.exists() and not mark.exists():
+        raise SystemExit(f"{out} exists and was not made by this script: move it, or use another TUNERY_HOME")
     shutil.rmtree(out, ignore_errors=True)
-    shutil.copytree(folder, out)
+    out.mkdir(parents=True)
+    for f in folder.iterdir():  # its config and tokenizer files; no weights, no folders
+        if f.is_file() and f.suffix not in (".safetensors", ".bin", ".gguf"):
+            shutil.copy2(f, out / f.name)
     torch.manual_seed(0)
     AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(out)).save_pretrained(out)
-    register(ModelRecord(id=MODEL, kind="base", path=out, source="pypi-gguf",
+    mark.touch()
+    register(ModelRecord(id=RANDOM, kind="base", path=out, source="pypi-gguf",
                          meta={"catalog": MODEL, "context_length": 8192}), replace=True)
+    return RANDOM
 
 
 def run_job(name: str, **request) -> dict:
@@ -159,7 +170,8 @@ def main() -> None:
         raise SystemExit("no CUDA GPU here: this benchmark measures the GPU paths")
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, {os.cpu_count()} CPUs", flush=True)
     if args.random_weights:
-        random_weights(args.random_weights)
+        global MODEL
+        MODEL = random_weights(args.random_weights)
         print("SmolLM2-shaped random weights: speeds are the model's, losses and answers are noise", flush=True)
     sections = set(args.sections.split(","))
     if "jobs" in sections:
