@@ -105,3 +105,18 @@ def test_finetune_reads_a_pipe_once_and_trains_on_all_of_it(tiny_model, chat_fil
     assert r.exit_code == 0, r.output
     job = list_jobs()[0][0]
     assert files.content(job["training_file"]) == files.content(job["validation_file"]) == data
+
+
+def test_finetune_reads_a_dash_as_standard_input(tiny_model, chat_file):
+    """``cat train.jsonl | tunery finetune -``, as the data commands take it: it used to look for a
+    file named ``-``. A real process, so that its standard input is the pipe."""
+    import subprocess
+    import sys
+
+    from tunery.jobs import list_jobs
+
+    data = chat_file(12).read_bytes()
+    proc = subprocess.run([sys.executable, "-c", "from tunery.cli.main import main; main()", "finetune", "-",
+                           "--model", "tiny-random", "--n-epochs", "1"], input=data, capture_output=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert files.content(list_jobs()[0][0]["training_file"]) == data

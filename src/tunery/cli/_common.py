@@ -50,6 +50,15 @@ class Group(click.Group):
                                                  ctx=ctx) from None
 
 
+class DataPath(click.Path):
+    """A data file's path; ``-`` is standard input (read once, as from ``/dev/stdin``)."""
+
+    def convert(self, value, param, ctx):
+        if value == "-":
+            return Path("/dev/stdin")
+        return super().convert(value, param, ctx)
+
+
 def quiet_libraries() -> None:
     """Silence the download/loading progress bars and warnings that third-party libraries print."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")

@@ -10,22 +10,22 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from tunery.cli._common import Group, console, err_console, print_json, refuse_overwrite, status, utf8_text
+from tunery.cli._common import (
+    DataPath,
+    Group,
+    console,
+    err_console,
+    print_json,
+    refuse_overwrite,
+    status,
+    utf8_text,
+)
 
 if TYPE_CHECKING:
     from tunery.data import Issue
     from tunery.errors import InvalidInput
 
-class _DataPath(click.Path):
-    """A data file's path; ``-`` is standard input (read once, as from ``/dev/stdin``)."""
-
-    def convert(self, value, param, ctx):
-        if value == "-":
-            return Path("/dev/stdin")
-        return super().convert(value, param, ctx)
-
-
-_FILE = _DataPath(path_type=Path, dir_okay=True)
+_FILE = DataPath(path_type=Path, dir_okay=True)
 
 
 @click.group(cls=Group)
@@ -247,6 +247,8 @@ def split(file: Path, validation_fraction: float, seed: int, prefix: str | None,
     from tunery.data import default_outputs, split_file
     from tunery.data.issues import plural
 
+    if file.is_dir():  # -o would not help: split reads one file
+        raise click.BadParameter(f"{file} is a folder: give the JSONL file to split", param_hint="FILE")
     if prefix is None and (file.parent in (Path("/dev"), Path("/dev/fd"), Path("/proc/self/fd"))
                            or file.exists() and not file.is_file()):
         # standard input or a pipe: outputs named after it would go to /dev

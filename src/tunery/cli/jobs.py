@@ -25,6 +25,7 @@ from rich.progress import (
 from rich.table import Table
 
 from tunery.cli._common import (
+    DataPath,
     Group,
     console,
     err_console,
@@ -132,8 +133,8 @@ def _read_once(path: Path, shown: dict[Path, Path], param: str) -> Path:
 
 
 @click.command()
-@click.argument("training_file", type=click.Path(path_type=Path))
-@_spec_option("--validation-file", FineTuneRequest, "validation_file", type=click.Path(path_type=Path))
+@click.argument("training_file", type=DataPath(path_type=Path))
+@_spec_option("--validation-file", FineTuneRequest, "validation_file", type=DataPath(path_type=Path))
 @_spec_option("--model", FineTuneRequest, "model", "-m", default=DEFAULT_MODEL, show_default=True)
 @_spec_option("--suffix", FineTuneRequest, "suffix")
 @_spec_option("--n-epochs", Hyperparameters, "n_epochs", default="auto", show_default=True)
@@ -170,7 +171,8 @@ def finetune(training_file: Path, validation_file: Path | None, model: str, suff
              wait: bool) -> None:
     """Start a fine-tuning job on TRAINING_FILE (chat JSONL; preference pairs with --method dpo).
 
-    The file is validated first; problems are listed by line and field. Without --wait the job
+    The file is validated first; problems are listed by line and field. A file of - is read
+    from standard input. Without --wait the job
     is queued and a background worker trains it (follow it with `tunery jobs follow ID`).
     """
     from tunery.data import files
