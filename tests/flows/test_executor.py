@@ -393,3 +393,30 @@ nodes:
     line = test_flow(root, {"q": "What time is it in Oslo?"}, default_model="tiny-random").line
     assert line.status == "Completed", (line.error, line.nodes["ask"].output)
     assert line.outputs["a"] == "get_time:['city']"
+
+
+def test_under_tool_choice_none_a_written_call_is_content(make_flow, factory, fake):
+    """As the server: tools offered with tool_choice none are not the model's to call, so a block it
+    writes anyway is the answer's text, not a tool call for the next node to act on."""
+    fake.replies = ['<tool_call>\n{"name": "get_time", "arguments": {"city": "Oslo"}}\n</tool_call>']
+    root = make_flow((RESPONSE_FORMAT_FLOW % "text").replace("response_format: text",
+                                                           f"tools: {TOOLS_YAML}, tool_choice: none"),
+                     {"ask.jinja2": "# user:\n{{q}}\n"})
+    line = test_flow(root, {"q": "time in Oslo?"}, model_factory=factory).line
+    assert line.status == "Completed", line.error
+    assert line.outputs["a"]["tool_calls"] is None and line.outputs["a"]["content"] == fake.replies[0]
+
+
+@pytest.mark.parametrize("param, inputs, field", [
+    ("tools[0].function.parameters", f"tools: {TOOLS_YAML}", "inputs.tools[0].function.parameters"),
+    # the node names a deployment; the model tunery falls back to is not pulled: not the node's input
+    ("model", "max_tokens: 5", "connection"),
+])
+def test_a_refusal_names_the_nodes_input_only_when_it_has_it(make_flow, param, inputs, field):
+    def refuse(connection, model):
+        raise InvalidInput("refused", param=param)
+
+    root = make_flow((RESPONSE_FORMAT_FLOW % "text").replace("response_format: text", inputs),
+                     {"ask.jinja2": "# user:\n{{q}}\n"})
+    err = test_flow(root, {"q": "hi"}, model_factory=refuse).line.error
+    assert (err["node"], err["field"]) == ("ask", field)

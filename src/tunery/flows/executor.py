@@ -385,7 +385,8 @@ class FlowExecutor:
             done = model.generate(messages, params)
         except TuneryError as e:  # a model setting the engine refused is named as the node's input
             param = getattr(e, "param", None) or ""
-            where = f"inputs.{param}" if re.split(r"[.\[]", param)[0] in MODEL_PARAMS else "connection"
+            head = re.split(r"[.\[]", param)[0]  # the node's own input, else where its model comes from
+            where = f"inputs.{param}" if head in MODEL_PARAMS and head in kwargs else "connection"
             raise LineError(str(e), node=node.name, field=where, kind=type(e).__name__) from e
         usage = {"prompt_tokens": done.usage.prompt_tokens, "completion_tokens": done.usage.completion_tokens}
         if not params.tools:

@@ -212,11 +212,12 @@ def grammar(params: GenerationParams) -> str | None:
 
 def split_answer(text: str, params: GenerationParams) -> tuple[str, list[dict[str, Any]]]:
     """An answer's content and its tool calls (OpenAI's ``tool_calls``): none unless ``params``
-    offered tools, and none at all when one of them is not a valid call of an offered function
-    (then the whole answer is content): a model's malformed call is text, never an error."""
+    offered tools (and ``tool_choice`` is not ``none``), and none at all when one of them is not a
+    valid call of an offered function (then the whole answer is content): a model's malformed call
+    is text, never an error."""
     from tunery.chat_template import parse_tool_calls
 
-    if not params.tools:
+    if prompt_tools(params) is None:
         return text, []
     content, calls = parse_tool_calls(text)
     if calls and invalid_calls(calls, params):
