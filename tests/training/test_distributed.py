@@ -255,8 +255,8 @@ if __name__ == "__main__":  # one rank of the two_ranks fixture's run
 
 def test_more_ranks_than_gpus_are_refused_before_any_starts(monkeypatch, tiny_model, chat_file):
     """Each rank trains on its own GPU: on a GPU machine, two ranks with one GPU died in CUDA
-    ("invalid device ordinal", seen on a lent H200). The job now fails in validation, naming
-    the fix; without CUDA, ranks share the CPU and any number may run."""
+    ("invalid device ordinal", seen on a lent H200). The worker that claims the job fails it,
+    naming the fix, before any rank starts; without CUDA, ranks share the CPU and any number may run."""
     import torch
 
     from tunery.data import files
@@ -280,6 +280,27 @@ def test_more_ranks_than_gpus_are_refused_before_any_starts(monkeypatch, tiny_mo
     job = create_job(model="tiny-random", training_file=train.id, nproc_per_node=2, training_method="full",
                      hyperparameters={"n_epochs": 1})
     worker = Worker(poll_interval=0.1)
-    worker._validate(job["id"])
+    worker._validate(job["id"])  # another machine's worker may train it: validation passes
+    assert get_job(job["id"])["status"] == "queued"
+    worker._start_next()  # this machine's worker claims it and fails it, naming the fix; no rank starts
     job = get_job(job["id"])
     assert job["status"] == "failed" and "need 2 GPUs" in job["error"]["message"], job
+    assert "CUDA_VISIBLE_DEVICES=" in job["error"]["message"] and worker.child is None
+
+
+def test_a_job_that_fails_in_training_keeps_the_errors_fix(monkeypatch, tiny_model, chat_file):
+    """A rank's own check (more ranks than GPUs on its machine) puts the fix in the error's hint:
+    the job's error kept only the message, and the fix was lost."""
+    from tunery.data import files
+    from tunery.errors import InvalidInput
+    from tunery.jobs import create_job, get_job, runner
+
+    def refuse(job_id):
+        raise InvalidInput("2 training processes need 2 GPUs", param="nproc_per_node", hint="ask for at most 1")
+
+    train = files.create_from_path(chat_file(12), "fine-tune")
+    job = create_job(model="tiny-random", training_file=train.id, hyperparameters={"n_epochs": 1})
+    monkeypatch.setattr(runner, "run", refuse)
+    assert runner.main([job["id"]]) == 1
+    error = get_job(job["id"])["error"]
+    assert error["message"] == "2 training processes need 2 GPUs (ask for at most 1)" and error["param"] == "nproc_per_node"

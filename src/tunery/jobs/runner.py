@@ -355,8 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     job_id = argv[0]
     try:
         return run(job_id)
-    except TuneryError as e:
-        fail(job_id, e.message, code=e.code or "invalid_training_input", param=e.param)
+    except TuneryError as e:  # with its hint: the fix (a rank's check_devices names it there)
+        fail(job_id, str(e), code=e.code or "invalid_training_input", param=e.param)
         return 1
     except Exception as e:  # a crash: record it on the job, never leave it "running" silently
         import traceback

@@ -338,10 +338,8 @@ class Worker:
             fail(job["id"], " | ".join(p for _, p in problems), code="invalid_training_file",
                  param=problems[0][0])
             return
-        try:  # settings that only the data or the machine can refute: a batch larger than the file,
-            # more training processes than GPUs
+        try:  # what only the data can refute: a batch larger than the file
             store.request(job).method.hyperparameters.check_examples(n_examples or 0)
-            check_devices(store.request(job).nproc_per_node)
         except TuneryError as e:
             fail(job["id"], str(e), code="invalid_hyperparameters", param=e.param)
             return
@@ -391,6 +389,12 @@ class Worker:
         if job is None:
             return
         job_id = job["id"]
+        try:  # more training processes than GPUs: checked by the worker that trains it, on its machine
+            # (the one that validated it may be another, with other GPUs), before any rank dies in CUDA
+            check_devices(store.request(job).nproc_per_node)
+        except TuneryError as e:
+            fail(job_id, str(e), code="invalid_hyperparameters", param=e.param)
+            return
         if job["attempts"] == 1 and not store.checkpoints(job_id, limit=1)[0]:  # not a resumed pause
             store.add_event(job_id, "Fine-tuning job started")
         jdir = store.job_dir(job_id)
