@@ -227,6 +227,8 @@ def test_a_dash_is_standard_input_and_split_then_asks_for_a_prefix(good: Path, t
     assert r.returncode == 0 and "valid" in r.stdout, r.stdout + r.stderr
     r = run_cli("split", "-", input=data)
     assert r.returncode == 2 and "give -o PREFIX" in r.stderr, r.stderr
+    r = run_cli("split", str(tmp_path))  # a folder: not told to give -o, which would not help
+    assert r.returncode == 2 and "is a folder: give the JSONL file" in r.stderr and "give -o" not in r.stderr, r.stderr
     r = run_cli("split", "-", "-o", str(tmp_path / "piped"), input=data)
     assert r.returncode == 0, r.stderr
     out = (tmp_path / "piped.train.jsonl").read_text() + (tmp_path / "piped.valid.jsonl").read_text()

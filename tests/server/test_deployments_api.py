@@ -48,6 +48,10 @@ def test_a_deployment_is_updated_in_place_and_a_running_server_applies_it(client
     nothing = http.patch("/v1/deployments/travel", json={})
     assert nothing.status_code == 400 and "nothing to change" in nothing.text
     assert http.patch("/v1/deployments/travel", json={"tpm": 0}).status_code == 400
+    null_filter = http.patch("/v1/deployments/travel", json={"content_filter": None})  # a level, never null
+    assert null_filter.status_code == 400 and "content_filter" in null_filter.text, null_filter.text
+    schema = http.get("/openapi.json").json()["components"]["schemas"]["DeploymentSettings"]["properties"]
+    assert "anyOf" not in schema["content_filter"] and "null" not in str(schema["content_filter"])
     assert http.patch("/v1/deployments/travel", json={"precision": "int4"}).json()["precision"] == "int4"
     assert http.patch("/v1/deployments/nope", json={"tpm": 10}).status_code == 404
     r = CliRunner().invoke(cli, ["deployments", "update", "travel", "--tpm", "300", "--no-blocklist",

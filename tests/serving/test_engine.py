@@ -368,7 +368,12 @@ def test_on_a_gpu_its_free_memory_decides_eviction_not_the_hosts(monkeypatch):
     assert not pool._memory_short()  # a meta tensor is not on a GPU: the host decides
     monkeypatch.setattr(torch.Tensor, "device", property(lambda t: torch.device("cuda", 0)))
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (1024, 1 << 34))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 1 << 30)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 1 << 30)
     assert pool._memory_short()
+    # what PyTorch caches unused (an evicted adapter's) is free to the pool, though not to the driver
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: (1 << 30) - (1 << 29))
+    assert not pool._memory_short()
 
 
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")

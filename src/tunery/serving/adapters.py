@@ -144,13 +144,16 @@ class PeftAdapters(AdapterPool):
         return {"adapter_names": names} if self.peft is not None else {}
 
     def _memory_short(self) -> bool:
-        """On a GPU, adapters take the GPU's memory: its free bytes decide, not the host's."""
+        """On a GPU, adapters take the GPU's memory: its free bytes decide, not the host's. Those
+        include what PyTorch holds cached but unused (an evicted adapter's, past batches'), which
+        the driver counts as taken: else one eviction never shows, and every idle adapter goes."""
         device = next(self.base.parameters()).device
         if device.type != "cuda":
             return super()._memory_short()
         import torch
 
-        return torch.cuda.mem_get_info(device)[0] < self.min_free_bytes
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return torch.cuda.mem_get_info(device)[0] + cached < self.min_free_bytes
 
     def _load(self, adapter: Adapter, name: str) -> None:
         import torch

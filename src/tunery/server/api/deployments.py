@@ -22,7 +22,7 @@ class DeploymentSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
     tpm: int | None = Field(None, ge=1, le=deployments.MAX_TPM)
-    content_filter: Literal["off", "default", "strict"] | None = None
+    content_filter: Literal["off", "default", "strict"] = "default"  # a level always: not null
     blocklist: list[str] | None = None
     precision: Literal["auto", *PRECISIONS] | None = None  # type: ignore[valid-type]  # auto: the server's
 
@@ -41,7 +41,6 @@ class DeploymentSettings(BaseModel):
 class DeploymentCreate(DeploymentSettings):
     name: str = Field(min_length=1)
     model: str = Field(min_length=1)
-    content_filter: Literal["off", "default", "strict"] = "default"
 
 
 def _out(dep: deployments.Deployment) -> dict[str, Any]:
