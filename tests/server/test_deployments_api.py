@@ -1,5 +1,5 @@
 """Deployments over HTTP: create/list/get/delete, chat through a deployment, 429 with
-Retry-After over the tokens-per-minute limit, and the content filter."""
+Retry-After over the tokens-per-minute or requests-per-minute limit, and the content filter."""
 
 from __future__ import annotations
 
@@ -7,6 +7,33 @@ import openai
 import pytest
 
 MSG = [{"role": "user", "content": "Hello! Where should I travel in spring?"}]
+
+
+def test_a_requests_per_minute_limit_refuses_the_next_request_with_429(client, http, tiny_model):
+    """Requests are counted whatever their size, beside or without a token limit; PATCH and the
+    CLI set and lift it."""
+    from click.testing import CliRunner
+
+    from tunery.cli.main import cli
+
+    r = CliRunner().invoke(cli, ["deploy", "tiny-random", "--name", "paced", "--rpm", "2"])
+    assert r.exit_code == 0 and "2 requests/minute" in r.output, r.output
+    for _ in range(2):
+        assert client.chat.completions.create(model="paced", messages=MSG, max_tokens=2).choices
+    with pytest.raises(openai.RateLimitError) as e:
+        client.chat.completions.create(model="paced", messages=MSG, max_tokens=2)
+    assert "2 requests per minute" in e.value.body["message"] and int(e.value.response.headers["retry-after"]) >= 1
+    dep = http.get("/v1/deployments/paced").json()
+    assert (dep["rpm"], dep["tpm"], dep["requests_last_minute"], dep["tokens_used_last_minute"]) == (2, None, 2, None)
+    assert http.patch("/v1/deployments/paced", json={"rpm": 0}).status_code == 400
+    assert http.patch("/v1/deployments/paced", json={"rpm": 3}).json()["rpm"] == 3
+    assert client.chat.completions.create(model="paced", messages=MSG, max_tokens=2).choices  # the new limit
+    r = CliRunner().invoke(cli, ["deployments", "update", "paced", "--no-rpm"])
+    assert r.exit_code == 0 and "no rate limit" in r.output, r.output
+    assert client.chat.completions.create(model="paced", messages=MSG, max_tokens=2).choices
+    assert http.get("/v1/deployments/paced").json()["requests_last_minute"] is None
+    r = CliRunner().invoke(cli, ["deployments", "update", "paced", "--rpm", "4", "--no-rpm"])
+    assert r.exit_code == 2 and "--rpm N or --no-rpm" in r.output
 
 
 def test_deployment_crud(http, tiny_model):

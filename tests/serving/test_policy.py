@@ -1,4 +1,4 @@
-"""Deployments, the tokens-per-minute limiter and the content filter, without a model."""
+"""Deployments, the tokens- and requests-per-minute limiter and the content filter, without a model."""
 
 from __future__ import annotations
 
@@ -31,6 +31,25 @@ def test_limiter_admits_within_the_limit_then_says_when_to_retry():
     clock.t += 50
     lim.acquire("d", 100, 60)
     assert lim.used("d") == 90
+
+
+def test_a_requests_per_minute_limit_counts_requests_not_tokens():
+    clock = Clock()
+    lim = TokenRateLimiter(clock=clock)
+    first = lim.acquire("d", None, 5000, rpm=2)  # no token limit: any size
+    lim.settle(first, 700)  # a completion is no new request
+    clock.t += 20
+    lim.acquire("d", None, 1, rpm=2)
+    with pytest.raises(RateLimited) as e:
+        lim.acquire("d", None, 1, rpm=2)
+    assert e.value.retry_after == 40 and "2 requests per minute (2 in the last minute)" in e.value.message
+    assert lim.requests("d") == 2 and lim.used("d") == 5701
+    with pytest.raises(RateLimited) as e:  # both limits: the token limit refuses too
+        lim.acquire("d", 100, 1, rpm=5)
+    assert "100 tokens per minute" in e.value.message
+    clock.t += 40  # the first request has left the window
+    lim.acquire("d", None, 1, rpm=2)
+    assert lim.requests("d") == 2
 
 
 def test_limiter_keys_are_independent_and_an_empty_window_admits_a_big_prompt():
@@ -100,6 +119,7 @@ def test_deployment_crud_and_validation(tiny_model):
     with pytest.raises(NotFound):
         deployments.create("other", "no-such-model")
     for kwargs, param in [({"tpm": 0}, "tpm"), ({"tpm": "9"}, "tpm"), ({"tpm": 2**63}, "tpm"),
+                          ({"rpm": 0}, "rpm"), ({"rpm": True}, "rpm"),
                           ({"content_filter": "max"}, "content_filter"),
                           ({"blocklist": [""]}, "blocklist")]:
         with pytest.raises(InvalidInput) as e:

@@ -272,12 +272,14 @@ def test_models_page_creates_and_deletes_a_deployment(page, studio, watch, shot)
     page.click("#new-deployment")
     page.fill("#deploy-name", "travel-test")
     page.fill("#deploy-tpm", "5000")
+    page.fill("#deploy-rpm", "30")
     page.select_option("#deploy-filter", "strict")
     page.select_option("#deploy-precision", "fp32")
     page.click("#deploy-submit")
     page.wait_for_selector("#deployments tr[data-deployment=travel-test]")
     row = page.locator("#deployments tr[data-deployment=travel-test]").inner_text()
     assert "tiny-random" in row and "5,000" in row and "strict" in row and "fp32" in row
+    assert "0 of 30" in row  # requests in the last minute, of the limit
     # how each model is served: the base on the fast path by default
     assert page.locator("#base [data-serving]").first.get_attribute("data-serving") == "int8"
 

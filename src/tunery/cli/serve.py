@@ -70,6 +70,8 @@ def serve(host: str, port: int, api_keys: tuple[str, ...], insecure_no_key: bool
 @click.argument("model")
 @click.option("--name", required=True, help="Deployment name, used as `model` in chat requests.")
 @click.option("--tpm", type=click.IntRange(min=1), default=None, help="Tokens-per-minute limit (none by default).")
+@click.option("--rpm", type=click.IntRange(min=1), default=None,
+              help="Requests-per-minute limit (none by default); over either limit a request gets a 429.")
 @click.option("--content-filter", type=click.Choice(["off", "default", "strict"]), default="default",
               show_default=True, help="Blocklist filter on prompts and answers: off; default (phrases asking for "
               "or giving serious harm); strict (default plus profanity and slurs). A blocked prompt gets a 400, "
@@ -79,8 +81,8 @@ def serve(host: str, port: int, api_keys: tuple[str, ...], insecure_no_key: bool
               help=f"Serve this deployment at this precision whatever the server's default: {PRECISION_HELP}; "
                    "auto: the server's default.")
 @click.option("--json", "as_json", is_flag=True, help="Print the deployment as JSON.")
-def deploy(model: str, name: str, tpm: int | None, content_filter: str, blocklist: tuple[str, ...],
-           precision: str | None, as_json: bool) -> None:
+def deploy(model: str, name: str, tpm: int | None, rpm: int | None, content_filter: str,
+           blocklist: tuple[str, ...], precision: str | None, as_json: bool) -> None:
     """Deploy MODEL (a base model, fine-tune, checkpoint, or an ONNX export folder) under a name.
 
     A running server picks the deployment up at once.
@@ -101,7 +103,7 @@ def deploy(model: str, name: str, tpm: int | None, content_filter: str, blocklis
                                 "a Hugging Face folder first with `tunery models add NAME FOLDER`")
     try:
         dep = deployments.create(name, model, tpm=tpm, content_filter=content_filter, blocklist=list(blocklist),
-                                 precision=precision)
+                                 precision=precision, rpm=rpm)
     except TuneryError:
         # a refused deployment leaves no model behind: it would hold the folder (`tunery export
         # --force` refuses a registered one) under a name the user never chose
@@ -116,9 +118,10 @@ def deploy(model: str, name: str, tpm: int | None, content_filter: str, blocklis
 
 
 def _describe(dep) -> str:
-    """A deployment's limit, filter and precision, in words."""
-    limit = f"{dep.tpm} tokens/minute" if dep.tpm else "no rate limit"
-    return f"{limit}, content filter {dep.content_filter}" + (f", {dep.precision}" if dep.precision else "")
+    """A deployment's limits, filter and precision, in words."""
+    limits = [f"{dep.tpm} tokens/minute"] * bool(dep.tpm) + [f"{dep.rpm} requests/minute"] * bool(dep.rpm)
+    return f"{', '.join(limits) or 'no rate limit'}, content filter {dep.content_filter}" + (
+        f", {dep.precision}" if dep.precision else "")
 
 
 @click.group(cls=Group)
@@ -134,8 +137,8 @@ def list_cmd(as_json: bool) -> None:
 
     print_list(store.list_deployments(), as_json=as_json, to_json=lambda d: d.to_openai(),
                empty="No deployments. Create one with [bold]tunery deploy MODEL --name NAME --tpm 10000[/].",
-               columns=("name", "model", "tpm", "content filter"),
-               row=lambda d: (d.name, d.model, str(d.tpm or "-"), d.content_filter))
+               columns=("name", "model", "tpm", "rpm", "content filter"),
+               row=lambda d: (d.name, d.model, str(d.tpm or "-"), str(d.rpm or "-"), d.content_filter))
 
 
 @deployments.command()
@@ -151,6 +154,8 @@ def show(name: str) -> None:
 @click.argument("name")
 @click.option("--tpm", type=click.IntRange(min=1), default=None, help="A new tokens-per-minute limit.")
 @click.option("--no-tpm", is_flag=True, help="Lift the tokens-per-minute limit.")
+@click.option("--rpm", type=click.IntRange(min=1), default=None, help="A new requests-per-minute limit.")
+@click.option("--no-rpm", is_flag=True, help="Lift the requests-per-minute limit.")
 @click.option("--content-filter", type=click.Choice(["off", "default", "strict"]), default=None,
               help="A new content-filter level (see `tunery deploy --help`).")
 @click.option("--block", "blocklist", multiple=True, metavar="TERM",
@@ -159,23 +164,25 @@ def show(name: str) -> None:
 @click.option("--precision", type=click.Choice(["auto", *PRECISIONS]), default=None,
               help="Serve it at this precision from now on; auto: the server's default.")
 @click.option("--json", "as_json", is_flag=True, help="Print the deployment as JSON.")
-def update(name: str, tpm: int | None, no_tpm: bool, content_filter: str | None, blocklist: tuple[str, ...],
-           no_blocklist: bool, precision: str | None, as_json: bool) -> None:
-    """Change a deployment's limit, content filter, blocked terms or precision; what is not given
+def update(name: str, tpm: int | None, no_tpm: bool, rpm: int | None, no_rpm: bool, content_filter: str | None,
+           blocklist: tuple[str, ...], no_blocklist: bool, precision: str | None, as_json: bool) -> None:
+    """Change a deployment's limits, content filter, blocked terms or precision; what is not given
     stays. A running server applies it from the next request. The model stays: deploy it under
     another name to serve another."""
     from tunery.serving import deployments as store
 
-    if tpm is not None and no_tpm:
-        raise click.BadParameter("give --tpm N or --no-tpm, not both", param_hint="--tpm")
+    for value, lift, flag in ((tpm, no_tpm, "tpm"), (rpm, no_rpm, "rpm")):
+        if value is not None and lift:
+            raise click.BadParameter(f"give --{flag} N or --no-{flag}, not both", param_hint=f"--{flag}")
     if blocklist and no_blocklist:
         raise click.BadParameter("give --block TERM or --no-blocklist, not both", param_hint="--block")
-    changes = {"tpm": None if no_tpm else tpm, "content_filter": content_filter, "precision": precision,
-               "blocklist": [] if no_blocklist else list(blocklist) or None}
-    given = {k: v for k, v in changes.items() if v is not None or (k == "tpm" and no_tpm)}
+    changes = {"tpm": None if no_tpm else tpm, "rpm": None if no_rpm else rpm, "content_filter": content_filter,
+               "precision": precision, "blocklist": [] if no_blocklist else list(blocklist) or None}
+    lifted = {"tpm": no_tpm, "rpm": no_rpm}
+    given = {k: v for k, v in changes.items() if v is not None or lifted.get(k)}
     if not given:
-        raise click.UsageError("nothing to change: give --tpm, --no-tpm, --content-filter, --block, "
-                               "--no-blocklist or --precision")
+        raise click.UsageError("nothing to change: give --tpm, --no-tpm, --rpm, --no-rpm, --content-filter, "
+                               "--block, --no-blocklist or --precision")
     dep = store.update(name, **given)
     if as_json:
         print_json(dep.to_openai())

@@ -18,7 +18,7 @@ from tunery.models.registry import NAME_RE
 from tunery.serving.content_filter import LEVELS, ContentFilter
 
 MAX_TPM = 2**63 - 1
-"""The largest tokens-per-minute limit: the largest integer the database stores."""
+"""The largest tokens-per-minute (or requests-per-minute) limit: the largest integer the database stores."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,11 @@ class Deployment:
         return list(self.meta.get("blocklist") or [])
 
     @property
+    def rpm(self) -> int | None:
+        """Its requests-per-minute limit; None: none."""
+        return self.meta.get("rpm")
+
+    @property
     def precision(self) -> str | None:
         """The precision it is served at; None: the server's (``--precision``, else int8)."""
         return self.meta.get("precision")
@@ -44,7 +49,7 @@ class Deployment:
 
     def to_openai(self) -> dict[str, Any]:
         return {"id": self.name, "object": "deployment", "name": self.name, "model": self.model,
-                "tpm": self.tpm, "content_filter": self.content_filter, "blocklist": self.blocklist,
+                "tpm": self.tpm, "rpm": self.rpm, "content_filter": self.content_filter, "blocklist": self.blocklist,
                 "precision": self.precision, "created_at": self.created_at, "status": "succeeded"}
 
     def to_model(self) -> dict[str, Any]:
@@ -63,12 +68,13 @@ UNCHANGED: Any = object()
 
 
 def _settings(rec: registry.ModelRecord, tpm: int | None, content_filter: str, blocklist: list[str] | None,
-              precision: str | None) -> tuple[int | None, str, dict[str, Any]]:
-    """A deployment's settings, checked: (tpm, content filter, meta holding the blocklist and the
-    precision) for one of model ``rec``."""
-    if tpm is not None and (isinstance(tpm, bool) or not isinstance(tpm, int) or not 1 <= tpm <= MAX_TPM):
-        raise InvalidInput(f"tpm must be a whole number of tokens per minute from 1 to {MAX_TPM}, not {tpm!r}",
-                           param="tpm", hint="leave it out for no limit")
+              precision: str | None, rpm: int | None = None) -> tuple[int | None, str, dict[str, Any]]:
+    """A deployment's settings, checked: (tpm, content filter, meta holding the blocklist, the
+    precision and the requests-per-minute limit) for one of model ``rec``."""
+    for value, param, unit in ((tpm, "tpm", "tokens"), (rpm, "rpm", "requests")):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_TPM):
+            raise InvalidInput(f"{param} must be a whole number of {unit} per minute from 1 to {MAX_TPM}, not "
+                               f"{value!r}", param=param, hint="leave it out for no limit")
     if content_filter not in LEVELS:
         raise InvalidInput(f"content_filter must be one of {', '.join(LEVELS)}, not {content_filter!r}",
                            param="content_filter")
@@ -89,11 +95,13 @@ def _settings(rec: registry.ModelRecord, tpm: int | None, content_filter: str, b
     meta: dict[str, Any] = {"blocklist": terms} if terms else {}
     if precision is not None:
         meta["precision"] = precision
+    if rpm is not None:
+        meta["rpm"] = rpm
     return tpm, content_filter, meta
 
 
 def create(name: str, model: str, *, tpm: int | None = None, content_filter: str = "default",
-           blocklist: list[str] | None = None, precision: str | None = None) -> Deployment:
+           blocklist: list[str] | None = None, precision: str | None = None, rpm: int | None = None) -> Deployment:
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise InvalidInput(f"invalid deployment name {name!r}: use letters, digits and . _ - : (up to 128)",
                            param="name")
@@ -102,7 +110,7 @@ def create(name: str, model: str, *, tpm: int | None = None, content_filter: str
                            f"{registry.FINE_TUNED_PREFIX!r} are kept for fine-tuned models and their checkpoints",
                            param="name", hint="pick a name without that prefix")
     rec = registry.get(model)  # NotFound names the model, before the other fields are checked
-    tpm, content_filter, meta = _settings(rec, tpm, content_filter, blocklist, precision)
+    tpm, content_filter, meta = _settings(rec, tpm, content_filter, blocklist, precision, rpm)
     try:
         # checked again and inserted in one transaction, the model's row locked until it commits
         # (registry.find(lock=True)): a removal that comes now waits and then sees the deployment,
@@ -144,13 +152,14 @@ def list_deployments() -> list[Deployment]:
 
 
 def update(name: str, *, tpm: int | None = UNCHANGED, content_filter: str = UNCHANGED,
-           blocklist: list[str] | None = UNCHANGED, precision: str | None = UNCHANGED) -> Deployment:
-    """Change a deployment's limit, content filter, blocklist or precision (Azure's deployment
-    update); what is left out stays, ``tpm=None`` lifts the limit. The model stays: deploy it under
+           blocklist: list[str] | None = UNCHANGED, precision: str | None = UNCHANGED,
+           rpm: int | None = UNCHANGED) -> Deployment:
+    """Change a deployment's limits, content filter, blocklist or precision (Azure's deployment
+    update); what is left out stays, ``tpm=None`` (``rpm=None``) lifts that limit. The model stays: deploy it under
     another name to serve another. A running server applies it from the next request, which reads
     the deployment; tokens already counted in the last minute still count against a new limit."""
     changes = {k: v for k, v in {"tpm": tpm, "content_filter": content_filter, "blocklist": blocklist,
-                                 "precision": precision}.items() if v is not UNCHANGED}
+                                 "precision": precision, "rpm": rpm}.items() if v is not UNCHANGED}
     with db.transaction() as tx:  # read, checked and written as one: two updates at once lose neither
         rows = db.query("SELECT * FROM deployments WHERE name=?" + db.row_lock(), (name,), conn=tx)
         if not rows:
@@ -158,7 +167,7 @@ def update(name: str, *, tpm: int | None = UNCHANGED, content_filter: str = UNCH
         dep = _record(rows[0])
         rec = registry.get(dep.model)
         wanted = {"tpm": dep.tpm, "content_filter": dep.content_filter, "blocklist": dep.blocklist,
-                  "precision": dep.precision, **changes}
+                  "precision": dep.precision, "rpm": dep.rpm, **changes}
         tpm, content_filter, meta = _settings(rec, **wanted)
         tx.execute("UPDATE deployments SET tpm=?, content_filter=?, meta=? WHERE name=?",
                    (tpm, content_filter, db.dumps(meta), name))

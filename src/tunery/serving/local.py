@@ -265,10 +265,10 @@ class LocalChatModel(EngineChatModel):
             flt.check_prompt(messages, tools)
         prompt_ids = target.encode(messages, tools)
         booking = None
-        if dep is not None and dep.tpm:
+        if dep is not None and (dep.tpm or dep.rpm):
             # the most the answer may take is reserved too (given back as the run ends): admitted on
             # their prompts alone, concurrent requests could write many times the limit between them
-            booking = limiter.acquire(dep.name, dep.tpm, len(prompt_ids),
+            booking = limiter.acquire(dep.name, dep.tpm, len(prompt_ids), rpm=dep.rpm,
                                       reserve=target.max_new_tokens(prompt_ids, params) * max(1, params.n))
         return ChatRun.submit(target, prompt_ids, params, model=self.name, answer_filter=flt, booking=booking,
                               loop=loop, ignore_eos=ignore_eos)

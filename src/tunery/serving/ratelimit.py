@@ -1,4 +1,4 @@
-"""Tokens-per-minute limits for deployments, as Azure OpenAI applies them.
+"""Tokens-per-minute and requests-per-minute limits for deployments, as Azure OpenAI applies them.
 
 A sliding window of the last 60 seconds per deployment counts prompt plus completion tokens. A
 request is admitted when its prompt and the most its completion may take (``max_tokens`` for each
@@ -10,6 +10,9 @@ which enough tokens will have left the window: the server sends them as ``Retry-
 
 An empty window admits any request, even one larger than the whole limit, so that a single big
 prompt is slowed down rather than refused forever.
+
+A requests-per-minute limit counts the requests admitted in the same window, whatever their size
+(Azure derives one from the TPM quota; here it is set on its own, and either may be left out).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ class Booking:
     tokens: int
     reserved: int = 0
     era: int = 0  # the key's :meth:`TokenRateLimiter.reset` count when booked
+    request: bool = False  # a request's admission, which a requests-per-minute limit counts
 
 
 class TokenRateLimiter:
@@ -57,15 +61,29 @@ class TokenRateLimiter:
         with self._lock:
             return sum(b.tokens for b in self._prune(key, self._clock()))
 
-    def acquire(self, key: str, limit: int, tokens: int, *, reserve: int = 0) -> Booking:
-        """Book ``tokens`` (a prompt) and ``reserve`` (the most its completion may take) for ``key``,
-        or raise :class:`RateLimited`."""
+    def requests(self, key: str) -> int:
+        """Requests admitted for ``key`` in the current window."""
+        with self._lock:
+            return sum(b.request for b in self._prune(key, self._clock()))
+
+    def acquire(self, key: str, limit: int | None, tokens: int, *, reserve: int = 0,
+                rpm: int | None = None) -> Booking:
+        """Book ``tokens`` (a prompt) and ``reserve`` (the most its completion may take) for ``key``
+        under a ``limit`` of tokens per minute and ``rpm`` requests per minute (None: no such
+        limit), or raise :class:`RateLimited`."""
         with self._lock:
             now = self._clock()
             events = self._prune(key, now)
+            admitted = [b for b in events if b.request]
+            if rpm and len(admitted) >= rpm:
+                retry_after = max(1, math.ceil(admitted[len(admitted) - rpm].at + self.window - now))
+                raise RateLimited(
+                    f"Requests to deployment {key!r} have exceeded its rate limit of {rpm} requests per minute "
+                    f"({len(admitted)} in the last minute). Please retry after {retry_after} seconds.",
+                    retry_after=retry_after)
             used = sum(b.tokens for b in events)
             need = tokens + reserve
-            if used and used + need > limit:
+            if limit and used and used + need > limit:
                 retry_after = self._retry_after(events, used, need, limit, now)
                 raise RateLimited(
                     f"Requests to deployment {key!r} have exceeded its rate limit of {limit} tokens per "
@@ -73,7 +91,7 @@ class TokenRateLimiter:
                     f"prompt and max_tokens for each choice). Please retry after {retry_after} seconds.",
                     retry_after=retry_after,
                     hint="a lower max_tokens reserves less" if used + tokens <= limit else None)
-            booking = Booking(key, now, need, reserve, self._eras.get(key, 0))
+            booking = Booking(key, now, need, reserve, self._eras.get(key, 0), request=True)
             events.append(booking)
             return booking
 

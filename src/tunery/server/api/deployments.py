@@ -1,5 +1,5 @@
 """``/v1/deployments``: create, list, get, update and delete named deployments (Azure AI Foundry
-style) with a tokens-per-minute limit and a content-filter level."""
+style) with tokens-per-minute and requests-per-minute limits and a content-filter level."""
 
 from __future__ import annotations
 
@@ -17,11 +17,12 @@ router = APIRouter()
 
 class DeploymentSettings(BaseModel):
     """What a deployment sets beside its model; in an update, a field left out stays as it is,
-    ``"tpm": null`` lifts the limit, ``"blocklist": null`` clears the deployment's own terms and
+    ``"tpm": null`` (``"rpm": null``) lifts that limit, ``"blocklist": null`` clears the deployment's own terms and
     ``"precision": null`` (or ``"auto"``) serves at the server's default."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
     tpm: int | None = Field(None, ge=1, le=deployments.MAX_TPM)
+    rpm: int | None = Field(None, ge=1, le=deployments.MAX_TPM)
     content_filter: Literal["off", "default", "strict"] = "default"  # a level always: not null
     blocklist: list[str] | None = None
     precision: Literal["auto", *PRECISIONS] | None = None  # type: ignore[valid-type]  # auto: the server's
@@ -34,7 +35,7 @@ class DeploymentSettings(BaseModel):
                 raise ValueError(f"a deployment's {moved[0]} cannot change: deploy the model under another "
                                  "name (POST /v1/deployments) and delete this one")
             if not data:
-                raise ValueError("nothing to change: give tpm, content_filter, blocklist or precision")
+                raise ValueError("nothing to change: give tpm, rpm, content_filter, blocklist or precision")
         return data
 
 
@@ -44,13 +45,14 @@ class DeploymentCreate(DeploymentSettings):
 
 
 def _out(dep: deployments.Deployment) -> dict[str, Any]:
-    return {**dep.to_openai(), "tokens_used_last_minute": limiter.used(dep.name) if dep.tpm else None}
+    return {**dep.to_openai(), "tokens_used_last_minute": limiter.used(dep.name) if dep.tpm else None,
+            "requests_last_minute": limiter.requests(dep.name) if dep.rpm else None}
 
 
 @router.post("/deployments")
 def create(body: DeploymentCreate) -> dict[str, Any]:
     return _out(deployments.create(body.name, body.model, tpm=body.tpm, content_filter=body.content_filter,
-                                   blocklist=body.blocklist, precision=body.precision))
+                                   blocklist=body.blocklist, precision=body.precision, rpm=body.rpm))
 
 
 @router.get("/deployments")

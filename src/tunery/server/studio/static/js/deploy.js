@@ -12,6 +12,9 @@ export function suggestName(model) {
   return (name || "deployment").slice(0, 100);
 }
 
+// the dialog's limits: input -> the request's field and the name the form's errors give it
+const LIMITS = { "#deploy-tpm": ["tpm", "Tokens per minute"], "#deploy-rpm": ["rpm", "Requests per minute"] };
+
 /** Open the dialog; resolves to the created deployment, or null when cancelled. */
 export function openDeployDialog({ models, selected }) {
   const dlg = $("#deploy-dialog");
@@ -20,12 +23,12 @@ export function openDeployDialog({ models, selected }) {
   clear(select, models.map((m) => el("option", { value: m }, m)));
   select.value = selected || models[0];
   name.value = suggestName(select.value);
-  $("#deploy-tpm").value = "";
+  for (const id of Object.keys(LIMITS)) $(id).value = "";
   $("#deploy-filter").value = "default";
   $("#deploy-precision").value = "";
   // a new dialog starts clean: no error left from an earlier attempt, here or under the title
   clear($("#deploy-error"));
-  $("#deploy-tpm").removeAttribute("aria-invalid");
+  for (const id of Object.keys(LIMITS)) $(id).removeAttribute("aria-invalid");
   pageError(null);
   select.onchange = () => { name.value = suggestName(select.value); };
   return new Promise((resolve) => {
@@ -42,23 +45,26 @@ export function openDeployDialog({ models, selected }) {
       e.preventDefault();
       clear($("#deploy-error"));
       pageError(null);
-      const tpmInput = $("#deploy-tpm");
-      tpmInput.removeAttribute("aria-invalid");
       // the form is novalidate: the browser's own bubble is easy to miss, so say it here
-      const tpm = tpmInput.value.trim();
-      if (tpmInput.validity.badInput || (tpm && !(Number.isInteger(Number(tpm)) && Number(tpm) >= 1))) {
-        tpmInput.setAttribute("aria-invalid", "true");
-        showError($("#deploy-error"), new Error("Tokens per minute must be a whole number of at least 1; leave it empty for no limit."));
-        tpmInput.focus();
-        return;
+      const limits = {};
+      for (const [id, [key, label]] of Object.entries(LIMITS)) {
+        const input = $(id);
+        input.removeAttribute("aria-invalid");
+        const value = input.value.trim();
+        if (input.validity.badInput || (value && !(Number.isInteger(Number(value)) && Number(value) >= 1))) {
+          input.setAttribute("aria-invalid", "true");
+          showError($("#deploy-error"), new Error(`${label} must be a whole number of at least 1; leave it empty for no limit.`));
+          input.focus();
+          return;
+        }
+        if (value) limits[key] = Number(value);
       }
       if (!name.value.trim()) {
         showError($("#deploy-error"), new Error("Give the deployment a name."));
         name.focus();
         return;
       }
-      const body = { name: name.value.trim(), model: select.value, content_filter: $("#deploy-filter").value };
-      if (tpm) body.tpm = Number(tpm);
+      const body = { name: name.value.trim(), model: select.value, content_filter: $("#deploy-filter").value, ...limits };
       if ($("#deploy-precision").value) body.precision = $("#deploy-precision").value;
       $("#deploy-submit").disabled = true;
       try {

@@ -62,12 +62,13 @@ async function refresh() {
     { label: "Model", class: "id", render: (x) => x.model },
     { label: "Tokens / minute", class: "num", render: (x) => (x.tpm ? x.tpm.toLocaleString() : "no limit") },
     { label: "Used last minute", class: "num", render: (x) => (x.tpm ? (x.tokens_used_last_minute ?? 0).toLocaleString() : "–") },
+    { label: "Requests / minute", class: "num", render: (x) => (x.rpm ? `${(x.requests_last_minute ?? 0).toLocaleString()} of ${x.rpm.toLocaleString()}` : "no limit") },
     { label: "Content filter", render: (x) => x.content_filter + (x.blocklist && x.blocklist.length ? ` + ${x.blocklist.length} blocked` : "") },
     { label: "Served as", render: (x) => servedAs((models.find((m) => m.id === x.name) || {}).serving) },
     { label: "Created", render: (x) => fmtTime(x.created_at) },
     { label: "", class: "actions", render: (x) => el("div", { class: "row end nowrap" }, chatLink(x.name),
       el("button", { type: "button", class: "btn small danger", onclick: () => removeDeployment(x), dataset: { deleteDeployment: x.name } }, "Delete")) },
-  ], deployments, { empty: "No deployments yet. Deploy a model to serve it under a name with a tokens-per-minute limit.", rowAttrs: (x) => ({ dataset: { deployment: x.name } }) }));
+  ], deployments, { empty: "No deployments yet. Deploy a model to serve it under a name with tokens-per-minute and requests-per-minute limits.", rowAttrs: (x) => ({ dataset: { deployment: x.name } }) }));
 
   const tuned = models.filter((x) => x.kind === "fine-tuned");
   clear($("#finetuned"), table([
