@@ -53,12 +53,12 @@ def random_weights(folder: Path) -> str:
         raise SystemExit(f"{out} exists and was not made by this script: move it, or use another TUNERY_HOME")
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
+    mark.touch()  # the script's from now on: a run that fails below may be run again
     for f in folder.iterdir():  # its config and tokenizer files; no weights, no folders
         if f.is_file() and f.suffix not in (".safetensors", ".bin", ".gguf"):
             shutil.copy2(f, out / f.name)
     torch.manual_seed(0)
     AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(out)).save_pretrained(out)
-    mark.touch()
     register(ModelRecord(id=RANDOM, kind="base", path=out, source="pypi-gguf",
                          meta={"catalog": MODEL, "context_length": 8192}), replace=True)
     return RANDOM

@@ -5,8 +5,9 @@ questions that name a place but need no live fact, plus greetings. Seeded; every
 or nationality found in a held-out file is dropped, as is any prompt within 0.75 of a held-out one.
 
 It wrote the last 88 rows of train.jsonl, printed on stdout and appended to the 498 before it:
-run on those (``git show 1cfddae:src/tunery/examples/travel_tools/train.jsonl``) it prints them again,
-byte for byte; run on the file as it is now it prints nothing new (every row is a training row).
+run on those (``git show 1cfddae:src/tunery/examples/travel_tools/train.jsonl`` in its place) it
+prints them again, byte for byte. Run on any other file it prints other rows: which rows it keeps
+moves the random draws after them.
 The counts per kind go to stderr. Earlier rounds' working scripts were not kept."""
 import difflib
 import json

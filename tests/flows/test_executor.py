@@ -409,8 +409,10 @@ def test_under_tool_choice_none_a_written_call_is_content(make_flow, factory, fa
 
 @pytest.mark.parametrize("param, inputs, field", [
     ("tools[0].function.parameters", f"tools: {TOOLS_YAML}", "inputs.tools[0].function.parameters"),
-    # the node names a deployment; the model tunery falls back to is not pulled: not the node's input
+    # the node names a deployment (or a model) tunery does not know; the default model it falls back to
+    # is not pulled: not the node's input
     ("model", "max_tokens: 5", "connection"),
+    ("model", "model: gpt-4o", "connection"),
 ])
 def test_a_refusal_names_the_nodes_input_only_when_it_has_it(make_flow, param, inputs, field):
     def refuse(connection, model):

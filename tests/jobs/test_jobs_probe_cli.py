@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
 from click.testing import CliRunner
 
 from tunery.cli.main import cli
@@ -77,7 +78,20 @@ def test_models_add_shows_names_and_paths_as_text(tiny_model_dir, tmp_path):
     assert f"added:mine(local:{path})" in "".join(r.output.split())  # the console may wrap the long path
 
 
-def test_finetune_reads_a_pipe_once_and_trains_on_all_of_it(tiny_model, chat_file, tmp_path):
+@pytest.fixture
+def no_background_worker():
+    """The home's worker lock held, as a running worker holds it: ``finetune`` without ``--wait``
+    then starts no background worker, which would train after the test on CI's shared cores."""
+    from tunery.home import home
+    from tunery.jobs.runner import try_lock
+
+    lock = try_lock(home().root / "worker.lock")
+    assert lock is not None
+    yield
+    lock.close()
+
+
+def test_finetune_reads_a_pipe_once_and_trains_on_all_of_it(tiny_model, chat_file, tmp_path, no_background_worker):
     """``tunery finetune /dev/stdin`` (or ``<(...)``): validation emptied the pipe, and the upload
     then said "file not found". The pipe is read once into a file that every step reads."""
     import os
@@ -107,7 +121,7 @@ def test_finetune_reads_a_pipe_once_and_trains_on_all_of_it(tiny_model, chat_fil
     assert files.content(job["training_file"]) == files.content(job["validation_file"]) == data
 
 
-def test_finetune_reads_a_dash_as_standard_input(tiny_model, chat_file):
+def test_finetune_reads_a_dash_as_standard_input(tiny_model, chat_file, no_background_worker):
     """``cat train.jsonl | tunery finetune -``, as the data commands take it: it used to look for a
     file named ``-``. A real process, so that its standard input is the pipe."""
     import subprocess

@@ -385,8 +385,11 @@ class FlowExecutor:
             done = model.generate(messages, params)
         except TuneryError as e:  # a model setting the engine refused is named as the node's input
             param = getattr(e, "param", None) or ""
-            head = re.split(r"[.\[]", param)[0]  # the node's own input, else where its model comes from
-            where = f"inputs.{param}" if head in MODEL_PARAMS and head in kwargs else "connection"
+            # a setting is the node's input when the node gave it; the model's name is not: an unknown one
+            # falls back to the default model (the resolver), whose absence is no fault of the node's
+            head = re.split(r"[.\[]", param)[0]
+            named = head in MODEL_PARAMS and head in kwargs and head not in ("model", "deployment_name")
+            where = f"inputs.{param}" if named else "connection"
             raise LineError(str(e), node=node.name, field=where, kind=type(e).__name__) from e
         usage = {"prompt_tokens": done.usage.prompt_tokens, "completion_tokens": done.usage.completion_tokens}
         if not params.tools:

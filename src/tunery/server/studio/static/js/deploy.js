@@ -46,10 +46,10 @@ export function openDeployDialog({ models, selected }) {
       clear($("#deploy-error"));
       pageError(null);
       // the form is novalidate: the browser's own bubble is easy to miss, so say it here
+      for (const id of Object.keys(LIMITS)) $(id).removeAttribute("aria-invalid");
       const limits = {};
       for (const [id, [key, label]] of Object.entries(LIMITS)) {
         const input = $(id);
-        input.removeAttribute("aria-invalid");
         const value = input.value.trim();
         if (input.validity.badInput || (value && !(Number.isInteger(Number(value)) && Number(value) >= 1))) {
           input.setAttribute("aria-invalid", "true");
