@@ -272,6 +272,11 @@ def test_models_page_creates_and_deletes_a_deployment(page, studio, watch, shot)
     page.click("#new-deployment")
     page.fill("#deploy-name", "travel-test")
     page.fill("#deploy-tpm", "5000")
+    page.fill("#deploy-rpm", "1.5")  # said in the dialog (the form is novalidate), the field marked
+    page.click("#deploy-submit")
+    page.wait_for_selector("#deploy-error .alert.error")
+    assert "Requests per minute must be a whole number" in page.locator("#deploy-error").inner_text()
+    assert page.get_attribute("#deploy-rpm", "aria-invalid") == "true"
     page.fill("#deploy-rpm", "30")
     page.select_option("#deploy-filter", "strict")
     page.select_option("#deploy-precision", "fp32")
