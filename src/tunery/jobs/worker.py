@@ -391,7 +391,8 @@ class Worker:
         job_id = job["id"]
         try:  # more training processes than GPUs: checked by the worker that trains it, on its machine
             # (the one that validated it may be another, with other GPUs), before any rank dies in CUDA
-            check_devices(store.request(job).nproc_per_node)
+            nproc = store.request(job).nproc_per_node
+            check_devices(nproc)
         except TuneryError as e:
             fail(job_id, str(e), code="invalid_hyperparameters", param=e.param)
             return
@@ -400,7 +401,7 @@ class Worker:
         jdir = store.job_dir(job_id)
         jdir.mkdir(parents=True, exist_ok=True)
         log = open(jdir / "train.log", "ab")  # noqa: SIM115 - handed to the child
-        cmd = launch_command(["-m", "tunery.jobs", job_id], store.request(job).nproc_per_node)  # torchrun for N > 1
+        cmd = launch_command(["-m", "tunery.jobs", job_id], nproc)  # torchrun for N > 1
         proc = subprocess.Popen(cmd, stdout=log,
                                 stderr=subprocess.STDOUT, env={**os.environ, "TOKENIZERS_PARALLELISM": "false",
                                                                 WORKER_ENV: self.worker_id},
