@@ -14,6 +14,10 @@ Prints, per model and way: the pass rate on the questions that need a call and o
 none, and the share of the ``<tool_call>`` blocks written that are valid calls (a known function,
 arguments that parse and match its schema); then each answer with its verdict.
 
+Arguments are compared through the example's own table of the names its tools accept
+(``travel_tools/nationalities.json``: "Haitian" is Haiti to the visa function, which takes the
+nationality in the user's words); ``--aliases none`` compares the strings alone.
+
     TUNERY_HOME=/tmp/bench-tools nice -n 10 timeout 7200 .venv/bin/python benchmarks/tool_calling.py
     python benchmarks/tool_calling.py --models ft:smollm2-135m-instruct:tools:ID smollm2-135m-instruct
     python benchmarks/tool_calling.py --models MODEL --only convert_currency --ways plain   # a subset
@@ -121,6 +125,8 @@ def main() -> None:
     ap.add_argument("--limit", type=int, help="ask only the first N questions of each kind (a smoke test)")
     ap.add_argument("--questions", type=Path, default=DATA / "questions.jsonl",
                     help="held-out questions to score (default: the bundled set)")
+    ap.add_argument("--aliases", default=str(DATA / "nationalities.json"),
+                    help="the tool_calls evaluator's aliases file (default: the example's nationality table; none: off)")
     ap.add_argument("--only", nargs="+", metavar="FUNCTION",
                     help="ask only the questions expecting these functions (no_tool: those needing none)")
     args = ap.parse_args()
@@ -142,7 +148,8 @@ def main() -> None:
         started = time.perf_counter()
         models = [finetune(args.model, args.seed), args.model]  # the tuned model first: the goal
         print(f"fine-tune: {time.perf_counter() - started:.0f} s")
-    evaluator = ToolCalls()
+    evaluator = ToolCalls(aliases=None if args.aliases == "none" else args.aliases)
+    print(f"scoring with {evaluator.name}")
     table: list[tuple[str, str, Tally]] = []
     for name in models:
         for way in args.ways:

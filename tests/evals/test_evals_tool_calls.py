@@ -91,3 +91,52 @@ def test_registered_with_ref_option_and_subset():
 def test_normalise():
     assert normalise({"a": "  New   York ", "n": 3, "b": [True, None, 2.0]}) == {"a": "new york", "n": 3.0,
                                                                                  "b": [True, None, 2.0]}
+
+
+VISA = {"tool_calls": [{"name": "get_visa_requirements", "arguments": {"nationality": "Haiti", "destination": "Bahamas"}}]}
+
+
+def test_aliases_read_both_sides_through_the_tools_own_table(tmp_path):
+    table = tmp_path / "aliases.json"
+    table.write_text(json.dumps({"Haiti": ["Haitian"], "Bahamas": ["The Bahamas"]}), encoding="utf-8")
+    e = parse_evaluator(f"tool_calls:aliases={table}")
+    assert isinstance(e, ToolCalls) and e.name == "tool_calls:aliases=aliases.json"
+
+    def passes(args: dict) -> bool:
+        return bool(e.score_row({"expect": VISA, "answer": answer(("get_visa_requirements", args))}).passed)
+
+    assert passes({"nationality": "Haitian", "destination": "the  bahamas"})
+    assert passes({"nationality": "haiti", "destination": "Bahamas"})
+    assert not passes({"nationality": "Haitina", "destination": "Bahamas"})  # a slip is still a miss
+    assert not score(VISA, answer(("get_visa_requirements", {"nationality": "Haitian", "destination": "Bahamas"}))).passed
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (None, "does not exist"),
+    ("{not json", "not readable JSON"),
+    ('{"Haiti": "Haitian"}', "canonical string -> list of strings"),
+    ('{"Niger": ["Nigerien"], "Nigeria": ["nigerien"]}', "given to both"),
+])
+def test_a_bad_aliases_file_is_named(tmp_path, content, message):
+    table = tmp_path / "a.json"
+    if content is not None:
+        table.write_text(content, encoding="utf-8")
+    with pytest.raises(InvalidInput, match=message) as e:
+        parse_evaluator(f"tool_calls:aliases={table}")
+    assert "a.json" in str(e.value)
+
+
+def test_the_bundled_nationality_table_loads_and_maps_demonyms():
+    from tunery.evals.tool_calls import load_aliases
+    from tunery.examples import ROOT
+    table = load_aliases(ROOT / "travel_tools" / "nationalities.json")
+    assert len(set(table.values())) >= 190
+    for said, country in [("Haitian", "haiti"), ("Beninese", "benin"), ("Dutch", "netherlands"), ("British", "united kingdom"),
+                          ("Ivorian", "ivory coast"), ("Côte d'Ivoire", "ivory coast"), ("Malian", "mali"),
+                          ("Malawian", "malawi"), ("Mauritanian", "mauritania"), ("Mauritian", "mauritius")]:
+        assert table[_norm(said)] == country, said
+    assert "dominican" not in table  # two countries' word: it matches neither by alias
+
+
+def _norm(text: str) -> str:
+    return normalise(text)

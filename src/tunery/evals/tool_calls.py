@@ -12,11 +12,19 @@ the same function names, and arguments that are a JSON object equal to the expec
 normalisation: key order does not matter, strings compare without case and with whitespace
 collapsed, and numbers by value (100 == 100.0; a boolean is not a number). A call whose arguments
 are not valid JSON never matches. Under ``no_tool``, any call fails the row.
+
+``aliases=FILE`` names the strings the tools' own code treats as one value: a JSON object from a
+canonical string to the other ways of writing it (``{"Haiti": ["Haitian"], "United Kingdom":
+["British", "UK"]}``, as in the bundled ``travel_tools/nationalities.json``). Every string argument,
+expected and called, is read through it (after case and spacing are normalised) before the compare,
+so a function that takes a nationality "in the user's own words" is scored as its code would read it.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from tunery.chat_template import parse_tool_calls
@@ -26,24 +34,50 @@ from tunery.evals.base import Evaluator, Row, RowScore, parse_options, text_of
 NO_TOOL = "no_tool"
 
 
-def normalise(value: Any) -> Any:
-    """A JSON value in the form two equal arguments share (see the module docstring)."""
+def _text(value: str) -> str:
+    return " ".join(value.split()).casefold()
+
+
+def normalise(value: Any, aliases: Mapping[str, str] | None = None) -> Any:
+    """A JSON value in the form two equal arguments share (see the module docstring); ``aliases``
+    maps a normalised string to its normalised canonical one (:func:`load_aliases`)."""
     if isinstance(value, str):
-        return " ".join(value.split()).casefold()
+        text = _text(value)
+        return aliases.get(text, text) if aliases else text
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, int | float):
         return float(value)
     if isinstance(value, dict):
-        return {str(k): normalise(v) for k, v in value.items()}
+        return {str(k): normalise(v, aliases) for k, v in value.items()}
     if isinstance(value, list):
-        return [normalise(v) for v in value]
+        return [normalise(v, aliases) for v in value]
     return value
 
 
-def _key(name: str, args: Any) -> str:
-    """One call as a comparable string (calls are compared as a multiset of these)."""
-    return json.dumps([name, normalise(args)], sort_keys=True)
+def load_aliases(path: str | Path) -> dict[str, str]:
+    """Read an aliases file (see the module docstring) into {normalised alias: normalised canonical};
+    an alias given to two canonical strings is an error, since the compare could not be one way."""
+    path = Path(path)
+    where = f"evaluator 'tool_calls': aliases file {str(path)!r}"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InvalidInput(f"{where} does not exist", param="evaluator") from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise InvalidInput(f"{where} is not readable JSON: {e}", param="evaluator") from None
+    if not isinstance(data, dict) or not all(
+            isinstance(v, list) and all(isinstance(a, str) for a in v) for v in data.values()):
+        raise InvalidInput(f"{where} must be a JSON object of canonical string -> list of strings",
+                           param="evaluator", hint='e.g. {"Haiti": ["Haitian"]}')
+    table: dict[str, str] = {}
+    for canonical, others in data.items():
+        for alias in [canonical, *others]:
+            key, value = _text(alias), _text(canonical)
+            if table.setdefault(key, value) != value:
+                raise InvalidInput(f"{where}: {alias!r} is given to both {table[key]!r} and {value!r}",
+                                   param="evaluator")
+    return table
 
 
 def _arguments(call: dict[str, Any]) -> Any:
@@ -67,19 +101,28 @@ class ToolCalls(Evaluator):
     binary = True
     description = ("Tool-call check: passes when the answer calls exactly the expected functions with equal "
                    "arguments (key order, string case and spacing, 100 vs 100.0 ignored), or calls none when the "
-                   "row expects no_tool. Reads the row's tool_calls, else <tool_call> blocks in the answer.")
+                   "row expects no_tool. Reads the row's tool_calls, else <tool_call> blocks in the answer. "
+                   "aliases=FILE: a JSON object of canonical string -> other spellings the tools accept.")
     _has_ref_option = True
 
-    def __init__(self, ref: str = "expect", *, name: str | None = None) -> None:
-        super().__init__(name or (self.kind if ref == "expect" else f"{self.kind}:ref={ref}"))
+    def __init__(self, ref: str = "expect", *, aliases: str | Path | None = None, name: str | None = None) -> None:
+        options = [f"ref={ref}"] if ref != "expect" else []
+        options += [f"aliases={Path(aliases).name}"] if aliases else []
+        super().__init__(name or ":".join([self.kind, ",".join(options)] if options else [self.kind]))
         self.ref = ref
+        self.aliases = load_aliases(aliases) if aliases else {}
 
     @classmethod
     def from_spec(cls, options: str) -> ToolCalls:
-        positional, kw = parse_options(options, allowed=("ref",), evaluator=cls.kind)
+        positional, kw = parse_options(options, allowed=("ref", "aliases"), evaluator=cls.kind)
         if positional:
-            raise InvalidInput(f"evaluator {cls.kind!r} takes only ref=COLUMN (got {options!r})", param="evaluator")
-        return cls(ref=kw.get("ref", "expect"))
+            raise InvalidInput(f"evaluator {cls.kind!r} takes only ref=COLUMN and aliases=FILE (got {options!r})",
+                               param="evaluator")
+        return cls(ref=kw.get("ref", "expect"), aliases=kw.get("aliases"))
+
+    def _key(self, name: str, args: Any) -> str:
+        """One call as a comparable string (calls are compared as a multiset of these)."""
+        return json.dumps([name, normalise(args, self.aliases)], sort_keys=True)
 
     @property
     def required_columns(self) -> tuple[str, ...]:
@@ -121,7 +164,7 @@ class ToolCalls(Evaluator):
             return RowScore(1.0, True, "no call, as expected")
         if not got:
             return RowScore(0.0, False, f"no call; expected {_show(expected)}")
-        if sorted(_key(*c) for c in got) == sorted(_key(*c) for c in expected):
+        if sorted(self._key(*c) for c in got) == sorted(self._key(*c) for c in expected):
             return RowScore(1.0, True, f"calls {_show(got)}")
         if len(got) != len(expected):
             what = f"{len(got)} calls, expected {len(expected)}"
