@@ -144,3 +144,28 @@ def test_questions_are_held_out_and_scorable(name):
     # every expectation is in a form the evaluator scores (a no-call reply fails each call question)
     scores = [ToolCalls().score_row({**q, "answer": "I am not sure."}) for q in questions]
     assert [s.passed for s in scores] == [q["expect"] == "no_tool" for q in questions]
+
+
+def test_the_nationality_table_reads_what_users_write():
+    """nationalities.json is the visa function's own reading of its `nationality`: every country with
+    its demonyms, a word two countries share left out, and each held-out visa question's wording read
+    as the country it expects."""
+    table = load_aliases(DATA / "nationalities.json")
+    assert len(set(table.values())) >= 195
+    for said, country in [("Haitian", "haiti"), ("Beninese", "benin"), ("Dutch", "netherlands"),
+                          ("British", "united kingdom"), ("Ivorian", "ivory coast"), ("Côte d'Ivoire", "ivory coast"),
+                          ("Malian", "mali"), ("Malawian", "malawi"), ("Mauritanian", "mauritania"),
+                          ("Mauritian", "mauritius"), ("Puerto Rican", "united states")]:
+        assert table[normalise(said)] == country, said
+    for shared in ("dominican", "congolese", "korean"):  # two countries' word: it matches neither by alias
+        assert shared not in table
+    evaluator = ToolCalls(aliases=DATA / "nationalities.json")
+    for name in sorted(p.name for p in DATA.glob("*questions.jsonl")):
+        for q in load_questions(DATA / name):
+            for call in q["expect"]["tool_calls"] if q["expect"] != "no_tool" else []:
+                if call["name"] != "get_visa_requirements":
+                    continue
+                country = normalise(call["arguments"]["nationality"], evaluator.aliases)
+                words = re.findall(r"[\w'’-]+", q["question"])
+                spans = {" ".join(words[i:i + n]) for n in (1, 2, 3, 4, 5) for i in range(len(words))}
+                assert country in {normalise(s, evaluator.aliases) for s in spans}, (name, q["question"])

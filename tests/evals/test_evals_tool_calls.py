@@ -98,24 +98,40 @@ VISA = {"tool_calls": [{"name": "get_visa_requirements", "arguments": {"national
 
 def test_aliases_read_both_sides_through_the_tools_own_table(tmp_path):
     table = tmp_path / "aliases.json"
-    table.write_text(json.dumps({"Haiti": ["Haitian"], "Bahamas": ["The Bahamas"]}), encoding="utf-8")
+    table.write_text(json.dumps({"Haiti": ["Haitian"], "Bahamas": ["The Bahamas"], "United Kingdom": ["UK"],
+                                 "Ivory Coast": ["Côte d'Ivoire"]}), encoding="utf-8")
     e = parse_evaluator(f"tool_calls:aliases={table}")
     assert isinstance(e, ToolCalls) and e.name == "tool_calls:aliases=aliases.json"
 
-    def passes(args: dict) -> bool:
-        return bool(e.score_row({"expect": VISA, "answer": answer(("get_visa_requirements", args))}).passed)
+    def passes(args: dict, expect: dict = VISA, evaluator: ToolCalls = e) -> bool:
+        return bool(evaluator.score_row({"expect": expect, "gold": expect,
+                                         "answer": answer(("get_visa_requirements", args))}).passed)
 
     assert passes({"nationality": "Haitian", "destination": "the  bahamas"})
     assert passes({"nationality": "haiti", "destination": "Bahamas"})
     assert not passes({"nationality": "Haitina", "destination": "Bahamas"})  # a slip is still a miss
     assert not score(VISA, answer(("get_visa_requirements", {"nationality": "Haitian", "destination": "Bahamas"}))).passed
+    # the expected side is read through the table too
+    said = {"tool_calls": [{"name": "get_visa_requirements", "arguments": {"nationality": "Haitian", "destination": "UK"}}]}
+    assert passes({"nationality": "Haiti", "destination": "the United Kingdom"}, said)
+    # a leading "the" and a typographic apostrophe, only where the table knows the rest
+    assert passes({"nationality": "Côte d’Ivoire", "destination": "the UK"},
+                  {"tool_calls": [{"name": "get_visa_requirements",
+                                   "arguments": {"nationality": "Ivory Coast", "destination": "United Kingdom"}}]})
+    assert not passes({"nationality": "the Haiti Republic", "destination": "Bahamas"})
+    both = parse_evaluator(f"tool_calls:ref=gold,aliases={table}")
+    assert both.name == "tool_calls:ref=gold,aliases=aliases.json" and both.required_columns == ("gold",)
+    assert passes({"nationality": "Haiti", "destination": "UK"}, said, both)
 
 
 @pytest.mark.parametrize(("content", "message"), [
     (None, "does not exist"),
-    ("{not json", "not readable JSON"),
-    ('{"Haiti": "Haitian"}', "canonical string -> list of strings"),
-    ('{"Niger": ["Nigerien"], "Nigeria": ["nigerien"]}', "given to both"),
+    ("{not json", "is not valid JSON"),
+    ('{"Haiti": ["A"], "Haiti": ["B"]}', "'Haiti' is a key twice"),
+    ("{}", "canonical string -> list of strings"),
+    ('{"Haiti": "Haitian"}', "the entry 'Haiti' must be"),
+    ('{"Haiti": ["Haitian", " "]}', "the entry 'Haiti' must be"),
+    ('{"Niger": ["Nigerien"], "Nigeria": ["nigerien"]}', "'nigerien' is given to both 'Niger' and 'Nigeria'"),
 ])
 def test_a_bad_aliases_file_is_named(tmp_path, content, message):
     table = tmp_path / "a.json"
@@ -126,17 +142,8 @@ def test_a_bad_aliases_file_is_named(tmp_path, content, message):
     assert "a.json" in str(e.value)
 
 
-def test_the_bundled_nationality_table_loads_and_maps_demonyms():
-    from tunery.evals.tool_calls import load_aliases
-    from tunery.examples import ROOT
-    table = load_aliases(ROOT / "travel_tools" / "nationalities.json")
-    assert len(set(table.values())) >= 190
-    for said, country in [("Haitian", "haiti"), ("Beninese", "benin"), ("Dutch", "netherlands"), ("British", "united kingdom"),
-                          ("Ivorian", "ivory coast"), ("Côte d'Ivoire", "ivory coast"), ("Malian", "mali"),
-                          ("Malawian", "malawi"), ("Mauritanian", "mauritania"), ("Mauritian", "mauritius")]:
-        assert table[_norm(said)] == country, said
-    assert "dominican" not in table  # two countries' word: it matches neither by alias
-
-
-def _norm(text: str) -> str:
-    return normalise(text)
+def test_aliases_needs_a_file(tmp_path):
+    with pytest.raises(InvalidInput, match="aliases= needs a file"):
+        parse_evaluator("tool_calls:aliases=")
+    with pytest.raises(InvalidInput, match="cannot be read"):
+        parse_evaluator(f"tool_calls:aliases={tmp_path}")

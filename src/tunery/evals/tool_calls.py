@@ -17,7 +17,8 @@ are not valid JSON never matches. Under ``no_tool``, any call fails the row.
 canonical string to the other ways of writing it (``{"Haiti": ["Haitian"], "United Kingdom":
 ["British", "UK"]}``, as in the bundled ``travel_tools/nationalities.json``). Every string argument,
 expected and called, is read through it (after case and spacing are normalised) before the compare,
-so a function that takes a nationality "in the user's own words" is scored as its code would read it.
+so a function that takes a nationality "in the user's own words" is scored as its code would read it;
+a leading "the" ("the UK") and a typographic apostrophe are read as the table's entry when it has one.
 """
 
 from __future__ import annotations
@@ -38,12 +39,22 @@ def _text(value: str) -> str:
     return " ".join(value.split()).casefold()
 
 
+def _alias(text: str, aliases: Mapping[str, str]) -> str:
+    """``text``'s canonical form: as it is, or without a leading "the" ("the UK"), with a typographic
+    apostrophe read as a plain one ("Côte d’Ivoire"); unchanged when the table does not know it."""
+    text = text.replace("\u2019", "'")
+    for key in (text, text[4:] if text.startswith("the ") else None):
+        if key in aliases:
+            return aliases[key]
+    return text
+
+
 def normalise(value: Any, aliases: Mapping[str, str] | None = None) -> Any:
     """A JSON value in the form two equal arguments share (see the module docstring); ``aliases``
     maps a normalised string to its normalised canonical one (:func:`load_aliases`)."""
     if isinstance(value, str):
         text = _text(value)
-        return aliases.get(text, text) if aliases else text
+        return _alias(text, aliases) if aliases else text
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, int | float):
@@ -55,28 +66,44 @@ def normalise(value: Any, aliases: Mapping[str, str] | None = None) -> Any:
     return value
 
 
+def _no_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"{next(k for k in keys if keys.count(k) > 1)!r} is a key twice")
+    return dict(pairs)
+
+
 def load_aliases(path: str | Path) -> dict[str, str]:
     """Read an aliases file (see the module docstring) into {normalised alias: normalised canonical};
     an alias given to two canonical strings is an error, since the compare could not be one way."""
     path = Path(path)
     where = f"evaluator 'tool_calls': aliases file {str(path)!r}"
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InvalidInput(f"{where} does not exist", param="evaluator") from None
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise InvalidInput(f"{where} is not readable JSON: {e}", param="evaluator") from None
-    if not isinstance(data, dict) or not all(
-            isinstance(v, list) and all(isinstance(a, str) for a in v) for v in data.values()):
-        raise InvalidInput(f"{where} must be a JSON object of canonical string -> list of strings",
-                           param="evaluator", hint='e.g. {"Haiti": ["Haitian"]}')
+    except (OSError, UnicodeDecodeError) as e:
+        raise InvalidInput(f"{where} cannot be read: {e}", param="evaluator") from None
+    try:
+        data = json.loads(text, object_pairs_hook=_no_repeats)
+    except ValueError as e:
+        raise InvalidInput(f"{where} is not valid JSON: {e}", param="evaluator") from None
+    shape = 'a JSON object of canonical string -> list of strings, e.g. {"Haiti": ["Haitian"]}'
+    if not isinstance(data, dict) or not data:
+        raise InvalidInput(f"{where} must be {shape}", param="evaluator")
     table: dict[str, str] = {}
+    named: dict[str, str] = {}  # normalised canonical -> as the file writes it
     for canonical, others in data.items():
+        if not canonical.strip() or not isinstance(others, list) or not all(
+                isinstance(a, str) and a.strip() for a in others):
+            raise InvalidInput(f"{where}: the entry {canonical!r} must be a non-blank name with a list of "
+                               f"non-blank strings", param="evaluator", hint=f"the file must be {shape}")
+        value = _text(canonical)
+        named.setdefault(value, canonical)
         for alias in [canonical, *others]:
-            key, value = _text(alias), _text(canonical)
-            if table.setdefault(key, value) != value:
-                raise InvalidInput(f"{where}: {alias!r} is given to both {table[key]!r} and {value!r}",
-                                   param="evaluator")
+            if table.setdefault(_text(alias), value) != value:
+                raise InvalidInput(f"{where}: {alias!r} is given to both {named[table[_text(alias)]]!r} and "
+                                   f"{canonical!r}", param="evaluator", hint="give each spelling to one entry")
     return table
 
 
@@ -115,6 +142,9 @@ class ToolCalls(Evaluator):
     @classmethod
     def from_spec(cls, options: str) -> ToolCalls:
         positional, kw = parse_options(options, allowed=("ref", "aliases"), evaluator=cls.kind)
+        if "aliases" in kw and not kw["aliases"]:
+            raise InvalidInput(f"evaluator {cls.kind!r}: aliases= needs a file", param="evaluator",
+                               hint='e.g. tool_calls:aliases=names.json, holding {"Haiti": ["Haitian"]}')
         if positional:
             raise InvalidInput(f"evaluator {cls.kind!r} takes only ref=COLUMN and aliases=FILE (got {options!r})",
                                param="evaluator")
