@@ -1,7 +1,7 @@
 """How sure is a tuned model when it decides to call a tool? (issue #17, the no-call goal)
 
-Under ``tool_choice: auto`` the first token of the answer decides: the opening of a ``<tool_call>``
-block, or text. This asks a model each held-out question of the given sets once, without
+Under ``tool_choice: auto`` the first token of the answer nearly always decides: the opening of a
+``<tool_call>`` block, or text (a call after some text is allowed, and rare in these sets). This asks a model each held-out question of the given sets once, without
 generating, and prints the probability it gives that opening token (greedy decoding calls when it
 is the most likely token), split by whether the question needs a call, and what a call-only-above-
 a-threshold rule would have decided at several thresholds. It measures the decision, not the call's

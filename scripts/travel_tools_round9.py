@@ -10,12 +10,13 @@
    country: that is what the code answers).
 2. New rows (categories chosen from the sixth set's misses, which therefore no longer counts as
    untouched): visa questions in new wordings whose argument is copied, and questions that name a
-   place but need no live fact (a season or month, a festival, the airport train, shop hours on a
-   holiday, packing). Seeded; a row naming a place found in any held-out file (the seventh set
+   place but need no live fact (a season or month, a festival, the way in from an airport, shop
+   hours, customs), and 3 general ones. Seeded; a row naming a place found in any held-out file (the seventh set
    included, written before this round) is dropped, as is a prompt within 0.75 of a held-out one.
 
-Run once on the eighth round's files (``git show 2132262:...``); it rewrites them in place and
-prints the counts per kind. Run on other files it writes other rows."""
+Run once, on the eighth round's files only (``git show 2132262:...``): it rewrites them in place
+and prints the counts per kind. On its own output it stops at the first visa call, whose words no
+longer name a country."""
 import difflib
 import json
 import random
