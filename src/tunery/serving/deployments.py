@@ -17,8 +17,8 @@ from tunery.models.catalog import CATALOG
 from tunery.models.registry import NAME_RE
 from tunery.serving.content_filter import LEVELS, ContentFilter
 
-MAX_TPM = 2**63 - 1
-"""The largest tokens-per-minute (or requests-per-minute) limit: the largest integer the database stores."""
+MAX_LIMIT = 2**63 - 1
+"""The largest tokens- or requests-per-minute limit: the largest integer the database stores."""
 
 
 @dataclass(frozen=True)
@@ -72,8 +72,8 @@ def _settings(rec: registry.ModelRecord, tpm: int | None, content_filter: str, b
     """A deployment's settings, checked: (tpm, content filter, meta holding the blocklist, the
     precision and the requests-per-minute limit) for one of model ``rec``."""
     for value, param, unit in ((tpm, "tpm", "tokens"), (rpm, "rpm", "requests")):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_TPM):
-            raise InvalidInput(f"{param} must be a whole number of {unit} per minute from 1 to {MAX_TPM}, not "
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LIMIT):
+            raise InvalidInput(f"{param} must be a whole number of {unit} per minute from 1 to {MAX_LIMIT}, not "
                                f"{value!r}", param=param, hint="leave it out for no limit")
     if content_filter not in LEVELS:
         raise InvalidInput(f"content_filter must be one of {', '.join(LEVELS)}, not {content_filter!r}",

@@ -21,8 +21,8 @@ class DeploymentSettings(BaseModel):
     ``"precision": null`` (or ``"auto"``) serves at the server's default."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
-    tpm: int | None = Field(None, ge=1, le=deployments.MAX_TPM)
-    rpm: int | None = Field(None, ge=1, le=deployments.MAX_TPM)
+    tpm: int | None = Field(None, ge=1, le=deployments.MAX_LIMIT)
+    rpm: int | None = Field(None, ge=1, le=deployments.MAX_LIMIT)
     content_filter: Literal["off", "default", "strict"] = "default"  # a level always: not null
     blocklist: list[str] | None = None
     precision: Literal["auto", *PRECISIONS] | None = None  # type: ignore[valid-type]  # auto: the server's

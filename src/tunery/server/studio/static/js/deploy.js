@@ -1,5 +1,5 @@
-// The deploy dialog (job page and models page): POST /v1/deployments with a name, an optional
-// tokens-per-minute limit and a content-filter level.
+// The deploy dialog (job page and models page): POST /v1/deployments with a name, optional
+// tokens- and requests-per-minute limits and a content-filter level.
 
 import { api } from "./api.js";
 import { $, clear, el, pageError, showError } from "./ui.js";
@@ -15,6 +15,13 @@ export function suggestName(model) {
 // the dialog's limits: input -> the request's field and the name the form's errors give it
 const LIMITS = { "#deploy-tpm": ["tpm", "Tokens per minute"], "#deploy-rpm": ["rpm", "Requests per minute"] };
 
+/** No error left from an earlier attempt: under the form, under the title, or on a limit field. */
+function clearErrors() {
+  clear($("#deploy-error"));
+  pageError(null);
+  for (const id of Object.keys(LIMITS)) $(id).removeAttribute("aria-invalid");
+}
+
 /** Open the dialog; resolves to the created deployment, or null when cancelled. */
 export function openDeployDialog({ models, selected }) {
   const dlg = $("#deploy-dialog");
@@ -26,10 +33,7 @@ export function openDeployDialog({ models, selected }) {
   for (const id of Object.keys(LIMITS)) $(id).value = "";
   $("#deploy-filter").value = "default";
   $("#deploy-precision").value = "";
-  // a new dialog starts clean: no error left from an earlier attempt, here or under the title
-  clear($("#deploy-error"));
-  for (const id of Object.keys(LIMITS)) $(id).removeAttribute("aria-invalid");
-  pageError(null);
+  clearErrors(); // a new dialog starts clean
   select.onchange = () => { name.value = suggestName(select.value); };
   return new Promise((resolve) => {
     let done = false;
@@ -43,10 +47,8 @@ export function openDeployDialog({ models, selected }) {
     dlg.onclose = () => finish(null);
     $("#deploy-form").onsubmit = async (e) => {
       e.preventDefault();
-      clear($("#deploy-error"));
-      pageError(null);
+      clearErrors();
       // the form is novalidate: the browser's own bubble is easy to miss, so say it here
-      for (const id of Object.keys(LIMITS)) $(id).removeAttribute("aria-invalid");
       const limits = {};
       for (const [id, [key, label]] of Object.entries(LIMITS)) {
         const input = $(id);
