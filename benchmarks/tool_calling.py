@@ -66,6 +66,12 @@ def finetune(model: str, seed: int) -> str:
     return job["fine_tuned_model"]
 
 
+def example_prompt() -> tuple[str, list[dict]]:
+    """The bundled training data's system message and tools, which every question is asked with."""
+    first = json.loads((DATA / "train.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    return first["messages"][0]["content"], first["tools"]
+
+
 def _messages(system: str, question: str) -> list[ChatMessage]:
     return [ChatMessage(Role.SYSTEM, system), ChatMessage(Role.USER, question)]
 
@@ -134,9 +140,8 @@ def main() -> None:
     from tunery.models.pull import ensure
 
     ensure(args.model)
-    first = json.loads((DATA / "train.jsonl").read_text().splitlines()[0])
-    system = first["messages"][0]["content"]
-    questions = [{"tools": first["tools"], **q} for q in load_questions(args.questions)]
+    system, tools = example_prompt()
+    questions = [{"tools": tools, **q} for q in load_questions(args.questions)]
     if args.only:
         questions = [q for q in questions if set(args.only) & ({NO_TOOL} if q["expect"] == NO_TOOL
                                                                else {c["name"] for c in q["expect"]["tool_calls"]})]

@@ -135,7 +135,7 @@ class ToolCalls(Evaluator):
     def __init__(self, ref: str = "expect", *, aliases: str | Path | None = None, name: str | None = None) -> None:
         options = [f"ref={ref}"] if ref != "expect" else []
         options += [f"aliases={Path(aliases).name}"] if aliases else []
-        super().__init__(name or ":".join([self.kind, ",".join(options)] if options else [self.kind]))
+        super().__init__(name or (f"{self.kind}:{','.join(options)}" if options else self.kind))
         self.ref = ref
         self.aliases = load_aliases(aliases) if aliases else {}
 
