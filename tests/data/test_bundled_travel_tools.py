@@ -64,7 +64,7 @@ def test_train_and_validation_files_are_valid_and_varied():
 
 @pytest.mark.parametrize("name", ["questions.jsonl", "fresh-questions.jsonl", "blind-questions.jsonl",
                                   "unseen-questions.jsonl", "large-questions.jsonl", "sixth-questions.jsonl",
-                                  "seventh-questions.jsonl"])
+                                  "seventh-questions.jsonl", "eighth-questions.jsonl"])
 def test_questions_are_held_out_and_scorable(name):
     questions = load_questions(DATA / name)
     assert len(questions) >= 20
@@ -80,7 +80,7 @@ def test_questions_are_held_out_and_scorable(name):
         limit = 0.75
         seen |= {q["question"] for q in load_questions(DATA / "questions.jsonl")}
     later = ("blind-questions.jsonl", "unseen-questions.jsonl", "large-questions.jsonl", "sixth-questions.jsonl",
-             "seventh-questions.jsonl")
+             "seventh-questions.jsonl", "eighth-questions.jsonl")
     if name in later:  # later sets: new against the second too
         seen |= {q["question"] for q in load_questions(DATA / "fresh-questions.jsonl")}
     if name in later[1:]:  # the fourth set is new against the third one too
@@ -89,8 +89,10 @@ def test_questions_are_held_out_and_scorable(name):
         seen |= {q["question"] for q in load_questions(DATA / "unseen-questions.jsonl")}
     if name in later[3:]:  # the sixth against all five, the fifth too (and the seventh against all six)
         seen |= {q["question"] for q in load_questions(DATA / "large-questions.jsonl")}
-    if name == "seventh-questions.jsonl":
+    if name in later[4:]:  # the seventh against the sixth, the eighth against both
         seen |= {q["question"] for q in load_questions(DATA / "sixth-questions.jsonl")}
+    if name in later[5:]:
+        seen |= {q["question"] for q in load_questions(DATA / "seventh-questions.jsonl")}
     close = [(s, q["question"]) for s in seen for q in questions
              if difflib.SequenceMatcher(None, s.lower(), q["question"].lower()).ratio() >= limit]
     assert not close, close
@@ -103,8 +105,10 @@ def test_questions_are_held_out_and_scorable(name):
                        "unseen-questions.jsonl"]
         if name in later[3:]:
             others += ["large-questions.jsonl"]
-        if name == "seventh-questions.jsonl":
+        if name in later[4:]:
             others += ["sixth-questions.jsonl"]
+        if name in later[5:]:
+            others += ["seventh-questions.jsonl"]
         text = "".join((DATA / f).read_text(encoding="utf-8") for f in others)
         names = {v for q in need for c in q["expect"]["tool_calls"] for k, v in c["arguments"].items()
                  if k in ("city", "nationality", "destination")}
@@ -122,7 +126,8 @@ def test_questions_are_held_out_and_scorable(name):
                                            ("get_visa_requirements", 1): 13, ("get_local_time", 1): 11,
                                            ("get_local_time", 2): 2}, 4),
     }
-    mixes["seventh-questions.jsonl"] = mixes["sixth-questions.jsonl"]  # written blind in the same mix
+    # written blind in the same mix
+    mixes["seventh-questions.jsonl"] = mixes["eighth-questions.jsonl"] = mixes["sixth-questions.jsonl"]
     if name in mixes:
         total, calling, mix, dated = mixes[name]
         assert len(questions) == total and len(need) == calling
