@@ -130,3 +130,25 @@ def browser():
         finally:
             b.close()
 
+
+
+@pytest.fixture
+def call_gates(monkeypatch):
+    """Each guide's gate and the probability it weighed, as the engines built and applied them."""
+    from tunery.serving import constrained
+
+    seen: list[dict] = []
+    init, apply = constrained.Guide.__init__, constrained.Guide.apply
+
+    def spy_init(self, *args, gate=None, **kw):
+        init(self, *args, gate=gate, **kw)
+        self._seen = {"threshold": gate[0] if gate else None, "p": None}
+        seen.append(self._seen)
+
+    def spy_apply(self, logits, raw=None):
+        apply(self, logits, raw)
+        self._seen["p"] = self.call_probability
+
+    monkeypatch.setattr(constrained.Guide, "__init__", spy_init)
+    monkeypatch.setattr(constrained.Guide, "apply", spy_apply)
+    return seen

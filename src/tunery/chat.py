@@ -140,7 +140,10 @@ class GenerationParams:
     each position. ``logit_bias`` (token ids, as strings in OpenAI's JSON, to -100..100) is added to
     those tokens' logits before each choice; ``presence_penalty`` and ``frequency_penalty`` (-2..2)
     are subtracted from the logit of each token the answer already holds, once and per time it
-    appears (``tunery.serving.penalties``)."""
+    appears (``tunery.serving.penalties``). ``tool_call_threshold`` (0-1, tunery's extension; None:
+    the model's own, set by ``tunery models calibrate``, else none) lets an ``auto`` answer call a
+    tool only when the model gives an answer that opens with a call at least that probability
+    (its own, before ``logit_bias``; ``tunery.serving.constrained``); 0 turns it off."""
 
     max_tokens: int | None = None
     temperature: float = 1.0
@@ -157,8 +160,13 @@ class GenerationParams:
     logit_bias: dict[str, float] | None = None
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
+    tool_call_threshold: float | None = None
 
     def __post_init__(self) -> None:
+        t = self.tool_call_threshold
+        if t is not None and (isinstance(t, bool) or not isinstance(t, int | float) or not 0 <= t <= 1):
+            raise InvalidInput(f"tool_call_threshold must be a number between 0 and 1, not {t!r}",
+                               param="tool_call_threshold")
         for name in ("presence_penalty", "frequency_penalty"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not -2 <= value <= 2:

@@ -243,3 +243,16 @@ def test_tunerys_client_of_a_remote_endpoint_runs_a_tool_loop(server, tiny_model
             ChatMessage(Role.TOOL, '{"forecast": "sunny"}', tool_call_id=call["id"])]
     final = remote.generate(loop, GenerationParams(tools=(WEATHER,), tool_choice="none", max_tokens=10, seed=4))
     assert parse_tool_calls(final.text)[1] == [] and final.finish_reason in ("stop", "length")
+
+
+def test_tool_call_threshold_is_taken_from_extra_body_and_checked(client, tiny_model, call_gates):
+    """tunery's extension (issue 17), sent as the SDK sends extra fields; out of 0-1, a 400 naming it."""
+    import openai
+
+    client.chat.completions.create(model="tiny-random", messages=ASK, tools=[WEATHER], max_tokens=2,
+                                   extra_body={"tool_call_threshold": 0.9})
+    assert [g["threshold"] for g in call_gates] == [0.9]
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model="tiny-random", messages=ASK, tools=[WEATHER], max_tokens=2,
+                                       extra_body={"tool_call_threshold": 2})
+    assert e.value.body["param"] == "tool_call_threshold"

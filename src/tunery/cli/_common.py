@@ -179,6 +179,17 @@ def status(message: str) -> Iterator[Callable[[str], None]]:
         yield lambda text: s.update(escape(text))
 
 
+def system_message(system: str | None, system_from: Path | None) -> str | None:
+    """The system message of ``--system`` or ``--system-from`` (a chat JSONL file's), at most one."""
+    if system is not None and system_from is not None:
+        raise click.UsageError("give --system or --system-from, not both")
+    if system_from is not None:
+        from tunery.evals import system_from_chat_file
+
+        return system_from_chat_file(system_from)
+    return utf8_text(system, "--system", param="system")
+
+
 def print_fields(fields: dict[str, Any]) -> None:
     """A record as "name  value" lines: values as JSON writes them (lists, objects, null as "-"), not
     Python's repr, and as text, not markup."""

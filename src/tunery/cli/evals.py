@@ -14,20 +14,10 @@ from tunery.cli._common import (
     precision_option,
     print_json,
     refuse_overwrite,
-    utf8_text,
+    system_message,
 )
 
 DEFAULT_COMPARE_EVALUATORS = ("recommends", "ends_with_question")
-
-
-def _system(system: str | None, system_from: Path | None) -> str | None:
-    if system is not None and system_from is not None:
-        raise click.UsageError("give --system or --system-from, not both")
-    if system_from is not None:
-        from tunery.evals import system_from_chat_file
-
-        return system_from_chat_file(system_from)
-    return utf8_text(system, "--system", param="system")
 
 
 def _load_models(refs: tuple[str, ...]) -> dict:
@@ -116,7 +106,7 @@ def run_cmd(data: Path, models: tuple[str, ...], system: str | None, system_from
 
     questions = load_questions(data, question_key, limit=limit)
     evals = parse_evaluators(evaluators)
-    sys_msg = _system(system, system_from)
+    sys_msg = system_message(system, system_from)
     chat_models = _load_models(models)
     params = GenerationParams(temperature=temperature, max_tokens=max_tokens)
     report = _run(lambda progress: run_eval(questions, chat_models, evals, system=sys_msg, question_key=question_key,
@@ -214,7 +204,7 @@ def pairs_cmd(data: Path, model: str, evaluators: tuple[str, ...], output: Path,
         raise InvalidInput(f"cannot write {output}: its folder does not exist or is not writable", param="output")
     questions = load_questions(data, question_key, limit=limit)
     evals = parse_evaluators(evaluators)
-    sys_msg = _system(system, system_from)
+    sys_msg = system_message(system, system_from)
     chat_model = _load_models((model,))[model]
     params = GenerationParams(temperature=temperature, max_tokens=max_tokens)
     report = _run(lambda progress: make_pairs(chat_model, questions, evals, system=sys_msg,
@@ -275,7 +265,7 @@ def compare(base: str, fine_tuned: str, questions_file: Path, system: str | None
 
     questions = load_questions(questions_file, question_key, limit=limit)
     evals = parse_evaluators(evaluators or DEFAULT_COMPARE_EVALUATORS)
-    sys_msg = _system(system, system_from)
+    sys_msg = system_message(system, system_from)
     chat_models = _load_models((base, fine_tuned))
     params = GenerationParams(temperature=temperature, max_tokens=max_tokens)
     report = _run(lambda progress: compare_models(chat_models[base], chat_models[fine_tuned], questions, sys_msg,

@@ -33,7 +33,7 @@ COMMANDS: dict[str, str] = {
 
 HELP = {  # each command's own first sentence (tests/core/test_state.py keeps them equal)
     "version": "Print tunery's version and the versions of the libraries it runs on.",
-    "models": "List, pull, add and inspect base and fine-tuned models.",
+    "models": "List, pull, add, inspect and calibrate base and fine-tuned models.",
     "data": "Validate, inspect, scrub, split and synthesize chat and preference JSONL training data.",
     "finetune": "Start a fine-tuning job on TRAINING_FILE (chat JSONL; preference pairs with --method dpo).",
     "jobs": "List, follow, inspect, pause, resume and cancel fine-tuning jobs.",

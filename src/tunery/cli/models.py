@@ -8,12 +8,23 @@ from pathlib import Path
 import click
 from rich.markup import escape
 
-from tunery.cli._common import Group, console, err_console, print_fields, print_json, print_list, status
+from tunery.cli import _common
+from tunery.cli._common import (
+    Group,
+    console,
+    err_console,
+    precision_option,
+    print_fields,
+    print_json,
+    print_list,
+    status,
+    system_message,
+)
 
 
 @click.group(cls=Group)
 def models() -> None:
-    """List, pull, add and inspect base and fine-tuned models."""
+    """List, pull, add, inspect and calibrate base and fine-tuned models."""
 
 
 @models.command("list")
@@ -134,3 +145,62 @@ def remove(name: str, yes: bool) -> None:
             sys.exit(1)
     rec = do_remove(name)
     console.print(f"removed {rec.id}")
+
+
+@models.command()
+@click.argument("name")
+@click.argument("data", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--system", help="The system message the application asks with.")
+@click.option("--system-from", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Take the system message from a chat JSONL file (e.g. the training data).")
+@click.option("--save", is_flag=True, help="Save the chosen threshold as the model's own (the server applies it).")
+@precision_option("models")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: the table and each question's probability.")
+def calibrate(name: str, data: Path, system: str | None, system_from: Path | None, save: bool,
+              as_json: bool) -> None:
+    """Choose the tool-call threshold of model NAME on held-out questions in DATA.
+
+    Under tool_choice auto, a tuned model may call a tool only when it gives an answer that opens
+    with a call at least this probability; below it, it answers in words. DATA is a JSONL file of
+    the tool_calls evaluator's questions: question, expect ("no_tool" or the calls) and tools. Each
+    is asked once (one token), and the table shows, per threshold, the calls it keeps and the
+    unneeded calls it stops; the chosen one separates them best. With --save the server applies it
+    to every request for NAME that sends no tool_call_threshold of its own (0 turns it off).
+
+    Choose on questions the model was not trained on, and judge the result on others.
+
+    \b
+      tunery models calibrate ft:smollm2-135m-instruct:tools:ab12cd34 held-out.jsonl \\
+        --system-from train.jsonl --save
+    """
+    from tunery.evals import load_questions
+    from tunery.evals.calibrate import GRID, calibrate_threshold
+    from tunery.models import registry
+    from tunery.serving.local import LocalChatModel
+
+    sys_msg = system_message(system, system_from)
+    questions = load_questions(data)
+    model = LocalChatModel(name, precision=_common.chosen_precision)
+    model.check_known()
+    with status(f"asking {name}") as update:
+        cal = calibrate_threshold(model, questions, system=sys_msg,
+                  progress=lambda what, done, total: update(f"{name}: {done}/{total} questions"))
+    if save:
+        registry.update_meta(name, tool_call_threshold=cal.threshold)
+    if as_json:
+        print_json({"model": name, **cal.to_dict(), "saved": save})
+        return
+    from rich.table import Table
+
+    need, none = cal.counts
+    t = Table(title=f"{escape(name)} on {escape(data.name)}: {need} questions need a call, {none} need none",
+              show_edge=False, header_style="bold")
+    for col in ("call if P >=", "calls kept", "no call where none is needed"):
+        t.add_column(col, justify="right")
+    for threshold in (0.0, *GRID):
+        kept, stopped = cal.at(threshold)
+        mark = "bold green" if threshold == cal.threshold else None
+        t.add_row("off" if threshold == 0 else f"{threshold:g}", f"{kept}/{need}", f"{stopped}/{none}", style=mark)
+    console.print(t)
+    chosen = "off (the model's own decisions are already the best)" if cal.threshold == 0 else f"{cal.threshold:g}"
+    console.print(f"threshold: [bold]{chosen}[/]" + (" (saved)" if save else " (not saved: pass --save to keep it)"))

@@ -31,6 +31,7 @@ def _quiet_transformers() -> None:
     import transformers
 
     transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()  # "Loading weights" bars, outside the CLI too
     logging.getLogger("transformers").setLevel(logging.ERROR)
     # PEFT reads this deprecated property each time it wraps a model: not the user's concern
     warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)

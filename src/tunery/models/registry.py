@@ -160,6 +160,23 @@ def get(name: str, *, conn: db.sqlite3.Connection | None = None, lock: bool = Fa
     return rec
 
 
+def update_meta(name: str, **changes: Any) -> ModelRecord:
+    """Set (a value) or clear (None) keys of a registered model's ``meta``, in one transaction. A
+    checkpoint has no row of its own: it is refused, naming the model to change instead."""
+    with db.transaction() as tx:
+        rows = db.query("SELECT * FROM models WHERE id=?" + db.row_lock("update"), (name,), conn=tx)
+        if not rows:
+            rec = find(name, conn=tx)
+            if rec is None:
+                raise _unknown(name)
+            raise InvalidInput(f"{name!r} is a checkpoint of job {rec.meta.get('job')}, which has no settings of "
+                               "its own", param="model", hint="register it first (`tunery models add NAME PATH`), "
+                               "or change the job's fine-tuned model")
+        meta = {k: v for k, v in {**db.loads(rows[0]["meta"], {}), **changes}.items() if v is not None}
+        tx.execute("UPDATE models SET meta=? WHERE id=?", (db.dumps(meta), name))
+        return _record(tx.execute("SELECT * FROM models WHERE id=?", (name,)).fetchone())
+
+
 def _check_unused(name: str, tx: db.sqlite3.Connection) -> None:
     """Refuse to remove a model that a job that has not ended starts from, a deployment serves (the
     ``model_uses`` view of the schema names them; a checkpoint they use counts for the model its

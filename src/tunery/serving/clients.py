@@ -36,6 +36,8 @@ def _payload(model: str, messages: Sequence[ChatMessage], params: GenerationPara
             body["tool_choice"] = params.tool_choice
         if not params.parallel_tool_calls:
             body["parallel_tool_calls"] = False
+        if params.tool_call_threshold is not None:  # tunery's extension: sent only when asked for
+            body["tool_call_threshold"] = params.tool_call_threshold
     if params.max_tokens is not None:
         body["max_tokens"] = params.max_tokens
     if params.stop:

@@ -15,6 +15,12 @@ token. One string per request, so a batch can hold rows of different grammars, e
   call answers as it likes);
 - ``required``: one call or more; a named function: exactly that one call;
 - ``none`` (or no tools): no tools in the prompt, no constraint;
+- a call threshold (``tool_call_threshold``, under ``auto`` only): before the first token, the
+  probability the model gives an answer that opens with ``<tool_call>`` (:func:`call_probability`);
+  below the threshold the answer may hold no call at all (:func:`no_call_grammar`). A small model
+  tuned to call tools is often sure when a call is needed and unsure when it is not (issue 17:
+  P >= 0.98 on every held-out question that needs one); the threshold turns that doubt into an
+  answer in words. ``tunery models calibrate`` picks one on held-out questions;
 - ``response_format`` ``json_object``: any JSON object; ``json_schema``: that schema (with
   ``strict`` not true, keywords llguidance cannot enforce are ignored instead of refused; the
   same for a function's ``strict``).
@@ -49,6 +55,14 @@ def tool_choice(params: GenerationParams) -> str | dict[str, Any]:
     if params.tool_choice is not None:
         return params.tool_choice
     return "auto" if params.tools else "none"
+
+
+def call_gate(params: GenerationParams, threshold: float | None) -> tuple[float, str] | None:
+    """(threshold, the grammar of an answer without calls) when a request's answer must clear
+    ``threshold`` to call (``auto`` with tools and a threshold above 0), else None."""
+    if not threshold or tool_choice(params) != "auto" or not params.tools:
+        return None
+    return threshold, no_call_grammar(params)
 
 
 def prompt_tools(params: GenerationParams) -> list[dict[str, Any]] | None:
@@ -210,6 +224,31 @@ def grammar(params: GenerationParams) -> str | None:
     return "\n".join(rules) + "\n"
 
 
+def no_call_grammar(params: GenerationParams) -> str:
+    """What an ``auto`` answer may be once the call threshold says no: the ``response_format``'s
+    document, or text in which ``<tool_call>`` never appears (the tools stay in the prompt, so the
+    model may still try to write one)."""
+    doc = _response_schema(params.response_format)
+    if doc is not None:
+        return f"start: doc\ndoc: {_json(*doc)}\n"
+    text = r"(.|\n)*"
+    return f"start: TEXT?\nTEXT: /{text}/ & ~/{text}{re.escape(TOOL_CALL_OPEN)}{text}/\n"
+
+
+def opens_call(token: bytes) -> bool:
+    """Whether an answer whose first token has these bytes opens a tool call: they begin the open
+    tag (``<``, ``<tool``...) or begin with it."""
+    tag = TOOL_CALL_OPEN.encode()
+    return bool(token) and (tag.startswith(token) or token.startswith(tag))
+
+
+def call_probability(logits: np.ndarray, opening: np.ndarray) -> float:
+    """The probability (softmax of ``logits``) of the tokens ``opening`` holds (ids)."""
+    x = logits.astype(np.float64)
+    e = np.exp(x - x.max())
+    return float(e[opening[opening < len(e)]].sum() / e.sum())
+
+
 def split_answer(text: str, params: GenerationParams) -> tuple[str, list[dict[str, Any]]]:
     """An answer's content and its tool calls (OpenAI's ``tool_calls``): none unless ``params``
     offered tools (and ``tool_choice`` is not ``none``), and none at all when one of them is not a
@@ -272,20 +311,47 @@ def _ll_tokenizer(tokenizer: Any) -> Any:
         return ll
 
 
+_openings: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def opening_ids(tokenizer: Any) -> np.ndarray:
+    """The ids of the tokens that open a tool call (:func:`opens_call`), found once per tokenizer."""
+    with _tokenizers_lock:
+        ids = _openings.get(tokenizer)
+    if ids is None:
+        ll = _ll_tokenizer(tokenizer)
+        ids = np.array([i for i in range(ll.vocab_size) if not ll.is_special_token(i)
+                        and opens_call(ll.decode_bytes([i]))], dtype=np.int64)
+        with _tokenizers_lock:
+            _openings[tokenizer] = ids
+    return ids
+
+
 class Guide:
     """One request's matcher: which tokens may come next (:meth:`allowed`) and what came
     (:meth:`consume`). ``stop_ids`` (the engine's end-of-turn tokens) are allowed exactly when
-    the grammar accepts what was written so far."""
+    the grammar accepts what was written so far. With a ``gate`` (:func:`call_gate`), the first
+    :meth:`apply` weighs the model's :func:`call_probability` against the threshold and, below
+    it, holds the answer to the gate's grammar without calls (``call_probability`` keeps the
+    figure)."""
 
-    def __init__(self, grammar_text: str, tokenizer: Any, stop_ids: Sequence[int]) -> None:
+    def __init__(self, grammar_text: str, tokenizer: Any, stop_ids: Sequence[int], *,
+                 gate: tuple[float, str] | None = None) -> None:
+        self._ll = _ll_tokenizer(tokenizer)
+        self._matcher = self._compile(grammar_text)
+        self._n = self._ll.vocab_size
+        self._stop = np.array(sorted(stop_ids), dtype=np.int64)
+        self._gate = gate
+        self._opening = opening_ids(tokenizer) if gate is not None else None
+        self.call_probability: float | None = None
+
+    def _compile(self, grammar_text: str) -> Any:
         import llguidance
 
-        ll = _ll_tokenizer(tokenizer)
-        self._matcher = llguidance.LLMatcher(ll, llguidance.LLMatcher.grammar_from_lark(grammar_text))
-        if self._matcher.is_error():
-            raise ValueError(f"the grammar does not compile: {self._matcher.get_error()}")
-        self._n = ll.vocab_size
-        self._stop = np.array(sorted(stop_ids), dtype=np.int64)
+        matcher = llguidance.LLMatcher(self._ll, llguidance.LLMatcher.grammar_from_lark(grammar_text))
+        if matcher.is_error():
+            raise ValueError(f"the grammar does not compile: {matcher.get_error()}")
+        return matcher
 
     @property
     def stopped(self) -> bool:
@@ -305,9 +371,17 @@ class Guide:
             mask[self._stop[self._stop < vocab]] = True
         return mask
 
-    def apply(self, logits: np.ndarray) -> None:
+    def apply(self, logits: np.ndarray, raw: np.ndarray | None = None) -> None:
         """Mask one row of logits in place (-inf where not allowed). numpy, not torch: a torch
-        ``masked_fill_`` over a 49k vocabulary took 5 ms a token here, this 0.1 ms."""
+        ``masked_fill_`` over a 49k vocabulary took 5 ms a token here, this 0.1 ms. ``raw``: the
+        row as the model gave it (before ``logit_bias`` and penalties), which the call gate
+        weighs, as calibration measures it (``logits`` when not given)."""
+        if self._gate is not None:
+            threshold, no_call = self._gate
+            self._gate = None
+            self.call_probability = call_probability(logits if raw is None else raw, self._opening)
+            if self.call_probability < threshold:
+                self._matcher = self._compile(no_call)
         np.copyto(logits, -np.inf, where=~self.allowed(logits.shape[0]))
 
     def consume(self, token: int) -> None:

@@ -82,6 +82,9 @@ class EngineRequest:
     grammar: str | None = None
     """When set, every token is sampled among those this Lark grammar allows
     (``tunery.serving.constrained``), each request with its own matcher."""
+    call_gate: tuple[float, str] | None = None
+    """With ``grammar``: the call threshold and the grammar an answer below it must follow
+    (``tunery.serving.constrained.call_gate``)."""
     logit_bias: dict[int, float] | None = None
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0

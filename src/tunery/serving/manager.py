@@ -149,14 +149,16 @@ class Target:
             raise InvalidInput(f"logit_bias names token {past}, past this model's vocabulary of "
                                f"{len(self.tokenizer)} tokens (ids 0-{len(self.tokenizer) - 1})", param="logit_bias")
         max_tokens = self.max_new_tokens(prompt_ids, params)
-        from tunery.serving.constrained import grammar
+        from tunery.serving.constrained import call_gate, grammar
 
+        threshold = params.tool_call_threshold
+        gate = call_gate(params, self.record.meta.get("tool_call_threshold") if threshold is None else threshold)
         seed = params.seed if params.seed is not None else secrets.randbits(63)
         rules = grammar(params)
         requests = [EngineRequest(prompt_ids=prompt_ids, max_tokens=max_tokens, emit=emit,
                                   temperature=params.temperature, top_p=params.top_p, seed=seed + i,
                                   stop=params.stop, adapter=self.adapter, index=i, ignore_eos=ignore_eos,
-                                  grammar=rules, logprobs=params.top_logprobs if params.logprobs else None,
+                                  grammar=rules, call_gate=gate, logprobs=params.top_logprobs if params.logprobs else None,
                                   logit_bias=bias or None, presence_penalty=params.presence_penalty,
                                   frequency_penalty=params.frequency_penalty)
                     for i in range(max(1, params.n))]

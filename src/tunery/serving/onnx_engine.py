@@ -244,7 +244,8 @@ class OnnxEngine(ThreadedEngine):
                 req.emit(Delta(req.index, error=RuntimeError("cancelled")))
                 continue
             try:
-                guide = Guide(req.grammar, self.tokenizer, self.stop_ids) if req.grammar else None
+                guide = (Guide(req.grammar, self.tokenizer, self.stop_ids, gate=req.call_gate)
+                         if req.grammar else None)
             except Exception as e:
                 req.emit(Delta(req.index, error=e))
                 continue
@@ -327,7 +328,7 @@ class OnnxEngine(ThreadedEngine):
                 if r.penalties is not None:  # before the grammar: its mask has the last word
                     r.penalties.apply(row)
                 if r.guide is not None:
-                    r.guide.apply(row)
+                    r.guide.apply(row, logits[i])
             elif r.req.ignore_eos and self.stop_ids:
                 row = row.copy()
                 row[[t for t in self.stop_ids if t < row.shape[0]]] = -np.inf

@@ -156,7 +156,8 @@ class TorchEngine(ThreadedEngine):
                 req.emit(Delta(req.index, error=RuntimeError("cancelled")))
                 continue
             try:
-                guide = Guide(req.grammar, self.tokenizer, self.stop_ids) if req.grammar else None
+                guide = (Guide(req.grammar, self.tokenizer, self.stop_ids, gate=req.call_gate)
+                         if req.grammar else None)
                 name = self.adapters.acquire(req.adapter)
             except Exception as e:
                 log.exception("cannot start a request on %s", self.name)
@@ -288,7 +289,7 @@ class TorchEngine(ThreadedEngine):
                 if rows[i].penalties is not None:
                     rows[i].penalties.apply(view)
                 if rows[i].guide is not None:
-                    rows[i].guide.apply(view)
+                    rows[i].guide.apply(view, raw[i].numpy())
         greedy = logits.argmax(dim=-1).tolist()
         tokens = [greedy[i] if row.req.temperature <= GREEDY_BELOW
                   else sample_token(logits[i], row.req.temperature, row.req.top_p, row.gen)

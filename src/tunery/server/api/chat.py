@@ -108,6 +108,8 @@ class ChatRequest(BaseModel):
     top_logprobs: int | None = Field(None, ge=0, le=20)
     modalities: list[str] | None = None
     response_format: dict[str, Any] | None = None
+    # tunery's extension: call a tool under auto only this sure (None: the model's own threshold)
+    tool_call_threshold: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
 
 
 def _messages(body: ChatRequest) -> list[ChatMessage]:
@@ -196,7 +198,8 @@ def _params(body: ChatRequest) -> GenerationParams:
                             response_format=body.response_format, logprobs=bool(body.logprobs),
                             top_logprobs=body.top_logprobs or 0, logit_bias=body.logit_bias or None,
                             presence_penalty=body.presence_penalty or 0.0,
-                            frequency_penalty=body.frequency_penalty or 0.0)
+                            frequency_penalty=body.frequency_penalty or 0.0,
+                            tool_call_threshold=body.tool_call_threshold)
 
 
 async def _unless_hung_up(request: Request, work: Awaitable[Completion]) -> Completion | None:
