@@ -173,12 +173,13 @@ def main() -> None:
     print(f"scoring with {evaluator.name}")
     table: list[tuple[str, str, Tally]] = []
     from tunery.models import get
+    from tunery.serving.constrained import call_threshold
 
     for name in models:
         for way in args.ways:
             if way == "constrained":
-                own = get(name).meta.get("tool_call_threshold")
-                threshold = own if args.tool_call_threshold is None else args.tool_call_threshold
+                threshold = call_threshold(GenerationParams(tool_call_threshold=args.tool_call_threshold),
+                                           get(name).meta.get("tool_call_threshold"))
                 label = f"constrained, threshold {threshold or 'off'}"
                 answers = constrained_answers(name, questions, system, args.max_tokens, args.tool_call_threshold,
                                               args.concurrency)

@@ -21,7 +21,7 @@ from pathlib import Path
 from tool_calling import DATA, example_prompt
 
 from tunery.evals import load_questions
-from tunery.evals.calibrate import GRID, calibrate_threshold
+from tunery.evals.calibrate import calibrate_threshold
 
 
 def main() -> None:
@@ -44,8 +44,7 @@ def main() -> None:
         qs = [ps[int(f * (len(ps) - 1))] for f in (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)]
         print(f"  {label:<13} min/10%/25%/median/75%/90%/max: " + " ".join(f"{x:.3f}" for x in qs))
     print(f"  {'call if P >=':>14} {'calls where needed':>20} {'none where not':>16}")
-    for t in (0.0, *GRID):
-        kept, stopped = cal.at(t)
+    for t, kept, stopped in cal.table():
         mark = "  <- chosen" if t == cal.threshold else ""
         print(f"  {'off' if t == 0 else f'{t:.2f}':>14} {kept:>14}/{len(need):<5} {stopped:>10}/{len(none):<5}{mark}")
 

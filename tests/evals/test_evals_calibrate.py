@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 from click.testing import CliRunner
@@ -41,7 +42,8 @@ def test_each_question_is_asked_once_for_one_raw_token_with_its_tools():
     model = Firsts({"time in Oslo?": [tok("<", 0.9), tok("<tool", 0.05), tok("The", 0.03)],
                     "hello!": [tok("Hi", 0.6), tok("<", 0.3), tok(" <", 0.05)],
                     "is Oslo nice?": [tok("<", 0.5), tok("Yes", 0.4)]})
-    cal = calibrate_threshold(model, [{"question": "time in Oslo?", "expect": {"tool_calls": []}, "tools": TOOLS},
+    cal = calibrate_threshold(model, [{"question": "time in Oslo?", "expect": {"tool_calls": [{"name": "get_time"}]},
+                                       "tools": TOOLS},
                                       {"question": "hello!", "expect": "no_tool"},
                                       {"question": "is Oslo nice?", "expect": "no_tool"}],
                               system="Be brief.", tools=TOOLS)
@@ -72,15 +74,21 @@ def test_choose_turns_the_gate_off_when_it_cannot_help():
     assert choose([d(True, 0.7), d(False, 0.9)]) == 0.0  # the wrong way round: a gate only loses calls
 
 
-def test_bad_calibration_sets_are_refused_by_what_is_missing():
+def test_bad_calibration_sets_are_refused_by_what_is_missing_all_at_once_before_asking():
     model = Firsts({"q": [tok("<", 0.9)]})
-    with pytest.raises(InvalidInput, match="question 1 has no 'expect'"):
-        calibrate_threshold(model, [{"question": "q", "tools": TOOLS}])
-    with pytest.raises(InvalidInput, match="question 2 has no tools"):
+    bad_tool = [{"type": "function", "function": {"name": "no spaces allowed"}}]
+    with pytest.raises(InvalidInput) as e:
+        calibrate_threshold(model, [{"question": "q", "tools": TOOLS},
+                                    {"question": "q", "expect": " no_tool "},
+                                    {"question": "q", "expect": "no_tool", "tools": bad_tool},
+                                    {"question": "q", "expect": {"tool_calls": [{"arguments": {}}]}, "tools": TOOLS}])
+    assert str(e.value).startswith("question 1: 'expect' must be")
+    assert "question 2: no tools" in str(e.value) and "question 3: tools[0].function.name" in str(e.value)
+    assert "question 4: 'expect' must be" in str(e.value) and model.asked == []
+    # the evaluator's own reading of expect: an empty list of calls is "no call"
+    with pytest.raises(InvalidInput, match="both kinds: 0 need a call and 2 need none"):
         calibrate_threshold(model, [{"question": "q", "expect": "no_tool", "tools": TOOLS},
-                                    {"question": "q", "expect": "no_tool"}])
-    with pytest.raises(InvalidInput, match="both kinds: 0 need a call and 1 need none"):
-        calibrate_threshold(model, [{"question": "q", "expect": "no_tool", "tools": TOOLS}])
+                                    {"question": "q", "expect": {"tool_calls": []}, "tools": TOOLS}])
 
 
 def write_questions(path, n=3):
@@ -101,7 +109,8 @@ def test_calibrate_cli_prints_the_table_and_saves_only_when_asked(tiny_model, tm
     shown = runner.invoke(cli, ["models", "calibrate", "tiny-random", str(data), "--system", "Be brief."])
     assert shown.exit_code == 0, shown.output
     text = " ".join(shown.output.split())
-    assert "3 questions need a call, 3 need none" in text and "not saved" in text and "0.98" in text
+    assert "3 questions need a call, 3 need none" in text and "(not saved: pass --save to keep it)" in text
+    assert re.search(r"threshold: (off \(no threshold beats the model alone\)|0\.\d+) \(not saved", text)
     assert "tool_call_threshold" not in get("tiny-random").meta
     saved = runner.invoke(cli, ["models", "calibrate", "tiny-random", str(data), "--save", "--json"])
     assert saved.exit_code == 0, saved.output
@@ -109,7 +118,10 @@ def test_calibrate_cli_prints_the_table_and_saves_only_when_asked(tiny_model, tm
     greedy = [q["greedy_calls"] for q in out["questions"]]
     assert out["saved"] and len(out["questions"]) == 6 and out["table"][0] == {
         "threshold": 0.0, "calls_kept": sum(greedy[:3]), "no_calls": 3 - sum(greedy[3:])}
-    assert get("tiny-random").meta["tool_call_threshold"] == out["threshold"]
+    # saved as the model's own; "off" is saved by removing it
+    assert get("tiny-random").meta.get("tool_call_threshold") == (out["threshold"] or None)
+    shown = runner.invoke(cli, ["models", "show", "tiny-random"])
+    assert "tool_call_threshold" in shown.output and ("off" if not out["threshold"] else "calibrate") in shown.output
 
 
 def test_calibrate_cli_names_a_bad_file_and_an_unknown_model(tiny_model, tmp_path):
@@ -118,6 +130,18 @@ def test_calibrate_cli_names_a_bad_file_and_an_unknown_model(tiny_model, tmp_pat
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "hi", "tools": []}\n', encoding="utf-8")
     r = CliRunner().invoke(cli, ["models", "calibrate", "tiny-random", str(bad)])
-    assert r.exit_code == 1 and "question 1 has no 'expect'" in str(r.exception)  # main() prints it, one line
+    assert r.exit_code == 1 and "question 1: 'expect' must be" in str(r.exception)  # main() prints it
     r = CliRunner().invoke(cli, ["models", "calibrate", "no-such-model", str(write_questions(tmp_path / "q.jsonl"))])
     assert r.exit_code == 1 and "unknown model 'no-such-model'" in str(r.exception)
+
+
+def test_calibrate_cli_refuses_to_save_on_a_deployment_before_asking(tiny_model, tmp_path, monkeypatch):
+    from tunery.cli.main import cli
+    from tunery.serving import deployments
+    from tunery.serving.local import LocalChatModel
+
+    deployments.create("travel-prod", "tiny-random")
+    monkeypatch.setattr(LocalChatModel, "load", lambda *a, **k: pytest.fail("asked before refusing"))
+    r = CliRunner().invoke(cli, ["models", "calibrate", "travel-prod", str(write_questions(tmp_path / "q.jsonl")),
+                                 "--save"])
+    assert r.exit_code == 1 and "deployment of model 'tiny-random'" in str(r.exception)

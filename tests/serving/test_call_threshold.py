@@ -123,18 +123,41 @@ def opening(tok) -> int:
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_the_engines_weigh_what_calibration_measures(tiny_model, tok, call_gates, precision):
     """The gate's probability is the model's own (before logit_bias), the one logprobs report, on
-    both engines; below the threshold no call can follow, though the bias made the answer open
-    with the tag's first character."""
+    both engines; below the threshold no call can follow, and the answer does not even open with
+    the tag's first character, which the bias pushes."""
     from tunery.serving.local import LocalChatModel
 
     lt = opening(tok)
-    done = LocalChatModel("tiny-random", precision=precision).generate(ASK, GenerationParams(
-        tools=(WEATHER,), temperature=0, max_tokens=12, logit_bias={str(lt): 100}, logprobs=True,
-        tool_call_threshold=0.5))
-    first = done.logprobs[0][0]
-    assert first.token == "<" and done.text.startswith("<") and OPEN not in done.text
-    assert [g["threshold"] for g in call_gates] == [0.5]
-    assert call_gates[0]["p"] == pytest.approx(math.exp(first.logprob), rel=1e-3) and call_gates[0]["p"] < 0.5
+    model = LocalChatModel("tiny-random", precision=precision)
+    ask = dict(tools=(WEATHER,), temperature=0, max_tokens=12, logit_bias={str(lt): 100}, logprobs=True)
+    opened = model.generate(ASK, GenerationParams(**ask, tool_call_threshold=1e-9))  # a gate that stays open
+    first = opened.logprobs[0][0]
+    assert first.token == "<" and opened.text.startswith("<")
+    closed = model.generate(ASK, GenerationParams(**ask, tool_call_threshold=0.5))
+    assert not closed.text.startswith("<") and OPEN not in closed.text
+    assert [g["threshold"] for g in call_gates] == [1e-9, 0.5]
+    assert call_gates[0]["p"] == call_gates[1]["p"] == pytest.approx(math.exp(first.logprob), rel=1e-3)
+    assert call_gates[0]["p"] < 0.5
+
+
+def test_a_closed_gate_bars_the_tags_first_tokens_at_the_first_step(tok):
+    """A model 80% sure of a call, under a threshold of 0.9: without the bar, greedy would write
+    the tag's first character and go on with the call as text."""
+    from tunery.serving.constrained import Guide, call_gate, grammar, opening_ids
+
+    params = GenerationParams(tools=(WEATHER,))
+    guide = Guide(grammar(params), tok, [tok.eos_token_id], gate=call_gate(params, 0.9))
+    opening = opening_ids(tok)
+    logits = np.full(len(tok), -50.0)
+    logits[opening[0]] = np.log(0.8)
+    words = tok.encode("Sun", add_special_tokens=False)[0]
+    logits[words] = np.log(0.2)
+    guide.apply(logits)
+    assert np.isneginf(logits[opening]).all() and int(logits.argmax()) == words
+    guide.consume(words)
+    second = np.zeros(len(tok))
+    guide.apply(second)  # only the first step is barred: later text may hold a '<'
+    assert not np.isneginf(second[opening]).any()
 
 
 def test_a_models_saved_threshold_applies_unless_the_request_sends_its_own(tiny_model, call_gates):
@@ -149,6 +172,19 @@ def test_a_models_saved_threshold_applies_unless_the_request_sends_its_own(tiny_
     model.generate(ASK, GenerationParams(tools=(WEATHER,), tool_choice="required", max_tokens=2))
     assert [g["threshold"] for g in call_gates] == [0.7, None, 0.2, None]
     assert "tool_call_threshold" not in registry.update_meta("tiny-random", tool_call_threshold=None).meta
+
+
+def test_a_checkpoint_neither_takes_its_bases_threshold_nor_saves_one(tiny_model, chat_file, tmp_path):
+    from support_adapters import FT_ID, checkpoint_of_ft
+    from tunery.models import registry
+
+    name, _, job = checkpoint_of_ft(tiny_model, chat_file, tmp_path)  # a job that started from FT_ID
+    registry.update_meta(FT_ID, tool_call_threshold=0.7)
+    rec = registry.get(name)
+    assert rec.meta["job"] == job and "tool_call_threshold" not in rec.meta
+    with pytest.raises(InvalidInput, match="is a checkpoint of job") as e:
+        registry.update_meta(name, tool_call_threshold=0.5)
+    assert "tunery models add" in e.value.hint
 
 
 def test_update_meta_refuses_unknown_models_by_name(tunery_home):

@@ -109,6 +109,8 @@ def show(name: str, as_json: bool) -> None:
         from tunery.serving.manager import describe_serving, serving_info
 
         info["serving"] = serving_info(rec)
+        own = rec.meta.get("tool_call_threshold")
+        info["tool_call_threshold"] = f"{own:g} (tunery models calibrate)" if own else "off"
     else:
         info.update(kind="catalog (not pulled)", description=spec.description, source=spec.source)
     if spec:
@@ -153,40 +155,55 @@ def remove(name: str, yes: bool) -> None:
 @click.option("--system", help="The system message the application asks with.")
 @click.option("--system-from", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Take the system message from a chat JSONL file (e.g. the training data).")
-@click.option("--save", is_flag=True, help="Save the chosen threshold as the model's own (the server applies it).")
+@click.option("--save", is_flag=True,
+              help="Keep the chosen threshold as NAME's own: the server, chat and evals then apply it.")
 @precision_option("models")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: the table and each question's probability.")
 def calibrate(name: str, data: Path, system: str | None, system_from: Path | None, save: bool,
               as_json: bool) -> None:
-    """Choose the tool-call threshold of model NAME on held-out questions in DATA.
+    """Choose model NAME's tool-call threshold on held-out questions in DATA.
 
-    Under tool_choice auto, a tuned model may call a tool only when it gives an answer that opens
-    with a call at least this probability; below it, it answers in words. DATA is a JSONL file of
-    the tool_calls evaluator's questions: question, expect ("no_tool" or the calls) and tools. Each
-    is asked once (one token), and the table shows, per threshold, the calls it keeps and the
-    unneeded calls it stops; the chosen one separates them best. With --save the server applies it
-    to every request for NAME that sends no tool_call_threshold of its own (0 turns it off).
+    With a threshold T, an answer under tool_choice auto calls a tool only when the model's
+    probability of opening it with a call is at least T; otherwise it answers in words. A small
+    fine-tune is often sure when a question needs a tool and unsure when it does not, so a
+    threshold stops many of its unneeded calls and few of its needed ones.
 
-    Choose on questions the model was not trained on, and judge the result on others.
+    DATA holds the tool_calls evaluator's questions (JSONL): question, expect ("no_tool" or the
+    calls) and tools. Each is asked once, for the first token of the answer, and the table shows
+    for each threshold how many needed calls the greedy answers still make and how many unneeded
+    ones they no longer make; the chosen one does best on both together. With --save it becomes
+    NAME's own: every request for NAME that sends no tool_call_threshold is answered under it
+    (a request's 0 turns it off; a saved "off" removes it).
+
+    Choose on questions the model was not trained on, judge the result on others, and calibrate
+    at the precision you serve with (--precision).
 
     \b
       tunery models calibrate ft:smollm2-135m-instruct:tools:ab12cd34 held-out.jsonl \\
         --system-from train.jsonl --save
     """
+    from tunery.errors import InvalidInput
     from tunery.evals import load_questions
-    from tunery.evals.calibrate import GRID, calibrate_threshold
+    from tunery.evals.calibrate import calibrate_threshold
     from tunery.models import registry
+    from tunery.serving import deployments
     from tunery.serving.local import LocalChatModel
 
     sys_msg = system_message(system, system_from)
     questions = load_questions(data)
     model = LocalChatModel(name, precision=_common.chosen_precision)
-    model.check_known()
-    with status(f"asking {name}") as update:
+    if save:  # refused now, not after every question was asked
+        dep = deployments.find(name)
+        if dep is not None:
+            raise InvalidInput(f"{name!r} is a deployment of model {dep.model!r}; a threshold is saved on a model",
+                               param="model", hint=f"calibrate {dep.model!r} with --save")
+        registry.update_meta(name)  # a checkpoint or an unknown name is refused by name
+    with status(f"loading {name}") as update:
+        model.load(update)
         cal = calibrate_threshold(model, questions, system=sys_msg,
-                  progress=lambda what, done, total: update(f"{name}: {done}/{total} questions"))
+                                  progress=lambda text: update(f"{name}: {text}"))
     if save:
-        registry.update_meta(name, tool_call_threshold=cal.threshold)
+        registry.update_meta(name, tool_call_threshold=cal.threshold or None)
     if as_json:
         print_json({"model": name, **cal.to_dict(), "saved": save})
         return
@@ -195,12 +212,11 @@ def calibrate(name: str, data: Path, system: str | None, system_from: Path | Non
     need, none = cal.counts
     t = Table(title=f"{escape(name)} on {escape(data.name)}: {need} questions need a call, {none} need none",
               show_edge=False, header_style="bold")
-    for col in ("call if P >=", "calls kept", "no call where none is needed"):
+    for col in ("call if P >=", "needed calls made", "unneeded calls not made"):
         t.add_column(col, justify="right")
-    for threshold in (0.0, *GRID):
-        kept, stopped = cal.at(threshold)
-        mark = "bold green" if threshold == cal.threshold else None
-        t.add_row("off" if threshold == 0 else f"{threshold:g}", f"{kept}/{need}", f"{stopped}/{none}", style=mark)
+    for threshold, kept, stopped in cal.table():
+        t.add_row("off" if threshold == 0 else f"{threshold:g}", f"{kept}/{need}", f"{stopped}/{none}",
+                  style="bold green" if threshold == cal.threshold else None)
     console.print(t)
-    chosen = "off (the model's own decisions are already the best)" if cal.threshold == 0 else f"{cal.threshold:g}"
+    chosen = "off (no threshold beats the model alone)" if cal.threshold == 0 else f"{cal.threshold:g}"
     console.print(f"threshold: [bold]{chosen}[/]" + (" (saved)" if save else " (not saved: pass --save to keep it)"))

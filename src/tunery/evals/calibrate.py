@@ -1,13 +1,14 @@
 """Choosing a model's tool-call threshold on held-out questions (issue 17).
 
 Under ``tool_choice: auto`` a model decides to call a tool with its first token. A small tuned
-model is often sure when a call is needed and unsure when it is not: on the bundled travel sets the
-ninth-round fine-tune gave an answer opening with ``<tool_call>`` at least 0.98 on every question
-that needs one, and anywhere from 0.35 up on those it wrongly called on. Serving with a threshold
-(``GenerationParams.tool_call_threshold``, ``tunery.serving.constrained``) lets it call only above
-it. This module measures that probability per question, as the server computes it, and picks the
-threshold that best separates the two kinds of question; ``tunery models calibrate`` saves it as the
-model's own, which the server then applies to every request that does not send one.
+model is often sure when a call is needed and unsure when it is not: on the seventh bundled travel
+set the ninth-round fine-tune gave an answer opening with ``<tool_call>`` at least 0.98 on each
+question that needs one (0.51 at the least on the sixth), and anywhere from 0.35 up on those it
+wrongly called on. Serving with a threshold (``GenerationParams.tool_call_threshold``,
+``tunery.serving.constrained``) lets it call only above it. This module measures that probability
+per question through the serving engine, and picks the threshold that best separates the two kinds
+of question for the greedy answers; ``tunery models calibrate`` saves it as the model's own, which
+the server then applies to every request that does not send one.
 
 Questions are those of the ``tool_calls`` evaluator: ``question``, ``expect`` (``"no_tool"`` or the
 calls) and ``tools`` (or the tools given here). Each is asked once, one token, greedy: its
@@ -27,9 +28,9 @@ from typing import Any
 from tunery.chat import ChatModel, GenerationParams
 from tunery.errors import InvalidInput
 from tunery.evals.runner import _messages
-from tunery.evals.tool_calls import NO_TOOL
-from tunery.progress import Progress
-from tunery.serving.constrained import opens_call
+from tunery.evals.tool_calls import ToolCalls
+from tunery.progress import Progress, say
+from tunery.serving.constrained import check, opens_call
 
 GRID = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99)
 """The thresholds :func:`choose` weighs."""
@@ -68,18 +69,22 @@ class Calibration:
         need = sum(d.needs_call for d in self.decisions)
         return need, len(self.decisions) - need
 
+    def table(self) -> list[tuple[float, int, int]]:
+        """(threshold, :meth:`at` it) for off and each threshold of :data:`GRID`."""
+        return [(t, *self.at(t)) for t in (0.0, *GRID)]
+
     def to_dict(self) -> dict[str, Any]:
         need, none = self.counts
         return {"threshold": self.threshold, "needs_call": need, "needs_none": none,
-                "table": [{"threshold": t, "calls_kept": k, "no_calls": n} for t in (0.0, *GRID)
-                          for k, n in [self.at(t)]],
+                "table": [{"threshold": t, "calls_kept": k, "no_calls": n} for t, k, n in self.table()],
                 "questions": [d.__dict__ for d in self.decisions]}
 
 
-def call_probability(model: ChatModel, messages: Sequence[Any], tools: Sequence[Mapping[str, Any]]
-                     ) -> tuple[float, bool]:
-    """The probability ``model`` gives an answer to ``messages`` that opens with a tool call, and
-    whether its greedy answer does."""
+def measure_call(model: ChatModel, messages: Sequence[Any], tools: Sequence[Mapping[str, Any]]
+                 ) -> tuple[float, bool]:
+    """The probability ``model`` gives an answer to ``messages`` that opens with a tool call (from
+    the first token's 20 most likely: the server's gate, ``constrained.call_probability``, sums
+    every such token), and whether its greedy answer does."""
     params = GenerationParams(max_tokens=1, temperature=0.0, tools=tuple(tools), tool_choice="auto",
                               tool_call_threshold=0, logprobs=True, top_logprobs=20)
     completion = model.generate(messages, params)
@@ -116,18 +121,27 @@ def choose(decisions: Sequence[Decision]) -> float:
 def calibrate_threshold(model: ChatModel, questions: Sequence[Mapping[str, Any]], *, system: str | None = None,
               tools: Sequence[Mapping[str, Any]] | None = None, question_key: str = "question",
               progress: Progress | None = None) -> Calibration:
-    """Ask each question once and choose the threshold. A row's own ``tools`` win over ``tools``;
-    one with neither, or without ``expect``, is refused by its number."""
+    """Ask each question once and choose the threshold. A row's own ``tools`` win over ``tools``.
+    Every row is checked first (an ``expect`` the ``tool_calls`` evaluator reads, tools the server
+    would take), and the problems are named together, by the question's number."""
+    reader, problems, expects = ToolCalls(), [], []
     for i, q in enumerate(questions, 1):
-        if "expect" not in q:
-            raise InvalidInput(f"question {i} has no 'expect' (\"no_tool\", or the calls it needs)", param="data")
+        expects.append(reader.expected(q))
+        if expects[-1] is None:
+            problems.append(f"question {i}: 'expect' must be \"no_tool\" or {{\"tool_calls\": [{{\"name\": ...}}]}}")
         if not (q.get("tools") or tools):
-            raise InvalidInput(f"question {i} has no tools to be asked with", param="data",
-                               hint="give each row its tools, or pass the tools the application offers")
+            problems.append(f"question {i}: no tools to be asked with (a 'tools' column, as in the training data)")
+            continue
+        try:
+            check(GenerationParams(tools=tuple(q.get("tools") or tools or ())))
+        except InvalidInput as e:
+            problems.append(f"question {i}: {e}")
+    if problems:
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise InvalidInput("; ".join(problems[:5]) + more, param="data")
     decisions = []
-    for i, q in enumerate(questions, 1):
-        p, greedy = call_probability(model, _messages(system, q[question_key]), q.get("tools") or tools or ())
-        decisions.append(Decision(q[question_key], q["expect"] != NO_TOOL, p, greedy))
-        if progress:
-            progress("asking", i, len(questions))
+    for i, (q, expect) in enumerate(zip(questions, expects, strict=True), 1):
+        p, greedy = measure_call(model, _messages(system, q[question_key]), q.get("tools") or tools or ())
+        decisions.append(Decision(q[question_key], bool(expect), p, greedy))
+        say(progress, f"question {i} of {len(questions)}")
     return Calibration(tuple(decisions), choose(decisions))

@@ -162,7 +162,7 @@ class ToolCalls(Evaluator):
     def hint(self) -> str:
         return "pass = the expected calls with equal arguments, or none where none is needed"
 
-    def _expected(self, row: Row) -> list[tuple[str, Any]] | None:
+    def expected(self, row: Row) -> list[tuple[str, Any]] | None:
         """The expected calls ([] for no_tool); None when the column is not in either form."""
         value = row.get(self.ref)
         if isinstance(value, str):
@@ -180,7 +180,7 @@ class ToolCalls(Evaluator):
         return [(c["name"], c.get("arguments", {})) for c in calls]
 
     def score_row(self, row: Row) -> RowScore:
-        expected = self._expected(row)
+        expected = self.expected(row)
         if expected is None:
             return RowScore(None, None, f"column {self.ref!r} is neither \"no_tool\" nor "
                                         '{"tool_calls": [{"name", "arguments"}]}')

@@ -138,7 +138,8 @@ def find(name: str, *, conn: db.sqlite3.Connection | None = None, lock: bool = F
         base_rec = find(base, conn=conn, lock=lock)
         return ModelRecord(id=name, kind="fine-tuned", path=Path(path), source=f"checkpoint of {job_id}",
                            parent=base, method=method, created_at=created,
-                           meta={**(base_rec.meta if base_rec else {}), "checkpoint_step": step, "job": job_id})
+                           meta={**{k: v for k, v in (base_rec.meta if base_rec else {}).items()
+                                    if k not in OWN_META}, "checkpoint_step": step, "job": job_id})
     return None
 
 
@@ -160,9 +161,14 @@ def get(name: str, *, conn: db.sqlite3.Connection | None = None, lock: bool = Fa
     return rec
 
 
+OWN_META = ("tool_call_threshold",)
+"""Settings of a model's own, which a checkpoint of a job started from it does not take on (a
+threshold calibrated for the base says nothing of a fine-tune)."""
+
+
 def update_meta(name: str, **changes: Any) -> ModelRecord:
     """Set (a value) or clear (None) keys of a registered model's ``meta``, in one transaction. A
-    checkpoint has no row of its own: it is refused, naming the model to change instead."""
+    checkpoint has no row of its own: it is refused."""
     with db.transaction() as tx:
         rows = db.query("SELECT * FROM models WHERE id=?" + db.row_lock("update"), (name,), conn=tx)
         if not rows:
@@ -170,8 +176,8 @@ def update_meta(name: str, **changes: Any) -> ModelRecord:
             if rec is None:
                 raise _unknown(name)
             raise InvalidInput(f"{name!r} is a checkpoint of job {rec.meta.get('job')}, which has no settings of "
-                               "its own", param="model", hint="register it first (`tunery models add NAME PATH`), "
-                               "or change the job's fine-tuned model")
+                               "its own", param="model", hint="register its folder as a model "
+                               f"(`tunery models add NAME {rec.path}`) and change that")
         meta = {k: v for k, v in {**db.loads(rows[0]["meta"], {}), **changes}.items() if v is not None}
         tx.execute("UPDATE models SET meta=? WHERE id=?", (db.dumps(meta), name))
         return _record(tx.execute("SELECT * FROM models WHERE id=?", (name,)).fetchone())

@@ -19,8 +19,8 @@ token. One string per request, so a batch can hold rows of different grammars, e
   probability the model gives an answer that opens with ``<tool_call>`` (:func:`call_probability`);
   below the threshold the answer may hold no call at all (:func:`no_call_grammar`). A small model
   tuned to call tools is often sure when a call is needed and unsure when it is not (issue 17:
-  P >= 0.98 on every held-out question that needs one); the threshold turns that doubt into an
-  answer in words. ``tunery models calibrate`` picks one on held-out questions;
+  P >= 0.98 on each of the 52 questions of a held-out set that need one); the threshold turns that
+  doubt into an answer in words. ``tunery models calibrate`` picks one on held-out questions;
 - ``response_format`` ``json_object``: any JSON object; ``json_schema``: that schema (with
   ``strict`` not true, keywords llguidance cannot enforce are ignored instead of refused; the
   same for a function's ``strict``).
@@ -57,9 +57,16 @@ def tool_choice(params: GenerationParams) -> str | dict[str, Any]:
     return "auto" if params.tools else "none"
 
 
-def call_gate(params: GenerationParams, threshold: float | None) -> tuple[float, str] | None:
-    """(threshold, the grammar of an answer without calls) when a request's answer must clear
-    ``threshold`` to call (``auto`` with tools and a threshold above 0), else None."""
+def call_threshold(params: GenerationParams, own: float | None) -> float | None:
+    """The threshold a request is answered under: its own ``tool_call_threshold``, else the
+    model's (``own``, its registry ``meta``), else none."""
+    return own if params.tool_call_threshold is None else params.tool_call_threshold
+
+
+def call_gate(params: GenerationParams, own: float | None) -> tuple[float, str] | None:
+    """(threshold, the grammar of an answer without calls) when a request's answer must clear a
+    :func:`call_threshold` to call (``auto`` with tools and a threshold above 0), else None."""
+    threshold = call_threshold(params, own)
     if not threshold or tool_choice(params) != "auto" or not params.tools:
         return None
     return threshold, no_call_grammar(params)
@@ -187,6 +194,11 @@ def _lit(text: str) -> str:
     return json.dumps(text)  # a Lark string literal
 
 
+_ANY, _TAG = r"(.|\n)*", re.escape(TOOL_CALL_OPEN)
+_TEXT_RULE = f"TEXT: /{_ANY}/ & ~/{_ANY}{_TAG}{_ANY}/"
+"""Free text in which the open tag never appears."""
+
+
 def grammar(params: GenerationParams) -> str | None:
     """The Lark grammar the answer must follow, or None for free text. Assumes :func:`check` passed."""
     choice = tool_choice(params)
@@ -214,11 +226,8 @@ def grammar(params: GenerationParams) -> str | None:
     elif choice == "auto":
         # free text in which the open tag never appears, or text up to its first open tag, then
         # calls: one lexeme each, so the lexer need not guess where the text ends
-        text = r"(.|\n)*"
-        tag = re.escape(TOOL_CALL_OPEN)
-        rules += ["start: TEXT? | UNTIL_CALL body more",
-                  f"TEXT: /{text}/ & ~/{text}{tag}{text}/",
-                  f"UNTIL_CALL: /{text}{tag}/ & ~/{text}{tag}(.|\\n)+/"]
+        rules += ["start: TEXT? | UNTIL_CALL body more", _TEXT_RULE,
+                  f"UNTIL_CALL: /{_ANY}{_TAG}/ & ~/{_ANY}{_TAG}(.|\\n)+/"]
     else:
         rules.append("start: call more")
     return "\n".join(rules) + "\n"
@@ -227,12 +236,12 @@ def grammar(params: GenerationParams) -> str | None:
 def no_call_grammar(params: GenerationParams) -> str:
     """What an ``auto`` answer may be once the call threshold says no: the ``response_format``'s
     document, or text in which ``<tool_call>`` never appears (the tools stay in the prompt, so the
-    model may still try to write one)."""
+    model may still try to write one; :class:`Guide` also bars the tag's first tokens at the
+    first step)."""
     doc = _response_schema(params.response_format)
     if doc is not None:
         return f"start: doc\ndoc: {_json(*doc)}\n"
-    text = r"(.|\n)*"
-    return f"start: TEXT?\nTEXT: /{text}/ & ~/{text}{re.escape(TOOL_CALL_OPEN)}{text}/\n"
+    return f"start: TEXT?\n{_TEXT_RULE}\n"
 
 
 def opens_call(token: bytes) -> bool:
@@ -333,7 +342,8 @@ class Guide:
     the grammar accepts what was written so far. With a ``gate`` (:func:`call_gate`), the first
     :meth:`apply` weighs the model's :func:`call_probability` against the threshold and, below
     it, holds the answer to the gate's grammar without calls (``call_probability`` keeps the
-    figure)."""
+    figure), and bars the tokens that begin the tag at that step: a model more than half sure of a
+    call would otherwise start one in its text."""
 
     def __init__(self, grammar_text: str, tokenizer: Any, stop_ids: Sequence[int], *,
                  gate: tuple[float, str] | None = None) -> None:
@@ -341,7 +351,8 @@ class Guide:
         self._matcher = self._compile(grammar_text)
         self._n = self._ll.vocab_size
         self._stop = np.array(sorted(stop_ids), dtype=np.int64)
-        self._gate = gate
+        # both matchers made here, where a failure is this request's alone, not the batch's
+        self._gate = (gate[0], self._compile(gate[1])) if gate is not None else None
         self._opening = opening_ids(tokenizer) if gate is not None else None
         self.call_probability: float | None = None
 
@@ -376,13 +387,16 @@ class Guide:
         ``masked_fill_`` over a 49k vocabulary took 5 ms a token here, this 0.1 ms. ``raw``: the
         row as the model gave it (before ``logit_bias`` and penalties), which the call gate
         weighs, as calibration measures it (``logits`` when not given)."""
+        closed = False
         if self._gate is not None:
             threshold, no_call = self._gate
             self._gate = None
             self.call_probability = call_probability(logits if raw is None else raw, self._opening)
             if self.call_probability < threshold:
-                self._matcher = self._compile(no_call)
+                self._matcher, closed = no_call, True
         np.copyto(logits, -np.inf, where=~self.allowed(logits.shape[0]))
+        if closed:
+            logits[self._opening[self._opening < logits.shape[0]]] = -np.inf
 
     def consume(self, token: int) -> None:
         """Advance past a sampled token (end-of-turn tokens end the answer and are not fed)."""

@@ -151,8 +151,7 @@ class Target:
         max_tokens = self.max_new_tokens(prompt_ids, params)
         from tunery.serving.constrained import call_gate, grammar
 
-        threshold = params.tool_call_threshold
-        gate = call_gate(params, self.record.meta.get("tool_call_threshold") if threshold is None else threshold)
+        gate = call_gate(params, self.record.meta.get("tool_call_threshold"))
         seed = params.seed if params.seed is not None else secrets.randbits(63)
         rules = grammar(params)
         requests = [EngineRequest(prompt_ids=prompt_ids, max_tokens=max_tokens, emit=emit,
