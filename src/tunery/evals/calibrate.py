@@ -100,7 +100,7 @@ def choose(decisions: Sequence[Decision]) -> float:
     """The threshold of :data:`GRID` (or 0, none) with the best balanced accuracy of the greedy
     answers' decisions under it: the mean of the share of needed calls made and the share of
     unneeded ones not made. 0 when no threshold beats the model alone; where several tie, the middle
-    one of them (furthest from either side's questions)."""
+    one of them in :data:`GRID`'s order, away from both ends of the tie."""
     need = [d for d in decisions if d.needs_call]
     none = [d for d in decisions if not d.needs_call]
     if not need or not none:
@@ -119,8 +119,8 @@ def choose(decisions: Sequence[Decision]) -> float:
 
 
 def calibrate_threshold(model: ChatModel, questions: Sequence[Mapping[str, Any]], *, system: str | None = None,
-              tools: Sequence[Mapping[str, Any]] | None = None, question_key: str = "question",
-              progress: Progress | None = None) -> Calibration:
+                        tools: Sequence[Mapping[str, Any]] | None = None, question_key: str = "question",
+                        progress: Progress | None = None) -> Calibration:
     """Ask each question once and choose the threshold. A row's own ``tools`` win over ``tools``.
     Every row is checked first (an ``expect`` the ``tool_calls`` evaluator reads, tools the server
     would take), and the problems are named together, by the question's number."""
