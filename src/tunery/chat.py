@@ -163,14 +163,13 @@ class GenerationParams:
     tool_call_threshold: float | None = None
 
     def __post_init__(self) -> None:
-        t = self.tool_call_threshold
-        if t is not None and (isinstance(t, bool) or not isinstance(t, int | float) or not 0 <= t <= 1):
-            raise InvalidInput(f"tool_call_threshold must be a number between 0 and 1, not {t!r}",
-                               param="tool_call_threshold")
-        for name in ("presence_penalty", "frequency_penalty"):
+        for name, low, high in (("presence_penalty", -2, 2), ("frequency_penalty", -2, 2),
+                                ("tool_call_threshold", 0, 1)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not -2 <= value <= 2:
-                raise InvalidInput(f"{name} must be a number between -2 and 2, not {value!r}", param=name)
+            if value is None and name == "tool_call_threshold":  # the model's own
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+                raise InvalidInput(f"{name} must be a number between {low} and {high}, not {value!r}", param=name)
         for key, value in (self.logit_bias or {}).items():
             if not (isinstance(key, str) and key.isascii() and key.isdigit()):
                 raise InvalidInput(f"logit_bias keys are token ids written as strings (\"1234\"), not {key!r}",
