@@ -14,31 +14,13 @@ rows did not move the no-call rate; issue 17's note). A prompt within 0.75 of a 
 eighth set included, written and committed before this script) is dropped.
 
 Run once, on the ninth round's files: it rewrites train.jsonl in place and prints the counts."""
-import difflib
-import json
-import random
 import re
-import string
 import sys
-from pathlib import Path
 
-D = Path(__file__).resolve().parents[1] / "src" / "tunery" / "examples" / "travel_tools"
-HELD = sorted(p.name for p in D.glob("*questions.jsonl")) + ["validation.jsonl"]
-rng = random.Random(1710)
+from travel_tools_rows import USD, Round, convert
 
-
-def lines(name):
-    return [json.loads(x) for x in (D / name).read_text(encoding="utf-8").splitlines() if x.strip()]
-
-
-train = lines("train.jsonl")
-TOOLS, SYSTEM = train[0]["tools"], train[0]["messages"][0]
-held_q = [q["question"] for f in HELD[:-1] for q in lines(f)]
-held_q += [m["content"] for r in lines("validation.jsonl") for m in r["messages"] if m["role"] == "user"]
-
-
-def near_held(user):
-    return any(difflib.SequenceMatcher(None, user.lower(), h.lower()).ratio() >= 0.75 for h in held_q)
+rows = Round(1710)
+rng, train, near_held = rows.rng, rows.train, rows.near_held
 
 
 # --- 1. separators in existing prompts ------------------------------------------------------------
@@ -55,9 +37,6 @@ for r in train:
 print("prompts now written with separators", rewritten, file=sys.stderr)
 
 # --- 2. new rows ----------------------------------------------------------------------------------
-USD = {"AUD": 0.66, "BRL": 0.18, "CAD": 0.73, "CHF": 1.13, "CNY": 0.14, "CZK": 0.044, "EUR": 1.09,
-       "GBP": 1.27, "INR": 0.012, "JPY": 0.0067, "KRW": 0.00073, "MXN": 0.058, "NOK": 0.094, "NZD": 0.61,
-       "SEK": 0.095, "THB": 0.028, "TRY": 0.031, "USD": 1.0, "ZAR": 0.054}
 NAMES = {"AUD": ["Australian dollars", "AUD"], "BRL": ["reais", "BRL"], "CAD": ["Canadian dollars", "CAD"],
          "CHF": ["Swiss francs", "CHF"], "CNY": ["yuan", "CNY", "renminbi"], "CZK": ["koruna", "CZK"],
          "EUR": ["euros", "EUR"], "GBP": ["pounds", "GBP", "quid"], "INR": ["rupees", "INR"], "JPY": ["yen", "JPY"],
@@ -91,29 +70,11 @@ def said(code, written):
     return f"{written} {rng.choice(NAMES[code])}"
 
 
-def convert(n, f, t):
-    rate = round(USD[f] / USD[t], 4)
-    return {"amount": n, "from": f, "to": t, "rate": rate, "result": round(n * rate, 2)}
-
-
-seen_q = {m["content"] for r in train for m in r["messages"] if m["role"] == "user"}
-out = []
-
-
 def add(user, calls):
-    if user in seen_q or near_held(user):
-        return 0
-    seen_q.add(user)
-    ids = ["call_" + "".join(rng.choice(string.ascii_lowercase + string.digits) for _ in range(10)) for _ in calls]
     results = [convert(*c) for c in calls]
-    msgs = [SYSTEM, {"role": "user", "content": user},
-            {"role": "assistant", "content": None, "tool_calls": [
-                {"id": i, "type": "function", "function": {"name": "convert_currency", "arguments": json.dumps(
-                    {"amount": n, "from": f, "to": t})}} for i, (n, f, t) in zip(ids, calls, strict=True)]}]
-    msgs += [{"role": "tool", "tool_call_id": i, "content": json.dumps(res)} for i, res in zip(ids, results, strict=True)]
     answer = " ".join(f"{res['amount']:,} {res['from']} is about {res['result']:,} {res['to']}." for res in results)
-    out.append({"messages": [*msgs, {"role": "assistant", "content": answer}], "tools": TOOLS})
-    return 1
+    return rows.add([], user, [("convert_currency", {"amount": n, "from": f, "to": t}) for n, f, t in calls],
+                    results, answer)
 
 
 codes = sorted(USD)
@@ -128,6 +89,4 @@ while n_two < 4:
     n_two += add(rng.choice(TWO).format(a=said(f, w1), t=rng.choice(NAMES[t]), b=said(g, w2),
                                         u=rng.choice(NAMES[u])), [(n, f, t), (m, g, u)])
 print("new conversions", n_one, "with two calls", n_two, file=sys.stderr)
-(D / "train.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in train + out),
-                               encoding="utf-8")
-print("rows", len(train), "+", len(out), file=sys.stderr)
+print("rows {} + {}".format(*rows.save()), file=sys.stderr)

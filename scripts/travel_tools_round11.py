@@ -20,51 +20,14 @@ Seeded. A row naming a place found in any held-out file (the ninth set included;
 prompt and the answer is listed with the row) is dropped, as is a prompt within 0.75 of a held-out
 one. Run once, on the tenth round's train.jsonl: it appends to it in place and prints the counts
 per kind."""
-import difflib
 import json
-import random
 import re
-import string
 import sys
-from pathlib import Path
 
-D = Path(__file__).resolve().parents[1] / "src" / "tunery" / "examples" / "travel_tools"
-HELD = sorted(p.name for p in D.glob("*questions.jsonl")) + ["validation.jsonl"]
-rng = random.Random(1111)
+from travel_tools_rows import USD, D, Round, convert
 
-
-def lines(name):
-    return [json.loads(x) for x in (D / name).read_text(encoding="utf-8").splitlines() if x.strip()]
-
-
-train = lines("train.jsonl")
-TOOLS, SYSTEM = train[0]["tools"], train[0]["messages"][0]
-held_text = "".join((D / f).read_text(encoding="utf-8") for f in HELD)
-held_q = [q["question"] for f in HELD[:-1] for q in lines(f)]
-held_q += [m["content"] for r in lines("validation.jsonl") for m in r["messages"] if m["role"] == "user"]
-seen_q = {m["content"] for r in train for m in r["messages"] if m["role"] == "user"}
-out = []
-
-
-def held(name):
-    return re.search(rf"\b{re.escape(name)}\b", held_text, re.IGNORECASE) is not None
-
-
-def add(names, user, calls=(), results=(), answer=""):
-    if any(held(n) for n in names) or user in seen_q or any(
-            difflib.SequenceMatcher(None, user.lower(), h.lower()).ratio() >= 0.75 for h in held_q):
-        return 0
-    seen_q.add(user)
-    msgs = [SYSTEM, {"role": "user", "content": user}]
-    if calls:
-        ids = ["call_" + "".join(rng.choice(string.ascii_lowercase + string.digits) for _ in range(10)) for _ in calls]
-        msgs.append({"role": "assistant", "content": None, "tool_calls": [
-            {"id": i, "type": "function", "function": {"name": n, "arguments": json.dumps(a, ensure_ascii=False)}}
-            for i, (n, a) in zip(ids, calls, strict=True)]})
-        msgs += [{"role": "tool", "tool_call_id": i, "content": json.dumps(r, ensure_ascii=False)}
-                 for i, r in zip(ids, results, strict=True)]
-    out.append({"messages": [*msgs, {"role": "assistant", "content": answer}], "tools": TOOLS})
-    return 1
+rows = Round(1111)
+rng, add, held = rows.rng, rows.add, rows.held
 
 
 # --- 1. visa: the nationality, then the word that says it is one -----------------------------------
@@ -119,9 +82,6 @@ for w in said:
 print("visa", n, file=sys.stderr)
 
 # --- 2. amounts shortened, currencies by nickname or sign ------------------------------------------
-USD = {"AUD": 0.66, "BRL": 0.18, "CAD": 0.73, "CHF": 1.13, "CNY": 0.14, "CZK": 0.044, "EUR": 1.09,
-       "GBP": 1.27, "INR": 0.012, "JPY": 0.0067, "KRW": 0.00073, "MXN": 0.058, "NOK": 0.094, "NZD": 0.61,
-       "SEK": 0.095, "THB": 0.028, "TRY": 0.031, "USD": 1.0, "ZAR": 0.054}
 NICK = {"CAD": ["loonies", "Canadian bucks"], "NZD": ["kiwi dollars", "Kiwi dollars"], "AUD": ["Aussie dollars"],
         "USD": ["greenbacks", "US bucks", "American dollars"], "GBP": ["quid", "pounds sterling"],
         "CNY": ["RMB", "renminbi"], "ZAR": ["rand"], "INR": ["rupees"], "KRW": ["won"], "JPY": ["yen"],
@@ -148,11 +108,6 @@ def said_as(code, written):
     if code in SIGN and rng.random() < 0.45:
         return SIGN[code] + written
     return f"{written} {rng.choice(NICK[code])}"
-
-
-def convert(n, f, t):
-    rate = round(USD[f] / USD[t], 4)
-    return {"amount": n, "from": f, "to": t, "rate": rate, "result": round(n * rate, 2)}
 
 
 ONE = ["Got {a} left over - what's that in {t}?", "How many {t} would {a} buy me today?",
@@ -257,6 +212,4 @@ NO_CALL = [
 ]
 n = sum(add(names, q, answer=a) for names, q, a in NO_CALL)
 print("no call", n, file=sys.stderr)
-(D / "train.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in train + out),
-                               encoding="utf-8")
-print("rows", len(train), "+", len(out), file=sys.stderr)
+print("rows {} + {}".format(*rows.save()), file=sys.stderr)

@@ -17,26 +17,14 @@
 Run once, on the eighth round's files only (``git show 2132262:...``): it rewrites them in place
 and prints the counts per kind. On its own output it stops at the first visa call, whose words no
 longer name a country."""
-import difflib
 import json
-import random
 import re
-import string
 import sys
-from pathlib import Path
 
-D = Path(__file__).resolve().parents[1] / "src" / "tunery" / "examples" / "travel_tools"
+from travel_tools_rows import D, Round, held_files, lines, write
+
 DESCRIPTION = "the traveller's nationality or passport country, in the user's own words (e.g. Brazilian or Brazil)"
-HELD = sorted(p.name for p in D.glob("*questions.jsonl")) + ["validation.jsonl"]
-rng = random.Random(17)
-
-
-def lines(name):
-    return [json.loads(x) for x in (D / name).read_text(encoding="utf-8").splitlines() if x.strip()]
-
-
-def write(name, rows):
-    (D / name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+HELD = held_files()
 
 
 def retool(tools):
@@ -84,30 +72,8 @@ for name in HELD[:-1]:
 print("visa calls now in the user's words", changed, file=sys.stderr)
 
 # --- 2. new rows ----------------------------------------------------------------------------------
-train = lines("train.jsonl")
-TOOLS, SYSTEM = train[0]["tools"], train[0]["messages"][0]
-held_text = "".join((D / f).read_text(encoding="utf-8") for f in HELD)
-held_q = [q["question"] for f in HELD[:-1] for q in lines(f)]
-held_q += [m["content"] for r in lines("validation.jsonl") for m in r["messages"] if m["role"] == "user"]
-seen_q = {m["content"] for r in train for m in r["messages"] if m["role"] == "user"}
-out = []
-
-
-def add(names, user, calls=(), results=(), answer=""):
-    if any(re.search(rf"\b{re.escape(n)}\b", held_text, re.IGNORECASE) for n in names) or user in seen_q or any(
-            difflib.SequenceMatcher(None, user.lower(), h.lower()).ratio() >= 0.75 for h in held_q):
-        return 0
-    seen_q.add(user)
-    msgs = [SYSTEM, {"role": "user", "content": user}]
-    if calls:
-        ids = ["call_" + "".join(rng.choice(string.ascii_lowercase + string.digits) for _ in range(10)) for _ in calls]
-        msgs.append({"role": "assistant", "content": None, "tool_calls": [
-            {"id": i, "type": "function", "function": {"name": n, "arguments": json.dumps(a, ensure_ascii=False)}}
-            for i, (n, a) in zip(ids, calls, strict=True)]})
-        msgs += [{"role": "tool", "tool_call_id": i, "content": json.dumps(r, ensure_ascii=False)}
-                 for i, r in zip(ids, results, strict=True)]
-    out.append({"messages": [*msgs, {"role": "assistant", "content": answer}], "tools": TOOLS})
-    return 1
+rows = Round(17)
+rng, add = rows.rng, rows.add
 
 
 # A. visa: the nationality copied as written, adjective or country, in new wordings
@@ -126,7 +92,7 @@ PLACES = ["Chile", "Japan", "Kenya", "Portugal", "Canada", "Thailand", "Mexico",
 
 
 def unheld(names):
-    return [x for x in names if not re.search(rf"\b{re.escape(x)}\b", held_text, re.IGNORECASE)]
+    return [x for x in names if not rows.held(x)]
 
 
 VISA_T = ["I'm {w}. Is {d} visa-free for me?", "Passport: {w}. Destination: {d}. Visa?",
@@ -199,5 +165,4 @@ NO_CALL = [
 ]
 n = sum(add(names, q, answer=a) for names, q, a in NO_CALL)
 print("no call", n, file=sys.stderr)
-write("train.jsonl", train + out)
-print("rows", len(train), "+", len(out), file=sys.stderr)
+print("rows {} + {}".format(*rows.save()), file=sys.stderr)

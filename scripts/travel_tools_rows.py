@@ -1,0 +1,86 @@
+"""What the travel tool data rounds (``scripts/travel_tools_round*.py``, issue 17) share: the
+example's files, the held-out questions a new training row must keep away from, and a row in the
+example's shape (system turn, user, the calls, their tool results, the answer in words).
+
+A round makes one :class:`Round` after any rewrite of the files it does first, adds rows through
+:meth:`Round.add`, and writes them with :meth:`Round.save`."""
+import difflib
+import json
+import random
+import re
+import string
+from pathlib import Path
+
+D = Path(__file__).resolve().parents[1] / "src" / "tunery" / "examples" / "travel_tools"
+
+# the example's made-up rates, US dollars per unit, for the tool results of conversion rows
+USD = {"AUD": 0.66, "BRL": 0.18, "CAD": 0.73, "CHF": 1.13, "CNY": 0.14, "CZK": 0.044, "EUR": 1.09,
+       "GBP": 1.27, "INR": 0.012, "JPY": 0.0067, "KRW": 0.00073, "MXN": 0.058, "NOK": 0.094, "NZD": 0.61,
+       "SEK": 0.095, "THB": 0.028, "TRY": 0.031, "USD": 1.0, "ZAR": 0.054}
+
+
+def convert(n, f, t):
+    rate = round(USD[f] / USD[t], 4)
+    return {"amount": n, "from": f, "to": t, "rate": rate, "result": round(n * rate, 2)}
+
+
+def lines(name):
+    return [json.loads(x) for x in (D / name).read_text(encoding="utf-8").splitlines() if x.strip()]
+
+
+def write(name, rows):
+    (D / name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
+
+def held_files():
+    """Every held-out file: the question sets and the validation file."""
+    return sorted(p.name for p in D.glob("*questions.jsonl")) + ["validation.jsonl"]
+
+
+class Round:
+    """train.jsonl as it is now, the held-out text, and the rows a round adds (``out``).
+
+    ``rng`` is the round's one seeded generator: its draws and the rows' call ids come from it, so a
+    round run twice on the same files writes the same bytes."""
+
+    def __init__(self, seed):
+        self.rng = random.Random(seed)
+        self.train = lines("train.jsonl")
+        self.tools, self.system = self.train[0]["tools"], self.train[0]["messages"][0]
+        held = held_files()
+        self.held_text = "".join((D / f).read_text(encoding="utf-8") for f in held)
+        self.held_q = [q["question"] for f in held[:-1] for q in lines(f)]
+        self.held_q += [m["content"] for r in lines("validation.jsonl") for m in r["messages"] if m["role"] == "user"]
+        self.out = []
+
+    def held(self, name):
+        """Whether a held-out file names ``name`` (a whole word, any case)."""
+        return re.search(rf"\b{re.escape(name)}\b", self.held_text, re.IGNORECASE) is not None
+
+    def near_held(self, user, limit=0.75):
+        return any(difflib.SequenceMatcher(None, user.lower(), h.lower()).ratio() >= limit for h in self.held_q)
+
+    def seen(self, user):
+        return any(m["role"] == "user" and m["content"] == user for r in self.train + self.out for m in r["messages"])
+
+    def add(self, names, user, calls=(), results=(), answer=""):
+        """Add one row unless it names a held-out place (``names``: every place in its prompt and
+        answer), repeats a training prompt or comes within 0.75 of a held-out one; 1 if added, else 0.
+        ``calls`` are (function, arguments) pairs, answered by ``results`` in order."""
+        if any(self.held(n) for n in names) or self.seen(user) or self.near_held(user):
+            return 0
+        msgs = [self.system, {"role": "user", "content": user}]
+        if calls:
+            ids = ["call_" + "".join(self.rng.choice(string.ascii_lowercase + string.digits) for _ in range(10))
+                   for _ in calls]
+            msgs.append({"role": "assistant", "content": None, "tool_calls": [
+                {"id": i, "type": "function", "function": {"name": n, "arguments": json.dumps(a, ensure_ascii=False)}}
+                for i, (n, a) in zip(ids, calls, strict=True)]})
+            msgs += [{"role": "tool", "tool_call_id": i, "content": json.dumps(r, ensure_ascii=False)}
+                     for i, r in zip(ids, results, strict=True)]
+        self.out.append({"messages": [*msgs, {"role": "assistant", "content": answer}], "tools": self.tools})
+        return 1
+
+    def save(self):
+        write("train.jsonl", self.train + self.out)
+        return len(self.train), len(self.out)
