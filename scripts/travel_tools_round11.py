@@ -20,21 +20,17 @@ Seeded. A row naming a place found in any held-out file (the ninth set included;
 prompt and the answer is listed with the row) is dropped, as is a prompt within 0.75 of a held-out
 one. Run once, on the tenth round's train.jsonl: it appends to it in place and prints the counts
 per kind."""
-import json
 import re
 import sys
 
-from travel_tools_rows import USD, D, Round, convert
+from travel_tools_rows import USD, Round, convert, countries
 
 rows = Round(1111)
 rng, add, held = rows.rng, rows.add, rows.held
 
 
 # --- 1. visa: the nationality, then the word that says it is one -----------------------------------
-COUNTRY = {}
-for country, others in json.loads((D / "nationalities.json").read_text(encoding="utf-8")).items():
-    for name in [country, *others]:
-        COUNTRY[name] = country
+COUNTRY = countries()
 SAID = ["Albanian", "Azerbaijan", "Cuban", "Czech", "Salvadoran", "Guatemala", "Iraqi", "Jamaican", "Lebanon",
         "Luxembourg", "Malagasy", "Mauritius", "Monaco", "Montenegrin", "Nigerien", "Nigeria", "Pakistani", "Palau",
         "Papua New Guinea", "Romanian", "Saudi", "Slovenian", "Somali", "South African", "Swiss", "Timor-Leste",
@@ -70,7 +66,7 @@ for w in said:
         break
     words = rng.choice(list(VISA_T))
     x, template = rng.choice(words), rng.choice(VISA_T[words])
-    country = COUNTRY[w]
+    country = COUNTRY[w.casefold()]
     d, (req, det) = rng.choice([p for p in DEST if not held(p) and p != country]), rng.choice(RESULT)
     says = ("need a visa for" if req else "can visit") + f" {d}"
     user = template.format(w=w, x=x, d=d)

@@ -21,7 +21,7 @@ import json
 import re
 import sys
 
-from travel_tools_rows import D, Round, held_files, lines, write
+from travel_tools_rows import Round, countries, held_files, lines, write
 
 DESCRIPTION = "the traveller's nationality or passport country, in the user's own words (e.g. Brazilian or Brazil)"
 HELD = held_files()
@@ -34,10 +34,7 @@ def retool(tools):
     return tools
 
 
-ALIASES = {}
-for country, others in json.loads((D / "nationalities.json").read_text(encoding="utf-8")).items():
-    for name in [country, *others]:
-        ALIASES[name.casefold()] = country
+ALIASES = countries()
 
 
 def words_for(text, country):

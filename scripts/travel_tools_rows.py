@@ -32,6 +32,13 @@ def write(name, rows):
     (D / name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
 
 
+def countries():
+    """The visa function's reading of a nationality (``nationalities.json``): every way of writing
+    one, casefolded, -> the country as the table spells it."""
+    table = json.loads((D / "nationalities.json").read_text(encoding="utf-8"))
+    return {name.casefold(): country for country, others in table.items() for name in [country, *others]}
+
+
 def held_files():
     """Every held-out file: the question sets and the validation file."""
     return sorted(p.name for p in D.glob("*questions.jsonl")) + ["validation.jsonl"]

@@ -81,7 +81,7 @@ def test_questions_are_held_out_and_scorable(name):
     # nor a near copy of one (the closest training prompts differ by a city or a currency)
     limit = 0.8
     earlier = SETS[:SETS.index(name)]
-    if name != "questions.jsonl":  # written with fresh wordings: further from both, as RESULTS says
+    if name != "questions.jsonl":  # written with fresh wordings: further from the prompts, as RESULTS says
         limit = 0.75
     for other in earlier:  # and new against every set written before it
         seen |= {q["question"] for q in load_questions(DATA / other)}
