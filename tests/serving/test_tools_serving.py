@@ -79,6 +79,19 @@ def test_auto_allows_text_or_valid_calls_only(tok):
     assert not guide_walk(tok, g, "<tool_call>\nnot json\n</tool_call>")
 
 
+def test_arguments_hold_only_declared_parameters_unless_the_schema_allows_more(tok):
+    from tunery.serving.constrained import grammar
+
+    open_ = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    loose = {"type": "function", "function": {"name": "get_time", "parameters": open_}}
+    g = grammar(params(tools=(loose,)))
+    assert guide_walk(tok, g, call("get_time", city="Rome"))
+    assert not guide_walk(tok, g, call("get_time", city="Rome", date="2026-01-01"))  # not declared
+    said = {**open_, "additionalProperties": True}
+    g = grammar(params(tools=({"type": "function", "function": {"name": "get_time", "parameters": said}},)))
+    assert guide_walk(tok, g, call("get_time", city="Rome", date="2026-01-01"))  # the schema allows more
+
+
 def test_required_named_and_single_calls(tok):
     from tunery.serving.constrained import grammar
 

@@ -21,6 +21,11 @@ token. One string per request, so a batch can hold rows of different grammars, e
   tuned to call tools is often sure when a call is needed and unsure when it is not (issue 17:
   P >= 0.98 on each of the 52 questions of a held-out set that need one); the threshold turns that
   doubt into an answer in words. ``tunery models calibrate`` picks one on held-out questions;
+- a call's arguments hold only the parameters its function declares: a ``parameters`` object
+  schema that does not say ``additionalProperties`` is held as if it said false (JSON Schema would
+  let any other key through, and a small model sometimes adds one, ``"date"`` to a visa call, that
+  the function it calls cannot take); one that says it keeps its own. The arguments still validate
+  against the schema as sent;
 - ``response_format`` ``json_object``: any JSON object; ``json_schema``: that schema (with
   ``strict`` not true, keywords llguidance cannot enforce are ignored instead of refused; the
   same for a function's ``strict``).
@@ -190,6 +195,14 @@ def _json(schema: dict[str, Any], strict: bool) -> str:
     return "%json " + json.dumps({**schema, "x-guidance": {**_SEPARATORS, "lenient": not strict}})
 
 
+def _arguments(schema: dict[str, Any]) -> dict[str, Any]:
+    """A function's ``parameters`` as the grammar holds them: closed to the declared properties
+    unless the schema says otherwise."""
+    if schema.get("type") == "object" and "additionalProperties" not in schema:
+        return {**schema, "additionalProperties": False}
+    return schema
+
+
 def _lit(text: str) -> str:
     return json.dumps(text)  # a Lark string literal
 
@@ -212,7 +225,7 @@ def grammar(params: GenerationParams) -> str | None:
     if isinstance(choice, dict):
         fns = [f for f in fns if f["name"] == choice["function"]["name"]]
     for i, fn in enumerate(fns):
-        params_schema = fn.get("parameters") or _NO_PARAMETERS
+        params_schema = _arguments(fn.get("parameters") or _NO_PARAMETERS)
         head = f'\n{{"name": {json.dumps(fn["name"])}, "arguments": '
         rules.append(f"body_{i}: {_lit(head)} args_{i} {_lit('}' + chr(10) + TOOL_CALL_CLOSE)}")
         rules.append(f"args_{i}: {_json(params_schema, fn.get('strict') is True)}")
