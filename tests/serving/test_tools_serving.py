@@ -79,17 +79,33 @@ def test_auto_allows_text_or_valid_calls_only(tok):
     assert not guide_walk(tok, g, "<tool_call>\nnot json\n</tool_call>")
 
 
-def test_arguments_hold_only_declared_parameters_unless_the_schema_allows_more(tok):
-    from tunery.serving.constrained import grammar
+def test_arguments_hold_only_declared_parameters_unless_the_schema_says_otherwise(tok):
+    from tunery.serving.constrained import check, grammar, invalid_calls
 
-    open_ = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
-    loose = {"type": "function", "function": {"name": "get_time", "parameters": open_}}
-    g = grammar(params(tools=(loose,)))
-    assert guide_walk(tok, g, call("get_time", city="Rome"))
-    assert not guide_walk(tok, g, call("get_time", city="Rome", date="2026-01-01"))  # not declared
-    said = {**open_, "additionalProperties": True}
-    g = grammar(params(tools=({"type": "function", "function": {"name": "get_time", "parameters": said}},)))
-    assert guide_walk(tok, g, call("get_time", city="Rome", date="2026-01-01"))  # the schema allows more
+    city = {"city": {"type": "string"}}
+
+    def walk(schema, **args):
+        p = params(tools=({"type": "function", "function": {"name": "get_time", "parameters": schema}},))
+        check(p)  # compiles, as sent
+        text = call("get_time", **args)
+        from tunery.chat_template import parse_tool_calls
+
+        # the grammar and the server's own check of a call agree
+        assert guide_walk(tok, grammar(p), text) == (not invalid_calls(parse_tool_calls(text)[1], p))
+        return guide_walk(tok, grammar(p), text)
+
+    listed = {"type": "object", "properties": city, "required": ["city"]}
+    assert walk(listed, city="Rome")
+    assert not walk(listed, city="Rome", date="2026-01-01")  # not declared
+    assert not walk({"properties": city, "required": ["city"]}, city="Rome", date="2026-01-01")  # no "type"
+    assert walk({**listed, "additionalProperties": True}, city="Rome", date="2026-01-01")  # it says so
+    assert walk({**listed, "additionalProperties": {"type": "string"}}, city="Rome", date="2026-01-01")
+    assert not walk({**listed, "additionalProperties": {"type": "integer"}}, city="Rome", date="2026-01-01")
+    # properties composed elsewhere stay reachable: closing the top level would refuse them
+    assert walk({"type": "object", "allOf": [{"properties": city, "required": ["city"]}]}, city="Rome")
+    assert walk({"type": "object", "$ref": "#/$defs/a", "$defs": {"a": {"properties": city, "required": ["city"]}}},
+                city="Rome")
+    assert walk({"type": "object"}, city="Rome")  # a free-form object
 
 
 def test_required_named_and_single_calls(tok):

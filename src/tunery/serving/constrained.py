@@ -21,11 +21,14 @@ token. One string per request, so a batch can hold rows of different grammars, e
   tuned to call tools is often sure when a call is needed and unsure when it is not (issue 17:
   P >= 0.98 on each of the 52 questions of a held-out set that need one); the threshold turns that
   doubt into an answer in words. ``tunery models calibrate`` picks one on held-out questions;
-- a call's arguments hold only the parameters its function declares: a ``parameters`` object
-  schema that does not say ``additionalProperties`` is held as if it said false (JSON Schema would
-  let any other key through, and a small model sometimes adds one, ``"date"`` to a visa call, that
-  the function it calls cannot take); one that says it keeps its own. The arguments still validate
-  against the schema as sent;
+- a call's top-level arguments are only the parameters its function declares: a ``parameters``
+  schema that lists ``properties`` and says neither ``additionalProperties`` nor
+  ``unevaluatedProperties`` is held, and checked (:func:`invalid_calls`), as if it said
+  ``additionalProperties: false`` (JSON Schema would let any other key through, and a small model
+  sometimes adds one, ``"date"`` to a visa call, that the function cannot take). A schema that says
+  either keeps its own rule; one that builds its properties from ``$ref``, ``allOf``, ``anyOf``,
+  ``oneOf`` or ``if`` is left as sent (closing its top level would refuse the properties those
+  declare); so is one without ``properties`` (a free-form object);
 - ``response_format`` ``json_object``: any JSON object; ``json_schema``: that schema (with
   ``strict`` not true, keywords llguidance cannot enforce are ignored instead of refused; the
   same for a function's ``strict``).
@@ -131,8 +134,7 @@ def _schemas(params: GenerationParams) -> list[tuple[str, dict[str, Any], bool]]
         out.append(("response_format.json_schema.schema", *doc))
     for i, tool in enumerate(params.tools):
         fn = tool["function"]
-        out.append((f"tools[{i}].function.parameters", fn.get("parameters") or _NO_PARAMETERS,
-                    fn.get("strict") is True))
+        out.append((f"tools[{i}].function.parameters", arguments_schema(fn), fn.get("strict") is True))
     return out
 
 
@@ -195,10 +197,17 @@ def _json(schema: dict[str, Any], strict: bool) -> str:
     return "%json " + json.dumps({**schema, "x-guidance": {**_SEPARATORS, "lenient": not strict}})
 
 
-def _arguments(schema: dict[str, Any]) -> dict[str, Any]:
-    """A function's ``parameters`` as the grammar holds them: closed to the declared properties
-    unless the schema says otherwise."""
-    if schema.get("type") == "object" and "additionalProperties" not in schema:
+_OWN_RULE = frozenset({"additionalProperties", "unevaluatedProperties", "$ref", "$dynamicRef", "allOf", "anyOf",
+                       "oneOf", "if", "then", "else", "dependentSchemas", "not"})
+
+
+def arguments_schema(fn: dict[str, Any]) -> dict[str, Any]:
+    """A function's ``parameters`` as calls are held and checked against: closed to the properties it
+    lists at the top level, unless it says otherwise or composes them (module docstring)."""
+    schema = fn.get("parameters") or _NO_PARAMETERS
+    kind = schema.get("type", "object" if "properties" in schema else None)
+    is_object = kind == "object" or (isinstance(kind, list) and kind == ["object"])
+    if is_object and schema.get("properties") and not _OWN_RULE & schema.keys():
         return {**schema, "additionalProperties": False}
     return schema
 
@@ -225,7 +234,7 @@ def grammar(params: GenerationParams) -> str | None:
     if isinstance(choice, dict):
         fns = [f for f in fns if f["name"] == choice["function"]["name"]]
     for i, fn in enumerate(fns):
-        params_schema = _arguments(fn.get("parameters") or _NO_PARAMETERS)
+        params_schema = arguments_schema(fn)
         head = f'\n{{"name": {json.dumps(fn["name"])}, "arguments": '
         rules.append(f"body_{i}: {_lit(head)} args_{i} {_lit('}' + chr(10) + TOOL_CALL_CLOSE)}")
         rules.append(f"args_{i}: {_json(params_schema, fn.get('strict') is True)}")
@@ -300,7 +309,7 @@ def invalid_calls(calls: Sequence[dict[str, Any]], params: GenerationParams) -> 
             problems.append(f"unknown function {name!r}")
             continue
         try:
-            Draft202012Validator(specs[name].get("parameters") or _NO_PARAMETERS).validate(
+            Draft202012Validator(arguments_schema(specs[name])).validate(
                 json.loads(call["function"]["arguments"]))
         except (ValidationError, ValueError) as e:
             problems.append(f"{name}: {getattr(e, 'message', e)}")
