@@ -27,7 +27,7 @@ token. One string per request, so a batch can hold rows of different grammars, e
   ``additionalProperties: false`` (JSON Schema would let any other key through, and a small model
   sometimes adds one, ``"date"`` to a visa call, that the function cannot take). A schema that says
   either keeps its own rule; one that builds its properties from ``$ref``, ``allOf``, ``anyOf``,
-  ``oneOf`` or ``if`` is left as sent (closing its top level would refuse the properties those
+  ``oneOf``, ``if``/``then``/``else``, ``not`` or ``dependentSchemas`` is left as sent (closing its top level would refuse the properties those
   declare); so is one without ``properties`` (a free-form object);
 - ``response_format`` ``json_object``: any JSON object; ``json_schema``: that schema (with
   ``strict`` not true, keywords llguidance cannot enforce are ignored instead of refused; the
