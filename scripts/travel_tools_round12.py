@@ -126,13 +126,13 @@ TROPICAL = {"Hoi An", "Kampot", "Ella", "Gokarna", "Hampi", "Salento", "Dahab", 
 
 def forecast(c, d, tropical=False):
     """A made-up forecast that fits the place and the season: warm and humid in the tropics (the
-    towns of part 4 are all tropical or near it), otherwise by the month and the hemisphere."""
+    towns of part 4 are all tropical or near it), otherwise by the month of ``d`` (a date) and the
+    hemisphere."""
     if tropical or c in TROPICAL:
         hi = rng.randint(26, 34)
         return {"city": c, "date": d, "summary": rng.choice(["sunny", "scattered showers", "partly cloudy", "light rain"]),
                 "high_c": hi, "low_c": max(22, hi - rng.randint(5, 9))}
-    month = 12 if d == "today" else int(d[5:7])
-    season = {12: 0, 1: 0, 2: 0, 6: 2, 7: 2, 8: 2}.get(month, 1)  # winter, between, summer (north)
+    season = {12: 0, 1: 0, 2: 0, 6: 2, 7: 2, 8: 2}.get(int(d[5:7]), 1)  # winter, between, summer (north)
     if c in SOUTH:
         season = 2 - season
     hi = rng.randint(*[(-3, 9), (10, 21), (22, 32)][season])

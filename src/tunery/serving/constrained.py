@@ -27,8 +27,9 @@ token. One string per request, so a batch can hold rows of different grammars, e
   ``additionalProperties: false`` (JSON Schema would let any other key through, and a small model
   sometimes adds one, ``"date"`` to a visa call, that the function cannot take). A schema that says
   either keeps its own rule; one that builds its properties from ``$ref``, ``allOf``, ``anyOf``,
-  ``oneOf``, ``if``/``then``/``else``, ``not`` or ``dependentSchemas`` is left as sent (closing its top level would refuse the properties those
-  declare); so is one without ``properties`` (a free-form object);
+  ``oneOf``, ``if``/``then``/``else``, ``not`` or ``dependentSchemas`` is left as sent (closing
+  its top level would refuse the properties those declare); so is one without ``properties`` (a
+  free-form object);
 - ``response_format`` ``json_object``: any JSON object; ``json_schema``: that schema (with
   ``strict`` not true, keywords llguidance cannot enforce are ignored instead of refused; the
   same for a function's ``strict``).
@@ -206,8 +207,7 @@ def arguments_schema(fn: dict[str, Any]) -> dict[str, Any]:
     lists at the top level, unless it says otherwise or composes them (module docstring)."""
     schema = fn.get("parameters") or _NO_PARAMETERS
     kind = schema.get("type", "object" if "properties" in schema else None)
-    is_object = kind == "object" or (isinstance(kind, list) and kind == ["object"])
-    if is_object and schema.get("properties") and not _OWN_RULE & schema.keys():
+    if kind in ("object", ["object"]) and schema.get("properties") and not _OWN_RULE & schema.keys():
         return {**schema, "additionalProperties": False}
     return schema
 
