@@ -16,9 +16,10 @@ Prints, per model and way: the pass rate on the questions that need a call and o
 none, and the share of the ``<tool_call>`` blocks written that are valid calls (a known function,
 arguments that parse and match its schema); then each answer with its verdict.
 
-Arguments are compared through the example's own table of the names its tools accept
+Arguments are compared through the example's own tables of the words its tools accept
 (``travel_tools/nationalities.json``: "Haitian" is Haiti to the visa function, which takes the
-nationality in the user's words); ``--aliases none`` compares the strings alone.
+nationality in the user's words; ``travel_tools/currencies.json``: "¥" is JPY to the conversion
+function, since round 13); ``--aliases none`` compares the strings alone.
 
     TUNERY_HOME=/tmp/bench-tools nice -n 10 timeout 7200 .venv/bin/python benchmarks/tool_calling.py
     python benchmarks/tool_calling.py --models ft:smollm2-135m-instruct:tools:ID smollm2-135m-instruct
@@ -142,8 +143,9 @@ def main() -> None:
     ap.add_argument("--limit", type=int, help="ask only the first N questions of each kind (a smoke test)")
     ap.add_argument("--questions", type=Path, default=DATA / "questions.jsonl",
                     help="held-out questions to score (default: the bundled set)")
-    ap.add_argument("--aliases", default=str(DATA / "nationalities.json"),
-                    help="the tool_calls evaluator's aliases file (default: the example's nationality table; none: off)")
+    ap.add_argument("--aliases", default=f"{DATA / 'nationalities.json'}+{DATA / 'currencies.json'}",
+                    help="the tool_calls evaluator's aliases files, joined with + (default: the example's "
+                         "nationality and currency tables; none: off)")
     ap.add_argument("--tool-call-threshold", type=float,
                     help="the constrained way's call threshold (default: each model's own; 0: none)")
     ap.add_argument("--concurrency", type=int, default=1,

@@ -39,6 +39,13 @@ def countries():
     return {name.casefold(): country for country, others in table.items() for name in [country, *others]}
 
 
+def currencies():
+    """The conversion function's reading of a currency (``currencies.json``): every way of writing
+    one, casefolded, -> its code."""
+    table = json.loads((D / "currencies.json").read_text(encoding="utf-8"))
+    return {name.casefold(): code for code, others in table.items() for name in [code, *others]}
+
+
 def held_files():
     """Every held-out file: the question sets and the validation file."""
     return sorted(p.name for p in D.glob("*questions.jsonl")) + ["validation.jsonl"]

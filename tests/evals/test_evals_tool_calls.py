@@ -124,6 +124,32 @@ def test_aliases_read_both_sides_through_the_tools_own_table(tmp_path):
     assert passes({"nationality": "Haiti", "destination": "UK"}, said, both)
 
 
+def test_several_tables_join_with_a_plus_and_must_agree(tmp_path):
+    (tmp_path / "people.json").write_text(json.dumps({"Haiti": ["Haitian"]}), encoding="utf-8")
+    (tmp_path / "money.json").write_text(json.dumps({"JPY": ["yen", "¥"]}), encoding="utf-8")
+    e = parse_evaluator(f"tool_calls:aliases={tmp_path / 'people.json'}+{tmp_path / 'money.json'}")
+    assert e.name == "tool_calls:aliases=people.json+money.json"
+    swap = {"tool_calls": [{"name": "convert_currency", "arguments": {"amount": 5, "from": "JPY", "to": "Haiti"}}]}
+    assert e.score_row({"expect": swap, "answer": answer(("convert_currency",
+                                                          {"amount": 5, "from": "¥", "to": "haitian"}))}).passed
+    assert not e.score_row({"expect": swap, "answer": answer(("convert_currency",
+                                                              {"amount": 5, "from": "yen", "to": "Haitians"}))}).passed
+    (tmp_path / "clash.json").write_text(json.dumps({"CNY": ["¥"]}), encoding="utf-8")
+    with pytest.raises(InvalidInput, match=r"clash.json.*'¥' is given to both 'JPY' \(in '.*money.json'\) and 'CNY'"):
+        parse_evaluator(f"tool_calls:aliases={tmp_path / 'money.json'} + {tmp_path / 'clash.json'}")
+    with pytest.raises(InvalidInput, match="missing.json' does not exist"):
+        parse_evaluator(f"tool_calls:aliases={tmp_path / 'money.json'}+{tmp_path / 'missing.json'}")
+    with pytest.raises(InvalidInput, match="an empty file name"):
+        parse_evaluator(f"tool_calls:aliases={tmp_path / 'money.json'}+")
+    # a path with a + in it that is a file is that file; a Path and a list are taken as they are
+    odd = tmp_path / "a+b"
+    odd.mkdir()
+    (odd / "m.json").write_text(json.dumps({"JPY": ["yen"]}), encoding="utf-8")
+    assert parse_evaluator(f"tool_calls:aliases={odd / 'm.json'}").name == "tool_calls:aliases=m.json"
+    assert ToolCalls(aliases=odd / "m.json").aliases == {"yen": "jpy", "jpy": "jpy"}
+    assert ToolCalls(aliases=[odd / "m.json", tmp_path / "people.json"]).name == "tool_calls:aliases=m.json+people.json"
+
+
 @pytest.mark.parametrize(("content", "message"), [
     (None, "does not exist"),
     ("{not json", "is not valid JSON"),

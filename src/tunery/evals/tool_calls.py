@@ -19,12 +19,15 @@ canonical string to the other ways of writing it (``{"Haiti": ["Haitian"], "Unit
 expected and called, is read through it (after case and spacing are normalised) before the compare,
 so a function that takes a nationality "in the user's own words" is scored as its code would read it;
 a leading "the" ("the UK") and a typographic apostrophe are read as the table's entry when it has one.
+Several tables join with ``+`` (``aliases=nationalities.json+currencies.json``, the bundled example's
+two; a path that is itself a file is read whole, "+" and all): they are read as one, and a spelling
+that two of them give to different values is an error naming both files.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,10 +76,31 @@ def _no_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return dict(pairs)
 
 
-def load_aliases(path: str | Path) -> dict[str, str]:
-    """Read an aliases file (see the module docstring) into {normalised alias: normalised canonical};
-    an alias given to two canonical strings is an error, since the compare could not be one way."""
-    path = Path(path)
+def alias_files(paths: str | Path | Sequence[str | Path]) -> list[Path]:
+    """The aliases files ``paths`` names: a string joins several with ``+`` (spaces around it are
+    read past), unless it is itself a file's path; a :class:`~pathlib.Path` is one file."""
+    if isinstance(paths, Path) or (isinstance(paths, str) and Path(paths).is_file()):
+        return [Path(paths)]
+    parts = [p.strip() for p in paths.split("+")] if isinstance(paths, str) else [str(p) for p in paths]
+    if not parts or not all(parts):
+        raise InvalidInput(f"evaluator 'tool_calls': aliases= has an empty file name in {paths!r}",
+                           param="evaluator", hint="join files with one +, e.g. aliases=names.json+currencies.json")
+    return [Path(p) for p in parts]
+
+
+def load_aliases(paths: str | Path | Sequence[str | Path]) -> dict[str, str]:
+    """Read aliases files (:func:`alias_files`; see the module docstring) into {normalised alias:
+    normalised canonical}; an alias given to two canonical strings, in one file or across them, is
+    an error, since the compare could not be one way."""
+    table: dict[str, str] = {}
+    named: dict[str, tuple[str, Path]] = {}  # normalised canonical -> as a file writes it, and that file
+    for path in alias_files(paths):
+        _read_aliases(path, table, named)
+    return table
+
+
+def _read_aliases(path: Path, table: dict[str, str], named: dict[str, tuple[str, Path]]) -> None:
+    """Add one aliases file's entries to ``table`` (see :func:`load_aliases`)."""
     where = f"evaluator 'tool_calls': aliases file {str(path)!r}"
     try:
         text = path.read_text(encoding="utf-8")
@@ -91,20 +115,19 @@ def load_aliases(path: str | Path) -> dict[str, str]:
     shape = 'a JSON object of canonical string -> list of strings, e.g. {"Haiti": ["Haitian"]}'
     if not isinstance(data, dict) or not data:
         raise InvalidInput(f"{where} must be {shape}", param="evaluator")
-    table: dict[str, str] = {}
-    named: dict[str, str] = {}  # normalised canonical -> as the file writes it
     for canonical, others in data.items():
         if not canonical.strip() or not isinstance(others, list) or not all(
                 isinstance(a, str) and a.strip() for a in others):
             raise InvalidInput(f"{where}: the entry {canonical!r} must be a non-blank name with a list of "
                                f"non-blank strings", param="evaluator", hint=f"the file must be {shape}")
         value = _text(canonical)
-        named.setdefault(value, canonical)
+        named.setdefault(value, (canonical, path))
         for alias in [canonical, *others]:
             if table.setdefault(_text(alias), value) != value:
-                raise InvalidInput(f"{where}: {alias!r} is given to both {named[table[_text(alias)]]!r} and "
-                                   f"{canonical!r}", param="evaluator", hint="give each spelling to one entry")
-    return table
+                first, there = named[table[_text(alias)]]
+                elsewhere = f" (in {str(there)!r})" if there != path else ""
+                raise InvalidInput(f"{where}: {alias!r} is given to both {first!r}{elsewhere} and {canonical!r}",
+                                   param="evaluator", hint="give each spelling to one entry, in one file")
 
 
 def _arguments(call: dict[str, Any]) -> Any:
@@ -129,15 +152,17 @@ class ToolCalls(Evaluator):
     description = ("Tool-call check: passes when the answer calls exactly the expected functions with equal "
                    "arguments (key order, string case and spacing, 100 vs 100.0 ignored), or calls none when the "
                    "row expects no_tool. Reads the row's tool_calls, else <tool_call> blocks in the answer. "
-                   "aliases=FILE: a JSON object of canonical string -> other spellings the tools accept.")
+                   "aliases=FILE[+FILE...]: JSON objects of canonical string -> other spellings the tools accept.")
     _has_ref_option = True
 
-    def __init__(self, ref: str = "expect", *, aliases: str | Path | None = None, name: str | None = None) -> None:
+    def __init__(self, ref: str = "expect", *, aliases: str | Path | Sequence[str | Path] | None = None,
+                 name: str | None = None) -> None:
+        files = alias_files(aliases) if aliases else []
         options = [f"ref={ref}"] if ref != "expect" else []
-        options += [f"aliases={Path(aliases).name}"] if aliases else []
+        options += [f"aliases={'+'.join(f.name for f in files)}"] if files else []
         super().__init__(name or (f"{self.kind}:{','.join(options)}" if options else self.kind))
         self.ref = ref
-        self.aliases = load_aliases(aliases) if aliases else {}
+        self.aliases = load_aliases(files) if files else {}
 
     @classmethod
     def from_spec(cls, options: str) -> ToolCalls:
@@ -146,7 +171,7 @@ class ToolCalls(Evaluator):
             raise InvalidInput(f"evaluator {cls.kind!r}: aliases= needs a file", param="evaluator",
                                hint='e.g. tool_calls:aliases=names.json, holding {"Haiti": ["Haitian"]}')
         if positional:
-            raise InvalidInput(f"evaluator {cls.kind!r} takes only ref=COLUMN and aliases=FILE (got {options!r})",
+            raise InvalidInput(f"evaluator {cls.kind!r} takes only ref=COLUMN and aliases=FILE[+FILE...] (got {options!r})",
                                param="evaluator")
         return cls(ref=kw.get("ref", "expect"), aliases=kw.get("aliases"))
 
