@@ -24,7 +24,7 @@ import json
 import re
 import sys
 
-from travel_tools_rows import USD, D, Round, convert, currencies, held_files, lines, write
+from travel_tools_rows import USD, D, Round, convert, currencies, rewrite_calls
 
 CODE = currencies()
 WORDS = {"from": "the currency to convert from, in the user's own words: a code, name, sign or nickname "
@@ -62,26 +62,15 @@ def words_for(text, code):
 
 
 # --- 1. the contract ------------------------------------------------------------------------------
-changed = 0
-for name in ["train.jsonl", "validation.jsonl"]:
-    rows = lines(name)
-    for r in rows:
-        retool(r["tools"])
-        for i, m in enumerate(r["messages"]):
-            for call in m.get("tool_calls") or []:
-                if call["function"]["name"] == "convert_currency":
-                    args = json.loads(call["function"]["arguments"])
-                    user = [x["content"] for x in r["messages"][:i] if x["role"] == "user"][-1]
-                    for side in ("from", "to"):
-                        if args[side] not in USD:
-                            raise SystemExit(f"{name}: {args[side]!r} is not a code; run this once, on round 12's files")
-                        args[side] = words_for(user, args[side])
-                    call["function"]["arguments"] = json.dumps(args, ensure_ascii=False)
-                    changed += 1
-    write(name, rows)
-for name in held_files()[:-1]:
-    write(name, [{**q, "tools": retool(q["tools"])} if "tools" in q else q for q in lines(name)])
-print("conversion calls now in the user's words", changed, file=sys.stderr)
+def in_words(args, user):
+    for side in ("from", "to"):
+        if args[side] not in USD:
+            raise SystemExit(f"{args[side]!r} is not a code; run this once, on round 12's files")
+        args[side] = words_for(user, args[side])
+    return args
+
+
+print("conversion calls now in the user's words", rewrite_calls("convert_currency", retool, in_words), file=sys.stderr)
 
 # --- 2. new rows ----------------------------------------------------------------------------------
 rows = Round(1313)

@@ -17,14 +17,12 @@
 Run once, on the eighth round's files only (``git show 2132262:...``): it rewrites them in place
 and prints the counts per kind. On its own output it stops at the first visa call, whose words no
 longer name a country."""
-import json
 import re
 import sys
 
-from travel_tools_rows import Round, countries, held_files, lines, write
+from travel_tools_rows import Round, countries, rewrite_calls
 
 DESCRIPTION = "the traveller's nationality or passport country, in the user's own words (e.g. Brazilian or Brazil)"
-HELD = held_files()
 
 
 def retool(tools):
@@ -50,23 +48,12 @@ def words_for(text, country):
 
 
 # --- 1. the contract ------------------------------------------------------------------------------
-changed = 0
-for name in ["train.jsonl", "validation.jsonl"]:
-    rows = lines(name)
-    for r in rows:
-        retool(r["tools"])
-        for i, m in enumerate(r["messages"]):
-            for call in m.get("tool_calls") or []:
-                if call["function"]["name"] == "get_visa_requirements":
-                    args = json.loads(call["function"]["arguments"])
-                    user = [x["content"] for x in r["messages"][:i] if x["role"] == "user"][-1]
-                    args["nationality"] = words_for(user, args["nationality"])
-                    call["function"]["arguments"] = json.dumps(args, ensure_ascii=False)
-                    changed += 1
-    write(name, rows)
-for name in HELD[:-1]:
-    write(name, [{**q, "tools": retool(q["tools"])} if "tools" in q else q for q in lines(name)])
-print("visa calls now in the user's words", changed, file=sys.stderr)
+def in_words(args, user):
+    args["nationality"] = words_for(user, args["nationality"])
+    return args
+
+
+print("visa calls now in the user's words", rewrite_calls("get_visa_requirements", retool, in_words), file=sys.stderr)
 
 # --- 2. new rows ----------------------------------------------------------------------------------
 rows = Round(17)

@@ -51,6 +51,29 @@ def held_files():
     return sorted(p.name for p in D.glob("*questions.jsonl")) + ["validation.jsonl"]
 
 
+def rewrite_calls(function, retool, rewrite):
+    """Change a function's contract in place: every ``tools`` list of the example's files gets
+    ``retool``'s change, and every call to ``function`` in train.jsonl and validation.jsonl the
+    arguments ``rewrite(arguments, user)`` returns (``user``: the last user message before the call).
+    Returns the number of calls rewritten."""
+    changed = 0
+    for name in ["train.jsonl", "validation.jsonl"]:
+        rows = lines(name)
+        for r in rows:
+            retool(r["tools"])
+            for i, m in enumerate(r["messages"]):
+                for call in m.get("tool_calls") or []:
+                    if call["function"]["name"] == function:
+                        user = [x["content"] for x in r["messages"][:i] if x["role"] == "user"][-1]
+                        args = rewrite(json.loads(call["function"]["arguments"]), user)
+                        call["function"]["arguments"] = json.dumps(args, ensure_ascii=False)
+                        changed += 1
+        write(name, rows)
+    for name in held_files()[:-1]:
+        write(name, [{**q, "tools": retool(q["tools"])} if "tools" in q else q for q in lines(name)])
+    return changed
+
+
 class Round:
     """train.jsonl as it is now, the held-out text, and the rows a round adds (``out``).
 
