@@ -4,8 +4,8 @@
    ``to`` are the currencies *in the user's own words* ("¥", "R$", "kiwi dollars", "euros" or
    "EUR"), and the tool's code (here, the example's ``currencies.json``, read by the ``tool_calls``
    evaluator's ``aliases=``) maps them to codes. Until now they were codes from an enum, and about
-   half of the tenth set's misses were a sign or a nickname mapped to the wrong code ("¥" -> KRW,
-   "R$" -> MXN, "C$" -> CZK); the model copies words well and maps unseen ones badly. Every
+   half of the tenth set's conversion misses were a sign or a nickname mapped to the wrong code ("¥"
+   -> KRW, "R$" -> MXN, "C$" -> CNY); the model copies words well and maps unseen ones badly. Every
    ``tools`` list in the example's files gets the new parameters, and every conversion call in
    train.jsonl and validation.jsonl gets the words its user wrote (the first spelling of the call's
    code in the prompt, not inside a longer one: "dollars" in "New Zealand dollars" is not USD; the
