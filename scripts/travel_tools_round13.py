@@ -20,11 +20,10 @@ Seeded, and kept away from the held-out files (the eleventh set included, writte
 committed before this script) as ``Round.add`` keeps every round. Run once, on the twelfth round's
 files: it rewrites them in place and prints the counts; on its own output it stops at the first
 conversion call, whose words are no longer a code. Appends 40 rows to round 12's 808."""
-import json
 import re
 import sys
 
-from travel_tools_rows import USD, D, Round, convert, currencies, rewrite_calls
+from travel_tools_rows import BEFORE, USD, Round, convert, currencies, money, rewrite_calls, sign, spellings
 
 CODE = currencies()
 WORDS = {"from": "the currency to convert from, in the user's own words: a code, name, sign or nickname "
@@ -75,15 +74,7 @@ print("conversion calls now in the user's words", rewrite_calls("convert_currenc
 # --- 2. new rows ----------------------------------------------------------------------------------
 rows = Round(1313)
 rng, add = rows.rng, rows.add
-# the spellings that follow an amount: plurals, not "18,500 pound sterling" or "52.47 krona"
-SINGULAR = {"pound sterling", "krona", "Swedish krona", "krone", "Norwegian krone", "real", "Brazilian real"}
-TABLE = {code: [w for w in others if w + "s" not in others and w not in SINGULAR]
-         for code, others in json.loads((D / "currencies.json").read_text(encoding="utf-8")).items()}
-BEFORE = {"Rs", "Rs.", "Fr.", "SFr.", "SFr"}  # written before the figure, like a sign: "Rs 450", "SFr. 62.50"
-
-
-def sign(said):
-    return not said[0].isalpha() or said.endswith("$") or said.endswith("¥")
+TABLE = spellings()
 
 
 def amount(code, small):
@@ -105,12 +96,6 @@ def amount(code, small):
         return n, f"{n:,.2f}" if isinstance(n, float) else f"{n:,}"
     n = rng.choice([1.5, 2, 3, 5, 12, 20])
     return int(n * 1000 * scale), f"{n}k"
-
-
-def money(said, text):
-    """The amount with its currency as ``said`` writes it: a sign before the figure, "R$62.50" (with a
-    space after "Rs" or "SFr."), anything else after it, "62.50 kiwi dollars"."""
-    return f"{said}{text}" if sign(said) else f"{said} {text}" if said in BEFORE else f"{text} {said}"
 
 
 # each sign as the amount's currency, the tenth set's misses twice, then names and nicknames

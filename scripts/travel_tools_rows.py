@@ -46,6 +46,27 @@ def currencies():
     return {name.casefold(): code for code, others in table.items() for name in [code, *others]}
 
 
+def spellings():
+    """Each code's spellings (``currencies.json``) that follow or precede an amount: a plural's
+    singular and the singular names ("18,500 pound sterling", "52.47 krona") left out."""
+    table = json.loads((D / "currencies.json").read_text(encoding="utf-8"))
+    return {code: [w for w in others if w + "s" not in others and w not in SINGULAR] for code, others in table.items()}
+
+
+SINGULAR = {"pound sterling", "krona", "Swedish krona", "krone", "Norwegian krone", "real", "Brazilian real"}
+BEFORE = {"Rs", "Rs.", "Fr.", "SFr.", "SFr"}  # written before the figure, like a sign: "Rs 450", "SFr. 62.50"
+
+
+def sign(said):
+    return not said[0].isalpha() or said.endswith("$") or said.endswith("¥")
+
+
+def money(said, text):
+    """The amount with its currency as ``said`` writes it: a sign before the figure, "R$62.50" (with a
+    space after "Rs" or "SFr."), anything else after it, "62.50 kiwi dollars"."""
+    return f"{said}{text}" if sign(said) else f"{said} {text}" if said in BEFORE else f"{text} {said}"
+
+
 def held_files():
     """Every held-out file: the question sets and the validation file."""
     return sorted(p.name for p in D.glob("*questions.jsonl")) + ["validation.jsonl"]

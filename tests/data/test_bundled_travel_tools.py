@@ -53,6 +53,14 @@ def test_train_and_validation_files_are_valid_and_varied():
     for code in ("EUR", "USD", "GBP", "JPY", "CAD", "MXN", "THB"):
         assert sum(code in (p["from"], p["to"]) for p in pairs) >= 2, code
     assert sum(1 for m in calls for c in m.tool_calls if "date" in json.loads(c["function"]["arguments"])) >= 10
+    # a forecast's date is held to YYYY-MM-DD by a pattern, so that a constrained call cannot write "15 July
+    # 2027" or a town there; every dated call fits it, and a dozen prompts give their date in words
+    pattern = rows("train.jsonl")[0]["tools"][0]["function"]["parameters"]["properties"]["date"]["pattern"]
+    assert not [d for d in ("15 July 2027", "Trebinje", "2027-13-01", "2027-05-32", "27-05-15") if re.search(pattern, d)]
+    dated = [(c, json.loads(call["function"]["arguments"])["date"]) for c in convs for m in c.messages
+             if m.tool_calls for call in m.tool_calls if "date" in json.loads(call["function"]["arguments"])]
+    assert all(re.search(pattern, d) for _, d in dated)
+    assert sum(d not in " ".join(m.content or "" for m in c.messages if m.role == "user") for c, d in dated) >= 10
     # a forecast asked without a date is called without one (not with an invented date)
     forecasts = [json.loads(c["function"]["arguments"]) for m in calls for c in m.tool_calls
                  if c["function"]["name"] == "get_weather_forecast"]
@@ -76,7 +84,8 @@ def test_train_and_validation_files_are_valid_and_varied():
 # the held-out sets in the order they were written; each is new against every earlier one
 SETS = ["questions.jsonl", "fresh-questions.jsonl", "blind-questions.jsonl", "unseen-questions.jsonl",
         "large-questions.jsonl", "sixth-questions.jsonl", "seventh-questions.jsonl", "eighth-questions.jsonl",
-        "ninth-questions.jsonl", "tenth-questions.jsonl", "eleventh-questions.jsonl"]
+        "ninth-questions.jsonl", "tenth-questions.jsonl", "eleventh-questions.jsonl",
+        "twelfth-questions.jsonl"]
 
 
 @pytest.mark.parametrize("name", SETS)
@@ -102,7 +111,7 @@ def test_questions_are_held_out_and_scorable(name):
     # the sets written blind name places the training data never does, so a right call is a copy
     # of an unseen name, not a memorised one; from the fifth to the eighth, no place of an earlier
     # set either (by the eighth every country of the visa table was named somewhere, so the ninth
-    # to the eleventh name none the model learns from)
+    # and later name none the model learns from)
     if name != "questions.jsonl":
         others = ["train.jsonl", "validation.jsonl"]
         if name in SETS[4:8]:
