@@ -106,6 +106,11 @@ def test_arguments_hold_only_declared_parameters_unless_the_schema_says_otherwis
     assert walk({"type": "object", "$ref": "#/$defs/a", "$defs": {"a": {"properties": city, "required": ["city"]}}},
                 city="Rome")
     assert walk({"type": "object"}, city="Rome")  # a free-form object
+    # a string held to its pattern: a date cannot be written in words, or be a town (issue 17's round 14)
+    dated = {**listed, "properties": {**city, "date": {"type": "string", "pattern": r"^20[0-9]{2}-(0[1-9]|1[0-2])-[0-3][0-9]$"}}}
+    assert walk(dated, city="Rome", date="2027-05-15")
+    assert not walk(dated, city="Rome", date="15 July 2027")
+    assert not walk(dated, city="Rome", date="Trebinje")
 
 
 def test_required_named_and_single_calls(tok):
