@@ -2,7 +2,7 @@
 the eleventh set, as kinds, in new rows (the eleventh set therefore no longer counts as untouched;
 the twelfth, written blind and committed before this script, judges the round).
 
-1. The forecast's ``date`` gets a ``pattern`` (YYYY-MM-DD, a month from 01 to 12 and a day from 01 to 31), so that a
+1. The forecast's ``date`` gets a ``pattern`` (YYYY-MM-DD: year 20xx, month 01-12, day 01-31), so that a
    constrained call can no longer write "15 July 2027" or a town's name there. Every ``tools`` list
    of the example's files gets it; every dated call in train.jsonl already fits it.
 2. Conversions whose prompt holds other numbers beside the amount (nights, people, days, a room or
