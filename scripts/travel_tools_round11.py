@@ -23,7 +23,7 @@ per kind."""
 import re
 import sys
 
-from travel_tools_rows import USD, Round, convert, countries
+from travel_tools_rows import USD, VISA_RESULTS, Round, convert, countries
 
 rows = Round(1111)
 rng, add, held = rows.rng, rows.add, rows.held
@@ -54,8 +54,6 @@ DEST = ["Chile", "Japan", "Kenya", "Portugal", "Canada", "Thailand", "Mexico", "
         "Belgium", "Denmark", "Iceland", "Indonesia", "Philippines", "South Korea", "Oman", "Qatar", "Colombia",
         "Ecuador", "Panama", "New Zealand", "Brazil", "Germany", "France", "Italy", "Spain", "Poland", "China",
         "Mongolia", "Georgia", "Namibia", "Rwanda", "Senegal", "Costa Rica", "Bolivia", "Paraguay"]
-RESULT = [(False, "visa-free stay up to 30 days"), (False, "visa-free stay up to 90 days"),
-          (True, "e-visa, apply online before travel"), (True, "visa required; apply at an embassy")]
 
 
 n = 0
@@ -67,7 +65,7 @@ for w in said:
     words = rng.choice(list(VISA_T))
     x, template = rng.choice(words), rng.choice(VISA_T[words])
     country = COUNTRY[w.casefold()]
-    d, (req, det) = rng.choice([p for p in DEST if not held(p) and p != country]), rng.choice(RESULT)
+    d, (req, det) = rng.choice([p for p in DEST if not held(p) and p != country]), rng.choice(VISA_RESULTS)
     says = ("need a visa for" if req else "can visit") + f" {d}"
     user = template.format(w=w, x=x, d=d)
     user = re.sub(r"\ba (?=[AEIO]|Uz)", "an ", user)

@@ -26,7 +26,7 @@ the counts per kind."""
 import re
 import sys
 
-from travel_tools_rows import USD, Round, convert, countries
+from travel_tools_rows import USD, VISA_RESULTS, Round, conversion_answer, convert, countries, forecast_answer
 
 rows = Round(1212)
 rng, add, held = rows.rng, rows.add, rows.held
@@ -94,7 +94,7 @@ while n_one < 22:
     res = convert(n, f, t)
     n_one += add([], rng.choice(ONE).format(a=written(f, text), t=rng.choice([t, NAME[t]])),
                  [("convert_currency", {"amount": n, "from": f, "to": t})], [res],
-                 f"{res['amount']:,{'.2f' * isinstance(n, float)}} {f} is about {res['result']:,.2f} {t}.")
+                 conversion_answer([res]))
 print("conversions", n_one, file=sys.stderr)
 
 # --- 2. two places, one date -------------------------------------------------------------------------
@@ -140,10 +140,6 @@ def forecast(c, d, tropical=False):
     return {"city": c, "date": d, "summary": sky, "high_c": hi, "low_c": hi - rng.randint(4, 10)}
 
 
-def said(r):
-    return f"{r['city']}: {r['summary']}, {r['high_c']}°C / {r['low_c']}°C."
-
-
 towns = [c for c in TOWNS if not held(c)]
 rng.shuffle(towns)
 n_pair = n_dated = 0
@@ -152,12 +148,12 @@ while n_pair < 7 and len(towns) >= 2:
     res = [forecast(a, d), forecast(b, d)]
     n_pair += add([a, b], rng.choice(PAIR).format(a=a, b=b, d=d),
                   [("get_weather_forecast", {"city": a, "date": d}), ("get_weather_forecast", {"city": b, "date": d})],
-                  res, f"On {d}: " + " ".join(said(r) for r in res))
+                  res, f"On {d}: " + " ".join(forecast_answer(r) for r in res))
 while n_dated < 3 and towns:
     a, d = towns.pop(), day()
     res = forecast(a, d)
     n_dated += add([a], rng.choice(ONE_DATED).format(a=a, d=d), [("get_weather_forecast", {"city": a, "date": d})],
-                   [res], f"On {d}, {said(res)}")
+                   [res], f"On {d}, {forecast_answer(res)}")
 print("dated pairs", n_pair, "dated", n_dated, file=sys.stderr)
 
 # --- 3. visa: the destination first, the nationality after --------------------------------------------
@@ -180,8 +176,6 @@ DEST = ["Chile", "Japan", "Kenya", "Portugal", "Canada", "Thailand", "Mexico", "
         "Belgium", "Denmark", "Iceland", "Indonesia", "South Korea", "Oman", "Qatar", "Colombia",
         "Ecuador", "Panama", "New Zealand", "Brazil", "Germany", "France", "Italy", "Spain", "Poland", "China",
         "Bahrain", "Malaysia", "Egypt", "Tanzania", "Uganda", "Sri Lanka", "Nepal", "Cambodia", "Laos"]
-RESULT = [(False, "visa-free stay up to 30 days"), (False, "visa-free stay up to 90 days"),
-          (True, "e-visa, apply online before travel"), (True, "visa required; apply at an embassy")]
 n_visa = 0
 said_ = [w for w in SAID if w.casefold() in COUNTRY and not held(w)]
 rng.shuffle(said_)
@@ -189,7 +183,7 @@ for w in said_:
     if n_visa >= 18:
         break
     country = COUNTRY[w.casefold()]
-    d, (req, det) = rng.choice([p for p in DEST if not held(p) and p != country]), rng.choice(RESULT)
+    d, (req, det) = rng.choice([p for p in DEST if not held(p) and p != country]), rng.choice(VISA_RESULTS)
     says = ("need a visa for" if req else "can visit") + f" {d}"
     user = re.sub(r"\ba (?=[AEIO]|Uz)", "an ", rng.choice(VISA_T).format(w=w, d=d))
     n_visa += add([w, country, d], user,

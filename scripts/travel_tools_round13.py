@@ -23,7 +23,18 @@ conversion call, whose words are no longer a code. Appends 40 rows to round 12's
 import re
 import sys
 
-from travel_tools_rows import BEFORE, USD, Round, convert, currencies, money, rewrite_calls, sign, spellings
+from travel_tools_rows import (
+    BEFORE,
+    USD,
+    Round,
+    conversion_answer,
+    convert,
+    currencies,
+    money,
+    rewrite_calls,
+    sign,
+    spellings,
+)
 
 CODE = currencies()
 WORDS = {"from": "the currency to convert from, in the user's own words: a code, name, sign or nickname "
@@ -122,9 +133,8 @@ def row(said, targets, template):
     tos = [rng.choice(TARGETS[t]) for t in targets]
     calls = [("convert_currency", {"amount": n, "from": said, "to": to}) for to in tos]
     results = [convert(n, f, t) for t in targets]
-    answer = " ".join(f"{n:,{'.2f' * isinstance(n, float)}} {f} is about {r['result']:,.2f} {r['to']}." for r in results)
     user = template.format(a=money(said, text), **dict(zip("tu", tos, strict=False)))
-    return add([], user, calls, results, answer)
+    return add([], user, calls, results, conversion_answer(results))
 
 
 n_one = n_two = 0

@@ -26,7 +26,20 @@ appends rows to train.jsonl and prints the counts per kind."""
 import re
 import sys
 
-from travel_tools_rows import BEFORE, USD, Round, convert, countries, money, rewrite_calls, sign, spellings
+from travel_tools_rows import (
+    BEFORE,
+    USD,
+    VISA_RESULTS,
+    Round,
+    conversion_answer,
+    convert,
+    countries,
+    forecast_answer,
+    money,
+    rewrite_calls,
+    sign,
+    spellings,
+)
 
 DATE = r"^20[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
 
@@ -58,16 +71,11 @@ def said_for(code):
     return rng.choice(TABLE[code])
 
 
-def answer(results):
-    return " ".join(f"{r['amount']:,{'.2f' * isinstance(r['amount'], float)}} {r['from']} is about "
-                    f"{r['result']:,.2f} {r['to']}." for r in results)
-
-
 def conversion(user, n, f, said, targets):
     """One conversion row: ``n`` of ``f`` (written ``said``) into each (code, words) of ``targets``."""
     calls = [("convert_currency", {"amount": n, "from": said, "to": words}) for _, words in targets]
     results = [convert(n, f, t) for t, _ in targets]
-    return add([], user, calls, results, answer(results))
+    return add([], user, calls, results, conversion_answer(results))
 
 
 def target(f):
@@ -194,8 +202,6 @@ VISA_T = ["After two weeks trekking in {r}, I'm flying on to {d}. Do I need a vi
           "My {w} partner has been to {x} twice, but never {d}. Does {d} need a visa from her?",
           "Skipping {x} this year, we're going to {d} instead. Visa rules for {w} travellers?",
           "{w} passport, living in {x} for work. Can I visit {d} without a visa?"]
-RESULT = [(False, "visa-free stay up to 30 days"), (False, "visa-free stay up to 90 days"),
-          (True, "e-visa, apply online before travel"), (True, "visa required; apply at an embassy")]
 n_visa = 0
 nationals = [w for w in NATIONAL if w.casefold() in COUNTRY and not held(w)]
 rng.shuffle(nationals)
@@ -216,7 +222,7 @@ for w in nationals:
         break
     country, template = COUNTRY[w.casefold()], VISA_T[n_visa % len(VISA_T)]
     d, x = rng.sample([p for p in DEST if not held(p) and p != country], 2)
-    r, h, (req, det) = rng.choice(regions), rng.choice(hubs), rng.choice(RESULT)
+    r, h, (req, det) = rng.choice(regions), rng.choice(hubs), rng.choice(VISA_RESULTS)
     user = re.sub(r"\ba (?=[AEIO]|U(?![gkr]))", "an ", template.format(w=w, d=place(d), x=place(x), r=r, h=h))
     says = ("need a visa for" if req else "can visit") + f" {place(d)}"
     named = [v for k, v in {"x": x, "r": r, "h": h}.items() if "{" + k + "}" in template]
@@ -295,10 +301,6 @@ def clock(*cities):
     return out
 
 
-def told(r):
-    return f"{r['city']}: {r['summary']}, {r['high_c']}°C / {r['low_c']}°C."
-
-
 # the other place: a city people travel from or through
 OTHER = ["Frankfurt", "Doha", "Dubai", "Istanbul", "Singapore", "Chicago", "Toronto", "Melbourne", "Manchester",
          "Lyon", "Milan", "Osaka", "Seoul", "Mumbai", "Nairobi", "Johannesburg", "Bogotá", "São Paulo", "Denver",
@@ -353,7 +355,7 @@ for template in DATED * 2:
     iso = f"{y}-{m:02d}-{d:02d}"
     res = weather(c, iso)
     n_dated += add([c], template.format(c=c, d=in_words(y, m, d)), [("get_weather_forecast", {"city": c, "date": iso})],
-                   [res], f"On {iso}, {told(res)}")
+                   [res], f"On {iso}, {forecast_answer(res)}")
 print("dates in words", n_dated, file=sys.stderr)
 
 # --- 7. two places on a journey -----------------------------------------------------------------------
@@ -375,7 +377,7 @@ for template in W_TRIP:
     res = [weather(a), weather(b)]
     n_trip += add([a, b], template.format(a=a, b=b), [("get_weather_forecast", {"city": a}),
                                                       ("get_weather_forecast", {"city": b})],
-                  res, "Today: " + " ".join(told(r) for r in res))
+                  res, "Today: " + " ".join(forecast_answer(r) for r in res))
 for template in T_TRIP:
     a, b = towns.pop(), towns.pop()
     res = clock(a, b)

@@ -20,7 +20,7 @@ longer name a country."""
 import re
 import sys
 
-from travel_tools_rows import Round, countries, rewrite_calls
+from travel_tools_rows import VISA_RESULTS, Round, countries, rewrite_calls
 
 DESCRIPTION = "the traveller's nationality or passport country, in the user's own words (e.g. Brazilian or Brazil)"
 
@@ -84,15 +84,13 @@ VISA_T = ["I'm {w}. Is {d} visa-free for me?", "Passport: {w}. Destination: {d}.
           "Can I travel to {d} with a {w} passport, or do I have to apply first?",
           "We hold {w} passports. What are the entry rules for {d}?",
           "visa for {d}? passport from {w}", "As a citizen of {w}, what do I need before flying to {d}?"]
-RESULT = [(False, "visa-free stay up to 30 days"), (False, "visa-free stay up to 90 days"),
-          (True, "e-visa, apply online before travel"), (True, "visa required; apply at an embassy")]
 n = 0
 said, places = unheld(SAID), unheld(PLACES)
 rng.shuffle(said)
 for w in said:
     if n >= 24:
         break
-    d, (req, det) = rng.choice(places), rng.choice(RESULT)
+    d, (req, det) = rng.choice(places), rng.choice(VISA_RESULTS)
     country = ALIASES.get(w.casefold())
     template = rng.choice([t for t in VISA_T if ("citizen of" in t or "from {w}" in t) == (country == w)]
                           or VISA_T)

@@ -24,6 +24,22 @@ def convert(n, f, t):
     return {"amount": n, "from": f, "to": t, "rate": rate, "result": round(n * rate, 2)}
 
 
+# the visa function's made-up results: (visa required, details)
+VISA_RESULTS = [(False, "visa-free stay up to 30 days"), (False, "visa-free stay up to 90 days"),
+                (True, "e-visa, apply online before travel"), (True, "visa required; apply at an embassy")]
+
+
+def conversion_answer(results):
+    """The answer in words after conversion results: "2,400 USD is about 3,287.76 CAD." for each."""
+    return " ".join(f"{r['amount']:,{'.2f' * isinstance(r['amount'], float)}} {r['from']} is about "
+                    f"{r['result']:,.2f} {r['to']}." for r in results)
+
+
+def forecast_answer(r):
+    """A forecast result in words: "Lisbon: light rain, 14°C / 9°C."."""
+    return f"{r['city']}: {r['summary']}, {r['high_c']}°C / {r['low_c']}°C."
+
+
 def lines(name):
     return [json.loads(x) for x in (D / name).read_text(encoding="utf-8").splitlines() if x.strip()]
 
